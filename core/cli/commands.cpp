@@ -1,0 +1,349 @@
+// Implementations of the mechscope-cli subcommands.
+#include "core/cli/commands.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <stdexcept>
+
+#include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
+
+#include "core/engine/runtime.h"
+#include "core/io/checkpoint.h"
+#include "core/io/results.h"
+#include "core/io/tokens.h"
+#include "core/model/model.h"
+#include "core/util/sha256.h"
+#include "core/util/strings.h"
+
+namespace mechscope::cli {
+using nlohmann::json;
+
+namespace {
+
+bool file_exists(const std::string& p) {
+  struct stat st {};
+  return ::stat(p.c_str(), &st) == 0;
+}
+
+void refuse_overwrite(const std::string& path, bool force) {
+  if (!force && file_exists(path))
+    throw std::runtime_error("'" + path + "' already exists; pass --force to overwrite it");
+}
+
+std::string fmt(const char* f, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, v);
+  return buf;
+}
+
+std::string with_commas(int64_t n) {
+  std::string s = std::to_string(n), out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (i && (s.size() - i) % 3 == 0) out += ',';
+    out += s[i];
+  }
+  return out;
+}
+
+// "a.b=3" -> {"a": {"b": 3}}; a value that is not JSON is taken as a string.
+json parse_set(const std::string& kv) {
+  auto eq = kv.find('=');
+  if (eq == std::string::npos || eq == 0)
+    throw std::invalid_argument("--set '" + kv + "': expected key=value, e.g. --set d_model=64");
+  std::string key = kv.substr(0, eq), value = kv.substr(eq + 1);
+  json v;
+  try {
+    v = json::parse(value);
+  } catch (const json::exception&) {
+    v = value;
+  }
+  auto parts = split(key, '.');
+  for (auto it = parts.rbegin(); it != parts.rend(); ++it) v = json{{*it, v}};
+  return v;
+}
+
+json read_json_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error("cannot read config file '" + path + "'");
+  try {
+    return json::parse(in);
+  } catch (const json::exception& e) {
+    throw std::runtime_error("config file '" + path + "' is not valid JSON: " + e.what());
+  }
+}
+
+std::string describe_layer(const ModelConfig& c, int64_t i) {
+  auto attn = [&] {
+    std::ostringstream o;
+    o << c.attn.num_heads << " attention heads (head_dim " << c.attn_head_dim(c.d_model);
+    if (c.attn_heads_kv() != c.attn.num_heads) o << ", " << c.attn_heads_kv() << " kv heads";
+    if (c.attn.rotary_emb_dim > 0) o << ", rotary " << c.attn.rotary_emb_dim;
+    o << ")";
+    return o.str();
+  };
+  auto ssm = [&] {
+    std::ostringstream o;
+    if (c.ssm_layer == "Mamba1")
+      o << c.mamba1_d_inner() << " channels as heads (d_state " << c.mamba1.d_state << ", d_conv " << c.mamba1.d_conv
+        << ", dt_rank " << c.mamba1.dt_rank << ")";
+    else
+      o << c.mamba2_nheads() << " SSM heads (headdim " << c.mamba2.headdim << ", d_state " << c.mamba2.d_state
+        << ", groups " << c.mamba2.ngroups << ", chunk " << c.mamba2.chunk_size << ")";
+    return o.str();
+  };
+  switch (c.mixer_kind(i)) {
+    case MixerKind::Attention: return "attention  " + attn();
+    case MixerKind::Mamba1: return "mamba1     " + ssm();
+    case MixerKind::Mamba2: return "mamba2     " + ssm();
+    case MixerKind::Parallel: return "parallel   " + ssm() + " + tanh(beta) * " + attn();
+  }
+  return "";
+}
+
+std::string architecture_name(const ModelConfig& c) {
+  bool attn = false, ssm = false, par = false;
+  for (int64_t i = 0; i < c.n_layer; ++i) {
+    auto k = c.mixer_kind(i);
+    attn |= k == MixerKind::Attention;
+    ssm |= k == MixerKind::Mamba1 || k == MixerKind::Mamba2;
+    par |= k == MixerKind::Parallel;
+  }
+  if (par) return "parallel hybrid (" + c.ssm_layer + " + attention)";
+  if (attn && ssm) return "hybrid (" + c.ssm_layer + " + attention)";
+  if (attn) return "transformer";
+  return c.ssm_layer == "Mamba2" ? "mamba2" : "mamba1";
+}
+
+std::string shape_str(at::IntArrayRef s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+}  // namespace
+
+int run_version() {
+  std::cout << runtime_report();
+  return 0;
+}
+
+int run_init(const InitOptions& o) {
+  if (o.preset.empty() == o.config_path.empty())
+    throw std::invalid_argument("init: give exactly one of --preset NAME (" + join(ModelConfig::preset_names(), ", ") +
+                                ") or --config FILE.json");
+  json overrides = json::object();
+  for (const auto& s : o.sets) overrides.merge_patch(parse_set(s));
+  json j;
+  if (!o.preset.empty()) {
+    j = ModelConfig::preset_json(o.preset, overrides);
+  } else {
+    j = read_json_file(o.config_path);
+    if (j.contains("model_config")) j = j["model_config"];
+    j.merge_patch(overrides);
+  }
+  ModelConfig cfg = ModelConfig::from_json(j);
+  refuse_overwrite(o.out, o.force);
+  LanguageModel model(cfg, o.seed);
+  save_checkpoint(o.out, model, {});
+  std::cout << "wrote " << o.out << ": " << architecture_name(cfg) << ", " << cfg.n_layer << " layers, d_model "
+            << cfg.d_model << ", vocab " << cfg.vocab_size << ", " << with_commas(model.parameter_count())
+            << " parameters, seed " << o.seed << "\n";
+  return 0;
+}
+
+int run_info(const InfoOptions& o) {
+  Checkpoint ck = load_checkpoint(o.checkpoint);
+  const ModelConfig& c = ck.config;
+  LanguageModel& model = *ck.model;
+  // Shapes of every hook point on a 4-token input (batch 1).
+  std::map<std::string, std::vector<int64_t>> shapes;
+  if (o.hooks) {
+    at::NoGradGuard no_grad;
+    const int64_t L = c.pos_emb == "learned" ? std::min<int64_t>(4, c.max_seq_len) : 4;
+    at::Tensor toks = at::zeros({1, L}, at::kLong);
+    auto [logits, cache] = model.run_with_cache(toks, HookSelection::everything(true));
+    for (auto& [n, t] : cache) shapes[n] = t.sizes().vec();
+  }
+  if (o.json) {
+    json j;
+    j["path"] = ck.path;
+    j["created_by"] = ck.created_by;
+    j["architecture"] = architecture_name(c);
+    j["model_config"] = c.to_json();
+    j["task_config"] = ck.task_config;
+    j["parameters"] = model.parameter_count();
+    j["vocab_size"] = c.vocab_size;
+    j["vocab_rows"] = c.padded_vocab_size();
+    json layers = json::array();
+    for (int64_t i = 0; i < c.n_layer; ++i) {
+      json heads = json::object();
+      for (auto& [k, n] : model.heads_of_layer(i)) heads[k] = n;
+      layers.push_back({{"index", i}, {"mixer", mixer_kind_name(c.mixer_kind(i))}, {"heads", heads}});
+    }
+    j["layers"] = layers;
+    j["warnings"] = ck.warnings;
+    if (o.hooks) {
+      json hooks = json::array();
+      for (const auto& n : model.hook_names())
+        hooks.push_back({{"name", n}, {"shape_at_pos4", shapes[n]}, {"axes", hook_axes(n)}, {"on_request", is_expensive_hook(n)}});
+      j["hooks"] = hooks;
+    }
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
+  std::cout << "checkpoint   " << ck.path << (ck.created_by.empty() ? "" : "  (" + ck.created_by + ")") << "\n";
+  std::cout << "model        " << architecture_name(c) << ": " << c.n_layer << " layers, d_model " << c.d_model
+            << ", vocab " << c.vocab_size << " (" << c.padded_vocab_size() << " rows), "
+            << with_commas(model.parameter_count()) << " parameters\n";
+  std::cout << "blocks       " << (c.rms_norm ? "RMSNorm" : "LayerNorm") << " eps " << c.norm_epsilon << ", "
+            << (c.has_mlp() ? "GatedMLP hidden " + std::to_string(c.mlp_hidden()) : std::string("no MLP")) << ", "
+            << (c.tie_embeddings ? "tied" : "untied") << " embeddings, position embedding: " << c.pos_emb
+            << (c.pos_emb == "learned" ? " (" + std::to_string(c.max_seq_len) + " positions)" : "") << "\n";
+  for (int64_t i = 0; i < c.n_layer; ++i) std::cout << "layer " << i << (i < 10 ? "      " : "     ") << describe_layer(c, i) << "\n";
+  std::cout << "task         " << (ck.task_config.is_null() ? "none (bare model)" : ck.task_config.dump()) << "\n";
+  if (!ck.training.empty()) {
+    std::vector<std::string> names;
+    for (auto& [n, t] : ck.training) names.push_back(n + " " + shape_str(t.sizes()));
+    std::cout << "training     " << join(names, ", ") << "\n";
+  }
+  for (const auto& w : ck.warnings) std::cout << "warning      " << w << "\n";
+  if (o.hooks) {
+    std::cout << "hook points (" << model.hook_names().size() << "; shapes for batch 1 x 4 tokens; * = computed only when asked):\n";
+    for (const auto& n : model.hook_names())
+      std::cout << "  " << (is_expensive_hook(n) ? "* " : "  ") << n << "  " << shape_str(shapes[n]) << "  "
+                << join(hook_axes(n), ",") << "\n";
+  }
+  std::cout << runtime_report();
+  return 0;
+}
+
+int run_forward(const ForwardOptions& o) {
+  if (o.tokens.empty() == o.tokens_file.empty())
+    throw std::invalid_argument("forward: give exactly one of --tokens or --tokens-file");
+  if (o.topk < 0) throw std::invalid_argument("forward: --topk must be >= 0");
+  if (!o.out.empty()) refuse_overwrite(o.out, o.force);
+  Checkpoint ck = load_checkpoint(o.checkpoint);
+  for (const auto& w : ck.warnings) std::cerr << "warning: " << w << "\n";
+  LanguageModel& model = *ck.model;
+  const int64_t rows = ck.config.padded_vocab_size();
+  std::vector<int64_t> ids = o.tokens.empty() ? read_token_file(o.tokens_file, ck.vocab, rows)
+                                              : parse_tokens(o.tokens, ck.vocab, rows);
+  at::Device device(at::kCPU);
+  if (o.device == "cuda") {
+    if (!at::hasCUDA()) throw std::runtime_error("--device cuda: this build or machine has no CUDA device; use --device cpu");
+    device = at::Device(at::kCUDA);
+  } else if (o.device != "cpu") {
+    throw std::invalid_argument("--device: expected cpu or cuda, found '" + o.device + "'");
+  }
+  at::ScalarType dtype = at::kFloat;
+  if (o.dtype == "bfloat16") dtype = at::kBFloat16;
+  else if (o.dtype != "float32") throw std::invalid_argument("--dtype: expected float32 or bfloat16, found '" + o.dtype + "'");
+  model.to(device, dtype);
+
+  HookSelection sel;
+  for (const auto& h : o.hooks) {
+    if (h == "all") sel.all = true;
+    else if (!h.empty()) sel.names.push_back(h);
+  }
+  at::Tensor tokens = at::tensor(ids, at::kLong).unsqueeze(0).to(device);
+  at::NoGradGuard no_grad;
+  auto [logits_b, cache] = model.run_with_cache(tokens, sel);
+  at::Tensor logits = logits_b.squeeze(0).to(at::kCPU, at::kFloat);  // [pos, vocab_rows]
+  const int64_t L = logits.size(0);
+
+  std::vector<std::string> tok_strings;
+  for (auto id : ids) tok_strings.push_back(token_string(id, ck.vocab));
+  if (o.topk > 0) {
+    at::Tensor probs = at::softmax(logits, -1);
+    const int64_t k = std::min<int64_t>(o.topk, probs.size(1));
+    for (int64_t p = o.all_positions ? 0 : L - 1; p < L; ++p) {
+      auto top = probs[p].topk(k);
+      at::Tensor v = std::get<0>(top), i = std::get<1>(top);
+      std::cout << "pos " << p << " " << tok_strings[p] << " ->";
+      for (int64_t j = 0; j < k; ++j)
+        std::cout << "  " << token_string(i[j].item<int64_t>(), ck.vocab) << " " << fmt("%.4f", v[j].item<double>());
+      std::cout << "\n";
+    }
+  }
+  if (!o.out.empty()) {
+    ResultsFile rf;
+    rf.kind = "forward";
+    rf.provenance = {{"checkpoint", ck.path}, {"checkpoint_sha256", sha256_file(ck.path)}, {"tokens", ids},
+                     {"hooks", o.hooks}, {"device", o.device}, {"dtype", o.dtype}, {"program", program_id()}};
+    json pos_labels = tok_strings;
+    rf.tensors.push_back({"logits", logits, {"pos", "vocab"}, json{{"pos", pos_labels}}});
+    rf.tensors.push_back({"tokens", at::tensor(ids, at::kLong), {"pos"}, json{{"pos", pos_labels}}});
+    for (auto& [name, t] : cache) {
+      auto axes = hook_axes(name);
+      axes.erase(axes.begin());  // one sequence: drop the batch axis
+      rf.tensors.push_back({name, t.squeeze(0).to(at::kCPU, at::kFloat), axes, json()});
+    }
+    write_results(o.out, rf);
+    std::cout << "wrote " << o.out << ": logits [" << L << ", " << logits.size(1) << "]";
+    if (!cache.empty()) std::cout << " and " << cache.size() << " hook tensor(s)";
+    std::cout << "\n";
+  }
+  return 0;
+}
+
+int run_bench(const BenchOptions& o) {
+  if (o.checkpoint.empty() == o.preset.empty())
+    throw std::invalid_argument("bench: give exactly one of --checkpoint or --preset");
+  if (o.batch <= 0 || o.seq <= 0 || o.repeat <= 0) throw std::invalid_argument("bench: --batch, --seq and --repeat must be positive");
+  std::shared_ptr<LanguageModel> model;
+  std::string label;
+  if (!o.checkpoint.empty()) {
+    model = load_checkpoint(o.checkpoint).model;
+    label = o.checkpoint;
+  } else {
+    model = std::make_shared<LanguageModel>(ModelConfig::from_json(ModelConfig::preset_json(o.preset, json::object())), o.seed);
+    label = "preset " + o.preset;
+  }
+  const ModelConfig& c = model->config();
+  int64_t seq = o.seq;
+  if (c.pos_emb == "learned" && seq > c.max_seq_len) seq = c.max_seq_len;
+  at::manual_seed(o.seed);
+  at::Tensor tokens = at::randint(c.vocab_size, {o.batch, seq}, at::kLong);
+  at::NoGradGuard no_grad;
+  model->eval();
+  using clock = std::chrono::steady_clock;
+  auto median_ms = [&](auto&& fn) {
+    fn();  // warm-up
+    std::vector<double> t;
+    for (int r = 0; r < o.repeat; ++r) {
+      auto t0 = clock::now();
+      fn();
+      t.push_back(std::chrono::duration<double, std::milli>(clock::now() - t0).count());
+    }
+    std::sort(t.begin(), t.end());
+    return t[t.size() / 2];
+  };
+  size_t n_hooks = 0;
+  double cached_bytes = 0;
+  double plain = median_ms([&] { model->forward(tokens); });
+  double cached = median_ms([&] {
+    auto [logits, cache] = model->run_with_cache(tokens, HookSelection::everything(false));
+    n_hooks = cache.size();
+    cached_bytes = 0;
+    for (auto& [n, t] : cache) cached_bytes += static_cast<double>(t.numel()) * t.element_size();
+  });
+  RuntimeInfo ri = runtime_info();
+  std::cout << "model: " << label << " (" << architecture_name(c) << ", " << c.n_layer << " layers, d_model " << c.d_model
+            << "), batch " << o.batch << " x " << seq << " tokens, " << ri.threads << " threads, BLAS " << ri.blas << "\n";
+  const double tokens_total = static_cast<double>(o.batch * seq);
+  std::cout << "plain forward:        " << fmt("%8.2f", plain) << " ms  (" << fmt("%.0f", tokens_total / plain * 1e3)
+            << " tokens/s)\n";
+  std::cout << "forward + full cache: " << fmt("%8.2f", cached) << " ms  (" << fmt("%.2f", cached / plain) << "x plain; "
+            << n_hooks << " hook points, " << format_bytes(cached_bytes)
+            << " cached; SSM states and implicit patterns excluded)\n";
+  return 0;
+}
+
+}  // namespace mechscope::cli

@@ -1,0 +1,54 @@
+// The subcommands of mechscope-cli. Each takes its parsed options and returns an exit code;
+// errors are thrown as exceptions and reported by main().
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace mechscope::cli {
+
+struct InitOptions {
+  std::string preset;               // e.g. "mamba2"
+  std::string config_path;          // JSON file with a model_config
+  std::vector<std::string> sets;    // key=value overrides (dotted keys, JSON values)
+  uint64_t seed = 0;
+  std::string out;
+  bool force = false;
+};
+int run_init(const InitOptions& o);
+
+struct InfoOptions {
+  std::string checkpoint;
+  bool hooks = false;
+  bool json = false;
+};
+int run_info(const InfoOptions& o);
+
+struct ForwardOptions {
+  std::string checkpoint;
+  std::string tokens;
+  std::string tokens_file;
+  std::string out;
+  std::vector<std::string> hooks;   // names or glob patterns
+  int topk = 5;
+  bool all_positions = false;
+  std::string device = "cpu";
+  std::string dtype = "float32";
+  bool force = false;
+};
+int run_forward(const ForwardOptions& o);
+
+struct BenchOptions {
+  std::string checkpoint;
+  std::string preset;
+  int64_t batch = 32;
+  int64_t seq = 256;
+  int repeat = 10;
+  uint64_t seed = 0;
+};
+int run_bench(const BenchOptions& o);
+
+int run_version();
+
+}  // namespace mechscope::cli

@@ -1,0 +1,87 @@
+// Runtime set-up and the BLAS/threads report.
+#include "core/engine/runtime.h"
+
+#include <dlfcn.h>
+#include <link.h>
+
+#include <cstdlib>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include <ATen/Parallel.h>
+#include <ATen/Context.h>
+#include <torch/version.h>
+
+#include "core/version.h"
+
+namespace mechscope {
+
+int init_runtime() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    int n = static_cast<int>(std::thread::hardware_concurrency());
+    if (const char* env = std::getenv("MECHSCOPE_NUM_THREADS")) {
+      int v = std::atoi(env);
+      if (v > 0) n = v;
+    }
+    if (n > 0) at::set_num_threads(n);
+  });
+  return at::get_num_threads();
+}
+
+static int collect_libs(struct dl_phdr_info* info, size_t, void* data) {
+  if (info->dlpi_name && *info->dlpi_name) static_cast<std::vector<std::string>*>(data)->push_back(info->dlpi_name);
+  return 0;
+}
+
+RuntimeInfo runtime_info() {
+  RuntimeInfo r;
+  r.version = kVersion;
+  r.torch_version = TORCH_VERSION;
+  r.threads = at::get_num_threads();
+  r.cuda_available = at::hasCUDA();
+  std::vector<std::string> libs;
+  dl_iterate_phdr(collect_libs, &libs);
+  // The BLAS LibTorch calls is whichever libblas / openblas / mkl got loaded into the process.
+  for (const auto& lib : libs) {
+    auto has = [&](const char* s) { return lib.find(s) != std::string::npos; };
+    if (has("libmkl")) {
+      r.blas = "Intel MKL";
+      r.blas_path = lib;
+      break;
+    }
+    if (has("openblas") || has("libblas") || has("libcblas")) {
+      char resolved[4096];
+      std::string real = realpath(lib.c_str(), resolved) ? std::string(resolved) : lib;
+      r.blas_path = real;
+      if (real.find("openblas") != std::string::npos) {
+        using ConfigFn = char* (*)();
+        void* h = dlopen(lib.c_str(), RTLD_NOW | RTLD_NOLOAD);
+        ConfigFn cfg = h ? reinterpret_cast<ConfigFn>(dlsym(h, "openblas_get_config")) : nullptr;
+        r.blas = cfg ? std::string("OpenBLAS (") + cfg() + ")" : "OpenBLAS";
+        if (real.find("pthread") != std::string::npos) r.blas += ", pthread build";
+        if (h) dlclose(h);
+        break;
+      }
+      if (real.find("/blas/") != std::string::npos || real.find("libblas.so") != std::string::npos) {
+        r.blas = "reference BLAS (netlib) - about 16x slower; install libopenblas0-pthread";
+        r.blas_is_slow = true;
+      }
+    }
+  }
+  if (r.blas.empty()) r.blas = "none loaded (LibTorch uses its own kernels)";
+  return r;
+}
+
+std::string runtime_report() {
+  RuntimeInfo r = runtime_info();
+  std::string s;
+  s += "mechscope " + r.version + "\n";
+  s += "LibTorch  " + r.torch_version + (r.cuda_available ? " (CUDA available)" : " (CPU)") + "\n";
+  s += "threads   " + std::to_string(r.threads) + " (set MECHSCOPE_NUM_THREADS to change)\n";
+  s += "BLAS      " + r.blas + (r.blas_path.empty() ? "" : "\n          " + r.blas_path) + "\n";
+  return s;
+}
+
+}  // namespace mechscope

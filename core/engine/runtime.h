@@ -1,0 +1,26 @@
+// Process-wide runtime set-up: torch's intra-op thread count from the hardware (or MECHSCOPE_NUM_THREADS),
+// and a report of what the process actually runs on (BLAS library, threads, LibTorch version), so a
+// user can see a slow set-up. Must not: print (callers decide what to show).
+#pragma once
+
+#include <string>
+
+namespace mechscope {
+
+struct RuntimeInfo {
+  std::string version;        ///< MechScope version
+  std::string torch_version;  ///< e.g. "1.13.0"
+  int threads = 0;            ///< torch intra-op threads
+  std::string blas;           ///< e.g. "OpenBLAS 0.3.21 (openblas-pthread)"; "reference BLAS (slow)" ...
+  std::string blas_path;      ///< the shared library actually loaded
+  bool blas_is_slow = false;  ///< the reference BLAS: install libopenblas0-pthread
+  bool cuda_available = false;
+};
+
+/// Sets torch's thread count once (idempotent). Returns the count in use.
+int init_runtime();
+RuntimeInfo runtime_info();
+/// Multi-line human-readable report of runtime_info().
+std::string runtime_report();
+
+}  // namespace mechscope

@@ -1,0 +1,268 @@
+// Reading, validating and atomically writing checkpoints (SPEC §0).
+#include "core/io/checkpoint.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <set>
+#include <sstream>
+
+#include <ATen/ATen.h>
+#include <ATen/core/Generator.h>
+#include <ATen/CPUGeneratorImpl.h>
+
+#include "core/io/hdf5.h"
+#include "core/model/model.h"
+#include "core/util/strings.h"
+#include "core/version.h"
+
+namespace mechscope {
+using nlohmann::json;
+
+std::string program_id() { return std::string("mechscope ") + kVersion; }
+
+std::vector<std::string> default_vocab(int64_t vocab_size) {
+  const std::vector<std::string> markers = {"<pad>", "<bos>", "<eos>", "<sep>", "<query>"};
+  std::vector<std::string> v;
+  for (int64_t i = 0; i < vocab_size; ++i)
+    v.push_back(i < static_cast<int64_t>(markers.size()) ? markers[i] : "x" + std::to_string(i));
+  return v;
+}
+
+namespace {
+
+std::string shape_str(at::IntArrayRef s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+json parse_json_attr(const std::string& text, const std::string& what, const std::string& path) {
+  try {
+    return json::parse(text);
+  } catch (const json::exception& e) {
+    throw CheckpointError("'" + path + "': attribute " + what + " is not valid JSON (" + e.what() + ")");
+  }
+}
+
+// Restores the global CPU generator after building a model whose random init is overwritten anyway.
+struct RngGuard {
+  at::Generator gen = at::detail::getDefaultCPUGenerator();
+  at::Tensor state;
+  RngGuard() {
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    state = gen.get_state();
+  }
+  ~RngGuard() {
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(state);
+  }
+};
+
+void fsync_path(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+std::string parent_dir(const std::string& path) {
+  auto pos = path.find_last_of('/');
+  if (pos == std::string::npos) return ".";
+  if (pos == 0) return "/";
+  return path.substr(0, pos);
+}
+
+}  // namespace
+
+Checkpoint load_checkpoint(const std::string& path) {
+  Checkpoint ck;
+  ck.path = path;
+  try {
+    h5::File f = h5::File::open_read(path);
+    const hid_t root = f.id();
+    const std::string where = "'" + path + "'";
+    auto format = h5::read_attr_string(root, "format", where);
+    if (!format)
+      throw CheckpointError(where + " is an HDF5 file but not a MechScope checkpoint: the root attribute 'format' is missing");
+    if (*format != kCheckpointFormat)
+      throw CheckpointError(where + " is not a MechScope checkpoint: format is '" + *format + "', expected '" +
+                            kCheckpointFormat + "'");
+    auto version = h5::read_attr_int(root, "format_version", where);
+    if (!version) throw CheckpointError(where + ": the root attribute 'format_version' is missing");
+    if (*version != kCheckpointVersion)
+      throw CheckpointError(where + ": format_version " + std::to_string(*version) +
+                            (*version > kCheckpointVersion ? " was written by a newer MechScope; this build reads version "
+                                                           : " is not supported; this build reads version ") +
+                            std::to_string(kCheckpointVersion));
+    auto mc = h5::read_attr_string(root, "model_config", where);
+    if (!mc) throw CheckpointError(where + ": the root attribute 'model_config' is missing");
+    try {
+      ck.config = ModelConfig::from_json(parse_json_attr(*mc, "model_config", path));
+    } catch (const std::invalid_argument& e) {
+      throw CheckpointError(where + ": " + e.what());
+    }
+    if (auto tc = h5::read_attr_string(root, "task_config", where)) {
+      ck.task_config = parse_json_attr(*tc, "task_config", path);
+      if (!ck.task_config.is_object() || !ck.task_config.contains("task"))
+        throw CheckpointError(where + ": task_config must be a JSON object with a \"task\" key");
+    }
+    auto vocab = h5::read_attr_string(root, "vocab", where);
+    if (!vocab) throw CheckpointError(where + ": the root attribute 'vocab' is missing");
+    json vj = parse_json_attr(*vocab, "vocab", path);
+    if (!vj.is_array()) throw CheckpointError(where + ": vocab must be a JSON list of token strings");
+    for (const auto& t : vj) {
+      if (!t.is_string()) throw CheckpointError(where + ": vocab entry " + t.dump() + " is not a string");
+      ck.vocab.push_back(t.get<std::string>());
+    }
+    if (static_cast<int64_t>(ck.vocab.size()) != ck.config.vocab_size)
+      throw CheckpointError(where + ": vocab lists " + std::to_string(ck.vocab.size()) +
+                            " tokens but model_config.vocab_size is " + std::to_string(ck.config.vocab_size));
+    ck.created_by = h5::read_attr_string(root, "created_by", where).value_or("");
+
+    const double approx = ck.config.approx_parameter_count();
+    if (approx > 4.0e9)
+      throw CheckpointError(where + ": model_config describes about " + std::to_string(static_cast<int64_t>(approx / 1e6)) +
+                            "M parameters, beyond what MechScope loads (4000M)");
+
+    h5::Handle weights = h5::open_group(root, "weights", where);
+    const std::string wwhere = where + " /weights";
+    std::vector<std::string> present = h5::list_children(weights.get(), wwhere);
+    std::set<std::string> present_set(present.begin(), present.end());
+
+    std::shared_ptr<LanguageModel> model;
+    {
+      RngGuard rng;
+      at::NoGradGuard no_grad;
+      model = std::make_shared<LanguageModel>(ck.config, 0);
+    }
+    auto params = model->state_dict();
+    std::vector<std::string> missing;
+    std::set<std::string> expected;
+    for (const auto& [name, p] : params) {
+      expected.insert(name);
+      if (!present_set.count(name)) missing.push_back(name);
+    }
+    if (!missing.empty()) {
+      std::vector<std::string> head(missing.begin(), missing.begin() + std::min<size_t>(missing.size(), 8));
+      throw CheckpointError(where + ": " + std::to_string(missing.size()) + " parameter(s) missing from /weights: " +
+                            join(head, ", ") + (missing.size() > 8 ? ", ..." : ""));
+    }
+    std::vector<std::string> extra;
+    for (const auto& name : present)
+      if (!expected.count(name)) extra.push_back(name);
+    if (!extra.empty()) {
+      std::string hint;
+      if (std::find(extra.begin(), extra.end(), "lm_head.weight") != extra.end() && ck.config.tie_embeddings)
+        hint = " (lm_head.weight is stored although tie_embeddings is true)";
+      std::vector<std::string> head(extra.begin(), extra.begin() + std::min<size_t>(extra.size(), 8));
+      throw CheckpointError(where + ": " + std::to_string(extra.size()) + " unexpected parameter(s) in /weights: " +
+                            join(head, ", ") + (extra.size() > 8 ? ", ..." : "") + hint);
+    }
+    at::NoGradGuard no_grad;
+    for (auto& [name, p] : params) {
+      h5::Shape shape = h5::dataset_shape(weights.get(), name, wwhere);
+      if (shape.dims != p.sizes().vec())
+        throw CheckpointError(where + ": parameter " + name + " has shape " + shape.str() + ", the config expects " +
+                              shape_str(p.sizes()));
+      if (!h5::dataset_is_float(weights.get(), name, wwhere))
+        throw CheckpointError(where + ": parameter " + name + " is not stored as floating point");
+      at::Tensor buf = at::empty(p.sizes(), at::kFloat);
+      h5::read_float(weights.get(), name, buf.data_ptr<float>(), wwhere);
+      {
+        h5::QuietErrors quiet;
+        hid_t ds = H5Dopen2(weights.get(), name.c_str(), H5P_DEFAULT);
+        if (ds >= 0) {
+          h5::Handle dsh(ds);
+          if (auto dt = h5::read_attr_string(ds, "dtype", wwhere + "/" + name)) ck.weight_dtypes[name] = *dt;
+        }
+      }
+      const int64_t bad = buf.numel() - at::isfinite(buf).sum().item<int64_t>();
+      if (bad > 0)
+        ck.warnings.push_back("parameter " + name + " has " + std::to_string(bad) + " non-finite value(s)");
+      p.copy_(buf);
+    }
+    if (h5::exists(root, "training")) {
+      h5::Handle tr = h5::open_group(root, "training", where);
+      for (const auto& name : h5::list_children(tr.get(), where + " /training")) {
+        h5::Shape s = h5::dataset_shape(tr.get(), name, where + " /training");
+        if (s.numel() > (int64_t(1) << 28)) throw CheckpointError(where + ": /training/" + name + " is implausibly large");
+        if (h5::dataset_is_float(tr.get(), name, where + " /training")) {
+          at::Tensor t = at::empty(s.dims, at::kFloat);
+          h5::read_float(tr.get(), name, t.data_ptr<float>(), where + " /training");
+          ck.training[name] = t;
+        } else {
+          at::Tensor t = at::empty(s.dims, at::kLong);
+          h5::read_int64(tr.get(), name, t.data_ptr<int64_t>(), where + " /training");
+          ck.training[name] = t;
+        }
+      }
+    }
+    ck.model = model;
+  } catch (const h5::Error& e) {
+    throw CheckpointError(e.what());
+  }
+  return ck;
+}
+
+void save_checkpoint(const std::string& path, const LanguageModel& model, const CheckpointExtras& extras) {
+  const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
+  const std::string where = "'" + tmp + "'";
+  const ModelConfig& cfg = model.config();
+  std::vector<std::string> vocab = extras.vocab.empty() ? default_vocab(cfg.vocab_size) : extras.vocab;
+  if (static_cast<int64_t>(vocab.size()) != cfg.vocab_size)
+    throw CheckpointError("cannot save '" + path + "': the vocabulary has " + std::to_string(vocab.size()) +
+                          " tokens but the model's vocab_size is " + std::to_string(cfg.vocab_size));
+  try {
+    {
+      h5::File f = h5::File::create(tmp);
+      const hid_t root = f.id();
+      h5::write_attr_string(root, "format", kCheckpointFormat, where);
+      h5::write_attr_int(root, "format_version", kCheckpointVersion, where);
+      h5::write_attr_string(root, "model_config", cfg.to_json().dump(), where);
+      if (!extras.task_config.is_null()) h5::write_attr_string(root, "task_config", extras.task_config.dump(), where);
+      h5::write_attr_string(root, "vocab", json(vocab).dump(), where);
+      h5::write_attr_string(root, "created_by", program_id(), where);
+      h5::Handle weights = h5::create_group(root, "weights", where);
+      for (const auto& [name, p] : model.state_dict()) {
+        at::Tensor t = p.detach().to(at::kCPU, at::kFloat).contiguous();
+        h5::Handle ds = h5::write_float(weights.get(), name, t.data_ptr<float>(), t.sizes().vec(), where);
+        if (p.scalar_type() != at::kFloat) {
+          std::string dt = p.scalar_type() == at::kBFloat16 ? "bfloat16"
+                         : p.scalar_type() == at::kHalf     ? "float16"
+                         : p.scalar_type() == at::kDouble   ? "float64"
+                                                            : c10::toString(p.scalar_type());
+          h5::write_attr_string(ds.get(), "dtype", dt, where);
+        }
+      }
+      if (!extras.training.empty()) {
+        h5::Handle tr = h5::create_group(root, "training", where);
+        for (const auto& [name, t0] : extras.training) {
+          at::Tensor t = t0.detach().to(at::kCPU).contiguous();
+          if (at::isFloatingType(t.scalar_type())) {
+            t = t.to(at::kFloat);
+            h5::write_float(tr.get(), name, t.data_ptr<float>(), t.sizes().vec(), where);
+          } else {
+            t = t.to(at::kLong);
+            h5::write_int64(tr.get(), name, t.data_ptr<int64_t>(), t.sizes().vec(), where);
+          }
+        }
+      }
+      f.flush();
+    }
+    fsync_path(tmp);
+    if (std::rename(tmp.c_str(), path.c_str()) != 0)
+      throw CheckpointError("cannot move the finished checkpoint to '" + path + "': " + std::strerror(errno));
+    fsync_path(parent_dir(path));
+  } catch (const h5::Error& e) {
+    std::remove(tmp.c_str());
+    throw CheckpointError("cannot save '" + path + "': " + e.what());
+  } catch (...) {
+    std::remove(tmp.c_str());
+    throw;
+  }
+}
+
+}  // namespace mechscope

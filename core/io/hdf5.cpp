@@ -1,0 +1,284 @@
+// Implementation of the HDF5 helpers. Every failing call becomes h5::Error naming the file/object.
+#include "core/io/hdf5.h"
+
+#include <sys/stat.h>
+
+#include <cstring>
+#include <mutex>
+
+namespace mechscope::h5 {
+
+Handle& Handle::operator=(Handle&& o) noexcept {
+  if (this != &o) {
+    reset();
+    id_ = o.id_;
+    o.id_ = H5I_INVALID_HID;
+  }
+  return *this;
+}
+
+void Handle::reset() {
+  if (id_ < 0) return;
+  switch (H5Iget_type(id_)) {
+    case H5I_FILE: H5Fclose(id_); break;
+    case H5I_GROUP: H5Gclose(id_); break;
+    case H5I_DATASET: H5Dclose(id_); break;
+    case H5I_DATASPACE: H5Sclose(id_); break;
+    case H5I_DATATYPE: H5Tclose(id_); break;
+    case H5I_ATTR: H5Aclose(id_); break;
+    case H5I_GENPROP_LST: H5Pclose(id_); break;
+    default: break;
+  }
+  id_ = H5I_INVALID_HID;
+}
+
+QuietErrors::QuietErrors() {
+  H5Eget_auto2(H5E_DEFAULT, &func_, &data_);
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+}
+QuietErrors::~QuietErrors() { H5Eset_auto2(H5E_DEFAULT, func_, data_); }
+
+int64_t Shape::numel() const {
+  int64_t n = 1;
+  for (auto d : dims) n *= d;
+  return n;
+}
+
+std::string Shape::str() const {
+  std::string s = "[";
+  for (size_t i = 0; i < dims.size(); ++i) s += (i ? ", " : "") + std::to_string(dims[i]);
+  return s + "]";
+}
+
+static Handle check(hid_t id, const std::string& what) {
+  if (id < 0) throw Error(what);
+  return Handle(id);
+}
+static void check_status(herr_t st, const std::string& what) {
+  if (st < 0) throw Error(what);
+}
+
+File File::create(const std::string& path) {
+  QuietErrors quiet;
+  File f;
+  f.path_ = path;
+  f.h_ = check(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT),
+               "cannot create HDF5 file '" + path + "' (is the folder writable?)");
+  return f;
+}
+
+File File::open_read(const std::string& path) {
+  QuietErrors quiet;
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) throw Error("cannot open '" + path + "': no such file");
+  if (S_ISDIR(st.st_mode)) throw Error("cannot open '" + path + "': it is a folder, not a file");
+  htri_t is = H5Fis_hdf5(path.c_str());
+  if (is <= 0)
+    throw Error("'" + path + "' is not an HDF5 file (" + std::to_string(st.st_size) +
+                " bytes without the HDF5 signature); MechScope checkpoints and results are HDF5 (.h5)");
+  File f;
+  f.path_ = path;
+  f.h_ = check(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT),
+               "'" + path + "' has an HDF5 signature but cannot be opened: the file is truncated or corrupt");
+  return f;
+}
+
+void File::flush() {
+  QuietErrors quiet;
+  check_status(H5Fflush(h_.get(), H5F_SCOPE_GLOBAL), "cannot flush '" + path_ + "'");
+}
+
+bool exists(hid_t loc, const std::string& name) {
+  QuietErrors quiet;
+  return H5Lexists(loc, name.c_str(), H5P_DEFAULT) > 0;
+}
+
+Handle create_group(hid_t loc, const std::string& name, const std::string& where) {
+  QuietErrors quiet;
+  return check(H5Gcreate2(loc, name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+               where + ": cannot create group '" + name + "'");
+}
+
+Handle open_group(hid_t loc, const std::string& name, const std::string& where) {
+  QuietErrors quiet;
+  if (H5Lexists(loc, name.c_str(), H5P_DEFAULT) <= 0) throw Error(where + ": group '" + name + "' is missing");
+  return check(H5Gopen2(loc, name.c_str(), H5P_DEFAULT), where + ": '" + name + "' cannot be opened as a group");
+}
+
+#if H5_VERSION_GE(1, 12, 0)
+using LinkInfo = H5L_info2_t;
+#define MECHSCOPE_H5LITERATE H5Literate2
+#else
+using LinkInfo = H5L_info_t;
+#define MECHSCOPE_H5LITERATE H5Literate
+#endif
+
+static herr_t collect_name(hid_t, const char* name, const LinkInfo*, void* out) {
+  static_cast<std::vector<std::string>*>(out)->push_back(name);
+  return 0;
+}
+
+std::vector<std::string> list_children(hid_t group, const std::string& where) {
+  QuietErrors quiet;
+  std::vector<std::string> names;
+  hsize_t idx = 0;
+  check_status(MECHSCOPE_H5LITERATE(group, H5_INDEX_NAME, H5_ITER_INC, &idx, collect_name, &names),
+               where + ": cannot list the group (corrupt file?)");
+  return names;
+}
+
+static Handle scalar_space() { return check(H5Screate(H5S_SCALAR), "cannot create dataspace"); }
+
+static Handle utf8_string_type() {
+  Handle t = check(H5Tcopy(H5T_C_S1), "cannot create string type");
+  H5Tset_size(t.get(), H5T_VARIABLE);
+  H5Tset_cset(t.get(), H5T_CSET_UTF8);
+  return t;
+}
+
+void write_attr_string(hid_t obj, const std::string& name, const std::string& value, const std::string& where) {
+  QuietErrors quiet;
+  if (H5Aexists(obj, name.c_str()) > 0) H5Adelete(obj, name.c_str());
+  Handle type = utf8_string_type();
+  Handle space = scalar_space();
+  Handle attr = check(H5Acreate2(obj, name.c_str(), type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT),
+                      where + ": cannot create attribute '" + name + "'");
+  const char* ptr = value.c_str();
+  check_status(H5Awrite(attr.get(), type.get(), &ptr), where + ": cannot write attribute '" + name + "'");
+}
+
+static void write_attr_scalar(hid_t obj, const std::string& name, hid_t type, const void* v, const std::string& where) {
+  QuietErrors quiet;
+  if (H5Aexists(obj, name.c_str()) > 0) H5Adelete(obj, name.c_str());
+  Handle space = scalar_space();
+  Handle attr = check(H5Acreate2(obj, name.c_str(), type, space.get(), H5P_DEFAULT, H5P_DEFAULT),
+                      where + ": cannot create attribute '" + name + "'");
+  check_status(H5Awrite(attr.get(), type, v), where + ": cannot write attribute '" + name + "'");
+}
+
+void write_attr_int(hid_t obj, const std::string& name, int64_t value, const std::string& where) {
+  write_attr_scalar(obj, name, H5T_STD_I64LE, &value, where);
+}
+
+void write_attr_double(hid_t obj, const std::string& name, double value, const std::string& where) {
+  write_attr_scalar(obj, name, H5T_IEEE_F64LE, &value, where);
+}
+
+bool has_attr(hid_t obj, const std::string& name) {
+  QuietErrors quiet;
+  return H5Aexists(obj, name.c_str()) > 0;
+}
+
+std::optional<std::string> read_attr_string(hid_t obj, const std::string& name, const std::string& where) {
+  QuietErrors quiet;
+  if (H5Aexists(obj, name.c_str()) <= 0) return std::nullopt;
+  Handle attr = check(H5Aopen(obj, name.c_str(), H5P_DEFAULT), where + ": cannot open attribute '" + name + "'");
+  Handle type = check(H5Aget_type(attr.get()), where + ": attribute '" + name + "' has no type");
+  if (H5Tget_class(type.get()) != H5T_STRING) throw Error(where + ": attribute '" + name + "' is not a string");
+  Handle space = check(H5Aget_space(attr.get()), where + ": attribute '" + name + "' has no dataspace");
+  if (H5Sget_simple_extent_npoints(space.get()) != 1)
+    throw Error(where + ": attribute '" + name + "' should hold one string");
+  if (H5Tis_variable_str(type.get()) > 0) {
+    Handle mem = utf8_string_type();
+    char* ptr = nullptr;
+    check_status(H5Aread(attr.get(), mem.get(), &ptr), where + ": cannot read attribute '" + name + "'");
+    std::string out = ptr ? ptr : "";
+    if (ptr) H5free_memory(ptr);
+    return out;
+  }
+  size_t size = H5Tget_size(type.get());
+  if (size == 0 || size > (size_t(1) << 30)) throw Error(where + ": attribute '" + name + "' has an invalid size");
+  std::string buf(size, '\0');
+  Handle mem = check(H5Tcopy(H5T_C_S1), "string type");
+  H5Tset_size(mem.get(), size);
+  check_status(H5Aread(attr.get(), mem.get(), buf.data()), where + ": cannot read attribute '" + name + "'");
+  buf.resize(std::strlen(buf.c_str()));
+  return buf;
+}
+
+std::optional<int64_t> read_attr_int(hid_t obj, const std::string& name, const std::string& where) {
+  QuietErrors quiet;
+  if (H5Aexists(obj, name.c_str()) <= 0) return std::nullopt;
+  Handle attr = check(H5Aopen(obj, name.c_str(), H5P_DEFAULT), where + ": cannot open attribute '" + name + "'");
+  Handle type = check(H5Aget_type(attr.get()), where + ": attribute '" + name + "' has no type");
+  if (H5Tget_class(type.get()) != H5T_INTEGER)
+    throw Error(where + ": attribute '" + name + "' should be an integer");
+  Handle space = check(H5Aget_space(attr.get()), where + ": attribute '" + name + "' has no dataspace");
+  if (H5Sget_simple_extent_npoints(space.get()) != 1)
+    throw Error(where + ": attribute '" + name + "' should hold one integer");
+  int64_t v = 0;
+  check_status(H5Aread(attr.get(), H5T_NATIVE_INT64, &v), where + ": cannot read attribute '" + name + "'");
+  return v;
+}
+
+static Handle write_dataset(hid_t loc, const std::string& name, hid_t file_type, hid_t mem_type, const void* data,
+                            const std::vector<int64_t>& dims, const std::string& where) {
+  QuietErrors quiet;
+  Handle space;
+  if (dims.empty()) {
+    space = scalar_space();
+  } else {
+    std::vector<hsize_t> d(dims.begin(), dims.end());
+    space = check(H5Screate_simple(static_cast<int>(d.size()), d.data(), nullptr), where + ": bad shape for " + name);
+  }
+  Handle ds = check(H5Dcreate2(loc, name.c_str(), file_type, space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                    where + ": cannot create dataset '" + name + "'");
+  int64_t n = 1;
+  for (auto v : dims) n *= v;
+  if (n > 0)
+    check_status(H5Dwrite(ds.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data),
+                 where + ": cannot write dataset '" + name + "' (disk full?)");
+  return ds;
+}
+
+Handle write_float(hid_t loc, const std::string& name, const float* data, const std::vector<int64_t>& dims,
+                   const std::string& where) {
+  return write_dataset(loc, name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, data, dims, where);
+}
+
+Handle write_int64(hid_t loc, const std::string& name, const int64_t* data, const std::vector<int64_t>& dims,
+                   const std::string& where) {
+  return write_dataset(loc, name, H5T_STD_I64LE, H5T_NATIVE_INT64, data, dims, where);
+}
+
+static Handle open_dataset(hid_t loc, const std::string& name, const std::string& where) {
+  if (H5Lexists(loc, name.c_str(), H5P_DEFAULT) <= 0) throw Error(where + ": dataset '" + name + "' is missing");
+  return check(H5Dopen2(loc, name.c_str(), H5P_DEFAULT), where + ": '" + name + "' cannot be opened as a dataset");
+}
+
+Shape dataset_shape(hid_t loc, const std::string& name, const std::string& where) {
+  QuietErrors quiet;
+  Handle ds = open_dataset(loc, name, where);
+  Handle space = check(H5Dget_space(ds.get()), where + ": dataset '" + name + "' has no dataspace");
+  int rank = H5Sget_simple_extent_ndims(space.get());
+  if (rank < 0 || rank > 32) throw Error(where + ": dataset '" + name + "' has an invalid rank");
+  std::vector<hsize_t> d(rank);
+  if (rank > 0) H5Sget_simple_extent_dims(space.get(), d.data(), nullptr);
+  Shape s;
+  for (auto v : d) s.dims.push_back(static_cast<int64_t>(v));
+  return s;
+}
+
+bool dataset_is_float(hid_t loc, const std::string& name, const std::string& where) {
+  QuietErrors quiet;
+  Handle ds = open_dataset(loc, name, where);
+  Handle type = check(H5Dget_type(ds.get()), where + ": dataset '" + name + "' has no type");
+  return H5Tget_class(type.get()) == H5T_FLOAT;
+}
+
+static void read_dataset(hid_t loc, const std::string& name, hid_t mem_type, void* out, const std::string& where) {
+  QuietErrors quiet;
+  Handle ds = open_dataset(loc, name, where);
+  check_status(H5Dread(ds.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out),
+               where + ": cannot read dataset '" + name + "': the file is truncated or corrupt, or the type does not convert");
+}
+
+void read_float(hid_t loc, const std::string& name, float* out, const std::string& where) {
+  read_dataset(loc, name, H5T_NATIVE_FLOAT, out, where);
+}
+
+void read_int64(hid_t loc, const std::string& name, int64_t* out, const std::string& where) {
+  read_dataset(loc, name, H5T_NATIVE_INT64, out, where);
+}
+
+}  // namespace mechscope::h5

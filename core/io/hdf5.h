@@ -1,0 +1,96 @@
+// Thin RAII layer over the HDF5 C API for MechScope's files: handles that close themselves, string and
+// integer attributes, float32/int64 datasets of any rank, and errors that name the file and object.
+// Must not: know about models or checkpoints. HDF5 objects of one file stay in one thread (TOOLCHAIN.md).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <hdf5.h>
+
+namespace mechscope::h5 {
+
+/// Error with the file path already in the message.
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// Owns an hid_t and closes it with the matching H5*close.
+class Handle {
+ public:
+  Handle() = default;
+  explicit Handle(hid_t id) : id_(id) {}
+  Handle(const Handle&) = delete;
+  Handle& operator=(const Handle&) = delete;
+  Handle(Handle&& o) noexcept : id_(o.id_) { o.id_ = H5I_INVALID_HID; }
+  Handle& operator=(Handle&& o) noexcept;
+  ~Handle() { reset(); }
+  hid_t get() const { return id_; }
+  bool valid() const { return id_ >= 0; }
+  void reset();
+
+ private:
+  hid_t id_ = H5I_INVALID_HID;
+};
+
+/// Silences HDF5's own error printing for the lifetime of the object (errors become exceptions instead).
+class QuietErrors {
+ public:
+  QuietErrors();
+  ~QuietErrors();
+
+ private:
+  H5E_auto2_t func_ = nullptr;
+  void* data_ = nullptr;
+};
+
+struct Shape {
+  std::vector<int64_t> dims;
+  int64_t numel() const;
+  std::string str() const;
+};
+
+class File {
+ public:
+  static File create(const std::string& path);         ///< truncates
+  static File open_read(const std::string& path);      ///< checks existence and HDF5 signature first
+  const std::string& path() const { return path_; }
+  hid_t id() const { return h_.get(); }
+  void flush();
+  void close() { h_.reset(); }
+
+ private:
+  Handle h_;
+  std::string path_;
+};
+
+// Location = a file or a group id. `where` is used in error messages.
+bool exists(hid_t loc, const std::string& name);
+Handle create_group(hid_t loc, const std::string& name, const std::string& where);
+Handle open_group(hid_t loc, const std::string& name, const std::string& where);
+std::vector<std::string> list_children(hid_t group, const std::string& where);
+
+void write_attr_string(hid_t obj, const std::string& name, const std::string& value, const std::string& where);
+void write_attr_int(hid_t obj, const std::string& name, int64_t value, const std::string& where);
+void write_attr_double(hid_t obj, const std::string& name, double value, const std::string& where);
+bool has_attr(hid_t obj, const std::string& name);
+std::optional<std::string> read_attr_string(hid_t obj, const std::string& name, const std::string& where);
+std::optional<int64_t> read_attr_int(hid_t obj, const std::string& name, const std::string& where);
+
+/// Writes a contiguous float32 / int64 dataset of the given shape (rank 0 = scalar).
+Handle write_float(hid_t loc, const std::string& name, const float* data, const std::vector<int64_t>& dims,
+                   const std::string& where);
+Handle write_int64(hid_t loc, const std::string& name, const int64_t* data, const std::vector<int64_t>& dims,
+                   const std::string& where);
+/// Shape of a dataset, and whether its element type is a float / integer class.
+Shape dataset_shape(hid_t loc, const std::string& name, const std::string& where);
+bool dataset_is_float(hid_t loc, const std::string& name, const std::string& where);
+/// Reads a dataset converted to float32 / int64 into `out` (sized by the caller from dataset_shape).
+void read_float(hid_t loc, const std::string& name, float* out, const std::string& where);
+void read_int64(hid_t loc, const std::string& name, int64_t* out, const std::string& where);
+
+}  // namespace mechscope::h5

@@ -1,0 +1,463 @@
+// Parsing, validation and presets of ModelConfig (SPEC §1). Every error names the key and what was
+// expected; unknown keys are errors (a typo must not silently fall back to a default).
+#include "core/model/config.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+
+#include <nlohmann/json.hpp>
+
+#include "core/util/strings.h"
+
+namespace mechscope {
+using nlohmann::json;
+
+const char* mixer_kind_name(MixerKind kind) {
+  switch (kind) {
+    case MixerKind::Attention: return "attention";
+    case MixerKind::Mamba1: return "mamba1";
+    case MixerKind::Mamba2: return "mamba2";
+    case MixerKind::Parallel: return "parallel";
+  }
+  return "?";
+}
+
+namespace {
+
+// Reads keys of one JSON object, remembering which were used so that leftovers can be reported.
+class ObjectReader {
+ public:
+  ObjectReader(const json& j, std::string where) : j_(j), where_(std::move(where)) {
+    if (!j_.is_object()) throw std::invalid_argument(where_ + ": expected a JSON object, found " + j_.dump());
+  }
+  bool has(const std::string& key) const { return j_.contains(key) && !j_.at(key).is_null(); }
+  template <typename T>
+  void get(const std::string& key, T& out) {
+    used_.insert(key);
+    if (!has(key)) return;
+    try {
+      out = j_.at(key).get<T>();
+    } catch (const json::exception&) {
+      throw std::invalid_argument(where_ + "." + key + ": expected " + type_name(out) + ", found " + j_.at(key).dump());
+    }
+  }
+  void ignore(const std::string& key) { used_.insert(key); }
+  const json& raw(const std::string& key) { used_.insert(key); return j_.at(key); }
+  void finish(const std::vector<std::string>& known_hint) const {
+    for (const auto& item : j_.items()) {
+      if (!used_.count(item.key())) {
+        std::ostringstream msg;
+        msg << where_ << ": unknown key '" << item.key() << "'";
+        auto close = closest_matches(item.key(), known_hint, 3);
+        if (!close.empty()) msg << " (did you mean " << join(close, ", ") << "?)";
+        else msg << "; known keys: " << join(known_hint, ", ");
+        throw std::invalid_argument(msg.str());
+      }
+    }
+  }
+  std::vector<std::string> used() const { return {used_.begin(), used_.end()}; }
+
+ private:
+  static std::string type_name(bool) { return "a boolean"; }
+  static std::string type_name(int64_t) { return "an integer"; }
+  static std::string type_name(double) { return "a number"; }
+  static std::string type_name(const std::string&) { return "a string"; }
+  static std::string type_name(const std::vector<int64_t>&) { return "a list of integers"; }
+  static std::string type_name(const std::vector<double>&) { return "a list of numbers"; }
+  const json& j_;
+  std::string where_;
+  std::set<std::string> used_;
+};
+
+void require(bool ok, const std::string& msg) {
+  if (!ok) throw std::invalid_argument(msg);
+}
+
+const std::vector<std::string> kTopKeys = {
+    "d_model", "d_intermediate", "n_layer", "vocab_size", "ssm_cfg", "attn_layer_idx", "attn_cfg",
+    "rms_norm", "norm_epsilon", "residual_in_fp32", "fused_add_norm", "pad_vocab_size_multiple",
+    "tie_embeddings", "pos_emb", "max_seq_len", "parallel_layer_idx"};
+const std::vector<std::string> kAttnKeys = {
+    "num_heads", "num_heads_kv", "head_dim", "qkv_proj_bias", "out_proj_bias", "softmax_scale", "causal",
+    "rotary_emb_dim", "rotary_emb_base", "rotary_emb_interleaved", "mlp_dim", "d_conv"};
+const std::vector<std::string> kMamba1Keys = {
+    "layer", "d_state", "d_conv", "expand", "dt_rank", "dt_min", "dt_max", "dt_init", "dt_scale",
+    "dt_init_floor", "conv_bias", "bias", "use_fast_path"};
+const std::vector<std::string> kMamba2Keys = {
+    "layer", "d_state", "d_conv", "conv_init", "expand", "headdim", "d_ssm", "ngroups", "A_init_range",
+    "D_has_hdim", "rmsnorm", "norm_before_gate", "dt_min", "dt_max", "dt_init_floor", "dt_limit", "bias",
+    "conv_bias", "chunk_size", "use_mem_eff_path"};
+
+void parse_attn(const json& j, ModelConfig& c) {
+  ObjectReader r(j, "attn_cfg");
+  AttnConfig& a = c.attn;
+  r.get("num_heads", a.num_heads);
+  r.get("num_heads_kv", a.num_heads_kv);
+  r.get("head_dim", a.head_dim);
+  r.get("qkv_proj_bias", a.qkv_proj_bias);
+  r.get("out_proj_bias", a.out_proj_bias);
+  r.get("softmax_scale", a.softmax_scale);
+  require(r.has("causal"),
+          "attn_cfg: missing \"causal\". mamba_ssm's MHA defaults to causal=false, which is wrong for a language model; "
+          "add \"causal\": true");
+  r.get("causal", a.causal);
+  require(a.causal, "attn_cfg.causal: MechScope models are causal language models; set \"causal\": true");
+  r.get("rotary_emb_dim", a.rotary_emb_dim);
+  r.get("rotary_emb_base", a.rotary_emb_base);
+  r.get("rotary_emb_interleaved", a.rotary_emb_interleaved);
+  int64_t mlp_dim = 0, d_conv = 0;
+  r.get("mlp_dim", mlp_dim);
+  r.get("d_conv", d_conv);
+  require(mlp_dim == 0, "attn_cfg.mlp_dim: MHA's fused MLP branch is not supported (found " + std::to_string(mlp_dim) +
+                            "); use d_intermediate for a GatedMLP");
+  require(d_conv == 0, "attn_cfg.d_conv: MHA's short convolution is not supported (found " + std::to_string(d_conv) + ")");
+  r.finish(kAttnKeys);
+}
+
+void parse_mamba1(ObjectReader& r, ModelConfig& c) {
+  Mamba1Config& m = c.mamba1;
+  r.get("d_state", m.d_state);
+  r.get("d_conv", m.d_conv);
+  r.get("expand", m.expand);
+  if (r.has("dt_rank")) {
+    const json& v = r.raw("dt_rank");
+    if (v.is_string()) {
+      require(v.get<std::string>() == "auto", "ssm_cfg.dt_rank: expected an integer or \"auto\", found " + v.dump());
+      m.dt_rank = 0;
+    } else if (v.is_number_integer()) {
+      m.dt_rank = v.get<int64_t>();
+      require(m.dt_rank > 0, "ssm_cfg.dt_rank: must be positive, found " + v.dump());
+    } else {
+      throw std::invalid_argument("ssm_cfg.dt_rank: expected an integer or \"auto\", found " + v.dump());
+    }
+  }
+  r.get("dt_min", m.dt_min);
+  r.get("dt_max", m.dt_max);
+  r.get("dt_init", m.dt_init);
+  require(m.dt_init == "random" || m.dt_init == "constant",
+          "ssm_cfg.dt_init: expected \"random\" or \"constant\", found \"" + m.dt_init + "\"");
+  r.get("dt_scale", m.dt_scale);
+  r.get("dt_init_floor", m.dt_init_floor);
+  r.get("conv_bias", m.conv_bias);
+  r.get("bias", m.bias);
+  r.ignore("use_fast_path");
+  r.finish(kMamba1Keys);
+  if (m.dt_rank == 0) m.dt_rank = (c.d_model + 15) / 16;
+  require(m.d_state > 0 && m.d_conv > 0 && m.expand > 0, "ssm_cfg: d_state, d_conv and expand must be positive");
+  double d_inner = m.expand * c.d_model;
+  require(std::floor(d_inner) == d_inner, "ssm_cfg.expand: expand * d_model must be an integer");
+}
+
+void parse_mamba2(ObjectReader& r, ModelConfig& c) {
+  Mamba2Config& m = c.mamba2;
+  r.get("d_state", m.d_state);
+  r.get("d_conv", m.d_conv);
+  r.get("conv_init", m.conv_init);
+  r.get("expand", m.expand);
+  r.get("headdim", m.headdim);
+  r.get("d_ssm", m.d_ssm);
+  r.get("ngroups", m.ngroups);
+  if (r.has("A_init_range")) {
+    std::vector<double> range;
+    r.get("A_init_range", range);
+    require(range.size() == 2 && range[0] > 0 && range[1] >= range[0],
+            "ssm_cfg.A_init_range: expected [low, high] with 0 < low <= high");
+    m.A_init_min = range[0];
+    m.A_init_max = range[1];
+  } else {
+    r.ignore("A_init_range");
+  }
+  r.get("D_has_hdim", m.D_has_hdim);
+  r.get("rmsnorm", m.rmsnorm);
+  r.get("norm_before_gate", m.norm_before_gate);
+  r.get("dt_min", m.dt_min);
+  r.get("dt_max", m.dt_max);
+  r.get("dt_init_floor", m.dt_init_floor);
+  if (r.has("dt_limit")) {
+    const json& v = r.raw("dt_limit");
+    require(v.is_array() && v.size() == 2, "ssm_cfg.dt_limit: expected [min, max] (max null = infinity)");
+    m.dt_limit_min = v[0].get<double>();
+    m.dt_limit_max = v[1].is_null() ? 0.0 : v[1].get<double>();
+  } else {
+    r.ignore("dt_limit");
+  }
+  r.get("bias", m.bias);
+  r.get("conv_bias", m.conv_bias);
+  r.get("chunk_size", m.chunk_size);
+  r.ignore("use_mem_eff_path");
+  r.finish(kMamba2Keys);
+  const int64_t d_inner = m.expand * c.d_model;
+  if (m.d_ssm == 0) m.d_ssm = d_inner;
+  require(m.d_state > 0 && m.d_conv > 0 && m.headdim > 0 && m.ngroups > 0 && m.chunk_size > 0,
+          "ssm_cfg: d_state, d_conv, headdim, ngroups and chunk_size must be positive");
+  require(m.d_ssm <= d_inner, "ssm_cfg.d_ssm: must be at most expand * d_model = " + std::to_string(d_inner));
+  require(m.d_ssm % m.headdim == 0, "ssm_cfg.headdim: d_ssm (" + std::to_string(m.d_ssm) +
+                                        ") must be a multiple of headdim (" + std::to_string(m.headdim) + ")");
+  const int64_t nheads = m.d_ssm / m.headdim;
+  require(nheads % m.ngroups == 0, "ssm_cfg.ngroups: the number of heads (" + std::to_string(nheads) +
+                                       ") must be a multiple of ngroups (" + std::to_string(m.ngroups) + ")");
+}
+
+void check_layers(const std::vector<int64_t>& idx, int64_t n_layer, const std::string& key) {
+  std::set<int64_t> seen;
+  for (int64_t i : idx) {
+    require(i >= 0 && i < n_layer, key + ": layer index " + std::to_string(i) + " out of range [0, " +
+                                       std::to_string(n_layer) + ")");
+    require(seen.insert(i).second, key + ": layer index " + std::to_string(i) + " listed twice");
+  }
+}
+
+}  // namespace
+
+int64_t ModelConfig::padded_vocab_size() const {
+  const int64_t m = pad_vocab_size_multiple;
+  return m > 1 ? (vocab_size + m - 1) / m * m : vocab_size;
+}
+
+MixerKind ModelConfig::mixer_kind(int64_t layer) const {
+  if (std::find(parallel_layer_idx.begin(), parallel_layer_idx.end(), layer) != parallel_layer_idx.end())
+    return MixerKind::Parallel;
+  if (std::find(attn_layer_idx.begin(), attn_layer_idx.end(), layer) != attn_layer_idx.end())
+    return MixerKind::Attention;
+  return ssm_layer == "Mamba2" ? MixerKind::Mamba2 : MixerKind::Mamba1;
+}
+
+int64_t ModelConfig::attn_head_dim(int64_t d_model_) const {
+  return attn.head_dim > 0 ? attn.head_dim : d_model_ / attn.num_heads;
+}
+
+double ModelConfig::approx_parameter_count() const {
+  const double d = static_cast<double>(d_model);
+  double total = static_cast<double>(padded_vocab_size()) * d * (tie_embeddings ? 1 : 2) + max_seq_len * d;
+  for (int64_t i = 0; i < n_layer; ++i) {
+    const MixerKind k = mixer_kind(i);
+    double layer = 0;
+    if (k == MixerKind::Attention || k == MixerKind::Parallel) {
+      const double D = static_cast<double>(attn.head_dim > 0 ? attn.head_dim : d_model / std::max<int64_t>(1, attn.num_heads));
+      layer += d * (attn.num_heads + 2 * attn_heads_kv()) * D + attn.num_heads * D * d;
+    }
+    if (k != MixerKind::Attention) {
+      if (ssm_layer == "Mamba1") {
+        const double di = mamba1_d_inner();
+        layer += d * 2 * di + di * (mamba1.dt_rank + 2 * mamba1.d_state + mamba1.d_conv + mamba1.d_state) + di * d;
+      } else {
+        const double di = static_cast<double>(mamba2_d_inner());
+        layer += d * (2 * di + 2 * mamba2.ngroups * mamba2.d_state) + di * d;
+      }
+    }
+    if (has_mlp()) layer += 3.0 * d * mlp_hidden();
+    total += layer;
+  }
+  return total;
+}
+
+int64_t ModelConfig::ssm_heads() const {
+  return ssm_layer == "Mamba2" ? mamba2_nheads() : mamba1_d_inner();
+}
+
+ModelConfig ModelConfig::from_json(const json& j) {
+  ModelConfig c;
+  ObjectReader r(j, "model_config");
+  for (const char* key : {"d_model", "n_layer", "vocab_size"})
+    require(r.has(key), std::string("model_config: missing required key '") + key + "'");
+  r.get("d_model", c.d_model);
+  r.get("d_intermediate", c.d_intermediate);
+  r.get("n_layer", c.n_layer);
+  r.get("vocab_size", c.vocab_size);
+  r.get("attn_layer_idx", c.attn_layer_idx);
+  r.get("parallel_layer_idx", c.parallel_layer_idx);
+  r.get("rms_norm", c.rms_norm);
+  r.get("norm_epsilon", c.norm_epsilon);
+  r.get("residual_in_fp32", c.residual_in_fp32);
+  r.get("fused_add_norm", c.fused_add_norm);
+  r.get("pad_vocab_size_multiple", c.pad_vocab_size_multiple);
+  r.get("tie_embeddings", c.tie_embeddings);
+  r.get("pos_emb", c.pos_emb);
+  r.get("max_seq_len", c.max_seq_len);
+
+  require(c.d_model > 0, "model_config.d_model: must be positive, found " + std::to_string(c.d_model));
+  require(c.n_layer > 0, "model_config.n_layer: must be positive, found " + std::to_string(c.n_layer));
+  require(c.vocab_size > 0, "model_config.vocab_size: must be positive, found " + std::to_string(c.vocab_size));
+  require(c.d_intermediate >= 0, "model_config.d_intermediate: must be >= 0");
+  require(c.pad_vocab_size_multiple >= 1, "model_config.pad_vocab_size_multiple: must be >= 1");
+  require(c.norm_epsilon > 0, "model_config.norm_epsilon: must be positive");
+  require(c.pos_emb == "none" || c.pos_emb == "learned",
+          "model_config.pos_emb: expected \"none\" or \"learned\", found \"" + c.pos_emb + "\"");
+  if (c.pos_emb == "learned")
+    require(c.max_seq_len > 0, "model_config.max_seq_len: a learned position table needs max_seq_len > 0");
+  // Sanity bounds so that a corrupt or hostile config cannot ask for terabytes.
+  require(c.d_model <= 65536 && c.n_layer <= 1024 && c.vocab_size <= 4000000 && c.d_intermediate <= 1 << 20 &&
+              c.max_seq_len <= 1 << 22,
+          "model_config: sizes beyond MechScope's limits (d_model <= 65536, n_layer <= 1024, vocab_size <= 4e6)");
+  check_layers(c.attn_layer_idx, c.n_layer, "attn_layer_idx");
+  check_layers(c.parallel_layer_idx, c.n_layer, "parallel_layer_idx");
+  for (int64_t i : c.parallel_layer_idx)
+    require(std::find(c.attn_layer_idx.begin(), c.attn_layer_idx.end(), i) == c.attn_layer_idx.end(),
+            "parallel_layer_idx: layer " + std::to_string(i) + " is also in attn_layer_idx; a layer is one or the other");
+
+  bool any_ssm = static_cast<int64_t>(c.attn_layer_idx.size()) < c.n_layer;
+  bool any_attn = !c.attn_layer_idx.empty() || !c.parallel_layer_idx.empty();
+
+  json ssm = r.has("ssm_cfg") ? r.raw("ssm_cfg") : json::object();
+  r.ignore("ssm_cfg");
+  {
+    if (!ssm.is_object()) throw std::invalid_argument("model_config.ssm_cfg: expected a JSON object");
+    ObjectReader sr(ssm, "ssm_cfg");
+    sr.get("layer", c.ssm_layer);
+    require(c.ssm_layer == "Mamba1" || c.ssm_layer == "Mamba2",
+            "ssm_cfg.layer: expected \"Mamba1\" or \"Mamba2\", found \"" + c.ssm_layer + "\"");
+    if (c.ssm_layer == "Mamba1") parse_mamba1(sr, c);
+    else parse_mamba2(sr, c);
+  }
+  (void)any_ssm;
+
+  json attn = r.has("attn_cfg") ? r.raw("attn_cfg") : json::object();
+  r.ignore("attn_cfg");
+  if (any_attn) {
+    parse_attn(attn, c);
+    require(c.attn.num_heads > 0, "attn_cfg.num_heads: required and positive when the model has attention layers");
+    int64_t hkv = c.attn_heads_kv();
+    require(c.attn.num_heads % hkv == 0, "attn_cfg.num_heads_kv: num_heads (" + std::to_string(c.attn.num_heads) +
+                                             ") must be a multiple of num_heads_kv (" + std::to_string(hkv) + ")");
+    if (c.attn.head_dim == 0)
+      require(c.d_model % c.attn.num_heads == 0, "attn_cfg.num_heads: d_model (" + std::to_string(c.d_model) +
+                                                     ") must be divisible by num_heads, or set head_dim");
+    int64_t d = c.attn_head_dim(c.d_model);
+    require(c.attn.rotary_emb_dim >= 0 && c.attn.rotary_emb_dim <= d && c.attn.rotary_emb_dim % 2 == 0,
+            "attn_cfg.rotary_emb_dim: must be even and at most head_dim (" + std::to_string(d) + ")");
+  } else if (!attn.empty()) {
+    parse_attn(attn, c);  // still validated, so that a typo is reported
+  }
+  r.finish(kTopKeys);
+  return c;
+}
+
+json ModelConfig::to_json() const {
+  json j;
+  j["d_model"] = d_model;
+  j["d_intermediate"] = d_intermediate;
+  j["n_layer"] = n_layer;
+  j["vocab_size"] = vocab_size;
+  json ssm;
+  ssm["layer"] = ssm_layer;
+  if (ssm_layer == "Mamba1") {
+    const auto& m = mamba1;
+    ssm["d_state"] = m.d_state;
+    ssm["d_conv"] = m.d_conv;
+    ssm["expand"] = m.expand;
+    ssm["dt_rank"] = m.dt_rank;
+    ssm["dt_min"] = m.dt_min;
+    ssm["dt_max"] = m.dt_max;
+    ssm["dt_init"] = m.dt_init;
+    ssm["dt_scale"] = m.dt_scale;
+    ssm["dt_init_floor"] = m.dt_init_floor;
+    ssm["conv_bias"] = m.conv_bias;
+    ssm["bias"] = m.bias;
+  } else {
+    const auto& m = mamba2;
+    ssm["d_state"] = m.d_state;
+    ssm["d_conv"] = m.d_conv;
+    if (m.conv_init > 0) ssm["conv_init"] = m.conv_init;
+    ssm["expand"] = m.expand;
+    ssm["headdim"] = m.headdim;
+    ssm["d_ssm"] = m.d_ssm;
+    ssm["ngroups"] = m.ngroups;
+    ssm["A_init_range"] = {m.A_init_min, m.A_init_max};
+    ssm["D_has_hdim"] = m.D_has_hdim;
+    ssm["rmsnorm"] = m.rmsnorm;
+    ssm["norm_before_gate"] = m.norm_before_gate;
+    ssm["dt_min"] = m.dt_min;
+    ssm["dt_max"] = m.dt_max;
+    ssm["dt_init_floor"] = m.dt_init_floor;
+    if (m.dt_limit_min != 0.0 || m.dt_limit_max != 0.0)
+      ssm["dt_limit"] = {m.dt_limit_min, m.dt_limit_max > 0 ? json(m.dt_limit_max) : json(nullptr)};
+    ssm["bias"] = m.bias;
+    ssm["conv_bias"] = m.conv_bias;
+    ssm["chunk_size"] = m.chunk_size;
+  }
+  j["ssm_cfg"] = ssm;
+  j["attn_layer_idx"] = attn_layer_idx;
+  json a = json::object();
+  if (!attn_layer_idx.empty() || !parallel_layer_idx.empty()) {
+    a["num_heads"] = attn.num_heads;
+    if (attn.num_heads_kv > 0) a["num_heads_kv"] = attn.num_heads_kv;
+    if (attn.head_dim > 0) a["head_dim"] = attn.head_dim;
+    a["qkv_proj_bias"] = attn.qkv_proj_bias;
+    a["out_proj_bias"] = attn.out_proj_bias;
+    if (attn.softmax_scale > 0) a["softmax_scale"] = attn.softmax_scale;
+    a["causal"] = attn.causal;
+    a["rotary_emb_dim"] = attn.rotary_emb_dim;
+    a["rotary_emb_base"] = attn.rotary_emb_base;
+    a["rotary_emb_interleaved"] = attn.rotary_emb_interleaved;
+  }
+  j["attn_cfg"] = a;
+  j["rms_norm"] = rms_norm;
+  j["norm_epsilon"] = norm_epsilon;
+  j["residual_in_fp32"] = residual_in_fp32;
+  j["fused_add_norm"] = fused_add_norm;
+  j["pad_vocab_size_multiple"] = pad_vocab_size_multiple;
+  j["tie_embeddings"] = tie_embeddings;
+  j["pos_emb"] = pos_emb;
+  if (pos_emb == "learned" || max_seq_len > 0) j["max_seq_len"] = max_seq_len;
+  j["parallel_layer_idx"] = parallel_layer_idx;
+  return j;
+}
+
+std::vector<std::string> ModelConfig::preset_names() {
+  return {"transformer", "mamba1", "mamba2", "hybrid", "parallel-hybrid"};
+}
+
+json ModelConfig::preset_json(const std::string& name, const json& overrides) {
+  const json attn = {{"num_heads", 4}, {"causal", true}, {"rotary_emb_dim", 32}};
+  const json mamba1 = {{"layer", "Mamba1"}, {"d_state", 16}, {"d_conv", 4}, {"expand", 2}};
+  const json mamba2 = {{"layer", "Mamba2"}, {"d_state", 32}, {"d_conv", 4}, {"expand", 2},
+                       {"headdim", 32}, {"ngroups", 1}, {"chunk_size", 64}};
+  json j = {{"d_model", 128}, {"n_layer", 2}, {"vocab_size", 64}, {"d_intermediate", 0},
+            {"rms_norm", true}, {"tie_embeddings", true}, {"pad_vocab_size_multiple", 8}, {"pos_emb", "none"}};
+  if (name == "transformer") {
+    j["d_intermediate"] = 256;
+    j["attn_layer_idx"] = {0, 1};
+    j["attn_cfg"] = attn;
+    j["ssm_cfg"] = json::object();
+  } else if (name == "mamba1") {
+    j["ssm_cfg"] = mamba1;
+  } else if (name == "mamba2") {
+    j["ssm_cfg"] = mamba2;
+  } else if (name == "hybrid") {
+    j["n_layer"] = 4;
+    j["attn_layer_idx"] = {1, 3};  // alternating: Mamba2, MHA, Mamba2, MHA
+    j["ssm_cfg"] = mamba2;
+    j["attn_cfg"] = attn;
+  } else if (name == "parallel-hybrid") {
+    j["parallel_layer_idx"] = {0, 1};
+    j["ssm_cfg"] = mamba2;
+    j["attn_cfg"] = attn;
+  } else {
+    throw std::invalid_argument("unknown preset '" + name + "'; presets: " + join(preset_names(), ", "));
+  }
+  if (overrides.is_null() || overrides.empty()) return j;
+  if (!overrides.is_object()) throw std::invalid_argument("preset overrides: expected a JSON object");
+  j.merge_patch(overrides);
+  // A changed depth keeps the preset's layer pattern unless the overrides set the layer lists themselves.
+  if (overrides.contains("n_layer") && j["n_layer"].is_number_integer()) {
+    const int64_t n = j["n_layer"].get<int64_t>();
+    std::vector<int64_t> idx;
+    if (!overrides.contains("attn_layer_idx") && j.contains("attn_layer_idx")) {
+      for (int64_t i = 0; i < n; ++i)
+        if (name == "transformer" || (name == "hybrid" && i % 2 == 1)) idx.push_back(i);
+      j["attn_layer_idx"] = idx;
+    }
+    idx.clear();
+    if (!overrides.contains("parallel_layer_idx") && name == "parallel-hybrid") {
+      for (int64_t i = 0; i < n; ++i) idx.push_back(i);
+      j["parallel_layer_idx"] = idx;
+    }
+  }
+  return j;
+}
+
+}  // namespace mechscope

@@ -1,0 +1,107 @@
+// Model configuration: the JSON of SPEC §1 (mirrors mamba_ssm's MambaConfig plus pos_emb and
+// parallel_layer_idx), parsed, validated and resolved into plain structs. No torch here.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace mechscope {
+
+enum class MixerKind { Attention, Mamba1, Mamba2, Parallel };
+const char* mixer_kind_name(MixerKind kind);
+
+/// Options of MHA (mamba_ssm/modules/mha.py). Field names are the attn_cfg keys.
+struct AttnConfig {
+  int64_t num_heads = 0;            ///< H, e.g. 4 (required)
+  int64_t num_heads_kv = 0;         ///< Hkv for GQA; 0 = num_heads
+  int64_t head_dim = 0;             ///< D; 0 = d_model / num_heads
+  bool qkv_proj_bias = true;
+  bool out_proj_bias = true;
+  double softmax_scale = 0.0;       ///< 0 = 1/sqrt(D)
+  bool causal = true;               ///< must be true for a language model
+  int64_t rotary_emb_dim = 0;       ///< dims of each q/k head rotated, e.g. 32; 0 = no rotary
+  double rotary_emb_base = 10000.0;
+  bool rotary_emb_interleaved = false;
+};
+
+/// Options of Mamba1 (mamba_ssm/modules/mamba_simple.py).
+struct Mamba1Config {
+  int64_t d_state = 16;             ///< N
+  int64_t d_conv = 4;
+  double expand = 2;
+  int64_t dt_rank = 0;              ///< resolved: ceil(d_model/16) when "auto"
+  double dt_min = 0.001, dt_max = 0.1, dt_scale = 1.0, dt_init_floor = 1e-4;
+  std::string dt_init = "random";   ///< "random" | "constant"
+  bool conv_bias = true;
+  bool bias = false;
+};
+
+/// Options of Mamba2 (mamba_ssm/modules/mamba2.py).
+struct Mamba2Config {
+  int64_t d_state = 128;            ///< N
+  int64_t d_conv = 4;
+  double conv_init = 0.0;           ///< 0 = PyTorch's default conv init
+  int64_t expand = 2;
+  int64_t headdim = 64;             ///< P
+  int64_t d_ssm = 0;                ///< resolved: d_inner when null
+  int64_t ngroups = 1;              ///< G
+  double A_init_min = 1, A_init_max = 16;
+  bool D_has_hdim = false;
+  bool rmsnorm = true;
+  bool norm_before_gate = false;
+  double dt_min = 0.001, dt_max = 0.1, dt_init_floor = 1e-4;
+  double dt_limit_min = 0.0, dt_limit_max = 0.0;  ///< max 0 = +inf (no clamp)
+  bool bias = false;
+  bool conv_bias = true;
+  int64_t chunk_size = 256;
+};
+
+struct ModelConfig {
+  int64_t d_model = 0;              ///< e.g. 128
+  int64_t d_intermediate = 0;       ///< GatedMLP hidden (rounded up to 128); 0 = no MLP
+  int64_t n_layer = 0;
+  int64_t vocab_size = 0;           ///< logical vocabulary (before padding)
+  std::string ssm_layer = "Mamba1"; ///< ssm_cfg.layer: "Mamba1" | "Mamba2"
+  Mamba1Config mamba1;
+  Mamba2Config mamba2;
+  std::vector<int64_t> attn_layer_idx;
+  std::vector<int64_t> parallel_layer_idx;
+  AttnConfig attn;
+  bool rms_norm = true;
+  double norm_epsilon = 1e-5;
+  bool residual_in_fp32 = true;
+  bool fused_add_norm = true;       ///< kernel choice in mamba_ssm; no effect on the math here
+  bool tie_embeddings = true;
+  int64_t pad_vocab_size_multiple = 8;
+  std::string pos_emb = "none";     ///< "none" | "learned"
+  int64_t max_seq_len = 0;          ///< rows of the learned position table
+
+  /// Embedding rows after padding to pad_vocab_size_multiple.
+  int64_t padded_vocab_size() const;
+  MixerKind mixer_kind(int64_t layer) const;
+  bool has_mlp() const { return d_intermediate > 0; }
+  int64_t mlp_hidden() const { return (d_intermediate + 127) / 128 * 128; }
+  // Derived sizes.
+  int64_t attn_head_dim(int64_t d_model_) const;
+  int64_t attn_heads_kv() const { return attn.num_heads_kv > 0 ? attn.num_heads_kv : attn.num_heads; }
+  int64_t mamba1_d_inner() const { return static_cast<int64_t>(mamba1.expand * d_model); }
+  int64_t mamba2_d_inner() const { return mamba2.expand * d_model; }
+  int64_t mamba2_nheads() const { return mamba2.d_ssm / mamba2.headdim; }
+  /// Heads shown and ablated per layer: attention heads, Mamba2 heads or Mamba1 channels.
+  int64_t ssm_heads() const;
+
+  /// Parameter count estimated from the sizes alone (used to refuse absurd configs before allocating).
+  double approx_parameter_count() const;
+
+  /// Parses and validates; throws std::invalid_argument naming the offending key.
+  static ModelConfig from_json(const nlohmann::json& j);
+  nlohmann::json to_json() const;
+  /// Named preset ("transformer", "mamba1", "mamba2", "hybrid", "parallel-hybrid") with JSON overrides merged in.
+  static nlohmann::json preset_json(const std::string& name, const nlohmann::json& overrides);
+  static std::vector<std::string> preset_names();
+};
+
+}  // namespace mechscope

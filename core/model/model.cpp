@@ -1,0 +1,152 @@
+// LanguageModel: embedding -> blocks -> norm_f -> lm_head, reference initialisation, hook plumbing.
+#include "core/model/model.h"
+
+#include <cmath>
+#include <sstream>
+#include <stdexcept>
+
+#include <ATen/ATen.h>
+#include <torch/nn/init.h>
+#include <torch/utils.h>
+
+#include "core/util/strings.h"
+
+namespace mechscope {
+
+BackboneImpl::BackboneImpl(const ModelConfig& cfg) {
+  embedding = register_module("embedding", torch::nn::Embedding(cfg.padded_vocab_size(), cfg.d_model));
+  if (cfg.pos_emb == "learned")
+    pos_embedding = register_module("pos_embedding", torch::nn::Embedding(cfg.max_seq_len, cfg.d_model));
+  auto list = register_module("layers", torch::nn::ModuleList());
+  for (int64_t i = 0; i < cfg.n_layer; ++i) {
+    layers.push_back(std::make_shared<BlockImpl>(cfg, i));
+    list->push_back(layers.back());
+  }
+  norm_f = register_module("norm_f", std::make_shared<NormImpl>(cfg.d_model, cfg));
+}
+
+LanguageModel::LanguageModel(const ModelConfig& cfg, uint64_t seed) : cfg_(cfg) {
+  torch::manual_seed(seed);
+  backbone = register_module("backbone", std::make_shared<BackboneImpl>(cfg));
+  if (!cfg.tie_embeddings)
+    lm_head = register_module("lm_head", torch::nn::Linear(torch::nn::LinearOptions(cfg.d_model, cfg.padded_vocab_size())
+                                                               .bias(false)));
+  reset_parameters();
+  hook_names_.push_back("hook_embed");
+  if (cfg.pos_emb == "learned") hook_names_.push_back("hook_pos_embed");
+  for (const auto& block : backbone->layers) {
+    auto names = block->hook_names();
+    hook_names_.insert(hook_names_.end(), names.begin(), names.end());
+  }
+  hook_names_.push_back("ln_final.hook_normalized");
+}
+
+// mamba_ssm's _init_weights, as MambaLMHeadModel applies it last (n_residuals_per_layer = 1):
+// Linear biases to zero (except dt_proj.bias), embeddings N(0, 0.02), and out_proj / fc2 weights
+// re-drawn with kaiming_uniform(a = sqrt(5)) and divided by sqrt(n_layer).
+void LanguageModel::reset_parameters() {
+  at::NoGradGuard no_grad;
+  auto ends_with = [](const std::string& s, const std::string& t) {
+    return s.size() >= t.size() && s.compare(s.size() - t.size(), t.size(), t) == 0;
+  };
+  for (auto& item : named_parameters(true)) {
+    const std::string& name = item.key();
+    at::Tensor p = item.value();
+    const bool linear_bias = ends_with(name, "proj.bias") || ends_with(name, "fc1.bias") || ends_with(name, "fc2.bias");
+    if (linear_bias && !ends_with(name, "dt_proj.bias")) p.zero_();
+    if (ends_with(name, "embedding.weight")) p.normal_(0.0, 0.02);
+    if (ends_with(name, "out_proj.weight") || ends_with(name, "fc2.weight")) {
+      torch::nn::init::kaiming_uniform_(p, std::sqrt(5.0));
+      p.div_(std::sqrt(static_cast<double>(cfg_.n_layer)));
+    }
+  }
+}
+
+void LanguageModel::check_tokens(const at::Tensor& tokens) const {
+  if (tokens.dim() != 2)
+    throw std::invalid_argument("tokens: expected shape [batch, pos], found " + std::to_string(tokens.dim()) + " dims");
+  if (tokens.size(1) == 0) throw std::invalid_argument("tokens: the sequence is empty");
+  if (tokens.scalar_type() != at::kLong) throw std::invalid_argument("tokens: expected int64 ids");
+  const int64_t rows = cfg_.padded_vocab_size();
+  if (tokens.numel() > 0) {
+    const int64_t lo = tokens.min().item<int64_t>(), hi = tokens.max().item<int64_t>();
+    if (lo < 0 || hi >= rows)
+      throw std::invalid_argument("tokens: id " + std::to_string(lo < 0 ? lo : hi) + " is outside the vocabulary [0, " +
+                                  std::to_string(rows) + ")");
+  }
+  if (cfg_.pos_emb == "learned" && tokens.size(1) > cfg_.max_seq_len)
+    throw std::invalid_argument("tokens: sequence of " + std::to_string(tokens.size(1)) +
+                                " positions is longer than the learned position table (max_seq_len = " +
+                                std::to_string(cfg_.max_seq_len) + ")");
+}
+
+at::Tensor LanguageModel::forward(const at::Tensor& tokens, HookContext* ctx) {
+  check_tokens(tokens);
+  at::Tensor resid = hook_point(ctx, "hook_embed", backbone->embedding->forward(tokens));  // [batch, pos, d_model]
+  if (backbone->pos_embedding) {
+    const int64_t L = tokens.size(1);
+    at::Tensor pos = backbone->pos_embedding->forward(at::arange(L, tokens.options()))
+                         .unsqueeze(0).expand({tokens.size(0), L, cfg_.d_model});
+    resid = resid + hook_point(ctx, "hook_pos_embed", pos);
+  }
+  if (cfg_.residual_in_fp32 && resid.scalar_type() != at::kFloat) resid = resid.to(at::kFloat);
+  for (auto& block : backbone->layers) resid = block->forward(resid, ctx);
+  at::Tensor normed = hook_point(ctx, "ln_final.hook_normalized", backbone->norm_f->forward(resid));
+  return lm_head ? lm_head->forward(normed) : at::linear(normed, backbone->embedding->weight);
+}
+
+std::set<std::string> LanguageModel::resolve(const HookSelection& sel) const {
+  std::set<std::string> names;
+  if (sel.all) {
+    for (const auto& n : hook_names_)
+      if (sel.include_expensive || !is_expensive_hook(n)) names.insert(n);
+  }
+  auto more = resolve_hook_names(sel.names, hook_names_);
+  names.insert(more.begin(), more.end());
+  return names;
+}
+
+std::pair<at::Tensor, ActivationCache> LanguageModel::run(const at::Tensor& tokens, const std::vector<Hook>& hooks,
+                                                          const HookSelection& selection) {
+  HookContext ctx;
+  ctx.cache(resolve(selection));
+  for (const auto& h : hooks) {
+    resolve_hook_names({h.name}, hook_names_);  // validates; exact names only
+    if (h.name.find_first_of("*?") != std::string::npos)
+      throw std::invalid_argument("hook function name '" + h.name + "': give an exact hook name, not a pattern");
+    ctx.add_hook(h.name, h.fn);
+  }
+  at::Tensor logits = forward(tokens, &ctx);
+  return {logits, std::move(ctx.cached())};
+}
+
+std::pair<at::Tensor, ActivationCache> LanguageModel::run_with_cache(const at::Tensor& tokens,
+                                                                     const HookSelection& selection) {
+  return run(tokens, {}, selection);
+}
+
+at::Tensor LanguageModel::run_with_hooks(const at::Tensor& tokens, const std::vector<Hook>& hooks) {
+  return run(tokens, hooks, HookSelection{}).first;
+}
+
+std::vector<std::pair<std::string, at::Tensor>> LanguageModel::state_dict() const {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (const auto& item : named_parameters(true)) out.emplace_back(item.key(), item.value());
+  return out;
+}
+
+int64_t LanguageModel::parameter_count() const {
+  int64_t n = 0;
+  for (const auto& p : parameters(true)) n += p.numel();
+  return n;
+}
+
+std::vector<std::pair<std::string, int64_t>> LanguageModel::heads_of_layer(int64_t layer) const {
+  const auto kind = cfg_.mixer_kind(layer);
+  std::vector<std::pair<std::string, int64_t>> out;
+  if (kind == MixerKind::Attention || kind == MixerKind::Parallel) out.emplace_back("attn", cfg_.attn.num_heads);
+  if (kind != MixerKind::Attention) out.emplace_back("ssm", cfg_.ssm_heads());
+  return out;
+}
+
+}  // namespace mechscope

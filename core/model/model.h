@@ -1,0 +1,67 @@
+// The language model of SPEC §1: MambaLMHeadModel's structure (backbone.embedding, backbone.layers.{i},
+// backbone.norm_f, lm_head) plus an optional learned position table, and the three ways to run it:
+// plain, run_with_cache, run_with_hooks (SPEC §2). Must not: do file I/O (see core/io).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+
+#include "core/model/config.h"
+#include "core/model/hooks.h"
+#include "core/model/modules.h"
+
+namespace mechscope {
+
+class BackboneImpl : public torch::nn::Module {
+ public:
+  explicit BackboneImpl(const ModelConfig& cfg);
+  torch::nn::Embedding embedding{nullptr};      // [vocab_rows, d_model]
+  torch::nn::Embedding pos_embedding{nullptr};  // [max_seq_len, d_model], when pos_emb == "learned"
+  std::vector<std::shared_ptr<BlockImpl>> layers;
+  std::shared_ptr<NormImpl> norm_f;
+};
+
+class LanguageModel : public torch::nn::Module {
+ public:
+  /// Builds the model with the reference initialisation, seeded by `seed`.
+  explicit LanguageModel(const ModelConfig& cfg, uint64_t seed = 0);
+
+  /// tokens [batch, pos] (int64) -> logits [batch, pos, vocab_rows]. ctx null: no hook cost.
+  at::Tensor forward(const at::Tensor& tokens, HookContext* ctx = nullptr);
+  /// Logits and the cached activations of the selected hook points.
+  std::pair<at::Tensor, ActivationCache> run_with_cache(const at::Tensor& tokens, const HookSelection& selection);
+  /// Logits with hook functions applied (names validated first).
+  at::Tensor run_with_hooks(const at::Tensor& tokens, const std::vector<Hook>& hooks);
+  /// Both at once: cache `selection` while `hooks` are applied.
+  std::pair<at::Tensor, ActivationCache> run(const at::Tensor& tokens, const std::vector<Hook>& hooks,
+                                             const HookSelection& selection);
+
+  /// Every hook point of this model, in forward order (SPEC §2).
+  const std::vector<std::string>& hook_names() const { return hook_names_; }
+  /// Names for a selection (validated; throws std::invalid_argument listing close matches).
+  std::set<std::string> resolve(const HookSelection& selection) const;
+
+  /// Parameters by state-dict name (a tied lm_head is not listed: it is the embedding).
+  std::vector<std::pair<std::string, at::Tensor>> state_dict() const;
+  int64_t parameter_count() const;
+  /// Checks token ids against the embedding rows and the position table; throws with the offending value.
+  void check_tokens(const at::Tensor& tokens) const;
+  /// Heads per layer (attention heads, Mamba2 heads, Mamba1 channels); for a parallel layer, attention + SSM.
+  std::vector<std::pair<std::string, int64_t>> heads_of_layer(int64_t layer) const;
+
+  const ModelConfig& config() const { return cfg_; }
+  std::shared_ptr<BackboneImpl> backbone;
+  torch::nn::Linear lm_head{nullptr};  // untied only
+
+ private:
+  void reset_parameters();
+  ModelConfig cfg_;
+  std::vector<std::string> hook_names_;
+};
+
+}  // namespace mechscope

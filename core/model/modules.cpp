@@ -1,0 +1,204 @@
+// Norms, GatedMLP, rotary, MHA, the parallel mixer and the residual block (SPEC §1, §2).
+#include "core/model/modules.h"
+
+#include <cmath>
+#include <limits>
+
+#include <ATen/ATen.h>
+#include <torch/nn/init.h>
+
+namespace mechscope {
+
+static std::string layer_prefix(int64_t layer) { return "blocks." + std::to_string(layer) + "."; }
+
+// ------------------------------------------------------------------ norms
+
+RMSNormImpl::RMSNormImpl(int64_t d, double eps_) : eps(eps_) {
+  weight = register_parameter("weight", at::ones({d}));
+}
+
+at::Tensor RMSNormImpl::forward(const at::Tensor& x) {
+  at::Tensor xf = x.to(weight.scalar_type());
+  return xf * at::rsqrt(xf.pow(2).mean(-1, true) + eps) * weight;
+}
+
+NormImpl::NormImpl(int64_t d, const ModelConfig& cfg) {
+  // Registered directly under this module's name (norm.weight, norm.bias), as in the reference.
+  if (cfg.rms_norm) {
+    rms_ = RMSNorm(d, cfg.norm_epsilon);
+    register_parameter("weight", rms_->weight);
+  } else {
+    ln_ = torch::nn::LayerNorm(torch::nn::LayerNormOptions({d}).eps(cfg.norm_epsilon));
+    register_parameter("weight", ln_->weight);
+    register_parameter("bias", ln_->bias);
+  }
+}
+
+at::Tensor NormImpl::forward(const at::Tensor& x) {
+  if (rms_) return rms_->forward(x);
+  return ln_->forward(x.to(ln_->weight.scalar_type()));
+}
+
+at::Tensor NormImpl::weight() const { return rms_ ? rms_->weight : ln_->weight; }
+
+// ------------------------------------------------------------------ MLP
+
+GatedMLPImpl::GatedMLPImpl(int64_t d_model, int64_t hidden) {
+  fc1 = register_module("fc1", torch::nn::Linear(torch::nn::LinearOptions(d_model, 2 * hidden).bias(false)));
+  fc2 = register_module("fc2", torch::nn::Linear(torch::nn::LinearOptions(hidden, d_model).bias(false)));
+}
+
+at::Tensor GatedMLPImpl::forward(const at::Tensor& x) {
+  at::Tensor y = fc1->forward(x);
+  auto halves = y.chunk(2, -1);
+  return fc2->forward(halves[0] * at::silu(halves[1]));
+}
+
+// ------------------------------------------------------------------ rotary
+
+at::Tensor apply_rotary(const at::Tensor& x, int64_t rd, double base, bool interleaved) {
+  const int64_t L = x.size(1), half = rd / 2;
+  auto f32 = x.options().dtype(at::kFloat);
+  at::Tensor inv_freq = 1.0 / at::pow(base, at::arange(0, rd, 2, f32) / static_cast<double>(rd));  // [rd/2]
+  at::Tensor freqs = at::outer(at::arange(L, f32), inv_freq);                                      // [L, rd/2]
+  at::Tensor cos = freqs.cos().to(x.scalar_type()).view({1, L, 1, half});
+  at::Tensor sin = freqs.sin().to(x.scalar_type()).view({1, L, 1, half});
+  at::Tensor xr = x.narrow(-1, 0, rd);
+  at::Tensor out;
+  if (!interleaved) {
+    at::Tensor x1 = xr.narrow(-1, 0, half), x2 = xr.narrow(-1, half, half);
+    out = at::cat({x1 * cos - x2 * sin, x2 * cos + x1 * sin}, -1);
+  } else {
+    at::Tensor pairs = xr.unflatten(-1, {half, 2});
+    at::Tensor x1 = pairs.select(-1, 0), x2 = pairs.select(-1, 1);
+    out = at::stack({x1 * cos - x2 * sin, x2 * cos + x1 * sin}, -1).flatten(-2);
+  }
+  if (rd == x.size(-1)) return out;
+  return at::cat({out, x.narrow(-1, rd, x.size(-1) - rd)}, -1);
+}
+
+// ------------------------------------------------------------------ attention
+
+AttentionImpl::AttentionImpl(const ModelConfig& cfg, int64_t layer) : cfg_(cfg.attn) {
+  H = cfg.attn.num_heads;
+  Hkv = cfg.attn_heads_kv();
+  D = cfg.attn_head_dim(cfg.d_model);
+  scale_ = cfg.attn.softmax_scale > 0 ? cfg.attn.softmax_scale : 1.0 / std::sqrt(static_cast<double>(D));
+  in_proj = register_module("in_proj", torch::nn::Linear(torch::nn::LinearOptions(cfg.d_model, (H + 2 * Hkv) * D)
+                                                             .bias(cfg.attn.qkv_proj_bias)));
+  out_proj = register_module("out_proj",
+                             torch::nn::Linear(torch::nn::LinearOptions(H * D, cfg.d_model).bias(cfg.attn.out_proj_bias)));
+  const std::string p = layer_prefix(layer) + "attn.";
+  h_q_ = p + "hook_q";
+  h_k_ = p + "hook_k";
+  h_v_ = p + "hook_v";
+  h_scores_ = p + "hook_attn_scores";
+  h_pattern_ = p + "hook_pattern";
+  h_z_ = p + "hook_z";
+}
+
+std::vector<std::string> AttentionImpl::hook_names() const { return {h_q_, h_k_, h_v_, h_scores_, h_pattern_, h_z_}; }
+
+at::Tensor AttentionImpl::forward(const at::Tensor& x, HookContext* ctx) {
+  const int64_t b = x.size(0), L = x.size(1);
+  at::Tensor qkv = in_proj->forward(x);                                       // [b, L, (H + 2 Hkv) D]
+  at::Tensor q = qkv.narrow(-1, 0, H * D).unflatten(-1, {H, D});             // [b, L, H, D]
+  at::Tensor k = qkv.narrow(-1, H * D, Hkv * D).unflatten(-1, {Hkv, D});     // [b, L, Hkv, D]
+  at::Tensor v = qkv.narrow(-1, (H + Hkv) * D, Hkv * D).unflatten(-1, {Hkv, D});
+  if (cfg_.rotary_emb_dim > 0) {
+    q = apply_rotary(q, cfg_.rotary_emb_dim, cfg_.rotary_emb_base, cfg_.rotary_emb_interleaved);
+    k = apply_rotary(k, cfg_.rotary_emb_dim, cfg_.rotary_emb_base, cfg_.rotary_emb_interleaved);
+  }
+  q = hook_point(ctx, h_q_, q);
+  k = hook_point(ctx, h_k_, k);
+  v = hook_point(ctx, h_v_, v);
+  if (Hkv != H) {
+    k = k.repeat_interleave(H / Hkv, 2);
+    v = v.repeat_interleave(H / Hkv, 2);
+  }
+  at::Tensor scores = at::matmul(q.transpose(1, 2), k.permute({0, 2, 3, 1})) * scale_;  // [b, H, L, L]
+  at::Tensor future = at::ones({L, L}, x.options().dtype(at::kBool)).triu(1);
+  scores = scores.masked_fill(future, -std::numeric_limits<double>::infinity());
+  scores = hook_point(ctx, h_scores_, scores);
+  at::Tensor pattern = hook_point(ctx, h_pattern_, at::softmax(scores, -1));
+  at::Tensor z = at::matmul(pattern, v.transpose(1, 2)).transpose(1, 2);       // [b, L, H, D]
+  z = hook_point(ctx, h_z_, z);
+  return out_proj->forward(z.reshape({b, L, H * D}));
+}
+
+// ------------------------------------------------------------------ parallel mixer
+
+ParallelMixerImpl::ParallelMixerImpl(const ModelConfig& cfg, int64_t layer) {
+  if (cfg.ssm_layer == "Mamba2") mamba2 = register_module("ssm", std::make_shared<Mamba2Impl>(cfg, layer));
+  else mamba1 = register_module("ssm", std::make_shared<Mamba1Impl>(cfg, layer));
+  attn = register_module("attn", std::make_shared<AttentionImpl>(cfg, layer));
+  beta = register_parameter("beta", at::zeros({1}));
+}
+
+at::Tensor ParallelMixerImpl::forward(const at::Tensor& h, HookContext* ctx) {
+  at::Tensor s = mamba2 ? mamba2->forward(h, ctx) : mamba1->forward(h, ctx);
+  return s + at::tanh(beta) * attn->forward(h, ctx);
+}
+
+std::vector<std::string> ParallelMixerImpl::hook_names() const {
+  auto names = attn->hook_names();
+  auto more = mamba2 ? mamba2->hook_names() : mamba1->hook_names();
+  names.insert(names.end(), more.begin(), more.end());
+  return names;
+}
+
+// ------------------------------------------------------------------ block
+
+BlockImpl::BlockImpl(const ModelConfig& cfg, int64_t layer) : kind(cfg.mixer_kind(layer)) {
+  norm = register_module("norm", std::make_shared<NormImpl>(cfg.d_model, cfg));
+  switch (kind) {
+    case MixerKind::Attention: attn = register_module("mixer", std::make_shared<AttentionImpl>(cfg, layer)); break;
+    case MixerKind::Mamba1: mamba1 = register_module("mixer", std::make_shared<Mamba1Impl>(cfg, layer)); break;
+    case MixerKind::Mamba2: mamba2 = register_module("mixer", std::make_shared<Mamba2Impl>(cfg, layer)); break;
+    case MixerKind::Parallel: parallel = register_module("mixer", std::make_shared<ParallelMixerImpl>(cfg, layer)); break;
+  }
+  if (cfg.has_mlp()) {
+    norm2 = register_module("norm2", std::make_shared<NormImpl>(cfg.d_model, cfg));
+    mlp = register_module("mlp", std::make_shared<GatedMLPImpl>(cfg.d_model, cfg.mlp_hidden()));
+  }
+  const std::string p = layer_prefix(layer);
+  h_resid_pre_ = p + "hook_resid_pre";
+  h_mixer_in_ = p + "hook_mixer_in";
+  h_mixer_out_ = p + "hook_mixer_out";
+  h_resid_mid_ = p + "hook_resid_mid";
+  h_mlp_in_ = p + "hook_mlp_in";
+  h_mlp_out_ = p + "hook_mlp_out";
+  h_resid_post_ = p + "hook_resid_post";
+}
+
+std::vector<std::string> BlockImpl::hook_names() const {
+  std::vector<std::string> names = {h_resid_pre_, h_mixer_in_};
+  std::vector<std::string> mixer_names = attn ? attn->hook_names()
+                                         : mamba1 ? mamba1->hook_names()
+                                         : mamba2 ? mamba2->hook_names()
+                                                  : parallel->hook_names();
+  names.insert(names.end(), mixer_names.begin(), mixer_names.end());
+  names.push_back(h_mixer_out_);
+  if (mlp) names.insert(names.end(), {h_resid_mid_, h_mlp_in_, h_mlp_out_});
+  names.push_back(h_resid_post_);
+  return names;
+}
+
+at::Tensor BlockImpl::forward(const at::Tensor& resid_in, HookContext* ctx) {
+  at::Tensor resid = hook_point(ctx, h_resid_pre_, resid_in);
+  at::Tensor h = hook_point(ctx, h_mixer_in_, norm->forward(resid));
+  at::Tensor m = attn ? attn->forward(h, ctx)
+               : mamba1 ? mamba1->forward(h, ctx)
+               : mamba2 ? mamba2->forward(h, ctx)
+                        : parallel->forward(h, ctx);
+  m = hook_point(ctx, h_mixer_out_, m);
+  resid = resid + m;
+  if (mlp) {
+    resid = hook_point(ctx, h_resid_mid_, resid);
+    at::Tensor h2 = hook_point(ctx, h_mlp_in_, norm2->forward(resid));
+    resid = resid + hook_point(ctx, h_mlp_out_, mlp->forward(h2));
+  }
+  return hook_point(ctx, h_resid_post_, resid);
+}
+
+}  // namespace mechscope

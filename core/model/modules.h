@@ -1,0 +1,140 @@
+// The modules of SPEC §1 (mamba_ssm's MixerModel semantics and state-dict names): norms, GatedMLP, MHA,
+// Mamba1, Mamba2, the parallel hybrid mixer and the residual block. Every intermediate that SPEC §2 names
+// passes through hook_point(). Must not: do I/O, or know about tasks.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/normalization.h>
+
+#include "core/model/config.h"
+#include "core/model/hooks.h"
+
+namespace mechscope {
+
+/// RMSNorm (mamba_ssm's triton RMSNorm): x * rsqrt(mean(x^2) + eps) * weight. Parameter: weight [d].
+class RMSNormImpl : public torch::nn::Module {
+ public:
+  RMSNormImpl(int64_t d, double eps);
+  at::Tensor forward(const at::Tensor& x);
+  at::Tensor weight;  // [d]
+  double eps;
+};
+TORCH_MODULE(RMSNorm);
+
+/// LayerNorm or RMSNorm by config, with the reference's input cast to the weight's dtype.
+class NormImpl : public torch::nn::Module {
+ public:
+  NormImpl(int64_t d, const ModelConfig& cfg);
+  at::Tensor forward(const at::Tensor& x);
+  at::Tensor weight() const;
+
+ private:
+  torch::nn::LayerNorm ln_{nullptr};
+  RMSNorm rms_{nullptr};
+};
+
+/// GatedMLP: fc1 (no bias) -> [value | gate] -> value * silu(gate) -> fc2 (no bias).
+class GatedMLPImpl : public torch::nn::Module {
+ public:
+  GatedMLPImpl(int64_t d_model, int64_t hidden);
+  at::Tensor forward(const at::Tensor& x);
+  torch::nn::Linear fc1{nullptr}, fc2{nullptr};  // fc1 [2*hidden, d]; fc2 [d, hidden]
+};
+
+/// Rotary embedding tables and application (flash_attn RotaryEmbedding, rotate-half or interleaved).
+at::Tensor apply_rotary(const at::Tensor& x /*[batch, pos, heads, D]*/, int64_t rotary_dim, double base, bool interleaved);
+
+/// Multi-head causal self-attention (mamba_ssm MHA). Hooks under `blocks.{i}.attn.`.
+class AttentionImpl : public torch::nn::Module {
+ public:
+  AttentionImpl(const ModelConfig& cfg, int64_t layer);
+  at::Tensor forward(const at::Tensor& x /*[batch, pos, d_model]*/, HookContext* ctx);
+  torch::nn::Linear in_proj{nullptr};   // [(H + 2 Hkv) D, d_model]
+  torch::nn::Linear out_proj{nullptr};  // [d_model, H D]
+  int64_t H, Hkv, D;
+  std::vector<std::string> hook_names() const;
+
+ private:
+  AttnConfig cfg_;
+  double scale_;
+  std::string h_q_, h_k_, h_v_, h_scores_, h_pattern_, h_z_;
+};
+
+/// Mamba1 mixer (mamba_simple.py). Heads are its d_inner channels. Hooks under `blocks.{i}.ssm.`.
+class Mamba1Impl : public torch::nn::Module {
+ public:
+  Mamba1Impl(const ModelConfig& cfg, int64_t layer);
+  at::Tensor forward(const at::Tensor& x /*[batch, pos, d_model]*/, HookContext* ctx);
+  torch::nn::Linear in_proj{nullptr};   // [2 d_inner, d_model]
+  torch::nn::Conv1d conv1d{nullptr};    // weight [d_inner, 1, d_conv], bias [d_inner]
+  torch::nn::Linear x_proj{nullptr};    // [dt_rank + 2N, d_inner]
+  torch::nn::Linear dt_proj{nullptr};   // [d_inner, dt_rank] + bias
+  torch::nn::Linear out_proj{nullptr};  // [d_model, d_inner]
+  at::Tensor A_log;                     // [d_inner, N]
+  at::Tensor D;                         // [d_inner]
+  int64_t d_inner, d_state, d_conv, dt_rank;
+  std::vector<std::string> hook_names() const;
+
+ private:
+  std::string h_conv_, h_x_, h_gate_, h_dt_, h_B_, h_C_, h_state_, h_y_, h_head_out_, h_pattern_;
+};
+
+/// Mamba2 mixer (mamba2.py) with chunked SSD and the gated RMSNorm. Hooks under `blocks.{i}.ssm.`.
+class Mamba2Impl : public torch::nn::Module {
+ public:
+  Mamba2Impl(const ModelConfig& cfg, int64_t layer);
+  at::Tensor forward(const at::Tensor& x /*[batch, pos, d_model]*/, HookContext* ctx);
+  torch::nn::Linear in_proj{nullptr};   // [2 d_inner + 2 G N + H, d_model]
+  torch::nn::Conv1d conv1d{nullptr};    // weight [d_ssm + 2 G N, 1, d_conv]
+  torch::nn::Linear out_proj{nullptr};  // [d_model, d_inner]
+  at::Tensor dt_bias;                   // [H]
+  at::Tensor A_log;                     // [H]
+  at::Tensor D;                         // [H] or [d_ssm] when D_has_hdim
+  at::Tensor norm_weight;               // [d_ssm] (state-dict name mixer.norm.weight), when rmsnorm
+  int64_t d_inner, d_ssm, d_mlp, H, P, G, N, d_conv, chunk;
+  std::vector<std::string> hook_names() const;
+
+ private:
+  Mamba2Config cfg_;
+  std::string h_conv_, h_x_, h_gate_, h_dt_, h_B_, h_C_, h_state_, h_y_, h_head_out_, h_pattern_;
+};
+
+/// Parallel hybrid mixer (after P1's hybrid_par.py): ssm(h) + tanh(beta) * attn(h) on the same normed input.
+/// Parameters mixer.ssm.*, mixer.attn.*, mixer.beta [1] (initialised to 0).
+class ParallelMixerImpl : public torch::nn::Module {
+ public:
+  ParallelMixerImpl(const ModelConfig& cfg, int64_t layer);
+  at::Tensor forward(const at::Tensor& h, HookContext* ctx);
+  std::shared_ptr<AttentionImpl> attn;
+  std::shared_ptr<Mamba1Impl> mamba1;  // one of mamba1 / mamba2, registered as "ssm"
+  std::shared_ptr<Mamba2Impl> mamba2;
+  at::Tensor beta;  // [1]
+  std::vector<std::string> hook_names() const;
+};
+
+/// Pre-norm residual block: norm -> mixer -> add, then norm2 -> mlp -> add when d_intermediate > 0.
+class BlockImpl : public torch::nn::Module {
+ public:
+  BlockImpl(const ModelConfig& cfg, int64_t layer);
+  at::Tensor forward(const at::Tensor& resid /*[batch, pos, d_model]*/, HookContext* ctx);
+  MixerKind kind;
+  std::shared_ptr<NormImpl> norm, norm2;
+  // Exactly one mixer, registered as "mixer" (so its parameters are mixer.*).
+  std::shared_ptr<AttentionImpl> attn;
+  std::shared_ptr<Mamba1Impl> mamba1;
+  std::shared_ptr<Mamba2Impl> mamba2;
+  std::shared_ptr<ParallelMixerImpl> parallel;
+  std::shared_ptr<GatedMLPImpl> mlp;
+  std::vector<std::string> hook_names() const;
+
+ private:
+  std::string h_resid_pre_, h_mixer_in_, h_mixer_out_, h_resid_mid_, h_mlp_in_, h_mlp_out_, h_resid_post_;
+};
+
+}  // namespace mechscope

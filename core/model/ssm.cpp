@@ -1,0 +1,225 @@
+// Mamba1 and Mamba2 mixers (SPEC §1) with their SSM hook points (SPEC §2). The expensive hooks
+// (per-position states, implicit attention) run only when a HookContext asks for them.
+#include <cmath>
+
+#include <ATen/ATen.h>
+#include <torch/nn/init.h>
+
+#include "core/model/modules.h"
+#include "core/model/scan.h"
+
+namespace mechscope {
+
+namespace {
+
+std::string ssm_prefix(int64_t layer) { return "blocks." + std::to_string(layer) + ".ssm."; }
+
+// dt initialisation of both Mambas: softplus^-1 of log-uniform values in [dt_min, dt_max], floored.
+at::Tensor inverse_softplus_dt(int64_t n, double dt_min, double dt_max, double floor) {
+  at::Tensor dt = at::exp(at::rand({n}) * (std::log(dt_max) - std::log(dt_min)) + std::log(dt_min)).clamp_min(floor);
+  return dt + at::log(-at::expm1(-dt));
+}
+
+// Depthwise causal convolution: conv1d with padding d_conv-1, keeping the first L outputs. x [b, L, C] -> [b, L, C].
+at::Tensor causal_conv(torch::nn::Conv1d& conv, const at::Tensor& x) {
+  const int64_t L = x.size(1);
+  return conv->forward(x.transpose(1, 2)).narrow(2, 0, L).transpose(1, 2);
+}
+
+// The state hook: compute all states, let the hooks see them, and if a hook replaced any element,
+// continue the recurrence from the replaced values (SPEC §2). Returns the states actually used.
+at::Tensor states_through_hook(HookContext* ctx, const std::string& name, const at::Tensor& dA, const at::Tensor& dBx,
+                               int64_t head_dim_insert /* -1: states already [b, L, H, P, N] */) {
+  at::Tensor states = linear_scan_sequential(dA, dBx);
+  at::Tensor shown = head_dim_insert >= 0 ? states.unsqueeze(head_dim_insert) : states;
+  at::Tensor after = ctx->run(name, shown);
+  if (!after.is_same(shown)) {
+    at::Tensor replaced = after.ne(shown);
+    if (replaced.any().item<bool>()) {
+      at::Tensor values = after;
+      if (head_dim_insert >= 0) {
+        replaced = replaced.squeeze(head_dim_insert);
+        values = values.squeeze(head_dim_insert);
+      }
+      states = linear_scan_with_replacement(dA.expand_as(dBx), dBx, replaced, values);
+      ctx->recache(name, head_dim_insert >= 0 ? states.unsqueeze(head_dim_insert) : states);
+    }
+  }
+  return states;
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------ Mamba1
+
+Mamba1Impl::Mamba1Impl(const ModelConfig& cfg, int64_t layer) {
+  const Mamba1Config& m = cfg.mamba1;
+  d_inner = cfg.mamba1_d_inner();
+  d_state = m.d_state;
+  d_conv = m.d_conv;
+  dt_rank = m.dt_rank;
+  in_proj = register_module("in_proj", torch::nn::Linear(torch::nn::LinearOptions(cfg.d_model, 2 * d_inner).bias(m.bias)));
+  conv1d = register_module("conv1d", torch::nn::Conv1d(torch::nn::Conv1dOptions(d_inner, d_inner, d_conv)
+                                                           .groups(d_inner).padding(d_conv - 1).bias(m.conv_bias)));
+  x_proj = register_module("x_proj",
+                           torch::nn::Linear(torch::nn::LinearOptions(d_inner, dt_rank + 2 * d_state).bias(false)));
+  dt_proj = register_module("dt_proj", torch::nn::Linear(torch::nn::LinearOptions(dt_rank, d_inner).bias(true)));
+  {
+    at::NoGradGuard no_grad;
+    const double std = std::pow(static_cast<double>(dt_rank), -0.5) * m.dt_scale;
+    if (m.dt_init == "constant") dt_proj->weight.fill_(std);
+    else dt_proj->weight.uniform_(-std, std);
+    dt_proj->bias.copy_(inverse_softplus_dt(d_inner, m.dt_min, m.dt_max, m.dt_init_floor));
+  }
+  A_log = register_parameter("A_log", at::log(at::arange(1, d_state + 1, at::kFloat)).repeat({d_inner, 1}));
+  D = register_parameter("D", at::ones({d_inner}));
+  out_proj = register_module("out_proj", torch::nn::Linear(torch::nn::LinearOptions(d_inner, cfg.d_model).bias(m.bias)));
+  const std::string p = ssm_prefix(layer);
+  h_conv_ = p + "hook_conv_out";
+  h_x_ = p + "hook_x";
+  h_gate_ = p + "hook_gate";
+  h_dt_ = p + "hook_dt";
+  h_B_ = p + "hook_B";
+  h_C_ = p + "hook_C";
+  h_state_ = p + "hook_state";
+  h_y_ = p + "hook_y";
+  h_head_out_ = p + "hook_head_out";
+  h_pattern_ = p + "hook_pattern";
+}
+
+std::vector<std::string> Mamba1Impl::hook_names() const {
+  return {h_conv_, h_x_, h_gate_, h_dt_, h_B_, h_C_, h_state_, h_pattern_, h_y_, h_head_out_};
+}
+
+at::Tensor Mamba1Impl::forward(const at::Tensor& hs, HookContext* ctx) {
+  const auto dtype = hs.scalar_type();
+  at::Tensor xz = in_proj->forward(hs);                                         // [b, L, 2 d_inner]
+  at::Tensor x = xz.narrow(-1, 0, d_inner);
+  at::Tensor z = xz.narrow(-1, d_inner, d_inner);
+  x = at::silu(hook_point(ctx, h_conv_, causal_conv(conv1d, x)));               // [b, L, d_inner]
+  x = hook_point(ctx, h_x_, x.unsqueeze(-1)).squeeze(-1);                       // hook [b, L, H = d_inner, P = 1]
+  at::Tensor x_dbl = x_proj->forward(x);                                        // [b, L, dt_rank + 2N]
+  at::Tensor dt = at::softplus(dt_proj->forward(x_dbl.narrow(-1, 0, dt_rank)));  // [b, L, d_inner]
+  dt = hook_point(ctx, h_dt_, dt);
+  at::Tensor B = hook_point(ctx, h_B_, x_dbl.narrow(-1, dt_rank, d_state).unsqueeze(2)).squeeze(2);         // [b, L, N]
+  at::Tensor C = hook_point(ctx, h_C_, x_dbl.narrow(-1, dt_rank + d_state, d_state).unsqueeze(2)).squeeze(2);
+  z = hook_point(ctx, h_gate_, z.unsqueeze(-1)).squeeze(-1);
+
+  // The scan runs in float32 whatever the model dtype (as selective_scan_ref does).
+  at::Tensor xf = x.to(at::kFloat), dtf = dt.to(at::kFloat), Bf = B.to(at::kFloat), Cf = C.to(at::kFloat);
+  at::Tensor A = -at::exp(A_log.to(at::kFloat));                               // [d_inner, N]
+  at::Tensor Df = D.to(at::kFloat);
+  at::Tensor y;
+  if (ctx && ctx->wants(h_state_)) {
+    at::Tensor dA, dBx;
+    mamba1_discretize(xf, dtf, A, Bf, dA, dBx);
+    at::Tensor states = states_through_hook(ctx, h_state_, dA, dBx, 3);        // hook [b, L, d_inner, 1, N]
+    y = mamba1_readout(states, xf, Cf, Df);
+  } else {
+    y = mamba1_scan(xf, dtf, A, Bf, Cf, Df);
+  }
+  if (ctx && ctx->wants(h_pattern_)) ctx->run(h_pattern_, mamba1_implicit_attention(dtf, A, Bf, Cf));
+  y = hook_point(ctx, h_y_, y.to(dtype).unsqueeze(-1)).squeeze(-1);            // [b, L, d_inner]
+  at::Tensor out = hook_point(ctx, h_head_out_, (y * at::silu(z)).unsqueeze(-1)).squeeze(-1);
+  return out_proj->forward(out);
+}
+
+// ------------------------------------------------------------------ Mamba2
+
+Mamba2Impl::Mamba2Impl(const ModelConfig& cfg, int64_t layer) : cfg_(cfg.mamba2) {
+  const Mamba2Config& m = cfg.mamba2;
+  d_inner = cfg.mamba2_d_inner();
+  d_ssm = m.d_ssm;
+  d_mlp = d_inner - d_ssm;
+  P = m.headdim;
+  H = d_ssm / P;
+  G = m.ngroups;
+  N = m.d_state;
+  d_conv = m.d_conv;
+  chunk = m.chunk_size;
+  const int64_t d_in_proj = 2 * d_inner + 2 * G * N + H;
+  const int64_t conv_dim = d_ssm + 2 * G * N;
+  in_proj = register_module("in_proj", torch::nn::Linear(torch::nn::LinearOptions(cfg.d_model, d_in_proj).bias(m.bias)));
+  conv1d = register_module("conv1d", torch::nn::Conv1d(torch::nn::Conv1dOptions(conv_dim, conv_dim, d_conv)
+                                                           .groups(conv_dim).padding(d_conv - 1).bias(m.conv_bias)));
+  if (m.conv_init > 0) {
+    at::NoGradGuard no_grad;
+    conv1d->weight.uniform_(-m.conv_init, m.conv_init);
+  }
+  dt_bias = register_parameter("dt_bias", inverse_softplus_dt(H, m.dt_min, m.dt_max, m.dt_init_floor));
+  A_log = register_parameter("A_log", at::log(at::empty({H}).uniform_(m.A_init_min, m.A_init_max)));
+  D = register_parameter("D", at::ones({m.D_has_hdim ? d_ssm : H}));
+  if (m.rmsnorm) {
+    auto norm = register_module("norm", std::make_shared<torch::nn::Module>());
+    norm_weight = norm->register_parameter("weight", at::ones({d_ssm}));
+  }
+  out_proj = register_module("out_proj", torch::nn::Linear(torch::nn::LinearOptions(d_inner, cfg.d_model).bias(m.bias)));
+  const std::string p = ssm_prefix(layer);
+  h_conv_ = p + "hook_conv_out";
+  h_x_ = p + "hook_x";
+  h_gate_ = p + "hook_gate";
+  h_dt_ = p + "hook_dt";
+  h_B_ = p + "hook_B";
+  h_C_ = p + "hook_C";
+  h_state_ = p + "hook_state";
+  h_y_ = p + "hook_y";
+  h_head_out_ = p + "hook_head_out";
+  h_pattern_ = p + "hook_pattern";
+}
+
+std::vector<std::string> Mamba2Impl::hook_names() const {
+  return {h_conv_, h_x_, h_gate_, h_dt_, h_B_, h_C_, h_state_, h_pattern_, h_y_, h_head_out_};
+}
+
+at::Tensor Mamba2Impl::forward(const at::Tensor& hs, HookContext* ctx) {
+  const auto dtype = hs.scalar_type();
+  at::Tensor zxbcdt = in_proj->forward(hs);
+  // Order: [z0 (d_mlp), x0 (d_mlp), z (d_ssm), xBC (d_ssm + 2GN), dt (H)]
+  at::Tensor z0 = zxbcdt.narrow(-1, 0, d_mlp);
+  at::Tensor x0 = zxbcdt.narrow(-1, d_mlp, d_mlp);
+  at::Tensor z = zxbcdt.narrow(-1, 2 * d_mlp, d_ssm);
+  at::Tensor xBC = zxbcdt.narrow(-1, 2 * d_mlp + d_ssm, d_ssm + 2 * G * N);
+  at::Tensor dt_raw = zxbcdt.narrow(-1, 2 * d_mlp + 2 * d_ssm + 2 * G * N, H);
+  xBC = at::silu(hook_point(ctx, h_conv_, causal_conv(conv1d, xBC)));            // [b, L, d_ssm + 2GN]
+  at::Tensor x = hook_point(ctx, h_x_, xBC.narrow(-1, 0, d_ssm).unflatten(-1, {H, P}));          // [b, L, H, P]
+  at::Tensor B = hook_point(ctx, h_B_, xBC.narrow(-1, d_ssm, G * N).unflatten(-1, {G, N}));      // [b, L, G, N]
+  at::Tensor C = hook_point(ctx, h_C_, xBC.narrow(-1, d_ssm + G * N, G * N).unflatten(-1, {G, N}));
+  z = hook_point(ctx, h_gate_, z.unflatten(-1, {H, P}));                         // [b, L, H, P]
+  at::Tensor dt = at::softplus(dt_raw + dt_bias);                                // [b, L, H]
+  if (cfg_.dt_limit_min > 0.0 || cfg_.dt_limit_max > 0.0)
+    dt = dt.clamp(cfg_.dt_limit_min, cfg_.dt_limit_max > 0.0 ? cfg_.dt_limit_max : INFINITY);
+  dt = hook_point(ctx, h_dt_, dt);
+
+  at::Tensor xf = x.to(at::kFloat), dtf = dt.to(at::kFloat), Bf = B.to(at::kFloat), Cf = C.to(at::kFloat);
+  at::Tensor A = -at::exp(A_log.to(at::kFloat));                                // [H]
+  at::Tensor Dk = cfg_.D_has_hdim ? D.to(at::kFloat).view({H, P}) : D.to(at::kFloat);
+  at::Tensor y;
+  if (ctx && ctx->wants(h_state_)) {
+    at::Tensor dA, dBx;
+    mamba2_discretize(xf, dtf, A, Bf, dA, dBx);
+    at::Tensor states = states_through_hook(ctx, h_state_, dA, dBx, -1);       // [b, L, H, P, N]
+    y = mamba2_readout(states, xf, Cf, Dk);
+  } else {
+    y = mamba2_ssd(xf, dtf, A, Bf, Cf, Dk, chunk);
+  }
+  if (ctx && ctx->wants(h_pattern_)) ctx->run(h_pattern_, mamba2_implicit_attention(dtf, A, Bf, Cf, Dk));
+  y = hook_point(ctx, h_y_, y.to(dtype));                                       // [b, L, H, P]
+
+  at::Tensor yf = y.flatten(2), zf = z.flatten(2);                              // [b, L, d_ssm]
+  at::Tensor out;
+  if (cfg_.rmsnorm) {
+    // Gated RMSNorm over groups of d_ssm / G channels, eps 1e-5 (layernorm_gated.rms_norm_ref).
+    at::Tensor g = cfg_.norm_before_gate ? yf : yf * at::silu(zf);
+    at::Tensor gg = g.to(at::kFloat).unflatten(-1, {G, d_ssm / G});
+    at::Tensor normed = (gg * at::rsqrt(gg.pow(2).mean(-1, true) + 1e-5)).flatten(2) * norm_weight.to(at::kFloat);
+    if (cfg_.norm_before_gate) normed = normed * at::silu(zf.to(at::kFloat));
+    out = normed.to(dtype);
+  } else {
+    out = yf * at::silu(zf);
+  }
+  out = hook_point(ctx, h_head_out_, out.unflatten(-1, {H, P})).flatten(2);     // hook [b, L, H, P]
+  if (d_mlp > 0) out = at::cat({at::silu(z0) * x0, out}, -1);
+  return out_proj->forward(out);
+}
+
+}  // namespace mechscope

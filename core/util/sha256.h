@@ -1,0 +1,8 @@
+// SHA-256 of a file, for provenance in results files (which checkpoint made this figure).
+#pragma once
+#include <string>
+namespace mechscope {
+/// Lower-case hex digest; throws std::runtime_error if the file cannot be read.
+std::string sha256_file(const std::string& path);
+std::string sha256_hex(const std::string& bytes);
+}  // namespace mechscope

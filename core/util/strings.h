@@ -1,0 +1,21 @@
+// Small string helpers shared by core and the CLI: joining, splitting, glob matching and
+// "did you mean" suggestions. No torch, no I/O.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace mechscope {
+
+std::string join(const std::vector<std::string>& items, const std::string& sep);
+std::vector<std::string> split(const std::string& s, char sep);
+std::string trim(const std::string& s);
+/// Shell-style match with '*' (any run, including dots) and '?' (one character).
+bool glob_match(const std::string& pattern, const std::string& text);
+/// Up to `limit` candidates closest to `word` by edit distance (only reasonably close ones).
+std::vector<std::string> closest_matches(const std::string& word, const std::vector<std::string>& candidates,
+                                         size_t limit);
+/// Human-readable byte count ("3.2 MiB").
+std::string format_bytes(double bytes);
+
+}  // namespace mechscope
