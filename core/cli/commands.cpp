@@ -69,6 +69,20 @@ json parse_set(const std::string& kv) {
   return v;
 }
 
+// Recursive merge that keeps nulls (so that a later merge_patch can delete keys with them).
+void deep_merge(json& into, const json& from) {
+  if (!into.is_object() || !from.is_object()) {
+    into = from;
+    return;
+  }
+  for (const auto& item : from.items()) {
+    if (into.contains(item.key()) && into[item.key()].is_object() && item.value().is_object())
+      deep_merge(into[item.key()], item.value());
+    else
+      into[item.key()] = item.value();
+  }
+}
+
 json read_json_file(const std::string& path) {
   std::ifstream in(path);
   if (!in) throw std::runtime_error("cannot read config file '" + path + "'");
@@ -139,7 +153,7 @@ int run_init(const InitOptions& o) {
     throw std::invalid_argument("init: give exactly one of --preset NAME (" + join(ModelConfig::preset_names(), ", ") +
                                 ") or --config FILE.json");
   json overrides = json::object();
-  for (const auto& s : o.sets) overrides.merge_patch(parse_set(s));
+  for (const auto& s : o.sets) deep_merge(overrides, parse_set(s));
   json j;
   if (!o.preset.empty()) {
     j = ModelConfig::preset_json(o.preset, overrides);
