@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Command-line behaviour as a user sees it: the README's example commands work, outputs have the documented
+# layout, and mistakes give a non-zero exit with a message that says what was wrong.
+# usage: test_cli.sh MECHSCOPE_CLI WORKDIR
+set -uo pipefail
+cli=$1; work=$2
+rm -rf "$work"; mkdir -p "$work"; cd "$work"
+pass=0; fail=0
+ok()   { pass=$((pass+1)); }
+bad()  { echo "FAIL: $*"; fail=$((fail+1)); }
+# expect_ok "description" command...      (exit 0)
+expect_ok() { local d=$1; shift; if out=$("$@" 2>&1); then ok; else bad "$d: exit $? :: $out"; fi; }
+# expect_err "description" "message fragment" command...   (non-zero exit, fragment in stderr/stdout)
+expect_err() {
+  local d=$1 frag=$2; shift 2
+  if out=$("$@" 2>&1); then bad "$d: succeeded but should fail :: $out"; return; fi
+  if [[ "$out" == *"$frag"* ]]; then ok; else bad "$d: message lacks '$frag' :: $out"; fi
+}
+contains() { local d=$1 frag=$2 text=$3; if [[ "$text" == *"$frag"* ]]; then ok; else bad "$d: lacks '$frag' :: $text"; fi; }
+
+v=$("$cli" --version); contains "version" "BLAS" "$v"; contains "version" "threads" "$v"
+for p in transformer mamba1 mamba2 hybrid parallel-hybrid; do
+  expect_ok "init $p" "$cli" init --preset "$p" --seed 7 --out "$p.h5"
+  expect_ok "info $p" "$cli" info "$p.h5"
+done
+i=$("$cli" info hybrid.h5 --hooks); contains "info --hooks" "blocks.1.attn.hook_pattern" "$i"; contains "info --hooks" "* blocks.0.ssm.hook_state" "$i"
+contains "info layers" "layer 0      mamba2" "$i"
+j=$("$cli" info mamba2.h5 --json); contains "info --json" '"parameters"' "$j"
+# The README's example: logits [pos, vocab] from token ids.
+f=$("$cli" forward --checkpoint mamba2.h5 --tokens 5,9,2 --out out.h5); contains "forward" "logits [3, 64]" "$f"
+contains "forward topk" "pos 2" "$f"
+f=$("$cli" forward -c transformer.h5 --tokens "<bos> x7 x9" --hooks 'blocks.*.attn.hook_pattern,hook_embed' --out hooks.h5)
+contains "forward hooks" "3 hook tensor(s)" "$f"
+expect_ok "forward bfloat16" "$cli" forward -c hybrid.h5 --tokens 1,2,3,4 --dtype bfloat16
+expect_ok "init from config + set" "$cli" init --config <(echo '{"model_config": {"d_model": 16, "n_layer": 1, "vocab_size": 10}}') --set ssm_cfg.d_state=4 --out cfg.h5
+expect_ok "bench" "$cli" bench --preset mamba1 --batch 2 --seq 16 --repeat 2
+
+# Mistakes.
+expect_err "unknown preset" "parallel-hybrid" "$cli" init --preset mamba3 --out x.h5
+expect_err "no preset or config" "exactly one of --preset" "$cli" init --out x.h5
+expect_err "bad --set" "expected key=value" "$cli" init --preset mamba1 --set d_model --out x.h5
+expect_err "bad config value" "num_heads" "$cli" init --preset transformer --set attn_cfg.num_heads=3 --out x.h5
+expect_err "overwrite" "--force" "$cli" init --preset mamba1 --out mamba1.h5
+expect_err "missing checkpoint" "no such file" "$cli" info nothere.h5
+echo "not hdf5" > text.h5
+expect_err "not hdf5" "not an HDF5 file" "$cli" forward -c text.h5 --tokens 1
+expect_err "unknown hook" "blocks.0.attn.hook_pattern" "$cli" forward -c transformer.h5 --tokens 1,2 --hooks blocks.0.attn.hook_patern
+expect_err "hook pattern no match" "matches no hook" "$cli" forward -c transformer.h5 --tokens 1,2 --hooks 'blocks.*.ssm.hook_x'
+expect_err "unknown token" "<bos>" "$cli" forward -c transformer.h5 --tokens "<bso>,3"
+expect_err "token out of range" "outside the vocabulary" "$cli" forward -c transformer.h5 --tokens 1,999
+expect_err "no tokens" "exactly one of --tokens" "$cli" forward -c transformer.h5
+expect_err "bad device" "cpu or cuda" "$cli" forward -c transformer.h5 --tokens 1 --device tpu
+expect_err "output exists" "--force" "$cli" forward -c transformer.h5 --tokens 1 --out out.h5
+ls ./*.tmp-* > /dev/null 2>&1 && bad "temporary files left behind"
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]

@@ -1,0 +1,61 @@
+// Token parsing (ids, vocabulary strings, errors with suggestions) and results files (layout, atomic write).
+#include <filesystem>
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include "core/io/checkpoint.h"
+#include "core/io/hdf5.h"
+#include "core/io/results.h"
+#include "core/io/tokens.h"
+#include "tests/support/test_support.h"
+
+using namespace mechscope;
+
+TEST(Tokens, IdsAndStringsMix) {
+  auto vocab = default_vocab(12);
+  EXPECT_EQ(parse_tokens("5,9,2", vocab, 16), (std::vector<int64_t>{5, 9, 2}));
+  EXPECT_EQ(parse_tokens("<bos> x7, 3\n<query>", vocab, 16), (std::vector<int64_t>{1, 7, 3, 4}));
+  EXPECT_EQ(parse_tokens("15", vocab, 16), (std::vector<int64_t>{15}));  // a padded row is a valid id
+}
+
+TEST(Tokens, ErrorsNameTheToken) {
+  auto vocab = default_vocab(12);
+  auto err = [&](const std::string& s) {
+    try {
+      parse_tokens(s, vocab, 16);
+    } catch (const std::invalid_argument& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_NE(err("1,16").find("16"), std::string::npos);
+  EXPECT_NE(err("<bso>").find("<bos>"), std::string::npos);
+  EXPECT_NE(err(" , ").find("no tokens"), std::string::npos);
+  EXPECT_NE(err("99999999999999999999").find("too large"), std::string::npos);
+}
+
+TEST(Results, LayoutIsReadableAndAtomic) {
+  const std::string dir = mechscope::test::scratch_dir();
+  ResultsFile rf;
+  rf.kind = "forward";
+  rf.provenance = {{"checkpoint", "m.h5"}};
+  rf.tensors.push_back({"logits", at::arange(6, at::kFloat).view({2, 3}), {"pos", "vocab"}, {{"pos", {"a", "b"}}}});
+  rf.tensors.push_back({"blocks.0.attn.hook_pattern", at::ones({2, 2, 2}), {"head", "q_pos", "k_pos"}, nullptr});
+  write_results(dir + "/r.h5", rf);
+  h5::File f = h5::File::open_read(dir + "/r.h5");
+  EXPECT_EQ(h5::read_attr_string(f.id(), "format", "t").value(), kResultsFormat);
+  EXPECT_EQ(h5::dataset_shape(f.id(), "logits", "t").dims, (std::vector<int64_t>{2, 3}));
+  std::vector<float> v(6);
+  h5::read_float(f.id(), "logits", v.data(), "t");
+  EXPECT_EQ(v[5], 5.f);
+  hid_t ds = H5Dopen2(f.id(), "logits", H5P_DEFAULT);
+  EXPECT_EQ(h5::read_attr_string(ds, "axes", "t").value(), "[\"pos\",\"vocab\"]");
+  EXPECT_EQ(h5::read_attr_string(ds, "labels_pos", "t").value(), "[\"a\",\"b\"]");
+  H5Dclose(ds);
+  // Axis names that do not match the rank: refused, nothing left behind.
+  rf.tensors.push_back({"bad", at::ones({2}), {"a", "b"}, nullptr});
+  EXPECT_THROW(write_results(dir + "/bad.h5", rf), std::runtime_error);
+  EXPECT_FALSE(std::filesystem::exists(dir + "/bad.h5"));
+  for (auto& e : std::filesystem::directory_iterator(dir)) EXPECT_EQ(e.path().string().find(".tmp-"), std::string::npos);
+}

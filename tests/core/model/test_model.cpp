@@ -1,0 +1,179 @@
+// The language model: reference state-dict names and shapes, initialisation, causality for every mixer,
+// the fast SSM paths against the literal recurrence inside the model, batch independence, bad tokens.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include "core/model/model.h"
+#include "tests/support/test_support.h"
+
+using namespace mechscope;
+using mechscope::test::max_abs_diff;
+using mechscope::test::random_tokens;
+using mechscope::test::small_config;
+using nlohmann::json;
+
+static std::map<std::string, std::vector<int64_t>> shapes_of(const LanguageModel& m) {
+  std::map<std::string, std::vector<int64_t>> out;
+  for (auto& [n, t] : m.state_dict()) out[n] = t.sizes().vec();
+  return out;
+}
+
+TEST(Model, Mamba2StateDictIsTheReferences) {
+  // d_model 32, expand 2 -> d_inner 64 = d_ssm, headdim 8 -> 8 heads, G 1, N 8, d_conv 4, vocab 37 -> 40 rows.
+  // in_proj rows = 2*64 + 2*1*8 + 8 = 152; conv channels = 64 + 16 = 80.
+  LanguageModel m(small_config("mamba2", {{"n_layer", 1}}));
+  std::map<std::string, std::vector<int64_t>> want = {
+      {"backbone.embedding.weight", {40, 32}},
+      {"backbone.layers.0.norm.weight", {32}},
+      {"backbone.layers.0.mixer.in_proj.weight", {152, 32}},
+      {"backbone.layers.0.mixer.conv1d.weight", {80, 1, 4}},
+      {"backbone.layers.0.mixer.conv1d.bias", {80}},
+      {"backbone.layers.0.mixer.dt_bias", {8}},
+      {"backbone.layers.0.mixer.A_log", {8}},
+      {"backbone.layers.0.mixer.D", {8}},
+      {"backbone.layers.0.mixer.norm.weight", {64}},
+      {"backbone.layers.0.mixer.out_proj.weight", {32, 64}},
+      {"backbone.norm_f.weight", {32}},
+  };
+  EXPECT_EQ(shapes_of(m), want);
+}
+
+TEST(Model, Mamba1StateDictIsTheReferences) {
+  // d_inner 64, N 4, dt_rank ceil(32/16) = 2.
+  LanguageModel m(small_config("mamba1", {{"n_layer", 1}, {"tie_embeddings", false}}));
+  std::map<std::string, std::vector<int64_t>> want = {
+      {"backbone.embedding.weight", {40, 32}},
+      {"backbone.layers.0.norm.weight", {32}},
+      {"backbone.layers.0.mixer.in_proj.weight", {128, 32}},
+      {"backbone.layers.0.mixer.conv1d.weight", {64, 1, 4}},
+      {"backbone.layers.0.mixer.conv1d.bias", {64}},
+      {"backbone.layers.0.mixer.x_proj.weight", {10, 64}},
+      {"backbone.layers.0.mixer.dt_proj.weight", {64, 2}},
+      {"backbone.layers.0.mixer.dt_proj.bias", {64}},
+      {"backbone.layers.0.mixer.A_log", {64, 4}},
+      {"backbone.layers.0.mixer.D", {64}},
+      {"backbone.layers.0.mixer.out_proj.weight", {32, 64}},
+      {"backbone.norm_f.weight", {32}},
+      {"lm_head.weight", {40, 32}},
+  };
+  EXPECT_EQ(shapes_of(m), want);
+}
+
+TEST(Model, TransformerAndParallelStateDictsAreTheReferences) {
+  // 4 heads of 8, GQA with 2 kv heads: in_proj rows (4 + 2*2) * 8 = 64; MLP hidden 128 (rounded up).
+  LanguageModel t(small_config("transformer", {{"n_layer", 1}, {"attn_cfg", {{"num_heads_kv", 2}}}, {"d_intermediate", 50},
+                                              {"rms_norm", false}}));
+  std::map<std::string, std::vector<int64_t>> want = {
+      {"backbone.embedding.weight", {40, 32}},
+      {"backbone.layers.0.norm.weight", {32}},
+      {"backbone.layers.0.norm.bias", {32}},
+      {"backbone.layers.0.mixer.in_proj.weight", {64, 32}},
+      {"backbone.layers.0.mixer.in_proj.bias", {64}},
+      {"backbone.layers.0.mixer.out_proj.weight", {32, 32}},
+      {"backbone.layers.0.mixer.out_proj.bias", {32}},
+      {"backbone.layers.0.norm2.weight", {32}},
+      {"backbone.layers.0.norm2.bias", {32}},
+      {"backbone.layers.0.mlp.fc1.weight", {256, 32}},
+      {"backbone.layers.0.mlp.fc2.weight", {32, 128}},
+      {"backbone.norm_f.weight", {32}},
+      {"backbone.norm_f.bias", {32}},
+  };
+  EXPECT_EQ(shapes_of(t), want);
+  LanguageModel p(small_config("parallel-hybrid", {{"n_layer", 1}, {"pos_emb", "learned"}, {"max_seq_len", 16}}));
+  auto s = shapes_of(p);
+  EXPECT_EQ(s.at("backbone.layers.0.mixer.beta"), (std::vector<int64_t>{1}));
+  EXPECT_EQ(s.at("backbone.layers.0.mixer.ssm.in_proj.weight"), (std::vector<int64_t>{152, 32}));
+  EXPECT_EQ(s.at("backbone.layers.0.mixer.attn.in_proj.weight"), (std::vector<int64_t>{96, 32}));
+  EXPECT_EQ(s.at("backbone.pos_embedding.weight"), (std::vector<int64_t>{16, 32}));
+  EXPECT_EQ(p.state_dict().size(), 17u);  // emb, pos, norm, 8 ssm, 4 attn, beta, norm_f
+}
+
+TEST(Model, InitialisationFollowsTheReference) {
+  LanguageModel m1(small_config("mamba1"), 3);
+  auto sd = m1.state_dict();
+  std::map<std::string, at::Tensor> p(sd.begin(), sd.end());
+  // S4D-real A: A_log[d, n] = log(n + 1); D = 1; softplus(dt bias) in [dt_min, dt_max] = [0.001, 0.1].
+  at::Tensor a_log = p.at("backbone.layers.0.mixer.A_log");
+  EXPECT_LT(max_abs_diff(a_log[5], at::log(at::arange(1, 5, at::kFloat))), 1e-7);
+  EXPECT_EQ(max_abs_diff(p.at("backbone.layers.1.mixer.D"), at::ones({64})), 0.0);
+  at::Tensor dt = at::softplus(p.at("backbone.layers.0.mixer.dt_proj.bias"));
+  EXPECT_GE(dt.min().item<double>(), 0.001 - 1e-6);
+  EXPECT_LE(dt.max().item<double>(), 0.1 + 1e-6);
+  LanguageModel m2(small_config("mamba2"), 3);
+  auto sd2 = m2.state_dict();
+  std::map<std::string, at::Tensor> q(sd2.begin(), sd2.end());
+  at::Tensor A = at::exp(q.at("backbone.layers.0.mixer.A_log"));  // uniform in A_init_range [1, 16]
+  EXPECT_GE(A.min().item<double>(), 1.0 - 1e-5);
+  EXPECT_LE(A.max().item<double>(), 16.0 + 1e-5);
+  // Same seed, same weights; different seed, different weights.
+  LanguageModel again(small_config("mamba2"), 3), other(small_config("mamba2"), 4);
+  EXPECT_EQ(max_abs_diff(again.state_dict()[0].second, sd2[0].second), 0.0);  // the embedding
+  EXPECT_GT(max_abs_diff(other.state_dict()[0].second, sd2[0].second), 0.0);
+}
+
+TEST(Model, EveryMixerIsCausal) {
+  at::NoGradGuard no_grad;
+  for (const auto& preset : ModelConfig::preset_names()) {
+    LanguageModel m(small_config(preset, {{"d_intermediate", 40}}), 1);
+    at::Tensor a = random_tokens(2, 21, 37, 5);
+    for (int64_t k : {0, 7, 8, 20}) {
+      at::Tensor b = a.clone();
+      b.select(1, k).fill_((a[0][k].item<int64_t>() + 1) % 37);
+      at::Tensor la = m.forward(a), lb = m.forward(b);
+      if (k > 0) EXPECT_LT(max_abs_diff(la.narrow(1, 0, k), lb.narrow(1, 0, k)), 1e-6) << preset << " k=" << k;
+      EXPECT_GT(max_abs_diff(la.narrow(1, k, 1), lb.narrow(1, k, 1)), 1e-6) << preset << " k=" << k;
+    }
+  }
+}
+
+TEST(Model, FastSsmPathEqualsLiteralRecurrenceInsideTheModel) {
+  // Asking for hook_state switches a layer to the step-by-step recurrence; the logits must not change.
+  at::NoGradGuard no_grad;
+  for (const auto& preset : {"mamba1", "mamba2", "hybrid"}) {
+    LanguageModel m(small_config(preset), 2);
+    for (int64_t L : {1, 7, 8, 9, 17, 33}) {
+      at::Tensor toks = random_tokens(3, L, 37, L);
+      at::Tensor fast = m.forward(toks);
+      auto [slow, cache] = m.run_with_cache(toks, HookSelection::of({"blocks.*.ssm.hook_state"}));
+      EXPECT_FALSE(cache.empty());
+      EXPECT_TRUE(at::allclose(fast, slow, 1e-5, 1e-5)) << preset << " L=" << L << " diff " << max_abs_diff(fast, slow);
+    }
+  }
+}
+
+TEST(Model, BatchRowsAreIndependent) {
+  at::NoGradGuard no_grad;
+  for (const auto& preset : ModelConfig::preset_names()) {
+    LanguageModel m(small_config(preset), 1);
+    at::Tensor toks = random_tokens(3, 12, 37, 8);
+    at::Tensor all = m.forward(toks);
+    for (int64_t i = 0; i < 3; ++i)
+      EXPECT_TRUE(at::allclose(all[i], m.forward(toks.narrow(0, i, 1))[0], 1e-5, 1e-5)) << preset;
+  }
+}
+
+TEST(Model, Bfloat16RunsCloseToFloat32) {
+  at::NoGradGuard no_grad;
+  LanguageModel m(small_config("hybrid"), 1);
+  at::Tensor toks = random_tokens(1, 10, 37, 1);
+  at::Tensor ref = m.forward(toks);
+  m.to(at::kBFloat16);
+  at::Tensor low = m.forward(toks).to(at::kFloat);
+  EXPECT_LT(max_abs_diff(ref, low), 0.1 * ref.abs().max().item<double>() + 0.05);
+}
+
+TEST(Model, BadTokensAreClearErrors) {
+  LanguageModel m(small_config("transformer", {{"pos_emb", "learned"}, {"max_seq_len", 8}}));
+  auto msg = [&](const at::Tensor& t) {
+    try {
+      m.forward(t);
+    } catch (const std::invalid_argument& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_NE(msg(at::full({1, 3}, 40, at::kLong)).find("outside the vocabulary"), std::string::npos);
+  EXPECT_NE(msg(at::full({1, 3}, -1, at::kLong)).find("outside the vocabulary"), std::string::npos);
+  EXPECT_NE(msg(at::zeros({1, 9}, at::kLong)).find("max_seq_len"), std::string::npos);
+  EXPECT_NE(msg(at::zeros({3}, at::kLong)).find("[batch, pos]"), std::string::npos);
+}

@@ -1,0 +1,51 @@
+// Test helpers (see test_support.h).
+#include "tests/support/test_support.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <gtest/gtest.h>
+
+namespace mechscope::test {
+
+ModelConfig small_config(const std::string& preset, const nlohmann::json& overrides) {
+  nlohmann::json base = {{"d_model", 32}, {"vocab_size", 37}};
+  if (overrides.contains("n_layer")) base["n_layer"] = overrides["n_layer"];  // keeps the preset's layer pattern
+  nlohmann::json j = ModelConfig::preset_json(preset, base);
+  if (j.contains("attn_cfg") && j["attn_cfg"].is_object() && !j["attn_cfg"].empty()) j["attn_cfg"]["rotary_emb_dim"] = 8;
+  if (j["ssm_cfg"].value("layer", "") == "Mamba2") {
+    j["ssm_cfg"]["headdim"] = 8;
+    j["ssm_cfg"]["d_state"] = 8;
+    j["ssm_cfg"]["chunk_size"] = 8;
+  } else if (j["ssm_cfg"].value("layer", "") == "Mamba1") {
+    j["ssm_cfg"]["d_state"] = 4;
+  }
+  j.merge_patch(overrides);
+  return ModelConfig::from_json(j);
+}
+
+double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {
+  return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>();
+}
+
+std::string scratch_dir() {
+  static std::atomic<int> counter{0};
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  std::string name = info ? std::string(info->test_suite_name()) + "." + info->name() : "scratch";
+  auto dir = std::filesystem::temp_directory_path() /
+             ("mechscope-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++) + "-" + name);
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir.string();
+}
+
+at::Tensor random_tokens(int64_t batch, int64_t L, int64_t vocab, uint64_t seed) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  return at::randint(vocab, {batch, L}, gen, at::kLong);
+}
+
+}  // namespace mechscope::test
