@@ -328,26 +328,31 @@ int run_bench(const BenchOptions& o) {
   at::NoGradGuard no_grad;
   model->eval();
   using clock = std::chrono::steady_clock;
-  auto median_ms = [&](auto&& fn) {
-    fn();  // warm-up
-    std::vector<double> t;
-    for (int r = 0; r < o.repeat; ++r) {
-      auto t0 = clock::now();
-      fn();
-      t.push_back(std::chrono::duration<double, std::milli>(clock::now() - t0).count());
-    }
-    std::sort(t.begin(), t.end());
-    return t[t.size() / 2];
-  };
   size_t n_hooks = 0;
   double cached_bytes = 0;
-  double plain = median_ms([&] { model->forward(tokens); });
-  double cached = median_ms([&] {
+  auto plain_fn = [&] { model->forward(tokens); };
+  auto cached_fn = [&] {
     auto [logits, cache] = model->run_with_cache(tokens, HookSelection::everything(false));
     n_hooks = cache.size();
     cached_bytes = 0;
     for (auto& [n, t] : cache) cached_bytes += static_cast<double>(t.numel()) * t.element_size();
-  });
+  };
+  // Interleaved repetitions (plain, cached, plain, ...) so that drift on a shared machine hits both alike.
+  plain_fn();
+  cached_fn();
+  std::vector<double> tp, tc;
+  for (int r = 0; r < o.repeat; ++r) {
+    auto t0 = clock::now();
+    plain_fn();
+    auto t1 = clock::now();
+    cached_fn();
+    auto t2 = clock::now();
+    tp.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+    tc.push_back(std::chrono::duration<double, std::milli>(t2 - t1).count());
+  }
+  std::sort(tp.begin(), tp.end());
+  std::sort(tc.begin(), tc.end());
+  const double plain = tp[tp.size() / 2], cached = tc[tc.size() / 2];
   RuntimeInfo ri = runtime_info();
   std::cout << "model: " << label << " (" << architecture_name(c) << ", " << c.n_layer << " layers, d_model " << c.d_model
             << "), batch " << o.batch << " x " << seq << " tokens, " << ri.threads << " threads, BLAS " << ri.blas << "\n";

@@ -28,7 +28,8 @@ at::Tensor linear_scan_with_replacement(const at::Tensor& dA, const at::Tensor& 
 /// Decay exp(dt*A) [batch, L, D, N] and input dt*x*B [batch, L, D, N] of the Mamba1 recurrence.
 void mamba1_discretize(const at::Tensor& x, const at::Tensor& dt, const at::Tensor& A, const at::Tensor& B,
                        at::Tensor& dA, at::Tensor& dBx);
-/// y [batch, L, D] = C_t . h_t + Dskip * x_t, the engine's path (log-depth scan of dense ops).
+/// y [batch, L, D] = C_t . h_t + Dskip * x_t, the engine's path (vectorised discretisation, then one fused
+/// multiply-add and one batched readout per step).
 at::Tensor mamba1_scan(const at::Tensor& x, const at::Tensor& dt, const at::Tensor& A, const at::Tensor& B,
                        const at::Tensor& C, const at::Tensor& Dskip);
 /// Literal per-step recurrence (selective_scan_ref), the reference twin.

@@ -55,7 +55,7 @@ TEST(Scan, SegsumMatchesLiteralSums) {
     }
 }
 
-TEST(Scan, Mamba1LogDepthScanEqualsRecurrence) {
+TEST(Scan, Mamba1VectorisedScanEqualsLiteralRecurrence) {
   for (auto [b, L, Dm, N] : std::vector<std::array<int64_t, 4>>{{2, 1, 3, 4}, {2, 7, 5, 4}, {1, 33, 8, 16}, {3, 64, 4, 2}, {1, 100, 6, 3}}) {
     auto in = mamba1_inputs(b, L, Dm, N, 1 + L);
     at::Tensor fast = mamba1_scan(in.x, in.dt, in.A, in.B, in.C, in.D);
