@@ -6,6 +6,7 @@ build=${MECHSCOPE_BUILD_DIR:-$root/build}
 # ccache and precompiled headers: these sloppiness settings let ccache reuse PCH-using objects.
 export CCACHE_SLOPPINESS=${CCACHE_SLOPPINESS:-pch_defines,time_macros,include_file_mtime,include_file_ctime}
 export CCACHE_MAXSIZE=${CCACHE_MAXSIZE:-5G}
+export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$root}   # relative paths in the cache key: hits across clones
 generator=()
 command -v ninja > /dev/null && generator=(-G Ninja)
 if [ ! -f "$build/CMakeCache.txt" ]; then
