@@ -19,8 +19,12 @@
 #include "core/io/results.h"
 #include "core/io/tokens.h"
 #include "core/model/model.h"
+#include "core/model/scan.h"
 #include "core/util/sha256.h"
 #include "core/util/strings.h"
+#include "kernels/binding/scan_ops.h"
+
+#include <torch/optim/adamw.h>
 
 namespace mechscope::cli {
 using nlohmann::json;
@@ -365,4 +369,110 @@ int run_bench(const BenchOptions& o) {
   return 0;
 }
 
+namespace {
+
+// Median of `repeat` timed calls after one warm-up, in milliseconds.
+template <typename F>
+double time_ms(int repeat, F&& fn) {
+  fn();
+  std::vector<double> t;
+  for (int r = 0; r < repeat; ++r) {
+    auto t0 = std::chrono::steady_clock::now();
+    fn();
+    t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+double bytes_of(const std::vector<at::Tensor>& ts) {
+  double b = 0;
+  for (const auto& t : ts) b += static_cast<double>(t.numel()) * t.element_size();
+  return b;
+}
+
+void scan_line(const std::string& op, double ref_ms, double fast_ms, double elements, double bytes) {
+  std::cout << op << ": reference " << fmt("%.2f", ref_ms) << " ms, fast " << fmt("%.2f", fast_ms) << " ms ("
+            << fmt("%.3g", elements / (fast_ms * 1e-3)) << " elements/s, " << fmt("%.2f", bytes / (fast_ms * 1e-3) / 1e9)
+            << " GB/s), " << fmt("%.1f", ref_ms / fast_ms) << "x\n";
+}
+
+// Gradient of sum(y * w) with respect to every input, for the fwd+bwd timings.
+template <typename F>
+void fwd_bwd(F&& op, std::vector<at::Tensor> inputs, const at::Tensor& w) {
+  for (auto& t : inputs) t = t.detach().requires_grad_(true);
+  at::Tensor y = op(inputs);
+  (y * w).sum().backward();
+}
+
+}  // namespace
+
+int run_bench_scan(const BenchOptions& o) {
+  at::manual_seed(o.seed);
+  const int64_t B = o.batch, L = o.seq;
+  std::cout << "scan kernels, batch " << B << " x " << L << " steps, " << at::get_num_threads() << " threads (median of "
+            << o.repeat << ")\n";
+  {
+    const int64_t D = 256, N = 16;  // the mamba1 preset: d_model 128, expand 2, d_state 16
+    at::Tensor x = at::randn({B, L, D}), dt = at::softplus(at::randn({B, L, D}) - 2), A = -at::exp(at::randn({D, N}));
+    at::Tensor Bm = at::randn({B, L, N}), Cm = at::randn({B, L, N}), Dk = at::randn({D}), w = at::randn({B, L, D});
+    auto fast = [](const std::vector<at::Tensor>& v) { return kernels::selective_scan(v[0], v[1], v[2], v[3], v[4], v[5]); };
+    auto ref = [](const std::vector<at::Tensor>& v) { return mamba1_scan(v[0], v[1], v[2], v[3], v[4], v[5]); };
+    std::vector<at::Tensor> in = {x, dt, A, Bm, Cm, Dk};
+    const double elements = static_cast<double>(B * L * D * N);
+    const double fwd_bytes = bytes_of(in) + bytes_of({x});
+    {
+      at::NoGradGuard ng;
+      double r = time_ms(o.repeat, [&] { ref(in); }), f = time_ms(o.repeat, [&] { fast(in); });
+      scan_line("mamba1 selective scan fwd (B=" + std::to_string(B) + " L=" + std::to_string(L) + " D=256 N=16)", r, f,
+                elements, fwd_bytes);
+    }
+    double r = time_ms(o.repeat, [&] { fwd_bwd(ref, in, w); }), f = time_ms(o.repeat, [&] { fwd_bwd(fast, in, w); });
+    scan_line("mamba1 selective scan fwd+bwd", r, f, elements, 2 * fwd_bytes + 2 * bytes_of(in));
+  }
+  {
+    const int64_t H = 8, P = 32, G = 1, N = 32;  // the mamba2 preset: d_ssm 256, headdim 32, d_state 32
+    at::Tensor x = at::randn({B, L, H, P}), dt = at::softplus(at::randn({B, L, H}) - 2), A = -at::exp(at::randn({H}));
+    at::Tensor Bm = at::randn({B, L, G, N}), Cm = at::randn({B, L, G, N}), Dk = at::randn({H}), w = at::randn({B, L, H, P});
+    auto fast = [](const std::vector<at::Tensor>& v) { return kernels::ssd_scan(v[0], v[1], v[2], v[3], v[4], v[5]); };
+    auto ref = [](const std::vector<at::Tensor>& v) { return mamba2_ssd(v[0], v[1], v[2], v[3], v[4], v[5], 64); };
+    std::vector<at::Tensor> in = {x, dt, A, Bm, Cm, Dk};
+    const double elements = static_cast<double>(B * L * H * P * N);
+    const double fwd_bytes = bytes_of(in) + bytes_of({x});
+    {
+      at::NoGradGuard ng;
+      double r = time_ms(o.repeat, [&] { ref(in); }), f = time_ms(o.repeat, [&] { fast(in); });
+      scan_line("mamba2 ssd fwd (B=" + std::to_string(B) + " L=" + std::to_string(L) + " H=8 P=32 N=32; ref = chunked SSD)",
+                r, f, elements, fwd_bytes);
+    }
+    double r = time_ms(o.repeat, [&] { fwd_bwd(ref, in, w); }), f = time_ms(o.repeat, [&] { fwd_bwd(fast, in, w); });
+    scan_line("mamba2 ssd fwd+bwd", r, f, elements, 2 * fwd_bytes + 2 * bytes_of(in));
+  }
+  // Training steps (forward, masked-free cross-entropy on every position, backward, AdamW) of the presets.
+  for (const std::string preset : {"mamba1", "mamba2"}) {
+    const int64_t batch = 32, seq = 64;
+    double eps[2];
+    for (int fast = 0; fast < 2; ++fast) {
+      kernels::set_fast_scan_enabled(fast == 1);
+      LanguageModel model(ModelConfig::from_json(ModelConfig::preset_json(preset, json::object())), o.seed);
+      torch::optim::AdamW opt(model.parameters(), torch::optim::AdamWOptions(1e-3).weight_decay(0.0));
+      at::Tensor toks = at::randint(model.config().vocab_size, {batch, seq}, at::kLong);
+      const int steps = std::max(2, o.repeat / 2);
+      double ms = time_ms(steps, [&] {
+        opt.zero_grad();
+        at::Tensor logits = model.forward(toks);
+        at::Tensor loss = at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}), toks.reshape({-1}));
+        loss.backward();
+        opt.step();
+      });
+      eps[fast] = batch / (ms * 1e-3);
+    }
+    kernels::set_fast_scan_enabled(true);
+    std::cout << preset << " preset training step (batch 32 x 64 tokens, fwd+bwd+AdamW): reference " << fmt("%.0f", eps[0])
+              << " examples/s, fast " << fmt("%.0f", eps[1]) << " examples/s, " << fmt("%.1f", eps[1] / eps[0]) << "x\n";
+  }
+  return 0;
+}
+
 }  // namespace mechscope::cli
+

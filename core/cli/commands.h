@@ -46,8 +46,10 @@ struct BenchOptions {
   int64_t seq = 256;
   int repeat = 10;
   uint64_t seed = 0;
+  bool scan = false;      // --scan: the SSM scan kernels against their references, and training throughput
 };
 int run_bench(const BenchOptions& o);
+int run_bench_scan(const BenchOptions& o);
 
 int run_version();
 

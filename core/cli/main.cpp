@@ -55,6 +55,7 @@ int main(int argc, char** argv) {
   c_bench->add_option("--batch", bench.batch, "batch size")->capture_default_str();
   c_bench->add_option("--seq", bench.seq, "sequence length")->capture_default_str();
   c_bench->add_option("--repeat", bench.repeat, "timed repetitions (median reported)")->capture_default_str();
+  c_bench->add_flag("--scan", bench.scan, "benchmark the SSM scan kernels against their references (and training steps)");
 
   auto* c_version = app.add_subcommand("version", "print the version, LibTorch, BLAS and thread count");
 
@@ -68,7 +69,7 @@ int main(int argc, char** argv) {
     if (c_init->parsed()) return run_init(init);
     if (c_info->parsed()) return run_info(info);
     if (c_fwd->parsed()) return run_forward(fwd);
-    if (c_bench->parsed()) return run_bench(bench);
+    if (c_bench->parsed()) return bench.scan ? run_bench_scan(bench) : run_bench(bench);
     std::cout << app.help();
     return 0;
   } catch (const std::exception& e) {

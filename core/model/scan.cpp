@@ -25,26 +25,47 @@ at::Tensor segsum(const at::Tensor& x) {
 
 at::Tensor linear_scan_sequential(const at::Tensor& dA, const at::Tensor& dBx, const at::Tensor& h0) {
   const int64_t L = dBx.size(1);
-  at::Tensor h = h0.defined() ? h0 : at::zeros_like(dBx.select(1, 0));
+  // unbind, not select: select's backward allocates a full-size zero tensor per step (O(L^2) in training).
+  auto as = dA.expand_as(dBx).unbind(1);
+  auto bs = dBx.unbind(1);
+  at::Tensor h = h0.defined() ? h0 : at::zeros_like(bs[0]);
   std::vector<at::Tensor> states;
   states.reserve(L);
-  const bool dA_broadcast_L = dA.size(1) == 1 && L > 1;
   for (int64_t t = 0; t < L; ++t) {
-    h = (dA_broadcast_L ? dA.select(1, 0) : dA.select(1, t)) * h + dBx.select(1, t);
+    h = as[t] * h + bs[t];
     states.push_back(h);
   }
   return at::stack(states, 1);
 }
 
 at::Tensor linear_scan_with_replacement(const at::Tensor& dA, const at::Tensor& dBx, const at::Tensor& replaced,
-                                        const at::Tensor& values) {
+                                        const at::Tensor& values, const at::Tensor& prior) {
   const int64_t L = dBx.size(1);
-  at::Tensor h = at::zeros_like(dBx.select(1, 0));
+  // Positions before the first replacement are not recomputed: they keep `prior` bit for bit.
+  int64_t first = 0;
+  if (prior.defined()) {
+    at::Tensor any_t = replaced.flatten(2).any(2).any(0);  // [L]
+    first = L;
+    for (int64_t t = 0; t < L; ++t)
+      if (any_t[t].item<bool>()) {
+        first = t;
+        break;
+      }
+    if (first == L) return prior;
+  }
+  auto as = dA.unbind(1), bs = dBx.unbind(1), rs = replaced.unbind(1), vs = values.unbind(1);
   std::vector<at::Tensor> states;
   states.reserve(L);
-  for (int64_t t = 0; t < L; ++t) {
-    h = dA.select(1, t) * h + dBx.select(1, t);
-    h = at::where(replaced.select(1, t), values.select(1, t), h);
+  at::Tensor h;
+  if (first > 0) {
+    auto ps = prior.unbind(1);
+    states.assign(ps.begin(), ps.begin() + first);
+    h = ps[first - 1];
+  } else {
+    h = at::zeros_like(bs[0]);
+  }
+  for (int64_t t = first; t < L; ++t) {
+    h = at::where(rs[t], vs[t], as[t] * h + bs[t]);
     states.push_back(h);
   }
   return at::stack(states, 1);
@@ -71,12 +92,13 @@ at::Tensor mamba1_scan(const at::Tensor& x, const at::Tensor& dt, const at::Tens
   at::Tensor a, b;
   mamba1_discretize(x, dt, A, B, a, b);                    // [batch, L, D, N]
   const int64_t L = x.size(1);
-  at::Tensor h = at::zeros_like(b.select(1, 0));           // [batch, D, N]
+  auto as = a.unbind(1), bs = b.unbind(1), cs = C.unbind(1);  // unbind: cheap backward (see linear_scan_sequential)
+  at::Tensor h = at::zeros_like(bs[0]);                    // [batch, D, N]
   std::vector<at::Tensor> ys;
   ys.reserve(L);
   for (int64_t t = 0; t < L; ++t) {
-    h = at::addcmul(b.select(1, t), a.select(1, t), h);
-    ys.push_back(at::bmm(h, C.select(1, t).unsqueeze(-1)));  // [batch, D, 1]
+    h = at::addcmul(bs[t], as[t], h);
+    ys.push_back(at::bmm(h, cs[t].unsqueeze(-1)));         // [batch, D, 1]
   }
   return at::stack(ys, 1).squeeze(-1) + x * Dskip;
 }

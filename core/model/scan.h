@@ -20,8 +20,9 @@ at::Tensor linear_scan_sequential(const at::Tensor& dA, const at::Tensor& dBx, c
 
 /// The same recurrence where, at elements with `replaced` set, the state is `values` instead and the scan continues
 /// from it. `replaced` and `values` have dBx's shape. This is what replacing `ssm.hook_state` means (SPEC §2).
+/// With `prior` (the unreplaced states), positions before the first replacement are copied from it unchanged.
 at::Tensor linear_scan_with_replacement(const at::Tensor& dA, const at::Tensor& dBx, const at::Tensor& replaced,
-                                        const at::Tensor& values);
+                                        const at::Tensor& values, const at::Tensor& prior = {});
 
 // ---- Mamba1 (selective scan). Shapes: x, dt [batch, L, D]; A [D, N]; B, C [batch, L, N]; Dskip [D]. ----
 

@@ -7,6 +7,7 @@
 
 #include "core/model/modules.h"
 #include "core/model/scan.h"
+#include "kernels/binding/scan_ops.h"
 
 namespace mechscope {
 
@@ -26,11 +27,12 @@ at::Tensor causal_conv(torch::nn::Conv1d& conv, const at::Tensor& x) {
   return conv->forward(x.transpose(1, 2)).narrow(2, 0, L).transpose(1, 2);
 }
 
-// The state hook: compute all states, let the hooks see them, and if a hook replaced any element,
-// continue the recurrence from the replaced values (SPEC §2). Returns the states actually used.
-at::Tensor states_through_hook(HookContext* ctx, const std::string& name, const at::Tensor& dA, const at::Tensor& dBx,
+// The state hook: let the hooks see all states, and if a hook replaced any element, continue the recurrence
+// from the replaced values (SPEC §2). `states` [b, L, ...] come from a scan; `discretize` gives the decay and
+// input of the recurrence (only needed when something was replaced). Returns the states actually used.
+template <typename Discretize>
+at::Tensor states_through_hook(HookContext* ctx, const std::string& name, at::Tensor states, Discretize discretize,
                                int64_t head_dim_insert /* -1: states already [b, L, H, P, N] */) {
-  at::Tensor states = linear_scan_sequential(dA, dBx);
   at::Tensor shown = head_dim_insert >= 0 ? states.unsqueeze(head_dim_insert) : states;
   at::Tensor after = ctx->run(name, shown);
   if (!after.is_same(shown)) {
@@ -41,12 +43,17 @@ at::Tensor states_through_hook(HookContext* ctx, const std::string& name, const 
         replaced = replaced.squeeze(head_dim_insert);
         values = values.squeeze(head_dim_insert);
       }
-      states = linear_scan_with_replacement(dA.expand_as(dBx), dBx, replaced, values);
+      at::Tensor dA, dBx;
+      discretize(dA, dBx);
+      states = linear_scan_with_replacement(dA.expand_as(dBx), dBx, replaced, values, states);
       ctx->recache(name, head_dim_insert >= 0 ? states.unsqueeze(head_dim_insert) : states);
     }
   }
   return states;
 }
+
+// The fast kernels serve a forward when they apply (float32 CPU) and no gradient flows through the states.
+bool fast_states_ok(const at::Tensor& x) { return kernels::fast_scan_applies(x) && !at::GradMode::is_enabled(); }
 
 }  // namespace
 
@@ -111,10 +118,19 @@ at::Tensor Mamba1Impl::forward(const at::Tensor& hs, HookContext* ctx) {
   at::Tensor Df = D.to(at::kFloat);
   at::Tensor y;
   if (ctx && ctx->wants(h_state_)) {
-    at::Tensor dA, dBx;
-    mamba1_discretize(xf, dtf, A, Bf, dA, dBx);
-    at::Tensor states = states_through_hook(ctx, h_state_, dA, dBx, 3);        // hook [b, L, d_inner, 1, N]
+    auto discretize = [&](at::Tensor& dA, at::Tensor& dBx) { mamba1_discretize(xf, dtf, A, Bf, dA, dBx); };
+    at::Tensor states;
+    if (fast_states_ok(xf)) {
+      states = kernels::selective_scan_states(xf, dtf, A, Bf, Cf, Df).second;
+    } else {
+      at::Tensor dA, dBx;
+      discretize(dA, dBx);
+      states = linear_scan_sequential(dA, dBx);
+    }
+    states = states_through_hook(ctx, h_state_, states, discretize, 3);         // hook [b, L, d_inner, 1, N]
     y = mamba1_readout(states, xf, Cf, Df);
+  } else if (kernels::fast_scan_applies(xf)) {
+    y = kernels::selective_scan(xf, dtf, A, Bf, Cf, Df);
   } else {
     y = mamba1_scan(xf, dtf, A, Bf, Cf, Df);
   }
@@ -195,10 +211,21 @@ at::Tensor Mamba2Impl::forward(const at::Tensor& hs, HookContext* ctx) {
   at::Tensor Dk = cfg_.D_has_hdim ? D.to(at::kFloat).view({H, P}) : D.to(at::kFloat);
   at::Tensor y;
   if (ctx && ctx->wants(h_state_)) {
-    at::Tensor dA, dBx;
-    mamba2_discretize(xf, dtf, A, Bf, dA, dBx);
-    at::Tensor states = states_through_hook(ctx, h_state_, dA, dBx, -1);       // [b, L, H, P, N]
+    auto discretize = [&](at::Tensor& dA, at::Tensor& dBx) { mamba2_discretize(xf, dtf, A, Bf, dA, dBx); };
+    at::Tensor states;
+    if (fast_states_ok(xf)) {
+      states = kernels::ssd_scan_states(xf, dtf, A, Bf, Cf, Dk).second;
+    } else {
+      at::Tensor dA, dBx;
+      discretize(dA, dBx);
+      states = linear_scan_sequential(dA, dBx);
+    }
+    states = states_through_hook(ctx, h_state_, states, discretize, -1);        // [b, L, H, P, N]
     y = mamba2_readout(states, xf, Cf, Dk);
+  } else if (kernels::fast_scan_applies(xf) && at::GradMode::is_enabled()) {
+    // Training: the fused recurrence's forward+backward beats the chunked SSD's autograd graph. Inference:
+    // the chunked SSD's matrix products are faster on CPU (docs/benchmarks.md), so it stays the path.
+    y = kernels::ssd_scan(xf, dtf, A, Bf, Cf, Dk);
   } else {
     y = mamba2_ssd(xf, dtf, A, Bf, Cf, Dk, chunk);
   }

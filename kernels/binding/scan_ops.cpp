@@ -1,0 +1,194 @@
+// Binding of the scan kernels: shape checks (TORCH_CHECK with the expected and found shapes), autograd
+// Functions, dispatch to the CPU kernels.
+#include "kernels/binding/scan_ops.h"
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+
+#include <ATen/ATen.h>
+#include <torch/autograd.h>
+
+#include "kernels/cpu/scan_params.h"
+
+namespace mechscope::kernels {
+
+namespace {
+
+std::atomic<int> g_enabled{-1};
+
+#define CHECK_SHAPE(t, ...)                                                                              \
+  TORCH_CHECK((t).sizes() == at::IntArrayRef({__VA_ARGS__}), #t " must have shape [" #__VA_ARGS__ "] = ", \
+              at::IntArrayRef({__VA_ARGS__}), ", found ", (t).sizes())
+
+void check_common(const std::initializer_list<at::Tensor>& ts) {
+  for (const auto& t : ts) {
+    TORCH_CHECK(t.device().is_cpu(), "fast scan: tensors must be on the CPU, found ", t.device());
+    TORCH_CHECK(t.scalar_type() == at::kFloat, "fast scan: tensors must be float32, found ", t.scalar_type());
+  }
+}
+
+SelectiveScanParams m1_params(const at::Tensor& x, const at::Tensor& dt, const at::Tensor& A, const at::Tensor& B,
+                              const at::Tensor& C, const at::Tensor& D) {
+  TORCH_CHECK(x.dim() == 3, "selective_scan: x must be [batch, L, D], found ", x.sizes());
+  const int64_t b = x.size(0), L = x.size(1), d = x.size(2);
+  TORCH_CHECK(A.dim() == 2 && A.size(0) == d, "selective_scan: A must be [D, N] with D = ", d, ", found ", A.sizes());
+  const int64_t n = A.size(1);
+  CHECK_SHAPE(dt, b, L, d);
+  CHECK_SHAPE(B, b, L, n);
+  CHECK_SHAPE(C, b, L, n);
+  CHECK_SHAPE(D, d);
+  check_common({x, dt, A, B, C, D});
+  for (const auto& t : {x, dt, A, B, C, D}) TORCH_CHECK(t.is_contiguous(), "selective_scan: inputs must be contiguous");
+  SelectiveScanParams p;
+  p.batch = b;
+  p.seqlen = L;
+  p.dim = d;
+  p.dstate = n;
+  p.x = x.data_ptr<float>();
+  p.dt = dt.data_ptr<float>();
+  p.A = A.data_ptr<float>();
+  p.Bm = B.data_ptr<float>();
+  p.Cm = C.data_ptr<float>();
+  p.Dskip = D.data_ptr<float>();
+  return p;
+}
+
+SsdParams m2_params(const at::Tensor& x, const at::Tensor& dt, const at::Tensor& A, const at::Tensor& B,
+                    const at::Tensor& C, const at::Tensor& D) {
+  TORCH_CHECK(x.dim() == 4, "ssd_scan: x must be [batch, L, H, P], found ", x.sizes());
+  const int64_t b = x.size(0), L = x.size(1), h = x.size(2), pd = x.size(3);
+  TORCH_CHECK(B.dim() == 4, "ssd_scan: B must be [batch, L, G, N], found ", B.sizes());
+  const int64_t g = B.size(2), n = B.size(3);
+  TORCH_CHECK(g > 0 && h % g == 0, "ssd_scan: heads (", h, ") must be a multiple of groups (", g, ")");
+  CHECK_SHAPE(dt, b, L, h);
+  CHECK_SHAPE(A, h);
+  CHECK_SHAPE(B, b, L, g, n);
+  CHECK_SHAPE(C, b, L, g, n);
+  TORCH_CHECK(D.sizes() == at::IntArrayRef({h}) || D.sizes() == at::IntArrayRef({h, pd}),
+              "ssd_scan: D must be [H] or [H, P], found ", D.sizes());
+  check_common({x, dt, A, B, C, D});
+  for (const auto& t : {x, dt, A, B, C, D}) TORCH_CHECK(t.is_contiguous(), "ssd_scan: inputs must be contiguous");
+  SsdParams p;
+  p.batch = b;
+  p.seqlen = L;
+  p.nheads = h;
+  p.headdim = pd;
+  p.ngroups = g;
+  p.dstate = n;
+  p.d_has_hdim = D.dim() == 2;
+  p.x = x.data_ptr<float>();
+  p.dt = dt.data_ptr<float>();
+  p.A = A.data_ptr<float>();
+  p.Bm = B.data_ptr<float>();
+  p.Cm = C.data_ptr<float>();
+  p.Dskip = D.data_ptr<float>();
+  return p;
+}
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+class SelectiveScanFunction : public torch::autograd::Function<SelectiveScanFunction> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& dt, const at::Tensor& A,
+                            const at::Tensor& B, const at::Tensor& C, const at::Tensor& D) {
+    SelectiveScanParams p = m1_params(x, dt, A, B, C, D);
+    at::Tensor y = at::empty_like(x);
+    p.y = y.data_ptr<float>();
+    selective_scan_fwd_cpu(p);
+    ctx->save_for_backward({x, dt, A, B, C, D});
+    return y;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto s = ctx->get_saved_variables();
+    SelectiveScanParams p = m1_params(s[0], s[1], s[2], s[3], s[4], s[5]);
+    at::Tensor dy = grads[0].contiguous();
+    at::Tensor dx = at::empty_like(s[0]), ddt = at::empty_like(s[1]), dA = at::empty_like(s[2]);
+    at::Tensor dB = at::empty_like(s[3]), dC = at::empty_like(s[4]), dD = at::empty_like(s[5]);
+    SelectiveScanGrads g{dy.data_ptr<float>(), dx.data_ptr<float>(), ddt.data_ptr<float>(), dA.data_ptr<float>(),
+                         dB.data_ptr<float>(), dC.data_ptr<float>(), dD.data_ptr<float>()};
+    selective_scan_bwd_cpu(p, g);
+    return {dx, ddt, dA, dB, dC, dD};
+  }
+};
+
+class SsdScanFunction : public torch::autograd::Function<SsdScanFunction> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& dt, const at::Tensor& A,
+                            const at::Tensor& B, const at::Tensor& C, const at::Tensor& D) {
+    SsdParams p = m2_params(x, dt, A, B, C, D);
+    at::Tensor y = at::empty_like(x);
+    p.y = y.data_ptr<float>();
+    ssd_fwd_cpu(p);
+    ctx->save_for_backward({x, dt, A, B, C, D});
+    return y;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto s = ctx->get_saved_variables();
+    SsdParams p = m2_params(s[0], s[1], s[2], s[3], s[4], s[5]);
+    at::Tensor dy = grads[0].contiguous();
+    at::Tensor dx = at::empty_like(s[0]), ddt = at::empty_like(s[1]), dA = at::empty_like(s[2]);
+    at::Tensor dB = at::empty_like(s[3]), dC = at::empty_like(s[4]), dD = at::empty_like(s[5]);
+    SsdGrads g{dy.data_ptr<float>(), dx.data_ptr<float>(), ddt.data_ptr<float>(), dA.data_ptr<float>(),
+               dB.data_ptr<float>(), dC.data_ptr<float>(), dD.data_ptr<float>()};
+    ssd_bwd_cpu(p, g);
+    return {dx, ddt, dA, dB, dC, dD};
+  }
+};
+
+}  // namespace
+
+bool fast_scan_enabled() {
+  int v = g_enabled.load();
+  if (v < 0) {
+    const char* env = std::getenv("MECHSCOPE_FAST_SCAN");
+    v = (env && std::strcmp(env, "0") == 0) ? 0 : 1;
+    g_enabled.store(v);
+  }
+  return v == 1;
+}
+
+void set_fast_scan_enabled(bool on) { g_enabled.store(on ? 1 : 0); }
+
+bool fast_scan_applies(const at::Tensor& x) {
+  return fast_scan_enabled() && x.device().is_cpu() && x.scalar_type() == at::kFloat;
+}
+
+at::Tensor selective_scan(const at::Tensor& x, const at::Tensor& dt, const at::Tensor& A, const at::Tensor& B,
+                          const at::Tensor& C, const at::Tensor& D) {
+  return SelectiveScanFunction::apply(x.contiguous(), dt.contiguous(), A.contiguous(), B.contiguous(), C.contiguous(),
+                                      D.contiguous());
+}
+
+std::pair<at::Tensor, at::Tensor> selective_scan_states(const at::Tensor& x0, const at::Tensor& dt0, const at::Tensor& A0,
+                                                        const at::Tensor& B0, const at::Tensor& C0, const at::Tensor& D0) {
+  at::Tensor x = x0.contiguous(), dt = dt0.contiguous(), A = A0.contiguous(), B = B0.contiguous(), C = C0.contiguous(),
+             D = D0.contiguous();
+  SelectiveScanParams p = m1_params(x, dt, A, B, C, D);
+  at::Tensor y = at::empty_like(x), states = at::empty({p.batch, p.seqlen, p.dim, p.dstate}, x.options());
+  p.y = y.data_ptr<float>();
+  p.states = states.data_ptr<float>();
+  selective_scan_fwd_cpu(p);
+  return {y, states};
+}
+
+at::Tensor ssd_scan(const at::Tensor& x, const at::Tensor& dt, const at::Tensor& A, const at::Tensor& B,
+                    const at::Tensor& C, const at::Tensor& D) {
+  return SsdScanFunction::apply(x.contiguous(), dt.contiguous(), A.contiguous(), B.contiguous(), C.contiguous(),
+                                D.contiguous());
+}
+
+std::pair<at::Tensor, at::Tensor> ssd_scan_states(const at::Tensor& x0, const at::Tensor& dt0, const at::Tensor& A0,
+                                                  const at::Tensor& B0, const at::Tensor& C0, const at::Tensor& D0) {
+  at::Tensor x = x0.contiguous(), dt = dt0.contiguous(), A = A0.contiguous(), B = B0.contiguous(), C = C0.contiguous(),
+             D = D0.contiguous();
+  SsdParams p = m2_params(x, dt, A, B, C, D);
+  at::Tensor y = at::empty_like(x), states = at::empty({p.batch, p.seqlen, p.nheads, p.headdim, p.dstate}, x.options());
+  p.y = y.data_ptr<float>();
+  p.states = states.data_ptr<float>();
+  ssd_fwd_cpu(p);
+  return {y, states};
+}
+
+}  // namespace mechscope::kernels

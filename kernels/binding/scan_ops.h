@@ -1,0 +1,32 @@
+// Fast SSM scan ops (autograd-aware) over the kernels in kernels/cpu: the one place that checks shapes
+// and dtypes and dispatches. core's SSM layers call these for float32 CPU tensors when enabled.
+// Must not: include core.
+#pragma once
+
+#include <utility>
+
+#include <ATen/core/Tensor.h>
+
+namespace mechscope::kernels {
+
+/// Whether the fast path is on (default on; MECHSCOPE_FAST_SCAN=0 in the environment turns it off).
+bool fast_scan_enabled();
+void set_fast_scan_enabled(bool on);
+/// True when the fast path can take these tensors (CPU, float32) and is enabled.
+bool fast_scan_applies(const at::Tensor& x);
+
+/// Mamba1: x, dt [B, L, D]; A [D, N]; B, C [B, L, N]; D [D] -> y [B, L, D]. Differentiable in all inputs.
+at::Tensor selective_scan(const at::Tensor& x, const at::Tensor& dt, const at::Tensor& A, const at::Tensor& B,
+                          const at::Tensor& C, const at::Tensor& D);
+/// Forward only, also returning the per-position states [B, L, D, N].
+std::pair<at::Tensor, at::Tensor> selective_scan_states(const at::Tensor& x, const at::Tensor& dt, const at::Tensor& A,
+                                                        const at::Tensor& B, const at::Tensor& C, const at::Tensor& D);
+
+/// Mamba2: x [B, L, H, P]; dt [B, L, H]; A [H]; B, C [B, L, G, N]; D [H] or [H, P] -> y [B, L, H, P].
+at::Tensor ssd_scan(const at::Tensor& x, const at::Tensor& dt, const at::Tensor& A, const at::Tensor& B,
+                    const at::Tensor& C, const at::Tensor& D);
+/// Forward only, also returning the per-position states [B, L, H, P, N].
+std::pair<at::Tensor, at::Tensor> ssd_scan_states(const at::Tensor& x, const at::Tensor& dt, const at::Tensor& A,
+                                                  const at::Tensor& B, const at::Tensor& C, const at::Tensor& D);
+
+}  // namespace mechscope::kernels

@@ -1,0 +1,64 @@
+// Torch-free parameter structs of the SSM scan kernels (state-spaces/mamba's SSMParamsBase is the model):
+// raw pointers to contiguous float32 buffers and their sizes. Shapes in comments; row-major, batch first.
+// Must not: include torch or core.
+#pragma once
+
+#include <cstdint>
+
+namespace mechscope::kernels {
+
+/// Mamba1 selective scan: h_t = exp(dt_t A) h_{t-1} + dt_t B_t x_t; y_t = C_t . h_t + D x_t (per channel d).
+struct SelectiveScanParams {
+  int64_t batch = 0, seqlen = 0, dim = 0, dstate = 0;  // B, L, D (d_inner), N
+  const float* x = nullptr;      // [B, L, D]
+  const float* dt = nullptr;     // [B, L, D]  (after softplus)
+  const float* A = nullptr;      // [D, N]     (negative)
+  const float* Bm = nullptr;     // [B, L, N]
+  const float* Cm = nullptr;     // [B, L, N]
+  const float* Dskip = nullptr;  // [D]
+  float* y = nullptr;            // [B, L, D]            output
+  float* states = nullptr;       // [B, L, D, N]         optional output (per-position states)
+};
+
+struct SelectiveScanGrads {
+  const float* dy = nullptr;     // [B, L, D]
+  float* dx = nullptr;           // [B, L, D]
+  float* ddt = nullptr;          // [B, L, D]
+  float* dA = nullptr;           // [D, N]
+  float* dB = nullptr;           // [B, L, N]
+  float* dC = nullptr;           // [B, L, N]
+  float* dD = nullptr;           // [D]
+};
+
+/// Mamba2 SSD recurrence: per head h (group g = h / (H/G)), state [P, N]:
+/// S_t = exp(dt_t A_h) S_{t-1} + dt_t x_t B_t^T; y_t = S_t C_t + D x_t.
+struct SsdParams {
+  int64_t batch = 0, seqlen = 0, nheads = 0, headdim = 0, ngroups = 0, dstate = 0;  // B, L, H, P, G, N
+  bool d_has_hdim = false;       // D is [H, P] instead of [H]
+  const float* x = nullptr;      // [B, L, H, P]
+  const float* dt = nullptr;     // [B, L, H]
+  const float* A = nullptr;      // [H]
+  const float* Bm = nullptr;     // [B, L, G, N]
+  const float* Cm = nullptr;     // [B, L, G, N]
+  const float* Dskip = nullptr;  // [H] or [H, P]
+  float* y = nullptr;            // [B, L, H, P]
+  float* states = nullptr;       // [B, L, H, P, N] optional
+};
+
+struct SsdGrads {
+  const float* dy = nullptr;     // [B, L, H, P]
+  float* dx = nullptr;           // [B, L, H, P]
+  float* ddt = nullptr;          // [B, L, H]
+  float* dA = nullptr;           // [H]
+  float* dB = nullptr;           // [B, L, G, N]
+  float* dC = nullptr;           // [B, L, G, N]
+  float* dD = nullptr;           // [H] or [H, P]
+};
+
+// CPU implementations (kernels/cpu/*.cpp), multi-threaded over independent rows.
+void selective_scan_fwd_cpu(const SelectiveScanParams& p);
+void selective_scan_bwd_cpu(const SelectiveScanParams& p, const SelectiveScanGrads& g);
+void ssd_fwd_cpu(const SsdParams& p);
+void ssd_bwd_cpu(const SsdParams& p, const SsdGrads& g);
+
+}  // namespace mechscope::kernels

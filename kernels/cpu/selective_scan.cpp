@@ -1,0 +1,150 @@
+// CPU Mamba1 selective scan, forward and backward. Work is split over (batch, block of channels) in the
+// forward and over channel blocks in the backward (so dA and dD need no reduction; dB and dC get one
+// partial buffer per block). Within a task the time loop is outermost and the state loop innermost and
+// contiguous, so the compiler vectorises it. Reference twin: core/model/scan.cpp mamba1_scan_ref.
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include <ATen/Parallel.h>
+
+#include "kernels/cpu/scan_params.h"
+#include "kernels/cpu/simd.h"
+
+namespace mechscope::kernels {
+
+namespace {
+constexpr int64_t kBlock = 16;  // channels per task
+
+MECHSCOPE_KERNEL_CLONES void fwd_tasks(const SelectiveScanParams& p, int64_t begin, int64_t end) {
+    const int64_t L = p.seqlen, D = p.dim, N = p.dstate;
+    const int64_t nblk = (D + kBlock - 1) / kBlock;
+    std::vector<float> h(kBlock * N), a(N);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t b = task / nblk, d0 = (task % nblk) * kBlock, nd = std::min(kBlock, D - d0);
+      std::fill(h.begin(), h.end(), 0.f);
+      for (int64_t t = 0; t < L; ++t) {
+        const int64_t row = (b * L + t) * D;
+        const float* Bt = p.Bm + (b * L + t) * N;
+        const float* Ct = p.Cm + (b * L + t) * N;
+        for (int64_t j = 0; j < nd; ++j) {
+          const int64_t d = d0 + j;
+          const float dt = p.dt[row + d], xv = p.x[row + d], dtx = dt * xv;
+          const float* Ad = p.A + d * N;
+          float* hd = h.data() + j * N;
+#pragma omp simd
+          for (int64_t n = 0; n < N; ++n) a[n] = std::exp(dt * Ad[n]);
+          float acc = 0.f;
+#pragma omp simd reduction(+ : acc)
+          for (int64_t n = 0; n < N; ++n) {
+            hd[n] = a[n] * hd[n] + dtx * Bt[n];
+            acc += hd[n] * Ct[n];
+          }
+          p.y[row + d] = acc + p.Dskip[d] * xv;
+          if (p.states) std::copy(hd, hd + N, p.states + (row + d) * N);
+        }
+      }
+    }
+}
+
+MECHSCOPE_KERNEL_CLONES void bwd_blocks(const SelectiveScanParams& p, const SelectiveScanGrads& g, float* partial_dB,
+                                        float* partial_dC, int64_t begin, int64_t end) {
+    const int64_t B = p.batch, L = p.seqlen, D = p.dim, N = p.dstate;
+    // Per block: the states H[t][j][n] and decays E[t][j][n] of all steps, so exp runs once per element.
+    std::vector<float> H(L * kBlock * N), E(L * kBlock * N), R(kBlock * N), zeros(N, 0.f);
+    for (int64_t blk = begin; blk < end; ++blk) {
+      const int64_t d0 = blk * kBlock, nd = std::min(kBlock, D - d0);
+      float* pdB = partial_dB + blk * B * L * N;
+      float* pdC = partial_dC + blk * B * L * N;
+      for (int64_t b = 0; b < B; ++b) {
+        // Recompute the states of this block: H[t][j][n].
+        std::fill(R.begin(), R.end(), 0.f);  // used as the running state here
+        for (int64_t t = 0; t < L; ++t) {
+          const int64_t row = (b * L + t) * D;
+          const float* Bt = p.Bm + (b * L + t) * N;
+          for (int64_t j = 0; j < nd; ++j) {
+            const int64_t d = d0 + j;
+            const float dt = p.dt[row + d], dtx = dt * p.x[row + d];
+            const float* Ad = p.A + d * N;
+            float* hd = R.data() + j * N;
+            float* Hs = H.data() + (t * kBlock + j) * N;
+            float* Es = E.data() + (t * kBlock + j) * N;
+#pragma omp simd
+            for (int64_t n = 0; n < N; ++n) Es[n] = std::exp(dt * Ad[n]);
+            for (int64_t n = 0; n < N; ++n) {
+              hd[n] = Es[n] * hd[n] + dtx * Bt[n];
+              Hs[n] = hd[n];
+            }
+          }
+        }
+        // Reverse sweep. R[j][n] carries a_{t+1} * dL/dh_{t+1}.
+        std::fill(R.begin(), R.end(), 0.f);
+        for (int64_t t = L - 1; t >= 0; --t) {
+          const int64_t row = (b * L + t) * D;
+          const float* Bt = p.Bm + (b * L + t) * N;
+          const float* Ct = p.Cm + (b * L + t) * N;
+          float* dBt = pdB + (b * L + t) * N;
+          float* dCt = pdC + (b * L + t) * N;
+          for (int64_t j = 0; j < nd; ++j) {
+            const int64_t d = d0 + j;
+            const float dy = g.dy[row + d], dt = p.dt[row + d], xv = p.x[row + d];
+            const float* Ad = p.A + d * N;
+            const float* ht = H.data() + (t * kBlock + j) * N;
+            const float* hp = t > 0 ? H.data() + ((t - 1) * kBlock + j) * N : zeros.data();  // h_{-1} = 0
+            float* Rj = R.data() + j * N;
+            float* dAd = g.dA + d * N;
+            const float* a = E.data() + (t * kBlock + j) * N;
+            float gdt = 0.f, gx = 0.f;
+#pragma omp simd reduction(+ : gdt, gx)
+            for (int64_t n = 0; n < N; ++n) {
+              const float G = dy * Ct[n] + Rj[n];  // dL/dh_t
+              const float h_prev = hp[n];
+              dCt[n] += dy * ht[n];
+              gdt += G * (Ad[n] * a[n] * h_prev + Bt[n] * xv);
+              gx += G * Bt[n];
+              dBt[n] += G * dt * xv;
+              dAd[n] += G * dt * a[n] * h_prev;
+              Rj[n] = a[n] * G;
+            }
+            g.dx[row + d] = gx * dt + p.Dskip[d] * dy;
+            g.ddt[row + d] = gdt;
+            g.dD[d] += dy * xv;
+          }
+        }
+      }
+    }
+}
+
+}  // namespace
+
+void selective_scan_fwd_cpu(const SelectiveScanParams& p) {
+  const int64_t nblk = (p.dim + kBlock - 1) / kBlock;
+  at::parallel_for(0, p.batch * nblk, 1, [&](int64_t begin, int64_t end) { fwd_tasks(p, begin, end); });
+}
+
+void selective_scan_bwd_cpu(const SelectiveScanParams& p, const SelectiveScanGrads& g) {
+  const int64_t B = p.batch, L = p.seqlen, D = p.dim, N = p.dstate;
+  const int64_t nblk = (D + kBlock - 1) / kBlock;
+  // One partial dB / dC per channel block (summed below); dA / dD rows belong to one block each.
+  std::vector<float> partial_dB(nblk * B * L * N, 0.f), partial_dC(nblk * B * L * N, 0.f);
+  std::fill(g.dA, g.dA + D * N, 0.f);
+  std::fill(g.dD, g.dD + D, 0.f);
+  at::parallel_for(0, nblk, 1, [&](int64_t begin, int64_t end) {
+    bwd_blocks(p, g, partial_dB.data(), partial_dC.data(), begin, end);
+  });
+  // Sum the per-block partials of dB and dC.
+  const int64_t M = B * L * N;
+  at::parallel_for(0, M, 4096, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      float sb = 0.f, sc = 0.f;
+      for (int64_t k = 0; k < nblk; ++k) {
+        sb += partial_dB[k * M + i];
+        sc += partial_dC[k * M + i];
+      }
+      g.dB[i] = sb;
+      g.dC[i] = sc;
+    }
+  });
+}
+
+}  // namespace mechscope::kernels

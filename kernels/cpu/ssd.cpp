@@ -1,0 +1,151 @@
+// CPU Mamba2 recurrence (the SSD layer as a scan), forward and backward. Each head's state is a [P, N]
+// tile that stays in cache while the time loop runs; rows of N are contiguous and vectorised. The forward
+// splits over (batch, head); the backward over (batch, group) so that dB and dC (shared by the heads of a
+// group) need no reduction, with per-batch partials for dA and dD. Reference twin: core/model/scan.cpp
+// mamba2_scan_ref (and the chunked mamba2_ssd).
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include <ATen/Parallel.h>
+
+#include "kernels/cpu/scan_params.h"
+#include "kernels/cpu/simd.h"
+
+namespace mechscope::kernels {
+
+namespace {
+
+MECHSCOPE_KERNEL_CLONES void fwd_tasks(const SsdParams& p, int64_t begin, int64_t end) {
+    const int64_t L = p.seqlen, H = p.nheads, P = p.headdim, G = p.ngroups, N = p.dstate;
+    const int64_t hpg = H / G;
+    std::vector<float> S(P * N);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t b = task / H, h = task % H, g = h / hpg;
+      const float Ah = p.A[h];
+      std::fill(S.begin(), S.end(), 0.f);
+      for (int64_t t = 0; t < L; ++t) {
+        const int64_t bt = b * L + t;
+        const float dt = p.dt[bt * H + h], a = std::exp(dt * Ah);
+        const float* xt = p.x + (bt * H + h) * P;
+        const float* Bt = p.Bm + (bt * G + g) * N;
+        const float* Ct = p.Cm + (bt * G + g) * N;
+        float* yt = p.y + (bt * H + h) * P;
+        for (int64_t i = 0; i < P; ++i) {
+          float* Si = S.data() + i * N;
+          const float dtx = dt * xt[i];
+          float acc = 0.f;
+#pragma omp simd reduction(+ : acc)
+          for (int64_t n = 0; n < N; ++n) {
+            Si[n] = a * Si[n] + dtx * Bt[n];
+            acc += Si[n] * Ct[n];
+          }
+          yt[i] = acc + (p.d_has_hdim ? p.Dskip[h * P + i] : p.Dskip[h]) * xt[i];
+        }
+        if (p.states) std::copy(S.begin(), S.end(), p.states + (bt * H + h) * P * N);
+      }
+    }
+}
+
+MECHSCOPE_KERNEL_CLONES void bwd_tasks(const SsdParams& p, const SsdGrads& gr, float* partial_dA, float* partial_dD,
+                                       int64_t begin, int64_t end) {
+    const int64_t L = p.seqlen, H = p.nheads, P = p.headdim, G = p.ngroups, N = p.dstate;
+    const int64_t hpg = H / G;
+    const int64_t nD = p.d_has_hdim ? H * P : H;
+    std::vector<float> Sall(L * P * N), R(P * N), zeros(P * N, 0.f);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t b = task / G, g = task % G;
+      for (int64_t h = g * hpg; h < (g + 1) * hpg; ++h) {
+        const float Ah = p.A[h];
+        // Recompute the states S_t of this head.
+        std::fill(R.begin(), R.end(), 0.f);
+        for (int64_t t = 0; t < L; ++t) {
+          const int64_t bt = b * L + t;
+          const float dt = p.dt[bt * H + h], a = std::exp(dt * Ah);
+          const float* xt = p.x + (bt * H + h) * P;
+          const float* Bt = p.Bm + (bt * G + g) * N;
+          float* St = Sall.data() + t * P * N;
+          for (int64_t i = 0; i < P; ++i) {
+            const float dtx = dt * xt[i];
+            float* Ri = R.data() + i * N;
+            for (int64_t n = 0; n < N; ++n) {
+              Ri[n] = a * Ri[n] + dtx * Bt[n];
+              St[i * N + n] = Ri[n];
+            }
+          }
+        }
+        // Reverse sweep; R carries a_{t+1} * dL/dS_{t+1}.
+        std::fill(R.begin(), R.end(), 0.f);
+        float dA_acc = 0.f;
+        for (int64_t t = L - 1; t >= 0; --t) {
+          const int64_t bt = b * L + t;
+          const float dt = p.dt[bt * H + h], a = std::exp(dt * Ah);
+          const float* xt = p.x + (bt * H + h) * P;
+          const float* dyt = gr.dy + (bt * H + h) * P;
+          const float* Bt = p.Bm + (bt * G + g) * N;
+          const float* Ct = p.Cm + (bt * G + g) * N;
+          float* dBt = gr.dB + (bt * G + g) * N;
+          float* dCt = gr.dC + (bt * G + g) * N;
+          float* dxt = gr.dx + (bt * H + h) * P;
+          const float* St = Sall.data() + t * P * N;
+          const float* Sp = t > 0 ? Sall.data() + (t - 1) * P * N : zeros.data();  // S_{-1} = 0
+          float gdt = 0.f, decay_term = 0.f;
+          for (int64_t i = 0; i < P; ++i) {
+            const float dy = dyt[i], xv = xt[i];
+            const float* Si = St + i * N;
+            const float* Spi = Sp + i * N;
+            float* Ri = R.data() + i * N;
+            float gx = 0.f, gdt_i = 0.f, dec_i = 0.f;
+#pragma omp simd reduction(+ : gx, gdt_i, dec_i)
+            for (int64_t n = 0; n < N; ++n) {
+              const float Gv = dy * Ct[n] + Ri[n];  // dL/dS_t[i, n]
+              const float sp = Spi[n];
+              dCt[n] += dy * Si[n];
+              dBt[n] += Gv * dt * xv;
+              gx += Gv * Bt[n];
+              gdt_i += Gv * Bt[n] * xv;
+              dec_i += Gv * a * sp;
+              Ri[n] = a * Gv;
+            }
+            const float Dv = p.d_has_hdim ? p.Dskip[h * P + i] : p.Dskip[h];
+            dxt[i] = gx * dt + Dv * dy;
+            gdt += gdt_i;
+            decay_term += dec_i;
+            partial_dD[b * nD + (p.d_has_hdim ? h * P + i : h)] += dy * xv;
+          }
+          gr.ddt[bt * H + h] = gdt + Ah * decay_term;
+          dA_acc += dt * decay_term;
+        }
+        partial_dA[b * H + h] += dA_acc;
+      }
+    }
+}
+
+}  // namespace
+
+void ssd_fwd_cpu(const SsdParams& p) {
+  at::parallel_for(0, p.batch * p.nheads, 1, [&](int64_t begin, int64_t end) { fwd_tasks(p, begin, end); });
+}
+
+void ssd_bwd_cpu(const SsdParams& p, const SsdGrads& gr) {
+  const int64_t B = p.batch, L = p.seqlen, H = p.nheads, P = p.headdim, G = p.ngroups, N = p.dstate;
+  const int64_t nD = p.d_has_hdim ? H * P : H;
+  std::vector<float> partial_dA(B * H, 0.f), partial_dD(B * nD, 0.f);
+  std::fill(gr.dB, gr.dB + B * L * G * N, 0.f);
+  std::fill(gr.dC, gr.dC + B * L * G * N, 0.f);
+  at::parallel_for(0, B * G, 1, [&](int64_t begin, int64_t end) {
+    bwd_tasks(p, gr, partial_dA.data(), partial_dD.data(), begin, end);
+  });
+  for (int64_t h = 0; h < H; ++h) {
+    float s = 0.f;
+    for (int64_t b = 0; b < B; ++b) s += partial_dA[b * H + h];
+    gr.dA[h] = s;
+  }
+  for (int64_t k = 0; k < nD; ++k) {
+    float s = 0.f;
+    for (int64_t b = 0; b < B; ++b) s += partial_dD[b * nD + k];
+    gr.dD[k] = s;
+  }
+}
+
+}  // namespace mechscope::kernels

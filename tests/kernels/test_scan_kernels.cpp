@@ -1,0 +1,110 @@
+// The fast scan kernels against their plain LibTorch reference twins (core/model/scan.cpp): outputs,
+// per-position states and gradients over several shapes (fixed seeds), shape errors, and the model with
+// the fast path on and off.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include "core/model/model.h"
+#include "core/model/scan.h"
+#include "kernels/binding/scan_ops.h"
+#include "tests/support/test_support.h"
+
+using namespace mechscope;
+using mechscope::test::max_abs_diff;
+
+namespace {
+
+std::vector<at::Tensor> grads_of(const std::function<at::Tensor(const std::vector<at::Tensor>&)>& op,
+                                 const std::vector<at::Tensor>& inputs, const at::Tensor& w) {
+  std::vector<at::Tensor> ls;
+  for (auto& t : inputs) ls.push_back(t.detach().clone().requires_grad_(true));
+  (op(ls) * w).sum().backward();
+  std::vector<at::Tensor> g;
+  for (auto& t : ls) g.push_back(t.grad());
+  return g;
+}
+
+void expect_close(const at::Tensor& a, const at::Tensor& b, double tol, const std::string& what) {
+  EXPECT_TRUE(at::allclose(a, b, tol, tol)) << what << ": max diff " << max_abs_diff(a, b);
+}
+
+}  // namespace
+
+TEST(Kernels, SelectiveScanMatchesReferenceOutputsStatesAndGradients) {
+  for (auto [b, L, D, N] : std::vector<std::array<int64_t, 4>>{{1, 1, 3, 2}, {2, 9, 17, 4}, {3, 40, 33, 16}, {1, 70, 8, 5}}) {
+    at::manual_seed(b * 100 + L);
+    at::Tensor x = at::randn({b, L, D}), dt = at::softplus(at::randn({b, L, D})), A = -at::exp(at::randn({D, N}));
+    at::Tensor B = at::randn({b, L, N}), C = at::randn({b, L, N}), Dk = at::randn({D}), w = at::randn({b, L, D});
+    const std::string shape = "B=" + std::to_string(b) + " L=" + std::to_string(L) + " D=" + std::to_string(D);
+    expect_close(kernels::selective_scan(x, dt, A, B, C, Dk), mamba1_scan_ref(x, dt, A, B, C, Dk), 1e-5, "y " + shape);
+    auto [y, states] = kernels::selective_scan_states(x, dt, A, B, C, Dk);
+    at::Tensor dA, dBx;
+    mamba1_discretize(x, dt, A, B, dA, dBx);
+    expect_close(states, linear_scan_sequential(dA, dBx), 1e-5, "states " + shape);
+    auto gf = grads_of([](const auto& v) { return kernels::selective_scan(v[0], v[1], v[2], v[3], v[4], v[5]); },
+                       {x, dt, A, B, C, Dk}, w);
+    auto gr = grads_of([](const auto& v) { return mamba1_scan_ref(v[0], v[1], v[2], v[3], v[4], v[5]); },
+                       {x, dt, A, B, C, Dk}, w);
+    const char* names[] = {"dx", "ddt", "dA", "dB", "dC", "dD"};
+    for (int i = 0; i < 6; ++i) expect_close(gf[i], gr[i], 1e-4 * (1 + gr[i].abs().max().item<double>()), std::string(names[i]) + " " + shape);
+  }
+}
+
+TEST(Kernels, SsdScanMatchesReferenceOutputsStatesAndGradients) {
+  struct Shape { int64_t b, L, H, P, G, N; bool d_hdim; };
+  for (auto s : std::vector<Shape>{{1, 1, 2, 3, 1, 4, false}, {2, 11, 4, 3, 2, 5, false}, {2, 33, 6, 8, 3, 16, true}, {1, 64, 2, 4, 1, 8, false}}) {
+    at::manual_seed(s.L * 7 + s.H);
+    at::Tensor x = at::randn({s.b, s.L, s.H, s.P}), dt = at::softplus(at::randn({s.b, s.L, s.H})), A = -at::exp(at::randn({s.H}));
+    at::Tensor B = at::randn({s.b, s.L, s.G, s.N}), C = at::randn({s.b, s.L, s.G, s.N});
+    at::Tensor Dk = s.d_hdim ? at::randn({s.H, s.P}) : at::randn({s.H}), w = at::randn({s.b, s.L, s.H, s.P});
+    const std::string shape = "L=" + std::to_string(s.L) + " H=" + std::to_string(s.H) + " G=" + std::to_string(s.G);
+    at::Tensor ref = mamba2_scan_ref(x, dt, A, B, C, Dk);
+    expect_close(kernels::ssd_scan(x, dt, A, B, C, Dk), ref, 1e-5, "y " + shape);
+    expect_close(mamba2_ssd(x, dt, A, B, C, Dk, 8), ref, 1e-5, "chunked y " + shape);
+    auto [y, states] = kernels::ssd_scan_states(x, dt, A, B, C, Dk);
+    at::Tensor dA, dBx;
+    mamba2_discretize(x, dt, A, B, dA, dBx);
+    expect_close(states, linear_scan_sequential(dA, dBx), 1e-5, "states " + shape);
+    auto gf = grads_of([](const auto& v) { return kernels::ssd_scan(v[0], v[1], v[2], v[3], v[4], v[5]); },
+                       {x, dt, A, B, C, Dk}, w);
+    auto gr = grads_of([](const auto& v) { return mamba2_scan_ref(v[0], v[1], v[2], v[3], v[4], v[5]); },
+                       {x, dt, A, B, C, Dk}, w);
+    const char* names[] = {"dx", "ddt", "dA", "dB", "dC", "dD"};
+    for (int i = 0; i < 6; ++i) expect_close(gf[i], gr[i], 1e-4 * (1 + gr[i].abs().max().item<double>()), std::string(names[i]) + " " + shape);
+  }
+}
+
+TEST(Kernels, ShapeErrorsNameTheTensor) {
+  at::Tensor x = at::randn({2, 5, 4}), dt = at::rand({2, 5, 4}), A = -at::rand({4, 3});
+  at::Tensor B = at::randn({2, 5, 3}), C = at::randn({2, 6, 3}), D = at::randn({4});
+  try {
+    kernels::selective_scan(x, dt, A, B, C, D);
+    FAIL();
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("C must have shape"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(kernels::selective_scan(x.to(at::kDouble), dt, A, B, B, D), c10::Error);
+  EXPECT_THROW(kernels::ssd_scan(at::randn({1, 3, 4, 2}), at::rand({1, 3, 4}), -at::rand({4}), at::randn({1, 3, 3, 2}),
+                                 at::randn({1, 3, 3, 2}), at::randn({4})),
+               c10::Error);  // 4 heads, 3 groups
+}
+
+TEST(Kernels, ModelTrainsTheSameWithAndWithoutTheFastPath) {
+  for (const auto& preset : {"mamba1", "mamba2", "hybrid"}) {
+    at::Tensor toks = mechscope::test::random_tokens(3, 13, 37, 2);
+    std::vector<at::Tensor> logits, grads;
+    for (bool fast : {false, true}) {
+      kernels::set_fast_scan_enabled(fast);
+      LanguageModel m(mechscope::test::small_config(preset), 4);
+      at::Tensor out = m.forward(toks);
+      at::cross_entropy_loss(out.reshape({-1, out.size(-1)}), toks.reshape({-1})).backward();
+      logits.push_back(out.detach());
+      std::vector<at::Tensor> g;
+      for (auto& p : m.parameters()) g.push_back(p.grad().reshape({-1}));
+      grads.push_back(at::cat(g));
+    }
+    kernels::set_fast_scan_enabled(true);
+    expect_close(logits[0], logits[1], 1e-5, std::string(preset) + " logits");
+    expect_close(grads[0], grads[1], 1e-4, std::string(preset) + " parameter gradients");
+  }
+}
