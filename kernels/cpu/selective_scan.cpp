@@ -19,25 +19,30 @@ constexpr int64_t kBlock = 16;  // channels per task
 MECHSCOPE_KERNEL_CLONES void fwd_tasks(const SelectiveScanParams& p, int64_t begin, int64_t end) {
     const int64_t L = p.seqlen, D = p.dim, N = p.dstate;
     const int64_t nblk = (D + kBlock - 1) / kBlock;
-    std::vector<float> h(kBlock * N), a(N);
+    std::vector<float> h(kBlock * N), a(kBlock * N);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t b = task / nblk, d0 = (task % nblk) * kBlock, nd = std::min(kBlock, D - d0);
       std::fill(h.begin(), h.end(), 0.f);
+      const float* Ablk = p.A + d0 * N;
       for (int64_t t = 0; t < L; ++t) {
         const int64_t row = (b * L + t) * D;
         const float* Bt = p.Bm + (b * L + t) * N;
         const float* Ct = p.Cm + (b * L + t) * N;
+        const float* dtr = p.dt + row + d0;
+        // All decays of the block in one vectorised pass (one long run of exps, not nd short ones).
+        for (int64_t j = 0; j < nd; ++j)
+          for (int64_t n = 0; n < N; ++n) a[j * N + n] = dtr[j] * Ablk[j * N + n];
+#pragma omp simd
+        for (int64_t k = 0; k < nd * N; ++k) a[k] = std::exp(a[k]);
         for (int64_t j = 0; j < nd; ++j) {
           const int64_t d = d0 + j;
-          const float dt = p.dt[row + d], xv = p.x[row + d], dtx = dt * xv;
-          const float* Ad = p.A + d * N;
+          const float dt = dtr[j], xv = p.x[row + d], dtx = dt * xv;
+          const float* aj = a.data() + j * N;
           float* hd = h.data() + j * N;
-#pragma omp simd
-          for (int64_t n = 0; n < N; ++n) a[n] = std::exp(dt * Ad[n]);
           float acc = 0.f;
 #pragma omp simd reduction(+ : acc)
           for (int64_t n = 0; n < N; ++n) {
-            hd[n] = a[n] * hd[n] + dtx * Bt[n];
+            hd[n] = aj[n] * hd[n] + dtx * Bt[n];
             acc += hd[n] * Ct[n];
           }
           p.y[row + d] = acc + p.Dskip[d] * xv;
@@ -62,15 +67,17 @@ MECHSCOPE_KERNEL_CLONES void bwd_blocks(const SelectiveScanParams& p, const Sele
         for (int64_t t = 0; t < L; ++t) {
           const int64_t row = (b * L + t) * D;
           const float* Bt = p.Bm + (b * L + t) * N;
+          const float* dtr = p.dt + row + d0;
+          float* Et = E.data() + t * kBlock * N;
+          for (int64_t j = 0; j < nd; ++j)
+            for (int64_t n = 0; n < N; ++n) Et[j * N + n] = dtr[j] * p.A[(d0 + j) * N + n];
+#pragma omp simd
+          for (int64_t k = 0; k < nd * N; ++k) Et[k] = std::exp(Et[k]);
           for (int64_t j = 0; j < nd; ++j) {
-            const int64_t d = d0 + j;
-            const float dt = p.dt[row + d], dtx = dt * p.x[row + d];
-            const float* Ad = p.A + d * N;
+            const float dtx = dtr[j] * p.x[row + d0 + j];
+            const float* Es = Et + j * N;
             float* hd = R.data() + j * N;
             float* Hs = H.data() + (t * kBlock + j) * N;
-            float* Es = E.data() + (t * kBlock + j) * N;
-#pragma omp simd
-            for (int64_t n = 0; n < N; ++n) Es[n] = std::exp(dt * Ad[n]);
             for (int64_t n = 0; n < N; ++n) {
               hd[n] = Es[n] * hd[n] + dtx * Bt[n];
               Hs[n] = hd[n];
