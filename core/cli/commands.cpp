@@ -20,6 +20,11 @@
 #include "core/io/tokens.h"
 #include "core/model/model.h"
 #include "core/model/scan.h"
+#include "core/tasks/task.h"
+#include "core/train/trainer.h"
+
+#include <csignal>
+#include <unistd.h>
 #include "core/util/sha256.h"
 #include "core/util/strings.h"
 #include "kernels/binding/scan_ops.h"
@@ -152,11 +157,12 @@ int run_version() {
   return 0;
 }
 
-int run_init(const InitOptions& o) {
+// The model config of init/train: a preset or a config file, with --set overrides (and extra ones first).
+static ModelConfig model_config_from(const InitOptions& o, const json& extra, const char* cmd) {
   if (o.preset.empty() == o.config_path.empty())
-    throw std::invalid_argument("init: give exactly one of --preset NAME (" + join(ModelConfig::preset_names(), ", ") +
-                                ") or --config FILE.json");
-  json overrides = json::object();
+    throw std::invalid_argument(std::string(cmd) + ": give exactly one of --preset NAME (" +
+                                join(ModelConfig::preset_names(), ", ") + ") or --config FILE.json");
+  json overrides = extra;
   for (const auto& s : o.sets) deep_merge(overrides, parse_set(s));
   json j;
   if (!o.preset.empty()) {
@@ -166,7 +172,11 @@ int run_init(const InitOptions& o) {
     if (j.contains("model_config")) j = j["model_config"];
     j.merge_patch(overrides);
   }
-  ModelConfig cfg = ModelConfig::from_json(j);
+  return ModelConfig::from_json(j);
+}
+
+int run_init(const InitOptions& o) {
+  ModelConfig cfg = model_config_from(o, json::object(), "init");
   refuse_overwrite(o.out, o.force);
   LanguageModel model(cfg, o.seed);
   save_checkpoint(o.out, model, {});
@@ -470,6 +480,160 @@ int run_bench_scan(const BenchOptions& o) {
     kernels::set_fast_scan_enabled(true);
     std::cout << preset << " preset training step (batch 32 x 64 tokens, fwd+bwd+AdamW): reference " << fmt("%.0f", eps[0])
               << " examples/s, fast " << fmt("%.0f", eps[1]) << " examples/s, " << fmt("%.1f", eps[1] / eps[0]) << "x\n";
+  }
+  return 0;
+}
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+extern "C" void on_sigint(int) { g_stop.store(true); }
+
+json sets_to_json(const std::vector<std::string>& sets) {
+  json j = json::object();
+  for (const auto& s : sets) deep_merge(j, parse_set(s));
+  return j;
+}
+
+std::string duration_str(double s) {
+  if (!std::isfinite(s) || s < 0) return "?";
+  char buf[32];
+  if (s < 60) std::snprintf(buf, sizeof buf, "%.0fs", s);
+  else if (s < 3600) std::snprintf(buf, sizeof buf, "%dm%02ds", int(s) / 60, int(s) % 60);
+  else std::snprintf(buf, sizeof buf, "%dh%02dm", int(s) / 3600, (int(s) % 3600) / 60);
+  return buf;
+}
+
+// Two-sided 95% Student-t quantiles for 1..30 degrees of freedom (then the normal 1.96).
+double t95(int64_t dof) {
+  static const double q[] = {12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+                             2.201,  2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+                             2.080,  2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042};
+  return dof <= 0 ? 0.0 : dof <= 30 ? q[dof - 1] : 1.96;
+}
+
+}  // namespace
+
+int run_train(const TrainOptions& o) {
+  std::shared_ptr<LanguageModel> model;
+  std::shared_ptr<Task> task;
+  TrainConfig tc;
+  std::string out = o.model.out;
+  std::unique_ptr<Trainer> trainer;
+  if (!o.resume.empty()) {
+    if (!o.model.preset.empty() || !o.model.config_path.empty() || !o.task.empty())
+      throw std::invalid_argument("train --resume takes the model, task and settings from the checkpoint; "
+                                  "drop --preset/--config/--task");
+    Checkpoint ck = load_checkpoint(o.resume);
+    if (ck.task_config.is_null() || ck.train_config.is_null())
+      throw std::runtime_error("'" + o.resume + "' holds no training run to resume (no task_config / train_config)");
+    json tj = ck.train_config;
+    deep_merge(tj, sets_to_json(o.train_sets));  // e.g. more steps
+    tc = TrainConfig::from_json(tj);
+    task = make_task(ck.task_config);
+    model = ck.model;
+    if (out.empty()) out = o.resume;
+    trainer = std::make_unique<Trainer>(model, task, tc, out);
+    trainer->resume(ck);
+  } else {
+    if (o.task.empty()) throw std::invalid_argument("train: give --task (" + join(task_names(), ", ") + ") or --resume");
+    if (out.empty()) throw std::invalid_argument("train: give --out FILE.h5");
+    refuse_overwrite(out, o.model.force);
+    json tcfg = sets_to_json(o.task_sets);
+    tcfg["task"] = o.task;
+    task = make_task(tcfg);
+    json tj = o.train_config.empty() ? json::object() : read_json_file(o.train_config);
+    deep_merge(tj, sets_to_json(o.train_sets));
+    tc = TrainConfig::from_json(tj);
+    json extra = {{"vocab_size", static_cast<int64_t>(task->vocab().size())}};
+    ModelConfig mc = model_config_from(o.model, extra, "train");
+    model = std::make_shared<LanguageModel>(mc, o.model.seed);
+    trainer = std::make_unique<Trainer>(model, task, tc, out);
+  }
+  std::signal(SIGINT, on_sigint);
+  std::signal(SIGTERM, on_sigint);
+  const bool tty = isatty(STDERR_FILENO);
+  std::cerr << "training " << architecture_name(model->config()) << " (" << with_commas(model->parameter_count())
+            << " parameters) on " << task->config().dump() << "\n"
+            << "settings " << tc.to_json().dump() << "\ncheckpoint " << out << " (Ctrl-C saves and stops)\n";
+  TrainResult r = trainer->run(
+      [&](const TrainProgress& p) {
+        if (o.quiet) return;
+        if (!tty && !p.evaluated) return;
+        std::ostringstream line;
+        line << "step " << p.step << "/" << p.steps << "  loss " << fmt("%.4f", p.loss) << "  acc "
+             << (p.accuracy < 0 ? std::string("-") : fmt("%.4f", p.accuracy)) << "  " << fmt("%.0f", p.examples_per_s)
+             << " ex/s  eta " << duration_str(p.eta_s);
+        if (tty) std::cerr << "\r" << line.str() << "\033[K" << std::flush;
+        else std::cerr << line.str() << "\n";
+      },
+      &g_stop);
+  if (tty && !o.quiet) std::cerr << "\n";
+  std::cout << (r.interrupted ? "interrupted" : r.early_stopped ? "reached the target accuracy" : "finished") << " at step "
+            << r.step << "; accuracy " << (r.accuracy < 0 ? std::string("-") : fmt("%.4f", r.accuracy))
+            << "; data efficiency " << trainer->history().data_efficiency << " examples; wrote " << out << "\n";
+  return r.interrupted ? 130 : 0;
+}
+
+int run_eval(const EvalOptions& o) {
+  if (o.examples <= 0) throw std::invalid_argument("eval: --examples must be positive");
+  if (o.seeds.empty()) throw std::invalid_argument("eval: give at least one seed");
+  Checkpoint ck = load_checkpoint(o.checkpoint);
+  if (ck.task_config.is_null())
+    throw std::runtime_error("'" + o.checkpoint + "' has no task_config; it was not trained on a task");
+  json base = ck.task_config;
+  deep_merge(base, sets_to_json(o.task_sets));
+  std::string key;
+  std::vector<json> values = {json()};
+  if (!o.sweep.empty()) {
+    auto eq = o.sweep.find('=');
+    if (eq == std::string::npos) throw std::invalid_argument("--sweep: expected key=v1,v2,..., e.g. num_pairs=4,8,16");
+    key = o.sweep.substr(0, eq);
+    values.clear();
+    for (const auto& v : split(o.sweep.substr(eq + 1), ',')) {
+      try {
+        values.push_back(json::parse(v));
+      } catch (const json::exception&) {
+        values.push_back(v);
+      }
+    }
+  }
+  std::ostringstream csv;
+  csv << (key.empty() ? "" : key + ",") << "seeds,examples,accuracy_mean,ci95_low,ci95_high";
+  for (auto s : o.seeds) csv << ",seed_" << s;
+  csv << "\n";
+  for (const auto& v : values) {
+    json tj = base;
+    if (!key.empty()) tj[key] = v;
+    auto task = make_task(tj);
+    if (static_cast<int64_t>(task->vocab().size()) != ck.config.vocab_size)
+      throw std::invalid_argument("task " + tj.dump() + " has a vocabulary of " + std::to_string(task->vocab().size()) +
+                                  " tokens; the model was trained with " + std::to_string(ck.config.vocab_size));
+    std::vector<double> accs;
+    for (auto s : o.seeds) accs.push_back(Trainer::evaluate(*ck.model, *task, o.examples, s));
+    double mean = 0;
+    for (double a : accs) mean += a;
+    mean /= accs.size();
+    double var = 0;
+    for (double a : accs) var += (a - mean) * (a - mean);
+    const int64_t n = static_cast<int64_t>(accs.size());
+    const double half = n > 1 ? t95(n - 1) * std::sqrt(var / (n - 1)) / std::sqrt(double(n)) : 0.0;
+    std::cout << (key.empty() ? "" : key + "=" + v.dump() + "  ") << "accuracy " << fmt("%.3f", mean);
+    if (n > 1) std::cout << " ± " << fmt("%.3f", half) << " (95% interval over " << n << " seeds)";
+    std::cout << "\n";
+    csv << (key.empty() ? "" : v.dump() + ",") << n << "," << o.examples << "," << mean << "," << mean - half << ","
+        << mean + half;
+    for (double a : accs) csv << "," << a;
+    csv << "\n";
+  }
+  if (!o.csv.empty()) {
+    const std::string tmp = o.csv + ".tmp";
+    {
+      std::ofstream f(tmp);
+      if (!f) throw std::runtime_error("cannot write '" + o.csv + "'");
+      f << csv.str();
+    }
+    std::rename(tmp.c_str(), o.csv.c_str());
   }
   return 0;
 }

@@ -51,6 +51,27 @@ struct BenchOptions {
 int run_bench(const BenchOptions& o);
 int run_bench_scan(const BenchOptions& o);
 
+struct TrainOptions {
+  InitOptions model;                 // --preset / --config / --set / --seed (init); --out
+  std::string task;                  // task name, e.g. "mqar"
+  std::vector<std::string> task_sets;// key=value task parameters
+  std::string train_config;          // JSON file of TrainConfig keys (flags below override)
+  std::vector<std::string> train_sets;
+  std::string resume;                // checkpoint of an interrupted run
+  bool quiet = false;
+};
+int run_train(const TrainOptions& o);
+
+struct EvalOptions {
+  std::string checkpoint;
+  std::vector<std::string> task_sets;   // override task parameters (length, pairs, ...)
+  std::vector<uint64_t> seeds = {0};
+  int64_t examples = 512;
+  std::string sweep;                    // key=v1,v2,...
+  std::string csv;                      // write the sweep (or the single result) here
+};
+int run_eval(const EvalOptions& o);
+
 int run_version();
 
 }  // namespace mechscope::cli

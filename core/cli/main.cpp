@@ -1,4 +1,4 @@
-// mechscope-cli: the command-line face of the engine (init, info, forward, bench, version).
+// mechscope-cli: the command-line face of the engine (init, info, forward, train, eval, bench, version).
 // Parses arguments with CLI11 and turns every exception into one clear "error:" line.
 #include <iostream>
 
@@ -57,6 +57,33 @@ int main(int argc, char** argv) {
   c_bench->add_option("--repeat", bench.repeat, "timed repetitions (median reported)")->capture_default_str();
   c_bench->add_flag("--scan", bench.scan, "benchmark the SSM scan kernels against their references (and training steps)");
 
+  TrainOptions train;
+  auto* c_train = app.add_subcommand("train", "train a model on a task (AdamW, warmup+cosine, eval, early stop, checkpoints, resume)");
+  c_train->add_option("--preset", train.model.preset, "model preset (vocab_size comes from the task)");
+  c_train->add_option("--config", train.model.config_path, "JSON model_config");
+  c_train->add_option("--set", train.model.sets, "model config override, e.g. --set d_model=64")->take_all();
+  c_train->add_option("--task", train.task, "task: mqar | ar | position | ngram");
+  c_train->add_option("--task-set", train.task_sets, "task parameter, e.g. --task-set num_pairs=8")->take_all();
+  c_train->add_option("--train-config", train.train_config, "JSON file of training settings");
+  c_train->add_option("--train-set", train.train_sets,
+                      "training setting, e.g. --train-set steps=3000 --train-set lr=3e-3 (keys: steps batch lr warmup "
+                      "weight_decay beta1 beta2 clip eval_every eval_examples target_accuracy efficiency_threshold "
+                      "checkpoint_every seed eval_seed snapshot_rows)")->take_all();
+  c_train->add_option("--seed", train.model.seed, "model initialisation seed")->capture_default_str();
+  c_train->add_option("--out,-o", train.model.out, "checkpoint written during and after training");
+  c_train->add_option("--resume", train.resume, "continue an interrupted run from its checkpoint");
+  c_train->add_flag("--force", train.model.force, "overwrite an existing checkpoint when starting a new run");
+  c_train->add_flag("--quiet", train.quiet, "no progress line");
+
+  EvalOptions ev;
+  auto* c_eval = app.add_subcommand("eval", "accuracy of a checkpoint on its task (or changed task parameters), over seeds");
+  c_eval->add_option("--checkpoint,-c", ev.checkpoint, "checkpoint (.h5)")->required();
+  c_eval->add_option("--task-set", ev.task_sets, "override a task parameter, e.g. --task-set seq_len=256")->take_all();
+  c_eval->add_option("--seed,--seeds", ev.seeds, "one or more seeds (mean and 95% interval over them)")->delimiter(',');
+  c_eval->add_option("--examples", ev.examples, "examples per seed")->capture_default_str();
+  c_eval->add_option("--sweep", ev.sweep, "sweep a task parameter, e.g. --sweep num_pairs=4,8,16");
+  c_eval->add_option("--csv", ev.csv, "write the results as CSV");
+
   auto* c_version = app.add_subcommand("version", "print the version, LibTorch, BLAS and thread count");
 
   try {
@@ -69,6 +96,8 @@ int main(int argc, char** argv) {
     if (c_init->parsed()) return run_init(init);
     if (c_info->parsed()) return run_info(info);
     if (c_fwd->parsed()) return run_forward(fwd);
+    if (c_train->parsed()) return run_train(train);
+    if (c_eval->parsed()) return run_eval(ev);
     if (c_bench->parsed()) return bench.scan ? run_bench_scan(bench) : run_bench(bench);
     std::cout << app.help();
     return 0;

@@ -75,6 +75,44 @@ std::string parent_dir(const std::string& path) {
   return path.substr(0, pos);
 }
 
+// Every dataset of an optional group, as float32 or int64 tensors.
+std::map<std::string, at::Tensor> read_group(hid_t root, const std::string& group, const std::string& where) {
+  std::map<std::string, at::Tensor> out;
+  if (!h5::exists(root, group)) return out;
+  h5::Handle g = h5::open_group(root, group, where);
+  const std::string gw = where + " /" + group;
+  for (const auto& name : h5::list_children(g.get(), gw)) {
+    h5::Shape s = h5::dataset_shape(g.get(), name, gw);
+    if (s.numel() > (int64_t(1) << 28)) throw CheckpointError(gw + "/" + name + " is implausibly large");
+    if (h5::dataset_is_float(g.get(), name, gw)) {
+      at::Tensor t = at::empty(s.dims, at::kFloat);
+      h5::read_float(g.get(), name, t.data_ptr<float>(), gw);
+      out[name] = t;
+    } else {
+      at::Tensor t = at::empty(s.dims, at::kLong);
+      h5::read_int64(g.get(), name, t.data_ptr<int64_t>(), gw);
+      out[name] = t;
+    }
+  }
+  return out;
+}
+
+void write_group(hid_t root, const std::string& group, const std::map<std::string, at::Tensor>& data,
+                 const std::string& where) {
+  if (data.empty()) return;
+  h5::Handle g = h5::create_group(root, group, where);
+  for (const auto& [name, t0] : data) {
+    at::Tensor t = t0.detach().to(at::kCPU).contiguous();
+    if (at::isFloatingType(t.scalar_type())) {
+      t = t.to(at::kFloat);
+      h5::write_float(g.get(), name, t.data_ptr<float>(), t.sizes().vec(), where);
+    } else {
+      t = t.to(at::kLong);
+      h5::write_int64(g.get(), name, t.data_ptr<int64_t>(), t.sizes().vec(), where);
+    }
+  }
+}
+
 }  // namespace
 
 Checkpoint load_checkpoint(const std::string& path) {
@@ -184,22 +222,9 @@ Checkpoint load_checkpoint(const std::string& path) {
         ck.warnings.push_back("parameter " + name + " has " + std::to_string(bad) + " non-finite value(s)");
       p.copy_(buf);
     }
-    if (h5::exists(root, "training")) {
-      h5::Handle tr = h5::open_group(root, "training", where);
-      for (const auto& name : h5::list_children(tr.get(), where + " /training")) {
-        h5::Shape s = h5::dataset_shape(tr.get(), name, where + " /training");
-        if (s.numel() > (int64_t(1) << 28)) throw CheckpointError(where + ": /training/" + name + " is implausibly large");
-        if (h5::dataset_is_float(tr.get(), name, where + " /training")) {
-          at::Tensor t = at::empty(s.dims, at::kFloat);
-          h5::read_float(tr.get(), name, t.data_ptr<float>(), where + " /training");
-          ck.training[name] = t;
-        } else {
-          at::Tensor t = at::empty(s.dims, at::kLong);
-          h5::read_int64(tr.get(), name, t.data_ptr<int64_t>(), where + " /training");
-          ck.training[name] = t;
-        }
-      }
-    }
+    ck.training = read_group(root, "training", where);
+    ck.optimizer = read_group(root, "optimizer", where);
+    if (auto tc = h5::read_attr_string(root, "train_config", where)) ck.train_config = parse_json_attr(*tc, "train_config", path);
     ck.model = model;
   } catch (const h5::Error& e) {
     throw CheckpointError(e.what());
@@ -237,19 +262,9 @@ void save_checkpoint(const std::string& path, const LanguageModel& model, const 
           h5::write_attr_string(ds.get(), "dtype", dt, where);
         }
       }
-      if (!extras.training.empty()) {
-        h5::Handle tr = h5::create_group(root, "training", where);
-        for (const auto& [name, t0] : extras.training) {
-          at::Tensor t = t0.detach().to(at::kCPU).contiguous();
-          if (at::isFloatingType(t.scalar_type())) {
-            t = t.to(at::kFloat);
-            h5::write_float(tr.get(), name, t.data_ptr<float>(), t.sizes().vec(), where);
-          } else {
-            t = t.to(at::kLong);
-            h5::write_int64(tr.get(), name, t.data_ptr<int64_t>(), t.sizes().vec(), where);
-          }
-        }
-      }
+      write_group(root, "training", extras.training, where);
+      write_group(root, "optimizer", extras.optimizer, where);
+      if (!extras.train_config.is_null()) h5::write_attr_string(root, "train_config", extras.train_config.dump(), where);
       f.flush();
     }
     fsync_path(tmp);

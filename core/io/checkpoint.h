@@ -36,6 +36,8 @@ struct Checkpoint {
   std::string created_by;
   std::map<std::string, std::string> weight_dtypes; ///< parameters originally kept in another dtype
   std::map<std::string, at::Tensor> training;       ///< /training datasets (history), if any
+  std::map<std::string, at::Tensor> optimizer;      ///< /optimizer datasets (AdamW state), if any
+  nlohmann::json train_config;                      ///< root attribute train_config, if any
   std::vector<std::string> warnings;                ///< e.g. non-finite values
 };
 
@@ -44,6 +46,8 @@ struct CheckpointExtras {
   nlohmann::json task_config;               ///< null: bare model
   std::vector<std::string> vocab;           ///< empty: default_vocab(vocab_size)
   std::map<std::string, at::Tensor> training;
+  std::map<std::string, at::Tensor> optimizer;
+  nlohmann::json train_config;              ///< null: not written
 };
 
 /// Reads and validates a checkpoint file (format, version, configs, vocabulary, every parameter's

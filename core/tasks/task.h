@@ -1,0 +1,59 @@
+// Tasks (SPEC §3): seeded, deterministic generators of token sequences in which every position has a role,
+// with next-token targets (-100 where there is no loss) and clean/corrupted pairs for patching.
+// Must not: know about models or training.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+#include <nlohmann/json.hpp>
+
+namespace mechscope {
+
+/// Role of a position (SPEC §3). Stored as int8 in Batch::roles.
+enum class Role : int8_t { Pad = 0, Bos, Eos, Sep, Key, Value, Symbol, Position, Query, Answer, Filler };
+const char* role_name(Role r);
+const std::vector<std::string>& role_names();
+
+/// A batch of examples, right-padded with <pad> (id 0).
+struct Batch {
+  at::Tensor tokens;   ///< [batch, L] int64
+  at::Tensor targets;  ///< [batch, L] int64: the token to predict at each position, -100 where no loss
+  at::Tensor roles;    ///< [batch, L] int8 (Role)
+  at::Tensor lengths;  ///< [batch] int64: real length of each example
+  int64_t size() const { return tokens.defined() ? tokens.size(0) : 0; }
+};
+
+class Task {
+ public:
+  virtual ~Task() = default;
+  /// {"task": NAME, ...every parameter, defaults filled in}.
+  virtual nlohmann::json config() const = 0;
+  /// Token strings; the index is the id.
+  virtual const std::vector<std::string>& vocab() const = 0;
+  /// `n` examples, a pure function of (config, n, seed).
+  virtual Batch sample(int64_t n, uint64_t seed) const = 0;
+  /// Roles this task can corrupt (the first is the default): e.g. {"key", "value", "query"}.
+  virtual std::vector<std::string> corruptible_roles() const = 0;
+  /// Clean/corrupted pair: replaces one token of `role` in each example by another token of the same kind that
+  /// does not occur in the example (SPEC §3). Same shapes and roles as `clean`.
+  virtual Batch corrupt(const Batch& clean, uint64_t seed, const std::string& role = "") const = 0;
+  /// "position" (accuracy over labelled positions, MQAR) or "example" (all labelled positions right).
+  virtual std::string accuracy_unit() const { return "example"; }
+  /// Token ids whose embedding rows the PCA view shows (position tokens, else empty).
+  virtual std::vector<int64_t> embedding_probe_ids() const { return {}; }
+};
+
+/// Builds a task from its config ({"task": "mqar", "num_pairs": 8, ...}); unknown tasks or keys are errors
+/// naming the key and the known ones.
+std::unique_ptr<Task> make_task(const nlohmann::json& config);
+std::vector<std::string> task_names();
+
+/// Accuracy of logits [batch, L, rows] against a batch's targets, in the task's unit.
+double task_accuracy(const Task& task, const at::Tensor& logits, const Batch& batch);
+
+}  // namespace mechscope

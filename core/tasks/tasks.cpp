@@ -1,0 +1,547 @@
+// The built-in tasks of SPEC §3 (MQAR, single-query AR, position retrieval, n-gram retrieval) and the
+// registry. Randomness comes from one splitmix/xorshift generator per example so results are identical
+// on every platform (std distributions are not).
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <numeric>
+#include <set>
+#include <stdexcept>
+
+#include <ATen/ATen.h>
+
+#include "core/tasks/task.h"
+#include "core/util/strings.h"
+
+namespace mechscope {
+using nlohmann::json;
+
+const std::vector<std::string>& role_names() {
+  static const std::vector<std::string> names = {"pad", "bos", "eos", "sep", "key", "value",
+                                                 "symbol", "position", "query", "answer", "filler"};
+  return names;
+}
+const char* role_name(Role r) { return role_names()[static_cast<int>(r)].c_str(); }
+
+namespace {
+
+constexpr int64_t kIgnore = -100;
+const std::vector<std::string> kMarkers = {"<pad>", "<bos>", "<eos>", "<sep>", "<query>"};
+enum Marker : int64_t { PAD = 0, BOS = 1, EOS = 2, SEP = 3, QUERY = 4 };
+
+// Deterministic generator (xoshiro256** seeded by splitmix64).
+class Rng {
+ public:
+  explicit Rng(uint64_t seed) {
+    for (auto& v : s_) v = splitmix(seed);
+  }
+  uint64_t next() {
+    const uint64_t r = rotl(s_[1] * 5, 7) * 9, t = s_[1] << 17;
+    s_[2] ^= s_[0];
+    s_[3] ^= s_[1];
+    s_[1] ^= s_[2];
+    s_[0] ^= s_[3];
+    s_[2] ^= t;
+    s_[3] = rotl(s_[3], 45);
+    return r;
+  }
+  /// Uniform in [0, n), unbiased (rejection).
+  int64_t below(int64_t n) {
+    const uint64_t un = static_cast<uint64_t>(n), limit = UINT64_MAX - UINT64_MAX % un;
+    uint64_t v;
+    do v = next();
+    while (v >= limit);
+    return static_cast<int64_t>(v % un);
+  }
+  double uniform() { return (next() >> 11) * (1.0 / 9007199254740992.0); }
+  /// k distinct values of [lo, hi), in random order.
+  std::vector<int64_t> distinct(int64_t lo, int64_t hi, int64_t k) {
+    std::vector<int64_t> out;
+    std::set<int64_t> seen;
+    if (k > (hi - lo) / 2) {  // dense: partial Fisher-Yates
+      std::vector<int64_t> all(hi - lo);
+      std::iota(all.begin(), all.end(), lo);
+      for (int64_t i = 0; i < k; ++i) std::swap(all[i], all[i + below(hi - lo - i)]);
+      return {all.begin(), all.begin() + k};
+    }
+    while (static_cast<int64_t>(out.size()) < k) {
+      int64_t v = lo + below(hi - lo);
+      if (seen.insert(v).second) out.push_back(v);
+    }
+    return out;
+  }
+
+ private:
+  static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+  static uint64_t splitmix(uint64_t& x) {
+    uint64_t z = (x += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  }
+  uint64_t s_[4];
+};
+
+uint64_t example_seed(uint64_t seed, int64_t i) { return seed * 0x9e3779b97f4a7c15ULL + static_cast<uint64_t>(i) * 0xd1b54a32d192ed03ULL + 1; }
+
+// One example under construction.
+struct Example {
+  std::vector<int64_t> tokens, targets;
+  std::vector<Role> roles;
+  void push(int64_t tok, Role role, int64_t target = kIgnore) {
+    tokens.push_back(tok);
+    roles.push_back(role);
+    targets.push_back(target);
+  }
+};
+
+Batch collate(const std::vector<Example>& ex) {
+  const int64_t n = static_cast<int64_t>(ex.size());
+  int64_t L = 0;
+  for (const auto& e : ex) L = std::max<int64_t>(L, e.tokens.size());
+  Batch b;
+  b.tokens = at::full({n, L}, PAD, at::kLong);
+  b.targets = at::full({n, L}, kIgnore, at::kLong);
+  b.roles = at::zeros({n, L}, at::kChar);
+  b.lengths = at::empty({n}, at::kLong);
+  auto tk = b.tokens.accessor<int64_t, 2>();
+  auto tg = b.targets.accessor<int64_t, 2>();
+  auto rl = b.roles.accessor<int8_t, 2>();
+  for (int64_t i = 0; i < n; ++i) {
+    for (size_t j = 0; j < ex[i].tokens.size(); ++j) {
+      tk[i][j] = ex[i].tokens[j];
+      tg[i][j] = ex[i].targets[j];
+      rl[i][j] = static_cast<int8_t>(ex[i].roles[j]);
+    }
+    b.lengths[i] = static_cast<int64_t>(ex[i].tokens.size());
+  }
+  return b;
+}
+
+// Reads task parameters with defaults; unknown keys are errors.
+class Params {
+ public:
+  Params(const json& j, std::string task) : j_(j), task_(std::move(task)) {}
+  int64_t integer(const std::string& key, int64_t def, int64_t lo, int64_t hi) {
+    used_.push_back(key);
+    if (!j_.contains(key)) return def;
+    if (!j_[key].is_number_integer()) throw std::invalid_argument(task_ + "." + key + ": expected an integer, found " + j_[key].dump());
+    int64_t v = j_[key].get<int64_t>();
+    if (v < lo || v > hi)
+      throw std::invalid_argument(task_ + "." + key + ": " + std::to_string(v) + " is outside [" + std::to_string(lo) + ", " +
+                                  std::to_string(hi) + "]");
+    return v;
+  }
+  double number(const std::string& key, double def) {
+    used_.push_back(key);
+    if (!j_.contains(key)) return def;
+    if (!j_[key].is_number()) throw std::invalid_argument(task_ + "." + key + ": expected a number");
+    return j_[key].get<double>();
+  }
+  std::string text(const std::string& key, const std::string& def, const std::vector<std::string>& allowed) {
+    used_.push_back(key);
+    if (!j_.contains(key)) return def;
+    std::string v = j_[key].is_string() ? j_[key].get<std::string>() : "";
+    if (std::find(allowed.begin(), allowed.end(), v) == allowed.end())
+      throw std::invalid_argument(task_ + "." + key + ": expected one of " + join(allowed, ", ") + ", found " + j_[key].dump());
+    return v;
+  }
+  void finish() {
+    used_.push_back("task");
+    for (const auto& item : j_.items())
+      if (std::find(used_.begin(), used_.end(), item.key()) == used_.end())
+        throw std::invalid_argument(task_ + ": unknown parameter '" + item.key() + "'; parameters: " + join(used_, ", "));
+  }
+
+ private:
+  const json& j_;
+  std::string task_;
+  std::vector<std::string> used_;
+};
+
+// Replaces the first position of `role` (or the one `pick` chooses) by a token from `pool` absent from the example.
+int64_t fresh_token(Rng& rng, const std::vector<int64_t>& present, int64_t lo, int64_t hi) {
+  std::set<int64_t> used(present.begin(), present.end());
+  if (static_cast<int64_t>(used.size()) >= hi - lo) return -1;
+  for (;;) {
+    int64_t v = lo + rng.below(hi - lo);
+    if (!used.count(v)) return v;
+  }
+}
+
+std::vector<int64_t> row_tokens(const Batch& b, int64_t i) {
+  const int64_t len = b.lengths[i].item<int64_t>();
+  auto t = b.tokens[i].narrow(0, 0, len).contiguous();
+  return {t.data_ptr<int64_t>(), t.data_ptr<int64_t>() + len};
+}
+
+// ------------------------------------------------------------------ MQAR (zoology multiquery_ar)
+
+class MqarTask : public Task {
+ public:
+  explicit MqarTask(const json& j) {
+    Params p(j, "mqar");
+    V_ = p.integer("vocab_size", 8192, 8, 1 << 20);
+    L_ = p.integer("seq_len", 64, 4, 1 << 16);
+    N_ = p.integer("num_pairs", 4, 1, 1 << 14);
+    a_ = p.number("power_a", 0.01);
+    p.finish();
+    if (L_ % 2) throw std::invalid_argument("mqar.seq_len must be even, found " + std::to_string(L_));
+    if (4 * N_ > L_) throw std::invalid_argument("mqar: 4 * num_pairs must be <= seq_len (context and queries)");
+    if (N_ > V_ / 2 - 1) throw std::invalid_argument("mqar: num_pairs exceeds the number of keys (vocab_size / 2 - 1)");
+    vocab_.push_back("<pad>");
+    for (int64_t i = 1; i < V_ / 2; ++i) vocab_.push_back("k" + std::to_string(i - 1));
+    for (int64_t i = V_ / 2; i < V_; ++i) vocab_.push_back("v" + std::to_string(i - V_ / 2));
+    const int64_t space = (L_ - 2 * N_) / 2;
+    for (int64_t i = 1; i <= space; ++i) weights_.push_back(a_ * std::pow(static_cast<double>(i), a_ - 1));
+  }
+  json config() const override {
+    return {{"task", "mqar"}, {"vocab_size", V_}, {"seq_len", L_}, {"num_pairs", N_}, {"power_a", a_}};
+  }
+  const std::vector<std::string>& vocab() const override { return vocab_; }
+  std::string accuracy_unit() const override { return "position"; }
+  std::vector<std::string> corruptible_roles() const override { return {"key", "value", "query"}; }
+
+  Batch sample(int64_t n, uint64_t seed) const override {
+    std::vector<Example> out;
+    for (int64_t i = 0; i < n; ++i) {
+      Rng rng(example_seed(seed, i));
+      auto keys = rng.distinct(1, V_ / 2, N_);
+      auto vals = rng.distinct(V_ / 2, V_, N_);
+      // N query slots without replacement, p(slot i) proportional to a i^(a-1).
+      std::vector<double> w = weights_;
+      std::vector<int64_t> slots;
+      for (int64_t k = 0; k < N_; ++k) {
+        double total = std::accumulate(w.begin(), w.end(), 0.0), r = rng.uniform() * total;
+        int64_t s = 0;
+        while (s + 1 < static_cast<int64_t>(w.size()) && (r -= w[s]) >= 0) ++s;
+        while (w[s] == 0) --s;  // rounding at the end of the range
+        slots.push_back(s);
+        w[s] = 0;
+      }
+      Example e;
+      for (int64_t k = 0; k < N_; ++k) {
+        e.push(keys[k], Role::Key);
+        e.push(vals[k], Role::Value);
+      }
+      std::vector<int64_t> slot_key(weights_.size(), -1);
+      for (int64_t k = 0; k < N_; ++k) slot_key[slots[k]] = k;
+      for (size_t s = 0; s < weights_.size(); ++s) {
+        if (slot_key[s] >= 0) {
+          e.push(keys[slot_key[s]], Role::Query, vals[slot_key[s]]);
+          e.push(vals[slot_key[s]], Role::Answer);
+        } else {
+          e.push(V_ / 2 + rng.below(V_ - V_ / 2), Role::Filler);
+          e.push(V_ / 2 + rng.below(V_ - V_ / 2), Role::Filler);
+        }
+      }
+      out.push_back(std::move(e));
+    }
+    return collate(out);
+  }
+
+  // Corrupts with respect to the last query of each example.
+  Batch corrupt(const Batch& clean, uint64_t seed, const std::string& role_in) const override {
+    const std::string role = role_in.empty() ? "key" : role_in;
+    Batch c{clean.tokens.clone(), clean.targets.clone(), clean.roles.clone(), clean.lengths.clone()};
+    for (int64_t i = 0; i < clean.size(); ++i) {
+      Rng rng(example_seed(seed, i) ^ 0x5bd1e995);
+      auto toks = row_tokens(clean, i);
+      int64_t q = -1;
+      for (int64_t j = 0; j < static_cast<int64_t>(toks.size()); ++j)
+        if (clean.roles[i][j].item<int8_t>() == static_cast<int8_t>(Role::Query)) q = j;
+      if (q < 0) continue;
+      int64_t ctx_key = -1;
+      for (int64_t j = 0; j < 2 * N_; j += 2)
+        if (toks[j] == toks[q]) ctx_key = j;
+      int64_t pos = role == "key" ? ctx_key : role == "value" ? ctx_key + 1 : q;
+      if (role != "key" && role != "value" && role != "query")
+        throw std::invalid_argument("mqar: cannot corrupt role '" + role + "'; roles: key, value, query");
+      bool is_key = role != "value";
+      int64_t v = fresh_token(rng, toks, is_key ? 1 : V_ / 2, is_key ? V_ / 2 : V_);
+      if (v >= 0 && pos >= 0) c.tokens[i][pos] = v;
+    }
+    return c;
+  }
+
+ private:
+  int64_t V_, L_, N_;
+  double a_;
+  std::vector<double> weights_;
+  std::vector<std::string> vocab_;
+};
+
+// ------------------------------------------------------------------ AR, single query (tinylang ar.py)
+
+class ArTask : public Task {
+ public:
+  explicit ArTask(const json& j) {
+    Params p(j, "ar");
+    N_ = p.integer("num_pairs", 16, 1, 4096);
+    K_ = p.integer("num_keys", 4096, 2, 1 << 20);
+    V_ = p.integer("num_values", 4096, 2, 1 << 20);
+    p.finish();
+    if (N_ > K_ || N_ > V_) throw std::invalid_argument("ar: num_pairs exceeds num_keys or num_values");
+    vocab_ = kMarkers;
+    for (int64_t i = 0; i < K_; ++i) vocab_.push_back("k" + std::to_string(i));
+    for (int64_t i = 0; i < V_; ++i) vocab_.push_back("v" + std::to_string(i));
+  }
+  json config() const override { return {{"task", "ar"}, {"num_pairs", N_}, {"num_keys", K_}, {"num_values", V_}}; }
+  const std::vector<std::string>& vocab() const override { return vocab_; }
+  std::vector<std::string> corruptible_roles() const override { return {"key", "value", "query"}; }
+  int64_t key0() const { return static_cast<int64_t>(kMarkers.size()); }
+  int64_t val0() const { return key0() + K_; }
+
+  Batch sample(int64_t n, uint64_t seed) const override {
+    std::vector<Example> out;
+    for (int64_t i = 0; i < n; ++i) {
+      Rng rng(example_seed(seed, i));
+      auto keys = rng.distinct(key0(), key0() + K_, N_);
+      auto vals = rng.distinct(val0(), val0() + V_, N_);
+      const int64_t q = rng.below(N_);
+      Example e;
+      e.push(BOS, Role::Bos);
+      for (int64_t k = 0; k < N_; ++k) {
+        e.push(keys[k], Role::Key);
+        e.push(vals[k], Role::Value);
+      }
+      e.push(EOS, Role::Eos);
+      e.push(keys[q], Role::Query, vals[q]);
+      e.push(vals[q], Role::Answer);
+      e.push(EOS, Role::Eos);
+      out.push_back(std::move(e));
+    }
+    return collate(out);
+  }
+
+  Batch corrupt(const Batch& clean, uint64_t seed, const std::string& role_in) const override {
+    const std::string role = role_in.empty() ? "key" : role_in;
+    if (role != "key" && role != "value" && role != "query")
+      throw std::invalid_argument("ar: cannot corrupt role '" + role + "'; roles: key, value, query");
+    Batch c{clean.tokens.clone(), clean.targets.clone(), clean.roles.clone(), clean.lengths.clone()};
+    for (int64_t i = 0; i < clean.size(); ++i) {
+      Rng rng(example_seed(seed, i) ^ 0x5bd1e995);
+      auto toks = row_tokens(clean, i);
+      const int64_t q = 2 * N_ + 2;  // <bos> pairs <eos> kq
+      int64_t ctx = -1;
+      for (int64_t j = 1; j < 2 * N_ + 1; j += 2)
+        if (toks[j] == toks[q]) ctx = j;
+      const int64_t pos = role == "key" ? ctx : role == "value" ? ctx + 1 : q;
+      const bool is_key = role != "value";
+      int64_t v = fresh_token(rng, toks, is_key ? key0() : val0(), is_key ? key0() + K_ : val0() + V_);
+      if (v >= 0) c.tokens[i][pos] = v;
+    }
+    return c;
+  }
+
+ private:
+  int64_t N_, K_, V_;
+  std::vector<std::string> vocab_;
+};
+
+// ------------------------------------------------------------------ position retrieval (retrievit)
+
+class PositionTask : public Task {
+ public:
+  explicit PositionTask(const json& j) {
+    Params p(j, "position");
+    variant_ = p.text("variant", "permutation", {"permutation", "variable"});
+    S_ = p.integer("num_symbols", variant_ == "permutation" ? 200 : 30, 2, 1 << 16);
+    L_ = p.integer("seq_len", variant_ == "permutation" ? S_ : 100, 1, 1 << 16);
+    p.finish();
+    if (variant_ == "permutation" && L_ != S_)
+      throw std::invalid_argument("position: a permutation has seq_len = num_symbols (" + std::to_string(S_) + ")");
+    vocab_ = kMarkers;
+    for (int64_t i = 0; i < S_; ++i) vocab_.push_back("s" + std::to_string(i));
+    for (int64_t i = 0; i < L_; ++i) vocab_.push_back("p" + std::to_string(i));
+  }
+  json config() const override { return {{"task", "position"}, {"variant", variant_}, {"num_symbols", S_}, {"seq_len", L_}}; }
+  const std::vector<std::string>& vocab() const override { return vocab_; }
+  std::vector<std::string> corruptible_roles() const override { return {"query"}; }
+  std::vector<int64_t> embedding_probe_ids() const override {
+    std::vector<int64_t> ids(L_);
+    std::iota(ids.begin(), ids.end(), pos0());
+    return ids;
+  }
+  int64_t sym0() const { return static_cast<int64_t>(kMarkers.size()); }
+  int64_t pos0() const { return sym0() + S_; }
+
+  Batch sample(int64_t n, uint64_t seed) const override {
+    std::vector<Example> out;
+    for (int64_t i = 0; i < n; ++i) {
+      Rng rng(example_seed(seed, i));
+      std::vector<int64_t> seq;
+      const int64_t t = rng.below(L_);
+      int64_t s;
+      if (variant_ == "permutation") {
+        seq = rng.distinct(sym0(), sym0() + S_, S_);
+        s = seq[t];
+      } else {
+        // The query symbol occurs once, at t; every other position is uniform over the other symbols.
+        s = sym0() + rng.below(S_);
+        for (int64_t k = 0; k < L_; ++k) {
+          int64_t v = sym0() + rng.below(S_ - 1);
+          seq.push_back(k == t ? s : (v >= s ? v + 1 : v));
+        }
+      }
+      Example e;
+      e.push(BOS, Role::Bos);
+      for (auto v : seq) e.push(v, Role::Symbol);
+      e.push(QUERY, Role::Sep);
+      e.push(s, Role::Query, pos0() + t);
+      e.push(pos0() + t, Role::Answer);
+      out.push_back(std::move(e));
+    }
+    return collate(out);
+  }
+
+  // A permutation holds every symbol, so the query is replaced by another symbol of the context (its answer changes).
+  Batch corrupt(const Batch& clean, uint64_t seed, const std::string& role_in) const override {
+    if (!role_in.empty() && role_in != "query") throw std::invalid_argument("position: only the query can be corrupted");
+    Batch c{clean.tokens.clone(), clean.targets.clone(), clean.roles.clone(), clean.lengths.clone()};
+    for (int64_t i = 0; i < clean.size(); ++i) {
+      Rng rng(example_seed(seed, i) ^ 0x5bd1e995);
+      const int64_t q = L_ + 2;
+      const int64_t old = clean.tokens[i][q].item<int64_t>();
+      int64_t v;
+      do v = clean.tokens[i][1 + rng.below(L_)].item<int64_t>();
+      while (v == old && L_ > 1);
+      c.tokens[i][q] = v;
+    }
+    return c;
+  }
+
+ private:
+  std::string variant_;
+  int64_t S_, L_;
+  std::vector<std::string> vocab_;
+};
+
+// ------------------------------------------------------------------ n-gram retrieval (retrievit)
+
+class NgramTask : public Task {
+ public:
+  explicit NgramTask(const json& j) {
+    Params p(j, "ngram");
+    V_ = p.integer("num_symbols", 30, 2, 1 << 16);
+    min_len_ = p.integer("min_len", 50, 6, 1 << 16);
+    max_len_ = p.integer("max_len", 100, 6, 1 << 16);
+    format_ = p.text("format", "suffix", {"suffix", "prefix"});
+    p.finish();
+    if (min_len_ > max_len_) throw std::invalid_argument("ngram: min_len must be <= max_len");
+    vocab_ = kMarkers;
+    for (int64_t i = 0; i < V_; ++i) vocab_.push_back("s" + std::to_string(i));
+  }
+  json config() const override {
+    return {{"task", "ngram"}, {"num_symbols", V_}, {"min_len", min_len_}, {"max_len", max_len_}, {"format", format_}};
+  }
+  const std::vector<std::string>& vocab() const override { return vocab_; }
+  std::vector<std::string> corruptible_roles() const override { return {"query"}; }
+  int64_t sym0() const { return static_cast<int64_t>(kMarkers.size()); }
+
+  static int64_t count_bigram(const std::vector<int64_t>& s, int64_t a, int64_t b) {
+    int64_t c = 0;
+    for (size_t k = 0; k + 1 < s.size(); ++k) c += s[k] == a && s[k + 1] == b;
+    return c;
+  }
+
+  Batch sample(int64_t n, uint64_t seed) const override {
+    std::vector<Example> out;
+    for (int64_t i = 0; i < n; ++i) {
+      Rng rng(example_seed(seed, i));
+      std::vector<int64_t> seq;
+      int64_t t = -1;
+      while (t < 0) {  // resample until the query bigram occurs exactly once
+        const int64_t L = min_len_ + rng.below(max_len_ - min_len_ + 1);
+        seq.assign(L, 0);
+        for (auto& v : seq) v = sym0() + rng.below(V_);
+        for (int tries = 0; tries < 16 && t < 0; ++tries) {
+          int64_t c = rng.below(L - 4);
+          if (count_bigram(seq, seq[c], seq[c + 1]) == 1) t = c;
+        }
+      }
+      Example e;
+      auto query = [&] {
+        e.push(QUERY, Role::Sep);
+        e.push(seq[t], Role::Query);
+        e.push(seq[t + 1], Role::Query);
+      };
+      if (format_ == "prefix") query();
+      e.push(BOS, Role::Bos);
+      for (auto v : seq) e.push(v, Role::Symbol);
+      e.push(BOS, Role::Bos);
+      if (format_ == "suffix") {
+        query();
+        e.push(QUERY, Role::Sep, seq[t + 2]);
+      } else {
+        e.push(QUERY, Role::Sep, seq[t + 2]);
+      }
+      e.push(seq[t + 2], Role::Answer, seq[t + 3]);
+      e.push(seq[t + 3], Role::Answer, seq[t + 4]);
+      e.push(seq[t + 4], Role::Answer);
+      out.push_back(std::move(e));
+    }
+    return collate(out);
+  }
+
+  // Replaces the second query symbol so that the corrupted bigram occurs nowhere in the sequence, if possible.
+  Batch corrupt(const Batch& clean, uint64_t seed, const std::string& role_in) const override {
+    if (!role_in.empty() && role_in != "query") throw std::invalid_argument("ngram: only the query can be corrupted");
+    Batch c{clean.tokens.clone(), clean.targets.clone(), clean.roles.clone(), clean.lengths.clone()};
+    for (int64_t i = 0; i < clean.size(); ++i) {
+      Rng rng(example_seed(seed, i) ^ 0x5bd1e995);
+      auto toks = row_tokens(clean, i);
+      std::vector<int64_t> qpos, seq;
+      for (size_t j = 0; j < toks.size(); ++j) {
+        auto r = static_cast<Role>(clean.roles[i][j].item<int8_t>());
+        if (r == Role::Query) qpos.push_back(j);
+        if (r == Role::Symbol) seq.push_back(toks[j]);
+      }
+      if (qpos.size() != 2) continue;
+      const int64_t a = toks[qpos[0]], old = toks[qpos[1]];
+      int64_t pick = -1;
+      for (int tries = 0; tries < 64 && pick < 0; ++tries) {
+        int64_t v = sym0() + rng.below(V_);
+        if (v != old && count_bigram(seq, a, v) == 0) pick = v;
+      }
+      if (pick < 0) pick = sym0() + (old - sym0() + 1) % V_;
+      c.tokens[i][qpos[1]] = pick;
+    }
+    return c;
+  }
+
+ private:
+  int64_t V_, min_len_, max_len_;
+  std::string format_;
+  std::vector<std::string> vocab_;
+};
+
+}  // namespace
+
+std::vector<std::string> task_names() { return {"mqar", "ar", "position", "ngram"}; }
+
+std::unique_ptr<Task> make_task(const json& config) {
+  if (!config.is_object() || !config.contains("task") || !config["task"].is_string())
+    throw std::invalid_argument("task config: expected {\"task\": NAME, ...}; tasks: " + join(task_names(), ", "));
+  const std::string name = config["task"].get<std::string>();
+  if (name == "mqar") return std::make_unique<MqarTask>(config);
+  if (name == "ar") return std::make_unique<ArTask>(config);
+  if (name == "position") return std::make_unique<PositionTask>(config);
+  if (name == "ngram") return std::make_unique<NgramTask>(config);
+  auto close = closest_matches(name, task_names(), 3);
+  throw std::invalid_argument("unknown task '" + name + "'; tasks: " + join(task_names(), ", ") +
+                              (close.empty() ? "" : " (did you mean " + join(close, ", ") + "?)"));
+}
+
+double task_accuracy(const Task& task, const at::Tensor& logits, const Batch& batch) {
+  at::Tensor pred = logits.argmax(-1).to(at::kCPU);
+  at::Tensor mask = batch.targets.ne(kIgnore);
+  at::Tensor correct = pred.eq(batch.targets) | mask.logical_not();
+  if (task.accuracy_unit() == "position") {
+    const double n = mask.sum().item<double>();
+    return n > 0 ? (pred.eq(batch.targets) & mask).sum().item<double>() / n : 0.0;
+  }
+  return correct.all(1).to(at::kDouble).mean().item<double>();
+}
+
+}  // namespace mechscope

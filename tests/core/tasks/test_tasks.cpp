@@ -1,0 +1,219 @@
+// Task generators (SPEC §3): determinism, each generator's invariants, roles that agree with the tokens,
+// corruption that changes exactly one token of the chosen role, and clear errors.
+#include <set>
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include "core/tasks/task.h"
+
+using namespace mechscope;
+using nlohmann::json;
+
+namespace {
+std::vector<int64_t> row(const at::Tensor& t, int64_t i, int64_t len) {
+  at::Tensor r = t[i].narrow(0, 0, len).to(at::kLong).contiguous();
+  return {r.data_ptr<int64_t>(), r.data_ptr<int64_t>() + len};
+}
+Role role_at(const Batch& b, int64_t i, int64_t j) { return static_cast<Role>(b.roles[i][j].item<int8_t>()); }
+}  // namespace
+
+TEST(Tasks, SamplingIsDeterministicPerSeed) {
+  for (const auto& name : task_names()) {
+    auto task = make_task({{"task", name}});
+    Batch a = task->sample(8, 5), b = task->sample(8, 5), c = task->sample(8, 6);
+    EXPECT_TRUE(at::equal(a.tokens, b.tokens)) << name;
+    EXPECT_TRUE(at::equal(a.targets, b.targets)) << name;
+    EXPECT_FALSE(at::equal(a.tokens, c.tokens)) << name;
+    // A batch is its examples: the first 3 of 8 equal a batch of 3.
+    Batch d = task->sample(3, 5);
+    EXPECT_TRUE(at::equal(a.tokens.narrow(0, 0, 3).narrow(1, 0, d.tokens.size(1)), d.tokens)) << name;
+    // Every token is in the vocabulary, padding only past the length.
+    EXPECT_LT(a.tokens.max().item<int64_t>(), static_cast<int64_t>(task->vocab().size()));
+    for (int64_t i = 0; i < a.size(); ++i) {
+      const int64_t len = a.lengths[i].item<int64_t>();
+      for (int64_t j = len; j < a.tokens.size(1); ++j) EXPECT_EQ(role_at(a, i, j), Role::Pad);
+    }
+  }
+}
+
+TEST(Tasks, MqarKeysValuesQueriesAndLabels) {
+  auto task = make_task({{"task", "mqar"}, {"vocab_size", 64}, {"seq_len", 48}, {"num_pairs", 6}});
+  EXPECT_EQ(task->vocab()[1], "k0");
+  EXPECT_EQ(task->vocab()[32], "v0");
+  Batch b = task->sample(50, 1);
+  ASSERT_EQ(b.tokens.size(1), 48);
+  for (int64_t i = 0; i < 50; ++i) {
+    auto t = row(b.tokens, i, 48), y = row(b.targets, i, 48);
+    std::map<int64_t, int64_t> kv;
+    for (int64_t k = 0; k < 12; k += 2) {
+      EXPECT_GE(t[k], 1);
+      EXPECT_LT(t[k], 32);           // keys in [1, V/2)
+      EXPECT_GE(t[k + 1], 32);       // values in [V/2, V)
+      EXPECT_EQ(role_at(b, i, k), Role::Key);
+      EXPECT_EQ(role_at(b, i, k + 1), Role::Value);
+      EXPECT_TRUE(kv.emplace(t[k], t[k + 1]).second) << "keys repeat";
+    }
+    std::map<int64_t, int> queried;
+    for (int64_t j = 12; j < 48; ++j) {
+      Role r = role_at(b, i, j);
+      if (y[j] != -100) {
+        ASSERT_EQ(r, Role::Query);
+        ASSERT_TRUE(kv.count(t[j]));
+        EXPECT_EQ(y[j], kv[t[j]]);                   // the label at a query key is its value
+        EXPECT_EQ(t[j + 1], kv[t[j]]);               // followed by it
+        EXPECT_EQ(role_at(b, i, j + 1), Role::Answer);
+        queried[t[j]]++;
+      } else if (r == Role::Filler) {
+        EXPECT_GE(t[j], 32);                          // filler never repeats a key
+      }
+    }
+    EXPECT_EQ(queried.size(), 6u);
+    for (auto& [k, n] : queried) EXPECT_EQ(n, 1) << "every context key has exactly one labelled query";
+  }
+}
+
+TEST(Tasks, ArSingleQuery) {
+  auto task = make_task({{"task", "ar"}, {"num_pairs", 5}, {"num_keys", 20}, {"num_values", 30}});
+  Batch b = task->sample(40, 2);
+  ASSERT_EQ(b.tokens.size(1), 1 + 10 + 1 + 2 + 1);
+  for (int64_t i = 0; i < 40; ++i) {
+    auto t = row(b.tokens, i, 15), y = row(b.targets, i, 15);
+    EXPECT_EQ(t[0], 1);   // <bos>
+    EXPECT_EQ(t[11], 2);  // <eos>
+    EXPECT_EQ(t[14], 2);
+    int64_t labelled = 0;
+    for (int64_t j = 0; j < 15; ++j) labelled += y[j] != -100;
+    EXPECT_EQ(labelled, 1);
+    int64_t found = -1;
+    for (int64_t k = 1; k < 11; k += 2)
+      if (t[k] == t[12]) found = t[k + 1];
+    EXPECT_EQ(y[12], found);
+    EXPECT_EQ(t[13], found);
+    EXPECT_EQ(task->vocab()[t[12]].substr(0, 1), "k");
+    EXPECT_EQ(task->vocab()[t[13]].substr(0, 1), "v");
+  }
+}
+
+TEST(Tasks, PositionRetrievalAnswersThePosition) {
+  auto task = make_task({{"task", "position"}, {"num_symbols", 12}});
+  Batch b = task->sample(30, 3);
+  const auto& v = task->vocab();
+  for (int64_t i = 0; i < 30; ++i) {
+    auto t = row(b.tokens, i, 16), y = row(b.targets, i, 16);
+    std::set<int64_t> perm(t.begin() + 1, t.begin() + 13);
+    EXPECT_EQ(perm.size(), 12u);  // a permutation
+    const int64_t s = t[14];
+    int64_t pos = -1;
+    for (int64_t k = 0; k < 12; ++k)
+      if (t[1 + k] == s) pos = k;
+    EXPECT_EQ(v[y[14]], "p" + std::to_string(pos));
+    EXPECT_EQ(role_at(b, i, 14), Role::Query);
+  }
+  EXPECT_EQ(task->embedding_probe_ids().size(), 12u);
+  auto var = make_task({{"task", "position"}, {"variant", "variable"}, {"num_symbols", 5}, {"seq_len", 40}});
+  Batch c = var->sample(30, 4);
+  for (int64_t i = 0; i < 30; ++i) {
+    auto t = row(c.tokens, i, 44);
+    EXPECT_EQ(std::count(t.begin() + 1, t.begin() + 41, t[42]), 1);  // the query symbol occurs once
+  }
+}
+
+TEST(Tasks, NgramQueryOccursExactlyOnceAndTargetsFollowIt) {
+  for (const std::string fmt : {"suffix", "prefix"}) {
+    auto task = make_task({{"task", "ngram"}, {"format", fmt}, {"num_symbols", 8}, {"min_len", 20}, {"max_len", 30}});
+    Batch b = task->sample(40, 5);
+    for (int64_t i = 0; i < 40; ++i) {
+      const int64_t len = b.lengths[i].item<int64_t>();
+      auto t = row(b.tokens, i, len), y = row(b.targets, i, len);
+      std::vector<int64_t> seq, q, ans;
+      for (int64_t j = 0; j < len; ++j) {
+        Role r = role_at(b, i, j);
+        if (r == Role::Symbol) seq.push_back(t[j]);
+        if (r == Role::Query) q.push_back(t[j]);
+        if (r == Role::Answer) ans.push_back(t[j]);
+      }
+      ASSERT_EQ(q.size(), 2u);
+      ASSERT_EQ(ans.size(), 3u);
+      EXPECT_GE(seq.size(), 20u);
+      EXPECT_LE(seq.size(), 30u);
+      int64_t hits = 0, at_ = -1;
+      for (size_t k = 0; k + 1 < seq.size(); ++k)
+        if (seq[k] == q[0] && seq[k + 1] == q[1]) {
+          ++hits;
+          at_ = k;
+        }
+      ASSERT_EQ(hits, 1) << "the query occurs exactly once";
+      EXPECT_EQ(ans, (std::vector<int64_t>{seq[at_ + 2], seq[at_ + 3], seq[at_ + 4]}));
+      // Targets: t1 at the last <query>, then t2, t3.
+      EXPECT_EQ(y[len - 4], ans[0]);
+      EXPECT_EQ(y[len - 3], ans[1]);
+      EXPECT_EQ(y[len - 2], ans[2]);
+      EXPECT_EQ(t[len - 4], 4);  // <query>
+    }
+  }
+}
+
+TEST(Tasks, CorruptionChangesOneTokenOfTheRoleToAnAbsentOne) {
+  for (const std::string name : {"mqar", "ar"}) {
+    auto task = make_task({{"task", name}});
+    Batch clean = task->sample(20, 6);
+    for (const auto& role : task->corruptible_roles()) {
+      Batch c = task->corrupt(clean, 7, role);
+      at::Tensor diff = c.tokens.ne(clean.tokens);
+      for (int64_t i = 0; i < 20; ++i) {
+        ASSERT_EQ(diff[i].sum().item<int64_t>(), 1) << name << " " << role;
+        const int64_t j = diff[i].nonzero().item<int64_t>();
+        const Role r = role_at(clean, i, j);
+        if (role == "key") EXPECT_EQ(r, Role::Key);
+        if (role == "value") EXPECT_EQ(r, Role::Value);
+        if (role == "query") EXPECT_EQ(r, Role::Query);
+        auto t = row(clean.tokens, i, clean.lengths[i].item<int64_t>());
+        EXPECT_EQ(std::count(t.begin(), t.end(), c.tokens[i][j].item<int64_t>()), 0) << "the new token is absent";
+      }
+      EXPECT_TRUE(at::equal(c.roles, clean.roles));
+    }
+  }
+  for (const std::string name : {"position", "ngram"}) {
+    auto task = make_task({{"task", name}});
+    Batch clean = task->sample(10, 8);
+    Batch c = task->corrupt(clean, 9);
+    for (int64_t i = 0; i < 10; ++i) {
+      at::Tensor d = c.tokens[i].ne(clean.tokens[i]);
+      ASSERT_EQ(d.sum().item<int64_t>(), 1) << name;
+      EXPECT_EQ(role_at(clean, i, d.nonzero().item<int64_t>()), Role::Query);
+    }
+  }
+}
+
+TEST(Tasks, ErrorsNameTheProblem) {
+  auto msg = [](const json& j) {
+    try {
+      make_task(j);
+    } catch (const std::invalid_argument& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_NE(msg({{"task", "mqr"}}).find("mqar"), std::string::npos);
+  EXPECT_NE(msg({{"task", "mqar"}, {"num_pair", 3}}).find("num_pair"), std::string::npos);
+  EXPECT_NE(msg({{"task", "mqar"}, {"seq_len", 63}}).find("even"), std::string::npos);
+  EXPECT_NE(msg({{"task", "mqar"}, {"seq_len", 16}, {"num_pairs", 5}}).find("num_pairs"), std::string::npos);
+  EXPECT_NE(msg({{"task", "ngram"}, {"format", "middle"}}).find("suffix"), std::string::npos);
+  EXPECT_NE(msg(json::object()).find("task"), std::string::npos);
+  auto ar = make_task({{"task", "ar"}});
+  EXPECT_THROW(ar->corrupt(ar->sample(2, 1), 1, "filler"), std::invalid_argument);
+}
+
+TEST(Tasks, AccuracyUnits) {
+  auto ar = make_task({{"task", "ar"}, {"num_pairs", 2}, {"num_keys", 4}, {"num_values", 4}});
+  Batch b = ar->sample(4, 1);
+  // Logits that put all mass on the target where there is one: accuracy 1; then break example 0.
+  at::Tensor logits = at::zeros({4, b.tokens.size(1), 16});
+  at::Tensor tgt = b.targets.clamp_min(0);
+  logits.scatter_(2, tgt.unsqueeze(-1), 1.0);
+  EXPECT_DOUBLE_EQ(task_accuracy(*ar, logits, b), 1.0);
+  logits[0].zero_();
+  logits[0].select(1, 0).fill_(1.0);  // predicts token 0 everywhere
+  EXPECT_DOUBLE_EQ(task_accuracy(*ar, logits, b), 0.75);
+}
