@@ -234,6 +234,9 @@ TrainResult Trainer::run(const std::function<void(const TrainProgress&)>& on_pro
   const auto t0 = clock::now();
   auto elapsed = [&] { return seconds_before_ + std::chrono::duration<double>(clock::now() - t0).count(); };
   TrainResult result;
+  if (start_step_ >= cfg_.steps)
+    throw std::invalid_argument("the run already has " + std::to_string(start_step_) + " steps of " +
+                                std::to_string(cfg_.steps) + "; raise steps to continue it");
   model_->train();
   std::vector<at::Tensor> ps;
   for (auto& [n, p] : impl_->params) ps.push_back(p);

@@ -35,6 +35,31 @@ expect_ok "forward bfloat16" "$cli" forward -c hybrid.h5 --tokens 1,2,3,4 --dtyp
 expect_ok "init from config + set" "$cli" init --config <(echo '{"model_config": {"d_model": 16, "n_layer": 1, "vocab_size": 10}}') --set ssm_cfg.d_state=4 --out cfg.h5
 expect_ok "bench" "$cli" bench --preset mamba1 --batch 2 --seq 16 --repeat 2
 
+# Training, evaluation, interrupt and resume.
+expect_ok "train" "$cli" train --preset transformer --set d_model=32 --set attn_cfg.rotary_emb_dim=8 --task ar \
+  --task-set num_pairs=3 --task-set num_keys=8 --task-set num_values=8 --train-set steps=30 --train-set batch=8 \
+  --train-set eval_every=10 --train-set eval_examples=32 --out ar.h5 --quiet
+e=$("$cli" eval --checkpoint ar.h5 --seed 11 --examples 64); contains "eval" "accuracy " "$e"
+e=$("$cli" eval -c ar.h5 --seeds 1,2,3 --examples 32); contains "eval seeds" "95% interval over 3 seeds" "$e"
+expect_ok "eval sweep" "$cli" eval -c ar.h5 --sweep num_pairs=2,3,4 --examples 32 --csv sweep.csv
+[ "$(wc -l < sweep.csv)" -eq 4 ] && ok || bad "sweep csv rows: $(cat sweep.csv)"
+expect_err "eval vocabulary change" "vocabulary" "$cli" eval -c ar.h5 --task-set num_keys=9
+"$cli" train --preset mamba1 --set d_model=32 --task ar --task-set num_pairs=3 --task-set num_keys=8 --task-set num_values=8 \
+  --train-set steps=100000 --train-set batch=4 --train-set eval_every=5 --train-set eval_examples=8 --out long.h5 --quiet \
+  > long.log 2>&1 &
+pid=$!
+for _ in $(seq 1 100); do [ -f long.h5 ] && break; sleep 0.2; done
+sleep 1; kill -INT $pid; wait $pid; rc=$?
+[ "$rc" -eq 130 ] && ok || bad "Ctrl-C exit code $rc :: $(cat long.log)"
+contains "Ctrl-C" "interrupted at step" "$(cat long.log)"
+done_steps=$(sed -n 's/.*interrupted at step \([0-9]*\).*/\1/p' long.log)
+r=$("$cli" train --resume long.h5 --train-set steps=$((done_steps + 20)) --quiet 2>&1)
+contains "resume" "finished at step $((done_steps + 20))" "$r"
+expect_err "resume past the end" "raise steps" "$cli" train --resume long.h5 --train-set steps=10
+expect_err "train without task" "--task" "$cli" train --preset mamba1 --out x.h5
+expect_err "unknown task" "mqar" "$cli" train --preset mamba1 --task mqr --out x.h5
+expect_err "resume a bare model" "no training run" "$cli" train --resume mamba1.h5
+
 # Mistakes.
 expect_err "unknown preset" "parallel-hybrid" "$cli" init --preset mamba3 --out x.h5
 expect_err "no preset or config" "exactly one of --preset" "$cli" init --out x.h5
