@@ -516,9 +516,139 @@ class NgramTask : public Task {
   std::vector<std::string> vocab_;
 };
 
+// ------------------------------------------------------------------ copy and n-gram lookup (P2 data_utils.py)
+
+class CopyTask : public Task {
+ public:
+  CopyTask(const json& j, bool lookup) : lookup_(lookup) {
+    Params p(j, lookup ? "lookup" : "copy");
+    A_ = p.integer("alphabet", 26, 2, 26);
+    min_len_ = p.integer("min_len", 20, 1, 1 << 14);
+    max_len_ = p.integer("max_len", 50, 1, 1 << 14);
+    if (lookup) {
+      format_ = p.text("format", "suffix", {"suffix", "prefix"});
+      n_ = p.integer("ngram", 3, 1, 64);
+      answer_len_ = p.integer("answer_len", -1, -1, 1 << 14);
+    } else {
+      answer_len_ = p.integer("answer_len", -1, -1, 1 << 14);
+    }
+    p.finish();
+    if (min_len_ > max_len_) throw std::invalid_argument(std::string(lookup ? "lookup" : "copy") + ": min_len must be <= max_len");
+    if (lookup && min_len_ <= n_ + std::max<int64_t>(answer_len_, 0) + 1)
+      throw std::invalid_argument("lookup: min_len must exceed ngram + answer_len + 1");
+    vocab_ = kMarkers;
+    for (int64_t i = 0; i < 26; ++i) vocab_.push_back(std::string(1, static_cast<char>('a' + i)));
+    vocab_.push_back("$");
+    vocab_.push_back("|");
+    vocab_.push_back(".");
+  }
+  json config() const override {
+    json j = {{"task", lookup_ ? "lookup" : "copy"}, {"alphabet", A_}, {"min_len", min_len_}, {"max_len", max_len_},
+              {"answer_len", answer_len_}};
+    if (lookup_) {
+      j["format"] = format_;
+      j["ngram"] = n_;
+    }
+    return j;
+  }
+  const std::vector<std::string>& vocab() const override { return vocab_; }
+  std::vector<std::string> corruptible_roles() const override { return {lookup_ ? "query" : "symbol"}; }
+  int64_t letter0() const { return static_cast<int64_t>(kMarkers.size()); }
+  int64_t dollar() const { return letter0() + 26; }
+  int64_t bar() const { return letter0() + 27; }
+  int64_t dot() const { return letter0() + 28; }
+
+  Batch sample(int64_t n, uint64_t seed) const override {
+    std::vector<Example> out;
+    for (int64_t i = 0; i < n; ++i) {
+      Rng rng(example_seed(seed, i));
+      const int64_t len = min_len_ + rng.below(max_len_ - min_len_ + 1);
+      std::vector<int64_t> s(len);
+      std::vector<int64_t> gram, answer;
+      for (;;) {
+        for (auto& v : s) v = letter0() + rng.below(A_);
+        if (!lookup_) {
+          answer.assign(s.begin(), s.begin() + (answer_len_ > 0 ? std::min(answer_len_, len) : len));
+          break;
+        }
+        // A unique n-gram with room for the answer after it (P2 generate_str_unique_ngram).
+        const int64_t limit = len - n_ - (answer_len_ > 0 ? answer_len_ : 0) - 1;
+        std::vector<int64_t> unique;
+        for (int64_t k = 0; k < limit; ++k) {
+          int64_t count = 0;
+          for (int64_t m = 0; m + n_ <= len; ++m) count += std::equal(s.begin() + k, s.begin() + k + n_, s.begin() + m);
+          if (count == 1) unique.push_back(k);
+        }
+        if (unique.empty()) continue;
+        const int64_t at_ = unique[rng.below(static_cast<int64_t>(unique.size()))];
+        gram.assign(s.begin() + at_, s.begin() + at_ + n_);
+        const int64_t rest = len - at_ - n_;
+        answer.assign(s.begin() + at_ + n_, s.begin() + at_ + n_ + (answer_len_ > 0 ? std::min(answer_len_, rest) : rest));
+        break;
+      }
+      Example e;
+      e.push(dollar(), Role::Bos);
+      auto push_answer = [&](Example& ex) {
+        // The position before the answer predicts its first token; each answer token predicts the next; then '.'.
+        ex.targets.back() = answer[0];
+        for (size_t k = 0; k < answer.size(); ++k) ex.push(answer[k], Role::Answer, k + 1 < answer.size() ? answer[k + 1] : dot());
+        ex.push(dot(), Role::Eos);
+      };
+      if (!lookup_) {
+        for (auto v : s) e.push(v, Role::Symbol);
+        e.push(bar(), Role::Sep);
+        push_answer(e);
+      } else if (format_ == "prefix") {
+        for (auto v : gram) e.push(v, Role::Query);
+        e.push(bar(), Role::Sep);
+        for (auto v : s) e.push(v, Role::Symbol);
+        e.push(bar(), Role::Sep);
+        push_answer(e);
+      } else {
+        for (auto v : s) e.push(v, Role::Symbol);
+        e.push(bar(), Role::Sep);
+        for (auto v : gram) e.push(v, Role::Query);
+        push_answer(e);
+      }
+      out.push_back(std::move(e));
+    }
+    return collate(out);
+  }
+
+  // copy: one character of the string becomes another letter; lookup: one n-gram character changes so that
+  // the n-gram occurs nowhere in the string when possible.
+  Batch corrupt(const Batch& clean, uint64_t seed, const std::string& role_in) const override {
+    const std::string want = lookup_ ? "query" : "symbol";
+    if (!role_in.empty() && role_in != want)
+      throw std::invalid_argument(std::string(lookup_ ? "lookup" : "copy") + ": only the " + want + " can be corrupted");
+    Batch c{clean.tokens.clone(), clean.targets.clone(), clean.roles.clone(), clean.lengths.clone()};
+    const Role target_role = lookup_ ? Role::Query : Role::Symbol;
+    for (int64_t i = 0; i < clean.size(); ++i) {
+      Rng rng(example_seed(seed, i) ^ 0x5bd1e995);
+      auto toks = row_tokens(clean, i);
+      std::vector<int64_t> pos;
+      for (size_t j = 0; j < toks.size(); ++j)
+        if (static_cast<Role>(clean.roles[i][j].item<int8_t>()) == target_role) pos.push_back(j);
+      if (pos.empty()) continue;
+      const int64_t j = pos[rng.below(static_cast<int64_t>(pos.size()))];
+      int64_t v;
+      do v = letter0() + rng.below(A_);
+      while (v == toks[j]);
+      c.tokens[i][j] = v;
+    }
+    return c;
+  }
+
+ private:
+  bool lookup_;
+  int64_t A_, min_len_, max_len_, n_ = 0, answer_len_ = -1;
+  std::string format_;
+  std::vector<std::string> vocab_;
+};
+
 }  // namespace
 
-std::vector<std::string> task_names() { return {"mqar", "ar", "position", "ngram"}; }
+std::vector<std::string> task_names() { return {"mqar", "ar", "position", "ngram", "copy", "lookup"}; }
 
 std::unique_ptr<Task> make_task(const json& config) {
   if (!config.is_object() || !config.contains("task") || !config["task"].is_string())
@@ -528,6 +658,8 @@ std::unique_ptr<Task> make_task(const json& config) {
   if (name == "ar") return std::make_unique<ArTask>(config);
   if (name == "position") return std::make_unique<PositionTask>(config);
   if (name == "ngram") return std::make_unique<NgramTask>(config);
+  if (name == "copy") return std::make_unique<CopyTask>(config, false);
+  if (name == "lookup") return std::make_unique<CopyTask>(config, true);
   auto close = closest_matches(name, task_names(), 3);
   throw std::invalid_argument("unknown task '" + name + "'; tasks: " + join(task_names(), ", ") +
                               (close.empty() ? "" : " (did you mean " + join(close, ", ") + "?)"));

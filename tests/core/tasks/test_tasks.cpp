@@ -217,3 +217,48 @@ TEST(Tasks, AccuracyUnits) {
   logits[0].select(1, 0).fill_(1.0);  // predicts token 0 everywhere
   EXPECT_DOUBLE_EQ(task_accuracy(*ar, logits, b), 0.75);
 }
+
+TEST(Tasks, CopyAndLookupFollowP2) {
+  auto copy = make_task({{"task", "copy"}, {"min_len", 5}, {"max_len", 9}});
+  const auto& v = copy->vocab();
+  Batch b = copy->sample(20, 3);
+  for (int64_t i = 0; i < 20; ++i) {
+    const int64_t len = b.lengths[i].item<int64_t>();
+    auto t = row(b.tokens, i, len), y = row(b.targets, i, len);
+    std::string text;
+    for (auto id : t) text += v[id];
+    const int64_t n = (len - 3) / 2;  // $ s | s .
+    EXPECT_EQ(text.substr(1 + n + 1, n), text.substr(1, n)) << text;
+    EXPECT_EQ(text.front(), '$');
+    EXPECT_EQ(text.back(), '.');
+    // Loss on the answer span: '|' predicts s[0], each answer token the next, the last one '.'.
+    for (int64_t j = 0; j < len; ++j) {
+      if (j >= n + 1 && j < len - 1) EXPECT_EQ(y[j], t[j + 1]);
+      else EXPECT_EQ(y[j], -100);
+    }
+  }
+  for (const std::string fmt : {"suffix", "prefix"}) {
+    auto look = make_task({{"task", "lookup"}, {"format", fmt}, {"min_len", 12}, {"max_len", 16}, {"alphabet", 4}});
+    Batch c = look->sample(20, 4);
+    for (int64_t i = 0; i < 20; ++i) {
+      const int64_t len = c.lengths[i].item<int64_t>();
+      auto t = row(c.tokens, i, len);
+      std::vector<int64_t> s, q, a;
+      for (int64_t j = 0; j < len; ++j) {
+        Role r = role_at(c, i, j);
+        if (r == Role::Symbol) s.push_back(t[j]);
+        if (r == Role::Query) q.push_back(t[j]);
+        if (r == Role::Answer) a.push_back(t[j]);
+      }
+      ASSERT_EQ(q.size(), 3u);
+      int64_t hits = 0, at_ = -1;
+      for (size_t k = 0; k + 3 <= s.size(); ++k)
+        if (std::equal(q.begin(), q.end(), s.begin() + k)) {
+          ++hits;
+          at_ = k;
+        }
+      ASSERT_EQ(hits, 1);
+      EXPECT_EQ(a, std::vector<int64_t>(s.begin() + at_ + 3, s.end()));  // the rest of the string
+    }
+  }
+}
