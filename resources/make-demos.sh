@@ -9,8 +9,14 @@ out=$root/resources/models
 mkdir -p "$out"
 
 # name | model | task | training
+MQAR="--task mqar --task-set vocab_size=256 --task-set seq_len=64 --task-set num_pairs=16"
+TRAIN="--train-set batch=64 --train-set lr=3e-3 --train-set warmup=0.02 --train-set steps=20000 --train-set eval_every=250 --train-set eval_examples=512"
+ATTN="--set attn_cfg.num_heads=1 --set attn_cfg.rotary_emb_dim=64"   # one wide head, as zoology's MQAR baselines
 demos=(
-  "ar-attn|--preset transformer --set d_model=64 --set d_intermediate=0 --set attn_cfg.rotary_emb_dim=16|--task ar --task-set num_keys=64 --task-set num_values=64 --task-set num_pairs=8|--train-set steps=40000 --train-set batch=32 --train-set lr=1e-3 --train-set warmup=0.01 --train-set eval_every=500 --train-set target_accuracy=0.995"
+  "mqar-attn|--preset transformer --set d_model=64 --set d_intermediate=0 $ATTN|$MQAR|$TRAIN --train-set target_accuracy=0.999"
+  "mqar-hybrid|--preset hybrid --set n_layer=2 --set d_model=64 $ATTN|$MQAR|$TRAIN --train-set target_accuracy=0.999"
+  "mqar-mamba2|--preset mamba2 --set d_model=64|$MQAR|$TRAIN --train-set target_accuracy=0.999"
+  "mqar-mamba1|--preset mamba1 --set d_model=64|$MQAR|$TRAIN --train-set target_accuracy=0.999"
 )
 
 want=("$@")
