@@ -11,12 +11,15 @@ mkdir -p "$out"
 # name | model | task | training
 MQAR="--task mqar --task-set vocab_size=256 --task-set seq_len=64 --task-set num_pairs=16"
 TRAIN="--train-set batch=64 --train-set lr=3e-3 --train-set warmup=0.02 --train-set steps=20000 --train-set eval_every=250 --train-set eval_examples=512"
+POS="--task position --task-set num_symbols=32"
 ATTN="--set attn_cfg.num_heads=1 --set attn_cfg.rotary_emb_dim=64"   # one wide head, as zoology's MQAR baselines
 demos=(
   "mqar-attn|--preset transformer --set d_model=64 --set d_intermediate=0 $ATTN|$MQAR|$TRAIN --train-set target_accuracy=0.999"
   "mqar-hybrid|--preset hybrid --set n_layer=2 --set d_model=64 $ATTN|$MQAR|$TRAIN --train-set target_accuracy=0.999"
   "mqar-mamba2|--preset mamba2 --set d_model=64|$MQAR|$TRAIN --train-set target_accuracy=0.999"
   "mqar-mamba1|--preset mamba1 --set d_model=64|$MQAR|$TRAIN --train-set target_accuracy=0.999"
+  "position-attn|--preset transformer --set d_model=64 --set d_intermediate=128 --set attn_cfg.num_heads=1 --set attn_cfg.rotary_emb_dim=0 --set pos_emb=learned --set max_seq_len=40|$POS|$TRAIN --train-set target_accuracy=0.995"
+  "position-mamba2|--preset mamba2 --set d_model=64|$POS|$TRAIN --train-set target_accuracy=0.995"
 )
 
 want=("$@")
@@ -25,6 +28,6 @@ for entry in "${demos[@]}"; do
   if [ ${#want[@]} -gt 0 ] && [[ ! " ${want[*]} " == *" $name "* ]]; then continue; fi
   echo "== $name"
   # shellcheck disable=SC2086
-  timeout 1800 "$cli" train $model $task $train --seed 1 --out "$out/$name.h5" --force || true
+  timeout "${DEMO_TIMEOUT:-1800}" "$cli" train $model $task $train --seed 1 --out "$out/$name.h5" --force || true
   "$cli" eval --checkpoint "$out/$name.h5" --seeds 101,102,103 --examples 512
 done
