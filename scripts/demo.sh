@@ -13,6 +13,6 @@ set -x
 "$cli" --version
 "$cli" info "$models/mqar-hybrid.h5"
 for m in "$models"/*.h5; do "$cli" eval --checkpoint "$m" --seeds 1,2,3 --examples 256; done
-"$cli" forward --checkpoint "$models/mqar-hybrid.h5" --tokens "k3 v7 k9 v2 k5 v1 v9 v40 k9 v2 v11 v12 k3" \
+"$cli" forward --checkpoint "$models/mqar-hybrid.h5" --example 3 --topk 3 \
   --hooks 'blocks.1.attn.hook_pattern,blocks.0.ssm.hook_pattern' --out "$out/forward.h5" --force
 "$cli" bench --checkpoint "$models/mqar-hybrid.h5" --batch 16 --seq 64 --repeat 5

@@ -253,16 +253,27 @@ int run_info(const InfoOptions& o) {
 }
 
 int run_forward(const ForwardOptions& o) {
-  if (o.tokens.empty() == o.tokens_file.empty())
-    throw std::invalid_argument("forward: give exactly one of --tokens or --tokens-file");
+  if ((o.tokens.empty() ? 0 : 1) + (o.tokens_file.empty() ? 0 : 1) + (o.example >= 0 ? 1 : 0) != 1)
+    throw std::invalid_argument("forward: give exactly one of --tokens, --tokens-file or --example");
   if (o.topk < 0) throw std::invalid_argument("forward: --topk must be >= 0");
   if (!o.out.empty()) refuse_overwrite(o.out, o.force);
   Checkpoint ck = load_checkpoint(o.checkpoint);
   for (const auto& w : ck.warnings) std::cerr << "warning: " << w << "\n";
   LanguageModel& model = *ck.model;
   const int64_t rows = ck.config.padded_vocab_size();
-  std::vector<int64_t> ids = o.tokens.empty() ? read_token_file(o.tokens_file, ck.vocab, rows)
-                                              : parse_tokens(o.tokens, ck.vocab, rows);
+  std::vector<int64_t> ids, targets;
+  if (o.example >= 0) {
+    if (ck.task_config.is_null()) throw std::runtime_error("--example: '" + o.checkpoint + "' has no task_config");
+    auto task = make_task(ck.task_config);
+    Batch b = task->sample(1, static_cast<uint64_t>(o.example));
+    const int64_t len = b.lengths[0].item<int64_t>();
+    for (int64_t j = 0; j < len; ++j) {
+      ids.push_back(b.tokens[0][j].item<int64_t>());
+      targets.push_back(b.targets[0][j].item<int64_t>());
+    }
+  } else {
+    ids = o.tokens.empty() ? read_token_file(o.tokens_file, ck.vocab, rows) : parse_tokens(o.tokens, ck.vocab, rows);
+  }
   at::Device device(at::kCPU);
   if (o.device == "cuda") {
     if (!at::hasCUDA()) throw std::runtime_error("--device cuda: this build or machine has no CUDA device; use --device cpu");
@@ -291,7 +302,27 @@ int run_forward(const ForwardOptions& o) {
   if (o.topk > 0) {
     at::Tensor probs = at::softmax(logits, -1);
     const int64_t k = std::min<int64_t>(o.topk, probs.size(1));
+    if (!targets.empty()) {
+      std::string line;
+      for (auto id : ids) line += token_string(id, ck.vocab) + " ";
+      std::cout << "example " << o.example << ": " << line << "\n";
+    }
     for (int64_t p = o.all_positions ? 0 : L - 1; p < L; ++p) {
+      // With a task example, show the labelled positions (unless --all-positions).
+      if (!targets.empty() && !o.all_positions) {
+        if (p == L - 1) {
+          for (int64_t q = 0; q < L; ++q) {
+            if (targets[q] < 0) continue;
+            auto top = probs[q].topk(k);
+            at::Tensor v = std::get<0>(top), i = std::get<1>(top);
+            std::cout << "pos " << q << " " << tok_strings[q] << " (target " << token_string(targets[q], ck.vocab) << ") ->";
+            for (int64_t j = 0; j < k; ++j)
+              std::cout << "  " << token_string(i[j].item<int64_t>(), ck.vocab) << " " << fmt("%.4f", v[j].item<double>());
+            std::cout << "\n";
+          }
+        }
+        continue;
+      }
       auto top = probs[p].topk(k);
       at::Tensor v = std::get<0>(top), i = std::get<1>(top);
       std::cout << "pos " << p << " " << tok_strings[p] << " ->";

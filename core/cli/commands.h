@@ -29,6 +29,7 @@ struct ForwardOptions {
   std::string checkpoint;
   std::string tokens;
   std::string tokens_file;
+  int64_t example = -1;             // draw example N (seed N) of the checkpoint's task instead of --tokens
   std::string out;
   std::vector<std::string> hooks;   // names or glob patterns
   int topk = 5;

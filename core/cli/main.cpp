@@ -39,6 +39,7 @@ int main(int argc, char** argv) {
   c_fwd->add_option("--checkpoint,-c", fwd.checkpoint, "checkpoint (.h5)")->required();
   c_fwd->add_option("--tokens,-t", fwd.tokens, "ids or vocabulary strings, e.g. 5,9,2 or \"<bos> k3 v7\"");
   c_fwd->add_option("--tokens-file", fwd.tokens_file, "text file holding the tokens");
+  c_fwd->add_option("--example", fwd.example, "use example N (seed N) of the checkpoint's task; prints targets too");
   c_fwd->add_option("--out,-o", fwd.out, "results file to write (.h5); omit to only print predictions");
   c_fwd->add_option("--hooks", fwd.hooks, "hook names or patterns to save, e.g. blocks.0.attn.hook_pattern, 'blocks.*.hook_resid_post', all")
       ->delimiter(',');

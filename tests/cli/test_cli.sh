@@ -40,6 +40,8 @@ expect_ok "train" "$cli" train --preset transformer --set d_model=32 --set attn_
   --task-set num_pairs=3 --task-set num_keys=8 --task-set num_values=8 --train-set steps=30 --train-set batch=8 \
   --train-set eval_every=10 --train-set eval_examples=32 --out ar.h5 --quiet
 e=$("$cli" eval --checkpoint ar.h5 --seed 11 --examples 64); contains "eval" "accuracy " "$e"
+e=$("$cli" forward --checkpoint ar.h5 --example 2 --topk 1); contains "forward --example" "(target v" "$e"
+expect_err "forward --example on a bare model" "no task_config" "$cli" forward -c mamba1.h5 --example 1
 e=$("$cli" eval -c ar.h5 --seeds 1,2,3 --examples 32); contains "eval seeds" "95% interval over 3 seeds" "$e"
 expect_ok "eval sweep" "$cli" eval -c ar.h5 --sweep num_pairs=2,3,4 --examples 32 --csv sweep.csv
 [ "$(wc -l < sweep.csv)" -eq 4 ] && ok || bad "sweep csv rows: $(cat sweep.csv)"
