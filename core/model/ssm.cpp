@@ -55,6 +55,22 @@ at::Tensor states_through_hook(HookContext* ctx, const std::string& name, at::Te
 // The fast kernels serve a forward when they apply (float32 CPU) and no gradient flows through the states.
 bool fast_states_ok(const at::Tensor& x) { return kernels::fast_scan_applies(x) && !at::GradMode::is_enabled(); }
 
+// Per-position states of a layer for the state hook: from the kernel (`fast_states`) when it applies, else the
+// step-by-step recurrence; then through the hook (replacements carry forward).
+template <typename FastStates, typename Discretize>
+at::Tensor hooked_states(HookContext* ctx, const std::string& name, const at::Tensor& x, FastStates fast_states,
+                         Discretize discretize, int64_t head_dim_insert) {
+  at::Tensor states;
+  if (fast_states_ok(x)) {
+    states = fast_states();
+  } else {
+    at::Tensor dA, dBx;
+    discretize(dA, dBx);
+    states = linear_scan_sequential(dA, dBx);
+  }
+  return states_through_hook(ctx, name, states, discretize, head_dim_insert);
+}
+
 }  // namespace
 
 // ------------------------------------------------------------------ Mamba1
@@ -118,16 +134,9 @@ at::Tensor Mamba1Impl::forward(const at::Tensor& hs, HookContext* ctx) {
   at::Tensor Df = D.to(at::kFloat);
   at::Tensor y;
   if (ctx && ctx->wants(h_state_)) {
-    auto discretize = [&](at::Tensor& dA, at::Tensor& dBx) { mamba1_discretize(xf, dtf, A, Bf, dA, dBx); };
-    at::Tensor states;
-    if (fast_states_ok(xf)) {
-      states = kernels::selective_scan_states(xf, dtf, A, Bf, Cf, Df).second;
-    } else {
-      at::Tensor dA, dBx;
-      discretize(dA, dBx);
-      states = linear_scan_sequential(dA, dBx);
-    }
-    states = states_through_hook(ctx, h_state_, states, discretize, 3);         // hook [b, L, d_inner, 1, N]
+    at::Tensor states = hooked_states(  // hook [b, L, d_inner, 1, N]
+        ctx, h_state_, xf, [&] { return kernels::selective_scan_states(xf, dtf, A, Bf, Cf, Df).second; },
+        [&](at::Tensor& dA, at::Tensor& dBx) { mamba1_discretize(xf, dtf, A, Bf, dA, dBx); }, 3);
     y = mamba1_readout(states, xf, Cf, Df);
   } else if (kernels::fast_scan_applies(xf)) {
     y = kernels::selective_scan(xf, dtf, A, Bf, Cf, Df);
@@ -211,16 +220,9 @@ at::Tensor Mamba2Impl::forward(const at::Tensor& hs, HookContext* ctx) {
   at::Tensor Dk = cfg_.D_has_hdim ? D.to(at::kFloat).view({H, P}) : D.to(at::kFloat);
   at::Tensor y;
   if (ctx && ctx->wants(h_state_)) {
-    auto discretize = [&](at::Tensor& dA, at::Tensor& dBx) { mamba2_discretize(xf, dtf, A, Bf, dA, dBx); };
-    at::Tensor states;
-    if (fast_states_ok(xf)) {
-      states = kernels::ssd_scan_states(xf, dtf, A, Bf, Cf, Dk).second;
-    } else {
-      at::Tensor dA, dBx;
-      discretize(dA, dBx);
-      states = linear_scan_sequential(dA, dBx);
-    }
-    states = states_through_hook(ctx, h_state_, states, discretize, -1);        // [b, L, H, P, N]
+    at::Tensor states = hooked_states(  // hook [b, L, H, P, N]
+        ctx, h_state_, xf, [&] { return kernels::ssd_scan_states(xf, dtf, A, Bf, Cf, Dk).second; },
+        [&](at::Tensor& dA, at::Tensor& dBx) { mamba2_discretize(xf, dtf, A, Bf, dA, dBx); }, -1);
     y = mamba2_readout(states, xf, Cf, Dk);
   } else if (kernels::fast_scan_applies(xf) && at::GradMode::is_enabled()) {
     // Training: the fused recurrence's forward+backward beats the chunked SSD's autograd graph. Inference:

@@ -89,51 +89,44 @@ SsdParams m2_params(const at::Tensor& x, const at::Tensor& dt, const at::Tensor&
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-class SelectiveScanFunction : public torch::autograd::Function<SelectiveScanFunction> {
- public:
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& dt, const at::Tensor& A,
-                            const at::Tensor& B, const at::Tensor& C, const at::Tensor& D) {
-    SelectiveScanParams p = m1_params(x, dt, A, B, C, D);
-    at::Tensor y = at::empty_like(x);
-    p.y = y.data_ptr<float>();
-    selective_scan_fwd_cpu(p);
-    ctx->save_for_backward({x, dt, A, B, C, D});
-    return y;
-  }
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    auto s = ctx->get_saved_variables();
-    SelectiveScanParams p = m1_params(s[0], s[1], s[2], s[3], s[4], s[5]);
-    at::Tensor dy = grads[0].contiguous();
-    at::Tensor dx = at::empty_like(s[0]), ddt = at::empty_like(s[1]), dA = at::empty_like(s[2]);
-    at::Tensor dB = at::empty_like(s[3]), dC = at::empty_like(s[4]), dD = at::empty_like(s[5]);
-    SelectiveScanGrads g{dy.data_ptr<float>(), dx.data_ptr<float>(), ddt.data_ptr<float>(), dA.data_ptr<float>(),
-                         dB.data_ptr<float>(), dC.data_ptr<float>(), dD.data_ptr<float>()};
-    selective_scan_bwd_cpu(p, g);
-    return {dx, ddt, dA, dB, dC, dD};
-  }
+// One autograd Function for both scans: Op supplies Params/Grads, the parameter builder and the kernels.
+struct SelectiveScanOp {
+  using Params = SelectiveScanParams;
+  using Grads = SelectiveScanGrads;
+  static Params params(const variable_list& v) { return m1_params(v[0], v[1], v[2], v[3], v[4], v[5]); }
+  static void fwd(const Params& p) { selective_scan_fwd_cpu(p); }
+  static void bwd(const Params& p, const Grads& g) { selective_scan_bwd_cpu(p, g); }
+};
+struct SsdOp {
+  using Params = SsdParams;
+  using Grads = SsdGrads;
+  static Params params(const variable_list& v) { return m2_params(v[0], v[1], v[2], v[3], v[4], v[5]); }
+  static void fwd(const Params& p) { ssd_fwd_cpu(p); }
+  static void bwd(const Params& p, const Grads& g) { ssd_bwd_cpu(p, g); }
 };
 
-class SsdScanFunction : public torch::autograd::Function<SsdScanFunction> {
+template <typename Op>
+class ScanFunction : public torch::autograd::Function<ScanFunction<Op>> {
  public:
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& dt, const at::Tensor& A,
                             const at::Tensor& B, const at::Tensor& C, const at::Tensor& D) {
-    SsdParams p = m2_params(x, dt, A, B, C, D);
+    typename Op::Params p = Op::params({x, dt, A, B, C, D});
     at::Tensor y = at::empty_like(x);
     p.y = y.data_ptr<float>();
-    ssd_fwd_cpu(p);
+    Op::fwd(p);
     ctx->save_for_backward({x, dt, A, B, C, D});
     return y;
   }
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     auto s = ctx->get_saved_variables();
-    SsdParams p = m2_params(s[0], s[1], s[2], s[3], s[4], s[5]);
+    typename Op::Params p = Op::params(s);
     at::Tensor dy = grads[0].contiguous();
-    at::Tensor dx = at::empty_like(s[0]), ddt = at::empty_like(s[1]), dA = at::empty_like(s[2]);
-    at::Tensor dB = at::empty_like(s[3]), dC = at::empty_like(s[4]), dD = at::empty_like(s[5]);
-    SsdGrads g{dy.data_ptr<float>(), dx.data_ptr<float>(), ddt.data_ptr<float>(), dA.data_ptr<float>(),
-               dB.data_ptr<float>(), dC.data_ptr<float>(), dD.data_ptr<float>()};
-    ssd_bwd_cpu(p, g);
-    return {dx, ddt, dA, dB, dC, dD};
+    variable_list out;
+    for (const auto& t : s) out.push_back(at::empty_like(t));  // dx, ddt, dA, dB, dC, dD
+    typename Op::Grads g{dy.data_ptr<float>(), out[0].data_ptr<float>(), out[1].data_ptr<float>(), out[2].data_ptr<float>(),
+                         out[3].data_ptr<float>(), out[4].data_ptr<float>(), out[5].data_ptr<float>()};
+    Op::bwd(p, g);
+    return out;
   }
 };
 
@@ -157,7 +150,7 @@ bool fast_scan_applies(const at::Tensor& x) {
 
 at::Tensor selective_scan(const at::Tensor& x, const at::Tensor& dt, const at::Tensor& A, const at::Tensor& B,
                           const at::Tensor& C, const at::Tensor& D) {
-  return SelectiveScanFunction::apply(x.contiguous(), dt.contiguous(), A.contiguous(), B.contiguous(), C.contiguous(),
+  return ScanFunction<SelectiveScanOp>::apply(x.contiguous(), dt.contiguous(), A.contiguous(), B.contiguous(), C.contiguous(),
                                       D.contiguous());
 }
 
@@ -175,7 +168,7 @@ std::pair<at::Tensor, at::Tensor> selective_scan_states(const at::Tensor& x0, co
 
 at::Tensor ssd_scan(const at::Tensor& x, const at::Tensor& dt, const at::Tensor& A, const at::Tensor& B,
                     const at::Tensor& C, const at::Tensor& D) {
-  return SsdScanFunction::apply(x.contiguous(), dt.contiguous(), A.contiguous(), B.contiguous(), C.contiguous(),
+  return ScanFunction<SsdOp>::apply(x.contiguous(), dt.contiguous(), A.contiguous(), B.contiguous(), C.contiguous(),
                                 D.contiguous());
 }
 
