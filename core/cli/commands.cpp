@@ -669,5 +669,27 @@ int run_eval(const EvalOptions& o) {
   return 0;
 }
 
+int run_bench_train(const BenchOptions& o) {
+  if (o.checkpoint.empty()) throw std::invalid_argument("bench --train: give --checkpoint (a model trained on a task)");
+  Checkpoint ck = load_checkpoint(o.checkpoint);
+  if (ck.task_config.is_null()) throw std::runtime_error("'" + o.checkpoint + "' has no task_config");
+  auto task = make_task(ck.task_config);
+  LanguageModel& model = *ck.model;
+  model.train();
+  torch::optim::AdamW opt(model.parameters(), torch::optim::AdamWOptions(1e-4).weight_decay(0.0));
+  Batch b = task->sample(o.batch, o.seed);  // data generation is not timed
+  double ms = time_ms(o.repeat, [&] {
+    opt.zero_grad();
+    at::Tensor logits = model.forward(b.tokens);
+    at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}), b.targets.reshape({-1}), {}, at::Reduction::Mean, -100)
+        .backward();
+    opt.step();
+  });
+  std::cout << o.checkpoint << ": training step (batch " << o.batch << " x " << b.tokens.size(1)
+            << " tokens, fwd+bwd+AdamW, " << at::get_num_threads() << " threads): " << fmt("%.2f", ms) << " ms, "
+            << fmt("%.0f", o.batch / (ms * 1e-3)) << " examples/s\n";
+  return 0;
+}
+
 }  // namespace mechscope::cli
 

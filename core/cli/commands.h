@@ -48,9 +48,11 @@ struct BenchOptions {
   int repeat = 10;
   uint64_t seed = 0;
   bool scan = false;      // --scan: the SSM scan kernels against their references, and training throughput
+  bool train = false;     // --train: training steps (fwd+bwd+AdamW) on the checkpoint's task, examples/s
 };
 int run_bench(const BenchOptions& o);
 int run_bench_scan(const BenchOptions& o);
+int run_bench_train(const BenchOptions& o);
 
 struct TrainOptions {
   InitOptions model;                 // --preset / --config / --set / --seed (init); --out

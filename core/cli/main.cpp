@@ -56,6 +56,7 @@ int main(int argc, char** argv) {
   c_bench->add_option("--batch", bench.batch, "batch size")->capture_default_str();
   c_bench->add_option("--seq", bench.seq, "sequence length")->capture_default_str();
   c_bench->add_option("--repeat", bench.repeat, "timed repetitions (median reported)")->capture_default_str();
+  c_bench->add_flag("--train", bench.train, "time training steps (fwd+bwd+AdamW) on the checkpoint's task, --batch examples each");
   c_bench->add_flag("--scan", bench.scan, "benchmark the SSM scan kernels against their references (and training steps)");
 
   TrainOptions train;
@@ -99,7 +100,7 @@ int main(int argc, char** argv) {
     if (c_fwd->parsed()) return run_forward(fwd);
     if (c_train->parsed()) return run_train(train);
     if (c_eval->parsed()) return run_eval(ev);
-    if (c_bench->parsed()) return bench.scan ? run_bench_scan(bench) : run_bench(bench);
+    if (c_bench->parsed()) return bench.scan ? run_bench_scan(bench) : bench.train ? run_bench_train(bench) : run_bench(bench);
     std::cout << app.help();
     return 0;
   } catch (const std::exception& e) {
