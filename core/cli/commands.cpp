@@ -633,10 +633,19 @@ int run_eval(const EvalOptions& o) {
   csv << (key.empty() ? "" : key + ",") << "seeds,examples,accuracy_mean,ci95_low,ci95_high";
   for (auto s : o.seeds) csv << ",seed_" << s;
   csv << "\n";
+  int failures = 0;
   for (const auto& v : values) {
     json tj = base;
     if (!key.empty()) tj[key] = v;
-    auto task = make_task(tj);
+    std::unique_ptr<Task> task;
+    try {
+      task = make_task(tj);
+    } catch (const std::invalid_argument& e) {
+      if (key.empty()) throw;
+      std::cout << key << "=" << v.dump() << "  skipped: " << e.what() << "\n";  // the rest of the sweep still runs
+      ++failures;
+      continue;
+    }
     if (static_cast<int64_t>(task->vocab().size()) != ck.config.vocab_size)
       throw std::invalid_argument("task " + tj.dump() + " has a vocabulary of " + std::to_string(task->vocab().size()) +
                                   " tokens; the model was trained with " + std::to_string(ck.config.vocab_size));
@@ -666,7 +675,7 @@ int run_eval(const EvalOptions& o) {
     }
     std::rename(tmp.c_str(), o.csv.c_str());
   }
-  return 0;
+  return failures ? 1 : 0;
 }
 
 int run_bench_train(const BenchOptions& o) {
