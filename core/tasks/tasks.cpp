@@ -159,7 +159,7 @@ class Params {
   std::vector<std::string> used_;
 };
 
-// Replaces the first position of `role` (or the one `pick` chooses) by a token from `pool` absent from the example.
+// A token of [lo, hi) absent from the example, or -1 if every one occurs.
 int64_t fresh_token(Rng& rng, const std::vector<int64_t>& present, int64_t lo, int64_t hi) {
   std::set<int64_t> used(present.begin(), present.end());
   if (static_cast<int64_t>(used.size()) >= hi - lo) return -1;
@@ -168,6 +168,9 @@ int64_t fresh_token(Rng& rng, const std::vector<int64_t>& present, int64_t lo, i
     if (!used.count(v)) return v;
   }
 }
+
+// An independent copy to corrupt.
+Batch clone(const Batch& b) { return {b.tokens.clone(), b.targets.clone(), b.roles.clone(), b.lengths.clone()}; }
 
 std::vector<int64_t> row_tokens(const Batch& b, int64_t i) {
   const int64_t len = b.lengths[i].item<int64_t>();
@@ -243,7 +246,7 @@ class MqarTask : public Task {
   // Corrupts with respect to the last query of each example.
   Batch corrupt(const Batch& clean, uint64_t seed, const std::string& role_in) const override {
     const std::string role = role_in.empty() ? "key" : role_in;
-    Batch c{clean.tokens.clone(), clean.targets.clone(), clean.roles.clone(), clean.lengths.clone()};
+    Batch c = clone(clean);
     for (int64_t i = 0; i < clean.size(); ++i) {
       Rng rng(example_seed(seed, i) ^ 0x5bd1e995);
       auto toks = row_tokens(clean, i);
@@ -318,7 +321,7 @@ class ArTask : public Task {
     const std::string role = role_in.empty() ? "key" : role_in;
     if (role != "key" && role != "value" && role != "query")
       throw std::invalid_argument("ar: cannot corrupt role '" + role + "'; roles: key, value, query");
-    Batch c{clean.tokens.clone(), clean.targets.clone(), clean.roles.clone(), clean.lengths.clone()};
+    Batch c = clone(clean);
     for (int64_t i = 0; i < clean.size(); ++i) {
       Rng rng(example_seed(seed, i) ^ 0x5bd1e995);
       auto toks = row_tokens(clean, i);
@@ -398,7 +401,7 @@ class PositionTask : public Task {
   // A permutation holds every symbol, so the query is replaced by another symbol of the context (its answer changes).
   Batch corrupt(const Batch& clean, uint64_t seed, const std::string& role_in) const override {
     if (!role_in.empty() && role_in != "query") throw std::invalid_argument("position: only the query can be corrupted");
-    Batch c{clean.tokens.clone(), clean.targets.clone(), clean.roles.clone(), clean.lengths.clone()};
+    Batch c = clone(clean);
     for (int64_t i = 0; i < clean.size(); ++i) {
       Rng rng(example_seed(seed, i) ^ 0x5bd1e995);
       const int64_t q = L_ + 2;
@@ -487,7 +490,7 @@ class NgramTask : public Task {
   // Replaces the second query symbol so that the corrupted bigram occurs nowhere in the sequence, if possible.
   Batch corrupt(const Batch& clean, uint64_t seed, const std::string& role_in) const override {
     if (!role_in.empty() && role_in != "query") throw std::invalid_argument("ngram: only the query can be corrupted");
-    Batch c{clean.tokens.clone(), clean.targets.clone(), clean.roles.clone(), clean.lengths.clone()};
+    Batch c = clone(clean);
     for (int64_t i = 0; i < clean.size(); ++i) {
       Rng rng(example_seed(seed, i) ^ 0x5bd1e995);
       auto toks = row_tokens(clean, i);
@@ -621,7 +624,7 @@ class CopyTask : public Task {
     const std::string want = lookup_ ? "query" : "symbol";
     if (!role_in.empty() && role_in != want)
       throw std::invalid_argument(std::string(lookup_ ? "lookup" : "copy") + ": only the " + want + " can be corrupted");
-    Batch c{clean.tokens.clone(), clean.targets.clone(), clean.roles.clone(), clean.lengths.clone()};
+    Batch c = clone(clean);
     const Role target_role = lookup_ ? Role::Query : Role::Symbol;
     for (int64_t i = 0; i < clean.size(); ++i) {
       Rng rng(example_seed(seed, i) ^ 0x5bd1e995);

@@ -168,8 +168,9 @@ Trainer::Trainer(std::shared_ptr<LanguageModel> model, std::shared_ptr<Task> tas
 }
 
 void Trainer::resume(const Checkpoint& ck) {
+  const std::vector<int64_t> ids = history_.snapshot_ids;  // chosen by the constructor
   history_ = TrainHistory::from_datasets(ck.training);
-  if (history_.snapshot_ids.empty()) history_.snapshot_ids = task_->embedding_probe_ids();
+  if (history_.snapshot_ids.empty()) history_.snapshot_ids = ids;  // a run saved before its first evaluation
   auto it = ck.training.find("last_step");
   start_step_ = it != ck.training.end() ? it->second.item<int64_t>() : (history_.step.empty() ? 0 : history_.step.back());
   seconds_before_ = history_.seconds.empty() ? 0 : history_.seconds.back();

@@ -96,6 +96,7 @@ struct SelectiveScanOp {
   static Params params(const variable_list& v) { return m1_params(v[0], v[1], v[2], v[3], v[4], v[5]); }
   static void fwd(const Params& p) { selective_scan_fwd_cpu(p); }
   static void bwd(const Params& p, const Grads& g) { selective_scan_bwd_cpu(p, g); }
+  static std::vector<int64_t> state_shape(const Params& p) { return {p.batch, p.seqlen, p.dim, p.dstate}; }
 };
 struct SsdOp {
   using Params = SsdParams;
@@ -103,6 +104,7 @@ struct SsdOp {
   static Params params(const variable_list& v) { return m2_params(v[0], v[1], v[2], v[3], v[4], v[5]); }
   static void fwd(const Params& p) { ssd_fwd_cpu(p); }
   static void bwd(const Params& p, const Grads& g) { ssd_bwd_cpu(p, g); }
+  static std::vector<int64_t> state_shape(const Params& p) { return {p.batch, p.seqlen, p.nheads, p.headdim, p.dstate}; }
 };
 
 template <typename Op>
@@ -148,40 +150,50 @@ bool fast_scan_applies(const at::Tensor& x) {
   return fast_scan_enabled() && x.device().is_cpu() && x.scalar_type() == at::kFloat;
 }
 
-at::Tensor selective_scan(const at::Tensor& x, const at::Tensor& dt, const at::Tensor& A, const at::Tensor& B,
-                          const at::Tensor& C, const at::Tensor& D) {
-  return ScanFunction<SelectiveScanOp>::apply(x.contiguous(), dt.contiguous(), A.contiguous(), B.contiguous(), C.contiguous(),
-                                      D.contiguous());
+namespace {
+
+variable_list contiguous(std::initializer_list<at::Tensor> ts) {
+  variable_list out;
+  for (const auto& t : ts) out.push_back(t.contiguous());
+  return out;
 }
 
-std::pair<at::Tensor, at::Tensor> selective_scan_states(const at::Tensor& x0, const at::Tensor& dt0, const at::Tensor& A0,
-                                                        const at::Tensor& B0, const at::Tensor& C0, const at::Tensor& D0) {
-  at::Tensor x = x0.contiguous(), dt = dt0.contiguous(), A = A0.contiguous(), B = B0.contiguous(), C = C0.contiguous(),
-             D = D0.contiguous();
-  SelectiveScanParams p = m1_params(x, dt, A, B, C, D);
-  at::Tensor y = at::empty_like(x), states = at::empty({p.batch, p.seqlen, p.dim, p.dstate}, x.options());
+template <typename Op>
+at::Tensor scan(const variable_list& v) {
+  return ScanFunction<Op>::apply(v[0], v[1], v[2], v[3], v[4], v[5]);
+}
+
+// Forward only, also writing the per-position states.
+template <typename Op>
+std::pair<at::Tensor, at::Tensor> scan_states(const variable_list& v) {
+  typename Op::Params p = Op::params(v);
+  at::Tensor y = at::empty_like(v[0]), states = at::empty(Op::state_shape(p), v[0].options());
   p.y = y.data_ptr<float>();
   p.states = states.data_ptr<float>();
-  selective_scan_fwd_cpu(p);
+  Op::fwd(p);
   return {y, states};
+}
+
+}  // namespace
+
+at::Tensor selective_scan(const at::Tensor& x, const at::Tensor& dt, const at::Tensor& A, const at::Tensor& B,
+                          const at::Tensor& C, const at::Tensor& D) {
+  return scan<SelectiveScanOp>(contiguous({x, dt, A, B, C, D}));
+}
+
+std::pair<at::Tensor, at::Tensor> selective_scan_states(const at::Tensor& x, const at::Tensor& dt, const at::Tensor& A,
+                                                        const at::Tensor& B, const at::Tensor& C, const at::Tensor& D) {
+  return scan_states<SelectiveScanOp>(contiguous({x, dt, A, B, C, D}));
 }
 
 at::Tensor ssd_scan(const at::Tensor& x, const at::Tensor& dt, const at::Tensor& A, const at::Tensor& B,
                     const at::Tensor& C, const at::Tensor& D) {
-  return ScanFunction<SsdOp>::apply(x.contiguous(), dt.contiguous(), A.contiguous(), B.contiguous(), C.contiguous(),
-                                D.contiguous());
+  return scan<SsdOp>(contiguous({x, dt, A, B, C, D}));
 }
 
-std::pair<at::Tensor, at::Tensor> ssd_scan_states(const at::Tensor& x0, const at::Tensor& dt0, const at::Tensor& A0,
-                                                  const at::Tensor& B0, const at::Tensor& C0, const at::Tensor& D0) {
-  at::Tensor x = x0.contiguous(), dt = dt0.contiguous(), A = A0.contiguous(), B = B0.contiguous(), C = C0.contiguous(),
-             D = D0.contiguous();
-  SsdParams p = m2_params(x, dt, A, B, C, D);
-  at::Tensor y = at::empty_like(x), states = at::empty({p.batch, p.seqlen, p.nheads, p.headdim, p.dstate}, x.options());
-  p.y = y.data_ptr<float>();
-  p.states = states.data_ptr<float>();
-  ssd_fwd_cpu(p);
-  return {y, states};
+std::pair<at::Tensor, at::Tensor> ssd_scan_states(const at::Tensor& x, const at::Tensor& dt, const at::Tensor& A,
+                                                  const at::Tensor& B, const at::Tensor& C, const at::Tensor& D) {
+  return scan_states<SsdOp>(contiguous({x, dt, A, B, C, D}));
 }
 
 }  // namespace mechscope::kernels

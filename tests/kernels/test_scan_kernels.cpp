@@ -10,19 +10,10 @@
 #include "tests/support/test_support.h"
 
 using namespace mechscope;
+using mechscope::test::grads_of;
 using mechscope::test::max_abs_diff;
 
 namespace {
-
-std::vector<at::Tensor> grads_of(const std::function<at::Tensor(const std::vector<at::Tensor>&)>& op,
-                                 const std::vector<at::Tensor>& inputs, const at::Tensor& w) {
-  std::vector<at::Tensor> ls;
-  for (auto& t : inputs) ls.push_back(t.detach().clone().requires_grad_(true));
-  (op(ls) * w).sum().backward();
-  std::vector<at::Tensor> g;
-  for (auto& t : ls) g.push_back(t.grad());
-  return g;
-}
 
 void expect_close(const at::Tensor& a, const at::Tensor& b, double tol, const std::string& what) {
   EXPECT_TRUE(at::allclose(a, b, tol, tol)) << what << ": max diff " << max_abs_diff(a, b);

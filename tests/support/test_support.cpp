@@ -32,6 +32,16 @@ double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {
   return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>();
 }
 
+std::vector<at::Tensor> grads_of(const std::function<at::Tensor(const std::vector<at::Tensor>&)>& op,
+                                 const std::vector<at::Tensor>& inputs, const at::Tensor& w) {
+  std::vector<at::Tensor> leaves;
+  for (const auto& t : inputs) leaves.push_back(t.detach().clone().requires_grad_(true));
+  (op(leaves) * w).sum().backward();
+  std::vector<at::Tensor> g;
+  for (const auto& t : leaves) g.push_back(t.grad());
+  return g;
+}
+
 std::string scratch_dir() {
   static std::atomic<int> counter{0};
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();

@@ -9,6 +9,7 @@
 #include "tests/support/test_support.h"
 
 using namespace mechscope;
+using mechscope::test::grads_of;
 using mechscope::test::max_abs_diff;
 
 namespace {
@@ -66,18 +67,12 @@ TEST(Scan, Mamba1VectorisedScanEqualsLiteralRecurrence) {
 
 TEST(Scan, Mamba1GradientsMatchRecurrence) {
   auto in = mamba1_inputs(2, 19, 5, 4, 3);
-  std::vector<at::Tensor> leaves = {in.x, in.dt, in.A, in.B, in.C, in.D};
-  auto grads = [&](bool fast) {
-    std::vector<at::Tensor> ls;
-    for (auto& t : leaves) ls.push_back(t.detach().clone().requires_grad_(true));
-    at::Tensor y = fast ? mamba1_scan(ls[0], ls[1], ls[2], ls[3], ls[4], ls[5]) : mamba1_scan_ref(ls[0], ls[1], ls[2], ls[3], ls[4], ls[5]);
-    at::manual_seed(9);
-    (y * at::randn(y.sizes())).sum().backward();
-    std::vector<at::Tensor> g;
-    for (auto& t : ls) g.push_back(t.grad());
-    return g;
-  };
-  auto gf = grads(true), gr = grads(false);
+  at::manual_seed(9);
+  at::Tensor w = at::randn({2, 19, 5});
+  auto gf = grads_of([](const auto& v) { return mamba1_scan(v[0], v[1], v[2], v[3], v[4], v[5]); },
+                     {in.x, in.dt, in.A, in.B, in.C, in.D}, w);
+  auto gr = grads_of([](const auto& v) { return mamba1_scan_ref(v[0], v[1], v[2], v[3], v[4], v[5]); },
+                     {in.x, in.dt, in.A, in.B, in.C, in.D}, w);
   for (size_t i = 0; i < gf.size(); ++i) EXPECT_TRUE(at::allclose(gf[i], gr[i], 1e-4, 1e-4)) << "input " << i << " diff " << max_abs_diff(gf[i], gr[i]);
 }
 
@@ -107,18 +102,12 @@ TEST(Scan, Mamba2ChunkedSsdIsStableForLongDecays) {
 
 TEST(Scan, Mamba2GradientsMatchRecurrence) {
   auto in = mamba2_inputs(2, 13, 4, 3, 2, 5, false, 4);
-  std::vector<at::Tensor> leaves = {in.x, in.dt, in.A, in.B, in.C, in.D};
-  auto grads = [&](bool fast) {
-    std::vector<at::Tensor> ls;
-    for (auto& t : leaves) ls.push_back(t.detach().clone().requires_grad_(true));
-    at::Tensor y = fast ? mamba2_ssd(ls[0], ls[1], ls[2], ls[3], ls[4], ls[5], 4) : mamba2_scan_ref(ls[0], ls[1], ls[2], ls[3], ls[4], ls[5]);
-    at::manual_seed(9);
-    (y * at::randn(y.sizes())).sum().backward();
-    std::vector<at::Tensor> g;
-    for (auto& t : ls) g.push_back(t.grad());
-    return g;
-  };
-  auto gf = grads(true), gr = grads(false);
+  at::manual_seed(9);
+  at::Tensor w = at::randn({2, 13, 4, 3});
+  auto gf = grads_of([](const auto& v) { return mamba2_ssd(v[0], v[1], v[2], v[3], v[4], v[5], 4); },
+                     {in.x, in.dt, in.A, in.B, in.C, in.D}, w);
+  auto gr = grads_of([](const auto& v) { return mamba2_scan_ref(v[0], v[1], v[2], v[3], v[4], v[5]); },
+                     {in.x, in.dt, in.A, in.B, in.C, in.D}, w);
   for (size_t i = 0; i < gf.size(); ++i) EXPECT_TRUE(at::allclose(gf[i], gr[i], 1e-4, 1e-4)) << "input " << i << " diff " << max_abs_diff(gf[i], gr[i]);
 }
 
