@@ -82,6 +82,10 @@ void LanguageModel::check_tokens(const at::Tensor& tokens) const {
 
 at::Tensor LanguageModel::forward(const at::Tensor& tokens, HookContext* ctx) {
   check_tokens(tokens);
+  return unembed(forward_blocks(0, n_layers(), embed(tokens, ctx), ctx), ctx);
+}
+
+at::Tensor LanguageModel::embed(const at::Tensor& tokens, HookContext* ctx) {
   at::Tensor resid = hook_point(ctx, "hook_embed", backbone->embedding->forward(tokens));  // [batch, pos, d_model]
   if (backbone->pos_embedding) {
     const int64_t L = tokens.size(1);
@@ -90,9 +94,24 @@ at::Tensor LanguageModel::forward(const at::Tensor& tokens, HookContext* ctx) {
     resid = resid + hook_point(ctx, "hook_pos_embed", pos);
   }
   if (cfg_.residual_in_fp32 && resid.scalar_type() != at::kFloat) resid = resid.to(at::kFloat);
-  for (auto& block : backbone->layers) resid = block->forward(resid, ctx);
+  return resid;
+}
+
+at::Tensor LanguageModel::forward_blocks(int64_t from, int64_t to, at::Tensor resid, HookContext* ctx) {
+  if (from < 0 || to > n_layers() || from > to)
+    throw std::invalid_argument("forward_blocks: layer range [" + std::to_string(from) + ", " + std::to_string(to) +
+                                ") is outside [0, " + std::to_string(n_layers()) + ")");
+  for (int64_t i = from; i < to; ++i) resid = backbone->layers[i]->forward(resid, ctx);
+  return resid;
+}
+
+at::Tensor LanguageModel::unembed(const at::Tensor& resid, HookContext* ctx) {
   at::Tensor normed = hook_point(ctx, "ln_final.hook_normalized", backbone->norm_f->forward(resid));
   return lm_head ? lm_head->forward(normed) : at::linear(normed, backbone->embedding->weight);
+}
+
+at::Tensor LanguageModel::unembedding_matrix() const {
+  return lm_head ? lm_head->weight : backbone->embedding->weight;
 }
 
 std::set<std::string> LanguageModel::resolve(const HookSelection& sel) const {

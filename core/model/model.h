@@ -33,6 +33,18 @@ class LanguageModel : public torch::nn::Module {
 
   /// tokens [batch, pos] (int64) -> logits [batch, pos, vocab_rows]. ctx null: no hook cost.
   at::Tensor forward(const at::Tensor& tokens, HookContext* ctx = nullptr);
+  // The forward in pieces, for interventions that reuse a cached prefix (SPEC §4 "prefix reuse").
+  // forward(tokens) == unembed(forward_blocks(0, n_layers(), embed(tokens))).
+  /// hook_embed (+ hook_pos_embed) -> the residual entering block 0 [batch, pos, d_model]. Tokens are not checked.
+  at::Tensor embed(const at::Tensor& tokens, HookContext* ctx = nullptr);
+  /// Blocks [from, to) on a residual [batch, pos, d_model].
+  at::Tensor forward_blocks(int64_t from, int64_t to, at::Tensor resid, HookContext* ctx = nullptr);
+  /// Final norm and unembedding of residuals [..., d_model] -> logits [..., vocab_rows].
+  at::Tensor unembed(const at::Tensor& resid, HookContext* ctx = nullptr);
+  /// The unembedding weight [vocab_rows, d_model] (the embedding when tied).
+  at::Tensor unembedding_matrix() const;
+  int64_t n_layers() const { return static_cast<int64_t>(backbone->layers.size()); }
+
   /// Logits and the cached activations of the selected hook points.
   std::pair<at::Tensor, ActivationCache> run_with_cache(const at::Tensor& tokens, const HookSelection& selection);
   /// Logits with hook functions applied (names validated first).

@@ -40,6 +40,8 @@ at::Tensor NormImpl::forward(const at::Tensor& x) {
 }
 
 at::Tensor NormImpl::weight() const { return rms_ ? rms_->weight : ln_->weight; }
+at::Tensor NormImpl::bias() const { return rms_ ? at::Tensor() : ln_->bias; }
+double NormImpl::eps() const { return rms_ ? rms_->eps : ln_->options.eps(); }
 
 // ------------------------------------------------------------------ MLP
 
@@ -192,7 +194,11 @@ at::Tensor BlockImpl::forward(const at::Tensor& resid_in, HookContext* ctx) {
                : mamba2 ? mamba2->forward(h, ctx)
                         : parallel->forward(h, ctx);
   m = hook_point(ctx, h_mixer_out_, m);
-  resid = resid + m;
+  return forward_after_mixer(resid + m, ctx);
+}
+
+at::Tensor BlockImpl::forward_after_mixer(const at::Tensor& resid_mid, HookContext* ctx) {
+  at::Tensor resid = resid_mid;
   if (mlp) {
     resid = hook_point(ctx, h_resid_mid_, resid);
     at::Tensor h2 = hook_point(ctx, h_mlp_in_, norm2->forward(resid));

@@ -33,6 +33,9 @@ class NormImpl : public torch::nn::Module {
   NormImpl(int64_t d, const ModelConfig& cfg);
   at::Tensor forward(const at::Tensor& x);
   at::Tensor weight() const;
+  at::Tensor bias() const;  ///< undefined for RMSNorm
+  bool is_rms() const { return static_cast<bool>(rms_); }
+  double eps() const;
 
  private:
   torch::nn::LayerNorm ln_{nullptr};
@@ -123,6 +126,8 @@ class BlockImpl : public torch::nn::Module {
  public:
   BlockImpl(const ModelConfig& cfg, int64_t layer);
   at::Tensor forward(const at::Tensor& resid /*[batch, pos, d_model]*/, HookContext* ctx);
+  /// The rest of the block after the mixer's residual add: resid_mid -> (MLP) -> resid_post.
+  at::Tensor forward_after_mixer(const at::Tensor& resid_mid, HookContext* ctx);
   MixerKind kind;
   std::shared_ptr<NormImpl> norm, norm2;
   // Exactly one mixer, registered as "mixer" (so its parameters are mixer.*).

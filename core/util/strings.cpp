@@ -97,4 +97,15 @@ std::string format_bytes(double bytes) {
   return buf;
 }
 
+std::string closest_matches_hint(const std::string& word, const std::vector<std::string>& candidates) {
+  auto close = closest_matches(word, candidates, 3);
+  return close.empty() ? "" : " (did you mean " + join(close, ", ") + "?)";
+}
+
+std::string format_double(double v, int digits) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", digits, v);
+  return buf;
+}
+
 }  // namespace mechscope

@@ -15,6 +15,10 @@ bool glob_match(const std::string& pattern, const std::string& text);
 /// Up to `limit` candidates closest to `word` by edit distance (only reasonably close ones).
 std::vector<std::string> closest_matches(const std::string& word, const std::vector<std::string>& candidates,
                                          size_t limit);
+/// " (did you mean a, b?)" for the close candidates, or "".
+std::string closest_matches_hint(const std::string& word, const std::vector<std::string>& candidates);
+/// Fixed-point with `digits` decimals ("0.998").
+std::string format_double(double v, int digits);
 /// Human-readable byte count ("3.2 MiB").
 std::string format_bytes(double bytes);
 

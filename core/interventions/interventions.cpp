@@ -1,0 +1,691 @@
+// Head ablation, attention knockout, activation / attribution patching and direct logit attribution.
+// Plain paths go through the public hooks; batched paths reuse the cached prefix, stack variants along the
+// batch and unembed only the readout positions (SPEC §4 "Making sweeps fast without approximating").
+#include "core/interventions/interventions.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <map>
+#include <regex>
+#include <set>
+
+#include <ATen/ATen.h>
+#include <torch/csrc/autograd/autograd.h>
+
+#include "core/model/model.h"
+#include "core/util/strings.h"
+
+namespace mechscope {
+
+namespace {
+
+void check_cancel(const SweepOptions& o) {
+  if (o.cancel && o.cancel->load()) throw Cancelled();
+}
+void report(const SweepOptions& o, double f, const std::string& what) {
+  if (o.progress) o.progress(f, what);
+}
+
+std::string layer_prefix(int64_t l) { return "blocks." + std::to_string(l) + "."; }
+
+bool has_hook(const LanguageModel& m, const std::string& name) {
+  const auto& names = m.hook_names();
+  return std::find(names.begin(), names.end(), name) != names.end();
+}
+
+// How a mixer's per-head outputs reach the residual: mixer_out += scale * head_slice @ W[:, offset + h*D : ...]^T.
+struct HeadProjection {
+  at::Tensor weight;  // out_proj.weight [d_model, in]
+  int64_t offset = 0, D = 1, H = 0;
+  at::Tensor scale;   // scalar tensor (tanh(beta) for the attention of a parallel mixer), or undefined
+  at::Tensor columns(int64_t h) const { return weight.narrow(1, offset + h * D, D); }  // [d_model, D]
+};
+
+HeadProjection head_projection(const LanguageModel& model, int64_t layer, const std::string& mixer) {
+  const auto& block = model.backbone->layers.at(layer);
+  HeadProjection p;
+  std::shared_ptr<AttentionImpl> attn = block->attn ? block->attn : block->parallel ? block->parallel->attn : nullptr;
+  std::shared_ptr<Mamba1Impl> m1 = block->mamba1 ? block->mamba1 : block->parallel ? block->parallel->mamba1 : nullptr;
+  std::shared_ptr<Mamba2Impl> m2 = block->mamba2 ? block->mamba2 : block->parallel ? block->parallel->mamba2 : nullptr;
+  if (mixer == "attn" && attn) {
+    p.weight = attn->out_proj->weight;
+    p.D = attn->D;
+    p.H = attn->H;
+    if (block->parallel) p.scale = at::tanh(block->parallel->beta.detach());
+  } else if (mixer == "ssm" && m1) {
+    p.weight = m1->out_proj->weight;
+    p.D = 1;
+    p.H = m1->d_inner;
+  } else if (mixer == "ssm" && m2) {
+    p.weight = m2->out_proj->weight;
+    p.offset = m2->d_mlp;
+    p.D = m2->P;
+    p.H = m2->H;
+  } else {
+    throw std::invalid_argument("layer " + std::to_string(layer) + " has no '" + mixer + "' mixer");
+  }
+  p.weight = p.weight.detach();
+  return p;
+}
+
+// Head contribution to the residual: [..., D] -> [..., d_model].
+at::Tensor project_head(const HeadProjection& p, int64_t h, const at::Tensor& slice) {
+  at::Tensor out = at::matmul(slice.to(p.weight.scalar_type()), p.columns(h).t());
+  return p.scale.defined() ? out * p.scale : out;
+}
+
+// Mean over kept examples of per-example values [..., E] -> [...].
+at::Tensor mean_over(const at::Tensor& v, const at::Tensor& keep /*[E] bool*/) {
+  if (!v.defined()) return v;
+  at::Tensor w = keep.to(v.scalar_type());
+  return (v * w).sum(-1) / w.sum().clamp_min(1);
+}
+
+at::Tensor examples_with_readout(const Readout& r) {
+  return at::zeros({r.num_examples}, r.example.options()).index_add_(0, r.example, at::ones_like(r.example)).gt(0);
+}
+
+MetricTable table_of(const ExampleMetrics& m, const at::Tensor& keep) {
+  return {mean_over(m.prob, keep), mean_over(m.logit_diff, keep), mean_over(m.correct, keep), mean_over(m.kl, keep)};
+}
+
+// Rough bytes one example of one variant needs while layers run (activations of the largest layer).
+int64_t bytes_per_example(const LanguageModel& model, int64_t L, bool states) {
+  const ModelConfig& c = model.config();
+  int64_t per_pos = 24 * c.d_model + 4 * c.padded_vocab_size() / std::max<int64_t>(L, 1);
+  int64_t worst = 0;
+  for (int64_t l = 0; l < model.n_layers(); ++l) {
+    int64_t need = 0;
+    for (const auto& [mixer, H] : model.heads_of_layer(l)) {
+      if (mixer == "attn") need += 4 * H * L + 3 * H * c.attn.head_dim;
+      else need += 12 * c.ssm_heads() * 4 + (states ? 3 * c.d_model * 2 * 64 : 0);
+    }
+    worst = std::max(worst, need);
+  }
+  return 4 * L * (per_pos + worst + 4 * c.d_intermediate);
+}
+
+int64_t chunk_size(const SweepOptions& o, int64_t per_variant_bytes, int64_t total) {
+  const int64_t budget = std::max<int64_t>(o.memory_budget_mb, 1) << 20;
+  return std::clamp<int64_t>(budget / std::max<int64_t>(per_variant_bytes, 1), 1, std::max<int64_t>(total, 1));
+}
+
+// Runs stacked residuals [K*B, L, d] from block `from` to the end and returns logits at the readout [K, R, V].
+at::Tensor finish_and_read(LanguageModel& model, int64_t from, const at::Tensor& resid, int64_t K, int64_t B,
+                           const Readout& readout, HookContext* ctx = nullptr) {
+  at::Tensor r = model.forward_blocks(from, model.n_layers(), resid, ctx);
+  r = r.view({K, B, r.size(1), r.size(2)});
+  at::Tensor picked = r.index({at::indexing::Slice(), readout.example, readout.position});  // [K, R, d]
+  return model.unembed(picked);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- heads
+
+std::string HeadRef::label() const { return "L" + std::to_string(layer) + "." + mixer + ".H" + std::to_string(head); }
+
+std::vector<HeadRef> all_heads(const LanguageModel& model) {
+  std::vector<HeadRef> out;
+  for (int64_t l = 0; l < model.n_layers(); ++l)
+    for (const auto& [mixer, H] : model.heads_of_layer(l))
+      for (int64_t h = 0; h < H; ++h) out.push_back({l, mixer, h});
+  return out;
+}
+
+HeadRef parse_head(const std::string& text, const LanguageModel& model) {
+  static const std::regex full(R"(^L?(\d+)\.(attn|ssm)\.H?(\d+)$)"), shortform(R"(^L?(\d+)[.H](\d+)$)");
+  std::smatch m;
+  HeadRef h;
+  if (std::regex_match(text, m, full)) {
+    h = {std::stoll(m[1]), m[2], std::stoll(m[3])};
+  } else if (std::regex_match(text, m, shortform)) {
+    h.layer = std::stoll(m[1]);
+    h.head = std::stoll(m[2]);
+    if (h.layer >= model.n_layers()) throw std::invalid_argument("head '" + text + "': no layer " + m[1].str());
+    auto mixers = model.heads_of_layer(h.layer);
+    if (mixers.size() != 1)
+      throw std::invalid_argument("head '" + text + "': layer " + m[1].str() +
+                                  " has attention and SSM heads; write L" + m[1].str() + ".attn.H" + m[2].str() +
+                                  " or L" + m[1].str() + ".ssm.H" + m[2].str());
+    h.mixer = mixers[0].first;
+  } else {
+    throw std::invalid_argument("head '" + text + "': expected L<layer>.<attn|ssm>.H<head>, e.g. L1.attn.H0");
+  }
+  if (h.layer < 0 || h.layer >= model.n_layers())
+    throw std::invalid_argument("head '" + text + "': the model has layers 0.." + std::to_string(model.n_layers() - 1));
+  for (const auto& [mixer, H] : model.heads_of_layer(h.layer))
+    if (mixer == h.mixer) {
+      if (h.head < 0 || h.head >= H)
+        throw std::invalid_argument("head '" + text + "': layer " + std::to_string(h.layer) + " " + mixer + " has " +
+                                    std::to_string(H) + " heads (0.." + std::to_string(H - 1) + ")");
+      return h;
+    }
+  throw std::invalid_argument("head '" + text + "': layer " + std::to_string(h.layer) + " has no " + h.mixer + " mixer");
+}
+
+std::string head_hook_name(const HeadRef& h) {
+  return layer_prefix(h.layer) + (h.mixer == "attn" ? "attn.hook_z" : "ssm.hook_head_out");
+}
+
+AblationKind parse_ablation(const std::string& t) {
+  if (t == "zero") return AblationKind::Zero;
+  if (t == "mean") return AblationKind::Mean;
+  if (t == "resample") return AblationKind::Resample;
+  throw std::invalid_argument("ablation '" + t + "': expected zero, mean or resample");
+}
+const char* ablation_name(AblationKind k) {
+  return k == AblationKind::Zero ? "zero" : k == AblationKind::Mean ? "mean" : "resample";
+}
+
+Ablator::Ablator(LanguageModel& model, AblationKind kind, const Batch& reference) : model_(model), kind_(kind) {
+  if (kind == AblationKind::Zero) return;
+  if (reference.size() == 0)
+    throw std::invalid_argument(std::string(ablation_name(kind)) + " ablation needs a reference batch");
+  at::NoGradGuard no_grad;
+  std::vector<std::string> names;
+  for (int64_t l = 0; l < model.n_layers(); ++l)
+    for (const auto& [mixer, H] : model.heads_of_layer(l)) names.push_back(head_hook_name({l, mixer, 0}));
+  reference_ = model.run_with_cache(reference.tokens, HookSelection::of(names)).second;
+  ref_lengths_ = reference.lengths.defined() ? reference.lengths
+                                             : at::full({reference.size()}, reference.tokens.size(1), at::kLong);
+  const int64_t L = reference.tokens.size(1);
+  at::Tensor valid = at::arange(L, at::kLong).unsqueeze(0).lt(ref_lengths_.unsqueeze(1)).to(at::kFloat);  // [B, L]
+  for (const auto& [name, act] : reference_) {
+    at::Tensor w = valid.view({valid.size(0), L, 1, 1});
+    mean_[name] = (act * w).sum(0) / w.sum(0).clamp_min(1);  // [L, H, D]
+  }
+}
+
+at::Tensor Ablator::replacement(const HeadRef& h, const at::Tensor& current) const {
+  if (kind_ == AblationKind::Zero) return at::zeros_like(current);
+  const std::string name = head_hook_name(h);
+  const int64_t B = current.size(0), L = current.size(1);
+  at::Tensor src;
+  if (kind_ == AblationKind::Mean) {
+    src = mean_.at(name).select(1, h.head).unsqueeze(0);  // [1, Lref, D]
+  } else {
+    const at::Tensor& ref = reference_.at(name);  // [Bref, Lref, H, D]
+    at::Tensor idx = at::arange(B, at::kLong).remainder(ref.size(0));
+    src = ref.index_select(0, idx).select(2, h.head);  // [B, Lref, D]
+  }
+  const int64_t Lref = src.size(1);
+  if (L <= Lref) {
+    src = src.narrow(1, 0, L);
+  } else {  // positions beyond the reference: its mean over positions
+    at::Tensor tail = src.mean(1, true).expand({src.size(0), L - Lref, src.size(2)});
+    src = at::cat({src, tail}, 1);
+  }
+  return src.expand({B, L, src.size(2)}).to(current.scalar_type());
+}
+
+std::vector<Hook> Ablator::hooks(const std::vector<HeadRef>& heads) const {
+  std::map<std::string, std::vector<HeadRef>> by_hook;
+  for (const auto& h : heads) by_hook[head_hook_name(h)].push_back(h);
+  std::vector<Hook> out;
+  for (auto& [name, hs] : by_hook) {
+    out.push_back({name, [this, hs](const at::Tensor& v, const std::string&) {
+                     at::Tensor r = v.clone();
+                     for (const auto& h : hs) r.select(2, h.head).copy_(replacement(h, v.select(2, h.head)));
+                     return r;
+                   }});
+  }
+  return out;
+}
+
+HeadSweepResult head_ablation_sweep(LanguageModel& model, const at::Tensor& tokens, const Readout& readout,
+                                    const Ablator& ablator, const std::vector<HeadRef>& heads_in,
+                                    const SweepOptions& options) {
+  at::NoGradGuard no_grad;
+  model.check_tokens(tokens);
+  HeadSweepResult res;
+  res.heads = heads_in.empty() ? all_heads(model) : heads_in;
+  const int64_t B = tokens.size(0), L = tokens.size(1), n = static_cast<int64_t>(res.heads.size());
+  at::Tensor keep = examples_with_readout(readout);
+
+  std::vector<std::string> names;
+  for (int64_t l = 0; l < model.n_layers(); ++l) {
+    names.push_back(layer_prefix(l) + "hook_resid_pre");
+    names.push_back(layer_prefix(l) + "hook_mixer_out");
+    for (const auto& [mixer, H] : model.heads_of_layer(l)) names.push_back(head_hook_name({l, mixer, 0}));
+  }
+  auto [base_logits, cache] = options.batched ? model.run_with_cache(tokens, HookSelection::of(names))
+                                              : std::make_pair(model.forward(tokens), ActivationCache{});
+  at::Tensor base_read = gather_readout(base_logits, readout);  // [R, V]
+  res.base = table_of(example_metrics(base_read.unsqueeze(0), readout, base_read.unsqueeze(0)), keep);
+
+  std::vector<at::Tensor> prob(n), ld(n), acc(n), kl(n);
+  auto store = [&](int64_t i, const ExampleMetrics& m, int64_t k) {
+    prob[i] = mean_over(m.prob[k], keep);
+    ld[i] = mean_over(m.logit_diff[k], keep);
+    acc[i] = mean_over(m.correct[k], keep);
+    kl[i] = mean_over(m.kl[k], keep);
+  };
+
+  if (!options.batched) {
+    for (int64_t i = 0; i < n; ++i) {
+      check_cancel(options);
+      at::Tensor logits = model.run_with_hooks(tokens, ablator.hooks({res.heads[i]}));
+      store(i, example_metrics(gather_readout(logits, readout).unsqueeze(0), readout, base_read.unsqueeze(0)), 0);
+      report(options, double(i + 1) / n, "ablating " + res.heads[i].label());
+    }
+  } else {
+    // Group heads by (layer, mixer); an ablation only changes that mixer's output, by a linear function of the
+    // head slice: resid_mid' = resid_mid + scale * (r_h - z_h) W_h^T. Layers before it are not recomputed.
+    const int64_t K = chunk_size(options, B * bytes_per_example(model, L, false), n);
+    int64_t done = 0;
+    std::map<std::pair<int64_t, std::string>, std::vector<int64_t>> groups;
+    for (int64_t i = 0; i < n; ++i) groups[{res.heads[i].layer, res.heads[i].mixer}].push_back(i);
+    for (const auto& [key, idxs] : groups) {
+      const int64_t l = key.first;
+      const HeadProjection proj = head_projection(model, l, key.second);
+      const at::Tensor& z = cache.at(head_hook_name({l, key.second, 0}));  // [B, L, H, D]
+      at::Tensor resid_mid = cache.at(layer_prefix(l) + "hook_resid_pre") + cache.at(layer_prefix(l) + "hook_mixer_out");
+      const bool last = l == model.n_layers() - 1;
+      for (size_t s = 0; s < idxs.size(); s += K) {
+        check_cancel(options);
+        const int64_t k = std::min<int64_t>(K, idxs.size() - s);
+        std::vector<at::Tensor> deltas;
+        for (int64_t j = 0; j < k; ++j) {
+          const HeadRef& h = res.heads[idxs[s + j]];
+          at::Tensor zh = z.select(2, h.head);
+          deltas.push_back(project_head(proj, h.head, ablator.replacement(h, zh) - zh));
+        }
+        at::Tensor stacked = resid_mid.unsqueeze(0) + at::stack(deltas);  // [k, B, L, d]
+        at::Tensor logits;
+        const auto& block = model.backbone->layers[l];
+        if (last) {  // the rest of the last block is per position: run it at the readout only
+          at::Tensor picked = stacked.index({at::indexing::Slice(), readout.example, readout.position});  // [k, R, d]
+          logits = model.unembed(block->forward_after_mixer(picked, nullptr));
+        } else {
+          at::Tensor r = block->forward_after_mixer(stacked.view({k * B, L, -1}), nullptr);
+          logits = finish_and_read(model, l + 1, r, k, B, readout);
+        }
+        ExampleMetrics m = example_metrics(logits, readout, base_read.unsqueeze(0).expand_as(logits));
+        for (int64_t j = 0; j < k; ++j) store(idxs[s + j], m, j);
+        done += k;
+        report(options, double(done) / n, "ablating layer " + std::to_string(l) + " " + key.second + " heads");
+      }
+    }
+  }
+  res.ablated = {at::stack(prob), at::stack(ld), at::stack(acc), at::stack(kl)};
+  return res;
+}
+
+// ---------------------------------------------------------------- knockout
+
+std::vector<Hook> knockout_hooks(const LanguageModel& model, const std::vector<Knockout>& knockouts,
+                                 const Readout& readout) {
+  std::vector<Hook> out;
+  for (const auto& ko : knockouts) {
+    const std::string name = layer_prefix(ko.layer) + "attn.hook_attn_scores";
+    if (!has_hook(model, name))
+      throw std::invalid_argument("knockout: layer " + std::to_string(ko.layer) + " has no attention");
+    int64_t H = 0;
+    for (const auto& [mixer, n] : model.heads_of_layer(ko.layer))
+      if (mixer == "attn") H = n;
+    for (int64_t h : ko.heads)
+      if (h < 0 || h >= H)
+        throw std::invalid_argument("knockout: layer " + std::to_string(ko.layer) + " has heads 0.." +
+                                    std::to_string(H - 1) + ", not " + std::to_string(h));
+    out.push_back({name, [ko, readout](const at::Tensor& scores, const std::string&) {
+                     // scores [b, H, q, k]
+                     const int64_t Lq = scores.size(2), Lk = scores.size(3);
+                     at::Tensor block = at::zeros({scores.size(0), Lq, Lk}, scores.options().dtype(at::kBool));
+                     for (const auto& [q, k] : ko.edges) {
+                       if (q < 0 || q >= Lq || k < 0 || k >= Lk)
+                         throw std::invalid_argument("knockout: edge (" + std::to_string(q) + ", " + std::to_string(k) +
+                                                     ") is outside the " + std::to_string(Lq) + "-position sequence");
+                       if (k < q) block.select(1, q).select(1, k).fill_(true);
+                     }
+                     if (ko.last_row) {
+                       at::Tensor ex = readout.example, pos = readout.position;
+                       for (int64_t i = 0; i < ex.size(0); ++i) {
+                         const int64_t e = ex[i].item<int64_t>(), q = pos[i].item<int64_t>();
+                         if (e < block.size(0) && q > 0) block[e][q].narrow(0, 0, q).fill_(true);
+                       }
+                     }
+                     at::Tensor mask = block.unsqueeze(1).expand_as(scores);
+                     if (!ko.heads.empty()) {
+                       at::Tensor sel = at::zeros({scores.size(1)}, scores.options().dtype(at::kBool));
+                       for (int64_t h : ko.heads) sel[h] = true;
+                       mask = mask.logical_and(sel.view({1, -1, 1, 1}));
+                     }
+                     return scores.masked_fill(mask, -std::numeric_limits<double>::infinity());
+                   }});
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- patching
+
+const std::vector<std::string>& patch_sites() {
+  static const std::vector<std::string> s = {"resid_pre", "resid_mid", "resid_post", "mixer_in", "mixer_out",
+                                             "mlp_in",    "mlp_out",   "heads",      "conv_out", "state"};
+  return s;
+}
+
+std::string site_hook_name(const LanguageModel& model, const std::string& site, int64_t layer,
+                           const std::string& mixer) {
+  if (std::find(patch_sites().begin(), patch_sites().end(), site) == patch_sites().end())
+    throw std::invalid_argument("site '" + site + "': expected one of " + join(patch_sites(), ", ") +
+                                closest_matches_hint(site, patch_sites()));
+  std::string name;
+  const std::string p = layer_prefix(layer);
+  if (site == "heads") {
+    std::string m = mixer;
+    if (m.empty()) {
+      auto mixers = model.heads_of_layer(layer);
+      m = mixers.empty() ? "" : mixers[0].first;
+    }
+    name = head_hook_name({layer, m, 0});
+  } else if (site == "conv_out" || site == "state") {
+    name = p + "ssm.hook_" + site;
+  } else {
+    name = p + "hook_" + site;
+  }
+  return has_hook(model, name) ? name : "";
+}
+
+namespace {
+
+struct Cell {
+  int64_t row, pos, head;  // head < 0: the whole site
+};
+
+struct PatchPlan {
+  struct Row {
+    std::string label, hook;
+    int64_t layer, head;  // head < 0 for whole-site rows
+  };
+  std::vector<Row> rows;
+};
+
+PatchPlan plan_rows(const LanguageModel& model, const std::string& site) {
+  PatchPlan plan;
+  for (int64_t l = 0; l < model.n_layers(); ++l) {
+    if (site == "heads") {
+      for (const auto& [mixer, H] : model.heads_of_layer(l))
+        for (int64_t h = 0; h < H; ++h) plan.rows.push_back({HeadRef{l, mixer, h}.label(), head_hook_name({l, mixer, 0}), l, h});
+    } else {
+      plan.rows.push_back({"L" + std::to_string(l), site_hook_name(model, site, l), l, -1});
+    }
+  }
+  return plan;
+}
+
+// Copies the clean value into the variant rows of a stacked activation [k*B, L, ...] at each cell's position.
+at::Tensor patch_stacked(const at::Tensor& value, const at::Tensor& clean, const std::vector<Cell>& cells, int64_t B) {
+  at::Tensor out = value.clone();
+  const int64_t k = static_cast<int64_t>(cells.size());
+  auto shape = out.sizes().vec();
+  shape.erase(shape.begin());
+  shape.insert(shape.begin(), {k, B});
+  at::Tensor v = out.view(shape);
+  for (int64_t j = 0; j < k; ++j) {
+    const Cell& c = cells[j];
+    if (c.pos >= clean.size(1)) continue;
+    if (c.head >= 0) v[j].select(1, c.pos).select(1, c.head).copy_(clean.select(1, c.pos).select(1, c.head));
+    else v[j].select(1, c.pos).copy_(clean.select(1, c.pos));
+  }
+  return out;
+}
+
+struct PairRun {
+  Readout readout;
+  at::Tensor p_clean, p_corrupt, keep;  // [E]
+  at::Tensor clean_read;                // [R, V]
+  ActivationCache clean_cache, corrupt_cache;
+  at::Tensor corrupt_read;
+};
+
+PairRun run_pair(LanguageModel& model, const Batch& clean, const Batch& corrupted,
+                 const std::vector<std::string>& clean_names, const std::vector<std::string>& corrupt_names,
+                 double keep_threshold) {
+  if (!clean.tokens.sizes().equals(corrupted.tokens.sizes()))
+    throw std::invalid_argument("patching: clean and corrupted batches differ in shape");
+  model.check_tokens(clean.tokens);
+  model.check_tokens(corrupted.tokens);
+  PairRun pr;
+  pr.readout = Readout::last_labelled(clean);
+  auto [cl, cc] = model.run_with_cache(clean.tokens, HookSelection::of(clean_names));
+  auto [xl, xc] = model.run_with_cache(corrupted.tokens, HookSelection::of(corrupt_names));
+  pr.clean_cache = std::move(cc);
+  pr.corrupt_cache = std::move(xc);
+  pr.clean_read = gather_readout(cl, pr.readout);
+  pr.corrupt_read = gather_readout(xl, pr.readout);
+  pr.p_clean = example_metrics(pr.clean_read, pr.readout).prob;
+  pr.p_corrupt = example_metrics(pr.corrupt_read, pr.readout).prob;
+  pr.keep = (pr.p_clean - pr.p_corrupt).gt(keep_threshold).logical_and(examples_with_readout(pr.readout));
+  return pr;
+}
+
+void fill_pair_stats(PatchResult& res, const PairRun& pr, double keep_threshold) {
+  res.total_examples = pr.readout.num_examples;
+  res.kept_examples = pr.keep.sum().item<int64_t>();
+  if (res.kept_examples == 0)
+    throw std::invalid_argument("patching: no example has p(answer | clean) - p(answer | corrupted) > " +
+                                format_double(keep_threshold, 3) + " (clean " +
+                                format_double(mean_over(pr.p_clean, examples_with_readout(pr.readout)).item<double>(), 3) +
+                                ", corrupted " +
+                                format_double(mean_over(pr.p_corrupt, examples_with_readout(pr.readout)).item<double>(), 3) +
+                                "): the corruption does not change the answer, or the model does not solve the task");
+  res.clean_prob = mean_over(pr.p_clean, pr.keep).item<double>();
+  res.corrupted_prob = mean_over(pr.p_corrupt, pr.keep).item<double>();
+}
+
+}  // namespace
+
+PatchResult activation_patching(LanguageModel& model, const Batch& clean, const Batch& corrupted,
+                                const std::string& site, const SweepOptions& options) {
+  at::NoGradGuard no_grad;
+  site_hook_name(model, site, 0);  // validates the site name
+  PatchPlan plan = plan_rows(model, site);
+  std::set<std::string> site_hooks;
+  for (const auto& r : plan.rows)
+    if (!r.hook.empty()) site_hooks.insert(r.hook);
+  if (site_hooks.empty()) throw std::invalid_argument("patching: this model has no '" + site + "' site in any layer");
+  std::vector<std::string> resid_names;
+  for (int64_t l = 0; l < model.n_layers(); ++l) resid_names.push_back(layer_prefix(l) + "hook_resid_pre");
+  PairRun pr = run_pair(model, clean, corrupted, {site_hooks.begin(), site_hooks.end()},
+                        options.batched ? resid_names : std::vector<std::string>{}, options.keep_threshold);
+  PatchResult res;
+  res.site = site;
+  fill_pair_stats(res, pr, options.keep_threshold);
+  const int64_t B = clean.size(), L = clean.tokens.size(1), nrows = static_cast<int64_t>(plan.rows.size());
+  res.positions = L;
+  for (const auto& r : plan.rows) res.rows.push_back(r.label);
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  res.score = at::full({nrows, L}, nan, at::kFloat);
+  res.prob = res.score.clone();
+  res.logit_diff = res.score.clone();
+  res.accuracy = res.score.clone();
+  res.kl = res.score.clone();
+  at::Tensor denom = (pr.p_clean - pr.p_corrupt).where(pr.keep, at::ones_like(pr.p_clean));
+
+  auto store = [&](const Cell& c, const ExampleMetrics& m, int64_t j) {
+    at::Tensor s = (m.prob[j] - pr.p_corrupt) / denom;
+    res.score[c.row][c.pos] = mean_over(s, pr.keep);
+    res.prob[c.row][c.pos] = mean_over(m.prob[j], pr.keep);
+    res.logit_diff[c.row][c.pos] = mean_over(m.logit_diff[j], pr.keep);
+    res.accuracy[c.row][c.pos] = mean_over(m.correct[j], pr.keep);
+    res.kl[c.row][c.pos] = mean_over(m.kl[j], pr.keep);
+  };
+
+  // Cells grouped by (layer, hook): one group shares a block input and a hook function.
+  std::map<std::pair<int64_t, std::string>, std::vector<Cell>> groups;
+  int64_t total = 0;
+  for (int64_t r = 0; r < nrows; ++r) {
+    if (plan.rows[r].hook.empty()) continue;
+    for (int64_t p = 0; p < L; ++p) groups[{plan.rows[r].layer, plan.rows[r].hook}].push_back({r, p, plan.rows[r].head});
+    total += L;
+  }
+  int64_t done = 0;
+  const int64_t K = options.batched ? chunk_size(options, B * bytes_per_example(model, L, site == "state"), total) : 1;
+  for (const auto& [key, cells] : groups) {
+    const int64_t l = key.first;
+    const std::string& hook = key.second;
+    const at::Tensor& clean_act = pr.clean_cache.at(hook);
+    for (size_t s = 0; s < cells.size(); s += K) {
+      check_cancel(options);
+      std::vector<Cell> chunk(cells.begin() + s, cells.begin() + std::min(cells.size(), s + K));
+      const int64_t k = static_cast<int64_t>(chunk.size());
+      Hook patch{hook, [&clean_act, chunk, B](const at::Tensor& v, const std::string&) {
+                   return patch_stacked(v, clean_act, chunk, B);
+                 }};
+      at::Tensor logits;
+      if (options.batched) {
+        HookContext ctx;
+        ctx.add_hook(hook, patch.fn);
+        at::Tensor resid = pr.corrupt_cache.at(layer_prefix(l) + "hook_resid_pre");
+        resid = resid.unsqueeze(0).expand({k, B, L, resid.size(2)}).reshape({k * B, L, resid.size(2)});
+        resid = model.backbone->layers[l]->forward(resid, &ctx);
+        logits = finish_and_read(model, l + 1, resid, k, B, pr.readout);
+      } else {
+        logits = gather_readout(model.run_with_hooks(corrupted.tokens, {patch}), pr.readout).unsqueeze(0);
+      }
+      ExampleMetrics m = example_metrics(logits, pr.readout, pr.clean_read.unsqueeze(0).expand_as(logits));
+      for (int64_t j = 0; j < k; ++j) store(chunk[j], m, j);
+      done += k;
+      report(options, double(done) / total, "patching " + hook);
+    }
+  }
+  return res;
+}
+
+PatchResult attribution_patching(LanguageModel& model, const Batch& clean, const Batch& corrupted,
+                                 const std::string& site, const SweepOptions& options) {
+  if (site == "state")
+    throw std::invalid_argument("attribution patching: the state site is exact-only (a state replacement changes "
+                                "the scan itself); use activation_patching");
+  site_hook_name(model, site, 0);
+  PatchPlan plan = plan_rows(model, site);
+  std::set<std::string> site_hooks;
+  for (const auto& r : plan.rows)
+    if (!r.hook.empty()) site_hooks.insert(r.hook);
+  if (site_hooks.empty()) throw std::invalid_argument("patching: this model has no '" + site + "' site in any layer");
+  PairRun pr = [&] {
+    at::NoGradGuard no_grad;
+    return run_pair(model, clean, corrupted, {site_hooks.begin(), site_hooks.end()}, {}, options.keep_threshold);
+  }();
+  PatchResult res;
+  res.site = site;
+  fill_pair_stats(res, pr, options.keep_threshold);
+  const int64_t L = clean.tokens.size(1), nrows = static_cast<int64_t>(plan.rows.size());
+  res.positions = L;
+  for (const auto& r : plan.rows) res.rows.push_back(r.label);
+
+  // Corrupted forward with a zero probe added at every site: d metric / d probe = d metric / d activation.
+  std::map<std::string, at::Tensor> probes, acts;
+  HookContext ctx;
+  for (const auto& h : site_hooks)
+    ctx.add_hook(h, [&probes, &acts](const at::Tensor& v, const std::string& name) {
+      at::Tensor probe = at::zeros_like(v).requires_grad_(true);
+      probes[name] = probe;
+      acts[name] = v.detach();
+      return v + probe;
+    });
+  at::Tensor grads_sum;
+  std::vector<at::Tensor> probe_list;
+  std::vector<std::string> probe_names;
+  {
+    at::AutoGradMode grad(true);
+    at::Tensor logits = model.forward(corrupted.tokens, &ctx);
+    at::Tensor read = gather_readout(logits, pr.readout);
+    at::Tensor p = at::log_softmax(read, -1).gather(-1, pr.readout.target.unsqueeze(-1)).exp();
+    for (auto& [n, t] : probes) {
+      probe_names.push_back(n);
+      probe_list.push_back(t);
+    }
+    auto grads = torch::autograd::grad({p.sum()}, probe_list, {}, false, false, /*allow_unused=*/true);
+    for (size_t i = 0; i < grads.size(); ++i) probes[probe_names[i]] = grads[i].defined() ? grads[i].detach()
+                                                                                         : at::zeros_like(probe_list[i]);
+  }
+  at::NoGradGuard no_grad;
+  at::Tensor denom = (pr.p_clean - pr.p_corrupt).where(pr.keep, at::ones_like(pr.p_clean));  // [E]
+  res.score = at::full({nrows, L}, std::numeric_limits<double>::quiet_NaN(), at::kFloat);
+  for (int64_t r = 0; r < nrows; ++r) {
+    const auto& row = plan.rows[r];
+    if (row.hook.empty()) continue;
+    at::Tensor g = probes.at(row.hook), diff = pr.clean_cache.at(row.hook) - acts.at(row.hook);
+    at::Tensor prod = (g * diff).to(at::kFloat);  // [B, L, ...]
+    if (row.head >= 0) prod = prod.select(2, row.head);
+    at::Tensor est = prod.flatten(2).sum(2);                  // [B, L]
+    at::Tensor norm = est / denom.unsqueeze(1);
+    at::Tensor w = pr.keep.to(at::kFloat).unsqueeze(1);
+    res.score[r] = (norm * w).sum(0) / w.sum();
+  }
+  return res;
+}
+
+double score_correlation(const at::Tensor& a_in, const at::Tensor& b_in) {
+  at::Tensor a = a_in.flatten().to(at::kDouble), b = b_in.flatten().to(at::kDouble);
+  at::Tensor ok = at::isfinite(a).logical_and(at::isfinite(b));
+  a = a.masked_select(ok);
+  b = b.masked_select(ok);
+  if (a.numel() < 2) return std::numeric_limits<double>::quiet_NaN();
+  a = a - a.mean();
+  b = b - b.mean();
+  const double den = std::sqrt((a * a).sum().item<double>() * (b * b).sum().item<double>());
+  return den > 0 ? (a * b).sum().item<double>() / den : std::numeric_limits<double>::quiet_NaN();
+}
+
+// ---------------------------------------------------------------- direct logit attribution
+
+DlaResult direct_logit_attribution(LanguageModel& model, const at::Tensor& tokens, const Readout& readout) {
+  at::NoGradGuard no_grad;
+  model.check_tokens(tokens);
+  const int64_t n = model.n_layers();
+  std::vector<std::string> names = {"hook_embed"};
+  if (has_hook(model, "hook_pos_embed")) names.push_back("hook_pos_embed");
+  for (int64_t l = 0; l < n; ++l) {
+    names.push_back(layer_prefix(l) + "hook_mixer_out");
+    if (has_hook(model, layer_prefix(l) + "hook_mlp_out")) names.push_back(layer_prefix(l) + "hook_mlp_out");
+    for (const auto& [mixer, H] : model.heads_of_layer(l)) names.push_back(head_hook_name({l, mixer, 0}));
+  }
+  names.push_back(layer_prefix(n - 1) + "hook_resid_post");
+  auto [logits, cache] = model.run_with_cache(tokens, HookSelection::of(names));
+  auto read = [&](const std::string& name) { return gather_readout(cache.at(name), readout).to(at::kFloat); };
+
+  const auto& norm = model.backbone->norm_f;
+  at::Tensor x = read(layer_prefix(n - 1) + "hook_resid_post");  // [R, d]
+  at::Tensor U = model.unembedding_matrix().detach().to(at::kFloat).index_select(0, readout.target);  // [R, d]
+  at::Tensor dir = U * norm->weight().detach().to(at::kFloat);  // [R, d]
+  at::Tensor scale;
+  if (norm->is_rms()) scale = at::rsqrt(x.pow(2).mean(-1, true) + norm->eps());
+  else scale = at::rsqrt(x.var(-1, false, true) + norm->eps());
+  auto project = [&](at::Tensor c) {  // [R, d] -> mean over readout of its logit share
+    if (!norm->is_rms()) c = c - c.mean(-1, true);
+    return ((c * scale) * dir).sum(-1).mean().item<double>();
+  };
+
+  DlaResult res;
+  std::vector<double> vals;
+  auto add = [&](const std::string& label, double v) {
+    res.components.push_back(label);
+    vals.push_back(v);
+  };
+  add("embed", project(read("hook_embed")));
+  if (has_hook(model, "hook_pos_embed")) add("pos_embed", project(read("hook_pos_embed")));
+  for (int64_t l = 0; l < n; ++l) {
+    at::Tensor rest = read(layer_prefix(l) + "hook_mixer_out");
+    for (const auto& [mixer, H] : model.heads_of_layer(l)) {
+      const HeadProjection proj = head_projection(model, l, mixer);
+      at::Tensor z = read(head_hook_name({l, mixer, 0}));  // [R, H, D]
+      for (int64_t h = 0; h < H; ++h) {
+        at::Tensor c = project_head(proj, h, z.select(1, h)).to(at::kFloat);
+        rest = rest - c;
+        add(HeadRef{l, mixer, h}.label(), project(c));
+      }
+    }
+    add("L" + std::to_string(l) + ".mixer_rest", project(rest));
+    if (has_hook(model, layer_prefix(l) + "hook_mlp_out")) add("L" + std::to_string(l) + ".mlp", project(read(layer_prefix(l) + "hook_mlp_out")));
+  }
+  if (!norm->is_rms()) add("norm_bias", (U * norm->bias().detach().to(at::kFloat)).sum(-1).mean().item<double>());
+  res.value = at::tensor(vals, at::kDouble).to(at::kFloat);
+  res.answer_logit = gather_readout(logits, readout).gather(-1, readout.target.unsqueeze(-1)).mean().item<double>();
+  return res;
+}
+
+}  // namespace mechscope

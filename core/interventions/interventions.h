@@ -1,0 +1,174 @@
+// Causal interventions (SPEC §4): head ablation, attention knockout, activation patching (including SSM state
+// patching that carries forward), attribution patching and direct logit attribution, with the metrics they read.
+// Every sweep has a plain path (one forward per intervention, through the public hooks) and a batched path
+// (prefix reuse, variants stacked along the batch, readout positions only) that must agree with it.
+// Must not: do file I/O or know about Qt.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+#include "core/model/hooks.h"
+#include "core/tasks/task.h"
+
+namespace mechscope {
+
+class LanguageModel;
+
+// ---------------------------------------------------------------- readout and metrics
+
+/// Where metrics read the logits: (example, position, target) triples, R of them.
+struct Readout {
+  at::Tensor example;   ///< [R] int64
+  at::Tensor position;  ///< [R] int64
+  at::Tensor target;    ///< [R] int64: the answer token
+  int64_t num_examples = 0;
+  int64_t size() const { return example.defined() ? example.size(0) : 0; }
+  /// Every labelled position (target != -100): what task accuracy reads.
+  static Readout all_labelled(const Batch& batch);
+  /// The last labelled position of each example: the answer a clean/corrupted pair differs on (SPEC §3).
+  static Readout last_labelled(const Batch& batch);
+};
+
+/// Per-example metrics [E] (each the mean over the example's readout positions) of readout logits [R, V]:
+/// probability of the answer, logit difference (answer vs best wrong), correct (argmax == answer) and,
+/// with `reference` logits [R, V], KL(reference || these).
+struct ExampleMetrics {
+  at::Tensor prob, logit_diff, correct, kl;
+};
+ExampleMetrics example_metrics(const at::Tensor& readout_logits, const Readout& readout,
+                               const at::Tensor& reference_logits = {});
+/// Rows of a per-position tensor [B, L, ...] at the readout positions -> [R, ...].
+at::Tensor gather_readout(const at::Tensor& per_position, const Readout& readout);
+
+/// One number per variant (mean over the kept examples): prob, logit_diff, accuracy, kl; each [variants].
+struct MetricTable {
+  at::Tensor prob, logit_diff, accuracy, kl;
+};
+
+// ---------------------------------------------------------------- control of long work
+
+/// Thrown when a sweep sees its cancel flag.
+struct Cancelled : std::runtime_error {
+  Cancelled() : std::runtime_error("cancelled") {}
+};
+
+struct SweepOptions {
+  bool batched = true;                   ///< false: the plain one-forward-per-intervention loop (the baseline)
+  int64_t memory_budget_mb = 1024;       ///< batched variants are split to stay under this (estimated)
+  double keep_threshold = 0.01;          ///< patching keeps examples with p(y|o) - p(y|c) above this (SPEC §4)
+  std::function<void(double fraction, const std::string& what)> progress;  ///< optional
+  const std::atomic<bool>* cancel = nullptr;                               ///< optional
+};
+
+// ---------------------------------------------------------------- heads and ablation
+
+/// A head: an attention head ("attn"), a Mamba2 head or a Mamba1 channel ("ssm") of one layer.
+struct HeadRef {
+  int64_t layer = 0;
+  std::string mixer;  ///< "attn" or "ssm"
+  int64_t head = 0;
+  std::string label() const;  ///< "L1.attn.H0"
+  bool operator==(const HeadRef& o) const { return layer == o.layer && mixer == o.mixer && head == o.head; }
+};
+/// Every head of the model, layer by layer (attention before SSM in a parallel layer).
+std::vector<HeadRef> all_heads(const LanguageModel& model);
+/// Parses "L1.attn.H0", "1.attn.0" or "1.0" (the layer's only mixer); checks it against the model.
+HeadRef parse_head(const std::string& text, const LanguageModel& model);
+/// The hook whose per-head slice ablation replaces: blocks.{l}.attn.hook_z or blocks.{l}.ssm.hook_head_out.
+std::string head_hook_name(const HeadRef& head);
+
+enum class AblationKind { Zero, Mean, Resample };
+AblationKind parse_ablation(const std::string& text);  ///< "zero" | "mean" | "resample"
+const char* ablation_name(AblationKind kind);
+
+/// Replacement values for ablated heads. Mean: per position, over the reference batch's real (unpadded)
+/// examples. Resample: example i takes reference example i mod B_ref (draw the reference with another seed).
+class Ablator {
+ public:
+  /// `reference` is needed for Mean and Resample (ignored for Zero).
+  Ablator(LanguageModel& model, AblationKind kind, const Batch& reference = {});
+  AblationKind kind() const { return kind_; }
+  /// The value head `h` takes, for a head slice `current` [B, L, D] of a run.
+  at::Tensor replacement(const HeadRef& h, const at::Tensor& current) const;
+  /// Hooks that ablate `heads` in a forward (run_with_hooks); heads of one hook share one function.
+  std::vector<Hook> hooks(const std::vector<HeadRef>& heads) const;
+
+ private:
+  LanguageModel& model_;
+  AblationKind kind_;
+  ActivationCache reference_;   // hook name -> [B_ref, L_ref, H, D]
+  ActivationCache mean_;        // hook name -> [L_ref, H, D]
+  at::Tensor ref_lengths_;
+};
+
+struct HeadSweepResult {
+  std::vector<HeadRef> heads;
+  MetricTable base;     ///< [1]: no ablation
+  MetricTable ablated;  ///< [heads]: each head alone ablated
+};
+/// Ablates each head alone and reads the metrics (KL against the unablated run).
+HeadSweepResult head_ablation_sweep(LanguageModel& model, const at::Tensor& tokens, const Readout& readout,
+                                    const Ablator& ablator, const std::vector<HeadRef>& heads,
+                                    const SweepOptions& options = {});
+
+// ---------------------------------------------------------------- attention knockout
+
+/// Blocks query->key edges of attention heads of one layer (the score becomes -inf before the softmax).
+struct Knockout {
+  int64_t layer = 0;
+  std::vector<int64_t> heads;                         ///< empty: every head of the layer
+  std::vector<std::pair<int64_t, int64_t>> edges;     ///< (query position, key position), every example
+  bool last_row = false;  ///< also block every edge from each example's readout position to the earlier keys
+};
+/// Hooks implementing the knockouts (one per layer) for a run whose readout is `readout`.
+std::vector<Hook> knockout_hooks(const LanguageModel& model, const std::vector<Knockout>& knockouts,
+                                 const Readout& readout);
+
+// ---------------------------------------------------------------- activation and attribution patching
+
+/// Sites of SPEC §4: resid_pre, resid_mid, resid_post, mixer_in, mixer_out, mlp_in, mlp_out, heads, conv_out, state.
+const std::vector<std::string>& patch_sites();
+/// The hook a site reads at a layer (heads: the layer's first mixer with heads is `mixer`); "" where the layer
+/// has no such site (mlp_* without an MLP, conv_out / state on attention layers).
+std::string site_hook_name(const LanguageModel& model, const std::string& site, int64_t layer,
+                           const std::string& mixer = "");
+
+struct PatchResult {
+  std::string site;
+  std::vector<std::string> rows;   ///< "L0", "L1", ... or head labels for the heads site
+  int64_t positions = 0;
+  at::Tensor score;                ///< [rows, pos]: mean over kept examples of (p_patched - p_c) / (p_o - p_c); NaN: no site
+  at::Tensor prob, logit_diff, accuracy, kl;  ///< [rows, pos] (exact patching only; KL against the clean run)
+  int64_t kept_examples = 0, total_examples = 0;  ///< examples with p(y|o) - p(y|c) > 0.01
+  double clean_prob = 0, corrupted_prob = 0;      ///< means over kept examples
+};
+/// Exact patching: run the corrupted input, overwrite ONE site at ONE position with the clean run's value,
+/// for every layer and position (and head for "heads"). Readout: `Readout::last_labelled(clean)`.
+/// State patching replaces h_t and continues the scan from it. Throws if no example is kept.
+PatchResult activation_patching(LanguageModel& model, const Batch& clean, const Batch& corrupted,
+                                const std::string& site, const SweepOptions& options = {});
+/// Attribution patching: grad of the answer probability at the corrupted run times (clean - corrupted), summed
+/// over the site's features, normalised like `score`. One forward and one backward for all layers and positions.
+PatchResult attribution_patching(LanguageModel& model, const Batch& clean, const Batch& corrupted,
+                                 const std::string& site, const SweepOptions& options = {});
+/// Pearson correlation of two score grids over the cells finite in both.
+double score_correlation(const at::Tensor& a, const at::Tensor& b);
+
+// ---------------------------------------------------------------- direct logit attribution
+
+struct DlaResult {
+  std::vector<std::string> components;  ///< "embed", "L0.attn.H0", ..., "L0.mixer_rest", "L0.mlp", "norm_bias"
+  at::Tensor value;                     ///< [components]: mean over readout positions of the answer logit share
+  double answer_logit = 0;              ///< mean answer logit; sum of `value` equals it (to float tolerance)
+};
+/// Each component's output through the final norm (with the clean run's scale) onto the answer's unembedding.
+DlaResult direct_logit_attribution(LanguageModel& model, const at::Tensor& tokens, const Readout& readout);
+
+}  // namespace mechscope

@@ -1,0 +1,81 @@
+// Readout positions and the metrics of SPEC §4 (answer probability, logit difference, accuracy, KL).
+#include <limits>
+#include <stdexcept>
+
+#include <ATen/ATen.h>
+
+#include "core/interventions/interventions.h"
+
+namespace mechscope {
+
+namespace {
+
+Readout make_readout(const Batch& batch, bool last_only) {
+  if (!batch.targets.defined()) throw std::invalid_argument("readout: the batch has no targets");
+  at::Tensor labelled = batch.targets.ne(-100);  // [B, L]
+  Readout r;
+  r.num_examples = batch.size();
+  if (last_only) {
+    const int64_t L = labelled.size(1);
+    // Index of the last labelled position: argmax of position * labelled (-1 where none).
+    at::Tensor pos = at::arange(L, batch.targets.options()).unsqueeze(0).expand_as(batch.targets);
+    at::Tensor last = at::where(labelled, pos, at::full_like(pos, -1)).amax(1);  // [B]
+    at::Tensor has = last.ge(0);
+    r.example = at::arange(batch.size(), batch.targets.options()).masked_select(has);
+    r.position = last.masked_select(has);
+  } else {
+    at::Tensor idx = labelled.nonzero();  // [R, 2], row-major: example by example
+    r.example = idx.select(1, 0).contiguous();
+    r.position = idx.select(1, 1).contiguous();
+  }
+  r.target = batch.targets.index({r.example, r.position});
+  if (r.size() == 0) throw std::invalid_argument("readout: no example has a labelled answer position");
+  return r;
+}
+
+}  // namespace
+
+Readout Readout::all_labelled(const Batch& batch) { return make_readout(batch, false); }
+Readout Readout::last_labelled(const Batch& batch) { return make_readout(batch, true); }
+
+at::Tensor gather_readout(const at::Tensor& per_position, const Readout& readout) {
+  return per_position.index({readout.example, readout.position});
+}
+
+ExampleMetrics example_metrics(const at::Tensor& logits_in, const Readout& readout, const at::Tensor& reference) {
+  // logits [..., R, V]; per-readout values [..., R] then per-example means [..., E].
+  at::Tensor logits = logits_in.to(at::kFloat);
+  const int64_t R = readout.size(), E = readout.num_examples;
+  if (logits.dim() < 2 || logits.size(-2) != R)
+    throw std::invalid_argument("metrics: expected readout logits [..., " + std::to_string(R) + ", vocab]");
+  at::Tensor logp = at::log_softmax(logits, -1);
+  std::vector<int64_t> tshape(logits.dim() - 2, 1);
+  tshape.push_back(R);
+  tshape.push_back(1);
+  at::Tensor target = readout.target.view(tshape).expand(
+      [&] { auto s = logits.sizes().vec(); s.back() = 1; return s; }());
+  at::Tensor answer_logit = logits.gather(-1, target).squeeze(-1);
+  at::Tensor prob = logp.gather(-1, target).squeeze(-1).exp();
+  at::Tensor others = logits.scatter(-1, target, -std::numeric_limits<float>::infinity());
+  at::Tensor best_wrong = std::get<0>(others.max(-1));
+  at::Tensor logit_diff = answer_logit - best_wrong;
+  at::Tensor correct = logits.argmax(-1).eq(target.squeeze(-1)).to(at::kFloat);
+  at::Tensor kl;
+  if (reference.defined()) {
+    at::Tensor ref_logp = at::log_softmax(reference.to(at::kFloat), -1);
+    kl = (ref_logp.exp() * (ref_logp - logp)).sum(-1);
+  }
+  // Per-example means.
+  at::Tensor counts = at::zeros({E}, logits.options()).index_add_(0, readout.example, at::ones({R}, logits.options()));
+  counts = counts.clamp_min(1);
+  auto per_example = [&](const at::Tensor& v) -> at::Tensor {
+    if (!v.defined()) return v;
+    auto shape = v.sizes().vec();
+    shape.back() = E;
+    at::Tensor out = at::zeros(shape, v.options()).index_add_(-1, readout.example, v);
+    return out / counts;
+  };
+  return {per_example(prob), per_example(logit_diff), per_example(correct), per_example(kl)};
+}
+
+}  // namespace mechscope

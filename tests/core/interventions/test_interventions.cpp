@@ -1,0 +1,346 @@
+// Interventions (SPEC §4): the batched sweeps against the plain one-forward-per-intervention loop, and the
+// properties that pin the definitions down (patching every position restores the clean run; patching the only
+// corrupted token restores it exactly; DLA components sum to the answer logit; padding changes nothing).
+#include <cmath>
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include "core/interventions/interventions.h"
+#include "core/model/model.h"
+#include "tests/support/test_support.h"
+
+using namespace mechscope;
+using mechscope::test::max_abs_diff;
+using mechscope::test::small_config;
+
+namespace {
+
+const nlohmann::json kMqar = {{"task", "mqar"}, {"vocab_size", 32}, {"seq_len", 16}, {"num_pairs", 4}};
+
+struct Fixture {
+  std::unique_ptr<LanguageModel> model;
+  std::unique_ptr<Task> task;
+  Batch clean, corrupted, reference;
+};
+
+Fixture make(const std::string& preset, const nlohmann::json& overrides = nlohmann::json::object(),
+             const nlohmann::json& task = kMqar, int64_t n = 6) {
+  Fixture f;
+  f.model = std::make_unique<LanguageModel>(small_config(preset, overrides), 3);
+  f.model->eval();
+  f.task = make_task(task);
+  f.clean = f.task->sample(n, 5);
+  f.corrupted = f.task->corrupt(f.clean, 9);
+  f.reference = f.task->sample(8, 77);
+  return f;
+}
+
+// Relative closeness for metric tables.
+void expect_close(const at::Tensor& a, const at::Tensor& b, double tol, const std::string& what) {
+  ASSERT_TRUE(a.sizes().equals(b.sizes())) << what;
+  const double scale = std::max(1.0, b.abs().max().item<double>());
+  EXPECT_LT(max_abs_diff(a, b), tol * scale) << what;
+}
+
+const std::vector<std::string> kPresets = {"transformer", "mamba1", "mamba2", "hybrid", "parallel-hybrid"};
+
+}  // namespace
+
+TEST(Metrics, HandComputedValues) {
+  // Two readout positions of one example: logits chosen so that every metric is known in closed form.
+  Readout r;
+  r.example = at::tensor({0, 0}, at::kLong);
+  r.position = at::tensor({0, 1}, at::kLong);
+  r.target = at::tensor({1, 0}, at::kLong);
+  r.num_examples = 1;
+  at::Tensor logits = at::tensor({0.0f, 2.0f, 0.0f, 1.0f, 3.0f, 0.0f}).view({2, 3});
+  ExampleMetrics m = example_metrics(logits, r, logits);
+  const double z0 = 2 + std::exp(2.0), p0 = std::exp(2.0) / z0;         // row 0: answer 1 (logit 2)
+  const double z1 = std::exp(1.0) + std::exp(3.0) + 1, p1 = std::exp(1.0) / z1;  // row 1: answer 0 (logit 1), best 3
+  EXPECT_NEAR(m.prob[0].item<double>(), (p0 + p1) / 2, 1e-6);
+  EXPECT_NEAR(m.logit_diff[0].item<double>(), ((2.0 - 0.0) + (1.0 - 3.0)) / 2, 1e-6);
+  EXPECT_NEAR(m.correct[0].item<double>(), 0.5, 1e-6);
+  EXPECT_NEAR(m.kl[0].item<double>(), 0.0, 1e-6);
+}
+
+TEST(Metrics, ReadoutPositions) {
+  auto task = make_task(kMqar);
+  Batch b = task->sample(3, 1);
+  Readout all = Readout::all_labelled(b), last = Readout::last_labelled(b);
+  EXPECT_EQ(all.size(), b.targets.ne(-100).sum().item<int64_t>());
+  EXPECT_EQ(last.size(), 3);
+  for (int64_t i = 0; i < 3; ++i) {
+    const int64_t p = last.position[i].item<int64_t>();
+    EXPECT_NE(b.targets[i][p].item<int64_t>(), -100);
+    EXPECT_EQ(b.targets[i].narrow(0, p + 1, b.targets.size(1) - p - 1).ne(-100).sum().item<int64_t>(), 0);
+  }
+}
+
+TEST(HeadAblation, ZeroEqualsZeroingOutProjColumns) {
+  at::NoGradGuard no_grad;
+  Fixture f = make("transformer", {{"attn_cfg", {{"num_heads", 4}, {"head_dim", 8}}}});
+  Ablator zero(*f.model, AblationKind::Zero);
+  HeadRef h{1, "attn", 2};
+  at::Tensor hooked = f.model->run_with_hooks(f.clean.tokens, zero.hooks({h}));
+  auto& w = f.model->backbone->layers[1]->attn->out_proj->weight;
+  at::Tensor saved = w.clone();
+  w.narrow(1, 2 * 8, 8).zero_();
+  at::Tensor edited = f.model->forward(f.clean.tokens);
+  w.copy_(saved);
+  EXPECT_LT(max_abs_diff(hooked, edited), 1e-5);
+}
+
+TEST(HeadAblation, BatchedSweepEqualsOneForwardPerHead) {
+  for (const auto& preset : kPresets) {
+    for (auto kind : {AblationKind::Zero, AblationKind::Mean, AblationKind::Resample}) {
+      Fixture f = make(preset, {{"d_intermediate", preset == "transformer" ? 48 : 0}});
+      Ablator ab(*f.model, kind, f.reference);
+      Readout r = Readout::all_labelled(f.clean);
+      SweepOptions plain;
+      plain.batched = false;
+      SweepOptions batched;
+      batched.memory_budget_mb = 1;  // forces several chunks
+      auto a = head_ablation_sweep(*f.model, f.clean.tokens, r, ab, {}, plain);
+      auto b = head_ablation_sweep(*f.model, f.clean.tokens, r, ab, {}, batched);
+      const std::string what = preset + " " + ablation_name(kind);
+      ASSERT_EQ(a.heads.size(), all_heads(*f.model).size());
+      expect_close(b.ablated.prob, a.ablated.prob, 2e-5, what + " prob");
+      expect_close(b.ablated.logit_diff, a.ablated.logit_diff, 2e-4, what + " logit diff");
+      expect_close(b.ablated.kl, a.ablated.kl, 2e-5, what + " kl");
+      EXPECT_EQ(max_abs_diff(b.ablated.accuracy, a.ablated.accuracy), 0.0) << what;
+      // Ablation changes something: not every head leaves the output as it was.
+      EXPECT_GT(a.ablated.kl.max().item<double>(), 0.0) << what;
+    }
+  }
+}
+
+TEST(HeadAblation, MeanAblationWithTheRunItselfAsReferenceIsIdentityOnAverage) {
+  // Mean over the run's own batch: the head's mean activation, per position (hand property of the definition).
+  at::NoGradGuard no_grad;
+  Fixture f = make("mamba2");
+  Ablator ab(*f.model, AblationKind::Mean, f.clean);
+  HeadRef h{0, "ssm", 1};
+  auto [logits, cache] = f.model->run_with_cache(f.clean.tokens, HookSelection::of({head_hook_name(h)}));
+  at::Tensor z = cache.begin()->second.select(2, 1);  // [B, L, D]
+  at::Tensor valid = at::arange(z.size(1)).unsqueeze(0).lt(f.clean.lengths.unsqueeze(1)).to(at::kFloat).unsqueeze(-1);
+  at::Tensor expected = (z * valid).sum(0) / valid.sum(0).clamp_min(1);
+  EXPECT_LT(max_abs_diff(ab.replacement(h, z)[0], expected), 1e-6);
+}
+
+TEST(HeadAblation, ParsesHeadNamesAndRejectsBadOnes) {
+  Fixture f = make("parallel-hybrid");
+  EXPECT_EQ(parse_head("L1.attn.H0", *f.model), (HeadRef{1, "attn", 0}));
+  EXPECT_EQ(parse_head("0.ssm.3", *f.model), (HeadRef{0, "ssm", 3}));
+  EXPECT_THROW(parse_head("1.0", *f.model), std::invalid_argument);  // ambiguous: attn and ssm
+  EXPECT_THROW(parse_head("L9.attn.H0", *f.model), std::invalid_argument);
+  EXPECT_THROW(parse_head("L0.attn.H99", *f.model), std::invalid_argument);
+  EXPECT_THROW(parse_head("head zero", *f.model), std::invalid_argument);
+  EXPECT_THROW(parse_ablation("median"), std::invalid_argument);
+}
+
+TEST(Knockout, BlockedEdgesGetNoAttention) {
+  at::NoGradGuard no_grad;
+  Fixture f = make("transformer", {{"attn_cfg", {{"num_heads", 2}, {"head_dim", 16}}}});
+  Readout r = Readout::last_labelled(f.clean);
+  Knockout ko;
+  ko.layer = 1;
+  ko.heads = {1};
+  ko.edges = {{5, 2}, {7, 0}};
+  ko.last_row = true;
+  auto [logits, cache] = f.model->run(f.clean.tokens, knockout_hooks(*f.model, {ko}, r),
+                                      HookSelection::of({"blocks.1.attn.hook_pattern"}));
+  at::Tensor pat = cache.at("blocks.1.attn.hook_pattern");  // [B, H, q, k]
+  EXPECT_EQ(pat.select(1, 1).select(1, 5).select(1, 2).abs().max().item<double>(), 0.0);
+  EXPECT_EQ(pat.select(1, 1).select(1, 7).select(1, 0).abs().max().item<double>(), 0.0);
+  EXPECT_GT(pat.select(1, 0).select(1, 5).select(1, 2).min().item<double>(), 0.0);  // head 0 untouched
+  for (int64_t i = 0; i < r.size(); ++i) {
+    const int64_t q = r.position[i].item<int64_t>();
+    EXPECT_EQ(pat[i][1][q].narrow(0, 0, q).abs().max().item<double>(), 0.0);
+    EXPECT_NEAR(pat[i][1][q][q].item<double>(), 1.0, 1e-6);  // only itself is left
+  }
+  EXPECT_LT(max_abs_diff(pat.sum(-1), at::ones_like(pat.sum(-1))), 1e-5);
+  Knockout bad;
+  bad.layer = 0;
+  bad.heads = {5};
+  EXPECT_THROW(knockout_hooks(*f.model, {bad}, r), std::invalid_argument);
+}
+
+TEST(Patching, EveryPositionFromCleanGivesTheCleanLogits) {
+  at::NoGradGuard no_grad;
+  for (const auto& preset : kPresets) {
+    Fixture f = make(preset, {{"d_intermediate", 40}});
+    at::Tensor clean_logits = f.model->forward(f.clean.tokens);
+    for (const std::string site : {"resid_pre", "resid_mid", "resid_post"}) {
+      for (int64_t l = 0; l < f.model->n_layers(); ++l) {
+        std::string hook = site_hook_name(*f.model, site, l);
+        if (hook.empty()) continue;
+        auto cache = f.model->run_with_cache(f.clean.tokens, HookSelection::of({hook})).second;
+        at::Tensor clean_act = cache.at(hook);
+        at::Tensor patched = f.model->run_with_hooks(
+            f.corrupted.tokens, {{hook, [&](const at::Tensor&, const std::string&) { return clean_act; }}});
+        // The residual sites cut the whole computation: every later value comes from them.
+        EXPECT_LT(max_abs_diff(patched, clean_logits), 1e-4) << preset << " " << hook;
+      }
+    }
+  }
+}
+
+TEST(Patching, BatchedEqualsOneForwardPerCell) {
+  for (const auto& preset : {"transformer", "mamba1", "hybrid", "parallel-hybrid"}) {
+    Fixture f = make(preset, {{"d_intermediate", 40}}, kMqar, 4);
+    for (const auto& site : {"resid_pre", "mixer_out", "mlp_in", "heads", "conv_out", "state"}) {
+      if (std::string(site) != "resid_pre" && std::string(preset) == "transformer" &&
+          (std::string(site) == "conv_out" || std::string(site) == "state"))
+        continue;
+      SweepOptions plain;
+      plain.batched = false;
+      plain.keep_threshold = -1;  // a random model: keep every example
+      SweepOptions batched = plain;
+      batched.batched = true;
+      batched.memory_budget_mb = 1;
+      auto a = activation_patching(*f.model, f.clean, f.corrupted, site, plain);
+      auto b = activation_patching(*f.model, f.clean, f.corrupted, site, batched);
+      const std::string what = std::string(preset) + " " + site;
+      ASSERT_EQ(a.rows, b.rows) << what;
+      at::Tensor ok = at::isfinite(a.prob);
+      EXPECT_TRUE(ok.equal(at::isfinite(b.prob))) << what;
+      expect_close(b.prob.masked_select(ok), a.prob.masked_select(ok), 2e-5, what + " prob");
+      expect_close(b.kl.masked_select(ok), a.kl.masked_select(ok), 2e-5, what + " kl");
+      expect_close(b.logit_diff.masked_select(ok), a.logit_diff.masked_select(ok), 2e-4, what + " logit diff");
+    }
+  }
+}
+
+TEST(Patching, TheOnlyCorruptedTokenRestoresTheCleanRunExactly) {
+  // Layer-0 block input = the embedding: patching it at the corrupted position makes the corrupted run the clean
+  // run (answer probability p(y|o)), and at any other position changes nothing (p(y|c)). Hand property, every
+  // architecture, one example at a time (each has its corrupted token elsewhere).
+  for (const auto& preset : kPresets) {
+    Fixture f = make(preset, nlohmann::json::object(), kMqar, 4);
+    for (int64_t e = 0; e < 4; ++e) {
+      Batch clean{f.clean.tokens.narrow(0, e, 1), f.clean.targets.narrow(0, e, 1), f.clean.roles.narrow(0, e, 1),
+                  f.clean.lengths.narrow(0, e, 1)};
+      Batch corrupted = clean;
+      corrupted.tokens = f.corrupted.tokens.narrow(0, e, 1);
+      SweepOptions o;
+      o.keep_threshold = -1;
+      PatchResult res = activation_patching(*f.model, clean, corrupted, "resid_pre", o);
+      for (int64_t p = 0; p < res.positions; ++p) {
+        const bool differs = clean.tokens[0][p].item<int64_t>() != corrupted.tokens[0][p].item<int64_t>();
+        EXPECT_NEAR(res.prob[0][p].item<double>(), differs ? res.clean_prob : res.corrupted_prob, 1e-6)
+            << preset << " example " << e << " pos " << p;
+        EXPECT_NEAR(res.kl[0][p].item<double>(), differs ? 0.0 : res.kl[0][res.positions - 1].item<double>(), 1e-5);
+      }
+    }
+  }
+}
+
+TEST(Patching, StatePatchCarriesForward) {
+  // Patching the state of a pure SSM's layer 0 at position p from the clean run changes the readout, and
+  // differs from patching only the hook's value at p without carrying it (which the readout never sees).
+  Fixture f = make("mamba2", {{"n_layer", 1}}, kMqar, 4);
+  SweepOptions o;
+  o.keep_threshold = -1;
+  auto res = activation_patching(*f.model, f.clean, f.corrupted, "state", o);
+  at::Tensor differs = f.clean.tokens.ne(f.corrupted.tokens).any(0);
+  int64_t first = -1;
+  for (int64_t p = 0; p < res.positions; ++p)
+    if (differs[p].item<bool>()) { first = p; break; }
+  ASSERT_GE(first, 0);
+  // Before the corrupted token, clean and corrupted states are equal: patching there changes nothing.
+  for (int64_t p = 0; p < first; ++p)
+    EXPECT_NEAR(res.prob[0][p].item<double>(), res.corrupted_prob, 1e-6);
+  // In a one-layer SSM the readout position's state determines its output: patching the readout position's
+  // own state from the clean run restores the clean answer probability exactly.
+  Readout r = Readout::last_labelled(f.clean);
+  bool same_pos = (r.position == r.position[0]).all().item<bool>();
+  if (same_pos) {
+    const int64_t q = r.position[0].item<int64_t>();
+    EXPECT_NEAR(res.prob[0][q].item<double>(), res.clean_prob, 1e-4);
+  }
+}
+
+TEST(Patching, AttributionMatchesAFiniteDifference) {
+  // Attribution patching is the first-order term: (p(c + e (o - c)) - p(c)) / e -> grad . (o - c) as e -> 0.
+  Fixture f = make("hybrid", {{"d_intermediate", 40}}, kMqar, 4);
+  SweepOptions o;
+  o.keep_threshold = -1;
+  auto attr = attribution_patching(*f.model, f.clean, f.corrupted, "mixer_out", o);
+  at::NoGradGuard no_grad;
+  Readout r = Readout::last_labelled(f.clean);
+  const std::string hook = "blocks.0.hook_mixer_out";
+  at::Tensor co = f.model->run_with_cache(f.clean.tokens, HookSelection::of({hook})).second.at(hook);
+  auto [xl, xc] = f.model->run_with_cache(f.corrupted.tokens, HookSelection::of({hook}));
+  at::Tensor cc = xc.at(hook);
+  at::Tensor pc = example_metrics(gather_readout(xl, r), r).prob;
+  at::Tensor po = example_metrics(gather_readout(f.model->forward(f.clean.tokens), r), r).prob;
+  const double eps = 1e-3;
+  at::Tensor differs = f.clean.tokens.ne(f.corrupted.tokens).any(0);
+  for (int64_t p = 0; p < 16; ++p) {
+    at::Tensor logits = f.model->run_with_hooks(f.corrupted.tokens, {{hook, [&](const at::Tensor& v, const std::string&) {
+      at::Tensor out = v.clone();
+      out.select(1, p).add_(eps * (co.select(1, p) - cc.select(1, p)));
+      return out;
+    }}});
+    at::Tensor pe = example_metrics(gather_readout(logits, r), r).prob;
+    const double fd = ((pe - pc) / eps / (po - pc)).mean().item<double>();
+    const double a = attr.score[0][p].item<double>();
+    EXPECT_NEAR(a, fd, 2e-2 * std::max(1.0, std::abs(fd))) << "pos " << p;
+  }
+  EXPECT_THROW(attribution_patching(*f.model, f.clean, f.corrupted, "state", o), std::invalid_argument);
+  EXPECT_THROW(activation_patching(*f.model, f.clean, f.corrupted, "residpre", o), std::invalid_argument);
+}
+
+TEST(Patching, ScoreCorrelation) {
+  at::Tensor a = at::tensor({1.0, 2.0, 3.0, NAN}), b = at::tensor({2.0, 4.0, 6.0, 1.0});
+  EXPECT_NEAR(score_correlation(a, b), 1.0, 1e-12);
+  EXPECT_NEAR(score_correlation(a, -b), -1.0, 1e-12);
+}
+
+TEST(Dla, ComponentsSumToTheAnswerLogit) {
+  for (const auto& preset : kPresets) {
+    for (bool rms : {true, false}) {
+      Fixture f = make(preset, {{"d_intermediate", 40}, {"rms_norm", rms}});
+      Readout r = Readout::all_labelled(f.clean);
+      DlaResult d = direct_logit_attribution(*f.model, f.clean.tokens, r);
+      EXPECT_NEAR(d.value.sum().item<double>(), d.answer_logit, 1e-4 * std::max(1.0, std::abs(d.answer_logit)))
+          << preset << (rms ? " rms" : " layernorm");
+      EXPECT_EQ(static_cast<int64_t>(d.components.size()), d.value.size(0));
+    }
+  }
+}
+
+TEST(Padding, PaddedBatchGivesTheSameAnswersAsOneByOne) {
+  at::NoGradGuard no_grad;
+  const nlohmann::json ngram = {{"task", "ngram"}, {"min_len", 8}, {"max_len", 20}};
+  for (const auto& preset : kPresets) {
+    Fixture f = make(preset, nlohmann::json::object(), ngram, 5);
+    ASSERT_GT(f.clean.lengths.max().item<int64_t>(), f.clean.lengths.min().item<int64_t>());
+    Readout r = Readout::all_labelled(f.clean);
+    at::Tensor batched = gather_readout(f.model->forward(f.clean.tokens), r);
+    for (int64_t i = 0; i < r.size(); ++i) {
+      const int64_t e = r.example[i].item<int64_t>(), p = r.position[i].item<int64_t>();
+      const int64_t len = f.clean.lengths[e].item<int64_t>();
+      at::Tensor one = f.model->forward(f.clean.tokens.narrow(0, e, 1).narrow(1, 0, len));
+      EXPECT_LT(max_abs_diff(one[0][p], batched[i]), 1e-4) << preset << " example " << e;
+    }
+  }
+}
+
+TEST(Sweeps, CancelAndProgress) {
+  Fixture f = make("mamba1");
+  Ablator ab(*f.model, AblationKind::Zero);
+  std::atomic<bool> cancel{false};
+  SweepOptions o;
+  o.memory_budget_mb = 1;
+  std::vector<double> seen;
+  o.progress = [&](double frac, const std::string&) {
+    seen.push_back(frac);
+    if (seen.size() == 2) cancel = true;
+  };
+  o.cancel = &cancel;
+  EXPECT_THROW(head_ablation_sweep(*f.model, f.clean.tokens, Readout::all_labelled(f.clean), ab, {}, o), Cancelled);
+  EXPECT_EQ(seen.size(), 2u);
+  EXPECT_LT(seen.back(), 1.0);
+}
