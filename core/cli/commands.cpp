@@ -1,5 +1,6 @@
 // Implementations of the mechscope-cli subcommands.
 #include "core/cli/commands.h"
+#include "core/cli/cli_util.h"
 
 #include <sys/stat.h>
 
@@ -34,7 +35,7 @@
 namespace mechscope::cli {
 using nlohmann::json;
 
-namespace {
+// Helpers shared with the other command files (cli_util.h).
 
 bool file_exists(const std::string& p) {
   struct stat st {};
@@ -150,7 +151,11 @@ std::string shape_str(at::IntArrayRef s) {
   return out + "]";
 }
 
-}  // namespace
+json sets_to_json(const std::vector<std::string>& sets) {
+  json j = json::object();
+  for (const auto& s : sets) deep_merge(j, parse_set(s));
+  return j;
+}
 
 int run_version() {
   std::cout << runtime_report();
@@ -358,8 +363,11 @@ int run_bench(const BenchOptions& o) {
   if (o.batch <= 0 || o.seq <= 0 || o.repeat <= 0) throw std::invalid_argument("bench: --batch, --seq and --repeat must be positive");
   std::shared_ptr<LanguageModel> model;
   std::string label;
+  json task_config;
   if (!o.checkpoint.empty()) {
-    model = load_checkpoint(o.checkpoint).model;
+    Checkpoint ck = load_checkpoint(o.checkpoint);
+    model = ck.model;
+    task_config = ck.task_config;
     label = o.checkpoint;
   } else {
     model = std::make_shared<LanguageModel>(ModelConfig::from_json(ModelConfig::preset_json(o.preset, json::object())), o.seed);
@@ -407,6 +415,7 @@ int run_bench(const BenchOptions& o) {
   std::cout << "forward + full cache: " << fmt("%8.2f", cached) << " ms  (" << fmt("%.2f", cached / plain) << "x plain; "
             << n_hooks << " hook points, " << format_bytes(cached_bytes)
             << " cached; SSM states and implicit patterns excluded)\n";
+  if (!task_config.is_null()) bench_interventions(*model, *make_task(task_config), o.batch, o.seed, o.repeat);
   return 0;
 }
 
@@ -520,11 +529,6 @@ namespace {
 std::atomic<bool> g_stop{false};
 extern "C" void on_sigint(int) { g_stop.store(true); }
 
-json sets_to_json(const std::vector<std::string>& sets) {
-  json j = json::object();
-  for (const auto& s : sets) deep_merge(j, parse_set(s));
-  return j;
-}
 
 std::string duration_str(double s) {
   if (!std::isfinite(s) || s < 0) return "?";

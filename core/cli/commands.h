@@ -75,6 +75,53 @@ struct EvalOptions {
 };
 int run_eval(const EvalOptions& o);
 
+struct AnalyzeOptions {
+  std::string checkpoint;
+  std::string what;                      // attention | head-scores | ablation | knockout | patching | attribution | dla | embeddings | logit-lens
+  std::vector<std::string> task_sets;
+  int64_t examples = 64;
+  uint64_t seed = 0;
+  std::string out, csv;
+  bool force = false;
+  bool quiet = false;
+  // attention
+  std::string tokens, tokens_file;
+  int64_t example = -1;
+  int64_t layer = -1;
+  std::string mixer;
+  int64_t head = -1;
+  bool normalise = false;
+  int64_t groups = 1;
+  // head scores
+  int64_t repeat_len = 16;
+  // ablation / knockout
+  std::string ablation = "zero";
+  std::vector<std::string> heads;
+  std::vector<std::string> edges;
+  bool last_row = false;
+  // patching / attribution
+  std::string site = "resid_pre";
+  std::string corrupt;
+  bool plain = false;
+  bool compare = false;
+  int64_t memory_mb = 1024;
+  double keep_threshold = 0.01;
+  // embeddings
+  std::vector<std::string> ids;
+  int64_t k = 5;
+  int64_t components = 3;
+  bool over_training = false;
+};
+int run_analyze(const AnalyzeOptions& o);
+
+struct VerifyOptions {
+  std::string checkpoint;
+  int64_t examples = 16;
+  uint64_t seed = 0;
+  double tolerance = 1e-4;
+};
+int run_verify(const VerifyOptions& o);
+
 int run_version();
 
 }  // namespace mechscope::cli

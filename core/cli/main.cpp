@@ -1,4 +1,4 @@
-// mechscope-cli: the command-line face of the engine (init, info, forward, train, eval, bench, version).
+// mechscope-cli: the command-line face of the engine (init, info, forward, train, eval, analyze, verify, bench, version).
 // Parses arguments with CLI11 and turns every exception into one clear "error:" line.
 #include <iostream>
 
@@ -86,6 +86,55 @@ int main(int argc, char** argv) {
   c_eval->add_option("--sweep", ev.sweep, "sweep a task parameter, e.g. --sweep num_pairs=4,8,16");
   c_eval->add_option("--csv", ev.csv, "write the results as CSV");
 
+  AnalyzeOptions an;
+  auto* c_an = app.add_subcommand("analyze", "run an analysis or intervention sweep on a checkpoint and its task; write "
+                                             "an HDF5 results file and/or CSV");
+  c_an->add_option("what", an.what, "attention | head-scores | ablation | knockout | patching | attribution | dla | "
+                                    "embeddings | logit-lens")->required();
+  c_an->add_option("--checkpoint,-c", an.checkpoint, "checkpoint (.h5)")->required();
+  c_an->add_option("--task-set", an.task_sets, "override a task parameter, e.g. --task-set num_pairs=8")->take_all();
+  c_an->add_option("--examples,-n", an.examples, "examples drawn from the task")->capture_default_str();
+  c_an->add_option("--seed", an.seed, "seed of the examples (corruptions use seed + 1)")->capture_default_str();
+  c_an->add_option("--out,-o", an.out, "results file to write (.h5)");
+  c_an->add_option("--csv", an.csv, "CSV of the main one- or two-dimensional result");
+  c_an->add_flag("--force", an.force, "overwrite existing output files");
+  c_an->add_flag("--quiet", an.quiet, "no progress line");
+  c_an->add_option("--tokens,-t", an.tokens, "attention: ids or vocabulary strings instead of a task example");
+  c_an->add_option("--tokens-file", an.tokens_file, "attention: a file holding the tokens");
+  c_an->add_option("--example", an.example, "attention: task example N (default: --seed)");
+  c_an->add_option("--layer", an.layer, "attention / knockout: the layer");
+  c_an->add_option("--mixer", an.mixer, "attention: attn or ssm (both by default)");
+  c_an->add_option("--head", an.head, "attention: the head written to --csv");
+  c_an->add_flag("--normalise", an.normalise, "attention: min-max normalise each map");
+  c_an->add_option("--groups", an.groups, "attention: Mamba1 channel groups (1 = channel average)")->capture_default_str();
+  c_an->add_option("--repeat-len", an.repeat_len, "head-scores: length of each half of the repeated sequences")->capture_default_str();
+  c_an->add_option("--ablation", an.ablation, "ablation: zero | mean | resample")->capture_default_str();
+  c_an->add_option("--heads", an.heads, "ablation: ablate these heads together (L1.attn.H0,...) instead of a sweep; "
+                                        "knockout: head indices of the layer")->delimiter(',');
+  c_an->add_option("--edge", an.edges, "knockout: a query:key edge to block (repeatable)")->take_all();
+  c_an->add_flag("--last-row", an.last_row, "knockout: block every edge from the answer position to earlier keys");
+  c_an->add_option("--site", an.site, "patching / attribution: resid_pre | resid_mid | resid_post | mixer_in | mixer_out | "
+                                      "mlp_in | mlp_out | heads | conv_out | state")->capture_default_str();
+  c_an->add_option("--corrupt", an.corrupt, "patching / attribution: the role corrupted (key, value, query; task default)");
+  c_an->add_flag("--plain", an.plain, "sweeps: one forward per intervention (the baseline) instead of batched");
+  c_an->add_flag("--compare", an.compare, "attribution: also run exact patching and report the correlation");
+  c_an->add_option("--keep-threshold", an.keep_threshold, "patching: keep examples with p(y|clean) - p(y|corrupted) "
+                                                          "above this (SPEC §4; -1 keeps every example)")->capture_default_str();
+  c_an->add_option("--memory-mb", an.memory_mb, "sweeps: memory budget for stacked variants")->capture_default_str();
+  c_an->add_option("--ids", an.ids, "embeddings: token ids whose rows to analyse (default: the task's position tokens)")
+      ->delimiter(',');
+  c_an->add_option("--k", an.k, "embeddings: neighbours for the locality score")->capture_default_str();
+  c_an->add_option("--components", an.components, "embeddings: PCA components")->capture_default_str();
+  c_an->add_flag("--over-training", an.over_training, "embeddings: locality of each snapshot kept during training");
+
+  VerifyOptions ver;
+  auto* c_ver = app.add_subcommand("verify", "check the fast paths of a checkpoint against the plain reference paths "
+                                             "(scan kernels, cache, batched sweeps); exit 1 if any differs");
+  c_ver->add_option("checkpoint,--checkpoint", ver.checkpoint, "checkpoint (.h5)")->required();
+  c_ver->add_option("--examples", ver.examples, "examples")->capture_default_str();
+  c_ver->add_option("--seed", ver.seed, "seed")->capture_default_str();
+  c_ver->add_option("--tolerance", ver.tolerance, "relative tolerance")->capture_default_str();
+
   auto* c_version = app.add_subcommand("version", "print the version, LibTorch, BLAS and thread count");
 
   try {
@@ -100,6 +149,8 @@ int main(int argc, char** argv) {
     if (c_fwd->parsed()) return run_forward(fwd);
     if (c_train->parsed()) return run_train(train);
     if (c_eval->parsed()) return run_eval(ev);
+    if (c_an->parsed()) return run_analyze(an);
+    if (c_ver->parsed()) return run_verify(ver);
     if (c_bench->parsed()) return bench.scan ? run_bench_scan(bench) : bench.train ? run_bench_train(bench) : run_bench(bench);
     std::cout << app.help();
     return 0;

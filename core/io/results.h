@@ -22,12 +22,24 @@ struct ResultTensor {
 };
 
 struct ResultsFile {
-  std::string kind;               ///< e.g. "forward"
-  nlohmann::json provenance;      ///< checkpoint path and sha256, seeds, settings, program version
-  std::vector<ResultTensor> tensors;
+  std::string kind;               ///< e.g. "forward", "head_ablation"
+  nlohmann::json provenance;      ///< checkpoint path and sha256, seeds, program version
+  nlohmann::json settings;        ///< the settings that made it (also written on each group)
+  std::vector<ResultTensor> tensors;  ///< names may hold groups: "head_ablation/prob"
+  /// The tensor named `name`; throws naming the file's tensors when absent.
+  const ResultTensor& get(const std::string& name) const;
 };
 
-/// Atomic write (temporary file, fsync, rename). Throws std::runtime_error naming the file.
+/// Atomic write (temporary file, fsync, rename); groups in tensor names are created. Throws std::runtime_error.
 void write_results(const std::string& path, const ResultsFile& results);
+/// Reads a results file (any tensor in any group). Throws std::runtime_error naming the file and what is wrong.
+ResultsFile read_results(const std::string& path);
+
+/// CSV of a 1-D or 2-D tensor: 1-D -> "label,value" rows; 2-D -> a header of column labels and one row per
+/// row label. Labels come from `labels` (per axis) or are indices. Atomic. Throws for other ranks.
+void write_csv(const std::string& path, const ResultTensor& t);
+/// CSV table: one row per label, one column per (name, 1-D tensor) of that length. Atomic.
+void write_csv_table(const std::string& path, const std::string& row_axis, const std::vector<std::string>& rows,
+                     const std::vector<std::pair<std::string, at::Tensor>>& columns);
 
 }  // namespace mechscope

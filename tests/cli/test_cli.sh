@@ -46,6 +46,36 @@ e=$("$cli" eval -c ar.h5 --seeds 1,2,3 --examples 32); contains "eval seeds" "95
 expect_ok "eval sweep" "$cli" eval -c ar.h5 --sweep num_pairs=2,3,4 --examples 32 --csv sweep.csv
 [ "$(wc -l < sweep.csv)" -eq 4 ] && ok || bad "sweep csv rows: $(cat sweep.csv)"
 expect_err "eval vocabulary change" "vocabulary" "$cli" eval -c ar.h5 --task-set num_keys=9
+
+# Analyses and sweeps: results files, CSV, verify, and their mistakes.
+for a in attention head-scores ablation dla logit-lens; do
+  expect_ok "analyze $a" "$cli" analyze "$a" -c ar.h5 -n 8 --out "an-$a.h5" --quiet
+done
+expect_ok "analyze ablation csv" "$cli" analyze ablation -c ar.h5 -n 8 --ablation mean --csv abl.csv --quiet
+head -1 abl.csv | grep -q '^head,prob,logit_diff,accuracy,kl$' && ok || bad "ablation csv header: $(head -1 abl.csv)"
+[ "$(wc -l < abl.csv)" -eq 9 ] && ok || bad "ablation csv rows (8 heads): $(cat abl.csv)"
+a=$("$cli" analyze ablation -c ar.h5 -n 8 --heads L1.attn.H0 --ablation resample); contains "ablate a set" "after resample-ablating L1.attn.H0" "$a"
+a=$("$cli" analyze knockout -c ar.h5 -n 8 --layer 1 --last-row); contains "knockout" "after knockout" "$a"
+a=$("$cli" analyze patching -c ar.h5 -n 16 --site resid_pre --corrupt key --keep-threshold -1 --csv pat.csv --out pat.h5 2>&1)
+contains "patching" "cells in" "$a"
+head -1 pat.csv | grep -q '^row\\pos,0:<bos>' && ok || bad "patching csv header: $(head -1 pat.csv)"
+a=$("$cli" analyze attribution -c ar.h5 -n 16 --site mixer_out --keep-threshold -1 --compare 2>&1)
+contains "attribution" "correlation with exact patching" "$a"
+a=$("$cli" analyze attention -c ar.h5 --tokens "<bos>,k1,v2,k3,v4,k1" --layer 1 --head 0 --csv att.csv); contains "attention" "L1 attn" "$a"
+[ "$(wc -l < att.csv)" -eq 7 ] && ok || bad "attention csv rows: $(cat att.csv)"
+a=$("$cli" analyze embeddings -c ar.h5 --ids 5,6,7,8,9,10,11,12 --k 2); contains "embeddings" "locality (k = 2)" "$a"
+v=$("$cli" verify ar.h5); contains "verify" "verify: PASS" "$v"
+v=$("$cli" verify mamba1.h5 --examples 2); contains "verify bare model" "verify: PASS" "$v"
+expect_err "unknown analysis" "did you mean patching" "$cli" analyze patchin -c ar.h5
+expect_err "unknown site" "did you mean resid_pre" "$cli" analyze patching -c ar.h5 --site resid_pr
+expect_err "bad head" "L<layer>.<attn|ssm>.H<head>" "$cli" analyze ablation -c ar.h5 --heads first
+expect_err "head out of range" "has 4 heads" "$cli" analyze ablation -c ar.h5 --heads L1.attn.H9
+expect_err "bad ablation" "zero, mean or resample" "$cli" analyze ablation -c ar.h5 --ablation median
+expect_err "analysis needs a task" "no task_config" "$cli" analyze ablation -c mamba1.h5
+expect_err "state attribution" "exact-only" "$cli" analyze attribution -c ar.h5 --site state
+expect_err "analyze output exists" "--force" "$cli" analyze dla -c ar.h5 --out an-dla.h5
+expect_err "csv of a 3-d result" "choose one map" "$cli" analyze attention -c ar.h5 --csv x.csv
+[ -f x.csv ] && bad "a failed analysis left x.csv" || ok
 "$cli" train --preset mamba1 --set d_model=32 --task ar --task-set num_pairs=3 --task-set num_keys=8 --task-set num_values=8 \
   --train-set steps=100000 --train-set batch=4 --train-set eval_every=5 --train-set eval_examples=8 --out long.h5 --quiet \
   > long.log 2>&1 &

@@ -178,13 +178,15 @@ def mamba2(cfg, w, p, x):
     return linear(w, p + "out_proj", out)
 
 
-def forward(cfg, w, tokens):
+def forward(cfg, w, tokens, resid_hook=None):
     x = w["backbone.embedding.weight"][tokens]
     if cfg.get("pos_emb", "none") == "learned":
         x = x + w["backbone.pos_embedding.weight"][: len(tokens)]
     ssm = mamba2 if cfg["ssm_cfg"].get("layer", "Mamba1") == "Mamba2" else mamba1
     for i in range(cfg["n_layer"]):
         p = f"backbone.layers.{i}."
+        if resid_hook is not None:
+            x = resid_hook(i, x)
         h = norm(cfg, w, p + "norm", x)
         if i in cfg.get("parallel_layer_idx", []):
             beta = w[p + "mixer.beta"]

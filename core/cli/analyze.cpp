@@ -1,0 +1,592 @@
+// mechscope-cli analyze | verify, and the intervention part of bench: every analysis and sweep of core/analysis
+// and core/interventions on a checkpoint and its task, written as a results file (HDF5) and CSV.
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cmath>
+#include <functional>
+#include <iostream>
+#include <numeric>
+#include <sstream>
+
+#include <ATen/ATen.h>
+
+#include "core/analysis/analysis.h"
+#include "core/cli/cli_util.h"
+#include "core/cli/commands.h"
+#include "core/interventions/interventions.h"
+#include "core/io/checkpoint.h"
+#include "core/io/results.h"
+#include "core/io/tokens.h"
+#include "core/model/model.h"
+#include "core/util/sha256.h"
+#include "core/util/strings.h"
+#include "kernels/binding/scan_ops.h"
+
+namespace mechscope::cli {
+
+using nlohmann::json;
+
+namespace {
+
+std::atomic<bool> g_cancel{false};
+extern "C" void on_analyze_sigint(int) { g_cancel.store(true); }
+
+const std::vector<std::string> kAnalyses = {"attention", "head-scores", "ablation", "knockout", "patching",
+                                            "attribution", "dla", "embeddings", "logit-lens"};
+
+struct Loaded {
+  Checkpoint ck;
+  std::unique_ptr<Task> task;
+  json task_config;
+};
+
+Loaded load(const std::string& path, const std::vector<std::string>& task_sets, bool need_task) {
+  Loaded l;
+  l.ck = load_checkpoint(path);
+  for (const auto& w : l.ck.warnings) std::cerr << "warning: " << w << "\n";
+  l.ck.model->eval();
+  if (l.ck.task_config.is_null()) {
+    if (need_task || !task_sets.empty())
+      throw std::runtime_error("'" + path + "' has no task_config (a bare model); this analysis needs a task");
+    return l;
+  }
+  l.task_config = l.ck.task_config;
+  deep_merge(l.task_config, sets_to_json(task_sets));
+  l.task = make_task(l.task_config);
+  if (static_cast<int64_t>(l.task->vocab().size()) != l.ck.config.vocab_size)
+    throw std::invalid_argument("task " + l.task_config.dump() + " has a vocabulary of " +
+                                std::to_string(l.task->vocab().size()) + " tokens; the model has " +
+                                std::to_string(l.ck.config.vocab_size));
+  return l;
+}
+
+SweepOptions sweep_options(const AnalyzeOptions& o) {
+  SweepOptions s;
+  s.batched = !o.plain;
+  s.memory_budget_mb = o.memory_mb;
+  s.keep_threshold = o.keep_threshold;
+  s.cancel = &g_cancel;
+  if (!o.quiet && ::isatty(2)) {
+    s.progress = [](double f, const std::string& what) {
+      std::cerr << "\r" << fmt("%5.1f", 100 * f) << "%  " << what << "            " << std::flush;
+      if (f >= 1) std::cerr << "\r" << std::string(70, ' ') << "\r" << std::flush;
+    };
+  }
+  return s;
+}
+
+std::vector<std::string> head_labels(const std::vector<HeadRef>& heads) {
+  std::vector<std::string> out;
+  for (const auto& h : heads) out.push_back(h.label());
+  return out;
+}
+
+std::vector<std::string> token_labels(const at::Tensor& ids, const std::vector<std::string>& vocab) {
+  std::vector<std::string> out;
+  for (int64_t j = 0; j < ids.size(0); ++j) out.push_back(token_string(ids[j].item<int64_t>(), vocab));
+  return out;
+}
+
+// Position labels "3:k17" from example 0.
+std::vector<std::string> position_labels(const at::Tensor& ids, const std::vector<std::string>& vocab) {
+  auto toks = token_labels(ids, vocab);
+  for (size_t j = 0; j < toks.size(); ++j) toks[j] = std::to_string(j) + ":" + toks[j];
+  return toks;
+}
+
+void print_outcome(const std::string& label, const MetricTable& m, int64_t i = 0) {
+  std::cout << label << "accuracy " << fmt("%.3f", m.accuracy[i].item<double>()) << ", answer probability "
+            << fmt("%.3f", m.prob[i].item<double>()) << ", logit difference " << fmt("%.3f", m.logit_diff[i].item<double>());
+  if (m.kl.defined()) std::cout << ", KL to unablated " << fmt("%.4f", m.kl[i].item<double>());
+  std::cout << "\n";
+}
+
+MetricTable outcome(LanguageModel& model, const at::Tensor& tokens, const Readout& r, const std::vector<Hook>& hooks,
+                    const at::Tensor& reference_read) {
+  at::NoGradGuard no_grad;
+  at::Tensor logits = gather_readout(model.run_with_hooks(tokens, hooks), r);
+  ExampleMetrics m = example_metrics(logits.unsqueeze(0), r, reference_read.defined() ? reference_read.unsqueeze(0) : at::Tensor());
+  auto mean = [](const at::Tensor& t) { return t.defined() ? t.mean(-1) : t; };
+  return {mean(m.prob), mean(m.logit_diff), mean(m.correct), mean(m.kl)};
+}
+
+}  // namespace
+
+int run_analyze(const AnalyzeOptions& o) {
+  if (std::find(kAnalyses.begin(), kAnalyses.end(), o.what) == kAnalyses.end())
+    throw std::invalid_argument("analyze: unknown analysis '" + o.what + "'; expected one of " + join(kAnalyses, ", ") +
+                                closest_matches_hint(o.what, kAnalyses));
+  if (o.examples <= 0 || o.examples > 100000) throw std::invalid_argument("analyze: --examples must be in 1..100000");
+  if (o.out.empty() && o.csv.empty() && o.what != "ablation" && o.what != "knockout")
+    std::cerr << "note: no --out or --csv given; printing a summary only\n";
+  if (!o.out.empty()) refuse_overwrite(o.out, o.force);
+  if (!o.csv.empty()) refuse_overwrite(o.csv, o.force);
+  const bool needs_task = o.what != "attention" && o.what != "embeddings";
+  Loaded l = load(o.checkpoint, o.task_sets, needs_task);
+  LanguageModel& model = *l.ck.model;
+  const auto& vocab = l.ck.vocab;
+  g_cancel = false;
+  auto previous = std::signal(SIGINT, on_analyze_sigint);
+  struct Restore {
+    decltype(previous) p;
+    ~Restore() { std::signal(SIGINT, p); }
+  } restore{previous};
+
+  ResultsFile rf;
+  rf.kind = o.what;
+  rf.provenance = {{"checkpoint", l.ck.path}, {"checkpoint_sha256", sha256_file(l.ck.path)}, {"program", program_id()},
+                   {"seed", o.seed}, {"examples", o.examples}};
+  if (!l.task_config.is_null()) rf.provenance["task"] = l.task_config;
+  rf.settings = json::object();
+  std::function<void()> write_csv_fn;  // set by the analysis when it has a one- or two-dimensional result
+  const std::string g = [&] {
+    std::string s = o.what;
+    std::replace(s.begin(), s.end(), '-', '_');
+    return s;
+  }();
+
+  Batch batch;
+  at::Tensor corrupted_tokens;
+  if (l.task && o.what != "attention" && o.what != "embeddings") batch = l.task->sample(o.examples, o.seed);
+  SweepOptions sw = sweep_options(o);
+
+  try {
+    if (o.what == "attention") {
+      at::Tensor tokens;
+      if (!o.tokens.empty() || !o.tokens_file.empty()) {
+        const int64_t rows = l.ck.config.padded_vocab_size();
+        auto ids = o.tokens.empty() ? read_token_file(o.tokens_file, vocab, rows) : parse_tokens(o.tokens, vocab, rows);
+        tokens = at::tensor(ids, at::kLong).unsqueeze(0);
+      } else {
+        if (!l.task) throw std::runtime_error("attention: the checkpoint has no task; give --tokens or --tokens-file");
+        Batch b = l.task->sample(1, o.example >= 0 ? o.example : o.seed);
+        tokens = b.tokens.narrow(1, 0, b.lengths[0].item<int64_t>());
+      }
+      auto labels = token_labels(tokens[0], vocab);
+      rf.provenance["tokens"] = labels;
+      std::vector<AttentionMap> maps;
+      if (o.layer >= 0) {
+        auto mixers = model.heads_of_layer(o.layer < model.n_layers() ? o.layer : 0);
+        if (o.layer >= model.n_layers())
+          throw std::invalid_argument("--layer " + std::to_string(o.layer) + ": the model has layers 0.." +
+                                      std::to_string(model.n_layers() - 1));
+        for (const auto& [mixer, H] : mixers)
+          if (o.mixer.empty() || o.mixer == mixer) maps.push_back(attention_map(model, tokens, o.layer, mixer, o.groups));
+        if (maps.empty()) throw std::invalid_argument("--mixer " + o.mixer + ": layer " + std::to_string(o.layer) + " has no such mixer");
+      } else {
+        maps = attention_maps(model, tokens);
+      }
+      rf.settings = {{"normalised", o.normalise}, {"mamba1_groups", o.groups}};
+      for (const auto& m : maps) {
+        at::Tensor p = m.pattern[0];
+        if (o.normalise) p = normalise_map(p);
+        const std::string name = g + "/L" + std::to_string(m.layer) + "." + m.mixer;
+        rf.tensors.push_back({name, p, {"head", "q_pos", "k_pos"}, json{{"q_pos", labels}, {"k_pos", labels}}});
+        std::cout << "L" << m.layer << " " << m.mixer << ": " << p.size(0) << " head(s) x " << p.size(1) << " x "
+                  << p.size(2) << "\n";
+      }
+      if (!o.csv.empty()) {
+        if (maps.size() != 1 || o.head < 0)
+          throw std::invalid_argument("--csv with attention: choose one map with --layer, --mixer and --head");
+        if (o.head >= rf.tensors[0].value.size(0))
+          throw std::invalid_argument("--head " + std::to_string(o.head) + ": the map has " +
+                                      std::to_string(rf.tensors[0].value.size(0)) + " heads");
+        ResultTensor one{rf.tensors[0].name, rf.tensors[0].value[o.head], {"q_pos", "k_pos"}, rf.tensors[0].labels};
+        write_csv_fn = [one, &o] { write_csv(o.csv, one); };
+      }
+    } else if (o.what == "head-scores") {
+      HeadScores s = head_scores(model, batch, 5, o.repeat_len, o.seed, sw);
+      auto labels = head_labels(s.heads);
+      std::vector<std::pair<std::string, at::Tensor>> cols;
+      for (const auto& n : head_score_names()) {
+        rf.tensors.push_back({g + "/" + n, head_score(s, n), {"head"}, json{{"head", labels}}});
+        cols.push_back({n, head_score(s, n)});
+      }
+      rf.settings = {{"repeat_len", o.repeat_len}};
+      std::cout << "head            gather  aggregate  causal  induction  prev_token\n";
+      for (size_t i = 0; i < labels.size() && i < 64; ++i)
+        std::cout << labels[i] << std::string(std::max<int64_t>(1, 16 - (int64_t)labels[i].size()), ' ')
+                  << fmt("%6.3f", s.gather[i].item<double>()) << "  " << fmt("%9.3f", s.aggregate[i].item<double>())
+                  << "  " << fmt("%6.3f", s.causal[i].item<double>()) << "  " << fmt("%9.3f", s.induction[i].item<double>())
+                  << "  " << fmt("%10.3f", s.prev_token[i].item<double>()) << "\n";
+      if (labels.size() > 64) std::cout << "... " << labels.size() - 64 << " more heads in the results file\n";
+      write_csv_fn = [&o, labels, cols] { write_csv_table(o.csv, "head", labels, cols); };
+    } else if (o.what == "ablation") {
+      AblationKind kind = parse_ablation(o.ablation);
+      Batch reference = l.task->sample(std::max<int64_t>(o.examples, 32), o.seed + 1000003);
+      Ablator ab(model, kind, reference);
+      Readout r = Readout::all_labelled(batch);
+      rf.settings = {{"ablation", o.ablation}, {"reference_seed", o.seed + 1000003}};
+      if (!o.heads.empty()) {
+        std::vector<HeadRef> heads;
+        for (const auto& h : o.heads) heads.push_back(parse_head(h, model));
+        at::Tensor base_read;
+        {
+          at::NoGradGuard ng;
+          base_read = gather_readout(model.forward(batch.tokens), r);
+        }
+        MetricTable before = outcome(model, batch.tokens, r, {}, base_read);
+        MetricTable after = outcome(model, batch.tokens, r, ab.hooks(heads), base_read);
+        print_outcome("before: ", before);
+        print_outcome("after " + std::string(ablation_name(kind)) + "-ablating " + join(head_labels(heads), " ") + ": ", after);
+        rf.settings["heads"] = head_labels(heads);
+        std::vector<std::string> metric_names = {"prob", "logit_diff", "accuracy", "kl"};
+        auto vec = [](const MetricTable& m) {
+          return at::stack({m.prob, m.logit_diff, m.accuracy, m.kl}).to(at::kFloat);
+        };
+        rf.tensors.push_back({g + "/before", vec(before), {"metric"}, json{{"metric", metric_names}}});
+        rf.tensors.push_back({g + "/after", vec(after), {"metric"}, json{{"metric", metric_names}}});
+        write_csv_fn = [&o, metric_names, before, after, vec] {
+          write_csv_table(o.csv, "metric", metric_names, {{"before", vec(before)}, {"after", vec(after)}});
+        };
+      } else {
+        auto t0 = std::chrono::steady_clock::now();
+        HeadSweepResult res = head_ablation_sweep(model, batch.tokens, r, ab, {}, sw);
+        const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        auto labels = head_labels(res.heads);
+        std::vector<std::pair<std::string, at::Tensor>> cols = {
+            {"prob", res.ablated.prob}, {"logit_diff", res.ablated.logit_diff},
+            {"accuracy", res.ablated.accuracy}, {"kl", res.ablated.kl}};
+        for (const auto& [n, t] : cols) rf.tensors.push_back({g + "/" + n, t, {"head"}, json{{"head", labels}}});
+        rf.settings["base"] = {{"prob", res.base.prob.item<double>()}, {"logit_diff", res.base.logit_diff.item<double>()},
+                               {"accuracy", res.base.accuracy.item<double>()}};
+        print_outcome("unablated: ", res.base);
+        at::Tensor drop = res.base.accuracy - res.ablated.accuracy;
+        at::Tensor order = drop.argsort(0, true);
+        std::cout << res.heads.size() << " heads " << ablation_name(kind) << "-ablated one at a time in "
+                  << fmt("%.2f", secs) << " s; largest accuracy drops:\n";
+        for (int64_t i = 0; i < std::min<int64_t>(8, order.size(0)); ++i) {
+          const int64_t h = order[i].item<int64_t>();
+          std::cout << "  " << labels[h] << "  accuracy " << fmt("%.3f", res.ablated.accuracy[h].item<double>())
+                    << " (" << fmt("%+.3f", -drop[h].item<double>()) << "), probability "
+                    << fmt("%.3f", res.ablated.prob[h].item<double>()) << "\n";
+        }
+        write_csv_fn = [&o, labels, cols] { write_csv_table(o.csv, "head", labels, cols); };
+      }
+    } else if (o.what == "knockout") {
+      if (o.layer < 0) throw std::invalid_argument("knockout: give --layer");
+      Knockout ko;
+      ko.layer = o.layer;
+      for (const auto& h : o.heads) ko.heads.push_back(std::stoll(h));
+      for (const auto& e : o.edges) {
+        auto parts = split(e, ':');
+        if (parts.size() != 2) throw std::invalid_argument("--edge '" + e + "': expected query:key, e.g. 12:3");
+        ko.edges.push_back({std::stoll(parts[0]), std::stoll(parts[1])});
+      }
+      ko.last_row = o.last_row;
+      if (ko.edges.empty() && !ko.last_row) throw std::invalid_argument("knockout: give --edge q:k (repeatable) or --last-row");
+      Readout r = Readout::all_labelled(batch);
+      at::Tensor base_read;
+      {
+        at::NoGradGuard ng;
+        base_read = gather_readout(model.forward(batch.tokens), r);
+      }
+      MetricTable before = outcome(model, batch.tokens, r, {}, base_read);
+      MetricTable after = outcome(model, batch.tokens, r, knockout_hooks(model, {ko}, r), base_read);
+      print_outcome("before: ", before);
+      print_outcome("after knockout: ", after);
+      std::vector<std::string> metric_names = {"prob", "logit_diff", "accuracy", "kl"};
+      auto vec = [](const MetricTable& m) { return at::stack({m.prob, m.logit_diff, m.accuracy, m.kl}).to(at::kFloat); };
+      rf.settings = {{"layer", o.layer}, {"heads", o.heads}, {"edges", o.edges}, {"last_row", o.last_row}};
+      rf.tensors.push_back({g + "/before", vec(before), {"metric"}, json{{"metric", metric_names}}});
+      rf.tensors.push_back({g + "/after", vec(after), {"metric"}, json{{"metric", metric_names}}});
+      write_csv_fn = [&o, metric_names, before, after, vec] {
+        write_csv_table(o.csv, "metric", metric_names, {{"before", vec(before)}, {"after", vec(after)}});
+      };
+    } else if (o.what == "patching" || o.what == "attribution") {
+      Batch corrupted = l.task->corrupt(batch, o.seed + 1, o.corrupt);
+      corrupted_tokens = corrupted.tokens;
+      rf.settings = {{"site", o.site}, {"corrupt", o.corrupt.empty() ? l.task->corruptible_roles()[0] : o.corrupt},
+                     {"batched", !o.plain}};
+      auto t0 = std::chrono::steady_clock::now();
+      PatchResult res = o.what == "patching" ? activation_patching(model, batch, corrupted, o.site, sw)
+                                             : attribution_patching(model, batch, corrupted, o.site, sw);
+      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      auto pos = position_labels(batch.tokens[0], vocab);
+      json labels = {{"row", res.rows}, {"pos", pos}};
+      rf.tensors.push_back({g + "/score", res.score, {"row", "pos"}, labels});
+      if (o.what == "patching")
+        for (const auto& [n, t] : std::vector<std::pair<std::string, at::Tensor>>{
+                 {"prob", res.prob}, {"logit_diff", res.logit_diff}, {"accuracy", res.accuracy}, {"kl", res.kl}})
+          rf.tensors.push_back({g + "/" + n, t, {"row", "pos"}, labels});
+      rf.settings["kept_examples"] = res.kept_examples;
+      rf.settings["clean_prob"] = res.clean_prob;
+      rf.settings["corrupted_prob"] = res.corrupted_prob;
+      std::cout << o.what << " at " << o.site << ": " << res.kept_examples << " of " << res.total_examples
+                << " examples kept (p(y|clean) " << fmt("%.3f", res.clean_prob) << ", p(y|corrupted) "
+                << fmt("%.3f", res.corrupted_prob) << "), " << res.rows.size() << " x " << res.positions << " cells in "
+                << fmt("%.2f", secs) << " s\n";
+      if (o.what == "attribution" && o.compare) {
+        PatchResult exact = activation_patching(model, batch, corrupted, o.site, sw);
+        const double corr = score_correlation(res.score, exact.score);
+        rf.tensors.push_back({g + "/exact_score", exact.score, {"row", "pos"}, labels});
+        rf.settings["correlation_with_exact"] = corr;
+        std::cout << "correlation with exact patching: " << fmt("%.3f", corr) << "\n";
+      }
+      // The strongest cells.
+      at::Tensor flat = res.score.flatten().nan_to_num(-1e30);
+      at::Tensor order = flat.argsort(0, true);
+      std::cout << "highest normalised scores:\n";
+      for (int64_t i = 0; i < std::min<int64_t>(5, order.size(0)); ++i) {
+        const int64_t c = order[i].item<int64_t>(), row = c / res.positions, p = c % res.positions;
+        if (!std::isfinite(res.score[row][p].item<double>())) break;
+        std::cout << "  " << res.rows[row] << " @ " << pos[p] << "  " << fmt("%.3f", res.score[row][p].item<double>()) << "\n";
+      }
+      ResultTensor grid = rf.tensors[0];
+      write_csv_fn = [&o, grid] { write_csv(o.csv, grid); };
+    } else if (o.what == "dla") {
+      DlaResult d = direct_logit_attribution(model, batch.tokens, Readout::all_labelled(batch));
+      rf.tensors.push_back({g + "/value", d.value, {"component"}, json{{"component", d.components}}});
+      rf.settings["answer_logit"] = d.answer_logit;
+      at::Tensor order = d.value.abs().argsort(0, true);
+      std::cout << "mean answer logit " << fmt("%.3f", d.answer_logit) << " = sum of " << d.components.size()
+                << " components; largest:\n";
+      for (int64_t i = 0; i < std::min<int64_t>(8, order.size(0)); ++i) {
+        const int64_t c = order[i].item<int64_t>();
+        std::cout << "  " << d.components[c] << "  " << fmt("%+.3f", d.value[c].item<double>()) << "\n";
+      }
+      ResultTensor t = rf.tensors[0];
+      write_csv_fn = [&o, t] { write_csv(o.csv, t); };
+    } else if (o.what == "embeddings") {
+      std::vector<int64_t> ids;
+      at::Tensor rows;
+      if (!o.ids.empty()) {
+        for (const auto& s : o.ids) ids.push_back(std::stoll(s));
+        at::Tensor idx = at::tensor(ids, at::kLong);
+        if (idx.min().item<int64_t>() < 0 || idx.max().item<int64_t>() >= l.ck.config.padded_vocab_size())
+          throw std::invalid_argument("--ids: ids must be in [0, " + std::to_string(l.ck.config.padded_vocab_size()) + ")");
+        rows = model.backbone->embedding->weight.detach().index_select(0, idx);
+      } else {
+        rows = probe_rows(model, l.task.get(), &ids);
+        if (!rows.defined())
+          throw std::runtime_error("embeddings: the task has no position tokens and the model no learned position "
+                                   "table; choose rows with --ids");
+      }
+      EmbeddingGeometry geo = embedding_geometry(rows, o.components, o.k);
+      std::vector<std::string> row_labels;
+      for (auto id : ids) row_labels.push_back(l.task || !l.ck.vocab.empty() ? token_string(id, vocab) : std::to_string(id));
+      if (o.ids.empty() && !l.task) row_labels.clear();
+      if (row_labels.size() != static_cast<size_t>(rows.size(0))) {
+        row_labels.clear();
+        for (int64_t i = 0; i < rows.size(0); ++i) row_labels.push_back("pos" + std::to_string(i));
+      }
+      std::vector<std::string> comp_labels;
+      for (int64_t c = 0; c < geo.projection.size(1); ++c) comp_labels.push_back("PC" + std::to_string(c + 1));
+      rf.tensors.push_back({g + "/projection", geo.projection, {"row", "component"}, json{{"row", row_labels}, {"component", comp_labels}}});
+      rf.tensors.push_back({g + "/explained", geo.explained, {"component"}, json{{"component", comp_labels}}});
+      rf.tensors.push_back({g + "/cosine", geo.cosine, {"row", "row2"}, json{{"row", row_labels}, {"row2", row_labels}}});
+      rf.tensors.push_back({g + "/ids", at::tensor(ids, at::kLong), {"row"}, json{{"row", row_labels}}});
+      rf.settings = {{"k", o.k}, {"components", o.components}, {"locality", geo.locality}};
+      std::cout << rows.size(0) << " rows; locality (k = " << o.k << ") " << fmt("%.3f", geo.locality) << " (random ≈ "
+                << fmt("%.3f", std::min(1.0, 2.0 * o.k / rows.size(0))) << "); explained variance";
+      for (int64_t c = 0; c < geo.explained.size(0); ++c) std::cout << " " << fmt("%.3f", geo.explained[c].item<double>());
+      std::cout << "\n";
+      // Over training, from the snapshots kept in the checkpoint's history.
+      auto snaps = l.ck.training.find("embedding_snapshots");
+      if (o.over_training) {
+        if (snaps == l.ck.training.end())
+          throw std::runtime_error("--over-training: '" + o.checkpoint + "' keeps no embedding snapshots in /training");
+        at::Tensor S = snaps->second;  // [snapshots, rows, d]
+        at::Tensor steps = l.ck.training.count("embedding_snapshot_steps") ? l.ck.training.at("embedding_snapshot_steps")
+                                                                          : at::arange(S.size(0), at::kLong);
+        std::vector<double> loc;
+        std::vector<std::string> step_labels;
+        for (int64_t i = 0; i < S.size(0); ++i) {
+          loc.push_back(locality_score(S[i], o.k));
+          step_labels.push_back(std::to_string(steps[i].item<int64_t>()));
+          std::cout << "step " << step_labels.back() << ": locality " << fmt("%.3f", loc.back()) << "\n";
+        }
+        rf.tensors.push_back({g + "/locality_over_training", at::tensor(loc, at::kDouble).to(at::kFloat), {"step"},
+                              json{{"step", step_labels}}});
+      }
+      ResultTensor proj = rf.tensors[0];
+      write_csv_fn = [&o, proj] { write_csv(o.csv, proj); };
+    } else if (o.what == "logit-lens") {
+      LogitLens lens = logit_lens(model, batch);
+      rf.tensors.push_back({g + "/prob", lens.prob, {"stage"}, json{{"stage", lens.stages}}});
+      rf.tensors.push_back({g + "/accuracy", lens.accuracy, {"stage"}, json{{"stage", lens.stages}}});
+      auto pos = position_labels(batch.tokens[0], vocab);
+      rf.tensors.push_back({g + "/example_prob", lens.example_prob, {"stage", "pos"}, json{{"stage", lens.stages}, {"pos", pos}}});
+      rf.tensors.push_back({g + "/example_top", lens.example_top, {"stage", "pos"}, json{{"stage", lens.stages}, {"pos", pos}}});
+      for (size_t i = 0; i < lens.stages.size(); ++i)
+        std::cout << lens.stages[i] << ": answer probability " << fmt("%.3f", lens.prob[i].item<double>()) << ", accuracy "
+                  << fmt("%.3f", lens.accuracy[i].item<double>()) << "\n";
+      auto stages = lens.stages;
+      std::vector<std::pair<std::string, at::Tensor>> cols = {{"prob", lens.prob}, {"accuracy", lens.accuracy}};
+      write_csv_fn = [&o, stages, cols] { write_csv_table(o.csv, "stage", stages, cols); };
+    }
+  } catch (const Cancelled&) {
+    std::cerr << "\ninterrupted: nothing written\n";
+    return 130;
+  }
+  if (batch.size() > 0) {  // the inputs, so that a result can be recomputed elsewhere
+    rf.tensors.push_back({"inputs/tokens", batch.tokens, {"example", "pos"}, json()});
+    rf.tensors.push_back({"inputs/targets", batch.targets, {"example", "pos"}, json()});
+    rf.tensors.push_back({"inputs/lengths", batch.lengths, {"example"}, json()});
+    if (corrupted_tokens.defined())
+      rf.tensors.push_back({"inputs/corrupted_tokens", corrupted_tokens, {"example", "pos"}, json()});
+  }
+  if (!o.out.empty()) {
+    write_results(o.out, rf);
+    std::cout << "wrote " << o.out << " (" << rf.tensors.size() << " tensor(s))\n";
+  }
+  if (!o.csv.empty()) {
+    if (!write_csv_fn) throw std::invalid_argument("--csv: this analysis has no one- or two-dimensional result");
+    write_csv_fn();
+    std::cout << "wrote " << o.csv << "\n";
+  }
+  return 0;
+}
+
+// ---------------------------------------------------------------- verify
+
+int run_verify(const VerifyOptions& o) {
+  if (o.examples <= 0 || o.examples > 4096) throw std::invalid_argument("verify: --examples must be in 1..4096");
+  Loaded l = load(o.checkpoint, {}, false);
+  LanguageModel& model = *l.ck.model;
+  at::Tensor tokens;
+  Batch batch;
+  if (l.task) {
+    batch = l.task->sample(o.examples, o.seed);
+    tokens = batch.tokens;
+  } else {
+    const int64_t L = l.ck.config.pos_emb == "learned" ? std::min<int64_t>(64, l.ck.config.max_seq_len) : 64;
+    tokens = at::randint(l.ck.config.vocab_size, {o.examples, L}, at::make_generator<at::CPUGeneratorImpl>(o.seed), at::kLong);
+  }
+  at::NoGradGuard no_grad;
+  struct Check {
+    std::string what;
+    double diff, scale;
+  };
+  std::vector<Check> checks;
+  auto rel = [](const at::Tensor& a, const at::Tensor& b) {
+    return Check{"", (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>(),
+                 std::max(1.0, b.abs().max().item<double>())};
+  };
+  // 1. The fast forward (scan kernels) against the reference path (pure torch scans).
+  at::Tensor fast = model.forward(tokens);
+  const bool was = kernels::fast_scan_enabled();
+  kernels::set_fast_scan_enabled(false);
+  at::Tensor reference = model.forward(tokens);
+  kernels::set_fast_scan_enabled(was);
+  Check c = rel(fast, reference);
+  c.what = "fast forward vs reference forward (logits)";
+  checks.push_back(c);
+  // 2. Forward with every hook cached (and the expensive ones) against the plain forward.
+  auto [cached, cache] = model.run_with_cache(tokens, HookSelection::everything(true));
+  c = rel(cached, fast);
+  c.what = "forward with the full cache (" + std::to_string(cache.size()) + " hooks) vs plain forward";
+  checks.push_back(c);
+  if (l.task) {
+    // 3. Batched head-ablation sweep against one forward per head (up to 16 heads).
+    Readout r = Readout::all_labelled(batch);
+    Ablator zero(model, AblationKind::Zero);
+    auto heads = all_heads(model);
+    if (heads.size() > 16) {
+      std::vector<HeadRef> some;
+      for (size_t i = 0; i < 16; ++i) some.push_back(heads[i * heads.size() / 16]);
+      heads = some;
+    }
+    SweepOptions plain;
+    plain.batched = false;
+    auto a = head_ablation_sweep(model, tokens, r, zero, heads, plain);
+    auto b = head_ablation_sweep(model, tokens, r, zero, heads, {});
+    c = rel(b.ablated.prob, a.ablated.prob);
+    c.what = "batched head-ablation sweep vs one forward per head (" + std::to_string(heads.size()) + " heads, probability)";
+    checks.push_back(c);
+    // 4. Batched residual patching against one forward per cell (4 examples).
+    Batch small{batch.tokens.narrow(0, 0, std::min<int64_t>(4, batch.size())),
+                batch.targets.narrow(0, 0, std::min<int64_t>(4, batch.size())),
+                batch.roles.narrow(0, 0, std::min<int64_t>(4, batch.size())),
+                batch.lengths.narrow(0, 0, std::min<int64_t>(4, batch.size()))};
+    Batch corrupted = l.task->corrupt(small, o.seed + 1);
+    SweepOptions keep_all;
+    keep_all.keep_threshold = -1;
+    SweepOptions plain_all = keep_all;
+    plain_all.batched = false;
+    auto pa = activation_patching(model, small, corrupted, "resid_pre", plain_all);
+    auto pb = activation_patching(model, small, corrupted, "resid_pre", keep_all);
+    c = rel(pb.prob, pa.prob);
+    c.what = "batched residual patching vs one forward per cell (probability)";
+    checks.push_back(c);
+  }
+  bool ok = true;
+  for (const auto& ch : checks) {
+    const bool pass = ch.diff <= o.tolerance * ch.scale;
+    ok = ok && pass;
+    std::cout << (pass ? "ok    " : "FAIL  ") << ch.what << ": max difference " << fmt("%.2e", ch.diff) << "\n";
+  }
+  std::cout << (ok ? "verify: PASS" : "verify: FAIL") << " (tolerance " << fmt("%.0e", o.tolerance)
+            << " relative; " << o.examples << " examples)\n";
+  return ok ? 0 : 1;
+}
+
+// ---------------------------------------------------------------- bench: interventions
+
+namespace {
+
+// Median seconds of `repeat` interleaved runs of a and b (drift on a shared machine hits both alike).
+std::pair<double, double> median_pair(int repeat, const std::function<void()>& a, const std::function<void()>& b) {
+  using clock = std::chrono::steady_clock;
+  std::vector<double> ta, tb;
+  for (int i = 0; i < std::max(1, repeat); ++i) {
+    auto t0 = clock::now();
+    a();
+    auto t1 = clock::now();
+    b();
+    auto t2 = clock::now();
+    ta.push_back(std::chrono::duration<double>(t1 - t0).count());
+    tb.push_back(std::chrono::duration<double>(t2 - t1).count());
+  }
+  std::sort(ta.begin(), ta.end());
+  std::sort(tb.begin(), tb.end());
+  return {ta[ta.size() / 2], tb[tb.size() / 2]};
+}
+
+std::string secs_str(double s) { return s < 1 ? fmt("%.1f ms", s * 1e3) : fmt("%.2f s", s); }
+
+}  // namespace
+
+void bench_interventions(LanguageModel& model, const Task& task, int64_t examples, uint64_t seed, int repeat) {
+  Batch batch = task.sample(examples, seed);
+  Readout r = Readout::all_labelled(batch);
+  Ablator zero(model, AblationKind::Zero);
+  SweepOptions plain;
+  plain.batched = false;
+  auto heads = all_heads(model);
+  const int ablation_repeat = heads.size() > 32 ? std::min(repeat, 3) : repeat;
+  auto [naive, batched] = median_pair(
+      ablation_repeat, [&] { head_ablation_sweep(model, batch.tokens, r, zero, heads, plain); },
+      [&] { head_ablation_sweep(model, batch.tokens, r, zero, heads, {}); });
+  std::cout << "head-ablation sweep (" << heads.size() << " heads, " << examples << " examples): naive "
+            << secs_str(naive) << ", batched " << secs_str(batched) << ", " << fmt("%.1f", naive / batched) << "x\n";
+  Batch corrupted = task.corrupt(batch, seed + 1);
+  SweepOptions keep_all;
+  try {  // SPEC §4's filter when some example reacts to the corruption, else every example (timing only)
+    SweepOptions probe;
+    probe.memory_budget_mb = 1;
+    attribution_patching(model, batch, corrupted, "resid_pre", probe);
+  } catch (const std::invalid_argument&) {
+    keep_all.keep_threshold = -1;
+  }
+  SweepOptions plain_all = keep_all;
+  plain_all.batched = false;
+  PatchResult exact;
+  auto [pn, pb] = median_pair(
+      std::min(repeat, 3), [&] { activation_patching(model, batch, corrupted, "resid_pre", plain_all); },
+      [&] { exact = activation_patching(model, batch, corrupted, "resid_pre", keep_all); });
+  std::cout << "residual patching sweep (" << model.n_layers() << " layers x " << exact.positions << " positions): naive "
+            << secs_str(pn) << ", batched " << secs_str(pb) << ", " << fmt("%.1f", pn / pb) << "x\n";
+  PatchResult attr;
+  auto [pa, unused] = median_pair(
+      repeat, [&] { attr = attribution_patching(model, batch, corrupted, "resid_pre", keep_all); }, [] {});
+  std::cout << "attribution patching (same grid, one forward + backward): " << secs_str(pa) << ", "
+            << fmt("%.1f", pb / pa) << "x faster than batched exact; correlation with exact "
+            << fmt("%.3f", score_correlation(attr.score, exact.score)) << "\n";
+}
+
+}  // namespace mechscope::cli

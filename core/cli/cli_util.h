@@ -1,0 +1,35 @@
+// Helpers the mechscope-cli command files share (defined in commands.cpp).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+#include <nlohmann/json.hpp>
+
+namespace mechscope::cli {
+
+bool file_exists(const std::string& path);
+/// Throws unless `force` or the file does not exist.
+void refuse_overwrite(const std::string& path, bool force);
+/// printf-style formatting of one number.
+std::string fmt(const char* format, double v);
+/// "a.b=3" -> {"a": {"b": 3}}; a value that is not JSON is a string.
+nlohmann::json parse_set(const std::string& kv);
+/// Recursive merge of objects.
+void deep_merge(nlohmann::json& into, const nlohmann::json& from);
+/// Several key=value settings merged into one object.
+nlohmann::json sets_to_json(const std::vector<std::string>& sets);
+std::string with_commas(int64_t n);
+std::string shape_str(at::IntArrayRef s);
+
+}  // namespace mechscope::cli
+namespace mechscope {
+class LanguageModel;
+class Task;
+namespace cli {
+/// bench: the head-ablation and residual patching sweeps naive vs batched, and attribution patching (analyze.cpp).
+void bench_interventions(LanguageModel& model, const Task& task, int64_t examples, uint64_t seed, int repeat);
+}  // namespace cli
+}  // namespace mechscope
