@@ -18,6 +18,7 @@
 #include "core/cli/cli_util.h"
 #include "core/cli/commands.h"
 #include "core/interventions/interventions.h"
+#include "core/interventions/verify.h"
 #include "core/io/checkpoint.h"
 #include "core/io/results.h"
 #include "core/io/tokens.h"
@@ -447,82 +448,11 @@ int run_analyze(const AnalyzeOptions& o) {
 int run_verify(const VerifyOptions& o) {
   if (o.examples <= 0 || o.examples > 4096) throw std::invalid_argument("verify: --examples must be in 1..4096");
   Loaded l = load(o.checkpoint, {}, false);
-  LanguageModel& model = *l.ck.model;
-  at::Tensor tokens;
-  Batch batch;
-  if (l.task) {
-    batch = l.task->sample(o.examples, o.seed);
-    tokens = batch.tokens;
-  } else {
-    const int64_t L = l.ck.config.pos_emb == "learned" ? std::min<int64_t>(64, l.ck.config.max_seq_len) : 64;
-    tokens = at::randint(l.ck.config.vocab_size, {o.examples, L}, at::make_generator<at::CPUGeneratorImpl>(o.seed), at::kLong);
-  }
-  at::NoGradGuard no_grad;
-  struct Check {
-    std::string what;
-    double diff, scale;
-  };
-  std::vector<Check> checks;
-  auto rel = [](const at::Tensor& a, const at::Tensor& b) {
-    return Check{"", (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>(),
-                 std::max(1.0, b.abs().max().item<double>())};
-  };
-  // 1. The fast forward (scan kernels) against the reference path (pure torch scans).
-  at::Tensor fast = model.forward(tokens);
-  const bool was = kernels::fast_scan_enabled();
-  kernels::set_fast_scan_enabled(false);
-  at::Tensor reference = model.forward(tokens);
-  kernels::set_fast_scan_enabled(was);
-  Check c = rel(fast, reference);
-  c.what = "fast forward vs reference forward (logits)";
-  checks.push_back(c);
-  // 2. Forward with every hook cached (and the expensive ones) against the plain forward.
-  auto [cached, cache] = model.run_with_cache(tokens, HookSelection::everything(true));
-  c = rel(cached, fast);
-  c.what = "forward with the full cache (" + std::to_string(cache.size()) + " hooks) vs plain forward";
-  checks.push_back(c);
-  if (l.task) {
-    // 3. Batched head-ablation sweep against one forward per head (up to 16 heads).
-    Readout r = Readout::all_labelled(batch);
-    Ablator zero(model, AblationKind::Zero);
-    auto heads = all_heads(model);
-    if (heads.size() > 16) {
-      std::vector<HeadRef> some;
-      for (size_t i = 0; i < 16; ++i) some.push_back(heads[i * heads.size() / 16]);
-      heads = some;
-    }
-    SweepOptions plain;
-    plain.batched = false;
-    auto a = head_ablation_sweep(model, tokens, r, zero, heads, plain);
-    auto b = head_ablation_sweep(model, tokens, r, zero, heads, {});
-    c = rel(b.ablated.prob, a.ablated.prob);
-    c.what = "batched head-ablation sweep vs one forward per head (" + std::to_string(heads.size()) + " heads, probability)";
-    checks.push_back(c);
-    // 4. Batched residual patching against one forward per cell (4 examples).
-    Batch small{batch.tokens.narrow(0, 0, std::min<int64_t>(4, batch.size())),
-                batch.targets.narrow(0, 0, std::min<int64_t>(4, batch.size())),
-                batch.roles.narrow(0, 0, std::min<int64_t>(4, batch.size())),
-                batch.lengths.narrow(0, 0, std::min<int64_t>(4, batch.size()))};
-    Batch corrupted = l.task->corrupt(small, o.seed + 1);
-    SweepOptions keep_all;
-    keep_all.keep_threshold = -1;
-    SweepOptions plain_all = keep_all;
-    plain_all.batched = false;
-    auto pa = activation_patching(model, small, corrupted, "resid_pre", plain_all);
-    auto pb = activation_patching(model, small, corrupted, "resid_pre", keep_all);
-    c = rel(pb.prob, pa.prob);
-    c.what = "batched residual patching vs one forward per cell (probability)";
-    checks.push_back(c);
-  }
-  bool ok = true;
-  for (const auto& ch : checks) {
-    const bool pass = ch.diff <= o.tolerance * ch.scale;
-    ok = ok && pass;
-    std::cout << (pass ? "ok    " : "FAIL  ") << ch.what << ": max difference " << fmt("%.2e", ch.diff) << "\n";
-  }
-  std::cout << (ok ? "verify: PASS" : "verify: FAIL") << " (tolerance " << fmt("%.0e", o.tolerance)
-            << " relative; " << o.examples << " examples)\n";
-  return ok ? 0 : 1;
+  VerifyReport rep = verify_model(*l.ck.model, l.task.get(), o.examples, o.seed, o.tolerance);
+  for (const auto& ch : rep.checks)
+    std::cout << (ch.pass ? "ok    " : "FAIL  ") << ch.what << ": max difference " << fmt("%.2e", ch.diff) << "\n";
+  std::cout << rep.summary << "\n";
+  return rep.pass ? 0 : 1;
 }
 
 // ---------------------------------------------------------------- bench: interventions

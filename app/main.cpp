@@ -1,0 +1,72 @@
+// mechscope: the workbench. Arguments: checkpoints (.h5) and workspaces (.json) to open;
+// --screenshots DIR saves one screenshot per panel and exits; --dark starts with the dark theme.
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <string>
+
+#include "core/engine/runtime.h"
+
+#include <QApplication>
+#include <QCommandLineParser>
+#include <QFileInfo>
+#include <QTimer>
+
+#include "app/mainwindow.h"
+
+int main(int argc, char** argv) {
+  const char* platform = std::getenv("QT_QPA_PLATFORM");
+  const bool headless_platform = platform && (std::strcmp(platform, "offscreen") == 0 || std::strcmp(platform, "minimal") == 0);
+  bool wants_help = false;
+  for (int i = 1; i < argc; ++i)
+    if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h") || !std::strcmp(argv[i], "--version")) wants_help = true;
+  if (!headless_platform && !wants_help && !std::getenv("DISPLAY") && !std::getenv("WAYLAND_DISPLAY")) {
+    std::cerr << "mechscope: no display found (DISPLAY and WAYLAND_DISPLAY are unset).\n"
+                 "  On a machine without a screen, run the workbench under a virtual display:\n"
+                 "    xvfb-run -a -s \"-screen 0 1600x1000x24\" mechscope resources/models/*.h5 --screenshots shots/\n"
+                 "  or use the command-line tool, which does everything the workbench does:\n"
+                 "    mechscope-cli analyze --help\n";
+    return 2;
+  }
+  mechscope::init_runtime();
+  for (int i = 1; i < argc; ++i)  // screenshots: the default layout and theme, whatever was saved
+    if (!std::strcmp(argv[i], "--screenshots")) qputenv("MECHSCOPE_DEFAULT_LAYOUT", "1");
+  QApplication app(argc, argv);
+  QApplication::setApplicationName("MechScope");
+  QApplication::setOrganizationName("MechScope");
+  QApplication::setApplicationVersion(MECHSCOPE_VERSION_STRING);
+  QCommandLineParser parser;
+  parser.setApplicationDescription("MechScope: mechanistic interpretability of Transformers, Mamba and hybrids.");
+  parser.addHelpOption();
+  parser.addVersionOption();
+  QCommandLineOption shots("screenshots", "Save a screenshot of each panel into DIR, then quit.", "DIR");
+  QCommandLineOption dark("dark", "Start with the dark theme.");
+  parser.addOption(shots);
+  parser.addOption(dark);
+  parser.addPositionalArgument("files", "Checkpoints (.h5) or a workspace (.json) to open.", "[files...]");
+  parser.process(app);
+
+  mechscope::app::MainWindow w;
+  if (parser.isSet(dark)) w.setDark(true);
+  const bool screenshot_mode = parser.isSet(shots);
+  w.setQuiet(screenshot_mode);
+  w.resize(1500, 950);
+  w.show();
+  for (const QString& f : parser.positionalArguments()) {
+    if (QFileInfo(f).suffix().toLower() == "json") w.openWorkspace(f);
+    else w.openFile(f);
+  }
+  if (screenshot_mode) {
+    QTimer::singleShot(0, &w, [&] {
+      w.waitIdle(120000);
+      // Something in each panel: a head ablated, a patching sweep run.
+      w.runPatching();
+      w.waitIdle(300000);
+      w.takeScreenshots(parser.value(shots));
+      if (!w.lastError().isEmpty()) std::cerr << "mechscope: " << w.lastError().toStdString() << "\n";
+      std::cout << "screenshots in " << parser.value(shots).toStdString() << "\n";
+      app.quit();
+    });
+  }
+  return app.exec();
+}

@@ -1,0 +1,151 @@
+// The workbench window: dockable panels over a Workbench (model, input, attention, heads, outcome, patching,
+// embeddings, compare), a job thread for everything that touches the engine, export, workspaces, themes.
+// No torch here: the engine is behind app/workbench.h.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include <QMainWindow>
+#include <QThreadPool>
+
+#include "app/workbench.h"
+
+class QCheckBox;
+class QComboBox;
+class QDockWidget;
+class QLabel;
+class QLineEdit;
+class QListWidget;
+class QProgressBar;
+class QPushButton;
+class QSlider;
+class QSpinBox;
+class QTableWidget;
+class QTextBrowser;
+
+namespace mechscope::app {
+
+class PlotView;
+
+class MainWindow : public QMainWindow {
+  Q_OBJECT
+ public:
+  explicit MainWindow(QWidget* parent = nullptr);
+  ~MainWindow() override;
+
+  /// Opens a checkpoint in the job thread; errors appear in a dialog (or the status bar when `quiet`).
+  void openFile(const QString& path);
+  /// Processes events until no job is queued or running; false on timeout.
+  bool waitIdle(int timeout_ms = 60000);
+  bool busy() const { return jobs_running_ > 0; }
+  Workbench& workbench() { return *wb_; }
+  PlotView* headsPlot() const { return heads_plot_; }
+  PlotView* attentionPlot() const { return attn_plot_; }
+  PlotView* patchingPlot() const { return patch_plot_; }
+  PlotView* embeddingPlot() const { return emb_plot_; }
+  QString outcomeText() const;
+  QString lastError() const { return last_error_; }
+  double lastOutcomeMs() const { return last_outcome_ms_; }
+  void runPatching();
+  void saveWorkspace(const QString& path);
+  void openWorkspace(const QString& path);
+  /// Raises each panel in turn and saves a screenshot of the window per panel into `dir`.
+  void takeScreenshots(const QString& dir);
+  void setDark(bool dark);
+  /// Errors go to the status bar instead of a dialog (tests, screenshots).
+  void setQuiet(bool quiet) { quiet_ = quiet; }
+
+ protected:
+  void closeEvent(QCloseEvent* e) override;
+  void dragEnterEvent(QDragEnterEvent* e) override;
+  void dropEvent(QDropEvent* e) override;
+
+ private:
+  template <class R>
+  void job(const QString& what, std::function<R(const Progress&)> work, std::function<void(const R&)> done);
+  void showError(const QString& what, const QString& message);
+  void buildMenus();
+  QDockWidget* dock(const QString& title, const QString& name, QWidget* body, Qt::DockWidgetArea area);
+  void refreshModels();
+  void refreshInput();
+  void refreshAttention();
+  void refreshHeads();
+  void refreshOutcome();
+  void refreshEmbeddings();
+  void refreshCompare();
+  void refreshAll();
+  void toggleHead(int row, int col, Qt::KeyboardModifiers mods);
+  void applyAblation(const std::vector<std::string>& heads);
+  void addRecent(const QString& path);
+  void updateRecentMenu();
+  void updateStatus();
+
+  std::unique_ptr<Workbench> wb_;
+  QThreadPool pool_;
+  int jobs_running_ = 0;
+  struct JobState {
+    std::atomic<bool> cancel{false};
+    std::atomic<double> progress{0};
+  };
+  std::vector<std::shared_ptr<JobState>> jobs_;
+  QString job_label_;
+  QString last_error_;
+  bool quiet_ = false;
+  bool dark_ = false;
+  double last_outcome_ms_ = -1;
+
+  // Model panel
+  QListWidget* model_list_;
+  QTextBrowser* model_info_;
+  // Input panel
+  QSpinBox* n_spin_;
+  QSpinBox* seed_spin_;
+  QLineEdit* task_edit_;
+  QSpinBox* example_spin_;
+  QLineEdit* tokens_edit_;
+  QTableWidget* token_table_;
+  QLabel* input_label_;
+  std::vector<int> wrong_examples_;
+  // Attention
+  QSpinBox* layer_spin_;
+  QComboBox* mixer_combo_;
+  QSpinBox* head_spin_;
+  QCheckBox* mean_heads_;
+  QCheckBox* normalise_;
+  PlotView* attn_plot_;
+  // Heads
+  QComboBox* score_combo_;
+  QComboBox* ablation_combo_;
+  QLabel* ablated_label_;
+  PlotView* heads_plot_;
+  std::vector<std::pair<int, std::string>> head_rows_;  // grid row -> (layer, mixer)
+  // Outcome
+  QTextBrowser* outcome_view_;
+  Outcome before_, after_;
+  std::string verify_status_;
+  // Patching
+  QComboBox* site_combo_;
+  QComboBox* role_combo_;
+  PlotView* patch_plot_;
+  QLabel* patch_label_;
+  // Embeddings
+  QSpinBox* pcx_;
+  QSpinBox* pcy_;
+  QSlider* snapshot_slider_;
+  QLabel* emb_label_;
+  PlotView* emb_plot_;
+  PlotView* cos_plot_;
+  // Compare
+  QTableWidget* compare_table_;
+  // Status bar
+  QProgressBar* progress_;
+  QPushButton* cancel_;
+  QLabel* status_;
+  QMenu* recent_menu_;
+  std::vector<QDockWidget*> docks_;
+};
+
+}  // namespace mechscope::app

@@ -1,0 +1,404 @@
+// PlotView: see plotview.h.
+#include "app/plotview.h"
+
+#include <cmath>
+#include <fstream>
+#include <limits>
+
+#include <QApplication>
+#include <QClipboard>
+#include <QFileDialog>
+#include <QFileInfo>
+#include <QHBoxLayout>
+#include <QInputDialog>
+#include <QLabel>
+#include <QMessageBox>
+#include <QPushButton>
+#include <QSaveFile>
+#include <QSvgGenerator>
+#include <QToolButton>
+#include <QVBoxLayout>
+#include <qcustomplot.h>
+
+namespace mechscope::app {
+
+namespace {
+// Viridis (perceptually uniform, colour-blind safe); QCustomPlot 2.1 has no preset for it.
+QCPColorGradient viridis() {
+  QCPColorGradient g;
+  g.clearColorStops();
+  const QColor stops[] = {QColor(68, 1, 84), QColor(72, 40, 120), QColor(62, 74, 137), QColor(49, 104, 142),
+                          QColor(38, 130, 142), QColor(31, 158, 137), QColor(53, 183, 121), QColor(109, 205, 89),
+                          QColor(180, 222, 44), QColor(253, 231, 37)};
+  for (int i = 0; i < 10; ++i) g.setColorStopAt(i / 9.0, stops[i]);
+  g.setColorInterpolation(QCPColorGradient::ciRGB);
+  return g;
+}
+
+// Blue - white - red, for signed scores (white at zero).
+QCPColorGradient diverging() {
+  QCPColorGradient g;
+  g.clearColorStops();
+  g.setColorStopAt(0.0, QColor(33, 102, 172));
+  g.setColorStopAt(0.25, QColor(146, 197, 222));
+  g.setColorStopAt(0.5, QColor(247, 247, 247));
+  g.setColorStopAt(0.75, QColor(244, 165, 130));
+  g.setColorStopAt(1.0, QColor(178, 24, 43));
+  g.setColorInterpolation(QCPColorGradient::ciRGB);
+  return g;
+}
+
+QString csvField(const std::string& s) {
+  QString q = QString::fromStdString(s);
+  if (q.contains(',') || q.contains('"') || q.contains('\n')) q = '"' + q.replace("\"", "\"\"") + '"';
+  return q;
+}
+}  // namespace
+
+PlotView::PlotView(const QString& name, QWidget* parent) : QWidget(parent), name_(name) {
+  setObjectName(name);
+  plot_ = new QCustomPlot(this);
+  plot_->setObjectName(name + "-plot");
+  plot_->setInteractions(QCP::iRangeDrag | QCP::iRangeZoom);
+  plot_->setMinimumSize(240, 200);
+  plot_->setNoAntialiasingOnDrag(true);
+  hover_ = new QLabel(this);
+  hover_->setTextInteractionFlags(Qt::TextSelectableByMouse);
+  auto* exportButton = new QToolButton(this);
+  exportButton->setText(tr("Export…"));
+  exportButton->setToolTip(tr("Save the figure as PNG, PDF or SVG at a chosen size"));
+  auto* csvButton = new QToolButton(this);
+  csvButton->setText(tr("CSV…"));
+  csvButton->setToolTip(tr("Save the data behind the figure as CSV"));
+  auto* copyButton = new QToolButton(this);
+  copyButton->setText(tr("Copy"));
+  copyButton->setToolTip(tr("Copy the figure to the clipboard"));
+  auto* resetButton = new QToolButton(this);
+  resetButton->setText(tr("Reset zoom"));
+  connect(exportButton, &QToolButton::clicked, this, &PlotView::exportDialog);
+  connect(csvButton, &QToolButton::clicked, this, &PlotView::csvDialog);
+  connect(copyButton, &QToolButton::clicked, this, [this] { copyToClipboard(); });
+  connect(resetButton, &QToolButton::clicked, this, [this] {
+    plot_->rescaleAxes();
+    if (is_grid_) {
+      plot_->xAxis->setRange(-0.5, grid_.cols - 0.5);
+      plot_->yAxis->setRange(-0.5, grid_.rows - 0.5);
+    }
+    relabel();
+    plot_->replot();
+  });
+  auto* bar = new QHBoxLayout;
+  bar->addWidget(hover_, 1);
+  bar->addWidget(resetButton);
+  bar->addWidget(copyButton);
+  bar->addWidget(csvButton);
+  bar->addWidget(exportButton);
+  auto* lay = new QVBoxLayout(this);
+  lay->setContentsMargins(2, 2, 2, 2);
+  lay->addWidget(plot_, 1);
+  lay->addLayout(bar);
+  connect(plot_, &QCustomPlot::mouseMove, this, &PlotView::onMouseMove);
+  connect(plot_, &QCustomPlot::mousePress, this, &PlotView::onMousePress);
+  connect(plot_->xAxis, qOverload<const QCPRange&>(&QCPAxis::rangeChanged), this, [this] { relabel(); });
+  connect(plot_->yAxis, qOverload<const QCPRange&>(&QCPAxis::rangeChanged), this, [this] { relabel(); });
+}
+
+void PlotView::setDark(bool dark) {
+  dark_ = dark;
+  const QColor bg = dark ? QColor(0x26, 0x28, 0x2b) : Qt::white, fg = dark ? QColor(0xdd, 0xdd, 0xdd) : Qt::black;
+  plot_->setBackground(bg);
+  for (QCPAxis* ax : {plot_->xAxis, plot_->yAxis, plot_->xAxis2, plot_->yAxis2}) {
+    ax->setBasePen(QPen(fg));
+    ax->setTickPen(QPen(fg));
+    ax->setSubTickPen(QPen(fg));
+    ax->setTickLabelColor(fg);
+    ax->setLabelColor(fg);
+  }
+  if (plot_->plotLayout()->rowCount() > 1)
+    if (auto* t = qobject_cast<QCPTextElement*>(plot_->plotLayout()->element(0, 0))) t->setTextColor(fg);
+  plot_->replot();
+}
+
+void PlotView::showGrid(const Grid& g, bool symmetric) {
+  plot_->clearPlottables();
+  plot_->clearItems();
+  marks_.clear();
+  if (plot_->plotLayout()->rowCount() > 1) {
+    plot_->plotLayout()->remove(plot_->plotLayout()->element(0, 0));
+    plot_->plotLayout()->simplify();
+  }
+  for (int i = plot_->plotLayout()->columnCount() - 1; i > 0; --i) {  // old colour scales
+    if (auto* el = plot_->plotLayout()->element(0, i)) plot_->plotLayout()->remove(el);
+  }
+  plot_->plotLayout()->simplify();
+  grid_ = g;
+  is_grid_ = true;
+  has_data_ = g.rows > 0 && g.cols > 0;
+  map_ = new QCPColorMap(plot_->xAxis, plot_->yAxis);
+  map_->data()->setSize(std::max(g.cols, 1), std::max(g.rows, 1));
+  map_->data()->setRange(QCPRange(0, std::max(g.cols - 1, 0)), QCPRange(0, std::max(g.rows - 1, 0)));
+  double lo = std::numeric_limits<double>::infinity(), hi = -lo;
+  for (int r = 0; r < g.rows; ++r)
+    for (int c = 0; c < g.cols; ++c) {
+      const double v = g.at(r, c);
+      map_->data()->setCell(c, r, v);
+      if (std::isfinite(v)) {
+        lo = std::min(lo, v);
+        hi = std::max(hi, v);
+        map_->data()->setAlpha(c, r, 255);
+      } else {
+        map_->data()->setAlpha(c, r, 0);
+      }
+    }
+  if (!std::isfinite(lo)) lo = 0, hi = 1;
+  if (symmetric) {
+    const double m = std::max({std::abs(lo), std::abs(hi), 1e-9});
+    lo = -m;
+    hi = m;
+  }
+  if (hi <= lo) hi = lo + 1e-9;
+  map_->setInterpolate(false);
+  map_->setTightBoundary(false);
+  QCPColorGradient grad = symmetric ? diverging() : viridis();
+  grad.setNanHandling(QCPColorGradient::nhTransparent);
+  map_->setGradient(grad);
+  map_->setDataRange(QCPRange(lo, hi));
+  auto* scale = new QCPColorScale(plot_);
+  plot_->plotLayout()->addElement(0, 1, scale);
+  scale->setType(QCPAxis::atRight);
+  map_->setColorScale(scale);
+  scale->setGradient(grad);
+  scale->setDataRange(QCPRange(lo, hi));
+  auto* group = new QCPMarginGroup(plot_);
+  plot_->axisRect()->setMarginGroup(QCP::msBottom | QCP::msTop, group);
+  scale->setMarginGroup(QCP::msBottom | QCP::msTop, group);
+  plot_->yAxis->setRangeReversed(true);
+  plot_->xAxis->setRange(-0.5, g.cols - 0.5);
+  plot_->yAxis->setRange(-0.5, g.rows - 0.5);
+  plot_->xAxis->setTickLabelRotation(g.cols > 12 ? 60 : 0);
+  if (!g.title.empty()) {
+    plot_->plotLayout()->insertRow(0);
+    auto* title = new QCPTextElement(plot_, QString::fromStdString(g.title), QFont(font().family(), 9, QFont::Bold));
+    title->setTextColor(dark_ ? QColor(0xdd, 0xdd, 0xdd) : Qt::black);
+    plot_->plotLayout()->addElement(0, 0, title);
+  }
+  relabel();
+  plot_->replot();
+}
+
+void PlotView::showScatter(const std::vector<double>& x, const std::vector<double>& y,
+                           const std::vector<std::string>& labels, const QString& xlabel, const QString& ylabel,
+                           const QString& title) {
+  plot_->clearPlottables();
+  plot_->clearItems();
+  marks_.clear();
+  while (plot_->plotLayout()->rowCount() > 1) {
+    plot_->plotLayout()->remove(plot_->plotLayout()->element(0, 0));
+    plot_->plotLayout()->simplify();
+  }
+  for (int i = plot_->plotLayout()->columnCount() - 1; i > 0; --i)
+    if (auto* el = plot_->plotLayout()->element(0, i)) plot_->plotLayout()->remove(el);
+  plot_->plotLayout()->simplify();
+  is_grid_ = false;
+  map_ = nullptr;
+  has_data_ = !x.empty();
+  sx_ = x;
+  sy_ = y;
+  slabels_ = labels;
+  plot_->yAxis->setRangeReversed(false);
+  plot_->xAxis->setTickLabelRotation(0);
+  plot_->xAxis->setTicker(QSharedPointer<QCPAxisTicker>(new QCPAxisTicker));
+  plot_->yAxis->setTicker(QSharedPointer<QCPAxisTicker>(new QCPAxisTicker));
+  QCPColorGradient grad = viridis();
+  const int n = static_cast<int>(x.size());
+  // A faint line in index order shows whether neighbours in index are neighbours in space.
+  auto* path = new QCPCurve(plot_->xAxis, plot_->yAxis);
+  path->setPen(QPen(QColor(150, 150, 150, 90)));
+  for (int i = 0; i < n; ++i) path->addData(i, x[i], y[i]);
+  for (int i = 0; i < n; ++i) {
+    auto* g = plot_->addGraph();
+    g->setLineStyle(QCPGraph::lsNone);
+    const QColor c = grad.color(i, QCPRange(0, std::max(n - 1, 1)));
+    g->setScatterStyle(QCPScatterStyle(QCPScatterStyle::ssDisc, c, c, 8));
+    g->addData(x[i], y[i]);
+  }
+  plot_->xAxis->setLabel(xlabel);
+  plot_->yAxis->setLabel(ylabel);
+  plot_->rescaleAxes();
+  plot_->xAxis->scaleRange(1.1);
+  plot_->yAxis->scaleRange(1.1);
+  if (!title.isEmpty()) {
+    plot_->plotLayout()->insertRow(0);
+    auto* t = new QCPTextElement(plot_, title, QFont(font().family(), 9, QFont::Bold));
+    t->setTextColor(dark_ ? QColor(0xdd, 0xdd, 0xdd) : Qt::black);
+    plot_->plotLayout()->addElement(0, 0, t);
+  }
+  plot_->replot();
+}
+
+void PlotView::markCells(const std::vector<std::pair<int, int>>& cells) {
+  for (auto* m : marks_) plot_->removeItem(m);
+  marks_.clear();
+  for (const auto& [r, c] : cells) {
+    auto* t = new QCPItemText(plot_);
+    t->position->setCoords(c, r);
+    t->setText(QStringLiteral("✕"));
+    t->setFont(QFont(font().family(), 12, QFont::Bold));
+    t->setColor(QColor(230, 40, 40));
+    marks_.push_back(t);
+  }
+  plot_->replot();
+}
+
+// Tick labels: every label when they fit, else every k-th, so that a 2,048-token map shows labels as you zoom in.
+void PlotView::relabel() {
+  if (!is_grid_) return;
+  auto label = [this](QCPAxis* ax, const std::vector<std::string>& labels, int n, int pixels) {
+    QSharedPointer<QCPAxisTickerText> t(new QCPAxisTickerText);
+    const QCPRange r = ax->range();
+    const int first = std::max(0, static_cast<int>(std::ceil(r.lower))), last = std::min(n - 1, static_cast<int>(r.upper));
+    const int visible = std::max(1, last - first + 1);
+    const int fit = std::max(1, pixels / 14);
+    const int step = std::max(1, (visible + fit - 1) / fit);
+    for (int i = (first / step) * step; i <= last; i += step)
+      t->addTick(i, i < (int)labels.size() ? QString::fromStdString(labels[i]) : QString::number(i));
+    ax->setTicker(t);
+    ax->setSubTicks(false);
+  };
+  label(plot_->xAxis, grid_.col_labels, grid_.cols, plot_->axisRect()->width());
+  label(plot_->yAxis, grid_.row_labels, grid_.rows, plot_->axisRect()->height());
+}
+
+QPoint PlotView::cellCenter(int row, int col) const {
+  return QPoint(static_cast<int>(plot_->xAxis->coordToPixel(col)), static_cast<int>(plot_->yAxis->coordToPixel(row)));
+}
+
+void PlotView::onMouseMove(QMouseEvent* e) {
+  const double cx = plot_->xAxis->pixelToCoord(e->pos().x()), cy = plot_->yAxis->pixelToCoord(e->pos().y());
+  if (is_grid_) {
+    const int c = static_cast<int>(std::lround(cx)), r = static_cast<int>(std::lround(cy));
+    if (r >= 0 && r < grid_.rows && c >= 0 && c < grid_.cols) {
+      const double v = grid_.at(r, c);
+      const QString rl = r < (int)grid_.row_labels.size() ? QString::fromStdString(grid_.row_labels[r]) : QString::number(r);
+      const QString cl = c < (int)grid_.col_labels.size() ? QString::fromStdString(grid_.col_labels[c]) : QString::number(c);
+      hover_->setText(QStringLiteral("%1 (%2) × %3 (%4): %5").arg(rl).arg(r).arg(cl).arg(c)
+                          .arg(std::isfinite(v) ? QString::number(v, 'g', 4) : QStringLiteral("—")));
+      return;
+    }
+  } else if (!sx_.empty()) {
+    int best = -1;
+    double bd = 1e18;
+    for (size_t i = 0; i < sx_.size(); ++i) {
+      const double dx = plot_->xAxis->coordToPixel(sx_[i]) - e->pos().x(), dy = plot_->yAxis->coordToPixel(sy_[i]) - e->pos().y();
+      if (dx * dx + dy * dy < bd) bd = dx * dx + dy * dy, best = static_cast<int>(i);
+    }
+    if (best >= 0 && bd < 200) {
+      hover_->setText(QStringLiteral("#%1 %2 (%3, %4)").arg(best).arg(QString::fromStdString(slabels_[best]))
+                          .arg(sx_[best], 0, 'g', 3).arg(sy_[best], 0, 'g', 3));
+      return;
+    }
+  }
+  hover_->clear();
+}
+
+void PlotView::onMousePress(QMouseEvent* e) {
+  if (!is_grid_ || e->button() != Qt::LeftButton) return;
+  const int c = static_cast<int>(std::lround(plot_->xAxis->pixelToCoord(e->pos().x())));
+  const int r = static_cast<int>(std::lround(plot_->yAxis->pixelToCoord(e->pos().y())));
+  if (r >= 0 && r < grid_.rows && c >= 0 && c < grid_.cols) emit cellClicked(r, c, e->modifiers());
+}
+
+void PlotView::exportTo(const QString& path, int width, int height) const {
+  if (width < 16 || height < 16 || width > 20000 || height > 20000)
+    throw std::invalid_argument("export size must be 16..20000 pixels per side");
+  const QString prov = provenance_ ? QString::fromStdString(provenance_()) : QString();
+  const QString suffix = QFileInfo(path).suffix().toLower();
+  const QString tmp = path + ".part";
+  bool ok = false;
+  if (suffix == "png") {
+    QImage img = plot_->toPixmap(width, height).toImage();
+    img.setText("Software", "MechScope");
+    img.setText("Description", prov);
+    ok = img.save(tmp, "PNG");
+  } else if (suffix == "pdf") {
+    ok = plot_->savePdf(tmp, width, height, QCP::epAllowCosmetic, "MechScope", name_ + " " + prov);
+  } else if (suffix == "svg") {
+    QSvgGenerator gen;
+    gen.setFileName(tmp);
+    gen.setSize(QSize(width, height));
+    gen.setViewBox(QRect(0, 0, width, height));
+    gen.setTitle(name_);
+    gen.setDescription(prov);
+    QCPPainter painter;
+    ok = painter.begin(&gen);
+    if (ok) {
+      plot_->toPainter(&painter, width, height);
+      painter.end();
+    }
+  } else {
+    throw std::invalid_argument("unknown figure format '." + suffix.toStdString() + "': use .png, .pdf or .svg");
+  }
+  if (!ok) {
+    QFile::remove(tmp);
+    throw std::runtime_error("cannot write '" + path.toStdString() + "'");
+  }
+  QFile::remove(path);
+  if (!QFile::rename(tmp, path)) throw std::runtime_error("cannot move the finished file to '" + path.toStdString() + "'");
+}
+
+void PlotView::exportCsv(const QString& path) const {
+  QSaveFile f(path);
+  if (!f.open(QIODevice::WriteOnly | QIODevice::Text)) throw std::runtime_error("cannot write '" + path.toStdString() + "'");
+  QTextStream out(&f);
+  if (provenance_) out << "# " << QString::fromStdString(provenance_()) << "\n";
+  if (is_grid_) {
+    out << "row";
+    for (int c = 0; c < grid_.cols; ++c) out << "," << csvField(c < (int)grid_.col_labels.size() ? grid_.col_labels[c] : std::to_string(c));
+    out << "\n";
+    for (int r = 0; r < grid_.rows; ++r) {
+      out << csvField(r < (int)grid_.row_labels.size() ? grid_.row_labels[r] : std::to_string(r));
+      for (int c = 0; c < grid_.cols; ++c) {
+        const double v = grid_.at(r, c);
+        out << "," << (std::isfinite(v) ? QString::number(v, 'g', 9) : QString());
+      }
+      out << "\n";
+    }
+  } else {
+    out << "index,label,x,y\n";
+    for (size_t i = 0; i < sx_.size(); ++i)
+      out << i << "," << csvField(slabels_[i]) << "," << QString::number(sx_[i], 'g', 9) << "," << QString::number(sy_[i], 'g', 9) << "\n";
+  }
+  out.flush();
+  if (!f.commit()) throw std::runtime_error("cannot write '" + path.toStdString() + "'");
+}
+
+void PlotView::copyToClipboard() const { QApplication::clipboard()->setPixmap(plot_->toPixmap()); }
+
+void PlotView::exportDialog() {
+  const QString path = QFileDialog::getSaveFileName(this, tr("Export figure"), name_ + ".png",
+                                                    tr("PNG (*.png);;PDF (*.pdf);;SVG (*.svg)"));
+  if (path.isEmpty()) return;
+  bool ok = false;
+  const QString size = QInputDialog::getText(this, tr("Size"), tr("Width x height in pixels:"), QLineEdit::Normal,
+                                             QStringLiteral("%1x%2").arg(plot_->width()).arg(plot_->height()), &ok);
+  if (!ok) return;
+  const auto parts = size.toLower().split('x');
+  try {
+    if (parts.size() != 2) throw std::invalid_argument("expected WIDTHxHEIGHT, e.g. 1200x800");
+    exportTo(path, parts[0].trimmed().toInt(), parts[1].trimmed().toInt());
+  } catch (const std::exception& e) {
+    QMessageBox::warning(this, tr("Export failed"), QString::fromStdString(e.what()));
+  }
+}
+
+void PlotView::csvDialog() {
+  const QString path = QFileDialog::getSaveFileName(this, tr("Export data"), name_ + ".csv", tr("CSV (*.csv)"));
+  if (path.isEmpty()) return;
+  try {
+    exportCsv(path);
+  } catch (const std::exception& e) {
+    QMessageBox::warning(this, tr("Export failed"), QString::fromStdString(e.what()));
+  }
+}
+
+}  // namespace mechscope::app

@@ -1,0 +1,69 @@
+// A QCustomPlot with what every MechScope figure needs: heatmaps with token labels that thin out as you zoom
+// out, scatter plots, hover values, click-to-cell, and export (PNG, PDF, SVG at a chosen size; CSV data;
+// clipboard) carrying provenance in the file's metadata. No torch here.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <QWidget>
+
+#include "app/workbench.h"
+
+class QCustomPlot;
+class QCPColorMap;
+class QCPItemText;
+class QLabel;
+
+namespace mechscope::app {
+
+class PlotView : public QWidget {
+  Q_OBJECT
+ public:
+  explicit PlotView(const QString& name, QWidget* parent = nullptr);
+  /// Heatmap of a grid (row 0 at the top), NaN cells blank; `symmetric` centres the colour scale on 0.
+  void showGrid(const Grid& g, bool symmetric = false);
+  /// Scatter of points coloured by index, with hover labels.
+  void showScatter(const std::vector<double>& x, const std::vector<double>& y, const std::vector<std::string>& labels,
+                   const QString& xlabel, const QString& ylabel, const QString& title);
+  /// Marks cells (row, col) with a cross (e.g. ablated heads); empty clears.
+  void markCells(const std::vector<std::pair<int, int>>& cells);
+  void setProvenance(const std::function<std::string()>& fn) { provenance_ = fn; }
+  void setDark(bool dark);
+
+  /// Writes the figure: format from the suffix (.png, .pdf, .svg), width x height pixels. Throws on failure.
+  void exportTo(const QString& path, int width, int height) const;
+  /// Writes the data as CSV (grid or points), with a provenance comment line first.
+  void exportCsv(const QString& path) const;
+  void copyToClipboard() const;
+  QCustomPlot* plot() const { return plot_; }
+  bool hasData() const { return has_data_; }
+  const Grid& grid() const { return grid_; }
+  /// Pixel centre of a grid cell (for tests and keyboard navigation).
+  QPoint cellCenter(int row, int col) const;
+
+ signals:
+  void cellClicked(int row, int col, Qt::KeyboardModifiers modifiers);
+
+ private slots:
+  void exportDialog();
+  void csvDialog();
+
+ private:
+  void relabel();
+  void onMouseMove(QMouseEvent* e);
+  void onMousePress(QMouseEvent* e);
+  QString name_;
+  QCustomPlot* plot_;
+  QCPColorMap* map_ = nullptr;
+  QLabel* hover_;
+  Grid grid_;
+  std::vector<double> sx_, sy_;
+  std::vector<std::string> slabels_;
+  bool is_grid_ = false, has_data_ = false, dark_ = false;
+  std::vector<QCPItemText*> marks_;
+  std::function<std::string()> provenance_;
+};
+
+}  // namespace mechscope::app

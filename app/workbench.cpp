@@ -1,0 +1,579 @@
+// Workbench: the engine behind the panels (see workbench.h). Torch and core live only here.
+#include "app/workbench.h"
+
+#include <cmath>
+#include <limits>
+#include <map>
+#include <mutex>
+#include <stdexcept>
+
+#include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
+
+#include "core/analysis/analysis.h"
+#include "core/interventions/interventions.h"
+#include "core/interventions/verify.h"
+#include "core/io/checkpoint.h"
+#include "core/io/tokens.h"
+#include "core/model/model.h"
+#include "core/util/sha256.h"
+
+namespace mechscope::app {
+
+using nlohmann::json;
+namespace {
+const double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+std::string base_name(const std::string& path) {
+  auto s = path.find_last_of('/');
+  std::string n = s == std::string::npos ? path : path.substr(s + 1);
+  if (n.size() > 3 && n.substr(n.size() - 3) == ".h5") n.resize(n.size() - 3);
+  return n;
+}
+}  // namespace
+
+struct Loaded {
+  Checkpoint ck;
+  std::unique_ptr<Task> task;
+  std::string name, sha256, verify;
+};
+
+struct Workbench::Impl {
+  // `mu` serialises engine work (held by every long call); `small` guards the fields the UI thread reads
+  // (model list, current model, verify strings, ablation, input size) and is held only briefly, so the
+  // window never waits for a running sweep.
+  mutable std::recursive_mutex mu;
+  mutable std::recursive_mutex small;
+  std::vector<std::unique_ptr<Loaded>> models;
+  int cur = -1;
+  // input
+  Batch batch;
+  bool has_targets = false;
+  int example = 0;
+  uint64_t seed = 0;
+  json task_cfg;
+  // interventions
+  std::vector<HeadRef> ablated;
+  AblationKind kind = AblationKind::Zero;
+  std::unique_ptr<Ablator> ablator;
+  // caches
+  std::unique_ptr<HeadScores> scores;
+  Batch patch_corrupt;
+  std::unique_ptr<PatchResult> patch;
+
+  Loaded& m() {
+    if (cur < 0) throw std::runtime_error("no model is open (File > Open, or drop a checkpoint on the window)");
+    return *models[cur];
+  }
+  const Loaded& m() const { return const_cast<Impl*>(this)->m(); }
+  LanguageModel& model() { return *m().ck.model; }
+  void need_batch() const {
+    if (batch.size() == 0) throw std::runtime_error("no input: draw examples from the task or type tokens");
+  }
+  void need_targets() const {
+    need_batch();
+    if (!has_targets) throw std::runtime_error("the typed input has no answers; draw task examples for this view");
+  }
+  void invalidate() {
+    scores.reset();
+    patch.reset();
+    ablator.reset();
+  }
+  Ablator& get_ablator() {
+    if (!ablator) {
+      Batch ref;
+      if (kind != AblationKind::Zero) {
+        if (!m().task) throw std::runtime_error("mean and resample ablation need the model's task");
+        ref = m().task->sample(std::max<int64_t>(batch.size(), 32), seed + 1000003);
+      }
+      ablator = std::make_unique<Ablator>(model(), kind, ref);
+    }
+    return *ablator;
+  }
+  at::Tensor example_tokens(int e) const {
+    const int64_t len = batch.lengths[e].item<int64_t>();
+    return batch.tokens.narrow(0, e, 1).narrow(1, 0, len);
+  }
+  std::vector<std::pair<std::string, double>> top_at(const at::Tensor& logits_row, int k) const {
+    at::Tensor p = at::softmax(logits_row.to(at::kFloat), -1);
+    auto tk = p.topk(std::min<int64_t>(k, p.size(0)));
+    std::vector<std::pair<std::string, double>> out;
+    for (int64_t i = 0; i < std::get<0>(tk).size(0); ++i)
+      out.push_back({token_string(std::get<1>(tk)[i].item<int64_t>(), m().ck.vocab), std::get<0>(tk)[i].item<double>()});
+    return out;
+  }
+  int last_labelled(int e) const {
+    if (!has_targets) return static_cast<int>(batch.lengths[e].item<int64_t>()) - 1;
+    at::Tensor t = batch.targets[e];
+    for (int64_t j = t.size(0) - 1; j >= 0; --j)
+      if (t[j].item<int64_t>() != -100) return static_cast<int>(j);
+    return static_cast<int>(batch.lengths[e].item<int64_t>()) - 1;
+  }
+};
+
+Workbench::Workbench() : d(std::make_unique<Impl>()) {}
+Workbench::~Workbench() = default;
+
+int Workbench::open(const std::string& path) {
+  auto l = std::make_unique<Loaded>();
+  l->ck = load_checkpoint(path);
+  l->ck.model->eval();
+  if (!l->ck.task_config.is_null()) l->task = make_task(l->ck.task_config);
+  l->name = base_name(path);
+  l->sha256 = sha256_file(path);
+  std::lock_guard<std::recursive_mutex> lock(d->mu);
+  std::lock_guard<std::recursive_mutex> small(d->small);
+  for (const auto& other : d->models)  // the same name twice: tell them apart
+    if (other->name == l->name) l->name += " (" + std::to_string(d->models.size() + 1) + ")";
+  d->models.push_back(std::move(l));
+  set_current(static_cast<int>(d->models.size()) - 1);
+  return d->cur;
+}
+
+int Workbench::model_count() const {
+  std::lock_guard<std::recursive_mutex> small(d->small);
+  return static_cast<int>(d->models.size());
+}
+int Workbench::current() const {
+  std::lock_guard<std::recursive_mutex> small(d->small);
+  return d->cur;
+}
+
+void Workbench::set_current(int index) {
+  std::lock_guard<std::recursive_mutex> lock(d->mu);
+  std::lock_guard<std::recursive_mutex> small(d->small);
+  if (index < 0 || index >= model_count()) throw std::out_of_range("no model " + std::to_string(index));
+  const bool same_vocab = d->cur >= 0 && d->batch.size() > 0 &&
+                          d->models[d->cur]->ck.config.vocab_size == d->models[index]->ck.config.vocab_size;
+  d->cur = index;
+  d->invalidate();
+  d->ablated.clear();
+  // Keep the current examples when the new model reads the same vocabulary (compare on the same inputs).
+  if (!same_vocab) {
+    d->batch = Batch{};
+    if (d->m().task) draw(64, d->seed, "");
+  }
+}
+
+ModelSummary Workbench::summary(int index) const {
+  std::lock_guard<std::recursive_mutex> small(d->small);
+  const Loaded& l = index < 0 ? d->m() : *d->models.at(index);
+  ModelSummary s;
+  s.name = l.name;
+  s.path = l.ck.path;
+  const ModelConfig& c = l.ck.config;
+  s.layers = static_cast<int>(c.n_layer);
+  for (int64_t i = 0; i < c.n_layer; ++i) s.layer_kinds.push_back(mixer_kind_name(c.mixer_kind(i)));
+  for (const auto& h : all_heads(*l.ck.model)) s.heads.push_back({h.label(), (int)h.layer, h.mixer, (int)h.head});
+  s.architecture = std::to_string(c.n_layer) + " layers, d_model " + std::to_string(c.d_model) + ", vocab " +
+                   std::to_string(c.vocab_size) + ", " + std::to_string(l.ck.model->parameter_count()) + " parameters";
+  s.has_task = static_cast<bool>(l.task);
+  s.task = l.task ? l.ck.task_config.dump() : "(no task: a bare model)";
+  s.verify = l.verify;
+  return s;
+}
+
+std::string Workbench::verify(int index) {
+  std::lock_guard<std::recursive_mutex> lock(d->mu);
+  Loaded& l = index < 0 ? d->m() : *d->models.at(index);
+  VerifyReport rep = verify_model(*l.ck.model, l.task.get(), 8, 0, 1e-4);
+  double worst = 0;
+  for (const auto& c : rep.checks) worst = std::max(worst, c.diff / c.scale);
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "%s (largest relative difference %.1e over %zu checks)", rep.pass ? "PASS" : "FAIL",
+                worst, rep.checks.size());
+  std::lock_guard<std::recursive_mutex> small(d->small);
+  l.verify = buf;
+  return l.verify;
+}
+
+// ---------------------------------------------------------------- input
+
+void Workbench::draw(int n, uint64_t seed, const std::string& task_json) {
+  std::lock_guard<std::recursive_mutex> lock(d->mu);
+  Loaded& l = d->m();
+  if (!l.task) throw std::runtime_error("'" + l.name + "' has no task; type tokens instead");
+  if (n < 1 || n > 65536) throw std::invalid_argument("examples: choose 1..65536");
+  json cfg = l.ck.task_config;
+  if (!task_json.empty()) {
+    json over;
+    try {
+      over = json::parse(task_json);
+    } catch (const json::exception& e) {
+      throw std::invalid_argument(std::string("task parameters are not valid JSON: ") + e.what());
+    }
+    cfg.merge_patch(over);
+  }
+  auto task = make_task(cfg);
+  if (static_cast<int64_t>(task->vocab().size()) != l.ck.config.vocab_size)
+    throw std::invalid_argument("these task parameters give a vocabulary of " + std::to_string(task->vocab().size()) +
+                                " tokens; the model reads " + std::to_string(l.ck.config.vocab_size));
+  Batch b = task->sample(n, seed);
+  std::lock_guard<std::recursive_mutex> small(d->small);
+  d->batch = std::move(b);
+  l.task = std::move(task);
+  d->task_cfg = cfg;
+  d->has_targets = true;
+  d->seed = seed;
+  d->example = 0;
+  d->invalidate();
+}
+
+void Workbench::set_tokens(const std::string& text) {
+  std::lock_guard<std::recursive_mutex> lock(d->mu);
+  Loaded& l = d->m();
+  auto ids = parse_tokens(text, l.ck.vocab, l.ck.config.padded_vocab_size());
+  if (ids.empty()) throw std::invalid_argument("no tokens given");
+  at::Tensor t = at::tensor(ids, at::kLong).unsqueeze(0);
+  l.ck.model->check_tokens(t);
+  std::lock_guard<std::recursive_mutex> small(d->small);
+  d->batch = Batch{t, at::full_like(t, -100), at::zeros_like(t).to(at::kChar), at::full({1}, t.size(1), at::kLong)};
+  d->has_targets = false;
+  d->example = 0;
+  d->invalidate();
+}
+
+int Workbench::example_count() const {
+  std::lock_guard<std::recursive_mutex> small(d->small);
+  return static_cast<int>(d->batch.size());
+}
+int Workbench::example() const {
+  std::lock_guard<std::recursive_mutex> small(d->small);
+  return d->example;
+}
+void Workbench::set_example(int i) {
+  std::lock_guard<std::recursive_mutex> lock(d->mu);
+  std::lock_guard<std::recursive_mutex> small(d->small);
+  if (i < 0 || i >= example_count()) throw std::out_of_range("example " + std::to_string(i));
+  d->example = i;
+}
+
+std::vector<std::string> Workbench::tokens(int e) const {
+  std::lock_guard<std::recursive_mutex> lock(d->mu);
+  d->need_batch();
+  if (e < 0) e = d->example;
+  std::vector<std::string> out;
+  at::Tensor t = d->example_tokens(e)[0];
+  for (int64_t j = 0; j < t.size(0); ++j) out.push_back(token_string(t[j].item<int64_t>(), d->m().ck.vocab));
+  return out;
+}
+
+std::vector<std::string> Workbench::roles(int e) const {
+  std::lock_guard<std::recursive_mutex> lock(d->mu);
+  d->need_batch();
+  if (e < 0) e = d->example;
+  std::vector<std::string> out;
+  const int64_t len = d->batch.lengths[e].item<int64_t>();
+  for (int64_t j = 0; j < len; ++j)
+    out.push_back(d->has_targets ? role_name(static_cast<Role>(d->batch.roles[e][j].item<int8_t>())) : "");
+  return out;
+}
+
+std::vector<std::string> Workbench::targets(int e) const {
+  std::lock_guard<std::recursive_mutex> lock(d->mu);
+  d->need_batch();
+  if (e < 0) e = d->example;
+  std::vector<std::string> out;
+  const int64_t len = d->batch.lengths[e].item<int64_t>();
+  for (int64_t j = 0; j < len; ++j) {
+    const int64_t t = d->batch.targets[e][j].item<int64_t>();
+    out.push_back(t < 0 ? "" : token_string(t, d->m().ck.vocab));
+  }
+  return out;
+}
+
+std::string Workbench::task_json() const {
+  std::lock_guard<std::recursive_mutex> small(d->small);
+  return d->task_cfg.is_null() ? "" : d->task_cfg.dump();
+}
+int Workbench::seq_len() const { return d->batch.size() ? static_cast<int>(d->batch.tokens.size(1)) : 0; }
+
+// ---------------------------------------------------------------- interventions
+
+void Workbench::set_ablation(const std::vector<std::string>& heads, const std::string& kind) {
+  std::lock_guard<std::recursive_mutex> lock(d->mu);
+  std::vector<HeadRef> parsed;
+  for (const auto& h : heads) parsed.push_back(parse_head(h, d->model()));
+  AblationKind k = parse_ablation(kind);
+  std::lock_guard<std::recursive_mutex> small(d->small);
+  if (k != d->kind) d->ablator.reset();
+  d->kind = k;
+  d->ablated = parsed;
+}
+
+std::vector<std::string> Workbench::ablated() const {
+  std::lock_guard<std::recursive_mutex> small(d->small);
+  std::vector<std::string> out;
+  for (const auto& h : d->ablated) out.push_back(h.label());
+  return out;
+}
+std::string Workbench::ablation_kind() const {
+  std::lock_guard<std::recursive_mutex> small(d->small);
+  return ablation_name(d->kind);
+}
+
+Outcome Workbench::outcome(bool with_ablation) {
+  std::lock_guard<std::recursive_mutex> lock(d->mu);
+  d->need_batch();
+  at::NoGradGuard no_grad;
+  LanguageModel& model = d->model();
+  std::vector<Hook> hooks;
+  if (with_ablation && !d->ablated.empty()) hooks = d->get_ablator().hooks(d->ablated);
+  at::Tensor logits = model.run_with_hooks(d->batch.tokens, hooks);
+  Outcome o;
+  o.examples = static_cast<int>(d->batch.size());
+  const int e = d->example, q = d->last_labelled(e);
+  o.top = d->top_at(logits[e][q], 5);
+  if (d->has_targets) {
+    Readout r = Readout::all_labelled(d->batch);
+    ExampleMetrics m = example_metrics(gather_readout(logits, r), r);
+    o.accuracy = m.correct.mean().item<double>();
+    o.prob = m.prob.mean().item<double>();
+    o.logit_diff = m.logit_diff.mean().item<double>();
+    const int64_t t = d->batch.targets[e][q].item<int64_t>();
+    o.target = t >= 0 ? token_string(t, d->m().ck.vocab) : "";
+    at::Tensor tg = d->batch.targets[e];
+    at::Tensor lp = at::log_softmax(logits[e].to(at::kFloat), -1);
+    for (int64_t j = 0; j < d->batch.lengths[e].item<int64_t>(); ++j) {
+      const int64_t y = tg[j].item<int64_t>();
+      o.example_loss.push_back(y < 0 ? kNaN : -lp[j][y].item<double>());
+    }
+    at::Tensor wrong = m.correct.lt(1.0 - 1e-9);
+    for (int64_t i = 0; i < wrong.size(0); ++i)
+      if (wrong[i].item<bool>()) o.wrong_examples.push_back(static_cast<int>(i));
+  } else {
+    o.accuracy = o.prob = o.logit_diff = kNaN;
+  }
+  return o;
+}
+
+// ---------------------------------------------------------------- views
+
+std::vector<std::pair<std::string, int>> Workbench::mixers(int layer) const {
+  std::lock_guard<std::recursive_mutex> lock(d->mu);
+  std::vector<std::pair<std::string, int>> out;
+  for (const auto& [m, H] : d->m().ck.model->heads_of_layer(layer)) out.push_back({m, static_cast<int>(H)});
+  return out;
+}
+
+Grid Workbench::attention(int layer, const std::string& mixer, int head, bool normalise) {
+  std::lock_guard<std::recursive_mutex> lock(d->mu);
+  d->need_batch();
+  LanguageModel& model = d->model();
+  if (layer < 0 || layer >= model.n_layers()) throw std::out_of_range("layer " + std::to_string(layer));
+  int64_t H = -1;
+  for (const auto& [m, n] : model.heads_of_layer(layer))
+    if (m == mixer) H = n;
+  if (H < 0) throw std::invalid_argument("layer " + std::to_string(layer) + " has no " + mixer + " mixer");
+  // Mamba1: a channel, or the channel average (head < 0); others: a head, or the head average.
+  const bool mamba1 = mixer == "ssm" && model.config().ssm_heads() == H &&
+                      (model.backbone->layers[layer]->mamba1 ||
+                       (model.backbone->layers[layer]->parallel && model.backbone->layers[layer]->parallel->mamba1));
+  AttentionMap map = attention_map(model, d->example_tokens(d->example), layer, mixer, mamba1 ? H : 1);
+  at::Tensor p = head < 0 ? map.pattern[0].mean(0) : map.pattern[0][std::min<int64_t>(head, H - 1)];
+  if (normalise) p = normalise_map(p);
+  p = p.to(at::kDouble).contiguous();
+  Grid g;
+  g.rows = g.cols = static_cast<int>(p.size(0));
+  g.values.assign(p.data_ptr<double>(), p.data_ptr<double>() + p.numel());
+  const int64_t L = p.size(0);
+  for (int64_t q = 0; q < L; ++q)
+    for (int64_t k = q + 1; k < L; ++k) g.values[q * L + k] = kNaN;  // the future: nothing
+  g.row_labels = g.col_labels = tokens(d->example);
+  g.title = "L" + std::to_string(layer) + " " + mixer + (head < 0 ? " (mean over heads)" : " H" + std::to_string(head)) +
+            (mixer == "ssm" ? ", implicit attention" : "") + (normalise ? ", min-max normalised" : "");
+  return g;
+}
+
+Grid Workbench::head_scores(const std::string& score, const Progress& progress) {
+  std::lock_guard<std::recursive_mutex> lock(d->mu);
+  d->need_targets();
+  LanguageModel& model = d->model();
+  if (!d->scores) {
+    SweepOptions o;
+    o.progress = progress.report;
+    o.cancel = progress.cancel;
+    d->scores = std::make_unique<HeadScores>(mechscope::head_scores(model, d->batch, 5, 16, d->seed, o));
+  }
+  at::Tensor v = mechscope::head_score(*d->scores, score).to(at::kDouble);
+  Grid g;
+  std::vector<std::pair<int64_t, std::string>> groups;
+  int64_t maxH = 0;
+  for (int64_t l = 0; l < model.n_layers(); ++l)
+    for (const auto& [m, H] : model.heads_of_layer(l)) {
+      groups.push_back({l, m});
+      maxH = std::max(maxH, H);
+    }
+  g.rows = static_cast<int>(groups.size());
+  g.cols = static_cast<int>(maxH);
+  g.values.assign(static_cast<size_t>(g.rows) * g.cols, kNaN);
+  for (const auto& [l, m] : groups) g.row_labels.push_back("L" + std::to_string(l) + " " + m);
+  for (int64_t h = 0; h < maxH; ++h) g.col_labels.push_back("H" + std::to_string(h));
+  const auto& heads = d->scores->heads;
+  for (size_t i = 0; i < heads.size(); ++i) {
+    int row = 0;
+    for (size_t r = 0; r < groups.size(); ++r)
+      if (groups[r].first == heads[i].layer && groups[r].second == heads[i].mixer) row = static_cast<int>(r);
+    g.values[static_cast<size_t>(row) * g.cols + heads[i].head] = v[i].item<double>();
+  }
+  g.title = score + " score per head";
+  return g;
+}
+
+Grid Workbench::patching(const std::string& site, const std::string& role, const Progress& progress) {
+  std::lock_guard<std::recursive_mutex> lock(d->mu);
+  d->need_targets();
+  Loaded& l = d->m();
+  d->patch_corrupt = l.task->corrupt(d->batch, d->seed + 1, role);
+  SweepOptions o;
+  o.progress = progress.report;
+  o.cancel = progress.cancel;
+  d->patch = std::make_unique<PatchResult>(activation_patching(*l.ck.model, d->batch, d->patch_corrupt, site, o));
+  const PatchResult& r = *d->patch;
+  Grid g;
+  g.rows = static_cast<int>(r.rows.size());
+  g.cols = static_cast<int>(r.positions);
+  at::Tensor s = r.score.to(at::kDouble).contiguous();
+  g.values.assign(s.data_ptr<double>(), s.data_ptr<double>() + s.numel());
+  g.row_labels = r.rows;
+  auto toks = tokens(0);
+  for (int j = 0; j < g.cols; ++j) g.col_labels.push_back(std::to_string(j) + (j < (int)toks.size() ? ":" + toks[j] : ""));
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "patching %s (corrupt %s): %lld of %lld examples kept, p clean %.3f, corrupted %.3f",
+                site.c_str(), role.empty() ? "default" : role.c_str(), (long long)r.kept_examples,
+                (long long)r.total_examples, r.clean_prob, r.corrupted_prob);
+  g.title = buf;
+  return g;
+}
+
+Outcome Workbench::patch_cell(int row, int pos) {
+  std::lock_guard<std::recursive_mutex> lock(d->mu);
+  if (!d->patch) throw std::runtime_error("run a patching sweep first");
+  const PatchResult& r = *d->patch;
+  if (row < 0 || row >= (int)r.rows.size() || pos < 0 || pos >= r.positions) throw std::out_of_range("no such cell");
+  Outcome o;
+  o.prob = r.prob[row][pos].item<double>();
+  o.accuracy = r.accuracy[row][pos].item<double>();
+  o.logit_diff = r.logit_diff[row][pos].item<double>();
+  o.examples = static_cast<int>(r.kept_examples);
+  // Top predictions of the current example with this one patch.
+  LanguageModel& model = d->model();
+  std::string hook;
+  int64_t head = -1;
+  if (r.site == "heads") {
+    HeadRef h = parse_head(r.rows[row], model);
+    hook = head_hook_name(h);
+    head = h.head;
+  } else {
+    hook = site_hook_name(model, r.site, row);
+  }
+  if (hook.empty()) throw std::runtime_error(r.rows[row] + " has no " + r.site + " site");
+  at::NoGradGuard no_grad;
+  at::Tensor clean = model.run_with_cache(d->batch.tokens, HookSelection::of({hook})).second.at(hook);
+  at::Tensor logits = model.run_with_hooks(d->patch_corrupt.tokens, {{hook, [&](const at::Tensor& v, const std::string&) {
+    at::Tensor out = v.clone();
+    if (head >= 0) out.select(1, pos).select(1, head).copy_(clean.select(1, pos).select(1, head));
+    else out.select(1, pos).copy_(clean.select(1, pos));
+    return out;
+  }}});
+  const int e = d->example, q = d->last_labelled(e);
+  o.top = d->top_at(logits[e][q], 5);
+  const int64_t t = d->batch.targets[e][q].item<int64_t>();
+  o.target = t >= 0 ? token_string(t, d->m().ck.vocab) : "";
+  return o;
+}
+
+Embedding Workbench::embeddings(int pc_x, int pc_y, int snapshot) {
+  std::lock_guard<std::recursive_mutex> lock(d->mu);
+  Loaded& l = d->m();
+  LanguageModel& model = *l.ck.model;
+  std::vector<int64_t> ids;
+  at::Tensor rows;
+  Embedding out;
+  auto snaps = l.ck.training.find("embedding_snapshots");
+  if (snaps != l.ck.training.end() && l.ck.training.count("embedding_snapshot_steps")) {
+    at::Tensor st = l.ck.training.at("embedding_snapshot_steps");
+    for (int64_t i = 0; i < st.size(0); ++i) out.snapshot_steps.push_back(st[i].item<int64_t>());
+  }
+  if (snapshot >= 0) {
+    if (snaps == l.ck.training.end() || snapshot >= snaps->second.size(0))
+      throw std::out_of_range("no embedding snapshot " + std::to_string(snapshot));
+    rows = snaps->second[snapshot];
+    at::Tensor sid = l.ck.training.at("embedding_snapshot_ids");
+    for (int64_t i = 0; i < sid.size(0); ++i) ids.push_back(sid[i].item<int64_t>());
+  } else {
+    rows = probe_rows(model, l.task.get(), &ids);
+    if (!rows.defined()) {  // no position tokens: the rows the training run followed, else the first 64 rows
+      if (l.ck.training.count("embedding_snapshot_ids")) {
+        at::Tensor sid = l.ck.training.at("embedding_snapshot_ids");
+        for (int64_t i = 0; i < sid.size(0); ++i) ids.push_back(sid[i].item<int64_t>());
+      } else {
+        for (int64_t i = 5; i < std::min<int64_t>(69, l.ck.config.vocab_size); ++i) ids.push_back(i);
+      }
+      rows = model.backbone->embedding->weight.detach().index_select(0, at::tensor(ids, at::kLong));
+    }
+  }
+  const int comps = std::max(pc_x, pc_y) + 1;
+  EmbeddingGeometry g = embedding_geometry(rows, std::max(comps, 2), 5);
+  if (comps > g.projection.size(1)) throw std::invalid_argument("only " + std::to_string(g.projection.size(1)) + " components");
+  for (int64_t i = 0; i < g.projection.size(0); ++i) {
+    out.x.push_back(g.projection[i][pc_x].item<double>());
+    out.y.push_back(g.projection[i][pc_y].item<double>());
+  }
+  for (auto id : ids) out.labels.push_back(token_string(id, l.ck.vocab));
+  if (out.labels.size() != out.x.size()) {
+    out.labels.clear();
+    for (size_t i = 0; i < out.x.size(); ++i) out.labels.push_back("row " + std::to_string(i));
+  }
+  out.locality = g.locality;
+  for (int64_t c = 0; c < g.explained.size(0); ++c) out.explained.push_back(g.explained[c].item<double>());
+  at::Tensor cs = g.cosine.to(at::kDouble).contiguous();
+  out.cosine.rows = out.cosine.cols = static_cast<int>(cs.size(0));
+  out.cosine.values.assign(cs.data_ptr<double>(), cs.data_ptr<double>() + cs.numel());
+  out.cosine.row_labels = out.cosine.col_labels = out.labels;
+  out.cosine.title = "cosine similarity of embedding rows";
+  return out;
+}
+
+std::vector<Workbench::CompareRow> Workbench::compare() {
+  std::lock_guard<std::recursive_mutex> lock(d->mu);
+  d->need_targets();
+  at::NoGradGuard no_grad;
+  std::vector<CompareRow> out;
+  const int64_t V = d->m().ck.config.vocab_size;
+  Readout r = Readout::all_labelled(d->batch);
+  for (const auto& l : d->models) {
+    CompareRow row;
+    row.model = l->name;
+    if (l->ck.config.vocab_size != V) {
+      row.note = "reads another vocabulary";
+      row.accuracy = row.prob = kNaN;
+    } else {
+      ExampleMetrics m = example_metrics(gather_readout(l->ck.model->forward(d->batch.tokens), r), r);
+      row.accuracy = m.correct.mean().item<double>();
+      row.prob = m.prob.mean().item<double>();
+    }
+    out.push_back(row);
+  }
+  return out;
+}
+
+std::string Workbench::provenance() const {
+  std::lock_guard<std::recursive_mutex> small(d->small);
+  json p = json::object();
+  if (d->cur >= 0) {
+    const Loaded& l = d->m();
+    p["checkpoint"] = l.ck.path;
+    p["checkpoint_sha256"] = l.sha256;
+    if (!d->task_cfg.is_null()) p["task"] = d->task_cfg;
+    p["seed"] = d->seed;
+    p["example"] = d->example;
+    p["examples"] = d->batch.size();
+    p["ablated"] = ablated();
+    p["ablation"] = ablation_kind();
+  }
+  p["program"] = program_id();
+  return p.dump();
+}
+
+}  // namespace mechscope::app

@@ -1,0 +1,133 @@
+// The engine as the workbench sees it: loaded models, the current batch, the current interventions, and
+// every view's data as plain numbers and strings. No Qt and no torch in this header (the widgets include it;
+// torch stays in workbench.cpp). Methods are synchronous and may take long: the window calls them from its
+// job thread, one at a time. Errors are exceptions with a message for the user.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace mechscope::app {
+
+/// A two-dimensional result: values row-major [rows x cols], NaN where there is nothing.
+struct Grid {
+  int rows = 0, cols = 0;
+  std::vector<double> values;
+  std::vector<std::string> row_labels, col_labels;
+  std::string title;
+  double at(int r, int c) const { return values[static_cast<size_t>(r) * cols + c]; }
+};
+
+struct HeadInfo {
+  std::string label;  ///< "L1.attn.H0"
+  int layer = 0;
+  std::string mixer;  ///< "attn" | "ssm"
+  int head = 0;
+};
+
+struct Outcome {
+  double accuracy = 0, prob = 0, logit_diff = 0;  ///< over the batch's labelled positions
+  int examples = 0;
+  /// Top predictions at the current example's last labelled position: (token, probability).
+  std::vector<std::pair<std::string, double>> top;
+  std::string target;  ///< that position's answer
+  std::vector<double> example_loss;  ///< current example: cross-entropy per position (NaN: no target)
+  std::vector<int> wrong_examples;   ///< examples with at least one wrong labelled answer
+};
+
+struct Embedding {
+  std::vector<double> x, y;          ///< the chosen components per row
+  std::vector<std::string> labels;   ///< row token labels
+  double locality = 0;
+  std::vector<double> explained;
+  Grid cosine;
+  std::vector<int64_t> snapshot_steps;  ///< training snapshots available (empty: none)
+};
+
+struct ModelSummary {
+  std::string name, path, architecture, task;
+  int layers = 0;
+  std::vector<std::string> layer_kinds;  ///< "attention", "mamba2", ...
+  std::vector<HeadInfo> heads;
+  bool has_task = false;
+  std::string verify;  ///< "" until verified; else "PASS ..." or "FAIL ..."
+};
+
+struct Progress {
+  std::function<void(double, const std::string&)> report;
+  const std::atomic<bool>* cancel = nullptr;
+};
+
+class Workbench {
+ public:
+  Workbench();
+  ~Workbench();
+  Workbench(const Workbench&) = delete;
+  Workbench& operator=(const Workbench&) = delete;
+
+  // ---- models
+  /// Loads a checkpoint and makes it current; returns its index. Throws with the loader's message.
+  int open(const std::string& path);
+  int model_count() const;
+  int current() const;
+  void set_current(int index);
+  ModelSummary summary(int index = -1) const;
+  /// Fast paths vs reference paths (mechscope-cli verify); the result is kept in the summary.
+  std::string verify(int index = -1);
+
+  // ---- input
+  /// Draws `n` examples of the current model's task (parameters overridden by `task_json`, may be "").
+  void draw(int n, uint64_t seed, const std::string& task_json = "");
+  /// Replaces the input with one typed sequence (ids or vocabulary strings); no targets.
+  void set_tokens(const std::string& text);
+  int example_count() const;
+  int example() const;
+  void set_example(int i);
+  std::vector<std::string> tokens(int example = -1) const;
+  std::vector<std::string> roles(int example = -1) const;
+  std::vector<std::string> targets(int example = -1) const;
+  std::string task_json() const;
+  int seq_len() const;
+
+  // ---- interventions
+  void set_ablation(const std::vector<std::string>& heads, const std::string& kind);
+  std::vector<std::string> ablated() const;
+  std::string ablation_kind() const;
+  /// Outcome without (before) and with (after) the current ablations, on the current batch.
+  Outcome outcome(bool with_ablation);
+
+  // ---- views
+  /// Attention (or implicit attention) of a layer's mixer and head on the current example.
+  Grid attention(int layer, const std::string& mixer, int head, bool normalise);
+  /// The mixers of a layer ("attn", "ssm") and their head counts.
+  std::vector<std::pair<std::string, int>> mixers(int layer) const;
+  /// Head scores (gather, aggregate, causal, induction, prev_token) over the batch: rows = layer.mixer,
+  /// cols = heads (NaN beyond a mixer's count). Computed once per batch and model.
+  Grid head_scores(const std::string& score, const Progress& progress = {});
+  /// Activation patching sweep on the batch and its corruption: rows x positions of the normalised score.
+  Grid patching(const std::string& site, const std::string& role, const Progress& progress = {});
+  /// The outcome of one patch (row of the last patching grid, position): answer probability etc.
+  Outcome patch_cell(int row, int pos);
+  Embedding embeddings(int pc_x, int pc_y, int snapshot = -1);
+
+  struct CompareRow {
+    std::string model;
+    double accuracy = 0, prob = 0;
+    std::string note;  ///< why a model was not compared
+  };
+  /// Every loaded model on the current examples (those that read the same vocabulary).
+  std::vector<CompareRow> compare();
+
+  /// Provenance of the current view for exported files: checkpoint, hash, example, interventions.
+  std::string provenance() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> d;
+};
+
+}  // namespace mechscope::app
