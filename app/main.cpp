@@ -1,5 +1,6 @@
 // mechscope: the workbench. Arguments: checkpoints (.h5) and workspaces (.json) to open;
 // --screenshots DIR saves one screenshot per panel and exits; --dark starts with the dark theme.
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
@@ -41,6 +42,10 @@ int main(int argc, char** argv) {
   parser.addVersionOption();
   QCommandLineOption shots("screenshots", "Save a screenshot of each panel into DIR, then quit.", "DIR");
   QCommandLineOption dark("dark", "Start with the dark theme.");
+  QCommandLineOption latency("bench-latency",
+                             "Benchmark: on 256 examples of each checkpoint, time from toggling a head ablation to the "
+                             "updated outcome panel (median of 5 ablating toggles per head), print it and quit.");
+  parser.addOption(latency);
   parser.addOption(shots);
   parser.addOption(dark);
   parser.addPositionalArgument("files", "Checkpoints (.h5) or a workspace (.json) to open.", "[files...]");
@@ -55,6 +60,42 @@ int main(int argc, char** argv) {
   for (const QString& f : parser.positionalArguments()) {
     if (QFileInfo(f).suffix().toLower() == "json") w.openWorkspace(f);
     else w.openFile(f);
+  }
+  if (parser.isSet(latency)) {
+    w.setQuiet(true);
+    QTimer::singleShot(0, &w, [&] {
+      w.waitIdle(120000);
+      for (int m = 0; m < w.workbench().model_count(); ++m) {
+        w.workbench().set_current(m);
+        w.drawExamples(256, 1);
+        w.waitIdle(120000);
+        const auto summary = w.workbench().summary();
+        std::vector<double> all;
+        std::string worst_head;
+        double worst = 0;
+        std::vector<size_t> picks;  // up to 16 heads spread over the layers
+        for (size_t i = 0; i < std::min<size_t>(16, summary.heads.size()); ++i)
+          picks.push_back(i * summary.heads.size() / std::min<size_t>(16, summary.heads.size()));
+        for (size_t h : picks) {
+          std::vector<double> t;
+          for (int i = 0; i < 9; ++i) {
+            w.ablateHeads(i % 2 ? std::vector<std::string>{} : std::vector<std::string>{summary.heads[h].label});
+            w.waitIdle(60000);
+            if (i % 2 == 0) t.push_back(w.lastOutcomeMs());  // the toggles that ablate (clearing is free)
+          }
+          std::sort(t.begin(), t.end());
+          all.push_back(t[t.size() / 2]);
+          if (std::getenv("MECHSCOPE_LATENCY_DETAIL"))
+            std::cout << "  " << summary.heads[h].label << " " << t[t.size() / 2] << " ms\n";
+          if (t[t.size() / 2] > worst) worst = t[t.size() / 2], worst_head = summary.heads[h].label;
+        }
+        std::sort(all.begin(), all.end());
+        std::cout << summary.name << ": toggling a head ablation -> outcome updated, 256 examples: median "
+                  << all[all.size() / 2] << " ms over " << all.size() << " heads, slowest " << worst_head << " "
+                  << worst << " ms\n";
+      }
+      app.quit();
+    });
   }
   if (screenshot_mode) {
     QTimer::singleShot(0, &w, [&] {

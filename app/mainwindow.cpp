@@ -751,8 +751,8 @@ void MainWindow::applyAblation(const std::vector<std::string>& heads) {
     for (const auto& h : ab) list += qs(h) + " ";
     ablated_label_->setText(ab.empty() ? tr("no head ablated; click a head to ablate it, shift-click for sets")
                                        : tr("%1-ablated: %2").arg(qs(wb_->ablation_kind()), list));
+    renderOutcome();
     refreshHeads();
-    refreshOutcome();
   });
 }
 
@@ -764,6 +764,13 @@ void MainWindow::refreshOutcome() {
   }, [this](const std::pair<Outcome, Outcome>& r) {
     before_ = r.first;
     after_ = r.second;
+    renderOutcome();
+    refreshInput();
+  });
+}
+
+void MainWindow::renderOutcome() {
+  {
     wrong_examples_ = after_.wrong_examples;
     const ModelSummary s = wb_->summary();
     auto top = [](const Outcome& o) {
@@ -791,8 +798,7 @@ void MainWindow::refreshOutcome() {
     html += QStringLiteral("<p>%1 of %2 examples have a wrong answer after the interventions (Input &gt; Next wrong)</p>")
                 .arg(after_.wrong_examples.size()).arg(after_.examples);
     outcome_view_->setHtml(html);
-    refreshInput();
-  });
+  }
 }
 
 void MainWindow::refreshEmbeddings() {
@@ -839,6 +845,13 @@ void MainWindow::runPatching() {
               patch_plot_->showGrid(g, true);
               patch_label_->setText(qs(g.title) + tr("; click a cell to apply that patch"));
             });
+}
+
+void MainWindow::drawExamples(int n, int seed) {
+  n_spin_->setValue(n);
+  seed_spin_->setValue(seed);
+  job<int>(tr("drawing examples"), [this, n, seed](const Progress&) { wb_->draw(n, seed, ""); return 0; },
+           [this](const int&) { refreshAll(); });
 }
 
 QString MainWindow::outcomeText() const { return outcome_view_->toPlainText(); }

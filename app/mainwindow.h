@@ -50,6 +50,10 @@ class MainWindow : public QMainWindow {
   QString lastError() const { return last_error_; }
   double lastOutcomeMs() const { return last_outcome_ms_; }
   void runPatching();
+  /// Ablates exactly these heads (labels like L1.attn.H0) and updates the outcome, as a click on the grid does.
+  void ablateHeads(const std::vector<std::string>& heads) { applyAblation(heads); }
+  /// Draws examples of the current model's task, as the Input panel's button does.
+  void drawExamples(int n, int seed);
   void saveWorkspace(const QString& path);
   void openWorkspace(const QString& path);
   /// Raises each panel in turn and saves a screenshot of the window per panel into `dir`.
@@ -74,6 +78,7 @@ class MainWindow : public QMainWindow {
   void refreshAttention();
   void refreshHeads();
   void refreshOutcome();
+  void renderOutcome();
   void refreshEmbeddings();
   void refreshCompare();
   void refreshAll();

@@ -57,6 +57,7 @@ struct Workbench::Impl {
   AblationKind kind = AblationKind::Zero;
   std::unique_ptr<Ablator> ablator;
   // caches
+  ActivationCache clean_cache;  // the unablated run of the batch (ablation_cache_names)
   std::unique_ptr<HeadScores> scores;
   Batch patch_corrupt;
   std::unique_ptr<PatchResult> patch;
@@ -75,6 +76,7 @@ struct Workbench::Impl {
     if (!has_targets) throw std::runtime_error("the typed input has no answers; draw task examples for this view");
   }
   void invalidate() {
+    clean_cache.clear();
     scores.reset();
     patch.reset();
     ablator.reset();
@@ -317,24 +319,30 @@ Outcome Workbench::outcome(bool with_ablation) {
   d->need_batch();
   at::NoGradGuard no_grad;
   LanguageModel& model = d->model();
-  std::vector<Hook> hooks;
-  if (with_ablation && !d->ablated.empty()) hooks = d->get_ablator().hooks(d->ablated);
-  at::Tensor logits = model.run_with_hooks(d->batch.tokens, hooks);
+  // The clean run is cached once per batch; an ablation recomputes only the layers from the first ablated head
+  // on (ablated_final_resid), and only the rows the panel shows are unembedded.
+  if (d->clean_cache.empty())
+    d->clean_cache = model.run_with_cache(d->batch.tokens, HookSelection::of(ablation_cache_names(model))).second;
+  const std::vector<HeadRef> heads = with_ablation ? d->ablated : std::vector<HeadRef>{};
+  at::Tensor resid = heads.empty() ? d->clean_cache.at("blocks." + std::to_string(model.n_layers() - 1) + ".hook_resid_post")
+                                   : ablated_final_resid(model, d->batch.tokens, d->clean_cache, d->get_ablator(), heads);
   Outcome o;
   o.examples = static_cast<int>(d->batch.size());
   const int e = d->example, q = d->last_labelled(e);
-  o.top = d->top_at(logits[e][q], 5);
+  const int64_t len = d->batch.lengths[e].item<int64_t>();
+  at::Tensor ex_logits = model.unembed(resid[e].narrow(0, 0, len));  // [len, V]
+  o.top = d->top_at(ex_logits[q], 5);
   if (d->has_targets) {
     Readout r = Readout::all_labelled(d->batch);
-    ExampleMetrics m = example_metrics(gather_readout(logits, r), r);
+    ExampleMetrics m = example_metrics(model.unembed(gather_readout(resid, r)), r);
     o.accuracy = m.correct.mean().item<double>();
     o.prob = m.prob.mean().item<double>();
     o.logit_diff = m.logit_diff.mean().item<double>();
     const int64_t t = d->batch.targets[e][q].item<int64_t>();
     o.target = t >= 0 ? token_string(t, d->m().ck.vocab) : "";
     at::Tensor tg = d->batch.targets[e];
-    at::Tensor lp = at::log_softmax(logits[e].to(at::kFloat), -1);
-    for (int64_t j = 0; j < d->batch.lengths[e].item<int64_t>(); ++j) {
+    at::Tensor lp = at::log_softmax(ex_logits.to(at::kFloat), -1);
+    for (int64_t j = 0; j < len; ++j) {
       const int64_t y = tg[j].item<int64_t>();
       o.example_loss.push_back(y < 0 ? kNaN : -lp[j][y].item<double>());
     }

@@ -240,6 +240,42 @@ std::vector<Hook> Ablator::hooks(const std::vector<HeadRef>& heads) const {
   return out;
 }
 
+std::vector<std::string> ablation_cache_names(const LanguageModel& model) {
+  std::vector<std::string> names;
+  for (int64_t l = 0; l < model.n_layers(); ++l) {
+    names.push_back(layer_prefix(l) + "hook_resid_pre");
+    names.push_back(layer_prefix(l) + "hook_mixer_out");
+    for (const auto& [mixer, H] : model.heads_of_layer(l)) names.push_back(head_hook_name({l, mixer, 0}));
+  }
+  names.push_back(layer_prefix(model.n_layers() - 1) + "hook_resid_post");
+  return names;
+}
+
+at::Tensor ablated_final_resid(LanguageModel& model, const at::Tensor& tokens, const ActivationCache& clean,
+                               const Ablator& ablator, const std::vector<HeadRef>& heads) {
+  at::NoGradGuard no_grad;
+  const int64_t n = model.n_layers();
+  if (heads.empty()) return clean.at(layer_prefix(n - 1) + "hook_resid_post");
+  int64_t first = n;
+  for (const auto& h : heads) first = std::min(first, h.layer);
+  at::Tensor resid = clean.at(layer_prefix(first) + "hook_resid_pre") + clean.at(layer_prefix(first) + "hook_mixer_out");
+  std::vector<HeadRef> later;
+  std::map<std::string, HeadProjection> projections;
+  for (const auto& h : heads) {
+    if (h.layer != first) {
+      later.push_back(h);
+      continue;
+    }
+    if (!projections.count(h.mixer)) projections[h.mixer] = head_projection(model, h.layer, h.mixer);
+    at::Tensor zh = clean.at(head_hook_name(h)).select(2, h.head);
+    resid = resid + project_head(projections[h.mixer], h.head, ablator.replacement(h, zh) - zh);
+  }
+  resid = model.backbone->layers[first]->forward_after_mixer(resid, nullptr);
+  HookContext ctx;
+  for (auto& hook : ablator.hooks(later)) ctx.add_hook(hook.name, hook.fn);
+  return model.forward_blocks(first + 1, n, resid, later.empty() ? nullptr : &ctx);
+}
+
 HeadSweepResult head_ablation_sweep(LanguageModel& model, const at::Tensor& tokens, const Readout& readout,
                                     const Ablator& ablator, const std::vector<HeadRef>& heads_in,
                                     const SweepOptions& options) {

@@ -108,6 +108,14 @@ class Ablator {
   at::Tensor ref_lengths_;
 };
 
+/// Hook names a clean cache needs for `ablated_final_resid` (block inputs, mixer outputs, head outputs).
+std::vector<std::string> ablation_cache_names(const LanguageModel& model);
+/// The final residual [B, L, d_model] of the cached run with `heads` ablated together, without recomputing the
+/// layers before the first ablated head (its mixer changes by a linear function of the head slices). Equal to
+/// the residual of run_with_hooks(tokens, ablator.hooks(heads)) to float tolerance. Empty `heads`: the clean one.
+at::Tensor ablated_final_resid(LanguageModel& model, const at::Tensor& tokens, const ActivationCache& clean_cache,
+                               const Ablator& ablator, const std::vector<HeadRef>& heads);
+
 struct HeadSweepResult {
   std::vector<HeadRef> heads;
   MetricTable base;     ///< [1]: no ablation

@@ -115,6 +115,22 @@ TEST(HeadAblation, BatchedSweepEqualsOneForwardPerHead) {
   }
 }
 
+TEST(HeadAblation, SetsFromTheCachedPrefixEqualTheHookedForward) {
+  at::NoGradGuard no_grad;
+  for (const auto& preset : kPresets) {
+    Fixture f = make(preset, {{"d_intermediate", 40}, {"n_layer", 3}});
+    Ablator ab(*f.model, AblationKind::Mean, f.reference);
+    auto heads = all_heads(*f.model);
+    const std::vector<std::vector<HeadRef>> sets = {{}, {heads.back()}, {heads[1]}, {heads[0], heads[heads.size() / 2], heads.back()}};
+    auto cache = f.model->run_with_cache(f.clean.tokens, HookSelection::of(ablation_cache_names(*f.model))).second;
+    for (const auto& set : sets) {
+      at::Tensor fast = f.model->unembed(ablated_final_resid(*f.model, f.clean.tokens, cache, ab, set));
+      at::Tensor plain = f.model->run_with_hooks(f.clean.tokens, ab.hooks(set));
+      EXPECT_LT(max_abs_diff(fast, plain), 1e-4) << preset << " " << set.size() << " heads";
+    }
+  }
+}
+
 TEST(HeadAblation, MeanAblationWithTheRunItselfAsReferenceIsIdentityOnAverage) {
   // Mean over the run's own batch: the head's mean activation, per position (hand property of the definition).
   at::NoGradGuard no_grad;

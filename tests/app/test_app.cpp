@@ -1,0 +1,158 @@
+// Widget tests of the workbench under QT_QPA_PLATFORM=offscreen: the real window, driven as a user would.
+#include <QDir>
+#include <QFile>
+#include <QPushButton>
+#include <QSvgRenderer>
+#include <QTemporaryDir>
+#include <QtTest/QtTest>
+#include <qcustomplot.h>
+
+#include "app/mainwindow.h"
+#include "app/plotview.h"
+
+using mechscope::app::MainWindow;
+
+namespace {
+QString demo(const char* name) { return QStringLiteral(MECHSCOPE_MODELS_DIR "/%1.h5").arg(name); }
+
+int rowOf(const mechscope::app::Grid& g, const std::string& label) {
+  for (size_t i = 0; i < g.row_labels.size(); ++i)
+    if (g.row_labels[i] == label) return static_cast<int>(i);
+  return -1;
+}
+
+QPushButton* button(QWidget& w, const QString& text) {
+  for (auto* b : w.findChildren<QPushButton*>())
+    if (b->text() == text) return b;
+  return nullptr;
+}
+}  // namespace
+
+class AppTest : public QObject {
+  Q_OBJECT
+ private slots:
+  void initTestCase() { qputenv("MECHSCOPE_DEFAULT_LAYOUT", "1"); }
+
+  void openAblatePatchExport() {
+    MainWindow w;
+    w.setQuiet(true);
+    w.resize(1500, 950);
+    w.show();
+    w.openFile(demo("mqar-hybrid"));
+    QVERIFY(w.waitIdle());
+    QCOMPARE(w.workbench().model_count(), 1);
+    QVERIFY2(w.lastError().isEmpty(), qPrintable(w.lastError()));
+    QVERIFY(w.headsPlot()->hasData());
+    QVERIFY(w.attentionPlot()->hasData());
+    QVERIFY(w.outcomeText().contains("interventions: none"));
+
+    // Click the attention head of layer 1 in the grid: it is ablated, the outcome changes.
+    const int r = rowOf(w.headsPlot()->grid(), "L1 attn");
+    QVERIFY(r >= 0);
+    QTest::mouseClick(w.headsPlot()->plot(), Qt::LeftButton, Qt::NoModifier, w.headsPlot()->cellCenter(r, 0));
+    QVERIFY(w.waitIdle());
+    QCOMPARE(w.workbench().ablated(), std::vector<std::string>{"L1.attn.H0"});
+    QVERIFY2(w.outcomeText().contains("zero ablation of L1.attn.H0"), qPrintable(w.outcomeText()));
+    const auto after = w.workbench().outcome(true), before = w.workbench().outcome(false);
+    QVERIFY(after.accuracy < before.accuracy - 0.5);  // this head carries the retrieval (tests/demo/test_science)
+    qInfo("outcome after a click: %.0f ms (64 examples)", w.lastOutcomeMs());
+
+    // Shift-click adds a Mamba2 head to the set; the clear button removes all.
+    const int s = rowOf(w.headsPlot()->grid(), "L0 ssm");
+    QTest::mouseClick(w.headsPlot()->plot(), Qt::LeftButton, Qt::ShiftModifier, w.headsPlot()->cellCenter(s, 2));
+    QVERIFY(w.waitIdle());
+    QCOMPARE(w.workbench().ablated().size(), size_t(2));
+    QPushButton* clear = button(w, "Clear ablations");
+    QVERIFY(clear);
+    clear->click();
+    QVERIFY(w.waitIdle());
+    QVERIFY(w.workbench().ablated().empty());
+
+    // A patching sweep, then a click on a cell.
+    w.runPatching();
+    QVERIFY(w.waitIdle(120000));
+    QVERIFY2(w.lastError().isEmpty(), qPrintable(w.lastError()));
+    QVERIFY(w.patchingPlot()->hasData());
+    QCOMPARE(w.patchingPlot()->grid().rows, 2);
+    QTest::mouseClick(w.patchingPlot()->plot(), Qt::LeftButton, Qt::NoModifier, w.patchingPlot()->cellCenter(1, 31));
+    QVERIFY(w.waitIdle());
+
+    // Every export format, checked by its header or parser.
+    QTemporaryDir dir;
+    QVERIFY(dir.isValid());
+    for (auto* plot : {w.attentionPlot(), w.headsPlot(), w.patchingPlot(), w.embeddingPlot()}) {
+      QVERIFY(plot->hasData());
+      const QString base = dir.filePath(plot->objectName());
+      plot->exportTo(base + ".png", 800, 600);
+      plot->exportTo(base + ".pdf", 800, 600);
+      plot->exportTo(base + ".svg", 800, 600);
+      plot->exportCsv(base + ".csv");
+      QFile png(base + ".png"), pdf(base + ".pdf"), csv(base + ".csv");
+      QVERIFY(png.open(QIODevice::ReadOnly) && png.read(8) == QByteArray("\x89PNG\r\n\x1a\n", 8));
+      QVERIFY(pdf.open(QIODevice::ReadOnly) && pdf.read(5) == QByteArray("%PDF-"));
+      QVERIFY(QSvgRenderer(base + ".svg").isValid());
+      QVERIFY(csv.open(QIODevice::ReadOnly) && csv.readLine().startsWith("# {\"ablated\""));
+      QImage img(base + ".png");
+      QCOMPARE(img.size(), QSize(800, 600));
+      QVERIFY(img.text("Description").contains("checkpoint_sha256"));
+    }
+    QVERIFY_EXCEPTION_THROWN(w.attentionPlot()->exportTo(dir.filePath("x.bmp"), 100, 100), std::invalid_argument);
+    QVERIFY(!QFile::exists(dir.filePath("x.bmp")));
+
+    // A second model: compare on the same examples, switch back and forth.
+    w.openFile(demo("mqar-attn"));
+    QVERIFY(w.waitIdle());
+    QCOMPARE(w.workbench().model_count(), 2);
+    const auto rows = w.workbench().compare();
+    QCOMPARE(rows.size(), size_t(2));
+    QVERIFY(rows[0].accuracy > 0.9 && rows[1].accuracy > 0.9);
+
+    // A workspace round trip.
+    const QString ws = dir.filePath("ws.json");
+    w.saveWorkspace(ws);
+    MainWindow w2;
+    w2.setQuiet(true);
+    w2.openWorkspace(ws);
+    QVERIFY(w2.waitIdle());
+    QCOMPARE(w2.workbench().model_count(), 2);
+    QCOMPARE(w2.workbench().current(), w.workbench().current());
+  }
+
+  void badFilesShowAnError() {
+    MainWindow w;
+    w.setQuiet(true);
+    w.openFile("/nonexistent/model.h5");
+    QVERIFY(w.waitIdle());
+    QVERIFY2(w.lastError().contains("nonexistent"), qPrintable(w.lastError()));
+    QTemporaryDir dir;
+    QFile f(dir.filePath("text.h5"));
+    QVERIFY(f.open(QIODevice::WriteOnly));
+    f.write("not a checkpoint");
+    f.close();
+    w.openFile(f.fileName());
+    QVERIFY(w.waitIdle());
+    QVERIFY2(w.lastError().contains("HDF5"), qPrintable(w.lastError()));
+    QCOMPARE(w.workbench().model_count(), 0);
+    w.openWorkspace(dir.filePath("text.h5"));
+    QVERIFY(w.lastError().contains("not a MechScope workspace"));
+  }
+
+  void cancelAndCloseDuringAJob() {
+    MainWindow w;
+    w.setQuiet(true);
+    w.openFile(demo("mqar-mamba1"));
+    QVERIFY(w.waitIdle());
+    w.runPatching();  // seconds of work: cancel it through the status bar button
+    QTest::qWait(50);
+    QPushButton* cancel = button(w, "Cancel");
+    QVERIFY(cancel);
+    cancel->click();
+    QVERIFY(w.waitIdle(20000));
+    w.runPatching();
+    QTest::qWait(20);
+    w.close();  // closing while a sweep runs: it stops at the next chunk, nothing crashes
+  }
+};
+
+QTEST_MAIN(AppTest)
+#include "test_app.moc"
