@@ -7,6 +7,7 @@
 #include <string>
 
 #include "core/engine/runtime.h"
+#include "app/render.h"
 
 #include <QApplication>
 #include <QCommandLineParser>
@@ -18,9 +19,13 @@
 int main(int argc, char** argv) {
   const char* platform = std::getenv("QT_QPA_PLATFORM");
   const bool headless_platform = platform && (std::strcmp(platform, "offscreen") == 0 || std::strcmp(platform, "minimal") == 0);
-  bool wants_help = false;
-  for (int i = 1; i < argc; ++i)
+  bool wants_help = false, render = false;
+  for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h") || !std::strcmp(argv[i], "--version")) wants_help = true;
+    if (!std::strcmp(argv[i], "--render")) render = true;
+  }
+  if (render && !platform) qputenv("QT_QPA_PLATFORM", "offscreen");  // figures need no display
+  if (render) wants_help = true;
   if (!headless_platform && !wants_help && !std::getenv("DISPLAY") && !std::getenv("WAYLAND_DISPLAY")) {
     std::cerr << "mechscope: no display found (DISPLAY and WAYLAND_DISPLAY are unset).\n"
                  "  On a machine without a screen, run the workbench under a virtual display:\n"
@@ -46,10 +51,34 @@ int main(int argc, char** argv) {
                              "Benchmark: on 256 examples of each checkpoint, time from toggling a head ablation to the "
                              "updated outcome panel (median of 5 ablating toggles per head), print it and quit.");
   parser.addOption(latency);
+  QCommandLineOption render_opt("render", "Draw a tensor of an `mechscope-cli analyze` results file (no display needed) "
+                                          "and quit; with --tensor, --index, --out, --size.", "RESULTS");
+  QCommandLineOption tensor_opt("tensor", "Tensor to draw, e.g. patching/score (default: the first).", "NAME");
+  QCommandLineOption index_opt("index", "Slice of the first axis of a 3-D tensor (attention heads).", "N", "-1");
+  QCommandLineOption out_opt("out", "Figure to write: .png, .pdf or .svg.", "FILE");
+  QCommandLineOption size_opt("size", "Figure size in pixels.", "WxH", "1200x800");
+  for (const auto& o : {render_opt, tensor_opt, index_opt, out_opt, size_opt}) parser.addOption(o);
   parser.addOption(shots);
   parser.addOption(dark);
   parser.addPositionalArgument("files", "Checkpoints (.h5) or a workspace (.json) to open.", "[files...]");
   parser.process(app);
+
+  if (parser.isSet(render_opt)) {
+    try {
+      if (!parser.isSet(out_opt)) throw std::invalid_argument("--render needs --out FIGURE.png|.pdf|.svg");
+      const QStringList wh = parser.value(size_opt).toLower().split('x');
+      if (wh.size() != 2) throw std::invalid_argument("--size: expected WIDTHxHEIGHT, e.g. 1200x800");
+      std::cout << mechscope::app::render_results(parser.value(render_opt).toStdString(),
+                                                  parser.value(tensor_opt).toStdString(),
+                                                  parser.value(index_opt).toInt(), parser.value(out_opt).toStdString(),
+                                                  wh[0].toInt(), wh[1].toInt())
+                << "\n";
+      return 0;
+    } catch (const std::exception& e) {
+      std::cerr << "error: " << e.what() << "\n";
+      return 1;
+    }
+  }
 
   mechscope::app::MainWindow w;
   if (parser.isSet(dark)) w.setDark(true);

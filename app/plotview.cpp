@@ -251,7 +251,7 @@ void PlotView::markCells(const std::vector<std::pair<int, int>>& cells) {
 }
 
 // Tick labels: every label when they fit, else every k-th, so that a 2,048-token map shows labels as you zoom in.
-void PlotView::relabel() {
+void PlotView::relabel(int w, int h) const {
   if (!is_grid_) return;
   auto label = [this](QCPAxis* ax, const std::vector<std::string>& labels, int n, int pixels) {
     QSharedPointer<QCPAxisTickerText> t(new QCPAxisTickerText);
@@ -265,8 +265,11 @@ void PlotView::relabel() {
     ax->setTicker(t);
     ax->setSubTicks(false);
   };
-  label(plot_->xAxis, grid_.col_labels, grid_.cols, plot_->axisRect()->width());
-  label(plot_->yAxis, grid_.row_labels, grid_.rows, plot_->axisRect()->height());
+  // Before the widget is laid out (headless export) its axis rect has no size: plan for a usual one.
+  const int aw = w > 0 ? w : plot_->axisRect()->width() > 50 ? plot_->axisRect()->width() : 700;
+  const int ah = h > 0 ? h : plot_->axisRect()->height() > 50 ? plot_->axisRect()->height() : 500;
+  label(plot_->xAxis, grid_.col_labels, grid_.cols, aw);
+  label(plot_->yAxis, grid_.row_labels, grid_.rows, ah);
 }
 
 QPoint PlotView::cellCenter(int row, int col) const {
@@ -315,6 +318,11 @@ void PlotView::exportTo(const QString& path, int width, int height) const {
   const QString suffix = QFileInfo(path).suffix().toLower();
   const QString tmp = path + ".part";
   bool ok = false;
+  relabel(width * 8 / 10, height * 8 / 10);  // label density for the exported size
+  struct Restore {
+    const PlotView* v;
+    ~Restore() { v->relabel(); }
+  } restore{this};
   if (suffix == "png") {
     QImage img = plot_->toPixmap(width, height).toImage();
     img.setText("Software", "MechScope");

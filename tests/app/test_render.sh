@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Headless figures from results files: `mechscope --render` draws what `mechscope-cli analyze` wrote, in every
+# format, and says what is wrong with a bad request.
+# usage: test_render.sh MECHSCOPE_CLI MECHSCOPE MODELS_DIR WORKDIR
+set -uo pipefail
+cli=$1; gui=$2; models=$3; work=$4
+rm -rf "$work"; mkdir -p "$work"; cd "$work"
+unset DISPLAY WAYLAND_DISPLAY QT_QPA_PLATFORM
+export XDG_RUNTIME_DIR=$work
+fail=0
+"$cli" analyze patching -c "$models/mqar-attn.h5" -n 16 --out p.h5 --quiet > /dev/null || { echo "FAIL: analyze"; exit 1; }
+"$cli" analyze attention -c "$models/mqar-hybrid.h5" --out a.h5 --quiet > /dev/null || { echo "FAIL: analyze attention"; exit 1; }
+"$gui" --render p.h5 --tensor patching/score --out f.png --size 900x600 > /dev/null || { echo "FAIL: render png"; fail=1; }
+"$gui" --render p.h5 --out f.pdf > /dev/null || { echo "FAIL: render pdf"; fail=1; }
+"$gui" --render a.h5 --tensor attention/L0.ssm --index 1 --out f.svg > /dev/null || { echo "FAIL: render svg"; fail=1; }
+[ "$(head -c 4 f.png | od -An -c | tr -d ' ')" = "211PNG" ] || { echo "FAIL: png header"; fail=1; }
+[ "$(head -c 5 f.pdf)" = "%PDF-" ] || { echo "FAIL: pdf header"; fail=1; }
+grep -q "<svg" f.svg || { echo "FAIL: svg"; fail=1; }
+out=$("$gui" --render a.h5 --tensor attention/L0.ssm --out x.png 2>&1) && { echo "FAIL: 3-D without --index"; fail=1; }
+[[ "$out" == *"--index"* ]] || { echo "FAIL: message lacks --index: $out"; fail=1; }
+out=$("$gui" --render p.h5 --tensor patching/scor --out x.png 2>&1) && { echo "FAIL: unknown tensor"; fail=1; }
+[[ "$out" == *"patching/score"* ]] || { echo "FAIL: message lacks the tensor names: $out"; fail=1; }
+out=$("$gui" --render p.h5 --out x.bmp 2>&1) && { echo "FAIL: bmp"; fail=1; }
+[ -e x.png ] || [ -e x.bmp ] && { echo "FAIL: a failed render left a file"; fail=1; }
+out=$("$gui" --render "$models/mqar-attn.h5" --out x.png 2>&1) && { echo "FAIL: a checkpoint is not a results file"; fail=1; }
+[[ "$out" == *"not a MechScope results file"* ]] || { echo "FAIL: message: $out"; fail=1; }
+out=$("$gui" "$models/mqar-attn.h5" 2>&1); rc=$?
+[ $rc -eq 2 ] && [[ "$out" == *"xvfb-run"* ]] || { echo "FAIL: no display: rc $rc: $out"; fail=1; }
+[ $fail -eq 0 ] && echo "render: all passed"
+exit $fail
