@@ -129,7 +129,9 @@ int main(int argc, char** argv) {
   if (screenshot_mode) {
     QTimer::singleShot(0, &w, [&] {
       w.waitIdle(120000);
-      // Something in each panel: a head ablated, a patching sweep run.
+      // Something in each panel: the last head ablated, a patching sweep run.
+      if (w.workbench().model_count() > 0) w.ablateHeads({w.workbench().summary().heads.back().label});
+      w.waitIdle(60000);
       w.runPatching();
       w.waitIdle(300000);
       w.takeScreenshots(parser.value(shots));
