@@ -48,6 +48,7 @@
 #include <QtConcurrent/QtConcurrentRun>
 
 #include "app/plotview.h"
+#include "app/training.h"
 
 namespace mechscope::app {
 
@@ -327,7 +328,41 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent), wb_(std::make_uni
   cl->addWidget(compare_table_, 1);
   connect(cmp_b, &QPushButton::clicked, this, [this] { refreshCompare(); });
 
-  for (auto* p : {attn_plot_, heads_plot_, patch_plot_, emb_plot_, cos_plot_})
+  // Training panel.
+  train_preset_ = new QComboBox;
+  train_preset_->addItems({"transformer", "hybrid", "mamba2", "mamba1", "parallel-hybrid"});
+  train_model_ = new QLineEdit(R"({"d_model": 64, "n_layer": 2})");
+  train_model_->setToolTip(tr("overrides of the preset (SPEC §1 keys), e.g. {\"attn_cfg\": {\"num_heads\": 1, \"head_dim\": 64}}"));
+  train_task_ = new QLineEdit(R"({"task": "mqar", "vocab_size": 256, "seq_len": 64, "num_pairs": 16})");
+  train_steps_ = new QSpinBox;
+  train_steps_->setRange(1, 10000000);
+  train_steps_->setValue(3000);
+  train_batch_ = new QSpinBox;
+  train_batch_->setRange(1, 4096);
+  train_batch_->setValue(64);
+  train_lr_ = new QLineEdit("1e-3");
+  train_out_ = new QLineEdit(QDir::home().filePath("mechscope-run.h5"));
+  train_start_ = new QPushButton(tr("Start"));
+  train_stop_button_ = new QPushButton(tr("Stop (saves)"));
+  train_stop_button_->setEnabled(false);
+  train_label_ = new QLabel(tr("the run writes its checkpoint (with history and embedding snapshots) as it goes, and "
+                               "opens it here when it ends"));
+  train_label_->setWordWrap(true);
+  train_plot_ = new PlotView("training");
+  auto* train_w = new QWidget;
+  auto* tl = new QVBoxLayout(train_w);
+  auto* tform = new QFormLayout;
+  tform->addRow(tr("model"), row({train_preset_, train_model_}));
+  tform->addRow(tr("task"), train_task_);
+  tform->addRow(tr("steps"), row({train_steps_, new QLabel(tr("batch")), train_batch_, new QLabel(tr("lr")), train_lr_}));
+  tform->addRow(tr("checkpoint"), row({train_out_, train_start_, train_stop_button_}));
+  tl->addLayout(tform);
+  tl->addWidget(train_plot_, 1);
+  tl->addWidget(train_label_);
+  connect(train_start_, &QPushButton::clicked, this, [this] { startTraining(); });
+  connect(train_stop_button_, &QPushButton::clicked, this, [this] { stopTraining(); });
+
+  for (auto* p : {attn_plot_, heads_plot_, patch_plot_, emb_plot_, cos_plot_, train_plot_})
     p->setProvenance([this] { return wb_->provenance(); });
 
   // Docks.
@@ -341,12 +376,14 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent), wb_(std::make_uni
   auto* d_heads = dock(tr("Heads"), "heads", heads_w, Qt::RightDockWidgetArea);
   auto* d_out = dock(tr("Outcome"), "outcome", outcome_view_, Qt::RightDockWidgetArea);
   auto* d_cmp = dock(tr("Compare"), "compare", cmp_w, Qt::RightDockWidgetArea);
+  auto* d_train = dock(tr("Training"), "training", train_w, Qt::TopDockWidgetArea);
   setCorner(Qt::TopLeftCorner, Qt::LeftDockWidgetArea);
   setCorner(Qt::BottomLeftCorner, Qt::LeftDockWidgetArea);
   setCorner(Qt::TopRightCorner, Qt::RightDockWidgetArea);
   setCorner(Qt::BottomRightCorner, Qt::RightDockWidgetArea);
   tabifyDockWidget(d_attn, d_patch);
   tabifyDockWidget(d_attn, d_emb);
+  tabifyDockWidget(d_attn, d_train);
   tabifyDockWidget(d_out, d_cmp);
   d_attn->raise();
   d_out->raise();
@@ -385,7 +422,84 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent), wb_(std::make_uni
 
 MainWindow::~MainWindow() {
   for (auto& j : jobs_) j->cancel = true;
+  train_stop_ = true;
+  if (train_thread_.joinable()) train_thread_.join();
   pool_.waitForDone();
+}
+
+void MainWindow::setTrainingSettings(const QString& preset, const QString& model_json, const QString& task_json,
+                                     int steps, int batch, const QString& out) {
+  train_preset_->setCurrentText(preset);
+  train_model_->setText(model_json);
+  train_task_->setText(task_json);
+  train_steps_->setValue(steps);
+  train_batch_->setValue(batch);
+  train_out_->setText(out);
+}
+
+bool MainWindow::startTraining() {
+  if (train_running_) return false;
+  if (train_thread_.joinable()) train_thread_.join();
+  TrainingRequest r;
+  r.preset = train_preset_->currentText().toStdString();
+  r.model_json = train_model_->text().toStdString();
+  r.task_json = train_task_->text().toStdString();
+  r.steps = train_steps_->value();
+  r.batch = train_batch_->value();
+  bool ok = false;
+  r.lr = train_lr_->text().toDouble(&ok);
+  if (!ok || r.lr <= 0) {
+    showError(tr("training"), tr("the learning rate '%1' is not a positive number").arg(train_lr_->text()));
+    return false;
+  }
+  r.out = train_out_->text().trimmed().toStdString();
+  r.eval_every = std::max<int64_t>(10, r.steps / 60);
+  if (QFile::exists(train_out_->text().trimmed()) && !quiet_ &&
+      QMessageBox::question(this, tr("Training"), tr("%1 exists. Overwrite it?").arg(train_out_->text())) !=
+          QMessageBox::Yes)
+    return false;
+  train_steps_x_.clear();
+  train_loss_.clear();
+  train_acc_.clear();
+  train_stop_ = false;
+  train_running_ = true;
+  train_start_->setEnabled(false);
+  train_stop_button_->setEnabled(true);
+  train_label_->setText(tr("starting…"));
+  train_thread_ = std::thread([this, r] {
+    std::string summary, error;
+    try {
+      summary = run_training(r, [this](const TrainingPoint& p) {
+        QMetaObject::invokeMethod(this, [this, p] {
+          if (p.evaluated || train_steps_x_.empty() || p.step - train_steps_x_.back() >= 5) {
+            train_steps_x_.push_back(static_cast<double>(p.step));
+            train_loss_.push_back(p.loss);
+            train_acc_.push_back(p.evaluated ? p.accuracy : NAN);
+            train_plot_->showCurves(train_steps_x_, {{"loss", train_loss_}, {"eval accuracy", train_acc_}}, tr("step"),
+                                    tr("training"));
+          }
+          train_label_->setText(tr("step %1 / %2   loss %3   accuracy %4   %5 examples/s   %6 s left")
+                                    .arg(p.step).arg(p.steps).arg(num(p.loss, 4)).arg(p.accuracy < 0 ? "—" : num(p.accuracy))
+                                    .arg(p.examples_per_s, 0, 'f', 0).arg(p.eta_s, 0, 'f', 0));
+        }, Qt::QueuedConnection);
+      }, &train_stop_);
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    QMetaObject::invokeMethod(this, [this, summary, error, out = r.out] {
+      train_running_ = false;
+      train_start_->setEnabled(true);
+      train_stop_button_->setEnabled(false);
+      if (!error.empty()) {
+        train_label_->setText(tr("failed: %1").arg(qs(error)));
+        showError(tr("training"), qs(error));
+        return;
+      }
+      train_label_->setText(qs(summary));
+      openFile(qs(out));  // its embedding snapshots can be scrubbed in the Embeddings panel
+    }, Qt::QueuedConnection);
+  });
+  return true;
 }
 
 QDockWidget* MainWindow::dock(const QString& title, const QString& name, QWidget* body, Qt::DockWidgetArea area) {
@@ -458,7 +572,7 @@ void MainWindow::setDark(bool dark) {
     p = qApp->style()->standardPalette();
   }
   qApp->setPalette(p);
-  for (auto* pv : {attn_plot_, heads_plot_, patch_plot_, emb_plot_, cos_plot_}) pv->setDark(dark);
+  for (auto* pv : {attn_plot_, heads_plot_, patch_plot_, emb_plot_, cos_plot_, train_plot_}) pv->setDark(dark);
 }
 
 void MainWindow::showError(const QString& what, const QString& message) {
@@ -534,6 +648,8 @@ void MainWindow::dropEvent(QDropEvent* e) {
 
 void MainWindow::closeEvent(QCloseEvent* e) {
   for (auto& j : jobs_) j->cancel = true;  // a running sweep stops at its next chunk
+  train_stop_ = true;                      // a training run saves its checkpoint and stops
+  if (train_thread_.joinable()) train_thread_.join();
   pool_.waitForDone();
   QSettings s("MechScope", "MechScope");
   s.setValue("geometry", saveGeometry());

@@ -10,6 +10,7 @@
 
 #include <QMainWindow>
 #include <QThreadPool>
+#include <thread>
 
 #include "app/workbench.h"
 
@@ -56,6 +57,14 @@ class MainWindow : public QMainWindow {
   void drawExamples(int n, int seed);
   void saveWorkspace(const QString& path);
   void openWorkspace(const QString& path);
+  /// Starts a training run with the Training panel's settings (its own thread); false if one is running.
+  bool startTraining();
+  /// Fills the Training panel (tests and scripts).
+  void setTrainingSettings(const QString& preset, const QString& model_json, const QString& task_json, int steps,
+                           int batch, const QString& out);
+  void stopTraining() { train_stop_ = true; }
+  bool training() const { return train_running_; }
+  PlotView* trainingPlot() const { return train_plot_; }
   /// Raises each panel in turn and saves a screenshot of the window per panel into `dir`.
   void takeScreenshots(const QString& dir);
   void setDark(bool dark);
@@ -145,6 +154,22 @@ class MainWindow : public QMainWindow {
   PlotView* cos_plot_;
   // Compare
   QTableWidget* compare_table_;
+  // Training
+  QComboBox* train_preset_;
+  QLineEdit* train_model_;
+  QLineEdit* train_task_;
+  QSpinBox* train_steps_;
+  QSpinBox* train_batch_;
+  QLineEdit* train_lr_;
+  QLineEdit* train_out_;
+  QPushButton* train_start_;
+  QPushButton* train_stop_button_;
+  QLabel* train_label_;
+  PlotView* train_plot_;
+  std::thread train_thread_;
+  std::atomic<bool> train_stop_{false};
+  bool train_running_ = false;
+  std::vector<double> train_steps_x_, train_loss_, train_acc_;
   // Status bar
   QProgressBar* progress_;
   QPushButton* cancel_;

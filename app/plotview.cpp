@@ -132,6 +132,8 @@ void PlotView::showGrid(const Grid& g, bool symmetric) {
   }
   plot_->plotLayout()->simplify();
   grid_ = g;
+  curves_.clear();
+  plot_->legend->setVisible(false);
   is_grid_ = true;
   has_data_ = g.rows > 0 && g.cols > 0;
   map_ = new QCPColorMap(plot_->xAxis, plot_->yAxis);
@@ -201,6 +203,8 @@ void PlotView::showScatter(const std::vector<double>& x, const std::vector<doubl
   plot_->plotLayout()->simplify();
   is_grid_ = false;
   map_ = nullptr;
+  curves_.clear();
+  plot_->legend->setVisible(false);
   has_data_ = !x.empty();
   sx_ = x;
   sy_ = y;
@@ -227,6 +231,52 @@ void PlotView::showScatter(const std::vector<double>& x, const std::vector<doubl
   plot_->rescaleAxes();
   plot_->xAxis->scaleRange(1.1);
   plot_->yAxis->scaleRange(1.1);
+  if (!title.isEmpty()) {
+    plot_->plotLayout()->insertRow(0);
+    auto* t = new QCPTextElement(plot_, title, QFont(font().family(), 9, QFont::Bold));
+    t->setTextColor(dark_ ? QColor(0xdd, 0xdd, 0xdd) : Qt::black);
+    plot_->plotLayout()->addElement(0, 0, t);
+  }
+  plot_->replot();
+}
+
+void PlotView::showCurves(const std::vector<double>& x, const std::vector<std::pair<std::string, std::vector<double>>>& series,
+                          const QString& xlabel, const QString& title) {
+  plot_->clearPlottables();
+  plot_->clearItems();
+  marks_.clear();
+  while (plot_->plotLayout()->rowCount() > 1) {
+    plot_->plotLayout()->remove(plot_->plotLayout()->element(0, 0));
+    plot_->plotLayout()->simplify();
+  }
+  for (int i = plot_->plotLayout()->columnCount() - 1; i > 0; --i)
+    if (auto* el = plot_->plotLayout()->element(0, i)) plot_->plotLayout()->remove(el);
+  plot_->plotLayout()->simplify();
+  is_grid_ = false;
+  map_ = nullptr;
+  sx_.clear();
+  sy_.clear();
+  slabels_.clear();
+  cx_ = x;
+  curves_ = series;
+  has_data_ = !x.empty();
+  plot_->yAxis->setRangeReversed(false);
+  plot_->xAxis->setTickLabelRotation(0);
+  plot_->xAxis->setTicker(QSharedPointer<QCPAxisTicker>(new QCPAxisTicker));
+  plot_->yAxis->setTicker(QSharedPointer<QCPAxisTicker>(new QCPAxisTicker));
+  const QColor colours[] = {QColor(31, 119, 180), QColor(214, 39, 40), QColor(44, 160, 44), QColor(148, 103, 189)};
+  plot_->legend->setVisible(true);
+  for (size_t s = 0; s < series.size(); ++s) {
+    auto* g = plot_->addGraph();
+    g->setName(QString::fromStdString(series[s].first));
+    g->setPen(QPen(colours[s % 4], 2));
+    for (size_t i = 0; i < x.size() && i < series[s].second.size(); ++i)
+      if (std::isfinite(series[s].second[i])) g->addData(x[i], series[s].second[i]);
+  }
+  plot_->xAxis->setLabel(xlabel);
+  plot_->yAxis->setLabel(QString());
+  plot_->rescaleAxes();
+  plot_->yAxis->setRangeLower(std::min(0.0, plot_->yAxis->range().lower));
   if (!title.isEmpty()) {
     plot_->plotLayout()->insertRow(0);
     auto* t = new QCPTextElement(plot_, title, QFont(font().family(), 9, QFont::Bold));
@@ -369,6 +419,16 @@ void PlotView::exportCsv(const QString& path) const {
         const double v = grid_.at(r, c);
         out << "," << (std::isfinite(v) ? QString::number(v, 'g', 9) : QString());
       }
+      out << "\n";
+    }
+  } else if (!curves_.empty()) {
+    out << "x";
+    for (const auto& c : curves_) out << "," << csvField(c.first);
+    out << "\n";
+    for (size_t i = 0; i < cx_.size(); ++i) {
+      out << QString::number(cx_[i], 'g', 9);
+      for (const auto& c : curves_)
+        out << "," << (i < c.second.size() && std::isfinite(c.second[i]) ? QString::number(c.second[i], 'g', 9) : QString());
       out << "\n";
     }
   } else {

@@ -27,6 +27,9 @@ class PlotView : public QWidget {
   /// Scatter of points coloured by index, with hover labels.
   void showScatter(const std::vector<double>& x, const std::vector<double>& y, const std::vector<std::string>& labels,
                    const QString& xlabel, const QString& ylabel, const QString& title);
+  /// Line plots sharing an x axis (e.g. loss and accuracy over training steps); series may hold NaN gaps.
+  void showCurves(const std::vector<double>& x, const std::vector<std::pair<std::string, std::vector<double>>>& series,
+                  const QString& xlabel, const QString& title);
   /// Marks cells (row, col) with a cross (e.g. ablated heads); empty clears.
   void markCells(const std::vector<std::pair<int, int>>& cells);
   void setProvenance(const std::function<std::string()>& fn) { provenance_ = fn; }
@@ -62,6 +65,8 @@ class PlotView : public QWidget {
   Grid grid_;
   std::vector<double> sx_, sy_;
   std::vector<std::string> slabels_;
+  std::vector<double> cx_;
+  std::vector<std::pair<std::string, std::vector<double>>> curves_;
   bool is_grid_ = false, has_data_ = false, dark_ = false;
   std::vector<QCPItemText*> marks_;
   std::function<std::string()> provenance_;

@@ -118,6 +118,36 @@ class AppTest : public QObject {
     QCOMPARE(w2.workbench().current(), w.workbench().current());
   }
 
+  void trainFromTheWorkbench() {
+    MainWindow w;
+    w.setQuiet(true);
+    QTemporaryDir dir;
+    const QString out = dir.filePath("run.h5");
+    w.setTrainingSettings("transformer", R"({"d_model": 32, "n_layer": 1, "attn_cfg": {"num_heads": 2, "head_dim": 16, "rotary_emb_dim": 16}})",
+                          R"({"task": "ar", "num_pairs": 3, "num_keys": 8, "num_values": 8})", 60, 16, out);
+    QVERIFY(w.startTraining());
+    QVERIFY(!w.startTraining());  // one run at a time
+    QTRY_VERIFY_WITH_TIMEOUT(!w.training(), 120000);
+    QVERIFY2(w.lastError().isEmpty(), qPrintable(w.lastError()));
+    QVERIFY(QFile::exists(out));
+    QVERIFY(w.trainingPlot()->hasData());
+    QVERIFY(w.waitIdle());
+    QCOMPARE(w.workbench().model_count(), 1);  // the finished run opened in the workbench
+    QVERIFY(w.workbench().summary().has_task);
+    // A bad task is an error message, not a crash; stopping a run saves it.
+    w.setTrainingSettings("transformer", "{}", R"({"task": "nosuch"})", 10, 4, dir.filePath("bad.h5"));
+    QVERIFY(w.startTraining());
+    QTRY_VERIFY_WITH_TIMEOUT(!w.training(), 60000);
+    QVERIFY(w.lastError().contains("nosuch"));
+    w.setTrainingSettings("mamba1", R"({"d_model": 32, "n_layer": 1})",
+                          R"({"task": "ar", "num_pairs": 3, "num_keys": 8, "num_values": 8})", 100000, 8, dir.filePath("long.h5"));
+    QVERIFY(w.startTraining());
+    QTest::qWait(1500);
+    w.stopTraining();
+    QTRY_VERIFY_WITH_TIMEOUT(!w.training(), 60000);
+    QVERIFY(QFile::exists(dir.filePath("long.h5")));
+  }
+
   void badFilesShowAnError() {
     MainWindow w;
     w.setQuiet(true);
