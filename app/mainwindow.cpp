@@ -54,7 +54,7 @@ namespace mechscope::app {
 
 namespace {
 
-constexpr int kLayoutVersion = 2;  // bump when the panels change, so an old saved layout is ignored
+constexpr int kLayoutVersion = 3;  // bump when the panels change, so an old saved layout is ignored
 
 QString qs(const std::string& s) { return QString::fromStdString(s); }
 QString num(double v, int digits = 3) { return std::isfinite(v) ? QString::number(v, 'f', digits) : QStringLiteral("—"); }
@@ -322,11 +322,23 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent), wb_(std::make_uni
   compare_table_->horizontalHeader()->setStretchLastSection(true);
   compare_table_->setEditTriggers(QAbstractItemView::NoEditTriggers);
   auto* cmp_b = new QPushButton(tr("Compare loaded models on these examples"));
+  compare_view_ = new QComboBox;
+  compare_view_->addItems({tr("attention (mean over heads)"), tr("head grid (aggregate score)"), tr("embedding PCA")});
+  compare_layer_ = new QSpinBox;
+  compare_layer_->setRange(0, 64);
+  compare_plots_box_ = new QWidget;
+  new QHBoxLayout(compare_plots_box_);
+  compare_plots_box_->layout()->setContentsMargins(0, 0, 0, 0);
   auto* cmp_w = new QWidget;
   auto* cl = new QVBoxLayout(cmp_w);
   cl->addWidget(cmp_b);
-  cl->addWidget(compare_table_, 1);
-  connect(cmp_b, &QPushButton::clicked, this, [this] { refreshCompare(); });
+  compare_table_->setMaximumHeight(140);
+  cl->addWidget(compare_table_);
+  cl->addWidget(row({new QLabel(tr("side by side:")), compare_view_, new QLabel(tr("layer")), compare_layer_}));
+  cl->addWidget(compare_plots_box_, 3);
+  connect(cmp_b, &QPushButton::clicked, this, [this] { refreshComparePlots(); });
+  connect(compare_view_, qOverload<int>(&QComboBox::currentIndexChanged), this, [this] { refreshComparePlots(); });
+  connect(compare_layer_, qOverload<int>(&QSpinBox::valueChanged), this, [this] { refreshComparePlots(); });
 
   // Training panel.
   train_preset_ = new QComboBox;
@@ -367,7 +379,7 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent), wb_(std::make_uni
 
   // Docks.
   // Left: model over input. Middle (top area, which fills the window without a central widget): the big plots,
-  // tabbed. Right: heads over outcome (tabbed with compare).
+  // tabbed with compare and training. Right: heads over outcome.
   auto* d_model = dock(tr("Model"), "model", model_w, Qt::LeftDockWidgetArea);
   auto* d_input = dock(tr("Input"), "input", input_w, Qt::LeftDockWidgetArea);
   auto* d_attn = dock(tr("Attention"), "attention", attn_w, Qt::TopDockWidgetArea);
@@ -375,7 +387,7 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent), wb_(std::make_uni
   auto* d_emb = dock(tr("Embeddings"), "embeddings", emb_w, Qt::TopDockWidgetArea);
   auto* d_heads = dock(tr("Heads"), "heads", heads_w, Qt::RightDockWidgetArea);
   auto* d_out = dock(tr("Outcome"), "outcome", outcome_view_, Qt::RightDockWidgetArea);
-  auto* d_cmp = dock(tr("Compare"), "compare", cmp_w, Qt::RightDockWidgetArea);
+  auto* d_cmp = dock(tr("Compare"), "compare", cmp_w, Qt::TopDockWidgetArea);
   auto* d_train = dock(tr("Training"), "training", train_w, Qt::TopDockWidgetArea);
   setCorner(Qt::TopLeftCorner, Qt::LeftDockWidgetArea);
   setCorner(Qt::BottomLeftCorner, Qt::LeftDockWidgetArea);
@@ -384,7 +396,7 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent), wb_(std::make_uni
   tabifyDockWidget(d_attn, d_patch);
   tabifyDockWidget(d_attn, d_emb);
   tabifyDockWidget(d_attn, d_train);
-  tabifyDockWidget(d_out, d_cmp);
+  tabifyDockWidget(d_attn, d_cmp);
   d_attn->raise();
   d_out->raise();
   resizeDocks({d_model, d_heads}, {330, 430}, Qt::Horizontal);
@@ -952,6 +964,57 @@ void MainWindow::refreshCompare() {
           compare_table_->setItem(i, 3, new QTableWidgetItem(qs(rows[i].note)));
         }
       });
+}
+
+void MainWindow::compareModels(int view, int layer) {
+  QSignalBlocker b1(compare_view_), b2(compare_layer_);
+  compare_view_->setCurrentIndex(view);
+  compare_layer_->setValue(layer);
+  refreshComparePlots();
+}
+
+void MainWindow::refreshComparePlots() {
+  if (wb_->model_count() == 0) return;
+  refreshCompare();
+  const int n = std::min(wb_->model_count(), 4);
+  while (static_cast<int>(compare_plots_.size()) < n) {
+    auto* p = new PlotView(QStringLiteral("compare-%1").arg(compare_plots_.size()));
+    p->setProvenance([this] { return wb_->provenance(); });
+    p->setDark(dark_);
+    compare_plots_box_->layout()->addWidget(p);
+    compare_plots_.push_back(p);
+  }
+  for (size_t i = 0; i < compare_plots_.size(); ++i) compare_plots_[i]->setVisible(static_cast<int>(i) < n);
+  const int view = compare_view_->currentIndex(), layer = compare_layer_->value();
+  for (int i = 0; i < n; ++i) {
+    PlotView* plot = compare_plots_[i];
+    if (view == 2) {
+      job<std::pair<std::string, Embedding>>(tr("comparing embeddings"), [this, i](const Progress&) {
+        return std::make_pair(wb_->summary(i).name, wb_->embeddings(0, 1, -1, i));
+      }, [plot](const std::pair<std::string, Embedding>& r) {
+        plot->showScatter(r.second.x, r.second.y, r.second.labels, "PC1", "PC2",
+                          QStringLiteral("%1: locality %2").arg(qs(r.first)).arg(num(r.second.locality)));
+      });
+      continue;
+    }
+    job<Grid>(tr("comparing models"), [this, i, view, layer](const Progress& p) {
+      const std::string name = wb_->summary(i).name;
+      Grid g;
+      if (view == 0) {
+        auto ms = wb_->mixers(layer, i);
+        if (ms.empty()) throw std::invalid_argument("'" + name + "' has no layer " + std::to_string(layer));
+        std::string mixer = ms[0].first;
+        for (const auto& [m, H] : ms)
+          if (m == "attn") mixer = m;
+        g = wb_->attention(layer, mixer, -1, true, i);
+        g.title = name + ": L" + std::to_string(layer) + " " + mixer;
+      } else {
+        g = wb_->head_scores("aggregate", p, i);
+        g.title = name + ": aggregate";
+      }
+      return g;
+    }, [plot](const Grid& g) { plot->showGrid(g); });
+  }
 }
 
 void MainWindow::runPatching() {

@@ -65,6 +65,10 @@ class MainWindow : public QMainWindow {
   void stopTraining() { train_stop_ = true; }
   bool training() const { return train_running_; }
   PlotView* trainingPlot() const { return train_plot_; }
+  const std::vector<PlotView*>& comparePlots() const { return compare_plots_; }
+  /// Shows every loaded model side by side: view 0 attention (mean over heads) of `layer`, 1 head grid
+  /// (aggregate score), 2 embedding PCA.
+  void compareModels(int view, int layer);
   /// Raises each panel in turn and saves a screenshot of the window per panel into `dir`.
   void takeScreenshots(const QString& dir);
   void setDark(bool dark);
@@ -154,6 +158,11 @@ class MainWindow : public QMainWindow {
   PlotView* cos_plot_;
   // Compare
   QTableWidget* compare_table_;
+  QComboBox* compare_view_;
+  QSpinBox* compare_layer_;
+  QWidget* compare_plots_box_;
+  std::vector<PlotView*> compare_plots_;
+  void refreshComparePlots();
   // Training
   QComboBox* train_preset_;
   QLineEdit* train_model_;

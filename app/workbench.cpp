@@ -68,6 +68,16 @@ struct Workbench::Impl {
   }
   const Loaded& m() const { return const_cast<Impl*>(this)->m(); }
   LanguageModel& model() { return *m().ck.model; }
+  /// A loaded model (-1: the current one) that can read the current input.
+  Loaded& at_index(int index) {
+    if (index < 0) return m();
+    if (index >= static_cast<int>(models.size())) throw std::out_of_range("no model " + std::to_string(index));
+    Loaded& l = *models[index];
+    if (batch.size() && l.ck.config.vocab_size != m().ck.config.vocab_size)
+      throw std::invalid_argument("'" + l.name + "' reads a vocabulary of " + std::to_string(l.ck.config.vocab_size) +
+                                  " tokens; the current input has " + std::to_string(m().ck.config.vocab_size));
+    return l;
+  }
   void need_batch() const {
     if (batch.size() == 0) throw std::runtime_error("no input: draw examples from the task or type tokens");
   }
@@ -357,17 +367,19 @@ Outcome Workbench::outcome(bool with_ablation) {
 
 // ---------------------------------------------------------------- views
 
-std::vector<std::pair<std::string, int>> Workbench::mixers(int layer) const {
+std::vector<std::pair<std::string, int>> Workbench::mixers(int layer, int index) const {
   std::lock_guard<std::recursive_mutex> lock(d->mu);
   std::vector<std::pair<std::string, int>> out;
-  for (const auto& [m, H] : d->m().ck.model->heads_of_layer(layer)) out.push_back({m, static_cast<int>(H)});
+  const Loaded& l = index < 0 ? d->m() : *d->models.at(index);
+  if (layer < 0 || layer >= l.ck.model->n_layers()) return out;
+  for (const auto& [m, H] : l.ck.model->heads_of_layer(layer)) out.push_back({m, static_cast<int>(H)});
   return out;
 }
 
-Grid Workbench::attention(int layer, const std::string& mixer, int head, bool normalise) {
+Grid Workbench::attention(int layer, const std::string& mixer, int head, bool normalise, int index) {
   std::lock_guard<std::recursive_mutex> lock(d->mu);
   d->need_batch();
-  LanguageModel& model = d->model();
+  LanguageModel& model = *d->at_index(index).ck.model;
   if (layer < 0 || layer >= model.n_layers()) throw std::out_of_range("layer " + std::to_string(layer));
   int64_t H = -1;
   for (const auto& [m, n] : model.heads_of_layer(layer))
@@ -393,17 +405,21 @@ Grid Workbench::attention(int layer, const std::string& mixer, int head, bool no
   return g;
 }
 
-Grid Workbench::head_scores(const std::string& score, const Progress& progress) {
+Grid Workbench::head_scores(const std::string& score, const Progress& progress, int index) {
   std::lock_guard<std::recursive_mutex> lock(d->mu);
   d->need_targets();
-  LanguageModel& model = d->model();
-  if (!d->scores) {
-    SweepOptions o;
-    o.progress = progress.report;
-    o.cancel = progress.cancel;
+  LanguageModel& model = *d->at_index(index).ck.model;
+  SweepOptions o;
+  o.progress = progress.report;
+  o.cancel = progress.cancel;
+  std::unique_ptr<HeadScores> other;
+  if (index >= 0 && index != d->cur) {
+    other = std::make_unique<HeadScores>(mechscope::head_scores(model, d->batch, 5, 16, d->seed, o));
+  } else if (!d->scores) {
     d->scores = std::make_unique<HeadScores>(mechscope::head_scores(model, d->batch, 5, 16, d->seed, o));
   }
-  at::Tensor v = mechscope::head_score(*d->scores, score).to(at::kDouble);
+  const HeadScores& hs = other ? *other : *d->scores;
+  at::Tensor v = mechscope::head_score(hs, score).to(at::kDouble);
   Grid g;
   std::vector<std::pair<int64_t, std::string>> groups;
   int64_t maxH = 0;
@@ -417,7 +433,7 @@ Grid Workbench::head_scores(const std::string& score, const Progress& progress) 
   g.values.assign(static_cast<size_t>(g.rows) * g.cols, kNaN);
   for (const auto& [l, m] : groups) g.row_labels.push_back("L" + std::to_string(l) + " " + m);
   for (int64_t h = 0; h < maxH; ++h) g.col_labels.push_back("H" + std::to_string(h));
-  const auto& heads = d->scores->heads;
+  const auto& heads = hs.heads;
   for (size_t i = 0; i < heads.size(); ++i) {
     int row = 0;
     for (size_t r = 0; r < groups.size(); ++r)
@@ -491,9 +507,9 @@ Outcome Workbench::patch_cell(int row, int pos) {
   return o;
 }
 
-Embedding Workbench::embeddings(int pc_x, int pc_y, int snapshot) {
+Embedding Workbench::embeddings(int pc_x, int pc_y, int snapshot, int index) {
   std::lock_guard<std::recursive_mutex> lock(d->mu);
-  Loaded& l = d->m();
+  Loaded& l = index < 0 ? d->m() : *d->models.at(index);
   LanguageModel& model = *l.ck.model;
   std::vector<int64_t> ids;
   at::Tensor rows;

@@ -102,17 +102,18 @@ class Workbench {
 
   // ---- views
   /// Attention (or implicit attention) of a layer's mixer and head on the current example.
-  Grid attention(int layer, const std::string& mixer, int head, bool normalise);
+  /// `model` < 0: the current one; another loaded model reads the same input (Compare panel).
+  Grid attention(int layer, const std::string& mixer, int head, bool normalise, int model = -1);
   /// The mixers of a layer ("attn", "ssm") and their head counts.
-  std::vector<std::pair<std::string, int>> mixers(int layer) const;
+  std::vector<std::pair<std::string, int>> mixers(int layer, int model = -1) const;
   /// Head scores (gather, aggregate, causal, induction, prev_token) over the batch: rows = layer.mixer,
   /// cols = heads (NaN beyond a mixer's count). Computed once per batch and model.
-  Grid head_scores(const std::string& score, const Progress& progress = {});
+  Grid head_scores(const std::string& score, const Progress& progress = {}, int model = -1);
   /// Activation patching sweep on the batch and its corruption: rows x positions of the normalised score.
   Grid patching(const std::string& site, const std::string& role, const Progress& progress = {});
   /// The outcome of one patch (row of the last patching grid, position): answer probability etc.
   Outcome patch_cell(int row, int pos);
-  Embedding embeddings(int pc_x, int pc_y, int snapshot = -1);
+  Embedding embeddings(int pc_x, int pc_y, int snapshot = -1, int model = -1);
 
   struct CompareRow {
     std::string model;

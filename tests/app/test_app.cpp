@@ -106,6 +106,15 @@ class AppTest : public QObject {
     const auto rows = w.workbench().compare();
     QCOMPARE(rows.size(), size_t(2));
     QVERIFY(rows[0].accuracy > 0.9 && rows[1].accuracy > 0.9);
+    for (int view : {0, 1, 2}) {  // side by side: attention of layer 1, head grids, embeddings
+      w.compareModels(view, 1);
+      QVERIFY(w.waitIdle());
+      QVERIFY2(w.lastError().isEmpty(), qPrintable(w.lastError()));
+      QCOMPARE(w.comparePlots().size(), size_t(2));
+      for (auto* p : w.comparePlots()) QVERIFY(p->hasData());
+    }
+    QVERIFY(w.comparePlots()[0]->grid().title.rfind("mqar-hybrid", 0) == 0 ||
+            w.comparePlots()[0]->grid().title.rfind("mqar-attn", 0) == 0);
 
     // A workspace round trip.
     const QString ws = dir.filePath("ws.json");
