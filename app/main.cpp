@@ -22,10 +22,14 @@ int main(int argc, char** argv) {
   bool wants_help = false, render = false;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h") || !std::strcmp(argv[i], "--version")) wants_help = true;
-    if (!std::strcmp(argv[i], "--render")) render = true;
+    if (!std::strcmp(argv[i], "--render") || !std::strcmp(argv[i], "--replay")) render = true;
   }
   if (render && !platform) qputenv("QT_QPA_PLATFORM", "offscreen");  // figures need no display
-  if (render) wants_help = true;
+  if (render) wants_help = true;  // headless: no display needed
+  bool replaying = false;
+  for (int i = 1; i < argc; ++i)
+    if (!std::strcmp(argv[i], "--replay")) replaying = true;
+  if (replaying) qputenv("MECHSCOPE_DEFAULT_LAYOUT", "1");
   if (!headless_platform && !wants_help && !std::getenv("DISPLAY") && !std::getenv("WAYLAND_DISPLAY")) {
     std::cerr << "mechscope: no display found (DISPLAY and WAYLAND_DISPLAY are unset).\n"
                  "  On a machine without a screen, run the workbench under a virtual display:\n"
@@ -51,6 +55,10 @@ int main(int argc, char** argv) {
                              "Benchmark: on 256 examples of each checkpoint, time from toggling a head ablation to the "
                              "updated outcome panel (median of 5 ablating toggles per head), print it and quit.");
   parser.addOption(latency);
+  QCommandLineOption replay("replay", "Open the workspace(s) given, recompute every panel (and a patching sweep at the "
+                                      "workspace's site), export each figure as PNG, SVG and CSV into DIR, and quit "
+                                      "(no display needed).", "DIR");
+  parser.addOption(replay);
   QCommandLineOption render_opt("render", "Draw a tensor of an `mechscope-cli analyze` results file (no display needed) "
                                           "and quit; with --tensor, --index, --out, --size.", "RESULTS");
   QCommandLineOption tensor_opt("tensor", "Tensor to draw, e.g. patching/score (default: the first).", "NAME");
@@ -122,6 +130,26 @@ int main(int argc, char** argv) {
         std::cout << summary.name << ": toggling a head ablation -> outcome updated, 256 examples: median "
                   << all[all.size() / 2] << " ms over " << all.size() << " heads, slowest " << worst_head << " "
                   << worst << " ms\n";
+      }
+      app.quit();
+    });
+  }
+  if (parser.isSet(replay)) {
+    w.setQuiet(true);
+    QTimer::singleShot(0, &w, [&] {
+      w.waitIdle(120000);
+      w.runPatching();
+      w.waitIdle(300000);
+      if (w.workbench().model_count() > 1) {
+        w.compareModels(0, 1);
+        w.waitIdle(120000);
+      }
+      const QStringList files = w.exportFigures(parser.value(replay));
+      for (const auto& f : files) std::cout << "wrote " << f.toStdString() << "\n";
+      if (!w.lastError().isEmpty()) {
+        std::cerr << "mechscope: " << w.lastError().toStdString() << "\n";
+        app.exit(1);
+        return;
       }
       app.quit();
     });

@@ -1035,6 +1035,26 @@ void MainWindow::drawExamples(int n, int seed) {
 
 QString MainWindow::outcomeText() const { return outcome_view_->toPlainText(); }
 
+QStringList MainWindow::exportFigures(const QString& dir) {
+  QDir().mkpath(dir);
+  QStringList written;
+  std::vector<PlotView*> plots = {attn_plot_, heads_plot_, patch_plot_, emb_plot_, cos_plot_, train_plot_};
+  for (auto* p : compare_plots_) plots.push_back(p);
+  for (auto* p : plots) {
+    if (!p->hasData() || !p->isVisibleTo(this)) continue;
+    const QString base = dir + "/" + p->objectName();
+    try {
+      p->exportTo(base + ".png", 1200, 800);
+      p->exportTo(base + ".svg", 1200, 800);
+      p->exportCsv(base + ".csv");
+      written << base + ".png" << base + ".svg" << base + ".csv";
+    } catch (const std::exception& e) {
+      showError(tr("exporting %1").arg(p->objectName()), qs(e.what()));
+    }
+  }
+  return written;
+}
+
 void MainWindow::takeScreenshots(const QString& dir) {
   QDir().mkpath(dir);
   waitIdle();

@@ -69,6 +69,8 @@ class MainWindow : public QMainWindow {
   /// Shows every loaded model side by side: view 0 attention (mean over heads) of `layer`, 1 head grid
   /// (aggregate score), 2 embedding PCA.
   void compareModels(int view, int layer);
+  /// Exports every panel's figure (PNG and SVG) and data (CSV) into `dir`; returns the files written.
+  QStringList exportFigures(const QString& dir);
   /// Raises each panel in turn and saves a screenshot of the window per panel into `dir`.
   void takeScreenshots(const QString& dir);
   void setDark(bool dark);

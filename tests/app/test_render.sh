@@ -24,6 +24,16 @@ out=$("$gui" --render p.h5 --out x.bmp 2>&1) && { echo "FAIL: bmp"; fail=1; }
 [ -e x.png ] || [ -e x.bmp ] && { echo "FAIL: a failed render left a file"; fail=1; }
 out=$("$gui" --render "$models/mqar-attn.h5" --out x.png 2>&1) && { echo "FAIL: a checkpoint is not a results file"; fail=1; }
 [[ "$out" == *"not a MechScope results file"* ]] || { echo "FAIL: message: $out"; fail=1; }
+# A workspace replays headlessly into the same figures.
+cat > ws.json <<WS
+{"format": "mechscope-workspace", "version": 1, "models": ["$models/mqar-attn.h5", "$models/mqar-hybrid.h5"], "current": 1,
+ "task": "", "examples": 16, "seed": 3, "example": 1, "ablated": ["L1.attn.H0"], "ablation": "zero", "site": "resid_pre", "layout": ""}
+WS
+"$gui" --replay figs ws.json > replay.log 2>&1 || { echo "FAIL: replay: $(cat replay.log)"; fail=1; }
+for f in attention heads patching embeddings-pca compare-0 compare-1; do
+  [ -s "figs/$f.png" ] && [ -s "figs/$f.svg" ] && [ -s "figs/$f.csv" ] || { echo "FAIL: replay lacks $f"; fail=1; }
+done
+grep -q '"ablated":\["L1.attn.H0"\]' figs/heads.csv || { echo "FAIL: replay provenance: $(head -1 figs/heads.csv)"; fail=1; }
 out=$("$gui" "$models/mqar-attn.h5" 2>&1); rc=$?
 [ $rc -eq 2 ] && [[ "$out" == *"xvfb-run"* ]] || { echo "FAIL: no display: rc $rc: $out"; fail=1; }
 [ $fail -eq 0 ] && echo "render: all passed"
