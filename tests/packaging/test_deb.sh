@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The .deb: cpack builds it from this build tree; unpacked into a scratch root, its CLI reports its version and
+# runs a forward pass and an analysis on the installed demo checkpoint, the workbench draws a figure headlessly,
+# and the desktop entry, AppStream metadata and man pages are valid.
+# usage: test_deb.sh BUILD_DIR WORKDIR
+set -uo pipefail
+build=$1; work=$2
+rm -rf "$work"; mkdir -p "$work"
+fail=0
+cpack -G DEB -B "$work/pkg" --config "$build/CPackConfig.cmake" > "$work/cpack.log" 2>&1 || { cat "$work/cpack.log"; exit 1; }
+deb=$(ls "$work"/pkg/mechscope_*_amd64.deb)
+dpkg-deb -I "$deb" | grep -q "Depends:.*libtorch" || { echo "FAIL: Depends lacks libtorch"; fail=1; }
+root=$work/root
+dpkg-deb -x "$deb" "$root"
+bin=$root/usr/bin
+models=$root/usr/share/mechscope/models
+"$bin/mechscope-cli" --version | grep -q "mechscope 0.1.0" || { echo "FAIL: --version from the package"; fail=1; }
+"$bin/mechscope-cli" forward -c "$models/mqar-attn.h5" --example 1 --topk 1 | grep -q "(target v" || { echo "FAIL: forward"; fail=1; }
+"$bin/mechscope-cli" analyze patching -c "$models/mqar-attn.h5" -n 8 --out "$work/p.h5" --quiet > /dev/null || { echo "FAIL: analyze"; fail=1; }
+XDG_RUNTIME_DIR=$work QT_QPA_PLATFORM=offscreen "$bin/mechscope" --render "$work/p.h5" --out "$work/p.svg" > /dev/null 2>&1 \
+  && grep -q "<svg" "$work/p.svg" || { echo "FAIL: mechscope --render from the package"; fail=1; }
+ldd "$bin/mechscope-cli" | grep libmechscope_core | grep -q "$root/usr/" || { echo "FAIL: the CLI does not find the package's libmechscope_core"; fail=1; }
+desktop=$root/usr/share/applications/io.mechscope.MechScope.desktop
+[ -f "$desktop" ] || { echo "FAIL: no desktop entry"; fail=1; }
+if command -v desktop-file-validate > /dev/null; then desktop-file-validate "$desktop" || { echo "FAIL: desktop entry"; fail=1; }; fi
+if command -v appstreamcli > /dev/null; then
+  appstreamcli validate --no-net --pedantic "$root/usr/share/metainfo/io.mechscope.MechScope.metainfo.xml" > "$work/as.log" 2>&1 \
+    || grep -q "Validation was successful" "$work/as.log" || { cat "$work/as.log"; echo "FAIL: AppStream"; fail=1; }
+fi
+[ -f "$root/usr/share/icons/hicolor/scalable/apps/io.mechscope.MechScope.svg" ] || { echo "FAIL: icon"; fail=1; }
+for page in mechscope mechscope-cli; do
+  zcat "$root/usr/share/man/man1/$page.1.gz" | grep -q "^.SH NAME" || { echo "FAIL: man page $page"; fail=1; }
+done
+[ $fail -eq 0 ] && echo "deb: $(basename "$deb") $(stat -c %s "$deb") bytes, all checks passed"
+exit $fail
