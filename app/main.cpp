@@ -7,6 +7,7 @@
 #include <string>
 
 #include "core/engine/runtime.h"
+#include "core/plugin/plugin.h"
 #include "app/render.h"
 
 #include <QApplication>
@@ -39,6 +40,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   mechscope::init_runtime();
+  for (const auto& p : mechscope::load_plugins())  // Help > Plugins shows these too
+    if (!p.loaded) std::cerr << "warning: plugin " << p.path << " skipped: " << p.error << "\n";
   for (int i = 1; i < argc; ++i)  // screenshots: the default layout and theme, whatever was saved
     if (!std::strcmp(argv[i], "--screenshots")) qputenv("MECHSCOPE_DEFAULT_LAYOUT", "1");
   QApplication app(argc, argv);

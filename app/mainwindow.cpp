@@ -556,6 +556,17 @@ void MainWindow::buildMenus() {
   view->addSeparator();
   for (auto* d : docks_) view->addAction(d->toggleViewAction());
   QMenu* help = menuBar()->addMenu(tr("&Help"));
+  help->addAction(tr("&Plugins…"), this, [this] {
+    QString text;
+    for (const auto& line : Workbench::plugin_report()) text += qs(line).toHtmlEscaped() + "<br>";
+    QMessageBox box(this);
+    box.setWindowTitle(tr("Plugins"));
+    box.setTextFormat(Qt::RichText);
+    box.setText(tr("<b>Plugins</b> (from &lt;install&gt;/lib/mechscope/plugins and $MECHSCOPE_PLUGIN_PATH)<br><br>") + text +
+                tr("<br>Plugin tasks are available to Draw examples and Training; plugin analyses to "
+                   "<code>mechscope-cli analyze NAME</code> and <code>mechscope --render</code>."));
+    box.exec();
+  });
   help->addAction(tr("&About MechScope"), this, [this] {
     QMessageBox::about(this, tr("About MechScope"),
                        tr("MechScope: mechanistic interpretability of Transformers, Mamba and hybrids.\n\n"

@@ -16,6 +16,7 @@
 #include "core/io/checkpoint.h"
 #include "core/io/tokens.h"
 #include "core/model/model.h"
+#include "core/plugin/plugin.h"
 #include "core/util/sha256.h"
 
 namespace mechscope::app {
@@ -579,6 +580,21 @@ std::vector<Workbench::CompareRow> Workbench::compare() {
     }
     out.push_back(row);
   }
+  return out;
+}
+
+std::vector<std::string> Workbench::plugin_report() {
+  std::vector<std::string> out;
+  for (const auto& p : load_plugins()) {
+    if (p.loaded) {
+      std::string provides;
+      for (const auto& x : p.provides) provides += (provides.empty() ? "" : ", ") + x;
+      out.push_back("loaded: " + p.name + " " + p.version + " (" + p.path + "): " + provides);
+    } else {
+      out.push_back("FAILED: " + p.path + ": " + p.error);
+    }
+  }
+  if (out.empty()) out.push_back("no plugins found (<install>/lib/mechscope/plugins, $MECHSCOPE_PLUGIN_PATH)");
   return out;
 }
 

@@ -123,6 +123,9 @@ class Workbench {
   /// Every loaded model on the current examples (those that read the same vocabulary).
   std::vector<CompareRow> compare();
 
+  /// Plugins: one line each, loaded or failed and why; then the tasks and analyses they add.
+  static std::vector<std::string> plugin_report();
+
   /// Provenance of the current view for exported files: checkpoint, hash, example, interventions.
   std::string provenance() const;
 

@@ -23,6 +23,7 @@
 #include "core/io/results.h"
 #include "core/io/tokens.h"
 #include "core/model/model.h"
+#include "core/plugin/plugin.h"
 #include "core/util/sha256.h"
 #include "core/util/strings.h"
 #include "kernels/binding/scan_ops.h"
@@ -117,10 +118,81 @@ MetricTable outcome(LanguageModel& model, const at::Tensor& tokens, const Readou
 
 }  // namespace
 
+namespace {
+
+// An analysis a plugin registered: the same inputs, outputs and provenance as the built-in ones.
+int run_plugin_analysis(const AnalyzeOptions& o, const RegisteredAnalysis& a) {
+  if (!o.out.empty()) refuse_overwrite(o.out, o.force);
+  if (!o.csv.empty()) refuse_overwrite(o.csv, o.force);
+  Loaded l = load(o.checkpoint, o.task_sets, a.info.needs_task);
+  Batch batch;
+  if (!o.tokens.empty()) {
+    auto ids = parse_tokens(o.tokens, l.ck.vocab, l.ck.config.padded_vocab_size());
+    at::Tensor t = at::tensor(ids, at::kLong).unsqueeze(0);
+    batch = Batch{t, at::full_like(t, -100), at::zeros_like(t).to(at::kChar), at::full({1}, t.size(1), at::kLong)};
+  } else if (l.task) {
+    batch = l.task->sample(o.examples, o.seed);
+  } else {
+    throw std::runtime_error(o.what + ": the checkpoint has no task; give --tokens");
+  }
+  json options = sets_to_json(o.options);
+  ResultsFile rf = a.info.run(AnalysisContext{*l.ck.model, l.task.get(), batch, l.ck.vocab, options});
+  if (rf.kind.empty()) rf.kind = o.what;
+  rf.provenance = {{"checkpoint", l.ck.path}, {"checkpoint_sha256", sha256_file(l.ck.path)}, {"program", program_id()},
+                   {"seed", o.seed}, {"examples", batch.size()}, {"analysis", o.what}, {"plugin", a.origin},
+                   {"options", options}};
+  if (!l.task_config.is_null()) rf.provenance["task"] = l.task_config;
+  std::cout << o.what << " (" << a.origin << "):";
+  for (const auto& t : rf.tensors) std::cout << " " << t.name << " " << shape_str(t.value.sizes());
+  std::cout << "\n";
+  if (!o.out.empty()) {
+    write_results(o.out, rf);
+    std::cout << "wrote " << o.out << "\n";
+  }
+  if (!o.csv.empty()) {
+    for (const auto& t : rf.tensors)
+      if (t.value.dim() == 1 || t.value.dim() == 2) {
+        write_csv(o.csv, t);
+        std::cout << "wrote " << o.csv << " (" << t.name << ")\n";
+        return 0;
+      }
+    throw std::invalid_argument("--csv: " + o.what + " returned no one- or two-dimensional tensor");
+  }
+  return 0;
+}
+
+}  // namespace
+
+int run_plugins() {
+  const auto& statuses = load_plugins();
+  if (statuses.empty()) std::cout << "no plugins found (looked in <install>/lib/mechscope/plugins and $MECHSCOPE_PLUGIN_PATH)\n";
+  for (const auto& p : statuses) {
+    if (p.loaded) {
+      std::cout << "loaded  " << p.name << (p.version.empty() ? "" : " " + p.version) << "  " << p.path << "\n";
+      if (!p.about.empty()) std::cout << "        " << p.about << "\n";
+      for (const auto& x : p.provides) std::cout << "        provides " << x << "\n";
+    } else {
+      std::cout << "FAILED  " << p.path << "\n        " << p.error << "\n";
+    }
+  }
+  std::cout << "tasks:\n";
+  for (const auto& t : registered_tasks())
+    std::cout << "  " << t.info.name << "  (" << t.origin << ")" << (t.info.description.empty() ? "" : "  " + t.info.description) << "\n";
+  std::cout << "analyses:\n";
+  for (const auto& a : kAnalyses) std::cout << "  " << a << "  (built-in)\n";
+  for (const auto& a : registered_analyses())
+    std::cout << "  " << a.info.name << "  (" << a.origin << ", " << a.info.result_kind << ")  " << a.info.description << "\n";
+  return 0;
+}
+
 int run_analyze(const AnalyzeOptions& o) {
-  if (std::find(kAnalyses.begin(), kAnalyses.end(), o.what) == kAnalyses.end())
-    throw std::invalid_argument("analyze: unknown analysis '" + o.what + "'; expected one of " + join(kAnalyses, ", ") +
-                                closest_matches_hint(o.what, kAnalyses));
+  if (std::find(kAnalyses.begin(), kAnalyses.end(), o.what) == kAnalyses.end()) {
+    if (const RegisteredAnalysis* a = find_analysis(o.what)) return run_plugin_analysis(o, *a);
+    std::vector<std::string> all = kAnalyses;
+    for (const auto& a : registered_analyses()) all.push_back(a.info.name);
+    throw std::invalid_argument("analyze: unknown analysis '" + o.what + "'; expected one of " + join(all, ", ") +
+                                closest_matches_hint(o.what, all));
+  }
   if (o.examples <= 0 || o.examples > 100000) throw std::invalid_argument("analyze: --examples must be in 1..100000");
   if (o.out.empty() && o.csv.empty() && o.what != "ablation" && o.what != "knockout")
     std::cerr << "note: no --out or --csv given; printing a summary only\n";

@@ -111,8 +111,12 @@ struct AnalyzeOptions {
   int64_t k = 5;
   int64_t components = 3;
   bool over_training = false;
+  // plugin analyses
+  std::vector<std::string> options;   // key=value
 };
 int run_analyze(const AnalyzeOptions& o);
+/// Lists loaded and failed plugins and every registered task and analysis with its origin.
+int run_plugins();
 
 struct VerifyOptions {
   std::string checkpoint;

@@ -6,12 +6,15 @@
 
 #include "core/cli/commands.h"
 #include "core/engine/runtime.h"
+#include "core/plugin/plugin.h"
 #include "core/version.h"
 
 using namespace mechscope::cli;
 
 int main(int argc, char** argv) {
   mechscope::init_runtime();
+  for (const auto& p : mechscope::load_plugins())  // a broken plugin is reported and skipped
+    if (!p.loaded) std::cerr << "warning: plugin " << p.path << " skipped: " << p.error << "\n";
   CLI::App app{"mechscope-cli: mechanistic interpretability of Transformers, Mamba and hybrids, from the command line.\n"
                "Run `mechscope-cli <command> --help` for a command's options."};
   app.require_subcommand(0, 1);
@@ -90,7 +93,7 @@ int main(int argc, char** argv) {
   auto* c_an = app.add_subcommand("analyze", "run an analysis or intervention sweep on a checkpoint and its task; write "
                                              "an HDF5 results file and/or CSV");
   c_an->add_option("what", an.what, "attention | head-scores | ablation | knockout | patching | attribution | dla | "
-                                    "embeddings | logit-lens")->required();
+                                    "embeddings | logit-lens, or an analysis a plugin adds (mechscope-cli plugins)")->required();
   c_an->add_option("--checkpoint,-c", an.checkpoint, "checkpoint (.h5)")->required();
   c_an->add_option("--task-set", an.task_sets, "override a task parameter, e.g. --task-set num_pairs=8")->take_all();
   c_an->add_option("--examples,-n", an.examples, "examples drawn from the task")->capture_default_str();
@@ -126,6 +129,9 @@ int main(int argc, char** argv) {
   c_an->add_option("--k", an.k, "embeddings: neighbours for the locality score")->capture_default_str();
   c_an->add_option("--components", an.components, "embeddings: PCA components")->capture_default_str();
   c_an->add_flag("--over-training", an.over_training, "embeddings: locality of each snapshot kept during training");
+  c_an->add_option("--option", an.options, "plugin analyses: key=value (repeatable), e.g. --option example=2")->take_all();
+  auto* c_plugins = app.add_subcommand("plugins", "list the plugins that loaded, those that did not and why, and every "
+                                                  "task and analysis with where it comes from");
 
   VerifyOptions ver;
   auto* c_ver = app.add_subcommand("verify", "check the fast paths of a checkpoint against the plain reference paths "
@@ -151,6 +157,7 @@ int main(int argc, char** argv) {
     if (c_eval->parsed()) return run_eval(ev);
     if (c_an->parsed()) return run_analyze(an);
     if (c_ver->parsed()) return run_verify(ver);
+    if (c_plugins->parsed()) return run_plugins();
     if (c_bench->parsed()) return bench.scan ? run_bench_scan(bench) : bench.train ? run_bench_train(bench) : run_bench(bench);
     std::cout << app.help();
     return 0;

@@ -48,10 +48,14 @@ class Task {
   virtual std::vector<int64_t> embedding_probe_ids() const { return {}; }
 };
 
-/// Builds a task from its config ({"task": "mqar", "num_pairs": 8, ...}); unknown tasks or keys are errors
-/// naming the key and the known ones.
+/// Builds a task from its config ({"task": "mqar", "num_pairs": 8, ...}) through the task registry (built-ins
+/// and plugins alike, core/plugin); unknown tasks or keys are errors naming the key and the known ones.
 std::unique_ptr<Task> make_task(const nlohmann::json& config);
+/// Every registered task name (built-ins, then plugins).
 std::vector<std::string> task_names();
+/// The tasks of core itself (the registry registers them first).
+std::vector<std::string> builtin_task_names();
+std::unique_ptr<Task> make_builtin_task(const nlohmann::json& config);
 
 /// Accuracy of logits [batch, L, rows] against a batch's targets, in the task's unit.
 double task_accuracy(const Task& task, const at::Tensor& logits, const Batch& batch);

@@ -67,6 +67,16 @@ a=$("$cli" analyze embeddings -c ar.h5 --ids 5,6,7,8,9,10,11,12 --k 2); contains
 v=$("$cli" verify ar.h5); contains "verify" "verify: PASS" "$v"
 v=$("$cli" verify mamba1.h5 --examples 2); contains "verify bare model" "verify: PASS" "$v"
 expect_err "unknown analysis" "did you mean patching" "$cli" analyze patchin -c ar.h5
+# Plugins: the in-tree ones load from the build tree; a broken one on MECHSCOPE_PLUGIN_PATH is reported and skipped.
+p=$("$cli" plugins); contains "plugins" "provides task phonebook" "$p"; contains "plugins" "attention-rollout" "$p"
+echo "not a library" > broken.so
+p=$(MECHSCOPE_PLUGIN_PATH=$PWD/broken.so:/nonexistent "$cli" plugins 2>&1); contains "broken plugin" "FAILED  $PWD/broken.so" "$p"
+contains "missing plugin folder" "no such file or folder" "$p"
+p=$(MECHSCOPE_PLUGIN_PATH=$PWD/broken.so "$cli" info ar.h5 2>&1); contains "broken plugin warning" "warning: plugin $PWD/broken.so skipped" "$p"
+expect_ok "plugin analysis" "$cli" analyze attention-rollout -c ar.h5 --option example=2 --csv roll.csv
+head -1 roll.csv | grep -q '^q_pos\\k_pos,<bos>' && ok || bad "rollout csv: $(head -1 roll.csv)"
+expect_ok "train a plugin task" "$cli" train --preset transformer --set d_model=32 --set attn_cfg.rotary_emb_dim=8 --task phonebook \
+  --task-set num_entries=3 --train-set steps=5 --train-set batch=4 --train-set eval_every=5 --train-set eval_examples=8 --out pb.h5 --quiet
 expect_err "unknown site" "did you mean resid_pre" "$cli" analyze patching -c ar.h5 --site resid_pr
 expect_err "bad head" "L<layer>.<attn|ssm>.H<head>" "$cli" analyze ablation -c ar.h5 --heads first
 expect_err "head out of range" "has 4 heads" "$cli" analyze ablation -c ar.h5 --heads L1.attn.H9

@@ -1,0 +1,102 @@
+// The MechScope plugin SDK (API version 1): the one header a plugin includes. A plugin is a shared library that
+// exports two C symbols (write them with MECHSCOPE_PLUGIN below):
+//   int mechscope_plugin_api_version();                       -> MECHSCOPE_PLUGIN_API_VERSION it was built with
+//   void mechscope_plugin_register(mechscope::PluginHost&);   -> adds tasks and analyses; may throw
+// Core loads plugins with dlopen (from the install's lib/mechscope/plugins and $MECHSCOPE_PLUGIN_PATH), so the
+// CLI and the GUI see the same ones. Tasks and analyses go into the same registries the built-ins use.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/io/results.h"
+#include "core/tasks/task.h"
+
+#define MECHSCOPE_PLUGIN_API_VERSION 1
+
+namespace mechscope {
+
+class LanguageModel;
+
+/// What an analysis gets: the model, its task (may be null for a bare model), the examples drawn from it, and
+/// the user's options (`mechscope-cli analyze NAME --option key=value`).
+struct AnalysisContext {
+  LanguageModel& model;
+  const Task* task;
+  const Batch& batch;
+  const std::vector<std::string>& vocab;
+  nlohmann::json options;
+};
+
+struct AnalysisInfo {
+  std::string name;          ///< e.g. "attention-rollout"
+  std::string description;   ///< one line for `mechscope-cli plugins` and the GUI
+  std::string result_kind;   ///< "grid" (2-D tensors), "vector" (1-D) or "table": how the GUI should draw it
+  bool needs_task = true;    ///< false: runs on typed tokens too
+  std::function<ResultsFile(const AnalysisContext&)> run;
+};
+
+using TaskFactory = std::function<std::unique_ptr<Task>(const nlohmann::json& config)>;
+
+struct TaskInfo {
+  std::string name, description;
+  TaskFactory make;
+};
+
+/// The registries, as a plugin's register function sees them.
+class PluginHost {
+ public:
+  virtual ~PluginHost() = default;
+  /// Names must be new (a built-in or another plugin's name is an error).
+  virtual void add_task(TaskInfo info) = 0;
+  virtual void add_analysis(AnalysisInfo info) = 0;
+  /// Shown by `mechscope-cli plugins`.
+  virtual void set_description(const std::string& name, const std::string& version, const std::string& about) = 0;
+};
+
+// ---- used by core, the CLI and the GUI
+
+struct RegisteredTask {
+  TaskInfo info;
+  std::string origin;  ///< "built-in" or the plugin's file
+};
+struct RegisteredAnalysis {
+  AnalysisInfo info;
+  std::string origin;
+};
+struct PluginStatus {
+  std::string path;
+  bool loaded = false;
+  std::string name, version, about;
+  std::string error;                   ///< why it was skipped
+  std::vector<std::string> provides;   ///< "task mqar", "analysis attention-rollout"
+};
+
+/// Loads every plugin found (once per process; later calls return the first result): the folder
+/// <executable>/../lib/mechscope/plugins, then each entry of $MECHSCOPE_PLUGIN_PATH (folders or .so files,
+/// ':'-separated). A plugin with another API version, without the symbols, or whose register function throws is
+/// skipped with its reason, and none of its registrations stay.
+const std::vector<PluginStatus>& load_plugins();
+/// Loads one file now (tests); returns its status (also added to the list load_plugins reports).
+PluginStatus load_plugin(const std::string& path);
+std::vector<RegisteredTask> registered_tasks();
+std::vector<RegisteredAnalysis> registered_analyses();
+/// The analysis named, or null.
+const RegisteredAnalysis* find_analysis(const std::string& name);
+
+}  // namespace mechscope
+
+/// Defines the two entry points: MECHSCOPE_PLUGIN { host.add_task(...); }
+#define MECHSCOPE_PLUGIN                                                                                     \
+  extern "C" __attribute__((visibility("default"))) int mechscope_plugin_api_version() {                     \
+    return MECHSCOPE_PLUGIN_API_VERSION;                                                                     \
+  }                                                                                                          \
+  static void mechscope_plugin_register_impl(mechscope::PluginHost& host);                                  \
+  extern "C" __attribute__((visibility("default"))) void mechscope_plugin_register(mechscope::PluginHost& host) { \
+    mechscope_plugin_register_impl(host);                                                                    \
+  }                                                                                                          \
+  static void mechscope_plugin_register_impl(mechscope::PluginHost& host)
