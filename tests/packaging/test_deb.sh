@@ -16,6 +16,8 @@ bin=$root/usr/bin
 models=$root/usr/share/mechscope/models
 "$bin/mechscope-cli" --version | grep -q "mechscope 0.1.0" || { echo "FAIL: --version from the package"; fail=1; }
 "$bin/mechscope-cli" forward -c "$models/mqar-attn.h5" --example 1 --topk 1 | grep -q "(target v" || { echo "FAIL: forward"; fail=1; }
+plugins=$("$bin/mechscope-cli" plugins 2>&1)
+[[ "$plugins" == *"provides task phonebook"* ]] || { echo "FAIL: the packaged plugins do not load: $plugins"; fail=1; }
 "$bin/mechscope-cli" analyze patching -c "$models/mqar-attn.h5" -n 8 --out "$work/p.h5" --quiet > /dev/null || { echo "FAIL: analyze"; fail=1; }
 XDG_RUNTIME_DIR=$work QT_QPA_PLATFORM=offscreen "$bin/mechscope" --render "$work/p.h5" --out "$work/p.svg" > /dev/null 2>&1 \
   && grep -q "<svg" "$work/p.svg" || { echo "FAIL: mechscope --render from the package"; fail=1; }
