@@ -119,21 +119,40 @@ void PlotView::setDark(bool dark) {
   plot_->replot();
 }
 
-void PlotView::showGrid(const Grid& g, bool symmetric) {
+// Back to an empty plot: no plottables, items, title row or colour scale, no data of any kind.
+void PlotView::reset() {
   plot_->clearPlottables();
   plot_->clearItems();
   marks_.clear();
-  if (plot_->plotLayout()->rowCount() > 1) {
+  while (plot_->plotLayout()->rowCount() > 1) {  // the title row
     plot_->plotLayout()->remove(plot_->plotLayout()->element(0, 0));
     plot_->plotLayout()->simplify();
   }
-  for (int i = plot_->plotLayout()->columnCount() - 1; i > 0; --i) {  // old colour scales
+  for (int i = plot_->plotLayout()->columnCount() - 1; i > 0; --i)  // colour scales
     if (auto* el = plot_->plotLayout()->element(0, i)) plot_->plotLayout()->remove(el);
-  }
   plot_->plotLayout()->simplify();
-  grid_ = g;
-  curves_.clear();
   plot_->legend->setVisible(false);
+  map_ = nullptr;
+  is_grid_ = false;
+  grid_ = Grid{};
+  sx_.clear();
+  sy_.clear();
+  slabels_.clear();
+  cx_.clear();
+  curves_.clear();
+}
+
+void PlotView::addTitle(const QString& title) {
+  if (title.isEmpty()) return;
+  plot_->plotLayout()->insertRow(0);
+  auto* t = new QCPTextElement(plot_, title, QFont(font().family(), 9, QFont::Bold));
+  t->setTextColor(dark_ ? QColor(0xdd, 0xdd, 0xdd) : Qt::black);
+  plot_->plotLayout()->addElement(0, 0, t);
+}
+
+void PlotView::showGrid(const Grid& g, bool symmetric) {
+  reset();
+  grid_ = g;
   is_grid_ = true;
   has_data_ = g.rows > 0 && g.cols > 0;
   map_ = new QCPColorMap(plot_->xAxis, plot_->yAxis);
@@ -178,12 +197,7 @@ void PlotView::showGrid(const Grid& g, bool symmetric) {
   plot_->xAxis->setRange(-0.5, g.cols - 0.5);
   plot_->yAxis->setRange(-0.5, g.rows - 0.5);
   plot_->xAxis->setTickLabelRotation(g.cols > 12 ? 60 : 0);
-  if (!g.title.empty()) {
-    plot_->plotLayout()->insertRow(0);
-    auto* title = new QCPTextElement(plot_, QString::fromStdString(g.title), QFont(font().family(), 9, QFont::Bold));
-    title->setTextColor(dark_ ? QColor(0xdd, 0xdd, 0xdd) : Qt::black);
-    plot_->plotLayout()->addElement(0, 0, title);
-  }
+  addTitle(QString::fromStdString(g.title));
   relabel();
   plot_->replot();
 }
@@ -191,20 +205,7 @@ void PlotView::showGrid(const Grid& g, bool symmetric) {
 void PlotView::showScatter(const std::vector<double>& x, const std::vector<double>& y,
                            const std::vector<std::string>& labels, const QString& xlabel, const QString& ylabel,
                            const QString& title) {
-  plot_->clearPlottables();
-  plot_->clearItems();
-  marks_.clear();
-  while (plot_->plotLayout()->rowCount() > 1) {
-    plot_->plotLayout()->remove(plot_->plotLayout()->element(0, 0));
-    plot_->plotLayout()->simplify();
-  }
-  for (int i = plot_->plotLayout()->columnCount() - 1; i > 0; --i)
-    if (auto* el = plot_->plotLayout()->element(0, i)) plot_->plotLayout()->remove(el);
-  plot_->plotLayout()->simplify();
-  is_grid_ = false;
-  map_ = nullptr;
-  curves_.clear();
-  plot_->legend->setVisible(false);
+  reset();
   has_data_ = !x.empty();
   sx_ = x;
   sy_ = y;
@@ -231,32 +232,13 @@ void PlotView::showScatter(const std::vector<double>& x, const std::vector<doubl
   plot_->rescaleAxes();
   plot_->xAxis->scaleRange(1.1);
   plot_->yAxis->scaleRange(1.1);
-  if (!title.isEmpty()) {
-    plot_->plotLayout()->insertRow(0);
-    auto* t = new QCPTextElement(plot_, title, QFont(font().family(), 9, QFont::Bold));
-    t->setTextColor(dark_ ? QColor(0xdd, 0xdd, 0xdd) : Qt::black);
-    plot_->plotLayout()->addElement(0, 0, t);
-  }
+  addTitle(title);
   plot_->replot();
 }
 
 void PlotView::showCurves(const std::vector<double>& x, const std::vector<std::pair<std::string, std::vector<double>>>& series,
                           const QString& xlabel, const QString& title) {
-  plot_->clearPlottables();
-  plot_->clearItems();
-  marks_.clear();
-  while (plot_->plotLayout()->rowCount() > 1) {
-    plot_->plotLayout()->remove(plot_->plotLayout()->element(0, 0));
-    plot_->plotLayout()->simplify();
-  }
-  for (int i = plot_->plotLayout()->columnCount() - 1; i > 0; --i)
-    if (auto* el = plot_->plotLayout()->element(0, i)) plot_->plotLayout()->remove(el);
-  plot_->plotLayout()->simplify();
-  is_grid_ = false;
-  map_ = nullptr;
-  sx_.clear();
-  sy_.clear();
-  slabels_.clear();
+  reset();
   cx_ = x;
   curves_ = series;
   has_data_ = !x.empty();
@@ -277,12 +259,7 @@ void PlotView::showCurves(const std::vector<double>& x, const std::vector<std::p
   plot_->yAxis->setLabel(QString());
   plot_->rescaleAxes();
   plot_->yAxis->setRangeLower(std::min(0.0, plot_->yAxis->range().lower));
-  if (!title.isEmpty()) {
-    plot_->plotLayout()->insertRow(0);
-    auto* t = new QCPTextElement(plot_, title, QFont(font().family(), 9, QFont::Bold));
-    t->setTextColor(dark_ ? QColor(0xdd, 0xdd, 0xdd) : Qt::black);
-    plot_->plotLayout()->addElement(0, 0, t);
-  }
+  addTitle(title);
   plot_->replot();
 }
 

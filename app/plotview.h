@@ -56,6 +56,8 @@ class PlotView : public QWidget {
  private:
   /// Tick labels for the visible range; `w`, `h`: the axis lengths in pixels to plan for (default: on screen).
   void relabel(int w = -1, int h = -1) const;
+  void reset();
+  void addTitle(const QString& title);
   void onMouseMove(QMouseEvent* e);
   void onMousePress(QMouseEvent* e);
   QString name_;
