@@ -2,6 +2,7 @@
 // --screenshots DIR saves one screenshot per panel and exits; --dark starts with the dark theme.
 #include <algorithm>
 #include <cstdlib>
+#include <cmath>
 #include <cstring>
 #include <iostream>
 #include <string>
@@ -11,6 +12,10 @@
 #include "app/render.h"
 
 #include <QApplication>
+#include <QElapsedTimer>
+#include <qcustomplot.h>
+
+#include "app/plotview.h"
 #include <QCommandLineParser>
 #include <QFileInfo>
 #include <QTimer>
@@ -26,6 +31,9 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--render") || !std::strcmp(argv[i], "--replay")) render = true;
   }
   if (render && !platform) qputenv("QT_QPA_PLATFORM", "offscreen");  // figures need no display
+  for (int i = 1; i < argc; ++i)
+    if (!std::strcmp(argv[i], "--bench-map") && !platform) render = true;
+  if (render && !platform) qputenv("QT_QPA_PLATFORM", "offscreen");
   if (render) wants_help = true;  // headless: no display needed
   bool replaying = false;
   for (int i = 1; i < argc; ++i)
@@ -58,6 +66,9 @@ int main(int argc, char** argv) {
                              "Benchmark: on 256 examples of each checkpoint, time from toggling a head ablation to the "
                              "updated outcome panel (median of 5 ablating toggles per head), print it and quit.");
   parser.addOption(latency);
+  QCommandLineOption bench_map("bench-map", "Benchmark: an N x N attention-style map in a plot view (1200 x 900): time to "
+                                            "draw it, and per zoom and pan step (median of 20), then quit.", "N");
+  parser.addOption(bench_map);
   QCommandLineOption replay("replay", "Open the workspace(s) given, recompute every panel (and a patching sweep at the "
                                       "workspace's site), export each figure as PNG, SVG and CSV into DIR, and quit "
                                       "(no display needed).", "DIR");
@@ -89,6 +100,54 @@ int main(int argc, char** argv) {
       std::cerr << "error: " << e.what() << "\n";
       return 1;
     }
+  }
+
+  if (parser.isSet(bench_map)) {
+    const int n = parser.value(bench_map).toInt();
+    if (n < 2 || n > 16384) {
+      std::cerr << "error: --bench-map N with N in 2..16384\n";
+      return 1;
+    }
+    mechscope::app::Grid g;
+    g.rows = g.cols = n;
+    g.values.assign(static_cast<size_t>(n) * n, std::nan(""));
+    for (int q = 0; q < n; ++q)
+      for (int k = 0; k <= q; ++k) g.values[static_cast<size_t>(q) * n + k] = 1.0 / (1 + q - k);
+    for (int i = 0; i < n; ++i) g.row_labels.push_back("t" + std::to_string(i));
+    g.col_labels = g.row_labels;
+    g.title = std::to_string(n) + " x " + std::to_string(n) + " map";
+    mechscope::app::PlotView view("bench");
+    view.resize(1200, 900);
+    view.show();
+    QApplication::processEvents();
+    QElapsedTimer t;
+    t.start();
+    view.showGrid(g);
+    QApplication::processEvents();
+    const double draw = t.nsecsElapsed() / 1e6;
+    auto* plot = view.plot();
+    std::vector<double> zoom, pan;
+    for (int i = 0; i < 20; ++i) {
+      t.restart();
+      plot->xAxis->scaleRange(0.8, plot->xAxis->range().center());
+      plot->yAxis->scaleRange(0.8, plot->yAxis->range().center());
+      plot->replot(QCustomPlot::rpImmediateRefresh);
+      zoom.push_back(t.nsecsElapsed() / 1e6);
+    }
+    for (int i = 0; i < 20; ++i) {
+      t.restart();
+      plot->xAxis->moveRange(plot->xAxis->range().size() * 0.05);
+      plot->yAxis->moveRange(plot->yAxis->range().size() * 0.05);
+      plot->replot(QCustomPlot::rpImmediateRefresh);
+      pan.push_back(t.nsecsElapsed() / 1e6);
+    }
+    std::sort(zoom.begin(), zoom.end());
+    std::sort(pan.begin(), pan.end());
+    std::cout << n << " x " << n << " map: first draw " << draw << " ms; zoom step " << zoom[10] << " ms, pan step "
+              << pan[10] << " ms (medians of 20); after zooming in, " << plot->xAxis->range().size()
+              << " columns visible with "
+              << qSharedPointerCast<QCPAxisTickerText>(plot->xAxis->ticker())->ticks().size() << " token labels\n";
+    return 0;
   }
 
   mechscope::app::MainWindow w;
