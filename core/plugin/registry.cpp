@@ -32,7 +32,8 @@ struct Registry {
         {"position", "position retrieval from a permutation (retrievit)"},
         {"ngram", "n-gram retrieval (retrievit)"},
         {"copy", "copy a string (P2)"},
-        {"lookup", "n-gram lookup in a string (P2)"}};
+        {"lookup", "n-gram lookup in a string (P2)"},
+        {"atr", "associative tree recall: a terminal's parent head in a random PCFG (tinylang)"}};
     for (const auto& n : builtin_task_names())
       tasks.push_back({TaskInfo{n, about.count(n) ? about.at(n) : "", [](const nlohmann::json& c) { return make_builtin_task(c); }},
                        "built-in"});

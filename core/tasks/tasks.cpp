@@ -161,7 +161,9 @@ class Params {
 
 // A token of [lo, hi) absent from the example, or -1 if every one occurs.
 int64_t fresh_token(Rng& rng, const std::vector<int64_t>& present, int64_t lo, int64_t hi) {
-  std::set<int64_t> used(present.begin(), present.end());
+  std::set<int64_t> used;
+  for (int64_t t : present)
+    if (t >= lo && t < hi) used.insert(t);  // only tokens of the range count towards "every one occurs"
   if (static_cast<int64_t>(used.size()) >= hi - lo) return -1;
   for (;;) {
     int64_t v = lo + rng.below(hi - lo);
@@ -649,9 +651,185 @@ class CopyTask : public Task {
   std::vector<std::string> vocab_;
 };
 
+
+// ------------------------------------------------------------------ ATR (tinylang pcfg.py, SPEC §3.6)
+
+// A random PCFG with depth levels (a nonterminal's children have a strictly higher level, so no recursion).
+// Expanding a nonterminal emits its children, then a head terminal drawn from its own distribution; a child's
+// parent is that head. Query: a terminal (the rightmost occurrence of its symbol); answer: its parent's head.
+class AtrTask : public Task {
+ public:
+  explicit AtrTask(const json& j) {
+    Params p(j, "atr");
+    S_ = p.integer("num_terminals", 20, 2, 8192);
+    NT_ = p.integer("num_nonterminals", 40, 1, 1000);
+    max_rhs_ = p.integer("max_rhs_len", 10, 1, 64);
+    max_rules_ = p.integer("max_rules_per_nt", 5, 1, 64);
+    max_depth_ = p.integer("max_depth", 5, 1, 32);
+    max_len_ = p.integer("max_len", 256, 8, 1 << 16);
+    grammar_seed_ = static_cast<uint64_t>(p.integer("grammar_seed", 0, 0, int64_t(1) << 40));
+    split_ = p.text("split", "train", {"train", "test", "all"});
+    p.finish();
+    vocab_ = kMarkers;
+    for (int64_t i = 0; i < S_; ++i) vocab_.push_back("t" + std::to_string(i));
+    build_grammar();
+  }
+  json config() const override {
+    return {{"task", "atr"},          {"num_terminals", S_},  {"num_nonterminals", NT_}, {"max_rhs_len", max_rhs_},
+            {"max_rules_per_nt", max_rules_}, {"max_depth", max_depth_}, {"max_len", max_len_},
+            {"grammar_seed", grammar_seed_}, {"split", split_}};
+  }
+  const std::vector<std::string>& vocab() const override { return vocab_; }
+  std::vector<std::string> corruptible_roles() const override { return {"query"}; }
+
+  /// The generalisation split: 20% of (query, answer) terminal pairs appear only in the test split.
+  bool held_out(int64_t query, int64_t answer) const {
+    uint64_t h = grammar_seed_ * 0x9e3779b97f4a7c15ULL ^ (static_cast<uint64_t>(query) * 0xbf58476d1ce4e5b9ULL) ^
+                 (static_cast<uint64_t>(answer) * 0x94d049bb133111ebULL);
+    h ^= h >> 31;
+    h *= 0xd6e8feb86659fd93ULL;
+    h ^= h >> 32;
+    return h % 5 == 0;
+  }
+
+  Batch sample(int64_t n, uint64_t seed) const override {
+    std::vector<Example> out;
+    for (int64_t i = 0; i < n; ++i) {
+      Rng rng(example_seed(seed, i));
+      for (int attempt = 0;; ++attempt) {
+        if (attempt > 10000)
+          throw std::runtime_error("atr: no sentence fits max_len " + std::to_string(max_len_) +
+                                   " with an eligible query after 10000 draws; raise max_len or change the grammar");
+        std::vector<Node> sent;
+        int64_t next_id = 0;
+        if (!expand(rng, static_cast<int64_t>(rng.below(NT_)), -1, sent, 0, next_id)) continue;
+        if (static_cast<int64_t>(sent.size()) + 5 > max_len_) continue;
+        // Sample the target (a head with children) first, then the query among its children that are the
+        // rightmost occurrence of their symbol and whose pair belongs to this split.
+        std::vector<int64_t> heads;
+        for (size_t k = 0; k < sent.size(); ++k)
+          if (has_child(sent, sent[k].id)) heads.push_back(static_cast<int64_t>(k));
+        if (heads.empty()) continue;
+        const Node& head = sent[heads[rng.below(static_cast<int64_t>(heads.size()))]];
+        std::vector<int64_t> queries;
+        for (size_t k = 0; k < sent.size(); ++k) {
+          if (sent[k].parent != head.id || !rightmost(sent, k)) continue;
+          const bool out_pair = held_out(sent[k].label, head.label);
+          if (split_ == "all" || (split_ == "test") == out_pair) queries.push_back(static_cast<int64_t>(k));
+        }
+        if (queries.empty()) continue;
+        const Node& q = sent[queries[rng.below(static_cast<int64_t>(queries.size()))]];
+        Example e;
+        e.push(BOS, Role::Bos);
+        for (const auto& node : sent) e.push(5 + node.label, Role::Symbol);
+        e.push(EOS, Role::Eos);
+        e.push(5 + q.label, Role::Query, 5 + head.label);
+        e.push(5 + head.label, Role::Answer);
+        e.push(EOS, Role::Eos);
+        out.push_back(std::move(e));
+        break;
+      }
+    }
+    return collate(out);
+  }
+
+  Batch corrupt(const Batch& clean, uint64_t seed, const std::string& role_in) const override {
+    if (!role_in.empty() && role_in != "query") throw std::invalid_argument("atr: only the query can be corrupted");
+    Batch c = clone(clean);
+    for (int64_t i = 0; i < clean.size(); ++i) {
+      Rng rng(example_seed(seed, i) ^ 0x5bd1e995);
+      auto toks = row_tokens(clean, i);
+      for (int64_t j = 0; j < static_cast<int64_t>(toks.size()); ++j)
+        if (clean.roles[i][j].item<int8_t>() == static_cast<int8_t>(Role::Query)) {
+          // A terminal absent from the sentence; when every terminal occurs, another terminal (its parent differs).
+          int64_t v = fresh_token(rng, toks, 5, 5 + S_);
+          while (v < 0 || v == toks[j]) v = 5 + rng.below(S_);
+          c.tokens[i][j] = v;
+        }
+    }
+    return c;
+  }
+
+ private:
+  struct Node {
+    int64_t label, id, parent;  // parent: the id of the head node this one hangs under (-1: none)
+  };
+  struct Rule {
+    std::vector<int64_t> rhs;  // >= 0: terminal index; < 0: nonterminal -(k+1)
+  };
+
+  static std::vector<double> dirichlet(Rng& rng, int64_t k) {
+    std::vector<double> w(k);
+    double sum = 0;
+    for (auto& x : w) sum += (x = -std::log(1.0 - rng.uniform()));
+    for (auto& x : w) x /= sum;
+    return w;
+  }
+  static int64_t draw(Rng& rng, const std::vector<double>& p) {
+    double u = rng.uniform(), acc = 0;
+    for (size_t i = 0; i < p.size(); ++i)
+      if ((acc += p[i]) >= u) return static_cast<int64_t>(i);
+    return static_cast<int64_t>(p.size()) - 1;
+  }
+
+  void build_grammar() {
+    Rng rng(grammar_seed_ * 0x2545f4914f6cdd1dULL + 7);
+    level_.resize(NT_);
+    for (auto& l : level_) l = max_depth_ > 1 ? 1 + rng.below(max_depth_ - 1) : 1;
+    rules_.resize(NT_);
+    rule_p_.resize(NT_);
+    head_p_.resize(NT_);
+    for (int64_t nt = 0; nt < NT_; ++nt) {
+      std::vector<int64_t> pool;  // terminals, then the nonterminals of a deeper level
+      for (int64_t t = 0; t < S_; ++t) pool.push_back(t);
+      for (int64_t o = 0; o < NT_; ++o)
+        if (level_[o] > level_[nt]) pool.push_back(-(o + 1));
+      const int64_t nrules = 1 + rng.below(max_rules_);
+      for (int64_t r = 0; r < nrules; ++r) {
+        const int64_t len = std::min<int64_t>(1 + rng.below(max_rhs_), static_cast<int64_t>(pool.size()));
+        std::vector<int64_t> shuffled = pool;  // distinct children, as choice(..., replace=False)
+        for (int64_t k = 0; k < len; ++k) std::swap(shuffled[k], shuffled[k + rng.below(shuffled.size() - k)]);
+        rules_[nt].push_back({std::vector<int64_t>(shuffled.begin(), shuffled.begin() + len)});
+      }
+      rule_p_[nt] = dirichlet(rng, nrules);
+      head_p_[nt] = dirichlet(rng, S_);
+    }
+  }
+
+  // Appends the expansion of `nt` (children, then its head) under parent head `parent`; false if too long.
+  bool expand(Rng& rng, int64_t nt, int64_t parent, std::vector<Node>& out, int depth, int64_t& next_id) const {
+    if (depth > 64 || static_cast<int64_t>(out.size()) > max_len_) return false;
+    const int64_t head_id = next_id++;
+    const Rule& rule = rules_[nt][draw(rng, rule_p_[nt])];
+    for (int64_t child : rule.rhs) {
+      if (child >= 0) out.push_back({child, next_id++, head_id});
+      else if (!expand(rng, -child - 1, head_id, out, depth + 1, next_id)) return false;
+    }
+    out.push_back({draw(rng, head_p_[nt]), head_id, parent});
+    return true;
+  }
+  static bool has_child(const std::vector<Node>& s, int64_t id) {
+    for (const auto& n : s)
+      if (n.parent == id) return true;
+    return false;
+  }
+  static bool rightmost(const std::vector<Node>& s, size_t k) {
+    for (size_t j = k + 1; j < s.size(); ++j)
+      if (s[j].label == s[k].label) return false;
+    return true;
+  }
+
+  int64_t S_, NT_, max_rhs_, max_rules_, max_depth_, max_len_;
+  uint64_t grammar_seed_;
+  std::string split_;
+  std::vector<std::string> vocab_;
+  std::vector<int64_t> level_;
+  std::vector<std::vector<Rule>> rules_;
+  std::vector<std::vector<double>> rule_p_, head_p_;
+};
 }  // namespace
 
-std::vector<std::string> builtin_task_names() { return {"mqar", "ar", "position", "ngram", "copy", "lookup"}; }
+std::vector<std::string> builtin_task_names() { return {"mqar", "ar", "position", "ngram", "copy", "lookup", "atr"}; }
 
 std::unique_ptr<Task> make_builtin_task(const json& config) {
   const std::string name = config["task"].get<std::string>();
@@ -661,6 +839,7 @@ std::unique_ptr<Task> make_builtin_task(const json& config) {
   if (name == "ngram") return std::make_unique<NgramTask>(config);
   if (name == "copy") return std::make_unique<CopyTask>(config, false);
   if (name == "lookup") return std::make_unique<CopyTask>(config, true);
+  if (name == "atr") return std::make_unique<AtrTask>(config);
   throw std::invalid_argument("unknown built-in task '" + name + "'");
 }
 

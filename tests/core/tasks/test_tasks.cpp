@@ -262,3 +262,49 @@ TEST(Tasks, CopyAndLookupFollowP2) {
     }
   }
 }
+
+TEST(Tasks, AtrAnswerIsAHeadToTheRightAndSplitsAreDisjoint) {
+  // Heads are emitted after their children, so the answer (the query's parent head) occurs in the sentence to the
+  // right of the query's rightmost occurrence; the train and test splits share no (query, answer) pair.
+  std::set<std::pair<int64_t, int64_t>> pairs[2];
+  const char* splits[] = {"train", "test"};
+  for (int s = 0; s < 2; ++s) {
+    auto task = make_task({{"task", "atr"}, {"split", splits[s]}, {"grammar_seed", 3}});
+    Batch b = task->sample(200, 11);
+    EXPECT_TRUE(b.tokens.equal(task->sample(200, 11).tokens));
+    for (int64_t i = 0; i < b.size(); ++i) {
+      const int64_t len = b.lengths[i].item<int64_t>();
+      std::vector<int64_t> t(len);
+      for (int64_t j = 0; j < len; ++j) t[j] = b.tokens[i][j].item<int64_t>();
+      ASSERT_EQ(t[0], 1);
+      ASSERT_EQ(t[len - 1], 2);
+      ASSERT_EQ(t[len - 4], 2);  // <eos> query answer <eos>
+      const int64_t query = t[len - 3], answer = t[len - 2];
+      EXPECT_EQ(b.targets[i][len - 3].item<int64_t>(), answer);
+      EXPECT_EQ(b.targets[i].ne(-100).sum().item<int64_t>(), 1);
+      EXPECT_EQ(static_cast<Role>(b.roles[i][len - 3].item<int8_t>()), Role::Query);
+      int64_t last_query = -1;
+      for (int64_t j = 1; j < len - 4; ++j) {
+        EXPECT_EQ(static_cast<Role>(b.roles[i][j].item<int8_t>()), Role::Symbol);
+        if (t[j] == query) last_query = j;
+      }
+      ASSERT_GE(last_query, 1) << "the query occurs in the sentence";
+      bool answer_right = false;
+      for (int64_t j = last_query + 1; j < len - 4; ++j) answer_right = answer_right || t[j] == answer;
+      EXPECT_TRUE(answer_right) << "example " << i;
+      pairs[s].insert({query, answer});
+    }
+    Batch c = task->corrupt(b, 5);
+    for (int64_t i = 0; i < b.size(); ++i) {
+      const int64_t len = b.lengths[i].item<int64_t>(), q = c.tokens[i][len - 3].item<int64_t>();
+      EXPECT_NE(q, b.tokens[i][len - 3].item<int64_t>());
+      std::set<int64_t> present;
+      for (int64_t j = 1; j < len - 4; ++j) present.insert(b.tokens[i][j].item<int64_t>());
+      if (static_cast<int64_t>(present.size()) < 20) EXPECT_FALSE(present.count(q)) << "absent from the sentence when possible";
+    }
+  }
+  for (const auto& p : pairs[1]) EXPECT_FALSE(pairs[0].count(p)) << p.first << " -> " << p.second;
+  EXPECT_GT(pairs[1].size(), 3u);
+  EXPECT_THROW(make_task({{"task", "atr"}, {"split", "dev"}}), std::invalid_argument);
+  EXPECT_THROW(make_task({{"task", "atr"}, {"num_terminal", 20}}), std::invalid_argument);
+}
