@@ -30,6 +30,8 @@ if command -v appstreamcli > /dev/null; then
     || grep -q "Validation was successful" "$work/as.log" || { cat "$work/as.log"; echo "FAIL: AppStream"; fail=1; }
 fi
 [ -f "$root/usr/share/icons/hicolor/scalable/apps/io.mechscope.MechScope.svg" ] || { echo "FAIL: icon"; fail=1; }
+[ -f "$root/usr/include/mechscope/core/plugin/plugin.h" ] || { echo "FAIL: the plugin SDK header"; fail=1; }
+[ -f "$root/usr/lib/cmake/MechScope/MechScopeConfig.cmake" ] || { echo "FAIL: the SDK's CMake package"; fail=1; }
 for page in mechscope mechscope-cli; do
   zcat "$root/usr/share/man/man1/$page.1.gz" | grep -q "^.SH NAME" || { echo "FAIL: man page $page"; fail=1; }
 done
