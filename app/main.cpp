@@ -226,6 +226,8 @@ int main(int argc, char** argv) {
       w.waitIdle(300000);
       w.compareModels(0, 1);  // the loaded models side by side: layer 1's attention
       w.waitIdle(120000);
+      w.runPluginAnalysis("attention-rollout", "");  // a plugin's analysis, if that plugin is loaded
+      w.waitIdle(60000);
       w.takeScreenshots(parser.value(shots));
       if (!w.lastError().isEmpty()) std::cerr << "mechscope: " << w.lastError().toStdString() << "\n";
       std::cout << "screenshots in " << parser.value(shots).toStdString() << "\n";

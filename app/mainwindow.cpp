@@ -54,7 +54,7 @@ namespace mechscope::app {
 
 namespace {
 
-constexpr int kLayoutVersion = 3;  // bump when the panels change, so an old saved layout is ignored
+constexpr int kLayoutVersion = 4;  // bump when the panels change, so an old saved layout is ignored
 
 QString qs(const std::string& s) { return QString::fromStdString(s); }
 QString num(double v, int digits = 3) { return std::isfinite(v) ? QString::number(v, 'f', digits) : QStringLiteral("—"); }
@@ -340,6 +340,27 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent), wb_(std::make_uni
   connect(compare_view_, qOverload<int>(&QComboBox::currentIndexChanged), this, [this] { refreshComparePlots(); });
   connect(compare_layer_, qOverload<int>(&QSpinBox::valueChanged), this, [this] { refreshComparePlots(); });
 
+  // Plugins panel: analyses that plugins add, drawn like the built-in ones.
+  plugin_combo_ = new QComboBox;
+  for (const auto& [name, about] : Workbench::plugin_analyses()) {
+    plugin_combo_->addItem(qs(name));
+    plugin_combo_->setItemData(plugin_combo_->count() - 1, qs(about), Qt::ToolTipRole);
+  }
+  plugin_options_ = new QLineEdit;
+  plugin_options_->setPlaceholderText(tr("options as JSON, e.g. {\"example\": 2} (default: the current example)"));
+  auto* plugin_run = new QPushButton(tr("Run"));
+  plugin_label_ = new QLabel(plugin_combo_->count() ? tr("analyses that plugins add (Help > Plugins lists them)")
+                                                    : tr("no plugin analysis is loaded (Help > Plugins)"));
+  plugin_label_->setWordWrap(true);
+  plugin_plot_ = new PlotView("plugin");
+  auto* plugin_w = new QWidget;
+  auto* pgl = new QVBoxLayout(plugin_w);
+  pgl->addWidget(row({new QLabel(tr("analysis")), plugin_combo_, plugin_options_, plugin_run}));
+  pgl->addWidget(plugin_plot_, 1);
+  pgl->addWidget(plugin_label_);
+  connect(plugin_run, &QPushButton::clicked, this,
+          [this] { runPluginAnalysis(plugin_combo_->currentText(), plugin_options_->text()); });
+
   // Training panel.
   train_preset_ = new QComboBox;
   train_preset_->addItems({"transformer", "hybrid", "mamba2", "mamba1", "parallel-hybrid"});
@@ -374,7 +395,7 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent), wb_(std::make_uni
   connect(train_start_, &QPushButton::clicked, this, [this] { startTraining(); });
   connect(train_stop_button_, &QPushButton::clicked, this, [this] { stopTraining(); });
 
-  for (auto* p : {attn_plot_, heads_plot_, patch_plot_, emb_plot_, cos_plot_, train_plot_})
+  for (auto* p : {attn_plot_, heads_plot_, patch_plot_, emb_plot_, cos_plot_, train_plot_, plugin_plot_})
     p->setProvenance([this] { return wb_->provenance(); });
 
   // Docks.
@@ -389,6 +410,7 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent), wb_(std::make_uni
   auto* d_out = dock(tr("Outcome"), "outcome", outcome_view_, Qt::RightDockWidgetArea);
   auto* d_cmp = dock(tr("Compare"), "compare", cmp_w, Qt::TopDockWidgetArea);
   auto* d_train = dock(tr("Training"), "training", train_w, Qt::TopDockWidgetArea);
+  auto* d_plugins = dock(tr("Plugins"), "plugins", plugin_w, Qt::TopDockWidgetArea);
   setCorner(Qt::TopLeftCorner, Qt::LeftDockWidgetArea);
   setCorner(Qt::BottomLeftCorner, Qt::LeftDockWidgetArea);
   setCorner(Qt::TopRightCorner, Qt::RightDockWidgetArea);
@@ -396,6 +418,7 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent), wb_(std::make_uni
   tabifyDockWidget(d_attn, d_patch);
   tabifyDockWidget(d_attn, d_emb);
   tabifyDockWidget(d_attn, d_train);
+  tabifyDockWidget(d_attn, d_plugins);
   tabifyDockWidget(d_attn, d_cmp);
   d_attn->raise();
   d_out->raise();
@@ -595,7 +618,7 @@ void MainWindow::setDark(bool dark) {
     p = qApp->style()->standardPalette();
   }
   qApp->setPalette(p);
-  for (auto* pv : {attn_plot_, heads_plot_, patch_plot_, emb_plot_, cos_plot_, train_plot_}) pv->setDark(dark);
+  for (auto* pv : {attn_plot_, heads_plot_, patch_plot_, emb_plot_, cos_plot_, train_plot_, plugin_plot_}) pv->setDark(dark);
 }
 
 void MainWindow::showError(const QString& what, const QString& message) {
@@ -1028,6 +1051,16 @@ void MainWindow::refreshComparePlots() {
   }
 }
 
+void MainWindow::runPluginAnalysis(const QString& name, const QString& options_json) {
+  if (name.isEmpty()) return showError(tr("plugin analysis"), tr("no plugin analysis is loaded"));
+  const std::string n = name.toStdString(), o = options_json.trimmed().toStdString();
+  job<Grid>(tr("running %1").arg(name), [this, n, o](const Progress&) { return wb_->run_plugin_analysis(n, o); },
+            [this](const Grid& g) {
+              plugin_plot_->showGrid(g);
+              plugin_label_->setText(qs(g.title));
+            });
+}
+
 void MainWindow::runPatching() {
   const std::string site = site_combo_->currentText().toStdString(), role = role_combo_->currentText().toStdString();
   job<Grid>(tr("patching sweep"), [this, site, role](const Progress& p) { return wb_->patching(site, role, p); },
@@ -1049,7 +1082,7 @@ QString MainWindow::outcomeText() const { return outcome_view_->toPlainText(); }
 QStringList MainWindow::exportFigures(const QString& dir) {
   QDir().mkpath(dir);
   QStringList written;
-  std::vector<PlotView*> plots = {attn_plot_, heads_plot_, patch_plot_, emb_plot_, cos_plot_, train_plot_};
+  std::vector<PlotView*> plots = {attn_plot_, heads_plot_, patch_plot_, emb_plot_, cos_plot_, train_plot_, plugin_plot_};
   for (auto* p : compare_plots_) plots.push_back(p);
   for (auto* p : plots) {
     if (!p->hasData() || !p->isVisibleTo(this)) continue;

@@ -65,6 +65,9 @@ class MainWindow : public QMainWindow {
   void stopTraining() { train_stop_ = true; }
   bool training() const { return train_running_; }
   PlotView* trainingPlot() const { return train_plot_; }
+  PlotView* pluginPlot() const { return plugin_plot_; }
+  /// Runs a plugin analysis in the Plugins panel, as its Run button does.
+  void runPluginAnalysis(const QString& name, const QString& options_json);
   const std::vector<PlotView*>& comparePlots() const { return compare_plots_; }
   /// Shows every loaded model side by side: view 0 attention (mean over heads) of `layer`, 1 head grid
   /// (aggregate score), 2 embedding PCA.
@@ -165,6 +168,11 @@ class MainWindow : public QMainWindow {
   QWidget* compare_plots_box_;
   std::vector<PlotView*> compare_plots_;
   void refreshComparePlots();
+  // Plugin analyses
+  QComboBox* plugin_combo_;
+  QLineEdit* plugin_options_;
+  QLabel* plugin_label_;
+  PlotView* plugin_plot_;
   // Training
   QComboBox* train_preset_;
   QLineEdit* train_model_;

@@ -583,6 +583,64 @@ std::vector<Workbench::CompareRow> Workbench::compare() {
   return out;
 }
 
+std::vector<std::pair<std::string, std::string>> Workbench::plugin_analyses() {
+  load_plugins();  // once per process
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& a : registered_analyses()) out.push_back({a.info.name, a.info.description});
+  return out;
+}
+
+Grid Workbench::run_plugin_analysis(const std::string& name, const std::string& options_json) {
+  std::lock_guard<std::recursive_mutex> lock(d->mu);
+  d->need_batch();
+  const RegisteredAnalysis* a = find_analysis(name);
+  if (!a) throw std::invalid_argument("no plugin analysis '" + name + "' is loaded");
+  Loaded& l = d->m();
+  if (a->info.needs_task && !d->has_targets) throw std::runtime_error(name + " needs task examples; draw some");
+  json options = json::object();
+  if (!options_json.empty()) {
+    try {
+      options = json::parse(options_json);
+    } catch (const json::exception& e) {
+      throw std::invalid_argument(std::string("the options are not valid JSON: ") + e.what());
+    }
+  }
+  if (!options.contains("example")) options["example"] = d->example;
+  ResultsFile rf = a->info.run(AnalysisContext{*l.ck.model, l.task.get(), d->batch, l.ck.vocab, options});
+  for (const auto& t : rf.tensors) {
+    if (t.value.dim() < 1 || t.value.dim() > 3) continue;
+    at::Tensor v = t.value.to(at::kDouble);
+    std::vector<std::string> axes = t.axes;
+    if (v.dim() == 3) {
+      v = v[0];
+      if (!axes.empty()) axes.erase(axes.begin());
+    } else if (v.dim() == 1) {
+      v = v.unsqueeze(0);
+      axes.insert(axes.begin(), "");
+    }
+    v = v.contiguous();
+    Grid g;
+    g.rows = static_cast<int>(v.size(0));
+    g.cols = static_cast<int>(v.size(1));
+    g.values.assign(v.data_ptr<double>(), v.data_ptr<double>() + v.numel());
+    auto labels = [&](size_t axis, int n) {
+      std::vector<std::string> out;
+      if (axis < axes.size() && t.labels.is_object() && t.labels.contains(axes[axis]))
+        for (const auto& x : t.labels[axes[axis]]) out.push_back(x.is_string() ? x.get<std::string>() : x.dump());
+      if (static_cast<int>(out.size()) != n) {
+        out.clear();
+        for (int i = 0; i < n; ++i) out.push_back(std::to_string(i));
+      }
+      return out;
+    };
+    g.row_labels = t.value.dim() == 1 ? std::vector<std::string>{t.name} : labels(0, g.rows);
+    g.col_labels = labels(1, g.cols);
+    g.title = name + ": " + t.name;
+    return g;
+  }
+  throw std::runtime_error(name + " returned no tensor of one to three dimensions to draw");
+}
+
 std::vector<std::string> Workbench::plugin_report() {
   std::vector<std::string> out;
   for (const auto& p : load_plugins()) {

@@ -123,6 +123,11 @@ class Workbench {
   /// Every loaded model on the current examples (those that read the same vocabulary).
   std::vector<CompareRow> compare();
 
+  /// Analyses that plugins registered: (name, description).
+  static std::vector<std::pair<std::string, std::string>> plugin_analyses();
+  /// Runs a plugin analysis on the current model and input (options: JSON object, may be ""), and returns its first
+  /// one- or two-dimensional tensor (the first slice of a 3-D one) as a grid.
+  Grid run_plugin_analysis(const std::string& name, const std::string& options_json);
   /// Plugins: one line each, loaded or failed and why; then the tasks and analyses they add.
   static std::vector<std::string> plugin_report();
 

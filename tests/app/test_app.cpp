@@ -118,6 +118,17 @@ class AppTest : public QObject {
                    p->grid().title.c_str());
     }
 
+    // A plugin's analysis in the Plugins panel (attention rollout loads from the build tree's plugin folder).
+    w.runPluginAnalysis("attention-rollout", "");
+    QVERIFY(w.waitIdle());
+    QVERIFY2(w.lastError().isEmpty(), qPrintable(w.lastError()));
+    QVERIFY(w.pluginPlot()->hasData());
+    QCOMPARE(w.pluginPlot()->grid().rows, w.pluginPlot()->grid().cols);
+    w.runPluginAnalysis("attention-rollout", "{\"example\": 999}");
+    QVERIFY(w.waitIdle());
+    QVERIFY(w.lastError().contains("example"));
+    w.setQuiet(true);
+
     // A workspace round trip.
     const QString ws = dir.filePath("ws.json");
     w.saveWorkspace(ws);
