@@ -9,19 +9,24 @@ rm -rf "$work"; mkdir -p "$work"
 fail=0
 cpack -G DEB -B "$work/pkg" --config "$build/CPackConfig.cmake" > "$work/cpack.log" 2>&1 || { cat "$work/cpack.log"; exit 1; }
 deb=$(ls "$work"/pkg/mechscope_*_amd64.deb)
-dpkg-deb -I "$deb" | grep -q "Depends:.*libtorch" || { echo "FAIL: Depends lacks libtorch"; fail=1; }
+# (outputs are captured before matching: with pipefail, `cmd | grep -q` fails when grep exits early)
+info=$(dpkg-deb -I "$deb")
+[[ "$info" == *"Depends:"*"libtorch"* ]] || { echo "FAIL: Depends lacks libtorch: $info"; fail=1; }
 root=$work/root
 dpkg-deb -x "$deb" "$root"
 bin=$root/usr/bin
 models=$root/usr/share/mechscope/models
-"$bin/mechscope-cli" --version | grep -q "mechscope 0.1.0" || { echo "FAIL: --version from the package"; fail=1; }
-"$bin/mechscope-cli" forward -c "$models/mqar-attn.h5" --example 1 --topk 1 | grep -q "(target v" || { echo "FAIL: forward"; fail=1; }
+out=$("$bin/mechscope-cli" --version 2>&1)
+[[ "$out" == *"mechscope 0.1.0"* ]] || { echo "FAIL: --version from the package: $out"; fail=1; }
+out=$("$bin/mechscope-cli" forward -c "$models/mqar-attn.h5" --example 1 --topk 1 2>&1)
+[[ "$out" == *"(target v"* ]] || { echo "FAIL: forward: $out"; fail=1; }
 plugins=$("$bin/mechscope-cli" plugins 2>&1)
 [[ "$plugins" == *"provides task phonebook"* ]] || { echo "FAIL: the packaged plugins do not load: $plugins"; fail=1; }
 "$bin/mechscope-cli" analyze patching -c "$models/mqar-attn.h5" -n 8 --out "$work/p.h5" --quiet > /dev/null || { echo "FAIL: analyze"; fail=1; }
 XDG_RUNTIME_DIR=$work QT_QPA_PLATFORM=offscreen "$bin/mechscope" --render "$work/p.h5" --out "$work/p.svg" > /dev/null 2>&1 \
   && grep -q "<svg" "$work/p.svg" || { echo "FAIL: mechscope --render from the package"; fail=1; }
-ldd "$bin/mechscope-cli" | grep libmechscope_core | grep -q "$root/usr/" || { echo "FAIL: the CLI does not find the package's libmechscope_core"; fail=1; }
+out=$(ldd "$bin/mechscope-cli")
+[[ "$out" == *"libmechscope_core.so.0 => $root/usr/"* ]] || { echo "FAIL: the CLI does not find the package's libmechscope_core: $out"; fail=1; }
 desktop=$root/usr/share/applications/io.mechscope.MechScope.desktop
 [ -f "$desktop" ] || { echo "FAIL: no desktop entry"; fail=1; }
 if command -v desktop-file-validate > /dev/null; then desktop-file-validate "$desktop" || { echo "FAIL: desktop entry"; fail=1; }; fi
@@ -33,7 +38,8 @@ fi
 [ -f "$root/usr/include/mechscope/core/plugin/plugin.h" ] || { echo "FAIL: the plugin SDK header"; fail=1; }
 [ -f "$root/usr/lib/cmake/MechScope/MechScopeConfig.cmake" ] || { echo "FAIL: the SDK's CMake package"; fail=1; }
 for page in mechscope mechscope-cli; do
-  zcat "$root/usr/share/man/man1/$page.1.gz" | grep -q "^.SH NAME" || { echo "FAIL: man page $page"; fail=1; }
+  man=$(zcat "$root/usr/share/man/man1/$page.1.gz")
+  [[ "$man" == *".SH NAME"* ]] || { echo "FAIL: man page $page"; fail=1; }
 done
 [ $fail -eq 0 ] && echo "deb: $(basename "$deb") $(stat -c %s "$deb") bytes, all checks passed"
 exit $fail
