@@ -25,21 +25,18 @@
 int main(int argc, char** argv) {
   const char* platform = std::getenv("QT_QPA_PLATFORM");
   const bool headless_platform = platform && (std::strcmp(platform, "offscreen") == 0 || std::strcmp(platform, "minimal") == 0);
-  bool wants_help = false, render = false;
-  for (int i = 1; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h") || !std::strcmp(argv[i], "--version")) wants_help = true;
-    if (!std::strcmp(argv[i], "--render") || !std::strcmp(argv[i], "--replay")) render = true;
-  }
-  if (render && !platform) qputenv("QT_QPA_PLATFORM", "offscreen");  // figures need no display
-  for (int i = 1; i < argc; ++i)
-    if (!std::strcmp(argv[i], "--bench-map") && !platform) render = true;
-  if (render && !platform) qputenv("QT_QPA_PLATFORM", "offscreen");
-  if (render) wants_help = true;  // headless: no display needed
-  bool replaying = false;
-  for (int i = 1; i < argc; ++i)
-    if (!std::strcmp(argv[i], "--replay")) replaying = true;
-  if (replaying) qputenv("MECHSCOPE_DEFAULT_LAYOUT", "1");
-  if (!headless_platform && !wants_help && !std::getenv("DISPLAY") && !std::getenv("WAYLAND_DISPLAY")) {
+  auto has = [&](const char* flag) {
+    for (int i = 1; i < argc; ++i)
+      if (!std::strcmp(argv[i], flag)) return true;
+    return false;
+  };
+  const bool wants_help = has("--help") || has("-h") || has("--version");
+  // Modes that draw without showing a window: no display needed.
+  const bool headless_mode = has("--render") || has("--replay") || has("--bench-map");
+  if (headless_mode && !platform) qputenv("QT_QPA_PLATFORM", "offscreen");
+  // Screenshots and replays use the default layout and theme, whatever was saved.
+  if (has("--screenshots") || has("--replay")) qputenv("MECHSCOPE_DEFAULT_LAYOUT", "1");
+  if (!headless_platform && !wants_help && !headless_mode && !std::getenv("DISPLAY") && !std::getenv("WAYLAND_DISPLAY")) {
     std::cerr << "mechscope: no display found (DISPLAY and WAYLAND_DISPLAY are unset).\n"
                  "  On a machine without a screen, run the workbench under a virtual display:\n"
                  "    xvfb-run -a -s \"-screen 0 1600x1000x24\" mechscope resources/models/*.h5 --screenshots shots/\n"
@@ -50,8 +47,6 @@ int main(int argc, char** argv) {
   mechscope::init_runtime();
   for (const auto& p : mechscope::load_plugins())  // Help > Plugins shows these too
     if (!p.loaded) std::cerr << "warning: plugin " << p.path << " skipped: " << p.error << "\n";
-  for (int i = 1; i < argc; ++i)  // screenshots: the default layout and theme, whatever was saved
-    if (!std::strcmp(argv[i], "--screenshots")) qputenv("MECHSCOPE_DEFAULT_LAYOUT", "1");
   QApplication app(argc, argv);
   QApplication::setApplicationName("MechScope");
   QApplication::setOrganizationName("MechScope");

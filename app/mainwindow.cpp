@@ -218,18 +218,7 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent), wb_(std::make_uni
   al->addWidget(row({new QLabel(tr("layer")), layer_spin_, new QLabel(tr("mixer")), mixer_combo_, new QLabel(tr("head")),
                      head_spin_, mean_heads_, normalise_}));
   al->addWidget(attn_plot_, 1);
-  connect(layer_spin_, qOverload<int>(&QSpinBox::valueChanged), this, [this] {
-    // Mixers of the new layer: ask the engine.
-    const int l = layer_spin_->value();
-    job<std::vector<std::pair<std::string, int>>>(tr("reading layer"), [this, l](const Progress&) { return wb_->mixers(l); },
-        [this](const std::vector<std::pair<std::string, int>>& ms) {
-          QSignalBlocker b(mixer_combo_);
-          mixer_combo_->clear();
-          for (const auto& [m, H] : ms) mixer_combo_->addItem(qs(m), H);
-          head_spin_->setRange(0, std::max(0, ms.empty() ? 0 : ms[0].second - 1));
-          refreshAttention();
-        });
-  });
+  connect(layer_spin_, qOverload<int>(&QSpinBox::valueChanged), this, [this] { refreshMixers(); });
   connect(mixer_combo_, qOverload<int>(&QComboBox::currentIndexChanged), this, [this] {
     head_spin_->setRange(0, std::max(0, mixer_combo_->currentData().toInt() - 1));
     refreshAttention();
@@ -763,28 +752,28 @@ void MainWindow::openWorkspace(const QString& path) {
 void MainWindow::refreshAll() {
   refreshModels();
   if (wb_->model_count() == 0) return;
-  job<std::vector<std::pair<std::string, int>>>(tr("reading the model"), [this](const Progress&) {
-    return wb_->mixers(0);
-  }, [this](const std::vector<std::pair<std::string, int>>& ms) {
-    QSignalBlocker b1(layer_spin_), b2(mixer_combo_);
-    layer_spin_->setRange(0, std::max(0, static_cast<int>(wb_->summary().layers) - 1));
-    layer_spin_->setValue(std::min(layer_spin_->value(), layer_spin_->maximum()));
-    mixer_combo_->clear();
-    const int l = layer_spin_->value();
-    job<std::vector<std::pair<std::string, int>>>(tr("reading layer"), [this, l](const Progress&) { return wb_->mixers(l); },
-        [this](const std::vector<std::pair<std::string, int>>& mixers) {
-          QSignalBlocker b(mixer_combo_);
-          mixer_combo_->clear();
-          for (const auto& [m, H] : mixers) mixer_combo_->addItem(qs(m), H);
-          head_spin_->setRange(0, std::max(0, mixers.empty() ? 0 : mixers[0].second - 1));
-          refreshAttention();
-        });
-    (void)ms;
-  });
+  {
+    QSignalBlocker b(layer_spin_);
+    layer_spin_->setRange(0, std::max(0, wb_->summary().layers - 1));
+  }
+  refreshMixers();
   refreshInput();
   refreshHeads();
   refreshOutcome();
   refreshEmbeddings();
+}
+
+// The mixers of the chosen layer (and the head range of the first), then the attention map.
+void MainWindow::refreshMixers() {
+  const int l = layer_spin_->value();
+  job<std::vector<std::pair<std::string, int>>>(tr("reading layer"), [this, l](const Progress&) { return wb_->mixers(l); },
+      [this](const std::vector<std::pair<std::string, int>>& ms) {
+        QSignalBlocker b(mixer_combo_);
+        mixer_combo_->clear();
+        for (const auto& [m, H] : ms) mixer_combo_->addItem(qs(m), H);
+        head_spin_->setRange(0, std::max(0, ms.empty() ? 0 : ms[0].second - 1));
+        refreshAttention();
+      });
 }
 
 void MainWindow::refreshModels() {

@@ -93,6 +93,7 @@ class MainWindow : public QMainWindow {
   QDockWidget* dock(const QString& title, const QString& name, QWidget* body, Qt::DockWidgetArea area);
   void refreshModels();
   void refreshInput();
+  void refreshMixers();
   void refreshAttention();
   void refreshHeads();
   void refreshOutcome();

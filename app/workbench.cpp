@@ -19,6 +19,8 @@
 #include "core/plugin/plugin.h"
 #include "core/util/sha256.h"
 
+#include "app/render.h"
+
 namespace mechscope::app {
 
 using nlohmann::json;
@@ -387,9 +389,7 @@ Grid Workbench::attention(int layer, const std::string& mixer, int head, bool no
     if (m == mixer) H = n;
   if (H < 0) throw std::invalid_argument("layer " + std::to_string(layer) + " has no " + mixer + " mixer");
   // Mamba1: a channel, or the channel average (head < 0); others: a head, or the head average.
-  const bool mamba1 = mixer == "ssm" && model.config().ssm_heads() == H &&
-                      (model.backbone->layers[layer]->mamba1 ||
-                       (model.backbone->layers[layer]->parallel && model.backbone->layers[layer]->parallel->mamba1));
+  const bool mamba1 = mixer == "ssm" && model.backbone->layers[layer]->mamba1_mixer();
   AttentionMap map = attention_map(model, d->example_tokens(d->example), layer, mixer, mamba1 ? H : 1);
   at::Tensor p = head < 0 ? map.pattern[0].mean(0) : map.pattern[0][std::min<int64_t>(head, H - 1)];
   if (normalise) p = normalise_map(p);
@@ -609,32 +609,7 @@ Grid Workbench::run_plugin_analysis(const std::string& name, const std::string& 
   ResultsFile rf = a->info.run(AnalysisContext{*l.ck.model, l.task.get(), d->batch, l.ck.vocab, options});
   for (const auto& t : rf.tensors) {
     if (t.value.dim() < 1 || t.value.dim() > 3) continue;
-    at::Tensor v = t.value.to(at::kDouble);
-    std::vector<std::string> axes = t.axes;
-    if (v.dim() == 3) {
-      v = v[0];
-      if (!axes.empty()) axes.erase(axes.begin());
-    } else if (v.dim() == 1) {
-      v = v.unsqueeze(0);
-      axes.insert(axes.begin(), "");
-    }
-    v = v.contiguous();
-    Grid g;
-    g.rows = static_cast<int>(v.size(0));
-    g.cols = static_cast<int>(v.size(1));
-    g.values.assign(v.data_ptr<double>(), v.data_ptr<double>() + v.numel());
-    auto labels = [&](size_t axis, int n) {
-      std::vector<std::string> out;
-      if (axis < axes.size() && t.labels.is_object() && t.labels.contains(axes[axis]))
-        for (const auto& x : t.labels[axes[axis]]) out.push_back(x.is_string() ? x.get<std::string>() : x.dump());
-      if (static_cast<int>(out.size()) != n) {
-        out.clear();
-        for (int i = 0; i < n; ++i) out.push_back(std::to_string(i));
-      }
-      return out;
-    };
-    g.row_labels = t.value.dim() == 1 ? std::vector<std::string>{t.name} : labels(0, g.rows);
-    g.col_labels = labels(1, g.cols);
+    Grid g = grid_of_result(t, 0);
     g.title = name + ": " + t.name;
     return g;
   }

@@ -50,9 +50,7 @@ AttentionMap attention_map(LanguageModel& model, const at::Tensor& tokens, int64
   check_mixer(model, layer, mixer);
   const std::string hook = pattern_hook(layer, mixer);
   at::Tensor pattern = model.run_with_cache(tokens, HookSelection::of({hook})).second.at(hook);
-  const auto& block = model.backbone->layers[layer];
-  const bool mamba1 = block->mamba1 || (block->parallel && block->parallel->mamba1);
-  if (mixer == "ssm" && mamba1) {
+  if (mixer == "ssm" && model.backbone->layers[layer]->mamba1_mixer()) {
     const int64_t D = pattern.size(1);
     if (groups < 1 || D % groups != 0)
       throw std::invalid_argument("attention map: " + std::to_string(D) + " Mamba1 channels do not split into " +

@@ -107,13 +107,28 @@ void print_outcome(const std::string& label, const MetricTable& m, int64_t i = 0
   std::cout << "\n";
 }
 
-MetricTable outcome(LanguageModel& model, const at::Tensor& tokens, const Readout& r, const std::vector<Hook>& hooks,
-                    const at::Tensor& reference_read) {
+// Runs the batch without and with `hooks` (metrics at every labelled position, KL to the run without), prints
+// both, and records them as <group>/before and <group>/after [metric] and as the CSV table.
+void before_after(LanguageModel& model, const Batch& batch, const std::vector<Hook>& hooks, const std::string& after_label,
+                  const std::string& group, ResultsFile& rf, const std::string& csv, std::function<void()>& write_csv_fn) {
   at::NoGradGuard no_grad;
-  at::Tensor logits = gather_readout(model.run_with_hooks(tokens, hooks), r);
-  ExampleMetrics m = example_metrics(logits.unsqueeze(0), r, reference_read.defined() ? reference_read.unsqueeze(0) : at::Tensor());
-  auto mean = [](const at::Tensor& t) { return t.defined() ? t.mean(-1) : t; };
-  return {mean(m.prob), mean(m.logit_diff), mean(m.correct), mean(m.kl)};
+  Readout r = Readout::all_labelled(batch);
+  at::Tensor base = gather_readout(model.forward(batch.tokens), r).unsqueeze(0);
+  at::Tensor hooked = gather_readout(model.run_with_hooks(batch.tokens, hooks), r).unsqueeze(0);
+  auto table = [&](const at::Tensor& logits) {
+    ExampleMetrics m = example_metrics(logits, r, base);
+    return MetricTable{m.prob.mean(-1), m.logit_diff.mean(-1), m.correct.mean(-1), m.kl.mean(-1)};
+  };
+  const MetricTable before = table(base), after = table(hooked);
+  print_outcome("before: ", before);
+  print_outcome(after_label + ": ", after);
+  const std::vector<std::string> names = {"prob", "logit_diff", "accuracy", "kl"};
+  auto vec = [](const MetricTable& m) { return at::stack({m.prob, m.logit_diff, m.accuracy, m.kl}).to(at::kFloat); };
+  rf.tensors.push_back({group + "/before", vec(before), {"metric"}, json{{"metric", names}}});
+  rf.tensors.push_back({group + "/after", vec(after), {"metric"}, json{{"metric", names}}});
+  write_csv_fn = [csv, names, b = vec(before), a = vec(after)] {
+    write_csv_table(csv, "metric", names, {{"before", b}, {"after", a}});
+  };
 }
 
 }  // namespace
@@ -297,25 +312,10 @@ int run_analyze(const AnalyzeOptions& o) {
       if (!o.heads.empty()) {
         std::vector<HeadRef> heads;
         for (const auto& h : o.heads) heads.push_back(parse_head(h, model));
-        at::Tensor base_read;
-        {
-          at::NoGradGuard ng;
-          base_read = gather_readout(model.forward(batch.tokens), r);
-        }
-        MetricTable before = outcome(model, batch.tokens, r, {}, base_read);
-        MetricTable after = outcome(model, batch.tokens, r, ab.hooks(heads), base_read);
-        print_outcome("before: ", before);
-        print_outcome("after " + std::string(ablation_name(kind)) + "-ablating " + join(head_labels(heads), " ") + ": ", after);
         rf.settings["heads"] = head_labels(heads);
-        std::vector<std::string> metric_names = {"prob", "logit_diff", "accuracy", "kl"};
-        auto vec = [](const MetricTable& m) {
-          return at::stack({m.prob, m.logit_diff, m.accuracy, m.kl}).to(at::kFloat);
-        };
-        rf.tensors.push_back({g + "/before", vec(before), {"metric"}, json{{"metric", metric_names}}});
-        rf.tensors.push_back({g + "/after", vec(after), {"metric"}, json{{"metric", metric_names}}});
-        write_csv_fn = [&o, metric_names, before, after, vec] {
-          write_csv_table(o.csv, "metric", metric_names, {{"before", vec(before)}, {"after", vec(after)}});
-        };
+        before_after(model, batch, ab.hooks(heads),
+                     "after " + std::string(ablation_name(kind)) + "-ablating " + join(head_labels(heads), " "), g, rf, o.csv,
+                     write_csv_fn);
       } else {
         auto t0 = std::chrono::steady_clock::now();
         HeadSweepResult res = head_ablation_sweep(model, batch.tokens, r, ab, {}, sw);
@@ -352,24 +352,9 @@ int run_analyze(const AnalyzeOptions& o) {
       }
       ko.last_row = o.last_row;
       if (ko.edges.empty() && !ko.last_row) throw std::invalid_argument("knockout: give --edge q:k (repeatable) or --last-row");
-      Readout r = Readout::all_labelled(batch);
-      at::Tensor base_read;
-      {
-        at::NoGradGuard ng;
-        base_read = gather_readout(model.forward(batch.tokens), r);
-      }
-      MetricTable before = outcome(model, batch.tokens, r, {}, base_read);
-      MetricTable after = outcome(model, batch.tokens, r, knockout_hooks(model, {ko}, r), base_read);
-      print_outcome("before: ", before);
-      print_outcome("after knockout: ", after);
-      std::vector<std::string> metric_names = {"prob", "logit_diff", "accuracy", "kl"};
-      auto vec = [](const MetricTable& m) { return at::stack({m.prob, m.logit_diff, m.accuracy, m.kl}).to(at::kFloat); };
       rf.settings = {{"layer", o.layer}, {"heads", o.heads}, {"edges", o.edges}, {"last_row", o.last_row}};
-      rf.tensors.push_back({g + "/before", vec(before), {"metric"}, json{{"metric", metric_names}}});
-      rf.tensors.push_back({g + "/after", vec(after), {"metric"}, json{{"metric", metric_names}}});
-      write_csv_fn = [&o, metric_names, before, after, vec] {
-        write_csv_table(o.csv, "metric", metric_names, {{"before", vec(before)}, {"after", vec(after)}});
-      };
+      before_after(model, batch, knockout_hooks(model, {ko}, Readout::all_labelled(batch)), "after knockout", g, rf, o.csv,
+                   write_csv_fn);
     } else if (o.what == "patching" || o.what == "attribution") {
       Batch corrupted = l.task->corrupt(batch, o.seed + 1, o.corrupt);
       corrupted_tokens = corrupted.tokens;

@@ -45,9 +45,9 @@ struct HeadProjection {
 HeadProjection head_projection(const LanguageModel& model, int64_t layer, const std::string& mixer) {
   const auto& block = model.backbone->layers.at(layer);
   HeadProjection p;
-  std::shared_ptr<AttentionImpl> attn = block->attn ? block->attn : block->parallel ? block->parallel->attn : nullptr;
-  std::shared_ptr<Mamba1Impl> m1 = block->mamba1 ? block->mamba1 : block->parallel ? block->parallel->mamba1 : nullptr;
-  std::shared_ptr<Mamba2Impl> m2 = block->mamba2 ? block->mamba2 : block->parallel ? block->parallel->mamba2 : nullptr;
+  auto attn = block->attention_mixer();
+  auto m1 = block->mamba1_mixer();
+  auto m2 = block->mamba2_mixer();
   if (mixer == "attn" && attn) {
     p.weight = attn->out_proj->weight;
     p.D = attn->D;
@@ -442,9 +442,12 @@ struct PatchPlan {
     int64_t layer, head;  // head < 0 for whole-site rows
   };
   std::vector<Row> rows;
+  std::vector<std::string> hooks;  // the distinct hooks of the rows that have the site
 };
 
+// The grid's rows for a site (validated; throws if no layer has it).
 PatchPlan plan_rows(const LanguageModel& model, const std::string& site) {
+  site_hook_name(model, site, 0);  // validates the site name
   PatchPlan plan;
   for (int64_t l = 0; l < model.n_layers(); ++l) {
     if (site == "heads") {
@@ -454,6 +457,11 @@ PatchPlan plan_rows(const LanguageModel& model, const std::string& site) {
       plan.rows.push_back({"L" + std::to_string(l), site_hook_name(model, site, l), l, -1});
     }
   }
+  std::set<std::string> hooks;
+  for (const auto& r : plan.rows)
+    if (!r.hook.empty()) hooks.insert(r.hook);
+  if (hooks.empty()) throw std::invalid_argument("patching: this model has no '" + site + "' site in any layer");
+  plan.hooks.assign(hooks.begin(), hooks.end());
   return plan;
 }
 
@@ -517,29 +525,30 @@ void fill_pair_stats(PatchResult& res, const PairRun& pr, double keep_threshold)
   res.corrupted_prob = mean_over(pr.p_corrupt, pr.keep).item<double>();
 }
 
+// A result with the plan's rows, the pair's statistics, and a score grid of NaN (a site a layer does not have).
+PatchResult start_result(const std::string& site, const PatchPlan& plan, const PairRun& pr, int64_t L,
+                         double keep_threshold) {
+  PatchResult res;
+  res.site = site;
+  fill_pair_stats(res, pr, keep_threshold);
+  res.positions = L;
+  for (const auto& r : plan.rows) res.rows.push_back(r.label);
+  res.score = at::full({static_cast<int64_t>(plan.rows.size()), L}, std::numeric_limits<double>::quiet_NaN(), at::kFloat);
+  return res;
+}
+
 }  // namespace
 
 PatchResult activation_patching(LanguageModel& model, const Batch& clean, const Batch& corrupted,
                                 const std::string& site, const SweepOptions& options) {
   at::NoGradGuard no_grad;
-  site_hook_name(model, site, 0);  // validates the site name
   PatchPlan plan = plan_rows(model, site);
-  std::set<std::string> site_hooks;
-  for (const auto& r : plan.rows)
-    if (!r.hook.empty()) site_hooks.insert(r.hook);
-  if (site_hooks.empty()) throw std::invalid_argument("patching: this model has no '" + site + "' site in any layer");
   std::vector<std::string> resid_names;
   for (int64_t l = 0; l < model.n_layers(); ++l) resid_names.push_back(layer_prefix(l) + "hook_resid_pre");
-  PairRun pr = run_pair(model, clean, corrupted, {site_hooks.begin(), site_hooks.end()},
-                        options.batched ? resid_names : std::vector<std::string>{}, options.keep_threshold);
-  PatchResult res;
-  res.site = site;
-  fill_pair_stats(res, pr, options.keep_threshold);
+  PairRun pr = run_pair(model, clean, corrupted, plan.hooks, options.batched ? resid_names : std::vector<std::string>{},
+                        options.keep_threshold);
   const int64_t B = clean.size(), L = clean.tokens.size(1), nrows = static_cast<int64_t>(plan.rows.size());
-  res.positions = L;
-  for (const auto& r : plan.rows) res.rows.push_back(r.label);
-  const double nan = std::numeric_limits<double>::quiet_NaN();
-  res.score = at::full({nrows, L}, nan, at::kFloat);
+  PatchResult res = start_result(site, plan, pr, L, options.keep_threshold);
   res.prob = res.score.clone();
   res.logit_diff = res.score.clone();
   res.accuracy = res.score.clone();
@@ -601,27 +610,18 @@ PatchResult attribution_patching(LanguageModel& model, const Batch& clean, const
   if (site == "state")
     throw std::invalid_argument("attribution patching: the state site is exact-only (a state replacement changes "
                                 "the scan itself); use activation_patching");
-  site_hook_name(model, site, 0);
   PatchPlan plan = plan_rows(model, site);
-  std::set<std::string> site_hooks;
-  for (const auto& r : plan.rows)
-    if (!r.hook.empty()) site_hooks.insert(r.hook);
-  if (site_hooks.empty()) throw std::invalid_argument("patching: this model has no '" + site + "' site in any layer");
   PairRun pr = [&] {
     at::NoGradGuard no_grad;
-    return run_pair(model, clean, corrupted, {site_hooks.begin(), site_hooks.end()}, {}, options.keep_threshold);
+    return run_pair(model, clean, corrupted, plan.hooks, {}, options.keep_threshold);
   }();
-  PatchResult res;
-  res.site = site;
-  fill_pair_stats(res, pr, options.keep_threshold);
   const int64_t L = clean.tokens.size(1), nrows = static_cast<int64_t>(plan.rows.size());
-  res.positions = L;
-  for (const auto& r : plan.rows) res.rows.push_back(r.label);
+  PatchResult res = start_result(site, plan, pr, L, options.keep_threshold);
 
   // Corrupted forward with a zero probe added at every site: d metric / d probe = d metric / d activation.
   std::map<std::string, at::Tensor> probes, acts;
   HookContext ctx;
-  for (const auto& h : site_hooks)
+  for (const auto& h : plan.hooks)
     ctx.add_hook(h, [&probes, &acts](const at::Tensor& v, const std::string& name) {
       at::Tensor probe = at::zeros_like(v).requires_grad_(true);
       probes[name] = probe;
@@ -646,7 +646,6 @@ PatchResult attribution_patching(LanguageModel& model, const Batch& clean, const
   }
   at::NoGradGuard no_grad;
   at::Tensor denom = (pr.p_clean - pr.p_corrupt).where(pr.keep, at::ones_like(pr.p_clean));  // [E]
-  res.score = at::full({nrows, L}, std::numeric_limits<double>::quiet_NaN(), at::kFloat);
   for (int64_t r = 0; r < nrows; ++r) {
     const auto& row = plan.rows[r];
     if (row.hook.empty()) continue;

@@ -65,8 +65,7 @@ VerifyReport verify_model(LanguageModel& model, const Task* task, int64_t exampl
     add("batched head-ablation sweep vs one forward per head (" + std::to_string(heads.size()) + " heads, probability)",
         b.ablated.prob, a.ablated.prob);
     const int64_t n = std::min<int64_t>(4, batch.size());
-    Batch small{batch.tokens.narrow(0, 0, n), batch.targets.narrow(0, 0, n), batch.roles.narrow(0, 0, n),
-                batch.lengths.narrow(0, 0, n)};
+    Batch small = batch.narrow(0, n);
     Batch corrupted = task->corrupt(small, seed + 1);
     SweepOptions keep_all;
     keep_all.keep_threshold = -1;

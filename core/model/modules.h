@@ -136,6 +136,10 @@ class BlockImpl : public torch::nn::Module {
   std::shared_ptr<Mamba2Impl> mamba2;
   std::shared_ptr<ParallelMixerImpl> parallel;
   std::shared_ptr<GatedMLPImpl> mlp;
+  // The block's mixers of each kind, alone or inside the parallel mixer (null when absent).
+  std::shared_ptr<AttentionImpl> attention_mixer() const { return attn ? attn : parallel ? parallel->attn : nullptr; }
+  std::shared_ptr<Mamba1Impl> mamba1_mixer() const { return mamba1 ? mamba1 : parallel ? parallel->mamba1 : nullptr; }
+  std::shared_ptr<Mamba2Impl> mamba2_mixer() const { return mamba2 ? mamba2 : parallel ? parallel->mamba2 : nullptr; }
   std::vector<std::string> hook_names() const;
 
  private:

@@ -26,6 +26,10 @@ struct Batch {
   at::Tensor roles;    ///< [batch, L] int8 (Role)
   at::Tensor lengths;  ///< [batch] int64: real length of each example
   int64_t size() const { return tokens.defined() ? tokens.size(0) : 0; }
+  /// Examples [start, start + n) (views, not copies).
+  Batch narrow(int64_t start, int64_t n) const {
+    return {tokens.narrow(0, start, n), targets.narrow(0, start, n), roles.narrow(0, start, n), lengths.narrow(0, start, n)};
+  }
 };
 
 class Task {

@@ -14,9 +14,6 @@ using namespace mechscope;
 namespace {
 std::string demo(const std::string& name) { return std::string(MECHSCOPE_MODELS_DIR) + "/" + name + ".h5"; }
 
-Batch one(const Batch& b, int64_t e) {
-  return {b.tokens.narrow(0, e, 1), b.targets.narrow(0, e, 1), b.roles.narrow(0, e, 1), b.lengths.narrow(0, e, 1)};
-}
 }  // namespace
 
 TEST(Science, AttentionDemoRetrievesThroughTheTokenAfterTheValue) {
@@ -30,7 +27,7 @@ TEST(Science, AttentionDemoRetrievesThroughTheTokenAfterTheValue) {
   Batch corrupted = task->corrupt(clean, 4243, "key");
   int checked = 0;
   for (int64_t e = 0; e < clean.size(); ++e) {
-    Batch c = one(clean, e), x = one(corrupted, e);
+    Batch c = clean.narrow(e, 1), x = corrupted.narrow(e, 1);
     at::Tensor diff = c.tokens[0].ne(x.tokens[0]).nonzero();
     if (diff.size(0) != 1) continue;
     const int64_t j = diff[0][0].item<int64_t>();

@@ -235,8 +235,7 @@ TEST(Patching, TheOnlyCorruptedTokenRestoresTheCleanRunExactly) {
   for (const auto& preset : kPresets) {
     Fixture f = make(preset, nlohmann::json::object(), kMqar, 4);
     for (int64_t e = 0; e < 4; ++e) {
-      Batch clean{f.clean.tokens.narrow(0, e, 1), f.clean.targets.narrow(0, e, 1), f.clean.roles.narrow(0, e, 1),
-                  f.clean.lengths.narrow(0, e, 1)};
+      Batch clean = f.clean.narrow(e, 1);
       Batch corrupted = clean;
       corrupted.tokens = f.corrupted.tokens.narrow(0, e, 1);
       SweepOptions o;
