@@ -20,6 +20,7 @@
 #include "core/interventions/interventions.h"
 #include "core/interventions/verify.h"
 #include "core/io/checkpoint.h"
+#include "core/io/import.h"
 #include "core/io/results.h"
 #include "core/io/tokens.h"
 #include "core/model/model.h"
@@ -48,7 +49,7 @@ struct Loaded {
 
 Loaded load(const std::string& path, const std::vector<std::string>& task_sets, bool need_task) {
   Loaded l;
-  l.ck = load_checkpoint(path);
+  l.ck = open_checkpoint(path);
   for (const auto& w : l.ck.warnings) std::cerr << "warning: " << w << "\n";
   l.ck.model->eval();
   if (l.ck.task_config.is_null()) {

@@ -17,6 +17,7 @@
 
 #include "core/engine/runtime.h"
 #include "core/io/checkpoint.h"
+#include "core/io/import.h"
 #include "core/io/results.h"
 #include "core/io/tokens.h"
 #include "core/model/model.h"
@@ -192,7 +193,7 @@ int run_init(const InitOptions& o) {
 }
 
 int run_info(const InfoOptions& o) {
-  Checkpoint ck = load_checkpoint(o.checkpoint);
+  Checkpoint ck = open_checkpoint(o.checkpoint);
   const ModelConfig& c = ck.config;
   LanguageModel& model = *ck.model;
   // Shapes of every hook point on a 4-token input (batch 1).
@@ -257,12 +258,46 @@ int run_info(const InfoOptions& o) {
   return 0;
 }
 
+int run_convert(const ConvertOptions& o) {
+  refuse_overwrite(o.out, o.force);
+  ImportInfo info;
+  Checkpoint ck = import_checkpoint(o.source, &info);
+  CheckpointExtras extras;
+  extras.vocab = ck.vocab;
+  if (!o.task.empty()) {
+    json tcfg = sets_to_json(o.task_sets);
+    tcfg["task"] = o.task;
+    auto task = make_task(tcfg);
+    if (static_cast<int64_t>(task->vocab().size()) != ck.config.vocab_size)
+      throw std::invalid_argument("convert: task " + tcfg.dump() + " has a vocabulary of " +
+                                  std::to_string(task->vocab().size()) + " tokens; the imported model has " +
+                                  std::to_string(ck.config.vocab_size));
+    extras.task_config = task->config();
+    extras.vocab = task->vocab();
+  } else if (!o.task_sets.empty()) {
+    throw std::invalid_argument("convert: --task-set needs --task");
+  }
+  save_checkpoint(o.out, *ck.model, extras);
+  std::cout << "imported " << o.source << " as " << info.source_format << " (" << join(info.weight_files, ", ") << ")\n";
+  std::cout << "model    " << architecture_name(ck.config) << ": " << ck.config.n_layer << " layers, d_model "
+            << ck.config.d_model << ", vocab " << ck.config.vocab_size << ", " << with_commas(ck.model->parameter_count())
+            << " parameters\n";
+  std::map<std::string, int> dtypes;
+  for (const auto& [n, d] : ck.weight_dtypes) ++dtypes[d];
+  for (const auto& [d, n] : dtypes)
+    std::cout << "dtype    " << n << " parameter(s) stored as " << d << " in the source, converted to float32\n";
+  for (const auto& n : info.notes) std::cout << "note     " << n << "\n";
+  for (const auto& w : ck.warnings) std::cout << "warning  " << w << "\n";
+  std::cout << "wrote " << o.out << "\n";
+  return 0;
+}
+
 int run_forward(const ForwardOptions& o) {
   if ((o.tokens.empty() ? 0 : 1) + (o.tokens_file.empty() ? 0 : 1) + (o.example >= 0 ? 1 : 0) != 1)
     throw std::invalid_argument("forward: give exactly one of --tokens, --tokens-file or --example");
   if (o.topk < 0) throw std::invalid_argument("forward: --topk must be >= 0");
   if (!o.out.empty()) refuse_overwrite(o.out, o.force);
-  Checkpoint ck = load_checkpoint(o.checkpoint);
+  Checkpoint ck = open_checkpoint(o.checkpoint);
   for (const auto& w : ck.warnings) std::cerr << "warning: " << w << "\n";
   LanguageModel& model = *ck.model;
   const int64_t rows = ck.config.padded_vocab_size();
@@ -365,7 +400,7 @@ int run_bench(const BenchOptions& o) {
   std::string label;
   json task_config;
   if (!o.checkpoint.empty()) {
-    Checkpoint ck = load_checkpoint(o.checkpoint);
+    Checkpoint ck = open_checkpoint(o.checkpoint);
     model = ck.model;
     task_config = ck.task_config;
     label = o.checkpoint;
@@ -613,7 +648,7 @@ int run_train(const TrainOptions& o) {
 int run_eval(const EvalOptions& o) {
   if (o.examples <= 0) throw std::invalid_argument("eval: --examples must be positive");
   if (o.seeds.empty()) throw std::invalid_argument("eval: give at least one seed");
-  Checkpoint ck = load_checkpoint(o.checkpoint);
+  Checkpoint ck = open_checkpoint(o.checkpoint);
   if (ck.task_config.is_null())
     throw std::runtime_error("'" + o.checkpoint + "' has no task_config; it was not trained on a task");
   json base = ck.task_config;
@@ -684,7 +719,7 @@ int run_eval(const EvalOptions& o) {
 
 int run_bench_train(const BenchOptions& o) {
   if (o.checkpoint.empty()) throw std::invalid_argument("bench --train: give --checkpoint (a model trained on a task)");
-  Checkpoint ck = load_checkpoint(o.checkpoint);
+  Checkpoint ck = open_checkpoint(o.checkpoint);
   if (ck.task_config.is_null()) throw std::runtime_error("'" + o.checkpoint + "' has no task_config");
   auto task = make_task(ck.task_config);
   LanguageModel& model = *ck.model;

@@ -25,6 +25,15 @@ struct InfoOptions {
 };
 int run_info(const InfoOptions& o);
 
+struct ConvertOptions {
+  std::string source;               // foreign checkpoint: folder, config.json or weights file
+  std::string out;                  // native checkpoint (.h5)
+  std::string task;                 // optional task to attach, e.g. "mqar"
+  std::vector<std::string> task_sets;
+  bool force = false;
+};
+int run_convert(const ConvertOptions& o);
+
 struct ForwardOptions {
   std::string checkpoint;
   std::string tokens;

@@ -37,6 +37,16 @@ int main(int argc, char** argv) {
   c_info->add_flag("--hooks", info.hooks, "list every hook point of the model");
   c_info->add_flag("--json", info.json, "machine-readable output");
 
+  ConvertOptions conv;
+  auto* c_conv = app.add_subcommand("convert", "import a mamba_ssm or Hugging Face (Mamba, Mamba2, Llama) checkpoint "
+                                    "and write it as a MechScope checkpoint (docs/import.md)");
+  c_conv->add_option("source", conv.source, "folder with config.json and model.safetensors / pytorch_model.bin "
+                     "(or one of those files)")->required();
+  c_conv->add_option("--out,-o", conv.out, "checkpoint to write (.h5)")->required();
+  c_conv->add_option("--task", conv.task, "attach a task the model was trained on (its vocabulary must match)");
+  c_conv->add_option("--task-set", conv.task_sets, "task parameter, e.g. --task-set num_pairs=8")->take_all();
+  c_conv->add_flag("--force", conv.force, "overwrite an existing file");
+
   ForwardOptions fwd;
   auto* c_fwd = app.add_subcommand("forward", "run the model on tokens; write logits (and hooks) to an HDF5 results file");
   c_fwd->add_option("--checkpoint,-c", fwd.checkpoint, "checkpoint (.h5)")->required();
@@ -152,6 +162,7 @@ int main(int argc, char** argv) {
     if (version || c_version->parsed()) return run_version();
     if (c_init->parsed()) return run_init(init);
     if (c_info->parsed()) return run_info(info);
+    if (c_conv->parsed()) return run_convert(conv);
     if (c_fwd->parsed()) return run_forward(fwd);
     if (c_train->parsed()) return run_train(train);
     if (c_eval->parsed()) return run_eval(ev);

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <set>
 #include <sstream>
@@ -115,6 +116,41 @@ void write_group(hid_t root, const std::string& group, const std::map<std::strin
 
 }  // namespace
 
+static std::shared_ptr<LanguageModel> new_model(const ModelConfig& config) {
+  RngGuard rng;
+  at::NoGradGuard no_grad;
+  return std::make_shared<LanguageModel>(config, 0);
+}
+
+// Every expected parameter present, nothing else: otherwise a message listing up to 8 names.
+static void check_parameter_names(const std::vector<std::pair<std::string, at::Tensor>>& params,
+                                  const std::set<std::string>& present, const std::string& where, bool tied,
+                                  const std::string& in) {
+  std::vector<std::string> missing;
+  std::set<std::string> expected;
+  for (const auto& [name, p] : params) {
+    expected.insert(name);
+    if (!present.count(name)) missing.push_back(name);
+  }
+  auto first8 = [](const std::vector<std::string>& v) {
+    std::vector<std::string> head(v.begin(), v.begin() + std::min<size_t>(v.size(), 8));
+    return join(head, ", ") + (v.size() > 8 ? ", ..." : "");
+  };
+  if (!missing.empty())
+    throw CheckpointError(where + ": " + std::to_string(missing.size()) + " parameter(s) missing from " + in + ": " +
+                          first8(missing));
+  std::vector<std::string> extra;
+  for (const auto& name : present)
+    if (!expected.count(name)) extra.push_back(name);
+  if (!extra.empty()) {
+    std::string hint;
+    if (std::find(extra.begin(), extra.end(), "lm_head.weight") != extra.end() && tied)
+      hint = " (lm_head.weight is stored although tie_embeddings is true)";
+    throw CheckpointError(where + ": " + std::to_string(extra.size()) + " unexpected parameter(s) in " + in + ": " +
+                          first8(extra) + hint);
+  }
+}
+
 Checkpoint load_checkpoint(const std::string& path) {
   Checkpoint ck;
   ck.path = path;
@@ -170,35 +206,9 @@ Checkpoint load_checkpoint(const std::string& path) {
     std::vector<std::string> present = h5::list_children(weights.get(), wwhere);
     std::set<std::string> present_set(present.begin(), present.end());
 
-    std::shared_ptr<LanguageModel> model;
-    {
-      RngGuard rng;
-      at::NoGradGuard no_grad;
-      model = std::make_shared<LanguageModel>(ck.config, 0);
-    }
+    std::shared_ptr<LanguageModel> model = new_model(ck.config);
     auto params = model->state_dict();
-    std::vector<std::string> missing;
-    std::set<std::string> expected;
-    for (const auto& [name, p] : params) {
-      expected.insert(name);
-      if (!present_set.count(name)) missing.push_back(name);
-    }
-    if (!missing.empty()) {
-      std::vector<std::string> head(missing.begin(), missing.begin() + std::min<size_t>(missing.size(), 8));
-      throw CheckpointError(where + ": " + std::to_string(missing.size()) + " parameter(s) missing from /weights: " +
-                            join(head, ", ") + (missing.size() > 8 ? ", ..." : ""));
-    }
-    std::vector<std::string> extra;
-    for (const auto& name : present)
-      if (!expected.count(name)) extra.push_back(name);
-    if (!extra.empty()) {
-      std::string hint;
-      if (std::find(extra.begin(), extra.end(), "lm_head.weight") != extra.end() && ck.config.tie_embeddings)
-        hint = " (lm_head.weight is stored although tie_embeddings is true)";
-      std::vector<std::string> head(extra.begin(), extra.begin() + std::min<size_t>(extra.size(), 8));
-      throw CheckpointError(where + ": " + std::to_string(extra.size()) + " unexpected parameter(s) in /weights: " +
-                            join(head, ", ") + (extra.size() > 8 ? ", ..." : "") + hint);
-    }
+    check_parameter_names(params, present_set, where, ck.config.tie_embeddings, "/weights");
     at::NoGradGuard no_grad;
     for (auto& [name, p] : params) {
       h5::Shape shape = h5::dataset_shape(weights.get(), name, wwhere);
@@ -230,6 +240,28 @@ Checkpoint load_checkpoint(const std::string& path) {
     throw CheckpointError(e.what());
   }
   return ck;
+}
+
+std::shared_ptr<LanguageModel> model_from_weights(const ModelConfig& config, const std::map<std::string, at::Tensor>& weights,
+                                                  const std::string& where, std::vector<std::string>* warnings) {
+  std::shared_ptr<LanguageModel> model = new_model(config);
+  auto params = model->state_dict();
+  std::set<std::string> present;
+  for (const auto& kv : weights) present.insert(kv.first);
+  check_parameter_names(params, present, where, config.tie_embeddings, "the weights");
+  at::NoGradGuard no_grad;
+  for (auto& [name, p] : params) {
+    const at::Tensor& w = weights.at(name);
+    if (w.sizes() != p.sizes())
+      throw CheckpointError(where + ": parameter " + name + " has shape " + shape_str(w.sizes()) + ", the config expects " +
+                            shape_str(p.sizes()));
+    if (!at::isFloatingType(w.scalar_type()))
+      throw CheckpointError(where + ": parameter " + name + " is not floating point (" + c10::toString(w.scalar_type()) + ")");
+    const int64_t bad = w.numel() - at::isfinite(w).sum().item<int64_t>();
+    if (bad > 0 && warnings) warnings->push_back("parameter " + name + " has " + std::to_string(bad) + " non-finite value(s)");
+    p.copy_(w);
+  }
+  return model;
 }
 
 void save_checkpoint(const std::string& path, const LanguageModel& model, const CheckpointExtras& extras) {

@@ -54,6 +54,12 @@ struct CheckpointExtras {
 /// presence and shape against the config) and builds its model. Throws CheckpointError.
 Checkpoint load_checkpoint(const std::string& path);
 
+/// Builds the model of `config` and fills it with `weights` (name -> floating tensor, SPEC §1 names). Every
+/// parameter must be present with the config's shape and no other name may appear; errors (CheckpointError) start
+/// with `where` and name the parameter. Non-finite values become warnings.
+std::shared_ptr<LanguageModel> model_from_weights(const ModelConfig& config, const std::map<std::string, at::Tensor>& weights,
+                                                  const std::string& where, std::vector<std::string>* warnings);
+
 /// Writes `model` to `path` atomically (path + ".tmp-<pid>", fsync, rename). Throws CheckpointError.
 void save_checkpoint(const std::string& path, const LanguageModel& model, const CheckpointExtras& extras);
 

@@ -1,0 +1,49 @@
+// Readers of tensor files written by Python tools, with no Python and no torch::jit involved:
+//  - torch.save zip archives (what `torch.save(model.state_dict())` writes, an OrderedDict of tensors): our own
+//    zip directory reader and a small pickle machine that understands only what a state dict contains
+//    (dicts, tuples, strings, numbers, tensor rebuild calls and storage references), so a hostile pickle can
+//    neither run code nor crash the reader;
+//  - safetensors files (8-byte header length, JSON header, raw little-endian data).
+// Both return tensors in file order, converted to float32 where they are floating point, and remember each
+// tensor's original dtype. Every error is a ForeignFormatError naming the file and what was wrong.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+namespace mechscope {
+
+class ForeignFormatError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// Tensors by name, in the order the file lists them, with their original dtypes ("float32", "bfloat16", ...).
+struct TensorFile {
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  std::map<std::string, std::string> dtypes;
+  std::string format;  ///< "torch-zip" | "safetensors"
+};
+
+/// Reads a torch.save zip archive holding a state dict (a dict or OrderedDict of tensors, possibly nested under
+/// "state_dict", "model" or "module"). Legacy (pre-1.6, non-zip) files are refused with a message.
+TensorFile read_torch_zip(const std::string& path);
+
+/// Reads a safetensors file.
+TensorFile read_safetensors(const std::string& path);
+
+/// Writes tensors as a safetensors file (float32, or the tensor's own dtype among F64/F32/F16/BF16/I64/I32/U8/BOOL).
+/// Atomic: a temporary file, then rename. Used by `convert --to safetensors` and by tests to build fixtures.
+void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+                       const std::map<std::string, std::string>& metadata = {});
+
+/// Chooses the reader by the file's first bytes (zip "PK\x03\x04" or a safetensors header).
+TensorFile read_tensor_file(const std::string& path);
+
+}  // namespace mechscope
