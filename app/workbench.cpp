@@ -14,6 +14,7 @@
 #include "core/interventions/interventions.h"
 #include "core/interventions/verify.h"
 #include "core/io/checkpoint.h"
+#include "core/io/import.h"
 #include "core/io/tokens.h"
 #include "core/model/model.h"
 #include "core/plugin/plugin.h"
@@ -131,7 +132,7 @@ Workbench::~Workbench() = default;
 
 int Workbench::open(const std::string& path) {
   auto l = std::make_unique<Loaded>();
-  l->ck = load_checkpoint(path);
+  l->ck = open_checkpoint(path);
   l->ck.model->eval();
   if (!l->ck.task_config.is_null()) l->task = make_task(l->ck.task_config);
   l->name = base_name(path);

@@ -260,6 +260,15 @@ int run_info(const InfoOptions& o) {
 
 int run_convert(const ConvertOptions& o) {
   refuse_overwrite(o.out, o.force);
+  if (is_native_checkpoint(o.source)) {
+    // A native checkpoint is rewritten in the current layout (sealed, docs/robustness.md), losing nothing.
+    if (!o.task.empty() || !o.task_sets.empty())
+      throw std::invalid_argument("convert: --task applies to imported models; '" + o.source + "' is a MechScope checkpoint");
+    Checkpoint ck = load_checkpoint(o.source);
+    save_checkpoint(o.out, *ck.model, {ck.task_config, ck.vocab, ck.training, ck.optimizer, ck.train_config});
+    std::cout << "rewrote " << o.source << " as " << o.out << " (current layout, sealed)\n";
+    return 0;
+  }
   ImportInfo info;
   Checkpoint ck = import_checkpoint(o.source, &info);
   CheckpointExtras extras;

@@ -299,7 +299,7 @@ void save_checkpoint(const std::string& path, const LanguageModel& model, const 
       if (!extras.train_config.is_null()) h5::write_attr_string(root, "train_config", extras.train_config.dump(), where);
       f.flush();
     }
-    fsync_path(tmp);
+    h5::seal(tmp);
     if (std::rename(tmp.c_str(), path.c_str()) != 0)
       throw CheckpointError("cannot move the finished checkpoint to '" + path + "': " + std::strerror(errno));
     fsync_path(parent_dir(path));

@@ -3,8 +3,14 @@
 
 #include <sys/stat.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdio>
 #include <cstring>
 #include <mutex>
+
+#include "core/util/sha256.h"
 
 namespace mechscope::h5 {
 
@@ -58,11 +64,71 @@ static void check_status(herr_t st, const std::string& what) {
   if (st < 0) throw Error(what);
 }
 
+namespace {
+
+constexpr char kSealMagic[] = "MECHSCOPE-SEAL-1\n";
+constexpr char kHdf5Signature[] = "\x89HDF\r\n\x1a\n";
+
+std::string read_prefix(const std::string& path, size_t n) {
+  std::string s(n, '\0');
+  FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) return {};
+  s.resize(std::fread(s.data(), 1, n, f));
+  std::fclose(f);
+  return s;
+}
+
+// A sealed file: the seal must match. A file with a user block but no seal is a damaged seal (or not ours).
+void verify_seal(const std::string& path, uint64_t size) {
+  const std::string head = read_prefix(path, kUserBlock + 8);
+  const bool has_block = head.size() == kUserBlock + 8 && head.compare(kUserBlock, 8, kHdf5Signature, 8) == 0;
+  const bool has_magic = head.compare(0, sizeof kSealMagic - 1, kSealMagic) == 0;
+  if (!has_magic) {
+    if (has_block)
+      throw Error("'" + path + "' is corrupt: its integrity header (the first 512 bytes) is damaged");
+    return;  // no user block: a file from before the seal, or from another tool
+  }
+  unsigned long long length = 0;
+  char digest[65] = {0};
+  if (std::sscanf(head.c_str() + sizeof kSealMagic - 1, "length %llu\nsha256 %64[0-9a-f]\n", &length, digest) != 2)
+    throw Error("'" + path + "' is corrupt: its integrity header (the first 512 bytes) is damaged");
+  if (size != length)
+    throw Error("'" + path + "' is " + (size < length ? "truncated" : "corrupt") + ": it has " + std::to_string(size) +
+                " bytes, " + std::to_string(length) + " were written");
+  if (sha256_file_from(path, kUserBlock) != digest)
+    throw Error("'" + path + "' is corrupt: its content does not match the SHA-256 written with it");
+}
+
+}  // namespace
+
+void seal(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) throw Error("cannot seal '" + path + "': " + std::strerror(errno));
+  const std::string head = read_prefix(path, kUserBlock + 8);
+  if (head.size() != kUserBlock + 8 || head.compare(kUserBlock, 8, kHdf5Signature, 8) != 0)
+    throw Error("cannot seal '" + path + "': it has no 512-byte user block");
+  std::string block = std::string(kSealMagic) + "length " + std::to_string(st.st_size) + "\nsha256 " +
+                      sha256_file_from(path, kUserBlock) + "\n";
+  block.resize(kUserBlock, '\0');
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) throw Error("cannot seal '" + path + "': " + std::strerror(errno));
+  const bool ok = ::pwrite(fd, block.data(), block.size(), 0) == static_cast<ssize_t>(block.size()) && ::fsync(fd) == 0;
+  ::close(fd);
+  if (!ok) throw Error("cannot seal '" + path + "': write failed");
+}
+
 File File::create(const std::string& path) {
   QuietErrors quiet;
   File f;
   f.path_ = path;
-  f.h_ = check(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT),
+  // The 1.8 file format or later: superblock v2 and v2 object headers carry checksums of all metadata, so a
+  // corrupted file is refused by the library with an error instead of being followed into a crash
+  // (docs/robustness.md). Readable by HDF5 >= 1.8 (h5py included).
+  Handle fapl(check(H5Pcreate(H5P_FILE_ACCESS), "cannot create HDF5 file access properties"));
+  check_status(H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V18, H5F_LIBVER_LATEST), "cannot set the HDF5 format version");
+  Handle fcpl(check(H5Pcreate(H5P_FILE_CREATE), "cannot create HDF5 file creation properties"));
+  check_status(H5Pset_userblock(fcpl.get(), kUserBlock), "cannot reserve the HDF5 user block");
+  f.h_ = check(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, fcpl.get(), fapl.get()),
                "cannot create HDF5 file '" + path + "' (is the folder writable?)");
   return f;
 }
@@ -72,6 +138,7 @@ File File::open_read(const std::string& path) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) throw Error("cannot open '" + path + "': no such file");
   if (S_ISDIR(st.st_mode)) throw Error("cannot open '" + path + "': it is a folder, not a file");
+  verify_seal(path, static_cast<uint64_t>(st.st_size));
   htri_t is = H5Fis_hdf5(path.c_str());
   if (is <= 0)
     throw Error("'" + path + "' is not an HDF5 file (" + std::to_string(st.st_size) +

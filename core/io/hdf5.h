@@ -68,6 +68,15 @@ class File {
   std::string path_;
 };
 
+/// MechScope's integrity seal. File::create reserves a 512-byte HDF5 user block (ignored by every HDF5 reader,
+/// h5py included); seal() writes into it, after the file is closed, a header with the file's length and the
+/// SHA-256 of everything after the block. File::open_read verifies it before libhdf5 sees the file, so a
+/// truncated or corrupted file is refused with a message instead of reaching libhdf5 1.10, which can crash on
+/// corrupt metadata (docs/robustness.md). Files without a user block (written before the seal existed, or by
+/// other tools) are opened as before.
+inline constexpr uint64_t kUserBlock = 512;
+void seal(const std::string& path);
+
 // Location = a file or a group id. `where` is used in error messages.
 bool exists(hid_t loc, const std::string& name);
 Handle create_group(hid_t loc, const std::string& name, const std::string& where);

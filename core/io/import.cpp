@@ -475,10 +475,17 @@ std::vector<std::string> tokenizer_vocab(const std::string& dir, int64_t vocab_s
 
 bool is_native_checkpoint(const std::string& path) {
   if (!is_file(path)) return false;
+  auto ends = [&](const std::string& suffix) {
+    return path.size() >= suffix.size() && path.compare(path.size() - suffix.size(), suffix.size(), suffix) == 0;
+  };
+  if (ends(".h5") || ends(".hdf5")) return true;
   std::ifstream in(path, std::ios::binary);
-  char sig[8] = {};
-  in.read(sig, 8);
-  return in.gcount() == 8 && std::memcmp(sig, "\x89HDF\r\n\x1a\n", 8) == 0;
+  std::string head(520, '\0');
+  in.read(head.data(), 520);
+  head.resize(static_cast<size_t>(in.gcount()));
+  const char* sig = "\x89HDF\r\n\x1a\n";
+  return head.compare(0, 8, sig, 8) == 0 || head.compare(0, 10, "MECHSCOPE-") == 0 ||
+         (head.size() >= 520 && head.compare(512, 8, sig, 8) == 0);
 }
 
 Checkpoint import_checkpoint(const std::string& path, ImportInfo* info_out) {
@@ -566,7 +573,8 @@ Checkpoint import_checkpoint(const std::string& path, ImportInfo* info_out) {
 }
 
 Checkpoint open_checkpoint(const std::string& path) {
-  return is_native_checkpoint(path) ? load_checkpoint(path) : import_checkpoint(path);
+  const bool exists = is_file(path) || is_dir(path);
+  return (!exists || is_native_checkpoint(path)) ? load_checkpoint(path) : import_checkpoint(path);
 }
 
 }  // namespace mechscope

@@ -20,7 +20,8 @@ struct ImportInfo {
   std::vector<std::string> notes;       ///< what the mapping did beyond renaming (padding, fused projections)
 };
 
-/// True when `path` is a file that starts with the HDF5 signature (a native checkpoint, or some other HDF5 file).
+/// True when `path` is a file named .h5/.hdf5 or holding an HDF5 signature or MechScope's seal (a native checkpoint,
+/// or some other HDF5 file, which load_checkpoint then names).
 bool is_native_checkpoint(const std::string& path);
 
 /// Imports a foreign checkpoint. `path` is its folder, its config.json, or a weights file with config.json beside

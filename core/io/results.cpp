@@ -61,6 +61,7 @@ void write_results(const std::string& path, const ResultsFile& results) {
       }
       f.flush();
     }
+    h5::seal(tmp);
     if (std::rename(tmp.c_str(), path.c_str()) != 0)
       throw std::runtime_error("cannot move the finished results file to '" + path + "'");
   } catch (const std::exception& e) {

@@ -85,9 +85,12 @@ std::string sha256_hex(const std::string& bytes) {
   return s.hex();
 }
 
-std::string sha256_file(const std::string& path) {
+std::string sha256_file(const std::string& path) { return sha256_file_from(path, 0); }
+
+std::string sha256_file_from(const std::string& path, unsigned long long offset) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw std::runtime_error("cannot read '" + path + "' to hash it");
+  in.seekg(static_cast<std::streamoff>(offset));
   Sha256 s;
   std::vector<char> buf(1 << 16);
   while (in) {

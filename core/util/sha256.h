@@ -4,5 +4,7 @@
 namespace mechscope {
 /// Lower-case hex digest; throws std::runtime_error if the file cannot be read.
 std::string sha256_file(const std::string& path);
+/// Digest of the bytes from `offset` to the end of the file.
+std::string sha256_file_from(const std::string& path, unsigned long long offset);
 std::string sha256_hex(const std::string& bytes);
 }  // namespace mechscope

@@ -39,9 +39,15 @@ std::string load_error(const std::string& path) {
 }
 
 // Opens a checkpoint for editing with the raw HDF5 API.
+// Edits a checkpoint with raw HDF5 calls, as another tool would, then seals it again so that the later checks
+// (format, version, configs, parameters) are what the test reaches.
 struct Edit {
-  explicit Edit(const std::string& path) : id(H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT)) {}
-  ~Edit() { H5Fclose(id); }
+  explicit Edit(const std::string& p) : path(p), id(H5Fopen(p.c_str(), H5F_ACC_RDWR, H5P_DEFAULT)) {}
+  ~Edit() {
+    H5Fclose(id);
+    h5::seal(path);
+  }
+  std::string path;
   hid_t id;
 };
 
@@ -131,6 +137,30 @@ TEST(Checkpoint, TruncatedFilesAreErrorsNotCrashes) {
     EXPECT_FALSE(msg.empty()) << "a file cut to " << frac << " loaded";
     EXPECT_NE(msg.find("cut.h5"), std::string::npos) << msg;
   }
+}
+
+TEST(Checkpoint, SealRefusesCorruptionBeforeHdf5SeesIt) {
+  const std::string dir = scratch_dir();
+  const std::string path = saved("mamba2", dir);
+  std::string bytes;
+  {
+    std::ifstream in(path, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+  ASSERT_EQ(bytes.compare(0, 15, "MECHSCOPE-SEAL-"), 0);
+  auto with = [&](const std::string& b) {
+    std::ofstream(dir + "/x.h5", std::ios::binary | std::ios::trunc) << b;
+    return load_error(dir + "/x.h5");
+  };
+  std::string flipped = bytes;
+  flipped[bytes.size() / 2] ^= 1;
+  EXPECT_NE(with(flipped).find("does not match the SHA-256"), std::string::npos);
+  EXPECT_NE(with(bytes + "tail").find("were written"), std::string::npos);
+  EXPECT_NE(with(bytes.substr(0, bytes.size() - 100)).find("truncated"), std::string::npos);
+  std::string bad_header = bytes;
+  bad_header[20] = 'X';
+  EXPECT_NE(with(bad_header).find("integrity header"), std::string::npos);
+  EXPECT_EQ(with(bytes), "");
 }
 
 TEST(Checkpoint, ForeignFormatAndNewerVersion) {
