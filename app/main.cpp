@@ -7,6 +7,7 @@
 #include <iostream>
 #include <string>
 
+#include "core/engine/memory.h"
 #include "core/engine/runtime.h"
 #include "core/plugin/plugin.h"
 #include "app/render.h"
@@ -92,7 +93,7 @@ int main(int argc, char** argv) {
                 << "\n";
       return 0;
     } catch (const std::exception& e) {
-      std::cerr << "error: " << e.what() << "\n";
+      std::cerr << "error: " << mechscope::describe_error(e) << "\n";
       return 1;
     }
   }

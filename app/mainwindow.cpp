@@ -2,6 +2,8 @@
 // only renders what a job returned, so it never waits on torch.
 #include "app/mainwindow.h"
 
+#include "core/engine/memory.h"
+
 #include <chrono>
 #include <cmath>
 #include <optional>
@@ -108,7 +110,7 @@ void MainWindow::job(const QString& what, std::function<R(const Progress&)> work
       *result = work(p);
     } catch (const std::exception& e) {
       if (state->cancel) *cancelled = true;
-      else *error = QString::fromStdString(e.what());
+      else *error = QString::fromStdString(describe_error(e));
     }
   }));
 }
@@ -508,7 +510,7 @@ bool MainWindow::startTraining() {
         }, Qt::QueuedConnection);
       }, &train_stop_);
     } catch (const std::exception& e) {
-      error = e.what();
+      error = describe_error(e);
     }
     QMetaObject::invokeMethod(this, [this, summary, error, out = r.out] {
       train_running_ = false;

@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 
 #include "core/cli/commands.h"
+#include "core/engine/memory.h"
 #include "core/engine/runtime.h"
 #include "core/plugin/plugin.h"
 #include "core/version.h"
@@ -173,7 +174,7 @@ int main(int argc, char** argv) {
     std::cout << app.help();
     return 0;
   } catch (const std::exception& e) {
-    std::cerr << "error: " << e.what() << "\n";
+    std::cerr << "error: " << mechscope::describe_error(e) << "\n";
     return 1;
   }
 }

@@ -1,6 +1,8 @@
 // LanguageModel: embedding -> blocks -> norm_f -> lm_head, reference initialisation, hook plumbing.
 #include "core/model/model.h"
 
+#include "core/engine/memory.h"
+
 #include <cmath>
 #include <sstream>
 #include <stdexcept>
@@ -80,8 +82,61 @@ void LanguageModel::check_tokens(const at::Tensor& tokens) const {
                                 std::to_string(cfg_.max_seq_len) + ")");
 }
 
+double LanguageModel::estimate_forward_bytes(int64_t batch, int64_t len, const std::set<std::string>& cached) const {
+  const double B = static_cast<double>(batch), L = static_cast<double>(len), f = 4.0;
+  const ModelConfig& c = cfg_;
+  double widest = static_cast<double>(c.d_model), transient = 0;
+  for (int64_t i = 0; i < c.n_layer; ++i) {
+    const MixerKind k = c.mixer_kind(i);
+    if (k == MixerKind::Attention || k == MixerKind::Parallel)  // scores, softmax and their product in flight
+      transient = std::max(transient, 3.0 * B * c.attn.num_heads * L * L * f);
+    if (k != MixerKind::Attention) {
+      if (c.ssm_layer == "Mamba2") {
+        const double H = static_cast<double>(c.mamba2_nheads()), Q = static_cast<double>(std::min<int64_t>(c.mamba2.chunk_size, len));
+        widest = std::max(widest, 2.0 * c.mamba2_d_inner() + 2.0 * c.mamba2.ngroups * c.mamba2.d_state);
+        transient = std::max(transient, 3.0 * B * H * L * Q * f + B * std::ceil(L / Q) * c.mamba2.d_ssm * c.mamba2.d_state * f);
+      } else {
+        widest = std::max(widest, 2.0 * c.mamba1_d_inner());
+        transient = std::max(transient, 2.0 * B * L * c.mamba1_d_inner() * c.mamba1.d_state * f);
+      }
+    }
+    if (c.has_mlp()) widest = std::max(widest, 2.0 * c.mlp_hidden());
+  }
+  double total = 8.0 * B * L * widest * f + transient + B * L * c.padded_vocab_size() * f;
+  if (!cached.empty()) {
+    std::call_once(probe_once_, [this] {
+      HookContext ctx;
+      ctx.cache(std::set<std::string>(hook_names_.begin(), hook_names_.end()));
+      at::NoGradGuard no_grad;
+      at::Tensor toks = at::zeros({1, cfg_.pos_emb == "learned" ? std::min<int64_t>(2, cfg_.max_seq_len) : 2}, at::kLong);
+      const_cast<LanguageModel*>(this)->forward_unchecked(toks, &ctx);
+      for (auto& [n, t] : ctx.cached()) unit_shapes_[n] = t.sizes().vec();
+    });
+    for (const auto& n : cached) {
+      auto it = unit_shapes_.find(n);
+      if (it == unit_shapes_.end()) continue;
+      const auto axes = hook_axes(n);
+      double bytes = f;
+      for (size_t d = 0; d < it->second.size(); ++d) {
+        const std::string a = d < axes.size() ? axes[d] : "";
+        bytes *= a == "batch" ? B : (a == "pos" || a == "q_pos" || a == "k_pos") ? L : static_cast<double>(it->second[d]);
+      }
+      const bool map = n.find("hook_pattern") != std::string::npos || n.find("hook_attn_scores") != std::string::npos;
+      total += map ? 2.0 * bytes : bytes;  // implicit maps are built with a transient of their own size
+    }
+  }
+  return total;
+}
+
 at::Tensor LanguageModel::forward(const at::Tensor& tokens, HookContext* ctx) {
   check_tokens(tokens);
+  require_memory(estimate_forward_bytes(tokens.size(0), tokens.size(1)),
+                 "a forward pass over " + std::to_string(tokens.size(0)) + " x " + std::to_string(tokens.size(1)) + " tokens",
+                 "Use fewer examples or a shorter input.");
+  return forward_unchecked(tokens, ctx);
+}
+
+at::Tensor LanguageModel::forward_unchecked(const at::Tensor& tokens, HookContext* ctx) {
   return unembed(forward_blocks(0, n_layers(), embed(tokens, ctx), ctx), ctx);
 }
 
@@ -128,7 +183,14 @@ std::set<std::string> LanguageModel::resolve(const HookSelection& sel) const {
 std::pair<at::Tensor, ActivationCache> LanguageModel::run(const at::Tensor& tokens, const std::vector<Hook>& hooks,
                                                           const HookSelection& selection) {
   HookContext ctx;
-  ctx.cache(resolve(selection));
+  const std::set<std::string> names = resolve(selection);
+  if (!names.empty() && tokens.dim() == 2)
+    require_memory(estimate_forward_bytes(tokens.size(0), tokens.size(1), names),
+                   "caching " + std::to_string(names.size()) + " hook point(s) over " + std::to_string(tokens.size(0)) +
+                       " x " + std::to_string(tokens.size(1)) + " tokens",
+                   "Cache fewer hook points (attention maps and SSM states grow fastest), or use fewer examples or a "
+                   "shorter input.");
+  ctx.cache(names);
   for (const auto& h : hooks) {
     resolve_hook_names({h.name}, hook_names_);  // validates; exact names only
     if (h.name.find_first_of("*?") != std::string::npos)

@@ -3,7 +3,10 @@
 // plain, run_with_cache, run_with_hooks (SPEC §2). Must not: do file I/O (see core/io).
 #pragma once
 
+#include <map>
 #include <memory>
+#include <mutex>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -63,6 +66,10 @@ class LanguageModel : public torch::nn::Module {
   int64_t parameter_count() const;
   /// Checks token ids against the embedding rows and the position table; throws with the offending value.
   void check_tokens(const at::Tensor& tokens) const;
+  /// Estimated peak bytes of a forward over [batch, len] tokens: activations, the largest transient of a layer
+  /// (attention scores, SSD chunk matrices), the logits, and the cache of `cached` hook points (their shapes,
+  /// scaled from a two-token probe). forward() and run() refuse inputs whose estimate exceeds free memory.
+  double estimate_forward_bytes(int64_t batch, int64_t len, const std::set<std::string>& cached = {}) const;
   /// Heads per layer (attention heads, Mamba2 heads, Mamba1 channels); for a parallel layer, attention + SSM.
   std::vector<std::pair<std::string, int64_t>> heads_of_layer(int64_t layer) const;
 
@@ -72,8 +79,11 @@ class LanguageModel : public torch::nn::Module {
 
  private:
   void reset_parameters();
+  at::Tensor forward_unchecked(const at::Tensor& tokens, HookContext* ctx);
   ModelConfig cfg_;
   std::vector<std::string> hook_names_;
+  mutable std::once_flag probe_once_;
+  mutable std::map<std::string, std::vector<int64_t>> unit_shapes_;  // hook shapes at batch 1 x 2 tokens
 };
 
 }  // namespace mechscope

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include "core/engine/memory.h"
 #include "core/model/model.h"
 #include "tests/support/test_support.h"
 
@@ -176,4 +177,31 @@ TEST(Model, BadTokensAreClearErrors) {
   EXPECT_NE(msg(at::full({1, 3}, -1, at::kLong)).find("outside the vocabulary"), std::string::npos);
   EXPECT_NE(msg(at::zeros({1, 9}, at::kLong)).find("max_seq_len"), std::string::npos);
   EXPECT_NE(msg(at::zeros({3}, at::kLong)).find("[batch, pos]"), std::string::npos);
+}
+
+// The memory guard (core/engine/memory.h): a cached attention map's bytes are B x H x L^2 x 4 (twice, for the
+// transient that builds it); a request beyond the limit is refused before anything is allocated, with the
+// request and the estimate in the message; one within it runs.
+TEST(MemoryGuard, EstimatesScaleAndRefuseBeforeAllocating) {
+  LanguageModel m(small_config("transformer"), 1);
+  const int64_t H = m.config().attn.num_heads;
+  const double base = m.estimate_forward_bytes(2, 100);
+  const double with_map = m.estimate_forward_bytes(2, 100, {"blocks.0.attn.hook_pattern"});
+  EXPECT_DOUBLE_EQ(with_map - base, 2.0 * 2 * H * 100 * 100 * 4);
+  EXPECT_NEAR(m.estimate_forward_bytes(2, 400) / base, 16.0, 10.0);  // the L^2 scores dominate
+  ::setenv("MECHSCOPE_MEMORY_LIMIT_MB", "300", 1);
+  EXPECT_LE(available_memory_bytes(), uint64_t{300} << 20);
+  at::Tensor long_input = at::zeros({1, 8192}, at::kLong);  // 3 x 4 heads x 8192^2 x 4 bytes of scores
+  try {
+    m.forward(long_input);
+    ADD_FAILURE() << "an 8192-token forward passed a 300 MB limit";
+  } catch (const MemoryLimitError& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("1 x 8192 tokens"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("GiB"), std::string::npos) << msg;
+  }
+  EXPECT_THROW(m.run_with_cache(at::zeros({1, 4096}, at::kLong), HookSelection::of({"blocks.*.attn.hook_pattern"})),
+               MemoryLimitError);
+  EXPECT_NO_THROW(m.forward(at::zeros({2, 64}, at::kLong)));
+  ::unsetenv("MECHSCOPE_MEMORY_LIMIT_MB");
 }
