@@ -265,6 +265,7 @@ std::shared_ptr<LanguageModel> model_from_weights(const ModelConfig& config, con
 }
 
 void save_checkpoint(const std::string& path, const LanguageModel& model, const CheckpointExtras& extras) {
+  h5::remove_stale_temporaries(path);
   const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
   const std::string where = "'" + tmp + "'";
   const ModelConfig& cfg = model.config();

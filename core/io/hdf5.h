@@ -76,6 +76,8 @@ class File {
 /// other tools) are opened as before.
 inline constexpr uint64_t kUserBlock = 512;
 void seal(const std::string& path);
+/// Removes `path`.tmp-<pid> files left by writers that were killed (their process no longer exists).
+void remove_stale_temporaries(const std::string& path);
 
 // Location = a file or a group id. `where` is used in error messages.
 bool exists(hid_t loc, const std::string& name);

@@ -19,6 +19,7 @@
 namespace mechscope {
 
 void write_results(const std::string& path, const ResultsFile& results) {
+  h5::remove_stale_temporaries(path);
   const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
   const std::string where = "'" + tmp + "'";
   try {
