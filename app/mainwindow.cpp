@@ -540,10 +540,17 @@ QDockWidget* MainWindow::dock(const QString& title, const QString& name, QWidget
 void MainWindow::buildMenus() {
   QMenu* file = menuBar()->addMenu(tr("&File"));
   QAction* open = file->addAction(tr("&Open checkpoint…"), this, [this] {
-    const QString p = QFileDialog::getOpenFileName(this, tr("Open checkpoint"), QString(), tr("MechScope checkpoints (*.h5)"));
+    const QString p = QFileDialog::getOpenFileName(
+        this, tr("Open checkpoint"), QString(),
+        tr("Checkpoints (*.h5 config.json *.safetensors *.bin);;MechScope checkpoints (*.h5);;"
+           "mamba_ssm or Hugging Face (config.json *.safetensors *.bin)"));
     if (!p.isEmpty()) openFile(p);
   });
   open->setShortcut(QKeySequence::Open);
+  file->addAction(tr("Open mamba_ssm / Hugging Face &folder…"), this, [this] {
+    const QString p = QFileDialog::getExistingDirectory(this, tr("Open a folder holding config.json and its weights"));
+    if (!p.isEmpty()) openFile(p);
+  });
   recent_menu_ = file->addMenu(tr("Open &recent"));
   updateRecentMenu();
   file->addSeparator();
@@ -784,7 +791,7 @@ void MainWindow::refreshModels() {
   for (int i = 0; i < wb_->model_count(); ++i) model_list_->addItem(qs(wb_->summary(i).name));
   model_list_->setCurrentRow(wb_->current());
   if (wb_->model_count() == 0) {
-    model_info_->setHtml(tr("<p>No model open.</p><p>File &gt; Open (Ctrl+O), drop a <code>.h5</code> checkpoint here, "
+    model_info_->setHtml(tr("<p>No model open.</p><p>File &gt; Open (Ctrl+O), drop a <code>.h5</code> checkpoint (or a mamba_ssm / Hugging Face folder) here, "
                             "or start <code>mechscope resources/models/*.h5</code>.</p>"));
     return;
   }
@@ -842,7 +849,7 @@ void MainWindow::refreshInput() {
 }
 
 void MainWindow::refreshAttention() {
-  if (wb_->model_count() == 0 || mixer_combo_->count() == 0) return;
+  if (wb_->model_count() == 0 || mixer_combo_->count() == 0 || wb_->example_count() == 0) return;
   const int l = layer_spin_->value(), h = mean_heads_->isChecked() ? -1 : head_spin_->value();
   const std::string m = mixer_combo_->currentText().toStdString();
   const bool norm = normalise_->isChecked();
@@ -851,7 +858,7 @@ void MainWindow::refreshAttention() {
 }
 
 void MainWindow::refreshHeads() {
-  if (wb_->model_count() == 0) return;
+  if (wb_->model_count() == 0 || wb_->example_count() == 0) return;
   const std::string score = score_combo_->currentText().toStdString();
   job<Grid>(tr("head scores"), [this, score](const Progress& p) { return wb_->head_scores(score, p); },
             [this](const Grid& g) {
@@ -911,6 +918,13 @@ void MainWindow::applyAblation(const std::vector<std::string>& heads) {
 
 void MainWindow::refreshOutcome() {
   if (wb_->model_count() == 0) return;
+  if (wb_->example_count() == 0) {  // a bare model (e.g. imported) has no task to draw examples from
+    outcome_view_->setHtml(tr("<p>This model has no task attached, so there is no input yet.</p><p>Type tokens in the "
+                              "Input panel (ids or vocabulary strings), or choose a task there and draw examples. "
+                              "<code>mechscope-cli convert SRC -o OUT.h5 --task NAME</code> attaches a task for good.</p>"));
+    refreshInput();
+    return;
+  }
   job<std::pair<Outcome, Outcome>>(tr("outcome"), [this](const Progress&) {
     if (wb_->example_count() == 0) return std::make_pair(Outcome{}, Outcome{});
     return std::make_pair(wb_->outcome(false), wb_->outcome(true));

@@ -1,6 +1,9 @@
 // Workbench: the engine behind the panels (see workbench.h). Torch and core live only here.
 #include "app/workbench.h"
 
+#include <algorithm>
+#include <filesystem>
+
 #include <cmath>
 #include <limits>
 #include <map>
@@ -19,6 +22,7 @@
 #include "core/model/model.h"
 #include "core/plugin/plugin.h"
 #include "core/util/sha256.h"
+#include "core/util/strings.h"
 
 #include "app/render.h"
 
@@ -127,6 +131,19 @@ struct Workbench::Impl {
   }
 };
 
+namespace {
+// SHA-256 of a checkpoint file; for an imported folder, of its files' names and digests.
+std::string checkpoint_digest(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(path, ec)) return sha256_file(path);
+  std::vector<std::string> parts;
+  for (const auto& e : std::filesystem::directory_iterator(path, ec))
+    if (e.is_regular_file()) parts.push_back(e.path().filename().string() + ":" + sha256_file(e.path().string()));
+  std::sort(parts.begin(), parts.end());
+  return sha256_hex(join(parts, "\n"));
+}
+}  // namespace
+
 Workbench::Workbench() : d(std::make_unique<Impl>()) {}
 Workbench::~Workbench() = default;
 
@@ -136,7 +153,7 @@ int Workbench::open(const std::string& path) {
   l->ck.model->eval();
   if (!l->ck.task_config.is_null()) l->task = make_task(l->ck.task_config);
   l->name = base_name(path);
-  l->sha256 = sha256_file(path);
+  l->sha256 = checkpoint_digest(path);
   std::lock_guard<std::recursive_mutex> lock(d->mu);
   std::lock_guard<std::recursive_mutex> small(d->small);
   for (const auto& other : d->models)  // the same name twice: tell them apart

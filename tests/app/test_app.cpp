@@ -9,6 +9,7 @@
 
 #include "app/mainwindow.h"
 #include "app/plotview.h"
+#include "tests/app/foreign_fixture.h"
 
 using mechscope::app::MainWindow;
 
@@ -168,6 +169,28 @@ class AppTest : public QObject {
     w.stopTraining();
     QTRY_VERIFY_WITH_TIMEOUT(!w.training(), 60000);
     QVERIFY(QFile::exists(dir.filePath("long.h5")));
+  }
+
+  void opensAForeignFolder() {
+    // A mamba_ssm folder (config.json + model.safetensors) opens like a native checkpoint and gives its outcome.
+    QTemporaryDir dir;
+    mechscope::test::export_mamba_ssm_folder(demo("mqar-hybrid").toStdString(), dir.path().toStdString());
+    MainWindow w;
+    w.setQuiet(true);
+    w.openFile(dir.path());
+    QVERIFY(w.waitIdle());
+    QVERIFY2(w.lastError().isEmpty(), qPrintable(w.lastError()));
+    QCOMPARE(w.workbench().model_count(), 1);
+    QVERIFY2(w.outcomeText().contains("no task attached"), qPrintable(w.outcomeText()));
+    // Its config.json with a wrong architecture is an error message, and the app goes on.
+    QFile cfg(dir.filePath("config.json"));
+    QVERIFY(cfg.open(QIODevice::WriteOnly | QIODevice::Truncate));
+    cfg.write(R"({"model_type": "gpt2"})");
+    cfg.close();
+    w.openFile(dir.path());
+    QVERIFY(w.waitIdle());
+    QVERIFY2(w.lastError().contains("gpt2"), qPrintable(w.lastError()));
+    QCOMPARE(w.workbench().model_count(), 1);
   }
 
   void badFilesShowAnError() {
