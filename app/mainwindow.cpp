@@ -9,6 +9,8 @@
 #include <optional>
 
 #include <QAction>
+#include <QCoreApplication>
+#include <QPluginLoader>
 #include <QApplication>
 #include <QCheckBox>
 #include <QCloseEvent>
@@ -436,6 +438,7 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent), wb_(std::make_uni
   connect(timer, &QTimer::timeout, this, &MainWindow::updateStatus);
   timer->start(100);
 
+  loadPanels(d_attn);  // before the saved layout is restored, so that plugin docks keep their places
   buildMenus();
   QSettings settings("MechScope", "MechScope");
   if (qEnvironmentVariableIsEmpty("MECHSCOPE_DEFAULT_LAYOUT")) {  // tests and screenshots use the default layout
@@ -583,6 +586,7 @@ void MainWindow::buildMenus() {
     QMessageBox box(this);
     box.setWindowTitle(tr("Plugins"));
     box.setTextFormat(Qt::RichText);
+    for (const auto& line : panel_report_) text += line.toHtmlEscaped() + "<br>";
     box.setText(tr("<b>Plugins</b> (from &lt;install&gt;/lib/mechscope/plugins and $MECHSCOPE_PLUGIN_PATH)<br><br>") + text +
                 tr("<br>Plugin tasks are available to Draw examples and Training; plugin analyses to "
                    "<code>mechscope-cli analyze NAME</code> and <code>mechscope --render</code>."));
@@ -933,6 +937,7 @@ void MainWindow::refreshOutcome() {
     after_ = r.second;
     renderOutcome();
     refreshInput();
+    refreshPanels();
   });
 }
 
@@ -1115,6 +1120,120 @@ void MainWindow::takeScreenshots(const QString& dir) {
     QApplication::processEvents();
     grab().save(dir + "/panel-" + d->objectName().mid(5) + ".png");
   }
+}
+
+// ------------------------------------------------------------------ panel plugins
+
+void MainWindow::loadPanels(QDockWidget* tabWith) {
+  QStringList entries = {QCoreApplication::applicationDirPath() + "/../lib/mechscope/plugins"};
+  for (const QString& e : qEnvironmentVariable("MECHSCOPE_PLUGIN_PATH").split(':', Qt::SkipEmptyParts)) entries << e;
+  QStringList files;
+  for (const QString& e : entries) {
+    const QFileInfo fi(e);
+    if (fi.isDir()) {
+      for (const QFileInfo& f : QDir(e).entryInfoList({"*.so"}, QDir::Files, QDir::Name)) files << f.canonicalFilePath();
+    } else if (fi.isFile()) {
+      files << fi.canonicalFilePath();
+    }
+  }
+  files.removeDuplicates();
+  for (const QString& f : files) {
+    QPluginLoader loader(f);
+    const QString iid = loader.metaData().value("IID").toString();
+    if (!iid.startsWith(MECHSCOPE_PANEL_IID_PREFIX)) continue;  // not a panel plugin (a core plugin, or foreign)
+    if (iid != MECHSCOPE_PANEL_IID) {
+      panel_report_ << tr("FAILED panel: %1: built against panel interface %2; this workbench provides %3: rebuild it "
+                          "against this SDK").arg(f, iid, MECHSCOPE_PANEL_IID);
+      continue;
+    }
+    QObject* instance = loader.instance();
+    auto* plugin = instance ? qobject_cast<mechscope::PanelPlugin*>(instance) : nullptr;
+    if (!plugin) {
+      panel_report_ << tr("FAILED panel: %1: %2").arg(f, instance ? tr("it does not implement PanelPlugin")
+                                                                  : loader.errorString());
+      continue;
+    }
+    QString title;
+    QWidget* w = nullptr;
+    try {
+      title = plugin->title();
+      w = plugin->createPanel(*this, nullptr);
+      if (!w) throw std::runtime_error("createPanel returned no widget");
+    } catch (const std::exception& e) {
+      panel_report_ << tr("FAILED panel: %1: createPanel threw: %2").arg(f, qs(e.what()));
+      continue;
+    } catch (...) {
+      panel_report_ << tr("FAILED panel: %1: createPanel threw a non-standard exception").arg(f);
+      continue;
+    }
+    auto* d = dock(title, "plugin:" + title, w, Qt::TopDockWidgetArea);
+    if (tabWith) tabifyDockWidget(tabWith, d);
+    panels_.push_back({plugin, w, title});
+    panel_report_ << tr("loaded panel: %1 (%2)").arg(title, f);
+  }
+}
+
+void MainWindow::refreshPanels() {
+  for (const auto& p : panels_) {
+    try {
+      p.plugin->refresh(p.widget);
+    } catch (const std::exception& e) {
+      showError(tr("panel %1").arg(p.title), qs(e.what()));
+    }
+  }
+}
+
+QWidget* MainWindow::pluginPanel(const QString& title) const {
+  for (const auto& p : panels_)
+    if (p.title == title) return p.widget;
+  return nullptr;
+}
+
+QString MainWindow::currentModel() const {
+  return wb_->model_count() == 0 ? QString() : qs(wb_->summary().name);
+}
+
+int MainWindow::exampleCount() const { return wb_->model_count() == 0 ? 0 : wb_->example_count(); }
+
+void MainWindow::runAnalysis(const QString& name, const QString& options,
+                             std::function<void(const mechscope::PanelGrid&, const QString&)> done) {
+  const std::string n = name.toStdString(), o = options.toStdString();
+  job<std::pair<Grid, std::string>>(tr("running %1").arg(name), [this, n, o](const Progress&) {
+    try {
+      return std::make_pair(wb_->run_plugin_analysis(n, o), std::string());
+    } catch (const std::exception& e) {
+      return std::make_pair(Grid{}, describe_error(e));
+    }
+  }, [done](const std::pair<Grid, std::string>& r) {
+    mechscope::PanelGrid g;
+    g.rows = r.first.rows;
+    g.cols = r.first.cols;
+    g.values = r.first.values;
+    g.row_labels = r.first.row_labels;
+    g.col_labels = r.first.col_labels;
+    g.title = r.first.title;
+    done(g, qs(r.second));
+  });
+}
+
+QWidget* MainWindow::createGridView(const QString& name, QWidget* parent) {
+  auto* pv = new PlotView(name, parent);
+  pv->setProvenance([this] { return wb_->provenance(); });
+  pv->setDark(dark_);
+  return pv;
+}
+
+void MainWindow::showGrid(QWidget* gridView, const mechscope::PanelGrid& g) {
+  auto* pv = qobject_cast<PlotView*>(gridView);
+  if (!pv) return;
+  Grid grid;
+  grid.rows = g.rows;
+  grid.cols = g.cols;
+  grid.values = g.values;
+  grid.row_labels = g.row_labels;
+  grid.col_labels = g.col_labels;
+  grid.title = g.title;
+  pv->showGrid(grid);
 }
 
 }  // namespace mechscope::app

@@ -9,6 +9,8 @@
 #include <vector>
 
 #include <QMainWindow>
+
+#include "app/panel_plugin.h"
 #include <QThreadPool>
 #include <thread>
 
@@ -31,7 +33,7 @@ namespace mechscope::app {
 
 class PlotView;
 
-class MainWindow : public QMainWindow {
+class MainWindow : public QMainWindow, public mechscope::PanelHost {
   Q_OBJECT
  public:
   explicit MainWindow(QWidget* parent = nullptr);
@@ -85,7 +87,29 @@ class MainWindow : public QMainWindow {
   void dragEnterEvent(QDragEnterEvent* e) override;
   void dropEvent(QDropEvent* e) override;
 
+ public:
+  // PanelHost: what panel plugins (app/panel_plugin.h) may use.
+  QString currentModel() const override;
+  int exampleCount() const override;
+  void runAnalysis(const QString& name, const QString& options,
+                   std::function<void(const mechscope::PanelGrid&, const QString&)> done) override;
+  QWidget* createGridView(const QString& name, QWidget* parent) override;
+  void showGrid(QWidget* gridView, const mechscope::PanelGrid& grid) override;
+  /// One line per panel plugin found: loaded (with its title) or skipped and why.
+  QStringList panelReport() const { return panel_report_; }
+  /// The widget of a loaded plugin panel, by its title (null if none).
+  QWidget* pluginPanel(const QString& title) const;
+
  private:
+  void loadPanels(QDockWidget* tabWith);
+  void refreshPanels();
+  struct LoadedPanel {
+    mechscope::PanelPlugin* plugin;
+    QWidget* widget;
+    QString title;
+  };
+  std::vector<LoadedPanel> panels_;
+  QStringList panel_report_;
   template <class R>
   void job(const QString& what, std::function<R(const Progress&)> work, std::function<void(const R&)> done);
   void showError(const QString& what, const QString& message);

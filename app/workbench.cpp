@@ -641,7 +641,7 @@ std::vector<std::string> Workbench::plugin_report() {
       std::string provides;
       for (const auto& x : p.provides) provides += (provides.empty() ? "" : ", ") + x;
       out.push_back("loaded: " + p.name + " " + p.version + " (" + p.path + "): " + provides);
-    } else {
+    } else if (!p.panels_only) {
       out.push_back("FAILED: " + p.path + ": " + p.error);
     }
   }

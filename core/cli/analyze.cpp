@@ -187,6 +187,8 @@ int run_plugins() {
       std::cout << "loaded  " << p.name << (p.version.empty() ? "" : " " + p.version) << "  " << p.path << "\n";
       if (!p.about.empty()) std::cout << "        " << p.about << "\n";
       for (const auto& x : p.provides) std::cout << "        provides " << x << "\n";
+    } else if (p.panels_only) {
+      std::cout << "panels  " << p.path << "\n        GUI panels only: the workbench (mechscope) loads them\n";
     } else {
       std::cout << "FAILED  " << p.path << "\n        " << p.error << "\n";
     }

@@ -74,6 +74,7 @@ struct PluginStatus {
   std::string name, version, about;
   std::string error;                   ///< why it was skipped
   std::vector<std::string> provides;   ///< "task mqar", "analysis attention-rollout"
+  bool panels_only = false;            ///< a Qt panel plugin without core entry points: the workbench loads it
 };
 
 /// Loads every plugin found (once per process; later calls return the first result): the folder

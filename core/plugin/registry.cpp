@@ -93,6 +93,14 @@ PluginStatus load_plugin(const std::string& path) {
   using RegisterFn = void (*)(PluginHost&);
   auto version = reinterpret_cast<VersionFn>(::dlsym(handle, "mechscope_plugin_api_version"));
   auto registerer = reinterpret_cast<RegisterFn>(::dlsym(handle, "mechscope_plugin_register"));
+  if (!version && !registerer &&
+      (::dlsym(handle, "qt_plugin_query_metadata_v2") || ::dlsym(handle, "qt_plugin_query_metadata"))) {
+    // A GUI panel plugin only (app/panel_plugin.h): nothing for core; the workbench loads its panel.
+    st.panels_only = true;
+    st.name = std::filesystem::path(path).stem().string();
+    r.statuses.push_back(st);
+    return st;
+  }
   if (!version || !registerer) {
     ::dlclose(handle);
     return fail("not a MechScope plugin: it lacks the symbol " +

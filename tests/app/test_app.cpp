@@ -1,6 +1,7 @@
 // Widget tests of the workbench under QT_QPA_PLATFORM=offscreen: the real window, driven as a user would.
 #include <QDir>
 #include <QFile>
+#include <QComboBox>
 #include <QPushButton>
 #include <QSvgRenderer>
 #include <QTemporaryDir>
@@ -191,6 +192,37 @@ class AppTest : public QObject {
     QVERIFY(w.waitIdle());
     QVERIFY2(w.lastError().contains("gpt2"), qPrintable(w.lastError()));
     QCOMPARE(w.workbench().model_count(), 1);
+  }
+
+  void panelPlugins() {
+    // The in-tree Residual stream panel loads from the build's plugin folder; a panel built for another interface
+    // version and one whose createPanel throws are reported and skipped; the workbench runs on.
+    qputenv("MECHSCOPE_PLUGIN_PATH", BAD_PANELS);
+    MainWindow w;
+    w.setQuiet(true);
+    qunsetenv("MECHSCOPE_PLUGIN_PATH");
+    const QString report = w.panelReport().join("\n");
+    QVERIFY2(report.contains("loaded panel: Residual stream"), qPrintable(report));
+    QVERIFY2(report.contains("built against panel interface io.mechscope.PanelPlugin/999; this workbench provides "
+                             "io.mechscope.PanelPlugin/1"), qPrintable(report));
+    QVERIFY2(report.contains("createPanel threw: no panel today"), qPrintable(report));
+    QWidget* panel = w.pluginPanel("Residual stream");
+    QVERIFY(panel);
+    QVERIFY(!w.pluginPanel("Throwing"));
+    w.openFile(demo("mqar-attn"));
+    QVERIFY(w.waitIdle());
+    QVERIFY2(w.lastError().isEmpty(), qPrintable(w.lastError()));
+    auto* view = panel->findChild<mechscope::app::PlotView*>();
+    QVERIFY(view);
+    QVERIFY(w.waitIdle());
+    QVERIFY(view->hasData());
+    QCOMPARE(view->grid().rows, 3);  // into L0, into L1, out
+    // Switching the measure re-runs the analysis: one row per block.
+    auto* measure = panel->findChild<QComboBox*>();
+    QVERIFY(measure);
+    measure->setCurrentIndex(1);
+    QVERIFY(w.waitIdle());
+    QCOMPARE(view->grid().rows, 2);
   }
 
   void badFilesShowAnError() {
