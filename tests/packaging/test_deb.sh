@@ -36,6 +36,8 @@ if command -v appstreamcli > /dev/null; then
 fi
 [ -f "$root/usr/share/icons/hicolor/scalable/apps/io.mechscope.MechScope.svg" ] || { echo "FAIL: icon"; fail=1; }
 [ -f "$root/usr/include/mechscope/core/plugin/plugin.h" ] || { echo "FAIL: the plugin SDK header"; fail=1; }
+[ -f "$root/usr/include/mechscope/app/panel_plugin.h" ] || { echo "FAIL: the panel interface header"; fail=1; }
+[[ "$plugins" == *"provides analysis residual-stream"* ]] || { echo "FAIL: the panel plugin is not packaged: $plugins"; fail=1; }
 [ -f "$root/usr/lib/cmake/MechScope/MechScopeConfig.cmake" ] || { echo "FAIL: the SDK's CMake package"; fail=1; }
 for page in mechscope mechscope-cli; do
   man=$(zcat "$root/usr/share/man/man1/$page.1.gz")
