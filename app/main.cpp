@@ -78,6 +78,9 @@ int main(int argc, char** argv) {
   for (const auto& o : {render_opt, tensor_opt, index_opt, out_opt, size_opt}) parser.addOption(o);
   parser.addOption(shots);
   parser.addOption(dark);
+  QCommandLineOption list_plugins("list-plugins", "Build the window (loading every plugin and panel), print what "
+                                                  "Help > Plugins shows, and quit (no display needed).");
+  parser.addOption(list_plugins);
   parser.addPositionalArgument("files", "Checkpoints (.h5) or a workspace (.json) to open.", "[files...]");
   parser.process(app);
 
@@ -147,6 +150,14 @@ int main(int argc, char** argv) {
   }
 
   mechscope::app::MainWindow w;
+  if (parser.isSet(list_plugins)) {
+    for (const auto& line : mechscope::app::Workbench::plugin_report()) std::cout << line << "\n";
+    for (const QString& line : w.panelReport()) std::cout << line.toStdString() << "\n";
+    std::cout << "plugin analyses in the Plugins panel:";
+    for (const auto& [name, about] : mechscope::app::Workbench::plugin_analyses()) std::cout << " " << name;
+    std::cout << "\n";
+    return 0;
+  }
   if (parser.isSet(dark)) w.setDark(true);
   const bool screenshot_mode = parser.isSet(shots);
   w.setQuiet(screenshot_mode);

@@ -19,4 +19,11 @@ out=$(MECHSCOPE_PLUGIN_PATH="$work/template" "$prefix/bin/mechscope-cli" plugins
 out=$(MECHSCOPE_PLUGIN_PATH="$work/template" "$prefix/bin/mechscope-cli" analyze embedding-norms -c "$work/m.h5" --tokens 1,5,6 2>&1) \
   || { echo "FAIL: run the out-of-tree analysis: $out"; exit 1; }
 [[ "$out" == *"embedding_norms/norm [3]"* ]] || { echo "FAIL: $out"; exit 1; }
+# The installed workbench loads it too (offscreen; its Plugins panel lists the analysis), and the in-tree panel.
+if [ -x "$prefix/bin/mechscope" ]; then
+  out=$(QT_QPA_PLATFORM=offscreen MECHSCOPE_PLUGIN_PATH="$work/template" "$prefix/bin/mechscope" --list-plugins 2>&1) \
+    || { echo "FAIL: the installed workbench: $out"; exit 1; }
+  [[ "$out" == *"Plugins panel:"*"embedding-norms"* && "$out" == *"loaded panel: Residual stream"* ]] \
+    || { echo "FAIL: the installed workbench does not load the plugins: $out"; exit 1; }
+fi
 echo "sdk: the template built out of tree against $prefix and loaded"
