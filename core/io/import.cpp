@@ -235,6 +235,21 @@ void require_silu(const Cfg& c) {
     throw CheckpointError(c.where() + ": hidden_act is '" + act + "'; MechScope's models use SiLU");
 }
 
+// The part HF Mamba and Mamba2 share: the top-level config around their ssm_cfg, and the tensor names.
+void finish_hf_ssm(Mapped& m, const Cfg& c, Tensors& t, int64_t d, const json& ssm, bool tie) {
+  m.model_config = {{"d_model", d},
+                    {"n_layer", c.req<int64_t>("num_hidden_layers")},
+                    {"vocab_size", c.req<int64_t>("vocab_size")},
+                    {"ssm_cfg", ssm},
+                    {"rms_norm", true},
+                    {"norm_epsilon", c.number("layer_norm_epsilon", 1e-5)},
+                    {"residual_in_fp32", c.get<bool>("residual_in_fp32", true)},
+                    {"tie_embeddings", tie},
+                    {"pad_vocab_size_multiple", 1}};
+  copy_backbone(m, t, "backbone.embeddings.weight");
+  handle_tied_head(m, t, tie, "lm_head.weight", c.where());
+}
+
 Mapped map_hf_mamba(const json& j, Tensors& t, const std::string& where) {
   Cfg c(j, where);
   require_silu(c);
@@ -252,17 +267,7 @@ Mapped map_hf_mamba(const json& j, Tensors& t, const std::string& where) {
               {"bias", c.get<bool>("use_bias", false)}};
   if (c.has("time_step_rank")) ssm["dt_rank"] = c.raw("time_step_rank");
   const bool tie = c.get<bool>("tie_word_embeddings", true);
-  m.model_config = {{"d_model", d},
-                    {"n_layer", c.req<int64_t>("num_hidden_layers")},
-                    {"vocab_size", c.req<int64_t>("vocab_size")},
-                    {"ssm_cfg", ssm},
-                    {"rms_norm", true},
-                    {"norm_epsilon", c.number("layer_norm_epsilon", 1e-5)},
-                    {"residual_in_fp32", c.get<bool>("residual_in_fp32", true)},
-                    {"tie_embeddings", tie},
-                    {"pad_vocab_size_multiple", 1}};
-  copy_backbone(m, t, "backbone.embeddings.weight");
-  handle_tied_head(m, t, tie, "lm_head.weight", where);
+  finish_hf_ssm(m, c, t, d, ssm, tie);
   return m;
 }
 
@@ -300,17 +305,7 @@ Mapped map_hf_mamba2(const json& j, Tensors& t, const std::string& where) {
               {"conv_bias", c.get<bool>("use_conv_bias", true)},
               {"bias", c.get<bool>("use_bias", false)}};
   const bool tie = c.has("tie_word_embeddings") ? c.req<bool>("tie_word_embeddings") : !t.has("lm_head.weight");
-  m.model_config = {{"d_model", d},
-                    {"n_layer", c.req<int64_t>("num_hidden_layers")},
-                    {"vocab_size", c.req<int64_t>("vocab_size")},
-                    {"ssm_cfg", ssm},
-                    {"rms_norm", true},
-                    {"norm_epsilon", c.number("layer_norm_epsilon", 1e-5)},
-                    {"residual_in_fp32", c.get<bool>("residual_in_fp32", true)},
-                    {"tie_embeddings", tie},
-                    {"pad_vocab_size_multiple", 1}};
-  copy_backbone(m, t, "backbone.embeddings.weight");
-  handle_tied_head(m, t, tie, "lm_head.weight", where);
+  finish_hf_ssm(m, c, t, d, ssm, tie);
   return m;
 }
 
