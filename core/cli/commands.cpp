@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -256,6 +257,32 @@ int run_info(const InfoOptions& o) {
   }
   std::cout << runtime_report();
   return 0;
+}
+
+int run_replay(const ReplayOptions& o) {
+  char buf[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  std::string dir = ".";
+  if (n > 0) {
+    buf[n] = 0;
+    dir = std::string(buf);
+    dir = dir.substr(0, dir.find_last_of('/'));
+  }
+  const std::string gui = dir + "/mechscope";
+  if (::access(gui.c_str(), X_OK) != 0)
+    throw std::runtime_error("replay draws with the workbench, but '" + gui + "' is missing: build with "
+                             "MECHSCOPE_BUILD_APP=ON (Qt 6: packaging/install-deps.sh) or install the mechscope package");
+  for (const auto& w : o.workspaces)
+    if (!file_exists(w)) throw std::invalid_argument("replay: no workspace '" + w + "'");
+  std::vector<std::string> args = {gui, "--replay", o.out};
+  args.insert(args.end(), o.workspaces.begin(), o.workspaces.end());
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  ::setenv("QT_QPA_PLATFORM", "offscreen", 1);  // no display needed
+  std::cout.flush();
+  ::execv(gui.c_str(), argv.data());
+  throw std::runtime_error("cannot run '" + gui + "': " + std::strerror(errno));
 }
 
 int run_convert(const ConvertOptions& o) {

@@ -127,6 +127,14 @@ int run_analyze(const AnalyzeOptions& o);
 /// Lists loaded and failed plugins and every registered task and analysis with its origin.
 int run_plugins();
 
+struct ReplayOptions {
+  std::vector<std::string> workspaces;  // workspace JSON files saved by the workbench
+  std::string out;                      // folder for the figures
+};
+/// Regenerates a workspace's figures by running the workbench binary beside this one headless
+/// (`mechscope --replay OUT WS.json`, QT_QPA_PLATFORM=offscreen): drawing needs Qt, which core does not link.
+int run_replay(const ReplayOptions& o);
+
 struct VerifyOptions {
   std::string checkpoint;
   int64_t examples = 16;

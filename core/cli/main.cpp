@@ -38,6 +38,12 @@ int main(int argc, char** argv) {
   c_info->add_flag("--hooks", info.hooks, "list every hook point of the model");
   c_info->add_flag("--json", info.json, "machine-readable output");
 
+  ReplayOptions rep;
+  auto* c_rep = app.add_subcommand("replay", "regenerate the figures of a saved workbench workspace (PNG, SVG, CSV), "
+                                   "headless, through the workbench binary `mechscope` beside this one");
+  c_rep->add_option("workspace", rep.workspaces, "workspace JSON file(s) saved by File > Save workspace")->required();
+  c_rep->add_option("--out,-o", rep.out, "folder for the figures")->required();
+
   ConvertOptions conv;
   auto* c_conv = app.add_subcommand("convert", "import a mamba_ssm or Hugging Face (Mamba, Mamba2, Llama) checkpoint "
                                     "and write it as a MechScope checkpoint (docs/import.md)");
@@ -164,6 +170,7 @@ int main(int argc, char** argv) {
     if (c_init->parsed()) return run_init(init);
     if (c_info->parsed()) return run_info(info);
     if (c_conv->parsed()) return run_convert(conv);
+    if (c_rep->parsed()) return run_replay(rep);
     if (c_fwd->parsed()) return run_forward(fwd);
     if (c_train->parsed()) return run_train(train);
     if (c_eval->parsed()) return run_eval(ev);

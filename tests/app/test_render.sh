@@ -34,6 +34,11 @@ for f in attention heads patching embeddings-pca compare-0 compare-1; do
   [ -s "figs/$f.png" ] && [ -s "figs/$f.svg" ] && [ -s "figs/$f.csv" ] || { echo "FAIL: replay lacks $f"; fail=1; }
 done
 grep -q '"ablated":\["L1.attn.H0"\]' figs/heads.csv || { echo "FAIL: replay provenance: $(head -1 figs/heads.csv)"; fail=1; }
+# The CLI replays too (through the workbench binary beside it): the same figures, the same numbers.
+"$cli" replay ws.json --out figs-cli > replay-cli.log 2>&1 || { echo "FAIL: cli replay: $(cat replay-cli.log)"; fail=1; }
+cmp -s figs/heads.csv figs-cli/heads.csv || { echo "FAIL: cli replay differs from the workbench's"; fail=1; }
+out=$("$cli" replay nothere.json --out x 2>&1) && { echo "FAIL: replay of a missing workspace"; fail=1; }
+[[ "$out" == *"no workspace"* ]] || { echo "FAIL: message: $out"; fail=1; }
 out=$("$gui" "$models/mqar-attn.h5" 2>&1); rc=$?
 [ $rc -eq 2 ] && [[ "$out" == *"xvfb-run"* ]] || { echo "FAIL: no display: rc $rc: $out"; fail=1; }
 [ $fail -eq 0 ] && echo "render: all passed"
