@@ -1171,6 +1171,7 @@ void MainWindow::loadPanels(QDockWidget* tabWith) {
     panels_.push_back({plugin, w, title});
     panel_report_ << tr("loaded panel: %1 (%2)").arg(title, f);
   }
+  if (tabWith) tabWith->raise();  // the built-in view stays in front; plugin panels are one tab away
 }
 
 void MainWindow::refreshPanels() {

@@ -34,6 +34,15 @@ if command -v appstreamcli > /dev/null; then
   appstreamcli validate --no-net --pedantic "$root/usr/share/metainfo/io.mechscope.MechScope.metainfo.xml" > "$work/as.log" 2>&1 \
     || grep -q "Validation was successful" "$work/as.log" || { cat "$work/as.log"; echo "FAIL: AppStream"; fail=1; }
 fi
+# Launch as the desktop entry does (its Exec line, %F = a demo checkpoint) under Xvfb; --screenshots makes it quit.
+if command -v xvfb-run > /dev/null && [ -f "$desktop" ]; then
+  exec_line=$(sed -n 's/^Exec=//p' "$desktop" | head -1)
+  program=${exec_line%% *}
+  [[ "$exec_line" == *"%F"* || "$exec_line" == *"%f"* ]] || { echo "FAIL: the desktop entry takes no files: $exec_line"; fail=1; }
+  XDG_RUNTIME_DIR=$work timeout 300 xvfb-run -a -s "-screen 0 1600x1000x24" "$bin/$program" --screenshots "$work/shots" \
+    "$models/mqar-attn.h5" > "$work/launch.log" 2>&1 || { cat "$work/launch.log"; echo "FAIL: launching $exec_line"; fail=1; }
+  [ -s "$work/shots/window.png" ] || { echo "FAIL: the launched workbench drew no window"; fail=1; }
+fi
 [ -f "$root/usr/share/icons/hicolor/scalable/apps/io.mechscope.MechScope.svg" ] || { echo "FAIL: icon"; fail=1; }
 [ -f "$root/usr/include/mechscope/core/plugin/plugin.h" ] || { echo "FAIL: the plugin SDK header"; fail=1; }
 [ -f "$root/usr/include/mechscope/app/panel_plugin.h" ] || { echo "FAIL: the panel interface header"; fail=1; }
