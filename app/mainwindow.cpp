@@ -1206,14 +1206,8 @@ void MainWindow::runAnalysis(const QString& name, const QString& options,
       return std::make_pair(Grid{}, describe_error(e));
     }
   }, [done](const std::pair<Grid, std::string>& r) {
-    mechscope::PanelGrid g;
-    g.rows = r.first.rows;
-    g.cols = r.first.cols;
-    g.values = r.first.values;
-    g.row_labels = r.first.row_labels;
-    g.col_labels = r.first.col_labels;
-    g.title = r.first.title;
-    done(g, qs(r.second));
+    const Grid& g = r.first;
+    done(mechscope::PanelGrid{g.rows, g.cols, g.values, g.row_labels, g.col_labels, g.title}, qs(r.second));
   });
 }
 
@@ -1227,14 +1221,7 @@ QWidget* MainWindow::createGridView(const QString& name, QWidget* parent) {
 void MainWindow::showGrid(QWidget* gridView, const mechscope::PanelGrid& g) {
   auto* pv = qobject_cast<PlotView*>(gridView);
   if (!pv) return;
-  Grid grid;
-  grid.rows = g.rows;
-  grid.cols = g.cols;
-  grid.values = g.values;
-  grid.row_labels = g.row_labels;
-  grid.col_labels = g.col_labels;
-  grid.title = g.title;
-  pv->showGrid(grid);
+  pv->showGrid(Grid{g.rows, g.cols, g.values, g.row_labels, g.col_labels, g.title});
 }
 
 }  // namespace mechscope::app

@@ -260,15 +260,7 @@ int run_info(const InfoOptions& o) {
 }
 
 int run_replay(const ReplayOptions& o) {
-  char buf[4096];
-  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
-  std::string dir = ".";
-  if (n > 0) {
-    buf[n] = 0;
-    dir = std::string(buf);
-    dir = dir.substr(0, dir.find_last_of('/'));
-  }
-  const std::string gui = dir + "/mechscope";
+  const std::string gui = executable_dir() + "/mechscope";
   if (::access(gui.c_str(), X_OK) != 0)
     throw std::runtime_error("replay draws with the workbench, but '" + gui + "' is missing: build with "
                              "MECHSCOPE_BUILD_APP=ON (Qt 6: packaging/install-deps.sh) or install the mechscope package");

@@ -69,13 +69,11 @@ std::string describe_error(const std::exception& e) {
     std::string msg = c->what_without_backtrace();
     if (msg.find("can't allocate memory") != std::string::npos || msg.find("Cannot allocate memory") != std::string::npos) {
       std::string bytes;
-      const size_t at = msg.find("allocate ");
       const size_t tried = msg.find("you tried to allocate ");
       if (tried != std::string::npos) {
         const double n = std::atof(msg.c_str() + tried + 22);
         if (n > 0) bytes = " (" + format_bytes(n) + " at once)";
       }
-      (void)at;
       return "out of memory" + bytes + ": the request is too large for this machine; use fewer examples, a shorter "
              "input or a smaller --memory-mb";
     }

@@ -3,6 +3,7 @@
 
 #include <dlfcn.h>
 #include <link.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <mutex>
@@ -16,6 +17,15 @@
 #include "core/version.h"
 
 namespace mechscope {
+
+std::string executable_dir() {
+  char buf[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) return ".";
+  buf[n] = 0;
+  const std::string exe(buf);
+  return exe.substr(0, exe.find_last_of('/'));
+}
 
 int init_runtime() {
   static std::once_flag once;

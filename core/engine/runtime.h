@@ -17,6 +17,8 @@ struct RuntimeInfo {
   bool cuda_available = false;
 };
 
+/// Folder of the running executable (from /proc/self/exe; "." if unknown).
+std::string executable_dir();
 /// Sets torch's thread count once (idempotent). Returns the count in use.
 int init_runtime();
 RuntimeInfo runtime_info();

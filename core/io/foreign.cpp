@@ -385,11 +385,7 @@ class Unpickler {
     stack_.resize(m);
     return v;
   }
-  Obj& expect(Obj& o, PyObj::Kind k, const char* op) const {
-    if (o->kind != k) fail(std::string(op) + " expects a " + kind_name(k) + ", found a " + kind_name(o->kind));
-    return o;
-  }
-  Obj expect(const Obj& o, PyObj::Kind k, const char* op) const {
+  const Obj& expect(const Obj& o, PyObj::Kind k, const char* op) const {
     if (o->kind != k) fail(std::string(op) + " expects a " + kind_name(k) + ", found a " + kind_name(o->kind));
     return o;
   }

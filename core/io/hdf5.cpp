@@ -104,6 +104,12 @@ void verify_seal(const std::string& path, uint64_t size) {
 
 }  // namespace
 
+bool looks_like_hdf5(const std::string& path) {
+  const std::string head = read_prefix(path, kUserBlock + 8);
+  return head.compare(0, 8, kHdf5Signature, 8) == 0 || head.compare(0, sizeof kSealMagic - 1, kSealMagic) == 0 ||
+         (head.size() == kUserBlock + 8 && head.compare(kUserBlock, 8, kHdf5Signature, 8) == 0);
+}
+
 void seal(const std::string& path) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) throw Error("cannot seal '" + path + "': " + std::strerror(errno));

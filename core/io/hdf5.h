@@ -76,6 +76,8 @@ class File {
 /// other tools) are opened as before.
 inline constexpr uint64_t kUserBlock = 512;
 void seal(const std::string& path);
+/// Whether the file starts with the HDF5 signature or MechScope's seal, or has the signature after a user block.
+bool looks_like_hdf5(const std::string& path);
 /// Removes `path`.tmp-<pid> files left by writers that were killed (their process no longer exists).
 void remove_stale_temporaries(const std::string& path);
 

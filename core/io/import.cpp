@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/io/foreign.h"
+#include "core/io/hdf5.h"
 #include "core/model/model.h"
 #include "core/util/strings.h"
 
@@ -473,14 +474,7 @@ bool is_native_checkpoint(const std::string& path) {
   auto ends = [&](const std::string& suffix) {
     return path.size() >= suffix.size() && path.compare(path.size() - suffix.size(), suffix.size(), suffix) == 0;
   };
-  if (ends(".h5") || ends(".hdf5")) return true;
-  std::ifstream in(path, std::ios::binary);
-  std::string head(520, '\0');
-  in.read(head.data(), 520);
-  head.resize(static_cast<size_t>(in.gcount()));
-  const char* sig = "\x89HDF\r\n\x1a\n";
-  return head.compare(0, 8, sig, 8) == 0 || head.compare(0, 10, "MECHSCOPE-") == 0 ||
-         (head.size() >= 520 && head.compare(512, 8, sig, 8) == 0);
+  return ends(".h5") || ends(".hdf5") || h5::looks_like_hdf5(path);
 }
 
 Checkpoint import_checkpoint(const std::string& path, ImportInfo* info_out) {

@@ -1,6 +1,8 @@
 // Task and analysis registries and the plugin loader (see plugin.h).
 #include "core/plugin/plugin.h"
 
+#include "core/engine/runtime.h"
+
 #include <dlfcn.h>
 #include <unistd.h>
 
@@ -66,14 +68,6 @@ class StagingHost : public PluginHost {
   std::vector<AnalysisInfo> analyses;
   std::string name, version, about;
 };
-
-std::string executable_dir() {
-  char buf[4096];
-  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
-  if (n <= 0) return ".";
-  buf[n] = 0;
-  return std::filesystem::path(buf).parent_path().string();
-}
 
 }  // namespace
 
