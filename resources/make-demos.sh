@@ -18,7 +18,7 @@ demos=(
   "mqar-hybrid|--preset hybrid --set n_layer=2 --set d_model=64 $ATTN|$MQAR|$TRAIN --train-set target_accuracy=0.999"
   "mqar-mamba2|--preset mamba2 --set d_model=64|$MQAR|$TRAIN --train-set target_accuracy=0.999"
   "mqar-mamba1|--preset mamba1 --set d_model=64|$MQAR|$TRAIN --train-set target_accuracy=0.999"
-  "position-attn|--preset transformer --set d_model=64 --set d_intermediate=0 --set attn_cfg.num_heads=1 --set attn_cfg.rotary_emb_dim=0 --set pos_emb=learned --set max_seq_len=40|$POS|$TRAIN --train-set lr=1e-3 --train-set target_accuracy=0.995"
+  "position-attn|--preset transformer --set d_model=64 --set d_intermediate=0 --set attn_cfg.num_heads=1 --set attn_cfg.rotary_emb_dim=0 --set pos_emb=learned --set max_seq_len=40|$POS|$TRAIN --train-set target_accuracy=0.995"
   "position-mamba2|--preset mamba2 --set d_model=64|$POS|$TRAIN --train-set target_accuracy=0.995"
 )
 

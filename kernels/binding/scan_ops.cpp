@@ -1,5 +1,5 @@
 // Binding of the scan kernels: shape checks (TORCH_CHECK with the expected and found shapes), autograd
-// Functions, dispatch to the CPU kernels.
+// Functions, dispatch to the CPU kernels or (built with MECHSCOPE_WITH_CUDA) the CUDA kernels.
 #include "kernels/binding/scan_ops.h"
 
 #include <atomic>
@@ -10,6 +10,13 @@
 #include <torch/autograd.h>
 
 #include "kernels/cpu/scan_params.h"
+
+#if defined(MECHSCOPE_WITH_CUDA)
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include "kernels/cuda/scan_cuda.h"
+#endif
 
 namespace mechscope::kernels {
 
@@ -22,10 +29,16 @@ std::atomic<int> g_enabled{-1};
               at::IntArrayRef({__VA_ARGS__}), ", found ", (t).sizes())
 
 void check_common(const std::initializer_list<at::Tensor>& ts) {
+  const at::Device dev = ts.begin()->device();
   for (const auto& t : ts) {
-    TORCH_CHECK(t.device().is_cpu(), "fast scan: tensors must be on the CPU, found ", t.device());
+    TORCH_CHECK(t.device() == dev, "fast scan: tensors must be on one device, found ", dev, " and ", t.device());
     TORCH_CHECK(t.scalar_type() == at::kFloat, "fast scan: tensors must be float32, found ", t.scalar_type());
   }
+#if defined(MECHSCOPE_WITH_CUDA)
+  TORCH_CHECK(dev.is_cpu() || dev.is_cuda(), "fast scan: tensors must be on the CPU or a CUDA device, found ", dev);
+#else
+  TORCH_CHECK(dev.is_cpu(), "fast scan: tensors must be on the CPU (this build has no CUDA kernels), found ", dev);
+#endif
 }
 
 SelectiveScanParams m1_params(const at::Tensor& x, const at::Tensor& dt, const at::Tensor& A, const at::Tensor& B,
@@ -96,6 +109,11 @@ struct SelectiveScanOp {
   static Params params(const variable_list& v) { return m1_params(v[0], v[1], v[2], v[3], v[4], v[5]); }
   static void fwd(const Params& p) { selective_scan_fwd_cpu(p); }
   static void bwd(const Params& p, const Grads& g) { selective_scan_bwd_cpu(p, g); }
+#if defined(MECHSCOPE_WITH_CUDA)
+  static void fwd_cuda(const Params& p, void* s) { selective_scan_fwd_cuda(p, s); }
+  static void bwd_cuda(const Params& p, const Grads& g, float* ws, void* s) { selective_scan_bwd_cuda(p, g, ws, s); }
+  static int64_t workspace(const Params& p) { return selective_scan_bwd_workspace_floats(p); }
+#endif
   static std::vector<int64_t> state_shape(const Params& p) { return {p.batch, p.seqlen, p.dim, p.dstate}; }
 };
 struct SsdOp {
@@ -104,8 +122,26 @@ struct SsdOp {
   static Params params(const variable_list& v) { return m2_params(v[0], v[1], v[2], v[3], v[4], v[5]); }
   static void fwd(const Params& p) { ssd_fwd_cpu(p); }
   static void bwd(const Params& p, const Grads& g) { ssd_bwd_cpu(p, g); }
+#if defined(MECHSCOPE_WITH_CUDA)
+  static void fwd_cuda(const Params& p, void* s) { ssd_fwd_cuda(p, s); }
+  static void bwd_cuda(const Params& p, const Grads& g, float* ws, void* s) { ssd_bwd_cuda(p, g, ws, s); }
+  static int64_t workspace(const Params& p) { return ssd_bwd_workspace_floats(p); }
+#endif
   static std::vector<int64_t> state_shape(const Params& p) { return {p.batch, p.seqlen, p.nheads, p.headdim, p.dstate}; }
 };
+
+// The forward on the tensors' device: the CPU kernel, or the CUDA kernel on the current stream.
+template <typename Op>
+void run_fwd(const typename Op::Params& p, const at::Tensor& x) {
+#if defined(MECHSCOPE_WITH_CUDA)
+  if (x.is_cuda()) {
+    const c10::cuda::CUDAGuard guard(x.device());
+    Op::fwd_cuda(p, c10::cuda::getCurrentCUDAStream().stream());
+    return;
+  }
+#endif
+  Op::fwd(p);
+}
 
 template <typename Op>
 class ScanFunction : public torch::autograd::Function<ScanFunction<Op>> {
@@ -115,7 +151,7 @@ class ScanFunction : public torch::autograd::Function<ScanFunction<Op>> {
     typename Op::Params p = Op::params({x, dt, A, B, C, D});
     at::Tensor y = at::empty_like(x);
     p.y = y.data_ptr<float>();
-    Op::fwd(p);
+    run_fwd<Op>(p, x);
     ctx->save_for_backward({x, dt, A, B, C, D});
     return y;
   }
@@ -127,6 +163,14 @@ class ScanFunction : public torch::autograd::Function<ScanFunction<Op>> {
     for (const auto& t : s) out.push_back(at::empty_like(t));  // dx, ddt, dA, dB, dC, dD
     typename Op::Grads g{dy.data_ptr<float>(), out[0].data_ptr<float>(), out[1].data_ptr<float>(), out[2].data_ptr<float>(),
                          out[3].data_ptr<float>(), out[4].data_ptr<float>(), out[5].data_ptr<float>()};
+#if defined(MECHSCOPE_WITH_CUDA)
+    if (dy.is_cuda()) {
+      const c10::cuda::CUDAGuard guard(dy.device());
+      at::Tensor ws = at::empty({Op::workspace(p)}, dy.options());
+      Op::bwd_cuda(p, g, ws.data_ptr<float>(), c10::cuda::getCurrentCUDAStream().stream());
+      return out;
+    }
+#endif
     Op::bwd(p, g);
     return out;
   }
@@ -147,7 +191,16 @@ bool fast_scan_enabled() {
 void set_fast_scan_enabled(bool on) { g_enabled.store(on ? 1 : 0); }
 
 bool fast_scan_applies(const at::Tensor& x) {
-  return fast_scan_enabled() && x.device().is_cpu() && x.scalar_type() == at::kFloat;
+  if (!fast_scan_enabled() || x.scalar_type() != at::kFloat) return false;
+  return x.device().is_cpu() || (cuda_scan_built() && x.device().is_cuda());
+}
+
+bool cuda_scan_built() {
+#if defined(MECHSCOPE_WITH_CUDA)
+  return true;
+#else
+  return false;
+#endif
 }
 
 namespace {
@@ -170,7 +223,7 @@ std::pair<at::Tensor, at::Tensor> scan_states(const variable_list& v) {
   at::Tensor y = at::empty_like(v[0]), states = at::empty(Op::state_shape(p), v[0].options());
   p.y = y.data_ptr<float>();
   p.states = states.data_ptr<float>();
-  Op::fwd(p);
+  run_fwd<Op>(p, v[0]);
   return {y, states};
 }
 

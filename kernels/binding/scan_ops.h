@@ -12,8 +12,11 @@ namespace mechscope::kernels {
 /// Whether the fast path is on (default on; MECHSCOPE_FAST_SCAN=0 in the environment turns it off).
 bool fast_scan_enabled();
 void set_fast_scan_enabled(bool on);
-/// True when the fast path can take these tensors (CPU, float32) and is enabled.
+/// True when the fast path can take these tensors (float32 on the CPU, or on a CUDA device in a CUDA build)
+/// and is enabled.
 bool fast_scan_applies(const at::Tensor& x);
+/// Whether this build has the CUDA kernels (MECHSCOPE_CUDA found a CUDA LibTorch and nvcc).
+bool cuda_scan_built();
 
 /// Mamba1: x, dt [B, L, D]; A [D, N]; B, C [B, L, N]; D [D] -> y [B, L, D]. Differentiable in all inputs.
 at::Tensor selective_scan(const at::Tensor& x, const at::Tensor& dt, const at::Tensor& A, const at::Tensor& B,

@@ -99,3 +99,60 @@ TEST(Kernels, ModelTrainsTheSameWithAndWithoutTheFastPath) {
     expect_close(grads[0], grads[1], 1e-4, std::string(preset) + " parameter gradients");
   }
 }
+
+// The CUDA kernels on a GPU against the CPU reference (outputs, states, gradients). Skipped in a build
+// without them or on a machine without a GPU; their arithmetic is also covered by CudaEmulation.*.
+namespace {
+bool cuda_ready() { return kernels::cuda_scan_built() && at::hasCUDA(); }
+
+std::vector<at::Tensor> to_cuda(const std::vector<at::Tensor>& v) {
+  std::vector<at::Tensor> out;
+  for (const auto& t : v) out.push_back(t.to(at::kCUDA));
+  return out;
+}
+}  // namespace
+
+TEST(Kernels, CudaSelectiveScanMatchesReference) {
+  if (!cuda_ready()) GTEST_SKIP() << "no CUDA kernels in this build or no GPU";
+  for (auto [b, L, D, N] : std::vector<std::array<int64_t, 4>>{{1, 1, 3, 2}, {2, 37, 70, 16}, {3, 300, 130, 16}, {1, 64, 40, 64}}) {
+    at::manual_seed(b * 100 + L);
+    std::vector<at::Tensor> in{at::randn({b, L, D}), at::softplus(at::randn({b, L, D})), -at::exp(at::randn({D, N})),
+                               at::randn({b, L, N}), at::randn({b, L, N}), at::randn({D})};
+    at::Tensor w = at::randn({b, L, D});
+    const std::string shape = "B=" + std::to_string(b) + " L=" + std::to_string(L) + " D=" + std::to_string(D);
+    auto c = to_cuda(in);
+    ASSERT_TRUE(kernels::fast_scan_applies(c[0]));
+    expect_close(kernels::selective_scan(c[0], c[1], c[2], c[3], c[4], c[5]).cpu(),
+                 mamba1_scan_ref(in[0], in[1], in[2], in[3], in[4], in[5]), 1e-4, "y " + shape);
+    auto [y, states] = kernels::selective_scan_states(c[0], c[1], c[2], c[3], c[4], c[5]);
+    at::Tensor dA, dBx;
+    mamba1_discretize(in[0], in[1], in[2], in[3], dA, dBx);
+    expect_close(states.cpu(), linear_scan_sequential(dA, dBx), 1e-4, "states " + shape);
+    auto gf = grads_of([](const auto& v) { return kernels::selective_scan(v[0], v[1], v[2], v[3], v[4], v[5]); }, c, w.cuda());
+    auto gr = grads_of([](const auto& v) { return mamba1_scan_ref(v[0], v[1], v[2], v[3], v[4], v[5]); }, in, w);
+    const char* names[] = {"dx", "ddt", "dA", "dB", "dC", "dD"};
+    for (int i = 0; i < 6; ++i)
+      expect_close(gf[i].cpu(), gr[i], 1e-4 * (1 + gr[i].abs().max().item<double>()), std::string(names[i]) + " " + shape);
+  }
+}
+
+TEST(Kernels, CudaSsdScanMatchesReference) {
+  if (!cuda_ready()) GTEST_SKIP() << "no CUDA kernels in this build or no GPU";
+  struct Shape { int64_t b, L, H, P, G, N; bool d_hdim; };
+  for (auto s : std::vector<Shape>{{1, 1, 2, 3, 1, 4, false}, {2, 45, 4, 16, 2, 16, false}, {2, 257, 8, 64, 1, 64, true}, {1, 9, 2, 4, 2, 128, false}}) {
+    at::manual_seed(s.L * 7 + s.H);
+    std::vector<at::Tensor> in{at::randn({s.b, s.L, s.H, s.P}), at::softplus(at::randn({s.b, s.L, s.H})), -at::exp(at::randn({s.H})),
+                               at::randn({s.b, s.L, s.G, s.N}), at::randn({s.b, s.L, s.G, s.N}),
+                               s.d_hdim ? at::randn({s.H, s.P}) : at::randn({s.H})};
+    at::Tensor w = at::randn({s.b, s.L, s.H, s.P});
+    const std::string shape = "L=" + std::to_string(s.L) + " H=" + std::to_string(s.H) + " N=" + std::to_string(s.N);
+    auto c = to_cuda(in);
+    expect_close(kernels::ssd_scan(c[0], c[1], c[2], c[3], c[4], c[5]).cpu(),
+                 mamba2_scan_ref(in[0], in[1], in[2], in[3], in[4], in[5]), 1e-4, "y " + shape);
+    auto gf = grads_of([](const auto& v) { return kernels::ssd_scan(v[0], v[1], v[2], v[3], v[4], v[5]); }, c, w.cuda());
+    auto gr = grads_of([](const auto& v) { return mamba2_scan_ref(v[0], v[1], v[2], v[3], v[4], v[5]); }, in, w);
+    const char* names[] = {"dx", "ddt", "dA", "dB", "dC", "dD"};
+    for (int i = 0; i < 6; ++i)
+      expect_close(gf[i].cpu(), gr[i], 1e-4 * (1 + gr[i].abs().max().item<double>()), std::string(names[i]) + " " + shape);
+  }
+}
