@@ -32,6 +32,7 @@
 #include "core/util/strings.h"
 #include "kernels/binding/scan_ops.h"
 
+#include <torch/cuda.h>
 #include <torch/optim/adamw.h>
 
 namespace mechscope::cli {
@@ -523,12 +524,27 @@ void fwd_bwd(F&& op, std::vector<at::Tensor> inputs, const at::Tensor& w) {
 int run_bench_scan(const BenchOptions& o) {
   at::manual_seed(o.seed);
   const int64_t B = o.batch, L = o.seq;
-  std::cout << "scan kernels, batch " << B << " x " << L << " steps, " << at::get_num_threads() << " threads (median of "
-            << o.repeat << ")\n";
+  const bool gpu = o.device == "cuda";
+  if (gpu && !kernels::cuda_scan_built())
+    throw std::runtime_error("bench --scan --device cuda: this build has no CUDA kernels (configure against a CUDA LibTorch "
+                             "with nvcc; kernels/README.md)");
+  if (gpu && !torch::cuda::is_available())
+    throw std::runtime_error("bench --scan --device cuda: no CUDA device is visible");
+  const at::TensorOptions opt = at::TensorOptions().device(gpu ? at::Device(at::kCUDA) : at::Device(at::kCPU));
+  // On the GPU every timed call ends with a device synchronisation.
+  auto timed = [&](auto&& fn) {
+    return time_ms(o.repeat, [&] {
+      fn();
+      if (gpu) torch::cuda::synchronize();
+    });
+  };
+  std::cout << "scan kernels on " << (gpu ? "cuda" : "cpu") << ", batch " << B << " x " << L << " steps"
+            << (gpu ? "" : ", " + std::to_string(at::get_num_threads()) + " threads") << " (median of " << o.repeat << ")\n";
   {
-    const int64_t D = 256, N = 16;  // the mamba1 preset: d_model 128, expand 2, d_state 16
-    at::Tensor x = at::randn({B, L, D}), dt = at::softplus(at::randn({B, L, D}) - 2), A = -at::exp(at::randn({D, N}));
-    at::Tensor Bm = at::randn({B, L, N}), Cm = at::randn({B, L, N}), Dk = at::randn({D}), w = at::randn({B, L, D});
+    // CPU: the mamba1 preset (d_model 128, expand 2, d_state 16); GPU: mamba-130m's widths (d_inner 1536).
+    const int64_t D = gpu ? 1536 : 256, N = 16;
+    at::Tensor x = at::randn({B, L, D}, opt), dt = at::softplus(at::randn({B, L, D}, opt) - 2), A = -at::exp(at::randn({D, N}, opt));
+    at::Tensor Bm = at::randn({B, L, N}, opt), Cm = at::randn({B, L, N}, opt), Dk = at::randn({D}, opt), w = at::randn({B, L, D}, opt);
     auto fast = [](const std::vector<at::Tensor>& v) { return kernels::selective_scan(v[0], v[1], v[2], v[3], v[4], v[5]); };
     auto ref = [](const std::vector<at::Tensor>& v) { return mamba1_scan(v[0], v[1], v[2], v[3], v[4], v[5]); };
     std::vector<at::Tensor> in = {x, dt, A, Bm, Cm, Dk};
@@ -536,31 +552,36 @@ int run_bench_scan(const BenchOptions& o) {
     const double fwd_bytes = bytes_of(in) + bytes_of({x});
     {
       at::NoGradGuard ng;
-      double r = time_ms(o.repeat, [&] { ref(in); }), f = time_ms(o.repeat, [&] { fast(in); });
-      scan_line("mamba1 selective scan fwd (B=" + std::to_string(B) + " L=" + std::to_string(L) + " D=256 N=16)", r, f,
-                elements, fwd_bytes);
+      double r = timed([&] { ref(in); }), f = timed([&] { fast(in); });
+      scan_line("mamba1 selective scan fwd (B=" + std::to_string(B) + " L=" + std::to_string(L) + " D=" + std::to_string(D) +
+                    " N=16)",
+                r, f, elements, fwd_bytes);
     }
-    double r = time_ms(o.repeat, [&] { fwd_bwd(ref, in, w); }), f = time_ms(o.repeat, [&] { fwd_bwd(fast, in, w); });
+    double r = timed([&] { fwd_bwd(ref, in, w); }), f = timed([&] { fwd_bwd(fast, in, w); });
     scan_line("mamba1 selective scan fwd+bwd", r, f, elements, 2 * fwd_bytes + 2 * bytes_of(in));
   }
   {
-    const int64_t H = 8, P = 32, G = 1, N = 32;  // the mamba2 preset: d_ssm 256, headdim 32, d_state 32
-    at::Tensor x = at::randn({B, L, H, P}), dt = at::softplus(at::randn({B, L, H}) - 2), A = -at::exp(at::randn({H}));
-    at::Tensor Bm = at::randn({B, L, G, N}), Cm = at::randn({B, L, G, N}), Dk = at::randn({H}), w = at::randn({B, L, H, P});
+    // CPU: the mamba2 preset (d_ssm 256, headdim 32, d_state 32); GPU: mamba2-130m's (24 heads of 64, d_state 128).
+    const int64_t H = gpu ? 24 : 8, P = gpu ? 64 : 32, G = 1, N = gpu ? 128 : 32;
+    at::Tensor x = at::randn({B, L, H, P}, opt), dt = at::softplus(at::randn({B, L, H}, opt) - 2), A = -at::exp(at::randn({H}, opt));
+    at::Tensor Bm = at::randn({B, L, G, N}, opt), Cm = at::randn({B, L, G, N}, opt), Dk = at::randn({H}, opt),
+               w = at::randn({B, L, H, P}, opt);
     auto fast = [](const std::vector<at::Tensor>& v) { return kernels::ssd_scan(v[0], v[1], v[2], v[3], v[4], v[5]); };
     auto ref = [](const std::vector<at::Tensor>& v) { return mamba2_ssd(v[0], v[1], v[2], v[3], v[4], v[5], 64); };
     std::vector<at::Tensor> in = {x, dt, A, Bm, Cm, Dk};
     const double elements = static_cast<double>(B * L * H * P * N);
     const double fwd_bytes = bytes_of(in) + bytes_of({x});
+    const std::string shape = "H=" + std::to_string(H) + " P=" + std::to_string(P) + " N=" + std::to_string(N);
     {
       at::NoGradGuard ng;
-      double r = time_ms(o.repeat, [&] { ref(in); }), f = time_ms(o.repeat, [&] { fast(in); });
-      scan_line("mamba2 ssd fwd (B=" + std::to_string(B) + " L=" + std::to_string(L) + " H=8 P=32 N=32; ref = chunked SSD)",
+      double r = timed([&] { ref(in); }), f = timed([&] { fast(in); });
+      scan_line("mamba2 ssd fwd (B=" + std::to_string(B) + " L=" + std::to_string(L) + " " + shape + "; ref = chunked SSD)",
                 r, f, elements, fwd_bytes);
     }
-    double r = time_ms(o.repeat, [&] { fwd_bwd(ref, in, w); }), f = time_ms(o.repeat, [&] { fwd_bwd(fast, in, w); });
+    double r = timed([&] { fwd_bwd(ref, in, w); }), f = timed([&] { fwd_bwd(fast, in, w); });
     scan_line("mamba2 ssd fwd+bwd", r, f, elements, 2 * fwd_bytes + 2 * bytes_of(in));
   }
+  if (gpu) return 0;  // training throughput below is the CPU demo configs'
   // Training steps (forward, masked-free cross-entropy on every position, backward, AdamW) of the presets.
   for (const std::string preset : {"mamba1", "mamba2"}) {
     const int64_t batch = 32, seq = 64;

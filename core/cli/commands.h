@@ -58,6 +58,7 @@ struct BenchOptions {
   uint64_t seed = 0;
   bool scan = false;      // --scan: the SSM scan kernels against their references, and training throughput
   bool train = false;     // --train: training steps (fwd+bwd+AdamW) on the checkpoint's task, examples/s
+  std::string device = "cpu";  // --device for --scan: cpu or cuda (the CUDA kernels, in a CUDA build on a GPU)
 };
 int run_bench(const BenchOptions& o);
 int run_bench_scan(const BenchOptions& o);

@@ -78,6 +78,8 @@ int main(int argc, char** argv) {
   c_bench->add_option("--repeat", bench.repeat, "timed repetitions (median reported)")->capture_default_str();
   c_bench->add_flag("--train", bench.train, "time training steps (fwd+bwd+AdamW) on the checkpoint's task, --batch examples each");
   c_bench->add_flag("--scan", bench.scan, "benchmark the SSM scan kernels against their references (and training steps)");
+  c_bench->add_option("--device", bench.device, "with --scan: cpu, or cuda (GPU kernels at mamba-130m widths)")
+      ->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
 
   TrainOptions train;
   auto* c_train = app.add_subcommand("train", "train a model on a task (AdamW, warmup+cosine, eval, early stop, checkpoints, resume)");

@@ -117,9 +117,38 @@ int64_t chunk_size(const SweepOptions& o, int64_t per_variant_bytes, int64_t tot
   return std::clamp<int64_t>(std::min(by_memory, by_tokens), 1, std::max<int64_t>(total, 1));
 }
 
+// The readout as rows per example: rows [B, P] (each example's readout positions, padded by repeating its
+// last one; examples without a readout read position 0) and, per readout entry, its column in rows [R].
+std::pair<at::Tensor, at::Tensor> readout_rows(const Readout& readout, int64_t B) {
+  const int64_t R = readout.size();
+  auto ex = readout.example.to(at::kCPU).contiguous(), pos = readout.position.to(at::kCPU).contiguous();
+  const int64_t* e = ex.data_ptr<int64_t>();
+  const int64_t* p = pos.data_ptr<int64_t>();
+  std::vector<std::vector<int64_t>> per(B);
+  std::vector<int64_t> slot(R);
+  for (int64_t i = 0; i < R; ++i) {
+    slot[i] = static_cast<int64_t>(per[e[i]].size());
+    per[e[i]].push_back(p[i]);
+  }
+  size_t P = 1;
+  for (const auto& v : per) P = std::max(P, v.size());
+  at::Tensor rows = at::zeros({B, static_cast<int64_t>(P)}, at::kLong);
+  auto acc = rows.accessor<int64_t, 2>();
+  for (int64_t b = 0; b < B; ++b)
+    for (size_t j = 0; j < P; ++j) acc[b][j] = per[b].empty() ? 0 : per[b][std::min(j, per[b].size() - 1)];
+  return {rows.to(readout.position.device()), at::tensor(slot, at::kLong).to(readout.position.device())};
+}
+
 // Runs stacked residuals [K*B, L, d] from block `from` to the end and returns logits at the readout [K, R, V].
+// Without hooks, the last block runs at the readout rows only (forward_blocks_at).
 at::Tensor finish_and_read(LanguageModel& model, int64_t from, const at::Tensor& resid, int64_t K, int64_t B,
                            const Readout& readout, HookContext* ctx = nullptr) {
+  if (!ctx) {
+    auto [rows, slot] = readout_rows(readout, B);
+    at::Tensor r = model.forward_blocks_at(from, resid, rows.repeat({K, 1}));  // [K*B, P, d]
+    r = r.view({K, B, r.size(1), r.size(2)});
+    return model.unembed(r.index({at::indexing::Slice(), readout.example, slot}));  // [K, R, V]
+  }
   at::Tensor r = model.forward_blocks(from, model.n_layers(), resid, ctx);
   r = r.view({K, B, r.size(1), r.size(2)});
   at::Tensor picked = r.index({at::indexing::Slice(), readout.example, readout.position});  // [K, R, d]

@@ -101,7 +101,15 @@ AttentionImpl::AttentionImpl(const ModelConfig& cfg, int64_t layer) : cfg_(cfg.a
 
 std::vector<std::string> AttentionImpl::hook_names() const { return {h_q_, h_k_, h_v_, h_scores_, h_pattern_, h_z_}; }
 
-at::Tensor AttentionImpl::forward(const at::Tensor& x, HookContext* ctx) {
+at::Tensor gather_rows(const at::Tensor& t, const at::Tensor& rows) {
+  return t.index({at::arange(t.size(0), rows.options()).unsqueeze(1), rows});
+}
+
+at::Tensor AttentionImpl::forward(const at::Tensor& x, HookContext* ctx) { return run(x, ctx, nullptr); }
+
+at::Tensor AttentionImpl::forward_rows(const at::Tensor& x, const at::Tensor& rows) { return run(x, nullptr, &rows); }
+
+at::Tensor AttentionImpl::run(const at::Tensor& x, HookContext* ctx, const at::Tensor* rows) {
   const int64_t b = x.size(0), L = x.size(1);
   at::Tensor qkv = in_proj->forward(x);                                       // [b, L, (H + 2 Hkv) D]
   at::Tensor q = qkv.narrow(-1, 0, H * D).unflatten(-1, {H, D});             // [b, L, H, D]
@@ -118,14 +126,20 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, HookContext* ctx) {
     k = k.repeat_interleave(H / Hkv, 2);
     v = v.repeat_interleave(H / Hkv, 2);
   }
-  at::Tensor scores = at::matmul(q.transpose(1, 2), k.permute({0, 2, 3, 1})) * scale_;  // [b, H, L, L]
-  at::Tensor future = at::ones({L, L}, x.options().dtype(at::kBool)).triu(1);
+  at::Tensor future;
+  if (rows) {
+    q = gather_rows(q, *rows);  // [b, P, H, D]: only these queries
+    future = at::arange(L, rows->options()).view({1, 1, 1, L}) > rows->view({b, 1, -1, 1});  // [b, 1, P, L]
+  } else {
+    future = at::ones({L, L}, x.options().dtype(at::kBool)).triu(1);
+  }
+  at::Tensor scores = at::matmul(q.transpose(1, 2), k.permute({0, 2, 3, 1})) * scale_;  // [b, H, L or P, L]
   scores = scores.masked_fill(future, -std::numeric_limits<double>::infinity());
   scores = hook_point(ctx, h_scores_, scores);
   at::Tensor pattern = hook_point(ctx, h_pattern_, at::softmax(scores, -1));
   at::Tensor z = at::matmul(pattern, v.transpose(1, 2)).transpose(1, 2);       // [b, L, H, D]
   z = hook_point(ctx, h_z_, z);
-  return out_proj->forward(z.reshape({b, L, H * D}));
+  return out_proj->forward(z.reshape({b, z.size(1), H * D}));
 }
 
 // ------------------------------------------------------------------ parallel mixer
@@ -140,6 +154,11 @@ ParallelMixerImpl::ParallelMixerImpl(const ModelConfig& cfg, int64_t layer) {
 at::Tensor ParallelMixerImpl::forward(const at::Tensor& h, HookContext* ctx) {
   at::Tensor s = mamba2 ? mamba2->forward(h, ctx) : mamba1->forward(h, ctx);
   return s + at::tanh(beta) * attn->forward(h, ctx);
+}
+
+at::Tensor ParallelMixerImpl::forward_rows(const at::Tensor& h, const at::Tensor& rows) {
+  at::Tensor s = mamba2 ? mamba2->forward_rows(h, rows) : mamba1->forward_rows(h, rows);
+  return s + at::tanh(beta) * attn->forward_rows(h, rows);
 }
 
 std::vector<std::string> ParallelMixerImpl::hook_names() const {
@@ -195,6 +214,15 @@ at::Tensor BlockImpl::forward(const at::Tensor& resid_in, HookContext* ctx) {
                         : parallel->forward(h, ctx);
   m = hook_point(ctx, h_mixer_out_, m);
   return forward_after_mixer(resid + m, ctx);
+}
+
+at::Tensor BlockImpl::forward_rows(const at::Tensor& resid, const at::Tensor& rows) {
+  at::Tensor h = norm->forward(resid);
+  at::Tensor m = attn ? attn->forward_rows(h, rows)
+               : mamba1 ? mamba1->forward_rows(h, rows)
+               : mamba2 ? mamba2->forward_rows(h, rows)
+                        : parallel->forward_rows(h, rows);
+  return forward_after_mixer(gather_rows(resid, rows) + m, nullptr);
 }
 
 at::Tensor BlockImpl::forward_after_mixer(const at::Tensor& resid_mid, HookContext* ctx) {

@@ -18,6 +18,9 @@
 namespace mechscope {
 
 /// RMSNorm (mamba_ssm's triton RMSNorm): x * rsqrt(mean(x^2) + eps) * weight. Parameter: weight [d].
+/// t [batch, L, ...] at rows [batch, P] (positions per example) -> [batch, P, ...].
+at::Tensor gather_rows(const at::Tensor& t, const at::Tensor& rows);
+
 class RMSNormImpl : public torch::nn::Module {
  public:
   RMSNormImpl(int64_t d, double eps);
@@ -58,6 +61,8 @@ class AttentionImpl : public torch::nn::Module {
  public:
   AttentionImpl(const ModelConfig& cfg, int64_t layer);
   at::Tensor forward(const at::Tensor& x /*[batch, pos, d_model]*/, HookContext* ctx);
+  /// The output at rows [batch, P] (positions per example) only: [batch, P, d_model]; no hooks.
+  at::Tensor forward_rows(const at::Tensor& x, const at::Tensor& rows);
   torch::nn::Linear in_proj{nullptr};   // [(H + 2 Hkv) D, d_model]
   torch::nn::Linear out_proj{nullptr};  // [d_model, H D]
   int64_t H, Hkv, D;
@@ -67,6 +72,7 @@ class AttentionImpl : public torch::nn::Module {
   AttnConfig cfg_;
   double scale_;
   std::string h_q_, h_k_, h_v_, h_scores_, h_pattern_, h_z_;
+  at::Tensor run(const at::Tensor& x, HookContext* ctx, const at::Tensor* rows);
 };
 
 /// Mamba1 mixer (mamba_simple.py). Heads are its d_inner channels. Hooks under `blocks.{i}.ssm.`.
@@ -74,6 +80,8 @@ class Mamba1Impl : public torch::nn::Module {
  public:
   Mamba1Impl(const ModelConfig& cfg, int64_t layer);
   at::Tensor forward(const at::Tensor& x /*[batch, pos, d_model]*/, HookContext* ctx);
+  /// The output at rows [batch, P] only (the scan still runs over every position): [batch, P, d_model]; no hooks.
+  at::Tensor forward_rows(const at::Tensor& x, const at::Tensor& rows);
   torch::nn::Linear in_proj{nullptr};   // [2 d_inner, d_model]
   torch::nn::Conv1d conv1d{nullptr};    // weight [d_inner, 1, d_conv], bias [d_inner]
   torch::nn::Linear x_proj{nullptr};    // [dt_rank + 2N, d_inner]
@@ -86,6 +94,7 @@ class Mamba1Impl : public torch::nn::Module {
 
  private:
   std::string h_conv_, h_x_, h_gate_, h_dt_, h_B_, h_C_, h_state_, h_y_, h_head_out_, h_pattern_;
+  at::Tensor run(const at::Tensor& x, HookContext* ctx, const at::Tensor* rows);
 };
 
 /// Mamba2 mixer (mamba2.py) with chunked SSD and the gated RMSNorm. Hooks under `blocks.{i}.ssm.`.
@@ -93,6 +102,8 @@ class Mamba2Impl : public torch::nn::Module {
  public:
   Mamba2Impl(const ModelConfig& cfg, int64_t layer);
   at::Tensor forward(const at::Tensor& x /*[batch, pos, d_model]*/, HookContext* ctx);
+  /// The output at rows [batch, P] only (the scan still runs over every position): [batch, P, d_model]; no hooks.
+  at::Tensor forward_rows(const at::Tensor& x, const at::Tensor& rows);
   torch::nn::Linear in_proj{nullptr};   // [2 d_inner + 2 G N + H, d_model]
   torch::nn::Conv1d conv1d{nullptr};    // weight [d_ssm + 2 G N, 1, d_conv]
   torch::nn::Linear out_proj{nullptr};  // [d_model, d_inner]
@@ -106,6 +117,7 @@ class Mamba2Impl : public torch::nn::Module {
  private:
   Mamba2Config cfg_;
   std::string h_conv_, h_x_, h_gate_, h_dt_, h_B_, h_C_, h_state_, h_y_, h_head_out_, h_pattern_;
+  at::Tensor run(const at::Tensor& x, HookContext* ctx, const at::Tensor* rows);
 };
 
 /// Parallel hybrid mixer (after P1's hybrid_par.py): ssm(h) + tanh(beta) * attn(h) on the same normed input.
@@ -114,6 +126,7 @@ class ParallelMixerImpl : public torch::nn::Module {
  public:
   ParallelMixerImpl(const ModelConfig& cfg, int64_t layer);
   at::Tensor forward(const at::Tensor& h, HookContext* ctx);
+  at::Tensor forward_rows(const at::Tensor& h, const at::Tensor& rows);
   std::shared_ptr<AttentionImpl> attn;
   std::shared_ptr<Mamba1Impl> mamba1;  // one of mamba1 / mamba2, registered as "ssm"
   std::shared_ptr<Mamba2Impl> mamba2;
@@ -128,6 +141,10 @@ class BlockImpl : public torch::nn::Module {
   at::Tensor forward(const at::Tensor& resid /*[batch, pos, d_model]*/, HookContext* ctx);
   /// The rest of the block after the mixer's residual add: resid_mid -> (MLP) -> resid_post.
   at::Tensor forward_after_mixer(const at::Tensor& resid_mid, HookContext* ctx);
+  /// The block's output at rows [batch, P] (positions per example) only: [batch, P, d_model]; no hooks.
+  /// Equals forward(resid) gathered at those rows; attention computes only those queries, SSMs still scan
+  /// every position but gate, project and run the MLP at the rows.
+  at::Tensor forward_rows(const at::Tensor& resid, const at::Tensor& rows);
   MixerKind kind;
   std::shared_ptr<NormImpl> norm, norm2;
   // Exactly one mixer, registered as "mixer" (so its parameters are mixer.*).

@@ -114,7 +114,11 @@ std::vector<std::string> Mamba1Impl::hook_names() const {
   return {h_conv_, h_x_, h_gate_, h_dt_, h_B_, h_C_, h_state_, h_pattern_, h_y_, h_head_out_};
 }
 
-at::Tensor Mamba1Impl::forward(const at::Tensor& hs, HookContext* ctx) {
+at::Tensor Mamba1Impl::forward(const at::Tensor& hs, HookContext* ctx) { return run(hs, ctx, nullptr); }
+
+at::Tensor Mamba1Impl::forward_rows(const at::Tensor& hs, const at::Tensor& rows) { return run(hs, nullptr, &rows); }
+
+at::Tensor Mamba1Impl::run(const at::Tensor& hs, HookContext* ctx, const at::Tensor* rows) {
   const auto dtype = hs.scalar_type();
   at::Tensor xz = in_proj->forward(hs);                                         // [b, L, 2 d_inner]
   at::Tensor x = xz.narrow(-1, 0, d_inner);
@@ -145,6 +149,10 @@ at::Tensor Mamba1Impl::forward(const at::Tensor& hs, HookContext* ctx) {
   }
   if (ctx && ctx->wants(h_pattern_)) ctx->run(h_pattern_, mamba1_implicit_attention(dtf, A, Bf, Cf));
   y = hook_point(ctx, h_y_, y.to(dtype).unsqueeze(-1)).squeeze(-1);            // [b, L, d_inner]
+  if (rows) {
+    y = gather_rows(y, *rows);
+    z = gather_rows(z, *rows);
+  }
   at::Tensor out = hook_point(ctx, h_head_out_, (y * at::silu(z)).unsqueeze(-1)).squeeze(-1);
   return out_proj->forward(out);
 }
@@ -196,15 +204,34 @@ std::vector<std::string> Mamba2Impl::hook_names() const {
   return {h_conv_, h_x_, h_gate_, h_dt_, h_B_, h_C_, h_state_, h_pattern_, h_y_, h_head_out_};
 }
 
-at::Tensor Mamba2Impl::forward(const at::Tensor& hs, HookContext* ctx) {
+at::Tensor Mamba2Impl::forward(const at::Tensor& hs, HookContext* ctx) { return run(hs, ctx, nullptr); }
+
+at::Tensor Mamba2Impl::forward_rows(const at::Tensor& hs, const at::Tensor& rows) { return run(hs, nullptr, &rows); }
+
+at::Tensor Mamba2Impl::run(const at::Tensor& hs, HookContext* ctx, const at::Tensor* rows) {
   const auto dtype = hs.scalar_type();
-  at::Tensor zxbcdt = in_proj->forward(hs);
-  // Order: [z0 (d_mlp), x0 (d_mlp), z (d_ssm), xBC (d_ssm + 2GN), dt (H)]
-  at::Tensor z0 = zxbcdt.narrow(-1, 0, d_mlp);
-  at::Tensor x0 = zxbcdt.narrow(-1, d_mlp, d_mlp);
-  at::Tensor z = zxbcdt.narrow(-1, 2 * d_mlp, d_ssm);
-  at::Tensor xBC = zxbcdt.narrow(-1, 2 * d_mlp + d_ssm, d_ssm + 2 * G * N);
-  at::Tensor dt_raw = zxbcdt.narrow(-1, 2 * d_mlp + 2 * d_ssm + 2 * G * N, H);
+  // Order of in_proj's outputs: [z0 (d_mlp), x0 (d_mlp), z (d_ssm), xBC (d_ssm + 2GN), dt (H)].
+  const int64_t gates = 2 * d_mlp + d_ssm;
+  at::Tensor zxbcdt, gate_part, scan_part;
+  if (rows) {
+    // Only the scan's inputs (xBC, dt) are needed at every position; the gates (z0, x0, z) at the rows only.
+    const at::Tensor& w = in_proj->weight;
+    const at::Tensor& bias = in_proj->bias;
+    auto part = [&](const at::Tensor& x, int64_t from, int64_t n) {
+      return at::linear(x, w.narrow(0, from, n), bias.defined() ? bias.narrow(0, from, n) : at::Tensor());
+    };
+    gate_part = part(gather_rows(hs, *rows), 0, gates);  // [b, P, gates]
+    scan_part = part(hs, gates, w.size(0) - gates);      // [b, L, xBC + dt]
+  } else {
+    zxbcdt = in_proj->forward(hs);
+    gate_part = zxbcdt.narrow(-1, 0, gates);
+    scan_part = zxbcdt.narrow(-1, gates, zxbcdt.size(-1) - gates);
+  }
+  at::Tensor z0 = gate_part.narrow(-1, 0, d_mlp);
+  at::Tensor x0 = gate_part.narrow(-1, d_mlp, d_mlp);
+  at::Tensor z = gate_part.narrow(-1, 2 * d_mlp, d_ssm);
+  at::Tensor xBC = scan_part.narrow(-1, 0, d_ssm + 2 * G * N);
+  at::Tensor dt_raw = scan_part.narrow(-1, d_ssm + 2 * G * N, H);
   xBC = at::silu(hook_point(ctx, h_conv_, causal_conv(conv1d, xBC)));            // [b, L, d_ssm + 2GN]
   at::Tensor x = hook_point(ctx, h_x_, xBC.narrow(-1, 0, d_ssm).unflatten(-1, {H, P}));          // [b, L, H, P]
   at::Tensor B = hook_point(ctx, h_B_, xBC.narrow(-1, d_ssm, G * N).unflatten(-1, {G, N}));      // [b, L, G, N]
@@ -234,7 +261,8 @@ at::Tensor Mamba2Impl::forward(const at::Tensor& hs, HookContext* ctx) {
   if (ctx && ctx->wants(h_pattern_)) ctx->run(h_pattern_, mamba2_implicit_attention(dtf, A, Bf, Cf, Dk));
   y = hook_point(ctx, h_y_, y.to(dtype));                                       // [b, L, H, P]
 
-  at::Tensor yf = y.flatten(2), zf = z.flatten(2);                              // [b, L, d_ssm]
+  if (rows) y = gather_rows(y, *rows);  // the gates are already at the rows
+  at::Tensor yf = y.flatten(2), zf = z.flatten(2);                              // [b, L or P, d_ssm]
   at::Tensor out;
   if (cfg_.rmsnorm) {
     // Gated RMSNorm over groups of d_ssm / G channels, eps 1e-5 (layernorm_gated.rms_norm_ref).

@@ -205,3 +205,30 @@ TEST(MemoryGuard, EstimatesScaleAndRefuseBeforeAllocating) {
   EXPECT_NO_THROW(m.forward(at::zeros({2, 64}, at::kLong)));
   ::unsetenv("MECHSCOPE_MEMORY_LIMIT_MB");
 }
+
+// The last block at chosen rows only (what sweeps and the workbench use for a readout) equals the full
+// forward gathered at those rows, for every mixer kind, with repeated and unordered rows, from every layer.
+TEST(Model, LastBlockAtRowsEqualsTheFullForwardThere) {
+  const std::vector<std::pair<std::string, nlohmann::json>> cases = {
+      {"transformer", nlohmann::json::object()},
+      {"transformer", {{"attn_cfg", {{"num_heads", 4}, {"num_heads_kv", 2}}}, {"d_intermediate", 48}}},
+      {"mamba1", nlohmann::json::object()},
+      {"mamba2", nlohmann::json::object()},
+      {"mamba2", {{"d_intermediate", 0}, {"ssm_cfg", {{"d_ssm", 32}}}}},  // d_mlp > 0: gated MLP inside the mixer
+      {"hybrid", nlohmann::json::object()},
+      {"parallel-hybrid", nlohmann::json::object()}};
+  for (const auto& [preset, overrides] : cases) {
+    LanguageModel m(mechscope::test::small_config(preset, overrides), 3);
+    at::NoGradGuard ng;
+    at::Tensor toks = mechscope::test::random_tokens(3, 11, 37, 5);
+    at::Tensor rows = at::tensor({10, 3, 3, 0, 7, 1, 5, 5, 10}, at::kLong).view({3, 3});
+    at::Tensor resid0 = m.embed(toks);
+    for (int64_t from = 0; from <= m.n_layers(); ++from) {
+      at::Tensor resid = m.forward_blocks(0, from, resid0);
+      at::Tensor full = gather_rows(m.forward_blocks(from, m.n_layers(), resid), rows);
+      at::Tensor at_rows = m.forward_blocks_at(from, resid, rows);
+      EXPECT_EQ(at_rows.sizes(), full.sizes());
+      EXPECT_LT(mechscope::test::max_abs_diff(at_rows, full), 1e-5) << preset << " " << overrides.dump() << " from " << from;
+    }
+  }
+}
