@@ -13,6 +13,7 @@
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/autograd.h>
 
+#include "core/engine/memory.h"
 #include "core/model/model.h"
 #include "core/util/strings.h"
 
@@ -321,9 +322,22 @@ HeadSweepResult head_ablation_sweep(LanguageModel& model, const at::Tensor& toke
     names.push_back(layer_prefix(l) + "hook_mixer_out");
     for (const auto& [mixer, H] : model.heads_of_layer(l)) names.push_back(head_hook_name({l, mixer, 0}));
   }
-  auto [base_logits, cache] = options.batched ? model.run_with_cache(tokens, HookSelection::of(names))
-                                              : std::make_pair(model.forward(tokens), ActivationCache{});
-  at::Tensor base_read = gather_readout(base_logits, readout);  // [R, V]
+  at::Tensor base_read;  // [R, V]
+  ActivationCache cache;
+  if (options.batched) {
+    // The cached run unembeds the readout rows only (the naive loop's forwards unembed every position).
+    const std::set<std::string> cached(names.begin(), names.end());
+    require_memory(model.estimate_forward_bytes(B, L, cached),
+                   "the head-ablation sweep's cached run over " + std::to_string(B) + " x " + std::to_string(L) + " tokens",
+                   "Use fewer examples or a shorter input.");
+    HookContext ctx;
+    ctx.cache(cached);
+    at::Tensor final_resid = model.forward_blocks(0, model.n_layers(), model.embed(tokens, &ctx), &ctx);
+    base_read = model.unembed(gather_readout(final_resid, readout));
+    cache = std::move(ctx.cached());
+  } else {
+    base_read = gather_readout(model.forward(tokens), readout);
+  }
   res.base = table_of(example_metrics(base_read.unsqueeze(0), readout, base_read.unsqueeze(0)), keep);
 
   std::vector<at::Tensor> prob(n), ld(n), acc(n), kl(n);
