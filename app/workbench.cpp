@@ -9,6 +9,7 @@
 #include <map>
 #include <mutex>
 #include <stdexcept>
+#include <tuple>
 
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
@@ -351,21 +352,24 @@ Outcome Workbench::outcome(bool with_ablation) {
   at::NoGradGuard no_grad;
   LanguageModel& model = d->model();
   // The clean run is cached once per batch; an ablation recomputes only the layers from the first ablated head
-  // on (ablated_final_resid), and only the rows the panel shows are unembedded.
+  // on (ablated_readout_resid), and only the rows the panel shows are computed in the last block and unembedded.
   if (d->clean_cache.empty())
     d->clean_cache = model.run_with_cache(d->batch.tokens, HookSelection::of(ablation_cache_names(model))).second;
   const std::vector<HeadRef> heads = with_ablation ? d->ablated : std::vector<HeadRef>{};
-  at::Tensor resid = heads.empty() ? d->clean_cache.at("blocks." + std::to_string(model.n_layers() - 1) + ".hook_resid_post")
-                                   : ablated_final_resid(model, d->batch.tokens, d->clean_cache, d->get_ablator(), heads);
   Outcome o;
   o.examples = static_cast<int>(d->batch.size());
   const int e = d->example, q = d->last_labelled(e);
   const int64_t len = d->batch.lengths[e].item<int64_t>();
-  at::Tensor ex_logits = model.unembed(resid[e].narrow(0, 0, len));  // [len, V]
+  // The layers after the ablated one run at the labelled rows for the batch and in full for the shown example.
+  Readout r = d->has_targets ? Readout::all_labelled(d->batch) : Readout{};
+  at::Tensor rows, slot;
+  if (d->has_targets) std::tie(rows, slot) = readout_rows(r, d->batch.size());
+  else rows = at::zeros({d->batch.size(), 1}, at::kLong);
+  ReadoutResid rr = ablated_readout_resid(model, d->batch.tokens, d->clean_cache, d->get_ablator(), heads, rows, e);
+  at::Tensor ex_logits = model.unembed(rr.example_full.narrow(0, 0, len));  // [len, V]
   o.top = d->top_at(ex_logits[q], 5);
   if (d->has_targets) {
-    Readout r = Readout::all_labelled(d->batch);
-    ExampleMetrics m = example_metrics(model.unembed(gather_readout(resid, r)), r);
+    ExampleMetrics m = example_metrics(model.unembed(rr.at_rows.index({r.example, slot})), r);
     o.accuracy = m.correct.mean().item<double>();
     o.prob = m.prob.mean().item<double>();
     o.logit_diff = m.logit_diff.mean().item<double>();

@@ -118,9 +118,7 @@ int64_t chunk_size(const SweepOptions& o, int64_t per_variant_bytes, int64_t tot
   return std::clamp<int64_t>(std::min(by_memory, by_tokens), 1, std::max<int64_t>(total, 1));
 }
 
-// The readout as rows per example: rows [B, P] (each example's readout positions, padded by repeating its
-// last one; examples without a readout read position 0) and, per readout entry, its column in rows [R].
-std::pair<at::Tensor, at::Tensor> readout_rows(const Readout& readout, int64_t B) {
+std::pair<at::Tensor, at::Tensor> rows_of_readout(const Readout& readout, int64_t B) {
   const int64_t R = readout.size();
   auto ex = readout.example.to(at::kCPU).contiguous(), pos = readout.position.to(at::kCPU).contiguous();
   const int64_t* e = ex.data_ptr<int64_t>();
@@ -145,7 +143,7 @@ std::pair<at::Tensor, at::Tensor> readout_rows(const Readout& readout, int64_t B
 at::Tensor finish_and_read(LanguageModel& model, int64_t from, const at::Tensor& resid, int64_t K, int64_t B,
                            const Readout& readout, HookContext* ctx = nullptr) {
   if (!ctx) {
-    auto [rows, slot] = readout_rows(readout, B);
+    auto [rows, slot] = rows_of_readout(readout, B);
     at::Tensor r = model.forward_blocks_at(from, resid, rows.repeat({K, 1}));  // [K*B, P, d]
     r = r.view({K, B, r.size(1), r.size(2)});
     return model.unembed(r.index({at::indexing::Slice(), readout.example, slot}));  // [K, R, V]
@@ -281,11 +279,21 @@ std::vector<std::string> ablation_cache_names(const LanguageModel& model) {
   return names;
 }
 
-at::Tensor ablated_final_resid(LanguageModel& model, const at::Tensor& tokens, const ActivationCache& clean,
-                               const Ablator& ablator, const std::vector<HeadRef>& heads) {
-  at::NoGradGuard no_grad;
+std::pair<at::Tensor, at::Tensor> readout_rows(const Readout& readout, int64_t B) { return rows_of_readout(readout, B); }
+
+namespace {
+
+// The residual leaving block `first` (the earliest ablated layer) with that layer's heads ablated, and the heads
+// of later layers (which need hooks).
+struct AfterFirst {
+  int64_t first = 0;
+  at::Tensor resid;
+  std::vector<HeadRef> later;
+};
+
+AfterFirst ablate_first_layer(LanguageModel& model, const ActivationCache& clean, const Ablator& ablator,
+                              const std::vector<HeadRef>& heads) {
   const int64_t n = model.n_layers();
-  if (heads.empty()) return clean.at(layer_prefix(n - 1) + "hook_resid_post");
   int64_t first = n;
   for (const auto& h : heads) first = std::min(first, h.layer);
   at::Tensor resid = clean.at(layer_prefix(first) + "hook_resid_pre") + clean.at(layer_prefix(first) + "hook_mixer_out");
@@ -301,9 +309,44 @@ at::Tensor ablated_final_resid(LanguageModel& model, const at::Tensor& tokens, c
     resid = resid + project_head(projections[h.mixer], h.head, ablator.replacement(h, zh) - zh);
   }
   resid = model.backbone->layers[first]->forward_after_mixer(resid, nullptr);
+  return {first, resid, later};
+}
+
+}  // namespace
+
+at::Tensor ablated_final_resid(LanguageModel& model, const at::Tensor& tokens, const ActivationCache& clean,
+                               const Ablator& ablator, const std::vector<HeadRef>& heads) {
+  at::NoGradGuard no_grad;
+  const int64_t n = model.n_layers();
+  if (heads.empty()) return clean.at(layer_prefix(n - 1) + "hook_resid_post");
+  AfterFirst a = ablate_first_layer(model, clean, ablator, heads);
   HookContext ctx;
-  for (auto& hook : ablator.hooks(later)) ctx.add_hook(hook.name, hook.fn);
-  return model.forward_blocks(first + 1, n, resid, later.empty() ? nullptr : &ctx);
+  for (auto& hook : ablator.hooks(a.later)) ctx.add_hook(hook.name, hook.fn);
+  return model.forward_blocks(a.first + 1, n, a.resid, a.later.empty() ? nullptr : &ctx);
+}
+
+ReadoutResid ablated_readout_resid(LanguageModel& model, const at::Tensor& tokens, const ActivationCache& clean,
+                                   const Ablator& ablator, const std::vector<HeadRef>& heads, const at::Tensor& rows,
+                                   int64_t example) {
+  at::NoGradGuard no_grad;
+  const int64_t n = model.n_layers();
+  ReadoutResid out;
+  auto from_full = [&](const at::Tensor& full) {
+    out.at_rows = gather_rows(full, rows);
+    if (example >= 0) out.example_full = full[example];
+  };
+  if (heads.empty()) {
+    from_full(clean.at(layer_prefix(n - 1) + "hook_resid_post"));
+    return out;
+  }
+  AfterFirst a = ablate_first_layer(model, clean, ablator, heads);
+  if (!a.later.empty()) {
+    from_full(ablated_final_resid(model, tokens, clean, ablator, heads));
+    return out;
+  }
+  out.at_rows = model.forward_blocks_at(a.first + 1, a.resid, rows);
+  if (example >= 0) out.example_full = model.forward_blocks(a.first + 1, n, a.resid.narrow(0, example, 1))[0];
+  return out;
 }
 
 HeadSweepResult head_ablation_sweep(LanguageModel& model, const at::Tensor& tokens, const Readout& readout,

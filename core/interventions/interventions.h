@@ -116,6 +116,23 @@ std::vector<std::string> ablation_cache_names(const LanguageModel& model);
 at::Tensor ablated_final_resid(LanguageModel& model, const at::Tensor& tokens, const ActivationCache& clean_cache,
                                const Ablator& ablator, const std::vector<HeadRef>& heads);
 
+/// Readout positions as rows per example: rows [B, P] (each example's positions, padded by repeating its last;
+/// examples without one read position 0) and, per readout entry, its column in rows: slot [R].
+std::pair<at::Tensor, at::Tensor> readout_rows(const Readout& readout, int64_t B);
+
+/// What an outcome view reads of an ablated run: the final residual at rows [B, P, d_model] for every example,
+/// and at every position of one example [L, d_model] (undefined when example < 0).
+struct ReadoutResid {
+  at::Tensor at_rows;
+  at::Tensor example_full;
+};
+/// ablated_final_resid read only where a view looks: when every ablated head is in one layer, the layers after
+/// it run in full for the one example and at `rows` only for the batch (the last block's work elsewhere is
+/// skipped); otherwise the full final residual is computed and gathered. Same values as ablated_final_resid.
+ReadoutResid ablated_readout_resid(LanguageModel& model, const at::Tensor& tokens, const ActivationCache& clean_cache,
+                                   const Ablator& ablator, const std::vector<HeadRef>& heads, const at::Tensor& rows,
+                                   int64_t example);
+
 struct HeadSweepResult {
   std::vector<HeadRef> heads;
   MetricTable base;     ///< [1]: no ablation

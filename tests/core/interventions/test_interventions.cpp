@@ -127,6 +127,14 @@ TEST(HeadAblation, SetsFromTheCachedPrefixEqualTheHookedForward) {
       at::Tensor fast = f.model->unembed(ablated_final_resid(*f.model, f.clean.tokens, cache, ab, set));
       at::Tensor plain = f.model->run_with_hooks(f.clean.tokens, ab.hooks(set));
       EXPECT_LT(max_abs_diff(fast, plain), 1e-4) << preset << " " << set.size() << " heads";
+      // What the outcome view reads: the labelled rows of every example and every row of one example.
+      Readout r = Readout::all_labelled(f.clean);
+      auto [rows, slot] = readout_rows(r, f.clean.size());
+      const int64_t e = f.clean.size() - 1;
+      ReadoutResid rr = ablated_readout_resid(*f.model, f.clean.tokens, cache, ab, set, rows, e);
+      at::Tensor full = ablated_final_resid(*f.model, f.clean.tokens, cache, ab, set);
+      EXPECT_LT(max_abs_diff(rr.at_rows.index({r.example, slot}), gather_readout(full, r)), 1e-5) << preset << " rows";
+      EXPECT_LT(max_abs_diff(rr.example_full, full[e]), 1e-5) << preset << " example";
     }
   }
 }
