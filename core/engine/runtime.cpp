@@ -12,6 +12,8 @@
 
 #include <ATen/Parallel.h>
 #include <ATen/Context.h>
+
+#include "kernels/binding/scan_ops.h"
 #include <torch/version.h>
 
 #include "core/version.h"
@@ -90,6 +92,9 @@ std::string runtime_report() {
   s += "mechscope " + r.version + "\n";
   s += "LibTorch  " + r.torch_version + (r.cuda_available ? " (CUDA available)" : " (CPU)") + "\n";
   s += "threads   " + std::to_string(r.threads) + " (set MECHSCOPE_NUM_THREADS to change)\n";
+  s += std::string("scans     CPU kernels") +
+       (kernels::cuda_scan_built() ? (r.cuda_available ? " and CUDA kernels" : " and CUDA kernels (no GPU visible)") : "") +
+       (kernels::fast_scan_enabled() ? "" : ", off (MECHSCOPE_FAST_SCAN=0)") + "\n";
   s += "BLAS      " + r.blas + (r.blas_path.empty() ? "" : "\n          " + r.blas_path) + "\n";
   return s;
 }

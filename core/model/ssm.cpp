@@ -251,9 +251,9 @@ at::Tensor Mamba2Impl::run(const at::Tensor& hs, HookContext* ctx, const at::Ten
         ctx, h_state_, xf, [&] { return kernels::ssd_scan_states(xf, dtf, A, Bf, Cf, Dk).second; },
         [&](at::Tensor& dA, at::Tensor& dBx) { mamba2_discretize(xf, dtf, A, Bf, dA, dBx); }, -1);
     y = mamba2_readout(states, xf, Cf, Dk);
-  } else if (kernels::fast_scan_applies(xf) && at::GradMode::is_enabled()) {
-    // Training: the fused recurrence's forward+backward beats the chunked SSD's autograd graph. Inference:
-    // the chunked SSD's matrix products are faster on CPU (docs/benchmarks.md), so it stays the path.
+  } else if (kernels::fast_scan_applies(xf)) {
+    // The fused recurrence beats the chunked SSD's matrix products on CPU, forward (about 3x from 64 to 1024
+    // positions) and forward+backward (docs/benchmarks.md); the chunked SSD is the path without it.
     y = kernels::ssd_scan(xf, dtf, A, Bf, Cf, Dk);
   } else {
     y = mamba2_ssd(xf, dtf, A, Bf, Cf, Dk, chunk);

@@ -1,7 +1,8 @@
-// CPU Mamba2 recurrence (the SSD layer as a scan), forward and backward. Each head's state is a [P, N]
-// tile that stays in cache while the time loop runs; rows of N are contiguous and vectorised. The forward
-// splits over (batch, head); the backward over (batch, group) so that dB and dC (shared by the heads of a
-// group) need no reduction, with per-batch partials for dA and dD. Reference twin: core/model/scan.cpp
+// CPU Mamba2 recurrence (the SSD layer as a scan), forward and backward. Each head's state tile stays in
+// cache while the time loop runs: [N][P] in the forward (vectorised over the head-dim rows, see fwd_tasks),
+// [P][N] in the backward (rows of N vectorised). The forward splits over (batch, head); the backward over
+// (batch, group) so that dB and dC (shared by the heads of a group) need no reduction, with per-batch
+// partials for dA and dD. Reference twin: core/model/scan.cpp
 // mamba2_scan_ref (and the chunked mamba2_ssd).
 #include <algorithm>
 #include <cmath>
@@ -16,10 +17,15 @@ namespace mechscope::kernels {
 
 namespace {
 
+// The forward keeps each head's state transposed, [N][P]: the update of state row n is a vector operation over
+// the P head-dim rows (x and the output are contiguous over P), so the output needs no horizontal sum per row;
+// rows go in blocks of kRows whose accumulators stay in registers.
+constexpr int64_t kRows = 16;
+
 MECHSCOPE_KERNEL_CLONES void fwd_tasks(const SsdParams& p, int64_t begin, int64_t end) {
     const int64_t L = p.seqlen, H = p.nheads, P = p.headdim, G = p.ngroups, N = p.dstate;
     const int64_t hpg = H / G;
-    std::vector<float> S(P * N);
+    std::vector<float> S(N * P), dtx(P);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t b = task / H, h = task % H, g = h / hpg;
       const float Ah = p.A[h];
@@ -31,18 +37,41 @@ MECHSCOPE_KERNEL_CLONES void fwd_tasks(const SsdParams& p, int64_t begin, int64_
         const float* Bt = p.Bm + (bt * G + g) * N;
         const float* Ct = p.Cm + (bt * G + g) * N;
         float* yt = p.y + (bt * H + h) * P;
-        for (int64_t i = 0; i < P; ++i) {
-          float* Si = S.data() + i * N;
-          const float dtx = dt * xt[i];
-          float acc = 0.f;
-#pragma omp simd reduction(+ : acc)
-          for (int64_t n = 0; n < N; ++n) {
-            Si[n] = a * Si[n] + dtx * Bt[n];
-            acc += Si[n] * Ct[n];
+        for (int64_t i = 0; i < P; ++i) dtx[i] = dt * xt[i];
+        for (int64_t i0 = 0; i0 < P; i0 += kRows) {
+          const int64_t m = std::min(kRows, P - i0);
+          float acc[kRows] = {};
+          if (m == kRows) {
+            for (int64_t n = 0; n < N; ++n) {
+              float* Sn = S.data() + n * P + i0;
+              const float bn = Bt[n], cn = Ct[n];
+              const float* dx = dtx.data() + i0;
+#pragma omp simd
+              for (int64_t k = 0; k < kRows; ++k) {
+                Sn[k] = a * Sn[k] + dx[k] * bn;
+                acc[k] += Sn[k] * cn;
+              }
+            }
+          } else {
+            for (int64_t n = 0; n < N; ++n) {
+              float* Sn = S.data() + n * P + i0;
+              const float bn = Bt[n], cn = Ct[n];
+              for (int64_t k = 0; k < m; ++k) {
+                Sn[k] = a * Sn[k] + dtx[i0 + k] * bn;
+                acc[k] += Sn[k] * cn;
+              }
+            }
           }
-          yt[i] = acc + (p.d_has_hdim ? p.Dskip[h * P + i] : p.Dskip[h]) * xt[i];
+          for (int64_t k = 0; k < m; ++k) {
+            const int64_t i = i0 + k;
+            yt[i] = acc[k] + (p.d_has_hdim ? p.Dskip[h * P + i] : p.Dskip[h]) * xt[i];
+          }
         }
-        if (p.states) std::copy(S.begin(), S.end(), p.states + (bt * H + h) * P * N);
+        if (p.states) {  // [P, N] per head, as the state hook lays it out
+          float* st = p.states + (bt * H + h) * P * N;
+          for (int64_t i = 0; i < P; ++i)
+            for (int64_t n = 0; n < N; ++n) st[i * N + n] = S[n * P + i];
+        }
       }
     }
 }
