@@ -1,4 +1,5 @@
-// CPU Mamba1 selective scan, forward and backward. Work is split over (batch, block of channels) in the
+// CPU Mamba1 selective scan, forward and backward (the forward with its state transposed, see fwd_tasks).
+// Work is split over (batch, block of channels) in the
 // forward and over channel blocks in the backward (so dA and dD need no reduction; dB and dC get one
 // partial buffer per block). Within a task the time loop is outermost and the state loop innermost and
 // contiguous, so the compiler vectorises it. Reference twin: core/model/scan.cpp mamba1_scan_ref.
@@ -16,37 +17,50 @@ namespace mechscope::kernels {
 namespace {
 constexpr int64_t kBlock = 16;  // channels per task
 
+// The forward keeps a block's state transposed, [N][kBlock]: each state index n updates the block's channels
+// as one vector (dt, x and y are contiguous over channels), so the output needs no horizontal sum.
 MECHSCOPE_KERNEL_CLONES void fwd_tasks(const SelectiveScanParams& p, int64_t begin, int64_t end) {
     const int64_t L = p.seqlen, D = p.dim, N = p.dstate;
     const int64_t nblk = (D + kBlock - 1) / kBlock;
-    std::vector<float> h(kBlock * N), a(kBlock * N);
+    std::vector<float> h(N * kBlock), a(N * kBlock), At(N * kBlock);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t b = task / nblk, d0 = (task % nblk) * kBlock, nd = std::min(kBlock, D - d0);
       std::fill(h.begin(), h.end(), 0.f);
-      const float* Ablk = p.A + d0 * N;
+      // A of the block, transposed ([n][j]); padding channels get 0 (their state stays 0).
+      std::fill(At.begin(), At.end(), 0.f);
+      for (int64_t j = 0; j < nd; ++j)
+        for (int64_t n = 0; n < N; ++n) At[n * kBlock + j] = p.A[(d0 + j) * N + n];
+      float dt[kBlock] = {}, dtx[kBlock] = {};
       for (int64_t t = 0; t < L; ++t) {
         const int64_t row = (b * L + t) * D;
         const float* Bt = p.Bm + (b * L + t) * N;
         const float* Ct = p.Cm + (b * L + t) * N;
-        const float* dtr = p.dt + row + d0;
-        // All decays of the block in one vectorised pass (one long run of exps, not nd short ones).
-        for (int64_t j = 0; j < nd; ++j)
-          for (int64_t n = 0; n < N; ++n) a[j * N + n] = dtr[j] * Ablk[j * N + n];
+        for (int64_t j = 0; j < nd; ++j) {
+          dt[j] = p.dt[row + d0 + j];
+          dtx[j] = dt[j] * p.x[row + d0 + j];
+        }
+        // All decays of the block in one vectorised pass (one long run of exps).
+        for (int64_t n = 0; n < N; ++n)
 #pragma omp simd
-        for (int64_t k = 0; k < nd * N; ++k) a[k] = std::exp(a[k]);
+          for (int64_t j = 0; j < kBlock; ++j) a[n * kBlock + j] = dt[j] * At[n * kBlock + j];
+#pragma omp simd
+        for (int64_t k = 0; k < N * kBlock; ++k) a[k] = std::exp(a[k]);
+        float acc[kBlock] = {};
+        for (int64_t n = 0; n < N; ++n) {
+          float* hn = h.data() + n * kBlock;
+          const float* an = a.data() + n * kBlock;
+          const float bn = Bt[n], cn = Ct[n];
+#pragma omp simd
+          for (int64_t j = 0; j < kBlock; ++j) {
+            hn[j] = an[j] * hn[j] + dtx[j] * bn;
+            acc[j] += hn[j] * cn;
+          }
+        }
         for (int64_t j = 0; j < nd; ++j) {
           const int64_t d = d0 + j;
-          const float dt = dtr[j], xv = p.x[row + d], dtx = dt * xv;
-          const float* aj = a.data() + j * N;
-          float* hd = h.data() + j * N;
-          float acc = 0.f;
-#pragma omp simd reduction(+ : acc)
-          for (int64_t n = 0; n < N; ++n) {
-            hd[n] = aj[n] * hd[n] + dtx * Bt[n];
-            acc += hd[n] * Ct[n];
-          }
-          p.y[row + d] = acc + p.Dskip[d] * xv;
-          if (p.states) std::copy(hd, hd + N, p.states + (row + d) * N);
+          p.y[row + d] = acc[j] + p.Dskip[d] * p.x[row + d];
+          if (p.states)
+            for (int64_t n = 0; n < N; ++n) p.states[(row + d) * N + n] = h[n * kBlock + j];
         }
       }
     }
