@@ -110,7 +110,8 @@ struct SelectiveScanOp {
   static void fwd(const Params& p) { selective_scan_fwd_cpu(p); }
   static void bwd(const Params& p, const Grads& g) { selective_scan_bwd_cpu(p, g); }
 #if defined(MECHSCOPE_WITH_CUDA)
-  static void fwd_cuda(const Params& p, void* s) { selective_scan_fwd_cuda(p, s); }
+  static void fwd_cuda(const Params& p, float* ws, void* s) { selective_scan_fwd_cuda(p, ws, s); }
+  static int64_t fwd_workspace(const Params& p) { return selective_scan_fwd_workspace_floats(p); }
   static void bwd_cuda(const Params& p, const Grads& g, float* ws, void* s) { selective_scan_bwd_cuda(p, g, ws, s); }
   static int64_t workspace(const Params& p) { return selective_scan_bwd_workspace_floats(p); }
 #endif
@@ -123,7 +124,8 @@ struct SsdOp {
   static void fwd(const Params& p) { ssd_fwd_cpu(p); }
   static void bwd(const Params& p, const Grads& g) { ssd_bwd_cpu(p, g); }
 #if defined(MECHSCOPE_WITH_CUDA)
-  static void fwd_cuda(const Params& p, void* s) { ssd_fwd_cuda(p, s); }
+  static void fwd_cuda(const Params& p, float* ws, void* s) { ssd_fwd_cuda(p, ws, s); }
+  static int64_t fwd_workspace(const Params& p) { return ssd_fwd_workspace_floats(p); }
   static void bwd_cuda(const Params& p, const Grads& g, float* ws, void* s) { ssd_bwd_cuda(p, g, ws, s); }
   static int64_t workspace(const Params& p) { return ssd_bwd_workspace_floats(p); }
 #endif
@@ -136,7 +138,9 @@ void run_fwd(const typename Op::Params& p, const at::Tensor& x) {
 #if defined(MECHSCOPE_WITH_CUDA)
   if (x.is_cuda()) {
     const c10::cuda::CUDAGuard guard(x.device());
-    Op::fwd_cuda(p, c10::cuda::getCurrentCUDAStream().stream());
+    const int64_t n = Op::fwd_workspace(p);
+    at::Tensor ws = n > 0 ? at::empty({n}, x.options()) : at::Tensor();
+    Op::fwd_cuda(p, n > 0 ? ws.data_ptr<float>() : nullptr, c10::cuda::getCurrentCUDAStream().stream());
     return;
   }
 #endif

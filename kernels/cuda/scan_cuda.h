@@ -10,12 +10,15 @@
 
 namespace mechscope::kernels {
 
-void selective_scan_fwd_cuda(const SelectiveScanParams& p, void* stream);
+/// workspace: selective_scan_fwd_workspace_floats(p) floats of device memory (null when that is 0).
+void selective_scan_fwd_cuda(const SelectiveScanParams& p, float* workspace, void* stream);
+int64_t selective_scan_fwd_workspace_floats(const SelectiveScanParams& p);
 /// workspace: selective_scan_bwd_workspace_floats(p) floats of device memory.
 void selective_scan_bwd_cuda(const SelectiveScanParams& p, const SelectiveScanGrads& g, float* workspace, void* stream);
 int64_t selective_scan_bwd_workspace_floats(const SelectiveScanParams& p);
 
-void ssd_fwd_cuda(const SsdParams& p, void* stream);
+void ssd_fwd_cuda(const SsdParams& p, float* workspace, void* stream);
+int64_t ssd_fwd_workspace_floats(const SsdParams& p);
 void ssd_bwd_cuda(const SsdParams& p, const SsdGrads& g, float* workspace, void* stream);
 int64_t ssd_bwd_workspace_floats(const SsdParams& p);
 

@@ -7,6 +7,9 @@
 // Design (state-spaces/mamba's csrc is the model for the parameters, not the structure): one thread per
 // independent recurrence — (batch, channel) for Mamba1, (batch, head, head-dim row) for Mamba2 — keeps its
 // N-dimensional state in registers (kN is the smallest supported power of two >= N) and walks the sequence.
+// The forward also splits the sequence into chunks of kChunk steps, one thread per (recurrence, chunk): each
+// chunk's own end state, the states entering the chunks (exp(A * sum dt) is a chunk's exact decay), then each
+// chunk rerun from its entering state; a GPU needs more threads in flight than batch x channels.
 // Adjacent threads take adjacent channels, so every load and store of x, dt, y is coalesced; B and C are
 // shared by the warp (one transaction each). The backward writes the forward states once into a workspace,
 // reduces dC over channels from it, runs the reverse sweep (which overwrites each state slot, once read, with
@@ -75,6 +78,109 @@ MECHSCOPE_UNROLL
       if (p.states) {
         float* st = p.states + row * N;
 MECHSCOPE_UNROLL
+        for (int n = 0; n < kN; ++n)
+          if (n < N) st[n] = h[n];
+      }
+    }
+  }
+};
+
+/// Chunked forward, phase 1: thread = (b, chunk, d). The chunk's own contribution to the state at its end
+/// (starting from zero) and the sum of its dt (the chunk's decay is exp(A * sum dt), exactly).
+template <int kN>
+struct M1ChunkState {
+  SelectiveScanParams p;
+  int64_t T;          // chunk length
+  float* hc;          // [B, C, D, N]
+  float* sdt;         // [B, C, D]
+  MECHSCOPE_HD void operator()(int64_t idx) const {
+    const int64_t D = p.dim, L = p.seqlen, N = p.dstate, C = (L + T - 1) / T;
+    const int64_t d = idx % D, c = (idx / D) % C, b = idx / (D * C);
+    float h[kN];
+    MECHSCOPE_UNROLL
+    for (int n = 0; n < kN; ++n) h[n] = 0.f;
+    float s = 0.f;
+    const int64_t t1 = c * T + T < L ? c * T + T : L;
+    for (int64_t t = c * T; t < t1; ++t) {
+      const int64_t bt = b * L + t, row = bt * D + d;
+      const float dt = p.dt[row], dtx = dt * p.x[row];
+      const float* Bt = p.Bm + bt * N;
+      MECHSCOPE_UNROLL
+      for (int n = 0; n < kN; ++n)
+        if (n < N) h[n] = fexp(dt * p.A[d * N + n]) * h[n] + dtx * Bt[n];
+      s += dt;
+    }
+    float* out = hc + idx * N;
+    MECHSCOPE_UNROLL
+    for (int n = 0; n < kN; ++n)
+      if (n < N) out[n] = h[n];
+    sdt[idx] = s;
+  }
+};
+
+/// Chunked forward, phase 2: thread = (b, d). Walks the chunks, replacing each chunk's own end state in hc
+/// with the state entering it.
+template <int kN>
+struct M1ChunkCarry {
+  SelectiveScanParams p;
+  int64_t T;
+  float* hc;
+  const float* sdt;
+  MECHSCOPE_HD void operator()(int64_t idx) const {
+    const int64_t D = p.dim, L = p.seqlen, N = p.dstate, C = (L + T - 1) / T;
+    const int64_t d = idx % D, b = idx / D;
+    float H[kN];
+    MECHSCOPE_UNROLL
+    for (int n = 0; n < kN; ++n) H[n] = 0.f;
+    for (int64_t c = 0; c < C; ++c) {
+      const int64_t k = (b * C + c) * D + d;
+      float* slot = hc + k * N;
+      const float s = sdt[k];
+      MECHSCOPE_UNROLL
+      for (int n = 0; n < kN; ++n) {
+        if (n < N) {
+          const float own = slot[n];
+          slot[n] = H[n];
+          H[n] = fexp(p.A[d * N + n] * s) * H[n] + own;
+        }
+      }
+    }
+  }
+};
+
+/// Chunked forward, phase 3: thread = (b, chunk, d). Reruns the chunk from the state entering it, writing y
+/// (and the states when asked).
+template <int kN>
+struct M1ChunkOutput {
+  SelectiveScanParams p;
+  int64_t T;
+  const float* hc;
+  MECHSCOPE_HD void operator()(int64_t idx) const {
+    const int64_t D = p.dim, L = p.seqlen, N = p.dstate, C = (L + T - 1) / T;
+    const int64_t d = idx % D, c = (idx / D) % C, b = idx / (D * C);
+    float h[kN];
+    const float* in = hc + idx * N;
+    MECHSCOPE_UNROLL
+    for (int n = 0; n < kN; ++n) h[n] = n < N ? in[n] : 0.f;
+    const float Dd = p.Dskip[d];
+    const int64_t t1 = c * T + T < L ? c * T + T : L;
+    for (int64_t t = c * T; t < t1; ++t) {
+      const int64_t bt = b * L + t, row = bt * D + d;
+      const float dt = p.dt[row], xv = p.x[row], dtx = dt * xv;
+      const float* Bt = p.Bm + bt * N;
+      const float* Ct = p.Cm + bt * N;
+      float acc = 0.f;
+      MECHSCOPE_UNROLL
+      for (int n = 0; n < kN; ++n) {
+        if (n < N) {
+          h[n] = fexp(dt * p.A[d * N + n]) * h[n] + dtx * Bt[n];
+          acc += h[n] * Ct[n];
+        }
+      }
+      if (p.y) p.y[row] = acc + Dd * xv;
+      if (p.states) {
+        float* st = p.states + row * N;
+        MECHSCOPE_UNROLL
         for (int n = 0; n < kN; ++n)
           if (n < N) st[n] = h[n];
       }
@@ -224,6 +330,107 @@ MECHSCOPE_UNROLL
       if (p.states) {
         float* st = p.states + row * N;
 MECHSCOPE_UNROLL
+        for (int n = 0; n < kN; ++n)
+          if (n < N) st[n] = S[n];
+      }
+    }
+  }
+};
+
+/// Chunked forward, phase 1: thread = (b, chunk, h, i). The chunk's own end state (from zero) and sum of dt.
+template <int kN>
+struct SsdChunkState {
+  SsdParams p;
+  int64_t T;
+  float* hc;   // [B, C, H, P, N]
+  float* sdt;  // [B, C, H, P]
+  MECHSCOPE_HD void operator()(int64_t idx) const {
+    const int64_t L = p.seqlen, H = p.nheads, P = p.headdim, G = p.ngroups, N = p.dstate, C = (L + T - 1) / T;
+    const int64_t i = idx % P, h = (idx / P) % H, c = (idx / (P * H)) % C, b = idx / (P * H * C), g = h / (H / G);
+    float S[kN];
+    MECHSCOPE_UNROLL
+    for (int n = 0; n < kN; ++n) S[n] = 0.f;
+    float s = 0.f;
+    const float Ah = p.A[h];
+    const int64_t t1 = c * T + T < L ? c * T + T : L;
+    for (int64_t t = c * T; t < t1; ++t) {
+      const int64_t bt = b * L + t;
+      const float dt = p.dt[bt * H + h], a = fexp(dt * Ah), dtx = dt * p.x[(bt * H + h) * P + i];
+      const float* Bt = p.Bm + (bt * G + g) * N;
+      MECHSCOPE_UNROLL
+      for (int n = 0; n < kN; ++n)
+        if (n < N) S[n] = a * S[n] + dtx * Bt[n];
+      s += dt;
+    }
+    float* out = hc + idx * N;
+    MECHSCOPE_UNROLL
+    for (int n = 0; n < kN; ++n)
+      if (n < N) out[n] = S[n];
+    sdt[idx] = s;
+  }
+};
+
+/// Chunked forward, phase 2: thread = (b, h, i); each chunk's slot gets the state entering it.
+template <int kN>
+struct SsdChunkCarry {
+  SsdParams p;
+  int64_t T;
+  float* hc;
+  const float* sdt;
+  MECHSCOPE_HD void operator()(int64_t idx) const {
+    const int64_t L = p.seqlen, H = p.nheads, P = p.headdim, N = p.dstate, C = (L + T - 1) / T;
+    const int64_t hi = idx % (H * P), b = idx / (H * P), h = hi / P;
+    float S[kN];
+    MECHSCOPE_UNROLL
+    for (int n = 0; n < kN; ++n) S[n] = 0.f;
+    for (int64_t c = 0; c < C; ++c) {
+      const int64_t k = (b * C + c) * H * P + hi;
+      float* slot = hc + k * N;
+      const float decay = fexp(p.A[h] * sdt[k]);
+      MECHSCOPE_UNROLL
+      for (int n = 0; n < kN; ++n) {
+        if (n < N) {
+          const float own = slot[n];
+          slot[n] = S[n];
+          S[n] = decay * S[n] + own;
+        }
+      }
+    }
+  }
+};
+
+/// Chunked forward, phase 3: thread = (b, chunk, h, i); reruns the chunk from its entering state.
+template <int kN>
+struct SsdChunkOutput {
+  SsdParams p;
+  int64_t T;
+  const float* hc;
+  MECHSCOPE_HD void operator()(int64_t idx) const {
+    const int64_t L = p.seqlen, H = p.nheads, P = p.headdim, G = p.ngroups, N = p.dstate, C = (L + T - 1) / T;
+    const int64_t i = idx % P, h = (idx / P) % H, c = (idx / (P * H)) % C, b = idx / (P * H * C), g = h / (H / G);
+    float S[kN];
+    const float* in = hc + idx * N;
+    MECHSCOPE_UNROLL
+    for (int n = 0; n < kN; ++n) S[n] = n < N ? in[n] : 0.f;
+    const float Ah = p.A[h], Dv = ssd_D(p, h, i);
+    const int64_t t1 = c * T + T < L ? c * T + T : L;
+    for (int64_t t = c * T; t < t1; ++t) {
+      const int64_t bt = b * L + t, row = (bt * H + h) * P + i;
+      const float dt = p.dt[bt * H + h], a = fexp(dt * Ah), xv = p.x[row], dtx = dt * xv;
+      const float* Bt = p.Bm + (bt * G + g) * N;
+      const float* Ct = p.Cm + (bt * G + g) * N;
+      float acc = 0.f;
+      MECHSCOPE_UNROLL
+      for (int n = 0; n < kN; ++n) {
+        if (n < N) {
+          S[n] = a * S[n] + dtx * Bt[n];
+          acc += S[n] * Ct[n];
+        }
+      }
+      if (p.y) p.y[row] = acc + Dv * xv;
+      if (p.states) {
+        float* st = p.states + row * N;
+        MECHSCOPE_UNROLL
         for (int n = 0; n < kN; ++n)
           if (n < N) st[n] = S[n];
       }
@@ -383,9 +590,32 @@ void with_state_size(int64_t n, F&& f) {
 // A plan is the sequence of phases; `exec(count, functor)` runs functor(idx) for idx in [0, count), all of a
 // phase finishing before the next starts (a kernel launch on one stream, or a loop on the host).
 
+/// The forward splits the sequence into chunks of kChunk steps (more threads than one per recurrence: a GPU
+/// needs far more than batch x channels in flight): each chunk's own end state, then the states entering each
+/// chunk (a short walk per recurrence), then each chunk rerun from its entering state.
+constexpr int64_t kChunk = 64;
+
+inline int64_t chunks_of(int64_t L, int64_t T) { return (L + T - 1) / T; }
+
+/// Floats of device workspace the chunked forwards need (0: a single chunk, run directly).
+inline int64_t selective_scan_fwd_workspace(const SelectiveScanParams& p, int64_t T = kChunk) {
+  const int64_t C = chunks_of(p.seqlen, T);
+  return C <= 1 ? 0 : p.batch * C * p.dim * (p.dstate + 1);
+}
+
+/// ws: selective_scan_fwd_workspace(p, T) floats (may be null when that is 0).
 template <class Exec>
-void selective_scan_fwd_plan(const SelectiveScanParams& p, Exec&& exec) {
-  with_state_size(p.dstate, [&](auto tag) { exec(p.batch * p.dim, M1Forward<decltype(tag)::value>{p}); });
+void selective_scan_fwd_plan(const SelectiveScanParams& p, Exec&& exec, float* ws = nullptr, int64_t T = kChunk) {
+  const int64_t C = chunks_of(p.seqlen, T);
+  with_state_size(p.dstate, [&](auto tag) {
+    constexpr int kN = decltype(tag)::value;
+    if (C <= 1) return exec(p.batch * p.dim, M1Forward<kN>{p});
+    float* hc = ws;
+    float* sdt = ws + p.batch * C * p.dim * p.dstate;
+    exec(p.batch * C * p.dim, M1ChunkState<kN>{p, T, hc, sdt});
+    exec(p.batch * p.dim, M1ChunkCarry<kN>{p, T, hc, sdt});
+    exec(p.batch * C * p.dim, M1ChunkOutput<kN>{p, T, hc});
+  });
 }
 
 /// ws: selective_scan_bwd_workspace(p) floats.
@@ -408,10 +638,23 @@ void selective_scan_bwd_plan(const SelectiveScanParams& p, const SelectiveScanGr
   exec(D * N + D, M1ReduceBatch{p, dA_part, dD_part, g.dA, g.dD});
 }
 
+inline int64_t ssd_fwd_workspace(const SsdParams& p, int64_t T = kChunk) {
+  const int64_t C = chunks_of(p.seqlen, T);
+  return C <= 1 ? 0 : p.batch * C * p.nheads * p.headdim * (p.dstate + 1);
+}
+
+/// ws: ssd_fwd_workspace(p, T) floats (may be null when that is 0).
 template <class Exec>
-void ssd_fwd_plan(const SsdParams& p, Exec&& exec) {
+void ssd_fwd_plan(const SsdParams& p, Exec&& exec, float* ws = nullptr, int64_t T = kChunk) {
+  const int64_t C = chunks_of(p.seqlen, T), rows = p.batch * p.nheads * p.headdim;
   with_state_size(p.dstate, [&](auto tag) {
-    exec(p.batch * p.nheads * p.headdim, SsdForward<decltype(tag)::value>{p});
+    constexpr int kN = decltype(tag)::value;
+    if (C <= 1) return exec(rows, SsdForward<kN>{p});
+    float* hc = ws;
+    float* sdt = ws + rows * C * p.dstate;
+    exec(rows * C, SsdChunkState<kN>{p, T, hc, sdt});
+    exec(rows, SsdChunkCarry<kN>{p, T, hc, sdt});
+    exec(rows * C, SsdChunkOutput<kN>{p, T, hc});
   });
 }
 

@@ -40,9 +40,11 @@ struct Launch {
 
 }  // namespace
 
-void selective_scan_fwd_cuda(const SelectiveScanParams& p, void* stream) {
-  cuda::selective_scan_fwd_plan(p, Launch{static_cast<cudaStream_t>(stream)});
+void selective_scan_fwd_cuda(const SelectiveScanParams& p, float* workspace, void* stream) {
+  cuda::selective_scan_fwd_plan(p, Launch{static_cast<cudaStream_t>(stream)}, workspace);
 }
+
+int64_t selective_scan_fwd_workspace_floats(const SelectiveScanParams& p) { return cuda::selective_scan_fwd_workspace(p); }
 
 void selective_scan_bwd_cuda(const SelectiveScanParams& p, const SelectiveScanGrads& g, float* workspace, void* stream) {
   cuda::selective_scan_bwd_plan(p, g, workspace, Launch{static_cast<cudaStream_t>(stream)});
@@ -50,7 +52,11 @@ void selective_scan_bwd_cuda(const SelectiveScanParams& p, const SelectiveScanGr
 
 int64_t selective_scan_bwd_workspace_floats(const SelectiveScanParams& p) { return cuda::selective_scan_bwd_workspace(p); }
 
-void ssd_fwd_cuda(const SsdParams& p, void* stream) { cuda::ssd_fwd_plan(p, Launch{static_cast<cudaStream_t>(stream)}); }
+void ssd_fwd_cuda(const SsdParams& p, float* workspace, void* stream) {
+  cuda::ssd_fwd_plan(p, Launch{static_cast<cudaStream_t>(stream)}, workspace);
+}
+
+int64_t ssd_fwd_workspace_floats(const SsdParams& p) { return cuda::ssd_fwd_workspace(p); }
 
 void ssd_bwd_cuda(const SsdParams& p, const SsdGrads& g, float* workspace, void* stream) {
   cuda::ssd_bwd_plan(p, g, workspace, Launch{static_cast<cudaStream_t>(stream)});

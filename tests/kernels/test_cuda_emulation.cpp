@@ -56,12 +56,17 @@ TEST(CudaEmulation, SelectiveScanPlanMatchesReference) {
     at::Tensor y = at::full({b, L, D}, NAN), states = at::full({b, L, D, N}, NAN);
     p.y = fp(y), p.states = fp(states);
     int64_t phases = 0;
-    kernels::cuda::selective_scan_fwd_plan(p, HostExec{&rng, &phases});
-    EXPECT_EQ(phases, 1);
-    expect_close(y, mamba1_scan_ref(x, dt, A, B, C, Dk), 1e-5, "y " + shape);
     at::Tensor dA, dBx;
     mamba1_discretize(x, dt, A, B, dA, dBx);
-    expect_close(states, linear_scan_sequential(dA, dBx), 1e-5, "states " + shape);
+    // One chunk (the default for short inputs), and chunks of 8 and 7 steps (several, the last one partial).
+    for (int64_t T : {kernels::cuda::kChunk, int64_t{8}, int64_t{7}}) {
+      y.fill_(NAN), states.fill_(NAN), phases = 0;
+      std::vector<float> fws(kernels::cuda::selective_scan_fwd_workspace(p, T) + 1, NAN);
+      kernels::cuda::selective_scan_fwd_plan(p, HostExec{&rng, &phases}, fws.data(), T);
+      EXPECT_EQ(phases, (L + T - 1) / T > 1 ? 3 : 1);
+      expect_close(y, mamba1_scan_ref(x, dt, A, B, C, Dk), 1e-5, "y " + shape + " chunk " + std::to_string(T));
+      expect_close(states, linear_scan_sequential(dA, dBx), 1e-5, "states " + shape + " chunk " + std::to_string(T));
+    }
 
     // Backward: every output buffer starts as NaN, so a gradient the plan forgets to write shows.
     std::vector<at::Tensor> out;
@@ -95,11 +100,16 @@ TEST(CudaEmulation, SsdPlanMatchesReference) {
     at::Tensor y = at::full({s.b, s.L, s.H, s.P}, NAN), states = at::full({s.b, s.L, s.H, s.P, s.N}, NAN);
     p.y = fp(y), p.states = fp(states);
     int64_t phases = 0;
-    kernels::cuda::ssd_fwd_plan(p, HostExec{&rng, &phases});
-    expect_close(y, mamba2_scan_ref(x, dt, A, B, C, Dk), 1e-5, "y " + shape);
     at::Tensor dA, dBx;
     mamba2_discretize(x, dt, A, B, dA, dBx);
-    expect_close(states, linear_scan_sequential(dA, dBx), 1e-5, "states " + shape);
+    for (int64_t T : {kernels::cuda::kChunk, int64_t{8}, int64_t{7}}) {
+      y.fill_(NAN), states.fill_(NAN), phases = 0;
+      std::vector<float> fws(kernels::cuda::ssd_fwd_workspace(p, T) + 1, NAN);
+      kernels::cuda::ssd_fwd_plan(p, HostExec{&rng, &phases}, fws.data(), T);
+      EXPECT_EQ(phases, (s.L + T - 1) / T > 1 ? 3 : 1);
+      expect_close(y, mamba2_scan_ref(x, dt, A, B, C, Dk), 1e-5, "y " + shape + " chunk " + std::to_string(T));
+      expect_close(states, linear_scan_sequential(dA, dBx), 1e-5, "states " + shape + " chunk " + std::to_string(T));
+    }
 
     std::vector<at::Tensor> out;
     for (const auto& t : {x, dt, A, B, C, Dk}) out.push_back(at::full_like(t, NAN));
