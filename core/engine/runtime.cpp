@@ -38,6 +38,14 @@ int init_runtime() {
       if (v > 0) n = v;
     }
     if (n > 0) at::set_num_threads(n);
+    // LibTorch already splits work across its OpenMP threads; an OpenBLAS pthread build would add its own
+    // threads inside each matrix product, and the two pools then fight for the cores (libgomp spin-waits and
+    // sched_yield were 55% of a training step's profile). One BLAS thread halved the attention demo's training
+    // step (docs/benchmarks.md). OPENBLAS_NUM_THREADS in the environment still wins.
+    if (!std::getenv("OPENBLAS_NUM_THREADS")) {
+      using SetThreads = void (*)(int);
+      if (auto set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) set(1);
+    }
   });
   return at::get_num_threads();
 }
