@@ -1,8 +1,8 @@
-// CPU Mamba1 selective scan, forward and backward (the forward with its state transposed, see fwd_tasks).
-// Work is split over (batch, block of channels) in the
-// forward and over channel blocks in the backward (so dA and dD need no reduction; dB and dC get one
-// partial buffer per block). Within a task the time loop is outermost and the state loop innermost and
-// contiguous, so the compiler vectorises it. Reference twin: core/model/scan.cpp mamba1_scan_ref.
+// CPU Mamba1 selective scan, forward and backward. Work is split over (batch, block of channels) in the
+// forward and over channel blocks in the backward (so dA and dD need no reduction; dB and dC get one partial
+// buffer per block). The forward keeps a block's state transposed ([N][channels], see fwd_tasks); the
+// backward keeps [channels][N] with the state loop innermost and contiguous, so the compiler vectorises it.
+// Reference twin: core/model/scan.cpp mamba1_scan_ref.
 #include <algorithm>
 #include <cmath>
 #include <vector>
