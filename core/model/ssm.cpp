@@ -121,15 +121,18 @@ at::Tensor Mamba1Impl::forward_rows(const at::Tensor& hs, const at::Tensor& rows
 at::Tensor Mamba1Impl::run(const at::Tensor& hs, HookContext* ctx, const at::Tensor* rows) {
   const auto dtype = hs.scalar_type();
   at::Tensor xz = in_proj->forward(hs);                                         // [b, L, 2 d_inner]
-  at::Tensor x = xz.narrow(-1, 0, d_inner);
-  at::Tensor z = xz.narrow(-1, d_inner, d_inner);
+  // split, not narrow: one SplitBackward instead of a zero-filled full-size gradient per slice.
+  auto xz_parts = xz.split_with_sizes({d_inner, d_inner}, -1);
+  at::Tensor x = xz_parts[0];
+  at::Tensor z = xz_parts[1];
   x = at::silu(hook_point(ctx, h_conv_, causal_conv(conv1d, x)));               // [b, L, d_inner]
   x = hook_point(ctx, h_x_, x.unsqueeze(-1)).squeeze(-1);                       // hook [b, L, H = d_inner, P = 1]
   at::Tensor x_dbl = x_proj->forward(x);                                        // [b, L, dt_rank + 2N]
-  at::Tensor dt = at::softplus(dt_proj->forward(x_dbl.narrow(-1, 0, dt_rank)));  // [b, L, d_inner]
+  auto dbl = x_dbl.split_with_sizes({dt_rank, d_state, d_state}, -1);
+  at::Tensor dt = at::softplus(dt_proj->forward(dbl[0]));  // [b, L, d_inner]
   dt = hook_point(ctx, h_dt_, dt);
-  at::Tensor B = hook_point(ctx, h_B_, x_dbl.narrow(-1, dt_rank, d_state).unsqueeze(2)).squeeze(2);         // [b, L, N]
-  at::Tensor C = hook_point(ctx, h_C_, x_dbl.narrow(-1, dt_rank + d_state, d_state).unsqueeze(2)).squeeze(2);
+  at::Tensor B = hook_point(ctx, h_B_, dbl[1].unsqueeze(2)).squeeze(2);         // [b, L, N]
+  at::Tensor C = hook_point(ctx, h_C_, dbl[2].unsqueeze(2)).squeeze(2);
   z = hook_point(ctx, h_gate_, z.unsqueeze(-1)).squeeze(-1);
 
   // The scan runs in float32 whatever the model dtype (as selective_scan_ref does).
@@ -224,18 +227,20 @@ at::Tensor Mamba2Impl::run(const at::Tensor& hs, HookContext* ctx, const at::Ten
     scan_part = part(hs, gates, w.size(0) - gates);      // [b, L, xBC + dt]
   } else {
     zxbcdt = in_proj->forward(hs);
-    gate_part = zxbcdt.narrow(-1, 0, gates);
-    scan_part = zxbcdt.narrow(-1, gates, zxbcdt.size(-1) - gates);
+    auto both = zxbcdt.split_with_sizes({gates, zxbcdt.size(-1) - gates}, -1);
+    gate_part = both[0];
+    scan_part = both[1];
   }
-  at::Tensor z0 = gate_part.narrow(-1, 0, d_mlp);
-  at::Tensor x0 = gate_part.narrow(-1, d_mlp, d_mlp);
-  at::Tensor z = gate_part.narrow(-1, 2 * d_mlp, d_ssm);
-  at::Tensor xBC = scan_part.narrow(-1, 0, d_ssm + 2 * G * N);
-  at::Tensor dt_raw = scan_part.narrow(-1, d_ssm + 2 * G * N, H);
+  // split, not narrow: one SplitBackward instead of a zero-filled full-size gradient per slice.
+  auto g3 = gate_part.split_with_sizes({d_mlp, d_mlp, d_ssm}, -1);
+  auto s2 = scan_part.split_with_sizes({d_ssm + 2 * G * N, H}, -1);
+  at::Tensor z0 = g3[0], x0 = g3[1], z = g3[2];
+  at::Tensor xBC = s2[0], dt_raw = s2[1];
   xBC = at::silu(hook_point(ctx, h_conv_, causal_conv(conv1d, xBC)));            // [b, L, d_ssm + 2GN]
-  at::Tensor x = hook_point(ctx, h_x_, xBC.narrow(-1, 0, d_ssm).unflatten(-1, {H, P}));          // [b, L, H, P]
-  at::Tensor B = hook_point(ctx, h_B_, xBC.narrow(-1, d_ssm, G * N).unflatten(-1, {G, N}));      // [b, L, G, N]
-  at::Tensor C = hook_point(ctx, h_C_, xBC.narrow(-1, d_ssm + G * N, G * N).unflatten(-1, {G, N}));
+  auto xbc = xBC.split_with_sizes({d_ssm, G * N, G * N}, -1);
+  at::Tensor x = hook_point(ctx, h_x_, xbc[0].unflatten(-1, {H, P}));          // [b, L, H, P]
+  at::Tensor B = hook_point(ctx, h_B_, xbc[1].unflatten(-1, {G, N}));          // [b, L, G, N]
+  at::Tensor C = hook_point(ctx, h_C_, xbc[2].unflatten(-1, {G, N}));
   z = hook_point(ctx, h_gate_, z.unflatten(-1, {H, P}));                         // [b, L, H, P]
   at::Tensor dt = at::softplus(dt_raw + dt_bias);                                // [b, L, H]
   if (cfg_.dt_limit_min > 0.0 || cfg_.dt_limit_max > 0.0)
