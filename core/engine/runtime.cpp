@@ -12,11 +12,10 @@
 
 #include <ATen/Parallel.h>
 #include <ATen/Context.h>
-
-#include "kernels/binding/scan_ops.h"
 #include <torch/version.h>
 
 #include "core/version.h"
+#include "kernels/binding/scan_ops.h"
 
 namespace mechscope {
 

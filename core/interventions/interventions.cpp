@@ -118,7 +118,9 @@ int64_t chunk_size(const SweepOptions& o, int64_t per_variant_bytes, int64_t tot
   return std::clamp<int64_t>(std::min(by_memory, by_tokens), 1, std::max<int64_t>(total, 1));
 }
 
-std::pair<at::Tensor, at::Tensor> rows_of_readout(const Readout& readout, int64_t B) {
+}  // namespace
+
+std::pair<at::Tensor, at::Tensor> readout_rows(const Readout& readout, int64_t B) {
   const int64_t R = readout.size();
   auto ex = readout.example.to(at::kCPU).contiguous(), pos = readout.position.to(at::kCPU).contiguous();
   const int64_t* e = ex.data_ptr<int64_t>();
@@ -138,12 +140,14 @@ std::pair<at::Tensor, at::Tensor> rows_of_readout(const Readout& readout, int64_
   return {rows.to(readout.position.device()), at::tensor(slot, at::kLong).to(readout.position.device())};
 }
 
+namespace {
+
 // Runs stacked residuals [K*B, L, d] from block `from` to the end and returns logits at the readout [K, R, V].
 // Without hooks, the last block runs at the readout rows only (forward_blocks_at).
 at::Tensor finish_and_read(LanguageModel& model, int64_t from, const at::Tensor& resid, int64_t K, int64_t B,
                            const Readout& readout, HookContext* ctx = nullptr) {
   if (!ctx) {
-    auto [rows, slot] = rows_of_readout(readout, B);
+    auto [rows, slot] = readout_rows(readout, B);
     at::Tensor r = model.forward_blocks_at(from, resid, rows.repeat({K, 1}));  // [K*B, P, d]
     r = r.view({K, B, r.size(1), r.size(2)});
     return model.unembed(r.index({at::indexing::Slice(), readout.example, slot}));  // [K, R, V]
@@ -279,8 +283,6 @@ std::vector<std::string> ablation_cache_names(const LanguageModel& model) {
   return names;
 }
 
-std::pair<at::Tensor, at::Tensor> readout_rows(const Readout& readout, int64_t B) { return rows_of_readout(readout, B); }
-
 namespace {
 
 // The residual leaving block `first` (the earliest ablated layer) with that layer's heads ablated, and the heads
@@ -312,17 +314,20 @@ AfterFirst ablate_first_layer(LanguageModel& model, const ActivationCache& clean
   return {first, resid, later};
 }
 
+// The final residual [B, L, d] from there: the later layers in full, with hooks for their ablated heads.
+at::Tensor finish_ablated(LanguageModel& model, const AfterFirst& a, const Ablator& ablator) {
+  HookContext ctx;
+  for (auto& hook : ablator.hooks(a.later)) ctx.add_hook(hook.name, hook.fn);
+  return model.forward_blocks(a.first + 1, model.n_layers(), a.resid, a.later.empty() ? nullptr : &ctx);
+}
+
 }  // namespace
 
 at::Tensor ablated_final_resid(LanguageModel& model, const at::Tensor& tokens, const ActivationCache& clean,
                                const Ablator& ablator, const std::vector<HeadRef>& heads) {
   at::NoGradGuard no_grad;
-  const int64_t n = model.n_layers();
-  if (heads.empty()) return clean.at(layer_prefix(n - 1) + "hook_resid_post");
-  AfterFirst a = ablate_first_layer(model, clean, ablator, heads);
-  HookContext ctx;
-  for (auto& hook : ablator.hooks(a.later)) ctx.add_hook(hook.name, hook.fn);
-  return model.forward_blocks(a.first + 1, n, a.resid, a.later.empty() ? nullptr : &ctx);
+  if (heads.empty()) return clean.at(layer_prefix(model.n_layers() - 1) + "hook_resid_post");
+  return finish_ablated(model, ablate_first_layer(model, clean, ablator, heads), ablator);
 }
 
 ReadoutResid ablated_readout_resid(LanguageModel& model, const at::Tensor& tokens, const ActivationCache& clean,
@@ -340,8 +345,8 @@ ReadoutResid ablated_readout_resid(LanguageModel& model, const at::Tensor& token
     return out;
   }
   AfterFirst a = ablate_first_layer(model, clean, ablator, heads);
-  if (!a.later.empty()) {
-    from_full(ablated_final_resid(model, tokens, clean, ablator, heads));
+  if (!a.later.empty()) {  // later layers need hooks, which the rows-only last block does not take
+    from_full(finish_ablated(model, a, ablator));
     return out;
   }
   out.at_rows = model.forward_blocks_at(a.first + 1, a.resid, rows);

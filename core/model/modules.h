@@ -17,10 +17,10 @@
 
 namespace mechscope {
 
-/// RMSNorm (mamba_ssm's triton RMSNorm): x * rsqrt(mean(x^2) + eps) * weight. Parameter: weight [d].
 /// t [batch, L, ...] at rows [batch, P] (positions per example) -> [batch, P, ...].
 at::Tensor gather_rows(const at::Tensor& t, const at::Tensor& rows);
 
+/// RMSNorm (mamba_ssm's triton RMSNorm): x * rsqrt(mean(x^2) + eps) * weight. Parameter: weight [d].
 class RMSNormImpl : public torch::nn::Module {
  public:
   RMSNormImpl(int64_t d, double eps);
