@@ -46,45 +46,6 @@ MECHSCOPE_HD float fexp(float v) { return expf(v); }
 
 // ------------------------------------------------------------------------------------------- Mamba1
 
-/// Forward (and optionally per-position states); thread = (b, d), d fastest. y may be null (states only).
-template <int kN>
-struct M1Forward {
-  SelectiveScanParams p;
-  MECHSCOPE_HD void operator()(int64_t idx) const {
-    const int64_t D = p.dim, L = p.seqlen, N = p.dstate;
-    const int64_t b = idx / D, d = idx % D;
-    float h[kN];
-    float A[kN];
-MECHSCOPE_UNROLL
-    for (int n = 0; n < kN; ++n) {
-      h[n] = 0.f;
-      A[n] = n < N ? p.A[d * N + n] : 0.f;
-    }
-    const float Dd = p.Dskip[d];
-    for (int64_t t = 0; t < L; ++t) {
-      const int64_t bt = b * L + t, row = bt * D + d;
-      const float dt = p.dt[row], xv = p.x[row], dtx = dt * xv;
-      const float* Bt = p.Bm + bt * N;
-      const float* Ct = p.Cm + bt * N;
-      float acc = 0.f;
-MECHSCOPE_UNROLL
-      for (int n = 0; n < kN; ++n) {
-        if (n < N) {
-          h[n] = fexp(dt * A[n]) * h[n] + dtx * Bt[n];
-          acc += h[n] * Ct[n];
-        }
-      }
-      if (p.y) p.y[row] = acc + Dd * xv;
-      if (p.states) {
-        float* st = p.states + row * N;
-MECHSCOPE_UNROLL
-        for (int n = 0; n < kN; ++n)
-          if (n < N) st[n] = h[n];
-      }
-    }
-  }
-};
-
 /// Chunked forward, phase 1: thread = (b, chunk, d). The chunk's own contribution to the state at its end
 /// (starting from zero) and the sum of its dt (the chunk's decay is exp(A * sum dt), exactly).
 template <int kN>
@@ -148,20 +109,21 @@ struct M1ChunkCarry {
   }
 };
 
-/// Chunked forward, phase 3: thread = (b, chunk, d). Reruns the chunk from the state entering it, writing y
-/// (and the states when asked).
+/// The forward proper: thread = (b, chunk, d), d fastest. Runs the chunk from the state entering it (hc; null:
+/// zero, as at the start), writing y (may be null: states only) and the states when asked. With T >= L it is
+/// the whole unchunked forward; in the chunked one it is phase 3.
 template <int kN>
 struct M1ChunkOutput {
   SelectiveScanParams p;
   int64_t T;
-  const float* hc;
+  const float* hc;  // [B, C, D, N] or null
   MECHSCOPE_HD void operator()(int64_t idx) const {
     const int64_t D = p.dim, L = p.seqlen, N = p.dstate, C = (L + T - 1) / T;
     const int64_t d = idx % D, c = (idx / D) % C, b = idx / (D * C);
     float h[kN];
-    const float* in = hc + idx * N;
+    const float* in = hc ? hc + idx * N : nullptr;
     MECHSCOPE_UNROLL
-    for (int n = 0; n < kN; ++n) h[n] = n < N ? in[n] : 0.f;
+    for (int n = 0; n < kN; ++n) h[n] = in && n < N ? in[n] : 0.f;
     const float Dd = p.Dskip[d];
     const int64_t t1 = c * T + T < L ? c * T + T : L;
     for (int64_t t = c * T; t < t1; ++t) {
@@ -302,41 +264,6 @@ MECHSCOPE_HD float ssd_D(const SsdParams& p, int64_t h, int64_t i) {
   return p.d_has_hdim ? p.Dskip[h * p.headdim + i] : p.Dskip[h];
 }
 
-/// Forward (and optionally states); thread = (b, h, i) with i (the head-dim row) fastest.
-template <int kN>
-struct SsdForward {
-  SsdParams p;
-  MECHSCOPE_HD void operator()(int64_t idx) const {
-    const int64_t L = p.seqlen, H = p.nheads, P = p.headdim, G = p.ngroups, N = p.dstate;
-    const int64_t i = idx % P, h = (idx / P) % H, b = idx / (P * H), g = h / (H / G);
-    float S[kN];
-MECHSCOPE_UNROLL
-    for (int n = 0; n < kN; ++n) S[n] = 0.f;
-    const float Ah = p.A[h], Dv = ssd_D(p, h, i);
-    for (int64_t t = 0; t < L; ++t) {
-      const int64_t bt = b * L + t, row = (bt * H + h) * P + i;
-      const float dt = p.dt[bt * H + h], a = fexp(dt * Ah), xv = p.x[row], dtx = dt * xv;
-      const float* Bt = p.Bm + (bt * G + g) * N;
-      const float* Ct = p.Cm + (bt * G + g) * N;
-      float acc = 0.f;
-MECHSCOPE_UNROLL
-      for (int n = 0; n < kN; ++n) {
-        if (n < N) {
-          S[n] = a * S[n] + dtx * Bt[n];
-          acc += S[n] * Ct[n];
-        }
-      }
-      if (p.y) p.y[row] = acc + Dv * xv;
-      if (p.states) {
-        float* st = p.states + row * N;
-MECHSCOPE_UNROLL
-        for (int n = 0; n < kN; ++n)
-          if (n < N) st[n] = S[n];
-      }
-    }
-  }
-};
-
 /// Chunked forward, phase 1: thread = (b, chunk, h, i). The chunk's own end state (from zero) and sum of dt.
 template <int kN>
 struct SsdChunkState {
@@ -399,19 +326,21 @@ struct SsdChunkCarry {
   }
 };
 
-/// Chunked forward, phase 3: thread = (b, chunk, h, i); reruns the chunk from its entering state.
+/// The forward proper: thread = (b, chunk, h, i), i (the head-dim row) fastest. Runs the chunk from its entering
+/// state (hc; null: zero), writing y (may be null) and the states when asked. With T >= L it is the whole
+/// unchunked forward; in the chunked one it is phase 3.
 template <int kN>
 struct SsdChunkOutput {
   SsdParams p;
   int64_t T;
-  const float* hc;
+  const float* hc;  // [B, C, H, P, N] or null
   MECHSCOPE_HD void operator()(int64_t idx) const {
     const int64_t L = p.seqlen, H = p.nheads, P = p.headdim, G = p.ngroups, N = p.dstate, C = (L + T - 1) / T;
     const int64_t i = idx % P, h = (idx / P) % H, c = (idx / (P * H)) % C, b = idx / (P * H * C), g = h / (H / G);
     float S[kN];
-    const float* in = hc + idx * N;
+    const float* in = hc ? hc + idx * N : nullptr;
     MECHSCOPE_UNROLL
-    for (int n = 0; n < kN; ++n) S[n] = n < N ? in[n] : 0.f;
+    for (int n = 0; n < kN; ++n) S[n] = in && n < N ? in[n] : 0.f;
     const float Ah = p.A[h], Dv = ssd_D(p, h, i);
     const int64_t t1 = c * T + T < L ? c * T + T : L;
     for (int64_t t = c * T; t < t1; ++t) {
@@ -596,6 +525,8 @@ void with_state_size(int64_t n, F&& f) {
 constexpr int64_t kChunk = 64;
 
 inline int64_t chunks_of(int64_t L, int64_t T) { return (L + T - 1) / T; }
+/// A chunk length that covers the whole sequence (one chunk: the unchunked forward).
+inline int64_t whole(int64_t L) { return L > 0 ? L : 1; }
 
 /// Floats of device workspace the chunked forwards need (0: a single chunk, run directly).
 inline int64_t selective_scan_fwd_workspace(const SelectiveScanParams& p, int64_t T = kChunk) {
@@ -609,7 +540,7 @@ void selective_scan_fwd_plan(const SelectiveScanParams& p, Exec&& exec, float* w
   const int64_t C = chunks_of(p.seqlen, T);
   with_state_size(p.dstate, [&](auto tag) {
     constexpr int kN = decltype(tag)::value;
-    if (C <= 1) return exec(p.batch * p.dim, M1Forward<kN>{p});
+    if (C <= 1) return exec(p.batch * p.dim, M1ChunkOutput<kN>{p, whole(p.seqlen), nullptr});
     float* hc = ws;
     float* sdt = ws + p.batch * C * p.dim * p.dstate;
     exec(p.batch * C * p.dim, M1ChunkState<kN>{p, T, hc, sdt});
@@ -630,7 +561,7 @@ void selective_scan_bwd_plan(const SelectiveScanParams& p, const SelectiveScanGr
     SelectiveScanParams fp = p;
     fp.y = nullptr;
     fp.states = states;
-    exec(B * D, M1Forward<kN>{fp});
+    exec(B * D, M1ChunkOutput<kN>{fp, whole(L), nullptr});
     exec(B * L * N, M1GradC{p, g.dy, states, g.dC});
     exec(B * D, M1Reverse<kN>{p, g, states, dA_part, dD_part});
   });
@@ -649,7 +580,7 @@ void ssd_fwd_plan(const SsdParams& p, Exec&& exec, float* ws = nullptr, int64_t 
   const int64_t C = chunks_of(p.seqlen, T), rows = p.batch * p.nheads * p.headdim;
   with_state_size(p.dstate, [&](auto tag) {
     constexpr int kN = decltype(tag)::value;
-    if (C <= 1) return exec(rows, SsdForward<kN>{p});
+    if (C <= 1) return exec(rows, SsdChunkOutput<kN>{p, whole(p.seqlen), nullptr});
     float* hc = ws;
     float* sdt = ws + rows * C * p.dstate;
     exec(rows * C, SsdChunkState<kN>{p, T, hc, sdt});
@@ -672,7 +603,7 @@ void ssd_bwd_plan(const SsdParams& p, const SsdGrads& g, float* ws, Exec&& exec)
     SsdParams fp = p;
     fp.y = nullptr;
     fp.states = states;
-    exec(B * H * P, SsdForward<kN>{fp});
+    exec(B * H * P, SsdChunkOutput<kN>{fp, whole(L), nullptr});
     exec(B * L * G * N, SsdGradC{p, g.dy, states, g.dC});
     exec(B * H * P, SsdReverse<kN>{p, g, states, ddt_part, dA_part, dD_part});
   });
