@@ -53,6 +53,7 @@
 
 #include "app/plotview.h"
 #include "app/training.h"
+#include "core/engine/runtime.h"
 
 namespace mechscope::app {
 
@@ -101,6 +102,7 @@ void MainWindow::job(const QString& what, std::function<R(const Progress&)> work
   job_label_ = what;
   updateStatus();
   watcher->setFuture(QtConcurrent::run(&pool_, [=] {
+    init_thread();
     if (state->cancel) {
       *cancelled = true;
       return;
@@ -496,6 +498,7 @@ bool MainWindow::startTraining() {
   train_stop_button_->setEnabled(true);
   train_label_->setText(tr("starting…"));
   train_thread_ = std::thread([this, r] {
+    init_thread();
     std::string summary, error;
     try {
       summary = run_training(r, [this](const TrainingPoint& p) {

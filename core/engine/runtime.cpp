@@ -3,6 +3,7 @@
 
 #include <dlfcn.h>
 #include <link.h>
+#include <malloc.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -28,15 +29,30 @@ std::string executable_dir() {
   return exe.substr(0, exe.find_last_of('/'));
 }
 
+void init_thread() { at::globalContext().setFlushDenormal(true); }
+
 int init_runtime() {
+  init_thread();
   static std::once_flag once;
   std::call_once(once, [] {
+    // Keep freed activation buffers in the heap instead of handing them back to the kernel: glibc serves blocks
+    // above its mmap threshold (at most 32 MiB) with fresh mappings, and every forward then page-faults its
+    // tensors in again. On the attention demo (32 x 64 tokens) this made a forward 1.2x and a forward caching
+    // every hook 1.6x slower (docs/benchmarks.md). Freed memory above 256 MiB at the heap's top still goes back.
+    // GLIBC_TUNABLES in the environment wins.
+    if (!std::getenv("GLIBC_TUNABLES")) {
+      mallopt(M_MMAP_THRESHOLD, 256 << 20);
+      mallopt(M_TRIM_THRESHOLD, 256 << 20);
+    }
     int n = static_cast<int>(std::thread::hardware_concurrency());
     if (const char* env = std::getenv("MECHSCOPE_NUM_THREADS")) {
       int v = std::atoi(env);
       if (v > 0) n = v;
     }
     if (n > 0) at::set_num_threads(n);
+    // Flush-to-zero for every OpenMP worker (each thread has its own MXCSR): grain 1 over n gives each one index.
+    const int64_t workers = at::get_num_threads();
+    at::parallel_for(0, workers, 1, [](int64_t, int64_t) { init_thread(); });
     // LibTorch already splits work across its OpenMP threads; an OpenBLAS pthread build would add its own
     // threads inside each matrix product, and the two pools then fight for the cores (libgomp spin-waits and
     // sched_yield were 55% of a training step's profile). One BLAS thread halved the attention demo's training

@@ -108,9 +108,10 @@ int64_t bytes_per_example(const LanguageModel& model, int64_t L, bool states) {
 }
 
 // Variants per stacked forward: under the memory budget, and no more than about kStackTokens tokens, because on
-// a CPU a larger stack only adds memory traffic (measured on the demo models: 32 x 64-token examples, one variant
-// per forward beat four stacked by 2x for Mamba2); stacking pays for per-forward overhead on small batches.
-constexpr int64_t kStackTokens = 4096;
+// a CPU a larger stack only adds memory traffic (measured on the demo models, 32 x 64-token examples: for Mamba2
+// one variant per forward beat four stacked by 2x, and two stacked by 1.2x); stacking pays for per-forward
+// overhead on small batches.
+constexpr int64_t kStackTokens = 2048;
 int64_t chunk_size(const SweepOptions& o, int64_t per_variant_bytes, int64_t total, int64_t tokens_per_variant) {
   const int64_t budget = std::max<int64_t>(o.memory_budget_mb, 1) << 20;
   const int64_t by_memory = budget / std::max<int64_t>(per_variant_bytes, 1);
@@ -238,8 +239,11 @@ Ablator::Ablator(LanguageModel& model, AblationKind kind, const Batch& reference
 
 at::Tensor Ablator::replacement(const HeadRef& h, const at::Tensor& current) const {
   if (kind_ == AblationKind::Zero) return at::zeros_like(current);
+  return replacement(h, current.size(0), current.size(1), current.scalar_type());
+}
+
+at::Tensor Ablator::replacement(const HeadRef& h, int64_t B, int64_t L, at::ScalarType dtype) const {
   const std::string name = head_hook_name(h);
-  const int64_t B = current.size(0), L = current.size(1);
   at::Tensor src;
   if (kind_ == AblationKind::Mean) {
     src = mean_.at(name).select(1, h.head).unsqueeze(0);  // [1, Lref, D]
@@ -255,7 +259,17 @@ at::Tensor Ablator::replacement(const HeadRef& h, const at::Tensor& current) con
     at::Tensor tail = src.mean(1, true).expand({src.size(0), L - Lref, src.size(2)});
     src = at::cat({src, tail}, 1);
   }
-  return src.expand({B, L, src.size(2)}).to(current.scalar_type());
+  return src.expand({B, L, src.size(2)}).to(dtype);
+}
+
+at::Tensor Ablator::change(const HeadRef& h, const at::Tensor& current) const {
+  return kind_ == AblationKind::Zero ? -current : replacement(h, current) - current;
+}
+
+at::Tensor Ablator::change_at(const HeadRef& h, const at::Tensor& current_at, const Readout& readout, int64_t B,
+                              int64_t L) const {
+  if (kind_ == AblationKind::Zero) return -current_at;
+  return gather_readout(replacement(h, B, L, current_at.scalar_type()), readout) - current_at;
 }
 
 std::vector<Hook> Ablator::hooks(const std::vector<HeadRef>& heads) const {
@@ -307,8 +321,7 @@ AfterFirst ablate_first_layer(LanguageModel& model, const ActivationCache& clean
       continue;
     }
     if (!projections.count(h.mixer)) projections[h.mixer] = head_projection(model, h.layer, h.mixer);
-    at::Tensor zh = clean.at(head_hook_name(h)).select(2, h.head);
-    resid = resid + project_head(projections[h.mixer], h.head, ablator.replacement(h, zh) - zh);
+    resid = resid + project_head(projections[h.mixer], h.head, ablator.change(h, clean.at(head_hook_name(h)).select(2, h.head)));
   }
   resid = model.backbone->layers[first]->forward_after_mixer(resid, nullptr);
   return {first, resid, later};
@@ -372,16 +385,20 @@ HeadSweepResult head_ablation_sweep(LanguageModel& model, const at::Tensor& toke
   }
   at::Tensor base_read;  // [R, V]
   ActivationCache cache;
+  at::Tensor slot;  // the readout's column in the rows of the last block's cached hooks
   if (options.batched) {
-    // The cached run unembeds the readout rows only (the naive loop's forwards unembed every position).
+    // The cached run runs its last block at the readout rows only and unembeds only them (the naive loop's
+    // forwards run every position): the last layer's hooks are [B, P, ...] at those rows.
     const std::set<std::string> cached(names.begin(), names.end());
     require_memory(model.estimate_forward_bytes(B, L, cached),
                    "the head-ablation sweep's cached run over " + std::to_string(B) + " x " + std::to_string(L) + " tokens",
                    "Use fewer examples or a shorter input.");
     HookContext ctx;
     ctx.cache(cached);
-    at::Tensor final_resid = model.forward_blocks(0, model.n_layers(), model.embed(tokens, &ctx), &ctx);
-    base_read = model.unembed(gather_readout(final_resid, readout));
+    at::Tensor rows;
+    std::tie(rows, slot) = readout_rows(readout, B);
+    at::Tensor final_rows = model.forward_blocks_at(0, model.embed(tokens, &ctx), rows, &ctx);  // [B, P, d]
+    base_read = model.unembed(final_rows.index({readout.example, slot}));
     cache = std::move(ctx.cached());
   } else {
     base_read = gather_readout(model.forward(tokens), readout);
@@ -413,29 +430,35 @@ HeadSweepResult head_ablation_sweep(LanguageModel& model, const at::Tensor& toke
     for (const auto& [key, idxs] : groups) {
       const int64_t l = key.first;
       const HeadProjection proj = head_projection(model, l, key.second);
-      const at::Tensor& z = cache.at(head_hook_name({l, key.second, 0}));  // [B, L, H, D]
-      at::Tensor resid_mid = cache.at(layer_prefix(l) + "hook_resid_pre") + cache.at(layer_prefix(l) + "hook_mixer_out");
+      const std::string pre = layer_prefix(l) + "hook_resid_pre", out = layer_prefix(l) + "hook_mixer_out";
+      const auto& block = model.backbone->layers[l];
+      // The last block is cached at the readout rows from its mixer on, and the rest of it is per position:
+      // there the change is needed at the readout only ([R, ...] below).
       const bool last = l == model.n_layers() - 1;
+      auto at_readout = [&](const at::Tensor& rows_form) { return rows_form.index({readout.example, slot}); };
+      at::Tensor z = cache.at(head_hook_name({l, key.second, 0}));  // [B, L, H, D], or [R, H, D] when last
+      at::Tensor resid_mid;                                          // [B, L, d], or [R, d] when last
+      if (last) {
+        z = at_readout(z);
+        resid_mid = gather_readout(cache.at(pre), readout) + at_readout(cache.at(out));
+      } else {
+        resid_mid = cache.at(pre) + cache.at(out);
+      }
       for (size_t s = 0; s < idxs.size(); s += K) {
         check_cancel(options);
         const int64_t k = std::min<int64_t>(K, idxs.size() - s);
         std::vector<at::Tensor> deltas;
         for (int64_t j = 0; j < k; ++j) {
           const HeadRef& h = res.heads[idxs[s + j]];
-          at::Tensor zh = z.select(2, h.head);
-          deltas.push_back(project_head(proj, h.head, ablator.replacement(h, zh) - zh));
+          at::Tensor zh = z.select(-2, h.head);
+          deltas.push_back(project_head(proj, h.head, last ? ablator.change_at(h, zh, readout, B, L) : ablator.change(h, zh)));
         }
-        at::Tensor stacked = resid_mid.unsqueeze(0) + at::stack(deltas);  // [k, B, L, d]
-        at::Tensor logits;
-        const auto& block = model.backbone->layers[l];
-        if (last) {  // the rest of the last block is per position: run it at the readout only
-          at::Tensor picked = stacked.index({at::indexing::Slice(), readout.example, readout.position});  // [k, R, d]
-          logits = model.unembed(block->forward_after_mixer(picked, nullptr));
-        } else {
-          at::Tensor r = block->forward_after_mixer(stacked.view({k * B, L, -1}), nullptr);
-          logits = finish_and_read(model, l + 1, r, k, B, readout);
-        }
-        ExampleMetrics m = example_metrics(logits, readout, base_read.unsqueeze(0).expand_as(logits));
+        at::Tensor stacked = resid_mid.unsqueeze(0) + (k == 1 ? deltas[0].unsqueeze(0) : at::stack(deltas));
+        at::Tensor logits = last ? model.unembed(block->forward_after_mixer(stacked, nullptr))  // [k, R, V]
+                                 : finish_and_read(model, l + 1,
+                                                   block->forward_after_mixer(stacked.view({k * B, L, -1}), nullptr),
+                                                   k, B, readout);
+        ExampleMetrics m = example_metrics(logits, readout, base_read.unsqueeze(0));
         for (int64_t j = 0; j < k; ++j) store(idxs[s + j], m, j);
         done += k;
         report(options, double(done) / n, "ablating layer " + std::to_string(l) + " " + key.second + " heads");

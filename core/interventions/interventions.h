@@ -97,10 +97,17 @@ class Ablator {
   AblationKind kind() const { return kind_; }
   /// The value head `h` takes, for a head slice `current` [B, L, D] of a run.
   at::Tensor replacement(const HeadRef& h, const at::Tensor& current) const;
+  /// replacement(h, current) - current [B, L, D].
+  at::Tensor change(const HeadRef& h, const at::Tensor& current) const;
+  /// The same at the readout only: `current_at` [R, D] is the head slice at the readout positions of a run
+  /// over B x L tokens.
+  at::Tensor change_at(const HeadRef& h, const at::Tensor& current_at, const Readout& readout, int64_t B,
+                       int64_t L) const;
   /// Hooks that ablate `heads` in a forward (run_with_hooks); heads of one hook share one function.
   std::vector<Hook> hooks(const std::vector<HeadRef>& heads) const;
 
  private:
+  at::Tensor replacement(const HeadRef& h, int64_t B, int64_t L, at::ScalarType dtype) const;  // [B, L, D]
   LanguageModel& model_;
   AblationKind kind_;
   ActivationCache reference_;   // hook name -> [B_ref, L_ref, H, D]

@@ -152,13 +152,13 @@ at::Tensor LanguageModel::embed(const at::Tensor& tokens, HookContext* ctx) {
   return resid;
 }
 
-at::Tensor LanguageModel::forward_blocks_at(int64_t from, at::Tensor resid, const at::Tensor& rows) {
+at::Tensor LanguageModel::forward_blocks_at(int64_t from, at::Tensor resid, const at::Tensor& rows, HookContext* ctx) {
   const int64_t n = n_layers();
   if (from < 0 || from > n)
     throw std::invalid_argument("forward_blocks_at: layer " + std::to_string(from) + " is outside [0, " + std::to_string(n) + "]");
   if (from == n) return gather_rows(resid, rows);
-  resid = forward_blocks(from, n - 1, resid);
-  return backbone->layers[n - 1]->forward_rows(resid, rows);
+  resid = forward_blocks(from, n - 1, resid, ctx);
+  return backbone->layers[n - 1]->forward_rows(resid, rows, ctx);
 }
 
 at::Tensor LanguageModel::forward_blocks(int64_t from, int64_t to, at::Tensor resid, HookContext* ctx) {

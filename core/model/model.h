@@ -44,9 +44,11 @@ class LanguageModel : public torch::nn::Module {
   at::Tensor forward_blocks(int64_t from, int64_t to, at::Tensor resid, HookContext* ctx = nullptr);
   /// Blocks [from, n_layers()) on a residual [batch, pos, d_model], the last one only at rows [batch, P]
   /// (positions per example): the final residual at those rows [batch, P, d_model], equal to
-  /// forward_blocks(from, n_layers(), resid) gathered there, without hooks and without the last block's work at
-  /// the other positions (a readout needs only its own rows).
-  at::Tensor forward_blocks_at(int64_t from, at::Tensor resid, const at::Tensor& rows);
+  /// forward_blocks(from, n_layers(), resid) gathered there, without the last block's work at the other
+  /// positions (a readout needs only its own rows). With `ctx`, the last block's hooks after its row gather
+  /// (head outputs, hook_mixer_out, the MLP's and hook_resid_post) see [batch, P, ...] tensors at the rows
+  /// (BlockImpl::forward_rows); unembed is not called.
+  at::Tensor forward_blocks_at(int64_t from, at::Tensor resid, const at::Tensor& rows, HookContext* ctx = nullptr);
   /// Final norm and unembedding of residuals [..., d_model] -> logits [..., vocab_rows].
   at::Tensor unembed(const at::Tensor& resid, HookContext* ctx = nullptr);
   /// The unembedding weight [vocab_rows, d_model] (the embedding when tied).

@@ -58,13 +58,14 @@ at::Tensor GatedMLPImpl::forward(const at::Tensor& x) {
 
 // ------------------------------------------------------------------ rotary
 
-at::Tensor apply_rotary(const at::Tensor& x, int64_t rd, double base, bool interleaved) {
+at::Tensor apply_rotary(const at::Tensor& x, int64_t rd, double base, bool interleaved, const at::Tensor* positions) {
   const int64_t L = x.size(1), half = rd / 2;
   auto f32 = x.options().dtype(at::kFloat);
   at::Tensor inv_freq = 1.0 / at::pow(base, at::arange(0, rd, 2, f32) / static_cast<double>(rd));  // [rd/2]
-  at::Tensor freqs = at::outer(at::arange(L, f32), inv_freq);                                      // [L, rd/2]
-  at::Tensor cos = freqs.cos().to(x.scalar_type()).view({1, L, 1, half});
-  at::Tensor sin = freqs.sin().to(x.scalar_type()).view({1, L, 1, half});
+  at::Tensor pos = positions ? positions->to(at::kFloat) : at::arange(L, f32).unsqueeze(0);         // [1 or b, L]
+  at::Tensor freqs = pos.unsqueeze(-1) * inv_freq;                                                  // [., L, rd/2]
+  at::Tensor cos = freqs.cos().to(x.scalar_type()).view({pos.size(0), L, 1, half});
+  at::Tensor sin = freqs.sin().to(x.scalar_type()).view({pos.size(0), L, 1, half});
   // split/chunk rather than narrow: one SplitBackward (a cat) instead of a zero-filled full-size gradient per
   // slice (SliceBackward was a quarter of a training step's time on the attention demo).
   const int64_t rest = x.size(-1) - rd;
@@ -112,17 +113,30 @@ at::Tensor gather_rows(const at::Tensor& t, const at::Tensor& rows) {
 
 at::Tensor AttentionImpl::forward(const at::Tensor& x, HookContext* ctx) { return run(x, ctx, nullptr); }
 
-at::Tensor AttentionImpl::forward_rows(const at::Tensor& x, const at::Tensor& rows) { return run(x, nullptr, &rows); }
+at::Tensor AttentionImpl::forward_rows(const at::Tensor& x, const at::Tensor& rows, HookContext* ctx) {
+  return run(x, ctx, &rows);
+}
 
 at::Tensor AttentionImpl::run(const at::Tensor& x, HookContext* ctx, const at::Tensor* rows) {
   const int64_t b = x.size(0), L = x.size(1);
-  at::Tensor qkv = in_proj->forward(x);                                       // [b, L, (H + 2 Hkv) D]
-  auto qkv_parts = qkv.split_with_sizes({H * D, Hkv * D, Hkv * D}, -1);
-  at::Tensor q = qkv_parts[0].unflatten(-1, {H, D});    // [b, L, H, D]
-  at::Tensor k = qkv_parts[1].unflatten(-1, {Hkv, D});  // [b, L, Hkv, D]
-  at::Tensor v = qkv_parts[2].unflatten(-1, {Hkv, D});
+  at::Tensor q, k, v;
+  if (!rows) {
+    at::Tensor qkv = in_proj->forward(x);  // [b, L, (H + 2 Hkv) D]
+    auto parts = qkv.split_with_sizes({H * D, Hkv * D, Hkv * D}, -1);
+    q = parts[0], k = parts[1], v = parts[2];
+  } else {  // only the queries at `rows` (no gradient needed here: the weight is sliced)
+    const at::Tensor& w = in_proj->weight;
+    const at::Tensor& bias = in_proj->bias;
+    auto slice = [&](const at::Tensor& t, int64_t from, int64_t n) { return t.defined() ? t.narrow(0, from, n) : t; };
+    q = at::linear(gather_rows(x, *rows), slice(w, 0, H * D), slice(bias, 0, H * D));  // [b, P, H D]
+    auto kv = at::linear(x, slice(w, H * D, 2 * Hkv * D), slice(bias, H * D, 2 * Hkv * D)).chunk(2, -1);
+    k = kv[0], v = kv[1];
+  }
+  q = q.unflatten(-1, {H, D});    // [b, L or P, H, D]
+  k = k.unflatten(-1, {Hkv, D});  // [b, L, Hkv, D]
+  v = v.unflatten(-1, {Hkv, D});
   if (cfg_.rotary_emb_dim > 0) {
-    q = apply_rotary(q, cfg_.rotary_emb_dim, cfg_.rotary_emb_base, cfg_.rotary_emb_interleaved);
+    q = apply_rotary(q, cfg_.rotary_emb_dim, cfg_.rotary_emb_base, cfg_.rotary_emb_interleaved, rows);
     k = apply_rotary(k, cfg_.rotary_emb_dim, cfg_.rotary_emb_base, cfg_.rotary_emb_interleaved);
   }
   q = hook_point(ctx, h_q_, q);
@@ -134,7 +148,6 @@ at::Tensor AttentionImpl::run(const at::Tensor& x, HookContext* ctx, const at::T
   }
   at::Tensor future;
   if (rows) {
-    q = gather_rows(q, *rows);  // [b, P, H, D]: only these queries
     future = at::arange(L, rows->options()).view({1, 1, 1, L}) > rows->view({b, 1, -1, 1});  // [b, 1, P, L]
   } else {
     future = at::ones({L, L}, x.options().dtype(at::kBool)).triu(1);
@@ -162,9 +175,9 @@ at::Tensor ParallelMixerImpl::forward(const at::Tensor& h, HookContext* ctx) {
   return s + at::tanh(beta) * attn->forward(h, ctx);
 }
 
-at::Tensor ParallelMixerImpl::forward_rows(const at::Tensor& h, const at::Tensor& rows) {
-  at::Tensor s = mamba2 ? mamba2->forward_rows(h, rows) : mamba1->forward_rows(h, rows);
-  return s + at::tanh(beta) * attn->forward_rows(h, rows);
+at::Tensor ParallelMixerImpl::forward_rows(const at::Tensor& h, const at::Tensor& rows, HookContext* ctx) {
+  at::Tensor s = mamba2 ? mamba2->forward_rows(h, rows, ctx) : mamba1->forward_rows(h, rows, ctx);
+  return s + at::tanh(beta) * attn->forward_rows(h, rows, ctx);
 }
 
 std::vector<std::string> ParallelMixerImpl::hook_names() const {
@@ -222,13 +235,15 @@ at::Tensor BlockImpl::forward(const at::Tensor& resid_in, HookContext* ctx) {
   return forward_after_mixer(resid + m, ctx);
 }
 
-at::Tensor BlockImpl::forward_rows(const at::Tensor& resid, const at::Tensor& rows) {
-  at::Tensor h = norm->forward(resid);
-  at::Tensor m = attn ? attn->forward_rows(h, rows)
-               : mamba1 ? mamba1->forward_rows(h, rows)
-               : mamba2 ? mamba2->forward_rows(h, rows)
-                        : parallel->forward_rows(h, rows);
-  return forward_after_mixer(gather_rows(resid, rows) + m, nullptr);
+at::Tensor BlockImpl::forward_rows(const at::Tensor& resid_in, const at::Tensor& rows, HookContext* ctx) {
+  at::Tensor resid = hook_point(ctx, h_resid_pre_, resid_in);
+  at::Tensor h = hook_point(ctx, h_mixer_in_, norm->forward(resid));
+  at::Tensor m = attn ? attn->forward_rows(h, rows, ctx)
+               : mamba1 ? mamba1->forward_rows(h, rows, ctx)
+               : mamba2 ? mamba2->forward_rows(h, rows, ctx)
+                        : parallel->forward_rows(h, rows, ctx);
+  m = hook_point(ctx, h_mixer_out_, m);
+  return forward_after_mixer(gather_rows(resid, rows) + m, ctx);
 }
 
 at::Tensor BlockImpl::forward_after_mixer(const at::Tensor& resid_mid, HookContext* ctx) {

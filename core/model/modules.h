@@ -54,15 +54,18 @@ class GatedMLPImpl : public torch::nn::Module {
 };
 
 /// Rotary embedding tables and application (flash_attn RotaryEmbedding, rotate-half or interleaved).
-at::Tensor apply_rotary(const at::Tensor& x /*[batch, pos, heads, D]*/, int64_t rotary_dim, double base, bool interleaved);
+/// `positions` [batch, pos] (optional): the position of each row when x holds gathered rows, not 0..pos-1.
+at::Tensor apply_rotary(const at::Tensor& x /*[batch, pos, heads, D]*/, int64_t rotary_dim, double base, bool interleaved,
+                        const at::Tensor* positions = nullptr);
 
 /// Multi-head causal self-attention (mamba_ssm MHA). Hooks under `blocks.{i}.attn.`.
 class AttentionImpl : public torch::nn::Module {
  public:
   AttentionImpl(const ModelConfig& cfg, int64_t layer);
   at::Tensor forward(const at::Tensor& x /*[batch, pos, d_model]*/, HookContext* ctx);
-  /// The output at rows [batch, P] (positions per example) only: [batch, P, d_model]; no hooks.
-  at::Tensor forward_rows(const at::Tensor& x, const at::Tensor& rows);
+  /// The output at rows [batch, P] (positions per example) only: [batch, P, d_model]. Hooks from the row
+  /// gather on (hook_q, hook_attn_scores, hook_pattern, hook_z) see [batch, P, ...] tensors at the rows.
+  at::Tensor forward_rows(const at::Tensor& x, const at::Tensor& rows, HookContext* ctx = nullptr);
   torch::nn::Linear in_proj{nullptr};   // [(H + 2 Hkv) D, d_model]
   torch::nn::Linear out_proj{nullptr};  // [d_model, H D]
   int64_t H, Hkv, D;
@@ -80,8 +83,9 @@ class Mamba1Impl : public torch::nn::Module {
  public:
   Mamba1Impl(const ModelConfig& cfg, int64_t layer);
   at::Tensor forward(const at::Tensor& x /*[batch, pos, d_model]*/, HookContext* ctx);
-  /// The output at rows [batch, P] only (the scan still runs over every position): [batch, P, d_model]; no hooks.
-  at::Tensor forward_rows(const at::Tensor& x, const at::Tensor& rows);
+  /// The output at rows [batch, P] only (the scan still runs over every position): [batch, P, d_model].
+  /// hook_head_out sees [batch, P, ...] at the rows; the hooks before it every position.
+  at::Tensor forward_rows(const at::Tensor& x, const at::Tensor& rows, HookContext* ctx = nullptr);
   torch::nn::Linear in_proj{nullptr};   // [2 d_inner, d_model]
   torch::nn::Conv1d conv1d{nullptr};    // weight [d_inner, 1, d_conv], bias [d_inner]
   torch::nn::Linear x_proj{nullptr};    // [dt_rank + 2N, d_inner]
@@ -102,8 +106,9 @@ class Mamba2Impl : public torch::nn::Module {
  public:
   Mamba2Impl(const ModelConfig& cfg, int64_t layer);
   at::Tensor forward(const at::Tensor& x /*[batch, pos, d_model]*/, HookContext* ctx);
-  /// The output at rows [batch, P] only (the scan still runs over every position): [batch, P, d_model]; no hooks.
-  at::Tensor forward_rows(const at::Tensor& x, const at::Tensor& rows);
+  /// The output at rows [batch, P] only (the scan still runs over every position): [batch, P, d_model].
+  /// hook_gate (computed at the rows only) and hook_head_out see [batch, P, ...]; the other hooks every position.
+  at::Tensor forward_rows(const at::Tensor& x, const at::Tensor& rows, HookContext* ctx = nullptr);
   torch::nn::Linear in_proj{nullptr};   // [2 d_inner + 2 G N + H, d_model]
   torch::nn::Conv1d conv1d{nullptr};    // weight [d_ssm + 2 G N, 1, d_conv]
   torch::nn::Linear out_proj{nullptr};  // [d_model, d_inner]
@@ -126,7 +131,7 @@ class ParallelMixerImpl : public torch::nn::Module {
  public:
   ParallelMixerImpl(const ModelConfig& cfg, int64_t layer);
   at::Tensor forward(const at::Tensor& h, HookContext* ctx);
-  at::Tensor forward_rows(const at::Tensor& h, const at::Tensor& rows);
+  at::Tensor forward_rows(const at::Tensor& h, const at::Tensor& rows, HookContext* ctx = nullptr);
   std::shared_ptr<AttentionImpl> attn;
   std::shared_ptr<Mamba1Impl> mamba1;  // one of mamba1 / mamba2, registered as "ssm"
   std::shared_ptr<Mamba2Impl> mamba2;
@@ -141,10 +146,11 @@ class BlockImpl : public torch::nn::Module {
   at::Tensor forward(const at::Tensor& resid /*[batch, pos, d_model]*/, HookContext* ctx);
   /// The rest of the block after the mixer's residual add: resid_mid -> (MLP) -> resid_post.
   at::Tensor forward_after_mixer(const at::Tensor& resid_mid, HookContext* ctx);
-  /// The block's output at rows [batch, P] (positions per example) only: [batch, P, d_model]; no hooks.
+  /// The block's output at rows [batch, P] (positions per example) only: [batch, P, d_model].
   /// Equals forward(resid) gathered at those rows; attention computes only those queries, SSMs still scan
-  /// every position but gate, project and run the MLP at the rows.
-  at::Tensor forward_rows(const at::Tensor& resid, const at::Tensor& rows);
+  /// every position but gate, project and run the MLP at the rows. Hooks before the row gather see every
+  /// position; those after it (the head outputs, hook_mixer_out and the rest of the block) see [batch, P, ...].
+  at::Tensor forward_rows(const at::Tensor& resid, const at::Tensor& rows, HookContext* ctx = nullptr);
   MixerKind kind;
   std::shared_ptr<NormImpl> norm, norm2;
   // Exactly one mixer, registered as "mixer" (so its parameters are mixer.*).

@@ -116,7 +116,9 @@ std::vector<std::string> Mamba1Impl::hook_names() const {
 
 at::Tensor Mamba1Impl::forward(const at::Tensor& hs, HookContext* ctx) { return run(hs, ctx, nullptr); }
 
-at::Tensor Mamba1Impl::forward_rows(const at::Tensor& hs, const at::Tensor& rows) { return run(hs, nullptr, &rows); }
+at::Tensor Mamba1Impl::forward_rows(const at::Tensor& hs, const at::Tensor& rows, HookContext* ctx) {
+  return run(hs, ctx, &rows);
+}
 
 at::Tensor Mamba1Impl::run(const at::Tensor& hs, HookContext* ctx, const at::Tensor* rows) {
   const auto dtype = hs.scalar_type();
@@ -209,7 +211,9 @@ std::vector<std::string> Mamba2Impl::hook_names() const {
 
 at::Tensor Mamba2Impl::forward(const at::Tensor& hs, HookContext* ctx) { return run(hs, ctx, nullptr); }
 
-at::Tensor Mamba2Impl::forward_rows(const at::Tensor& hs, const at::Tensor& rows) { return run(hs, nullptr, &rows); }
+at::Tensor Mamba2Impl::forward_rows(const at::Tensor& hs, const at::Tensor& rows, HookContext* ctx) {
+  return run(hs, ctx, &rows);
+}
 
 at::Tensor Mamba2Impl::run(const at::Tensor& hs, HookContext* ctx, const at::Tensor* rows) {
   const auto dtype = hs.scalar_type();

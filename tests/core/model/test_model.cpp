@@ -212,6 +212,8 @@ TEST(Model, LastBlockAtRowsEqualsTheFullForwardThere) {
   const std::vector<std::pair<std::string, nlohmann::json>> cases = {
       {"transformer", nlohmann::json::object()},
       {"transformer", {{"attn_cfg", {{"num_heads", 4}, {"num_heads_kv", 2}}}, {"d_intermediate", 48}}},
+      {"transformer",  // the query rows are projected alone: biases and rotary at their own positions
+       {{"attn_cfg", {{"num_heads", 2}, {"qkv_proj_bias", true}, {"rotary_emb_interleaved", true}, {"rotary_emb_dim", 6}}}}},
       {"mamba1", nlohmann::json::object()},
       {"mamba2", nlohmann::json::object()},
       {"mamba2", {{"d_intermediate", 0}, {"ssm_cfg", {{"d_ssm", 32}}}}},  // d_mlp > 0: gated MLP inside the mixer
@@ -230,5 +232,22 @@ TEST(Model, LastBlockAtRowsEqualsTheFullForwardThere) {
       EXPECT_EQ(at_rows.sizes(), full.sizes());
       EXPECT_LT(mechscope::test::max_abs_diff(at_rows, full), 1e-5) << preset << " " << overrides.dump() << " from " << from;
     }
+    // With hooks: the last block's hooks after the row gather hold the full run's values at the rows, the
+    // ones before it every position (the head-ablation sweep's cached run reads both).
+    const std::string last = "blocks." + std::to_string(m.n_layers() - 1) + ".";
+    std::vector<std::string> at_rows_names = {last + "hook_mixer_out", last + "hook_resid_post"};
+    for (const auto& [mixer, H] : m.heads_of_layer(m.n_layers() - 1))
+      at_rows_names.push_back(last + (mixer == "attn" ? "attn.hook_z" : "ssm.hook_head_out"));
+    std::vector<std::string> names = at_rows_names;
+    names.push_back(last + "hook_resid_pre");
+    auto [logits, full_cache] = m.run_with_cache(toks, HookSelection::of(names));
+    HookContext ctx;
+    ctx.cache(std::set<std::string>(names.begin(), names.end()));
+    m.forward_blocks_at(0, m.embed(toks, &ctx), rows, &ctx);
+    for (const auto& name : at_rows_names)
+      EXPECT_LT(mechscope::test::max_abs_diff(ctx.cached().at(name), gather_rows(full_cache.at(name), rows)), 1e-5)
+          << preset << " " << name;
+    EXPECT_EQ(mechscope::test::max_abs_diff(ctx.cached().at(last + "hook_resid_pre"), full_cache.at(last + "hook_resid_pre")), 0.0)
+        << preset;
   }
 }
