@@ -701,16 +701,20 @@ PatchResult activation_patching(LanguageModel& model, const Batch& clean, const 
                  }};
       at::Tensor logits;
       if (options.batched) {
-        HookContext ctx;
-        ctx.add_hook(hook, patch.fn);
         at::Tensor resid = pr.corrupt_cache.at(layer_prefix(l) + "hook_resid_pre");
         resid = resid.unsqueeze(0).expand({k, B, L, resid.size(2)}).reshape({k * B, L, resid.size(2)});
-        resid = model.backbone->layers[l]->forward(resid, &ctx);
-        logits = finish_and_read(model, l + 1, resid, k, B, pr.readout);
+        if (site == "resid_pre") {  // the block input itself: patched without a hook, so the last block runs at the rows
+          logits = finish_and_read(model, l, patch_stacked(resid, clean_act, chunk, B), k, B, pr.readout);
+        } else {
+          HookContext ctx;
+          ctx.add_hook(hook, patch.fn);
+          resid = model.backbone->layers[l]->forward(resid, &ctx);
+          logits = finish_and_read(model, l + 1, resid, k, B, pr.readout);
+        }
       } else {
         logits = gather_readout(model.run_with_hooks(corrupted.tokens, {patch}), pr.readout).unsqueeze(0);
       }
-      ExampleMetrics m = example_metrics(logits, pr.readout, pr.clean_read.unsqueeze(0).expand_as(logits));
+      ExampleMetrics m = example_metrics(logits, pr.readout, pr.clean_read.unsqueeze(0));
       for (int64_t j = 0; j < k; ++j) store(chunk[j], m, j);
       done += k;
       report(options, double(done) / total, "patching " + hook);

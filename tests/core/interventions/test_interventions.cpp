@@ -211,7 +211,7 @@ TEST(Patching, EveryPositionFromCleanGivesTheCleanLogits) {
 }
 
 TEST(Patching, BatchedEqualsOneForwardPerCell) {
-  for (const auto& preset : {"transformer", "mamba1", "hybrid", "parallel-hybrid"}) {
+  for (const auto& preset : {"transformer", "mamba1", "mamba2", "hybrid", "parallel-hybrid"}) {
     Fixture f = make(preset, {{"d_intermediate", 40}}, kMqar, 4);
     for (const auto& site : {"resid_pre", "mixer_out", "mlp_in", "heads", "conv_out", "state"}) {
       if (std::string(site) != "resid_pre" && std::string(preset) == "transformer" &&
