@@ -314,16 +314,19 @@ int run_analyze(const AnalyzeOptions& o) {
       rf.settings = {{"ablation", o.ablation}, {"reference_seed", o.seed + 1000003}};
       if (!o.heads.empty()) {
         std::vector<HeadRef> heads;
-        for (const auto& h : o.heads) heads.push_back(parse_head(h, model));
+        for (const auto& h : o.heads)
+          for (const auto& one : parse_heads(h, model)) heads.push_back(one);
         rf.settings["heads"] = head_labels(heads);
         before_after(model, batch, ab.hooks(heads),
-                     "after " + std::string(ablation_name(kind)) + "-ablating " + join(head_labels(heads), " "), g, rf, o.csv,
+                     "after " + std::string(ablation_name(kind)) + "-ablating " + group_label(heads), g, rf, o.csv,
                      write_csv_fn);
       } else {
         auto t0 = std::chrono::steady_clock::now();
-        HeadSweepResult res = head_ablation_sweep(model, batch.tokens, r, ab, {}, sw);
+        if (o.channel_group < 1) throw std::invalid_argument("--channel-group must be at least 1");
+        if (o.channel_group > 1) rf.settings["channel_group"] = o.channel_group;
+        HeadSweepResult res = head_group_sweep(model, batch.tokens, r, ab, channel_groups(model, o.channel_group), sw);
         const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        auto labels = head_labels(res.heads);
+        const std::vector<std::string>& labels = res.labels;
         std::vector<std::pair<std::string, at::Tensor>> cols = {
             {"prob", res.ablated.prob}, {"logit_diff", res.ablated.logit_diff},
             {"accuracy", res.ablated.accuracy}, {"kl", res.ablated.kl}};
@@ -333,7 +336,8 @@ int run_analyze(const AnalyzeOptions& o) {
         print_outcome("unablated: ", res.base);
         at::Tensor drop = res.base.accuracy - res.ablated.accuracy;
         at::Tensor order = drop.argsort(0, true);
-        std::cout << res.heads.size() << " heads " << ablation_name(kind) << "-ablated one at a time in "
+        std::cout << res.heads.size() << (o.channel_group > 1 ? " heads and channel groups " : " heads ")
+                  << ablation_name(kind) << "-ablated one at a time in "
                   << fmt("%.2f", secs) << " s; largest accuracy drops:\n";
         for (int64_t i = 0; i < std::min<int64_t>(8, order.size(0)); ++i) {
           const int64_t h = order[i].item<int64_t>();

@@ -107,6 +107,7 @@ struct AnalyzeOptions {
   // ablation / knockout
   std::string ablation = "zero";
   std::vector<std::string> heads;
+  int64_t channel_group = 1;
   std::vector<std::string> edges;
   bool last_row = false;
   // patching / attribution

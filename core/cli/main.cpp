@@ -131,8 +131,10 @@ int main(int argc, char** argv) {
   c_an->add_option("--groups", an.groups, "attention: Mamba1 channel groups (1 = channel average)")->capture_default_str();
   c_an->add_option("--repeat-len", an.repeat_len, "head-scores: length of each half of the repeated sequences")->capture_default_str();
   c_an->add_option("--ablation", an.ablation, "ablation: zero | mean | resample")->capture_default_str();
-  c_an->add_option("--heads", an.heads, "ablation: ablate these heads together (L1.attn.H0,...) instead of a sweep; "
-                                        "knockout: head indices of the layer")->delimiter(',');
+  c_an->add_option("--heads", an.heads, "ablation: ablate these heads together (L1.attn.H0,..., or a range "
+                                        "L0.ssm.H0-15) instead of a sweep; knockout: head indices of the layer")->delimiter(',');
+  c_an->add_option("--channel-group", an.channel_group, "ablation sweep: Mamba1 channels in groups of this many "
+                                                        "consecutive channels, each group ablated together")->capture_default_str();
   c_an->add_option("--edge", an.edges, "knockout: a query:key edge to block (repeatable)")->take_all();
   c_an->add_flag("--last-row", an.last_row, "knockout: block every edge from the answer position to earlier keys");
   c_an->add_option("--site", an.site, "patching / attribution: resid_pre | resid_mid | resid_post | mixer_in | mixer_out | "

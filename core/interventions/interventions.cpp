@@ -9,6 +9,7 @@
 #include <map>
 #include <regex>
 #include <set>
+#include <tuple>
 
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/autograd.h>
@@ -204,6 +205,49 @@ HeadRef parse_head(const std::string& text, const LanguageModel& model) {
   throw std::invalid_argument("head '" + text + "': layer " + std::to_string(h.layer) + " has no " + h.mixer + " mixer");
 }
 
+std::vector<HeadRef> parse_heads(const std::string& text, const LanguageModel& model) {
+  static const std::regex range(R"(^(L?\d+\.(?:attn|ssm)\.H?)(\d+)-(\d+)$)");
+  std::smatch m;
+  if (!std::regex_match(text, m, range)) return {parse_head(text, model)};
+  const int64_t first = std::stoll(m[2]), last = std::stoll(m[3]);
+  if (last < first) throw std::invalid_argument("heads '" + text + "': the range ends before it starts");
+  HeadRef a = parse_head(m[1].str() + m[2].str(), model);
+  parse_head(m[1].str() + m[3].str(), model);  // checks the end of the range
+  std::vector<HeadRef> out;
+  for (int64_t h = first; h <= last; ++h) out.push_back({a.layer, a.mixer, h});
+  return out;
+}
+
+std::string group_label(const std::vector<HeadRef>& heads) {
+  if (heads.empty()) return "none";
+  std::vector<HeadRef> g = heads;
+  std::sort(g.begin(), g.end(), [](const HeadRef& a, const HeadRef& b) {
+    return std::tie(a.layer, a.mixer, a.head) < std::tie(b.layer, b.mixer, b.head);
+  });
+  std::string out;
+  for (size_t i = 0; i < g.size();) {  // runs of consecutive heads of one mixer: L0.ssm.H0-15
+    size_t j = i + 1;
+    while (j < g.size() && g[j].layer == g[i].layer && g[j].mixer == g[i].mixer && g[j].head == g[j - 1].head + 1) ++j;
+    out += (out.empty() ? "" : "+") + g[i].label() + (j - i > 1 ? "-" + std::to_string(g[j - 1].head) : "");
+    i = j;
+  }
+  return out;
+}
+
+std::vector<std::vector<HeadRef>> channel_groups(const LanguageModel& model, int64_t size) {
+  if (size < 1) throw std::invalid_argument("channel groups: the size must be at least 1, got " + std::to_string(size));
+  std::vector<std::vector<HeadRef>> out;
+  for (int64_t l = 0; l < model.n_layers(); ++l)
+    for (const auto& [mixer, H] : model.heads_of_layer(l)) {
+      const int64_t g = (mixer == "ssm" && model.backbone->layers[l]->mamba1_mixer()) ? size : 1;
+      for (int64_t h0 = 0; h0 < H; h0 += g) {
+        out.emplace_back();
+        for (int64_t h = h0; h < std::min(H, h0 + g); ++h) out.back().push_back({l, mixer, h});
+      }
+    }
+  return out;
+}
+
 std::string head_hook_name(const HeadRef& h) {
   return layer_prefix(h.layer) + (h.mixer == "attn" ? "attn.hook_z" : "ssm.hook_head_out");
 }
@@ -370,11 +414,27 @@ ReadoutResid ablated_readout_resid(LanguageModel& model, const at::Tensor& token
 HeadSweepResult head_ablation_sweep(LanguageModel& model, const at::Tensor& tokens, const Readout& readout,
                                     const Ablator& ablator, const std::vector<HeadRef>& heads_in,
                                     const SweepOptions& options) {
+  std::vector<std::vector<HeadRef>> groups;
+  for (const auto& h : heads_in.empty() ? all_heads(model) : heads_in) groups.push_back({h});
+  return head_group_sweep(model, tokens, readout, ablator, groups, options);
+}
+
+HeadSweepResult head_group_sweep(LanguageModel& model, const at::Tensor& tokens, const Readout& readout,
+                                 const Ablator& ablator, const std::vector<std::vector<HeadRef>>& units,
+                                 const SweepOptions& options) {
   at::NoGradGuard no_grad;
   model.check_tokens(tokens);
   HeadSweepResult res;
-  res.heads = heads_in.empty() ? all_heads(model) : heads_in;
-  const int64_t B = tokens.size(0), L = tokens.size(1), n = static_cast<int64_t>(res.heads.size());
+  for (const auto& u : units) {
+    if (u.empty()) throw std::invalid_argument("head-ablation sweep: an empty group of heads");
+    for (const auto& h : u)
+      if (h.layer != u[0].layer || h.mixer != u[0].mixer)
+        throw std::invalid_argument("head-ablation sweep: the group " + group_label(u) +
+                                    " spans layers or mixers; a group's heads share one layer and mixer");
+    res.heads.push_back(u[0]);
+    res.labels.push_back(group_label(u));
+  }
+  const int64_t B = tokens.size(0), L = tokens.size(1), n = static_cast<int64_t>(units.size());
   at::Tensor keep = examples_with_readout(readout);
 
   std::vector<std::string> names;
@@ -416,9 +476,9 @@ HeadSweepResult head_ablation_sweep(LanguageModel& model, const at::Tensor& toke
   if (!options.batched) {
     for (int64_t i = 0; i < n; ++i) {
       check_cancel(options);
-      at::Tensor logits = model.run_with_hooks(tokens, ablator.hooks({res.heads[i]}));
+      at::Tensor logits = model.run_with_hooks(tokens, ablator.hooks(units[i]));
       store(i, example_metrics(gather_readout(logits, readout).unsqueeze(0), readout, base_read.unsqueeze(0)), 0);
-      report(options, double(i + 1) / n, "ablating " + res.heads[i].label());
+      report(options, double(i + 1) / n, "ablating " + res.labels[i]);
     }
   } else {
     // Group heads by (layer, mixer); an ablation only changes that mixer's output, by a linear function of the
@@ -449,9 +509,13 @@ HeadSweepResult head_ablation_sweep(LanguageModel& model, const at::Tensor& toke
         const int64_t k = std::min<int64_t>(K, idxs.size() - s);
         std::vector<at::Tensor> deltas;
         for (int64_t j = 0; j < k; ++j) {
-          const HeadRef& h = res.heads[idxs[s + j]];
-          at::Tensor zh = z.select(-2, h.head);
-          deltas.push_back(project_head(proj, h.head, last ? ablator.change_at(h, zh, readout, B, L) : ablator.change(h, zh)));
+          at::Tensor delta;  // a group's heads add up: each changes the residual by its own linear term
+          for (const HeadRef& h : units[idxs[s + j]]) {
+            at::Tensor zh = z.select(-2, h.head);
+            at::Tensor d = project_head(proj, h.head, last ? ablator.change_at(h, zh, readout, B, L) : ablator.change(h, zh));
+            delta = delta.defined() ? delta + d : d;
+          }
+          deltas.push_back(delta);
         }
         at::Tensor stacked = resid_mid.unsqueeze(0) + (k == 1 ? deltas[0].unsqueeze(0) : at::stack(deltas));
         at::Tensor logits = last ? model.unembed(block->forward_after_mixer(stacked, nullptr))  // [k, R, V]
@@ -651,17 +715,89 @@ PatchResult start_result(const std::string& site, const PatchPlan& plan, const P
   return res;
 }
 
+// Readout logits [k, R, V] of the corrupted run with the chunk's cells of one (layer, hook) patched from the clean
+// run, computing only positions >= the chunk's first cell position (earlier positions cannot change: readouts
+// there keep the corrupted logits).
+at::Tensor patched_from(LanguageModel& model, const PairRun& pr, int64_t l, const std::string& site,
+                        const std::string& hook, const at::Tensor& clean_act, std::vector<Cell> cells, int64_t B) {
+  const int64_t n = model.n_layers(), k = static_cast<int64_t>(cells.size());
+  int64_t start = cells[0].pos;
+  for (const auto& c : cells) start = std::min(start, c.pos);
+  const int64_t L = pr.corrupt_cache.at(layer_prefix(l) + "hook_resid_pre").size(1), Ls = L - start;
+  std::vector<LayerPrefix> prefixes(n - l);
+  for (int64_t j = l; j < n; ++j) {
+    LayerPrefix& p = prefixes[j - l];
+    p.start = start;
+    auto take = [&](const std::string& name) {
+      auto it = pr.corrupt_cache.find(layer_prefix(j) + name);
+      return it == pr.corrupt_cache.end() ? at::Tensor() : it->second;
+    };
+    p.k = take("attn.hook_k");
+    p.v = take("attn.hook_v");
+    p.mixer_in = take("hook_mixer_in");
+    p.state = take("ssm.hook_state");
+  }
+  for (auto& c : cells) c.pos -= start;
+  const at::Tensor clean_tail = clean_act.narrow(1, start, Ls);
+  at::Tensor resid = pr.corrupt_cache.at(layer_prefix(l) + "hook_resid_pre").narrow(1, start, Ls);
+  resid = repeat_batch(resid, k * B);
+  auto [rows, slot] = readout_rows(pr.readout, B);
+  at::Tensor rel = (rows - start).clamp_min(0).repeat({k, 1});  // [k B, P]; rows before start are replaced below
+  at::Tensor fin;
+  if (site == "resid_pre") {  // the block input itself, patched without a hook
+    fin = model.forward_blocks_partial(l, patch_stacked(resid, clean_tail, cells, B), prefixes, rel);
+  } else {
+    HookContext ctx;
+    ctx.add_hook(hook, [&clean_tail, &cells, B](const at::Tensor& v, const std::string&) {
+      return patch_stacked(v, clean_tail, cells, B);
+    });
+    if (l == n - 1) {  // the hook may come after the last block's row gather: run it at every position
+      fin = gather_rows(model.backbone->layers[l]->forward_partial(resid, Partial{&prefixes[0], nullptr}, &ctx), rel);
+    } else {
+      fin = model.forward_blocks_partial(l, resid, prefixes, rel, &ctx);
+    }
+  }
+  fin = fin.view({k, B, fin.size(1), fin.size(2)});
+  at::Tensor logits = model.unembed(fin.index({at::indexing::Slice(), pr.readout.example, slot}));  // [k, R, V]
+  at::Tensor before = pr.readout.position.lt(start).view({1, -1, 1});
+  return at::where(before, pr.corrupt_read.unsqueeze(0).to(logits.scalar_type()), logits);
+}
+
 }  // namespace
 
 PatchResult activation_patching(LanguageModel& model, const Batch& clean, const Batch& corrupted,
                                 const std::string& site, const SweepOptions& options) {
   at::NoGradGuard no_grad;
   PatchPlan plan = plan_rows(model, site);
-  std::vector<std::string> resid_names;
-  for (int64_t l = 0; l < model.n_layers(); ++l) resid_names.push_back(layer_prefix(l) + "hook_resid_pre");
-  PairRun pr = run_pair(model, clean, corrupted, plan.hooks, options.batched ? resid_names : std::vector<std::string>{},
-                        options.keep_threshold);
   const int64_t B = clean.size(), L = clean.tokens.size(1), nrows = static_cast<int64_t>(plan.rows.size());
+  // Batched: every layer starts from the corrupted run's cached block input, and (SPEC §4's causality) runs
+  // only the positions from the chunk's first patched one on, with the corrupted run's keys, values, SSM
+  // states and conv windows before it. Not for the state site (the state hook needs every position), nor when
+  // the SSM states would not fit the memory budget.
+  std::vector<std::string> corrupt_names;
+  bool partial = false;
+  if (options.batched) {
+    std::vector<std::string> prefix_names;
+    double state_bytes = 0;
+    for (int64_t l = 0; l < model.n_layers(); ++l) {
+      corrupt_names.push_back(layer_prefix(l) + "hook_resid_pre");
+      const auto& block = model.backbone->layers[l];
+      if (auto a = block->attention_mixer()) {
+        prefix_names.push_back(layer_prefix(l) + "attn.hook_k");
+        prefix_names.push_back(layer_prefix(l) + "attn.hook_v");
+      }
+      auto m1 = block->mamba1_mixer();
+      auto m2 = block->mamba2_mixer();
+      if (m1 || m2) {
+        prefix_names.push_back(layer_prefix(l) + "hook_mixer_in");
+        prefix_names.push_back(layer_prefix(l) + "ssm.hook_state");
+        state_bytes += 4.0 * B * L * (m1 ? m1->d_inner * m1->d_state : m2->H * m2->P * m2->N);
+      }
+    }
+    partial = site != "state" && state_bytes <= static_cast<double>(options.memory_budget_mb) * (1 << 20);
+    if (partial) corrupt_names.insert(corrupt_names.end(), prefix_names.begin(), prefix_names.end());
+  }
+  PairRun pr = run_pair(model, clean, corrupted, plan.hooks, corrupt_names, options.keep_threshold);
   PatchResult res = start_result(site, plan, pr, L, options.keep_threshold);
   res.prob = res.score.clone();
   res.logit_diff = res.score.clone();
@@ -700,7 +836,9 @@ PatchResult activation_patching(LanguageModel& model, const Batch& clean, const 
                    return patch_stacked(v, clean_act, chunk, B);
                  }};
       at::Tensor logits;
-      if (options.batched) {
+      if (partial) {
+        logits = patched_from(model, pr, l, site, hook, clean_act, chunk, B);
+      } else if (options.batched) {
         at::Tensor resid = pr.corrupt_cache.at(layer_prefix(l) + "hook_resid_pre");
         resid = resid.unsqueeze(0).expand({k, B, L, resid.size(2)}).reshape({k * B, L, resid.size(2)});
         if (site == "resid_pre") {  // the block input itself: patched without a hook, so the last block runs at the rows

@@ -81,6 +81,14 @@ struct HeadRef {
 std::vector<HeadRef> all_heads(const LanguageModel& model);
 /// Parses "L1.attn.H0", "1.attn.0" or "1.0" (the layer's only mixer); checks it against the model.
 HeadRef parse_head(const std::string& text, const LanguageModel& model);
+/// parse_head, or a range of one layer's heads "L0.ssm.H0-15" (a Mamba1 channel group).
+std::vector<HeadRef> parse_heads(const std::string& text, const LanguageModel& model);
+/// "L1.attn.H0" for one head; a set in layer order, runs of consecutive heads of one mixer as "L0.ssm.H0-15",
+/// joined by '+'.
+std::string group_label(const std::vector<HeadRef>& group);
+/// Every layer's Mamba1 channels in groups of `size` consecutive channels (the last of a layer may be smaller);
+/// attention and Mamba2 heads stay one per group. size 1: every head alone.
+std::vector<std::vector<HeadRef>> channel_groups(const LanguageModel& model, int64_t size);
 /// The hook whose per-head slice ablation replaces: blocks.{l}.attn.hook_z or blocks.{l}.ssm.hook_head_out.
 std::string head_hook_name(const HeadRef& head);
 
@@ -141,14 +149,20 @@ ReadoutResid ablated_readout_resid(LanguageModel& model, const at::Tensor& token
                                    int64_t example);
 
 struct HeadSweepResult {
-  std::vector<HeadRef> heads;
+  std::vector<HeadRef> heads;       ///< per row: the head (the first head of a group)
+  std::vector<std::string> labels;  ///< per row: group_label of what was ablated
   MetricTable base;     ///< [1]: no ablation
-  MetricTable ablated;  ///< [heads]: each head alone ablated
+  MetricTable ablated;  ///< [rows]: each head (or group) alone ablated
 };
-/// Ablates each head alone and reads the metrics (KL against the unablated run).
+/// Ablates each head alone (every head of the model when `heads` is empty) and reads the metrics (KL against
+/// the unablated run).
 HeadSweepResult head_ablation_sweep(LanguageModel& model, const at::Tensor& tokens, const Readout& readout,
                                     const Ablator& ablator, const std::vector<HeadRef>& heads,
                                     const SweepOptions& options = {});
+/// The same with each group of heads ablated together; a group's heads share one layer and mixer.
+HeadSweepResult head_group_sweep(LanguageModel& model, const at::Tensor& tokens, const Readout& readout,
+                                 const Ablator& ablator, const std::vector<std::vector<HeadRef>>& groups,
+                                 const SweepOptions& options = {});
 
 // ---------------------------------------------------------------- attention knockout
 

@@ -161,6 +161,17 @@ at::Tensor LanguageModel::forward_blocks_at(int64_t from, at::Tensor resid, cons
   return backbone->layers[n - 1]->forward_rows(resid, rows, ctx);
 }
 
+at::Tensor LanguageModel::forward_blocks_partial(int64_t from, at::Tensor resid, const std::vector<LayerPrefix>& prefixes,
+                                                 const at::Tensor& rows, HookContext* ctx) {
+  const int64_t n = n_layers();
+  if (from < 0 || from >= n || static_cast<int64_t>(prefixes.size()) != n - from)
+    throw std::invalid_argument("forward_blocks_partial: layer " + std::to_string(from) + " of " + std::to_string(n) +
+                                " with " + std::to_string(prefixes.size()) + " prefixes");
+  for (int64_t j = from; j < n; ++j)
+    resid = backbone->layers[j]->forward_partial(resid, Partial{&prefixes[j - from], j == n - 1 ? &rows : nullptr}, ctx);
+  return resid;
+}
+
 at::Tensor LanguageModel::forward_blocks(int64_t from, int64_t to, at::Tensor resid, HookContext* ctx) {
   if (from < 0 || to > n_layers() || from > to)
     throw std::invalid_argument("forward_blocks: layer range [" + std::to_string(from) + ", " + std::to_string(to) +

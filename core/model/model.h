@@ -49,6 +49,13 @@ class LanguageModel : public torch::nn::Module {
   /// (head outputs, hook_mixer_out, the MLP's and hook_resid_post) see [batch, P, ...] tensors at the rows
   /// (BlockImpl::forward_rows); unembed is not called.
   at::Tensor forward_blocks_at(int64_t from, at::Tensor resid, const at::Tensor& rows, HookContext* ctx = nullptr);
+  /// The same as a partial run (SPEC §4's causality; BlockImpl::forward_partial): resid [b, L - start, d_model]
+  /// holds the positions >= start of the residual entering `from`, prefixes[j - from] (all with that start)
+  /// what layer j saw before start in an earlier run of batch b' (b a multiple of b'), and rows [b, P] are
+  /// relative to start. Equals forward_blocks_at(from, full residual, rows + start) when the positions before
+  /// start are those of the earlier run. Hooks see the positions computed.
+  at::Tensor forward_blocks_partial(int64_t from, at::Tensor resid, const std::vector<LayerPrefix>& prefixes,
+                                    const at::Tensor& rows, HookContext* ctx = nullptr);
   /// Final norm and unembedding of residuals [..., d_model] -> logits [..., vocab_rows].
   at::Tensor unembed(const at::Tensor& resid, HookContext* ctx = nullptr);
   /// The unembedding weight [vocab_rows, d_model] (the embedding when tied).

@@ -111,14 +111,33 @@ at::Tensor gather_rows(const at::Tensor& t, const at::Tensor& rows) {
   return t.index({at::arange(t.size(0), rows.options()).unsqueeze(1), rows});
 }
 
-at::Tensor AttentionImpl::forward(const at::Tensor& x, HookContext* ctx) { return run(x, ctx, nullptr); }
+at::Tensor AttentionImpl::forward(const at::Tensor& x, HookContext* ctx) { return run(x, ctx, Partial{}); }
 
 at::Tensor AttentionImpl::forward_rows(const at::Tensor& x, const at::Tensor& rows, HookContext* ctx) {
-  return run(x, ctx, &rows);
+  return run(x, ctx, Partial{nullptr, &rows});
 }
 
-at::Tensor AttentionImpl::run(const at::Tensor& x, HookContext* ctx, const at::Tensor* rows) {
-  const int64_t b = x.size(0), L = x.size(1);
+at::Tensor AttentionImpl::forward_partial(const at::Tensor& x, const Partial& part, HookContext* ctx) {
+  return run(x, ctx, part);
+}
+
+// Repeats a prefix tensor of batch b' along the batch to b = repeat * b' (variants stacked as [repeat, b']).
+at::Tensor repeat_batch(const at::Tensor& t, int64_t b) {
+  const int64_t reps = b / t.size(0);
+  if (reps * t.size(0) != b)
+    throw std::invalid_argument("partial run: batch " + std::to_string(b) + " is not a multiple of the prefix's " +
+                                std::to_string(t.size(0)));
+  if (reps == 1) return t;
+  auto shape = t.sizes().vec();
+  shape.insert(shape.begin(), reps);
+  auto flat = t.sizes().vec();
+  flat[0] = b;
+  return t.unsqueeze(0).expand(shape).reshape(flat);
+}
+
+at::Tensor AttentionImpl::run(const at::Tensor& x, HookContext* ctx, const Partial& part) {
+  const int64_t b = x.size(0), Lx = x.size(1), s = part.start();
+  const at::Tensor* rows = part.rows;
   at::Tensor q, k, v;
   if (!rows) {
     at::Tensor qkv = in_proj->forward(x);  // [b, L, (H + 2 Hkv) D]
@@ -132,31 +151,43 @@ at::Tensor AttentionImpl::run(const at::Tensor& x, HookContext* ctx, const at::T
     auto kv = at::linear(x, slice(w, H * D, 2 * Hkv * D), slice(bias, H * D, 2 * Hkv * D)).chunk(2, -1);
     k = kv[0], v = kv[1];
   }
-  q = q.unflatten(-1, {H, D});    // [b, L or P, H, D]
-  k = k.unflatten(-1, {Hkv, D});  // [b, L, Hkv, D]
+  q = q.unflatten(-1, {H, D});    // [b, Lx or P, H, D]
+  k = k.unflatten(-1, {Hkv, D});  // [b, Lx, Hkv, D]
   v = v.unflatten(-1, {Hkv, D});
+  // Absolute positions of the queries (null: 0..Lx-1) and of the keys computed here.
+  at::Tensor qpos, kpos;
+  if (rows) qpos = *rows + s;
+  if (s > 0) {
+    kpos = at::arange(s, s + Lx, x.options().dtype(at::kLong)).unsqueeze(0);
+    if (!rows) qpos = kpos;
+  }
   if (cfg_.rotary_emb_dim > 0) {
-    q = apply_rotary(q, cfg_.rotary_emb_dim, cfg_.rotary_emb_base, cfg_.rotary_emb_interleaved, rows);
-    k = apply_rotary(k, cfg_.rotary_emb_dim, cfg_.rotary_emb_base, cfg_.rotary_emb_interleaved);
+    q = apply_rotary(q, cfg_.rotary_emb_dim, cfg_.rotary_emb_base, cfg_.rotary_emb_interleaved, qpos.defined() ? &qpos : nullptr);
+    k = apply_rotary(k, cfg_.rotary_emb_dim, cfg_.rotary_emb_base, cfg_.rotary_emb_interleaved, kpos.defined() ? &kpos : nullptr);
   }
   q = hook_point(ctx, h_q_, q);
   k = hook_point(ctx, h_k_, k);
   v = hook_point(ctx, h_v_, v);
+  if (s > 0) {  // the keys and values before `start`, as the earlier run computed them
+    k = at::cat({repeat_batch(part.prefix->k.narrow(1, 0, s), b).to(k.scalar_type()), k}, 1);
+    v = at::cat({repeat_batch(part.prefix->v.narrow(1, 0, s), b).to(v.scalar_type()), v}, 1);
+  }
   if (Hkv != H) {
     k = k.repeat_interleave(H / Hkv, 2);
     v = v.repeat_interleave(H / Hkv, 2);
   }
+  const int64_t Lk = k.size(1);
   at::Tensor future;
-  if (rows) {
-    future = at::arange(L, rows->options()).view({1, 1, 1, L}) > rows->view({b, 1, -1, 1});  // [b, 1, P, L]
+  if (qpos.defined()) {
+    future = at::arange(Lk, qpos.options()).view({1, 1, 1, Lk}) > qpos.view({qpos.size(0), 1, -1, 1});  // [b|1, 1, Lq, Lk]
   } else {
-    future = at::ones({L, L}, x.options().dtype(at::kBool)).triu(1);
+    future = at::ones({Lx, Lx}, x.options().dtype(at::kBool)).triu(1);
   }
-  at::Tensor scores = at::matmul(q.transpose(1, 2), k.permute({0, 2, 3, 1})) * scale_;  // [b, H, L or P, L]
+  at::Tensor scores = at::matmul(q.transpose(1, 2), k.permute({0, 2, 3, 1})) * scale_;  // [b, H, Lq, Lk]
   scores = scores.masked_fill(future, -std::numeric_limits<double>::infinity());
   scores = hook_point(ctx, h_scores_, scores);
   at::Tensor pattern = hook_point(ctx, h_pattern_, at::softmax(scores, -1));
-  at::Tensor z = at::matmul(pattern, v.transpose(1, 2)).transpose(1, 2);       // [b, L, H, D]
+  at::Tensor z = at::matmul(pattern, v.transpose(1, 2)).transpose(1, 2);       // [b, Lq, H, D]
   z = hook_point(ctx, h_z_, z);
   return out_proj->forward(z.reshape({b, z.size(1), H * D}));
 }
@@ -176,8 +207,12 @@ at::Tensor ParallelMixerImpl::forward(const at::Tensor& h, HookContext* ctx) {
 }
 
 at::Tensor ParallelMixerImpl::forward_rows(const at::Tensor& h, const at::Tensor& rows, HookContext* ctx) {
-  at::Tensor s = mamba2 ? mamba2->forward_rows(h, rows, ctx) : mamba1->forward_rows(h, rows, ctx);
-  return s + at::tanh(beta) * attn->forward_rows(h, rows, ctx);
+  return forward_partial(h, Partial{nullptr, &rows}, ctx);
+}
+
+at::Tensor ParallelMixerImpl::forward_partial(const at::Tensor& h, const Partial& part, HookContext* ctx) {
+  at::Tensor s = mamba2 ? mamba2->forward_partial(h, part, ctx) : mamba1->forward_partial(h, part, ctx);
+  return s + at::tanh(beta) * attn->forward_partial(h, part, ctx);
 }
 
 std::vector<std::string> ParallelMixerImpl::hook_names() const {
@@ -235,15 +270,19 @@ at::Tensor BlockImpl::forward(const at::Tensor& resid_in, HookContext* ctx) {
   return forward_after_mixer(resid + m, ctx);
 }
 
-at::Tensor BlockImpl::forward_rows(const at::Tensor& resid_in, const at::Tensor& rows, HookContext* ctx) {
+at::Tensor BlockImpl::forward_rows(const at::Tensor& resid, const at::Tensor& rows, HookContext* ctx) {
+  return forward_partial(resid, Partial{nullptr, &rows}, ctx);
+}
+
+at::Tensor BlockImpl::forward_partial(const at::Tensor& resid_in, const Partial& part, HookContext* ctx) {
   at::Tensor resid = hook_point(ctx, h_resid_pre_, resid_in);
   at::Tensor h = hook_point(ctx, h_mixer_in_, norm->forward(resid));
-  at::Tensor m = attn ? attn->forward_rows(h, rows, ctx)
-               : mamba1 ? mamba1->forward_rows(h, rows, ctx)
-               : mamba2 ? mamba2->forward_rows(h, rows, ctx)
-                        : parallel->forward_rows(h, rows, ctx);
+  at::Tensor m = attn ? attn->forward_partial(h, part, ctx)
+               : mamba1 ? mamba1->forward_partial(h, part, ctx)
+               : mamba2 ? mamba2->forward_partial(h, part, ctx)
+                        : parallel->forward_partial(h, part, ctx);
   m = hook_point(ctx, h_mixer_out_, m);
-  return forward_after_mixer(gather_rows(resid, rows) + m, ctx);
+  return forward_after_mixer((part.rows ? gather_rows(resid, *part.rows) : resid) + m, ctx);
 }
 
 at::Tensor BlockImpl::forward_after_mixer(const at::Tensor& resid_mid, HookContext* ctx) {

@@ -20,6 +20,26 @@ namespace mechscope {
 /// t [batch, L, ...] at rows [batch, P] (positions per example) -> [batch, P, ...].
 at::Tensor gather_rows(const at::Tensor& t, const at::Tensor& rows);
 
+/// What one layer saw before position `start` in an earlier run over the whole input (SPEC §4, causality: a
+/// change at position p leaves every layer's positions < p as they were, so a layer can run positions >= p
+/// only). Batch b' of the earlier run; a partial run may stack variants along the batch, b = repeat * b'.
+struct LayerPrefix {
+  int64_t start = 0;
+  at::Tensor k, v;      ///< attention: the run's hook_k / hook_v [b', L, Hkv, D]
+  at::Tensor mixer_in;  ///< SSMs: the run's hook_mixer_in [b', L, d_model] (for the conv window before start)
+  at::Tensor state;     ///< SSMs: the run's hook_state [b', L, ...] (the state leaving start - 1)
+};
+
+/// A partial run of a layer: its input holds positions >= prefix->start only (prefix null: from 0), and with
+/// rows [batch, P] (positions relative to that input) only the outputs there are wanted.
+struct Partial {
+  const LayerPrefix* prefix = nullptr;
+  const at::Tensor* rows = nullptr;
+  int64_t start() const { return prefix ? prefix->start : 0; }
+};
+/// t [b', ...] repeated along the batch to [b, ...], b = repeat * b' (the order of stacked variants).
+at::Tensor repeat_batch(const at::Tensor& t, int64_t b);
+
 /// RMSNorm (mamba_ssm's triton RMSNorm): x * rsqrt(mean(x^2) + eps) * weight. Parameter: weight [d].
 class RMSNormImpl : public torch::nn::Module {
  public:
@@ -66,6 +86,8 @@ class AttentionImpl : public torch::nn::Module {
   /// The output at rows [batch, P] (positions per example) only: [batch, P, d_model]. Hooks from the row
   /// gather on (hook_q, hook_attn_scores, hook_pattern, hook_z) see [batch, P, ...] tensors at the rows.
   at::Tensor forward_rows(const at::Tensor& x, const at::Tensor& rows, HookContext* ctx = nullptr);
+  /// The positions of a partial run (Partial); its hooks see the positions computed.
+  at::Tensor forward_partial(const at::Tensor& x, const Partial& part, HookContext* ctx = nullptr);
   torch::nn::Linear in_proj{nullptr};   // [(H + 2 Hkv) D, d_model]
   torch::nn::Linear out_proj{nullptr};  // [d_model, H D]
   int64_t H, Hkv, D;
@@ -75,7 +97,7 @@ class AttentionImpl : public torch::nn::Module {
   AttnConfig cfg_;
   double scale_;
   std::string h_q_, h_k_, h_v_, h_scores_, h_pattern_, h_z_;
-  at::Tensor run(const at::Tensor& x, HookContext* ctx, const at::Tensor* rows);
+  at::Tensor run(const at::Tensor& x, HookContext* ctx, const Partial& part);
 };
 
 /// Mamba1 mixer (mamba_simple.py). Heads are its d_inner channels. Hooks under `blocks.{i}.ssm.`.
@@ -86,6 +108,9 @@ class Mamba1Impl : public torch::nn::Module {
   /// The output at rows [batch, P] only (the scan still runs over every position): [batch, P, d_model].
   /// hook_head_out sees [batch, P, ...] at the rows; the hooks before it every position.
   at::Tensor forward_rows(const at::Tensor& x, const at::Tensor& rows, HookContext* ctx = nullptr);
+  /// The positions of a partial run (Partial): the conv window and the scan's entering state come from the
+  /// prefix. hook_state and hook_pattern cannot be taken in a partial run (they would miss the prefix).
+  at::Tensor forward_partial(const at::Tensor& x, const Partial& part, HookContext* ctx = nullptr);
   torch::nn::Linear in_proj{nullptr};   // [2 d_inner, d_model]
   torch::nn::Conv1d conv1d{nullptr};    // weight [d_inner, 1, d_conv], bias [d_inner]
   torch::nn::Linear x_proj{nullptr};    // [dt_rank + 2N, d_inner]
@@ -98,7 +123,7 @@ class Mamba1Impl : public torch::nn::Module {
 
  private:
   std::string h_conv_, h_x_, h_gate_, h_dt_, h_B_, h_C_, h_state_, h_y_, h_head_out_, h_pattern_;
-  at::Tensor run(const at::Tensor& x, HookContext* ctx, const at::Tensor* rows);
+  at::Tensor run(const at::Tensor& x, HookContext* ctx, const Partial& part);
 };
 
 /// Mamba2 mixer (mamba2.py) with chunked SSD and the gated RMSNorm. Hooks under `blocks.{i}.ssm.`.
@@ -109,6 +134,8 @@ class Mamba2Impl : public torch::nn::Module {
   /// The output at rows [batch, P] only (the scan still runs over every position): [batch, P, d_model].
   /// hook_gate (computed at the rows only) and hook_head_out see [batch, P, ...]; the other hooks every position.
   at::Tensor forward_rows(const at::Tensor& x, const at::Tensor& rows, HookContext* ctx = nullptr);
+  /// As Mamba1Impl::forward_partial.
+  at::Tensor forward_partial(const at::Tensor& x, const Partial& part, HookContext* ctx = nullptr);
   torch::nn::Linear in_proj{nullptr};   // [2 d_inner + 2 G N + H, d_model]
   torch::nn::Conv1d conv1d{nullptr};    // weight [d_ssm + 2 G N, 1, d_conv]
   torch::nn::Linear out_proj{nullptr};  // [d_model, d_inner]
@@ -122,7 +149,7 @@ class Mamba2Impl : public torch::nn::Module {
  private:
   Mamba2Config cfg_;
   std::string h_conv_, h_x_, h_gate_, h_dt_, h_B_, h_C_, h_state_, h_y_, h_head_out_, h_pattern_;
-  at::Tensor run(const at::Tensor& x, HookContext* ctx, const at::Tensor* rows);
+  at::Tensor run(const at::Tensor& x, HookContext* ctx, const Partial& part);
 };
 
 /// Parallel hybrid mixer (after P1's hybrid_par.py): ssm(h) + tanh(beta) * attn(h) on the same normed input.
@@ -132,6 +159,7 @@ class ParallelMixerImpl : public torch::nn::Module {
   ParallelMixerImpl(const ModelConfig& cfg, int64_t layer);
   at::Tensor forward(const at::Tensor& h, HookContext* ctx);
   at::Tensor forward_rows(const at::Tensor& h, const at::Tensor& rows, HookContext* ctx = nullptr);
+  at::Tensor forward_partial(const at::Tensor& h, const Partial& part, HookContext* ctx = nullptr);
   std::shared_ptr<AttentionImpl> attn;
   std::shared_ptr<Mamba1Impl> mamba1;  // one of mamba1 / mamba2, registered as "ssm"
   std::shared_ptr<Mamba2Impl> mamba2;
@@ -151,6 +179,8 @@ class BlockImpl : public torch::nn::Module {
   /// every position but gate, project and run the MLP at the rows. Hooks before the row gather see every
   /// position; those after it (the head outputs, hook_mixer_out and the rest of the block) see [batch, P, ...].
   at::Tensor forward_rows(const at::Tensor& resid, const at::Tensor& rows, HookContext* ctx = nullptr);
+  /// A partial run (Partial): resid holds positions >= start; the output those positions, or the rows.
+  at::Tensor forward_partial(const at::Tensor& resid, const Partial& part, HookContext* ctx = nullptr);
   MixerKind kind;
   std::shared_ptr<NormImpl> norm, norm2;
   // Exactly one mixer, registered as "mixer" (so its parameters are mixer.*).

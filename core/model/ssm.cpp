@@ -1,6 +1,8 @@
 // Mamba1 and Mamba2 mixers (SPEC §1) with their SSM hook points (SPEC §2). The expensive hooks
 // (per-position states, implicit attention) run only when a HookContext asks for them.
+#include <algorithm>
 #include <cmath>
+#include <stdexcept>
 
 #include <ATen/ATen.h>
 #include <torch/nn/init.h>
@@ -22,9 +24,32 @@ at::Tensor inverse_softplus_dt(int64_t n, double dt_min, double dt_max, double f
 }
 
 // Depthwise causal convolution: conv1d with padding d_conv-1, keeping the first L outputs. x [b, L, C] -> [b, L, C].
-at::Tensor causal_conv(torch::nn::Conv1d& conv, const at::Tensor& x) {
+// With `window` [b, w, C] (the w <= d_conv-1 inputs before x's first position, in a partial run), those take
+// the place of the zero padding.
+at::Tensor causal_conv(torch::nn::Conv1d& conv, const at::Tensor& x, const at::Tensor& window = {}) {
   const int64_t L = x.size(1);
+  if (window.defined() && window.size(1) > 0) {
+    const int64_t w = window.size(1);
+    return conv->forward(at::cat({window.to(x.scalar_type()), x}, 1).transpose(1, 2)).narrow(2, w, L).transpose(1, 2);
+  }
   return conv->forward(x.transpose(1, 2)).narrow(2, 0, L).transpose(1, 2);
+}
+
+// A partial run's conv window: `project` maps the earlier run's normed inputs before `start` to the conv's
+// inputs there; repeated to the partial run's batch b.
+template <class Project>
+at::Tensor conv_window(const Partial& part, int64_t d_conv, int64_t b, Project project) {
+  const int64_t s = part.start();
+  if (s == 0) return {};
+  const int64_t w = std::min<int64_t>(s, d_conv - 1);
+  return repeat_batch(project(part.prefix->mixer_in.narrow(1, s - w, w)), b);
+}
+
+// A partial run may not take hooks that need the positions before its start.
+void check_partial_hooks(const Partial& part, HookContext* ctx, const std::string& state, const std::string& pattern) {
+  if (part.start() > 0 && ctx && (ctx->wants(state) || ctx->wants(pattern)))
+    throw std::logic_error("a partial run (from position " + std::to_string(part.start()) + ") cannot take " +
+                           (ctx->wants(state) ? state : pattern) + ": it needs every position");
 }
 
 // The state hook: let the hooks see all states, and if a hook replaced any element, continue the recurrence
@@ -114,20 +139,29 @@ std::vector<std::string> Mamba1Impl::hook_names() const {
   return {h_conv_, h_x_, h_gate_, h_dt_, h_B_, h_C_, h_state_, h_pattern_, h_y_, h_head_out_};
 }
 
-at::Tensor Mamba1Impl::forward(const at::Tensor& hs, HookContext* ctx) { return run(hs, ctx, nullptr); }
+at::Tensor Mamba1Impl::forward(const at::Tensor& hs, HookContext* ctx) { return run(hs, ctx, Partial{}); }
 
 at::Tensor Mamba1Impl::forward_rows(const at::Tensor& hs, const at::Tensor& rows, HookContext* ctx) {
-  return run(hs, ctx, &rows);
+  return run(hs, ctx, Partial{nullptr, &rows});
 }
 
-at::Tensor Mamba1Impl::run(const at::Tensor& hs, HookContext* ctx, const at::Tensor* rows) {
+at::Tensor Mamba1Impl::forward_partial(const at::Tensor& hs, const Partial& part, HookContext* ctx) {
+  return run(hs, ctx, part);
+}
+
+at::Tensor Mamba1Impl::run(const at::Tensor& hs, HookContext* ctx, const Partial& part) {
+  check_partial_hooks(part, ctx, h_state_, h_pattern_);
+  const at::Tensor* rows = part.rows;
   const auto dtype = hs.scalar_type();
   at::Tensor xz = in_proj->forward(hs);                                         // [b, L, 2 d_inner]
   // split, not narrow: one SplitBackward instead of a zero-filled full-size gradient per slice.
   auto xz_parts = xz.split_with_sizes({d_inner, d_inner}, -1);
   at::Tensor x = xz_parts[0];
   at::Tensor z = xz_parts[1];
-  x = at::silu(hook_point(ctx, h_conv_, causal_conv(conv1d, x)));               // [b, L, d_inner]
+  at::Tensor window = conv_window(part, d_conv, hs.size(0), [&](const at::Tensor& before) {
+    return in_proj->forward(before).split_with_sizes({d_inner, d_inner}, -1)[0];
+  });
+  x = at::silu(hook_point(ctx, h_conv_, causal_conv(conv1d, x, window)));       // [b, L, d_inner]
   x = hook_point(ctx, h_x_, x.unsqueeze(-1)).squeeze(-1);                       // hook [b, L, H = d_inner, P = 1]
   at::Tensor x_dbl = x_proj->forward(x);                                        // [b, L, dt_rank + 2N]
   auto dbl = x_dbl.split_with_sizes({dt_rank, d_state, d_state}, -1);
@@ -142,7 +176,17 @@ at::Tensor Mamba1Impl::run(const at::Tensor& hs, HookContext* ctx, const at::Ten
   at::Tensor A = -at::exp(A_log.to(at::kFloat));                               // [d_inner, N]
   at::Tensor Df = D.to(at::kFloat);
   at::Tensor y;
-  if (ctx && ctx->wants(h_state_)) {
+  if (part.start() > 0) {  // the scan continues from the state the earlier run left before the first position
+    at::Tensor h0 = part.prefix->state.select(1, part.start() - 1).to(at::kFloat);  // [b', d_inner, 1, N]
+    h0 = repeat_batch(h0.reshape({h0.size(0), d_inner, d_state}), hs.size(0));     // [b, d_inner, N]
+    if (kernels::fast_scan_applies(xf) && xf.is_cpu()) {
+      y = kernels::selective_scan_from(xf, dtf, A, Bf, Cf, Df, h0);
+    } else {
+      at::Tensor dA, dBx;
+      mamba1_discretize(xf, dtf, A, Bf, dA, dBx);
+      y = mamba1_readout(linear_scan_sequential(dA, dBx, h0), xf, Cf, Df);
+    }
+  } else if (ctx && ctx->wants(h_state_)) {
     at::Tensor states = hooked_states(  // hook [b, L, d_inner, 1, N]
         ctx, h_state_, xf, [&] { return kernels::selective_scan_states(xf, dtf, A, Bf, Cf, Df).second; },
         [&](at::Tensor& dA, at::Tensor& dBx) { mamba1_discretize(xf, dtf, A, Bf, dA, dBx); }, 3);
@@ -209,13 +253,19 @@ std::vector<std::string> Mamba2Impl::hook_names() const {
   return {h_conv_, h_x_, h_gate_, h_dt_, h_B_, h_C_, h_state_, h_pattern_, h_y_, h_head_out_};
 }
 
-at::Tensor Mamba2Impl::forward(const at::Tensor& hs, HookContext* ctx) { return run(hs, ctx, nullptr); }
+at::Tensor Mamba2Impl::forward(const at::Tensor& hs, HookContext* ctx) { return run(hs, ctx, Partial{}); }
 
 at::Tensor Mamba2Impl::forward_rows(const at::Tensor& hs, const at::Tensor& rows, HookContext* ctx) {
-  return run(hs, ctx, &rows);
+  return run(hs, ctx, Partial{nullptr, &rows});
 }
 
-at::Tensor Mamba2Impl::run(const at::Tensor& hs, HookContext* ctx, const at::Tensor* rows) {
+at::Tensor Mamba2Impl::forward_partial(const at::Tensor& hs, const Partial& part, HookContext* ctx) {
+  return run(hs, ctx, part);
+}
+
+at::Tensor Mamba2Impl::run(const at::Tensor& hs, HookContext* ctx, const Partial& part) {
+  check_partial_hooks(part, ctx, h_state_, h_pattern_);
+  const at::Tensor* rows = part.rows;
   const auto dtype = hs.scalar_type();
   // Order of in_proj's outputs: [z0 (d_mlp), x0 (d_mlp), z (d_ssm), xBC (d_ssm + 2GN), dt (H)].
   const int64_t gates = 2 * d_mlp + d_ssm;
@@ -240,7 +290,13 @@ at::Tensor Mamba2Impl::run(const at::Tensor& hs, HookContext* ctx, const at::Ten
   auto s2 = scan_part.split_with_sizes({d_ssm + 2 * G * N, H}, -1);
   at::Tensor z0 = g3[0], x0 = g3[1], z = g3[2];
   at::Tensor xBC = s2[0], dt_raw = s2[1];
-  xBC = at::silu(hook_point(ctx, h_conv_, causal_conv(conv1d, xBC)));            // [b, L, d_ssm + 2GN]
+  at::Tensor window = conv_window(part, d_conv, hs.size(0), [&](const at::Tensor& before) {
+    const at::Tensor& w = in_proj->weight;
+    const at::Tensor& bias = in_proj->bias;
+    const int64_t n = xBC.size(-1);
+    return at::linear(before, w.narrow(0, gates, n), bias.defined() ? bias.narrow(0, gates, n) : at::Tensor());
+  });
+  xBC = at::silu(hook_point(ctx, h_conv_, causal_conv(conv1d, xBC, window)));    // [b, L, d_ssm + 2GN]
   auto xbc = xBC.split_with_sizes({d_ssm, G * N, G * N}, -1);
   at::Tensor x = hook_point(ctx, h_x_, xbc[0].unflatten(-1, {H, P}));          // [b, L, H, P]
   at::Tensor B = hook_point(ctx, h_B_, xbc[1].unflatten(-1, {G, N}));          // [b, L, G, N]
@@ -266,6 +322,13 @@ at::Tensor Mamba2Impl::run(const at::Tensor& hs, HookContext* ctx, const at::Ten
     y = kernels::ssd_scan(xf, dtf, A, Bf, Cf, Dk);
   } else {
     y = mamba2_ssd(xf, dtf, A, Bf, Cf, Dk, chunk);
+  }
+  if (part.start() > 0) {
+    // The state entering the first position [b, H, P, N]: decays by exp(A_h sum dt), read out by C.
+    at::Tensor h0 = repeat_batch(part.prefix->state.select(1, part.start() - 1).to(at::kFloat), hs.size(0));
+    at::Tensor Ch = Cf.repeat_interleave(H / G, 2).transpose(1, 2);                  // [b, H, L, N]
+    at::Tensor read = at::matmul(Ch, h0.transpose(-1, -2)).transpose(1, 2);        // [b, L, H, P]
+    y = y + at::exp(dtf.cumsum(1) * A).unsqueeze(-1) * read;
   }
   if (ctx && ctx->wants(h_pattern_)) ctx->run(h_pattern_, mamba2_implicit_attention(dtf, A, Bf, Cf, Dk));
   y = hook_point(ctx, h_y_, y.to(dtype));                                       // [b, L, H, P]

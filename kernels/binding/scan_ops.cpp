@@ -248,6 +248,22 @@ at::Tensor ssd_scan(const at::Tensor& x, const at::Tensor& dt, const at::Tensor&
   return scan<SsdOp>(contiguous({x, dt, A, B, C, D}));
 }
 
+at::Tensor selective_scan_from(const at::Tensor& x, const at::Tensor& dt, const at::Tensor& A, const at::Tensor& B,
+                               const at::Tensor& C, const at::Tensor& D, const at::Tensor& h0) {
+  TORCH_CHECK(x.device().is_cpu() && h0.device().is_cpu(), "selective_scan_from: CPU tensors only");
+  auto v = contiguous({x, dt, A, B, C, D});
+  SelectiveScanParams p = SelectiveScanOp::params(v);
+  at::Tensor h = h0.to(at::kFloat).contiguous();
+  TORCH_CHECK(h.dim() == 3 && h.size(0) == p.batch && h.size(1) == p.dim && h.size(2) == p.dstate,
+              "selective_scan_from: h0 must be [batch, D, N] = [", p.batch, ", ", p.dim, ", ", p.dstate, "], found ",
+              h0.sizes());
+  at::Tensor y = at::empty_like(v[0]);
+  p.y = y.data_ptr<float>();
+  p.h0 = h.data_ptr<float>();
+  selective_scan_fwd_cpu(p);
+  return y;
+}
+
 std::pair<at::Tensor, at::Tensor> ssd_scan_states(const at::Tensor& x, const at::Tensor& dt, const at::Tensor& A,
                                                   const at::Tensor& B, const at::Tensor& C, const at::Tensor& D) {
   return scan_states<SsdOp>(contiguous({x, dt, A, B, C, D}));

@@ -25,6 +25,11 @@ at::Tensor selective_scan(const at::Tensor& x, const at::Tensor& dt, const at::T
 std::pair<at::Tensor, at::Tensor> selective_scan_states(const at::Tensor& x, const at::Tensor& dt, const at::Tensor& A,
                                                         const at::Tensor& B, const at::Tensor& C, const at::Tensor& D);
 
+/// Forward only, from the state h0 [B, D, N] before the first position instead of zeros (the rest of a sequence
+/// whose beginning was run earlier). CPU float32 only.
+at::Tensor selective_scan_from(const at::Tensor& x, const at::Tensor& dt, const at::Tensor& A, const at::Tensor& B,
+                               const at::Tensor& C, const at::Tensor& D, const at::Tensor& h0);
+
 /// Mamba2: x [B, L, H, P]; dt [B, L, H]; A [H]; B, C [B, L, G, N]; D [H] or [H, P] -> y [B, L, H, P].
 at::Tensor ssd_scan(const at::Tensor& x, const at::Tensor& dt, const at::Tensor& A, const at::Tensor& B,
                     const at::Tensor& C, const at::Tensor& D);

@@ -18,6 +18,7 @@ struct SelectiveScanParams {
   const float* Dskip = nullptr;  // [D]
   float* y = nullptr;            // [B, L, D]            output
   float* states = nullptr;       // [B, L, D, N]         optional output (per-position states)
+  const float* h0 = nullptr;     // [B, D, N]            optional state before the first position (CPU forward only)
 };
 
 struct SelectiveScanGrads {

@@ -26,6 +26,9 @@ MECHSCOPE_KERNEL_CLONES void fwd_tasks(const SelectiveScanParams& p, int64_t beg
     for (int64_t task = begin; task < end; ++task) {
       const int64_t b = task / nblk, d0 = (task % nblk) * kBlock, nd = std::min(kBlock, D - d0);
       std::fill(h.begin(), h.end(), 0.f);
+      if (p.h0)
+        for (int64_t j = 0; j < nd; ++j)
+          for (int64_t n = 0; n < N; ++n) h[n * kBlock + j] = p.h0[(b * D + d0 + j) * N + n];
       // A of the block, transposed ([n][j]); padding channels get 0 (their state stays 0).
       std::fill(At.begin(), At.end(), 0.f);
       for (int64_t j = 0; j < nd; ++j)

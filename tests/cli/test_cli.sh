@@ -55,6 +55,9 @@ expect_ok "analyze ablation csv" "$cli" analyze ablation -c ar.h5 -n 8 --ablatio
 head -1 abl.csv | grep -q '^head,prob,logit_diff,accuracy,kl$' && ok || bad "ablation csv header: $(head -1 abl.csv)"
 [ "$(wc -l < abl.csv)" -eq 9 ] && ok || bad "ablation csv rows (8 heads): $(cat abl.csv)"
 a=$("$cli" analyze ablation -c ar.h5 -n 8 --heads L1.attn.H0 --ablation resample); contains "ablate a set" "after resample-ablating L1.attn.H0" "$a"
+a=$("$cli" analyze ablation -c ar.h5 -n 8 --heads L1.attn.H0-2,L0.attn.H1); contains "ablate a range" "after zero-ablating L0.attn.H1+L1.attn.H0-2" "$a"
+expect_ok "channel groups" "$cli" analyze ablation -c "$(dirname "$0")/../../resources/models/mqar-mamba1.h5" -n 4 --channel-group 32 --csv grp.csv --quiet
+[ "$(wc -l < grp.csv)" -eq 9 ] && grep -q '^L1.ssm.H96-127,' grp.csv && ok || bad "channel-group csv (2 layers x 4 groups): $(cat grp.csv)"
 a=$("$cli" analyze knockout -c ar.h5 -n 8 --layer 1 --last-row); contains "knockout" "after knockout" "$a"
 a=$("$cli" analyze patching -c ar.h5 -n 16 --site resid_pre --corrupt key --keep-threshold -1 --csv pat.csv --out pat.h5 2>&1)
 contains "patching" "cells in" "$a"

@@ -32,6 +32,10 @@ TEST(Kernels, SelectiveScanMatchesReferenceOutputsStatesAndGradients) {
     at::Tensor dA, dBx;
     mamba1_discretize(x, dt, A, B, dA, dBx);
     expect_close(states, linear_scan_sequential(dA, dBx), 1e-5, "states " + shape);
+    // From an initial state: the rest of a sequence, against the literal recurrence from h0.
+    at::Tensor h0 = at::randn({b, D, N});
+    expect_close(kernels::selective_scan_from(x, dt, A, B, C, Dk, h0),
+                 mamba1_readout(linear_scan_sequential(dA, dBx, h0), x, C, Dk), 1e-5, "y from h0 " + shape);
     auto gf = grads_of([](const auto& v) { return kernels::selective_scan(v[0], v[1], v[2], v[3], v[4], v[5]); },
                        {x, dt, A, B, C, Dk}, w);
     auto gr = grads_of([](const auto& v) { return mamba1_scan_ref(v[0], v[1], v[2], v[3], v[4], v[5]); },

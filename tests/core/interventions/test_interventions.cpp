@@ -161,6 +161,61 @@ TEST(HeadAblation, ParsesHeadNamesAndRejectsBadOnes) {
   EXPECT_THROW(parse_head("L0.attn.H99", *f.model), std::invalid_argument);
   EXPECT_THROW(parse_head("head zero", *f.model), std::invalid_argument);
   EXPECT_THROW(parse_ablation("median"), std::invalid_argument);
+  // Ranges (channel groups) and their labels.
+  auto range = parse_heads("L0.ssm.H2-4", *f.model);
+  ASSERT_EQ(range.size(), 3u);
+  EXPECT_EQ(range[0], (HeadRef{0, "ssm", 2}));
+  EXPECT_EQ(range[2], (HeadRef{0, "ssm", 4}));
+  EXPECT_EQ(group_label(range), "L0.ssm.H2-4");
+  EXPECT_EQ(group_label({HeadRef{0, "ssm", 2}, HeadRef{1, "attn", 0}}), "L0.ssm.H2+L1.attn.H0");
+  EXPECT_EQ(group_label({HeadRef{0, "ssm", 2}, HeadRef{0, "ssm", 3}, HeadRef{0, "ssm", 5}}), "L0.ssm.H2-3+L0.ssm.H5");
+  EXPECT_EQ(parse_heads("L1.attn.H0", *f.model).size(), 1u);
+  EXPECT_THROW(parse_heads("L0.ssm.H4-2", *f.model), std::invalid_argument);
+  EXPECT_THROW(parse_heads("L0.ssm.H0-9999", *f.model), std::invalid_argument);
+}
+
+// Mamba1 channels in groups: each group ablated together, batched (the group's linear terms add up) against one
+// hooked forward per group; a group is not the same as any of its channels alone.
+TEST(HeadAblation, ChannelGroupSweepEqualsAblatingEachGroupTogether) {
+  for (const auto& preset : {"mamba1", "parallel-hybrid"}) {
+    for (auto kind : {AblationKind::Zero, AblationKind::Resample}) {
+      // parallel-hybrid with Mamba1 (a merge patch's nulls drop the Mamba2 fields the helper set).
+      Fixture f = make(preset, {{"ssm_cfg", {{"layer", "Mamba1"}, {"headdim", nullptr}, {"chunk_size", nullptr},
+                                             {"ngroups", nullptr}, {"d_state", 4}}}});
+      Ablator ab(*f.model, kind, f.reference);
+      Readout r = Readout::all_labelled(f.clean);
+      auto groups = channel_groups(*f.model, 5);
+      int64_t channels = 0, grouped = 0;
+      for (const auto& g : groups) {
+        if (g[0].mixer == "ssm") channels += static_cast<int64_t>(g.size()), grouped += g.size() > 1;
+        for (const auto& h : g) EXPECT_EQ(h.layer, g[0].layer);
+      }
+      EXPECT_EQ(channels, f.model->n_layers() * f.model->backbone->layers[0]->mamba1_mixer()->d_inner) << preset;
+      EXPECT_GT(grouped, 0) << preset;
+      SweepOptions plain;
+      plain.batched = false;
+      SweepOptions batched;
+      batched.memory_budget_mb = 1;
+      auto a = head_group_sweep(*f.model, f.clean.tokens, r, ab, groups, plain);
+      auto b = head_group_sweep(*f.model, f.clean.tokens, r, ab, groups, batched);
+      const std::string what = std::string(preset) + " " + ablation_name(kind);
+      ASSERT_EQ(a.labels.size(), groups.size());
+      EXPECT_EQ(a.labels, b.labels);
+      expect_close(b.ablated.prob, a.ablated.prob, 2e-5, what + " prob");
+      expect_close(b.ablated.kl, a.ablated.kl, 2e-5, what + " kl");
+      // The first group of channels against its first channel alone.
+      size_t first_ssm = 0;
+      while (groups[first_ssm][0].mixer != "ssm") ++first_ssm;
+      auto single = head_ablation_sweep(*f.model, f.clean.tokens, r, ab, {groups[first_ssm][0]}, batched);
+      EXPECT_GT(std::abs(single.ablated.kl[0].item<double>() - a.ablated.kl[first_ssm].item<double>()), 1e-7) << what;
+    }
+  }
+  Fixture f = make("mamba1");
+  EXPECT_THROW(channel_groups(*f.model, 0), std::invalid_argument);
+  Ablator zero(*f.model, AblationKind::Zero);
+  EXPECT_THROW(head_group_sweep(*f.model, f.clean.tokens, Readout::all_labelled(f.clean), zero,
+                                {{HeadRef{0, "ssm", 0}, HeadRef{1, "ssm", 0}}}),
+               std::invalid_argument);
 }
 
 TEST(Knockout, BlockedEdgesGetNoAttention) {

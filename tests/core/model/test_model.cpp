@@ -5,6 +5,7 @@
 
 #include "core/engine/memory.h"
 #include "core/model/model.h"
+#include "kernels/binding/scan_ops.h"
 #include "tests/support/test_support.h"
 
 using namespace mechscope;
@@ -204,6 +205,61 @@ TEST(MemoryGuard, EstimatesScaleAndRefuseBeforeAllocating) {
                MemoryLimitError);
   EXPECT_NO_THROW(m.forward(at::zeros({2, 64}, at::kLong)));
   ::unsetenv("MECHSCOPE_MEMORY_LIMIT_MB");
+}
+
+// A partial run (SPEC §4's causality) from every start equals the full run there: each layer takes the keys,
+// values, conv window and SSM state before the start from an earlier run, with variants stacked along the batch.
+TEST(Model, PartialRunFromACachedPrefixEqualsTheFullRun) {
+  const std::vector<std::pair<std::string, nlohmann::json>> cases = {
+      {"transformer", {{"attn_cfg", {{"num_heads", 4}, {"num_heads_kv", 2}}}, {"d_intermediate", 48}}},
+      {"transformer",
+       {{"attn_cfg", {{"num_heads", 2}, {"qkv_proj_bias", true}, {"rotary_emb_interleaved", true}, {"rotary_emb_dim", 6}}}}},
+      {"mamba1", nlohmann::json::object()},
+      {"mamba2", nlohmann::json::object()},
+      {"mamba2", {{"d_intermediate", 0}, {"ssm_cfg", {{"d_ssm", 32}, {"ngroups", 2}}}}},
+      {"hybrid", nlohmann::json::object()},
+      {"parallel-hybrid", nlohmann::json::object()}};
+  for (bool fast : {true, false}) {
+    mechscope::kernels::set_fast_scan_enabled(fast);
+    for (const auto& [preset, overrides] : cases) {
+      LanguageModel m(mechscope::test::small_config(preset, overrides), 3);
+      at::NoGradGuard ng;
+      const int64_t b = 3, L = 11, n = m.n_layers();
+      at::Tensor toks = mechscope::test::random_tokens(b, L, 37, 5);
+      std::vector<std::string> names;
+      for (int64_t j = 0; j < n; ++j) {
+        const std::string p = "blocks." + std::to_string(j) + ".";
+        names.push_back(p + "hook_resid_pre");
+        names.push_back(p + "hook_mixer_in");
+        for (const auto& [mixer, H] : m.heads_of_layer(j)) {
+          if (mixer == "attn") names.insert(names.end(), {p + "attn.hook_k", p + "attn.hook_v"});
+          else names.push_back(p + "ssm.hook_state");
+        }
+      }
+      auto [logits, cache] = m.run_with_cache(toks, HookSelection::of(names));
+      auto take = [&](const std::string& name) { return cache.count(name) ? cache.at(name) : at::Tensor(); };
+      for (int64_t from = 0; from < n; ++from) {
+        at::Tensor resid = cache.at("blocks." + std::to_string(from) + ".hook_resid_pre");
+        at::Tensor full = m.forward_blocks(from, n, resid);  // [b, L, d]
+        for (int64_t start : {int64_t(0), int64_t(1), int64_t(2), int64_t(5), L - 1}) {
+          std::vector<LayerPrefix> prefixes(n - from);
+          for (int64_t j = from; j < n; ++j) {
+            const std::string p = "blocks." + std::to_string(j) + ".";
+            prefixes[j - from] = {start, take(p + "attn.hook_k"), take(p + "attn.hook_v"), take(p + "hook_mixer_in"),
+                                  take(p + "ssm.hook_state")};
+          }
+          at::Tensor rows = at::tensor({L - 1, start, L - 1, start + 1 < L ? start + 1 : start}, at::kLong)
+                                .view({1, 4}).repeat({2 * b, 1});  // absolute positions >= start
+          at::Tensor tail = resid.narrow(1, start, L - start).repeat({2, 1, 1});  // two stacked copies
+          at::Tensor got = m.forward_blocks_partial(from, tail, prefixes, rows - start);
+          at::Tensor want = gather_rows(full.repeat({2, 1, 1}), rows);
+          EXPECT_LT(mechscope::test::max_abs_diff(got, want), 2e-5)
+              << preset << " " << overrides.dump() << " from " << from << " start " << start << " fast " << fast;
+        }
+      }
+    }
+  }
+  mechscope::kernels::set_fast_scan_enabled(true);
 }
 
 // The last block at chosen rows only (what sweeps and the workbench use for a readout) equals the full
