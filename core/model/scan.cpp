@@ -80,8 +80,9 @@ void mamba1_discretize(const at::Tensor& x, const at::Tensor& dt, const at::Tens
 }
 
 at::Tensor mamba1_readout(const at::Tensor& states, const at::Tensor& x, const at::Tensor& C, const at::Tensor& Dskip) {
-  // states [batch, L, D, N] . C [batch, L, 1, N] -> [batch, L, D]
-  return at::matmul(states, C.unsqueeze(-1)).squeeze(-1) + x * Dskip;
+  // states [batch, L, D, N] . C [batch, L, 1, N] -> [batch, L, D]. A product and a sum, not a batched matmul:
+  // ATen runs batched matrix-vector products one matrix at a time (batch x L x D of them here).
+  return (states * C.unsqueeze(2)).sum(-1) + x * Dskip;
 }
 
 at::Tensor mamba1_scan(const at::Tensor& x, const at::Tensor& dt, const at::Tensor& A, const at::Tensor& B,
@@ -140,7 +141,7 @@ void mamba2_discretize(const at::Tensor& x, const at::Tensor& dt, const at::Tens
 at::Tensor mamba2_readout(const at::Tensor& states, const at::Tensor& x, const at::Tensor& C, const at::Tensor& Dskip) {
   const int64_t H = x.size(2);
   at::Tensor Ch = heads_from_groups(C, H);                               // [batch, L, H, N]
-  return at::matmul(states, Ch.unsqueeze(-1)).squeeze(-1) + skip_term(x, Dskip);
+  return (states * Ch.unsqueeze(3)).sum(-1) + skip_term(x, Dskip);  // as mamba1_readout: no batched matmul
 }
 
 at::Tensor mamba2_scan_ref(const at::Tensor& x, const at::Tensor& dt, const at::Tensor& A, const at::Tensor& B,

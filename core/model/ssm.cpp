@@ -325,9 +325,12 @@ at::Tensor Mamba2Impl::run(const at::Tensor& hs, HookContext* ctx, const Partial
   }
   if (part.start() > 0) {
     // The state entering the first position [b, H, P, N]: decays by exp(A_h sum dt), read out by C.
-    at::Tensor h0 = repeat_batch(part.prefix->state.select(1, part.start() - 1).to(at::kFloat), hs.size(0));
-    at::Tensor Ch = Cf.repeat_interleave(H / G, 2).transpose(1, 2);                  // [b, H, L, N]
-    at::Tensor read = at::matmul(Ch, h0.transpose(-1, -2)).transpose(1, 2);        // [b, L, H, P]
+    const int64_t b = hs.size(0), Lx = hs.size(1);
+    at::Tensor h0 = repeat_batch(part.prefix->state.select(1, part.start() - 1).to(at::kFloat), b);
+    // Per group one product [L, N] x [N, (H/G) P] (few large products: ATen loops small batched ones per matrix).
+    at::Tensor hg = h0.reshape({b, G, (H / G) * P, N});                                 // heads of group g together
+    at::Tensor read = at::matmul(Cf.transpose(1, 2), hg.transpose(-1, -2))             // [b, G, L, (H/G) P]
+                          .transpose(1, 2).reshape({b, Lx, H, P});
     y = y + at::exp(dtf.cumsum(1) * A).unsqueeze(-1) * read;
   }
   if (ctx && ctx->wants(h_pattern_)) ctx->run(h_pattern_, mamba2_implicit_attention(dtf, A, Bf, Cf, Dk));
