@@ -463,7 +463,8 @@ HeadSweepResult head_group_sweep(LanguageModel& model, const at::Tensor& tokens,
   } else {
     base_read = gather_readout(model.forward(tokens), readout);
   }
-  res.base = table_of(example_metrics(base_read.unsqueeze(0), readout, base_read.unsqueeze(0)), keep);
+  const MetricReference base_ref = metric_reference(base_read.unsqueeze(0));
+  res.base = table_of(example_metrics(base_read.unsqueeze(0), readout, base_ref), keep);
 
   std::vector<at::Tensor> prob(n), ld(n), acc(n), kl(n);
   auto store = [&](int64_t i, const ExampleMetrics& m, int64_t k) {
@@ -477,7 +478,7 @@ HeadSweepResult head_group_sweep(LanguageModel& model, const at::Tensor& tokens,
     for (int64_t i = 0; i < n; ++i) {
       check_cancel(options);
       at::Tensor logits = model.run_with_hooks(tokens, ablator.hooks(units[i]));
-      store(i, example_metrics(gather_readout(logits, readout).unsqueeze(0), readout, base_read.unsqueeze(0)), 0);
+      store(i, example_metrics(gather_readout(logits, readout).unsqueeze(0), readout, base_ref), 0);
       report(options, double(i + 1) / n, "ablating " + res.labels[i]);
     }
   } else {
@@ -522,7 +523,7 @@ HeadSweepResult head_group_sweep(LanguageModel& model, const at::Tensor& tokens,
                                  : finish_and_read(model, l + 1,
                                                    block->forward_after_mixer(stacked.view({k * B, L, -1}), nullptr),
                                                    k, B, readout);
-        ExampleMetrics m = example_metrics(logits, readout, base_read.unsqueeze(0));
+        ExampleMetrics m = example_metrics(logits, readout, base_ref);
         for (int64_t j = 0; j < k; ++j) store(idxs[s + j], m, j);
         done += k;
         report(options, double(done) / n, "ablating layer " + std::to_string(l) + " " + key.second + " heads");
@@ -804,6 +805,7 @@ PatchResult activation_patching(LanguageModel& model, const Batch& clean, const 
   res.accuracy = res.score.clone();
   res.kl = res.score.clone();
   at::Tensor denom = (pr.p_clean - pr.p_corrupt).where(pr.keep, at::ones_like(pr.p_clean));
+  const MetricReference clean_ref = metric_reference(pr.clean_read.unsqueeze(0));
 
   auto store = [&](const Cell& c, const ExampleMetrics& m, int64_t j) {
     at::Tensor s = (m.prob[j] - pr.p_corrupt) / denom;
@@ -852,7 +854,7 @@ PatchResult activation_patching(LanguageModel& model, const Batch& clean, const 
       } else {
         logits = gather_readout(model.run_with_hooks(corrupted.tokens, {patch}), pr.readout).unsqueeze(0);
       }
-      ExampleMetrics m = example_metrics(logits, pr.readout, pr.clean_read.unsqueeze(0));
+      ExampleMetrics m = example_metrics(logits, pr.readout, clean_ref);
       for (int64_t j = 0; j < k; ++j) store(chunk[j], m, j);
       done += k;
       report(options, double(done) / total, "patching " + hook);

@@ -44,6 +44,14 @@ struct ExampleMetrics {
 };
 ExampleMetrics example_metrics(const at::Tensor& readout_logits, const Readout& readout,
                                const at::Tensor& reference_logits = {});
+/// The reference side of the KL, computed once for the many calls of a sweep: softmax p [..., R, V] of the
+/// reference logits and sum p log p [..., R] (undefined members: no KL).
+struct MetricReference {
+  at::Tensor p, neg_entropy;
+};
+MetricReference metric_reference(const at::Tensor& reference_logits);
+/// example_metrics with a precomputed reference (broadcast against the logits' leading dimensions).
+ExampleMetrics example_metrics(const at::Tensor& readout_logits, const Readout& readout, const MetricReference& reference);
 /// Rows of a per-position tensor [B, L, ...] at the readout positions -> [R, ...].
 at::Tensor gather_readout(const at::Tensor& per_position, const Readout& readout);
 
