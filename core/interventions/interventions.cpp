@@ -108,11 +108,13 @@ int64_t bytes_per_example(const LanguageModel& model, int64_t L, bool states) {
   return 4 * L * (per_pos + worst + 4 * c.d_intermediate);
 }
 
-// Variants per stacked forward: under the memory budget, and no more than about kStackTokens tokens, because on
-// a CPU a larger stack only adds memory traffic (measured on the demo models, 32 x 64-token examples: for Mamba2
-// one variant per forward beat four stacked by 2x, and two stacked by 1.2x); stacking pays for per-forward
-// overhead on small batches.
-constexpr int64_t kStackTokens = 2048;
+// Variants per stacked forward: under the memory budget, and no more than about kStackTokens tokens. Stacking pays
+// for per-operation overhead (most of all in patching's partial runs, whose suffixes are short); past a few
+// thousand tokens a larger stack only adds memory traffic on a CPU. Measured on the demo models (32 x 64-token
+// examples, docs/benchmarks.md): 8192 against 2048 made residual patching 1.2-1.3x faster and left the
+// head-ablation sweeps as they were; 16384 gained nothing more. (Before freed tensors stayed in the heap,
+// runtime.cpp, page faults made any stack slower.)
+constexpr int64_t kStackTokens = 8192;
 int64_t chunk_size(const SweepOptions& o, int64_t per_variant_bytes, int64_t total, int64_t tokens_per_variant) {
   const int64_t budget = std::max<int64_t>(o.memory_budget_mb, 1) << 20;
   const int64_t by_memory = budget / std::max<int64_t>(per_variant_bytes, 1);
