@@ -279,14 +279,20 @@ TEST(Patching, BatchedEqualsOneForwardPerCell) {
       batched.batched = true;
       batched.memory_budget_mb = 1;
       auto a = activation_patching(*f.model, f.clean, f.corrupted, site, plain);
-      auto b = activation_patching(*f.model, f.clean, f.corrupted, site, batched);
-      const std::string what = std::string(preset) + " " + site;
-      ASSERT_EQ(a.rows, b.rows) << what;
-      at::Tensor ok = at::isfinite(a.prob);
-      EXPECT_TRUE(ok.equal(at::isfinite(b.prob))) << what;
-      expect_close(b.prob.masked_select(ok), a.prob.masked_select(ok), 2e-5, what + " prob");
-      expect_close(b.kl.masked_select(ok), a.kl.masked_select(ok), 2e-5, what + " kl");
-      expect_close(b.logit_diff.masked_select(ok), a.logit_diff.masked_select(ok), 2e-4, what + " logit diff");
+      // Batched from each cell's position on (partial runs), and for SSMs also over every position: a budget
+      // the cached SSM states do not fit turns the partial runs off.
+      SweepOptions no_partial = batched;
+      no_partial.memory_budget_mb = 0;
+      for (const SweepOptions& o : {batched, no_partial}) {
+        auto b = activation_patching(*f.model, f.clean, f.corrupted, site, o);
+        const std::string what = std::string(preset) + " " + site + " budget " + std::to_string(o.memory_budget_mb);
+        ASSERT_EQ(a.rows, b.rows) << what;
+        at::Tensor ok = at::isfinite(a.prob);
+        EXPECT_TRUE(ok.equal(at::isfinite(b.prob))) << what;
+        expect_close(b.prob.masked_select(ok), a.prob.masked_select(ok), 2e-5, what + " prob");
+        expect_close(b.kl.masked_select(ok), a.kl.masked_select(ok), 2e-5, what + " kl");
+        expect_close(b.logit_diff.masked_select(ok), a.logit_diff.masked_select(ok), 2e-4, what + " logit diff");
+      }
     }
   }
 }
