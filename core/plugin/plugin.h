@@ -1,4 +1,4 @@
-// The MechScope plugin SDK (API version 1): the one header a plugin includes. A plugin is a shared library that
+// The MechScope plugin SDK (API version 2): the one header a plugin includes. A plugin is a shared library that
 // exports two C symbols (write them with MECHSCOPE_PLUGIN below):
 //   int mechscope_plugin_api_version();                       -> MECHSCOPE_PLUGIN_API_VERSION it was built with
 //   void mechscope_plugin_register(mechscope::PluginHost&);   -> adds tasks and analyses; may throw
@@ -16,7 +16,9 @@
 #include "core/io/results.h"
 #include "core/tasks/task.h"
 
-#define MECHSCOPE_PLUGIN_API_VERSION 1
+// The version changes whenever a type a plugin can reach through the SDK's headers changes its layout or a
+// signature (2: HeadSweepResult gained per-row labels for head groups).
+#define MECHSCOPE_PLUGIN_API_VERSION 2
 
 namespace mechscope {
 
