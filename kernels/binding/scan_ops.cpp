@@ -180,7 +180,52 @@ class ScanFunction : public torch::autograd::Function<ScanFunction<Op>> {
   }
 };
 
+CausalConvParams conv_params(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias) {
+  CausalConvParams p;
+  p.batch = x.size(0);
+  p.seqlen = x.size(1);
+  p.channels = x.size(2);
+  p.width = w.size(1);
+  p.x = x.data_ptr<float>();
+  p.w = w.data_ptr<float>();
+  p.bias = bias.data_ptr<float>();
+  return p;
+}
+
+class CausalConvFunction : public torch::autograd::Function<CausalConvFunction> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias) {
+    CausalConvParams p = conv_params(x, w, bias);
+    at::Tensor y = at::empty_like(x);
+    p.y = y.data_ptr<float>();
+    causal_conv_fwd_cpu(p);
+    ctx->save_for_backward({x, w, bias});
+    return y;
+  }
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto s = ctx->get_saved_variables();
+    CausalConvParams p = conv_params(s[0], s[1], s[2]);
+    at::Tensor dy = grads[0].contiguous();
+    at::Tensor dx = at::empty_like(s[0]), dw = at::empty_like(s[1]), db = at::empty_like(s[2]);
+    causal_conv_bwd_cpu(p, {dy.data_ptr<float>(), dx.data_ptr<float>(), dw.data_ptr<float>(), db.data_ptr<float>()});
+    return {dx, dw, db};
+  }
+};
+
 }  // namespace
+
+at::Tensor causal_conv1d(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+  TORCH_CHECK(x.dim() == 3, "causal_conv1d: x must be [batch, L, C], found ", x.sizes());
+  const int64_t C = x.size(2);
+  at::Tensor w = weight.dim() == 3 ? weight.squeeze(1) : weight;  // [C, K] (a view: gradients reach the weight)
+  TORCH_CHECK(w.dim() == 2 && w.size(0) == C && w.size(1) >= 1 && w.size(1) <= 16,
+              "causal_conv1d: weight must be [C, 1, K] with C = ", C, " and K in 1..16, found ", weight.sizes());
+  at::Tensor b = bias.defined() ? bias : at::zeros({C}, x.options());
+  TORCH_CHECK(b.dim() == 1 && b.size(0) == C, "causal_conv1d: bias must be [", C, "], found ", b.sizes());
+  for (const auto& t : {x, w, b})
+    TORCH_CHECK(t.scalar_type() == at::kFloat && t.device().is_cpu(), "causal_conv1d: CPU float32 tensors only");
+  return CausalConvFunction::apply(x.contiguous(), w.contiguous(), b.contiguous());
+}
 
 bool fast_scan_enabled() {
   int v = g_enabled.load();

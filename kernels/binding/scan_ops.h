@@ -30,6 +30,11 @@ std::pair<at::Tensor, at::Tensor> selective_scan_states(const at::Tensor& x, con
 at::Tensor selective_scan_from(const at::Tensor& x, const at::Tensor& dt, const at::Tensor& A, const at::Tensor& B,
                                const at::Tensor& C, const at::Tensor& D, const at::Tensor& h0);
 
+/// The SSMs' short convolution: depthwise, causal (K-1 zeros on the left), on channels-last x [B, L, C], with
+/// weight [C, 1, K] or [C, K] (K <= 16) and bias [C] (may be undefined). Differentiable in all three. CPU
+/// float32 only (the caller checks fast_scan_applies and the device); reference: at::conv1d.
+at::Tensor causal_conv1d(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias);
+
 /// Mamba2: x [B, L, H, P]; dt [B, L, H]; A [H]; B, C [B, L, G, N]; D [H] or [H, P] -> y [B, L, H, P].
 at::Tensor ssd_scan(const at::Tensor& x, const at::Tensor& dt, const at::Tensor& A, const at::Tensor& B,
                     const at::Tensor& C, const at::Tensor& D);

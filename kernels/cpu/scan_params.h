@@ -56,6 +56,26 @@ struct SsdGrads {
   float* dD = nullptr;           // [H] or [H, P]
 };
 
+/// Depthwise causal convolution over channels-last input (the SSMs' short conv1d, padding K-1 on the left):
+/// y[b, t, c] = bias[c] + sum_k w[c, k] x[b, t - (K-1) + k, c], zero before the first position.
+struct CausalConvParams {
+  int64_t batch = 0, seqlen = 0, channels = 0, width = 0;  // B, L, C, K
+  const float* x = nullptr;     // [B, L, C]
+  const float* w = nullptr;     // [C, K]
+  const float* bias = nullptr;  // [C] or null
+  float* y = nullptr;           // [B, L, C]
+};
+
+struct CausalConvGrads {
+  const float* dy = nullptr;  // [B, L, C]
+  float* dx = nullptr;        // [B, L, C]
+  float* dw = nullptr;        // [C, K]
+  float* dbias = nullptr;     // [C] or null
+};
+
+void causal_conv_fwd_cpu(const CausalConvParams& p);
+void causal_conv_bwd_cpu(const CausalConvParams& p, const CausalConvGrads& g);
+
 // CPU implementations (kernels/cpu/*.cpp), multi-threaded over independent rows.
 void selective_scan_fwd_cpu(const SelectiveScanParams& p);
 void selective_scan_bwd_cpu(const SelectiveScanParams& p, const SelectiveScanGrads& g);

@@ -69,6 +69,33 @@ TEST(Kernels, SsdScanMatchesReferenceOutputsStatesAndGradients) {
   }
 }
 
+// The short convolution against at::conv1d (groups = C, padding K-1, first L outputs): values and the
+// gradients of x, weight and bias, over channel counts around the kernel's block of 32, widths 1-4 and
+// sequences shorter than the width.
+TEST(Kernels, CausalConvMatchesConv1dValuesAndGradients) {
+  for (auto [b, L, C, K] : std::vector<std::array<int64_t, 4>>{{1, 1, 3, 4}, {2, 3, 33, 4}, {3, 17, 64, 4}, {2, 9, 40, 2}, {1, 5, 7, 1}}) {
+    for (bool with_bias : {true, false}) {
+      at::manual_seed(b * 1000 + L * 10 + C);
+      at::Tensor x = at::randn({b, L, C}), w = at::randn({C, 1, K}), bias = with_bias ? at::randn({C}) : at::Tensor();
+      at::Tensor dy = at::randn({b, L, C});
+      const std::string shape = "B=" + std::to_string(b) + " L=" + std::to_string(L) + " C=" + std::to_string(C) +
+                                " K=" + std::to_string(K) + (with_bias ? " bias" : "");
+      auto run = [&](bool fast) {
+        at::Tensor xg = x.clone().requires_grad_(true), wg = w.clone().requires_grad_(true);
+        at::Tensor bg = with_bias ? bias.clone().requires_grad_(true) : at::Tensor();
+        at::Tensor y = fast ? kernels::causal_conv1d(xg, wg, bg)
+                            : at::conv1d(xg.transpose(1, 2), wg, bg, 1, K - 1, 1, C).narrow(2, 0, L).transpose(1, 2);
+        (y * dy).sum().backward();
+        return std::vector<at::Tensor>{y.detach(), xg.grad(), wg.grad(), with_bias ? bg.grad() : at::zeros({1})};
+      };
+      auto f = run(true), r = run(false);
+      const char* names[] = {"y", "dx", "dw", "dbias"};
+      for (int i = 0; i < 4; ++i) expect_close(f[i], r[i], 1e-4 * (1 + r[i].abs().max().item<double>()), std::string(names[i]) + " " + shape);
+    }
+  }
+  EXPECT_THROW(kernels::causal_conv1d(at::randn({1, 4, 3}), at::randn({5, 1, 4}), at::Tensor()), c10::Error);
+}
+
 TEST(Kernels, ShapeErrorsNameTheTensor) {
   at::Tensor x = at::randn({2, 5, 4}), dt = at::rand({2, 5, 4}), A = -at::rand({4, 3});
   at::Tensor B = at::randn({2, 5, 3}), C = at::randn({2, 6, 3}), D = at::randn({4});
