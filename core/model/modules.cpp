@@ -113,10 +113,6 @@ at::Tensor gather_rows(const at::Tensor& t, const at::Tensor& rows) {
 
 at::Tensor AttentionImpl::forward(const at::Tensor& x, HookContext* ctx) { return run(x, ctx, Partial{}); }
 
-at::Tensor AttentionImpl::forward_rows(const at::Tensor& x, const at::Tensor& rows, HookContext* ctx) {
-  return run(x, ctx, Partial{nullptr, &rows});
-}
-
 at::Tensor AttentionImpl::forward_partial(const at::Tensor& x, const Partial& part, HookContext* ctx) {
   return run(x, ctx, part);
 }
@@ -204,10 +200,6 @@ ParallelMixerImpl::ParallelMixerImpl(const ModelConfig& cfg, int64_t layer) {
 at::Tensor ParallelMixerImpl::forward(const at::Tensor& h, HookContext* ctx) {
   at::Tensor s = mamba2 ? mamba2->forward(h, ctx) : mamba1->forward(h, ctx);
   return s + at::tanh(beta) * attn->forward(h, ctx);
-}
-
-at::Tensor ParallelMixerImpl::forward_rows(const at::Tensor& h, const at::Tensor& rows, HookContext* ctx) {
-  return forward_partial(h, Partial{nullptr, &rows}, ctx);
 }
 
 at::Tensor ParallelMixerImpl::forward_partial(const at::Tensor& h, const Partial& part, HookContext* ctx) {

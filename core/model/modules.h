@@ -83,10 +83,10 @@ class AttentionImpl : public torch::nn::Module {
  public:
   AttentionImpl(const ModelConfig& cfg, int64_t layer);
   at::Tensor forward(const at::Tensor& x /*[batch, pos, d_model]*/, HookContext* ctx);
-  /// The output at rows [batch, P] (positions per example) only: [batch, P, d_model]. Hooks from the row
-  /// gather on (hook_q, hook_attn_scores, hook_pattern, hook_z) see [batch, P, ...] tensors at the rows.
-  at::Tensor forward_rows(const at::Tensor& x, const at::Tensor& rows, HookContext* ctx = nullptr);
-  /// The positions of a partial run (Partial); its hooks see the positions computed.
+  /// A partial run (Partial): the outputs of the positions from part.start() on, or only at part.rows
+  /// ([batch, P, d_model]), with the keys and values before the start from the prefix. With rows, only those
+  /// queries are computed (projected alone), and the hooks from there on (hook_q, hook_attn_scores,
+  /// hook_pattern, hook_z) see [batch, P, ...]; the others every position computed.
   at::Tensor forward_partial(const at::Tensor& x, const Partial& part, HookContext* ctx = nullptr);
   torch::nn::Linear in_proj{nullptr};   // [(H + 2 Hkv) D, d_model]
   torch::nn::Linear out_proj{nullptr};  // [d_model, H D]
@@ -105,11 +105,10 @@ class Mamba1Impl : public torch::nn::Module {
  public:
   Mamba1Impl(const ModelConfig& cfg, int64_t layer);
   at::Tensor forward(const at::Tensor& x /*[batch, pos, d_model]*/, HookContext* ctx);
-  /// The output at rows [batch, P] only (the scan still runs over every position): [batch, P, d_model].
-  /// hook_head_out sees [batch, P, ...] at the rows; the hooks before it every position.
-  at::Tensor forward_rows(const at::Tensor& x, const at::Tensor& rows, HookContext* ctx = nullptr);
-  /// The positions of a partial run (Partial): the conv window and the scan's entering state come from the
-  /// prefix. hook_state and hook_pattern cannot be taken in a partial run (they would miss the prefix).
+  /// A partial run (Partial): the positions from part.start() on, the conv window and the scan's entering state
+  /// from the prefix; with rows, the output there only ([batch, P, d_model]; the scan still runs over every
+  /// position computed, and hook_head_out sees [batch, P, ...]). hook_state and hook_pattern cannot be taken
+  /// in a run from a start > 0 (they would miss the prefix).
   at::Tensor forward_partial(const at::Tensor& x, const Partial& part, HookContext* ctx = nullptr);
   torch::nn::Linear in_proj{nullptr};   // [2 d_inner, d_model]
   torch::nn::Conv1d conv1d{nullptr};    // weight [d_inner, 1, d_conv], bias [d_inner]
@@ -131,10 +130,7 @@ class Mamba2Impl : public torch::nn::Module {
  public:
   Mamba2Impl(const ModelConfig& cfg, int64_t layer);
   at::Tensor forward(const at::Tensor& x /*[batch, pos, d_model]*/, HookContext* ctx);
-  /// The output at rows [batch, P] only (the scan still runs over every position): [batch, P, d_model].
-  /// hook_gate (computed at the rows only) and hook_head_out see [batch, P, ...]; the other hooks every position.
-  at::Tensor forward_rows(const at::Tensor& x, const at::Tensor& rows, HookContext* ctx = nullptr);
-  /// As Mamba1Impl::forward_partial.
+  /// As Mamba1Impl::forward_partial; with rows, hook_gate (computed at the rows only) sees [batch, P, ...] too.
   at::Tensor forward_partial(const at::Tensor& x, const Partial& part, HookContext* ctx = nullptr);
   torch::nn::Linear in_proj{nullptr};   // [2 d_inner + 2 G N + H, d_model]
   torch::nn::Conv1d conv1d{nullptr};    // weight [d_ssm + 2 G N, 1, d_conv]
@@ -158,7 +154,6 @@ class ParallelMixerImpl : public torch::nn::Module {
  public:
   ParallelMixerImpl(const ModelConfig& cfg, int64_t layer);
   at::Tensor forward(const at::Tensor& h, HookContext* ctx);
-  at::Tensor forward_rows(const at::Tensor& h, const at::Tensor& rows, HookContext* ctx = nullptr);
   at::Tensor forward_partial(const at::Tensor& h, const Partial& part, HookContext* ctx = nullptr);
   std::shared_ptr<AttentionImpl> attn;
   std::shared_ptr<Mamba1Impl> mamba1;  // one of mamba1 / mamba2, registered as "ssm"

@@ -144,10 +144,6 @@ std::vector<std::string> Mamba1Impl::hook_names() const {
 
 at::Tensor Mamba1Impl::forward(const at::Tensor& hs, HookContext* ctx) { return run(hs, ctx, Partial{}); }
 
-at::Tensor Mamba1Impl::forward_rows(const at::Tensor& hs, const at::Tensor& rows, HookContext* ctx) {
-  return run(hs, ctx, Partial{nullptr, &rows});
-}
-
 at::Tensor Mamba1Impl::forward_partial(const at::Tensor& hs, const Partial& part, HookContext* ctx) {
   return run(hs, ctx, part);
 }
@@ -257,10 +253,6 @@ std::vector<std::string> Mamba2Impl::hook_names() const {
 }
 
 at::Tensor Mamba2Impl::forward(const at::Tensor& hs, HookContext* ctx) { return run(hs, ctx, Partial{}); }
-
-at::Tensor Mamba2Impl::forward_rows(const at::Tensor& hs, const at::Tensor& rows, HookContext* ctx) {
-  return run(hs, ctx, Partial{nullptr, &rows});
-}
 
 at::Tensor Mamba2Impl::forward_partial(const at::Tensor& hs, const Partial& part, HookContext* ctx) {
   return run(hs, ctx, part);
