@@ -439,12 +439,7 @@ HeadSweepResult head_group_sweep(LanguageModel& model, const at::Tensor& tokens,
   const int64_t B = tokens.size(0), L = tokens.size(1), n = static_cast<int64_t>(units.size());
   at::Tensor keep = examples_with_readout(readout);
 
-  std::vector<std::string> names;
-  for (int64_t l = 0; l < model.n_layers(); ++l) {
-    names.push_back(layer_prefix(l) + "hook_resid_pre");
-    names.push_back(layer_prefix(l) + "hook_mixer_out");
-    for (const auto& [mixer, H] : model.heads_of_layer(l)) names.push_back(head_hook_name({l, mixer, 0}));
-  }
+  const std::vector<std::string> names = ablation_cache_names(model);
   at::Tensor base_read;  // [R, V]
   ActivationCache cache;
   at::Tensor slot;  // the readout's column in the rows of the last block's cached hooks
@@ -719,12 +714,14 @@ PatchResult start_result(const std::string& site, const PatchPlan& plan, const P
 }
 
 // Readout logits [k, R, V] of the corrupted run with the chunk's cells of one (layer, hook) patched from the clean
-// run, computing only positions >= the chunk's first cell position (earlier positions cannot change: readouts
-// there keep the corrupted logits).
+// run, from the corrupted run's cached input of layer l. With `from_first_cell`, only positions >= the chunk's
+// first cell position are computed (earlier positions cannot change: readouts there keep the corrupted logits;
+// the cache must hold the prefixes, see activation_patching); otherwise every position.
 at::Tensor patched_from(LanguageModel& model, const PairRun& pr, int64_t l, const std::string& site,
-                        const std::string& hook, const at::Tensor& clean_act, std::vector<Cell> cells, int64_t B) {
+                        const std::string& hook, const at::Tensor& clean_act, std::vector<Cell> cells, int64_t B,
+                        bool from_first_cell) {
   const int64_t n = model.n_layers(), k = static_cast<int64_t>(cells.size());
-  int64_t start = cells[0].pos;
+  int64_t start = from_first_cell ? cells[0].pos : 0;
   for (const auto& c : cells) start = std::min(start, c.pos);
   const int64_t L = pr.corrupt_cache.at(layer_prefix(l) + "hook_resid_pre").size(1), Ls = L - start;
   std::vector<LayerPrefix> prefixes(n - l);
@@ -785,7 +782,7 @@ PatchResult activation_patching(LanguageModel& model, const Batch& clean, const 
     for (int64_t l = 0; l < model.n_layers(); ++l) {
       corrupt_names.push_back(layer_prefix(l) + "hook_resid_pre");
       const auto& block = model.backbone->layers[l];
-      if (auto a = block->attention_mixer()) {
+      if (block->attention_mixer()) {
         prefix_names.push_back(layer_prefix(l) + "attn.hook_k");
         prefix_names.push_back(layer_prefix(l) + "attn.hook_v");
       }
@@ -836,24 +833,13 @@ PatchResult activation_patching(LanguageModel& model, const Batch& clean, const 
       check_cancel(options);
       std::vector<Cell> chunk(cells.begin() + s, cells.begin() + std::min(cells.size(), s + K));
       const int64_t k = static_cast<int64_t>(chunk.size());
-      Hook patch{hook, [&clean_act, chunk, B](const at::Tensor& v, const std::string&) {
-                   return patch_stacked(v, clean_act, chunk, B);
-                 }};
       at::Tensor logits;
-      if (partial) {
-        logits = patched_from(model, pr, l, site, hook, clean_act, chunk, B);
-      } else if (options.batched) {
-        at::Tensor resid = pr.corrupt_cache.at(layer_prefix(l) + "hook_resid_pre");
-        resid = resid.unsqueeze(0).expand({k, B, L, resid.size(2)}).reshape({k * B, L, resid.size(2)});
-        if (site == "resid_pre") {  // the block input itself: patched without a hook, so the last block runs at the rows
-          logits = finish_and_read(model, l, patch_stacked(resid, clean_act, chunk, B), k, B, pr.readout);
-        } else {
-          HookContext ctx;
-          ctx.add_hook(hook, patch.fn);
-          resid = model.backbone->layers[l]->forward(resid, &ctx);
-          logits = finish_and_read(model, l + 1, resid, k, B, pr.readout);
-        }
+      if (options.batched) {
+        logits = patched_from(model, pr, l, site, hook, clean_act, chunk, B, partial);
       } else {
+        Hook patch{hook, [&clean_act, chunk, B](const at::Tensor& v, const std::string&) {
+                     return patch_stacked(v, clean_act, chunk, B);
+                   }};
         logits = gather_readout(model.run_with_hooks(corrupted.tokens, {patch}), pr.readout).unsqueeze(0);
       }
       ExampleMetrics m = example_metrics(logits, pr.readout, clean_ref);

@@ -111,11 +111,12 @@ at::Tensor gather_rows(const at::Tensor& t, const at::Tensor& rows) {
   return t.index({at::arange(t.size(0), rows.options()).unsqueeze(1), rows});
 }
 
-at::Tensor AttentionImpl::forward(const at::Tensor& x, HookContext* ctx) { return run(x, ctx, Partial{}); }
-
-at::Tensor AttentionImpl::forward_partial(const at::Tensor& x, const Partial& part, HookContext* ctx) {
-  return run(x, ctx, part);
+at::Tensor linear_outputs(const torch::nn::Linear& lin, const at::Tensor& x, int64_t from, int64_t n) {
+  const at::Tensor& bias = lin->bias;
+  return at::linear(x, lin->weight.narrow(0, from, n), bias.defined() ? bias.narrow(0, from, n) : at::Tensor());
 }
+
+at::Tensor AttentionImpl::forward(const at::Tensor& x, HookContext* ctx) { return forward_partial(x, Partial{}, ctx); }
 
 // Repeats a prefix tensor of batch b' along the batch to b = repeat * b' (variants stacked as [repeat, b']).
 at::Tensor repeat_batch(const at::Tensor& t, int64_t b) {
@@ -131,7 +132,7 @@ at::Tensor repeat_batch(const at::Tensor& t, int64_t b) {
   return t.unsqueeze(0).expand(shape).reshape(flat);
 }
 
-at::Tensor AttentionImpl::run(const at::Tensor& x, HookContext* ctx, const Partial& part) {
+at::Tensor AttentionImpl::forward_partial(const at::Tensor& x, const Partial& part, HookContext* ctx) {
   const int64_t b = x.size(0), Lx = x.size(1), s = part.start();
   const at::Tensor* rows = part.rows;
   at::Tensor q, k, v;
@@ -139,12 +140,9 @@ at::Tensor AttentionImpl::run(const at::Tensor& x, HookContext* ctx, const Parti
     at::Tensor qkv = in_proj->forward(x);  // [b, L, (H + 2 Hkv) D]
     auto parts = qkv.split_with_sizes({H * D, Hkv * D, Hkv * D}, -1);
     q = parts[0], k = parts[1], v = parts[2];
-  } else {  // only the queries at `rows` (no gradient needed here: the weight is sliced)
-    const at::Tensor& w = in_proj->weight;
-    const at::Tensor& bias = in_proj->bias;
-    auto slice = [&](const at::Tensor& t, int64_t from, int64_t n) { return t.defined() ? t.narrow(0, from, n) : t; };
-    q = at::linear(gather_rows(x, *rows), slice(w, 0, H * D), slice(bias, 0, H * D));  // [b, P, H D]
-    auto kv = at::linear(x, slice(w, H * D, 2 * Hkv * D), slice(bias, H * D, 2 * Hkv * D)).chunk(2, -1);
+  } else {  // only the queries at `rows`
+    q = linear_outputs(in_proj, gather_rows(x, *rows), 0, H * D);  // [b, P, H D]
+    auto kv = linear_outputs(in_proj, x, H * D, 2 * Hkv * D).chunk(2, -1);
     k = kv[0], v = kv[1];
   }
   q = q.unflatten(-1, {H, D});    // [b, Lx or P, H, D]

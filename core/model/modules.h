@@ -19,6 +19,8 @@ namespace mechscope {
 
 /// t [batch, L, ...] at rows [batch, P] (positions per example) -> [batch, P, ...].
 at::Tensor gather_rows(const at::Tensor& t, const at::Tensor& rows);
+/// Outputs [from, from + n) of a linear layer only: x W[from:from+n]^T (+ bias there).
+at::Tensor linear_outputs(const torch::nn::Linear& lin, const at::Tensor& x, int64_t from, int64_t n);
 
 /// What one layer saw before position `start` in an earlier run over the whole input (SPEC §4, causality: a
 /// change at position p leaves every layer's positions < p as they were, so a layer can run positions >= p
@@ -97,7 +99,6 @@ class AttentionImpl : public torch::nn::Module {
   AttnConfig cfg_;
   double scale_;
   std::string h_q_, h_k_, h_v_, h_scores_, h_pattern_, h_z_;
-  at::Tensor run(const at::Tensor& x, HookContext* ctx, const Partial& part);
 };
 
 /// Mamba1 mixer (mamba_simple.py). Heads are its d_inner channels. Hooks under `blocks.{i}.ssm.`.
@@ -122,7 +123,6 @@ class Mamba1Impl : public torch::nn::Module {
 
  private:
   std::string h_conv_, h_x_, h_gate_, h_dt_, h_B_, h_C_, h_state_, h_y_, h_head_out_, h_pattern_;
-  at::Tensor run(const at::Tensor& x, HookContext* ctx, const Partial& part);
 };
 
 /// Mamba2 mixer (mamba2.py) with chunked SSD and the gated RMSNorm. Hooks under `blocks.{i}.ssm.`.
@@ -145,7 +145,6 @@ class Mamba2Impl : public torch::nn::Module {
  private:
   Mamba2Config cfg_;
   std::string h_conv_, h_x_, h_gate_, h_dt_, h_B_, h_C_, h_state_, h_y_, h_head_out_, h_pattern_;
-  at::Tensor run(const at::Tensor& x, HookContext* ctx, const Partial& part);
 };
 
 /// Parallel hybrid mixer (after P1's hybrid_par.py): ssm(h) + tanh(beta) * attn(h) on the same normed input.

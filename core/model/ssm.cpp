@@ -142,13 +142,9 @@ std::vector<std::string> Mamba1Impl::hook_names() const {
   return {h_conv_, h_x_, h_gate_, h_dt_, h_B_, h_C_, h_state_, h_pattern_, h_y_, h_head_out_};
 }
 
-at::Tensor Mamba1Impl::forward(const at::Tensor& hs, HookContext* ctx) { return run(hs, ctx, Partial{}); }
+at::Tensor Mamba1Impl::forward(const at::Tensor& hs, HookContext* ctx) { return forward_partial(hs, Partial{}, ctx); }
 
 at::Tensor Mamba1Impl::forward_partial(const at::Tensor& hs, const Partial& part, HookContext* ctx) {
-  return run(hs, ctx, part);
-}
-
-at::Tensor Mamba1Impl::run(const at::Tensor& hs, HookContext* ctx, const Partial& part) {
   check_partial_hooks(part, ctx, h_state_, h_pattern_);
   const at::Tensor* rows = part.rows;
   const auto dtype = hs.scalar_type();
@@ -252,13 +248,9 @@ std::vector<std::string> Mamba2Impl::hook_names() const {
   return {h_conv_, h_x_, h_gate_, h_dt_, h_B_, h_C_, h_state_, h_pattern_, h_y_, h_head_out_};
 }
 
-at::Tensor Mamba2Impl::forward(const at::Tensor& hs, HookContext* ctx) { return run(hs, ctx, Partial{}); }
+at::Tensor Mamba2Impl::forward(const at::Tensor& hs, HookContext* ctx) { return forward_partial(hs, Partial{}, ctx); }
 
 at::Tensor Mamba2Impl::forward_partial(const at::Tensor& hs, const Partial& part, HookContext* ctx) {
-  return run(hs, ctx, part);
-}
-
-at::Tensor Mamba2Impl::run(const at::Tensor& hs, HookContext* ctx, const Partial& part) {
   check_partial_hooks(part, ctx, h_state_, h_pattern_);
   const at::Tensor* rows = part.rows;
   const auto dtype = hs.scalar_type();
@@ -267,13 +259,8 @@ at::Tensor Mamba2Impl::run(const at::Tensor& hs, HookContext* ctx, const Partial
   at::Tensor zxbcdt, gate_part, scan_part;
   if (rows) {
     // Only the scan's inputs (xBC, dt) are needed at every position; the gates (z0, x0, z) at the rows only.
-    const at::Tensor& w = in_proj->weight;
-    const at::Tensor& bias = in_proj->bias;
-    auto part = [&](const at::Tensor& x, int64_t from, int64_t n) {
-      return at::linear(x, w.narrow(0, from, n), bias.defined() ? bias.narrow(0, from, n) : at::Tensor());
-    };
-    gate_part = part(gather_rows(hs, *rows), 0, gates);  // [b, P, gates]
-    scan_part = part(hs, gates, w.size(0) - gates);      // [b, L, xBC + dt]
+    gate_part = linear_outputs(in_proj, gather_rows(hs, *rows), 0, gates);            // [b, P, gates]
+    scan_part = linear_outputs(in_proj, hs, gates, in_proj->weight.size(0) - gates);  // [b, L, xBC + dt]
   } else {
     zxbcdt = in_proj->forward(hs);
     auto both = zxbcdt.split_with_sizes({gates, zxbcdt.size(-1) - gates}, -1);
@@ -286,10 +273,7 @@ at::Tensor Mamba2Impl::run(const at::Tensor& hs, HookContext* ctx, const Partial
   at::Tensor z0 = g3[0], x0 = g3[1], z = g3[2];
   at::Tensor xBC = s2[0], dt_raw = s2[1];
   at::Tensor window = conv_window(part, d_conv, hs.size(0), [&](const at::Tensor& before) {
-    const at::Tensor& w = in_proj->weight;
-    const at::Tensor& bias = in_proj->bias;
-    const int64_t n = xBC.size(-1);
-    return at::linear(before, w.narrow(0, gates, n), bias.defined() ? bias.narrow(0, gates, n) : at::Tensor());
+    return linear_outputs(in_proj, before, gates, xBC.size(-1));
   });
   xBC = at::silu(hook_point(ctx, h_conv_, causal_conv(conv1d, xBC, window)));    // [b, L, d_ssm + 2GN]
   auto xbc = xBC.split_with_sizes({d_ssm, G * N, G * N}, -1);
