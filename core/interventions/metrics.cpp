@@ -1,10 +1,13 @@
 // Readout positions and the metrics of SPEC §4 (answer probability, logit difference, accuracy, KL).
+#include <algorithm>
 #include <limits>
+#include <vector>
 #include <stdexcept>
 
 #include <ATen/ATen.h>
 
 #include "core/interventions/interventions.h"
+#include "kernels/binding/metric_ops.h"
 
 namespace mechscope {
 
@@ -55,27 +58,78 @@ ExampleMetrics example_metrics(const at::Tensor& logits, const Readout& readout,
   return example_metrics(logits, readout, metric_reference(reference));
 }
 
-ExampleMetrics example_metrics(const at::Tensor& logits_in, const Readout& readout, const MetricReference& reference) {
-  // logits [..., R, V]; per-readout values [..., R] then per-example means [..., E].
-  at::Tensor logits = logits_in.to(at::kFloat);
-  const int64_t R = readout.size(), E = readout.num_examples;
-  if (logits.dim() < 2 || logits.size(-2) != R)
-    throw std::invalid_argument("metrics: expected readout logits [..., " + std::to_string(R) + ", vocab]");
+namespace {
+
+struct ReadoutValues {
+  at::Tensor prob, logit_diff, correct, kl;  // [..., R]
+};
+
+// The reference path (and the fallback of the CPU kernel, kernels/binding/metric_ops.h).
+ReadoutValues readout_values_aten(const at::Tensor& logits, const Readout& readout, const MetricReference& reference) {
+  const int64_t R = readout.size();
   at::Tensor logp = at::log_softmax(logits, -1);
   std::vector<int64_t> tshape(logits.dim() - 2, 1);
   tshape.push_back(R);
   tshape.push_back(1);
   at::Tensor target = readout.target.view(tshape).expand(
       [&] { auto s = logits.sizes().vec(); s.back() = 1; return s; }());
+  ReadoutValues v;
   at::Tensor answer_logit = logits.gather(-1, target).squeeze(-1);
-  at::Tensor prob = logp.gather(-1, target).squeeze(-1).exp();
+  v.prob = logp.gather(-1, target).squeeze(-1).exp();
   at::Tensor others = logits.scatter(-1, target, -std::numeric_limits<float>::infinity());
-  at::Tensor best_wrong = std::get<0>(others.max(-1));
-  at::Tensor logit_diff = answer_logit - best_wrong;
+  v.logit_diff = answer_logit - std::get<0>(others.max(-1));
   // max's index is the first maximal one, as argmax's (both documented so), at half argmax's cost here.
-  at::Tensor correct = std::get<1>(logits.max(-1)).eq(target.squeeze(-1)).to(at::kFloat);
-  at::Tensor kl;  // KL(ref || these) = sum p_ref log p_ref - sum p_ref log p (>= 0; rounding may dip below)
-  if (reference.p.defined()) kl = (reference.neg_entropy - (reference.p * logp).sum(-1)).clamp_min(0);
+  v.correct = std::get<1>(logits.max(-1)).eq(target.squeeze(-1)).to(at::kFloat);
+  // KL(ref || these) = sum p_ref log p_ref - sum p_ref log p (>= 0; rounding may dip below)
+  if (reference.p.defined()) {
+    v.kl = (reference.neg_entropy - (reference.p * logp).sum(-1)).clamp_min(0);
+    // A reference with leading ones ([1, R, V]) against one variant's logits [R, V]: broadcasting added a dimension.
+    if (!v.kl.sizes().equals(v.prob.sizes()) && v.kl.numel() == v.prob.numel()) v.kl = v.kl.view(v.prob.sizes());
+  }
+  return v;
+}
+
+}  // namespace
+
+ExampleMetrics example_metrics(const at::Tensor& logits_in, const Readout& readout, const MetricReference& reference) {
+  // logits [..., R, V]; per-readout values [..., R] then per-example means [..., E].
+  at::Tensor logits = logits_in.to(at::kFloat);
+  const int64_t R = readout.size(), E = readout.num_examples;
+  if (logits.dim() < 2 || logits.size(-2) != R)
+    throw std::invalid_argument("metrics: expected readout logits [..., " + std::to_string(R) + ", vocab]");
+  ReadoutValues v;
+  if (!kernels::readout_metrics(logits, readout.target, reference.p, reference.neg_entropy, v.prob, v.logit_diff,
+                                v.correct, v.kl))
+    v = readout_values_aten(logits, readout, reference);
+  const at::Tensor &prob = v.prob, &logit_diff = v.logit_diff, &correct = v.correct, &kl = v.kl;
+  if (prob.device().is_cpu()) {  // per-example means in one loop (six small ATen ops cost more than the metrics)
+    at::Tensor ex = readout.example.to(at::kLong).contiguous();
+    const int64_t* e = ex.data_ptr<int64_t>();
+    std::vector<float> counts(E, 0.f);
+    for (int64_t r = 0; r < R; ++r) {
+      if (e[r] < 0 || e[r] >= E) throw std::invalid_argument("metrics: a readout names example " + std::to_string(e[r]) +
+                                                            " of " + std::to_string(E));
+      counts[e[r]] += 1.f;
+    }
+    auto shape = prob.sizes().vec();
+    shape.back() = E;
+    const int64_t rows = prob.numel() / std::max<int64_t>(R, 1);
+    ExampleMetrics out;
+    at::Tensor* outs[4] = {&out.prob, &out.logit_diff, &out.correct, &out.kl};
+    const at::Tensor* ins[4] = {&prob, &logit_diff, &correct, &kl};
+    for (int i = 0; i < 4; ++i) {
+      if (!ins[i]->defined()) continue;
+      at::Tensor in = ins[i]->to(at::kFloat).contiguous();
+      *outs[i] = at::zeros(shape, in.options());
+      const float* src = in.data_ptr<float>();
+      float* dst = outs[i]->data_ptr<float>();
+      for (int64_t k = 0; k < rows; ++k)
+        for (int64_t r = 0; r < R; ++r) dst[k * E + e[r]] += src[k * R + r];
+      for (int64_t k = 0; k < rows; ++k)
+        for (int64_t j = 0; j < E; ++j) dst[k * E + j] /= std::max(counts[j], 1.f);
+    }
+    return out;
+  }
   // Per-example means, the four metrics in one index_add.
   at::Tensor counts = at::zeros({E}, logits.options()).index_add_(0, readout.example, at::ones({R}, logits.options()));
   counts = counts.clamp_min(1);

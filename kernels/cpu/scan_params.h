@@ -76,6 +76,27 @@ struct CausalConvGrads {
 void causal_conv_fwd_cpu(const CausalConvParams& p);
 void causal_conv_bwd_cpu(const CausalConvParams& p, const CausalConvGrads& g);
 
+/// The readout metrics of SPEC §4 per row of logits (one row = one readout of one variant): with
+/// lse = log sum_v exp(x_v) and t the row's answer token,
+///   prob = exp(x_t - lse); logit_diff = x_t - max_{v != t} x_v; correct = [first argmax_v x_v == t];
+///   kl = max(0, ref_ne - sum_v ref_p_v (x_v - lse))   (only when ref_p is set).
+/// Row i's answer is target[i % targets] and its reference row is (i % ref_rows). Reference twin: the ATen
+/// expressions of core/interventions/metrics.cpp.
+struct ReadoutMetricParams {
+  int64_t rows = 0, vocab = 0, targets = 0, ref_rows = 0;
+  const float* logits = nullptr;   // [rows, V]
+  const int64_t* target = nullptr; // [targets], each in [0, V)
+  const float* ref_p = nullptr;    // [ref_rows, V] or null (no KL)
+  const float* ref_ne = nullptr;   // [ref_rows]: sum_v p log p
+  float* prob = nullptr;           // [rows] outputs
+  float* logit_diff = nullptr;
+  float* correct = nullptr;
+  float* kl = nullptr;             // [rows], when ref_p is set
+};
+/// Returns false (outputs unspecified) when a logit is not finite or V < 2: the caller then takes the ATen path, which
+/// defines what infinities and NaNs give.
+bool readout_metrics_cpu(const ReadoutMetricParams& p);
+
 // CPU implementations (kernels/cpu/*.cpp), multi-threaded over independent rows.
 void selective_scan_fwd_cpu(const SelectiveScanParams& p);
 void selective_scan_bwd_cpu(const SelectiveScanParams& p, const SelectiveScanGrads& g);

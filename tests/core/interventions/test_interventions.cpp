@@ -2,12 +2,15 @@
 // properties that pin the definitions down (patching every position restores the clean run; patching the only
 // corrupted token restores it exactly; DLA components sum to the answer logit; padding changes nothing).
 #include <cmath>
+#include <limits>
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
 #include "core/interventions/interventions.h"
 #include "core/model/model.h"
+#include "kernels/binding/metric_ops.h"
+#include "kernels/binding/scan_ops.h"
 #include "tests/support/test_support.h"
 
 using namespace mechscope;
@@ -55,13 +58,60 @@ TEST(Metrics, HandComputedValues) {
   r.target = at::tensor({1, 0}, at::kLong);
   r.num_examples = 1;
   at::Tensor logits = at::tensor({0.0f, 2.0f, 0.0f, 1.0f, 3.0f, 0.0f}).view({2, 3});
-  ExampleMetrics m = example_metrics(logits, r, logits);
-  const double z0 = 2 + std::exp(2.0), p0 = std::exp(2.0) / z0;         // row 0: answer 1 (logit 2)
-  const double z1 = std::exp(1.0) + std::exp(3.0) + 1, p1 = std::exp(1.0) / z1;  // row 1: answer 0 (logit 1), best 3
-  EXPECT_NEAR(m.prob[0].item<double>(), (p0 + p1) / 2, 1e-6);
-  EXPECT_NEAR(m.logit_diff[0].item<double>(), ((2.0 - 0.0) + (1.0 - 3.0)) / 2, 1e-6);
-  EXPECT_NEAR(m.correct[0].item<double>(), 0.5, 1e-6);
-  EXPECT_NEAR(m.kl[0].item<double>(), 0.0, 1e-6);
+  for (bool fast : {true, false}) {  // the CPU kernel and the ATen path
+    kernels::set_fast_scan_enabled(fast);
+    ExampleMetrics m = example_metrics(logits, r, logits);
+    const double z0 = 2 + std::exp(2.0), p0 = std::exp(2.0) / z0;         // row 0: answer 1 (logit 2)
+    const double z1 = std::exp(1.0) + std::exp(3.0) + 1, p1 = std::exp(1.0) / z1;  // row 1: answer 0 (logit 1), best 3
+    EXPECT_NEAR(m.prob[0].item<double>(), (p0 + p1) / 2, 1e-6) << fast;
+    EXPECT_NEAR(m.logit_diff[0].item<double>(), ((2.0 - 0.0) + (1.0 - 3.0)) / 2, 1e-6) << fast;
+    EXPECT_NEAR(m.correct[0].item<double>(), 0.5, 1e-6) << fast;
+    EXPECT_NEAR(m.kl[0].item<double>(), 0.0, 1e-6) << fast;
+  }
+  kernels::set_fast_scan_enabled(true);
+}
+
+TEST(Metrics, CpuKernelEqualsTheAtenPath) {
+  // Readouts of 5 examples (uneven counts), 3 stacked variants, 37 tokens. Logits rounded to halves so that rows
+  // have tied maxima (the first maximal index decides accuracy) and answers that tie with the best wrong token.
+  const int64_t K = 3, R = 11, V = 37;
+  Readout r;
+  r.example = at::tensor({0, 0, 0, 1, 2, 2, 3, 3, 3, 3, 4}, at::kLong);
+  r.position = at::arange(R, at::kLong);
+  r.target = at::tensor({0, 36, 5, 5, 1, 0, 36, 17, 2, 3, 4}, at::kLong);
+  r.num_examples = 5;
+  at::manual_seed(4);
+  at::Tensor logits = (at::randn({K, R, V}) * 2).round() / 2;
+  logits[0][1][36] = logits[0][1].max();  // the answer is a tied maximum: correct only if first
+  logits[1][2].fill_(0.5);                // every token tied
+  at::Tensor ref_logits = at::randn({1, R, V});
+  const MetricReference ref = metric_reference(ref_logits), per_variant = metric_reference(at::randn({K, R, V}));
+  at::Tensor bad = logits.clone();
+  bad[2][4][7] = -std::numeric_limits<float>::infinity();  // the kernel declines; the ATen path decides
+  at::Tensor prob, ld, correct, kl;
+  EXPECT_TRUE(kernels::readout_metrics(logits, r.target, ref.p, ref.neg_entropy, prob, ld, correct, kl));
+  EXPECT_FALSE(kernels::readout_metrics(bad, r.target, ref.p, ref.neg_entropy, prob, ld, correct, kl));
+  EXPECT_FALSE(kernels::readout_metrics(logits.to(at::kDouble), r.target, ref.p, ref.neg_entropy, prob, ld, correct, kl));
+  struct Case {
+    std::string what;
+    at::Tensor logits;
+    MetricReference ref;
+  };
+  for (const Case& c : {Case{"shared reference", logits, ref}, Case{"per-variant reference", logits, per_variant},
+                        Case{"no reference", logits, MetricReference{}}, Case{"a -inf logit", bad, ref},
+                        Case{"one variant [R, V]", logits[1], ref}}) {
+    kernels::set_fast_scan_enabled(true);
+    ExampleMetrics fast = example_metrics(c.logits, r, c.ref);
+    kernels::set_fast_scan_enabled(false);
+    ExampleMetrics plain = example_metrics(c.logits, r, c.ref);
+    kernels::set_fast_scan_enabled(true);
+    ASSERT_TRUE(fast.prob.sizes().equals(plain.prob.sizes())) << c.what;
+    EXPECT_TRUE(at::allclose(fast.prob, plain.prob, 1e-5, 1e-6)) << c.what;
+    EXPECT_TRUE(at::allclose(fast.logit_diff, plain.logit_diff, 1e-5, 1e-6)) << c.what;
+    EXPECT_TRUE(at::equal(fast.correct, plain.correct)) << c.what;
+    ASSERT_EQ(fast.kl.defined(), plain.kl.defined()) << c.what;
+    if (plain.kl.defined()) EXPECT_TRUE(at::allclose(fast.kl, plain.kl, 1e-5, 2e-6)) << c.what;
+  }
 }
 
 TEST(Metrics, ReadoutPositions) {
