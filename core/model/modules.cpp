@@ -1,10 +1,12 @@
 // Norms, GatedMLP, rotary, MHA, the parallel mixer and the residual block (SPEC §1, §2).
 #include "core/model/modules.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <torch/nn/init.h>
 
 namespace mechscope {
@@ -58,6 +60,53 @@ at::Tensor GatedMLPImpl::forward(const at::Tensor& x) {
 
 // ------------------------------------------------------------------ rotary
 
+namespace {
+
+// apply_rotary without a gradient, on float32 CPU x [b, L, H, D] with a unit last stride: one pass writing the
+// rotated copy, instead of the seven full-size ops (multiplies, sums, cats) of the expression below, which were
+// a fifth of the attention demo's forward. Same products and sums per element (ATen's path rounds each product
+// too: no fused multiply-add here), so the values match the expression's; Model tests compare both paths.
+__attribute__((optimize("fp-contract=off"))) at::Tensor rotary_cpu_inference(const at::Tensor& x, const at::Tensor& cos,
+                                                                              const at::Tensor& sin, int64_t rd,
+                                                                              bool interleaved) {
+  const int64_t b = x.size(0), L = x.size(1), H = x.size(2), D = x.size(3), half = rd / 2;
+  const int64_t P0 = cos.size(0);  // 1: positions shared by the batch; b: per example
+  at::Tensor out = at::empty({b, L, H, D}, x.options());
+  const float* src = x.data_ptr<float>();
+  const float* cp = cos.data_ptr<float>();
+  const float* sp = sin.data_ptr<float>();
+  float* dst = out.data_ptr<float>();
+  const int64_t sb = x.stride(0), sl = x.stride(1), sh = x.stride(2);
+  at::parallel_for(0, b * L, std::max<int64_t>(1, 4096 / std::max<int64_t>(1, H * D)), [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t e = i / L, t = i % L;
+      const float* c = cp + ((P0 == 1 ? 0 : e) * L + t) * half;
+      const float* s = sp + ((P0 == 1 ? 0 : e) * L + t) * half;
+      for (int64_t h = 0; h < H; ++h) {
+        const float* xi = src + e * sb + t * sl + h * sh;
+        float* o = dst + (i * H + h) * D;
+        if (!interleaved) {
+          for (int64_t j = 0; j < half; ++j) {
+            const float x1 = xi[j], x2 = xi[half + j];
+            o[j] = x1 * c[j] - x2 * s[j];
+            o[half + j] = x2 * c[j] + x1 * s[j];
+          }
+        } else {
+          for (int64_t j = 0; j < half; ++j) {
+            const float x1 = xi[2 * j], x2 = xi[2 * j + 1];
+            o[2 * j] = x1 * c[j] - x2 * s[j];
+            o[2 * j + 1] = x2 * c[j] + x1 * s[j];
+          }
+        }
+        for (int64_t j = rd; j < D; ++j) o[j] = xi[j];
+      }
+    }
+  });
+  return out;
+}
+
+}  // namespace
+
 at::Tensor apply_rotary(const at::Tensor& x, int64_t rd, double base, bool interleaved, const at::Tensor* positions) {
   const int64_t L = x.size(1), half = rd / 2;
   auto f32 = x.options().dtype(at::kFloat);
@@ -69,6 +118,9 @@ at::Tensor apply_rotary(const at::Tensor& x, int64_t rd, double base, bool inter
   // split/chunk rather than narrow: one SplitBackward (a cat) instead of a zero-filled full-size gradient per
   // slice (SliceBackward was a quarter of a training step's time on the attention demo).
   const int64_t rest = x.size(-1) - rd;
+  if (x.dim() == 4 && x.device().is_cpu() && x.scalar_type() == at::kFloat && x.stride(-1) == 1 &&
+      !(at::GradMode::is_enabled() && x.requires_grad()))
+    return rotary_cpu_inference(x, cos.contiguous(), sin.contiguous(), rd, interleaved);
   std::vector<at::Tensor> parts = rest > 0 ? x.split_with_sizes({rd, rest}, -1) : std::vector<at::Tensor>{x};
   const at::Tensor& xr = parts[0];
   at::Tensor out;

@@ -307,3 +307,26 @@ TEST(Model, LastBlockAtRowsEqualsTheFullForwardThere) {
         << preset;
   }
 }
+
+TEST(Model, RotaryWithoutGradientEqualsTheExpression) {
+  // apply_rotary's one-pass inference loop (float32 CPU, no gradient) against its tensor expression (taken when
+  // the input requires a gradient): strided inputs, partial rotary dims, both layouts, shared and per-example
+  // positions. The same products and sums per element, so equal to the last bit.
+  at::manual_seed(11);
+  at::Tensor qkv = at::randn({3, 7, 3 * 4 * 10});
+  at::Tensor x = qkv.narrow(-1, 40, 40).unflatten(-1, {4, 10});  // [3, 7, 4, 10], a view with a wide row stride
+  at::Tensor shared = at::arange(5, 12, at::kLong).unsqueeze(0), per = at::randint(0, 50, {3, 7}, at::kLong);
+  for (int64_t rd : {10, 6})
+    for (bool interleaved : {false, true})
+      for (const at::Tensor* pos : std::vector<const at::Tensor*>{nullptr, &shared, &per}) {
+        at::Tensor fast;
+        {
+          at::NoGradGuard no_grad;
+          fast = apply_rotary(x, rd, 10000.0, interleaved, pos);
+        }
+        at::Tensor xg = x.detach().clone().requires_grad_(true);
+        at::Tensor plain = apply_rotary(xg, rd, 10000.0, interleaved, pos).detach();
+        EXPECT_TRUE(at::equal(fast, plain)) << "rd " << rd << " interleaved " << interleaved << " positions "
+                                            << (pos ? pos->size(0) : 0) << ": " << (fast - plain).abs().max().item<float>();
+      }
+}
