@@ -26,14 +26,14 @@ at::Tensor inverse_softplus_dt(int64_t n, double dt_min, double dt_max, double f
 // Depthwise causal convolution: conv1d with padding d_conv-1, keeping the first L outputs. x [b, L, C] -> [b, L, C].
 // With `window` [b, w, C] (the w <= d_conv-1 inputs before x's first position, in a partial run), those take
 // the place of the zero padding.
-// Training (a gradient is wanted) takes the CPU kernel where the fast path applies: forward and backward together
-// 1.1x faster training steps on the Mamba1 and Mamba2 demos. Inference keeps at::conv1d, whose forward alone was
-// as fast and needs no copy of the split input (docs/benchmarks.md).
+// The CPU kernel takes it where the fast path applies (float32, width <= 16): in inference it reads the split
+// projection where it lies, 2x at::conv1d's speed; in training, forward and backward together made the SSM demos'
+// steps 1.1x faster (docs/benchmarks.md). at::conv1d is the reference and serves every other case.
 at::Tensor causal_conv(torch::nn::Conv1d& conv, const at::Tensor& x, const at::Tensor& window = {}) {
   const int64_t L = x.size(1), w = window.defined() ? window.size(1) : 0;
   at::Tensor in = w > 0 ? at::cat({window.to(x.scalar_type()), x}, 1) : x;
-  const bool training = at::GradMode::is_enabled() && (in.requires_grad() || conv->weight.requires_grad());
-  if (training && kernels::fast_scan_applies(in) && in.is_cpu() && conv->weight.size(-1) <= 16)
+  if (kernels::fast_scan_applies(in) && in.is_cpu() && conv->weight.size(-1) <= 16 &&
+      conv->weight.scalar_type() == at::kFloat)
     return kernels::causal_conv1d(in, conv->weight, conv->bias).narrow(1, w, L);
   return conv->forward(in.transpose(1, 2)).narrow(2, w, L).transpose(1, 2);
 }

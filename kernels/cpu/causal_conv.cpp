@@ -16,8 +16,21 @@ namespace mechscope::kernels {
 namespace {
 constexpr int64_t kBlock = 32;  // channels per task
 
+// One output row of a full block (every tap inside the sequence): the KK taps unrolled.
+template <int KK>
+__attribute__((always_inline)) inline void full_row(const float* xt, int64_t sl, const float (*wt)[kBlock], const float* bias,
+                                                    float* yr) {
+#pragma omp simd
+  for (int64_t j = 0; j < kBlock; ++j) {
+    float a = bias[j];
+    for (int k = 0; k < KK; ++k) a += wt[k][j] * xt[k * sl + j];
+    yr[j] = a;
+  }
+}
+
 MECHSCOPE_KERNEL_CLONES void fwd_tasks(const CausalConvParams& p, int64_t begin, int64_t end) {
   const int64_t L = p.seqlen, C = p.channels, K = p.width;
+  const int64_t sl = p.x_stride_l > 0 ? p.x_stride_l : C, sb = p.x_stride_b > 0 ? p.x_stride_b : L * sl;
   const int64_t nblk = (C + kBlock - 1) / kBlock;
   float wt[16][kBlock];  // the block's taps, [k][channel]
   for (int64_t task = begin; task < end; ++task) {
@@ -27,21 +40,33 @@ MECHSCOPE_KERNEL_CLONES void fwd_tasks(const CausalConvParams& p, int64_t begin,
     float bias[kBlock] = {};
     if (p.bias)
       for (int64_t j = 0; j < nc; ++j) bias[j] = p.bias[c0 + j];
+    const float* xb = p.x + b * sb + c0;
+    float* yb = p.y + b * L * C + c0;
     for (int64_t t = 0; t < L; ++t) {
-      float acc[kBlock];
-#pragma omp simd
-      for (int64_t j = 0; j < kBlock; ++j) acc[j] = bias[j];
-      for (int64_t k = std::max<int64_t>(0, K - 1 - t); k < K; ++k) {
-        const float* xr = p.x + (b * L + t - (K - 1) + k) * C + c0;
-        if (nc == kBlock) {
-#pragma omp simd
-          for (int64_t j = 0; j < kBlock; ++j) acc[j] += wt[k][j] * xr[j];
-        } else {
-          for (int64_t j = 0; j < nc; ++j) acc[j] += wt[k][j] * xr[j];
+      // Taps k0..K-1 read positions t-(K-1)+k >= 0; the sum runs over the taps inside each channel's lane (the
+      // accumulator stays in a register), in tap order, bias first.
+      const int64_t k0 = std::max<int64_t>(0, K - 1 - t);
+      const float* xt = xb + (t - (K - 1) + k0) * sl;
+      float* yr = yb + t * C;
+      if (nc == kBlock && k0 == 0 && K == 4) {  // the usual d_conv: taps unrolled, a vector per lane group
+        full_row<4>(xt, sl, wt, bias, yr);
+      } else if (nc == kBlock && k0 == 0 && K <= 8) {
+        switch (K) {
+          case 1: full_row<1>(xt, sl, wt, bias, yr); break;
+          case 2: full_row<2>(xt, sl, wt, bias, yr); break;
+          case 3: full_row<3>(xt, sl, wt, bias, yr); break;
+          case 5: full_row<5>(xt, sl, wt, bias, yr); break;
+          case 6: full_row<6>(xt, sl, wt, bias, yr); break;
+          case 7: full_row<7>(xt, sl, wt, bias, yr); break;
+          default: full_row<8>(xt, sl, wt, bias, yr); break;
+        }
+      } else {
+        for (int64_t j = 0; j < nc; ++j) {
+          float a = bias[j];
+          for (int64_t k = k0; k < K; ++k) a += wt[k][j] * xt[(k - k0) * sl + j];
+          yr[j] = a;
         }
       }
-      float* yr = p.y + (b * L + t) * C + c0;
-      for (int64_t j = 0; j < nc; ++j) yr[j] = acc[j];
     }
   }
 }

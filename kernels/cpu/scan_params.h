@@ -60,7 +60,9 @@ struct SsdGrads {
 /// y[b, t, c] = bias[c] + sum_k w[c, k] x[b, t - (K-1) + k, c], zero before the first position.
 struct CausalConvParams {
   int64_t batch = 0, seqlen = 0, channels = 0, width = 0;  // B, L, C, K
-  const float* x = nullptr;     // [B, L, C]
+  const float* x = nullptr;     // [B, L, C]; channels contiguous
+  int64_t x_stride_l = 0;       // elements between positions (0: C); forward only, the backward wants it dense
+  int64_t x_stride_b = 0;       // elements between examples (0: L * x_stride_l)
   const float* w = nullptr;     // [C, K]
   const float* bias = nullptr;  // [C] or null
   float* y = nullptr;           // [B, L, C]

@@ -96,6 +96,23 @@ TEST(Kernels, CausalConvMatchesConv1dValuesAndGradients) {
   EXPECT_THROW(kernels::causal_conv1d(at::randn({1, 4, 3}), at::randn({5, 1, 4}), at::Tensor()), c10::Error);
 }
 
+TEST(Kernels, CausalConvInferenceReadsStridedInputs) {
+  // Without a gradient the kernel reads a split projection where it lies (row stride > C): every width the
+  // unrolled paths take (1-8) and the general one (9, 16), full and partial channel blocks, sequences shorter
+  // than the width.
+  at::NoGradGuard no_grad;
+  for (int64_t K : {1, 2, 3, 4, 5, 8, 9, 16})
+    for (auto [L, C] : std::vector<std::pair<int64_t, int64_t>>{{20, 64}, {3, 40}, {17, 33}}) {
+      at::manual_seed(K * 100 + L + C);
+      at::Tensor wide = at::randn({3, L, C + 11}), w = at::randn({C, 1, K}), bias = at::randn({C});
+      at::Tensor x = wide.narrow(2, 5, C);
+      at::Tensor got = kernels::causal_conv1d(x, w, bias);
+      at::Tensor want = at::conv1d(x.transpose(1, 2), w, bias, 1, K - 1, 1, C).narrow(2, 0, L).transpose(1, 2);
+      expect_close(got, want, 1e-5 * (1 + want.abs().max().item<double>()),
+                   "K=" + std::to_string(K) + " L=" + std::to_string(L) + " C=" + std::to_string(C));
+    }
+}
+
 TEST(Kernels, ShapeErrorsNameTheTensor) {
   at::Tensor x = at::randn({2, 5, 4}), dt = at::rand({2, 5, 4}), A = -at::rand({4, 3});
   at::Tensor B = at::randn({2, 5, 3}), C = at::randn({2, 6, 3}), D = at::randn({4});
