@@ -68,7 +68,7 @@ SelectiveScanParams m1_params(const at::Tensor& x, const at::Tensor& dt, const a
 }
 
 SsdParams m2_params(const at::Tensor& x, const at::Tensor& dt, const at::Tensor& A, const at::Tensor& B,
-                    const at::Tensor& C, const at::Tensor& D) {
+                    const at::Tensor& C, const at::Tensor& D, bool row_strides = false) {
   TORCH_CHECK(x.dim() == 4, "ssd_scan: x must be [batch, L, H, P], found ", x.sizes());
   const int64_t b = x.size(0), L = x.size(1), h = x.size(2), pd = x.size(3);
   TORCH_CHECK(B.dim() == 4, "ssd_scan: B must be [batch, L, G, N], found ", B.sizes());
@@ -81,8 +81,16 @@ SsdParams m2_params(const at::Tensor& x, const at::Tensor& dt, const at::Tensor&
   TORCH_CHECK(D.sizes() == at::IntArrayRef({h}) || D.sizes() == at::IntArrayRef({h, pd}),
               "ssd_scan: D must be [H] or [H, P], found ", D.sizes());
   check_common({x, dt, A, B, C, D});
-  for (const auto& t : {x, dt, A, B, C, D}) TORCH_CHECK(t.is_contiguous(), "ssd_scan: inputs must be contiguous");
+  for (const auto& t : {dt, A, D}) TORCH_CHECK(t.is_contiguous(), "ssd_scan: inputs must be contiguous");
+  if (!row_strides)
+    for (const auto& t : {x, B, C}) TORCH_CHECK(t.is_contiguous(), "ssd_scan: inputs must be contiguous");
   SsdParams p;
+  if (row_strides) {  // the caller checked dense rows (ssd_rows_dense)
+    p.x_stride_l = x.stride(1);
+    p.x_stride_b = x.stride(0);
+    p.bc_stride_l = B.stride(1);
+    p.bc_stride_b = B.stride(0);
+  }
   p.batch = b;
   p.seqlen = L;
   p.nheads = h;
@@ -300,8 +308,29 @@ std::pair<at::Tensor, at::Tensor> selective_scan_states(const at::Tensor& x, con
   return scan_states<SelectiveScanOp>(contiguous({x, dt, A, B, C, D}));
 }
 
+namespace {
+// [batch, L, heads, width] with each row's heads dense (a view of a split projection qualifies).
+bool rows_dense(const at::Tensor& t) {
+  return t.dim() == 4 && t.stride(3) == 1 && t.stride(2) == t.size(3) && t.stride(1) >= t.size(2) * t.size(3) &&
+         t.stride(0) >= 0;
+}
+}  // namespace
+
 at::Tensor ssd_scan(const at::Tensor& x, const at::Tensor& dt, const at::Tensor& A, const at::Tensor& B,
                     const at::Tensor& C, const at::Tensor& D) {
+  const bool grad = at::GradMode::is_enabled() &&
+                    (x.requires_grad() || dt.requires_grad() || A.requires_grad() || B.requires_grad() ||
+                     C.requires_grad() || D.requires_grad());
+  if (!grad && x.device().is_cpu() && rows_dense(x) && rows_dense(B) && B.strides() == C.strides() &&
+      B.sizes() == C.sizes()) {
+    // Inference on the CPU reads x, B and C where they lie (views of the conv output), no copies.
+    auto v = contiguous({dt, A, D});
+    SsdParams p = m2_params(x, v[0], v[1], B, C, v[2], true);
+    at::Tensor y = at::empty(x.sizes(), x.options());
+    p.y = y.data_ptr<float>();
+    ssd_fwd_cpu(p);
+    return y;
+  }
   return scan<SsdOp>(contiguous({x, dt, A, B, C, D}));
 }
 

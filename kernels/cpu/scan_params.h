@@ -37,6 +37,9 @@ struct SsdParams {
   int64_t batch = 0, seqlen = 0, nheads = 0, headdim = 0, ngroups = 0, dstate = 0;  // B, L, H, P, G, N
   bool d_has_hdim = false;       // D is [H, P] instead of [H]
   const float* x = nullptr;      // [B, L, H, P]
+  // Row strides of x and of B, C (both alike), CPU forward only: elements between positions and between examples
+  // (0: dense). The heads of a row stay contiguous, so x and B, C may be views of one split projection.
+  int64_t x_stride_l = 0, x_stride_b = 0, bc_stride_l = 0, bc_stride_b = 0;
   const float* dt = nullptr;     // [B, L, H]
   const float* A = nullptr;      // [H]
   const float* Bm = nullptr;     // [B, L, G, N]

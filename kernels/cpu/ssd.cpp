@@ -25,6 +25,8 @@ constexpr int64_t kRows = 16;
 MECHSCOPE_KERNEL_CLONES void fwd_tasks(const SsdParams& p, int64_t begin, int64_t end) {
     const int64_t L = p.seqlen, H = p.nheads, P = p.headdim, G = p.ngroups, N = p.dstate;
     const int64_t hpg = H / G;
+    const int64_t sxl = p.x_stride_l > 0 ? p.x_stride_l : H * P, sxb = p.x_stride_b > 0 ? p.x_stride_b : L * sxl;
+    const int64_t sbl = p.bc_stride_l > 0 ? p.bc_stride_l : G * N, sbb = p.bc_stride_b > 0 ? p.bc_stride_b : L * sbl;
     std::vector<float> S(N * P), dtx(P);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t b = task / H, h = task % H, g = h / hpg;
@@ -33,9 +35,9 @@ MECHSCOPE_KERNEL_CLONES void fwd_tasks(const SsdParams& p, int64_t begin, int64_
       for (int64_t t = 0; t < L; ++t) {
         const int64_t bt = b * L + t;
         const float dt = p.dt[bt * H + h], a = std::exp(dt * Ah);
-        const float* xt = p.x + (bt * H + h) * P;
-        const float* Bt = p.Bm + (bt * G + g) * N;
-        const float* Ct = p.Cm + (bt * G + g) * N;
+        const float* xt = p.x + b * sxb + t * sxl + h * P;
+        const float* Bt = p.Bm + b * sbb + t * sbl + g * N;
+        const float* Ct = p.Cm + b * sbb + t * sbl + g * N;
         float* yt = p.y + (bt * H + h) * P;
         for (int64_t i = 0; i < P; ++i) dtx[i] = dt * xt[i];
         for (int64_t i0 = 0; i0 < P; i0 += kRows) {

@@ -55,6 +55,14 @@ TEST(Kernels, SsdScanMatchesReferenceOutputsStatesAndGradients) {
     const std::string shape = "L=" + std::to_string(s.L) + " H=" + std::to_string(s.H) + " G=" + std::to_string(s.G);
     at::Tensor ref = mamba2_scan_ref(x, dt, A, B, C, Dk);
     expect_close(kernels::ssd_scan(x, dt, A, B, C, Dk), ref, 1e-5, "y " + shape);
+    {  // inference reads x, B and C as views of one split projection (row strides), as the model passes them
+      at::Tensor xbc = at::cat({x.flatten(2), B.flatten(2), C.flatten(2), at::randn({s.b, s.L, 3})}, -1);
+      auto parts = xbc.split_with_sizes({s.H * s.P, s.G * s.N, s.G * s.N, 3}, -1);
+      at::Tensor xv = parts[0].unflatten(-1, {s.H, s.P}), Bv = parts[1].unflatten(-1, {s.G, s.N});
+      at::Tensor Cv = parts[2].unflatten(-1, {s.G, s.N});
+      if (s.L > 1) EXPECT_FALSE(xv.is_contiguous());
+      expect_close(kernels::ssd_scan(xv, dt, A, Bv, Cv, Dk), ref, 1e-5, "y from strided views " + shape);
+    }
     expect_close(mamba2_ssd(x, dt, A, B, C, Dk, 8), ref, 1e-5, "chunked y " + shape);
     auto [y, states] = kernels::ssd_scan_states(x, dt, A, B, C, Dk);
     at::Tensor dA, dBx;
