@@ -16,6 +16,7 @@ NGRAM="--task ngram --task-set min_len=30 --task-set max_len=60"   # P1 uses 50-
 ATTN="--set attn_cfg.num_heads=1 --set attn_cfg.rotary_emb_dim=64"   # one wide head, as zoology's MQAR baselines
 demos=(
   "mqar-attn|--preset transformer --set d_model=64 --set d_intermediate=0 $ATTN|$MQAR|$TRAIN --train-set target_accuracy=0.999"
+  "mqar-attn4|--preset transformer --set d_model=64 --set d_intermediate=0 --set attn_cfg.num_heads=4 --set attn_cfg.head_dim=64 --set attn_cfg.rotary_emb_dim=64|$MQAR|$TRAIN --train-set target_accuracy=0.999"
   "mqar-hybrid|--preset hybrid --set n_layer=2 --set d_model=64 $ATTN|$MQAR|$TRAIN --train-set target_accuracy=0.999"
   "mqar-mamba2|--preset mamba2 --set d_model=64|$MQAR|$TRAIN --train-set target_accuracy=0.999"
   "mqar-mamba1|--preset mamba1 --set d_model=64|$MQAR|$TRAIN --train-set target_accuracy=0.999"
