@@ -1,6 +1,7 @@
 // Science checks on the bundled demo checkpoints (SPEC §6, issue "Causal interventions"), on fresh seeds:
 // what each demo's mechanism is, measured with the engine's own patching, ablation and head scores.
 #include <cmath>
+#include <vector>
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
@@ -16,6 +17,28 @@ using namespace mechscope;
 namespace {
 std::string demo(const std::string& name) { return std::string(MECHSCOPE_MODELS_DIR) + "/" + name + ".h5"; }
 
+struct KeyPatch {
+  int64_t example, j, q;  // the corrupted key's position, the answer-predicting position
+  PatchResult result;     // block-input patching, [layer][position]
+};
+
+// Corrupts the queried key of one example at a time (8 examples, seed 4242) and patches every layer's block input
+// from the clean run, position by position.
+std::vector<KeyPatch> key_corruption_patches(const Checkpoint& ck) {
+  auto task = make_task(ck.task_config);
+  Batch clean = task->sample(8, 4242);
+  Batch corrupted = task->corrupt(clean, 4243, "key");
+  std::vector<KeyPatch> out;
+  for (int64_t e = 0; e < clean.size(); ++e) {
+    Batch c = clean.narrow(e, 1), x = corrupted.narrow(e, 1);
+    at::Tensor diff = c.tokens[0].ne(x.tokens[0]).nonzero();
+    if (diff.size(0) != 1) continue;
+    out.push_back({e, diff[0][0].item<int64_t>(), Readout::last_labelled(c).position[0].item<int64_t>(),
+                   activation_patching(*ck.model, c, x, "resid_pre")});
+  }
+  return out;
+}
+
 }  // namespace
 
 TEST(Science, AttentionDemoRetrievesThroughTheTokenAfterTheValue) {
@@ -23,50 +46,29 @@ TEST(Science, AttentionDemoRetrievesThroughTheTokenAfterTheValue) {
   // key's position j+2; layer 1 reads it there: patching the layer-1 block input at j+2 restores the answer,
   // patching it at the value token j+1 does not (the induction step sits one token later than SPEC §6's
   // reading for this checkpoint), and at layer 0 only the corrupted token itself matters.
-  Checkpoint ck = load_checkpoint(demo("mqar-attn"));
-  auto task = make_task(ck.task_config);
-  Batch clean = task->sample(8, 4242);
-  Batch corrupted = task->corrupt(clean, 4243, "key");
-  int checked = 0;
-  for (int64_t e = 0; e < clean.size(); ++e) {
-    Batch c = clean.narrow(e, 1), x = corrupted.narrow(e, 1);
-    at::Tensor diff = c.tokens[0].ne(x.tokens[0]).nonzero();
-    if (diff.size(0) != 1) continue;
-    const int64_t j = diff[0][0].item<int64_t>();
-    PatchResult r = activation_patching(*ck.model, c, x, "resid_pre");
+  const auto patches = key_corruption_patches(load_checkpoint(demo("mqar-attn")));
+  for (const auto& [e, j, q, r] : patches) {
     ASSERT_EQ(r.kept_examples, 1) << "example " << e << ": the demo should solve it and the corruption matter";
     EXPECT_NEAR(r.score[0][j].item<double>(), 1.0, 1e-3) << "example " << e;  // layer 0: the corrupted token
     EXPECT_GT(r.score[1][j + 2].item<double>(), 0.9) << "example " << e;      // layer 1: the next key
     EXPECT_LT(r.score[1][j + 1].item<double>(), 0.1) << "example " << e;      // layer 1: the value token
-    ++checked;
   }
-  EXPECT_GE(checked, 6);
+  EXPECT_GE(patches.size(), 6u);
 }
 
 TEST(Science, FourHeadAttentionDemoRetrievesAtTheQueryInLayerZero) {
   // The four-head transformer solves MQAR another way than the one-head demo: corrupting the queried key at j,
   // layer 1's input restores the answer at the query token itself (SPEC §4's reading: direct retrieval in layer
   // 0, whose heads find the key from the query), and neither at the value token j+1 nor at the next key j+2.
-  Checkpoint ck = load_checkpoint(demo("mqar-attn4"));
-  auto task = make_task(ck.task_config);
-  Batch clean = task->sample(8, 4242);
-  Batch corrupted = task->corrupt(clean, 4243, "key");
-  int checked = 0;
-  for (int64_t e = 0; e < clean.size(); ++e) {
-    Batch c = clean.narrow(e, 1), x = corrupted.narrow(e, 1);
-    at::Tensor diff = c.tokens[0].ne(x.tokens[0]).nonzero();
-    if (diff.size(0) != 1) continue;
-    const int64_t j = diff[0][0].item<int64_t>();
-    const int64_t q = Readout::last_labelled(c).position[0].item<int64_t>();
-    PatchResult r = activation_patching(*ck.model, c, x, "resid_pre");
+  const auto patches = key_corruption_patches(load_checkpoint(demo("mqar-attn4")));
+  for (const auto& [e, j, q, r] : patches) {
     ASSERT_EQ(r.kept_examples, 1) << "example " << e << ": the demo should solve it and the corruption matter";
     EXPECT_NEAR(r.score[0][j].item<double>(), 1.0, 1e-3) << "example " << e;  // layer 0: the corrupted token
     EXPECT_GT(r.score[1][q].item<double>(), 0.9) << "example " << e;          // layer 1: the query token
     EXPECT_LT(std::abs(r.score[1][j + 1].item<double>()), 0.1) << "example " << e;
     EXPECT_LT(std::abs(r.score[1][j + 2].item<double>()), 0.1) << "example " << e;
-    ++checked;
   }
-  EXPECT_GE(checked, 6);
+  EXPECT_GE(patches.size(), 6u);
 }
 
 TEST(Science, FourHeadAttentionDemoTopAggregateHeadIsAmongTheMostCausal) {
