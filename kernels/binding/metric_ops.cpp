@@ -11,6 +11,11 @@ namespace mechscope::kernels {
 bool readout_metrics(const at::Tensor& logits_in, const at::Tensor& target_in, const at::Tensor& ref_p_in,
                      const at::Tensor& ref_ne_in, at::Tensor& prob, at::Tensor& logit_diff, at::Tensor& correct,
                      at::Tensor& kl) {
+  // No autograd through the kernel: a caller differentiating a metric gets the ATen path.
+  if (at::GradMode::is_enabled() &&
+      (logits_in.requires_grad() || (ref_p_in.defined() && ref_p_in.requires_grad()) ||
+       (ref_ne_in.defined() && ref_ne_in.requires_grad())))
+    return false;
   if (!fast_scan_enabled() || !logits_in.defined() || !logits_in.device().is_cpu() ||
       logits_in.scalar_type() != at::kFloat || logits_in.dim() < 2 || logits_in.size(-1) < 2)
     return false;

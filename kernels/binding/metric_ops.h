@@ -12,7 +12,8 @@ namespace mechscope::kernels {
 /// both undefined: no KL). On success fills prob, logit_diff, correct and kl (undefined without a reference),
 /// each [..., R], and returns true. Returns false, touching nothing, when the fast path cannot take the input:
 /// another device or dtype, a non-finite logit, fewer than two tokens, a target out of range, a reference of
-/// another shape, or the fast paths turned off (MECHSCOPE_FAST_SCAN=0).
+/// another shape, an input that wants a gradient (the kernel has no backward), or the fast paths turned off
+/// (MECHSCOPE_FAST_SCAN=0).
 bool readout_metrics(const at::Tensor& logits, const at::Tensor& target, const at::Tensor& ref_p,
                      const at::Tensor& ref_ne, at::Tensor& prob, at::Tensor& logit_diff, at::Tensor& correct,
                      at::Tensor& kl);

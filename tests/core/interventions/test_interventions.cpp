@@ -92,6 +92,14 @@ TEST(Metrics, CpuKernelEqualsTheAtenPath) {
   EXPECT_TRUE(kernels::readout_metrics(logits, r.target, ref.p, ref.neg_entropy, prob, ld, correct, kl));
   EXPECT_FALSE(kernels::readout_metrics(bad, r.target, ref.p, ref.neg_entropy, prob, ld, correct, kl));
   EXPECT_FALSE(kernels::readout_metrics(logits.to(at::kDouble), r.target, ref.p, ref.neg_entropy, prob, ld, correct, kl));
+  {  // a metric to differentiate takes the ATen path, gradient and all
+    at::Tensor lg = logits.clone().requires_grad_(true);
+    EXPECT_FALSE(kernels::readout_metrics(lg, r.target, ref.p, ref.neg_entropy, prob, ld, correct, kl));
+    ExampleMetrics m = example_metrics(lg, r, ref);
+    m.prob.sum().backward();
+    ASSERT_TRUE(lg.grad().defined());
+    EXPECT_GT(lg.grad().abs().sum().item<double>(), 0.0);
+  }
   struct Case {
     std::string what;
     at::Tensor logits;
@@ -396,7 +404,7 @@ TEST(Patching, StatePatchCarriesForward) {
 }
 
 TEST(Patching, AttributionMatchesAFiniteDifference) {
-  // Attribution patching is the first-order term: (p(c + e (o - c)) - p(c)) / e -> grad . (o - c) as e -> 0.
+  // Attribution patching is the first-order term: (p(c + e (o - c)) - p(c - e (o - c))) / 2e -> grad . (o - c).
   Fixture f = make("hybrid", {{"d_intermediate", 40}}, kMqar, 4);
   SweepOptions o;
   o.keep_threshold = -1;
@@ -409,16 +417,19 @@ TEST(Patching, AttributionMatchesAFiniteDifference) {
   at::Tensor cc = xc.at(hook);
   at::Tensor pc = example_metrics(gather_readout(xl, r), r).prob;
   at::Tensor po = example_metrics(gather_readout(f.model->forward(f.clean.tokens), r), r).prob;
-  const double eps = 1e-3;
-  at::Tensor differs = f.clean.tokens.ne(f.corrupted.tokens).any(0);
+  // A central difference: its error is O(eps^2), so eps can be large enough that float32 rounding of the
+  // probabilities (a few ulps, divided by eps) stays far below the tolerance.
+  const double eps = 1e-2;
   for (int64_t p = 0; p < 16; ++p) {
-    at::Tensor logits = f.model->run_with_hooks(f.corrupted.tokens, {{hook, [&](const at::Tensor& v, const std::string&) {
-      at::Tensor out = v.clone();
-      out.select(1, p).add_(eps * (co.select(1, p) - cc.select(1, p)));
-      return out;
-    }}});
-    at::Tensor pe = example_metrics(gather_readout(logits, r), r).prob;
-    const double fd = ((pe - pc) / eps / (po - pc)).mean().item<double>();
+    auto nudged = [&](double e) {
+      at::Tensor logits = f.model->run_with_hooks(f.corrupted.tokens, {{hook, [&](const at::Tensor& v, const std::string&) {
+        at::Tensor out = v.clone();
+        out.select(1, p).add_(e * (co.select(1, p) - cc.select(1, p)));
+        return out;
+      }}});
+      return example_metrics(gather_readout(logits, r), r).prob;
+    };
+    const double fd = ((nudged(eps) - nudged(-eps)) / (2 * eps) / (po - pc)).mean().item<double>();
     const double a = attr.score[0][p].item<double>();
     EXPECT_NEAR(a, fd, 2e-2 * std::max(1.0, std::abs(fd))) << "pos " << p;
   }
