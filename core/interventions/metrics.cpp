@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 
 #include "core/interventions/interventions.h"
 #include "kernels/binding/metric_ops.h"

@@ -2,6 +2,7 @@
 #include "kernels/binding/metric_ops.h"
 
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 
 #include "kernels/binding/scan_ops.h"
 #include "kernels/cpu/scan_params.h"

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include <ATen/ATen.h>
+#include <ATen/core/grad_mode.h>
 #include <torch/autograd.h>
 
 #include "kernels/cpu/scan_params.h"
