@@ -5,10 +5,10 @@
 #include <stdexcept>
 
 #include <ATen/ATen.h>
-#include <ATen/core/grad_mode.h>
 
 #include "core/interventions/interventions.h"
 #include "kernels/binding/metric_ops.h"
+#include "kernels/binding/scan_ops.h"
 
 namespace mechscope {
 
@@ -103,9 +103,7 @@ ExampleMetrics example_metrics(const at::Tensor& logits_in, const Readout& reado
                                 v.correct, v.kl))
     v = readout_values_aten(logits, readout, reference);
   const at::Tensor &prob = v.prob, &logit_diff = v.logit_diff, &correct = v.correct, &kl = v.kl;
-  const bool grad = at::GradMode::is_enabled() && (prob.requires_grad() || logit_diff.requires_grad() ||
-                                                   (kl.defined() && kl.requires_grad()));
-  if (prob.device().is_cpu() && !grad) {  // per-example means in one loop (six small ATen ops cost more than the metrics)
+  if (prob.device().is_cpu() && !kernels::wants_grad({prob, logit_diff, kl})) {  // per-example means in one loop (six small ATen ops cost more than the metrics)
     at::Tensor ex = readout.example.to(at::kLong).contiguous();
     const int64_t* e = ex.data_ptr<int64_t>();
     std::vector<float> counts(E, 0.f);

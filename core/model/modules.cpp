@@ -7,8 +7,9 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
-#include <ATen/core/grad_mode.h>
 #include <torch/nn/init.h>
+
+#include "kernels/binding/scan_ops.h"
 
 namespace mechscope {
 
@@ -120,7 +121,7 @@ at::Tensor apply_rotary(const at::Tensor& x, int64_t rd, double base, bool inter
   // slice (SliceBackward was a quarter of a training step's time on the attention demo).
   const int64_t rest = x.size(-1) - rd;
   if (x.dim() == 4 && x.device().is_cpu() && x.scalar_type() == at::kFloat && x.stride(-1) == 1 &&
-      !(at::GradMode::is_enabled() && x.requires_grad()))
+      !kernels::wants_grad({x}))
     return rotary_cpu_inference(x, cos.contiguous(), sin.contiguous(), rd, interleaved);
   std::vector<at::Tensor> parts = rest > 0 ? x.split_with_sizes({rd, rest}, -1) : std::vector<at::Tensor>{x};
   const at::Tensor& xr = parts[0];

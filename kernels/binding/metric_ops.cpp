@@ -2,7 +2,6 @@
 #include "kernels/binding/metric_ops.h"
 
 #include <ATen/ATen.h>
-#include <ATen/core/grad_mode.h>
 
 #include "kernels/binding/scan_ops.h"
 #include "kernels/cpu/scan_params.h"
@@ -13,10 +12,7 @@ bool readout_metrics(const at::Tensor& logits_in, const at::Tensor& target_in, c
                      const at::Tensor& ref_ne_in, at::Tensor& prob, at::Tensor& logit_diff, at::Tensor& correct,
                      at::Tensor& kl) {
   // No autograd through the kernel: a caller differentiating a metric gets the ATen path.
-  if (at::GradMode::is_enabled() &&
-      (logits_in.requires_grad() || (ref_p_in.defined() && ref_p_in.requires_grad()) ||
-       (ref_ne_in.defined() && ref_ne_in.requires_grad())))
-    return false;
+  if (wants_grad({logits_in, ref_p_in, ref_ne_in})) return false;
   if (!fast_scan_enabled() || !logits_in.defined() || !logits_in.device().is_cpu() ||
       logits_in.scalar_type() != at::kFloat || logits_in.dim() < 2 || logits_in.size(-1) < 2)
     return false;

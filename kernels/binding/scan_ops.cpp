@@ -86,7 +86,7 @@ SsdParams m2_params(const at::Tensor& x, const at::Tensor& dt, const at::Tensor&
   if (!row_strides)
     for (const auto& t : {x, B, C}) TORCH_CHECK(t.is_contiguous(), "ssd_scan: inputs must be contiguous");
   SsdParams p;
-  if (row_strides) {  // the caller checked dense rows (ssd_rows_dense)
+  if (row_strides) {  // the caller checked dense rows (rows_dense)
     p.x_stride_l = x.stride(1);
     p.x_stride_b = x.stride(0);
     p.bc_stride_l = B.stride(1);
@@ -233,7 +233,7 @@ at::Tensor causal_conv1d(const at::Tensor& x, const at::Tensor& weight, const at
   TORCH_CHECK(b.dim() == 1 && b.size(0) == C, "causal_conv1d: bias must be [", C, "], found ", b.sizes());
   for (const auto& t : {x, w, b})
     TORCH_CHECK(t.scalar_type() == at::kFloat && t.device().is_cpu(), "causal_conv1d: CPU float32 tensors only");
-  if (!at::GradMode::is_enabled() || !(x.requires_grad() || w.requires_grad() || b.requires_grad())) {
+  if (!wants_grad({x, w, b})) {
     // Inference: reads x where it lies when its channels are contiguous (the split of a projection), no copy.
     at::Tensor xin = x.stride(2) == 1 && x.stride(1) >= C ? x : x.contiguous();
     at::Tensor wc = w.contiguous(), bc = b.contiguous();
@@ -263,6 +263,13 @@ void set_fast_scan_enabled(bool on) { g_enabled.store(on ? 1 : 0); }
 bool fast_scan_applies(const at::Tensor& x) {
   if (!fast_scan_enabled() || x.scalar_type() != at::kFloat) return false;
   return x.device().is_cpu() || (cuda_scan_built() && x.device().is_cuda());
+}
+
+bool wants_grad(std::initializer_list<at::Tensor> ts) {
+  if (!at::GradMode::is_enabled()) return false;
+  for (const auto& t : ts)
+    if (t.defined() && t.requires_grad()) return true;
+  return false;
 }
 
 bool cuda_scan_built() {
@@ -319,10 +326,7 @@ bool rows_dense(const at::Tensor& t) {
 
 at::Tensor ssd_scan(const at::Tensor& x, const at::Tensor& dt, const at::Tensor& A, const at::Tensor& B,
                     const at::Tensor& C, const at::Tensor& D) {
-  const bool grad = at::GradMode::is_enabled() &&
-                    (x.requires_grad() || dt.requires_grad() || A.requires_grad() || B.requires_grad() ||
-                     C.requires_grad() || D.requires_grad());
-  if (!grad && x.device().is_cpu() && rows_dense(x) && rows_dense(B) && B.strides() == C.strides() &&
+  if (!wants_grad({x, dt, A, B, C, D}) && x.device().is_cpu() && rows_dense(x) && rows_dense(B) && B.strides() == C.strides() &&
       B.sizes() == C.sizes()) {
     // Inference on the CPU reads x, B and C where they lie (views of the conv output), no copies.
     auto v = contiguous({dt, A, D});

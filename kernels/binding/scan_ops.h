@@ -3,6 +3,7 @@
 // Must not: include core.
 #pragma once
 
+#include <initializer_list>
 #include <utility>
 
 #include <ATen/core/Tensor.h>
@@ -15,6 +16,9 @@ void set_fast_scan_enabled(bool on);
 /// True when the fast path can take these tensors (float32 on the CPU, or on a CUDA device in a CUDA build)
 /// and is enabled.
 bool fast_scan_applies(const at::Tensor& x);
+/// True when autograd is on and some defined tensor of `ts` requires a gradient: the inference-only fast paths
+/// (which have no backward) step aside then.
+bool wants_grad(std::initializer_list<at::Tensor> ts);
 /// Whether this build has the CUDA kernels (MECHSCOPE_CUDA found a CUDA LibTorch and nvcc).
 bool cuda_scan_built();
 

@@ -48,13 +48,12 @@ MECHSCOPE_KERNEL_CLONES void fwd_tasks(const CausalConvParams& p, int64_t begin,
       const int64_t k0 = std::max<int64_t>(0, K - 1 - t);
       const float* xt = xb + (t - (K - 1) + k0) * sl;
       float* yr = yb + t * C;
-      if (nc == kBlock && k0 == 0 && K == 4) {  // the usual d_conv: taps unrolled, a vector per lane group
-        full_row<4>(xt, sl, wt, bias, yr);
-      } else if (nc == kBlock && k0 == 0 && K <= 8) {
+      if (nc == kBlock && k0 == 0 && K <= 8) {  // a full block: taps unrolled, a vector per lane group
         switch (K) {
           case 1: full_row<1>(xt, sl, wt, bias, yr); break;
           case 2: full_row<2>(xt, sl, wt, bias, yr); break;
           case 3: full_row<3>(xt, sl, wt, bias, yr); break;
+          case 4: full_row<4>(xt, sl, wt, bias, yr); break;  // the usual d_conv
           case 5: full_row<5>(xt, sl, wt, bias, yr); break;
           case 6: full_row<6>(xt, sl, wt, bias, yr); break;
           case 7: full_row<7>(xt, sl, wt, bias, yr); break;

@@ -46,6 +46,13 @@ std::vector<KeyPatch> key_corruption_patches(const Checkpoint& ck) {
   return out;
 }
 
+// Gather, aggregate and causal scores of every head of a demo, on 64 fresh MQAR examples (seed 777).
+HeadScores demo_head_scores(const std::string& name) {
+  Checkpoint ck = load_checkpoint(demo(name));
+  Batch b = make_task(ck.task_config)->sample(64, 777);
+  return head_scores(*ck.model, b, 5, 16, 1);
+}
+
 }  // namespace
 
 TEST(Science, AttentionDemoRetrievesThroughTheTokenAfterTheValue) {
@@ -83,10 +90,7 @@ TEST(Science, FourHeadAttentionDemoTopAggregateHeadIsAmongTheMostCausal) {
   // each necessary (ablating any one alone costs about 0.8 accuracy) and the top aggregate head (L0 H3: most
   // mass from the answer-predicting position onto the answer's key-value pair) is one of them, within a few
   // points of the most causal (L0 H0, which aggregates little). The one-head demo cannot show the reading at all.
-  Checkpoint ck = load_checkpoint(demo("mqar-attn4"));
-  auto task = make_task(ck.task_config);
-  Batch b = task->sample(64, 777);
-  HeadScores s = head_scores(*ck.model, b, 5, 16, 1);
+  HeadScores s = demo_head_scores("mqar-attn4");
   const int64_t top_aggregate = s.aggregate.nan_to_num(-1).argmax().item<int64_t>();
   const double max_causal = s.causal.max().item<double>();
   EXPECT_GT(s.aggregate[top_aggregate].item<double>(), 0.5);
@@ -111,10 +115,7 @@ TEST(Science, HybridDemoShowsInductionAtTheValueToken) {
 }
 
 TEST(Science, HybridDemoTopAggregateHeadIsTheMostCausal) {
-  Checkpoint ck = load_checkpoint(demo("mqar-hybrid"));
-  auto task = make_task(ck.task_config);
-  Batch b = task->sample(64, 777);
-  HeadScores s = head_scores(*ck.model, b, 5, 16, 1);
+  HeadScores s = demo_head_scores("mqar-hybrid");
   const int64_t top_aggregate = s.aggregate.nan_to_num(-1).argmax().item<int64_t>();
   const int64_t top_causal = s.causal.argmax().item<int64_t>();
   EXPECT_EQ(s.heads[top_aggregate].label(), s.heads[top_causal].label());
