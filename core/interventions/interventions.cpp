@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <map>
 #include <regex>
@@ -75,6 +76,52 @@ HeadProjection head_projection(const LanguageModel& model, int64_t layer, const 
 at::Tensor project_head(const HeadProjection& p, int64_t h, const at::Tensor& slice) {
   at::Tensor out = at::matmul(slice.to(p.weight.scalar_type()), p.columns(h).t());
   return p.scale.defined() ? out * p.scale : out;
+}
+
+// The residuals [k, ...] after one mixer with each of k units of its heads ablated: resid_mid [..., d] plus
+// each unit's linear change. z [..., H, D] is the mixer's head output; change(h, z_h) the slice's ablation change
+// (zero_kind: it is -z_h). Single heads go as one batched product, resid_mid + C_j W_j^T for all j at once (no
+// per-head product, stack and sum); units of several heads add their heads' terms one by one.
+at::Tensor ablated_residuals(const HeadProjection& p, const at::Tensor& resid_mid, const at::Tensor& z,
+                             const std::vector<const std::vector<HeadRef>*>& units, bool zero_kind,
+                             const std::function<at::Tensor(const HeadRef&, const at::Tensor&)>& change) {
+  const int64_t k = static_cast<int64_t>(units.size()), d = resid_mid.size(-1);
+  bool singles = true;
+  for (const auto* u : units) singles = singles && u->size() == 1;
+  if (!singles) {
+    std::vector<at::Tensor> deltas;
+    for (const auto* u : units) {
+      at::Tensor delta;  // a group's heads add up: each changes the residual by its own linear term
+      for (const HeadRef& h : *u) {
+        at::Tensor term = project_head(p, h.head, change(h, z.select(-2, h.head)));
+        delta = delta.defined() ? delta + term : term;
+      }
+      deltas.push_back(delta);
+    }
+    return resid_mid.unsqueeze(0) + at::stack(deltas);
+  }
+  std::vector<int64_t> heads;
+  for (const auto* u : units) heads.push_back(u->front().head);
+  const at::Tensor idx = at::tensor(heads, at::kLong).to(z.device());
+  const auto dtype = resid_mid.scalar_type();  // the residual's (float32 under residual_in_fp32)
+  const at::Tensor zf = z.reshape({-1, z.size(-2), z.size(-1)});  // [N, H, D]
+  const int64_t N = zf.size(0);
+  at::Tensor C;  // [k, N, D]
+  double alpha = 1.0;
+  if (zero_kind) {
+    C = zf.index_select(1, idx).transpose(0, 1).to(dtype);
+    alpha = -1.0;
+  } else {
+    std::vector<at::Tensor> cs;
+    for (const auto* u : units) cs.push_back(change(u->front(), z.select(-2, u->front().head)).reshape({N, p.D}));
+    C = at::stack(cs).to(dtype);
+  }
+  if (p.scale.defined()) alpha *= p.scale.item<double>();
+  at::Tensor W = p.weight.narrow(1, p.offset, p.H * p.D).view({d, p.H, p.D}).index_select(1, idx).permute({1, 2, 0}).to(dtype);
+  at::Tensor out = at::baddbmm(resid_mid.reshape({1, N, d}).expand({k, N, d}), C, W, 1.0, alpha);  // [k, N, d]
+  auto shape = resid_mid.sizes().vec();
+  shape.insert(shape.begin(), k);
+  return out.view(shape);
 }
 
 // Mean over kept examples of per-example values [..., E] -> [...].
@@ -505,17 +552,12 @@ HeadSweepResult head_group_sweep(LanguageModel& model, const at::Tensor& tokens,
       for (size_t s = 0; s < idxs.size(); s += K) {
         check_cancel(options);
         const int64_t k = std::min<int64_t>(K, idxs.size() - s);
-        std::vector<at::Tensor> deltas;
-        for (int64_t j = 0; j < k; ++j) {
-          at::Tensor delta;  // a group's heads add up: each changes the residual by its own linear term
-          for (const HeadRef& h : units[idxs[s + j]]) {
-            at::Tensor zh = z.select(-2, h.head);
-            at::Tensor d = project_head(proj, h.head, last ? ablator.change_at(h, zh, readout, B, L) : ablator.change(h, zh));
-            delta = delta.defined() ? delta + d : d;
-          }
-          deltas.push_back(delta);
-        }
-        at::Tensor stacked = resid_mid.unsqueeze(0) + (k == 1 ? deltas[0].unsqueeze(0) : at::stack(deltas));
+        std::vector<const std::vector<HeadRef>*> chunk;
+        for (int64_t j = 0; j < k; ++j) chunk.push_back(&units[idxs[s + j]]);
+        auto change = [&](const HeadRef& h, const at::Tensor& zh) {
+          return last ? ablator.change_at(h, zh, readout, B, L) : ablator.change(h, zh);
+        };
+        at::Tensor stacked = ablated_residuals(proj, resid_mid, z, chunk, ablator.kind() == AblationKind::Zero, change);
         at::Tensor logits = last ? model.unembed(block->forward_after_mixer(stacked, nullptr))  // [k, R, V]
                                  : finish_and_read(model, l + 1,
                                                    block->forward_after_mixer(stacked.view({k * B, L, -1}), nullptr),
