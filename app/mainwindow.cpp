@@ -269,11 +269,26 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent), wb_(std::make_uni
   patch_label_->setWordWrap(true);
   auto* patch_w = new QWidget;
   auto* pl = new QVBoxLayout(patch_w);
-  pl->addWidget(row({new QLabel(tr("site")), site_combo_, new QLabel(tr("corrupt")), role_combo_, run_b}));
+  patch_view_combo_ = new QComboBox;
+  patch_view_combo_->addItems({tr("by position"), tr("aligned to the corruption")});
+  patch_view_combo_->setToolTip(tr("By position: the mean over examples at each absolute position (labelled with the "
+                                   "current example's tokens). Aligned: each example's score at its own corrupted "
+                                   "token, the tokens after it, and its readout; with a key corrupted, corrupted+1 is "
+                                   "the key's value token (induction)."));
+  pl->addWidget(row({new QLabel(tr("site")), site_combo_, new QLabel(tr("corrupt")), role_combo_, run_b,
+                     new QLabel(tr("view")), patch_view_combo_}));
   pl->addWidget(patch_plot_, 1);
   pl->addWidget(patch_label_);
   connect(run_b, &QPushButton::clicked, this, &MainWindow::runPatching);
+  connect(patch_view_combo_, qOverload<int>(&QComboBox::currentIndexChanged), this, [this] { showPatching(); });
   connect(patch_plot_, &PlotView::cellClicked, this, [this](int r, int c, Qt::KeyboardModifiers) {
+    if (patch_view_combo_->currentIndex() == 1) {
+      const auto& g = patch_plot_->grid();
+      patch_label_->setText(tr("%1 at %2: mean score %3 over the kept examples; switch the view to \"by position\" "
+                               "to apply one patch")
+                                .arg(qs(g.row_labels[r])).arg(qs(g.col_labels[c])).arg(num(g.at(r, c))));
+      return;
+    }
     job<Outcome>(tr("applying the patch"), [this, r, c](const Progress&) { return wb_->patch_cell(r, c); },
         [this, r, c](const Outcome& o) {
           QString top;
@@ -1078,9 +1093,22 @@ void MainWindow::runPatching() {
   const std::string site = site_combo_->currentText().toStdString(), role = role_combo_->currentText().toStdString();
   job<Grid>(tr("patching sweep"), [this, site, role](const Progress& p) { return wb_->patching(site, role, p); },
             [this](const Grid& g) {
-              patch_plot_->showGrid(g, true);
-              patch_label_->setText(qs(g.title) + tr("; click a cell to apply that patch"));
+              patch_plot_->showGrid(g, true);  // by position first: showPatching switches if asked
+              showPatching();
             });
+}
+
+// The last patching sweep in the chosen view.
+void MainWindow::showPatching() {
+  if (!patch_plot_->hasData()) return;  // no sweep yet
+  const bool aligned = patch_view_combo_->currentIndex() == 1;
+  job<Grid>(tr("patching view"), [this, aligned](const Progress&) {
+    return aligned ? wb_->patching_aligned() : wb_->patching_grid();
+  }, [this, aligned](const Grid& g) {
+    patch_plot_->showGrid(g, true);
+    patch_label_->setText(qs(g.title) + (aligned ? tr("; corrupted+1 is the value token of a corrupted key")
+                                                 : tr("; click a cell to apply that patch")));
+  });
 }
 
 void MainWindow::drawExamples(int n, int seed) {

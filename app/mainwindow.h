@@ -48,11 +48,13 @@ class MainWindow : public QMainWindow, public mechscope::PanelHost {
   PlotView* headsPlot() const { return heads_plot_; }
   PlotView* attentionPlot() const { return attn_plot_; }
   PlotView* patchingPlot() const { return patch_plot_; }
+  QComboBox* patchingViewCombo() const { return patch_view_combo_; }
   PlotView* embeddingPlot() const { return emb_plot_; }
   QString outcomeText() const;
   QString lastError() const { return last_error_; }
   double lastOutcomeMs() const { return last_outcome_ms_; }
   void runPatching();
+  void showPatching();
   /// Ablates exactly these heads (labels like L1.attn.H0) and updates the outcome, as a click on the grid does.
   void ablateHeads(const std::vector<std::string>& heads) { applyAblation(heads); }
   /// Draws examples of the current model's task, as the Input panel's button does.
@@ -177,6 +179,7 @@ class MainWindow : public QMainWindow, public mechscope::PanelHost {
   // Patching
   QComboBox* site_combo_;
   QComboBox* role_combo_;
+  QComboBox* patch_view_combo_;  // the grid by absolute position, or aligned to each example's corruption
   PlotView* patch_plot_;
   QLabel* patch_label_;
   // Embeddings

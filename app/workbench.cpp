@@ -70,6 +70,7 @@ struct Workbench::Impl {
   std::unique_ptr<HeadScores> scores;
   Batch patch_corrupt;
   std::unique_ptr<PatchResult> patch;
+  std::string patch_role;  // the role the last sweep corrupted ("" for the task's default)
 
   Loaded& m() {
     if (cur < 0) throw std::runtime_error("no model is open (File > Open, or drop a checkpoint on the window)");
@@ -476,7 +477,16 @@ Grid Workbench::patching(const std::string& site, const std::string& role, const
   o.progress = progress.report;
   o.cancel = progress.cancel;
   d->patch = std::make_unique<PatchResult>(activation_patching(*l.ck.model, d->batch, d->patch_corrupt, site, o));
+  d->patch_role = role;
+  return patching_grid();
+}
+
+Grid Workbench::patching_grid() {
+  std::lock_guard<std::recursive_mutex> lock(d->mu);
+  if (!d->patch) throw std::runtime_error("run a patching sweep first");
   const PatchResult& r = *d->patch;
+  const std::string& site = r.site;
+  const std::string& role = d->patch_role;
   Grid g;
   g.rows = static_cast<int>(r.rows.size());
   g.cols = static_cast<int>(r.positions);
@@ -489,6 +499,25 @@ Grid Workbench::patching(const std::string& site, const std::string& role, const
   std::snprintf(buf, sizeof buf, "patching %s (corrupt %s): %lld of %lld examples kept, p clean %.3f, corrupted %.3f",
                 site.c_str(), role.empty() ? "default" : role.c_str(), (long long)r.kept_examples,
                 (long long)r.total_examples, r.clean_prob, r.corrupted_prob);
+  g.title = buf;
+  return g;
+}
+
+Grid Workbench::patching_aligned() {
+  std::lock_guard<std::recursive_mutex> lock(d->mu);
+  if (!d->patch) throw std::runtime_error("run a patching sweep first");
+  const PatchResult& r = *d->patch;
+  Grid g;
+  g.rows = static_cast<int>(r.rows.size());
+  g.cols = static_cast<int>(aligned_anchors().size());
+  at::Tensor s = r.aligned.to(at::kDouble).contiguous();
+  g.values.assign(s.data_ptr<double>(), s.data_ptr<double>() + s.numel());
+  g.row_labels = r.rows;
+  g.col_labels = aligned_anchors();
+  char buf[200];
+  std::snprintf(buf, sizeof buf,
+                "patching %s aligned to each example's corrupted token and readout (%lld of %lld kept examples)",
+                r.site.c_str(), (long long)r.aligned_examples, (long long)r.total_examples);
   g.title = buf;
   return g;
 }

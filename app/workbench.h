@@ -111,6 +111,11 @@ class Workbench {
   Grid head_scores(const std::string& score, const Progress& progress = {}, int model = -1);
   /// Activation patching sweep on the batch and its corruption: rows x positions of the normalised score.
   Grid patching(const std::string& site, const std::string& role, const Progress& progress = {});
+  /// The last patching sweep's score aligned to each example's corrupted token and readout: rows x anchors
+  /// (PatchResult::aligned; "corrupted+1" is the value token of a corrupted key). Throws before any sweep.
+  Grid patching_aligned();
+  /// The last patching sweep's grid again (rows x positions), as patching() returned it.
+  Grid patching_grid();
   /// The outcome of one patch (row of the last patching grid, position): answer probability etc.
   Outcome patch_cell(int row, int pos);
   Embedding embeddings(int pc_x, int pc_y, int snapshot = -1, int model = -1);

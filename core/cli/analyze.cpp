@@ -108,6 +108,39 @@ void print_outcome(const std::string& label, const MetricTable& m, int64_t i = 0
   std::cout << "\n";
 }
 
+// The patching score aligned to each example's corrupted token and readout (PatchResult::aligned), as a table:
+// every row up to 16, else the 16 with the highest aligned score (all of them go to the results file).
+void print_aligned(const PatchResult& res) {
+  const auto& anchors = aligned_anchors();
+  const int64_t rows = res.aligned.size(0);
+  std::vector<int64_t> shown(rows);
+  for (int64_t r = 0; r < rows; ++r) shown[r] = r;
+  if (rows > 16) {
+    at::Tensor best = std::get<0>(res.aligned.nan_to_num(-1e30).max(1));
+    std::sort(shown.begin(), shown.end(), [&](int64_t a, int64_t b) {
+      return best[a].item<double>() > best[b].item<double>();
+    });
+    shown.resize(16);
+    std::sort(shown.begin(), shown.end());
+  }
+  size_t width = 4;
+  for (int64_t r : shown) width = std::max(width, res.rows[r].size());
+  std::cout << "score aligned to each example's corrupted token and readout (" << res.aligned_examples
+            << " examples" << (rows > 16 ? "; the 16 rows with the highest scores" : "") << "):\n"
+            << std::string(width + 2, ' ');
+  for (const auto& a : anchors) std::cout << std::string(12 - std::min<size_t>(12, a.size()), ' ') << a;
+  std::cout << "\n";
+  for (int64_t r : shown) {
+    std::cout << "  " << res.rows[r] << std::string(width - res.rows[r].size(), ' ');
+    for (size_t a = 0; a < anchors.size(); ++a) {
+      double v = res.aligned[r][a].item<double>();
+      if (std::abs(v) < 5e-4) v = 0;  // no "-0.000"
+      std::cout << (std::isfinite(v) ? fmt("%12.3f", v) : std::string(11, ' ') + "-");
+    }
+    std::cout << "\n";
+  }
+}
+
 // Runs the batch without and with `hooks` (metrics at every labelled position, KL to the run without), prints
 // both, and records them as <group>/before and <group>/after [metric] and as the CSV table.
 void before_after(LanguageModel& model, const Batch& batch, const std::vector<Hook>& hooks, const std::string& after_label,
@@ -385,6 +418,10 @@ int run_analyze(const AnalyzeOptions& o) {
                 << " examples kept (p(y|clean) " << fmt("%.3f", res.clean_prob) << ", p(y|corrupted) "
                 << fmt("%.3f", res.corrupted_prob) << "), " << res.rows.size() << " x " << res.positions << " cells in "
                 << fmt("%.2f", secs) << " s\n";
+      rf.tensors.push_back({g + "/aligned_score", res.aligned, {"row", "anchor"},
+                            json{{"row", res.rows}, {"anchor", aligned_anchors()}}});
+      rf.settings["aligned_examples"] = res.aligned_examples;
+      print_aligned(res);
       if (o.what == "attribution" && o.compare) {
         PatchResult exact = activation_patching(model, batch, corrupted, o.site, sw);
         const double corr = score_correlation(res.score, exact.score);
@@ -395,7 +432,7 @@ int run_analyze(const AnalyzeOptions& o) {
       // The strongest cells.
       at::Tensor flat = res.score.flatten().nan_to_num(-1e30);
       at::Tensor order = flat.argsort(0, true);
-      std::cout << "highest normalised scores:\n";
+      std::cout << "highest normalised scores (absolute positions; tokens of example 0):\n";
       for (int64_t i = 0; i < std::min<int64_t>(5, order.size(0)); ++i) {
         const int64_t c = order[i].item<int64_t>(), row = c / res.positions, p = c % res.positions;
         if (!std::isfinite(res.score[row][p].item<double>())) break;

@@ -743,6 +743,61 @@ void fill_pair_stats(PatchResult& res, const PairRun& pr, double keep_threshold)
   res.corrupted_prob = mean_over(pr.p_corrupt, pr.keep).item<double>();
 }
 
+// PatchResult::aligned, accumulated cell by cell: each example's score at a cell goes to the anchors that fall on
+// the cell's position in that example.
+class Aligner {
+ public:
+  Aligner(const Batch& clean, const Batch& corrupted, const PairRun& pr, int64_t rows) {
+    const int64_t E = clean.size(), L = clean.tokens.size(1);
+    at::Tensor differs = clean.tokens.ne(corrupted.tokens).to(at::kCPU);  // [E, L]
+    at::Tensor keep = pr.keep.to(at::kCPU), pos = pr.readout.position.to(at::kCPU), ex = pr.readout.example.to(at::kCPU);
+    std::vector<int64_t> readout_pos(E, -1);
+    for (int64_t i = 0; i < ex.size(0); ++i) readout_pos[ex[i].item<int64_t>()] = pos[i].item<int64_t>();
+    const int64_t A = static_cast<int64_t>(aligned_anchors().size());
+    by_pos_.resize(L);
+    for (int64_t e = 0; e < E; ++e) {
+      if (!keep[e].item<bool>()) continue;
+      at::Tensor where = differs[e].nonzero();
+      if (where.size(0) == 0) continue;
+      ++examples_;
+      const int64_t c = where[0][0].item<int64_t>();
+      for (int64_t a = 0; a + 1 < A; ++a) {  // corrupted-1 .. corrupted+3
+        const int64_t p = c + a - 1;
+        if (p >= 0 && p < L) by_pos_[p].push_back({a, e});
+      }
+      if (readout_pos[e] >= 0) by_pos_[readout_pos[e]].push_back({A - 1, e});
+    }
+    sum_.assign(rows * A, 0.0);
+    count_.assign(rows * A, 0);
+    A_ = A;
+  }
+  // The per-example scores [E] of the cell (row, pos).
+  void add(int64_t row, int64_t pos, const at::Tensor& example_score) {
+    if (by_pos_[pos].empty()) return;
+    at::Tensor s = example_score.to(at::kCPU, at::kFloat).contiguous();
+    const float* sp = s.data_ptr<float>();
+    for (const auto& [a, e] : by_pos_[pos]) {
+      sum_[row * A_ + a] += sp[e];
+      ++count_[row * A_ + a];
+    }
+  }
+  void finish(PatchResult& res) const {
+    const int64_t rows = static_cast<int64_t>(sum_.size()) / A_;
+    res.aligned = at::full({rows, A_}, std::numeric_limits<double>::quiet_NaN(), at::kFloat);
+    auto acc = res.aligned.accessor<float, 2>();
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t a = 0; a < A_; ++a)
+        if (count_[r * A_ + a] > 0) acc[r][a] = static_cast<float>(sum_[r * A_ + a] / count_[r * A_ + a]);
+    res.aligned_examples = examples_;
+  }
+
+ private:
+  std::vector<std::vector<std::pair<int64_t, int64_t>>> by_pos_;  // position -> (anchor, example)
+  std::vector<double> sum_;
+  std::vector<int64_t> count_;
+  int64_t A_ = 0, examples_ = 0;
+};
+
 // A result with the plan's rows, the pair's statistics, and a score grid of NaN (a site a layer does not have).
 PatchResult start_result(const std::string& site, const PatchPlan& plan, const PairRun& pr, int64_t L,
                          double keep_threshold) {
@@ -848,8 +903,10 @@ PatchResult activation_patching(LanguageModel& model, const Batch& clean, const 
   at::Tensor denom = (pr.p_clean - pr.p_corrupt).where(pr.keep, at::ones_like(pr.p_clean));
   const MetricReference clean_ref = metric_reference(pr.clean_read.unsqueeze(0));
 
+  Aligner aligner(clean, corrupted, pr, nrows);
   auto store = [&](const Cell& c, const ExampleMetrics& m, int64_t j) {
     at::Tensor s = (m.prob[j] - pr.p_corrupt) / denom;
+    aligner.add(c.row, c.pos, s);
     res.score[c.row][c.pos] = mean_over(s, pr.keep);
     res.prob[c.row][c.pos] = mean_over(m.prob[j], pr.keep);
     res.logit_diff[c.row][c.pos] = mean_over(m.logit_diff[j], pr.keep);
@@ -890,6 +947,7 @@ PatchResult activation_patching(LanguageModel& model, const Batch& clean, const 
       report(options, double(done) / total, "patching " + hook);
     }
   }
+  aligner.finish(res);
   return res;
 }
 
@@ -934,6 +992,7 @@ PatchResult attribution_patching(LanguageModel& model, const Batch& clean, const
   }
   at::NoGradGuard no_grad;
   at::Tensor denom = (pr.p_clean - pr.p_corrupt).where(pr.keep, at::ones_like(pr.p_clean));  // [E]
+  Aligner aligner(clean, corrupted, pr, nrows);
   for (int64_t r = 0; r < nrows; ++r) {
     const auto& row = plan.rows[r];
     if (row.hook.empty()) continue;
@@ -944,8 +1003,17 @@ PatchResult attribution_patching(LanguageModel& model, const Batch& clean, const
     at::Tensor norm = est / denom.unsqueeze(1);
     at::Tensor w = pr.keep.to(at::kFloat).unsqueeze(1);
     res.score[r] = (norm * w).sum(0) / w.sum();
+    at::Tensor by_pos = norm.t().contiguous();  // [L, E]
+    for (int64_t p = 0; p < L; ++p) aligner.add(r, p, by_pos[p]);
   }
+  aligner.finish(res);
   return res;
+}
+
+const std::vector<std::string>& aligned_anchors() {
+  static const std::vector<std::string> a = {"corrupted-1", "corrupted",   "corrupted+1",
+                                             "corrupted+2", "corrupted+3", "readout"};
+  return a;
 }
 
 double score_correlation(const at::Tensor& a_in, const at::Tensor& b_in) {

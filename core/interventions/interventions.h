@@ -202,7 +202,17 @@ struct PatchResult {
   at::Tensor prob, logit_diff, accuracy, kl;  ///< [rows, pos] (exact patching only; KL against the clean run)
   int64_t kept_examples = 0, total_examples = 0;  ///< examples with p(y|o) - p(y|c) > 0.01
   double clean_prob = 0, corrupted_prob = 0;      ///< means over kept examples
+  /// The score aligned to each example's own positions, where `score` averages absolute positions (MQAR's
+  /// keys sit anywhere): anchors (aligned_anchors()) "corrupted-1" .. "corrupted+3" around the example's
+  /// corrupted token (its first position where the clean and corrupted inputs differ) and "readout" (the
+  /// position the metric reads). aligned [rows, anchors]: the mean over kept examples of the example's score at
+  /// that position (NaN where no kept example has it, or the row no site). With a key corrupted, "corrupted+1"
+  /// is the key's value token: SPEC §6's induction reading is a high layer-1 score there.
+  at::Tensor aligned;
+  int64_t aligned_examples = 0;  ///< kept examples whose inputs differ somewhere (the others have no anchor)
 };
+/// The anchors of PatchResult::aligned, in order.
+const std::vector<std::string>& aligned_anchors();
 /// Exact patching: run the corrupted input, overwrite ONE site at ONE position with the clean run's value,
 /// for every layer and position (and head for "heads"). Readout: `Readout::last_labelled(clean)`.
 /// State patching replaces h_t and continues the scan from it. Throws if no example is kept.

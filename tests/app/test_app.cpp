@@ -78,6 +78,20 @@ class AppTest : public QObject {
     QCOMPARE(w.patchingPlot()->grid().rows, 2);
     QTest::mouseClick(w.patchingPlot()->plot(), Qt::LeftButton, Qt::NoModifier, w.patchingPlot()->cellCenter(1, 31));
     QVERIFY(w.waitIdle());
+    // The aligned view: rows x anchors, the same rows; a click explains instead of patching; back to positions.
+    const int positions = w.patchingPlot()->grid().cols;
+    w.patchingViewCombo()->setCurrentIndex(1);
+    QVERIFY(w.waitIdle());
+    QVERIFY2(w.lastError().isEmpty(), qPrintable(w.lastError()));
+    QCOMPARE(w.patchingPlot()->grid().rows, 2);
+    QCOMPARE(w.patchingPlot()->grid().cols, 6);
+    QCOMPARE(w.patchingPlot()->grid().col_labels[2], std::string("corrupted+1"));
+    QTest::mouseClick(w.patchingPlot()->plot(), Qt::LeftButton, Qt::NoModifier, w.patchingPlot()->cellCenter(1, 2));
+    QVERIFY(w.waitIdle());
+    QVERIFY2(w.lastError().isEmpty(), qPrintable(w.lastError()));
+    w.patchingViewCombo()->setCurrentIndex(0);
+    QVERIFY(w.waitIdle());
+    QCOMPARE(w.patchingPlot()->grid().cols, positions);
 
     // Every export format, checked by its header or parser.
     QTemporaryDir dir;

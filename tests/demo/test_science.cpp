@@ -1,5 +1,6 @@
 // Science checks on the bundled demo checkpoints (SPEC §6, issue "Causal interventions"), on fresh seeds:
 // what each demo's mechanism is, measured with the engine's own patching, ablation and head scores.
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -121,6 +122,35 @@ TEST(Science, HybridDemoTopAggregateHeadIsTheMostCausal) {
   EXPECT_EQ(s.heads[top_aggregate].label(), s.heads[top_causal].label());
   EXPECT_GT(s.aggregate[top_aggregate].item<double>(), 0.5);
   EXPECT_GT(s.causal[top_causal].item<double>(), 0.5);
+}
+
+TEST(Science, AlignedPatchingReadsEachDemosMechanism) {
+  // The whole batch patched at once, its score aligned to each example's corrupted key (PatchResult::aligned),
+  // equals the examples patched one at a time and read at their own positions; and it names each demo's
+  // reading in one row: layer 1 restores at the next key (one-head attention), at the readout (four heads), at
+  // the value token (the hybrid: SPEC §6's induction).
+  const std::vector<std::pair<std::string, std::string>> demos = {
+      {"mqar-attn", "corrupted+2"}, {"mqar-attn4", "readout"}, {"mqar-hybrid", "corrupted+1"}};
+  const auto& anchors = aligned_anchors();
+  for (const auto& [name, where] : demos) {
+    Checkpoint ck = load_checkpoint(demo(name));
+    const auto patches = key_corruption_patches(ck);
+    auto task = make_task(ck.task_config);
+    Batch clean = task->sample(8, 4242);
+    Batch corrupted = task->corrupt(clean, 4243, "key");
+    PatchResult all = activation_patching(*ck.model, clean, corrupted, "resid_pre");
+    ASSERT_EQ(all.kept_examples, static_cast<int64_t>(patches.size())) << name;
+    ASSERT_EQ(all.aligned_examples, static_cast<int64_t>(patches.size())) << name;
+    for (int64_t l = 0; l < 2; ++l)
+      for (size_t a = 0; a < anchors.size(); ++a) {
+        double sum = 0;
+        for (const auto& [e, j, q, r] : patches) sum += r.score[l][a + 1 == anchors.size() ? q : j + a - 1].item<double>();
+        EXPECT_NEAR(all.aligned[l][a].item<double>(), sum / patches.size(), 1e-3) << name << " L" << l << " " << anchors[a];
+      }
+    const int64_t at = std::find(anchors.begin(), anchors.end(), where) - anchors.begin();
+    EXPECT_GT(all.aligned[1][at].item<double>(), 0.9) << name << " " << where;
+    EXPECT_NEAR(all.aligned[0][1].item<double>(), 1.0, 1e-3) << name;  // layer 0: the corrupted token itself
+  }
 }
 
 TEST(Science, PatchingEveryPositionRestoresTheCleanLogitsOnEveryDemo) {

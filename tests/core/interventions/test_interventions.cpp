@@ -355,6 +355,56 @@ TEST(Patching, BatchedEqualsOneForwardPerCell) {
   }
 }
 
+TEST(Patching, AlignedScoresAreTheGridAtEachExamplesAnchors) {
+  // Single-query AR reads every example at the same position q; corrupting the same position c in every
+  // example makes each anchor one column of the grid: aligned[:, corrupted+o] = score[:, c+o] and
+  // aligned[:, readout] = score[:, q] (the same per-example scores, averaged). Exact and attribution patching.
+  // (Demo checkpoints, where the corrupted key moves from example to example, check the alignment against
+  // examples patched one at a time: tests/demo/test_science.cpp.)
+  const auto& anchors = aligned_anchors();
+  ASSERT_EQ(anchors.size(), 6u);
+  ASSERT_EQ(anchors[1], "corrupted");
+  ASSERT_EQ(anchors[5], "readout");
+  const nlohmann::json ar = {{"task", "ar"}, {"num_pairs", 4}, {"num_keys", 8}, {"num_values", 8}};
+  for (const auto& preset : {"transformer", "mamba2"}) {
+    Fixture f = make(preset, nlohmann::json::object(), ar, 5);
+    const int64_t c = 3;  // <bos> k1 v1 [k2] v2 ...
+    Batch corrupted = f.clean;
+    corrupted.tokens = f.clean.tokens.clone();
+    corrupted.tokens.select(1, c).copy_(f.clean.tokens.select(1, 1));  // k1 in k2's place: a different key
+    Readout r = Readout::last_labelled(f.clean);
+    const int64_t q = r.position[0].item<int64_t>();
+    ASSERT_TRUE(r.position.eq(q).all().item<bool>());
+    SweepOptions o;
+    o.keep_threshold = -1;  // a random model: keep every example
+    for (bool exact : {true, false}) {
+      PatchResult res = exact ? activation_patching(*f.model, f.clean, corrupted, "resid_pre", o)
+                              : attribution_patching(*f.model, f.clean, corrupted, "resid_pre", o);
+      const std::string what = std::string(preset) + (exact ? " exact" : " attribution");
+      ASSERT_EQ(res.aligned.size(0), static_cast<int64_t>(res.rows.size())) << what;
+      ASSERT_EQ(res.aligned.size(1), 6) << what;
+      EXPECT_EQ(res.aligned_examples, f.clean.size()) << what;
+      at::Tensor want = at::stack({res.score.select(1, c - 1), res.score.select(1, c), res.score.select(1, c + 1),
+                                   res.score.select(1, c + 2), res.score.select(1, c + 3), res.score.select(1, q)}, 1);
+      expect_close(res.aligned, want, 1e-5, what);
+      if (exact) {  // hand property: layer 0's input patched at the corrupted token is the clean run, elsewhere nothing
+        EXPECT_NEAR(res.aligned[0][1].item<double>(), 1.0, 1e-4) << what;
+        EXPECT_NEAR(res.aligned[0][2].item<double>(), 0.0, 1e-4) << what;
+      }
+    }
+  }
+  // An anchor before the first position has no example: NaN.
+  Fixture f = make("transformer", nlohmann::json::object(), ar, 3);
+  Batch corrupted = f.clean;
+  corrupted.tokens = f.clean.tokens.clone();
+  corrupted.tokens.select(1, 0).copy_(f.clean.tokens.select(1, 1));  // the <bos> replaced
+  SweepOptions o;
+  o.keep_threshold = -1;
+  PatchResult res = activation_patching(*f.model, f.clean, corrupted, "resid_pre", o);
+  EXPECT_TRUE(std::isnan(res.aligned[0][0].item<double>()));
+  EXPECT_NEAR(res.aligned[0][1].item<double>(), 1.0, 1e-4);
+}
+
 TEST(Patching, TheOnlyCorruptedTokenRestoresTheCleanRunExactly) {
   // Layer-0 block input = the embedding: patching it at the corrupted position makes the corrupted run the clean
   // run (answer probability p(y|o)), and at any other position changes nothing (p(y|c)). Hand property, every
