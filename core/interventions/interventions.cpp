@@ -761,9 +761,10 @@ class Aligner {
       if (where.size(0) == 0) continue;
       ++examples_;
       const int64_t c = where[0][0].item<int64_t>();
-      for (int64_t a = 0; a + 1 < A; ++a) {  // corrupted-1 .. corrupted+3
+      const int64_t len = clean.lengths.defined() ? std::min(L, clean.lengths[e].item<int64_t>()) : L;
+      for (int64_t a = 0; a + 1 < A; ++a) {  // corrupted-1 .. corrupted+3, within the example (not its padding)
         const int64_t p = c + a - 1;
-        if (p >= 0 && p < L) by_pos_[p].push_back({a, e});
+        if (p >= 0 && p < len) by_pos_[p].push_back({a, e});
       }
       if (readout_pos[e] >= 0) by_pos_[readout_pos[e]].push_back({A - 1, e});
     }
