@@ -1106,7 +1106,8 @@ void MainWindow::showPatching() {
     return aligned ? wb_->patching_aligned() : wb_->patching_grid();
   }, [this, aligned](const Grid& g) {
     patch_plot_->showGrid(g, true);
-    patch_label_->setText(qs(g.title) + (aligned ? tr("; corrupted+1 is the value token of a corrupted key")
+    patch_label_->setText(qs(g.title) + (aligned ? tr("; each example read at its own corrupted token, the tokens "
+                                                      "around it and its readout (corrupted+1: a corrupted key's value)")
                                                  : tr("; click a cell to apply that patch")));
   });
 }
@@ -1150,6 +1151,19 @@ void MainWindow::takeScreenshots(const QString& dir) {
     waitIdle();
     QApplication::processEvents();
     grab().save(dir + "/panel-" + d->objectName().mid(5) + ".png");
+  }
+  if (patch_plot_->hasData()) {  // the patching sweep again, aligned to each example's corruption
+    for (auto* d : docks_)
+      if (d->objectName() == "dock-patching") {
+        d->show();
+        d->raise();
+      }
+    patch_view_combo_->setCurrentIndex(1);
+    waitIdle();
+    QApplication::processEvents();
+    grab().save(dir + "/panel-patching-aligned.png");
+    patch_view_combo_->setCurrentIndex(0);
+    waitIdle();
   }
 }
 

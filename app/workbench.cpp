@@ -515,9 +515,8 @@ Grid Workbench::patching_aligned() {
   g.row_labels = r.rows;
   g.col_labels = aligned_anchors();
   char buf[200];
-  std::snprintf(buf, sizeof buf,
-                "patching %s aligned to each example's corrupted token and readout (%lld of %lld kept examples)",
-                r.site.c_str(), (long long)r.aligned_examples, (long long)r.total_examples);
+  std::snprintf(buf, sizeof buf, "patching %s, aligned to the corruption: %lld of %lld examples", r.site.c_str(),
+                (long long)r.aligned_examples, (long long)r.total_examples);
   g.title = buf;
   return g;
 }
