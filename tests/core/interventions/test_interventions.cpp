@@ -387,9 +387,11 @@ TEST(Patching, AlignedScoresAreTheGridAtEachExamplesAnchors) {
       at::Tensor want = at::stack({res.score.select(1, c - 1), res.score.select(1, c), res.score.select(1, c + 1),
                                    res.score.select(1, c + 2), res.score.select(1, c + 3), res.score.select(1, q)}, 1);
       expect_close(res.aligned, want, 1e-5, what);
-      if (exact) {  // hand property: layer 0's input patched at the corrupted token is the clean run, elsewhere nothing
-        EXPECT_NEAR(res.aligned[0][1].item<double>(), 1.0, 1e-4) << what;
-        EXPECT_NEAR(res.aligned[0][2].item<double>(), 0.0, 1e-4) << what;
+      if (exact) {  // hand property: layer 0's input patched at the corrupted token is the clean run, elsewhere
+        // nothing (up to float rounding of the partial run, divided by this random model's small p(y|o) - p(y|c):
+        // 2.5e-4 in the sanitizer build)
+        EXPECT_NEAR(res.aligned[0][1].item<double>(), 1.0, 1e-3) << what;
+        EXPECT_NEAR(res.aligned[0][2].item<double>(), 0.0, 1e-3) << what;
       }
     }
   }
