@@ -245,10 +245,13 @@ int run_analyze(const AnalyzeOptions& o) {
                                 closest_matches_hint(o.what, all));
   }
   if (o.examples <= 0 || o.examples > 100000) throw std::invalid_argument("analyze: --examples must be in 1..100000");
-  if (o.out.empty() && o.csv.empty() && o.what != "ablation" && o.what != "knockout")
+  if (!o.aligned_csv.empty() && o.what != "patching" && o.what != "attribution")
+    throw std::invalid_argument("--aligned-csv: only patching and attribution have aligned scores");
+  if (o.out.empty() && o.csv.empty() && o.aligned_csv.empty() && o.what != "ablation" && o.what != "knockout")
     std::cerr << "note: no --out or --csv given; printing a summary only\n";
   if (!o.out.empty()) refuse_overwrite(o.out, o.force);
   if (!o.csv.empty()) refuse_overwrite(o.csv, o.force);
+  if (!o.aligned_csv.empty()) refuse_overwrite(o.aligned_csv, o.force);
   const bool needs_task = o.what != "attention" && o.what != "embeddings";
   Loaded l = load(o.checkpoint, o.task_sets, needs_task);
   LanguageModel& model = *l.ck.model;
@@ -267,6 +270,7 @@ int run_analyze(const AnalyzeOptions& o) {
   if (!l.task_config.is_null()) rf.provenance["task"] = l.task_config;
   rf.settings = json::object();
   std::function<void()> write_csv_fn;  // set by the analysis when it has a one- or two-dimensional result
+  std::function<void()> write_aligned_fn;  // patching and attribution: the aligned table (--aligned-csv)
   const std::string g = [&] {
     std::string s = o.what;
     std::replace(s.begin(), s.end(), '-', '_');
@@ -430,6 +434,7 @@ int run_analyze(const AnalyzeOptions& o) {
                 << fmt("%.2f", secs) << " s\n";
       rf.tensors.push_back({g + "/aligned_score", res.aligned, {"row", "anchor"},
                             json{{"row", res.rows}, {"anchor", aligned_anchors()}}});
+      write_aligned_fn = [&o, aligned = rf.tensors.back()] { write_csv(o.aligned_csv, aligned); };
       rf.settings["aligned_examples"] = res.aligned_examples;
       print_aligned(res);
       if (o.what == "attribution" && o.compare) {
@@ -550,6 +555,10 @@ int run_analyze(const AnalyzeOptions& o) {
     if (!write_csv_fn) throw std::invalid_argument("--csv: this analysis has no one- or two-dimensional result");
     write_csv_fn();
     std::cout << "wrote " << o.csv << "\n";
+  }
+  if (!o.aligned_csv.empty()) {
+    write_aligned_fn();
+    std::cout << "wrote " << o.aligned_csv << "\n";
   }
   return 0;
 }

@@ -115,6 +115,7 @@ struct AnalyzeOptions {
   std::string corrupt;
   bool plain = false;
   bool compare = false;
+  std::string aligned_csv;               // the score aligned to each example's corruption, rows x anchors
   int64_t memory_mb = 1024;
   double keep_threshold = 0.01;
   // embeddings

@@ -119,6 +119,9 @@ int main(int argc, char** argv) {
   c_an->add_option("--seed", an.seed, "seed of the examples (corruptions use seed + 1)")->capture_default_str();
   c_an->add_option("--out,-o", an.out, "results file to write (.h5)");
   c_an->add_option("--csv", an.csv, "CSV of the main one- or two-dimensional result");
+  c_an->add_option("--aligned-csv", an.aligned_csv,
+                   "patching / attribution: CSV of the score aligned to each example's corrupted token and readout "
+                   "(rows x anchors)");
   c_an->add_flag("--force", an.force, "overwrite existing output files");
   c_an->add_flag("--quiet", an.quiet, "no progress line");
   c_an->add_option("--tokens,-t", an.tokens, "attention: ids or vocabulary strings instead of a task example");

@@ -62,6 +62,11 @@ a=$("$cli" analyze knockout -c ar.h5 -n 8 --layer 1 --last-row); contains "knock
 a=$("$cli" analyze patching -c ar.h5 -n 16 --site resid_pre --corrupt key --keep-threshold -1 --csv pat.csv --out pat.h5 2>&1)
 contains "patching" "cells in" "$a"
 head -1 pat.csv | grep -q '^row\\pos,0:<bos>' && ok || bad "patching csv header: $(head -1 pat.csv)"
+contains "patching aligned table" "corrupted+1" "$a"
+expect_ok "aligned csv" "$cli" analyze patching -c ar.h5 -n 16 --keep-threshold -1 --aligned-csv al.csv --quiet
+head -1 al.csv | grep -q '^row\\anchor,corrupted-1,corrupted,corrupted+1,corrupted+2,corrupted+3,readout$' && \
+  [ "$(wc -l < al.csv)" -eq 3 ] && ok || bad "aligned csv: $(cat al.csv)"
+expect_err "aligned csv of another analysis" "only patching and attribution" "$cli" analyze dla -c ar.h5 --aligned-csv x.csv
 a=$("$cli" analyze attribution -c ar.h5 -n 16 --site mixer_out --keep-threshold -1 --compare 2>&1)
 contains "attribution" "correlation with exact patching" "$a"
 a=$("$cli" analyze attention -c ar.h5 --tokens "<bos>,k1,v2,k3,v4,k1" --layer 1 --head 0 --csv att.csv); contains "attention" "L1 attn" "$a"
