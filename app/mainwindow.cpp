@@ -743,6 +743,7 @@ void MainWindow::saveWorkspace(const QString& path) {
   w["layer"] = layer_spin_->value();
   w["head"] = head_spin_->value();
   w["site"] = site_combo_->currentText();
+  w["patching_view"] = patch_view_combo_->currentIndex() == 1 ? "aligned" : "positions";
   w["layout"] = QString::fromLatin1(saveState(kLayoutVersion).toBase64());
   QSaveFile f(path);
   if (!f.open(QIODevice::WriteOnly) || f.write(QJsonDocument(w).toJson()) < 0 || !f.commit())
@@ -765,6 +766,10 @@ void MainWindow::openWorkspace(const QString& path) {
   n_spin_->setValue(n);
   seed_spin_->setValue(seed);
   site_combo_->setCurrentText(w["site"].toString("resid_pre"));
+  {
+    QSignalBlocker b(patch_view_combo_);  // no sweep to show yet
+    patch_view_combo_->setCurrentIndex(w["patching_view"].toString("positions") == "aligned" ? 1 : 0);
+  }
   restoreState(QByteArray::fromBase64(w["layout"].toString().toLatin1()), kLayoutVersion);
   job<int>(tr("restoring the workspace"), [=](const Progress&) {
     if (current >= 0 && current < wb_->model_count()) wb_->set_current(current);

@@ -147,6 +147,8 @@ class AppTest : public QObject {
 
     // A workspace round trip.
     const QString ws = dir.filePath("ws.json");
+    w.patchingViewCombo()->setCurrentIndex(1);
+    QVERIFY(w.waitIdle());
     w.saveWorkspace(ws);
     MainWindow w2;
     w2.setQuiet(true);
@@ -154,6 +156,7 @@ class AppTest : public QObject {
     QVERIFY(w2.waitIdle());
     QCOMPARE(w2.workbench().model_count(), 2);
     QCOMPARE(w2.workbench().current(), w.workbench().current());
+    QCOMPARE(w2.patchingViewCombo()->currentIndex(), 1);  // the patching view travels with the workspace
   }
 
   void trainFromTheWorkbench() {

@@ -37,6 +37,10 @@ grep -q '"ablated":\["L1.attn.H0"\]' figs/heads.csv || { echo "FAIL: replay prov
 # The CLI replays too (through the workbench binary beside it): the same figures, the same numbers.
 "$cli" replay ws.json --out figs-cli > replay-cli.log 2>&1 || { echo "FAIL: cli replay: $(cat replay-cli.log)"; fail=1; }
 cmp -s figs/heads.csv figs-cli/heads.csv || { echo "FAIL: cli replay differs from the workbench's"; fail=1; }
+# A workspace saved with the aligned patching view replays that view.
+sed 's/"site": "resid_pre"/"site": "resid_pre", "patching_view": "aligned"/' ws.json > ws-aligned.json
+"$gui" --replay figs-aligned ws-aligned.json > replay-aligned.log 2>&1 || { echo "FAIL: aligned replay: $(cat replay-aligned.log)"; fail=1; }
+grep -q 'corrupted+1' figs-aligned/patching.csv || { echo "FAIL: aligned replay: $(head -2 figs-aligned/patching.csv)"; fail=1; }
 out=$("$cli" replay nothere.json --out x 2>&1) && { echo "FAIL: replay of a missing workspace"; fail=1; }
 [[ "$out" == *"no workspace"* ]] || { echo "FAIL: message: $out"; fail=1; }
 out=$("$gui" "$models/mqar-attn.h5" 2>&1); rc=$?
