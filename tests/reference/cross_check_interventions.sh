@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Cross-checks `mechscope-cli analyze ablation | patching` on the demo checkpoints against the literal Python
 # reference (reference_interventions.py): zero-ablation by zeroing out_proj columns, and block-input patching
-# with the reference forward, one example at a time.
+# with the reference forward, one example at a time (and the patching score aligned to each example's corruption,
+# rebuilt from the reference's per-example scores).
 # usage: cross_check_interventions.sh MECHSCOPE_CLI PYTHON MODELS_DIR WORKDIR
 set -euo pipefail
 cli=$1; py=$2; models=$3; work=$4

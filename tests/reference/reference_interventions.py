@@ -7,7 +7,8 @@ reference_forward.py (one example at a time, loops over positions), and a Transf
       head outputs) and compares each head's mean answer probability with the results file.
   reference_interventions.py patching CHECKPOINT RESULTS   # results of `analyze patching --site resid_pre --out`
       patches the clean block input into the corrupted run at every (layer, position) and compares the answer
-      probability grid (means over the kept examples, SPEC §4's filter recomputed here).
+      probability grid (means over the kept examples, SPEC §4's filter recomputed here), then the normalised score
+      aligned to each example's corrupted token and readout (patching/aligned_score).
   reference_interventions.py bench-hooks CHECKPOINT [--batch 32] [--threads 2]
       times a full zero-ablation sweep of an attention-only checkpoint as a TransformerLens user writes it: eager
       PyTorch, batched over examples, one forward per head with a hook zeroing that head's output.
@@ -101,7 +102,7 @@ def check_patching(a):
     grid, attrs = r["patching/prob"]
     n = clean.shape[0]
     # Readout: the last labelled position; SPEC §4's filter p(y|o) - p(y|c) > 0.01.
-    kept, q_of, p_c = [], {}, {}
+    kept, q_of, p_c, denom = [], {}, {}, {}
     for e in range(n):
         L = int(lengths[e])
         q = labelled(targets[e], L)[-1]
@@ -110,6 +111,7 @@ def check_patching(a):
         if po - pc > 0.01:
             kept.append(e)
             q_of[e] = q
+            p_c[e], denom[e] = pc, po - pc
     if not kept:
         print("no example kept; nothing to compare")
         return 1
@@ -124,6 +126,7 @@ def check_patching(a):
         q_of[e] = (q_of[e], resid)
     Lmax = clean.shape[1]
     layers = grid.shape[0]
+    score = {}  # (layer, pos, example) -> normalised score, for the aligned table
     for l in range(layers):
         for pos in range(Lmax):
             vals = []
@@ -140,12 +143,38 @@ def check_patching(a):
                     return x
                 logits = ref.forward(cfg, w, corrupt[e][:L], resid_hook=patch)
                 vals.append(torch.softmax(logits[q].double(), -1)[targets[e][q]].item())
+                score[l, pos, e] = (vals[-1] - p_c[e]) / denom[e]
             mine = sum(vals) / len(vals)
             diff = abs(mine - grid[l, pos].item())
             worst = max(worst, diff)
     print(f"patching: {layers} layers x {Lmax} positions, {len(kept)} kept examples, largest difference "
           f"{worst:.2e} (tolerance {a.tol:g})")
-    return 0 if worst <= a.tol else 1
+    # The score aligned to each example's corrupted token (its first differing position) and its readout:
+    # anchors corrupted-1 .. corrupted+3 (inside the example's length), readout; the mean over kept examples.
+    aligned, aattrs = r["patching/aligned_score"]
+    anchors = json.loads(aattrs["labels_anchor"])
+    assert anchors == ["corrupted-1", "corrupted", "corrupted+1", "corrupted+2", "corrupted+3", "readout"], anchors
+    worst_aligned = 0.0
+    tol_aligned = a.tol / min(denom[e] for e in kept)  # a probability difference, divided by the smallest denominator
+    for l in range(layers):
+        for k, name in enumerate(anchors):
+            vals = []
+            for e in kept:
+                L = int(lengths[e])
+                diffs = (clean[e][:L] != corrupt[e][:L]).nonzero()
+                if len(diffs) == 0:
+                    continue
+                pos = q_of[e][0] if name == "readout" else int(diffs[0]) + k - 1
+                if 0 <= pos < L:
+                    vals.append(score[l, pos, e])
+            mechscope = aligned[l, k].item()
+            if not vals:
+                ok = mechscope != mechscope  # NaN where no example has the anchor
+                worst_aligned = max(worst_aligned, 0.0 if ok else float("inf"))
+                continue
+            worst_aligned = max(worst_aligned, abs(sum(vals) / len(vals) - mechscope))
+    print(f"patching aligned to the corruption: largest difference {worst_aligned:.2e} (tolerance {tol_aligned:.1e})")
+    return 0 if worst <= a.tol and worst_aligned <= tol_aligned else 1
 
 
 def bench_hooks(a):
