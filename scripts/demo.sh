@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The README's main command (until the workbench lands): installs what is missing, builds, then shows the
-# command-line tool on the bundled demo checkpoints: describe, evaluate, run with hooks, benchmark.
+# A tour of the command-line tool (README): installs what is missing, builds, then on the bundled demo
+# checkpoints: describe, evaluate, run with hooks, locate the retrieval (patching aligned to the corrupted key,
+# head scores), benchmark.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bash "$root/packaging/install-deps.sh"
@@ -15,4 +16,6 @@ set -x
 for m in "$models"/*.h5; do "$cli" eval --checkpoint "$m" --seeds 1,2,3 --examples 256; done
 "$cli" forward --checkpoint "$models/mqar-hybrid.h5" --example 3 --topk 3 \
   --hooks 'blocks.1.attn.hook_pattern,blocks.0.ssm.hook_pattern' --out "$out/forward.h5" --force
+"$cli" analyze patching --checkpoint "$models/mqar-hybrid.h5" --out "$out/patching.h5" --force --quiet
+"$cli" analyze head-scores --checkpoint "$models/mqar-hybrid.h5" --quiet
 "$cli" bench --checkpoint "$models/mqar-hybrid.h5" --batch 16 --seq 64 --repeat 5
