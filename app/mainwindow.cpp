@@ -246,7 +246,12 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent), wb_(std::make_uni
   auto* heads_w = new QWidget;
   auto* hl = new QVBoxLayout(heads_w);
   hl->addWidget(row({new QLabel(tr("colour by")), score_combo_, new QLabel(tr("ablation")), ablation_combo_, clear_b}));
+  heads_reading_ = new QLabel;
+  heads_reading_->setWordWrap(true);
+  heads_reading_->setToolTip(tr("Aggregate: attention from the answer-predicting position onto the segment holding "
+                                "the answer. Causal: the accuracy lost when the head alone is zero-ablated."));
   hl->addWidget(heads_plot_, 1);
+  hl->addWidget(heads_reading_);
   hl->addWidget(ablated_label_);
   connect(score_combo_, qOverload<int>(&QComboBox::currentIndexChanged), this, [this] { refreshHeads(); });
   connect(ablation_combo_, qOverload<int>(&QComboBox::currentIndexChanged), this, [this] { applyAblation(wb_->ablated()); });
@@ -890,6 +895,7 @@ void MainWindow::refreshHeads() {
   job<Grid>(tr("head scores"), [this, score](const Progress& p) { return wb_->head_scores(score, p); },
             [this](const Grid& g) {
               heads_plot_->showGrid(g);
+              heads_reading_->setText(qs(wb_->head_scores_reading()));
               head_rows_.clear();
               for (const auto& r : g.row_labels) {  // "L1 attn"
                 const auto sp = r.find(' ');
@@ -1102,6 +1108,8 @@ void MainWindow::runPatching() {
               showPatching();
             });
 }
+
+QString MainWindow::headsReading() const { return heads_reading_->text(); }
 
 // The last patching sweep in the chosen view.
 void MainWindow::showPatching() {

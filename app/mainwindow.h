@@ -49,6 +49,7 @@ class MainWindow : public QMainWindow, public mechscope::PanelHost {
   PlotView* attentionPlot() const { return attn_plot_; }
   PlotView* patchingPlot() const { return patch_plot_; }
   QComboBox* patchingViewCombo() const { return patch_view_combo_; }
+  QString headsReading() const;  ///< the heads panel's reading line (tests)
   PlotView* embeddingPlot() const { return emb_plot_; }
   QString outcomeText() const;
   QString lastError() const { return last_error_; }
@@ -170,6 +171,7 @@ class MainWindow : public QMainWindow, public mechscope::PanelHost {
   QComboBox* score_combo_;
   QComboBox* ablation_combo_;
   QLabel* ablated_label_;
+  QLabel* heads_reading_;  // the top aggregate head against the most causal one
   PlotView* heads_plot_;
   std::vector<std::pair<int, std::string>> head_rows_;  // grid row -> (layer, mixer)
   // Outcome

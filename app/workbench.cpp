@@ -503,6 +503,11 @@ Grid Workbench::patching_grid() {
   return g;
 }
 
+std::string Workbench::head_scores_reading() {
+  std::lock_guard<std::recursive_mutex> lock(d->mu);
+  return d->scores ? top_aggregate_reading(*d->scores) : std::string();
+}
+
 Grid Workbench::patching_aligned() {
   std::lock_guard<std::recursive_mutex> lock(d->mu);
   if (!d->patch) throw std::runtime_error("run a patching sweep first");

@@ -111,6 +111,8 @@ class Workbench {
   Grid head_scores(const std::string& score, const Progress& progress = {}, int model = -1);
   /// Activation patching sweep on the batch and its corruption: rows x positions of the normalised score.
   Grid patching(const std::string& site, const std::string& role, const Progress& progress = {});
+  /// top_aggregate_reading() of the current model's head scores; empty before they are computed.
+  std::string head_scores_reading();
   /// The last patching sweep's score aligned to each example's corrupted token and readout: rows x anchors
   /// (PatchResult::aligned; "corrupted+1" is the value token of a corrupted key). Throws before any sweep.
   Grid patching_aligned();

@@ -2,6 +2,7 @@
 #include "core/analysis/analysis.h"
 
 #include <cmath>
+#include <cstdio>
 #include <limits>
 #include <stdexcept>
 
@@ -95,6 +96,20 @@ at::Tensor head_score(const HeadScores& s, const std::string& name) {
   if (name == "induction") return s.induction;
   if (name == "prev_token") return s.prev_token;
   throw std::invalid_argument("head score '" + name + "': expected gather, aggregate, causal, induction or prev_token");
+}
+
+std::string top_aggregate_reading(const HeadScores& s) {
+  if (!s.aggregate.defined() || s.aggregate.numel() == 0) return "";
+  at::Tensor agg = s.aggregate.to(at::kDouble).nan_to_num(-1), causal = s.causal.to(at::kDouble).nan_to_num(-1);
+  if (agg.max().item<double>() < 0) return "";
+  const int64_t ta = agg.argmax().item<int64_t>(), tc = causal.argmax().item<int64_t>();
+  const int64_t rank = causal.gt(causal[ta]).sum().item<int64_t>() + 1;
+  char buf[320];
+  std::snprintf(buf, sizeof buf, "top aggregate head %s (%.3f): causal %.3f, rank %lld of %lld by causal score; most causal %s (%.3f)",
+                s.heads[ta].label().c_str(), s.aggregate[ta].item<double>(), s.causal[ta].item<double>(),
+                static_cast<long long>(rank), static_cast<long long>(s.heads.size()), s.heads[tc].label().c_str(),
+                s.causal[tc].item<double>());
+  return buf;
 }
 
 HeadScores head_scores(LanguageModel& model, const Batch& batch, int64_t first_id, int64_t repeat_len, uint64_t seed,

@@ -50,6 +50,10 @@ struct HeadScores {
 HeadScores head_scores(LanguageModel& model, const Batch& batch, int64_t first_id, int64_t repeat_len, uint64_t seed,
                        const SweepOptions& options = {});
 const std::vector<std::string>& head_score_names();  ///< gather, aggregate, causal, induction, prev_token
+/// The issue's reading in one sentence: the top aggregate head, its causal score and rank among the heads, and
+/// the most causal head ("top aggregate head L1.attn.H0 (0.997): causal 1.000, rank 1 of 5 by causal score;
+/// most causal L1.attn.H0 (1.000)"). Empty when no head has an aggregate score (a task without segments).
+std::string top_aggregate_reading(const HeadScores& s);
 at::Tensor head_score(const HeadScores& s, const std::string& name);
 
 // ---------------------------------------------------------------- embedding geometry

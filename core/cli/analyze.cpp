@@ -343,15 +343,8 @@ int run_analyze(const AnalyzeOptions& o) {
                   << "  " << fmt("%10.3f", s.prev_token[i].item<double>()) << "\n";
       if (labels.size() > 64) std::cout << "... " << labels.size() - 64 << " more heads in the results file\n";
       // The reading in one line: is the top aggregate head also the most causal one?
-      at::Tensor agg = s.aggregate.nan_to_num(-1), causal = s.causal.nan_to_num(-1);
-      if (agg.numel() > 0 && agg.max().item<double>() >= 0) {
-        const int64_t ta = agg.argmax().item<int64_t>(), tc = causal.argmax().item<int64_t>();
-        const int64_t rank = causal.gt(causal[ta]).sum().item<int64_t>() + 1;
-        std::cout << "top aggregate head " << labels[ta] << " (" << fmt("%.3f", s.aggregate[ta].item<double>())
-                  << "): causal " << fmt("%.3f", s.causal[ta].item<double>()) << ", rank " << rank << " of "
-                  << labels.size() << " by causal score; most causal " << labels[tc] << " ("
-                  << fmt("%.3f", s.causal[tc].item<double>()) << ")\n";
-      }
+      const std::string reading = top_aggregate_reading(s);
+      if (!reading.empty()) std::cout << reading << "\n";
       write_csv_fn = [&o, labels, cols] { write_csv_table(o.csv, "head", labels, cols); };
     } else if (o.what == "ablation") {
       AblationKind kind = parse_ablation(o.ablation);

@@ -47,6 +47,10 @@ class AppTest : public QObject {
     QVERIFY(w.headsPlot()->hasData());
     QVERIFY(w.attentionPlot()->hasData());
     QVERIFY(w.outcomeText().contains("interventions: none"));
+    // The heads panel states the reading: on the hybrid its attention head tops both scores.
+    QVERIFY2(w.headsReading().contains("top aggregate head L1.attn.H0") &&
+                 w.headsReading().contains("most causal L1.attn.H0"),
+             qPrintable(w.headsReading()));
 
     // Click the attention head of layer 1 in the grid: it is ablated, the outcome changes.
     const int r = rowOf(w.headsPlot()->grid(), "L1 attn");
