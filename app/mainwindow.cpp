@@ -1102,11 +1102,11 @@ void MainWindow::runPluginAnalysis(const QString& name, const QString& options_j
 
 void MainWindow::runPatching() {
   const std::string site = site_combo_->currentText().toStdString(), role = role_combo_->currentText().toStdString();
-  job<Grid>(tr("patching sweep"), [this, site, role](const Progress& p) { return wb_->patching(site, role, p); },
-            [this](const Grid& g) {
-              patch_plot_->showGrid(g, true);  // by position first: showPatching switches if asked
-              showPatching();
-            });
+  const bool aligned = patch_view_combo_->currentIndex() == 1;
+  job<Grid>(tr("patching sweep"), [this, site, role, aligned](const Progress& p) {
+    Grid by_position = wb_->patching(site, role, p);
+    return aligned ? wb_->patching_aligned() : by_position;
+  }, [this, aligned](const Grid& g) { showPatchingGrid(g, aligned); });
 }
 
 QString MainWindow::headsReading() const { return heads_reading_->text(); }
@@ -1117,12 +1117,14 @@ void MainWindow::showPatching() {
   const bool aligned = patch_view_combo_->currentIndex() == 1;
   job<Grid>(tr("patching view"), [this, aligned](const Progress&) {
     return aligned ? wb_->patching_aligned() : wb_->patching_grid();
-  }, [this, aligned](const Grid& g) {
-    patch_plot_->showGrid(g, true);
-    patch_label_->setText(qs(g.title) + (aligned ? tr("; each example read at its own corrupted token, the tokens "
-                                                      "around it and its readout (corrupted+1: a corrupted key's value)")
-                                                 : tr("; click a cell to apply that patch")));
-  });
+  }, [this, aligned](const Grid& g) { showPatchingGrid(g, aligned); });
+}
+
+void MainWindow::showPatchingGrid(const Grid& g, bool aligned) {
+  patch_plot_->showGrid(g, true);
+  patch_label_->setText(qs(g.title) + (aligned ? tr("; each example read at its own corrupted token, the tokens "
+                                                    "around it and its readout (corrupted+1: a corrupted key's value)")
+                                               : tr("; click a cell to apply that patch")));
 }
 
 void MainWindow::drawExamples(int n, int seed) {

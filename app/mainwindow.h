@@ -104,6 +104,7 @@ class MainWindow : public QMainWindow, public mechscope::PanelHost {
   QWidget* pluginPanel(const QString& title) const;
 
  private:
+  void showPatchingGrid(const Grid& g, bool aligned);  // a patching grid and its label in the panel
   void loadPanels(QDockWidget* tabWith);
   void refreshPanels();
   struct LoadedPanel {

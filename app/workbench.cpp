@@ -487,14 +487,10 @@ Grid Workbench::patching_grid() {
   const PatchResult& r = *d->patch;
   const std::string& site = r.site;
   const std::string& role = d->patch_role;
-  Grid g;
-  g.rows = static_cast<int>(r.rows.size());
-  g.cols = static_cast<int>(r.positions);
-  at::Tensor s = r.score.to(at::kDouble).contiguous();
-  g.values.assign(s.data_ptr<double>(), s.data_ptr<double>() + s.numel());
-  g.row_labels = r.rows;
   auto toks = tokens(0);
-  for (int j = 0; j < g.cols; ++j) g.col_labels.push_back(std::to_string(j) + (j < (int)toks.size() ? ":" + toks[j] : ""));
+  std::vector<std::string> pos;
+  for (int64_t j = 0; j < r.positions; ++j) pos.push_back(std::to_string(j) + (j < (int64_t)toks.size() ? ":" + toks[j] : ""));
+  Grid g = grid_of_result({"patching/score", r.score, {"row", "pos"}, {{"row", r.rows}, {"pos", pos}}}, 0);
   char buf[160];
   std::snprintf(buf, sizeof buf, "patching %s (corrupt %s): %lld of %lld examples kept, p clean %.3f, corrupted %.3f",
                 site.c_str(), role.empty() ? "default" : role.c_str(), (long long)r.kept_examples,
@@ -512,13 +508,8 @@ Grid Workbench::patching_aligned() {
   std::lock_guard<std::recursive_mutex> lock(d->mu);
   if (!d->patch) throw std::runtime_error("run a patching sweep first");
   const PatchResult& r = *d->patch;
-  Grid g;
-  g.rows = static_cast<int>(r.rows.size());
-  g.cols = static_cast<int>(aligned_anchors().size());
-  at::Tensor s = r.aligned.to(at::kDouble).contiguous();
-  g.values.assign(s.data_ptr<double>(), s.data_ptr<double>() + s.numel());
-  g.row_labels = r.rows;
-  g.col_labels = aligned_anchors();
+  Grid g = grid_of_result(
+      {"patching/aligned_score", r.aligned, {"row", "anchor"}, {{"row", r.rows}, {"anchor", aligned_anchors()}}}, 0);
   char buf[200];
   std::snprintf(buf, sizeof buf, "patching %s, aligned to the corruption: %lld of %lld examples", r.site.c_str(),
                 (long long)r.aligned_examples, (long long)r.total_examples);
