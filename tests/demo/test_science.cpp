@@ -2,6 +2,7 @@
 // what each demo's mechanism is, measured with the engine's own patching, ablation and head scores.
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -25,26 +26,37 @@ struct KeyPatch {
   PatchResult result;     // block-input patching, [layer][position]
 };
 
-// Corrupts the queried key of one example at a time (8 examples, seed 4242) and patches every layer's block input
-// from the clean run, position by position. Examples whose answer the corruption does not move (SPEC §4's filter:
-// patching refuses them) are left out; the tests require most examples to stay.
-std::vector<KeyPatch> key_corruption_patches(const Checkpoint& ck) {
-  auto task = make_task(ck.task_config);
-  Batch clean = task->sample(8, 4242);
-  Batch corrupted = task->corrupt(clean, 4243, "key");
-  std::vector<KeyPatch> out;
-  for (int64_t e = 0; e < clean.size(); ++e) {
-    Batch c = clean.narrow(e, 1), x = corrupted.narrow(e, 1);
+// A demo with the queried key of 8 examples (seed 4242) corrupted (seed 4243), and each example patched alone:
+// every layer's block input from the clean run, position by position. Examples whose answer the corruption does
+// not move (SPEC §4's filter: patching refuses them) are left out; the tests require most examples to stay.
+// Computed once per demo and process.
+struct KeyCorruption {
+  Checkpoint ck;
+  Batch clean, corrupted;
+  std::vector<KeyPatch> patches;
+};
+
+const KeyCorruption& key_corruption(const std::string& name) {
+  static std::map<std::string, KeyCorruption> done;
+  auto it = done.find(name);
+  if (it != done.end()) return it->second;
+  KeyCorruption k;
+  k.ck = load_checkpoint(demo(name));
+  auto task = make_task(k.ck.task_config);
+  k.clean = task->sample(8, 4242);
+  k.corrupted = task->corrupt(k.clean, 4243, "key");
+  for (int64_t e = 0; e < k.clean.size(); ++e) {
+    Batch c = k.clean.narrow(e, 1), x = k.corrupted.narrow(e, 1);
     at::Tensor diff = c.tokens[0].ne(x.tokens[0]).nonzero();
     if (diff.size(0) != 1) continue;
     try {
-      out.push_back({e, diff[0][0].item<int64_t>(), Readout::last_labelled(c).position[0].item<int64_t>(),
-                     activation_patching(*ck.model, c, x, "resid_pre")});
+      k.patches.push_back({e, diff[0][0].item<int64_t>(), Readout::last_labelled(c).position[0].item<int64_t>(),
+                           activation_patching(*k.ck.model, c, x, "resid_pre")});
     } catch (const std::invalid_argument& err) {
       if (std::string(err.what()).find("does not change the answer") == std::string::npos) throw;
     }
   }
-  return out;
+  return done.emplace(name, std::move(k)).first->second;
 }
 
 // Gather, aggregate and causal scores of every head of a demo, on 64 fresh MQAR examples (seed 777).
@@ -61,7 +73,7 @@ TEST(Science, AttentionDemoRetrievesThroughTheTokenAfterTheValue) {
   // key's position j+2; layer 1 reads it there: patching the layer-1 block input at j+2 restores the answer,
   // patching it at the value token j+1 does not (the induction step sits one token later than SPEC §6's
   // reading for this checkpoint), and at layer 0 only the corrupted token itself matters.
-  const auto patches = key_corruption_patches(load_checkpoint(demo("mqar-attn")));
+  const auto& patches = key_corruption("mqar-attn").patches;
   for (const auto& [e, j, q, r] : patches) {
     ASSERT_EQ(r.kept_examples, 1) << "example " << e << ": the demo should solve it and the corruption matter";
     EXPECT_NEAR(r.score[0][j].item<double>(), 1.0, 1e-3) << "example " << e;  // layer 0: the corrupted token
@@ -75,7 +87,7 @@ TEST(Science, FourHeadAttentionDemoRetrievesAtTheQueryInLayerZero) {
   // The four-head transformer solves MQAR another way than the one-head demo: corrupting the queried key at j,
   // layer 1's input restores the answer at the query token itself (SPEC §4's reading: direct retrieval in layer
   // 0, whose heads find the key from the query), and neither at the value token j+1 nor at the next key j+2.
-  const auto patches = key_corruption_patches(load_checkpoint(demo("mqar-attn4")));
+  const auto& patches = key_corruption("mqar-attn4").patches;
   for (const auto& [e, j, q, r] : patches) {
     ASSERT_EQ(r.kept_examples, 1) << "example " << e << ": the demo should solve it and the corruption matter";
     EXPECT_NEAR(r.score[0][j].item<double>(), 1.0, 1e-3) << "example " << e;  // layer 0: the corrupted token
@@ -106,7 +118,7 @@ TEST(Science, HybridDemoShowsInductionAtTheValueToken) {
   // SPEC §6's induction reading, on the hybrid (Mamba2 layer, then attention): with the queried key corrupted,
   // patching the attention layer's block input at the value token j+1 restores the answer (the Mamba2 layer has
   // carried the key into the value's position), at the next key j+2 it does not.
-  const auto patches = key_corruption_patches(load_checkpoint(demo("mqar-hybrid")));
+  const auto& patches = key_corruption("mqar-hybrid").patches;
   for (const auto& [e, j, q, r] : patches) {
     ASSERT_EQ(r.kept_examples, 1) << "example " << e << ": the demo should solve it and the corruption matter";
     EXPECT_GT(r.score[1][j + 1].item<double>(), 0.9) << "example " << e;
@@ -133,12 +145,9 @@ TEST(Science, AlignedPatchingReadsEachDemosMechanism) {
       {"mqar-attn", "corrupted+2"}, {"mqar-attn4", "readout"}, {"mqar-hybrid", "corrupted+1"}};
   const auto& anchors = aligned_anchors();
   for (const auto& [name, where] : demos) {
-    Checkpoint ck = load_checkpoint(demo(name));
-    const auto patches = key_corruption_patches(ck);
-    auto task = make_task(ck.task_config);
-    Batch clean = task->sample(8, 4242);
-    Batch corrupted = task->corrupt(clean, 4243, "key");
-    PatchResult all = activation_patching(*ck.model, clean, corrupted, "resid_pre");
+    const KeyCorruption& k = key_corruption(name);
+    const auto& patches = k.patches;
+    PatchResult all = activation_patching(*k.ck.model, k.clean, k.corrupted, "resid_pre");
     ASSERT_EQ(all.kept_examples, static_cast<int64_t>(patches.size())) << name;
     ASSERT_EQ(all.aligned_examples, static_cast<int64_t>(patches.size())) << name;
     for (int64_t l = 0; l < 2; ++l)
