@@ -40,6 +40,7 @@ std::string run_training(const TrainingRequest& r, const std::function<void(cons
   tc.eval_examples = 256;
   tc.checkpoint_every = std::max<int64_t>(r.eval_every, 100);
   tc.seed = r.seed;
+  tc.init_seed = static_cast<int64_t>(r.seed);
   Trainer trainer(model, task, tc, r.out);
   TrainResult res = trainer.run(
       [&](const TrainProgress& p) {

@@ -249,6 +249,7 @@ int run_info(const InfoOptions& o) {
     for (auto& [n, t] : ck.training) names.push_back(n + " " + shape_str(t.sizes()));
     std::cout << "training     " << join(names, ", ") << "\n";
   }
+  if (!ck.train_config.is_null()) std::cout << "settings     " << ck.train_config.dump() << "\n";
   for (const auto& w : ck.warnings) std::cout << "warning      " << w << "\n";
   if (o.hooks) {
     std::cout << "hook points (" << model.hook_names().size() << "; shapes for batch 1 x 4 tokens; * = computed only when asked):\n";
@@ -666,7 +667,11 @@ int run_train(const TrainOptions& o) {
     task = make_task(tcfg);
     json tj = o.train_config.empty() ? json::object() : read_json_file(o.train_config);
     deep_merge(tj, sets_to_json(o.train_sets));
+    if (tj.contains("init_seed"))
+      throw std::invalid_argument("train: init_seed is recorded from --seed (the model's initialisation seed); "
+                                  "give --seed instead");
     tc = TrainConfig::from_json(tj);
+    tc.init_seed = static_cast<int64_t>(o.model.seed);
     json extra = {{"vocab_size", static_cast<int64_t>(task->vocab().size())}};
     ModelConfig mc = model_config_from(o.model, extra, "train");
     model = std::make_shared<LanguageModel>(mc, o.model.seed);

@@ -34,7 +34,7 @@ int main(int argc, char** argv) {
 
   InfoOptions info;
   auto* c_info = app.add_subcommand("info", "describe a checkpoint: architecture, parameters, layers, mixers, heads");
-  c_info->add_option("checkpoint,--checkpoint", info.checkpoint, "checkpoint (.h5)")->required();
+  c_info->add_option("checkpoint,--checkpoint,-c", info.checkpoint, "checkpoint (.h5)")->required();
   c_info->add_flag("--hooks", info.hooks, "list every hook point of the model");
   c_info->add_flag("--json", info.json, "machine-readable output");
 
@@ -160,7 +160,7 @@ int main(int argc, char** argv) {
   VerifyOptions ver;
   auto* c_ver = app.add_subcommand("verify", "check the fast paths of a checkpoint against the plain reference paths "
                                              "(scan kernels, cache, batched sweeps); exit 1 if any differs");
-  c_ver->add_option("checkpoint,--checkpoint", ver.checkpoint, "checkpoint (.h5)")->required();
+  c_ver->add_option("checkpoint,--checkpoint,-c", ver.checkpoint, "checkpoint (.h5)")->required();
   c_ver->add_option("--examples", ver.examples, "examples")->capture_default_str();
   c_ver->add_option("--seed", ver.seed, "seed")->capture_default_str();
   c_ver->add_option("--tolerance", ver.tolerance, "relative tolerance")->capture_default_str();

@@ -22,7 +22,7 @@ json TrainConfig::to_json() const {
           {"beta1", beta1}, {"beta2", beta2}, {"clip", clip}, {"eval_every", eval_every},
           {"eval_examples", eval_examples}, {"target_accuracy", target_accuracy},
           {"efficiency_threshold", efficiency_threshold}, {"checkpoint_every", checkpoint_every}, {"seed", seed},
-          {"eval_seed", eval_seed}, {"snapshot_rows", snapshot_rows}};
+          {"init_seed", init_seed}, {"eval_seed", eval_seed}, {"snapshot_rows", snapshot_rows}};
 }
 
 TrainConfig TrainConfig::from_json(const json& j) {
@@ -54,6 +54,7 @@ TrainConfig TrainConfig::from_json(const json& j) {
   num("efficiency_threshold", c.efficiency_threshold);
   num("checkpoint_every", c.checkpoint_every);
   num("seed", c.seed);
+  num("init_seed", c.init_seed);
   num("eval_seed", c.eval_seed);
   num("snapshot_rows", c.snapshot_rows);
   if (c.steps <= 0 || c.batch <= 0 || c.eval_every <= 0 || c.eval_examples <= 0 || c.checkpoint_every <= 0)

@@ -35,6 +35,7 @@ struct TrainConfig {
   double efficiency_threshold = 0.99; ///< data efficiency: examples seen until eval accuracy first reaches this
   int64_t checkpoint_every = 500;     ///< steps between checkpoints (a killed run loses at most this many)
   uint64_t seed = 0;                  ///< training data seed (batch k uses seed + k)
+  int64_t init_seed = -1;             ///< the model's initialisation seed, recorded for provenance (-1: unknown)
   uint64_t eval_seed = 1000003;       ///< held-out examples
   int64_t snapshot_rows = 64;         ///< embedding rows kept per snapshot when the task names none
 

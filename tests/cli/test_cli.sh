@@ -38,7 +38,9 @@ expect_ok "bench" "$cli" bench --preset mamba1 --batch 2 --seq 16 --repeat 2
 # Training, evaluation, interrupt and resume.
 expect_ok "train" "$cli" train --preset transformer --set d_model=32 --set attn_cfg.rotary_emb_dim=8 --task ar \
   --task-set num_pairs=3 --task-set num_keys=8 --task-set num_values=8 --train-set steps=30 --train-set batch=8 \
-  --train-set eval_every=10 --train-set eval_examples=32 --out ar.h5 --quiet
+  --train-set eval_every=10 --train-set eval_examples=32 --seed 7 --out ar.h5 --quiet
+e=$("$cli" info -c ar.h5); contains "info records the initialisation seed" '"init_seed":7' "$e"
+expect_err "init_seed as a training setting" "give --seed" "$cli" train --preset mamba1 --task ar --train-set init_seed=3 --out x.h5
 e=$("$cli" eval --checkpoint ar.h5 --seed 11 --examples 64); contains "eval" "accuracy " "$e"
 e=$("$cli" forward --checkpoint ar.h5 --example 2 --topk 1); contains "forward --example" "(target v" "$e"
 expect_err "forward --example on a bare model" "no task_config" "$cli" forward -c mamba1.h5 --example 1
