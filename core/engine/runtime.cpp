@@ -29,10 +29,14 @@ std::string executable_dir() {
   return exe.substr(0, exe.find_last_of('/'));
 }
 
-void init_thread() { at::globalContext().setFlushDenormal(true); }
+void init_thread() {
+  at::globalContext().setFlushDenormal(true);
+  // Each worker of this thread's team: grain 1 over the team's size gives each one index.
+  if (!at::in_parallel_region())
+    at::parallel_for(0, at::get_num_threads(), 1, [](int64_t, int64_t) { at::globalContext().setFlushDenormal(true); });
+}
 
 int init_runtime() {
-  init_thread();
   static std::once_flag once;
   std::call_once(once, [] {
     // Keep freed activation buffers in the heap instead of handing them back to the kernel: glibc serves blocks
@@ -50,9 +54,6 @@ int init_runtime() {
       if (v > 0) n = v;
     }
     if (n > 0) at::set_num_threads(n);
-    // Flush-to-zero for every OpenMP worker (each thread has its own MXCSR): grain 1 over n gives each one index.
-    const int64_t workers = at::get_num_threads();
-    at::parallel_for(0, workers, 1, [](int64_t, int64_t) { init_thread(); });
     // LibTorch already splits work across its OpenMP threads; an OpenBLAS pthread build would add its own
     // threads inside each matrix product, and the two pools then fight for the cores (libgomp spin-waits and
     // sched_yield were 55% of a training step's profile). One BLAS thread halved the attention demo's training
@@ -62,6 +63,7 @@ int init_runtime() {
       if (auto set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) set(1);
     }
   });
+  init_thread();  // after the thread count is set: the team it reaches is the one that will run
   return at::get_num_threads();
 }
 
@@ -75,6 +77,9 @@ RuntimeInfo runtime_info() {
   r.version = kVersion;
   r.torch_version = TORCH_VERSION;
   r.threads = at::get_num_threads();
+#ifdef _OPENMP
+  r.parallel_loops = true;
+#endif
   r.cuda_available = at::hasCUDA();
   std::vector<std::string> libs;
   dl_iterate_phdr(collect_libs, &libs);
@@ -114,7 +119,8 @@ std::string runtime_report() {
   std::string s;
   s += "mechscope " + r.version + "\n";
   s += "LibTorch  " + r.torch_version + (r.cuda_available ? " (CUDA available)" : " (CPU)") + "\n";
-  s += "threads   " + std::to_string(r.threads) + " (set MECHSCOPE_NUM_THREADS to change)\n";
+  s += "threads   " + std::to_string(r.threads) + " (set MECHSCOPE_NUM_THREADS to change)" +
+       (r.parallel_loops ? "" : "; built without OpenMP: MechScope's own loops run on one thread") + "\n";
   s += std::string("scans     CPU kernels") +
        (kernels::cuda_scan_built() ? (r.cuda_available ? " and CUDA kernels" : " and CUDA kernels (no GPU visible)") : "") +
        (kernels::fast_scan_enabled() ? "" : ", off (MECHSCOPE_FAST_SCAN=0)") + "\n";

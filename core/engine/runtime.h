@@ -11,6 +11,8 @@ struct RuntimeInfo {
   std::string version;        ///< MechScope version
   std::string torch_version;  ///< e.g. "1.13.0"
   int threads = 0;            ///< torch intra-op threads
+  bool parallel_loops = false;  ///< MechScope's own at::parallel_for loops (CPU kernels, sweeps) were built with
+                                ///< OpenMP; without it they run on one thread (an inline template: our flags decide)
   std::string blas;           ///< e.g. "OpenBLAS 0.3.21 (openblas-pthread)"; "reference BLAS (slow)" ...
   std::string blas_path;      ///< the shared library actually loaded
   bool blas_is_slow = false;  ///< the reference BLAS: install libopenblas0-pthread
@@ -22,10 +24,11 @@ std::string executable_dir();
 /// Sets torch's thread count once (idempotent), and init_thread() on the calling thread and torch's worker
 /// threads. Returns the count in use.
 int init_runtime();
-/// Flushes denormal floats to zero on the calling thread (SSE/AVX state is per thread). Attention patterns and
-/// SSM decays underflow into denormals, which the CPU handles about 100x slower: the attention demo's second
-/// layer ran 1.4x slower on them. Threads that run model code besides the one that called init_runtime (GUI
-/// workers) call this first. The values that change are below 1.2e-38 in magnitude.
+/// Flushes denormal floats to zero on the calling thread and on the worker threads of its OpenMP team (SSE/AVX
+/// state is per thread; libgomp keeps a team per calling thread). Attention patterns and SSM decays underflow
+/// into denormals, which the CPU handles about 100x slower: the attention demo's second layer ran 1.4x slower
+/// on them. Threads that run model code besides the one that called init_runtime (GUI workers) call this
+/// first. The values that change are below 1.2e-38 in magnitude.
 void init_thread();
 RuntimeInfo runtime_info();
 /// Multi-line human-readable report of runtime_info().

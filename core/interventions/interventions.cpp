@@ -13,6 +13,7 @@
 #include <tuple>
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <torch/csrc/autograd/autograd.h>
 
 #include "core/engine/memory.h"
@@ -167,6 +168,25 @@ int64_t chunk_size(const SweepOptions& o, int64_t per_variant_bytes, int64_t tot
   const int64_t by_memory = budget / std::max<int64_t>(per_variant_bytes, 1);
   const int64_t by_tokens = kStackTokens / std::max<int64_t>(tokens_per_variant, 1);
   return std::clamp<int64_t>(std::min(by_memory, by_tokens), 1, std::max<int64_t>(total, 1));
+}
+
+// Runs a chunk's n independent variants as contiguous parts side by side on the intra-op threads, each part
+// single-threaded inside (ATen runs nested parallel work inline), and concatenates the parts' [k, ...] results
+// along dim 0: run(b, e) computes variants b..e-1. At the demos' sizes LibTorch leaves the second core mostly
+// idle within one op (OpenBLAS is held to one thread, runtime.cpp, and small ops run serially), so parts of a
+// stack side by side beat the whole stack with intra-op threads: 1.6-1.8x on the 2-core machine for the demos'
+// second-layer passes (docs/benchmarks.md). Every variant computes exactly what it computes in the stack; only
+// the batch shape of a product differs. One variant, a GPU tensor, or one thread: the stack as it is.
+at::Tensor run_variant_parts(int64_t n, const at::Device& device, const std::function<at::Tensor(int64_t, int64_t)>& run) {
+  const int64_t parts = std::min<int64_t>(n, at::get_num_threads());
+  if (parts <= 1 || !device.is_cpu() || at::in_parallel_region()) return run(0, n);
+  std::vector<at::Tensor> out(parts);
+  const bool grad = at::GradMode::is_enabled();  // thread-local: the worker threads take the caller's
+  at::parallel_for(0, parts, 1, [&](int64_t begin, int64_t end) {
+    at::AutoGradMode mode(grad);
+    for (int64_t p = begin; p < end; ++p) out[p] = run(n * p / parts, n * (p + 1) / parts);
+  });
+  return at::cat(out);
 }
 
 }  // namespace
@@ -557,11 +577,18 @@ HeadSweepResult head_group_sweep(LanguageModel& model, const at::Tensor& tokens,
         auto change = [&](const HeadRef& h, const at::Tensor& zh) {
           return last ? ablator.change_at(h, zh, readout, B, L) : ablator.change(h, zh);
         };
-        at::Tensor stacked = ablated_residuals(proj, resid_mid, z, chunk, ablator.kind() == AblationKind::Zero, change);
-        at::Tensor logits = last ? model.unembed(block->forward_after_mixer(stacked, nullptr))  // [k, R, V]
-                                 : finish_and_read(model, l + 1,
-                                                   block->forward_after_mixer(stacked.view({k * B, L, -1}), nullptr),
-                                                   k, B, readout);
+        const bool zero = ablator.kind() == AblationKind::Zero;
+        at::Tensor logits;  // [k, R, V]
+        if (last) {
+          logits = model.unembed(block->forward_after_mixer(ablated_residuals(proj, resid_mid, z, chunk, zero, change), nullptr));
+        } else {  // the later layers over every position: the chunk's variants in parts side by side
+          logits = run_variant_parts(k, resid_mid.device(), [&](int64_t b, int64_t e) {
+            const std::vector<const std::vector<HeadRef>*> part(chunk.begin() + b, chunk.begin() + e);
+            at::Tensor stacked = ablated_residuals(proj, resid_mid, z, part, zero, change);
+            return finish_and_read(model, l + 1, block->forward_after_mixer(stacked.view({(e - b) * B, L, -1}), nullptr),
+                                   e - b, B, readout);
+          });
+        }
         ExampleMetrics m = example_metrics(logits, readout, base_ref);
         for (int64_t j = 0; j < k; ++j) store(idxs[s + j], m, j);
         done += k;
@@ -935,7 +962,10 @@ PatchResult activation_patching(LanguageModel& model, const Batch& clean, const 
       const int64_t k = static_cast<int64_t>(chunk.size());
       at::Tensor logits;
       if (options.batched) {
-        logits = patched_from(model, pr, l, site, hook, clean_act, chunk, B, partial);
+        logits = run_variant_parts(k, clean_act.device(), [&](int64_t b, int64_t e) {
+          return patched_from(model, pr, l, site, hook, clean_act,
+                              std::vector<Cell>(chunk.begin() + b, chunk.begin() + e), B, partial);
+        });
       } else {
         Hook patch{hook, [&clean_act, chunk, B](const at::Tensor& v, const std::string&) {
                      return patch_stacked(v, clean_act, chunk, B);

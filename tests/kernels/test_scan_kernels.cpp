@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include "core/engine/runtime.h"
 #include "core/model/model.h"
 #include "core/model/scan.h"
 #include "kernels/binding/scan_ops.h"
@@ -211,4 +212,33 @@ TEST(Kernels, CudaSsdScanMatchesReference) {
     for (int i = 0; i < 6; ++i)
       expect_close(gf[i].cpu(), gr[i], 1e-4 * (1 + gr[i].abs().max().item<double>()), std::string(names[i]) + " " + shape);
   }
+}
+
+// MechScope's own parallel loops (at::parallel_for is an inline template: without -fopenmp in our build it runs
+// on one thread). With two threads the kernels split their tasks across the team; each task computes the same
+// values whatever the split, and the backward passes reduce their partial sums in a fixed order, so one thread
+// and two give the same bits.
+TEST(Kernels, ParallelLoopsAreBuiltAndGiveTheSameBitsOnOneThreadAndTwo) {
+  EXPECT_TRUE(runtime_info().parallel_loops) << "core was compiled without OpenMP: its parallel_for loops run serially";
+  const int before = at::get_num_threads();
+  at::manual_seed(5);
+  at::Tensor x1 = at::randn({3, 40, 33}), dt1 = at::softplus(at::randn({3, 40, 33})), A1 = -at::exp(at::randn({33, 8}));
+  at::Tensor B1 = at::randn({3, 40, 8}), C1 = at::randn({3, 40, 8}), D1 = at::randn({33}), w1 = at::randn({3, 40, 33});
+  at::Tensor x2 = at::randn({3, 33, 6, 8}), dt2 = at::softplus(at::randn({3, 33, 6})), A2 = -at::exp(at::randn({6}));
+  at::Tensor B2 = at::randn({3, 33, 2, 16}), C2 = at::randn({3, 33, 2, 16}), D2 = at::randn({6}), w2 = at::randn({3, 33, 6, 8});
+  auto run = [&](int threads) {
+    at::set_num_threads(threads);
+    std::vector<at::Tensor> out = {kernels::selective_scan(x1, dt1, A1, B1, C1, D1), kernels::ssd_scan(x2, dt2, A2, B2, C2, D2)};
+    for (auto& g : grads_of([](const auto& v) { return kernels::selective_scan(v[0], v[1], v[2], v[3], v[4], v[5]); },
+                            {x1, dt1, A1, B1, C1, D1}, w1))
+      out.push_back(g);
+    for (auto& g : grads_of([](const auto& v) { return kernels::ssd_scan(v[0], v[1], v[2], v[3], v[4], v[5]); },
+                            {x2, dt2, A2, B2, C2, D2}, w2))
+      out.push_back(g);
+    return out;
+  };
+  auto one = run(1), two = run(2);
+  at::set_num_threads(before);
+  ASSERT_EQ(one.size(), two.size());
+  for (size_t i = 0; i < one.size(); ++i) EXPECT_TRUE(at::equal(one[i], two[i])) << "output " << i << ": max diff " << max_abs_diff(one[i], two[i]);
 }

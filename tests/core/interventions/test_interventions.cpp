@@ -173,6 +173,48 @@ TEST(HeadAblation, BatchedSweepEqualsOneForwardPerHead) {
   }
 }
 
+// With the default budget a chunk holds several variants, and on two threads its variants run as parts side by
+// side (run_variant_parts); the sweeps above force chunks of one. Both sweeps against the plain loop, and the
+// same sweep on one thread.
+TEST(HeadAblation, ChunkPartsOnTwoThreadsEqualOneForwardPerHead) {
+  const int before = at::get_num_threads();
+  for (const auto& preset : {"transformer", "mamba2", "hybrid"}) {
+    Fixture f = make(preset, {{"d_intermediate", 0}});
+    Ablator ab(*f.model, AblationKind::Mean, f.reference);
+    Readout r = Readout::all_labelled(f.clean);
+    SweepOptions plain;
+    plain.batched = false;
+    at::set_num_threads(2);
+    auto a = head_ablation_sweep(*f.model, f.clean.tokens, r, ab, {}, plain);
+    auto b = head_ablation_sweep(*f.model, f.clean.tokens, r, ab, {}, SweepOptions{});
+    at::set_num_threads(1);
+    auto c = head_ablation_sweep(*f.model, f.clean.tokens, r, ab, {}, SweepOptions{});
+    at::set_num_threads(before);
+    for (const auto& [got, how] : {std::pair{b, "two threads"}, std::pair{c, "one thread"}}) {
+      const std::string what = std::string(preset) + " " + how;
+      expect_close(got.ablated.prob, a.ablated.prob, 2e-5, what + " prob");
+      expect_close(got.ablated.kl, a.ablated.kl, 2e-5, what + " kl");
+      EXPECT_EQ(max_abs_diff(got.ablated.accuracy, a.ablated.accuracy), 0.0) << what;
+    }
+  }
+  for (const auto& site : {"resid_pre", "heads"}) {
+    Fixture f = make("mamba2", {{"d_intermediate", 0}}, kMqar, 4);
+    SweepOptions plain;
+    plain.batched = false;
+    plain.keep_threshold = -1;
+    SweepOptions batched = plain;
+    batched.batched = true;
+    at::set_num_threads(2);
+    auto a = activation_patching(*f.model, f.clean, f.corrupted, site, plain);
+    auto b = activation_patching(*f.model, f.clean, f.corrupted, site, batched);
+    at::set_num_threads(before);
+    at::Tensor ok = at::isfinite(a.prob);
+    EXPECT_TRUE(ok.equal(at::isfinite(b.prob))) << site;
+    expect_close(b.prob.masked_select(ok), a.prob.masked_select(ok), 2e-5, std::string(site) + " prob");
+    expect_close(b.kl.masked_select(ok), a.kl.masked_select(ok), 2e-5, std::string(site) + " kl");
+  }
+}
+
 TEST(HeadAblation, SetsFromTheCachedPrefixEqualTheHookedForward) {
   at::NoGradGuard no_grad;
   for (const auto& preset : kPresets) {
