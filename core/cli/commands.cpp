@@ -643,6 +643,11 @@ int run_train(const TrainOptions& o) {
   TrainConfig tc;
   std::string out = o.model.out;
   std::unique_ptr<Trainer> trainer;
+  // The recorded initialisation seed is the model's (--seed), never a setting: refused for a new run and a resume.
+  const json sets = sets_to_json(o.train_sets);
+  if (sets.contains("init_seed"))
+    throw std::invalid_argument("train: init_seed is recorded from --seed (the model's initialisation seed); "
+                                "give --seed instead");
   if (!o.resume.empty()) {
     if (!o.model.preset.empty() || !o.model.config_path.empty() || !o.task.empty())
       throw std::invalid_argument("train --resume takes the model, task and settings from the checkpoint; "
@@ -651,7 +656,7 @@ int run_train(const TrainOptions& o) {
     if (ck.task_config.is_null() || ck.train_config.is_null())
       throw std::runtime_error("'" + o.resume + "' holds no training run to resume (no task_config / train_config)");
     json tj = ck.train_config;
-    deep_merge(tj, sets_to_json(o.train_sets));  // e.g. more steps
+    deep_merge(tj, sets);  // e.g. more steps
     tc = TrainConfig::from_json(tj);
     task = make_task(ck.task_config);
     model = ck.model;
@@ -666,10 +671,10 @@ int run_train(const TrainOptions& o) {
     tcfg["task"] = o.task;
     task = make_task(tcfg);
     json tj = o.train_config.empty() ? json::object() : read_json_file(o.train_config);
-    deep_merge(tj, sets_to_json(o.train_sets));
     if (tj.contains("init_seed"))
       throw std::invalid_argument("train: init_seed is recorded from --seed (the model's initialisation seed); "
-                                  "give --seed instead");
+                                  "drop it from " + o.train_config + " and give --seed instead");
+    deep_merge(tj, sets);
     tc = TrainConfig::from_json(tj);
     tc.init_seed = static_cast<int64_t>(o.model.seed);
     json extra = {{"vocab_size", static_cast<int64_t>(task->vocab().size())}};

@@ -41,6 +41,7 @@ expect_ok "train" "$cli" train --preset transformer --set d_model=32 --set attn_
   --train-set eval_every=10 --train-set eval_examples=32 --seed 7 --out ar.h5 --quiet
 e=$("$cli" info -c ar.h5); contains "info records the initialisation seed" '"init_seed":7' "$e"
 expect_err "init_seed as a training setting" "give --seed" "$cli" train --preset mamba1 --task ar --train-set init_seed=3 --out x.h5
+expect_err "init_seed as a setting of a resume" "give --seed" "$cli" train --resume ar.h5 --train-set init_seed=3
 e=$("$cli" eval --checkpoint ar.h5 --seed 11 --examples 64); contains "eval" "accuracy " "$e"
 e=$("$cli" forward --checkpoint ar.h5 --example 2 --topk 1); contains "forward --example" "(target v" "$e"
 expect_err "forward --example on a bare model" "no task_config" "$cli" forward -c mamba1.h5 --example 1
