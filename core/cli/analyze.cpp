@@ -572,18 +572,25 @@ int run_verify(const VerifyOptions& o) {
 
 namespace {
 
-// Median seconds of `repeat` interleaved runs of a and b (drift on a shared machine hits both alike).
+// Median seconds of `repeat` interleaved rounds of a and b (drift on a shared machine hits both alike). When a run
+// is short (under a quarter second), each timed run follows an untimed one of the same kind: on the 2-core
+// development VM a short sweep timed right after the other kind ran up to 1.3x slower than after its own kind
+// (docs/benchmarks.md, "Warm-up"), which biased whichever came second.
 std::pair<double, double> median_pair(int repeat, const std::function<void()>& a, const std::function<void()>& b) {
   using clock = std::chrono::steady_clock;
-  std::vector<double> ta, tb;
-  for (int i = 0; i < std::max(1, repeat); ++i) {
+  auto seconds = [](const std::function<void()>& f) {
     auto t0 = clock::now();
-    a();
-    auto t1 = clock::now();
-    b();
-    auto t2 = clock::now();
-    ta.push_back(std::chrono::duration<double>(t1 - t0).count());
-    tb.push_back(std::chrono::duration<double>(t2 - t1).count());
+    f();
+    return std::chrono::duration<double>(clock::now() - t0).count();
+  };
+  std::vector<double> ta, tb;
+  bool warm = false;
+  for (int i = 0; i < std::max(1, repeat); ++i) {
+    if (warm) a();
+    ta.push_back(seconds(a));
+    if (warm) b();
+    tb.push_back(seconds(b));
+    if (i == 0) warm = ta[0] < 0.25 && tb[0] < 0.25;
   }
   std::sort(ta.begin(), ta.end());
   std::sort(tb.begin(), tb.end());
