@@ -161,12 +161,14 @@ int64_t bytes_per_example(const LanguageModel& model, int64_t L, bool states) {
 // thousand tokens a larger stack only adds memory traffic on a CPU. Measured on the demo models (32 x 64-token
 // examples, docs/benchmarks.md): 8192 against 2048 made residual patching 1.2-1.3x faster and left the
 // head-ablation sweeps as they were; 16384 gained nothing more. (Before freed tensors stayed in the heap,
-// runtime.cpp, page faults made any stack slower.)
+// runtime.cpp, page faults made any stack slower.) A chunk holds at least one variant per intra-op thread when the
+// budget allows, so that run_variant_parts has a part for each: with 128 examples of 64 tokens the token cap alone
+// gave one-variant chunks, run one after the other on intra-op threads (docs/benchmarks.md).
 constexpr int64_t kStackTokens = 8192;
 int64_t chunk_size(const SweepOptions& o, int64_t per_variant_bytes, int64_t total, int64_t tokens_per_variant) {
   const int64_t budget = std::max<int64_t>(o.memory_budget_mb, 1) << 20;
   const int64_t by_memory = budget / std::max<int64_t>(per_variant_bytes, 1);
-  const int64_t by_tokens = kStackTokens / std::max<int64_t>(tokens_per_variant, 1);
+  const int64_t by_tokens = std::max<int64_t>(kStackTokens / std::max<int64_t>(tokens_per_variant, 1), at::get_num_threads());
   return std::clamp<int64_t>(std::min(by_memory, by_tokens), 1, std::max<int64_t>(total, 1));
 }
 
@@ -219,7 +221,24 @@ at::Tensor finish_and_read(LanguageModel& model, int64_t from, const at::Tensor&
                            const Readout& readout, HookContext* ctx = nullptr) {
   if (!ctx) {
     auto [rows, slot] = readout_rows(readout, B);
-    at::Tensor r = model.forward_blocks_at(from, resid, rows.repeat({K, 1}));  // [K*B, P, d]
+    at::Tensor stacked_rows = rows.repeat({K, 1});
+    // Every row of the stack is independent work. A chunk with fewer variants than threads (one first-layer head)
+    // gets no parts from run_variant_parts; its rows then run as parts side by side here.
+    at::Tensor r;
+    const int64_t N = resid.size(0), parts = std::min<int64_t>(N, at::get_num_threads());
+    if (parts > 1 && resid.device().is_cpu() && !at::in_parallel_region() && !at::GradMode::is_enabled()) {
+      std::vector<at::Tensor> out(parts);
+      at::parallel_for(0, parts, 1, [&](int64_t begin, int64_t end) {
+        at::NoGradGuard no_grad;
+        for (int64_t p = begin; p < end; ++p) {
+          const int64_t b = N * p / parts, e = N * (p + 1) / parts;
+          out[p] = model.forward_blocks_at(from, resid.narrow(0, b, e - b), stacked_rows.narrow(0, b, e - b));
+        }
+      });
+      r = at::cat(out);
+    } else {
+      r = model.forward_blocks_at(from, resid, stacked_rows);  // [K*B, P, d]
+    }
     r = r.view({K, B, r.size(1), r.size(2)});
     return model.unembed(r.index({at::indexing::Slice(), readout.example, slot}));  // [K, R, V]
   }

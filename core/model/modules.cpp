@@ -85,15 +85,19 @@ __attribute__((optimize("fp-contract=off"))) at::Tensor rotary_cpu_inference(con
       const float* c = cp + ((P0 == 1 ? 0 : e) * L + t) * half;
       const float* s = sp + ((P0 == 1 ? 0 : e) * L + t) * half;
       for (int64_t h = 0; h < H; ++h) {
-        const float* xi = src + e * sb + t * sl + h * sh;
-        float* o = dst + (i * H + h) * D;
+        const float* __restrict xi = src + e * sb + t * sl + h * sh;
+        float* __restrict o = dst + (i * H + h) * D;  // a fresh tensor: never overlaps the input
         if (!interleaved) {
+          // Vectorised (without the pragma GCC's -O2 cost model left it scalar: 1 ns an element); lane-wise
+          // products and sums round exactly as the scalar ones, with contraction off.
+#pragma omp simd
           for (int64_t j = 0; j < half; ++j) {
             const float x1 = xi[j], x2 = xi[half + j];
             o[j] = x1 * c[j] - x2 * s[j];
             o[half + j] = x2 * c[j] + x1 * s[j];
           }
         } else {
+#pragma omp simd
           for (int64_t j = 0; j < half; ++j) {
             const float x1 = xi[2 * j], x2 = xi[2 * j + 1];
             o[2 * j] = x1 * c[j] - x2 * s[j];

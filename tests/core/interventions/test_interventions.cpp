@@ -178,8 +178,14 @@ TEST(HeadAblation, BatchedSweepEqualsOneForwardPerHead) {
 // same sweep on one thread.
 TEST(HeadAblation, ChunkPartsOnTwoThreadsEqualOneForwardPerHead) {
   const int before = at::get_num_threads();
-  for (const auto& preset : {"transformer", "mamba2", "hybrid"}) {
-    Fixture f = make(preset, {{"d_intermediate", 0}});
+  // The last case has one head per layer: its first-layer chunk holds one variant, whose rows run as parts.
+  const std::vector<std::pair<std::string, nlohmann::json>> cases = {
+      {"transformer", {{"d_intermediate", 0}}},
+      {"mamba2", {{"d_intermediate", 0}}},
+      {"hybrid", {{"d_intermediate", 0}}},
+      {"transformer", {{"d_intermediate", 0}, {"attn_cfg", {{"num_heads", 1}, {"head_dim", 32}}}}}};
+  for (const auto& [preset, overrides] : cases) {
+    Fixture f = make(preset, overrides);
     Ablator ab(*f.model, AblationKind::Mean, f.reference);
     Readout r = Readout::all_labelled(f.clean);
     SweepOptions plain;
@@ -191,7 +197,7 @@ TEST(HeadAblation, ChunkPartsOnTwoThreadsEqualOneForwardPerHead) {
     auto c = head_ablation_sweep(*f.model, f.clean.tokens, r, ab, {}, SweepOptions{});
     at::set_num_threads(before);
     for (const auto& [got, how] : {std::pair{b, "two threads"}, std::pair{c, "one thread"}}) {
-      const std::string what = std::string(preset) + " " + how;
+      const std::string what = preset + (overrides.contains("attn_cfg") ? " (one head per layer) " : " ") + how;
       expect_close(got.ablated.prob, a.ablated.prob, 2e-5, what + " prob");
       expect_close(got.ablated.kl, a.ablated.kl, 2e-5, what + " kl");
       EXPECT_EQ(max_abs_diff(got.ablated.accuracy, a.ablated.accuracy), 0.0) << what;
