@@ -540,7 +540,9 @@ HeadSweepResult head_group_sweep(LanguageModel& model, const at::Tensor& tokens,
     ctx.cache(cached);
     at::Tensor rows;
     std::tie(rows, slot) = readout_rows(readout, B);
-    at::Tensor final_rows = model.forward_blocks_at(0, model.embed(tokens, &ctx), rows, &ctx);  // [B, P, d]
+    at::Tensor final_rows = run_example_parts(B, tokens.device(), &ctx, [&](int64_t b, int64_t e, HookContext* c) {
+      return model.forward_blocks_at(0, model.embed(tokens.narrow(0, b, e - b), c), rows.narrow(0, b, e - b), c);
+    });  // [B, P, d]
     base_read = model.unembed(final_rows.index({readout.example, slot}));
     cache = std::move(ctx.cached());
   } else {

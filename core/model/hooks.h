@@ -65,6 +65,12 @@ class HookContext {
     if (cache_names_.count(name)) cache_[name] = value;
   }
   ActivationCache& cached() { return cache_; }
+  /// The names this context caches.
+  const std::set<std::string>& cache_names() const { return cache_names_; }
+  /// True when no hook function is registered: the context only reads. A forward may then run its examples in
+  /// parts, each with a context of its own, and merge the caches along the batch (run_example_parts); hook
+  /// functions see the whole batch, as they may mix examples (a resample ablation draws from other rows).
+  bool cache_only() const { return fns_.empty(); }
 
  private:
   std::set<std::string> cache_names_;

@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <torch/nn/init.h>
 #include <torch/utils.h>
 
@@ -138,6 +139,40 @@ at::Tensor LanguageModel::forward(const at::Tensor& tokens, HookContext* ctx) {
 
 at::Tensor LanguageModel::forward_unchecked(const at::Tensor& tokens, HookContext* ctx) {
   return unembed(forward_blocks(0, n_layers(), embed(tokens, ctx), ctx), ctx);
+}
+
+at::Tensor run_example_parts(int64_t batch, const at::Device& device, HookContext* ctx,
+                             const std::function<at::Tensor(int64_t, int64_t, HookContext*)>& fn) {
+  const int64_t parts = std::min<int64_t>(batch, at::get_num_threads());
+  if (parts <= 1 || !device.is_cpu() || at::in_parallel_region() || at::GradMode::is_enabled() ||
+      (ctx && !ctx->cache_only()))
+    return fn(0, batch, ctx);
+  std::vector<at::Tensor> out(parts);
+  std::vector<HookContext> ctxs(parts);
+  if (ctx)
+    for (auto& c : ctxs) c.cache(ctx->cache_names());
+  at::parallel_for(0, parts, 1, [&](int64_t begin, int64_t end) {
+    at::NoGradGuard no_grad;  // grad mode is per thread; the caller's is off
+    for (int64_t p = begin; p < end; ++p) out[p] = fn(batch * p / parts, batch * (p + 1) / parts, ctx ? &ctxs[p] : nullptr);
+  });
+  if (ctx) {  // the hooks' merges shared out over the threads, each part's pieces freed as they are merged
+    std::vector<std::string> names;
+    for (const auto& [name, t] : ctxs[0].cached()) {
+      names.push_back(name);
+      for (auto& c : ctxs)
+        if (!c.cached().count(name)) throw std::logic_error("run_example_parts: a part did not cache " + name);
+    }
+    std::vector<at::Tensor> merged(names.size());
+    at::parallel_for(0, static_cast<int64_t>(names.size()), 1, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        std::vector<at::Tensor> pieces;
+        for (auto& c : ctxs) pieces.push_back(std::move(c.cached().at(names[i])));
+        merged[i] = at::cat(pieces);
+      }
+    });
+    for (size_t i = 0; i < names.size(); ++i) ctx->cached()[names[i]] = std::move(merged[i]);
+  }
+  return at::cat(out);
 }
 
 at::Tensor LanguageModel::embed(const at::Tensor& tokens, HookContext* ctx) {

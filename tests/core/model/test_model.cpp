@@ -154,6 +154,54 @@ TEST(Model, BatchRowsAreIndependent) {
   }
 }
 
+TEST(Model, ExamplePartsCacheAndComputeWhatTheWholeBatchDoes) {
+  // run_example_parts on two threads: the outputs and a cache-only context's cache equal the whole batch's (each
+  // part is the same rows; only the batch shape of a product differs), merged in example order. A context with a
+  // hook function, or a gradient, gets the whole batch in one call.
+  const int before = at::get_num_threads();
+  at::set_num_threads(2);
+  for (const auto& preset : ModelConfig::preset_names()) {
+    LanguageModel m(small_config(preset), 1);
+    at::Tensor toks = random_tokens(5, 12, 37, 8);
+    std::set<std::string> names(m.hook_names().begin(), m.hook_names().end());
+    for (auto it = names.begin(); it != names.end();) it = is_expensive_hook(*it) ? names.erase(it) : std::next(it);
+    std::vector<int64_t> sizes;
+    auto run = [&](int64_t b, int64_t e, HookContext* c) {
+      sizes.push_back(e - b);
+      return m.unembed(m.forward_blocks(0, m.n_layers(), m.embed(toks.narrow(0, b, e - b), c), c), c);
+    };
+    at::NoGradGuard no_grad;
+    HookContext whole, parts;
+    whole.cache(names);
+    parts.cache(names);
+    at::Tensor a = run(0, 5, &whole);
+    sizes.clear();
+    at::Tensor b = run_example_parts(5, toks.device(), &parts, run);
+    EXPECT_EQ(sizes.size(), 2u) << preset;
+    EXPECT_LT(max_abs_diff(a, b), 1e-5) << preset;
+    ASSERT_EQ(parts.cached().size(), whole.cached().size()) << preset;
+    for (const auto& [name, t] : whole.cached()) {
+      ASSERT_TRUE(parts.cached().count(name)) << preset << " " << name;
+      ASSERT_TRUE(parts.cached().at(name).sizes().equals(t.sizes())) << preset << " " << name;
+      const at::Tensor& got = parts.cached().at(name);  // attention scores hold -inf at masked places
+      EXPECT_TRUE(at::isinf(got).equal(at::isinf(t))) << preset << " " << name;
+      EXPECT_LT(max_abs_diff(at::nan_to_num(got, 0.0, 0.0, 0.0), at::nan_to_num(t, 0.0, 0.0, 0.0)), 1e-5) << preset << " " << name;
+    }
+    HookContext hooked;
+    hooked.add_hook(m.hook_names().front(), [](const at::Tensor& v, const std::string&) { return v; });
+    sizes.clear();
+    run_example_parts(5, toks.device(), &hooked, run);
+    EXPECT_EQ(sizes, std::vector<int64_t>{5}) << preset << ": a hook function must see the whole batch";
+    {
+      at::AutoGradMode grad(true);
+      sizes.clear();
+      run_example_parts(5, toks.device(), nullptr, run);
+      EXPECT_EQ(sizes, std::vector<int64_t>{5}) << preset << ": with a gradient";
+    }
+  }
+  at::set_num_threads(before);
+}
+
 TEST(Model, Bfloat16RunsCloseToFloat32) {
   at::NoGradGuard no_grad;
   LanguageModel m(small_config("hybrid"), 1);
