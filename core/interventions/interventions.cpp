@@ -162,7 +162,7 @@ int64_t bytes_per_example(const LanguageModel& model, int64_t L, bool states) {
 // examples, docs/benchmarks.md): 8192 against 2048 made residual patching 1.2-1.3x faster and left the
 // head-ablation sweeps as they were; 16384 gained nothing more. (Before freed tensors stayed in the heap,
 // runtime.cpp, page faults made any stack slower.) A chunk holds at least one variant per intra-op thread when the
-// budget allows, so that run_variant_parts has a part for each: with 128 examples of 64 tokens the token cap alone
+// budget allows, so that run_example_parts has a part for each: with 128 examples of 64 tokens the token cap alone
 // gave one-variant chunks, run one after the other on intra-op threads (docs/benchmarks.md).
 constexpr int64_t kStackTokens = 8192;
 int64_t chunk_size(const SweepOptions& o, int64_t per_variant_bytes, int64_t total, int64_t tokens_per_variant) {
@@ -170,25 +170,6 @@ int64_t chunk_size(const SweepOptions& o, int64_t per_variant_bytes, int64_t tot
   const int64_t by_memory = budget / std::max<int64_t>(per_variant_bytes, 1);
   const int64_t by_tokens = std::max<int64_t>(kStackTokens / std::max<int64_t>(tokens_per_variant, 1), at::get_num_threads());
   return std::clamp<int64_t>(std::min(by_memory, by_tokens), 1, std::max<int64_t>(total, 1));
-}
-
-// Runs a chunk's n independent variants as contiguous parts side by side on the intra-op threads, each part
-// single-threaded inside (ATen runs nested parallel work inline), and concatenates the parts' [k, ...] results
-// along dim 0: run(b, e) computes variants b..e-1. At the demos' sizes LibTorch leaves the second core mostly
-// idle within one op (OpenBLAS is held to one thread, runtime.cpp, and small ops run serially), so parts of a
-// stack side by side beat the whole stack with intra-op threads: 1.6-1.8x on the 2-core machine for the demos'
-// second-layer passes (docs/benchmarks.md). Every variant computes exactly what it computes in the stack; only
-// the batch shape of a product differs. One variant, a GPU tensor, or one thread: the stack as it is.
-at::Tensor run_variant_parts(int64_t n, const at::Device& device, const std::function<at::Tensor(int64_t, int64_t)>& run) {
-  const int64_t parts = std::min<int64_t>(n, at::get_num_threads());
-  if (parts <= 1 || !device.is_cpu() || at::in_parallel_region()) return run(0, n);
-  std::vector<at::Tensor> out(parts);
-  const bool grad = at::GradMode::is_enabled();  // thread-local: the worker threads take the caller's
-  at::parallel_for(0, parts, 1, [&](int64_t begin, int64_t end) {
-    at::AutoGradMode mode(grad);
-    for (int64_t p = begin; p < end; ++p) out[p] = run(n * p / parts, n * (p + 1) / parts);
-  });
-  return at::cat(out);
 }
 
 }  // namespace
@@ -221,24 +202,12 @@ at::Tensor finish_and_read(LanguageModel& model, int64_t from, const at::Tensor&
                            const Readout& readout, HookContext* ctx = nullptr) {
   if (!ctx) {
     auto [rows, slot] = readout_rows(readout, B);
-    at::Tensor stacked_rows = rows.repeat({K, 1});
+    const at::Tensor stacked_rows = rows.repeat({K, 1});
     // Every row of the stack is independent work. A chunk with fewer variants than threads (one first-layer head)
-    // gets no parts from run_variant_parts; its rows then run as parts side by side here.
-    at::Tensor r;
-    const int64_t N = resid.size(0), parts = std::min<int64_t>(N, at::get_num_threads());
-    if (parts > 1 && resid.device().is_cpu() && !at::in_parallel_region() && !at::GradMode::is_enabled()) {
-      std::vector<at::Tensor> out(parts);
-      at::parallel_for(0, parts, 1, [&](int64_t begin, int64_t end) {
-        at::NoGradGuard no_grad;
-        for (int64_t p = begin; p < end; ++p) {
-          const int64_t b = N * p / parts, e = N * (p + 1) / parts;
-          out[p] = model.forward_blocks_at(from, resid.narrow(0, b, e - b), stacked_rows.narrow(0, b, e - b));
-        }
-      });
-      r = at::cat(out);
-    } else {
-      r = model.forward_blocks_at(from, resid, stacked_rows);  // [K*B, P, d]
-    }
+    // gets no parts of variants; its rows then run as parts side by side here (inside a part: the whole stack).
+    at::Tensor r = run_example_parts(resid.size(0), resid.device(), nullptr, [&](int64_t b, int64_t e, HookContext*) {
+      return model.forward_blocks_at(from, resid.narrow(0, b, e - b), stacked_rows.narrow(0, b, e - b));
+    });  // [K*B, P, d]
     r = r.view({K, B, r.size(1), r.size(2)});
     return model.unembed(r.index({at::indexing::Slice(), readout.example, slot}));  // [K, R, V]
   }
@@ -603,7 +572,7 @@ HeadSweepResult head_group_sweep(LanguageModel& model, const at::Tensor& tokens,
         if (last) {
           logits = model.unembed(block->forward_after_mixer(ablated_residuals(proj, resid_mid, z, chunk, zero, change), nullptr));
         } else {  // the later layers over every position: the chunk's variants in parts side by side
-          logits = run_variant_parts(k, resid_mid.device(), [&](int64_t b, int64_t e) {
+          logits = run_example_parts(k, resid_mid.device(), nullptr, [&](int64_t b, int64_t e, HookContext*) {
             const std::vector<const std::vector<HeadRef>*> part(chunk.begin() + b, chunk.begin() + e);
             at::Tensor stacked = ablated_residuals(proj, resid_mid, z, part, zero, change);
             return finish_and_read(model, l + 1, block->forward_after_mixer(stacked.view({(e - b) * B, L, -1}), nullptr),
@@ -983,7 +952,7 @@ PatchResult activation_patching(LanguageModel& model, const Batch& clean, const 
       const int64_t k = static_cast<int64_t>(chunk.size());
       at::Tensor logits;
       if (options.batched) {
-        logits = run_variant_parts(k, clean_act.device(), [&](int64_t b, int64_t e) {
+        logits = run_example_parts(k, clean_act.device(), nullptr, [&](int64_t b, int64_t e, HookContext*) {
           return patched_from(model, pr, l, site, hook, clean_act,
                               std::vector<Cell>(chunk.begin() + b, chunk.begin() + e), B, partial);
         });

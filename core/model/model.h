@@ -101,13 +101,14 @@ class LanguageModel : public torch::nn::Module {
   mutable std::map<std::string, std::vector<int64_t>> unit_shapes_;  // hook shapes at batch 1 x 2 tokens
 };
 
-/// Runs fn(begin, end, ctx) over the examples [begin, end) of a batch as contiguous parts side by side, one per
-/// intra-op thread, each single-threaded inside, and concatenates the results (and, for a cache-only context, the
-/// parts' caches) along dim 0. Rows of a forward are independent, so each part computes what the whole batch
-/// would (up to the batch shape of a matrix product). At the demos' sizes LibTorch's intra-op threading leaves the
-/// second core mostly idle (OpenBLAS is held to one thread), and two parts ran a forward 1.2-1.45x faster
-/// (docs/benchmarks.md). The whole batch in one call: with a gradient, hook functions, a GPU tensor, one thread
-/// or example, or inside a parallel region.
+/// Runs fn(begin, end, ctx) over the rows [begin, end) of a batch (examples, or a sweep's stacked variants) as
+/// contiguous parts side by side, one per intra-op thread, each single-threaded inside (ATen runs nested parallel
+/// work inline), and concatenates the results (and, for a cache-only context, the parts' caches) along dim 0.
+/// Rows of a forward are independent, so each part computes what the whole batch would (up to the batch shape
+/// of a matrix product). At the demos' sizes LibTorch's intra-op threading leaves the second core mostly idle
+/// (OpenBLAS is held to one thread): two parts ran a cached forward 1.45x and a sweep's second-layer pass
+/// 1.6-1.8x faster (docs/benchmarks.md). The whole batch in one call: with a gradient, hook functions, a GPU
+/// tensor, one thread or row, or inside a parallel region.
 at::Tensor run_example_parts(int64_t batch, const at::Device& device, HookContext* ctx,
                              const std::function<at::Tensor(int64_t begin, int64_t end, HookContext* ctx)>& fn);
 

@@ -174,7 +174,7 @@ TEST(HeadAblation, BatchedSweepEqualsOneForwardPerHead) {
 }
 
 // With the default budget a chunk holds several variants, and on two threads its variants run as parts side by
-// side (run_variant_parts); the sweeps above force chunks of one. Both sweeps against the plain loop, and the
+// side (run_example_parts); the sweeps above force chunks of one. Both sweeps against the plain loop, and the
 // same sweep on one thread.
 TEST(HeadAblation, ChunkPartsOnTwoThreadsEqualOneForwardPerHead) {
   const int before = at::get_num_threads();
