@@ -92,7 +92,7 @@ int main(int argc, char** argv) {
   c_train->add_option("--train-set", train.train_sets,
                       "training setting, e.g. --train-set steps=3000 --train-set lr=3e-3 (keys: steps batch lr warmup "
                       "weight_decay beta1 beta2 clip eval_every eval_examples target_accuracy efficiency_threshold "
-                      "checkpoint_every seed eval_seed snapshot_rows)")->take_all();
+                      "checkpoint_every seed eval_seed snapshot_rows loss)")->take_all();
   c_train->add_option("--seed", train.model.seed, "model initialisation seed")->capture_default_str();
   c_train->add_option("--out,-o", train.model.out, "checkpoint written during and after training");
   c_train->add_option("--resume", train.resume, "continue an interrupted run from its checkpoint");

@@ -285,13 +285,21 @@ class ArTask : public Task {
     N_ = p.integer("num_pairs", 16, 1, 4096);
     K_ = p.integer("num_keys", 4096, 2, 1 << 20);
     V_ = p.integer("num_values", 4096, 2, 1 << 20);
+    // tinylang's ar.py draws each example's number of pairs uniformly from [min_length / 2, max_length / 2];
+    // min_pairs (default num_pairs: every example has num_pairs) is that lower end.
+    M_ = p.integer("min_pairs", N_, 1, 4096);
     p.finish();
     if (N_ > K_ || N_ > V_) throw std::invalid_argument("ar: num_pairs exceeds num_keys or num_values");
+    if (M_ > N_) throw std::invalid_argument("ar: min_pairs (" + std::to_string(M_) + ") exceeds num_pairs (" + std::to_string(N_) + ")");
     vocab_ = kMarkers;
     for (int64_t i = 0; i < K_; ++i) vocab_.push_back("k" + std::to_string(i));
     for (int64_t i = 0; i < V_; ++i) vocab_.push_back("v" + std::to_string(i));
   }
-  json config() const override { return {{"task", "ar"}, {"num_pairs", N_}, {"num_keys", K_}, {"num_values", V_}}; }
+  json config() const override {
+    json c = {{"task", "ar"}, {"num_pairs", N_}, {"num_keys", K_}, {"num_values", V_}};
+    if (M_ != N_) c["min_pairs"] = M_;  // written only when set, so older configs read back unchanged
+    return c;
+  }
   const std::vector<std::string>& vocab() const override { return vocab_; }
   std::vector<std::string> corruptible_roles() const override { return {"key", "value", "query"}; }
   int64_t key0() const { return static_cast<int64_t>(kMarkers.size()); }
@@ -301,12 +309,13 @@ class ArTask : public Task {
     std::vector<Example> out;
     for (int64_t i = 0; i < n; ++i) {
       Rng rng(example_seed(seed, i));
-      auto keys = rng.distinct(key0(), key0() + K_, N_);
-      auto vals = rng.distinct(val0(), val0() + V_, N_);
-      const int64_t q = rng.below(N_);
+      const int64_t np = M_ == N_ ? N_ : M_ + rng.below(N_ - M_ + 1);
+      auto keys = rng.distinct(key0(), key0() + K_, np);
+      auto vals = rng.distinct(val0(), val0() + V_, np);
+      const int64_t q = rng.below(np);
       Example e;
       e.push(BOS, Role::Bos);
-      for (int64_t k = 0; k < N_; ++k) {
+      for (int64_t k = 0; k < np; ++k) {
         e.push(keys[k], Role::Key);
         e.push(vals[k], Role::Value);
       }
@@ -327,9 +336,10 @@ class ArTask : public Task {
     for (int64_t i = 0; i < clean.size(); ++i) {
       Rng rng(example_seed(seed, i) ^ 0x5bd1e995);
       auto toks = row_tokens(clean, i);
-      const int64_t q = 2 * N_ + 2;  // <bos> pairs <eos> kq
+      const int64_t np = (clean.lengths[i].item<int64_t>() - 5) / 2;  // <bos> pairs <eos> kq vq <eos>
+      const int64_t q = 2 * np + 2;                                   // kq
       int64_t ctx = -1;
-      for (int64_t j = 1; j < 2 * N_ + 1; j += 2)
+      for (int64_t j = 1; j < 2 * np + 1; j += 2)
         if (toks[j] == toks[q]) ctx = j;
       const int64_t pos = role == "key" ? ctx : role == "value" ? ctx + 1 : q;
       const bool is_key = role != "value";
@@ -340,7 +350,7 @@ class ArTask : public Task {
   }
 
  private:
-  int64_t N_, K_, V_;
+  int64_t N_, K_, V_, M_;
   std::vector<std::string> vocab_;
 };
 

@@ -22,7 +22,8 @@ json TrainConfig::to_json() const {
           {"beta1", beta1}, {"beta2", beta2}, {"clip", clip}, {"eval_every", eval_every},
           {"eval_examples", eval_examples}, {"target_accuracy", target_accuracy},
           {"efficiency_threshold", efficiency_threshold}, {"checkpoint_every", checkpoint_every}, {"seed", seed},
-          {"init_seed", init_seed}, {"eval_seed", eval_seed}, {"snapshot_rows", snapshot_rows}};
+          {"init_seed", init_seed}, {"eval_seed", eval_seed}, {"snapshot_rows", snapshot_rows},
+          {"loss", loss}};
 }
 
 TrainConfig TrainConfig::from_json(const json& j) {
@@ -57,11 +58,26 @@ TrainConfig TrainConfig::from_json(const json& j) {
   num("init_seed", c.init_seed);
   num("eval_seed", c.eval_seed);
   num("snapshot_rows", c.snapshot_rows);
+  if (j.contains("loss")) {
+    if (!j["loss"].is_string() || (j["loss"] != "answers" && j["loss"] != "next_token"))
+      throw std::invalid_argument("train config: loss must be \"answers\" or \"next_token\", found " + j["loss"].dump());
+    c.loss = j["loss"].get<std::string>();
+  }
   if (c.steps <= 0 || c.batch <= 0 || c.eval_every <= 0 || c.eval_examples <= 0 || c.checkpoint_every <= 0)
     throw std::invalid_argument("train config: steps, batch, eval_every, eval_examples and checkpoint_every must be positive");
   if (!(c.lr > 0) || c.warmup < 0 || c.warmup > 1)
     throw std::invalid_argument("train config: lr must be positive and warmup within [0, 1]");
   return c;
+}
+
+at::Tensor next_token_targets(const Batch& b) {
+  const int64_t B = b.tokens.size(0), L = b.tokens.size(1);
+  at::Tensor t = at::full({B, L}, -100, at::kLong);
+  if (L > 1) t.narrow(1, 0, L - 1).copy_(b.tokens.narrow(1, 1, L - 1));
+  const at::Tensor lengths = b.lengths.defined() ? b.lengths : at::full({B}, L, at::kLong);
+  // position t predicts token t + 1, which must lie inside the example
+  t.masked_fill_(at::arange(L, at::kLong).unsqueeze(0).ge(lengths.unsqueeze(1) - 1), -100);
+  return t;
 }
 
 // ------------------------------------------------------------------ history <-> datasets
@@ -258,7 +274,8 @@ TrainResult Trainer::run(const std::function<void(const TrainProgress&)>& on_pro
     Batch b = task_->sample(cfg_.batch, cfg_.seed + static_cast<uint64_t>(step) * 104729);
     impl_->opt->zero_grad();
     at::Tensor logits = model_->forward(b.tokens);
-    at::Tensor loss = at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}), b.targets.reshape({-1}), {},
+    const at::Tensor targets = cfg_.loss == "next_token" ? next_token_targets(b) : b.targets;
+    at::Tensor loss = at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}), targets.reshape({-1}), {},
                                              at::Reduction::Mean, -100);
     loss.backward();
     if (cfg_.clip > 0) torch::nn::utils::clip_grad_norm_(ps, cfg_.clip);

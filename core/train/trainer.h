@@ -38,10 +38,17 @@ struct TrainConfig {
   int64_t init_seed = -1;             ///< the model's initialisation seed, recorded for provenance (-1: unknown)
   uint64_t eval_seed = 1000003;       ///< held-out examples
   int64_t snapshot_rows = 64;         ///< embedding rows kept per snapshot when the task names none
+  /// "answers": cross-entropy on the task's answer positions (SPEC §3's default); "next_token": on every next
+  /// token of each example, as tinylang trains its AR models (ar.py without mask_nonquery). Evaluation and
+  /// accuracy always read the answers.
+  std::string loss = "answers";
 
   nlohmann::json to_json() const;
   static TrainConfig from_json(const nlohmann::json& j);  ///< unknown keys are errors
 };
+
+/// Next-token targets of a batch: position t predicts token t + 1 inside each example, -100 elsewhere.
+at::Tensor next_token_targets(const Batch& b);
 
 struct TrainProgress {
   int64_t step = 0, steps = 0, examples = 0;

@@ -95,6 +95,36 @@ TEST(Tasks, ArSingleQuery) {
   }
 }
 
+TEST(Tasks, ArMinPairsVariesTheNumberOfPairsAndCorruptsTheMatchedKey) {
+  auto task = make_task({{"task", "ar"}, {"num_pairs", 6}, {"min_pairs", 2}, {"num_keys", 20}, {"num_values", 30}});
+  EXPECT_EQ(task->config().at("min_pairs"), 2);
+  EXPECT_FALSE(make_task({{"task", "ar"}})->config().contains("min_pairs"));  // old configs read back unchanged
+  Batch b = task->sample(200, 3);
+  Batch c = task->corrupt(b, 4, "key");
+  std::set<int64_t> pairs;
+  for (int64_t i = 0; i < 200; ++i) {
+    const int64_t len = b.lengths[i].item<int64_t>();
+    const int64_t np = (len - 5) / 2;
+    ASSERT_EQ(len, 2 * np + 5);
+    ASSERT_GE(np, 2);
+    ASSERT_LE(np, 6);
+    pairs.insert(np);
+    auto t = row(b.tokens, i, len), y = row(b.targets, i, len);
+    EXPECT_EQ(t[2 * np + 1], 2);  // <eos> after the pairs
+    EXPECT_EQ(t[len - 1], 2);
+    int64_t ctx = -1;
+    for (int64_t k = 1; k < 2 * np + 1; k += 2)
+      if (t[k] == t[2 * np + 2]) ctx = k;
+    ASSERT_GE(ctx, 0);
+    EXPECT_EQ(y[2 * np + 2], t[ctx + 1]);
+    at::Tensor d = c.tokens[i].ne(b.tokens[i]);
+    ASSERT_EQ(d.sum().item<int64_t>(), 1);
+    EXPECT_EQ(d.nonzero().item<int64_t>(), ctx) << "the key that the query matches";
+  }
+  EXPECT_EQ(pairs.size(), 5u);  // 2..6 all drawn in 200 examples
+  EXPECT_THROW(make_task({{"task", "ar"}, {"num_pairs", 3}, {"min_pairs", 4}}), std::invalid_argument);
+}
+
 TEST(Tasks, PositionRetrievalAnswersThePosition) {
   auto task = make_task({{"task", "position"}, {"num_symbols", 12}});
   Batch b = task->sample(30, 3);

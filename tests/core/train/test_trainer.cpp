@@ -82,7 +82,25 @@ TEST(Trainer, BadSettingsAreErrors) {
   EXPECT_THROW(TrainConfig::from_json({{"step", 10}}), std::invalid_argument);
   EXPECT_THROW(TrainConfig::from_json({{"lr", -1}}), std::invalid_argument);
   EXPECT_THROW(TrainConfig::from_json({{"steps", 0}}), std::invalid_argument);
+  EXPECT_THROW(TrainConfig::from_json({{"loss", "all"}}), std::invalid_argument);
   auto task = tiny_task();
   auto wrong = std::make_shared<LanguageModel>(mechscope::test::small_config("mamba1"), 1);  // vocab 37
   EXPECT_THROW(Trainer(wrong, task, tiny_cfg(), "/tmp/x.h5"), std::invalid_argument);
+}
+
+TEST(Trainer, NextTokenTargetsAreTheFollowingTokenInsideEachExample) {
+  auto task = std::shared_ptr<Task>(
+      make_task({{"task", "ar"}, {"num_pairs", 4}, {"min_pairs", 1}, {"num_keys", 8}, {"num_values", 8}}));
+  Batch b = task->sample(12, 5);
+  at::Tensor t = next_token_targets(b);
+  for (int64_t i = 0; i < 12; ++i) {
+    const int64_t len = b.lengths[i].item<int64_t>();
+    for (int64_t j = 0; j < b.tokens.size(1); ++j) {
+      const int64_t want = j + 1 < len ? b.tokens[i][j + 1].item<int64_t>() : -100;
+      ASSERT_EQ(t[i][j].item<int64_t>(), want) << "example " << i << " position " << j;
+    }
+  }
+  EXPECT_EQ(TrainConfig::from_json({{"loss", "next_token"}}).loss, "next_token");
+  EXPECT_EQ(TrainConfig::from_json(TrainConfig::from_json({{"loss", "next_token"}}).to_json()).loss, "next_token");
+  EXPECT_EQ(TrainConfig{}.loss, "answers");
 }
