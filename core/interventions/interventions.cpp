@@ -101,12 +101,20 @@ at::Tensor ablated_residuals(const HeadProjection& p, const at::Tensor& resid_mi
     }
     return resid_mid.unsqueeze(0) + at::stack(deltas);
   }
-  std::vector<int64_t> heads;
-  for (const auto* u : units) heads.push_back(u->front().head);
-  const at::Tensor idx = at::tensor(heads, at::kLong).to(z.device());
   const auto dtype = resid_mid.scalar_type();  // the residual's (float32 under residual_in_fp32)
   const at::Tensor zf = z.reshape({-1, z.size(-2), z.size(-1)});  // [N, H, D]
   const int64_t N = zf.size(0);
+  auto shape = resid_mid.sizes().vec();
+  shape.insert(shape.begin(), k);
+  if (k == 1 && zero_kind) {  // one head: one addmm on the head's (strided) slice, no gathers or batch copies
+    const int64_t h = units[0]->front().head;
+    const double alpha = p.scale.defined() ? -p.scale.item<double>() : -1.0;
+    const at::Tensor W = p.columns(h).t().to(dtype);  // [D, d]
+    return at::addmm(resid_mid.reshape({N, d}), zf.select(1, h).to(dtype), W, 1.0, alpha).view(shape);
+  }
+  std::vector<int64_t> heads;
+  for (const auto* u : units) heads.push_back(u->front().head);
+  const at::Tensor idx = at::tensor(heads, at::kLong).to(z.device());
   at::Tensor C;  // [k, N, D]
   double alpha = 1.0;
   if (zero_kind) {
@@ -120,8 +128,6 @@ at::Tensor ablated_residuals(const HeadProjection& p, const at::Tensor& resid_mi
   if (p.scale.defined()) alpha *= p.scale.item<double>();
   at::Tensor W = p.weight.narrow(1, p.offset, p.H * p.D).view({d, p.H, p.D}).index_select(1, idx).permute({1, 2, 0}).to(dtype);
   at::Tensor out = at::baddbmm(resid_mid.reshape({1, N, d}).expand({k, N, d}), C, W, 1.0, alpha);  // [k, N, d]
-  auto shape = resid_mid.sizes().vec();
-  shape.insert(shape.begin(), k);
   return out.view(shape);
 }
 
@@ -520,12 +526,13 @@ HeadSweepResult head_group_sweep(LanguageModel& model, const at::Tensor& tokens,
   const MetricReference base_ref = metric_reference(base_read.unsqueeze(0));
   res.base = table_of(example_metrics(base_read.unsqueeze(0), readout, base_ref), keep);
 
+  // Per-example metrics of each unit [E]; averaged over the kept examples once, for all units, at the end.
   std::vector<at::Tensor> prob(n), ld(n), acc(n), kl(n);
   auto store = [&](int64_t i, const ExampleMetrics& m, int64_t k) {
-    prob[i] = mean_over(m.prob[k], keep);
-    ld[i] = mean_over(m.logit_diff[k], keep);
-    acc[i] = mean_over(m.correct[k], keep);
-    kl[i] = mean_over(m.kl[k], keep);
+    prob[i] = m.prob[k];
+    ld[i] = m.logit_diff[k];
+    acc[i] = m.correct[k];
+    kl[i] = m.kl[k];
   };
 
   if (!options.batched) {
@@ -586,7 +593,8 @@ HeadSweepResult head_group_sweep(LanguageModel& model, const at::Tensor& tokens,
       }
     }
   }
-  res.ablated = {at::stack(prob), at::stack(ld), at::stack(acc), at::stack(kl)};
+  res.ablated = {mean_over(at::stack(prob), keep), mean_over(at::stack(ld), keep), mean_over(at::stack(acc), keep),
+                 mean_over(at::stack(kl), keep)};
   return res;
 }
 
