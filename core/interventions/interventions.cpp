@@ -798,10 +798,8 @@ class Aligner {
     A_ = A;
   }
   // The per-example scores [E] of the cell (row, pos).
-  void add(int64_t row, int64_t pos, const at::Tensor& example_score) {
+  void add(int64_t row, int64_t pos, const float* sp) {
     if (by_pos_[pos].empty()) return;
-    at::Tensor s = example_score.to(at::kCPU, at::kFloat).contiguous();
-    const float* sp = s.data_ptr<float>();
     for (const auto& [a, e] : by_pos_[pos]) {
       sum_[row * A_ + a] += sp[e];
       ++count_[row * A_ + a];
@@ -930,14 +928,22 @@ PatchResult activation_patching(LanguageModel& model, const Batch& clean, const 
   const MetricReference clean_ref = metric_reference(pr.clean_read.unsqueeze(0));
 
   Aligner aligner(clean, corrupted, pr, nrows);
-  auto store = [&](const Cell& c, const ExampleMetrics& m, int64_t j) {
-    at::Tensor s = (m.prob[j] - pr.p_corrupt) / denom;
-    aligner.add(c.row, c.pos, s);
-    res.score[c.row][c.pos] = mean_over(s, pr.keep);
-    res.prob[c.row][c.pos] = mean_over(m.prob[j], pr.keep);
-    res.logit_diff[c.row][c.pos] = mean_over(m.logit_diff[j], pr.keep);
-    res.accuracy[c.row][c.pos] = mean_over(m.correct[j], pr.keep);
-    res.kl[c.row][c.pos] = mean_over(m.kl[j], pr.keep);
+  // A chunk's metrics [k, E] -> its cells' means over the kept examples, in a few whole-chunk ops (per-cell ops
+  // were thousands of tiny ones in a sweep).
+  auto store = [&](const std::vector<Cell>& cells, const ExampleMetrics& m) {
+    const int64_t k = static_cast<int64_t>(cells.size());
+    const at::Tensor s = (m.prob - pr.p_corrupt) / denom;  // [k, E]
+    const at::Tensor means = at::stack({mean_over(s, pr.keep), mean_over(m.prob, pr.keep), mean_over(m.logit_diff, pr.keep),
+                                        mean_over(m.correct, pr.keep), mean_over(m.kl, pr.keep)})
+                                 .to(at::kCPU, at::kFloat)
+                                 .contiguous();  // [5, k]
+    const at::Tensor per_example = s.to(at::kCPU, at::kFloat).contiguous();
+    auto mv = means.accessor<float, 2>();
+    at::Tensor* outs[5] = {&res.score, &res.prob, &res.logit_diff, &res.accuracy, &res.kl};
+    for (int64_t j = 0; j < k; ++j) {
+      aligner.add(cells[j].row, cells[j].pos, per_example.data_ptr<float>() + j * per_example.size(1));
+      for (int i = 0; i < 5; ++i) outs[i]->accessor<float, 2>()[cells[j].row][cells[j].pos] = mv[i][j];
+    }
   };
 
   // Cells grouped by (layer, hook): one group shares a block input and a hook function.
@@ -970,8 +976,7 @@ PatchResult activation_patching(LanguageModel& model, const Batch& clean, const 
                    }};
         logits = gather_readout(model.run_with_hooks(corrupted.tokens, {patch}), pr.readout).unsqueeze(0);
       }
-      ExampleMetrics m = example_metrics(logits, pr.readout, clean_ref);
-      for (int64_t j = 0; j < k; ++j) store(chunk[j], m, j);
+      store(chunk, example_metrics(logits, pr.readout, clean_ref));
       done += k;
       report(options, double(done) / total, "patching " + hook);
     }
@@ -1032,8 +1037,8 @@ PatchResult attribution_patching(LanguageModel& model, const Batch& clean, const
     at::Tensor norm = est / denom.unsqueeze(1);
     at::Tensor w = pr.keep.to(at::kFloat).unsqueeze(1);
     res.score[r] = (norm * w).sum(0) / w.sum();
-    at::Tensor by_pos = norm.t().contiguous();  // [L, E]
-    for (int64_t p = 0; p < L; ++p) aligner.add(r, p, by_pos[p]);
+    const at::Tensor by_pos = norm.t().to(at::kCPU, at::kFloat).contiguous();  // [L, E]
+    for (int64_t p = 0; p < L; ++p) aligner.add(r, p, by_pos.data_ptr<float>() + p * by_pos.size(1));
   }
   aligner.finish(res);
   return res;
