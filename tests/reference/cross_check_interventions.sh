@@ -9,11 +9,11 @@ cli=$1; py=$2; models=$3; work=$4
 here=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$work"
 fail=0
-for m in mqar-attn mqar-attn4 mqar-hybrid mqar-mamba1 mqar-mamba2; do
+for m in mqar-attn mqar-attn4 mqar-hybrid mqar-mamba1 mqar-mamba2 ar-attn; do
   "$cli" analyze ablation -c "$models/$m.h5" -n 6 --seed 3 --out "$work/abl-$m.h5" --force --quiet > /dev/null
   "$py" "$here/reference_interventions.py" ablation "$models/$m.h5" "$work/abl-$m.h5" | tail -1 || { echo "MISMATCH: ablation $m"; fail=1; }
 done
-for m in mqar-attn mqar-attn4 mqar-hybrid; do
+for m in mqar-attn mqar-attn4 mqar-hybrid ar-attn; do
   "$cli" analyze patching -c "$models/$m.h5" -n 3 --seed 4 --out "$work/pat-$m.h5" --force --quiet > /dev/null
   "$py" "$here/reference_interventions.py" patching "$models/$m.h5" "$work/pat-$m.h5" | tail -1 || { echo "MISMATCH: patching $m"; fail=1; }
 done
