@@ -156,12 +156,17 @@ void PlotView::showGrid(const Grid& g, bool symmetric) {
   is_grid_ = true;
   has_data_ = g.rows > 0 && g.cols > 0;
   map_ = new QCPColorMap(plot_->xAxis, plot_->yAxis);
-  map_->data()->setSize(std::max(g.cols, 1), std::max(g.rows, 1));
-  map_->data()->setRange(QCPRange(0, std::max(g.cols - 1, 0)), QCPRange(0, std::max(g.rows - 1, 0)));
+  // QCPColorMap draws a lone cell along an axis with zero width (its half cell is the range over size - 1): a
+  // single column (one head per layer) or row is stored as two half-width cells of the same value.
+  const int nc = std::max(g.cols, 1), nr = std::max(g.rows, 1);
+  const int sc = nc == 1 ? 2 : nc, sr = nr == 1 ? 2 : nr;
+  map_->data()->setSize(sc, sr);
+  map_->data()->setRange(nc == 1 ? QCPRange(-0.25, 0.25) : QCPRange(0, nc - 1),
+                         nr == 1 ? QCPRange(-0.25, 0.25) : QCPRange(0, nr - 1));
   double lo = std::numeric_limits<double>::infinity(), hi = -lo;
-  for (int r = 0; r < g.rows; ++r)
-    for (int c = 0; c < g.cols; ++c) {
-      const double v = g.at(r, c);
+  for (int r = 0; r < (g.rows > 0 ? sr : 0); ++r)
+    for (int c = 0; c < (g.cols > 0 ? sc : 0); ++c) {
+      const double v = g.at(nr == 1 ? 0 : r, nc == 1 ? 0 : c);
       map_->data()->setCell(c, r, v);
       if (std::isfinite(v)) {
         lo = std::min(lo, v);

@@ -246,6 +246,29 @@ class AppTest : public QObject {
     QCOMPARE(view->grid().rows, 2);
   }
 
+  void loneColumnAndRowGridsAreDrawn() {
+    // One head per layer makes the heads grid a single column; QCPColorMap draws a lone cell with zero width,
+    // so PlotView stores it as two half cells. Each cell must show its own colour, not the background.
+    for (const bool column : {true, false}) {
+      mechscope::app::PlotView view("grid");
+      view.resize(400, 300);
+      view.show();
+      mechscope::app::Grid g;
+      g.rows = column ? 2 : 1;
+      g.cols = column ? 1 : 2;
+      g.values = {0.0, 1.0};
+      g.row_labels = column ? std::vector<std::string>{"L0", "L1"} : std::vector<std::string>{"L0"};
+      g.col_labels = column ? std::vector<std::string>{"H0"} : std::vector<std::string>{"H0", "H1"};
+      view.showGrid(g);
+      QVERIFY(QTest::qWaitForWindowExposed(&view));
+      const QImage img = view.plot()->toPixmap(view.plot()->width(), view.plot()->height()).toImage();
+      const QPoint a = view.cellCenter(0, 0), b = column ? view.cellCenter(1, 0) : view.cellCenter(0, 1);
+      const QColor ca = img.pixelColor(a), cb = img.pixelColor(b), bg = img.pixelColor(2, 2);
+      QVERIFY2(ca != bg && cb != bg && ca != cb,
+               qPrintable(QString("%1: %2 %3 background %4").arg(column ? "column" : "row", ca.name(), cb.name(), bg.name())));
+    }
+  }
+
   void badFilesShowAnError() {
     MainWindow w;
     w.setQuiet(true);
