@@ -202,6 +202,31 @@ std::pair<at::Tensor, at::Tensor> readout_rows(const Readout& readout, int64_t B
 
 namespace {
 
+// Where each example's readouts start when the readout lists examples in ascending order (as Readout's
+// constructors do): start[i] .. start[i + 1] are example i's entries. `sorted` false: another order, and
+// callers take their whole-batch path. Lets a part of the examples unembed its own readout rows.
+struct ReadoutSpans {
+  bool sorted = true;
+  std::vector<int64_t> start;  // [E + 1]
+  ReadoutSpans(const Readout& r, int64_t E) : start(E + 1, 0) {
+    const at::Tensor ex = r.example.to(at::kCPU, at::kLong).contiguous();
+    const int64_t* e = ex.data_ptr<int64_t>();
+    for (int64_t i = 0; i < ex.numel(); ++i) {
+      if (e[i] < 0 || e[i] >= E || (i > 0 && e[i] < e[i - 1])) {
+        sorted = false;
+        return;
+      }
+      ++start[e[i] + 1];
+    }
+    for (int64_t i = 0; i < E; ++i) start[i + 1] += start[i];
+  }
+  // The readout entries of examples [b, e): (their examples relative to b, their slots), in readout order.
+  std::pair<at::Tensor, at::Tensor> of(const Readout& r, const at::Tensor& slot, int64_t b, int64_t e) const {
+    const int64_t r0 = start[b], n = start[e] - r0;
+    return {r.example.narrow(0, r0, n) - b, slot.narrow(0, r0, n)};
+  }
+};
+
 // Runs stacked residuals [K*B, L, d] from block `from` to the end and returns logits at the readout [K, R, V].
 // Without hooks, the last block runs at the readout rows only (forward_blocks_at).
 at::Tensor finish_and_read(LanguageModel& model, int64_t from, const at::Tensor& resid, int64_t K, int64_t B,
@@ -209,11 +234,22 @@ at::Tensor finish_and_read(LanguageModel& model, int64_t from, const at::Tensor&
   if (!ctx) {
     auto [rows, slot] = readout_rows(readout, B);
     const at::Tensor stacked_rows = rows.repeat({K, 1});
+    const ReadoutSpans spans(readout, B);
     // Every row of the stack is independent work. A chunk with fewer variants than threads (one first-layer head)
-    // gets no parts of variants; its rows then run as parts side by side here (inside a part: the whole stack).
+    // gets no parts of variants; its rows then run as parts side by side here (inside a part: the whole stack),
+    // each unembedding its own readouts (variant by variant, in readout order: the parts concatenate to [K*R, V]).
     at::Tensor r = run_example_parts(resid.size(0), resid.device(), nullptr, [&](int64_t b, int64_t e, HookContext*) {
-      return model.forward_blocks_at(from, resid.narrow(0, b, e - b), stacked_rows.narrow(0, b, e - b));
-    });  // [K*B, P, d]
+      at::Tensor out = model.forward_blocks_at(from, resid.narrow(0, b, e - b), stacked_rows.narrow(0, b, e - b));
+      if (!spans.sorted) return out;  // [e - b, P, d]
+      std::vector<at::Tensor> picked;
+      for (int64_t v = b / B; v * B < e; ++v) {
+        const int64_t lo = std::max(b, v * B) - v * B, hi = std::min(e, (v + 1) * B) - v * B;  // variant v's examples
+        auto [ex, sl] = spans.of(readout, slot, lo, hi);
+        picked.push_back(out.index({ex + (v * B + lo - b), sl}));
+      }
+      return model.unembed(at::cat(picked));  // [readouts of these rows, V]
+    });
+    if (spans.sorted) return r.view({K, readout.size(), r.size(-1)});
     r = r.view({K, B, r.size(1), r.size(2)});
     return model.unembed(r.index({at::indexing::Slice(), readout.example, slot}));  // [K, R, V]
   }
@@ -515,10 +551,15 @@ HeadSweepResult head_group_sweep(LanguageModel& model, const at::Tensor& tokens,
     ctx.cache(cached);
     at::Tensor rows;
     std::tie(rows, slot) = readout_rows(readout, B);
-    at::Tensor final_rows = run_example_parts(B, tokens.device(), &ctx, [&](int64_t b, int64_t e, HookContext* c) {
-      return model.forward_blocks_at(0, model.embed(tokens.narrow(0, b, e - b), c), rows.narrow(0, b, e - b), c);
-    });  // [B, P, d]
-    base_read = model.unembed(final_rows.index({readout.example, slot}));
+    const ReadoutSpans spans(readout, B);
+    // Each part unembeds its own examples' readouts (in readout order, so the parts concatenate to [R, V]).
+    at::Tensor out = run_example_parts(B, tokens.device(), &ctx, [&](int64_t b, int64_t e, HookContext* c) {
+      at::Tensor final_rows = model.forward_blocks_at(0, model.embed(tokens.narrow(0, b, e - b), c), rows.narrow(0, b, e - b), c);
+      if (!spans.sorted) return final_rows;  // [e - b, P, d]
+      auto [ex, sl] = spans.of(readout, slot, b, e);
+      return model.unembed(final_rows.index({ex, sl}));
+    });
+    base_read = spans.sorted ? out : model.unembed(out.index({readout.example, slot}));
     cache = std::move(ctx.cached());
   } else {
     base_read = gather_readout(model.forward(tokens), readout);
@@ -576,8 +617,12 @@ HeadSweepResult head_group_sweep(LanguageModel& model, const at::Tensor& tokens,
         };
         const bool zero = ablator.kind() == AblationKind::Zero;
         at::Tensor logits;  // [k, R, V]
-        if (last) {
-          logits = model.unembed(block->forward_after_mixer(ablated_residuals(proj, resid_mid, z, chunk, zero, change), nullptr));
+        if (last) {  // the rest of the block and the unembedding are per row: parts of the chunk's [k * R] rows
+          const at::Tensor mid = ablated_residuals(proj, resid_mid, z, chunk, zero, change);  // [k, R, d]
+          const at::Tensor flat = mid.reshape({-1, mid.size(-1)});
+          logits = run_example_parts(flat.size(0), flat.device(), nullptr, [&](int64_t b, int64_t e, HookContext*) {
+                     return model.unembed(block->forward_after_mixer(flat.narrow(0, b, e - b), nullptr));
+                   }).view({mid.size(0), mid.size(1), -1});
         } else {  // the later layers over every position: the chunk's variants in parts side by side
           logits = run_example_parts(k, resid_mid.device(), nullptr, [&](int64_t b, int64_t e, HookContext*) {
             const std::vector<const std::vector<HeadRef>*> part(chunk.begin() + b, chunk.begin() + e);
