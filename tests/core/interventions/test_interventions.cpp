@@ -221,6 +221,36 @@ TEST(HeadAblation, ChunkPartsOnTwoThreadsEqualOneForwardPerHead) {
   }
 }
 
+// The batched sweep unembeds each part's readouts inside the part when the readout lists its examples in
+// ascending order (as Readout's constructors do); a readout in another order takes the whole-batch path. Per-example
+// means do not depend on the order, so both sweeps (and the plain loop) agree.
+TEST(HeadAblation, ReadoutInAnyOrderGivesTheSameSweep) {
+  const int before = at::get_num_threads();
+  at::set_num_threads(2);
+  for (const auto& preset : {std::string("transformer"), std::string("hybrid")}) {
+    Fixture f = make(preset, {{"d_intermediate", 0}});
+    Ablator ab(*f.model, AblationKind::Zero, f.reference);
+    Readout r = Readout::all_labelled(f.clean);
+    Readout shuffled = r;
+    const at::Tensor order = at::arange(r.size() - 1, -1, -1, at::kLong);  // reversed: examples descending
+    shuffled.example = r.example.index_select(0, order);
+    shuffled.position = r.position.index_select(0, order);
+    shuffled.target = r.target.index_select(0, order);
+    SweepOptions plain;
+    plain.batched = false;
+    auto a = head_ablation_sweep(*f.model, f.clean.tokens, r, ab, {}, SweepOptions{});
+    auto b = head_ablation_sweep(*f.model, f.clean.tokens, shuffled, ab, {}, SweepOptions{});
+    auto c = head_ablation_sweep(*f.model, f.clean.tokens, shuffled, ab, {}, plain);
+    for (const auto& [got, how] : {std::pair{b, "reversed, batched"}, std::pair{c, "reversed, plain"}}) {
+      expect_close(got.ablated.prob, a.ablated.prob, 2e-5, preset + " " + how + " prob");
+      expect_close(got.ablated.kl, a.ablated.kl, 2e-5, preset + " " + how + " kl");
+      expect_close(got.base.prob, a.base.prob, 2e-5, preset + " " + how + " base prob");
+      EXPECT_EQ(max_abs_diff(got.ablated.accuracy, a.ablated.accuracy), 0.0) << preset << " " << how;
+    }
+  }
+  at::set_num_threads(before);
+}
+
 TEST(HeadAblation, SetsFromTheCachedPrefixEqualTheHookedForward) {
   at::NoGradGuard no_grad;
   for (const auto& preset : kPresets) {
