@@ -227,36 +227,31 @@ struct ReadoutSpans {
   }
 };
 
-// Runs stacked residuals [K*B, L, d] from block `from` to the end and returns logits at the readout [K, R, V].
-// Without hooks, the last block runs at the readout rows only (forward_blocks_at).
-at::Tensor finish_and_read(LanguageModel& model, int64_t from, const at::Tensor& resid, int64_t K, int64_t B,
-                           const Readout& readout, HookContext* ctx = nullptr) {
-  if (!ctx) {
-    auto [rows, slot] = readout_rows(readout, B);
-    const at::Tensor stacked_rows = rows.repeat({K, 1});
-    const ReadoutSpans spans(readout, B);
-    // Every row of the stack is independent work. A chunk with fewer variants than threads (one first-layer head)
-    // gets no parts of variants; its rows then run as parts side by side here (inside a part: the whole stack),
-    // each unembedding its own readouts (variant by variant, in readout order: the parts concatenate to [K*R, V]).
-    at::Tensor r = run_example_parts(resid.size(0), resid.device(), nullptr, [&](int64_t b, int64_t e, HookContext*) {
-      at::Tensor out = model.forward_blocks_at(from, resid.narrow(0, b, e - b), stacked_rows.narrow(0, b, e - b));
-      if (!spans.sorted) return out;  // [e - b, P, d]
-      std::vector<at::Tensor> picked;
-      for (int64_t v = b / B; v * B < e; ++v) {
-        const int64_t lo = std::max(b, v * B) - v * B, hi = std::min(e, (v + 1) * B) - v * B;  // variant v's examples
-        auto [ex, sl] = spans.of(readout, slot, lo, hi);
-        picked.push_back(out.index({ex + (v * B + lo - b), sl}));
-      }
-      return model.unembed(at::cat(picked));  // [readouts of these rows, V]
-    });
-    if (spans.sorted) return r.view({K, readout.size(), r.size(-1)});
-    r = r.view({K, B, r.size(1), r.size(2)});
-    return model.unembed(r.index({at::indexing::Slice(), readout.example, slot}));  // [K, R, V]
-  }
-  at::Tensor r = model.forward_blocks(from, model.n_layers(), resid, ctx);
+// Runs the stacked residuals [K*B, L, d] (variant-major) from block `from` to the end and returns logits at the
+// readout [K, R, V]; the last block runs at the readout rows only (forward_blocks_at). `rows_of(b, e)` gives rows
+// [b, e) of the stack, so a caller may build them inside the parts.
+at::Tensor finish_and_read(LanguageModel& model, int64_t from, int64_t K, int64_t B, const Readout& readout,
+                           const at::Device& device, const std::function<at::Tensor(int64_t, int64_t)>& rows_of) {
+  auto [rows, slot] = readout_rows(readout, B);
+  const at::Tensor stacked_rows = rows.repeat({K, 1});
+  const ReadoutSpans spans(readout, B);
+  // Every row of the stack is independent work. A chunk with fewer variants than threads (one first-layer head)
+  // gets no parts of variants; its rows then run as parts side by side here (inside a part: the whole stack),
+  // each unembedding its own readouts (variant by variant, in readout order: the parts concatenate to [K*R, V]).
+  at::Tensor r = run_example_parts(K * B, device, nullptr, [&](int64_t b, int64_t e, HookContext*) {
+    at::Tensor out = model.forward_blocks_at(from, rows_of(b, e), stacked_rows.narrow(0, b, e - b));
+    if (!spans.sorted) return out;  // [e - b, P, d]
+    std::vector<at::Tensor> picked;
+    for (int64_t v = b / B; v * B < e; ++v) {
+      const int64_t lo = std::max(b, v * B) - v * B, hi = std::min(e, (v + 1) * B) - v * B;  // variant v's examples
+      auto [ex, sl] = spans.of(readout, slot, lo, hi);
+      picked.push_back(out.index({ex + (v * B + lo - b), sl}));
+    }
+    return model.unembed(at::cat(picked));  // [readouts of these rows, V]
+  });
+  if (spans.sorted) return r.view({K, readout.size(), r.size(-1)});
   r = r.view({K, B, r.size(1), r.size(2)});
-  at::Tensor picked = r.index({at::indexing::Slice(), readout.example, readout.position});  // [K, R, d]
-  return model.unembed(picked);
+  return model.unembed(r.index({at::indexing::Slice(), readout.example, slot}));  // [K, R, V]
 }
 
 }  // namespace
@@ -623,12 +618,18 @@ HeadSweepResult head_group_sweep(LanguageModel& model, const at::Tensor& tokens,
           logits = run_example_parts(flat.size(0), flat.device(), nullptr, [&](int64_t b, int64_t e, HookContext*) {
                      return model.unembed(block->forward_after_mixer(flat.narrow(0, b, e - b), nullptr));
                    }).view({mid.size(0), mid.size(1), -1});
+        } else if (k == 1 && zero) {  // one variant: its residual too is built in the row parts, example by example
+          logits = finish_and_read(model, l + 1, 1, B, readout, resid_mid.device(), [&](int64_t b, int64_t e) {
+            const at::Tensor mid = ablated_residuals(proj, resid_mid.narrow(0, b, e - b), z.narrow(0, b, e - b), chunk, true, change);
+            return block->forward_after_mixer(mid[0], nullptr);
+          });
         } else {  // the later layers over every position: the chunk's variants in parts side by side
           logits = run_example_parts(k, resid_mid.device(), nullptr, [&](int64_t b, int64_t e, HookContext*) {
             const std::vector<const std::vector<HeadRef>*> part(chunk.begin() + b, chunk.begin() + e);
-            at::Tensor stacked = ablated_residuals(proj, resid_mid, z, part, zero, change);
-            return finish_and_read(model, l + 1, block->forward_after_mixer(stacked.view({(e - b) * B, L, -1}), nullptr),
-                                   e - b, B, readout);
+            const at::Tensor stacked = ablated_residuals(proj, resid_mid, z, part, zero, change);
+            const at::Tensor resid = block->forward_after_mixer(stacked.view({(e - b) * B, L, -1}), nullptr);
+            return finish_and_read(model, l + 1, e - b, B, readout, resid.device(),
+                                   [&](int64_t rb, int64_t re) { return resid.narrow(0, rb, re - rb); });
           });
         }
         ExampleMetrics m = example_metrics(logits, readout, base_ref);

@@ -184,25 +184,28 @@ TEST(HeadAblation, ChunkPartsOnTwoThreadsEqualOneForwardPerHead) {
       {"mamba2", {{"d_intermediate", 0}}},
       {"hybrid", {{"d_intermediate", 0}}},
       {"transformer", {{"d_intermediate", 0}, {"attn_cfg", {{"num_heads", 1}, {"head_dim", 32}}}}}};
-  for (const auto& [preset, overrides] : cases) {
-    Fixture f = make(preset, overrides);
-    Ablator ab(*f.model, AblationKind::Mean, f.reference);
-    Readout r = Readout::all_labelled(f.clean);
-    SweepOptions plain;
-    plain.batched = false;
-    at::set_num_threads(2);
-    auto a = head_ablation_sweep(*f.model, f.clean.tokens, r, ab, {}, plain);
-    auto b = head_ablation_sweep(*f.model, f.clean.tokens, r, ab, {}, SweepOptions{});
-    at::set_num_threads(1);
-    auto c = head_ablation_sweep(*f.model, f.clean.tokens, r, ab, {}, SweepOptions{});
-    at::set_num_threads(before);
-    for (const auto& [got, how] : {std::pair{b, "two threads"}, std::pair{c, "one thread"}}) {
-      const std::string what = preset + (overrides.contains("attn_cfg") ? " (one head per layer) " : " ") + how;
-      expect_close(got.ablated.prob, a.ablated.prob, 2e-5, what + " prob");
-      expect_close(got.ablated.kl, a.ablated.kl, 2e-5, what + " kl");
-      EXPECT_EQ(max_abs_diff(got.ablated.accuracy, a.ablated.accuracy), 0.0) << what;
+  // Zero ablation too: a chunk of one zero-ablated variant builds its residual inside the row parts.
+  for (const auto& [preset, overrides] : cases)
+    for (const auto kind : {AblationKind::Mean, AblationKind::Zero}) {
+      Fixture f = make(preset, overrides);
+      Ablator ab(*f.model, kind, f.reference);
+      Readout r = Readout::all_labelled(f.clean);
+      SweepOptions plain;
+      plain.batched = false;
+      at::set_num_threads(2);
+      auto a = head_ablation_sweep(*f.model, f.clean.tokens, r, ab, {}, plain);
+      auto b = head_ablation_sweep(*f.model, f.clean.tokens, r, ab, {}, SweepOptions{});
+      at::set_num_threads(1);
+      auto c = head_ablation_sweep(*f.model, f.clean.tokens, r, ab, {}, SweepOptions{});
+      at::set_num_threads(before);
+      for (const auto& [got, how] : {std::pair{b, "two threads"}, std::pair{c, "one thread"}}) {
+        const std::string what = preset + (overrides.contains("attn_cfg") ? " (one head per layer) " : " ") +
+                                 ablation_name(kind) + " " + how;
+        expect_close(got.ablated.prob, a.ablated.prob, 2e-5, what + " prob");
+        expect_close(got.ablated.kl, a.ablated.kl, 2e-5, what + " kl");
+        EXPECT_EQ(max_abs_diff(got.ablated.accuracy, a.ablated.accuracy), 0.0) << what;
+      }
     }
-  }
   for (const auto& site : {"resid_pre", "heads"}) {
     Fixture f = make("mamba2", {{"d_intermediate", 0}}, kMqar, 4);
     SweepOptions plain;
