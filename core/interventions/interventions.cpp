@@ -227,6 +227,27 @@ struct ReadoutSpans {
   }
 };
 
+// The readout logits of rows [b, e) of a variant-major stack of B-example variants, `out` [e - b, P, d] being
+// their residuals at the readout rows (`slot`: each readout's column there): variant by variant, in readout order,
+// so consecutive parts concatenate to [K * R, V]. Needs spans.sorted.
+at::Tensor unembed_part_readouts(LanguageModel& model, const at::Tensor& out, int64_t b, int64_t e, int64_t B,
+                                 const ReadoutSpans& spans, const Readout& readout, const at::Tensor& slot) {
+  std::vector<at::Tensor> picked;
+  for (int64_t v = b / B; v * B < e; ++v) {
+    const int64_t lo = std::max(b, v * B) - v * B, hi = std::min(e, (v + 1) * B) - v * B;  // variant v's examples
+    auto [ex, sl] = spans.of(readout, slot, lo, hi);
+    picked.push_back(out.index({ex + (v * B + lo - b), sl}));
+  }
+  return model.unembed(picked.size() == 1 ? picked[0] : at::cat(picked));
+}
+
+// The whole-batch twin, for a readout in another order: residuals at the readout rows [K * B, P, d] -> [K, R, V].
+at::Tensor unembed_all_readouts(LanguageModel& model, const at::Tensor& out, int64_t K, int64_t B,
+                                const Readout& readout, const at::Tensor& slot) {
+  const at::Tensor r = out.view({K, B, out.size(1), out.size(2)});
+  return model.unembed(r.index({at::indexing::Slice(), readout.example, slot}));
+}
+
 // Runs the stacked residuals [K*B, L, d] (variant-major) from block `from` to the end and returns logits at the
 // readout [K, R, V]; the last block runs at the readout rows only (forward_blocks_at). `rows_of(b, e)` gives rows
 // [b, e) of the stack, so a caller may build them inside the parts.
@@ -239,19 +260,10 @@ at::Tensor finish_and_read(LanguageModel& model, int64_t from, int64_t K, int64_
   // gets no parts of variants; its rows then run as parts side by side here (inside a part: the whole stack),
   // each unembedding its own readouts (variant by variant, in readout order: the parts concatenate to [K*R, V]).
   at::Tensor r = run_example_parts(K * B, device, nullptr, [&](int64_t b, int64_t e, HookContext*) {
-    at::Tensor out = model.forward_blocks_at(from, rows_of(b, e), stacked_rows.narrow(0, b, e - b));
-    if (!spans.sorted) return out;  // [e - b, P, d]
-    std::vector<at::Tensor> picked;
-    for (int64_t v = b / B; v * B < e; ++v) {
-      const int64_t lo = std::max(b, v * B) - v * B, hi = std::min(e, (v + 1) * B) - v * B;  // variant v's examples
-      auto [ex, sl] = spans.of(readout, slot, lo, hi);
-      picked.push_back(out.index({ex + (v * B + lo - b), sl}));
-    }
-    return model.unembed(at::cat(picked));  // [readouts of these rows, V]
+    at::Tensor out = model.forward_blocks_at(from, rows_of(b, e), stacked_rows.narrow(0, b, e - b));  // [e - b, P, d]
+    return spans.sorted ? unembed_part_readouts(model, out, b, e, B, spans, readout, slot) : out;
   });
-  if (spans.sorted) return r.view({K, readout.size(), r.size(-1)});
-  r = r.view({K, B, r.size(1), r.size(2)});
-  return model.unembed(r.index({at::indexing::Slice(), readout.example, slot}));  // [K, R, V]
+  return spans.sorted ? r.view({K, readout.size(), r.size(-1)}) : unembed_all_readouts(model, r, K, B, readout, slot);
 }
 
 }  // namespace
@@ -550,11 +562,9 @@ HeadSweepResult head_group_sweep(LanguageModel& model, const at::Tensor& tokens,
     // Each part unembeds its own examples' readouts (in readout order, so the parts concatenate to [R, V]).
     at::Tensor out = run_example_parts(B, tokens.device(), &ctx, [&](int64_t b, int64_t e, HookContext* c) {
       at::Tensor final_rows = model.forward_blocks_at(0, model.embed(tokens.narrow(0, b, e - b), c), rows.narrow(0, b, e - b), c);
-      if (!spans.sorted) return final_rows;  // [e - b, P, d]
-      auto [ex, sl] = spans.of(readout, slot, b, e);
-      return model.unembed(final_rows.index({ex, sl}));
+      return spans.sorted ? unembed_part_readouts(model, final_rows, b, e, B, spans, readout, slot) : final_rows;
     });
-    base_read = spans.sorted ? out : model.unembed(out.index({readout.example, slot}));
+    base_read = spans.sorted ? out : unembed_all_readouts(model, out, 1, B, readout, slot)[0];
     cache = std::move(ctx.cached());
   } else {
     base_read = gather_readout(model.forward(tokens), readout);
@@ -985,10 +995,12 @@ PatchResult activation_patching(LanguageModel& model, const Batch& clean, const 
                                  .contiguous();  // [5, k]
     const at::Tensor per_example = s.to(at::kCPU, at::kFloat).contiguous();
     auto mv = means.accessor<float, 2>();
-    at::Tensor* outs[5] = {&res.score, &res.prob, &res.logit_diff, &res.accuracy, &res.kl};
+    at::TensorAccessor<float, 2> outs[5] = {res.score.accessor<float, 2>(), res.prob.accessor<float, 2>(),
+                                            res.logit_diff.accessor<float, 2>(), res.accuracy.accessor<float, 2>(),
+                                            res.kl.accessor<float, 2>()};
     for (int64_t j = 0; j < k; ++j) {
       aligner.add(cells[j].row, cells[j].pos, per_example.data_ptr<float>() + j * per_example.size(1));
-      for (int i = 0; i < 5; ++i) outs[i]->accessor<float, 2>()[cells[j].row][cells[j].pos] = mv[i][j];
+      for (int i = 0; i < 5; ++i) outs[i][cells[j].row][cells[j].pos] = mv[i][j];
     }
   };
 
