@@ -8,8 +8,7 @@ bash "$root/packaging/install-deps.sh"
 bash "$root/scripts/build.sh"
 bin=${MECHSCOPE_BUILD_DIR:-$root/build}/bin
 models=$root/resources/models
-demos=("$models/mqar-attn.h5" "$models/mqar-attn4.h5" "$models/mqar-hybrid.h5" "$models/ar-attn.h5" "$models/mqar-mamba2.h5"
-       "$models/mqar-mamba1.h5")
+demos=("$models/mqar-attn.h5" "$models/mqar-attn4.h5" "$models/mqar-hybrid.h5" "$models/mqar-mamba2.h5" "$models/mqar-mamba1.h5")
 if [ ! -x "$bin/mechscope" ]; then
   echo "the workbench was not built (Qt 6 or QCustomPlot missing?); the command-line tool is $bin/mechscope-cli" >&2
   exit 1
