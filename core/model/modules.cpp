@@ -4,11 +4,14 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <memory>
+#include <mutex>
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/nn/init.h>
 
+#include "kernels/binding/attention_ops.h"
 #include "kernels/binding/scan_ops.h"
 
 namespace mechscope {
@@ -111,16 +114,22 @@ __attribute__((optimize("fp-contract=off"))) at::Tensor rotary_cpu_inference(con
   return out;
 }
 
+// The angles position * base^(-2i / rd), i < rd / 2, of float32 positions [P0, L]: their cos and sin [P0, L, rd/2].
+std::pair<at::Tensor, at::Tensor> rotary_angles(int64_t rd, double base, const at::Tensor& pos) {
+  at::Tensor inv_freq = 1.0 / at::pow(base, at::arange(0, rd, 2, pos.options()) / static_cast<double>(rd));  // [rd/2]
+  at::Tensor freqs = pos.unsqueeze(-1) * inv_freq;
+  return {freqs.cos(), freqs.sin()};
+}
+
 }  // namespace
 
 at::Tensor apply_rotary(const at::Tensor& x, int64_t rd, double base, bool interleaved, const at::Tensor* positions) {
   const int64_t L = x.size(1), half = rd / 2;
   auto f32 = x.options().dtype(at::kFloat);
-  at::Tensor inv_freq = 1.0 / at::pow(base, at::arange(0, rd, 2, f32) / static_cast<double>(rd));  // [rd/2]
-  at::Tensor pos = positions ? positions->to(at::kFloat) : at::arange(L, f32).unsqueeze(0);         // [1 or b, L]
-  at::Tensor freqs = pos.unsqueeze(-1) * inv_freq;                                                  // [., L, rd/2]
-  at::Tensor cos = freqs.cos().to(x.scalar_type()).view({pos.size(0), L, 1, half});
-  at::Tensor sin = freqs.sin().to(x.scalar_type()).view({pos.size(0), L, 1, half});
+  at::Tensor pos = positions ? positions->to(at::kFloat) : at::arange(L, f32).unsqueeze(0);  // [1 or b, L]
+  auto [c, s] = rotary_angles(rd, base, pos);
+  at::Tensor cos = c.to(x.scalar_type()).view({pos.size(0), L, 1, half});
+  at::Tensor sin = s.to(x.scalar_type()).view({pos.size(0), L, 1, half});
   // split/chunk rather than narrow: one SplitBackward (a cat) instead of a zero-filled full-size gradient per
   // slice (SliceBackward was a quarter of a training step's time on the attention demo).
   const int64_t rest = x.size(-1) - rd;
@@ -161,9 +170,28 @@ AttentionImpl::AttentionImpl(const ModelConfig& cfg, int64_t layer) : cfg_(cfg.a
   h_scores_ = p + "hook_attn_scores";
   h_pattern_ = p + "hook_pattern";
   h_z_ = p + "hook_z";
+  rotary_tables_ = std::make_shared<RotaryTables>();
 }
 
 std::vector<std::string> AttentionImpl::hook_names() const { return {h_q_, h_k_, h_v_, h_scores_, h_pattern_, h_z_}; }
+
+struct AttentionImpl::RotaryTables {
+  std::mutex lock;
+  at::Tensor cos, sin;  // [L, rd/2], float32 CPU
+};
+
+std::pair<at::Tensor, at::Tensor> AttentionImpl::rotary_tables(int64_t L) {
+  const int64_t rd = cfg_.rotary_emb_dim;
+  if (rd == 0) return {};
+  std::lock_guard<std::mutex> guard(rotary_tables_->lock);
+  if (!rotary_tables_->cos.defined() || rotary_tables_->cos.size(0) < L) {
+    // The very expression apply_rotary evaluates, so the kernel rotates by the same angles.
+    auto [c, s] = rotary_angles(rd, cfg_.rotary_emb_base, at::arange(L, at::kFloat).unsqueeze(0));
+    rotary_tables_->cos = c[0].contiguous();
+    rotary_tables_->sin = s[0].contiguous();
+  }
+  return {rotary_tables_->cos, rotary_tables_->sin};
+}
 
 at::Tensor gather_rows(const at::Tensor& t, const at::Tensor& rows) {
   return t.index({at::arange(t.size(0), rows.options()).unsqueeze(1), rows});
@@ -202,6 +230,14 @@ at::Tensor AttentionImpl::forward_partial(const at::Tensor& x, const Partial& pa
     q = linear_outputs(in_proj, gather_rows(x, *rows), 0, H * D);  // [b, P, H D]
     auto kv = linear_outputs(in_proj, x, H * D, 2 * Hkv * D).chunk(2, -1);
     k = kv[0], v = kv[1];
+    const bool hooked = ctx && (ctx->wants(h_q_) || ctx->wants(h_k_) || ctx->wants(h_v_) || ctx->wants(h_scores_) ||
+                                ctx->wants(h_pattern_));
+    if (s == 0 && !hooked && x.device().is_cpu() && x.scalar_type() == at::kFloat) {
+      auto [cos, sin] = rotary_tables(Lx);
+      at::Tensor z = kernels::rows_attention(q.unflatten(-1, {H, D}), k.unflatten(-1, {Hkv, D}), v.unflatten(-1, {Hkv, D}),
+                                             *rows, cos, sin, cfg_.rotary_emb_dim, cfg_.rotary_emb_interleaved, scale_);
+      if (z.defined()) return out_proj->forward(hook_point(ctx, h_z_, z).reshape({b, z.size(1), H * D}));
+    }
   }
   q = q.unflatten(-1, {H, D});    // [b, Lx or P, H, D]
   k = k.unflatten(-1, {Hkv, D});  // [b, Lx, Hkv, D]

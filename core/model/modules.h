@@ -88,7 +88,9 @@ class AttentionImpl : public torch::nn::Module {
   /// A partial run (Partial): the outputs of the positions from part.start() on, or only at part.rows
   /// ([batch, P, d_model]), with the keys and values before the start from the prefix. With rows, only those
   /// queries are computed (projected alone), and the hooks from there on (hook_q, hook_attn_scores,
-  /// hook_pattern, hook_z) see [batch, P, ...]; the others every position computed.
+  /// hook_pattern, hook_z) see [batch, P, ...]; the others every position computed. Rows with no prefix and
+  /// nothing wanting the hooks between the projections and hook_z take the fused CPU kernel
+  /// (kernels/binding/attention_ops.h); the ATen expressions are its reference.
   at::Tensor forward_partial(const at::Tensor& x, const Partial& part, HookContext* ctx = nullptr);
   torch::nn::Linear in_proj{nullptr};   // [(H + 2 Hkv) D, d_model]
   torch::nn::Linear out_proj{nullptr};  // [d_model, H D]
@@ -99,6 +101,11 @@ class AttentionImpl : public torch::nn::Module {
   AttnConfig cfg_;
   double scale_;
   std::string h_q_, h_k_, h_v_, h_scores_, h_pattern_, h_z_;
+  // The rotary angles of positions 0..L-1 for the fused rows kernel, kept for the longest L seen (the parts of a
+  // sweep call from several threads, hence the lock; shared so that the module stays copyable).
+  struct RotaryTables;
+  std::shared_ptr<RotaryTables> rotary_tables_;
+  std::pair<at::Tensor, at::Tensor> rotary_tables(int64_t L);
 };
 
 /// Mamba1 mixer (mamba_simple.py). Heads are its d_inner channels. Hooks under `blocks.{i}.ssm.`.

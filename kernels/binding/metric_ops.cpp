@@ -65,4 +65,21 @@ bool readout_metrics(const at::Tensor& logits_in, const at::Tensor& target_in, c
   return true;
 }
 
+bool readout_reference(const at::Tensor& logits_in, at::Tensor& p, at::Tensor& neg_entropy) {
+  if (wants_grad({logits_in})) return false;
+  if (!fast_scan_enabled() || !logits_in.defined() || !logits_in.device().is_cpu() ||
+      logits_in.scalar_type() != at::kFloat || logits_in.dim() < 1 || logits_in.size(-1) < 2)
+    return false;
+  const at::Tensor logits = logits_in.contiguous();
+  const int64_t V = logits.size(-1), rows = logits.numel() / V;
+  auto ne_shape = logits.sizes().vec();
+  ne_shape.pop_back();
+  at::Tensor o_p = at::empty(logits.sizes(), logits.options()), o_ne = at::empty(ne_shape, logits.options());
+  if (!readout_reference_cpu(rows, V, logits.data_ptr<float>(), o_p.data_ptr<float>(), o_ne.data_ptr<float>()))
+    return false;
+  p = o_p;
+  neg_entropy = o_ne;
+  return true;
+}
+
 }  // namespace mechscope::kernels

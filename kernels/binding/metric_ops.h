@@ -18,4 +18,8 @@ bool readout_metrics(const at::Tensor& logits, const at::Tensor& target, const a
                      const at::Tensor& ref_ne, at::Tensor& prob, at::Tensor& logit_diff, at::Tensor& correct,
                      at::Tensor& kl);
 
+/// The reference side of the KL for float32 CPU logits [..., V]: p = softmax [..., V] and its sum p log p [...].
+/// Returns false, touching nothing, on the same inputs as readout_metrics declines (the caller takes the ATen path).
+bool readout_reference(const at::Tensor& logits, at::Tensor& p, at::Tensor& neg_entropy);
+
 }  // namespace mechscope::kernels

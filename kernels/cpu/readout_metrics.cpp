@@ -71,7 +71,46 @@ MECHSCOPE_KERNEL_CLONES bool row_metrics(const float* x, int64_t V, int64_t t, c
   return true;
 }
 
+// One row of the reference: p = softmax(x), ne = sum p (x - lse).
+MECHSCOPE_KERNEL_CLONES bool row_reference(const float* x, int64_t V, float* p, float& ne) {
+  uint32_t nonfinite = 0;
+  float m = -std::numeric_limits<float>::max();
+#pragma omp simd reduction(max : m) reduction(| : nonfinite)
+  for (int64_t v = 0; v < V; ++v) {
+    uint32_t bits;
+    std::memcpy(&bits, x + v, sizeof bits);
+    nonfinite |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
+    m = x[v] > m ? x[v] : m;
+  }
+  if (nonfinite || V < 2) return false;
+  float s = 0.f;
+#pragma omp simd reduction(+ : s)
+  for (int64_t v = 0; v < V; ++v) {
+    p[v] = std::exp(x[v] - m);
+    s += p[v];
+  }
+  const float lse = m + std::log(s), inv = 1.f / s;
+  float acc = 0.f;
+#pragma omp simd reduction(+ : acc)
+  for (int64_t v = 0; v < V; ++v) {
+    p[v] *= inv;
+    acc += p[v] * (x[v] - lse);
+  }
+  ne = acc;
+  return true;
+}
+
 }  // namespace
+
+bool readout_reference_cpu(int64_t rows, int64_t V, const float* logits, float* p, float* ne) {
+  std::atomic<bool> ok{true};
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, V));
+  at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end && ok.load(std::memory_order_relaxed); ++i)
+      if (!row_reference(logits + i * V, V, p + i * V, ne[i])) ok = false;
+  });
+  return ok.load();
+}
 
 bool readout_metrics_cpu(const ReadoutMetricParams& p) {
   std::atomic<bool> ok{true};

@@ -101,6 +101,36 @@ struct ReadoutMetricParams {
 /// Returns false (outputs unspecified) when a logit is not finite or V < 2: the caller then takes the ATen path, which
 /// defines what infinities and NaNs give.
 bool readout_metrics_cpu(const ReadoutMetricParams& p);
+/// The reference side of the KL for rows of logits [rows, V]: p = softmax(x) [rows, V] and ne = sum_v p_v log p_v
+/// [rows], in one pass that keeps exp(x_v - max) for p. False (outputs unspecified) when a logit is not finite or
+/// V < 2. Reference twin: metric_reference's ATen expressions (core/interventions/metrics.cpp).
+bool readout_reference_cpu(int64_t rows, int64_t V, const float* logits, float* p, float* ne);
+
+/// Causal attention for chosen query rows (the batched sweeps' last block runs its queries at the readout rows
+/// only), rotary applied in place: per example e, query head h (key/value head g = h / (heads / kv_heads)) and
+/// row p at position t = qpos[e or 0][p], with rotary R_t over the first rotary_dim features (pairs (i, i + rd/2),
+/// or (2i, 2i + 1) when interleaved, by the angles of cos/sin row t),
+///   s_j = scale * <R_t q[e,p,h], R_j k[e,j,g]>  for j = 0..t;   z[e,p,h] = sum_j softmax(s)_j v[e,j,g].
+/// Keys sit at positions 0..keys-1 (no cached prefix). Reference twin: the ATen expressions of
+/// AttentionImpl::forward_partial (core/model/modules.cpp).
+struct RowsAttentionParams {
+  int64_t batch = 0, rows = 0, heads = 0, kv_heads = 0, head_dim = 0, keys = 0, rotary_dim = 0;
+  bool interleaved = false;
+  float scale = 1.f;
+  const float* q = nullptr;  // [batch, rows, heads, head_dim], unit stride last
+  int64_t q_sb = 0, q_sp = 0, q_sh = 0;
+  const float* k = nullptr;  // [batch, keys, kv_heads, head_dim], unit stride last
+  int64_t k_sb = 0, k_sl = 0, k_sh = 0;
+  const float* v = nullptr;  // as k
+  int64_t v_sb = 0, v_sl = 0, v_sh = 0;
+  const int64_t* qpos = nullptr;  // [qpos_rows, rows], each in [0, keys); qpos_rows 1 (shared) or batch
+  int64_t qpos_rows = 1;
+  const float* cos = nullptr;  // [keys, rotary_dim / 2] (null when rotary_dim is 0)
+  const float* sin = nullptr;
+  float* z = nullptr;  // [batch, rows, heads, head_dim] contiguous output
+};
+/// Returns false (z unspecified) when a score is not finite: the caller then takes the ATen path.
+bool rows_attention_cpu(const RowsAttentionParams& p);
 
 // CPU implementations (kernels/cpu/*.cpp), multi-threaded over independent rows.
 void selective_scan_fwd_cpu(const SelectiveScanParams& p);

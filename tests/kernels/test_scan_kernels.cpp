@@ -5,7 +5,9 @@
 #include <gtest/gtest.h>
 
 #include "core/engine/runtime.h"
+#include "core/model/hooks.h"
 #include "core/model/model.h"
+#include "core/model/modules.h"
 #include "core/model/scan.h"
 #include "kernels/binding/scan_ops.h"
 #include "tests/support/test_support.h"
@@ -155,6 +157,68 @@ TEST(Kernels, ModelTrainsTheSameWithAndWithoutTheFastPath) {
     expect_close(logits[0], logits[1], 1e-5, std::string(preset) + " logits");
     expect_close(grads[0], grads[1], 1e-4, std::string(preset) + " parameter gradients");
   }
+}
+
+// The rows-only attention kernel (kernels/cpu/rows_attention.cpp) against the ATen expressions it replaces, through
+// the attention module's partial run at chosen query rows: one and several heads, grouped keys and values, biases,
+// partial and interleaved rotary, no rotary, a head size that is not a multiple of 8, more keys than one 64-key
+// tile, shared and per-example rows (position 0, the last position, repeats).
+TEST(Kernels, RowsAttentionEqualsTheReferencePath) {
+  const std::vector<nlohmann::json> cases = {
+      nlohmann::json::object(),
+      {{"attn_cfg", {{"num_heads", 4}, {"num_heads_kv", 2}}}},
+      {{"attn_cfg", {{"num_heads", 2}, {"qkv_proj_bias", true}, {"rotary_emb_interleaved", true}, {"rotary_emb_dim", 6}}}},
+      {{"attn_cfg", {{"num_heads", 2}, {"rotary_emb_dim", 0}}}},
+      {{"d_model", 40}, {"attn_cfg", {{"num_heads", 2}, {"rotary_emb_dim", 12}}}},  // head size 20
+      {{"d_model", 64}, {"attn_cfg", {{"num_heads", 1}, {"head_dim", 64}, {"rotary_emb_dim", 64}}}}};
+  for (const auto& overrides : cases) {
+    LanguageModel m(mechscope::test::small_config("transformer", overrides), 7);
+    auto& attn = m.backbone->layers[0]->attn;
+    at::NoGradGuard ng;
+    for (const int64_t L : {11, 70}) {
+      at::manual_seed(L);
+      const at::Tensor x = at::randn({3, L, m.config().d_model});
+      auto longs = [](std::vector<int64_t> v) { return at::tensor(v, at::kLong); };
+      const at::Tensor per = at::stack({longs({L - 1, 3, 3, 0}), longs({0, 1, 2, 3}), at::randint(0, L, {4}, at::kLong)});
+      const at::Tensor shared = longs({5, L - 1, 0, 5}).unsqueeze(0);
+      for (const at::Tensor& rows : {per, shared}) {
+        const std::string what = overrides.dump() + " L " + std::to_string(L) + " rows " + std::to_string(rows.size(0));
+        kernels::set_fast_scan_enabled(false);
+        const at::Tensor ref = attn->forward_partial(x, Partial{nullptr, &rows});
+        kernels::set_fast_scan_enabled(true);
+        const at::Tensor fast = attn->forward_partial(x, Partial{nullptr, &rows});
+        ASSERT_EQ(fast.sizes(), ref.sizes()) << what;
+        EXPECT_LT(max_abs_diff(fast, ref), 2e-6) << what;
+        // A context that reads the scores takes the reference path: the same bits as with the kernel off.
+        HookContext ctx;
+        ctx.cache({"blocks.0.attn.hook_attn_scores"});
+        EXPECT_TRUE(at::equal(attn->forward_partial(x, Partial{nullptr, &rows}, &ctx), ref)) << what;
+        // hook_z alone keeps the kernel and sees its output.
+        HookContext zctx;
+        zctx.cache({"blocks.0.attn.hook_z"});
+        EXPECT_TRUE(at::equal(attn->forward_partial(x, Partial{nullptr, &rows}, &zctx), fast)) << what;
+        EXPECT_EQ(zctx.cached().at("blocks.0.attn.hook_z").size(1), rows.size(1)) << what;
+      }
+    }
+  }
+}
+
+// An infinite input makes non-finite scores: the kernel declines and the ATen path decides what they give.
+TEST(Kernels, RowsAttentionLeavesNonFiniteScoresToTheReferencePath) {
+  LanguageModel m(mechscope::test::small_config("transformer"), 7);
+  auto& attn = m.backbone->layers[0]->attn;
+  at::NoGradGuard ng;
+  at::Tensor x = at::randn({2, 9, m.config().d_model});
+  x[1][4] = std::numeric_limits<float>::infinity();
+  const at::Tensor rows = at::tensor(std::vector<int64_t>{8, 2, 3, 8}, at::kLong).view({2, 2});
+  kernels::set_fast_scan_enabled(false);
+  const at::Tensor ref = attn->forward_partial(x, Partial{nullptr, &rows});
+  kernels::set_fast_scan_enabled(true);
+  const at::Tensor fast = attn->forward_partial(x, Partial{nullptr, &rows});
+  EXPECT_TRUE(at::equal(at::isnan(fast), at::isnan(ref)));
+  EXPECT_GT(at::isnan(ref).sum().item<int64_t>(), 0);  // example 1's row at position 8 reads the infinite key
+  const at::Tensor ok = at::isfinite(ref);
+  EXPECT_TRUE(at::equal(fast.masked_select(ok), ref.masked_select(ok)));
 }
 
 // The CUDA kernels on a GPU against the CPU reference (outputs, states, gradients). Skipped in a build

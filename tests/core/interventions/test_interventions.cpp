@@ -100,6 +100,22 @@ TEST(Metrics, CpuKernelEqualsTheAtenPath) {
     ASSERT_TRUE(lg.grad().defined());
     EXPECT_GT(lg.grad().abs().sum().item<double>(), 0.0);
   }
+  // The reference side (softmax and its sum p log p) from the kernel and from the ATen path; a -inf logit declines.
+  at::Tensor bad_ref = ref_logits.clone();
+  bad_ref[0][3][2] = -std::numeric_limits<float>::infinity();
+  at::Tensor rp, rne;
+  EXPECT_FALSE(kernels::readout_reference(bad_ref, rp, rne));
+  for (const at::Tensor& rl : {ref_logits, logits, bad_ref, logits[1]}) {
+    const MetricReference fast = metric_reference(rl);
+    kernels::set_fast_scan_enabled(false);
+    const MetricReference plain = metric_reference(rl);
+    kernels::set_fast_scan_enabled(true);
+    ASSERT_TRUE(fast.p.sizes().equals(plain.p.sizes()) && fast.neg_entropy.sizes().equals(plain.neg_entropy.sizes()));
+    EXPECT_TRUE(at::allclose(fast.p, plain.p, 1e-5, 1e-7, /*equal_nan=*/true)) << max_abs_diff(fast.p, plain.p);
+    EXPECT_TRUE(at::allclose(fast.neg_entropy, plain.neg_entropy, 1e-5, 1e-6, /*equal_nan=*/true))
+        << max_abs_diff(fast.neg_entropy, plain.neg_entropy);
+  }
+  EXPECT_TRUE(kernels::readout_reference(ref_logits, rp, rne));
   struct Case {
     std::string what;
     at::Tensor logits;
