@@ -436,14 +436,24 @@ std::vector<Hook> Ablator::hooks(const std::vector<HeadRef>& heads) const {
   return out;
 }
 
+namespace {
+
+// The hook holding block l's residual after its mixer (resid_pre + mixer_out, the very sum the block computes):
+// hook_resid_mid where the block has an MLP, else the block's output.
+std::string resid_mid_hook(const LanguageModel& model, int64_t l) {
+  return layer_prefix(l) + (model.backbone->layers[l]->mlp ? "hook_resid_mid" : "hook_resid_post");
+}
+
+}  // namespace
+
 std::vector<std::string> ablation_cache_names(const LanguageModel& model) {
   std::vector<std::string> names;
-  for (int64_t l = 0; l < model.n_layers(); ++l) {
-    names.push_back(layer_prefix(l) + "hook_resid_pre");
-    names.push_back(layer_prefix(l) + "hook_mixer_out");
+  const int64_t n = model.n_layers();
+  for (int64_t l = 0; l < n; ++l) {
+    names.push_back(resid_mid_hook(model, l));
     for (const auto& [mixer, H] : model.heads_of_layer(l)) names.push_back(head_hook_name({l, mixer, 0}));
   }
-  names.push_back(layer_prefix(model.n_layers() - 1) + "hook_resid_post");
+  if (model.backbone->layers[n - 1]->mlp) names.push_back(layer_prefix(n - 1) + "hook_resid_post");  // else already in
   return names;
 }
 
@@ -462,7 +472,7 @@ AfterFirst ablate_first_layer(LanguageModel& model, const ActivationCache& clean
   const int64_t n = model.n_layers();
   int64_t first = n;
   for (const auto& h : heads) first = std::min(first, h.layer);
-  at::Tensor resid = clean.at(layer_prefix(first) + "hook_resid_pre") + clean.at(layer_prefix(first) + "hook_mixer_out");
+  at::Tensor resid = clean.at(resid_mid_hook(model, first));
   std::vector<HeadRef> later;
   std::map<std::string, HeadProjection> projections;
   for (const auto& h : heads) {
@@ -598,7 +608,6 @@ HeadSweepResult head_group_sweep(LanguageModel& model, const at::Tensor& tokens,
     for (const auto& [key, idxs] : groups) {
       const int64_t l = key.first;
       const HeadProjection proj = head_projection(model, l, key.second);
-      const std::string pre = layer_prefix(l) + "hook_resid_pre", out = layer_prefix(l) + "hook_mixer_out";
       const auto& block = model.backbone->layers[l];
       // The last block is cached at the readout rows from its mixer on, and the rest of it is per position:
       // there the change is needed at the readout only ([R, ...] below).
@@ -606,11 +615,10 @@ HeadSweepResult head_group_sweep(LanguageModel& model, const at::Tensor& tokens,
       auto at_readout = [&](const at::Tensor& rows_form) { return rows_form.index({readout.example, slot}); };
       at::Tensor z = cache.at(head_hook_name({l, key.second, 0}));  // [B, L, H, D], or [R, H, D] when last
       at::Tensor resid_mid;                                          // [B, L, d], or [R, d] when last
+      resid_mid = cache.at(resid_mid_hook(model, l));
       if (last) {
         z = at_readout(z);
-        resid_mid = gather_readout(cache.at(pre), readout) + at_readout(cache.at(out));
-      } else {
-        resid_mid = cache.at(pre) + cache.at(out);
+        resid_mid = at_readout(resid_mid);
       }
       for (size_t s = 0; s < idxs.size(); s += K) {
         check_cancel(options);

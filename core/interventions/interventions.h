@@ -131,7 +131,8 @@ class Ablator {
   at::Tensor ref_lengths_;
 };
 
-/// Hook names a clean cache needs for `ablated_final_resid` (block inputs, mixer outputs, head outputs).
+/// Hook names a clean cache needs for `ablated_final_resid`: each block's residual after its mixer (hook_resid_mid,
+/// or hook_resid_post in a block without an MLP), the head outputs, and the last block's output.
 std::vector<std::string> ablation_cache_names(const LanguageModel& model);
 /// The final residual [B, L, d_model] of the cached run with `heads` ablated together, without recomputing the
 /// layers before the first ablated head (its mixer changes by a linear function of the head slices). Equal to
