@@ -51,6 +51,13 @@ VerifyReport verify_model(LanguageModel& model, const Task* task, int64_t exampl
   add("forward with the full cache (" + std::to_string(cache.size()) + " hooks) vs plain forward", cached, fast);
   if (task) {
     Readout r = Readout::all_labelled(batch);
+    {  // the last block run at the readout rows only (attention's fused rows kernel), as the sweeps run it
+      const std::string last = "blocks." + std::to_string(model.n_layers() - 1) + ".";
+      const at::Tensor rows = readout_rows(r, tokens.size(0)).first;
+      add("last block at the readout rows vs the full forward there",
+          model.forward_blocks_at(model.n_layers() - 1, cache.at(last + "hook_resid_pre"), rows),
+          gather_rows(cache.at(last + "hook_resid_post"), rows));
+    }
     Ablator zero(model, AblationKind::Zero);
     auto heads = all_heads(model);
     if (heads.size() > 16) {
