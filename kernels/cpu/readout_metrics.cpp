@@ -20,12 +20,11 @@ namespace mechscope::kernels {
 
 namespace {
 
-// One row. -ffast-math (this file's flags) assumes finite values, so finiteness is tested on the bits: an
-// exponent of all ones is an infinity or a NaN.
-MECHSCOPE_KERNEL_CLONES bool row_metrics(const float* x, int64_t V, int64_t t, const float* ref_p, float ref_ne,
-                                         float& prob, float& logit_diff, float& correct, float& kl) {
+// The row's maximum, or false when a value is not finite or V < 2. -ffast-math (this file's flags) assumes
+// finite values, so finiteness is tested on the bits: an exponent of all ones is an infinity or a NaN.
+MECHSCOPE_INLINE bool finite_max(const float* x, int64_t V, float& m) {
   uint32_t nonfinite = 0;
-  float m = -std::numeric_limits<float>::max();
+  m = -std::numeric_limits<float>::max();
 #pragma omp simd reduction(max : m) reduction(| : nonfinite)
   for (int64_t v = 0; v < V; ++v) {
     uint32_t bits;
@@ -33,7 +32,14 @@ MECHSCOPE_KERNEL_CLONES bool row_metrics(const float* x, int64_t V, int64_t t, c
     nonfinite |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
     m = x[v] > m ? x[v] : m;
   }
-  if (nonfinite || V < 2) return false;
+  return !nonfinite && V >= 2;
+}
+
+// One row.
+MECHSCOPE_KERNEL_CLONES bool row_metrics(const float* x, int64_t V, int64_t t, const float* ref_p, float ref_ne,
+                                         float& prob, float& logit_diff, float& correct, float& kl) {
+  float m;
+  if (!finite_max(x, V, m)) return false;
   int64_t argmax = 0;  // the first maximal index, as ATen's max and argmax: find its block of 16, then scan it
   for (int64_t b = 0; b < V; b += 16) {
     const int64_t e = std::min<int64_t>(V, b + 16);
@@ -73,16 +79,8 @@ MECHSCOPE_KERNEL_CLONES bool row_metrics(const float* x, int64_t V, int64_t t, c
 
 // One row of the reference: p = softmax(x), ne = sum p (x - lse).
 MECHSCOPE_KERNEL_CLONES bool row_reference(const float* x, int64_t V, float* p, float& ne) {
-  uint32_t nonfinite = 0;
-  float m = -std::numeric_limits<float>::max();
-#pragma omp simd reduction(max : m) reduction(| : nonfinite)
-  for (int64_t v = 0; v < V; ++v) {
-    uint32_t bits;
-    std::memcpy(&bits, x + v, sizeof bits);
-    nonfinite |= static_cast<uint32_t>((bits & 0x7f800000u) == 0x7f800000u);
-    m = x[v] > m ? x[v] : m;
-  }
-  if (nonfinite || V < 2) return false;
+  float m;
+  if (!finite_max(x, V, m)) return false;
   float s = 0.f;
 #pragma omp simd reduction(+ : s)
   for (int64_t v = 0; v < V; ++v) {

@@ -23,10 +23,9 @@ namespace mechscope::kernels {
 namespace {
 
 // Eight floats; GCC lowers the arithmetic to one AVX2 register (x86-64-v3 clone) or two SSE ones (baseline).
-// The helpers are always inlined into the clones, so they take each clone's instructions (and no vector crosses
-// a call, which -Wpsabi warns of for the baseline).
+// The helpers are always inlined into the clones (MECHSCOPE_INLINE), so no vector crosses a call, which
+// -Wpsabi warns of for the baseline.
 #pragma GCC diagnostic ignored "-Wpsabi"
-#define MECHSCOPE_INLINE inline __attribute__((always_inline))
 typedef float v8 __attribute__((vector_size(32)));
 MECHSCOPE_INLINE v8 load8(const float* p) {
   v8 r;

@@ -12,3 +12,6 @@
 #else
 #define MECHSCOPE_KERNEL_CLONES
 #endif
+
+// Small helpers called from the clones: always inlined, so each clone gets them in its own instructions.
+#define MECHSCOPE_INLINE inline __attribute__((always_inline))
