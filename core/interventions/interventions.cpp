@@ -614,8 +614,7 @@ HeadSweepResult head_group_sweep(LanguageModel& model, const at::Tensor& tokens,
       const bool last = l == model.n_layers() - 1;
       auto at_readout = [&](const at::Tensor& rows_form) { return rows_form.index({readout.example, slot}); };
       at::Tensor z = cache.at(head_hook_name({l, key.second, 0}));  // [B, L, H, D], or [R, H, D] when last
-      at::Tensor resid_mid;                                          // [B, L, d], or [R, d] when last
-      resid_mid = cache.at(resid_mid_hook(model, l));
+      at::Tensor resid_mid = cache.at(resid_mid_hook(model, l));    // [B, L, d], or [R, d] when last
       if (last) {
         z = at_readout(z);
         resid_mid = at_readout(resid_mid);

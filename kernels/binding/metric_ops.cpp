@@ -8,14 +8,21 @@
 
 namespace mechscope::kernels {
 
+namespace {
+
+// Logits the CPU kernels take: fast paths on, float32 on the CPU, at least min_dim dimensions, two tokens or more.
+bool kernel_takes(const at::Tensor& logits, int64_t min_dim) {
+  return fast_scan_enabled() && logits.defined() && logits.device().is_cpu() && logits.scalar_type() == at::kFloat &&
+         logits.dim() >= min_dim && logits.size(-1) >= 2;
+}
+
+}  // namespace
+
 bool readout_metrics(const at::Tensor& logits_in, const at::Tensor& target_in, const at::Tensor& ref_p_in,
                      const at::Tensor& ref_ne_in, at::Tensor& prob, at::Tensor& logit_diff, at::Tensor& correct,
                      at::Tensor& kl) {
   // No autograd through the kernel: a caller differentiating a metric gets the ATen path.
-  if (wants_grad({logits_in, ref_p_in, ref_ne_in})) return false;
-  if (!fast_scan_enabled() || !logits_in.defined() || !logits_in.device().is_cpu() ||
-      logits_in.scalar_type() != at::kFloat || logits_in.dim() < 2 || logits_in.size(-1) < 2)
-    return false;
+  if (wants_grad({logits_in, ref_p_in, ref_ne_in}) || !kernel_takes(logits_in, 2)) return false;
   const int64_t V = logits_in.size(-1), R = logits_in.size(-2), rows = logits_in.numel() / V;
   if (!target_in.defined() || target_in.dim() != 1 || target_in.size(0) != R || !target_in.device().is_cpu() ||
       R == 0)
@@ -66,10 +73,7 @@ bool readout_metrics(const at::Tensor& logits_in, const at::Tensor& target_in, c
 }
 
 bool readout_reference(const at::Tensor& logits_in, at::Tensor& p, at::Tensor& neg_entropy) {
-  if (wants_grad({logits_in})) return false;
-  if (!fast_scan_enabled() || !logits_in.defined() || !logits_in.device().is_cpu() ||
-      logits_in.scalar_type() != at::kFloat || logits_in.dim() < 1 || logits_in.size(-1) < 2)
-    return false;
+  if (wants_grad({logits_in}) || !kernel_takes(logits_in, 1)) return false;
   const at::Tensor logits = logits_in.contiguous();
   const int64_t V = logits.size(-1), rows = logits.numel() / V;
   auto ne_shape = logits.sizes().vec();
