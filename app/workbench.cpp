@@ -412,7 +412,7 @@ Grid Workbench::attention(int layer, const std::string& mixer, int head, bool no
     if (m == mixer) H = n;
   if (H < 0) throw std::invalid_argument("layer " + std::to_string(layer) + " has no " + mixer + " mixer");
   // Mamba1: a channel, or the channel average (head < 0); others: a head, or the head average.
-  const bool mamba1 = mixer == "ssm" && model.backbone->layers[layer]->mamba1_mixer();
+  const bool mamba1 = model.head_group(layer, mixer).channels;
   AttentionMap map = attention_map(model, d->example_tokens(d->example), layer, mixer, mamba1 ? H : 1);
   at::Tensor p = head < 0 ? map.pattern[0].mean(0) : map.pattern[0][std::min<int64_t>(head, H - 1)];
   if (normalise) p = normalise_map(p);
@@ -533,7 +533,7 @@ Outcome Workbench::patch_cell(int row, int pos) {
   int64_t head = -1;
   if (r.site == "heads") {
     HeadRef h = parse_head(r.rows[row], model);
-    hook = head_hook_name(h);
+    hook = head_hook_name(model, h);
     head = h.head;
   } else {
     hook = site_hook_name(model, r.site, row);
@@ -581,7 +581,7 @@ Embedding Workbench::embeddings(int pc_x, int pc_y, int snapshot, int index) {
       } else {
         for (int64_t i = 5; i < std::min<int64_t>(69, l.ck.config.vocab_size); ++i) ids.push_back(i);
       }
-      rows = model.backbone->embedding->weight.detach().index_select(0, at::tensor(ids, at::kLong));
+      rows = model.embedding_matrix().detach().index_select(0, at::tensor(ids, at::kLong));
     }
   }
   const int comps = std::max(pc_x, pc_y) + 1;

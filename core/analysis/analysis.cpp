@@ -15,12 +15,7 @@ namespace mechscope {
 
 namespace {
 
-std::string layer_prefix(int64_t l) { return "blocks." + std::to_string(l) + "."; }
 const double kNaN = std::numeric_limits<double>::quiet_NaN();
-
-std::string pattern_hook(int64_t layer, const std::string& mixer) {
-  return layer_prefix(layer) + (mixer == "attn" ? "attn.hook_pattern" : "ssm.hook_pattern");
-}
 
 void check_mixer(const LanguageModel& model, int64_t layer, const std::string& mixer) {
   if (layer < 0 || layer >= model.n_layers())
@@ -49,9 +44,10 @@ AttentionMap attention_map(LanguageModel& model, const at::Tensor& tokens, int64
                            int64_t groups) {
   at::NoGradGuard no_grad;
   check_mixer(model, layer, mixer);
-  const std::string hook = pattern_hook(layer, mixer);
+  const HeadGroup group = model.head_group(layer, mixer);
+  const std::string hook = group.pattern_hook;
   at::Tensor pattern = model.run_with_cache(tokens, HookSelection::of({hook})).second.at(hook);
-  if (mixer == "ssm" && model.backbone->layers[layer]->mamba1_mixer()) {
+  if (group.channels) {
     const int64_t D = pattern.size(1);
     if (groups < 1 || D % groups != 0)
       throw std::invalid_argument("attention map: " + std::to_string(D) + " Mamba1 channels do not split into " +
@@ -119,7 +115,7 @@ HeadScores head_scores(LanguageModel& model, const Batch& batch, int64_t first_i
   s.heads = all_heads(model);
   std::vector<std::string> hooks;
   for (int64_t l = 0; l < model.n_layers(); ++l)
-    for (const auto& [mixer, H] : model.heads_of_layer(l)) hooks.push_back(pattern_hook(l, mixer));
+    for (const auto& g : model.head_groups(l)) hooks.push_back(g.pattern_hook);
 
   // Segments from roles: a key starts one; the values after it join it.
   const int64_t B = batch.size(), L = batch.tokens.size(1);
@@ -176,12 +172,13 @@ HeadScores head_scores(LanguageModel& model, const Batch& batch, int64_t first_i
 
   std::vector<at::Tensor> gather, aggregate, induction, prev;
   for (int64_t l = 0; l < model.n_layers(); ++l)
-    for (const auto& [mixer, H] : model.heads_of_layer(l)) {
-      at::Tensor mass = attention_mass(cache.at(pattern_hook(l, mixer)).to(at::kFloat));  // [B, H, L, L]
+    for (const auto& g : model.head_groups(l)) {
+      const int64_t H = g.heads;
+      at::Tensor mass = attention_mass(cache.at(g.pattern_hook).to(at::kFloat));  // [B, H, L, L]
       gather.push_back(any_key && n_segments ? mass_over(mass, ge, gq, gk) / n_segments
                                              : at::full({H}, kNaN, mass.options()));
       aggregate.push_back(n_answers ? mass_over(mass, ae, aq, ak) / n_answers : at::full({H}, kNaN, mass.options()));
-      at::Tensor rm = attention_mass(rcache.at(pattern_hook(l, mixer)).to(at::kFloat));  // [8, H, 2T, 2T]
+      at::Tensor rm = attention_mass(rcache.at(g.pattern_hook).to(at::kFloat));  // [8, H, 2T, 2T]
       const int64_t Tn = repeat_len;
       at::Tensor t = at::arange(Tn, 2 * Tn, at::kLong);
       induction.push_back(rm.index({at::indexing::Slice(), at::indexing::Slice(), t, t - Tn + 1}).mean(std::vector<int64_t>{0, 2}));
@@ -246,11 +243,11 @@ at::Tensor probe_rows(const LanguageModel& model, const Task* task, std::vector<
     auto probe = task->embedding_probe_ids();
     if (!probe.empty()) {
       if (ids) *ids = probe;
-      return model.backbone->embedding->weight.detach().index_select(0, at::tensor(probe, at::kLong));
+      return model.embedding_matrix().detach().index_select(0, at::tensor(probe, at::kLong));
     }
   }
-  if (model.backbone->pos_embedding) {
-    at::Tensor w = model.backbone->pos_embedding->weight.detach();
+  if (model.position_table().defined()) {
+    at::Tensor w = model.position_table().detach();
     if (ids) {
       ids->clear();
       for (int64_t i = 0; i < w.size(0); ++i) ids->push_back(i);

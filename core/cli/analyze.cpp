@@ -469,7 +469,7 @@ int run_analyze(const AnalyzeOptions& o) {
         at::Tensor idx = at::tensor(ids, at::kLong);
         if (idx.min().item<int64_t>() < 0 || idx.max().item<int64_t>() >= l.ck.config.padded_vocab_size())
           throw std::invalid_argument("--ids: ids must be in [0, " + std::to_string(l.ck.config.padded_vocab_size()) + ")");
-        rows = model.backbone->embedding->weight.detach().index_select(0, idx);
+        rows = model.embedding_matrix().detach().index_select(0, idx);
       } else {
         rows = probe_rows(model, l.task.get(), &ids);
         if (!rows.defined())

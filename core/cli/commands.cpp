@@ -106,46 +106,11 @@ json read_json_file(const std::string& path) {
   }
 }
 
-std::string describe_layer(const ModelConfig& c, int64_t i) {
-  auto attn = [&] {
-    std::ostringstream o;
-    o << c.attn.num_heads << " attention heads (head_dim " << c.attn_head_dim(c.d_model);
-    if (c.attn_heads_kv() != c.attn.num_heads) o << ", " << c.attn_heads_kv() << " kv heads";
-    if (c.attn.rotary_emb_dim > 0) o << ", rotary " << c.attn.rotary_emb_dim;
-    o << ")";
-    return o.str();
-  };
-  auto ssm = [&] {
-    std::ostringstream o;
-    if (c.ssm_layer == "Mamba1")
-      o << c.mamba1_d_inner() << " channels as heads (d_state " << c.mamba1.d_state << ", d_conv " << c.mamba1.d_conv
-        << ", dt_rank " << c.mamba1.dt_rank << ")";
-    else
-      o << c.mamba2_nheads() << " SSM heads (headdim " << c.mamba2.headdim << ", d_state " << c.mamba2.d_state
-        << ", groups " << c.mamba2.ngroups << ", chunk " << c.mamba2.chunk_size << ")";
-    return o.str();
-  };
-  switch (c.mixer_kind(i)) {
-    case MixerKind::Attention: return "attention  " + attn();
-    case MixerKind::Mamba1: return "mamba1     " + ssm();
-    case MixerKind::Mamba2: return "mamba2     " + ssm();
-    case MixerKind::Parallel: return "parallel   " + ssm() + " + tanh(beta) * " + attn();
-  }
-  return "";
-}
-
-std::string architecture_name(const ModelConfig& c) {
-  bool attn = false, ssm = false, par = false;
-  for (int64_t i = 0; i < c.n_layer; ++i) {
-    auto k = c.mixer_kind(i);
-    attn |= k == MixerKind::Attention;
-    ssm |= k == MixerKind::Mamba1 || k == MixerKind::Mamba2;
-    par |= k == MixerKind::Parallel;
-  }
-  if (par) return "parallel hybrid (" + c.ssm_layer + " + attention)";
-  if (attn && ssm) return "hybrid (" + c.ssm_layer + " + attention)";
-  if (attn) return "transformer";
-  return c.ssm_layer == "Mamba2" ? "mamba2" : "mamba1";
+// "mamba2     8 SSM heads (headdim 32, ...)": the mixer's kind, padded, and its own description.
+std::string describe_layer(const LanguageModel& model, int64_t i) {
+  std::string kind = mixer_kind_name(model.block(i).kind);
+  kind.resize(std::max<size_t>(kind.size() + 2, 11), ' ');
+  return kind + model.block(i).mixer().describe();
 }
 
 std::string shape_str(at::IntArrayRef s) {
@@ -188,7 +153,7 @@ int run_init(const InitOptions& o) {
   refuse_overwrite(o.out, o.force);
   LanguageModel model(cfg, o.seed);
   save_checkpoint(o.out, model, {});
-  std::cout << "wrote " << o.out << ": " << architecture_name(cfg) << ", " << cfg.n_layer << " layers, d_model "
+  std::cout << "wrote " << o.out << ": " << cfg.architecture_name() << ", " << cfg.n_layer << " layers, d_model "
             << cfg.d_model << ", vocab " << cfg.vocab_size << ", " << with_commas(model.parameter_count())
             << " parameters, seed " << o.seed << "\n";
   return 0;
@@ -211,7 +176,7 @@ int run_info(const InfoOptions& o) {
     json j;
     j["path"] = ck.path;
     j["created_by"] = ck.created_by;
-    j["architecture"] = architecture_name(c);
+    j["architecture"] = c.architecture_name();
     j["model_config"] = c.to_json();
     j["task_config"] = ck.task_config;
     j["parameters"] = model.parameter_count();
@@ -235,14 +200,14 @@ int run_info(const InfoOptions& o) {
     return 0;
   }
   std::cout << "checkpoint   " << ck.path << (ck.created_by.empty() ? "" : "  (" + ck.created_by + ")") << "\n";
-  std::cout << "model        " << architecture_name(c) << ": " << c.n_layer << " layers, d_model " << c.d_model
+  std::cout << "model        " << c.architecture_name() << ": " << c.n_layer << " layers, d_model " << c.d_model
             << ", vocab " << c.vocab_size << " (" << c.padded_vocab_size() << " rows), "
             << with_commas(model.parameter_count()) << " parameters\n";
   std::cout << "blocks       " << (c.rms_norm ? "RMSNorm" : "LayerNorm") << " eps " << c.norm_epsilon << ", "
             << (c.has_mlp() ? "GatedMLP hidden " + std::to_string(c.mlp_hidden()) : std::string("no MLP")) << ", "
             << (c.tie_embeddings ? "tied" : "untied") << " embeddings, position embedding: " << c.pos_emb
             << (c.pos_emb == "learned" ? " (" + std::to_string(c.max_seq_len) + " positions)" : "") << "\n";
-  for (int64_t i = 0; i < c.n_layer; ++i) std::cout << "layer " << i << (i < 10 ? "      " : "     ") << describe_layer(c, i) << "\n";
+  for (int64_t i = 0; i < c.n_layer; ++i) std::cout << "layer " << i << (i < 10 ? "      " : "     ") << describe_layer(model, i) << "\n";
   std::cout << "task         " << (ck.task_config.is_null() ? "none (bare model)" : ck.task_config.dump()) << "\n";
   if (!ck.training.empty()) {
     std::vector<std::string> names;
@@ -309,7 +274,7 @@ int run_convert(const ConvertOptions& o) {
   }
   save_checkpoint(o.out, *ck.model, extras);
   std::cout << "imported " << o.source << " as " << info.source_format << " (" << join(info.weight_files, ", ") << ")\n";
-  std::cout << "model    " << architecture_name(ck.config) << ": " << ck.config.n_layer << " layers, d_model "
+  std::cout << "model    " << ck.config.architecture_name() << ": " << ck.config.n_layer << " layers, d_model "
             << ck.config.d_model << ", vocab " << ck.config.vocab_size << ", " << with_commas(ck.model->parameter_count())
             << " parameters\n";
   std::map<std::string, int> dtypes;
@@ -472,7 +437,7 @@ int run_bench(const BenchOptions& o) {
   std::sort(tc.begin(), tc.end());
   const double plain = tp[tp.size() / 2], cached = tc[tc.size() / 2];
   RuntimeInfo ri = runtime_info();
-  std::cout << "model: " << label << " (" << architecture_name(c) << ", " << c.n_layer << " layers, d_model " << c.d_model
+  std::cout << "model: " << label << " (" << c.architecture_name() << ", " << c.n_layer << " layers, d_model " << c.d_model
             << "), batch " << o.batch << " x " << seq << " tokens, " << ri.threads << " threads, BLAS " << ri.blas << "\n";
   const double tokens_total = static_cast<double>(o.batch * seq);
   std::cout << "plain forward:        " << fmt("%8.2f", plain) << " ms  (" << fmt("%.0f", tokens_total / plain * 1e3)
@@ -685,7 +650,7 @@ int run_train(const TrainOptions& o) {
   std::signal(SIGINT, on_sigint);
   std::signal(SIGTERM, on_sigint);
   const bool tty = isatty(STDERR_FILENO);
-  std::cerr << "training " << architecture_name(model->config()) << " (" << with_commas(model->parameter_count())
+  std::cerr << "training " << model->config().architecture_name() << " (" << with_commas(model->parameter_count())
             << " parameters) on " << task->config().dump() << "\n"
             << "settings " << tc.to_json().dump() << "\ncheckpoint " << out << " (Ctrl-C saves and stops)\n";
   TrainResult r = trainer->run(

@@ -31,59 +31,16 @@ void report(const SweepOptions& o, double f, const std::string& what) {
   if (o.progress) o.progress(f, what);
 }
 
-std::string layer_prefix(int64_t l) { return "blocks." + std::to_string(l) + "."; }
-
 bool has_hook(const LanguageModel& m, const std::string& name) {
   const auto& names = m.hook_names();
   return std::find(names.begin(), names.end(), name) != names.end();
-}
-
-// How a mixer's per-head outputs reach the residual: mixer_out += scale * head_slice @ W[:, offset + h*D : ...]^T.
-struct HeadProjection {
-  at::Tensor weight;  // out_proj.weight [d_model, in]
-  int64_t offset = 0, D = 1, H = 0;
-  at::Tensor scale;   // scalar tensor (tanh(beta) for the attention of a parallel mixer), or undefined
-  at::Tensor columns(int64_t h) const { return weight.narrow(1, offset + h * D, D); }  // [d_model, D]
-};
-
-HeadProjection head_projection(const LanguageModel& model, int64_t layer, const std::string& mixer) {
-  const auto& block = model.backbone->layers.at(layer);
-  HeadProjection p;
-  auto attn = block->attention_mixer();
-  auto m1 = block->mamba1_mixer();
-  auto m2 = block->mamba2_mixer();
-  if (mixer == "attn" && attn) {
-    p.weight = attn->out_proj->weight;
-    p.D = attn->D;
-    p.H = attn->H;
-    if (block->parallel) p.scale = at::tanh(block->parallel->beta.detach());
-  } else if (mixer == "ssm" && m1) {
-    p.weight = m1->out_proj->weight;
-    p.D = 1;
-    p.H = m1->d_inner;
-  } else if (mixer == "ssm" && m2) {
-    p.weight = m2->out_proj->weight;
-    p.offset = m2->d_mlp;
-    p.D = m2->P;
-    p.H = m2->H;
-  } else {
-    throw std::invalid_argument("layer " + std::to_string(layer) + " has no '" + mixer + "' mixer");
-  }
-  p.weight = p.weight.detach();
-  return p;
-}
-
-// Head contribution to the residual: [..., D] -> [..., d_model].
-at::Tensor project_head(const HeadProjection& p, int64_t h, const at::Tensor& slice) {
-  at::Tensor out = at::matmul(slice.to(p.weight.scalar_type()), p.columns(h).t());
-  return p.scale.defined() ? out * p.scale : out;
 }
 
 // The residuals [k, ...] after one mixer with each of k units of its heads ablated: resid_mid [..., d] plus
 // each unit's linear change. z [..., H, D] is the mixer's head output; change(h, z_h) the slice's ablation change
 // (zero_kind: it is -z_h). Single heads go as one batched product, resid_mid + C_j W_j^T for all j at once (no
 // per-head product, stack and sum); units of several heads add their heads' terms one by one.
-at::Tensor ablated_residuals(const HeadProjection& p, const at::Tensor& resid_mid, const at::Tensor& z,
+at::Tensor ablated_residuals(const HeadGroup& p, const at::Tensor& resid_mid, const at::Tensor& z,
                              const std::vector<const std::vector<HeadRef>*>& units, bool zero_kind,
                              const std::function<at::Tensor(const HeadRef&, const at::Tensor&)>& change) {
   const int64_t k = static_cast<int64_t>(units.size()), d = resid_mid.size(-1);
@@ -94,7 +51,7 @@ at::Tensor ablated_residuals(const HeadProjection& p, const at::Tensor& resid_mi
     for (const auto* u : units) {
       at::Tensor delta;  // a group's heads add up: each changes the residual by its own linear term
       for (const HeadRef& h : *u) {
-        at::Tensor term = project_head(p, h.head, change(h, z.select(-2, h.head)));
+        at::Tensor term = p.project(h.head, change(h, z.select(-2, h.head)));
         delta = delta.defined() ? delta + term : term;
       }
       deltas.push_back(delta);
@@ -122,11 +79,15 @@ at::Tensor ablated_residuals(const HeadProjection& p, const at::Tensor& resid_mi
     alpha = -1.0;
   } else {
     std::vector<at::Tensor> cs;
-    for (const auto* u : units) cs.push_back(change(u->front(), z.select(-2, u->front().head)).reshape({N, p.D}));
+    for (const auto* u : units) cs.push_back(change(u->front(), z.select(-2, u->front().head)).reshape({N, p.head_dim}));
     C = at::stack(cs).to(dtype);
   }
   if (p.scale.defined()) alpha *= p.scale.item<double>();
-  at::Tensor W = p.weight.narrow(1, p.offset, p.H * p.D).view({d, p.H, p.D}).index_select(1, idx).permute({1, 2, 0}).to(dtype);
+  at::Tensor W = p.weight.narrow(1, p.offset, p.heads * p.head_dim)
+                     .view({d, p.heads, p.head_dim})
+                     .index_select(1, idx)
+                     .permute({1, 2, 0})
+                     .to(dtype);
   at::Tensor out = at::baddbmm(resid_mid.reshape({1, N, d}).expand({k, N, d}), C, W, 1.0, alpha);  // [k, N, d]
   return out.view(shape);
 }
@@ -151,14 +112,7 @@ int64_t bytes_per_example(const LanguageModel& model, int64_t L, bool states) {
   const ModelConfig& c = model.config();
   int64_t per_pos = 24 * c.d_model + 4 * c.padded_vocab_size() / std::max<int64_t>(L, 1);
   int64_t worst = 0;
-  for (int64_t l = 0; l < model.n_layers(); ++l) {
-    int64_t need = 0;
-    for (const auto& [mixer, H] : model.heads_of_layer(l)) {
-      if (mixer == "attn") need += 4 * H * L + 3 * H * c.attn.head_dim;
-      else need += 12 * c.ssm_heads() * 4 + (states ? 3 * c.d_model * 2 * 64 : 0);
-    }
-    worst = std::max(worst, need);
-  }
+  for (int64_t l = 0; l < model.n_layers(); ++l) worst = std::max(worst, model.block(l).mixer().sweep_floats_per_token(L, states));
   return 4 * L * (per_pos + worst + 4 * c.d_intermediate);
 }
 
@@ -344,19 +298,17 @@ std::vector<std::vector<HeadRef>> channel_groups(const LanguageModel& model, int
   if (size < 1) throw std::invalid_argument("channel groups: the size must be at least 1, got " + std::to_string(size));
   std::vector<std::vector<HeadRef>> out;
   for (int64_t l = 0; l < model.n_layers(); ++l)
-    for (const auto& [mixer, H] : model.heads_of_layer(l)) {
-      const int64_t g = (mixer == "ssm" && model.backbone->layers[l]->mamba1_mixer()) ? size : 1;
+    for (const auto& group : model.head_groups(l)) {
+      const int64_t g = group.channels ? size : 1, H = group.heads;
       for (int64_t h0 = 0; h0 < H; h0 += g) {
         out.emplace_back();
-        for (int64_t h = h0; h < std::min(H, h0 + g); ++h) out.back().push_back({l, mixer, h});
+        for (int64_t h = h0; h < std::min(H, h0 + g); ++h) out.back().push_back({l, group.scope, h});
       }
     }
   return out;
 }
 
-std::string head_hook_name(const HeadRef& h) {
-  return layer_prefix(h.layer) + (h.mixer == "attn" ? "attn.hook_z" : "ssm.hook_head_out");
-}
+std::string head_hook_name(const LanguageModel& model, const HeadRef& h) { return model.head_group(h.layer, h.mixer).hook; }
 
 AblationKind parse_ablation(const std::string& t) {
   if (t == "zero") return AblationKind::Zero;
@@ -375,7 +327,7 @@ Ablator::Ablator(LanguageModel& model, AblationKind kind, const Batch& reference
   at::NoGradGuard no_grad;
   std::vector<std::string> names;
   for (int64_t l = 0; l < model.n_layers(); ++l)
-    for (const auto& [mixer, H] : model.heads_of_layer(l)) names.push_back(head_hook_name({l, mixer, 0}));
+    for (const auto& g : model.head_groups(l)) names.push_back(g.hook);
   reference_ = model.run_with_cache(reference.tokens, HookSelection::of(names)).second;
   ref_lengths_ = reference.lengths.defined() ? reference.lengths
                                              : at::full({reference.size()}, reference.tokens.size(1), at::kLong);
@@ -393,7 +345,7 @@ at::Tensor Ablator::replacement(const HeadRef& h, const at::Tensor& current) con
 }
 
 at::Tensor Ablator::replacement(const HeadRef& h, int64_t B, int64_t L, at::ScalarType dtype) const {
-  const std::string name = head_hook_name(h);
+  const std::string name = head_hook_name(model_, h);
   at::Tensor src;
   if (kind_ == AblationKind::Mean) {
     src = mean_.at(name).select(1, h.head).unsqueeze(0);  // [1, Lref, D]
@@ -424,7 +376,7 @@ at::Tensor Ablator::change_at(const HeadRef& h, const at::Tensor& current_at, co
 
 std::vector<Hook> Ablator::hooks(const std::vector<HeadRef>& heads) const {
   std::map<std::string, std::vector<HeadRef>> by_hook;
-  for (const auto& h : heads) by_hook[head_hook_name(h)].push_back(h);
+  for (const auto& h : heads) by_hook[head_hook_name(model_, h)].push_back(h);
   std::vector<Hook> out;
   for (auto& [name, hs] : by_hook) {
     out.push_back({name, [this, hs](const at::Tensor& v, const std::string&) {
@@ -436,24 +388,14 @@ std::vector<Hook> Ablator::hooks(const std::vector<HeadRef>& heads) const {
   return out;
 }
 
-namespace {
-
-// The hook holding block l's residual after its mixer (resid_pre + mixer_out, the very sum the block computes):
-// hook_resid_mid where the block has an MLP, else the block's output.
-std::string resid_mid_hook(const LanguageModel& model, int64_t l) {
-  return layer_prefix(l) + (model.backbone->layers[l]->mlp ? "hook_resid_mid" : "hook_resid_post");
-}
-
-}  // namespace
-
 std::vector<std::string> ablation_cache_names(const LanguageModel& model) {
   std::vector<std::string> names;
   const int64_t n = model.n_layers();
   for (int64_t l = 0; l < n; ++l) {
-    names.push_back(resid_mid_hook(model, l));
-    for (const auto& [mixer, H] : model.heads_of_layer(l)) names.push_back(head_hook_name({l, mixer, 0}));
+    names.push_back(model.block(l).resid_mid_hook());
+    for (const auto& g : model.head_groups(l)) names.push_back(g.hook);
   }
-  if (model.backbone->layers[n - 1]->mlp) names.push_back(layer_prefix(n - 1) + "hook_resid_post");  // else already in
+  if (model.block(n - 1).has_mlp()) names.push_back(model.block(n - 1).resid_post_hook());  // else already in
   return names;
 }
 
@@ -472,18 +414,19 @@ AfterFirst ablate_first_layer(LanguageModel& model, const ActivationCache& clean
   const int64_t n = model.n_layers();
   int64_t first = n;
   for (const auto& h : heads) first = std::min(first, h.layer);
-  at::Tensor resid = clean.at(resid_mid_hook(model, first));
+  at::Tensor resid = clean.at(model.block(first).resid_mid_hook());
   std::vector<HeadRef> later;
-  std::map<std::string, HeadProjection> projections;
+  std::map<std::string, HeadGroup> projections;
   for (const auto& h : heads) {
     if (h.layer != first) {
       later.push_back(h);
       continue;
     }
-    if (!projections.count(h.mixer)) projections[h.mixer] = head_projection(model, h.layer, h.mixer);
-    resid = resid + project_head(projections[h.mixer], h.head, ablator.change(h, clean.at(head_hook_name(h)).select(2, h.head)));
+    if (!projections.count(h.mixer)) projections[h.mixer] = model.head_group(h.layer, h.mixer);
+    const HeadGroup& g = projections[h.mixer];
+    resid = resid + g.project(h.head, ablator.change(h, clean.at(g.hook).select(2, h.head)));
   }
-  resid = model.backbone->layers[first]->forward_after_mixer(resid, nullptr);
+  resid = model.block(first).forward_after_mixer(resid, nullptr);
   return {first, resid, later};
 }
 
@@ -607,14 +550,14 @@ HeadSweepResult head_group_sweep(LanguageModel& model, const at::Tensor& tokens,
     for (int64_t i = 0; i < n; ++i) groups[{res.heads[i].layer, res.heads[i].mixer}].push_back(i);
     for (const auto& [key, idxs] : groups) {
       const int64_t l = key.first;
-      const HeadProjection proj = head_projection(model, l, key.second);
-      const auto& block = model.backbone->layers[l];
+      const HeadGroup proj = model.head_group(l, key.second);
+      BlockImpl* block = &model.block(l);
       // The last block is cached at the readout rows from its mixer on, and the rest of it is per position:
       // there the change is needed at the readout only ([R, ...] below).
       const bool last = l == model.n_layers() - 1;
       auto at_readout = [&](const at::Tensor& rows_form) { return rows_form.index({readout.example, slot}); };
-      at::Tensor z = cache.at(head_hook_name({l, key.second, 0}));  // [B, L, H, D], or [R, H, D] when last
-      at::Tensor resid_mid = cache.at(resid_mid_hook(model, l));    // [B, L, d], or [R, d] when last
+      at::Tensor z = cache.at(proj.hook);  // [B, L, H, D], or [R, H, D] when last
+      at::Tensor resid_mid = cache.at(model.block(l).resid_mid_hook());    // [B, L, d], or [R, d] when last
       if (last) {
         z = at_readout(z);
         resid_mid = at_readout(resid_mid);
@@ -667,12 +610,15 @@ std::vector<Hook> knockout_hooks(const LanguageModel& model, const std::vector<K
                                  const Readout& readout) {
   std::vector<Hook> out;
   for (const auto& ko : knockouts) {
-    const std::string name = layer_prefix(ko.layer) + "attn.hook_attn_scores";
-    if (!has_hook(model, name))
-      throw std::invalid_argument("knockout: layer " + std::to_string(ko.layer) + " has no attention");
+    std::string name;
     int64_t H = 0;
-    for (const auto& [mixer, n] : model.heads_of_layer(ko.layer))
-      if (mixer == "attn") H = n;
+    if (ko.layer >= 0 && ko.layer < model.n_layers())
+      for (const auto& g : model.head_groups(ko.layer))
+        if (!g.scores_hook.empty()) {
+          name = g.scores_hook;
+          H = g.heads;
+        }
+    if (name.empty()) throw std::invalid_argument("knockout: layer " + std::to_string(ko.layer) + " has no attention");
     for (int64_t h : ko.heads)
       if (h < 0 || h >= H)
         throw std::invalid_argument("knockout: layer " + std::to_string(ko.layer) + " has heads 0.." +
@@ -719,21 +665,11 @@ std::string site_hook_name(const LanguageModel& model, const std::string& site, 
   if (std::find(patch_sites().begin(), patch_sites().end(), site) == patch_sites().end())
     throw std::invalid_argument("site '" + site + "': expected one of " + join(patch_sites(), ", ") +
                                 closest_matches_hint(site, patch_sites()));
-  std::string name;
-  const std::string p = layer_prefix(layer);
-  if (site == "heads") {
-    std::string m = mixer;
-    if (m.empty()) {
-      auto mixers = model.heads_of_layer(layer);
-      m = mixers.empty() ? "" : mixers[0].first;
-    }
-    name = head_hook_name({layer, m, 0});
-  } else if (site == "conv_out" || site == "state") {
-    name = p + "ssm.hook_" + site;
-  } else {
-    name = p + "hook_" + site;
-  }
-  return has_hook(model, name) ? name : "";
+  if (layer < 0 || layer >= model.n_layers()) return "";
+  if (site != "heads") return model.block(layer).site_hook(site);
+  for (const auto& g : model.head_groups(layer))
+    if (mixer.empty() || g.scope == mixer) return g.hook;
+  return "";
 }
 
 namespace {
@@ -757,8 +693,8 @@ PatchPlan plan_rows(const LanguageModel& model, const std::string& site) {
   PatchPlan plan;
   for (int64_t l = 0; l < model.n_layers(); ++l) {
     if (site == "heads") {
-      for (const auto& [mixer, H] : model.heads_of_layer(l))
-        for (int64_t h = 0; h < H; ++h) plan.rows.push_back({HeadRef{l, mixer, h}.label(), head_hook_name({l, mixer, 0}), l, h});
+      for (const auto& g : model.head_groups(l))
+        for (int64_t h = 0; h < g.heads; ++h) plan.rows.push_back({HeadRef{l, g.scope, h}.label(), g.hook, l, h});
     } else {
       plan.rows.push_back({"L" + std::to_string(l), site_hook_name(model, site, l), l, -1});
     }
@@ -912,14 +848,10 @@ at::Tensor patched_from(LanguageModel& model, const PairRun& pr, int64_t l, cons
   for (int64_t j = l; j < n; ++j) {
     LayerPrefix& p = prefixes[j - l];
     p.start = start;
-    auto take = [&](const std::string& name) {
-      auto it = pr.corrupt_cache.find(layer_prefix(j) + name);
-      return it == pr.corrupt_cache.end() ? at::Tensor() : it->second;
-    };
-    p.k = take("attn.hook_k");
-    p.v = take("attn.hook_v");
-    p.mixer_in = take("hook_mixer_in");
-    p.state = take("ssm.hook_state");
+    for (const auto& name : model.block(j).prefix_hooks()) {
+      auto it = pr.corrupt_cache.find(name);
+      if (it != pr.corrupt_cache.end()) p.tensors[name] = it->second;
+    }
   }
   for (auto& c : cells) c.pos -= start;
   const at::Tensor clean_tail = clean_act.narrow(1, start, Ls);
@@ -936,7 +868,7 @@ at::Tensor patched_from(LanguageModel& model, const PairRun& pr, int64_t l, cons
       return patch_stacked(v, clean_tail, cells, B);
     });
     if (l == n - 1) {  // the hook may come after the last block's row gather: run it at every position
-      fin = gather_rows(model.backbone->layers[l]->forward_partial(resid, Partial{&prefixes[0], nullptr}, &ctx), rel);
+      fin = gather_rows(model.block(l).forward_partial(resid, Partial{&prefixes[0], nullptr}, &ctx), rel);
     } else {
       fin = model.forward_blocks_partial(l, resid, prefixes, rel, &ctx);
     }
@@ -965,18 +897,8 @@ PatchResult activation_patching(LanguageModel& model, const Batch& clean, const 
     double state_bytes = 0;
     for (int64_t l = 0; l < model.n_layers(); ++l) {
       corrupt_names.push_back(layer_prefix(l) + "hook_resid_pre");
-      const auto& block = model.backbone->layers[l];
-      if (block->attention_mixer()) {
-        prefix_names.push_back(layer_prefix(l) + "attn.hook_k");
-        prefix_names.push_back(layer_prefix(l) + "attn.hook_v");
-      }
-      auto m1 = block->mamba1_mixer();
-      auto m2 = block->mamba2_mixer();
-      if (m1 || m2) {
-        prefix_names.push_back(layer_prefix(l) + "hook_mixer_in");
-        prefix_names.push_back(layer_prefix(l) + "ssm.hook_state");
-        state_bytes += 4.0 * B * L * (m1 ? m1->d_inner * m1->d_state : m2->H * m2->P * m2->N);
-      }
+      for (const auto& name : model.block(l).prefix_hooks()) prefix_names.push_back(name);
+      state_bytes += model.block(l).mixer().prefix_state_bytes(B, L);
     }
     partial = site != "state" && state_bytes <= static_cast<double>(options.memory_budget_mb) * (1 << 20);
     if (partial) corrupt_names.insert(corrupt_names.end(), prefix_names.begin(), prefix_names.end());
@@ -1138,13 +1060,13 @@ DlaResult direct_logit_attribution(LanguageModel& model, const at::Tensor& token
   for (int64_t l = 0; l < n; ++l) {
     names.push_back(layer_prefix(l) + "hook_mixer_out");
     if (has_hook(model, layer_prefix(l) + "hook_mlp_out")) names.push_back(layer_prefix(l) + "hook_mlp_out");
-    for (const auto& [mixer, H] : model.heads_of_layer(l)) names.push_back(head_hook_name({l, mixer, 0}));
+    for (const auto& g : model.head_groups(l)) names.push_back(g.hook);
   }
   names.push_back(layer_prefix(n - 1) + "hook_resid_post");
   auto [logits, cache] = model.run_with_cache(tokens, HookSelection::of(names));
   auto read = [&](const std::string& name) { return gather_readout(cache.at(name), readout).to(at::kFloat); };
 
-  const auto& norm = model.backbone->norm_f;
+  NormImpl* norm = &model.final_norm();
   at::Tensor x = read(layer_prefix(n - 1) + "hook_resid_post");  // [R, d]
   at::Tensor U = model.unembedding_matrix().detach().to(at::kFloat).index_select(0, readout.target);  // [R, d]
   at::Tensor dir = U * norm->weight().detach().to(at::kFloat);  // [R, d]
@@ -1166,13 +1088,12 @@ DlaResult direct_logit_attribution(LanguageModel& model, const at::Tensor& token
   if (has_hook(model, "hook_pos_embed")) add("pos_embed", project(read("hook_pos_embed")));
   for (int64_t l = 0; l < n; ++l) {
     at::Tensor rest = read(layer_prefix(l) + "hook_mixer_out");
-    for (const auto& [mixer, H] : model.heads_of_layer(l)) {
-      const HeadProjection proj = head_projection(model, l, mixer);
-      at::Tensor z = read(head_hook_name({l, mixer, 0}));  // [R, H, D]
-      for (int64_t h = 0; h < H; ++h) {
-        at::Tensor c = project_head(proj, h, z.select(1, h)).to(at::kFloat);
+    for (const auto& proj : model.head_groups(l)) {
+      at::Tensor z = read(proj.hook);  // [R, H, D]
+      for (int64_t h = 0; h < proj.heads; ++h) {
+        at::Tensor c = proj.project(h, z.select(1, h)).to(at::kFloat);
         rest = rest - c;
-        add(HeadRef{l, mixer, h}.label(), project(c));
+        add(HeadRef{l, proj.scope, h}.label(), project(c));
       }
     }
     add("L" + std::to_string(l) + ".mixer_rest", project(rest));

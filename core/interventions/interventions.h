@@ -98,7 +98,7 @@ std::string group_label(const std::vector<HeadRef>& group);
 /// attention and Mamba2 heads stay one per group. size 1: every head alone.
 std::vector<std::vector<HeadRef>> channel_groups(const LanguageModel& model, int64_t size);
 /// The hook whose per-head slice ablation replaces: blocks.{l}.attn.hook_z or blocks.{l}.ssm.hook_head_out.
-std::string head_hook_name(const HeadRef& head);
+std::string head_hook_name(const LanguageModel& model, const HeadRef& head);
 
 enum class AblationKind { Zero, Mean, Resample };
 AblationKind parse_ablation(const std::string& text);  ///< "zero" | "mean" | "resample"

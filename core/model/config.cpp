@@ -223,7 +223,21 @@ MixerKind ModelConfig::mixer_kind(int64_t layer) const {
     return MixerKind::Parallel;
   if (std::find(attn_layer_idx.begin(), attn_layer_idx.end(), layer) != attn_layer_idx.end())
     return MixerKind::Attention;
-  return ssm_layer == "Mamba2" ? MixerKind::Mamba2 : MixerKind::Mamba1;
+  return ssm_kind();
+}
+
+std::string ModelConfig::architecture_name() const {
+  bool any_attn = false, any_ssm = false, any_par = false;
+  for (int64_t i = 0; i < n_layer; ++i) {
+    auto k = mixer_kind(i);
+    any_attn |= k == MixerKind::Attention;
+    any_ssm |= k == MixerKind::Mamba1 || k == MixerKind::Mamba2;
+    any_par |= k == MixerKind::Parallel;
+  }
+  if (any_par) return "parallel hybrid (" + ssm_layer + " + attention)";
+  if (any_attn && any_ssm) return "hybrid (" + ssm_layer + " + attention)";
+  if (any_attn) return "transformer";
+  return mixer_kind_name(ssm_kind());
 }
 
 int64_t ModelConfig::attn_head_dim(int64_t d_model_) const {

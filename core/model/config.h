@@ -82,6 +82,10 @@ struct ModelConfig {
   /// Embedding rows after padding to pad_vocab_size_multiple.
   int64_t padded_vocab_size() const;
   MixerKind mixer_kind(int64_t layer) const;
+  /// The SSM that ssm_cfg.layer names (the SSM layers' kind, also inside a parallel hybrid).
+  MixerKind ssm_kind() const { return ssm_layer == "Mamba2" ? MixerKind::Mamba2 : MixerKind::Mamba1; }
+  /// "transformer", "mamba2", "hybrid (Mamba2 + attention)", "parallel hybrid (Mamba1 + attention)".
+  std::string architecture_name() const;
   bool has_mlp() const { return d_intermediate > 0; }
   int64_t mlp_hidden() const { return (d_intermediate + 127) / 128 * 128; }
   // Derived sizes.

@@ -44,6 +44,8 @@ at::Tensor HookContext::run(const std::string& name, at::Tensor value) {
   return value;
 }
 
+std::string layer_prefix(int64_t layer) { return "blocks." + std::to_string(layer) + "."; }
+
 std::vector<std::string> hook_axes(const std::string& name) {
   auto last = name.substr(name.find_last_of('.') + 1);
   const bool attn = name.find(".attn.") != std::string::npos;

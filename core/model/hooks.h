@@ -84,6 +84,9 @@ inline at::Tensor hook_point(HookContext* ctx, const std::string& name, at::Tens
   return ctx->run(name, std::move(value));
 }
 
+/// "blocks.{layer}." — the prefix of a layer's hook names.
+std::string layer_prefix(int64_t layer);
+
 /// Axis names of a hook's tensor, batch first (SPEC §2), e.g. {"batch", "pos", "head", "d_head"} for attn.hook_z.
 std::vector<std::string> hook_axes(const std::string& name);
 

@@ -87,20 +87,9 @@ double LanguageModel::estimate_forward_bytes(int64_t batch, int64_t len, const s
   const double B = static_cast<double>(batch), L = static_cast<double>(len), f = 4.0;
   const ModelConfig& c = cfg_;
   double widest = static_cast<double>(c.d_model), transient = 0;
-  for (int64_t i = 0; i < c.n_layer; ++i) {
-    const MixerKind k = c.mixer_kind(i);
-    if (k == MixerKind::Attention || k == MixerKind::Parallel)  // scores, softmax and their product in flight
-      transient = std::max(transient, 3.0 * B * c.attn.num_heads * L * L * f);
-    if (k != MixerKind::Attention) {
-      if (c.ssm_layer == "Mamba2") {
-        const double H = static_cast<double>(c.mamba2_nheads()), Q = static_cast<double>(std::min<int64_t>(c.mamba2.chunk_size, len));
-        widest = std::max(widest, 2.0 * c.mamba2_d_inner() + 2.0 * c.mamba2.ngroups * c.mamba2.d_state);
-        transient = std::max(transient, 3.0 * B * H * L * Q * f + B * std::ceil(L / Q) * c.mamba2.d_ssm * c.mamba2.d_state * f);
-      } else {
-        widest = std::max(widest, 2.0 * c.mamba1_d_inner());
-        transient = std::max(transient, 2.0 * B * L * c.mamba1_d_inner() * c.mamba1.d_state * f);
-      }
-    }
+  for (const auto& block : backbone->layers) {
+    transient = std::max(transient, block->mixer().transient_bytes(batch, len));
+    widest = std::max(widest, block->mixer().widest_features());
     if (c.has_mlp()) widest = std::max(widest, 2.0 * c.mlp_hidden());
   }
   double total = 8.0 * B * L * widest * f + transient + B * L * c.padded_vocab_size() * f;
@@ -277,11 +266,27 @@ int64_t LanguageModel::parameter_count() const {
   return n;
 }
 
+BlockImpl& LanguageModel::block(int64_t layer) const {
+  if (layer < 0 || layer >= n_layers())
+    throw std::out_of_range("layer " + std::to_string(layer) + " is outside 0.." + std::to_string(n_layers() - 1));
+  return *backbone->layers[layer];
+}
+
+std::vector<HeadGroup> LanguageModel::head_groups(int64_t layer) const { return block(layer).mixer().head_groups(); }
+
+HeadGroup LanguageModel::head_group(int64_t layer, const std::string& scope) const {
+  std::vector<std::string> scopes;
+  for (auto& g : head_groups(layer)) {
+    if (g.scope == scope) return g;
+    scopes.push_back(g.scope);
+  }
+  throw std::invalid_argument("layer " + std::to_string(layer) + " has no '" + scope + "' heads (it has " +
+                              join(scopes, ", ") + ")");
+}
+
 std::vector<std::pair<std::string, int64_t>> LanguageModel::heads_of_layer(int64_t layer) const {
-  const auto kind = cfg_.mixer_kind(layer);
   std::vector<std::pair<std::string, int64_t>> out;
-  if (kind == MixerKind::Attention || kind == MixerKind::Parallel) out.emplace_back("attn", cfg_.attn.num_heads);
-  if (kind != MixerKind::Attention) out.emplace_back("ssm", cfg_.ssm_heads());
+  for (const auto& g : head_groups(layer)) out.emplace_back(g.scope, g.heads);
   return out;
 }
 

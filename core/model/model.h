@@ -14,10 +14,11 @@
 
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/embedding.h>
 
 #include "core/model/config.h"
 #include "core/model/hooks.h"
-#include "core/model/modules.h"
+#include "core/model/block.h"
 
 namespace mechscope {
 
@@ -85,8 +86,20 @@ class LanguageModel : public torch::nn::Module {
   /// (attention scores, SSD chunk matrices), the logits, and the cache of `cached` hook points (their shapes,
   /// scaled from a two-token probe). forward() and run() refuse inputs whose estimate exceeds free memory.
   double estimate_forward_bytes(int64_t batch, int64_t len, const std::set<std::string>& cached = {}) const;
-  /// Heads per layer (attention heads, Mamba2 heads, Mamba1 channels); for a parallel layer, attention + SSM.
+  /// Heads per layer (attention heads, Mamba2 heads, Mamba1 channels); for a parallel layer, attention + SSM:
+  /// (scope, count) of each of the layer's head groups.
   std::vector<std::pair<std::string, int64_t>> heads_of_layer(int64_t layer) const;
+  /// The layer's head groups (its mixer's, HeadGroup in core/model/mixer.h): hooks, counts and projections.
+  std::vector<HeadGroup> head_groups(int64_t layer) const;
+  /// The head group of `scope` ("attn", "ssm") in a layer; throws naming the layer's groups when it has none.
+  HeadGroup head_group(int64_t layer, const std::string& scope) const;
+  /// Block `layer` (throws for a layer out of range).
+  BlockImpl& block(int64_t layer) const;
+  /// The final norm (norm_f) and the token embedding [vocab_rows, d_model]; the learned position table
+  /// [max_seq_len, d_model], undefined without one.
+  NormImpl& final_norm() const { return *backbone->norm_f; }
+  at::Tensor embedding_matrix() const { return backbone->embedding->weight; }
+  at::Tensor position_table() const { return backbone->pos_embedding ? backbone->pos_embedding->weight : at::Tensor(); }
 
   const ModelConfig& config() const { return cfg_; }
   std::shared_ptr<BackboneImpl> backbone;

@@ -17,8 +17,9 @@
 #include "core/tasks/task.h"
 
 // The version changes whenever a type a plugin can reach through the SDK's headers changes its layout or a
-// signature (2: HeadSweepResult gained per-row labels for head groups).
-#define MECHSCOPE_PLUGIN_API_VERSION 2
+// signature (2: HeadSweepResult gained per-row labels for head groups; 3: the model's mixers became one interface,
+// core/model/mixer.h, with LayerPrefix holding hook tensors by name and head_hook_name taking the model).
+#define MECHSCOPE_PLUGIN_API_VERSION 3
 
 namespace mechscope {
 

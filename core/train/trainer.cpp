@@ -306,7 +306,7 @@ TrainResult Trainer::run(const std::function<void(const TrainProgress&)>& on_pro
       {
         at::NoGradGuard ng;
         at::Tensor ids = at::tensor(history_.snapshot_ids, at::kLong);
-        history_.snapshots.push_back(model_->backbone->embedding->weight.index_select(0, ids).detach().to(at::kCPU).clone());
+        history_.snapshots.push_back(model_->embedding_matrix().index_select(0, ids).detach().to(at::kCPU).clone());
         history_.snapshot_steps.push_back(done);
       }
       loss_sum = 0;

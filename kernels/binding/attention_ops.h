@@ -1,5 +1,5 @@
 // The rows-only causal attention's fast path (kernels/cpu/rows_attention.cpp): checks and dispatch.
-// core/model/modules.cpp (AttentionImpl::forward_partial) calls it for a block run at chosen query rows and keeps
+// core/model/mixers/attention.cpp (AttentionImpl::forward) calls it for a block run at chosen query rows and keeps
 // its ATen expressions as the reference and fallback. Must not: include core.
 #pragma once
 

@@ -2,7 +2,7 @@
 // [B, L, C] tensors: the inner loops run over a block of contiguous channels, so they vectorise, and no
 // transposes are needed around them. Work is split over (batch, channel block) in the forward and over channel
 // blocks in the backward (dw and dbias then need no reduction across threads).
-// Reference twin: at::conv1d with groups = C and padding K-1 (core/model/ssm.cpp, causal_conv).
+// Reference twin: at::conv1d with groups = C and padding K-1 (core/model/mixers/ssm_common.cpp, causal_conv).
 #include <algorithm>
 #include <vector>
 

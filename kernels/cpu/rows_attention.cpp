@@ -3,7 +3,7 @@
 // on its dozen small ops (rotary tables and copies, the causal mask, a batch loop of tiny matmuls, masked_fill,
 // softmax) than on arithmetic. Here one pass per (example, key/value head): rotate its keys once into a
 // transposed scratch, then per query row the scores (16-key tiles, accumulators in registers), the softmax and
-// the weighted sum of values (64-feature blocks). Reference twin: AttentionImpl::forward_partial's ATen
+// the weighted sum of values (64-feature blocks). Reference twin: AttentionImpl::forward's ATen
 // expressions (Kernels.RowsAttentionEqualsTheReferencePath in tests/kernels/test_scan_kernels.cpp).
 #include <algorithm>
 #include <atomic>

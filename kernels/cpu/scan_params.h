@@ -112,7 +112,7 @@ bool readout_reference_cpu(int64_t rows, int64_t V, const float* logits, float* 
 /// or (2i, 2i + 1) when interleaved, by the angles of cos/sin row t),
 ///   s_j = scale * <R_t q[e,p,h], R_j k[e,j,g]>  for j = 0..t;   z[e,p,h] = sum_j softmax(s)_j v[e,j,g].
 /// Keys sit at positions 0..keys-1 (no cached prefix). Reference twin: the ATen expressions of
-/// AttentionImpl::forward_partial (core/model/modules.cpp).
+/// AttentionImpl::forward (core/model/mixers/attention.cpp).
 struct RowsAttentionParams {
   int64_t batch = 0, rows = 0, heads = 0, kv_heads = 0, head_dim = 0, keys = 0, rotary_dim = 0;
   bool interleaved = false;

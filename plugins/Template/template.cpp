@@ -14,7 +14,7 @@ mechscope::ResultsFile embedding_norms(const mechscope::AnalysisContext& ctx) {
   if (e < 0 || e >= ctx.batch.size()) throw std::invalid_argument("embedding-norms: example out of range");
   const int64_t len = ctx.batch.lengths[e].item<int64_t>();
   at::Tensor ids = ctx.batch.tokens[e].narrow(0, 0, len);
-  at::Tensor rows = ctx.model.backbone->embedding->weight.detach().index_select(0, ids);
+  at::Tensor rows = ctx.model.embedding_matrix().detach().index_select(0, ids);
   std::vector<std::string> labels;
   for (int64_t j = 0; j < len; ++j) labels.push_back(mechscope::token_string(ids[j].item<int64_t>(), ctx.vocab));
   mechscope::ResultsFile rf;

@@ -7,7 +7,7 @@
 #include "core/engine/runtime.h"
 #include "core/model/hooks.h"
 #include "core/model/model.h"
-#include "core/model/modules.h"
+#include "core/model/block.h"
 #include "core/model/scan.h"
 #include "kernels/binding/scan_ops.h"
 #include "tests/support/test_support.h"
@@ -173,7 +173,7 @@ TEST(Kernels, RowsAttentionEqualsTheReferencePath) {
       {{"d_model", 64}, {"attn_cfg", {{"num_heads", 1}, {"head_dim", 64}, {"rotary_emb_dim", 64}}}}};
   for (const auto& overrides : cases) {
     LanguageModel m(mechscope::test::small_config("transformer", overrides), 7);
-    auto& attn = m.backbone->layers[0]->attn;
+    MixerImpl* attn = &m.block(0).mixer();
     at::NoGradGuard ng;
     for (const int64_t L : {11, 70}) {
       at::manual_seed(L);
@@ -184,19 +184,19 @@ TEST(Kernels, RowsAttentionEqualsTheReferencePath) {
       for (const at::Tensor& rows : {per, shared}) {
         const std::string what = overrides.dump() + " L " + std::to_string(L) + " rows " + std::to_string(rows.size(0));
         kernels::set_fast_scan_enabled(false);
-        const at::Tensor ref = attn->forward_partial(x, Partial{nullptr, &rows});
+        const at::Tensor ref = attn->forward(x, Partial{nullptr, &rows}, nullptr);
         kernels::set_fast_scan_enabled(true);
-        const at::Tensor fast = attn->forward_partial(x, Partial{nullptr, &rows});
+        const at::Tensor fast = attn->forward(x, Partial{nullptr, &rows}, nullptr);
         ASSERT_EQ(fast.sizes(), ref.sizes()) << what;
         EXPECT_LT(max_abs_diff(fast, ref), 2e-6) << what;
         // A context that reads the scores takes the reference path: the same bits as with the kernel off.
         HookContext ctx;
         ctx.cache({"blocks.0.attn.hook_attn_scores"});
-        EXPECT_TRUE(at::equal(attn->forward_partial(x, Partial{nullptr, &rows}, &ctx), ref)) << what;
+        EXPECT_TRUE(at::equal(attn->forward(x, Partial{nullptr, &rows}, &ctx), ref)) << what;
         // hook_z alone keeps the kernel and sees its output.
         HookContext zctx;
         zctx.cache({"blocks.0.attn.hook_z"});
-        EXPECT_TRUE(at::equal(attn->forward_partial(x, Partial{nullptr, &rows}, &zctx), fast)) << what;
+        EXPECT_TRUE(at::equal(attn->forward(x, Partial{nullptr, &rows}, &zctx), fast)) << what;
         EXPECT_EQ(zctx.cached().at("blocks.0.attn.hook_z").size(1), rows.size(1)) << what;
       }
     }
@@ -206,15 +206,15 @@ TEST(Kernels, RowsAttentionEqualsTheReferencePath) {
 // An infinite input makes non-finite scores: the kernel declines and the ATen path decides what they give.
 TEST(Kernels, RowsAttentionLeavesNonFiniteScoresToTheReferencePath) {
   LanguageModel m(mechscope::test::small_config("transformer"), 7);
-  auto& attn = m.backbone->layers[0]->attn;
+  MixerImpl* attn = &m.block(0).mixer();
   at::NoGradGuard ng;
   at::Tensor x = at::randn({2, 9, m.config().d_model});
   x[1][4] = std::numeric_limits<float>::infinity();
   const at::Tensor rows = at::tensor(std::vector<int64_t>{8, 2, 3, 8}, at::kLong).view({2, 2});
   kernels::set_fast_scan_enabled(false);
-  const at::Tensor ref = attn->forward_partial(x, Partial{nullptr, &rows});
+  const at::Tensor ref = attn->forward(x, Partial{nullptr, &rows}, nullptr);
   kernels::set_fast_scan_enabled(true);
-  const at::Tensor fast = attn->forward_partial(x, Partial{nullptr, &rows});
+  const at::Tensor fast = attn->forward(x, Partial{nullptr, &rows}, nullptr);
   EXPECT_TRUE(at::equal(at::isnan(fast), at::isnan(ref)));
   EXPECT_GT(at::isnan(ref).sum().item<int64_t>(), 0);  // example 1's row at position 8 reads the infinite key
   const at::Tensor ok = at::isfinite(ref);

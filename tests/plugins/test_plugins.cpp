@@ -92,7 +92,7 @@ TEST(Plugins, RolloutAnalysisRowsAreDistributions) {
 TEST(Plugins, BrokenPluginsAreSkippedWithTheirReason) {
   PluginStatus v = load_plugin(PLUGIN_BAD_VERSION);
   EXPECT_FALSE(v.loaded);
-  EXPECT_NE(v.error.find("built against plugin API version 3; this MechScope provides version 2"), std::string::npos) << v.error;
+  EXPECT_NE(v.error.find("built against plugin API version 4; this MechScope provides version 3"), std::string::npos) << v.error;
   PluginStatus s = load_plugin(PLUGIN_BAD_SYMBOL);
   EXPECT_FALSE(s.loaded);
   EXPECT_NE(s.error.find("not a MechScope plugin"), std::string::npos) << s.error;

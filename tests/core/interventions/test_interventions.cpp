@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include "core/interventions/interventions.h"
+#include "core/model/mixers/attention.h"
 #include "core/model/model.h"
 #include "kernels/binding/metric_ops.h"
 #include "kernels/binding/scan_ops.h"
@@ -157,7 +158,7 @@ TEST(HeadAblation, ZeroEqualsZeroingOutProjColumns) {
   Ablator zero(*f.model, AblationKind::Zero);
   HeadRef h{1, "attn", 2};
   at::Tensor hooked = f.model->run_with_hooks(f.clean.tokens, zero.hooks({h}));
-  auto& w = f.model->backbone->layers[1]->attn->out_proj->weight;
+  at::Tensor w = dynamic_cast<AttentionImpl&>(f.model->block(1).mixer()).out_proj->weight;
   at::Tensor saved = w.clone();
   w.narrow(1, 2 * 8, 8).zero_();
   at::Tensor edited = f.model->forward(f.clean.tokens);
@@ -300,7 +301,7 @@ TEST(HeadAblation, MeanAblationWithTheRunItselfAsReferenceIsIdentityOnAverage) {
   Fixture f = make("mamba2");
   Ablator ab(*f.model, AblationKind::Mean, f.clean);
   HeadRef h{0, "ssm", 1};
-  auto [logits, cache] = f.model->run_with_cache(f.clean.tokens, HookSelection::of({head_hook_name(h)}));
+  auto [logits, cache] = f.model->run_with_cache(f.clean.tokens, HookSelection::of({head_hook_name(*f.model, h)}));
   at::Tensor z = cache.begin()->second.select(2, 1);  // [B, L, D]
   at::Tensor valid = at::arange(z.size(1)).unsqueeze(0).lt(f.clean.lengths.unsqueeze(1)).to(at::kFloat).unsqueeze(-1);
   at::Tensor expected = (z * valid).sum(0) / valid.sum(0).clamp_min(1);
@@ -345,7 +346,7 @@ TEST(HeadAblation, ChannelGroupSweepEqualsAblatingEachGroupTogether) {
         if (g[0].mixer == "ssm") channels += static_cast<int64_t>(g.size()), grouped += g.size() > 1;
         for (const auto& h : g) EXPECT_EQ(h.layer, g[0].layer);
       }
-      EXPECT_EQ(channels, f.model->n_layers() * f.model->backbone->layers[0]->mamba1_mixer()->d_inner) << preset;
+      EXPECT_EQ(channels, f.model->n_layers() * f.model->head_group(0, "ssm").heads) << preset;
       EXPECT_GT(grouped, 0) << preset;
       SweepOptions plain;
       plain.batched = false;

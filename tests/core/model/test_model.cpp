@@ -293,8 +293,8 @@ TEST(Model, PartialRunFromACachedPrefixEqualsTheFullRun) {
           std::vector<LayerPrefix> prefixes(n - from);
           for (int64_t j = from; j < n; ++j) {
             const std::string p = "blocks." + std::to_string(j) + ".";
-            prefixes[j - from] = {start, take(p + "attn.hook_k"), take(p + "attn.hook_v"), take(p + "hook_mixer_in"),
-                                  take(p + "ssm.hook_state")};
+            prefixes[j - from].start = start;
+            for (const auto& name : m.block(j).prefix_hooks()) prefixes[j - from].tensors[name] = take(name);
           }
           at::Tensor rows = at::tensor({L - 1, start, L - 1, start + 1 < L ? start + 1 : start}, at::kLong)
                                 .view({1, 4}).repeat({2 * b, 1});  // absolute positions >= start

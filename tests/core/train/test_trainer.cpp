@@ -73,7 +73,7 @@ TEST(Trainer, CheckpointHoldsHistorySnapshotsAndOptimiser) {
   // The last snapshot is the final embedding of the position tokens.
   at::Tensor last = ck.training.at("embedding_snapshots")[3];
   at::Tensor ids = ck.training.at("embedding_snapshot_ids");
-  EXPECT_TRUE(at::equal(last, ck.model->backbone->embedding->weight.index_select(0, ids)));
+  EXPECT_TRUE(at::equal(last, ck.model->embedding_matrix().index_select(0, ids)));
   EXPECT_EQ(ck.optimizer.size(), 3 * model->state_dict().size());
   EXPECT_EQ(ck.optimizer.at("backbone.embedding.weight.step").item<int64_t>(), 20);
 }

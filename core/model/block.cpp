@@ -1,0 +1,76 @@
+// The residual block (see block.h).
+#include "core/model/block.h"
+
+#include <ATen/ATen.h>
+
+namespace mechscope {
+
+BlockImpl::BlockImpl(const ModelConfig& cfg, int64_t layer) : kind(cfg.mixer_kind(layer)) {
+  // Registration order is construction order: the reference initialisation draws in this order.
+  norm = register_module("norm", std::make_shared<NormImpl>(cfg.d_model, cfg));
+  mixer_ = register_module("mixer", make_mixer(cfg, layer));
+  if (cfg.has_mlp()) {
+    norm2 = register_module("norm2", std::make_shared<NormImpl>(cfg.d_model, cfg));
+    mlp = register_module("mlp", std::make_shared<GatedMLPImpl>(cfg.d_model, cfg.mlp_hidden()));
+  }
+  const std::string p = layer_prefix(layer);
+  h_resid_pre_ = p + "hook_resid_pre";
+  h_mixer_in_ = p + "hook_mixer_in";
+  h_mixer_out_ = p + "hook_mixer_out";
+  h_resid_mid_ = p + "hook_resid_mid";
+  h_mlp_in_ = p + "hook_mlp_in";
+  h_mlp_out_ = p + "hook_mlp_out";
+  h_resid_post_ = p + "hook_resid_post";
+}
+
+std::vector<std::string> BlockImpl::hook_names() const {
+  std::vector<std::string> names = {h_resid_pre_, h_mixer_in_};
+  std::vector<std::string> mixer_names = mixer_->hook_names();
+  names.insert(names.end(), mixer_names.begin(), mixer_names.end());
+  names.push_back(h_mixer_out_);
+  if (mlp) names.insert(names.end(), {h_resid_mid_, h_mlp_in_, h_mlp_out_});
+  names.push_back(h_resid_post_);
+  return names;
+}
+
+std::string BlockImpl::site_hook(const std::string& site) const {
+  const std::map<std::string, const std::string*> own = {
+      {"resid_pre", &h_resid_pre_}, {"resid_mid", &h_resid_mid_}, {"resid_post", &h_resid_post_},
+      {"mixer_in", &h_mixer_in_},   {"mixer_out", &h_mixer_out_}, {"mlp_in", &h_mlp_in_},
+      {"mlp_out", &h_mlp_out_}};
+  auto it = own.find(site);
+  if (it != own.end()) {
+    const bool mlp_site = site == "resid_mid" || site == "mlp_in" || site == "mlp_out";
+    return mlp_site && !mlp ? std::string() : *it->second;
+  }
+  auto sites = mixer_->patch_sites();
+  auto m = sites.find(site);
+  return m == sites.end() ? std::string() : m->second;
+}
+
+at::Tensor BlockImpl::forward(const at::Tensor& resid_in, HookContext* ctx) {
+  return forward_partial(resid_in, Partial{}, ctx);
+}
+
+at::Tensor BlockImpl::forward_rows(const at::Tensor& resid, const at::Tensor& rows, HookContext* ctx) {
+  return forward_partial(resid, Partial{nullptr, &rows}, ctx);
+}
+
+at::Tensor BlockImpl::forward_partial(const at::Tensor& resid_in, const Partial& part, HookContext* ctx) {
+  at::Tensor resid = hook_point(ctx, h_resid_pre_, resid_in);
+  at::Tensor h = hook_point(ctx, h_mixer_in_, norm->forward(resid));
+  at::Tensor m = hook_point(ctx, h_mixer_out_, mixer_->forward(h, part, ctx));
+  return forward_after_mixer((part.rows ? gather_rows(resid, *part.rows) : resid) + m, ctx);
+}
+
+at::Tensor BlockImpl::forward_after_mixer(const at::Tensor& resid_mid, HookContext* ctx) {
+  at::Tensor resid = resid_mid;
+  if (mlp) {
+    resid = hook_point(ctx, h_resid_mid_, resid);
+    at::Tensor h2 = hook_point(ctx, h_mlp_in_, norm2->forward(resid));
+    resid = resid + hook_point(ctx, h_mlp_out_, mlp->forward(h2));
+  }
+  return hook_point(ctx, h_resid_post_, resid);
+}
+
+}  // namespace mechscope

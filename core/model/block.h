@@ -1,0 +1,59 @@
+// The residual block (mamba_ssm modules/block.py; SPEC §1): resid -> norm -> mixer -> add, then norm2 -> MLP -> add
+// when the config has an MLP (d_intermediate > 0). The mixer is any MixerImpl (core/model/mixer.h); the block owns
+// the residual wiring and the block-level hook points (SPEC §2), and runs whole, at chosen rows, or from a position
+// on (Partial). Must not: know about particular mixers.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <torch/nn/module.h>
+
+#include "core/model/config.h"
+#include "core/model/hooks.h"
+#include "core/model/layers.h"
+#include "core/model/mixer.h"
+
+namespace mechscope {
+
+class BlockImpl : public torch::nn::Module {
+ public:
+  BlockImpl(const ModelConfig& cfg, int64_t layer);
+  at::Tensor forward(const at::Tensor& resid /*[batch, pos, d_model]*/, HookContext* ctx);
+  /// The rest of the block after the mixer's residual add: resid_mid -> (MLP) -> resid_post.
+  at::Tensor forward_after_mixer(const at::Tensor& resid_mid, HookContext* ctx);
+  /// The block's output at rows [batch, P] (positions per example) only: [batch, P, d_model].
+  /// Equals forward(resid) gathered at those rows; attention computes only those queries, SSMs still scan
+  /// every position but gate, project and run the MLP at the rows. Hooks before the row gather see every
+  /// position; those after it (the head outputs, hook_mixer_out and the rest of the block) see [batch, P, ...].
+  at::Tensor forward_rows(const at::Tensor& resid, const at::Tensor& rows, HookContext* ctx = nullptr);
+  /// A partial run (Partial): resid holds positions >= start; the output those positions, or the rows.
+  at::Tensor forward_partial(const at::Tensor& resid, const Partial& part, HookContext* ctx = nullptr);
+
+  MixerKind kind;
+  MixerImpl& mixer() const { return *mixer_; }
+  bool has_mlp() const { return static_cast<bool>(mlp); }
+  /// Every hook point of the block, in forward order.
+  std::vector<std::string> hook_names() const;
+  /// The hook holding the residual after the mixer's add (resid_pre + mixer_out, the very sum the block computes):
+  /// hook_resid_mid where the block has an MLP, else the block's output hook_resid_post.
+  const std::string& resid_mid_hook() const { return mlp ? h_resid_mid_ : h_resid_post_; }
+  const std::string& resid_post_hook() const { return h_resid_post_; }
+  /// The hooks a partial run from a later position reads from an earlier run (the mixer's prefix_hooks()).
+  std::vector<std::string> prefix_hooks() const { return mixer_->prefix_hooks(); }
+  /// The hook of a patching site of SPEC §4 in this block ("resid_pre", ..., "mlp_out", and the mixer's own sites
+  /// such as "conv_out" and "state"); "" when the block has no such site (mlp_* without an MLP). Not "heads":
+  /// those are the head groups' hooks.
+  std::string site_hook(const std::string& site) const;
+
+  std::shared_ptr<NormImpl> norm, norm2;
+  std::shared_ptr<GatedMLPImpl> mlp;  // null without an MLP
+
+ private:
+  std::shared_ptr<MixerImpl> mixer_;  // registered as "mixer" (its parameters are mixer.*)
+  std::string h_resid_pre_, h_mixer_in_, h_mixer_out_, h_resid_mid_, h_mlp_in_, h_mlp_out_, h_resid_post_;
+};
+
+}  // namespace mechscope

@@ -1,0 +1,67 @@
+// The pieces every block and mixer shares: RMSNorm/LayerNorm, the gated MLP, rotary embeddings, and the row
+// helpers of partial runs (a run at chosen rows, or from a position on). Must not: know about mixers, blocks or
+// hooks.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/normalization.h>
+
+#include "core/model/config.h"
+
+namespace mechscope {
+
+/// t [batch, L, ...] at rows [batch, P] (positions per example) -> [batch, P, ...].
+at::Tensor gather_rows(const at::Tensor& t, const at::Tensor& rows);
+/// Outputs [from, from + n) of a linear layer only: x W[from:from+n]^T (+ bias there).
+at::Tensor linear_outputs(const torch::nn::Linear& lin, const at::Tensor& x, int64_t from, int64_t n);
+/// t [b', ...] repeated along the batch to [b, ...], b = repeat * b' (the order of stacked variants: variant-major).
+at::Tensor repeat_batch(const at::Tensor& t, int64_t b);
+
+/// RMSNorm (mamba_ssm's triton RMSNorm): x * rsqrt(mean(x^2) + eps) * weight. Parameter: weight [d].
+class RMSNormImpl : public torch::nn::Module {
+ public:
+  RMSNormImpl(int64_t d, double eps);
+  at::Tensor forward(const at::Tensor& x);
+  at::Tensor weight;  // [d]
+  double eps;
+};
+TORCH_MODULE(RMSNorm);
+
+/// LayerNorm or RMSNorm by config, with the reference's input cast to the weight's dtype.
+/// Parameters `weight` [d] (and `bias` [d] for LayerNorm), registered under this module's own name.
+class NormImpl : public torch::nn::Module {
+ public:
+  NormImpl(int64_t d, const ModelConfig& cfg);
+  at::Tensor forward(const at::Tensor& x /*[..., d]*/);
+  at::Tensor weight() const;
+  at::Tensor bias() const;  ///< undefined for RMSNorm
+  bool is_rms() const { return static_cast<bool>(rms_); }
+  double eps() const;
+
+ private:
+  torch::nn::LayerNorm ln_{nullptr};
+  RMSNorm rms_{nullptr};
+};
+
+/// GatedMLP (mamba_ssm modules/mlp.py): fc1 (no bias) -> [value | gate] -> value * silu(gate) -> fc2 (no bias).
+class GatedMLPImpl : public torch::nn::Module {
+ public:
+  GatedMLPImpl(int64_t d_model, int64_t hidden);
+  at::Tensor forward(const at::Tensor& x /*[..., d_model]*/);
+  torch::nn::Linear fc1{nullptr}, fc2{nullptr};  // fc1 [2*hidden, d_model]; fc2 [d_model, hidden]
+};
+
+/// Rotary embedding (flash_attn RotaryEmbedding, rotate-half or interleaved) of the first `rotary_dim` features of
+/// each head of x [batch, pos, heads, D]. `positions` [1 or batch, pos] (optional): the position of each row when
+/// x holds gathered rows or a suffix, not 0..pos-1.
+at::Tensor apply_rotary(const at::Tensor& x, int64_t rotary_dim, double base, bool interleaved,
+                        const at::Tensor* positions = nullptr);
+/// cos and sin [P0, L, rotary_dim / 2] of the angles position * base^(-2i / rotary_dim) of float32 positions
+/// [P0, L]: the very expression apply_rotary evaluates (the fused attention kernel rotates by these tables).
+std::pair<at::Tensor, at::Tensor> rotary_angles(int64_t rotary_dim, double base, const at::Tensor& positions);
+
+}  // namespace mechscope

@@ -1,0 +1,38 @@
+// The mixer registry (make_mixer) and the small shared parts of the interface (see mixer.h).
+#include "core/model/mixer.h"
+
+#include <stdexcept>
+
+#include <ATen/ATen.h>
+
+#include "core/model/mixers/attention.h"
+#include "core/model/mixers/mamba1.h"
+#include "core/model/mixers/mamba2.h"
+#include "core/model/mixers/parallel.h"
+
+namespace mechscope {
+
+const at::Tensor& LayerPrefix::at(const std::string& hook) const {
+  auto it = tensors.find(hook);
+  if (it == tensors.end() || !it->second.defined())
+    throw std::logic_error("partial run from position " + std::to_string(start) + ": the prefix lacks " + hook);
+  return it->second;
+}
+
+at::Tensor HeadGroup::project(int64_t h, const at::Tensor& slice) const {
+  at::Tensor out = at::matmul(slice.to(weight.scalar_type()), columns(h).t());
+  return scale.defined() ? out * scale : out;
+}
+
+// Adding a mixer: its file under mixers/, a MixerKind with its name (config.h), and one line here.
+std::shared_ptr<MixerImpl> make_mixer(MixerKind kind, const ModelConfig& cfg, int64_t layer) {
+  switch (kind) {
+    case MixerKind::Attention: return std::make_shared<AttentionImpl>(cfg, layer);
+    case MixerKind::Mamba1: return std::make_shared<Mamba1Impl>(cfg, layer);
+    case MixerKind::Mamba2: return std::make_shared<Mamba2Impl>(cfg, layer);
+    case MixerKind::Parallel: return std::make_shared<ParallelMixerImpl>(cfg, layer);
+  }
+  throw std::logic_error("make_mixer: unknown mixer kind for layer " + std::to_string(layer));
+}
+
+}  // namespace mechscope

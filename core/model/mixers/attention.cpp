@@ -1,0 +1,146 @@
+// Multi-head causal self-attention (see attention.h).
+#include "core/model/mixers/attention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <mutex>
+#include <sstream>
+
+#include <ATen/ATen.h>
+
+#include "core/model/layers.h"
+#include "kernels/binding/attention_ops.h"
+
+namespace mechscope {
+
+AttentionImpl::AttentionImpl(const ModelConfig& cfg, int64_t layer) : cfg_(cfg.attn) {
+  H = cfg.attn.num_heads;
+  Hkv = cfg.attn_heads_kv();
+  D = cfg.attn_head_dim(cfg.d_model);
+  scale_ = cfg.attn.softmax_scale > 0 ? cfg.attn.softmax_scale : 1.0 / std::sqrt(static_cast<double>(D));
+  in_proj = register_module("in_proj", torch::nn::Linear(torch::nn::LinearOptions(cfg.d_model, (H + 2 * Hkv) * D)
+                                                             .bias(cfg.attn.qkv_proj_bias)));
+  out_proj = register_module("out_proj",
+                             torch::nn::Linear(torch::nn::LinearOptions(H * D, cfg.d_model).bias(cfg.attn.out_proj_bias)));
+  const std::string p = layer_prefix(layer) + "attn.";
+  h_q_ = p + "hook_q";
+  h_k_ = p + "hook_k";
+  h_v_ = p + "hook_v";
+  h_scores_ = p + "hook_attn_scores";
+  h_pattern_ = p + "hook_pattern";
+  h_z_ = p + "hook_z";
+  rotary_tables_ = std::make_shared<RotaryTables>();
+}
+
+std::vector<std::string> AttentionImpl::hook_names() const { return {h_q_, h_k_, h_v_, h_scores_, h_pattern_, h_z_}; }
+
+struct AttentionImpl::RotaryTables {
+  std::mutex lock;
+  at::Tensor cos, sin;  // [L, rd/2], float32 CPU
+};
+
+std::pair<at::Tensor, at::Tensor> AttentionImpl::rotary_tables(int64_t L) {
+  const int64_t rd = cfg_.rotary_emb_dim;
+  if (rd == 0) return {};
+  std::lock_guard<std::mutex> guard(rotary_tables_->lock);
+  if (!rotary_tables_->cos.defined() || rotary_tables_->cos.size(0) < L) {
+    // The very expression apply_rotary evaluates, so the kernel rotates by the same angles.
+    auto [c, s] = rotary_angles(rd, cfg_.rotary_emb_base, at::arange(L, at::kFloat).unsqueeze(0));
+    rotary_tables_->cos = c[0].contiguous();
+    rotary_tables_->sin = s[0].contiguous();
+  }
+  return {rotary_tables_->cos, rotary_tables_->sin};
+}
+
+std::vector<HeadGroup> AttentionImpl::head_groups() const {
+  HeadGroup g;
+  g.scope = "attn";
+  g.hook = h_z_;
+  g.pattern_hook = h_pattern_;
+  g.scores_hook = h_scores_;
+  g.heads = H;
+  g.head_dim = D;
+  g.weight = out_proj->weight.detach();
+  return {g};
+}
+
+int64_t AttentionImpl::sweep_floats_per_token(int64_t len, bool) const { return 4 * H * len + 3 * H * cfg_.head_dim; }
+
+double AttentionImpl::transient_bytes(int64_t batch, int64_t len) const {
+  const double B = static_cast<double>(batch), L = static_cast<double>(len), f = 4.0;
+  return 3.0 * B * cfg_.num_heads * L * L * f;  // scores, softmax and their product in flight
+}
+
+std::string AttentionImpl::describe() const {
+  std::ostringstream o;
+  o << H << " attention heads (head_dim " << D;
+  if (Hkv != H) o << ", " << Hkv << " kv heads";
+  if (cfg_.rotary_emb_dim > 0) o << ", rotary " << cfg_.rotary_emb_dim;
+  o << ")";
+  return o.str();
+}
+
+at::Tensor AttentionImpl::forward(const at::Tensor& x, const Partial& part, HookContext* ctx) {
+  const int64_t b = x.size(0), Lx = x.size(1), s = part.start();
+  const at::Tensor* rows = part.rows;
+  at::Tensor q, k, v;
+  if (!rows) {
+    at::Tensor qkv = in_proj->forward(x);  // [b, L, (H + 2 Hkv) D]
+    auto parts = qkv.split_with_sizes({H * D, Hkv * D, Hkv * D}, -1);
+    q = parts[0], k = parts[1], v = parts[2];
+  } else {  // only the queries at `rows`
+    q = linear_outputs(in_proj, gather_rows(x, *rows), 0, H * D);  // [b, P, H D]
+    auto kv = linear_outputs(in_proj, x, H * D, 2 * Hkv * D).chunk(2, -1);
+    k = kv[0], v = kv[1];
+    const bool hooked = ctx && (ctx->wants(h_q_) || ctx->wants(h_k_) || ctx->wants(h_v_) || ctx->wants(h_scores_) ||
+                                ctx->wants(h_pattern_));
+    if (s == 0 && !hooked && x.device().is_cpu() && x.scalar_type() == at::kFloat) {
+      auto [cos, sin] = rotary_tables(Lx);
+      at::Tensor z = kernels::rows_attention(q.unflatten(-1, {H, D}), k.unflatten(-1, {Hkv, D}), v.unflatten(-1, {Hkv, D}),
+                                             *rows, cos, sin, cfg_.rotary_emb_dim, cfg_.rotary_emb_interleaved, scale_);
+      if (z.defined()) return out_proj->forward(hook_point(ctx, h_z_, z).reshape({b, z.size(1), H * D}));
+    }
+  }
+  q = q.unflatten(-1, {H, D});    // [b, Lx or P, H, D]
+  k = k.unflatten(-1, {Hkv, D});  // [b, Lx, Hkv, D]
+  v = v.unflatten(-1, {Hkv, D});
+  // Absolute positions of the queries (null: 0..Lx-1) and of the keys computed here.
+  at::Tensor qpos, kpos;
+  if (rows) qpos = *rows + s;
+  if (s > 0) {
+    kpos = at::arange(s, s + Lx, x.options().dtype(at::kLong)).unsqueeze(0);
+    if (!rows) qpos = kpos;
+  }
+  if (cfg_.rotary_emb_dim > 0) {
+    q = apply_rotary(q, cfg_.rotary_emb_dim, cfg_.rotary_emb_base, cfg_.rotary_emb_interleaved, qpos.defined() ? &qpos : nullptr);
+    k = apply_rotary(k, cfg_.rotary_emb_dim, cfg_.rotary_emb_base, cfg_.rotary_emb_interleaved, kpos.defined() ? &kpos : nullptr);
+  }
+  q = hook_point(ctx, h_q_, q);
+  k = hook_point(ctx, h_k_, k);
+  v = hook_point(ctx, h_v_, v);
+  if (s > 0) {  // the keys and values before `start`, as the earlier run computed them
+    k = at::cat({repeat_batch(part.prefix->at(h_k_).narrow(1, 0, s), b).to(k.scalar_type()), k}, 1);
+    v = at::cat({repeat_batch(part.prefix->at(h_v_).narrow(1, 0, s), b).to(v.scalar_type()), v}, 1);
+  }
+  if (Hkv != H) {
+    k = k.repeat_interleave(H / Hkv, 2);
+    v = v.repeat_interleave(H / Hkv, 2);
+  }
+  const int64_t Lk = k.size(1);
+  at::Tensor future;
+  if (qpos.defined()) {
+    future = at::arange(Lk, qpos.options()).view({1, 1, 1, Lk}) > qpos.view({qpos.size(0), 1, -1, 1});  // [b|1, 1, Lq, Lk]
+  } else {
+    future = at::ones({Lx, Lx}, x.options().dtype(at::kBool)).triu(1);
+  }
+  at::Tensor scores = at::matmul(q.transpose(1, 2), k.permute({0, 2, 3, 1})) * scale_;  // [b, H, Lq, Lk]
+  scores = scores.masked_fill(future, -std::numeric_limits<double>::infinity());
+  scores = hook_point(ctx, h_scores_, scores);
+  at::Tensor pattern = hook_point(ctx, h_pattern_, at::softmax(scores, -1));
+  at::Tensor z = at::matmul(pattern, v.transpose(1, 2)).transpose(1, 2);       // [b, Lq, H, D]
+  z = hook_point(ctx, h_z_, z);
+  return out_proj->forward(z.reshape({b, z.size(1), H * D}));
+}
+
+}  // namespace mechscope

@@ -1,0 +1,51 @@
+// Multi-head causal self-attention (mamba_ssm modules/mha.py; SPEC §1 "MHA"): in_proj -> [q | k | v], rotary,
+// grouped kv heads, causal softmax, out_proj. Hooks under blocks.{i}.attn. (SPEC §2). Must not: know about blocks.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <torch/nn/modules/linear.h>
+
+#include "core/model/mixer.h"
+
+namespace mechscope {
+
+class AttentionImpl : public MixerImpl {
+ public:
+  AttentionImpl(const ModelConfig& cfg, int64_t layer);
+  using MixerImpl::forward;
+  /// x [batch, pos, d_model] -> [batch, pos, d_model]. A partial run (Partial): the outputs of the positions from
+  /// part.start() on, or only at part.rows ([batch, P, d_model]), with the keys and values before the start from
+  /// the prefix (hook_k, hook_v). With rows, only those queries are computed (projected alone), and the hooks
+  /// from there on (hook_q, hook_attn_scores, hook_pattern, hook_z) see [batch, P, ...]; the others every position
+  /// computed. Rows with no prefix and nothing wanting the hooks between the projections and hook_z take the
+  /// fused CPU kernel (kernels/binding/attention_ops.h); the ATen expressions are its reference.
+  at::Tensor forward(const at::Tensor& x, const Partial& part, HookContext* ctx) override;
+  std::vector<std::string> hook_names() const override;
+  std::vector<HeadGroup> head_groups() const override;
+  std::vector<std::string> prefix_hooks() const override { return {h_k_, h_v_}; }
+  int64_t sweep_floats_per_token(int64_t len, bool states) const override;
+  double transient_bytes(int64_t batch, int64_t len) const override;
+  double widest_features() const override { return 0; }
+  std::string describe() const override;
+
+  torch::nn::Linear in_proj{nullptr};   // [(H + 2 Hkv) D, d_model]
+  torch::nn::Linear out_proj{nullptr};  // [d_model, H D]
+  int64_t H, Hkv, D;
+
+ private:
+  AttnConfig cfg_;
+  double scale_;
+  std::string h_q_, h_k_, h_v_, h_scores_, h_pattern_, h_z_;
+  // The rotary angles of positions 0..L-1 for the fused rows kernel, kept for the longest L seen (the parts of a
+  // sweep call from several threads, hence the lock; shared so that the module stays copyable).
+  struct RotaryTables;
+  std::shared_ptr<RotaryTables> rotary_tables_;
+  std::pair<at::Tensor, at::Tensor> rotary_tables(int64_t L);
+};
+
+}  // namespace mechscope
