@@ -539,14 +539,7 @@ Outcome Workbench::patch_cell(int row, int pos) {
     hook = site_hook_name(model, r.site, row);
   }
   if (hook.empty()) throw std::runtime_error(r.rows[row] + " has no " + r.site + " site");
-  at::NoGradGuard no_grad;
-  at::Tensor clean = model.run_with_cache(d->batch.tokens, HookSelection::of({hook})).second.at(hook);
-  at::Tensor logits = model.run_with_hooks(d->patch_corrupt.tokens, {{hook, [&](const at::Tensor& v, const std::string&) {
-    at::Tensor out = v.clone();
-    if (head >= 0) out.select(1, pos).select(1, head).copy_(clean.select(1, pos).select(1, head));
-    else out.select(1, pos).copy_(clean.select(1, pos));
-    return out;
-  }}});
+  at::Tensor logits = patch_one_cell(model, d->batch.tokens, d->patch_corrupt.tokens, hook, pos, head);
   const int e = d->example, q = d->last_labelled(e);
   o.top = d->top_at(logits[e][q], 5);
   const int64_t t = d->batch.targets[e][q].item<int64_t>();

@@ -1,4 +1,4 @@
-// Readout positions and the metrics of SPEC §4 (answer probability, logit difference, accuracy, KL).
+// Readout positions and the metrics of spec §4 (answer probability, logit difference, accuracy, KL).
 #include <algorithm>
 #include <limits>
 #include <vector>
@@ -6,7 +6,7 @@
 
 #include <ATen/ATen.h>
 
-#include "core/interventions/interventions.h"
+#include "core/interventions/metrics.h"
 #include "kernels/binding/metric_ops.h"
 #include "kernels/binding/scan_ops.h"
 

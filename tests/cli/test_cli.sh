@@ -89,7 +89,7 @@ head -1 roll.csv | grep -q '^q_pos\\k_pos,<bos>' && ok || bad "rollout csv: $(he
 expect_ok "train a plugin task" "$cli" train --preset transformer --set d_model=32 --set attn_cfg.rotary_emb_dim=8 --task phonebook \
   --task-set num_entries=3 --train-set steps=5 --train-set batch=4 --train-set eval_every=5 --train-set eval_examples=8 --out pb.h5 --quiet
 expect_err "unknown site" "did you mean resid_pre" "$cli" analyze patching -c ar.h5 --site resid_pr
-expect_err "bad head" "L<layer>.<attn|ssm>.H<head>" "$cli" analyze ablation -c ar.h5 --heads first
+expect_err "bad head" "expected L<layer>.<mixer>.H<head> with a mixer of this model (attn), e.g. L0.attn.H0" "$cli" analyze ablation -c ar.h5 --heads first
 expect_err "head out of range" "has 4 heads" "$cli" analyze ablation -c ar.h5 --heads L1.attn.H9
 expect_err "bad ablation" "zero, mean or resample" "$cli" analyze ablation -c ar.h5 --ablation median
 expect_err "analysis needs a task" "no task_config" "$cli" analyze ablation -c mamba1.h5
