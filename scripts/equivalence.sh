@@ -6,6 +6,7 @@
 # (tests/equivalence/compare.py). Both runs use the same thread count and the same command list (the working
 # tree's). Exit status 0 when identical.
 # usage: scripts/equivalence.sh [REF] [quick]      (quick: three models only)
+# $MECHSCOPE_EQUIV_IGNORE_PROVENANCE: provenance keys to leave out (compare.py --ignore-provenance).
 # Scratch space: $MECHSCOPE_EQUIV_DIR (default /tmp/mechscope-equivalence).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -27,4 +28,6 @@ echo "equivalence: outputs of $ref"
 bash "$root/tests/equivalence/outputs.sh" "$work/ref-build/bin/mechscope-cli" "$root/resources/models" "$work/ref-out" $quick > /dev/null
 echo "equivalence: outputs of the working tree"
 bash "$root/tests/equivalence/outputs.sh" "$root/build/bin/mechscope-cli" "$root/resources/models" "$work/new-out" $quick > /dev/null
-/usr/bin/python3 "$root/tests/equivalence/compare.py" "$work/ref-out" "$work/new-out"
+ignore=()
+[ -n "${MECHSCOPE_EQUIV_IGNORE_PROVENANCE:-}" ] && ignore=(--ignore-provenance "$MECHSCOPE_EQUIV_IGNORE_PROVENANCE")
+/usr/bin/python3 "$root/tests/equivalence/compare.py" "${ignore[@]}" "$work/ref-out" "$work/new-out"

@@ -8,13 +8,13 @@
 #include <ATen/core/Tensor.h>
 #include <nlohmann/json.hpp>
 
+#include "core/util/strings.h"
+
 namespace mechscope::cli {
 
 bool file_exists(const std::string& path);
 /// Throws unless `force` or the file does not exist.
 void refuse_overwrite(const std::string& path, bool force);
-/// printf-style formatting of one number.
-std::string fmt(const char* format, double v);
 /// "a.b=3" -> {"a": {"b": 3}}; a value that is not JSON is a string.
 nlohmann::json parse_set(const std::string& kv);
 /// Recursive merge of objects.

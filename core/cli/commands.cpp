@@ -50,12 +50,6 @@ void refuse_overwrite(const std::string& path, bool force) {
     throw std::runtime_error("'" + path + "' already exists; pass --force to overwrite it");
 }
 
-std::string fmt(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
-}
-
 std::string with_commas(int64_t n) {
   std::string s = std::to_string(n), out;
   for (size_t i = 0; i < s.size(); ++i) {

@@ -230,4 +230,12 @@ void write_csv_table(const std::string& path, const std::string& row_axis, const
   write_text_atomic(path, o.str());
 }
 
+void write_csv(const std::string& path, const CsvExport& csv) {
+  if (!csv.columns.empty()) return write_csv_table(path, csv.row_axis, csv.rows, csv.columns);
+  if (!csv.tensor.value.defined())
+    throw std::invalid_argument(csv.unavailable.empty() ? "CSV: this result has no one- or two-dimensional table"
+                                                        : csv.unavailable);
+  write_csv(path, csv.tensor);
+}
+
 }  // namespace mechscope

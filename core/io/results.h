@@ -21,11 +21,25 @@ struct ResultTensor {
   nlohmann::json labels;          ///< optional: {"pos": ["<bos>", "k3", ...]} per axis
 };
 
+/// What a CSV export writes of a result: a table of one-dimensional columns over named rows (when `columns` is not
+/// empty), else one 1-D or 2-D tensor (none when its value is undefined).
+struct CsvExport {
+  std::string row_axis;
+  std::vector<std::string> rows;
+  std::vector<std::pair<std::string, at::Tensor>> columns;
+  ResultTensor tensor;
+  std::string unavailable;  ///< when empty: why (e.g. "choose one map with --layer, --mixer and --head")
+  bool empty() const { return columns.empty() && !tensor.value.defined(); }
+};
+
 struct ResultsFile {
   std::string kind;               ///< e.g. "forward", "head_ablation"
   nlohmann::json provenance;      ///< checkpoint path and sha256, seeds, program version
   nlohmann::json settings;        ///< the settings that made it (also written on each group)
   std::vector<ResultTensor> tensors;  ///< names may hold groups: "head_ablation/prob"
+  // For the front-ends, not written to the file:
+  std::string summary;            ///< the report a user reads (the CLI prints it), lines ending in '\n'
+  CsvExport csv;                  ///< what --csv writes (empty: the first one- or two-dimensional tensor)
   /// The tensor named `name`; throws naming the file's tensors when absent.
   const ResultTensor& get(const std::string& name) const;
 };
@@ -41,5 +55,7 @@ void write_csv(const std::string& path, const ResultTensor& t);
 /// CSV table: one row per label, one column per (name, 1-D tensor) of that length. Atomic.
 void write_csv_table(const std::string& path, const std::string& row_axis, const std::vector<std::string>& rows,
                      const std::vector<std::pair<std::string, at::Tensor>>& columns);
+/// A CsvExport: its table, or its tensor (write_csv). Throws std::invalid_argument when it is empty.
+void write_csv(const std::string& path, const CsvExport& csv);
 
 }  // namespace mechscope

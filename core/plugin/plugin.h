@@ -6,7 +6,9 @@
 // CLI and the GUI see the same ones. Tasks and analyses go into the same registries the built-ins use.
 #pragma once
 
+#include <atomic>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -25,14 +27,34 @@ namespace mechscope {
 
 class LanguageModel;
 
-/// What an analysis gets: the model, its task (may be null for a bare model), the examples drawn from it, and
-/// the user's options (`mechscope-cli analyze NAME --option key=value`).
+/// What an analysis gets: the model, its task (may be null for a bare model), the examples drawn from it (see
+/// AnalysisInfo::input), and the user's options (`mechscope-cli analyze NAME --option key=value`, or the flags of
+/// a built-in analysis, with the analysis's declared defaults filled in).
 struct AnalysisContext {
   LanguageModel& model;
   const Task* task;
   const Batch& batch;
   const std::vector<std::string>& vocab;
   nlohmann::json options;
+  uint64_t seed = 0;                                             ///< the examples' seed (corruptions use seed + 1)
+  std::function<void(double fraction, const std::string& what)> progress;  ///< optional
+  const std::atomic<bool>* cancel = nullptr;                     ///< optional: stop when set (throw Cancelled)
+  const std::map<std::string, at::Tensor>* training = nullptr;   ///< the checkpoint's /training history, if any
+};
+
+/// What a front-end prepares before calling an analysis.
+enum class AnalysisInput {
+  Examples,  ///< `examples` task examples drawn with `seed` (or the typed tokens as one example)
+  Sequence,  ///< one sequence: the typed tokens, or task example `example` (default: `seed`) at its own length
+  None       ///< nothing: the analysis reads the model (and task) only
+};
+
+/// An option an analysis reads from AnalysisContext::options: its name, its default (used when absent) and one line
+/// for listings. An analysis that declares options refuses any other key by name.
+struct AnalysisOption {
+  std::string name;
+  nlohmann::json default_value;
+  std::string description;
 };
 
 struct AnalysisInfo {
@@ -41,6 +63,8 @@ struct AnalysisInfo {
   std::string result_kind;   ///< "grid" (2-D tensors), "vector" (1-D) or "table": how the GUI should draw it
   bool needs_task = true;    ///< false: runs on typed tokens too
   std::function<ResultsFile(const AnalysisContext&)> run;
+  AnalysisInput input = AnalysisInput::Examples;
+  std::vector<AnalysisOption> options;  ///< empty: any options (passed through unchecked)
 };
 
 using TaskFactory = std::function<std::unique_ptr<Task>(const nlohmann::json& config)>;
@@ -69,7 +93,7 @@ struct RegisteredTask {
 };
 struct RegisteredAnalysis {
   AnalysisInfo info;
-  std::string origin;
+  std::string origin;  ///< "built-in" or the plugin's file
 };
 struct PluginStatus {
   std::string path;
@@ -91,6 +115,14 @@ std::vector<RegisteredTask> registered_tasks();
 std::vector<RegisteredAnalysis> registered_analyses();
 /// The analysis named, or null.
 const RegisteredAnalysis* find_analysis(const std::string& name);
+/// The analysis named; throws std::invalid_argument listing every registered analysis (with close matches).
+const RegisteredAnalysis& require_analysis(const std::string& name);
+/// Runs a registered analysis: fills in its declared option defaults, refuses options it does not declare (by
+/// name), and calls it.
+ResultsFile run_analysis(const RegisteredAnalysis& analysis, const AnalysisContext& context);
+/// Core's own analyses (attention, head-scores, ablation, knockout, patching, attribution, dla, embeddings,
+/// logit-lens), registered first, as the built-in tasks are (core/session/analyses/).
+void register_builtin_analyses(PluginHost& host);
 
 }  // namespace mechscope
 

@@ -20,33 +20,6 @@ namespace mechscope {
 
 namespace {
 
-struct Registry {
-  std::recursive_mutex mu;
-  std::vector<RegisteredTask> tasks;
-  std::deque<RegisteredAnalysis> analyses;  // deque: find_analysis hands out stable pointers
-  std::vector<PluginStatus> statuses;
-  bool scanned = false;
-
-  Registry() {
-    static const std::map<std::string, std::string> about = {
-        {"mqar", "multi-query associative recall (zoology)"},
-        {"ar", "single-query associative recall (tinylang)"},
-        {"position", "position retrieval from a permutation (retrievit)"},
-        {"ngram", "n-gram retrieval (retrievit)"},
-        {"copy", "copy a string (P2)"},
-        {"lookup", "n-gram lookup in a string (P2)"},
-        {"atr", "associative tree recall: a terminal's parent head in a random PCFG (tinylang)"}};
-    for (const auto& n : builtin_task_names())
-      tasks.push_back({TaskInfo{n, about.count(n) ? about.at(n) : "", [](const nlohmann::json& c) { return make_builtin_task(c); }},
-                       "built-in"});
-  }
-};
-
-Registry& reg() {
-  static Registry r;
-  return r;
-}
-
 class StagingHost : public PluginHost {
  public:
   void add_task(TaskInfo info) override {
@@ -68,6 +41,36 @@ class StagingHost : public PluginHost {
   std::vector<AnalysisInfo> analyses;
   std::string name, version, about;
 };
+
+struct Registry {
+  std::recursive_mutex mu;
+  std::vector<RegisteredTask> tasks;
+  std::deque<RegisteredAnalysis> analyses;  // deque: find_analysis hands out stable pointers
+  std::vector<PluginStatus> statuses;
+  bool scanned = false;
+
+  Registry() {
+    static const std::map<std::string, std::string> about = {
+        {"mqar", "multi-query associative recall (zoology)"},
+        {"ar", "single-query associative recall (tinylang)"},
+        {"position", "position retrieval from a permutation (retrievit)"},
+        {"ngram", "n-gram retrieval (retrievit)"},
+        {"copy", "copy a string (P2)"},
+        {"lookup", "n-gram lookup in a string (P2)"},
+        {"atr", "associative tree recall: a terminal's parent head in a random PCFG (tinylang)"}};
+    for (const auto& n : builtin_task_names())
+      tasks.push_back({TaskInfo{n, about.count(n) ? about.at(n) : "", [](const nlohmann::json& c) { return make_builtin_task(c); }},
+                       "built-in"});
+    StagingHost host;  // the built-in analyses pass the checks a plugin's do
+    register_builtin_analyses(host);
+    for (auto& a : host.analyses) analyses.push_back({std::move(a), "built-in"});
+  }
+};
+
+Registry& reg() {
+  static Registry r;
+  return r;
+}
 
 }  // namespace
 
@@ -187,6 +190,30 @@ const RegisteredAnalysis* find_analysis(const std::string& name) {
   for (const auto& a : reg().analyses)
     if (a.info.name == name) return &a;  // entries are never removed
   return nullptr;
+}
+
+const RegisteredAnalysis& require_analysis(const std::string& name) {
+  if (const RegisteredAnalysis* a = find_analysis(name)) return *a;
+  std::vector<std::string> all;
+  for (const auto& a : registered_analyses()) all.push_back(a.info.name);
+  throw std::invalid_argument("unknown analysis '" + name + "'; expected one of " + join(all, ", ") +
+                              closest_matches_hint(name, all));
+}
+
+ResultsFile run_analysis(const RegisteredAnalysis& a, const AnalysisContext& ctx) {
+  if (a.info.options.empty()) return a.info.run(ctx);
+  nlohmann::json opts = ctx.options.is_null() ? nlohmann::json::object() : ctx.options;
+  if (!opts.is_object()) throw std::invalid_argument(a.info.name + ": options must be a JSON object, found " + opts.dump());
+  std::vector<std::string> names;
+  for (const auto& o : a.info.options) names.push_back(o.name);
+  for (const auto& item : opts.items())
+    if (std::find(names.begin(), names.end(), item.key()) == names.end())
+      throw std::invalid_argument(a.info.name + ": unknown option '" + item.key() + "'; its options: " + join(names, ", ") +
+                                  closest_matches_hint(item.key(), names));
+  for (const auto& o : a.info.options)
+    if (!opts.contains(o.name)) opts[o.name] = o.default_value;
+  return a.info.run(AnalysisContext{ctx.model, ctx.task, ctx.batch, ctx.vocab, opts, ctx.seed, ctx.progress, ctx.cancel,
+                                    ctx.training});
 }
 
 std::vector<std::string> task_names() {

@@ -108,4 +108,10 @@ std::string format_double(double v, int digits) {
   return buf;
 }
 
+std::string fmt(const char* format, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, format, v);
+  return buf;
+}
+
 }  // namespace mechscope

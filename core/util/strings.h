@@ -17,6 +17,8 @@ std::vector<std::string> closest_matches(const std::string& word, const std::vec
                                          size_t limit);
 /// " (did you mean a, b?)" for the close candidates, or "".
 std::string closest_matches_hint(const std::string& word, const std::vector<std::string>& candidates);
+/// printf-style formatting of one number: fmt("%.3f", 0.9981) -> "0.998".
+std::string fmt(const char* format, double v);
 /// Fixed-point with `digits` decimals ("0.998").
 std::string format_double(double v, int digits);
 /// Human-readable byte count ("3.2 MiB").

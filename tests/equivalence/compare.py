@@ -5,7 +5,9 @@ Default: bit-identical. Every HDF5 dataset must have the same dtype, shape and b
 attribute the same value, every log and CSV the same text. What may differ between two runs of one build is
 ignored: wall-clock times (a results file's and a log's timings, a checkpoint's /training/seconds and its seal).
 
-usage: compare.py A B        (Debian's python3 with h5py and numpy: packaging/install-deps.sh installs them)
+usage: compare.py [--ignore-provenance KEY,...] A B     (Debian's python3 with h5py and numpy)
+--ignore-provenance: keys of a results file's provenance left out of the comparison, for a step that changes what
+provenance records on purpose (name them in the commit).
 Exit status 0: identical; 1: differences (listed); 2: usage or unreadable folders.
 """
 import json
@@ -33,6 +35,9 @@ def normalise_log(text):
     return out
 
 
+IGNORED_PROVENANCE = set()
+
+
 def attrs_of(obj):
     out = {}
     for k, v in obj.attrs.items():
@@ -45,6 +50,8 @@ def attrs_of(obj):
                 pass
         if isinstance(v, np.ndarray):
             v = v.tolist()
+        if k == "provenance" and isinstance(v, dict):
+            v = {pk: pv for pk, pv in v.items() if pk not in IGNORED_PROVENANCE}
         out[k] = v
     return out
 
@@ -86,10 +93,14 @@ def compare_h5(pa, pb, problems, name):
 
 
 def main():
-    if len(sys.argv) != 3:
+    args = sys.argv[1:]
+    if len(args) == 4 and args[0] == "--ignore-provenance":
+        IGNORED_PROVENANCE.update(k for k in args[1].split(",") if k)
+        args = args[2:]
+    if len(args) != 2:
         print(__doc__)
         return 2
-    a, b = sys.argv[1], sys.argv[2]
+    a, b = args
     if not (os.path.isdir(a) and os.path.isdir(b)):
         print("compare.py: both arguments must be folders written by outputs.sh")
         return 2

@@ -10,6 +10,7 @@ set -uo pipefail
 cli=$(realpath "$1"); models=$(realpath "$2"); out=$3; quick=${4:-}
 mkdir -p "$out"
 cd "$out"
+rm -f ./*.h5 ./*.log ./*.csv  # a fresh run (outputs are never overwritten by the commands)
 export MECHSCOPE_NUM_THREADS=${MECHSCOPE_NUM_THREADS:-2}
 n=32
 
