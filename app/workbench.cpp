@@ -2,7 +2,6 @@
 #include "app/workbench.h"
 
 #include <algorithm>
-#include <filesystem>
 
 #include <cmath>
 #include <limits>
@@ -18,11 +17,10 @@
 #include "core/interventions/interventions.h"
 #include "core/interventions/verify.h"
 #include "core/io/checkpoint.h"
-#include "core/io/import.h"
 #include "core/io/tokens.h"
 #include "core/model/model.h"
 #include "core/plugin/plugin.h"
-#include "core/util/sha256.h"
+#include "core/session/session.h"
 #include "core/util/strings.h"
 
 #include "app/render.h"
@@ -32,20 +30,7 @@ namespace mechscope::app {
 using nlohmann::json;
 namespace {
 const double kNaN = std::numeric_limits<double>::quiet_NaN();
-
-std::string base_name(const std::string& path) {
-  auto s = path.find_last_of('/');
-  std::string n = s == std::string::npos ? path : path.substr(s + 1);
-  if (n.size() > 3 && n.substr(n.size() - 3) == ".h5") n.resize(n.size() - 3);
-  return n;
-}
 }  // namespace
-
-struct Loaded {
-  Checkpoint ck;
-  std::unique_ptr<Task> task;
-  std::string name, sha256, verify;
-};
 
 struct Workbench::Impl {
   // `mu` serialises engine work (held by every long call); `small` guards the fields the UI thread reads
@@ -53,68 +38,38 @@ struct Workbench::Impl {
   // window never waits for a running sweep.
   mutable std::recursive_mutex mu;
   mutable std::recursive_mutex small;
-  std::vector<std::unique_ptr<Loaded>> models;
-  int cur = -1;
-  // input
-  Batch batch;
-  bool has_targets = false;
-  int example = 0;
-  uint64_t seed = 0;
-  json task_cfg;
-  // interventions
-  std::vector<HeadRef> ablated;
-  AblationKind kind = AblationKind::Zero;
-  std::unique_ptr<Ablator> ablator;
-  // caches
-  ActivationCache clean_cache;  // the unablated run of the batch (ablation_cache_names)
+  Session s;                         // models, input, ablation (core/session)
+  std::vector<std::string> verify;   // per model: "" until verified
+  // views' caches
   std::unique_ptr<HeadScores> scores;
   Batch patch_corrupt;
   std::unique_ptr<PatchResult> patch;
   std::string patch_role;  // the role the last sweep corrupted ("" for the task's default)
 
-  Loaded& m() {
-    if (cur < 0) throw std::runtime_error("no model is open (File > Open, or drop a checkpoint on the window)");
-    return *models[cur];
-  }
-  const Loaded& m() const { return const_cast<Impl*>(this)->m(); }
-  LanguageModel& model() { return *m().ck.model; }
+  OpenedModel& m() { return s.model(); }
+  const OpenedModel& m() const { return s.model(); }
+  LanguageModel& model() { return m().model(); }
   /// A loaded model (-1: the current one) that can read the current input.
-  Loaded& at_index(int index) {
+  OpenedModel& at_index(int index) {
     if (index < 0) return m();
-    if (index >= static_cast<int>(models.size())) throw std::out_of_range("no model " + std::to_string(index));
-    Loaded& l = *models[index];
-    if (batch.size() && l.ck.config.vocab_size != m().ck.config.vocab_size)
+    if (index >= s.model_count()) throw std::out_of_range("no model " + std::to_string(index));
+    OpenedModel& l = s.model(index);
+    if (s.has_input() && l.ck.config.vocab_size != m().ck.config.vocab_size)
       throw std::invalid_argument("'" + l.name + "' reads a vocabulary of " + std::to_string(l.ck.config.vocab_size) +
                                   " tokens; the current input has " + std::to_string(m().ck.config.vocab_size));
     return l;
   }
   void need_batch() const {
-    if (batch.size() == 0) throw std::runtime_error("no input: draw examples from the task or type tokens");
+    if (!s.has_input()) throw std::runtime_error("no input: draw examples from the task or type tokens");
   }
   void need_targets() const {
     need_batch();
-    if (!has_targets) throw std::runtime_error("the typed input has no answers; draw task examples for this view");
+    if (!s.has_targets()) throw std::runtime_error("the typed input has no answers; draw task examples for this view");
   }
+  /// The views' caches belong to one input and model.
   void invalidate() {
-    clean_cache.clear();
     scores.reset();
     patch.reset();
-    ablator.reset();
-  }
-  Ablator& get_ablator() {
-    if (!ablator) {
-      Batch ref;
-      if (kind != AblationKind::Zero) {
-        if (!m().task) throw std::runtime_error("mean and resample ablation need the model's task");
-        ref = m().task->sample(std::max<int64_t>(batch.size(), 32), seed + 1000003);
-      }
-      ablator = std::make_unique<Ablator>(model(), kind, ref);
-    }
-    return *ablator;
-  }
-  at::Tensor example_tokens(int e) const {
-    const int64_t len = batch.lengths[e].item<int64_t>();
-    return batch.tokens.narrow(0, e, 1).narrow(1, 0, len);
   }
   std::vector<std::pair<std::string, double>> top_at(const at::Tensor& logits_row, int k) const {
     at::Tensor p = at::softmax(logits_row.to(at::kFloat), -1);
@@ -124,171 +79,114 @@ struct Workbench::Impl {
       out.push_back({token_string(std::get<1>(tk)[i].item<int64_t>(), m().ck.vocab), std::get<0>(tk)[i].item<double>()});
     return out;
   }
-  int last_labelled(int e) const {
-    if (!has_targets) return static_cast<int>(batch.lengths[e].item<int64_t>()) - 1;
-    at::Tensor t = batch.targets[e];
-    for (int64_t j = t.size(0) - 1; j >= 0; --j)
-      if (t[j].item<int64_t>() != -100) return static_cast<int>(j);
-    return static_cast<int>(batch.lengths[e].item<int64_t>()) - 1;
-  }
 };
-
-namespace {
-// SHA-256 of a checkpoint file; for an imported folder, of its files' names and digests.
-std::string checkpoint_digest(const std::string& path) {
-  std::error_code ec;
-  if (!std::filesystem::is_directory(path, ec)) return sha256_file(path);
-  std::vector<std::string> parts;
-  for (const auto& e : std::filesystem::directory_iterator(path, ec))
-    if (e.is_regular_file()) parts.push_back(e.path().filename().string() + ":" + sha256_file(e.path().string()));
-  std::sort(parts.begin(), parts.end());
-  return sha256_hex(join(parts, "\n"));
-}
-}  // namespace
 
 Workbench::Workbench() : d(std::make_unique<Impl>()) {}
 Workbench::~Workbench() = default;
 
 int Workbench::open(const std::string& path) {
-  auto l = std::make_unique<Loaded>();
-  l->ck = open_checkpoint(path);
-  l->ck.model->eval();
-  if (!l->ck.task_config.is_null()) l->task = make_task(l->ck.task_config);
-  l->name = base_name(path);
-  l->sha256 = checkpoint_digest(path);
+  auto m = OpenedModel::open(path);  // off the locks: the window stays responsive while a large model loads
+  m->digest();
   std::lock_guard<std::recursive_mutex> lock(d->mu);
   std::lock_guard<std::recursive_mutex> small(d->small);
-  for (const auto& other : d->models)  // the same name twice: tell them apart
-    if (other->name == l->name) l->name += " (" + std::to_string(d->models.size() + 1) + ")";
-  d->models.push_back(std::move(l));
-  set_current(static_cast<int>(d->models.size()) - 1);
-  return d->cur;
+  d->verify.push_back("");
+  d->invalidate();
+  return d->s.add(std::move(m));
 }
 
 int Workbench::model_count() const {
   std::lock_guard<std::recursive_mutex> small(d->small);
-  return static_cast<int>(d->models.size());
+  return d->s.model_count();
 }
 int Workbench::current() const {
   std::lock_guard<std::recursive_mutex> small(d->small);
-  return d->cur;
+  return d->s.current();
 }
 
 void Workbench::set_current(int index) {
   std::lock_guard<std::recursive_mutex> lock(d->mu);
   std::lock_guard<std::recursive_mutex> small(d->small);
-  if (index < 0 || index >= model_count()) throw std::out_of_range("no model " + std::to_string(index));
-  const bool same_vocab = d->cur >= 0 && d->batch.size() > 0 &&
-                          d->models[d->cur]->ck.config.vocab_size == d->models[index]->ck.config.vocab_size;
-  d->cur = index;
   d->invalidate();
-  d->ablated.clear();
-  // Keep the current examples when the new model reads the same vocabulary (compare on the same inputs).
-  if (!same_vocab) {
-    d->batch = Batch{};
-    if (d->m().task) draw(64, d->seed, "");
-  }
+  d->s.set_current(index);
 }
 
 ModelSummary Workbench::summary(int index) const {
   std::lock_guard<std::recursive_mutex> small(d->small);
-  const Loaded& l = index < 0 ? d->m() : *d->models.at(index);
+  const OpenedModel& l = d->s.model(index);
   ModelSummary s;
   s.name = l.name;
   s.path = l.ck.path;
   const ModelConfig& c = l.ck.config;
   s.layers = static_cast<int>(c.n_layer);
   for (int64_t i = 0; i < c.n_layer; ++i) s.layer_kinds.push_back(mixer_kind_name(c.mixer_kind(i)));
-  for (const auto& h : all_heads(*l.ck.model)) s.heads.push_back({h.label(), (int)h.layer, h.mixer, (int)h.head});
+  for (const auto& h : all_heads(l.model())) s.heads.push_back({h.label(), (int)h.layer, h.mixer, (int)h.head});
   s.architecture = std::to_string(c.n_layer) + " layers, d_model " + std::to_string(c.d_model) + ", vocab " +
-                   std::to_string(c.vocab_size) + ", " + std::to_string(l.ck.model->parameter_count()) + " parameters";
+                   std::to_string(c.vocab_size) + ", " + std::to_string(l.model().parameter_count()) + " parameters";
   s.has_task = static_cast<bool>(l.task);
   s.task = l.task ? l.ck.task_config.dump() : "(no task: a bare model)";
-  s.verify = l.verify;
+  s.verify = d->verify[index < 0 ? d->s.current() : index];
   return s;
 }
 
 std::string Workbench::verify(int index) {
   std::lock_guard<std::recursive_mutex> lock(d->mu);
-  Loaded& l = index < 0 ? d->m() : *d->models.at(index);
-  VerifyReport rep = verify_model(*l.ck.model, l.task.get(), 8, 0, 1e-4);
+  OpenedModel& l = d->s.model(index);
+  VerifyReport rep = verify_model(l.model(), l.task.get(), 8, 0, 1e-4);
   double worst = 0;
   for (const auto& c : rep.checks) worst = std::max(worst, c.diff / c.scale);
   char buf[96];
   std::snprintf(buf, sizeof buf, "%s (largest relative difference %.1e over %zu checks)", rep.pass ? "PASS" : "FAIL",
                 worst, rep.checks.size());
   std::lock_guard<std::recursive_mutex> small(d->small);
-  l.verify = buf;
-  return l.verify;
+  std::string& v = d->verify[index < 0 ? d->s.current() : index];
+  v = buf;
+  return v;
 }
 
 // ---------------------------------------------------------------- input
 
 void Workbench::draw(int n, uint64_t seed, const std::string& task_json) {
   std::lock_guard<std::recursive_mutex> lock(d->mu);
-  Loaded& l = d->m();
-  if (!l.task) throw std::runtime_error("'" + l.name + "' has no task; type tokens instead");
-  if (n < 1 || n > 65536) throw std::invalid_argument("examples: choose 1..65536");
-  json cfg = l.ck.task_config;
+  json over;
   if (!task_json.empty()) {
-    json over;
     try {
       over = json::parse(task_json);
     } catch (const json::exception& e) {
       throw std::invalid_argument(std::string("task parameters are not valid JSON: ") + e.what());
     }
-    cfg.merge_patch(over);
   }
-  auto task = make_task(cfg);
-  if (static_cast<int64_t>(task->vocab().size()) != l.ck.config.vocab_size)
-    throw std::invalid_argument("these task parameters give a vocabulary of " + std::to_string(task->vocab().size()) +
-                                " tokens; the model reads " + std::to_string(l.ck.config.vocab_size));
-  Batch b = task->sample(n, seed);
   std::lock_guard<std::recursive_mutex> small(d->small);
-  d->batch = std::move(b);
-  l.task = std::move(task);
-  d->task_cfg = cfg;
-  d->has_targets = true;
-  d->seed = seed;
-  d->example = 0;
+  d->s.draw(n, seed, over);
   d->invalidate();
 }
 
 void Workbench::set_tokens(const std::string& text) {
   std::lock_guard<std::recursive_mutex> lock(d->mu);
-  Loaded& l = d->m();
-  auto ids = parse_tokens(text, l.ck.vocab, l.ck.config.padded_vocab_size());
-  if (ids.empty()) throw std::invalid_argument("no tokens given");
-  at::Tensor t = at::tensor(ids, at::kLong).unsqueeze(0);
-  l.ck.model->check_tokens(t);
   std::lock_guard<std::recursive_mutex> small(d->small);
-  d->batch = Batch{t, at::full_like(t, -100), at::zeros_like(t).to(at::kChar), at::full({1}, t.size(1), at::kLong)};
-  d->has_targets = false;
-  d->example = 0;
+  d->s.set_tokens(text);
   d->invalidate();
 }
 
 int Workbench::example_count() const {
   std::lock_guard<std::recursive_mutex> small(d->small);
-  return static_cast<int>(d->batch.size());
+  return static_cast<int>(d->s.batch().size());
 }
 int Workbench::example() const {
   std::lock_guard<std::recursive_mutex> small(d->small);
-  return d->example;
+  return static_cast<int>(d->s.example());
 }
 void Workbench::set_example(int i) {
   std::lock_guard<std::recursive_mutex> lock(d->mu);
   std::lock_guard<std::recursive_mutex> small(d->small);
-  if (i < 0 || i >= example_count()) throw std::out_of_range("example " + std::to_string(i));
-  d->example = i;
+  d->s.set_example(i);
 }
 
 std::vector<std::string> Workbench::tokens(int e) const {
   std::lock_guard<std::recursive_mutex> lock(d->mu);
   d->need_batch();
-  if (e < 0) e = d->example;
+  if (e < 0) e = static_cast<int>(d->s.example());
   std::vector<std::string> out;
-  at::Tensor t = d->example_tokens(e)[0];
+  at::Tensor t = d->s.example_tokens(e)[0];
   for (int64_t j = 0; j < t.size(0); ++j) out.push_back(token_string(t[j].item<int64_t>(), d->m().ck.vocab));
   return out;
 }
@@ -296,22 +194,24 @@ std::vector<std::string> Workbench::tokens(int e) const {
 std::vector<std::string> Workbench::roles(int e) const {
   std::lock_guard<std::recursive_mutex> lock(d->mu);
   d->need_batch();
-  if (e < 0) e = d->example;
+  if (e < 0) e = static_cast<int>(d->s.example());
   std::vector<std::string> out;
-  const int64_t len = d->batch.lengths[e].item<int64_t>();
+  const Batch& b = d->s.batch();
+  const int64_t len = b.lengths[e].item<int64_t>();
   for (int64_t j = 0; j < len; ++j)
-    out.push_back(d->has_targets ? role_name(static_cast<Role>(d->batch.roles[e][j].item<int8_t>())) : "");
+    out.push_back(d->s.has_targets() ? role_name(static_cast<Role>(b.roles[e][j].item<int8_t>())) : "");
   return out;
 }
 
 std::vector<std::string> Workbench::targets(int e) const {
   std::lock_guard<std::recursive_mutex> lock(d->mu);
   d->need_batch();
-  if (e < 0) e = d->example;
+  if (e < 0) e = static_cast<int>(d->s.example());
   std::vector<std::string> out;
-  const int64_t len = d->batch.lengths[e].item<int64_t>();
+  const Batch& b = d->s.batch();
+  const int64_t len = b.lengths[e].item<int64_t>();
   for (int64_t j = 0; j < len; ++j) {
-    const int64_t t = d->batch.targets[e][j].item<int64_t>();
+    const int64_t t = b.targets[e][j].item<int64_t>();
     out.push_back(t < 0 ? "" : token_string(t, d->m().ck.vocab));
   }
   return out;
@@ -319,9 +219,9 @@ std::vector<std::string> Workbench::targets(int e) const {
 
 std::string Workbench::task_json() const {
   std::lock_guard<std::recursive_mutex> small(d->small);
-  return d->task_cfg.is_null() ? "" : d->task_cfg.dump();
+  return d->s.task_config().is_null() ? "" : d->s.task_config().dump();
 }
-int Workbench::seq_len() const { return d->batch.size() ? static_cast<int>(d->batch.tokens.size(1)) : 0; }
+int Workbench::seq_len() const { return d->s.has_input() ? static_cast<int>(d->s.batch().tokens.size(1)) : 0; }
 
 // ---------------------------------------------------------------- interventions
 
@@ -331,20 +231,18 @@ void Workbench::set_ablation(const std::vector<std::string>& heads, const std::s
   for (const auto& h : heads) parsed.push_back(parse_head(h, d->model()));
   AblationKind k = parse_ablation(kind);
   std::lock_guard<std::recursive_mutex> small(d->small);
-  if (k != d->kind) d->ablator.reset();
-  d->kind = k;
-  d->ablated = parsed;
+  d->s.set_ablation(parsed, k);
 }
 
 std::vector<std::string> Workbench::ablated() const {
   std::lock_guard<std::recursive_mutex> small(d->small);
   std::vector<std::string> out;
-  for (const auto& h : d->ablated) out.push_back(h.label());
+  for (const auto& h : d->s.ablated()) out.push_back(h.label());
   return out;
 }
 std::string Workbench::ablation_kind() const {
   std::lock_guard<std::recursive_mutex> small(d->small);
-  return ablation_name(d->kind);
+  return ablation_name(d->s.ablation_kind());
 }
 
 Outcome Workbench::outcome(bool with_ablation) {
@@ -354,29 +252,28 @@ Outcome Workbench::outcome(bool with_ablation) {
   LanguageModel& model = d->model();
   // The clean run is cached once per batch; an ablation recomputes only the layers from the first ablated head
   // on (ablated_readout_resid), and only the rows the panel shows are computed in the last block and unembedded.
-  if (d->clean_cache.empty())
-    d->clean_cache = model.run_with_cache(d->batch.tokens, HookSelection::of(ablation_cache_names(model))).second;
-  const std::vector<HeadRef> heads = with_ablation ? d->ablated : std::vector<HeadRef>{};
+  const std::vector<HeadRef> heads = with_ablation ? d->s.ablated() : std::vector<HeadRef>{};
+  const Batch& batch = d->s.batch();
   Outcome o;
-  o.examples = static_cast<int>(d->batch.size());
-  const int e = d->example, q = d->last_labelled(e);
-  const int64_t len = d->batch.lengths[e].item<int64_t>();
+  o.examples = static_cast<int>(batch.size());
+  const int e = static_cast<int>(d->s.example()), q = static_cast<int>(d->s.last_labelled(e));
+  const int64_t len = batch.lengths[e].item<int64_t>();
   // The layers after the ablated one run at the labelled rows for the batch and in full for the shown example.
-  Readout r = d->has_targets ? Readout::all_labelled(d->batch) : Readout{};
+  Readout r = d->s.has_targets() ? Readout::all_labelled(d->s.batch()) : Readout{};
   at::Tensor rows, slot;
-  if (d->has_targets) std::tie(rows, slot) = readout_rows(r, d->batch.size());
-  else rows = at::zeros({d->batch.size(), 1}, at::kLong);
-  ReadoutResid rr = ablated_readout_resid(model, d->batch.tokens, d->clean_cache, d->get_ablator(), heads, rows, e);
+  if (d->s.has_targets()) std::tie(rows, slot) = readout_rows(r, batch.size());
+  else rows = at::zeros({batch.size(), 1}, at::kLong);
+  ReadoutResid rr = ablated_readout_resid(model, batch.tokens, d->s.clean_cache(), d->s.ablator(), heads, rows, e);
   at::Tensor ex_logits = model.unembed(rr.example_full.narrow(0, 0, len));  // [len, V]
   o.top = d->top_at(ex_logits[q], 5);
-  if (d->has_targets) {
+  if (d->s.has_targets()) {
     ExampleMetrics m = example_metrics(model.unembed(rr.at_rows.index({r.example, slot})), r);
     o.accuracy = m.correct.mean().item<double>();
     o.prob = m.prob.mean().item<double>();
     o.logit_diff = m.logit_diff.mean().item<double>();
-    const int64_t t = d->batch.targets[e][q].item<int64_t>();
+    const int64_t t = batch.targets[e][q].item<int64_t>();
     o.target = t >= 0 ? token_string(t, d->m().ck.vocab) : "";
-    at::Tensor tg = d->batch.targets[e];
+    at::Tensor tg = batch.targets[e];
     at::Tensor lp = at::log_softmax(ex_logits.to(at::kFloat), -1);
     for (int64_t j = 0; j < len; ++j) {
       const int64_t y = tg[j].item<int64_t>();
@@ -396,16 +293,16 @@ Outcome Workbench::outcome(bool with_ablation) {
 std::vector<std::pair<std::string, int>> Workbench::mixers(int layer, int index) const {
   std::lock_guard<std::recursive_mutex> lock(d->mu);
   std::vector<std::pair<std::string, int>> out;
-  const Loaded& l = index < 0 ? d->m() : *d->models.at(index);
-  if (layer < 0 || layer >= l.ck.model->n_layers()) return out;
-  for (const auto& [m, H] : l.ck.model->heads_of_layer(layer)) out.push_back({m, static_cast<int>(H)});
+  const OpenedModel& l = d->s.model(index);
+  if (layer < 0 || layer >= l.model().n_layers()) return out;
+  for (const auto& [m, H] : l.model().heads_of_layer(layer)) out.push_back({m, static_cast<int>(H)});
   return out;
 }
 
 Grid Workbench::attention(int layer, const std::string& mixer, int head, bool normalise, int index) {
   std::lock_guard<std::recursive_mutex> lock(d->mu);
   d->need_batch();
-  LanguageModel& model = *d->at_index(index).ck.model;
+  LanguageModel& model = d->at_index(index).model();
   if (layer < 0 || layer >= model.n_layers()) throw std::out_of_range("layer " + std::to_string(layer));
   int64_t H = -1;
   for (const auto& [m, n] : model.heads_of_layer(layer))
@@ -413,7 +310,7 @@ Grid Workbench::attention(int layer, const std::string& mixer, int head, bool no
   if (H < 0) throw std::invalid_argument("layer " + std::to_string(layer) + " has no " + mixer + " mixer");
   // Mamba1: a channel, or the channel average (head < 0); others: a head, or the head average.
   const bool mamba1 = model.head_group(layer, mixer).channels;
-  AttentionMap map = attention_map(model, d->example_tokens(d->example), layer, mixer, mamba1 ? H : 1);
+  AttentionMap map = attention_map(model, d->s.example_tokens(d->s.example()), layer, mixer, mamba1 ? H : 1);
   at::Tensor p = head < 0 ? map.pattern[0].mean(0) : map.pattern[0][std::min<int64_t>(head, H - 1)];
   if (normalise) p = normalise_map(p);
   p = p.to(at::kDouble).contiguous();
@@ -423,7 +320,7 @@ Grid Workbench::attention(int layer, const std::string& mixer, int head, bool no
   const int64_t L = p.size(0);
   for (int64_t q = 0; q < L; ++q)
     for (int64_t k = q + 1; k < L; ++k) g.values[q * L + k] = kNaN;  // the future: nothing
-  g.row_labels = g.col_labels = tokens(d->example);
+  g.row_labels = g.col_labels = tokens(d->s.example());
   g.title = "L" + std::to_string(layer) + " " + mixer + (head < 0 ? " (mean over heads)" : " H" + std::to_string(head)) +
             (mixer == "ssm" ? ", implicit attention" : "") + (normalise ? ", min-max normalised" : "");
   return g;
@@ -432,15 +329,15 @@ Grid Workbench::attention(int layer, const std::string& mixer, int head, bool no
 Grid Workbench::head_scores(const std::string& score, const Progress& progress, int index) {
   std::lock_guard<std::recursive_mutex> lock(d->mu);
   d->need_targets();
-  LanguageModel& model = *d->at_index(index).ck.model;
+  LanguageModel& model = d->at_index(index).model();
   SweepOptions o;
   o.progress = progress.report;
   o.cancel = progress.cancel;
   std::unique_ptr<HeadScores> other;
-  if (index >= 0 && index != d->cur) {
-    other = std::make_unique<HeadScores>(mechscope::head_scores(model, d->batch, 5, 16, d->seed, o));
+  if (index >= 0 && index != d->s.current()) {
+    other = std::make_unique<HeadScores>(mechscope::head_scores(model, d->s.batch(), 5, 16, d->s.seed(), o));
   } else if (!d->scores) {
-    d->scores = std::make_unique<HeadScores>(mechscope::head_scores(model, d->batch, 5, 16, d->seed, o));
+    d->scores = std::make_unique<HeadScores>(mechscope::head_scores(model, d->s.batch(), 5, 16, d->s.seed(), o));
   }
   const HeadScores& hs = other ? *other : *d->scores;
   at::Tensor v = mechscope::head_score(hs, score).to(at::kDouble);
@@ -471,12 +368,12 @@ Grid Workbench::head_scores(const std::string& score, const Progress& progress, 
 Grid Workbench::patching(const std::string& site, const std::string& role, const Progress& progress) {
   std::lock_guard<std::recursive_mutex> lock(d->mu);
   d->need_targets();
-  Loaded& l = d->m();
-  d->patch_corrupt = l.task->corrupt(d->batch, d->seed + 1, role);
+  OpenedModel& l = d->m();
+  d->patch_corrupt = l.task->corrupt(d->s.batch(), d->s.seed() + 1, role);
   SweepOptions o;
   o.progress = progress.report;
   o.cancel = progress.cancel;
-  d->patch = std::make_unique<PatchResult>(activation_patching(*l.ck.model, d->batch, d->patch_corrupt, site, o));
+  d->patch = std::make_unique<PatchResult>(activation_patching(l.model(), d->s.batch(), d->patch_corrupt, site, o));
   d->patch_role = role;
   return patching_grid();
 }
@@ -539,18 +436,19 @@ Outcome Workbench::patch_cell(int row, int pos) {
     hook = site_hook_name(model, r.site, row);
   }
   if (hook.empty()) throw std::runtime_error(r.rows[row] + " has no " + r.site + " site");
-  at::Tensor logits = patch_one_cell(model, d->batch.tokens, d->patch_corrupt.tokens, hook, pos, head);
-  const int e = d->example, q = d->last_labelled(e);
+  const Batch& batch = d->s.batch();
+  at::Tensor logits = patch_one_cell(model, batch.tokens, d->patch_corrupt.tokens, hook, pos, head);
+  const int e = static_cast<int>(d->s.example()), q = static_cast<int>(d->s.last_labelled(e));
   o.top = d->top_at(logits[e][q], 5);
-  const int64_t t = d->batch.targets[e][q].item<int64_t>();
+  const int64_t t = batch.targets[e][q].item<int64_t>();
   o.target = t >= 0 ? token_string(t, d->m().ck.vocab) : "";
   return o;
 }
 
 Embedding Workbench::embeddings(int pc_x, int pc_y, int snapshot, int index) {
   std::lock_guard<std::recursive_mutex> lock(d->mu);
-  Loaded& l = index < 0 ? d->m() : *d->models.at(index);
-  LanguageModel& model = *l.ck.model;
+  OpenedModel& l = d->s.model(index);
+  LanguageModel& model = l.model();
   std::vector<int64_t> ids;
   at::Tensor rows;
   Embedding out;
@@ -605,15 +503,17 @@ std::vector<Workbench::CompareRow> Workbench::compare() {
   at::NoGradGuard no_grad;
   std::vector<CompareRow> out;
   const int64_t V = d->m().ck.config.vocab_size;
-  Readout r = Readout::all_labelled(d->batch);
-  for (const auto& l : d->models) {
+  const Batch& batch = d->s.batch();
+  Readout r = Readout::all_labelled(batch);
+  for (int i = 0; i < d->s.model_count(); ++i) {
+    const OpenedModel& l = d->s.model(i);
     CompareRow row;
-    row.model = l->name;
-    if (l->ck.config.vocab_size != V) {
+    row.model = l.name;
+    if (l.ck.config.vocab_size != V) {
       row.note = "reads another vocabulary";
       row.accuracy = row.prob = kNaN;
     } else {
-      ExampleMetrics m = example_metrics(gather_readout(l->ck.model->forward(d->batch.tokens), r), r);
+      ExampleMetrics m = example_metrics(gather_readout(l.model().forward(batch.tokens), r), r);
       row.accuracy = m.correct.mean().item<double>();
       row.prob = m.prob.mean().item<double>();
     }
@@ -631,11 +531,7 @@ std::vector<std::pair<std::string, std::string>> Workbench::plugin_analyses() {
 
 Grid Workbench::run_plugin_analysis(const std::string& name, const std::string& options_json) {
   std::lock_guard<std::recursive_mutex> lock(d->mu);
-  d->need_batch();
-  const RegisteredAnalysis* a = find_analysis(name);
-  if (!a) throw std::invalid_argument("no plugin analysis '" + name + "' is loaded");
-  Loaded& l = d->m();
-  if (a->info.needs_task && !d->has_targets) throw std::runtime_error(name + " needs task examples; draw some");
+  const RegisteredAnalysis& a = require_analysis(name);
   json options = json::object();
   if (!options_json.empty()) {
     try {
@@ -644,8 +540,10 @@ Grid Workbench::run_plugin_analysis(const std::string& name, const std::string& 
       throw std::invalid_argument(std::string("the options are not valid JSON: ") + e.what());
     }
   }
-  if (!options.contains("example")) options["example"] = d->example;
-  ResultsFile rf = a->info.run(AnalysisContext{*l.ck.model, l.task.get(), d->batch, l.ck.vocab, options});
+  // An analysis that declares no options gets the current example (what the plugins read); core's read the input the
+  // session gives them.
+  if (a.info.options.empty() && !options.contains("example")) options["example"] = d->s.example();
+  ResultsFile rf = d->s.run_analysis(name, options);
   for (const auto& t : rf.tensors) {
     if (t.value.dim() < 1 || t.value.dim() > 3) continue;
     Grid g = grid_of_result(t, 0);
@@ -672,20 +570,7 @@ std::vector<std::string> Workbench::plugin_report() {
 
 std::string Workbench::provenance() const {
   std::lock_guard<std::recursive_mutex> small(d->small);
-  json p = json::object();
-  if (d->cur >= 0) {
-    const Loaded& l = d->m();
-    p["checkpoint"] = l.ck.path;
-    p["checkpoint_sha256"] = l.sha256;
-    if (!d->task_cfg.is_null()) p["task"] = d->task_cfg;
-    p["seed"] = d->seed;
-    p["example"] = d->example;
-    p["examples"] = d->batch.size();
-    p["ablated"] = ablated();
-    p["ablation"] = ablation_kind();
-  }
-  p["program"] = program_id();
-  return p.dump();
+  return d->s.provenance().dump();
 }
 
 }  // namespace mechscope::app

@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "core/session/progress.h"
+
 namespace mechscope::app {
 
 /// A two-dimensional result: values row-major [rows x cols], NaN where there is nothing.
@@ -57,10 +59,7 @@ struct ModelSummary {
   std::string verify;  ///< "" until verified; else "PASS ..." or "FAIL ..."
 };
 
-struct Progress {
-  std::function<void(double, const std::string&)> report;
-  const std::atomic<bool>* cancel = nullptr;
-};
+using mechscope::Progress;  // core/session/progress.h
 
 class Workbench {
  public:

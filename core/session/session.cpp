@@ -78,8 +78,9 @@ json OpenedModel::provenance() const {
 
 // ---------------------------------------------------------------- Session: models
 
-int Session::open(const std::string& path) {
-  auto m = OpenedModel::open(path);
+int Session::open(const std::string& path) { return add(OpenedModel::open(path)); }
+
+int Session::add(std::unique_ptr<OpenedModel> m) {
   for (const auto& other : models_)  // the same name twice: tell them apart
     if (other->name == m->name) m->name += " (" + std::to_string(models_.size() + 1) + ")";
   models_.push_back(std::move(m));
@@ -198,9 +199,13 @@ const ActivationCache& Session::clean_cache() {
 ResultsFile Session::run_analysis(const std::string& name, const json& options, const Progress& progress) {
   const RegisteredAnalysis& a = require_analysis(name);
   OpenedModel& m = model();
-  if (!has_input()) throw std::runtime_error("no input: draw examples from the task or type tokens");
-  if (a.info.needs_task && !has_targets_) throw std::runtime_error(name + " needs task examples; draw some");
-  AnalysisContext ctx{m.model(), m.task.get(), batch_, m.ck.vocab, options, seed_, progress.report, progress.cancel,
+  Batch input;
+  if (a.info.input != AnalysisInput::None) {
+    if (!has_input()) throw std::runtime_error("no input: draw examples from the task or type tokens");
+    if (a.info.needs_task && !has_targets_) throw std::runtime_error(name + " needs task examples; draw some");
+    input = a.info.input == AnalysisInput::Sequence ? batch_.narrow(example_, 1) : batch_;
+  }
+  AnalysisContext ctx{m.model(), m.task.get(), input, m.ck.vocab, options, seed_, progress.report, progress.cancel,
                       &m.ck.training};
   return mechscope::run_analysis(a, ctx);
 }

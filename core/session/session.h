@@ -19,6 +19,7 @@
 #include "core/io/checkpoint.h"
 #include "core/io/results.h"
 #include "core/plugin/plugin.h"
+#include "core/session/progress.h"
 #include "core/tasks/task.h"
 
 namespace mechscope {
@@ -54,18 +55,15 @@ struct OpenedModel {
   mutable std::string digest_;
 };
 
-/// Progress and cancel of a long call.
-struct Progress {
-  std::function<void(double fraction, const std::string& what)> report;
-  const std::atomic<bool>* cancel = nullptr;
-};
-
 /// Loaded models (one current), the input, the active ablation. Not thread-safe: the workbench serialises calls.
 class Session {
  public:
   // ---- models
   /// Opens a checkpoint and makes it current; returns its index.
   int open(const std::string& path);
+  /// Adds a model opened elsewhere (OpenedModel::open, e.g. off a lock) and makes it current; returns its index. A
+  /// name already loaded gets " (n)".
+  int add(std::unique_ptr<OpenedModel> model);
   int model_count() const { return static_cast<int>(models_.size()); }
   int current() const { return cur_; }
   /// Makes a model current. Keeps the examples when it reads the same vocabulary (compare on the same inputs),
@@ -102,7 +100,8 @@ class Session {
   const ActivationCache& clean_cache();
 
   // ---- analyses
-  /// Runs a registered analysis on the current model and input with `options` (JSON object).
+  /// Runs a registered analysis on the current model with `options` (JSON object), on the input it declares: the
+  /// examples, the current example alone, or none.
   ResultsFile run_analysis(const std::string& name, const nlohmann::json& options, const Progress& progress = {});
   /// The current state as provenance: the model's, the input (seed, example, examples) and the interventions.
   nlohmann::json provenance() const;
