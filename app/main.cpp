@@ -22,6 +22,9 @@
 #include <QTimer>
 
 #include "app/mainwindow.h"
+#include "app/panels/analyses_panel.h"
+#include "app/panels/compare_panel.h"
+#include "app/panels/training_panel.h"
 
 int main(int argc, char** argv) {
   const char* platform = std::getenv("QT_QPA_PLATFORM");
@@ -210,7 +213,7 @@ int main(int argc, char** argv) {
       w.runPatching();
       w.waitIdle(300000);
       if (w.workbench().model_count() > 1) {
-        w.compareModels(0, 1);
+        w.comparePanel().compare(0, 1);
         w.waitIdle(120000);
       }
       const QStringList files = w.exportFigures(parser.value(replay));
@@ -231,9 +234,9 @@ int main(int argc, char** argv) {
       w.waitIdle(60000);
       w.runPatching();
       w.waitIdle(300000);
-      w.compareModels(0, 1);  // the loaded models side by side: layer 1's attention
+      w.comparePanel().compare(0, 1);  // the loaded models side by side: layer 1's attention
       w.waitIdle(120000);
-      w.runPluginAnalysis("attention-rollout", "");  // a plugin's analysis, if that plugin is loaded
+      w.analysesPanel().run("attention-rollout", "");  // a plugin's analysis, if that plugin is loaded
       w.waitIdle(60000);
       w.takeScreenshots(parser.value(shots));
       if (!w.lastError().isEmpty()) std::cerr << "mechscope: " << w.lastError().toStdString() << "\n";

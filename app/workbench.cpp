@@ -349,6 +349,7 @@ Grid Workbench::head_scores(const std::string& score, const Progress& progress, 
       groups.push_back({l, m});
       maxH = std::max(maxH, H);
     }
+  g.cell_labels.assign(groups.size() * static_cast<size_t>(maxH), "");
   g.rows = static_cast<int>(groups.size());
   g.cols = static_cast<int>(maxH);
   g.values.assign(static_cast<size_t>(g.rows) * g.cols, kNaN);
@@ -360,6 +361,7 @@ Grid Workbench::head_scores(const std::string& score, const Progress& progress, 
     for (size_t r = 0; r < groups.size(); ++r)
       if (groups[r].first == heads[i].layer && groups[r].second == heads[i].mixer) row = static_cast<int>(r);
     g.values[static_cast<size_t>(row) * g.cols + heads[i].head] = v[i].item<double>();
+    g.cell_labels[static_cast<size_t>(row) * g.cols + heads[i].head] = heads[i].label();
   }
   g.title = score + " score per head";
   return g;
@@ -566,6 +568,28 @@ std::vector<std::string> Workbench::plugin_report() {
   }
   if (out.empty()) out.push_back("no plugins found (<install>/lib/mechscope/plugins, $MECHSCOPE_PLUGIN_PATH)");
   return out;
+}
+
+std::string Workbench::map_mixer(int layer, int index) const {
+  std::lock_guard<std::recursive_mutex> lock(d->mu);
+  const LanguageModel& model = d->s.model(index).model();
+  if (layer < 0 || layer >= model.n_layers())
+    throw std::invalid_argument("'" + d->s.model(index).name + "' has no layer " + std::to_string(layer));
+  const auto groups = model.head_groups(layer);
+  for (const auto& g : groups)
+    if (!g.scores_hook.empty()) return g.scope;
+  return groups.empty() ? std::string() : groups.front().scope;
+}
+
+std::vector<std::string> Workbench::head_score_names() { return mechscope::head_score_names(); }
+std::vector<std::string> Workbench::ablation_kinds() { return ablation_names(); }
+std::vector<std::string> Workbench::patch_sites() { return mechscope::patch_sites(); }
+std::vector<std::string> Workbench::presets() { return ModelConfig::preset_names(); }
+
+std::vector<std::string> Workbench::corruptible_roles() const {
+  std::lock_guard<std::recursive_mutex> lock(d->mu);
+  if (d->s.current() < 0 || !d->m().task) return {};
+  return d->m().task->corruptible_roles();
 }
 
 std::string Workbench::provenance() const {

@@ -21,7 +21,13 @@ struct Grid {
   std::vector<double> values;
   std::vector<std::string> row_labels, col_labels;
   std::string title;
+  /// Optional, row-major: what each cell is (a head grid's "L1.attn.H0"; "" where no head).
+  std::vector<std::string> cell_labels;
   double at(int r, int c) const { return values[static_cast<size_t>(r) * cols + c]; }
+  std::string cell_label(int r, int c) const {
+    const size_t i = static_cast<size_t>(r) * cols + c;
+    return i < cell_labels.size() ? cell_labels[i] : std::string();
+  }
 };
 
 struct HeadInfo {
@@ -105,8 +111,11 @@ class Workbench {
   Grid attention(int layer, const std::string& mixer, int head, bool normalise, int model = -1);
   /// The mixers of a layer ("attn", "ssm") and their head counts.
   std::vector<std::pair<std::string, int>> mixers(int layer, int model = -1) const;
+  /// The mixer whose map best shows a layer's mixing: its softmax attention if it has one, else its first.
+  std::string map_mixer(int layer, int model = -1) const;
   /// Head scores (gather, aggregate, causal, induction, prev_token) over the batch: rows = layer.mixer,
-  /// cols = heads (NaN beyond a mixer's count). Computed once per batch and model.
+  /// cols = heads (NaN beyond a mixer's count), each cell labelled with its head (Grid::cell_labels). Computed once
+  /// per batch and model.
   Grid head_scores(const std::string& score, const Progress& progress = {}, int model = -1);
   /// Activation patching sweep on the batch and its corruption: rows x positions of the normalised score.
   Grid patching(const std::string& site, const std::string& role, const Progress& progress = {});
@@ -139,6 +148,14 @@ class Workbench {
 
   /// Provenance of the current view for exported files: checkpoint, hash, example, interventions.
   std::string provenance() const;
+
+  // ---- what core offers (the panels list these instead of keeping copies)
+  static std::vector<std::string> head_score_names();   ///< gather, aggregate, causal, induction, prev_token
+  static std::vector<std::string> ablation_kinds();     ///< zero, mean, resample
+  static std::vector<std::string> patch_sites();        ///< resid_pre, ..., state
+  static std::vector<std::string> presets();            ///< the model presets
+  /// The roles the current task can corrupt (its default first); empty without a task.
+  std::vector<std::string> corruptible_roles() const;
 
  private:
   struct Impl;

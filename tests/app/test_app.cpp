@@ -9,6 +9,9 @@
 #include <qcustomplot.h>
 
 #include "app/mainwindow.h"
+#include "app/panels/analyses_panel.h"
+#include "app/panels/compare_panel.h"
+#include "app/panels/training_panel.h"
 #include "app/plotview.h"
 #include "tests/app/foreign_fixture.h"
 
@@ -127,26 +130,41 @@ class AppTest : public QObject {
     QCOMPARE(rows.size(), size_t(2));
     QVERIFY(rows[0].accuracy > 0.9 && rows[1].accuracy > 0.9);
     for (int view : {0, 1, 2}) {  // side by side: attention of layer 1, head grids, embeddings
-      w.compareModels(view, 1);
+      w.comparePanel().compare(view, 1);
       QVERIFY(w.waitIdle());
       QVERIFY2(w.lastError().isEmpty(), qPrintable(w.lastError()));
-      QCOMPARE(w.comparePlots().size(), size_t(2));
-      for (auto* p : w.comparePlots()) QVERIFY(p->hasData());
+      QCOMPARE(w.comparePanel().comparePlots().size(), size_t(2));
+      for (auto* p : w.comparePanel().comparePlots()) QVERIFY(p->hasData());
       if (view == 0)  // each plot says which model it shows
-        for (auto* p : w.comparePlots())
+        for (auto* p : w.comparePanel().comparePlots())
           QVERIFY2(p->grid().title.rfind("mqar-hybrid: L1", 0) == 0 || p->grid().title.rfind("mqar-attn: L1", 0) == 0,
                    p->grid().title.c_str());
     }
 
     // A plugin's analysis in the Plugins panel (attention rollout loads from the build tree's plugin folder).
-    w.runPluginAnalysis("attention-rollout", "");
+    w.analysesPanel().run("attention-rollout", "");
     QVERIFY(w.waitIdle());
     QVERIFY2(w.lastError().isEmpty(), qPrintable(w.lastError()));
-    QVERIFY(w.pluginPlot()->hasData());
-    QCOMPARE(w.pluginPlot()->grid().rows, w.pluginPlot()->grid().cols);
-    w.runPluginAnalysis("attention-rollout", "{\"example\": 999}");
+    QVERIFY(w.analysesPanel().plot()->hasData());
+    QCOMPARE(w.analysesPanel().plot()->grid().rows, w.analysesPanel().plot()->grid().cols);
+    w.analysesPanel().run("attention-rollout", "{\"example\": 999}");
     QVERIFY(w.waitIdle());
     QVERIFY(w.lastError().contains("example"));
+    // Core's own analyses are in the same registry: head scores (one value per head), and the attention maps of the
+    // current example; an option the analysis does not declare is refused by name.
+    const int heads = static_cast<int>(w.workbench().summary().heads.size());
+    w.analysesPanel().run("head-scores", "");
+    QVERIFY(w.waitIdle());
+    QVERIFY2(w.analysesPanel().plot()->grid().title.find("head_scores/gather") != std::string::npos,
+             w.analysesPanel().plot()->grid().title.c_str());
+    QCOMPARE(w.analysesPanel().plot()->grid().rows * w.analysesPanel().plot()->grid().cols, heads);
+    w.analysesPanel().run("attention", "{\"layer\": 1}");
+    QVERIFY(w.waitIdle());
+    QCOMPARE(w.analysesPanel().plot()->grid().rows, static_cast<int>(w.workbench().tokens().size()));
+    w.analysesPanel().run("attention", "{\"layr\": 1}");
+    QVERIFY(w.waitIdle());
+    QVERIFY2(w.lastError().contains("unknown option 'layr'") && w.lastError().contains("did you mean layer"),
+             qPrintable(w.lastError()));
     w.setQuiet(true);
 
     // A workspace round trip.
@@ -168,28 +186,28 @@ class AppTest : public QObject {
     w.setQuiet(true);
     QTemporaryDir dir;
     const QString out = dir.filePath("run.h5");
-    w.setTrainingSettings("transformer", R"({"d_model": 32, "n_layer": 1, "attn_cfg": {"num_heads": 2, "head_dim": 16, "rotary_emb_dim": 16}})",
+    w.trainingPanel().setSettings("transformer", R"({"d_model": 32, "n_layer": 1, "attn_cfg": {"num_heads": 2, "head_dim": 16, "rotary_emb_dim": 16}})",
                           R"({"task": "ar", "num_pairs": 3, "num_keys": 8, "num_values": 8})", 60, 16, out);
-    QVERIFY(w.startTraining());
-    QVERIFY(!w.startTraining());  // one run at a time
-    QTRY_VERIFY_WITH_TIMEOUT(!w.training(), 120000);
+    QVERIFY(w.trainingPanel().start());
+    QVERIFY(!w.trainingPanel().start());  // one run at a time
+    QTRY_VERIFY_WITH_TIMEOUT(!w.trainingPanel().running(), 120000);
     QVERIFY2(w.lastError().isEmpty(), qPrintable(w.lastError()));
     QVERIFY(QFile::exists(out));
-    QVERIFY(w.trainingPlot()->hasData());
+    QVERIFY(w.trainingPanel().plot()->hasData());
     QVERIFY(w.waitIdle());
     QCOMPARE(w.workbench().model_count(), 1);  // the finished run opened in the workbench
     QVERIFY(w.workbench().summary().has_task);
     // A bad task is an error message, not a crash; stopping a run saves it.
-    w.setTrainingSettings("transformer", "{}", R"({"task": "nosuch"})", 10, 4, dir.filePath("bad.h5"));
-    QVERIFY(w.startTraining());
-    QTRY_VERIFY_WITH_TIMEOUT(!w.training(), 60000);
+    w.trainingPanel().setSettings("transformer", "{}", R"({"task": "nosuch"})", 10, 4, dir.filePath("bad.h5"));
+    QVERIFY(w.trainingPanel().start());
+    QTRY_VERIFY_WITH_TIMEOUT(!w.trainingPanel().running(), 60000);
     QVERIFY(w.lastError().contains("nosuch"));
-    w.setTrainingSettings("mamba1", R"({"d_model": 32, "n_layer": 1})",
+    w.trainingPanel().setSettings("mamba1", R"({"d_model": 32, "n_layer": 1})",
                           R"({"task": "ar", "num_pairs": 3, "num_keys": 8, "num_values": 8})", 100000, 8, dir.filePath("long.h5"));
-    QVERIFY(w.startTraining());
+    QVERIFY(w.trainingPanel().start());
     QTest::qWait(1500);
-    w.stopTraining();
-    QTRY_VERIFY_WITH_TIMEOUT(!w.training(), 60000);
+    w.trainingPanel().stop();
+    QTRY_VERIFY_WITH_TIMEOUT(!w.trainingPanel().running(), 60000);
     QVERIFY(QFile::exists(dir.filePath("long.h5")));
   }
 

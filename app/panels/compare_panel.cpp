@@ -1,0 +1,104 @@
+// The Compare panel (see compare_panel.h).
+#include "app/panels/compare_panel.h"
+
+#include <QComboBox>
+#include <QHBoxLayout>
+#include <QHeaderView>
+#include <QLabel>
+#include <QPushButton>
+#include <QSpinBox>
+#include <QTableWidget>
+#include <QVBoxLayout>
+
+#include "app/plotview.h"
+
+namespace mechscope::app {
+
+ComparePanel::ComparePanel(PanelContext& ctx) : Panel(ctx) {
+  table_ = new QTableWidget(0, 4);
+  table_->setHorizontalHeaderLabels({QObject::tr("model"), QObject::tr("accuracy"), QObject::tr("answer probability"),
+                                     QObject::tr("note")});
+  table_->horizontalHeader()->setStretchLastSection(true);
+  table_->setEditTriggers(QAbstractItemView::NoEditTriggers);
+  auto* cmp_b = new QPushButton(QObject::tr("Compare loaded models on these examples"));
+  view_ = new QComboBox;
+  view_->addItems({QObject::tr("attention (mean over heads)"), QObject::tr("head grid (aggregate score)"),
+                   QObject::tr("embedding PCA")});
+  layer_ = new QSpinBox;
+  layer_->setRange(0, 64);
+  box_ = new QWidget;
+  new QHBoxLayout(box_);
+  box_->layout()->setContentsMargins(0, 0, 0, 0);
+  widget_ = new QWidget;
+  auto* cl = new QVBoxLayout(widget_);
+  cl->addWidget(cmp_b);
+  table_->setMaximumHeight(140);
+  cl->addWidget(table_);
+  cl->addWidget(row({new QLabel(QObject::tr("side by side:")), view_, new QLabel(QObject::tr("layer")), layer_}));
+  cl->addWidget(box_, 3);
+  QObject::connect(cmp_b, &QPushButton::clicked, widget_, [this] { refreshPlots(); });
+  QObject::connect(view_, qOverload<int>(&QComboBox::currentIndexChanged), widget_, [this] { refreshPlots(); });
+  QObject::connect(layer_, qOverload<int>(&QSpinBox::valueChanged), widget_, [this] { refreshPlots(); });
+}
+
+void ComparePanel::compare(int view, int layer) {
+  QSignalBlocker b1(view_), b2(layer_);
+  view_->setCurrentIndex(view);
+  layer_->setValue(layer);
+  refreshPlots();
+}
+
+void ComparePanel::refreshTable() {
+  ctx_.job<std::vector<Workbench::CompareRow>>(QObject::tr("comparing models"), [this](const Progress&) { return ctx_.wb.compare(); },
+      [this](const std::vector<Workbench::CompareRow>& rows) {
+        table_->setRowCount(static_cast<int>(rows.size()));
+        for (size_t i = 0; i < rows.size(); ++i) {
+          table_->setItem(i, 0, new QTableWidgetItem(qs(rows[i].model)));
+          table_->setItem(i, 1, new QTableWidgetItem(num(rows[i].accuracy)));
+          table_->setItem(i, 2, new QTableWidgetItem(num(rows[i].prob)));
+          table_->setItem(i, 3, new QTableWidgetItem(qs(rows[i].note)));
+        }
+      });
+}
+
+void ComparePanel::refreshPlots() {
+  if (ctx_.wb.model_count() == 0) return;
+  refreshTable();
+  const int n = std::min(ctx_.wb.model_count(), 4);
+  while (static_cast<int>(plots_.size()) < n) {
+    auto* p = ctx_.plot(QStringLiteral("compare-%1").arg(plots_.size()));
+    box_->layout()->addWidget(p);
+    plots_.push_back(p);
+  }
+  for (size_t i = 0; i < plots_.size(); ++i) plots_[i]->setVisible(static_cast<int>(i) < n);
+  for (int i = 0; i < n; ++i) showModel(i, view_->currentIndex(), layer_->value());
+}
+
+void ComparePanel::showModel(int i, int view, int layer) {
+  PlotView* plot = plots_[i];
+  if (view == 2) {
+    ctx_.job<std::pair<std::string, Embedding>>(QObject::tr("comparing embeddings"), [this, i](const Progress&) {
+      return std::make_pair(ctx_.wb.summary(i).name, ctx_.wb.embeddings(0, 1, -1, i));
+    }, [plot](const std::pair<std::string, Embedding>& r) {
+      plot->showScatter(r.second.x, r.second.y, r.second.labels, "PC1", "PC2",
+                        QStringLiteral("%1: locality %2").arg(qs(r.first)).arg(num(r.second.locality)));
+    });
+    return;
+  }
+  ctx_.job<Grid>(QObject::tr("comparing models"), [this, i, view, layer](const Progress& p) {
+    Workbench& wb = ctx_.wb;
+    const std::string name = wb.summary(i).name;
+    Grid g;
+    if (view == 0) {
+      const std::string mixer = wb.map_mixer(layer, i);
+      g = wb.attention(layer, mixer, -1, true, i);
+      g.title = name + ": L" + std::to_string(layer) + " " + mixer;
+    } else {
+      g = wb.head_scores("aggregate", p, i);
+      g.title = name + ": aggregate";
+    }
+    return g;
+  }, [plot](const Grid& g) { plot->showGrid(g); });
+}
+
+}  // namespace mechscope::app

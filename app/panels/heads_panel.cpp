@@ -1,0 +1,111 @@
+// The Heads panel (see heads_panel.h).
+#include "app/panels/heads_panel.h"
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+
+#include <QComboBox>
+#include <QElapsedTimer>
+#include <QLabel>
+#include <QPushButton>
+#include <QVBoxLayout>
+
+#include "app/plotview.h"
+
+namespace mechscope::app {
+
+HeadsPanel::HeadsPanel(PanelContext& ctx) : Panel(ctx) {
+  score_combo_ = new QComboBox;
+  for (const auto& s : Workbench::head_score_names()) score_combo_->addItem(qs(s));
+  score_combo_->setCurrentText("aggregate");
+  ablation_combo_ = new QComboBox;
+  for (const auto& k : Workbench::ablation_kinds()) ablation_combo_->addItem(qs(k));
+  auto* clear_b = new QPushButton(QObject::tr("Clear ablations"));
+  clear_b->setShortcut(QKeySequence("Ctrl+Shift+X"));
+  ablated_label_ = new QLabel(QObject::tr("click a head to ablate it; shift-click to add it to a set"));
+  ablated_label_->setWordWrap(true);
+  plot_ = ctx.plot("heads");
+  reading_ = new QLabel;
+  reading_->setWordWrap(true);
+  reading_->setToolTip(QObject::tr("Aggregate: attention from the answer-predicting position onto the segment holding "
+                                   "the answer. Causal: the accuracy lost when the head alone is zero-ablated."));
+  widget_ = new QWidget;
+  auto* hl = new QVBoxLayout(widget_);
+  hl->addWidget(row({new QLabel(QObject::tr("colour by")), score_combo_, new QLabel(QObject::tr("ablation")), ablation_combo_,
+                     clear_b}));
+  hl->addWidget(plot_, 1);
+  hl->addWidget(reading_);
+  hl->addWidget(ablated_label_);
+  QObject::connect(score_combo_, qOverload<int>(&QComboBox::currentIndexChanged), widget_, [this] { refresh(); });
+  QObject::connect(ablation_combo_, qOverload<int>(&QComboBox::currentIndexChanged), widget_,
+                   [this] { ablate(ctx_.wb.ablated()); });
+  QObject::connect(clear_b, &QPushButton::clicked, widget_, [this] { ablate({}); });
+  QObject::connect(plot_, &PlotView::cellClicked, widget_,
+                   [this](int r, int c, Qt::KeyboardModifiers m) { toggle(r, c, m); });
+}
+
+void HeadsPanel::changed(Change c) {
+  if (c == Change::Models || c == Change::Input || c == Change::Interventions) refresh();
+}
+
+void HeadsPanel::save(QJsonObject& w) const { w["ablation"] = ablation_combo_->currentText(); }
+
+void HeadsPanel::restore(const QJsonObject& w) {
+  QSignalBlocker b(ablation_combo_);  // the workspace's job sets the ablation itself
+  ablation_combo_->setCurrentText(w["ablation"].toString("zero"));
+}
+
+QString HeadsPanel::reading() const { return reading_->text(); }
+
+void HeadsPanel::refresh() {
+  if (ctx_.wb.model_count() == 0 || ctx_.wb.example_count() == 0) return;
+  const std::string score = score_combo_->currentText().toStdString();
+  ctx_.job<Grid>(QObject::tr("head scores"), [this, score](const Progress& p) { return ctx_.wb.head_scores(score, p); },
+                 [this](const Grid& g) {
+                   plot_->showGrid(g);
+                   reading_->setText(qs(ctx_.wb.head_scores_reading()));
+                   const auto ablated = ctx_.wb.ablated();
+                   std::vector<std::pair<int, int>> marks;
+                   for (int r = 0; r < g.rows; ++r)
+                     for (int c = 0; c < g.cols; ++c)
+                       if (std::find(ablated.begin(), ablated.end(), g.cell_label(r, c)) != ablated.end())
+                         marks.push_back({r, c});
+                   plot_->markCells(marks);
+                 });
+}
+
+void HeadsPanel::toggle(int r, int c, Qt::KeyboardModifiers mods) {
+  const std::string label = plot_->grid().cell_label(r, c);
+  if (label.empty()) return;  // no head there
+  std::vector<std::string> cur = ctx_.wb.ablated();
+  const bool had = std::find(cur.begin(), cur.end(), label) != cur.end();
+  if (mods & Qt::ShiftModifier) {  // sets: add or remove this head
+    if (had) cur.erase(std::remove(cur.begin(), cur.end(), label), cur.end());
+    else cur.push_back(label);
+  } else {  // a plain click: this head alone, or nothing if it was the only one
+    cur = had && cur.size() == 1 ? std::vector<std::string>{} : std::vector<std::string>{label};
+  }
+  ablate(cur);
+}
+
+void HeadsPanel::ablate(const std::vector<std::string>& heads) {
+  const std::string kind = ablation_combo_->currentText().toStdString();
+  auto started = std::make_shared<QElapsedTimer>();
+  started->start();
+  ctx_.job<Outcome>(QObject::tr("ablating"), [this, heads, kind](const Progress&) {
+    ctx_.wb.set_ablation(heads, kind);
+    return ctx_.wb.outcome(true);
+  }, [this, started](const Outcome& o) {
+    ctx_.after = o;
+    ctx_.last_outcome_ms = static_cast<double>(started->nsecsElapsed()) / 1e6;
+    const auto ab = ctx_.wb.ablated();
+    QString list;
+    for (const auto& h : ab) list += qs(h) + " ";
+    ablated_label_->setText(ab.empty() ? QObject::tr("no head ablated; click a head to ablate it, shift-click for sets")
+                                       : QObject::tr("%1-ablated: %2").arg(qs(ctx_.wb.ablation_kind()), list));
+    ctx_.changed(Change::Interventions);
+  });
+}
+
+}  // namespace mechscope::app

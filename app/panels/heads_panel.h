@@ -1,0 +1,43 @@
+// The Heads panel: every head of the model coloured by a score (aggregate, gather, causal, induction, previous-token),
+// with the reading "is the top aggregate head the most causal?"; click a head to ablate it, shift-click for sets.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "app/panel.h"
+
+class QComboBox;
+class QLabel;
+
+namespace mechscope::app {
+
+class HeadsPanel : public Panel {
+ public:
+  explicit HeadsPanel(PanelContext& ctx);
+  QString title() const override { return QObject::tr("Heads"); }
+  QString name() const override { return "heads"; }
+  Qt::DockWidgetArea area() const override { return Qt::RightDockWidgetArea; }
+  QSize preferred() const override { return {430, 430}; }
+  QWidget* widget() override { return widget_; }
+  void changed(Change c) override;
+  std::vector<PlotView*> plots() const override { return {plot_}; }
+  void save(QJsonObject& w) const override;
+  void restore(const QJsonObject& w) override;
+  PlotView* plot() const { return plot_; }
+  QString reading() const;
+  /// Ablates exactly these heads (labels like L1.attn.H0) with the chosen kind and updates the outcome.
+  void ablate(const std::vector<std::string>& heads);
+
+ private:
+  void refresh();
+  void toggle(int row, int col, Qt::KeyboardModifiers mods);
+  QWidget* widget_;
+  QComboBox* score_combo_;
+  QComboBox* ablation_combo_;
+  QLabel* ablated_label_;
+  QLabel* reading_;
+  PlotView* plot_;
+};
+
+}  // namespace mechscope::app

@@ -1,0 +1,156 @@
+// The Input panel (see input_panel.h).
+#include "app/panels/input_panel.h"
+
+#include <cmath>
+
+#include <QFormLayout>
+#include <QHeaderView>
+#include <QLabel>
+#include <QLineEdit>
+#include <QPushButton>
+#include <QSpinBox>
+#include <QTableWidget>
+#include <QVBoxLayout>
+
+namespace mechscope::app {
+
+namespace {
+
+struct InputView {
+  std::vector<std::string> tokens, roles, targets;
+  int count = 0, example = 0;
+  std::string task;
+};
+
+QColor role_colour(const QString& role) {
+  return role == "key" ? QColor(90, 140, 220, 60) : role == "value" ? QColor(80, 180, 100, 60)
+       : role == "query" ? QColor(230, 150, 40, 70) : role == "answer" ? QColor(200, 70, 70, 60) : QColor(0, 0, 0, 0);
+}
+
+}  // namespace
+
+InputPanel::InputPanel(PanelContext& ctx) : Panel(ctx) {
+  n_spin_ = new QSpinBox;
+  n_spin_->setRange(1, 4096);
+  n_spin_->setValue(64);
+  seed_spin_ = new QSpinBox;
+  seed_spin_->setRange(0, 1 << 30);
+  task_edit_ = new QLineEdit;
+  task_edit_->setPlaceholderText(QObject::tr("task parameters to change, JSON, e.g. {\"num_pairs\": 8}"));
+  auto* draw_button = new QPushButton(QObject::tr("Draw examples"));
+  draw_button->setShortcut(QKeySequence("Ctrl+D"));
+  example_spin_ = new QSpinBox;
+  example_spin_->setRange(0, 0);
+  auto* prev_b = new QPushButton(QObject::tr("◀"));
+  auto* next_b = new QPushButton(QObject::tr("▶"));
+  prev_b->setShortcut(QKeySequence("Alt+Left"));
+  next_b->setShortcut(QKeySequence("Alt+Right"));
+  auto* wrong_b = new QPushButton(QObject::tr("Next wrong"));
+  wrong_b->setToolTip(QObject::tr("Jump to the next example the model gets wrong"));
+  tokens_edit_ = new QLineEdit;
+  tokens_edit_->setPlaceholderText(QObject::tr("or type tokens: ids or vocabulary strings, e.g. <bos> k3 v7 k3"));
+  auto* use_tokens = new QPushButton(QObject::tr("Use tokens"));
+  token_table_ = new QTableWidget(0, 4);
+  token_table_->setHorizontalHeaderLabels({QObject::tr("token"), QObject::tr("role"), QObject::tr("target"), QObject::tr("loss")});
+  token_table_->horizontalHeader()->setStretchLastSection(true);
+  token_table_->setEditTriggers(QAbstractItemView::NoEditTriggers);
+  label_ = new QLabel;
+  widget_ = new QWidget;
+  auto* il = new QVBoxLayout(widget_);
+  auto* form = new QFormLayout;
+  form->addRow(QObject::tr("examples"), row({n_spin_, new QLabel(QObject::tr("seed")), seed_spin_, draw_button}));
+  form->addRow(QObject::tr("task"), task_edit_);
+  form->addRow(QObject::tr("example"), row({prev_b, example_spin_, next_b, wrong_b}));
+  form->addRow(QObject::tr("tokens"), row({tokens_edit_, use_tokens}));
+  il->addLayout(form);
+  il->addWidget(label_);
+  il->addWidget(token_table_, 1);
+  QObject::connect(draw_button, &QPushButton::clicked, widget_, [this] {
+    const int n = n_spin_->value(), seed = seed_spin_->value();
+    const std::string t = task_edit_->text().trimmed().toStdString();
+    ctx_.job<int>(QObject::tr("drawing examples"), [this, n, seed, t](const Progress&) { ctx_.wb.draw(n, seed, t); return 0; },
+                  [this](const int&) { ctx_.changed(Change::Input); });
+  });
+  QObject::connect(use_tokens, &QPushButton::clicked, widget_, [this] {
+    const std::string t = tokens_edit_->text().toStdString();
+    ctx_.job<int>(QObject::tr("reading tokens"), [this, t](const Progress&) { ctx_.wb.set_tokens(t); return 0; },
+                  [this](const int&) { ctx_.changed(Change::Input); });
+  });
+  QObject::connect(example_spin_, qOverload<int>(&QSpinBox::valueChanged), widget_, [this](int e) {
+    ctx_.job<int>(QObject::tr("choosing example"), [this, e](const Progress&) {
+      if (e < ctx_.wb.example_count()) ctx_.wb.set_example(e);
+      return 0;
+    }, [this](const int&) { ctx_.changed(Change::Example); });
+  });
+  QObject::connect(prev_b, &QPushButton::clicked, widget_, [this] { example_spin_->setValue(example_spin_->value() - 1); });
+  QObject::connect(next_b, &QPushButton::clicked, widget_, [this] { example_spin_->setValue(example_spin_->value() + 1); });
+  QObject::connect(wrong_b, &QPushButton::clicked, widget_, [this] { nextWrong(); });
+}
+
+void InputPanel::nextWrong() {
+  const std::vector<int>& wrong = ctx_.after.wrong_examples;
+  for (int e : wrong)
+    if (e > example_spin_->value()) {
+      example_spin_->setValue(e);
+      return;
+    }
+  if (!wrong.empty()) example_spin_->setValue(wrong.front());
+  else ctx_.status(QObject::tr("the model gets every example of this batch right"));
+}
+
+void InputPanel::draw(int n, int seed) {
+  n_spin_->setValue(n);
+  seed_spin_->setValue(seed);
+  ctx_.job<int>(QObject::tr("drawing examples"), [this, n, seed](const Progress&) { ctx_.wb.draw(n, seed, ""); return 0; },
+                [this](const int&) { ctx_.changed(Change::Input); });
+}
+
+void InputPanel::changed(Change c) {
+  if (c != Change::Theme && c != Change::Interventions) refresh();
+}
+
+void InputPanel::save(QJsonObject& w) const {
+  w["examples"] = n_spin_->value();
+  w["seed"] = seed_spin_->value();
+}
+
+void InputPanel::restore(const QJsonObject& w) {
+  n_spin_->setValue(w["examples"].toInt(64));
+  seed_spin_->setValue(w["seed"].toInt());
+}
+
+void InputPanel::refresh() {
+  if (ctx_.wb.model_count() == 0) return;
+  ctx_.job<InputView>(QObject::tr("reading the input"), [this](const Progress&) {
+    Workbench& wb = ctx_.wb;
+    InputView v;
+    v.count = wb.example_count();
+    if (v.count == 0) return v;
+    v.example = wb.example();
+    v.tokens = wb.tokens();
+    v.roles = wb.roles();
+    v.targets = wb.targets();
+    v.task = wb.task_json();
+    return v;
+  }, [this](const InputView& v) {
+    QSignalBlocker b(example_spin_);
+    example_spin_->setRange(0, std::max(0, v.count - 1));
+    example_spin_->setValue(v.example);
+    label_->setText(v.count ? QObject::tr("%1 examples of %2").arg(v.count).arg(qs(v.task.empty() ? "typed tokens" : v.task))
+                            : QObject::tr("no input"));
+    token_table_->setRowCount(static_cast<int>(v.tokens.size()));
+    QStringList rows;
+    for (size_t j = 0; j < v.tokens.size(); ++j) {
+      rows << QString::number(j);
+      token_table_->setItem(j, 0, new QTableWidgetItem(qs(v.tokens[j])));
+      token_table_->setItem(j, 1, new QTableWidgetItem(qs(v.roles[j])));
+      token_table_->setItem(j, 2, new QTableWidgetItem(qs(v.targets[j])));
+      const double loss = j < ctx_.after.example_loss.size() ? ctx_.after.example_loss[j] : NAN;
+      token_table_->setItem(j, 3, new QTableWidgetItem(std::isfinite(loss) ? num(loss) : QString()));
+      for (int c2 = 0; c2 < 3; ++c2) token_table_->item(j, c2)->setBackground(role_colour(qs(v.roles[j])));
+    }
+    token_table_->setVerticalHeaderLabels(rows);
+  });
+}
+
+}  // namespace mechscope::app

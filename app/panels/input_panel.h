@@ -1,0 +1,43 @@
+// The Input panel: draw task examples (count, seed, changed task parameters) or type tokens; step through the examples
+// (or jump to the next one the model gets wrong); the current example's tokens with their roles, targets and loss.
+#pragma once
+
+#include <vector>
+
+#include "app/panel.h"
+
+class QLabel;
+class QLineEdit;
+class QSpinBox;
+class QTableWidget;
+
+namespace mechscope::app {
+
+class InputPanel : public Panel {
+ public:
+  explicit InputPanel(PanelContext& ctx);
+  QString title() const override { return QObject::tr("Input"); }
+  QString name() const override { return "input"; }
+  Qt::DockWidgetArea area() const override { return Qt::LeftDockWidgetArea; }
+  QSize preferred() const override { return {330, 520}; }
+  QWidget* widget() override { return widget_; }
+  void changed(Change c) override;
+  void save(QJsonObject& w) const override;
+  void restore(const QJsonObject& w) override;
+  /// Draws examples of the current model's task, as the Draw button does.
+  void draw(int n, int seed);
+
+ private:
+  void refresh();
+  void nextWrong();
+  QWidget* widget_;
+  QSpinBox* n_spin_;
+  QSpinBox* seed_spin_;
+  QLineEdit* task_edit_;
+  QSpinBox* example_spin_;
+  QLineEdit* tokens_edit_;
+  QTableWidget* token_table_;
+  QLabel* label_;
+};
+
+}  // namespace mechscope::app
