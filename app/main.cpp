@@ -26,6 +26,127 @@
 #include "app/panels/compare_panel.h"
 #include "app/panels/training_panel.h"
 
+namespace {
+
+// --bench-map N: an N x N attention-style map in a plot view: time to draw it, and per zoom and pan step.
+int run_bench_map(int n) {
+  if (n < 2 || n > 16384) {
+    std::cerr << "error: --bench-map N with N in 2..16384\n";
+    return 1;
+  }
+  mechscope::app::Grid g;
+  g.rows = g.cols = n;
+  g.values.assign(static_cast<size_t>(n) * n, std::nan(""));
+  for (int q = 0; q < n; ++q)
+    for (int k = 0; k <= q; ++k) g.values[static_cast<size_t>(q) * n + k] = 1.0 / (1 + q - k);
+  for (int i = 0; i < n; ++i) g.row_labels.push_back("t" + std::to_string(i));
+  g.col_labels = g.row_labels;
+  g.title = std::to_string(n) + " x " + std::to_string(n) + " map";
+  mechscope::app::PlotView view("bench");
+  view.resize(1200, 900);
+  view.show();
+  QApplication::processEvents();
+  QElapsedTimer t;
+  t.start();
+  view.showGrid(g);
+  QApplication::processEvents();
+  const double draw = t.nsecsElapsed() / 1e6;
+  auto* plot = view.plot();
+  std::vector<double> zoom, pan;
+  for (int i = 0; i < 20; ++i) {
+    t.restart();
+    plot->xAxis->scaleRange(0.8, plot->xAxis->range().center());
+    plot->yAxis->scaleRange(0.8, plot->yAxis->range().center());
+    plot->replot(QCustomPlot::rpImmediateRefresh);
+    zoom.push_back(t.nsecsElapsed() / 1e6);
+  }
+  for (int i = 0; i < 20; ++i) {
+    t.restart();
+    plot->xAxis->moveRange(plot->xAxis->range().size() * 0.05);
+    plot->yAxis->moveRange(plot->yAxis->range().size() * 0.05);
+    plot->replot(QCustomPlot::rpImmediateRefresh);
+    pan.push_back(t.nsecsElapsed() / 1e6);
+  }
+  std::sort(zoom.begin(), zoom.end());
+  std::sort(pan.begin(), pan.end());
+  std::cout << n << " x " << n << " map: first draw " << draw << " ms; zoom step " << zoom[10] << " ms, pan step "
+            << pan[10] << " ms (medians of 20); after zooming in, " << plot->xAxis->range().size()
+            << " columns visible with "
+            << qSharedPointerCast<QCPAxisTickerText>(plot->xAxis->ticker())->ticks().size() << " token labels\n";
+  return 0;
+}
+
+// --bench-latency: on 256 examples of each checkpoint, the time from toggling a head ablation to the updated outcome.
+void bench_latency(mechscope::app::MainWindow& w) {
+  w.waitIdle(120000);
+  for (int m = 0; m < w.workbench().model_count(); ++m) {
+    w.workbench().set_current(m);
+    w.drawExamples(256, 1);
+    w.waitIdle(120000);
+    const auto summary = w.workbench().summary();
+    std::vector<double> all;
+    std::string worst_head;
+    double worst = 0;
+    std::vector<size_t> picks;  // up to 16 heads spread over the layers
+    for (size_t i = 0; i < std::min<size_t>(16, summary.heads.size()); ++i)
+      picks.push_back(i * summary.heads.size() / std::min<size_t>(16, summary.heads.size()));
+    for (size_t h : picks) {
+      std::vector<double> t;
+      for (int i = 0; i < 9; ++i) {
+        w.ablateHeads(i % 2 ? std::vector<std::string>{} : std::vector<std::string>{summary.heads[h].label});
+        w.waitIdle(60000);
+        if (i % 2 == 0) t.push_back(w.lastOutcomeMs());  // the toggles that ablate (clearing is free)
+      }
+      std::sort(t.begin(), t.end());
+      all.push_back(t[t.size() / 2]);
+      if (std::getenv("MECHSCOPE_LATENCY_DETAIL"))
+        std::cout << "  " << summary.heads[h].label << " " << t[t.size() / 2] << " ms\n";
+      if (t[t.size() / 2] > worst) worst = t[t.size() / 2], worst_head = summary.heads[h].label;
+    }
+    std::sort(all.begin(), all.end());
+    std::cout << summary.name << ": toggling a head ablation -> outcome updated, 256 examples: median "
+              << all[all.size() / 2] << " ms over " << all.size() << " heads, slowest " << worst_head << " "
+              << worst << " ms\n";
+  }
+}
+
+// --replay DIR: every panel recomputed (and a patching sweep), each figure exported; false when something failed.
+bool run_replay(mechscope::app::MainWindow& w, const QString& dir) {
+  w.waitIdle(120000);
+  w.runPatching();
+  w.waitIdle(300000);
+  if (w.workbench().model_count() > 1) {
+    w.comparePanel().compare(0, 1);
+    w.waitIdle(120000);
+  }
+  const QStringList files = w.exportFigures(dir);
+  for (const auto& f : files) std::cout << "wrote " << f.toStdString() << "\n";
+  if (!w.lastError().isEmpty()) {
+    std::cerr << "mechscope: " << w.lastError().toStdString() << "\n";
+    return false;
+  }
+  return true;
+}
+
+// --screenshots DIR: something in each panel (the last head ablated, a patching sweep), then one screenshot per panel.
+void screenshots(mechscope::app::MainWindow& w, const QString& dir) {
+  w.waitIdle(120000);
+  // Something in each panel: the last head ablated, a patching sweep run.
+  if (w.workbench().model_count() > 0) w.ablateHeads({w.workbench().summary().heads.back().label});
+  w.waitIdle(60000);
+  w.runPatching();
+  w.waitIdle(300000);
+  w.comparePanel().compare(0, 1);  // the loaded models side by side: layer 1's attention
+  w.waitIdle(120000);
+  w.analysesPanel().run("attention-rollout", "");  // a plugin's analysis, if that plugin is loaded
+  w.waitIdle(60000);
+  w.takeScreenshots(dir);
+  if (!w.lastError().isEmpty()) std::cerr << "mechscope: " << w.lastError().toStdString() << "\n";
+  std::cout << "screenshots in " << dir.toStdString() << "\n";
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   const char* platform = std::getenv("QT_QPA_PLATFORM");
   const bool headless_platform = platform && (std::strcmp(platform, "offscreen") == 0 || std::strcmp(platform, "minimal") == 0);
@@ -104,53 +225,7 @@ int main(int argc, char** argv) {
     }
   }
 
-  if (parser.isSet(bench_map)) {
-    const int n = parser.value(bench_map).toInt();
-    if (n < 2 || n > 16384) {
-      std::cerr << "error: --bench-map N with N in 2..16384\n";
-      return 1;
-    }
-    mechscope::app::Grid g;
-    g.rows = g.cols = n;
-    g.values.assign(static_cast<size_t>(n) * n, std::nan(""));
-    for (int q = 0; q < n; ++q)
-      for (int k = 0; k <= q; ++k) g.values[static_cast<size_t>(q) * n + k] = 1.0 / (1 + q - k);
-    for (int i = 0; i < n; ++i) g.row_labels.push_back("t" + std::to_string(i));
-    g.col_labels = g.row_labels;
-    g.title = std::to_string(n) + " x " + std::to_string(n) + " map";
-    mechscope::app::PlotView view("bench");
-    view.resize(1200, 900);
-    view.show();
-    QApplication::processEvents();
-    QElapsedTimer t;
-    t.start();
-    view.showGrid(g);
-    QApplication::processEvents();
-    const double draw = t.nsecsElapsed() / 1e6;
-    auto* plot = view.plot();
-    std::vector<double> zoom, pan;
-    for (int i = 0; i < 20; ++i) {
-      t.restart();
-      plot->xAxis->scaleRange(0.8, plot->xAxis->range().center());
-      plot->yAxis->scaleRange(0.8, plot->yAxis->range().center());
-      plot->replot(QCustomPlot::rpImmediateRefresh);
-      zoom.push_back(t.nsecsElapsed() / 1e6);
-    }
-    for (int i = 0; i < 20; ++i) {
-      t.restart();
-      plot->xAxis->moveRange(plot->xAxis->range().size() * 0.05);
-      plot->yAxis->moveRange(plot->yAxis->range().size() * 0.05);
-      plot->replot(QCustomPlot::rpImmediateRefresh);
-      pan.push_back(t.nsecsElapsed() / 1e6);
-    }
-    std::sort(zoom.begin(), zoom.end());
-    std::sort(pan.begin(), pan.end());
-    std::cout << n << " x " << n << " map: first draw " << draw << " ms; zoom step " << zoom[10] << " ms, pan step "
-              << pan[10] << " ms (medians of 20); after zooming in, " << plot->xAxis->range().size()
-              << " columns visible with "
-              << qSharedPointerCast<QCPAxisTickerText>(plot->xAxis->ticker())->ticks().size() << " token labels\n";
-    return 0;
-  }
+  if (parser.isSet(bench_map)) return run_bench_map(parser.value(bench_map).toInt());
 
   mechscope::app::MainWindow w;
   if (parser.isSet(list_plugins)) {
@@ -173,74 +248,17 @@ int main(int argc, char** argv) {
   if (parser.isSet(latency)) {
     w.setQuiet(true);
     QTimer::singleShot(0, &w, [&] {
-      w.waitIdle(120000);
-      for (int m = 0; m < w.workbench().model_count(); ++m) {
-        w.workbench().set_current(m);
-        w.drawExamples(256, 1);
-        w.waitIdle(120000);
-        const auto summary = w.workbench().summary();
-        std::vector<double> all;
-        std::string worst_head;
-        double worst = 0;
-        std::vector<size_t> picks;  // up to 16 heads spread over the layers
-        for (size_t i = 0; i < std::min<size_t>(16, summary.heads.size()); ++i)
-          picks.push_back(i * summary.heads.size() / std::min<size_t>(16, summary.heads.size()));
-        for (size_t h : picks) {
-          std::vector<double> t;
-          for (int i = 0; i < 9; ++i) {
-            w.ablateHeads(i % 2 ? std::vector<std::string>{} : std::vector<std::string>{summary.heads[h].label});
-            w.waitIdle(60000);
-            if (i % 2 == 0) t.push_back(w.lastOutcomeMs());  // the toggles that ablate (clearing is free)
-          }
-          std::sort(t.begin(), t.end());
-          all.push_back(t[t.size() / 2]);
-          if (std::getenv("MECHSCOPE_LATENCY_DETAIL"))
-            std::cout << "  " << summary.heads[h].label << " " << t[t.size() / 2] << " ms\n";
-          if (t[t.size() / 2] > worst) worst = t[t.size() / 2], worst_head = summary.heads[h].label;
-        }
-        std::sort(all.begin(), all.end());
-        std::cout << summary.name << ": toggling a head ablation -> outcome updated, 256 examples: median "
-                  << all[all.size() / 2] << " ms over " << all.size() << " heads, slowest " << worst_head << " "
-                  << worst << " ms\n";
-      }
+      bench_latency(w);
       app.quit();
     });
   }
   if (parser.isSet(replay)) {
     w.setQuiet(true);
-    QTimer::singleShot(0, &w, [&] {
-      w.waitIdle(120000);
-      w.runPatching();
-      w.waitIdle(300000);
-      if (w.workbench().model_count() > 1) {
-        w.comparePanel().compare(0, 1);
-        w.waitIdle(120000);
-      }
-      const QStringList files = w.exportFigures(parser.value(replay));
-      for (const auto& f : files) std::cout << "wrote " << f.toStdString() << "\n";
-      if (!w.lastError().isEmpty()) {
-        std::cerr << "mechscope: " << w.lastError().toStdString() << "\n";
-        app.exit(1);
-        return;
-      }
-      app.quit();
-    });
+    QTimer::singleShot(0, &w, [&] { app.exit(run_replay(w, parser.value(replay)) ? 0 : 1); });
   }
   if (screenshot_mode) {
     QTimer::singleShot(0, &w, [&] {
-      w.waitIdle(120000);
-      // Something in each panel: the last head ablated, a patching sweep run.
-      if (w.workbench().model_count() > 0) w.ablateHeads({w.workbench().summary().heads.back().label});
-      w.waitIdle(60000);
-      w.runPatching();
-      w.waitIdle(300000);
-      w.comparePanel().compare(0, 1);  // the loaded models side by side: layer 1's attention
-      w.waitIdle(120000);
-      w.analysesPanel().run("attention-rollout", "");  // a plugin's analysis, if that plugin is loaded
-      w.waitIdle(60000);
-      w.takeScreenshots(parser.value(shots));
-      if (!w.lastError().isEmpty()) std::cerr << "mechscope: " << w.lastError().toStdString() << "\n";
-      std::cout << "screenshots in " << parser.value(shots).toStdString() << "\n";
+      screenshots(w, parser.value(shots));
       app.quit();
     });
   }

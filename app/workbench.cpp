@@ -309,7 +309,8 @@ Grid Workbench::attention(int layer, const std::string& mixer, int head, bool no
     if (m == mixer) H = n;
   if (H < 0) throw std::invalid_argument("layer " + std::to_string(layer) + " has no " + mixer + " mixer");
   // Mamba1: a channel, or the channel average (head < 0); others: a head, or the head average.
-  const bool mamba1 = model.head_group(layer, mixer).channels;
+  const HeadGroup group = model.head_group(layer, mixer);
+  const bool mamba1 = group.channels;
   AttentionMap map = attention_map(model, d->s.example_tokens(d->s.example()), layer, mixer, mamba1 ? H : 1);
   at::Tensor p = head < 0 ? map.pattern[0].mean(0) : map.pattern[0][std::min<int64_t>(head, H - 1)];
   if (normalise) p = normalise_map(p);
@@ -322,7 +323,7 @@ Grid Workbench::attention(int layer, const std::string& mixer, int head, bool no
     for (int64_t k = q + 1; k < L; ++k) g.values[q * L + k] = kNaN;  // the future: nothing
   g.row_labels = g.col_labels = tokens(d->s.example());
   g.title = "L" + std::to_string(layer) + " " + mixer + (head < 0 ? " (mean over heads)" : " H" + std::to_string(head)) +
-            (mixer == "ssm" ? ", implicit attention" : "") + (normalise ? ", min-max normalised" : "");
+            (group.scores_hook.empty() ? ", implicit attention" : "") + (normalise ? ", min-max normalised" : "");
   return g;
 }
 

@@ -543,7 +543,7 @@ int run_bench_scan(const BenchOptions& o) {
   }
   if (gpu) return 0;  // training throughput below is the CPU demo configs'
   // Training steps (forward, cross-entropy on every position, backward, AdamW) of the Mamba demo configs.
-  for (const std::string preset : {"mamba1", "mamba2"}) {
+  for (const std::string preset : {mixer_kind_name(MixerKind::Mamba1), mixer_kind_name(MixerKind::Mamba2)}) {  // presets named after their mixers
     const int64_t batch = 32, seq = 64;
     double eps[2];
     for (int fast = 0; fast < 2; ++fast) {

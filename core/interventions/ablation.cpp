@@ -83,6 +83,11 @@ AblationKind parse_ablation(const std::string& t) {
   if (t == "resample") return AblationKind::Resample;
   throw std::invalid_argument("ablation '" + t + "': expected zero, mean or resample");
 }
+
+const std::vector<std::string>& ablation_names() {
+  static const std::vector<std::string> names = {"zero", "mean", "resample"};
+  return names;
+}
 const char* ablation_name(AblationKind k) {
   return k == AblationKind::Zero ? "zero" : k == AblationKind::Mean ? "mean" : "resample";
 }

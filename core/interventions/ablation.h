@@ -29,6 +29,8 @@ class LanguageModel;
 enum class AblationKind { Zero, Mean, Resample };
 AblationKind parse_ablation(const std::string& text);  ///< "zero" | "mean" | "resample"
 const char* ablation_name(AblationKind kind);
+/// Every kind's name, in the order above (what a front-end offers).
+const std::vector<std::string>& ablation_names();
 
 /// Replacement values for ablated heads. Mean: per position, over the reference batch's real (unpadded)
 /// examples. Resample: example i takes reference example i mod B_ref (draw the reference with another seed).

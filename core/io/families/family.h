@@ -1,0 +1,150 @@
+// What the importers of foreign checkpoints share (internal to core/io): typed access to a config.json, the foreign
+// tensors consumed by name (what is never consumed is reported), the mapped result (a native model_config and
+// tensors under native names), and the table of families, one file each under core/io/families/, that
+// import_checkpoint dispatches through. Must not: build models (model_from_weights does).
+#pragma once
+
+#include <cmath>
+#include <functional>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+#include <nlohmann/json.hpp>
+
+#include "core/io/checkpoint.h"
+#include "core/io/foreign.h"
+#include "core/util/strings.h"
+
+namespace mechscope::families {
+
+using nlohmann::json;
+
+// Typed access to a foreign config, with defaults and errors naming the file and key.
+class Cfg {
+ public:
+  Cfg(const json& j, std::string where) : j_(j), where_(std::move(where)) {}
+  bool has(const std::string& k) const { return j_.contains(k) && !j_.at(k).is_null(); }
+  template <typename T>
+  T get(const std::string& k, const T& def) const {
+    if (!has(k)) return def;
+    return as<T>(k);
+  }
+  template <typename T>
+  T req(const std::string& k) const {
+    if (!has(k)) throw CheckpointError(where_ + ": the key '" + k + "' is missing");
+    return as<T>(k);
+  }
+  double number(const std::string& k, double def) const {  // accepts "Infinity" strings
+    if (!has(k)) return def;
+    return to_number(j_.at(k), k);
+  }
+  double to_number(const json& v, const std::string& k) const {
+    if (v.is_number()) return v.get<double>();
+    if (v.is_string()) {
+      const auto s = v.get<std::string>();
+      if (s == "Infinity") return HUGE_VAL;
+      if (s == "-Infinity") return -HUGE_VAL;
+    }
+    throw CheckpointError(where_ + ": '" + k + "' should be a number, found " + v.dump());
+  }
+  const json& raw(const std::string& k) const { return j_.at(k); }
+  const std::string& where() const { return where_; }
+
+ private:
+  template <typename T>
+  T as(const std::string& k) const {
+    try {
+      return j_.at(k).get<T>();
+    } catch (const json::exception&) {
+      throw CheckpointError(where_ + ": '" + k + "' has an unexpected type: " + j_.at(k).dump());
+    }
+  }
+  const json& j_;
+  std::string where_;
+};
+
+// The foreign tensors, consumed by name; what is never consumed is reported.
+class Tensors {
+ public:
+  Tensors(const std::vector<TensorFile>& files, std::string where) : where_(std::move(where)) {
+    for (const auto& f : files)
+      for (const auto& [name, t] : f.tensors) {
+        if (!map_.emplace(name, t).second) throw CheckpointError(where_ + ": tensor '" + name + "' appears in two files");
+        order_.push_back(name);
+        dtypes_[name] = f.dtypes.at(name);
+      }
+  }
+  bool has(const std::string& n) const { return map_.count(n) > 0; }
+  at::Tensor take(const std::string& n) {
+    auto it = map_.find(n);
+    if (it == map_.end()) {
+      std::vector<std::string> some(order_.begin(), order_.begin() + std::min<size_t>(order_.size(), 6));
+      throw CheckpointError(where_ + ": the weights lack '" + n + "'" + closest_matches_hint(n, order_) +
+                            " (the file holds " + std::to_string(order_.size()) + " tensors, e.g. " + join(some, ", ") + ")");
+    }
+    used_.insert(n);
+    return it->second;
+  }
+  void drop(const std::string& n) { used_.insert(n); }
+  const std::string& dtype(const std::string& n) const { return dtypes_.at(n); }
+  const std::vector<std::string>& names() const { return order_; }
+  void check_all_used() const {
+    std::vector<std::string> left;
+    for (const auto& n : order_)
+      if (!used_.count(n)) left.push_back(n);
+    if (left.empty()) return;
+    std::vector<std::string> head(left.begin(), left.begin() + std::min<size_t>(left.size(), 8));
+    throw CheckpointError(where_ + ": " + std::to_string(left.size()) + " tensor(s) the configuration has no place for: " +
+                          join(head, ", ") + (left.size() > 8 ? ", ..." : "") +
+                          " (does config.json match these weights?)");
+  }
+
+ private:
+  std::map<std::string, at::Tensor> map_;
+  std::map<std::string, std::string> dtypes_;
+  std::vector<std::string> order_;
+  std::set<std::string> used_;
+  std::string where_;
+};
+
+struct Mapped {
+  json model_config;
+  std::map<std::string, at::Tensor> weights;          // native names
+  std::map<std::string, std::string> source_dtype;    // native name -> original dtype when not float32
+  std::vector<std::string> notes;
+};
+
+void put(Mapped& m, Tensors& t, const std::string& native, const std::string& foreign);
+// Ties: drop lm_head.weight when it equals the embedding; a different one means the config is wrong.
+void handle_tied_head(Mapped& m, Tensors& t, bool tie, const std::string& head, const std::string& where);
+// Copies every tensor of the backbone.layers.* / backbone.norm_f tree, renaming the embedding.
+void copy_backbone(Mapped& m, Tensors& t, const std::string& embedding_name);
+
+void require_silu(const Cfg& c);
+
+// The part HF Mamba and Mamba2 share: the top-level config around their ssm_cfg, and the tensor names.
+void finish_hf_ssm(Mapped& m, const Cfg& c, Tensors& t, int64_t d, const json& ssm, bool tie);
+
+// Zero rows (fc1) or columns (fc2) up to GatedMLP's multiple of 128: the padded units compute 0 * silu(0) = 0.
+at::Tensor pad_dim(const at::Tensor& w, int64_t dim, int64_t to);
+
+/// A foreign checkpoint family: its name (ImportInfo::source_format), how its config.json is recognised, and the
+/// mapping of its config and tensors onto native ones.
+struct Family {
+  std::string format;       ///< "mamba_ssm", "hf-mamba", ...
+  std::string model_type;   ///< Hugging Face's config.model_type ("" for mamba_ssm's own configs)
+  std::function<Mapped(const json& config, Tensors& tensors, const std::string& where)> map;
+};
+/// Every family, in the order import_checkpoint tries them (family.cpp: one line each).
+const std::vector<Family>& all();
+
+// The families (one file each).
+Mapped map_mamba_ssm(const json& j, Tensors& t, const std::string& where);
+Mapped map_hf_mamba(const json& j, Tensors& t, const std::string& where);
+Mapped map_hf_mamba2(const json& j, Tensors& t, const std::string& where);
+Mapped map_hf_llama(const json& j, Tensors& t, const std::string& where);
+
+}  // namespace mechscope::families
