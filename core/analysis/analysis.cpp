@@ -1,4 +1,4 @@
-// Analyses of SPEC §5 (see analysis.h).
+// Analyses of spec §5 (see analysis.h).
 #include "core/analysis/analysis.h"
 
 #include <cmath>

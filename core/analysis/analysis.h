@@ -1,4 +1,4 @@
-// Analyses (SPEC §5): attention and implicit SSM attention maps, gather / aggregate / causal / induction /
+// Analyses (spec §5): attention and implicit SSM attention maps, gather / aggregate / causal / induction /
 // previous-token head scores, embedding geometry (PCA, cosine similarity, locality), and the logit lens.
 // Each returns tensors with named axes; core/io/results writes them. Must not: do file I/O or know about Qt.
 #pragma once
@@ -19,7 +19,7 @@ class LanguageModel;
 // ---------------------------------------------------------------- attention maps
 
 /// One layer's mixing pattern [batch, heads, q_pos, k_pos]: softmax attention for "attn"; the implicit attention
-/// of SPEC §5 for "ssm" (Mamba2 per head; Mamba1 per channel, averaged over `groups` equal channel groups,
+/// of spec §5 for "ssm" (Mamba2 per head; Mamba1 per channel, averaged over `groups` equal channel groups,
 /// groups = 1: the channel average, groups = d_inner: every channel).
 struct AttentionMap {
   int64_t layer = 0;
@@ -32,7 +32,7 @@ AttentionMap attention_map(LanguageModel& model, const at::Tensor& tokens, int64
 std::vector<AttentionMap> attention_maps(LanguageModel& model, const at::Tensor& tokens);
 /// Min-max normalisation over the causal (k <= q) entries of each [q, k] map.
 at::Tensor normalise_map(const at::Tensor& pattern);
-/// Attention mass: |pattern| normalised per row to sum 1 (SPEC §5); softmax rows are unchanged.
+/// Attention mass: |pattern| normalised per row to sum 1 (spec §5); softmax rows are unchanged.
 at::Tensor attention_mass(const at::Tensor& pattern);
 
 // ---------------------------------------------------------------- head scores
@@ -63,7 +63,7 @@ struct EmbeddingGeometry {
   at::Tensor projection;   ///< [n, components] PCA coordinates
   at::Tensor explained;    ///< [components] fraction of variance per component
   at::Tensor cosine;       ///< [n, n]
-  double locality = 0;     ///< SPEC §5 with `k`
+  double locality = 0;     ///< spec §5 with `k`
   int64_t k = 5;
 };
 EmbeddingGeometry embedding_geometry(const at::Tensor& rows, int64_t components = 3, int64_t k = 5);

@@ -260,7 +260,7 @@ void bench_interventions(LanguageModel& model, const Task& task, int64_t example
             << secs_str(naive) << ", batched " << secs_str(batched) << ", " << fmt("%.1f", naive / batched) << "x\n";
   Batch corrupted = task.corrupt(batch, seed + 1);
   SweepOptions keep_all;
-  try {  // SPEC §4's filter when some example reacts to the corruption, else every example (timing only)
+  try {  // spec §4's filter when some example reacts to the corruption, else every example (timing only)
     SweepOptions probe;
     probe.memory_budget_mb = 1;
     attribution_patching(model, batch, corrupted, "resid_pre", probe);

@@ -25,7 +25,7 @@ int main(int argc, char** argv) {
   InitOptions init;
   auto* c_init = app.add_subcommand("init", "create a randomly initialised model from a preset or a config, saved as a checkpoint");
   c_init->add_option("--preset", init.preset, "transformer | mamba1 | mamba2 | hybrid | parallel-hybrid");
-  c_init->add_option("--config", init.config_path, "JSON file holding a model_config (SPEC §1)");
+  c_init->add_option("--config", init.config_path, "JSON file holding a model_config (docs/spec.md §1)");
   c_init->add_option("--set", init.sets, "override a config key, e.g. --set d_model=64 --set attn_cfg.num_heads=2")
       ->take_all();
   c_init->add_option("--seed", init.seed, "seed of the initialisation")->capture_default_str();
@@ -146,7 +146,7 @@ int main(int argc, char** argv) {
   c_an->add_flag("--plain", an.plain, "sweeps: one forward per intervention (the baseline) instead of batched");
   c_an->add_flag("--compare", an.compare, "attribution: also run exact patching and report the correlation");
   c_an->add_option("--keep-threshold", an.keep_threshold, "patching: keep examples with p(y|clean) - p(y|corrupted) "
-                                                          "above this (SPEC §4; -1 keeps every example)")->capture_default_str();
+                                                          "above this (docs/spec.md §4; -1 keeps every example)")->capture_default_str();
   c_an->add_option("--memory-mb", an.memory_mb, "sweeps: memory budget for stacked variants")->capture_default_str();
   c_an->add_option("--ids", an.ids, "embeddings: token ids whose rows to analyse (default: the task's position tokens)")
       ->delimiter(',');

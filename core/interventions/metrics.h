@@ -27,7 +27,7 @@ struct Readout {
   int64_t size() const { return example.defined() ? example.size(0) : 0; }
   /// Every labelled position (target != -100): what task accuracy reads.
   static Readout all_labelled(const Batch& batch);
-  /// The last labelled position of each example: the answer a clean/corrupted pair differs on (SPEC §3).
+  /// The last labelled position of each example: the answer a clean/corrupted pair differs on (spec §3).
   static Readout last_labelled(const Batch& batch);
 };
 

@@ -45,7 +45,7 @@ struct PatchResult {
   /// corrupted token (its first position where the clean and corrupted inputs differ) and "readout" (the
   /// position the metric reads). aligned [rows, anchors]: the mean over kept examples of the example's score at
   /// that position (NaN where no kept example has it within its length, or the row no site). With a key
-  /// corrupted, "corrupted+1" is the key's value token: SPEC §6's induction reading is a high layer-1 score there.
+  /// corrupted, "corrupted+1" is the key's value token: spec §6's induction reading is a high layer-1 score there.
   at::Tensor aligned;
   int64_t aligned_examples = 0;  ///< kept examples whose inputs differ somewhere (the others have no anchor)
 };

@@ -35,7 +35,7 @@ struct Cancelled : std::runtime_error {
 struct SweepOptions {
   bool batched = true;                   ///< false: the plain one-forward-per-intervention loop (the baseline)
   int64_t memory_budget_mb = 1024;       ///< batched variants are split to stay under this (estimated)
-  double keep_threshold = 0.01;          ///< patching keeps examples with p(y|o) - p(y|c) above this (SPEC §4)
+  double keep_threshold = 0.01;          ///< patching keeps examples with p(y|o) - p(y|c) above this (spec §4)
   std::function<void(double fraction, const std::string& what)> progress;  ///< optional
   const std::atomic<bool>* cancel = nullptr;                               ///< optional
 };

@@ -1,4 +1,4 @@
-// Reading, validating and atomically writing checkpoints (SPEC §0).
+// Reading, validating and atomically writing checkpoints (spec §0).
 #include "core/io/checkpoint.h"
 
 #include <fcntl.h>

@@ -1,4 +1,4 @@
-// MechScope checkpoints (SPEC §0): one HDF5 file with the format attributes, the model and task configs and
+// MechScope checkpoints (spec §0): one HDF5 file with the format attributes, the model and task configs and
 // vocabulary as JSON, one float32 dataset per parameter under /weights, and optional /training history.
 // Reading validates everything and names what is wrong; writing is atomic (temporary file, then rename).
 #pragma once
@@ -54,7 +54,7 @@ struct CheckpointExtras {
 /// presence and shape against the config) and builds its model. Throws CheckpointError.
 Checkpoint load_checkpoint(const std::string& path);
 
-/// Builds the model of `config` and fills it with `weights` (name -> floating tensor, SPEC §1 names). Every
+/// Builds the model of `config` and fills it with `weights` (name -> floating tensor, spec §1 names). Every
 /// parameter must be present with the config's shape and no other name may appear; errors (CheckpointError) start
 /// with `where` and name the parameter. Non-finite values become warnings.
 std::shared_ptr<LanguageModel> model_from_weights(const ModelConfig& config, const std::map<std::string, at::Tensor>& weights,
@@ -63,7 +63,7 @@ std::shared_ptr<LanguageModel> model_from_weights(const ModelConfig& config, con
 /// Writes `model` to `path` atomically (path + ".tmp-<pid>", fsync, rename). Throws CheckpointError.
 void save_checkpoint(const std::string& path, const LanguageModel& model, const CheckpointExtras& extras);
 
-/// Vocabulary of a bare model: the markers of SPEC §3, then x5, x6, ...
+/// Vocabulary of a bare model: the markers of spec §3, then x5, x6, ...
 std::vector<std::string> default_vocab(int64_t vocab_size);
 
 /// "mechscope <version>": the created_by attribute.

@@ -1,4 +1,4 @@
-// Checkpoints trained elsewhere, mapped onto SPEC §1's names (docs/import.md):
+// Checkpoints trained elsewhere, mapped onto spec §1's names (docs/import.md):
 //  - mamba_ssm's own: config.json (MambaConfig: d_model, n_layer, ssm_cfg, attn_layer_idx, attn_cfg, ...) with
 //    pytorch_model.bin (torch.save of the state dict) or model.safetensors, pure or hybrid;
 //  - Hugging Face MambaForCausalLM ("model_type": "mamba"), Mamba2ForCausalLM ("mamba2") and LlamaForCausalLM

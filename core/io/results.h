@@ -1,4 +1,4 @@
-// Results files (SPEC §0): HDF5 with format attributes, provenance, and one dataset per tensor carrying
+// Results files (spec §0): HDF5 with format attributes, provenance, and one dataset per tensor carrying
 // its axis names. Written atomically. `forward` output is one such file (dataset `logits` [pos, vocab_rows]).
 #pragma once
 

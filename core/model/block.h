@@ -1,6 +1,6 @@
-// The residual block (mamba_ssm modules/block.py; SPEC §1): resid -> norm -> mixer -> add, then norm2 -> MLP -> add
+// The residual block (mamba_ssm modules/block.py; spec §1): resid -> norm -> mixer -> add, then norm2 -> MLP -> add
 // when the config has an MLP (d_intermediate > 0). The mixer is any MixerImpl (core/model/mixer.h); the block owns
-// the residual wiring and the block-level hook points (SPEC §2), and runs whole, at chosen rows, or from a position
+// the residual wiring and the block-level hook points (spec §2), and runs whole, at chosen rows, or from a position
 // on (Partial). Must not: know about particular mixers.
 #pragma once
 
@@ -43,7 +43,7 @@ class BlockImpl : public torch::nn::Module {
   const std::string& resid_post_hook() const { return h_resid_post_; }
   /// The hooks a partial run from a later position reads from an earlier run (the mixer's prefix_hooks()).
   std::vector<std::string> prefix_hooks() const { return mixer_->prefix_hooks(); }
-  /// The hook of a patching site of SPEC §4 in this block ("resid_pre", ..., "mlp_out", and the mixer's own sites
+  /// The hook of a patching site of spec §4 in this block ("resid_pre", ..., "mlp_out", and the mixer's own sites
   /// such as "conv_out" and "state"); "" when the block has no such site (mlp_* without an MLP). Not "heads":
   /// those are the head groups' hooks.
   std::string site_hook(const std::string& site) const;

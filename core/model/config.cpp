@@ -1,4 +1,4 @@
-// Parsing, validation and presets of ModelConfig (SPEC §1). Every error names the key and what was
+// Parsing, validation and presets of ModelConfig (spec §1). Every error names the key and what was
 // expected; unknown keys are errors (a typo must not silently fall back to a default).
 #include "core/model/config.h"
 

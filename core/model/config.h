@@ -1,4 +1,4 @@
-// Model configuration: the JSON of SPEC §1 (mirrors mamba_ssm's MambaConfig plus pos_emb and
+// Model configuration: the JSON of spec §1 (mirrors mamba_ssm's MambaConfig plus pos_emb and
 // parallel_layer_idx), parsed, validated and resolved into plain structs. No torch here.
 #pragma once
 

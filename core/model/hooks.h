@@ -1,4 +1,4 @@
-// Hook points (SPEC §2, TransformerLens grammar): named places in the forward pass where a caller may
+// Hook points (spec §2, TransformerLens grammar): named places in the forward pass where a caller may
 // read (cache) or replace an activation. A plain forward passes no context and pays nothing.
 // Must not: own model state, or know about specific modules.
 #pragma once
@@ -87,7 +87,7 @@ inline at::Tensor hook_point(HookContext* ctx, const std::string& name, at::Tens
 /// "blocks.{layer}." — the prefix of a layer's hook names.
 std::string layer_prefix(int64_t layer);
 
-/// Axis names of a hook's tensor, batch first (SPEC §2), e.g. {"batch", "pos", "head", "d_head"} for attn.hook_z.
+/// Axis names of a hook's tensor, batch first (spec §2), e.g. {"batch", "pos", "head", "d_head"} for attn.hook_z.
 std::vector<std::string> hook_axes(const std::string& name);
 
 /// Resolves names and glob patterns against the model's hook names. Throws std::invalid_argument for

@@ -18,7 +18,7 @@
 
 namespace mechscope {
 
-/// What one layer saw before position `start` in an earlier run over the whole input (SPEC §4, causality: a
+/// What one layer saw before position `start` in an earlier run over the whole input (spec §4, causality: a
 /// change at position p leaves every layer's positions < p as they were, so a layer can run positions >= p only).
 /// `tensors` holds the earlier run's values of the hooks the layer's mixer lists in prefix_hooks(), batch b'; a
 /// partial run may stack variants along the batch, b = repeat * b'.
@@ -37,7 +37,7 @@ struct Partial {
   int64_t start() const { return prefix ? prefix->start : 0; }
 };
 
-/// A mixer's heads of one kind and how each reaches the residual (SPEC §1 "Heads", §4): the mixer's output gains
+/// A mixer's heads of one kind and how each reaches the residual (spec §1 "Heads", §4): the mixer's output gains
 /// scale * slice_h @ weight[:, offset + h * head_dim : offset + (h + 1) * head_dim]^T from head h's slice of
 /// `hook` [batch, pos, heads, head_dim], so replacing that slice changes the output by a linear function of it.
 struct HeadGroup {
@@ -56,14 +56,14 @@ struct HeadGroup {
   at::Tensor project(int64_t h, const at::Tensor& slice) const;
 };
 
-/// A token mixer. Parameters are registered under the block's "mixer" (state-dict names of SPEC §1).
+/// A token mixer. Parameters are registered under the block's "mixer" (state-dict names of spec §1).
 class MixerImpl : public torch::nn::Module {
  public:
   /// x [batch, pos, d_model] (the normed residual) -> [batch, pos, d_model]; a partial run (Partial): positions
   /// from part.start() on, or only the rows ([batch, P, d_model]).
   virtual at::Tensor forward(const at::Tensor& x, const Partial& part, HookContext* ctx) = 0;
   at::Tensor forward(const at::Tensor& x, HookContext* ctx) { return forward(x, Partial{}, ctx); }
-  /// Every hook point, in forward order (SPEC §2).
+  /// Every hook point, in forward order (spec §2).
   virtual std::vector<std::string> hook_names() const = 0;
   /// Its heads, in the order the model lists them (attention before SSM in a parallel hybrid).
   virtual std::vector<HeadGroup> head_groups() const = 0;

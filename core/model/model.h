@@ -1,6 +1,6 @@
-// The language model of SPEC §1: MambaLMHeadModel's structure (backbone.embedding, backbone.layers.{i},
+// The language model of spec §1: MambaLMHeadModel's structure (backbone.embedding, backbone.layers.{i},
 // backbone.norm_f, lm_head) plus an optional learned position table, and the three ways to run it:
-// plain, run_with_cache, run_with_hooks (SPEC §2). Must not: do file I/O (see core/io).
+// plain, run_with_cache, run_with_hooks (spec §2). Must not: do file I/O (see core/io).
 #pragma once
 
 #include <functional>
@@ -38,7 +38,7 @@ class LanguageModel : public torch::nn::Module {
 
   /// tokens [batch, pos] (int64) -> logits [batch, pos, vocab_rows]. ctx null: no hook cost.
   at::Tensor forward(const at::Tensor& tokens, HookContext* ctx = nullptr);
-  // The forward in pieces, for interventions that reuse a cached prefix (SPEC §4 "prefix reuse").
+  // The forward in pieces, for interventions that reuse a cached prefix (spec §4 "prefix reuse").
   // forward(tokens) == unembed(forward_blocks(0, n_layers(), embed(tokens))).
   /// hook_embed (+ hook_pos_embed) -> the residual entering block 0 [batch, pos, d_model]. Tokens are not checked.
   at::Tensor embed(const at::Tensor& tokens, HookContext* ctx = nullptr);
@@ -51,7 +51,7 @@ class LanguageModel : public torch::nn::Module {
   /// (head outputs, hook_mixer_out, the MLP's and hook_resid_post) see [batch, P, ...] tensors at the rows
   /// (BlockImpl::forward_rows); unembed is not called.
   at::Tensor forward_blocks_at(int64_t from, at::Tensor resid, const at::Tensor& rows, HookContext* ctx = nullptr);
-  /// The same as a partial run (SPEC §4's causality; BlockImpl::forward_partial): resid [b, L - start, d_model]
+  /// The same as a partial run (spec §4's causality; BlockImpl::forward_partial): resid [b, L - start, d_model]
   /// holds the positions >= start of the residual entering `from`, prefixes[j - from] (all with that start)
   /// what layer j saw before start in an earlier run of batch b' (b a multiple of b'), and rows [b, P] are
   /// relative to start. Equals forward_blocks_at(from, full residual, rows + start) when the positions before
@@ -72,7 +72,7 @@ class LanguageModel : public torch::nn::Module {
   std::pair<at::Tensor, ActivationCache> run(const at::Tensor& tokens, const std::vector<Hook>& hooks,
                                              const HookSelection& selection);
 
-  /// Every hook point of this model, in forward order (SPEC §2).
+  /// Every hook point of this model, in forward order (spec §2).
   const std::vector<std::string>& hook_names() const { return hook_names_; }
   /// Names for a selection (validated; throws std::invalid_argument listing close matches).
   std::set<std::string> resolve(const HookSelection& selection) const;

@@ -1,6 +1,6 @@
-// SSM scans of SPEC §1 as plain LibTorch tensor ops: the Mamba1 selective scan, Mamba2's chunked SSD,
+// SSM scans of spec §1 as plain LibTorch tensor ops: the Mamba1 selective scan, Mamba2's chunked SSD,
 // their literal step-by-step reference twins, state-carrying recurrences for the state hook, and the
-// implicit attention matrices of SPEC §5. Differentiable (autograd) and device-agnostic.
+// implicit attention matrices of spec §5. Differentiable (autograd) and device-agnostic.
 // Must not: know about modules, hooks or configs. The fast kernels (kernels/) are tested against these.
 #pragma once
 
@@ -19,7 +19,7 @@ at::Tensor segsum(const at::Tensor& x);
 at::Tensor linear_scan_sequential(const at::Tensor& dA, const at::Tensor& dBx, const at::Tensor& h0 = {});
 
 /// The same recurrence where, at elements with `replaced` set, the state is `values` instead and the scan continues
-/// from it. `replaced` and `values` have dBx's shape. This is what replacing `ssm.hook_state` means (SPEC §2).
+/// from it. `replaced` and `values` have dBx's shape. This is what replacing `ssm.hook_state` means (spec §2).
 /// With `prior` (the unreplaced states), positions before the first replacement are copied from it unchanged.
 at::Tensor linear_scan_with_replacement(const at::Tensor& dA, const at::Tensor& dBx, const at::Tensor& replaced,
                                         const at::Tensor& values, const at::Tensor& prior = {});
@@ -53,7 +53,7 @@ at::Tensor mamba2_scan_ref(const at::Tensor& x, const at::Tensor& dt, const at::
 /// Readout of given states [batch, L, H, P, N]: y = h C + Dskip x.
 at::Tensor mamba2_readout(const at::Tensor& states, const at::Tensor& x, const at::Tensor& C, const at::Tensor& Dskip);
 
-// ---- Implicit attention (SPEC §5) ----
+// ---- Implicit attention (spec §5) ----
 
 /// Mamba2: M[b, h, t, s] = (C_t . B_s) exp(A_h sum_{k=s+1..t} dt_k) dt_s for s <= t, plus D_h on the diagonal
 /// (mean over P when D has a head dimension). [batch, H, L, L].

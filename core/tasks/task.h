@@ -1,4 +1,4 @@
-// Tasks (SPEC §3): seeded, deterministic generators of token sequences in which every position has a role,
+// Tasks (spec §3): seeded, deterministic generators of token sequences in which every position has a role,
 // with next-token targets (-100 where there is no loss) and clean/corrupted pairs for patching.
 // Must not: know about models or training.
 #pragma once
@@ -14,7 +14,7 @@
 
 namespace mechscope {
 
-/// Role of a position (SPEC §3). Stored as int8 in Batch::roles.
+/// Role of a position (spec §3). Stored as int8 in Batch::roles.
 enum class Role : int8_t { Pad = 0, Bos, Eos, Sep, Key, Value, Symbol, Position, Query, Answer, Filler };
 const char* role_name(Role r);
 const std::vector<std::string>& role_names();
@@ -44,7 +44,7 @@ class Task {
   /// Roles this task can corrupt (the first is the default): e.g. {"key", "value", "query"}.
   virtual std::vector<std::string> corruptible_roles() const = 0;
   /// Clean/corrupted pair: replaces one token of `role` in each example by another token of the same kind that
-  /// does not occur in the example (SPEC §3). Same shapes and roles as `clean`.
+  /// does not occur in the example (spec §3). Same shapes and roles as `clean`.
   virtual Batch corrupt(const Batch& clean, uint64_t seed, const std::string& role = "") const = 0;
   /// "position" (accuracy over labelled positions, MQAR) or "example" (all labelled positions right).
   virtual std::string accuracy_unit() const { return "example"; }

@@ -1,4 +1,4 @@
-// The built-in tasks of SPEC §3 (MQAR, single-query AR, position retrieval, n-gram retrieval) and the
+// The built-in tasks of spec §3 (MQAR, single-query AR, position retrieval, n-gram retrieval) and the
 // registry. Randomness comes from one splitmix/xorshift generator per example so results are identical
 // on every platform (std distributions are not).
 #include <algorithm>
@@ -662,7 +662,7 @@ class CopyTask : public Task {
 };
 
 
-// ------------------------------------------------------------------ ATR (tinylang pcfg.py, SPEC §3.6)
+// ------------------------------------------------------------------ ATR (tinylang pcfg.py, spec §3.6)
 
 // A random PCFG with depth levels (a nonterminal's children have a strictly higher level, so no recursion).
 // Expanding a nonterminal emits its children, then a head terminal drawn from its own distribution; a child's

@@ -1,4 +1,4 @@
-// Training (SPEC §3 defaults, after P3): AdamW, linear warmup then cosine to 0, masked cross-entropy on the
+// Training (spec §3 defaults, after P3): AdamW, linear warmup then cosine to 0, masked cross-entropy on the
 // task's targets, gradient clipping, evaluation on a held-out set, early stop at a target accuracy,
 // periodic atomic checkpoints carrying the history (and embedding snapshots), resume, and cancellation.
 // Must not: print; progress goes through a callback.
@@ -38,7 +38,7 @@ struct TrainConfig {
   int64_t init_seed = -1;             ///< the model's initialisation seed, recorded for provenance (-1: unknown)
   uint64_t eval_seed = 1000003;       ///< held-out examples
   int64_t snapshot_rows = 64;         ///< embedding rows kept per snapshot when the task names none
-  /// "answers": cross-entropy on the task's answer positions (SPEC §3's default); "next_token": on every next
+  /// "answers": cross-entropy on the task's answer positions (spec §3's default); "next_token": on every next
   /// token of each example, as tinylang trains its AR models (ar.py without mask_nonquery). Evaluation and
   /// accuracy always read the answers.
   std::string loss = "answers";

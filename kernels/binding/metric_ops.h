@@ -7,7 +7,7 @@
 
 namespace mechscope::kernels {
 
-/// Per-row metrics of SPEC §4 for float32 CPU logits [..., R, V] with answers `target` [R], and the reference
+/// Per-row metrics of spec §4 for float32 CPU logits [..., R, V] with answers `target` [R], and the reference
 /// side of the KL (`ref_p` [..., R, V] of the logits' shape or [R, V] with leading ones, `ref_ne` its sum p log p;
 /// both undefined: no KL). On success fills prob, logit_diff, correct and kl (undefined without a reference),
 /// each [..., R], and returns true. Returns false, touching nothing, when the fast path cannot take the input:

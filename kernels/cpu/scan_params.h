@@ -81,7 +81,7 @@ struct CausalConvGrads {
 void causal_conv_fwd_cpu(const CausalConvParams& p);
 void causal_conv_bwd_cpu(const CausalConvParams& p, const CausalConvGrads& g);
 
-/// The readout metrics of SPEC §4 per row of logits (one row = one readout of one variant): with
+/// The readout metrics of spec §4 per row of logits (one row = one readout of one variant): with
 /// lse = log sum_v exp(x_v) and t the row's answer token,
 ///   prob = exp(x_t - lse); logit_diff = x_t - max_{v != t} x_v; correct = [first argmax_v x_v == t];
 ///   kl = max(0, ref_ne - sum_v ref_p_v (x_v - lse))   (only when ref_p is set).

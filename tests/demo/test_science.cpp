@@ -1,4 +1,4 @@
-// Science checks on the bundled demo checkpoints (SPEC §6, issue "Causal interventions"), on fresh seeds:
+// Science checks on the bundled demo checkpoints (spec §6, issue "Causal interventions"), on fresh seeds:
 // what each demo's mechanism is, measured with the engine's own patching, ablation and head scores.
 #include <algorithm>
 #include <cmath>
@@ -28,7 +28,7 @@ struct KeyPatch {
 
 // A demo with the queried key of 8 examples (seed 4242) corrupted (seed 4243), and each example patched alone:
 // every layer's block input from the clean run, position by position. Examples whose answer the corruption does
-// not move (SPEC §4's filter: patching refuses them) are left out; the tests require most examples to stay.
+// not move (spec §4's filter: patching refuses them) are left out; the tests require most examples to stay.
 // Computed once per demo and process.
 struct KeyCorruption {
   Checkpoint ck;
@@ -71,7 +71,7 @@ HeadScores demo_head_scores(const std::string& name) {
 TEST(Science, AttentionDemoRetrievesThroughTheTokenAfterTheValue) {
   // Corrupt the queried key (at j) of one example at a time. Layer 0 gathers the pair (j, j+1) into the next
   // key's position j+2; layer 1 reads it there: patching the layer-1 block input at j+2 restores the answer,
-  // patching it at the value token j+1 does not (the induction step sits one token later than SPEC §6's
+  // patching it at the value token j+1 does not (the induction step sits one token later than spec §6's
   // reading for this checkpoint), and at layer 0 only the corrupted token itself matters.
   const auto& patches = key_corruption("mqar-attn").patches;
   for (const auto& [e, j, q, r] : patches) {
@@ -85,7 +85,7 @@ TEST(Science, AttentionDemoRetrievesThroughTheTokenAfterTheValue) {
 
 TEST(Science, FourHeadAttentionDemoRetrievesAtTheQueryInLayerZero) {
   // The four-head transformer solves MQAR another way than the one-head demo: corrupting the queried key at j,
-  // layer 1's input restores the answer at the query token itself (SPEC §4's reading: direct retrieval in layer
+  // layer 1's input restores the answer at the query token itself (spec §4's reading: direct retrieval in layer
   // 0, whose heads find the key from the query), and neither at the value token j+1 nor at the next key j+2.
   const auto& patches = key_corruption("mqar-attn4").patches;
   for (const auto& [e, j, q, r] : patches) {
@@ -115,7 +115,7 @@ TEST(Science, FourHeadAttentionDemoTopAggregateHeadIsAmongTheMostCausal) {
 }
 
 TEST(Science, HybridDemoShowsInductionAtTheValueToken) {
-  // SPEC §6's induction reading, on the hybrid (Mamba2 layer, then attention): with the queried key corrupted,
+  // spec §6's induction reading, on the hybrid (Mamba2 layer, then attention): with the queried key corrupted,
   // patching the attention layer's block input at the value token j+1 restores the answer (the Mamba2 layer has
   // carried the key into the value's position), at the next key j+2 it does not.
   const auto& patches = key_corruption("mqar-hybrid").patches;
@@ -141,7 +141,7 @@ TEST(Science, TopAggregateHeadIsTheMostCausalOnTheHybridAndArAttentionDemos) {
 }
 
 TEST(Science, ArAttentionDemoShowsInductionAtTheValueToken) {
-  // SPEC §6's induction reading on a pure-attention model (one head of 128 per layer, tinylang's AR with 1-16
+  // spec §6's induction reading on a pure-attention model (one head of 128 per layer, tinylang's AR with 1-16
   // pairs): with the queried key corrupted at j, patching the layer-1 block input at the value token j+1
   // restores the answer (layer 0 has copied the key into its value's position), at the next token j+2 it does
   // not; at layer 0 only the corrupted token itself matters. (The one-head MQAR demo at d_model 64 reads at j+2.)
@@ -164,7 +164,7 @@ TEST(Science, AlignedPatchingReadsEachDemosMechanism) {
   // The whole batch patched at once, its score aligned to each example's corrupted key (PatchResult::aligned),
   // equals the examples patched one at a time and read at their own positions; and it names each demo's
   // reading in one row: layer 1 restores at the next key (one-head MQAR attention), at the readout (four heads),
-  // at the value token (the hybrid and the AR attention demo: SPEC §6's induction).
+  // at the value token (the hybrid and the AR attention demo: spec §6's induction).
   const std::vector<std::pair<std::string, std::string>> demos = {{"mqar-attn", "corrupted+2"},
                                                                   {"mqar-attn4", "readout"},
                                                                   {"mqar-hybrid", "corrupted+1"},

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Times training steps of a MechScope attention checkpoint re-implemented in plain PyTorch (eager, same
-shapes, same math as SPEC §1: RMSNorm, MHA with rotary, optional GatedMLP, tied head), to compare with
+shapes, same math as spec §1: RMSNorm, MHA with rotary, optional GatedMLP, tied head), to compare with
 `mechscope-cli bench --train --checkpoint FILE --batch B`. Data generation is not timed.
 
 usage: bench_torch_train.py CHECKPOINT [--batch 64] [--seq 64] [--repeat 5] [--threads 2]

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Independent reference of SPEC §1's math, for cross-checking the C++ engine.
+"""Independent reference of spec §1's math, for cross-checking the C++ engine.
 
 Reads a MechScope checkpoint with h5py alone, re-implements mamba_ssm's MixerModel forward with plain
 torch ops (literal step-by-step scans, no chunking, no shared code with the engine), and compares its

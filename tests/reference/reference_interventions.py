@@ -7,7 +7,7 @@ reference_forward.py (one example at a time, loops over positions), and a Transf
       head outputs) and compares each head's mean answer probability with the results file.
   reference_interventions.py patching CHECKPOINT RESULTS   # results of `analyze patching --site resid_pre --out`
       patches the clean block input into the corrupted run at every (layer, position) and compares the answer
-      probability grid (means over the kept examples, SPEC §4's filter recomputed here), then the normalised score
+      probability grid (means over the kept examples, spec §4's filter recomputed here), then the normalised score
       aligned to each example's corrupted token and readout (patching/aligned_score).
   reference_interventions.py bench-hooks CHECKPOINT [--batch 32] [--threads 2]
       times a full zero-ablation sweep of an attention-only checkpoint as a TransformerLens user writes it: eager
@@ -101,7 +101,7 @@ def check_patching(a):
     targets, lengths = r["inputs/targets"][0].long(), r["inputs/lengths"][0]
     grid, attrs = r["patching/prob"]
     n = clean.shape[0]
-    # Readout: the last labelled position; SPEC §4's filter p(y|o) - p(y|c) > 0.01.
+    # Readout: the last labelled position; spec §4's filter p(y|o) - p(y|c) > 0.01.
     kept, q_of, p_c, denom = [], {}, {}, {}
     for e in range(n):
         L = int(lengths[e])

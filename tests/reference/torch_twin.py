@@ -1,4 +1,4 @@
-"""An attention-only MechScope checkpoint re-implemented in plain, batched PyTorch (eager; SPEC §1 math: RMSNorm,
+"""An attention-only MechScope checkpoint re-implemented in plain, batched PyTorch (eager; spec §1 math: RMSNorm,
 MHA with rotary, optional GatedMLP, tied head), for timing comparisons: bench_torch_train.py (training steps)
 and reference_interventions.py bench-hooks (a TransformerLens-style hook loop)."""
 import json, math

@@ -1,5 +1,5 @@
-// Multi-head causal self-attention (mamba_ssm modules/mha.py; SPEC §1 "MHA"): in_proj -> [q | k | v], rotary,
-// grouped kv heads, causal softmax, out_proj. Hooks under blocks.{i}.attn. (SPEC §2). Must not: know about blocks.
+// Multi-head causal self-attention (mamba_ssm modules/mha.py; spec §1 "MHA"): in_proj -> [q | k | v], rotary,
+// grouped kv heads, causal softmax, out_proj. Hooks under blocks.{i}.attn. (spec §2). Must not: know about blocks.
 #pragma once
 
 #include <memory>

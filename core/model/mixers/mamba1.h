@@ -1,6 +1,6 @@
-// The Mamba1 mixer (mamba_ssm modules/mamba_simple.py; SPEC §1 "Mamba1"): in_proj -> [x, z], causal conv, x_proj ->
+// The Mamba1 mixer (mamba_ssm modules/mamba_simple.py; spec §1 "Mamba1"): in_proj -> [x, z], causal conv, x_proj ->
 // [dt, B, C], the selective scan, y * silu(z) -> out_proj. Its heads are its d_inner channels (head size 1). Hooks
-// under blocks.{i}.ssm. (SPEC §2); the expensive ones (hook_state, hook_pattern) run only when asked.
+// under blocks.{i}.ssm. (spec §2); the expensive ones (hook_state, hook_pattern) run only when asked.
 #pragma once
 
 #include <string>

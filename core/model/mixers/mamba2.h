@@ -1,6 +1,6 @@
-// The Mamba2 mixer (mamba_ssm modules/mamba2.py; SPEC §1 "Mamba2"): in_proj -> [z0, x0, z, xBC, dt], causal conv,
+// The Mamba2 mixer (mamba_ssm modules/mamba2.py; spec §1 "Mamba2"): in_proj -> [z0, x0, z, xBC, dt], causal conv,
 // the SSD recurrence (chunked, or the fused kernel), the gated RMSNorm, out_proj. Its heads are the SSD heads (size
-// headdim). Hooks under blocks.{i}.ssm. (SPEC §2); hook_state and hook_pattern run only when asked.
+// headdim). Hooks under blocks.{i}.ssm. (spec §2); hook_state and hook_pattern run only when asked.
 #pragma once
 
 #include <string>

@@ -1,4 +1,4 @@
-// The parallel hybrid mixer (ours, after P1's hybrid_par.py; SPEC §1): ssm(h) + tanh(beta) * attn(h) on the same
+// The parallel hybrid mixer (ours, after P1's hybrid_par.py; spec §1): ssm(h) + tanh(beta) * attn(h) on the same
 // normed input h. Parameters mixer.ssm.* (the SSM the config names), mixer.attn.* and mixer.beta [1] (initialised
 // to 0). Its heads are the attention's (scaled by tanh(beta) on their way to the residual) and then the SSM's.
 #pragma once

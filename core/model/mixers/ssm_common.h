@@ -1,4 +1,4 @@
-// What the Mamba1 and Mamba2 mixers share (SPEC §1, §2): dt initialisation, the depthwise causal convolution and
+// What the Mamba1 and Mamba2 mixers share (spec §1, §2): dt initialisation, the depthwise causal convolution and
 // its window in a partial run, and the state hook whose replacements carry forward through the scan. Internal to
 // core/model/mixers. Must not: know about blocks or interventions.
 #pragma once
@@ -45,7 +45,7 @@ void check_partial_hooks(const Partial& part, HookContext* ctx, const std::strin
 bool fast_states_ok(const at::Tensor& x);
 
 // The state hook: let the hooks see all states, and if a hook replaced any element, continue the recurrence
-// from the replaced values (SPEC §2). `states` [b, L, ...] come from a scan; `discretize` gives the decay and
+// from the replaced values (spec §2). `states` [b, L, ...] come from a scan; `discretize` gives the decay and
 // input of the recurrence (only needed when something was replaced). Returns the states actually used.
 template <typename Discretize>
 at::Tensor states_through_hook(HookContext* ctx, const std::string& name, at::Tensor states, Discretize discretize,

@@ -1,4 +1,4 @@
-// Analyses (SPEC §5): maps, head scores by a literal loop over roles, embedding geometry on constructed rows,
+// Analyses (spec §5): maps, head scores by a literal loop over roles, embedding geometry on constructed rows,
 // and the logit lens against the model's own output.
 #include <cmath>
 

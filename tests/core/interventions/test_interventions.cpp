@@ -1,4 +1,4 @@
-// Interventions (SPEC §4): the batched sweeps against the plain one-forward-per-intervention loop, and the
+// Interventions (spec §4): the batched sweeps against the plain one-forward-per-intervention loop, and the
 // properties that pin the definitions down (patching every position restores the clean run; patching the only
 // corrupted token restores it exactly; DLA components sum to the answer logit; padding changes nothing).
 #include <cmath>

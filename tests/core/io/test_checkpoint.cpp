@@ -1,4 +1,4 @@
-// Checkpoints (SPEC §0): bit-exact round trip for every preset, atomic writes, and a clear error for every
+// Checkpoints (spec §0): bit-exact round trip for every preset, atomic writes, and a clear error for every
 // malformed file: missing, not HDF5, truncated, foreign format, newer version, bad JSON, vocabulary
 // mismatch, missing/extra/misshapen parameters, non-finite values (a warning), a stored tied head.
 #include <sys/stat.h>

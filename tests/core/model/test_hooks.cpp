@@ -1,4 +1,4 @@
-// Hook points (SPEC §2): names, shapes, identity hooks, head ablation equivalences (P4), the propagating
+// Hook points (spec §2): names, shapes, identity hooks, head ablation equivalences (P4), the propagating
 // state hook, and the errors a user sees.
 #include <cmath>
 

@@ -255,7 +255,7 @@ TEST(MemoryGuard, EstimatesScaleAndRefuseBeforeAllocating) {
   ::unsetenv("MECHSCOPE_MEMORY_LIMIT_MB");
 }
 
-// A partial run (SPEC §4's causality) from every start equals the full run there: each layer takes the keys,
+// A partial run (spec §4's causality) from every start equals the full run there: each layer takes the keys,
 // values, conv window and SSM state before the start from an earlier run, with variants stacked along the batch.
 TEST(Model, PartialRunFromACachedPrefixEqualsTheFullRun) {
   const std::vector<std::pair<std::string, nlohmann::json>> cases = {

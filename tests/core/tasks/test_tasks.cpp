@@ -1,4 +1,4 @@
-// Task generators (SPEC §3): determinism, each generator's invariants, roles that agree with the tokens,
+// Task generators (spec §3): determinism, each generator's invariants, roles that agree with the tokens,
 // corruption that changes exactly one token of the chosen role, and clear errors.
 #include <set>
 
