@@ -28,6 +28,7 @@
 
 #include <csignal>
 #include <unistd.h>
+#include "core/session/session.h"
 #include "core/util/sha256.h"
 #include "core/util/strings.h"
 #include "kernels/binding/scan_ops.h"
@@ -256,11 +257,7 @@ int run_convert(const ConvertOptions& o) {
   if (!o.task.empty()) {
     json tcfg = sets_to_json(o.task_sets);
     tcfg["task"] = o.task;
-    auto task = make_task(tcfg);
-    if (static_cast<int64_t>(task->vocab().size()) != ck.config.vocab_size)
-      throw std::invalid_argument("convert: task " + tcfg.dump() + " has a vocabulary of " +
-                                  std::to_string(task->vocab().size()) + " tokens; the imported model has " +
-                                  std::to_string(ck.config.vocab_size));
+    auto task = make_task_for(tcfg, json(), ck.config.vocab_size);
     extras.task_config = task->config();
     extras.vocab = task->vocab();
   } else if (!o.task_sets.empty()) {
@@ -286,15 +283,15 @@ int run_forward(const ForwardOptions& o) {
     throw std::invalid_argument("forward: give exactly one of --tokens, --tokens-file or --example");
   if (o.topk < 0) throw std::invalid_argument("forward: --topk must be >= 0");
   if (!o.out.empty()) refuse_overwrite(o.out, o.force);
-  Checkpoint ck = open_checkpoint(o.checkpoint);
+  auto opened = OpenedModel::open(o.checkpoint);
+  const Checkpoint& ck = opened->ck;
   for (const auto& w : ck.warnings) std::cerr << "warning: " << w << "\n";
   LanguageModel& model = *ck.model;
   const int64_t rows = ck.config.padded_vocab_size();
   std::vector<int64_t> ids, targets;
   if (o.example >= 0) {
-    if (ck.task_config.is_null()) throw std::runtime_error("--example: '" + o.checkpoint + "' has no task_config");
-    auto task = make_task(ck.task_config);
-    Batch b = task->sample(1, static_cast<uint64_t>(o.example));
+    if (!opened->task) throw std::runtime_error("--example: '" + o.checkpoint + "' has no task_config");
+    Batch b = opened->task->sample(1, static_cast<uint64_t>(o.example));
     const int64_t len = b.lengths[0].item<int64_t>();
     for (int64_t j = 0; j < len; ++j) {
       ids.push_back(b.tokens[0][j].item<int64_t>());
@@ -363,8 +360,8 @@ int run_forward(const ForwardOptions& o) {
   if (!o.out.empty()) {
     ResultsFile rf;
     rf.kind = "forward";
-    rf.provenance = {{"checkpoint", ck.path}, {"checkpoint_sha256", sha256_file(ck.path)}, {"tokens", ids},
-                     {"hooks", o.hooks}, {"device", o.device}, {"dtype", o.dtype}, {"program", program_id()}};
+    rf.provenance = opened->provenance();  // the checkpoint's digest (a folder's: its files'), the program, the task
+    rf.provenance.update({{"tokens", ids}, {"hooks", o.hooks}, {"device", o.device}, {"dtype", o.dtype}});
     json pos_labels = tok_strings;
     rf.tensors.push_back({"logits", logits, {"pos", "vocab"}, json{{"pos", pos_labels}}});
     rf.tensors.push_back({"tokens", at::tensor(ids, at::kLong), {"pos"}, json{{"pos", pos_labels}}});
@@ -387,11 +384,10 @@ int run_bench(const BenchOptions& o) {
   if (o.batch <= 0 || o.seq <= 0 || o.repeat <= 0) throw std::invalid_argument("bench: --batch, --seq and --repeat must be positive");
   std::shared_ptr<LanguageModel> model;
   std::string label;
-  json task_config;
+  std::unique_ptr<OpenedModel> opened;
   if (!o.checkpoint.empty()) {
-    Checkpoint ck = open_checkpoint(o.checkpoint);
-    model = ck.model;
-    task_config = ck.task_config;
+    opened = OpenedModel::open(o.checkpoint);
+    model = opened->ck.model;
     label = o.checkpoint;
   } else {
     model = std::make_shared<LanguageModel>(ModelConfig::from_json(ModelConfig::preset_json(o.preset, json::object())), o.seed);
@@ -439,7 +435,7 @@ int run_bench(const BenchOptions& o) {
   std::cout << "forward + full cache: " << fmt("%8.2f", cached) << " ms  (" << fmt("%.2f", cached / plain) << "x plain; "
             << n_hooks << " hook points, " << format_bytes(cached_bytes)
             << " cached; SSM states and implicit patterns excluded)\n";
-  if (!task_config.is_null()) bench_interventions(*model, *make_task(task_config), o.batch, o.seed, o.repeat);
+  if (opened && opened->task) bench_interventions(*model, *opened->task, o.batch, o.seed, o.repeat);
   return 0;
 }
 
@@ -669,7 +665,8 @@ int run_train(const TrainOptions& o) {
 int run_eval(const EvalOptions& o) {
   if (o.examples <= 0) throw std::invalid_argument("eval: --examples must be positive");
   if (o.seeds.empty()) throw std::invalid_argument("eval: give at least one seed");
-  Checkpoint ck = open_checkpoint(o.checkpoint);
+  auto opened = OpenedModel::open(o.checkpoint);
+  const Checkpoint& ck = opened->ck;
   if (ck.task_config.is_null())
     throw std::runtime_error("'" + o.checkpoint + "' has no task_config; it was not trained on a task");
   json base = ck.task_config;
@@ -699,16 +696,13 @@ int run_eval(const EvalOptions& o) {
     if (!key.empty()) tj[key] = v;
     std::unique_ptr<Task> task;
     try {
-      task = make_task(tj);
+      task = make_task_for(tj, json(), ck.config.vocab_size);
     } catch (const std::invalid_argument& e) {
       if (key.empty()) throw;
       std::cout << key << "=" << v.dump() << "  skipped: " << e.what() << "\n";  // the rest of the sweep still runs
       ++failures;
       continue;
     }
-    if (static_cast<int64_t>(task->vocab().size()) != ck.config.vocab_size)
-      throw std::invalid_argument("task " + tj.dump() + " has a vocabulary of " + std::to_string(task->vocab().size()) +
-                                  " tokens; the model was trained with " + std::to_string(ck.config.vocab_size));
     std::vector<double> accs;
     for (auto s : o.seeds) accs.push_back(Trainer::evaluate(*ck.model, *task, o.examples, s));
     double mean = 0;
@@ -740,10 +734,9 @@ int run_eval(const EvalOptions& o) {
 
 int run_bench_train(const BenchOptions& o) {
   if (o.checkpoint.empty()) throw std::invalid_argument("bench --train: give --checkpoint (a model trained on a task)");
-  Checkpoint ck = open_checkpoint(o.checkpoint);
-  if (ck.task_config.is_null()) throw std::runtime_error("'" + o.checkpoint + "' has no task_config");
-  auto task = make_task(ck.task_config);
-  LanguageModel& model = *ck.model;
+  auto opened = OpenedModel::open(o.checkpoint, json(), true);
+  Task* task = opened->task.get();
+  LanguageModel& model = opened->model();
   model.train();
   torch::optim::AdamW opt(model.parameters(), torch::optim::AdamWOptions(1e-4).weight_decay(0.0));
   Batch b = task->sample(o.batch, o.seed);  // data generation is not timed
