@@ -10,6 +10,7 @@
 #include "core/model/model.h"
 #include "core/tasks/task.h"
 #include "core/train/trainer.h"
+#include "core/util/json.h"
 
 namespace mechscope::app {
 
@@ -18,7 +19,7 @@ std::string run_training(const TrainingRequest& r, const std::function<void(cons
   using nlohmann::json;
   auto parse = [](const std::string& text, const char* what) {
     try {
-      return text.empty() ? json::object() : json::parse(text);
+      return text.empty() ? json::object() : mechscope::parse_json(text);
     } catch (const json::exception& e) {
       throw std::invalid_argument(std::string(what) + " is not valid JSON: " + e.what());
     }

@@ -21,6 +21,7 @@
 #include "core/model/model.h"
 #include "core/plugin/plugin.h"
 #include "core/session/session.h"
+#include "core/util/json.h"
 #include "core/util/strings.h"
 
 #include "app/render.h"
@@ -150,7 +151,7 @@ void Workbench::draw(int n, uint64_t seed, const std::string& task_json) {
   json over;
   if (!task_json.empty()) {
     try {
-      over = json::parse(task_json);
+      over = parse_json(task_json);
     } catch (const json::exception& e) {
       throw std::invalid_argument(std::string("task parameters are not valid JSON: ") + e.what());
     }
@@ -538,7 +539,7 @@ Grid Workbench::run_plugin_analysis(const std::string& name, const std::string& 
   json options = json::object();
   if (!options_json.empty()) {
     try {
-      options = json::parse(options_json);
+      options = parse_json(options_json);
     } catch (const json::exception& e) {
       throw std::invalid_argument(std::string("the options are not valid JSON: ") + e.what());
     }

@@ -134,9 +134,14 @@ int run_analyze(const AnalyzeOptions& o) {
     throw std::invalid_argument("--aligned-csv: only patching and attribution have aligned scores");
   if (o.out.empty() && o.csv.empty() && o.aligned_csv.empty() && o.what != "ablation" && o.what != "knockout")
     std::cerr << "note: no --out or --csv given; printing a summary only\n";
-  if (!o.out.empty()) refuse_overwrite(o.out, o.force);
-  if (!o.csv.empty()) refuse_overwrite(o.csv, o.force);
-  if (!o.aligned_csv.empty()) refuse_overwrite(o.aligned_csv, o.force);
+  const std::vector<std::string> inputs = {o.checkpoint, o.tokens_file};
+  const std::string outs[] = {o.out, o.csv, o.aligned_csv};
+  for (size_t i = 0; i < 3; ++i) {
+    if (outs[i].empty()) continue;
+    for (size_t j = 0; j < i; ++j)
+      if (outs[j] == outs[i]) throw std::invalid_argument("analyze: '" + outs[i] + "' is given for two outputs");
+    refuse_overwrite(outs[i], o.force, inputs);
+  }
   auto m = OpenedModel::open(o.checkpoint, sets_to_json(o.task_sets), a.info.needs_task);
   for (const auto& w : m->ck.warnings) std::cerr << "warning: " << w << "\n";
   const Batch batch = analysis_input(o, a, *m);

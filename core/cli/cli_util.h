@@ -14,7 +14,9 @@ namespace mechscope::cli {
 
 bool file_exists(const std::string& path);
 /// Throws unless `force` or the file does not exist.
-void refuse_overwrite(const std::string& path, bool force);
+/// Claims an output for the rest of the command (core/util/files.h OutputClaim): refuses an existing file without
+/// --force, a missing folder, a path that is one of `inputs`, and a path another process is writing.
+void refuse_overwrite(const std::string& path, bool force, const std::vector<std::string>& inputs = {});
 /// "a.b=3" -> {"a": {"b": 3}}; a value that is not JSON is a string.
 nlohmann::json parse_set(const std::string& kv);
 /// Recursive merge of objects.

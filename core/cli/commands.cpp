@@ -21,6 +21,8 @@
 #include "core/io/import.h"
 #include "core/io/results.h"
 #include "core/io/tokens.h"
+#include "core/util/files.h"
+#include "core/util/json.h"
 #include "core/model/model.h"
 #include "core/model/scan.h"
 #include "core/tasks/task.h"
@@ -46,9 +48,13 @@ bool file_exists(const std::string& p) {
   return ::stat(p.c_str(), &st) == 0;
 }
 
-void refuse_overwrite(const std::string& path, bool force) {
-  if (!force && file_exists(path))
-    throw std::runtime_error("'" + path + "' already exists; pass --force to overwrite it");
+void refuse_overwrite(const std::string& path, bool force, const std::vector<std::string>& inputs) {
+  static OutputClaim claims;  // released (its locks removed) when the command ends
+  try {
+    claims.claim(path, force, inputs);
+  } catch (const FileError& e) {
+    throw std::runtime_error(e.what());
+  }
 }
 
 std::string with_commas(int64_t n) {
@@ -68,7 +74,7 @@ json parse_set(const std::string& kv) {
   std::string key = kv.substr(0, eq), value = kv.substr(eq + 1);
   json v;
   try {
-    v = json::parse(value);
+    v = parse_json(value);
   } catch (const json::exception&) {
     v = value;
   }
@@ -92,12 +98,13 @@ void deep_merge(json& into, const json& from) {
 }
 
 json read_json_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw std::runtime_error("cannot read config file '" + path + "'");
+  const std::string text = read_file_capped(path, 16u << 20, "config file", /*allow_pipe=*/true);
   try {
-    return json::parse(in);
+    return parse_json(text);
   } catch (const json::exception& e) {
     throw std::runtime_error("config file '" + path + "' is not valid JSON: " + e.what());
+  } catch (const JsonDepthError& e) {
+    throw std::runtime_error("config file '" + path + "': " + e.what());
   }
 }
 
@@ -240,7 +247,7 @@ int run_replay(const ReplayOptions& o) {
 }
 
 int run_convert(const ConvertOptions& o) {
-  refuse_overwrite(o.out, o.force);
+  refuse_overwrite(o.out, o.force, {o.source});
   if (is_native_checkpoint(o.source)) {
     // A native checkpoint is rewritten in the current layout (sealed, docs/robustness.md), losing nothing.
     if (!o.task.empty() || !o.task_sets.empty())
@@ -282,7 +289,7 @@ int run_forward(const ForwardOptions& o) {
   if ((o.tokens.empty() ? 0 : 1) + (o.tokens_file.empty() ? 0 : 1) + (o.example >= 0 ? 1 : 0) != 1)
     throw std::invalid_argument("forward: give exactly one of --tokens, --tokens-file or --example");
   if (o.topk < 0) throw std::invalid_argument("forward: --topk must be >= 0");
-  if (!o.out.empty()) refuse_overwrite(o.out, o.force);
+  if (!o.out.empty()) refuse_overwrite(o.out, o.force, {o.checkpoint, o.tokens_file});
   auto opened = OpenedModel::open(o.checkpoint);
   const Checkpoint& ck = opened->ck;
   for (const auto& w : ck.warnings) std::cerr << "warning: " << w << "\n";
@@ -607,6 +614,9 @@ int run_train(const TrainOptions& o) {
     if (!o.model.preset.empty() || !o.model.config_path.empty() || !o.task.empty())
       throw std::invalid_argument("train --resume takes the model, task and settings from the checkpoint; "
                                   "drop --preset/--config/--task");
+    // Continuing a file in place is what --resume does; another file is claimed like any output.
+    if (out.empty() || same_file(out, o.resume)) refuse_overwrite(o.resume, true);
+    else refuse_overwrite(out, o.model.force, {o.resume});
     Checkpoint ck = load_checkpoint(o.resume);
     if (ck.task_config.is_null() || ck.train_config.is_null())
       throw std::runtime_error("'" + o.resume + "' holds no training run to resume (no task_config / train_config)");
@@ -621,7 +631,7 @@ int run_train(const TrainOptions& o) {
   } else {
     if (o.task.empty()) throw std::invalid_argument("train: give --task (" + join(task_names(), ", ") + ") or --resume");
     if (out.empty()) throw std::invalid_argument("train: give --out FILE.h5");
-    refuse_overwrite(out, o.model.force);
+    refuse_overwrite(out, o.model.force, {o.model.config_path, o.train_config});
     json tcfg = sets_to_json(o.task_sets);
     tcfg["task"] = o.task;
     task = make_task(tcfg);
@@ -665,6 +675,7 @@ int run_train(const TrainOptions& o) {
 int run_eval(const EvalOptions& o) {
   if (o.examples <= 0) throw std::invalid_argument("eval: --examples must be positive");
   if (o.seeds.empty()) throw std::invalid_argument("eval: give at least one seed");
+  if (!o.csv.empty()) refuse_overwrite(o.csv, o.force, {o.checkpoint});
   auto opened = OpenedModel::open(o.checkpoint);
   const Checkpoint& ck = opened->ck;
   if (ck.task_config.is_null())
@@ -680,7 +691,7 @@ int run_eval(const EvalOptions& o) {
     values.clear();
     for (const auto& v : split(o.sweep.substr(eq + 1), ',')) {
       try {
-        values.push_back(json::parse(v));
+        values.push_back(parse_json(v));
       } catch (const json::exception&) {
         values.push_back(v);
       }
@@ -720,15 +731,7 @@ int run_eval(const EvalOptions& o) {
     for (double a : accs) csv << "," << a;
     csv << "\n";
   }
-  if (!o.csv.empty()) {
-    const std::string tmp = o.csv + ".tmp";
-    {
-      std::ofstream f(tmp);
-      if (!f) throw std::runtime_error("cannot write '" + o.csv + "'");
-      f << csv.str();
-    }
-    std::rename(tmp.c_str(), o.csv.c_str());
-  }
+  if (!o.csv.empty()) write_file_atomically(o.csv, csv.str());  // all or nothing, never through a planted link
   return failures ? 1 : 0;
 }
 

@@ -82,6 +82,7 @@ struct EvalOptions {
   int64_t examples = 512;
   std::string sweep;                    // key=v1,v2,...
   std::string csv;                      // write the sweep (or the single result) here
+  bool force = false;                   // overwrite an existing --csv
 };
 int run_eval(const EvalOptions& o);
 

@@ -107,6 +107,7 @@ int main(int argc, char** argv) {
   c_eval->add_option("--examples", ev.examples, "examples per seed")->capture_default_str();
   c_eval->add_option("--sweep", ev.sweep, "sweep a task parameter, e.g. --sweep num_pairs=4,8,16");
   c_eval->add_option("--csv", ev.csv, "write the results as CSV");
+  c_eval->add_flag("--force", ev.force, "overwrite an existing --csv file");
 
   AnalyzeOptions an;
   auto* c_an = app.add_subcommand("analyze", "run an analysis or intervention sweep on a checkpoint and its task; write "

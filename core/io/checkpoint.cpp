@@ -2,6 +2,7 @@
 #include "core/io/checkpoint.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -13,8 +14,11 @@
 #include <ATen/core/Generator.h>
 #include <ATen/CPUGeneratorImpl.h>
 
+#include "core/engine/memory.h"
 #include "core/io/hdf5.h"
 #include "core/model/model.h"
+#include "core/util/files.h"
+#include "core/util/json.h"
 #include "core/util/strings.h"
 #include "core/version.h"
 
@@ -41,9 +45,11 @@ std::string shape_str(at::IntArrayRef s) {
 
 json parse_json_attr(const std::string& text, const std::string& what, const std::string& path) {
   try {
-    return json::parse(text);
+    return parse_json(text);
   } catch (const json::exception& e) {
     throw CheckpointError("'" + path + "': attribute " + what + " is not valid JSON (" + e.what() + ")");
+  } catch (const JsonDepthError& e) {
+    throw CheckpointError("'" + path + "': attribute " + what + ": " + e.what());
   }
 }
 
@@ -61,30 +67,42 @@ struct RngGuard {
   }
 };
 
-void fsync_path(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
+// The bytes a file's datasets may claim in all: MechScope stores them uncompressed, so together they cannot exceed
+// the file. A hostile file that declares huge datasets without storing them (compressed, or never written and read
+// back as fill values) is refused from sizes alone, before anything is allocated.
+class ByteBudget {
+ public:
+  ByteBudget(const std::string& path, const std::string& where) : where_(where) {
+    struct stat st {};
+    left_ = ::stat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_size) + (uint64_t{1} << 20) : 0;
   }
-}
+  void take(const h5::Shape& s, const std::string& name) {
+    uint64_t n = 4;  // bytes per element of float32 (int64 datasets may claim twice the file, still bounded)
+    for (int64_t d : s.dims) {
+      if (d < 0 || (d > 0 && n > left_ / static_cast<uint64_t>(d))) n = left_ + 1;
+      else n *= static_cast<uint64_t>(d);
+    }
+    if (n > left_)
+      throw CheckpointError(where_ + ": dataset " + name + " of shape " + s.str() +
+                            " claims more data than the file holds; the file is corrupt");
+    left_ -= n;
+  }
 
-std::string parent_dir(const std::string& path) {
-  auto pos = path.find_last_of('/');
-  if (pos == std::string::npos) return ".";
-  if (pos == 0) return "/";
-  return path.substr(0, pos);
-}
+ private:
+  std::string where_;
+  uint64_t left_;
+};
 
 // Every dataset of an optional group, as float32 or int64 tensors.
-std::map<std::string, at::Tensor> read_group(hid_t root, const std::string& group, const std::string& where) {
+std::map<std::string, at::Tensor> read_group(hid_t root, const std::string& group, const std::string& where,
+                                             ByteBudget& budget) {
   std::map<std::string, at::Tensor> out;
   if (!h5::exists(root, group)) return out;
   h5::Handle g = h5::open_group(root, group, where);
   const std::string gw = where + " /" + group;
   for (const auto& name : h5::list_children(g.get(), gw)) {
     h5::Shape s = h5::dataset_shape(g.get(), name, gw);
-    if (s.numel() > (int64_t(1) << 28)) throw CheckpointError(gw + "/" + name + " is implausibly large");
+    budget.take(s, "/" + group + "/" + name);
     if (h5::dataset_is_float(g.get(), name, gw)) {
       at::Tensor t = at::empty(s.dims, at::kFloat);
       h5::read_float(g.get(), name, t.data_ptr<float>(), gw);
@@ -151,50 +169,73 @@ static void check_parameter_names(const std::vector<std::pair<std::string, at::T
   }
 }
 
-Checkpoint load_checkpoint(const std::string& path) {
+// One weight dataset read into a float32 tensor of `dims`, with its stored-dtype attribute.
+static at::Tensor read_weight(hid_t weights, const std::string& name, const std::vector<int64_t>& dims,
+                              const std::string& wwhere, Checkpoint& ck) {
+  if (!h5::dataset_is_float(weights, name, wwhere))
+    throw CheckpointError(wwhere + ": parameter " + name + " is not stored as floating point");
+  at::Tensor buf = at::empty(dims, at::kFloat);
+  h5::read_float(weights, name, buf.data_ptr<float>(), wwhere);
+  h5::QuietErrors quiet;
+  hid_t ds = H5Dopen2(weights, name.c_str(), H5P_DEFAULT);
+  if (ds >= 0) {
+    h5::Handle dsh(ds);
+    if (auto dt = h5::read_attr_string(ds, "dtype", wwhere + "/" + name)) ck.weight_dtypes[name] = *dt;
+  }
+  return buf;
+}
+
+// The header: format, version, configs and vocabulary, checked.
+static void read_header(hid_t root, const std::string& path, const std::string& where, Checkpoint& ck) {
+  auto format = h5::read_attr_string(root, "format", where);
+  if (!format)
+    throw CheckpointError(where + " is an HDF5 file but not a MechScope checkpoint: the root attribute 'format' is missing");
+  if (*format != kCheckpointFormat)
+    throw CheckpointError(where + " is not a MechScope checkpoint: format is '" + *format + "', expected '" +
+                          kCheckpointFormat + "'");
+  auto version = h5::read_attr_int(root, "format_version", where);
+  if (!version) throw CheckpointError(where + ": the root attribute 'format_version' is missing");
+  if (*version != kCheckpointVersion)
+    throw CheckpointError(where + ": format_version " + std::to_string(*version) +
+                          (*version > kCheckpointVersion ? " was written by a newer MechScope; this build reads version "
+                                                         : " is not supported; this build reads version ") +
+                          std::to_string(kCheckpointVersion));
+  auto mc = h5::read_attr_string(root, "model_config", where);
+  if (!mc) throw CheckpointError(where + ": the root attribute 'model_config' is missing");
+  try {
+    ck.config = ModelConfig::from_json(parse_json_attr(*mc, "model_config", path));
+  } catch (const std::invalid_argument& e) {
+    throw CheckpointError(where + ": " + e.what());
+  }
+  if (auto tc = h5::read_attr_string(root, "task_config", where)) {
+    ck.task_config = parse_json_attr(*tc, "task_config", path);
+    if (!ck.task_config.is_object() || !ck.task_config.contains("task"))
+      throw CheckpointError(where + ": task_config must be a JSON object with a \"task\" key");
+  }
+  auto vocab = h5::read_attr_string(root, "vocab", where);
+  if (!vocab) throw CheckpointError(where + ": the root attribute 'vocab' is missing");
+  json vj = parse_json_attr(*vocab, "vocab", path);
+  if (!vj.is_array()) throw CheckpointError(where + ": vocab must be a JSON list of token strings");
+  for (const auto& t : vj) {
+    if (!t.is_string()) throw CheckpointError(where + ": vocab entry " + t.dump() + " is not a string");
+    ck.vocab.push_back(t.get<std::string>());
+  }
+  if (static_cast<int64_t>(ck.vocab.size()) != ck.config.vocab_size)
+    throw CheckpointError(where + ": vocab lists " + std::to_string(ck.vocab.size()) +
+                          " tokens but model_config.vocab_size is " + std::to_string(ck.config.vocab_size));
+  ck.created_by = h5::read_attr_string(root, "created_by", where).value_or("");
+}
+
+// Reads a checkpoint. With `probe` (in the child process of h5::check_in_child) it makes every libhdf5 call the
+// real read makes on the file's datasets but builds no model: no torch compute runs in a forked child.
+static Checkpoint read_checkpoint(const std::string& path, bool probe) {
   Checkpoint ck;
   ck.path = path;
   try {
     h5::File f = h5::File::open_read(path);
     const hid_t root = f.id();
     const std::string where = "'" + path + "'";
-    auto format = h5::read_attr_string(root, "format", where);
-    if (!format)
-      throw CheckpointError(where + " is an HDF5 file but not a MechScope checkpoint: the root attribute 'format' is missing");
-    if (*format != kCheckpointFormat)
-      throw CheckpointError(where + " is not a MechScope checkpoint: format is '" + *format + "', expected '" +
-                            kCheckpointFormat + "'");
-    auto version = h5::read_attr_int(root, "format_version", where);
-    if (!version) throw CheckpointError(where + ": the root attribute 'format_version' is missing");
-    if (*version != kCheckpointVersion)
-      throw CheckpointError(where + ": format_version " + std::to_string(*version) +
-                            (*version > kCheckpointVersion ? " was written by a newer MechScope; this build reads version "
-                                                           : " is not supported; this build reads version ") +
-                            std::to_string(kCheckpointVersion));
-    auto mc = h5::read_attr_string(root, "model_config", where);
-    if (!mc) throw CheckpointError(where + ": the root attribute 'model_config' is missing");
-    try {
-      ck.config = ModelConfig::from_json(parse_json_attr(*mc, "model_config", path));
-    } catch (const std::invalid_argument& e) {
-      throw CheckpointError(where + ": " + e.what());
-    }
-    if (auto tc = h5::read_attr_string(root, "task_config", where)) {
-      ck.task_config = parse_json_attr(*tc, "task_config", path);
-      if (!ck.task_config.is_object() || !ck.task_config.contains("task"))
-        throw CheckpointError(where + ": task_config must be a JSON object with a \"task\" key");
-    }
-    auto vocab = h5::read_attr_string(root, "vocab", where);
-    if (!vocab) throw CheckpointError(where + ": the root attribute 'vocab' is missing");
-    json vj = parse_json_attr(*vocab, "vocab", path);
-    if (!vj.is_array()) throw CheckpointError(where + ": vocab must be a JSON list of token strings");
-    for (const auto& t : vj) {
-      if (!t.is_string()) throw CheckpointError(where + ": vocab entry " + t.dump() + " is not a string");
-      ck.vocab.push_back(t.get<std::string>());
-    }
-    if (static_cast<int64_t>(ck.vocab.size()) != ck.config.vocab_size)
-      throw CheckpointError(where + ": vocab lists " + std::to_string(ck.vocab.size()) +
-                            " tokens but model_config.vocab_size is " + std::to_string(ck.config.vocab_size));
-    ck.created_by = h5::read_attr_string(root, "created_by", where).value_or("");
+    read_header(root, path, where, ck);
 
     const double approx = ck.config.approx_parameter_count();
     if (approx > 4.0e9)
@@ -206,40 +247,58 @@ Checkpoint load_checkpoint(const std::string& path) {
     std::vector<std::string> present = h5::list_children(weights.get(), wwhere);
     std::set<std::string> present_set(present.begin(), present.end());
 
-    std::shared_ptr<LanguageModel> model = new_model(ck.config);
-    auto params = model->state_dict();
-    check_parameter_names(params, present_set, where, ck.config.tie_embeddings, "/weights");
-    at::NoGradGuard no_grad;
-    for (auto& [name, p] : params) {
+    // Sizes alone first: what the file stores must roughly be what the config describes, before the model is
+    // built from the config (a 2 MB file whose config says d_model 8192 must not allocate gigabytes first).
+    ByteBudget budget(path, where);
+    std::map<std::string, h5::Shape> shapes;
+    double stored = 0;
+    for (const auto& name : present) {
       h5::Shape shape = h5::dataset_shape(weights.get(), name, wwhere);
-      if (shape.dims != p.sizes().vec())
-        throw CheckpointError(where + ": parameter " + name + " has shape " + shape.str() + ", the config expects " +
-                              shape_str(p.sizes()));
-      if (!h5::dataset_is_float(weights.get(), name, wwhere))
-        throw CheckpointError(where + ": parameter " + name + " is not stored as floating point");
-      at::Tensor buf = at::empty(p.sizes(), at::kFloat);
-      h5::read_float(weights.get(), name, buf.data_ptr<float>(), wwhere);
-      {
-        h5::QuietErrors quiet;
-        hid_t ds = H5Dopen2(weights.get(), name.c_str(), H5P_DEFAULT);
-        if (ds >= 0) {
-          h5::Handle dsh(ds);
-          if (auto dt = h5::read_attr_string(ds, "dtype", wwhere + "/" + name)) ck.weight_dtypes[name] = *dt;
-        }
-      }
-      const int64_t bad = buf.numel() - at::isfinite(buf).sum().item<int64_t>();
-      if (bad > 0)
-        ck.warnings.push_back("parameter " + name + " has " + std::to_string(bad) + " non-finite value(s)");
-      p.copy_(buf);
+      budget.take(shape, "/weights/" + name);
+      stored += static_cast<double>(shape.numel());
+      shapes[name] = shape;
     }
-    ck.training = read_group(root, "training", where);
-    ck.optimizer = read_group(root, "optimizer", where);
+    if (approx > 2.0 * stored + 1.0e6)
+      throw CheckpointError(where + ": model_config describes about " + fmt("%.0f", approx) + " parameters but /weights holds " +
+                            fmt("%.0f", stored) + " values; the config does not belong to these weights");
+    if (!probe) require_memory(approx * 4.0 * 1.25, "the model of " + where);
+
+    if (probe) {
+      for (const auto& name : present) read_weight(weights.get(), name, shapes[name].dims, wwhere, ck);
+    } else {
+      std::shared_ptr<LanguageModel> model = new_model(ck.config);
+      auto params = model->state_dict();
+      check_parameter_names(params, present_set, where, ck.config.tie_embeddings, "/weights");
+      at::NoGradGuard no_grad;
+      for (auto& [name, p] : params) {
+        const h5::Shape& shape = shapes[name];
+        if (shape.dims != p.sizes().vec())
+          throw CheckpointError(where + ": parameter " + name + " has shape " + shape.str() + ", the config expects " +
+                                shape_str(p.sizes()));
+        at::Tensor buf = read_weight(weights.get(), name, shape.dims, wwhere, ck);
+        const int64_t bad = buf.numel() - at::isfinite(buf).sum().item<int64_t>();
+        if (bad > 0)
+          ck.warnings.push_back("parameter " + name + " has " + std::to_string(bad) + " non-finite value(s)");
+        p.copy_(buf);
+      }
+      ck.model = model;
+    }
+    ck.training = read_group(root, "training", where, budget);
+    ck.optimizer = read_group(root, "optimizer", where, budget);
     if (auto tc = h5::read_attr_string(root, "train_config", where)) ck.train_config = parse_json_attr(*tc, "train_config", path);
-    ck.model = model;
   } catch (const h5::Error& e) {
     throw CheckpointError(e.what());
   }
   return ck;
+}
+
+Checkpoint load_checkpoint(const std::string& path) {
+  try {
+    h5::check_in_child(path, [&] { read_checkpoint(path, true); });
+  } catch (const h5::Error& e) {
+    throw CheckpointError(e.what());
+  }
+  return read_checkpoint(path, false);
 }
 
 std::shared_ptr<LanguageModel> model_from_weights(const ModelConfig& config, const std::map<std::string, at::Tensor>& weights,
@@ -266,14 +325,16 @@ std::shared_ptr<LanguageModel> model_from_weights(const ModelConfig& config, con
 
 void save_checkpoint(const std::string& path, const LanguageModel& model, const CheckpointExtras& extras) {
   h5::remove_stale_temporaries(path);
-  const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
-  const std::string where = "'" + tmp + "'";
   const ModelConfig& cfg = model.config();
   std::vector<std::string> vocab = extras.vocab.empty() ? default_vocab(cfg.vocab_size) : extras.vocab;
   if (static_cast<int64_t>(vocab.size()) != cfg.vocab_size)
     throw CheckpointError("cannot save '" + path + "': the vocabulary has " + std::to_string(vocab.size()) +
                           " tokens but the model's vocab_size is " + std::to_string(cfg.vocab_size));
   try {
+    TempFile temp(path);  // exclusive, never a planted link; removed unless committed
+    temp.close();
+    const std::string& tmp = temp.path();
+    const std::string where = "'" + tmp + "'";
     {
       h5::File f = h5::File::create(tmp);
       const hid_t root = f.id();
@@ -301,15 +362,11 @@ void save_checkpoint(const std::string& path, const LanguageModel& model, const 
       f.flush();
     }
     h5::seal(tmp);
-    if (std::rename(tmp.c_str(), path.c_str()) != 0)
-      throw CheckpointError("cannot move the finished checkpoint to '" + path + "': " + std::strerror(errno));
-    fsync_path(parent_dir(path));
+    temp.commit();
   } catch (const h5::Error& e) {
-    std::remove(tmp.c_str());
     throw CheckpointError("cannot save '" + path + "': " + e.what());
-  } catch (...) {
-    std::remove(tmp.c_str());
-    throw;
+  } catch (const FileError& e) {
+    throw CheckpointError(e.what());
   }
 }
 

@@ -11,11 +11,15 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <functional>
 #include <memory>
 #include <set>
 
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
+
+#include "core/util/files.h"
+#include "core/util/json.h"
 
 namespace mechscope {
 using nlohmann::json;
@@ -27,13 +31,13 @@ namespace {
 class RandomAccessFile {
  public:
   explicit RandomAccessFile(const std::string& path) : path_(path) {
-    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd_ < 0) throw ForeignFormatError("cannot open '" + path + "': " + std::strerror(errno));
-    struct stat st {};
-    if (::fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode)) {
-      ::close(fd_);
-      throw ForeignFormatError("'" + path + "' is not a regular file");
+    try {
+      fd_ = open_regular_file(path);  // a FIFO or device is refused without blocking
+    } catch (const FileError& e) {
+      throw ForeignFormatError(e.what());
     }
+    struct stat st {};
+    ::fstat(fd_, &st);
     size_ = static_cast<uint64_t>(st.st_size);
   }
   ~RandomAccessFile() { ::close(fd_); }
@@ -223,6 +227,7 @@ struct PyObj {
   std::vector<std::pair<Obj, Obj>> dict;  // Dict, in insertion order
   at::Tensor t;                           // Storage (1-d), Tensor
   const DtypeInfo* dtype = nullptr;       // Storage, Tensor: the file's dtype
+  uint32_t depth = 1;                     // nesting of containers, as built
 };
 
 const char* kind_name(PyObj::Kind k) {
@@ -231,11 +236,31 @@ const char* kind_name(PyObj::Kind k) {
   return names[k];
 }
 
-Obj make(PyObj::Kind k) {
-  auto o = std::make_shared<PyObj>();
-  o->kind = k;
-  return o;
-}
+// Every object a pickle makes, bounded in number. A pickle may nest objects (or make them refer to each other)
+// millions deep; destroying such a tree through shared_ptr would recurse once per level and overflow the stack, so
+// the arena cuts every link first (~Arena) and then frees the objects one by one.
+constexpr size_t kMaxPickleObjects = 2'000'000;   // a 1,000-tensor state dict makes about 10,000
+constexpr uint32_t kMaxPickleDepth = 1'000;        // a state dict nests 3-4 levels
+class Arena {
+ public:
+  ~Arena() {
+    for (auto& o : all_) {
+      o->items.clear();
+      o->dict.clear();
+    }
+  }
+  Obj make(PyObj::Kind k, const std::function<void(const std::string&)>& fail) {
+    if (all_.size() >= kMaxPickleObjects)
+      fail("more than " + std::to_string(kMaxPickleObjects) + " objects, far more than a state dict holds");
+    auto o = std::make_shared<PyObj>();
+    o->kind = k;
+    all_.push_back(o);
+    return o;
+  }
+
+ private:
+  std::vector<Obj> all_;
+};
 
 class Unpickler {
  public:
@@ -291,14 +316,21 @@ class Unpickler {
           auto o = make(PyObj::Tuple);
           o->items.assign(stack_.end() - n, stack_.end());
           stack_.resize(stack_.size() - n);
+          nest(o);
           push(o);
           break;
         }
-        case 't': { auto o = make(PyObj::Tuple); o->items = pop_mark(); push(o); break; }
+        case 't': { auto o = make(PyObj::Tuple); o->items = pop_mark(); nest(o); push(o); break; }
         case ']': push(make(PyObj::List)); break;
-        case 'l': { auto o = make(PyObj::List); o->items = pop_mark(); push(o); break; }
-        case 'a': { Obj v = pop(); expect(top(), PyObj::List, "APPEND")->items.push_back(v); break; }
-        case 'e': { auto v = pop_mark(); auto& l = expect(top(), PyObj::List, "APPENDS")->items; l.insert(l.end(), v.begin(), v.end()); break; }
+        case 'l': { auto o = make(PyObj::List); o->items = pop_mark(); nest(o); push(o); break; }
+        case 'a': { Obj v = pop(); const Obj& l = expect(top(), PyObj::List, "APPEND"); l->items.push_back(v); nest(l, v); break; }
+        case 'e': {
+          auto v = pop_mark();
+          const Obj& l = expect(top(), PyObj::List, "APPENDS");
+          l->items.insert(l->items.end(), v.begin(), v.end());
+          for (const auto& x : v) nest(l, x);
+          break;
+        }
         case '}': push(make(PyObj::Dict)); break;
         case 'd': { auto v = pop_mark(); auto o = make(PyObj::Dict); set_items(o, v); push(o); break; }
         case 's': { Obj v = pop(); Obj k = pop(); set_items(expect(top(), PyObj::Dict, "SETITEM"), {k, v}); break; }
@@ -365,7 +397,7 @@ class Unpickler {
     return s;
   }
   void push(Obj o) {
-    if (stack_.size() > 10'000'000) fail("stack grows without bound");
+    if (stack_.size() > kMaxPickleObjects) fail("stack grows without bound");
     stack_.push_back(std::move(o));
   }
   void push_int(int64_t v) { auto o = make(PyObj::Int); o->i = v; push(o); }
@@ -391,16 +423,35 @@ class Unpickler {
   }
   void set_items(const Obj& d, const std::vector<Obj>& kv) {
     if (kv.size() % 2) fail("odd number of dict items");
-    for (size_t k = 0; k < kv.size(); k += 2) d->dict.emplace_back(kv[k], kv[k + 1]);
+    for (size_t k = 0; k < kv.size(); k += 2) {
+      d->dict.emplace_back(kv[k], kv[k + 1]);
+      nest(d, kv[k]);
+      nest(d, kv[k + 1]);
+    }
   }
   void memo_put(uint32_t idx) {
-    if (memo_.size() > 10'000'000) fail("memo grows without bound");
+    if (memo_.size() > kMaxPickleObjects) fail("memo grows without bound");
     memo_[idx] = top();
   }
   void memo_get(uint32_t idx) {
     auto it = memo_.find(idx);
     if (it == memo_.end()) fail("memo entry " + std::to_string(idx) + " read before it is written");
     push(it->second);
+  }
+  Obj make(PyObj::Kind k) {
+    return arena_.make(k, [this](const std::string& why) { fail(why); });
+  }
+  // Records that `parent` now contains its items (or dict entries): its depth is one more than theirs.
+  void nest(const Obj& parent) {
+    uint32_t d = parent->depth;
+    for (const auto& c : parent->items) d = std::max(d, c->depth + 1);
+    if (d > kMaxPickleDepth) fail("objects nested deeper than " + std::to_string(kMaxPickleDepth) + " levels, which no state dict is");
+    parent->depth = d;
+  }
+  void nest(const Obj& parent, const Obj& child) {
+    const uint32_t d = std::max<uint32_t>(parent->depth, child->depth + 1);
+    if (d > kMaxPickleDepth) fail("objects nested deeper than " + std::to_string(kMaxPickleDepth) + " levels, which no state dict is");
+    parent->depth = d;
   }
   int64_t as_int(const Obj& o, const char* what) const {
     if (o->kind != PyObj::Int) fail(std::string(what) + " is a " + kind_name(o->kind) + ", expected an int");
@@ -454,6 +505,8 @@ class Unpickler {
         for (const auto& kv : a[0]->items) {
           if (kv->kind != PyObj::Tuple || kv->items.size() != 2) fail("OrderedDict items that are not pairs");
           d->dict.emplace_back(kv->items[0], kv->items[1]);
+          nest(d, kv->items[0]);
+          nest(d, kv->items[1]);
         }
       return d;
     }
@@ -477,6 +530,15 @@ class Unpickler {
       if (numel > 0 && last >= st->t.numel())
         fail("a tensor view reaches element " + std::to_string(last) + " of a storage of " +
              std::to_string(st->t.numel()));
+      // A view with more elements than its storage holds overlaps itself (a stride-0 expand): a state dict of
+      // parameters never stores one, and copying it could take gigabytes from a few bytes of file.
+      if (numel > st->t.numel() - offset)
+        fail("a tensor view of " + std::to_string(numel) + " elements over a storage of " +
+             std::to_string(st->t.numel()) + " overlaps itself (an expanded view), which a state dict does not hold");
+      const uint64_t bytes = static_cast<uint64_t>(numel) * static_cast<uint64_t>(st->dtype->size);
+      if (bytes > view_budget_)
+        fail("its tensor views copy more than twice the file's size, which shared storages alone cannot explain");
+      view_budget_ -= bytes;
       auto o = make(PyObj::Tensor);
       o->dtype = st->dtype;
       o->t = numel == 0 ? at::empty(size, st->t.options()) : st->t.as_strided(size, stride, offset).clone();
@@ -490,6 +552,7 @@ class Unpickler {
          "torch.save(model.state_dict()), never a whole pickled model)");
   }
 
+  Arena arena_;  // first member: destroyed last, after the stack, memo and storages let go
   const RandomAccessFile& file_;
   std::string p_;
   std::string prefix_;
@@ -499,6 +562,7 @@ class Unpickler {
   std::vector<size_t> marks_;
   std::map<uint32_t, Obj> memo_;
   std::map<std::string, Obj> storages_;
+  uint64_t view_budget_ = 2 * file_.size() + (uint64_t{64} << 20);  // bytes all views may copy, in total
 };
 
 // Finds the state dict in what the pickle returned: the dict itself, or one nested under a usual key.
@@ -581,9 +645,11 @@ TensorFile read_safetensors(const std::string& path) {
                              std::to_string(f.size()) + " bytes): not a safetensors file, or truncated");
   json header;
   try {
-    header = json::parse(f.read_string(8, hlen));
+    header = parse_json(f.read_string(8, hlen));
   } catch (const json::exception& e) {
     throw ForeignFormatError(where + ": its safetensors header is not valid JSON (" + e.what() + ")");
+  } catch (const JsonDepthError& e) {
+    throw ForeignFormatError(where + ": its safetensors header: " + e.what());
   }
   if (!header.is_object()) throw ForeignFormatError(where + ": its safetensors header is not a JSON object");
   const uint64_t base = 8 + hlen, data_len = f.size() - base;
@@ -619,6 +685,12 @@ TensorFile read_safetensors(const std::string& path) {
     items.push_back(std::move(it));
   }
   std::sort(items.begin(), items.end(), [](const Item& x, const Item& y) { return x.b < y.b; });
+  // Tensors own disjoint byte ranges (so that together they cannot claim more memory than the file holds).
+  for (size_t k = 1; k < items.size(); ++k)
+    if (items[k].b < items[k - 1].e)
+      throw ForeignFormatError(where + ": tensors '" + items[k - 1].name + "' and '" + items[k].name +
+                               "' overlap in the file (bytes " + std::to_string(items[k].b) + " to " +
+                               std::to_string(items[k - 1].e) + "); the header is corrupt");
   TensorFile out;
   out.format = "safetensors";
   for (const auto& it : items) {
@@ -669,14 +741,12 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
 
 TensorFile read_tensor_file(const std::string& path) {
   RandomAccessFile f(path);
-  unsigned char m[4] = {0, 0, 0, 0};
-  if (f.size() >= 4) f.read(0, m, 4);
+  unsigned char m[9] = {0};
+  if (f.size() >= 9) f.read(0, m, 9);
+  // Each format by its own structure: safetensors is an 8-byte little-endian header length that fits the file,
+  // then '{'. (Its first byte is the length's low byte, which can be 0x80 or 'P' like the other formats' magic.)
+  if (f.size() >= 9 && m[8] == '{' && le64(m) <= f.size() - 8) return read_safetensors(path);
   if ((m[0] == 'P' && m[1] == 'K') || m[0] == 0x80) return read_torch_zip(path);
-  if (f.size() >= 9) {
-    char c;
-    f.read(8, &c, 1);
-    if (c == '{') return read_safetensors(path);
-  }
   throw ForeignFormatError("'" + path + "' is neither a torch.save archive nor a safetensors file");
 }
 

@@ -1,7 +1,9 @@
 // Implementation of the HDF5 helpers. Every failing call becomes h5::Error naming the file/object.
 #include "core/io/hdf5.h"
 
+#include <poll.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -11,11 +13,26 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <chrono>
+#include <cstdlib>
 #include <mutex>
 
+#include "core/util/files.h"
 #include "core/util/sha256.h"
 
 namespace mechscope::h5 {
+
+namespace {
+// libhdf5 registers an exit handler that closes every open object; after a close that failed (a full disk) it
+// walks freed state and crashes (SIGSEGV at exit, after the right error was printed). Every file MechScope opens is
+// closed by its Handle, so the handler has nothing to do: turn it off before any other HDF5 call.
+const bool kNoExitHandler = [] {
+  H5dont_atexit();
+  return true;
+}();
+
+bool g_probe_child = false;
+}  // namespace
 
 Handle& Handle::operator=(Handle&& o) noexcept {
   if (this != &o) {
@@ -28,6 +45,7 @@ Handle& Handle::operator=(Handle&& o) noexcept {
 
 void Handle::reset() {
   if (id_ < 0) return;
+  QuietErrors quiet;  // a close that fails (a full disk) is reported by the flush or write before it
   switch (H5Iget_type(id_)) {
     case H5I_FILE: H5Fclose(id_); break;
     case H5I_GROUP: H5Gclose(id_); break;
@@ -73,16 +91,45 @@ constexpr char kSealMagic[] = "MECHSCOPE-SEAL-1\n";
 constexpr char kHdf5Signature[] = "\x89HDF\r\n\x1a\n";
 
 std::string read_prefix(const std::string& path, size_t n) {
+  int fd = -1;
+  try {
+    fd = open_regular_file(path);  // never blocks on a FIFO
+  } catch (const FileError&) {
+    return {};
+  }
   std::string s(n, '\0');
-  FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) return {};
-  s.resize(std::fread(s.data(), 1, n, f));
-  std::fclose(f);
+  const ssize_t got = ::pread(fd, s.data(), n, 0);
+  ::close(fd);
+  s.resize(got > 0 ? static_cast<size_t>(got) : 0);
   return s;
+}
+
+// A file whose length is mostly holes (a sparse file: `truncate -s 20G`) was not written by MechScope, which writes
+// every byte; hashing its claimed length would read gigabytes of zeros for minutes. Copies made sparse by a
+// tool (cp --sparse=always) keep their data, so only files whose holes are most of their length are refused.
+void refuse_sparse(const std::string& path, uint64_t size) {
+  if (size < (uint64_t{64} << 20)) return;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return;
+  uint64_t data = 0;
+  off_t pos = 0;
+  for (int extents = 0; extents < 1000000 && static_cast<uint64_t>(pos) < size; ++extents) {
+    const off_t start = ::lseek(fd, pos, SEEK_DATA);
+    if (start < 0) break;  // no more data (ENXIO), or holes are not reported here
+    off_t end = ::lseek(fd, start, SEEK_HOLE);
+    if (end < 0) end = static_cast<off_t>(size);
+    data += static_cast<uint64_t>(end - start);
+    pos = end;
+  }
+  ::close(fd);
+  if (data * 2 < size)
+    throw Error("'" + path + "' is corrupt: it claims " + std::to_string(size) + " bytes but only " +
+                std::to_string(data) + " are stored (a sparse file); MechScope never writes one");
 }
 
 // A sealed file: the seal must match. A file with a user block but no seal is a damaged seal (or not ours).
 void verify_seal(const std::string& path, uint64_t size) {
+  if (g_probe_child) return;  // the parent verified it
   const std::string head = read_prefix(path, kUserBlock + 8);
   const bool has_block = head.size() == kUserBlock + 8 && head.compare(kUserBlock, 8, kHdf5Signature, 8) == 0;
   const bool has_magic = head.compare(0, sizeof kSealMagic - 1, kSealMagic) == 0;
@@ -98,6 +145,7 @@ void verify_seal(const std::string& path, uint64_t size) {
   if (size != length)
     throw Error("'" + path + "' is " + (size < length ? "truncated" : "corrupt") + ": it has " + std::to_string(size) +
                 " bytes, " + std::to_string(length) + " were written");
+  refuse_sparse(path, size);
   if (sha256_file_from(path, kUserBlock) != digest)
     throw Error("'" + path + "' is corrupt: its content does not match the SHA-256 written with it");
 }
@@ -135,8 +183,13 @@ void remove_stale_temporaries(const std::string& path) {
   while (dirent* e = ::readdir(d)) {
     const std::string name = e->d_name;
     if (name.compare(0, prefix.size(), prefix) != 0 || name.size() == prefix.size()) continue;
-    const std::string pid = name.substr(prefix.size());
-    if (pid.find_first_not_of("0123456789") != std::string::npos || pid.size() > 9) continue;
+    std::string pid = name.substr(prefix.size());
+    const size_t dash = pid.find('-');  // "<pid>-<random>" (core/util/files.h), or "<pid>" of older builds
+    if (dash != std::string::npos) {
+      if (pid.size() - dash - 1 != 16 || pid.find_first_not_of("0123456789abcdef", dash + 1) != std::string::npos) continue;
+      pid.resize(dash);
+    }
+    if (pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos || pid.size() > 9) continue;
     if (::kill(static_cast<pid_t>(std::stol(pid)), 0) != 0 && errno == ESRCH)
       std::remove((slash == std::string::npos ? name : dir + name).c_str());
   }
@@ -159,12 +212,37 @@ File File::create(const std::string& path) {
   return f;
 }
 
-File File::open_read(const std::string& path) {
-  QuietErrors quiet;
+namespace {
+// The checks before libhdf5 sees a file: it exists, is a regular file, and its seal (when it has one) matches.
+// The last file verified on this thread is remembered (by device, inode, size and modification time), so that
+// check_in_child's verification and the read that follows hash the file once.
+struct Verified {
+  dev_t dev = 0;
+  ino_t ino = 0;
+  off_t size = -1;
+  struct timespec mtime {};
+};
+thread_local Verified g_verified;
+
+void preflight(const std::string& path) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) throw Error("cannot open '" + path + "': no such file");
   if (S_ISDIR(st.st_mode)) throw Error("cannot open '" + path + "': it is a folder, not a file");
+  if (!S_ISREG(st.st_mode)) throw Error("cannot open '" + path + "': it is " + file_kind(path) + ", not a regular file");
+  const Verified& v = g_verified;
+  if (v.dev == st.st_dev && v.ino == st.st_ino && v.size == st.st_size && v.mtime.tv_sec == st.st_mtim.tv_sec &&
+      v.mtime.tv_nsec == st.st_mtim.tv_nsec)
+    return;
   verify_seal(path, static_cast<uint64_t>(st.st_size));
+  g_verified = Verified{st.st_dev, st.st_ino, st.st_size, st.st_mtim};
+}
+}  // namespace
+
+File File::open_read(const std::string& path) {
+  QuietErrors quiet;
+  preflight(path);
+  struct stat st {};
+  ::stat(path.c_str(), &st);
   htri_t is = H5Fis_hdf5(path.c_str());
   if (is <= 0)
     throw Error("'" + path + "' is not an HDF5 file (" + std::to_string(st.st_size) +
@@ -178,7 +256,7 @@ File File::open_read(const std::string& path) {
 
 void File::flush() {
   QuietErrors quiet;
-  check_status(H5Fflush(h_.get(), H5F_SCOPE_GLOBAL), "cannot flush '" + path_ + "'");
+  check_status(H5Fflush(h_.get(), H5F_SCOPE_GLOBAL), "cannot write '" + path_ + "' to disk (is the disk full?)");
 }
 
 bool exists(hid_t loc, const std::string& name) {
@@ -372,6 +450,54 @@ void read_float(hid_t loc, const std::string& name, float* out, const std::strin
 
 void read_int64(hid_t loc, const std::string& name, int64_t* out, const std::string& where) {
   read_dataset(loc, name, H5T_NATIVE_INT64, out, where);
+}
+
+// ------------------------------------------------------------------ reading in a child process
+
+bool in_probe_child() { return g_probe_child; }
+
+void check_in_child(const std::string& path, const std::function<void()>& read) {
+  if (g_probe_child) return;
+  if (const char* env = std::getenv("MECHSCOPE_HDF5_IN_PROCESS"); env && std::string(env) == "1") return;
+  {
+    QuietErrors quiet;
+    preflight(path);  // a missing, truncated or altered file is named as such, before any process starts
+  }
+  struct stat st {};
+  const uint64_t size = ::stat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30 + size / (50u << 20));
+  const pid_t pid = ::fork();
+  if (pid < 0) throw Error("cannot read '" + path + "': cannot start the process that checks it (" + std::strerror(errno) + ")");
+  if (pid == 0) {
+    // The child: default signal dispositions (a crash must end it, not a handler the parent installed), read, and
+    // leave without running exit handlers or flushing the parent's buffers.
+    for (int sig : {SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL}) ::signal(sig, SIG_DFL);
+    g_probe_child = true;
+    int code = 0;
+    try {
+      read();
+    } catch (...) {
+      code = 1;  // the parent's own read reports it
+    }
+    ::_exit(code);
+  }
+  int status = 0;
+  while (true) {
+    const pid_t r = ::waitpid(pid, &status, WNOHANG);
+    if (r == pid) break;
+    if (r < 0 && errno != EINTR) throw Error("cannot read '" + path + "': lost the process that checks it");
+    if (std::chrono::steady_clock::now() > deadline) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      throw Error("'" + path + "' is corrupt or hostile: the HDF5 library did not finish reading it in " +
+                  std::to_string(30 + size / (50u << 20)) + " s (checked in a separate process); refused");
+    }
+    ::poll(nullptr, 0, 2);
+  }
+  if (WIFSIGNALED(status))
+    throw Error("'" + path + "' is corrupt or hostile: the HDF5 library crashed reading it (" +
+                std::string(::strsignal(WTERMSIG(status))) +
+                ", in a separate process that checks files before this one reads them); refused");
 }
 
 }  // namespace mechscope::h5

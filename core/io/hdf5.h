@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -78,8 +79,20 @@ inline constexpr uint64_t kUserBlock = 512;
 void seal(const std::string& path);
 /// Whether the file starts with the HDF5 signature or MechScope's seal, or has the signature after a user block.
 bool looks_like_hdf5(const std::string& path);
-/// Removes `path`.tmp-<pid> files left by writers that were killed (their process no longer exists).
+/// Removes `path`.tmp-<pid>[-<random>] files left by writers that were killed (their process no longer exists).
 void remove_stale_temporaries(const std::string& path);
+
+/// Runs `read` — a reader of `path` that uses libhdf5 and plain allocation only (no torch compute, no Qt) — in a
+/// short-lived child process first (fork, no exec). libhdf5 1.10 can crash or hang on a hostile file even when
+/// its metadata checksums agree; in the child that costs the child, not the process holding the user's work.
+/// When the child dies from a signal or runs past its deadline (30 s + 1 s per 50 MB), throws Error naming the
+/// file and the signal; otherwise returns, and the caller reads the file in-process with the same code, which
+/// then follows the same path through libhdf5 on the same bytes (an exception in the child is left for the
+/// in-process read to throw, with its own type and message). Inside the child, or with
+/// MECHSCOPE_HDF5_IN_PROCESS=1 (for debuggers), it only returns. docs/robustness.md explains the design.
+void check_in_child(const std::string& path, const std::function<void()>& read);
+/// True in the child process of check_in_child (readers skip work the probe does not need, such as the seal).
+bool in_probe_child();
 
 // Location = a file or a group id. `where` is used in error messages.
 bool exists(hid_t loc, const std::string& name);

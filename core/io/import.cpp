@@ -19,6 +19,8 @@
 #include "core/io/foreign.h"
 #include "core/io/hdf5.h"
 #include "core/model/model.h"
+#include "core/util/files.h"
+#include "core/util/json.h"
 #include "core/util/strings.h"
 
 namespace mechscope {
@@ -42,18 +44,6 @@ std::string base_of(const std::string& p) {
   const size_t s = p.find_last_of('/');
   return s == std::string::npos ? p : p.substr(s + 1);
 }
-std::string slurp(const std::string& path, size_t limit) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw CheckpointError("cannot read '" + path + "'");
-  std::string s;
-  char buf[65536];
-  while (in.read(buf, sizeof buf) || in.gcount() > 0) {
-    s.append(buf, static_cast<size_t>(in.gcount()));
-    if (s.size() > limit) throw CheckpointError("'" + path + "' is larger than a config can be (" + std::to_string(limit) + " bytes)");
-  }
-  return s;
-}
-
 // Python's json module writes Infinity, -Infinity and NaN, which JSON lacks: turn them into strings outside strings.
 std::string python_json_fix(const std::string& text) {
   std::string out;
@@ -85,9 +75,13 @@ std::string python_json_fix(const std::string& text) {
 
 json read_json_file(const std::string& path) {
   try {
-    return json::parse(python_json_fix(slurp(path, 64u << 20)));
+    return parse_json(python_json_fix(read_file_capped(path, 64u << 20)));
   } catch (const json::exception& e) {
     throw CheckpointError("'" + path + "' is not valid JSON (" + e.what() + ")");
+  } catch (const JsonDepthError& e) {
+    throw CheckpointError("'" + path + "': " + e.what());
+  } catch (const FileError& e) {
+    throw CheckpointError(e.what());
   }
 }
 

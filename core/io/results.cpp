@@ -1,6 +1,7 @@
 // Writing results files.
 #include "core/io/results.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -15,14 +16,18 @@
 
 #include "core/io/checkpoint.h"
 #include "core/io/hdf5.h"
+#include "core/util/files.h"
+#include "core/util/json.h"
 
 namespace mechscope {
 
 void write_results(const std::string& path, const ResultsFile& results) {
   h5::remove_stale_temporaries(path);
-  const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
-  const std::string where = "'" + tmp + "'";
   try {
+    TempFile temp(path);  // exclusive, never a planted link; removed unless committed
+    temp.close();
+    const std::string& tmp = temp.path();
+    const std::string where = "'" + tmp + "'";
     {
       h5::File f = h5::File::create(tmp);
       const hid_t root = f.id();
@@ -63,10 +68,8 @@ void write_results(const std::string& path, const ResultsFile& results) {
       f.flush();
     }
     h5::seal(tmp);
-    if (std::rename(tmp.c_str(), path.c_str()) != 0)
-      throw std::runtime_error("cannot move the finished results file to '" + path + "'");
+    temp.commit();
   } catch (const std::exception& e) {
-    std::remove(tmp.c_str());
     throw std::runtime_error(std::string("cannot write results '") + path + "': " + e.what());
   }
 }
@@ -84,7 +87,18 @@ const ResultTensor& ResultsFile::get(const std::string& name) const {
   }() + ")");
 }
 
+namespace {
+ResultsFile read_results_here(const std::string& path);
+}
+
 ResultsFile read_results(const std::string& path) {
+  h5::check_in_child(path, [&] { read_results_here(path); });
+  return read_results_here(path);
+}
+
+namespace {
+// Reads a results file in this process (see read_results).
+ResultsFile read_results_here(const std::string& path) {
   const std::string where = "'" + path + "'";
   try {
     h5::File f = h5::File::open_read(path);
@@ -95,25 +109,36 @@ ResultsFile read_results(const std::string& path) {
                                (format ? "'" + *format + "'" : std::string("missing")) + ")");
     ResultsFile r;
     r.kind = h5::read_attr_string(root, "kind", where).value_or("");
-    auto parse = [&](const std::optional<std::string>& s) { return s ? nlohmann::json::parse(*s) : nlohmann::json(); };
+    auto parse = [&](const std::optional<std::string>& s) { return s ? parse_json(*s) : nlohmann::json(); };
+    struct stat st {};
+    uint64_t budget = (::stat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0) + (uint64_t{1} << 20);
     r.provenance = parse(h5::read_attr_string(root, "provenance", where));
     r.settings = parse(h5::read_attr_string(root, "settings", where));
-    std::function<void(hid_t, const std::string&)> walk = [&](hid_t loc, const std::string& prefix) {
+    std::function<void(hid_t, const std::string&, int)> walk = [&](hid_t loc, const std::string& prefix, int depth) {
+      if (depth > 16) throw std::runtime_error("groups nested deeper than 16 levels; the file is not a results file");
       for (const auto& name : h5::list_children(loc, where)) {
         const std::string full = prefix.empty() ? name : prefix + "/" + name;
-        H5O_info_t info;
+        H5O_info_t info{};
+        h5::QuietErrors quiet;
 #if H5_VERSION_GE(1, 12, 0)
-        H5Oget_info_by_name3(loc, name.c_str(), &info, H5O_INFO_BASIC, H5P_DEFAULT);
+        const herr_t got = H5Oget_info_by_name3(loc, name.c_str(), &info, H5O_INFO_BASIC, H5P_DEFAULT);
 #else
-        H5Oget_info_by_name(loc, name.c_str(), &info, H5P_DEFAULT);
+        const herr_t got = H5Oget_info_by_name(loc, name.c_str(), &info, H5P_DEFAULT);
 #endif
+        if (got < 0) throw std::runtime_error("cannot read object '" + full + "' (corrupt file?)");
         if (info.type == H5O_TYPE_GROUP) {
           h5::Handle g = h5::open_group(loc, name, where);
-          walk(g.get(), full);
+          walk(g.get(), full, depth + 1);
           continue;
         }
         if (info.type != H5O_TYPE_DATASET) continue;
         h5::Shape shape = h5::dataset_shape(loc, name, where);
+        // Results are stored uncompressed: their data cannot exceed the file (refused before allocating).
+        uint64_t bytes = 4;  // per element of float32; int64 results may claim up to twice the file, still bounded
+        for (int64_t d : shape.dims) bytes = d <= 0 ? 0 : (bytes > budget / static_cast<uint64_t>(d) ? budget + 1 : bytes * d);
+        if (bytes > budget)
+          throw std::runtime_error("dataset " + full + " of shape " + shape.str() + " claims more data than the file holds");
+        budget -= bytes;
         ResultTensor t;
         t.name = full;
         if (h5::dataset_is_float(loc, name, where)) {
@@ -124,13 +149,13 @@ ResultsFile read_results(const std::string& path) {
           h5::read_int64(loc, name, t.value.data_ptr<int64_t>(), where);
         }
         h5::Handle ds(H5Dopen2(loc, name.c_str(), H5P_DEFAULT));
-        if (auto axes = h5::read_attr_string(ds.get(), "axes", where)) t.axes = nlohmann::json::parse(*axes).get<std::vector<std::string>>();
+        if (auto axes = h5::read_attr_string(ds.get(), "axes", where)) t.axes = parse_json(*axes).get<std::vector<std::string>>();
         for (const auto& axis : t.axes)
-          if (auto lab = h5::read_attr_string(ds.get(), "labels_" + axis, where)) t.labels[axis] = nlohmann::json::parse(*lab);
+          if (auto lab = h5::read_attr_string(ds.get(), "labels_" + axis, where)) t.labels[axis] = parse_json(*lab);
         r.tensors.push_back(std::move(t));
       }
     };
-    walk(root, "");
+    walk(root, "", 0);
     return r;
   } catch (const nlohmann::json::exception& e) {
     throw std::runtime_error("cannot read results " + where + ": a JSON attribute is malformed (" + e.what() + ")");
@@ -140,26 +165,11 @@ ResultsFile read_results(const std::string& path) {
     throw std::runtime_error("cannot read results " + where + ": " + msg);
   }
 }
+}  // namespace
 
 namespace {
 
-void write_text_atomic(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
-  {
-    std::ofstream f(tmp);
-    if (!f) throw std::runtime_error("cannot write '" + path + "'");
-    f << text;
-    f.flush();
-    if (!f) {
-      std::remove(tmp.c_str());
-      throw std::runtime_error("cannot write '" + path + "' (disk full?)");
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw std::runtime_error("cannot move the finished file to '" + path + "'");
-  }
-}
+void write_text_atomic(const std::string& path, const std::string& text) { write_file_atomically(path, text); }
 
 std::string csv_field(const std::string& s) {
   if (s.find_first_of(",\"\n") == std::string::npos) return s;

@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <unordered_map>
 
+#include "core/util/files.h"
 #include "core/util/strings.h"
 
 namespace mechscope {
@@ -46,14 +47,11 @@ std::vector<int64_t> parse_tokens(const std::string& text, const std::vector<std
 }
 
 std::vector<int64_t> read_token_file(const std::string& path, const std::vector<std::string>& vocab, int64_t rows) {
-  std::ifstream in(path);
-  if (!in) throw std::runtime_error("cannot read token file '" + path + "'");
+  // A regular file only (a FIFO would block, /dev/zero never end), capped at 64 MiB while it is read.
+  std::istringstream in(read_file_capped(path, uint64_t{64} << 20, "token file"));
   std::ostringstream text;
   std::string line;
-  size_t bytes = 0;
   while (std::getline(in, line)) {
-    bytes += line.size();
-    if (bytes > (size_t(64) << 20)) throw std::runtime_error("token file '" + path + "' is larger than 64 MiB");
     if (!trim(line).empty() && trim(line)[0] == '#') continue;
     text << line << '\n';
   }
