@@ -16,6 +16,7 @@
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
 
+#include "core/engine/memory.h"
 #include "core/engine/runtime.h"
 #include "core/io/checkpoint.h"
 #include "core/io/import.h"
@@ -403,6 +404,10 @@ int run_bench(const BenchOptions& o) {
   const ModelConfig& c = model->config();
   int64_t seq = o.seq;
   if (c.pos_emb == "learned" && seq > c.max_seq_len) seq = c.max_seq_len;
+  // From sizes alone, before the input is allocated: the tokens and the forward pass's peak.
+  require_memory(static_cast<double>(o.batch) * static_cast<double>(seq) * 8.0 + model->estimate_forward_bytes(o.batch, seq),
+                 "bench over " + std::to_string(o.batch) + " x " + std::to_string(seq) + " tokens",
+                 "Use a smaller --batch or --seq.");
   at::manual_seed(o.seed);
   at::Tensor tokens = at::randint(c.vocab_size, {o.batch, seq}, at::kLong);
   at::NoGradGuard no_grad;

@@ -190,10 +190,13 @@ Checkpoint import_checkpoint(const std::string& path, ImportInfo* info_out) {
     dir = parent_of(path);
     if (base_of(path) != "config.json") weights_file = path;
   } else {
-    throw CheckpointError("'" + path + "' does not exist");
+    const std::string kind = file_kind(path);
+    throw CheckpointError("'" + path + "' " + (kind == "missing" ? "does not exist" : "is " + kind + ", not a file or folder"));
   }
   const std::string where = "'" + path + "'";
   info.config_path = dir + "/config.json";
+  if (const std::string kind = file_kind(info.config_path); kind != "" && kind != "missing")
+    throw CheckpointError("'" + info.config_path + "' is " + kind + ", not a regular file");
   if (!is_file(info.config_path))
     throw CheckpointError(where + " is not a MechScope checkpoint, and no config.json lies beside it to import it as a "
                           "mamba_ssm or Hugging Face model");

@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/util/json.h"
 #include "core/util/strings.h"
 
 namespace mechscope {
@@ -40,7 +41,9 @@ class ObjectReader {
     used_.insert(key);
     if (!has(key)) return;
     try {
-      out = j_.at(key).get<T>();
+      out = get_exact<T>(j_.at(key));
+    } catch (const std::invalid_argument&) {
+      throw std::invalid_argument(where_ + "." + key + ": expected " + type_name(out) + ", found " + j_.at(key).dump());
     } catch (const json::exception&) {
       throw std::invalid_argument(where_ + "." + key + ": expected " + type_name(out) + ", found " + j_.at(key).dump());
     }
@@ -304,7 +307,7 @@ ModelConfig ModelConfig::from_json(const json& j) {
   if (c.pos_emb == "learned")
     require(c.max_seq_len > 0, "model_config.max_seq_len: a learned position table needs max_seq_len > 0");
   // Sanity bounds so that a corrupt or hostile config cannot ask for terabytes.
-  require(c.d_model <= 65536 && c.n_layer <= 1024 && c.vocab_size <= 4000000 && c.d_intermediate <= 1 << 20 &&
+  require(c.d_model <= kMaxDModel && c.n_layer <= kMaxLayers && c.vocab_size <= kMaxVocab && c.d_intermediate <= 1 << 20 &&
               c.max_seq_len <= 1 << 22,
           "model_config: sizes beyond MechScope's limits (d_model <= 65536, n_layer <= 1024, vocab_size <= 4e6)");
   check_layers(c.attn_layer_idx, c.n_layer, "attn_layer_idx");

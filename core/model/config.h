@@ -59,6 +59,10 @@ struct Mamba2Config {
   int64_t chunk_size = 256;
 };
 
+/// Sanity bounds of a model's sizes, so that a corrupt or hostile config cannot ask for terabytes (checked by
+/// ModelConfig::from_json, and by the importers before they loop over layers or allocate a vocabulary).
+inline constexpr int64_t kMaxDModel = 65536, kMaxLayers = 1024, kMaxVocab = 4000000;
+
 struct ModelConfig {
   int64_t d_model = 0;              ///< e.g. 128
   int64_t d_intermediate = 0;       ///< GatedMLP hidden (rounded up to 128); 0 = no MLP

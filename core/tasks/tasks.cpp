@@ -11,6 +11,7 @@
 #include <ATen/ATen.h>
 
 #include "core/tasks/task.h"
+#include "core/util/json.h"
 #include "core/util/strings.h"
 
 namespace mechscope {
@@ -125,8 +126,10 @@ class Params {
   int64_t integer(const std::string& key, int64_t def, int64_t lo, int64_t hi) {
     used_.push_back(key);
     if (!j_.contains(key)) return def;
-    if (!j_[key].is_number_integer()) throw std::invalid_argument(task_ + "." + key + ": expected an integer, found " + j_[key].dump());
-    int64_t v = j_[key].get<int64_t>();
+    const auto exact = exact_int64(j_[key]);
+    if (!exact || !j_[key].is_number_integer())
+      throw std::invalid_argument(task_ + "." + key + ": expected an integer, found " + j_[key].dump());
+    int64_t v = *exact;
     if (v < lo || v > hi)
       throw std::invalid_argument(task_ + "." + key + ": " + std::to_string(v) + " is outside [" + std::to_string(lo) + ", " +
                                   std::to_string(hi) + "]");

@@ -1,6 +1,8 @@
 // Bounded JSON parsing (see json.h).
 #include "core/util/json.h"
 
+#include <cmath>
+
 namespace mechscope {
 
 namespace {
@@ -37,6 +39,20 @@ std::size_t scan_depth(std::string_view text, std::size_t stop_at, std::size_t* 
 }  // namespace
 
 std::size_t json_nesting_depth(std::string_view text, std::size_t stop_at) { return scan_depth(text, stop_at, nullptr); }
+
+std::optional<int64_t> exact_int64(const nlohmann::json& v) {
+  if (v.is_number_unsigned()) {
+    const uint64_t u = v.get<uint64_t>();
+    if (u > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) return std::nullopt;
+    return static_cast<int64_t>(u);
+  }
+  if (v.is_number_integer()) return v.get<int64_t>();
+  if (v.is_number_float()) {
+    const double d = v.get<double>();
+    if (std::isfinite(d) && d == std::floor(d) && std::fabs(d) <= 9007199254740992.0) return static_cast<int64_t>(d);
+  }
+  return std::nullopt;
+}
 
 nlohmann::json parse_json(std::string_view text, std::size_t max_depth) {
   std::size_t where = 0;

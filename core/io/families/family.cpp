@@ -54,8 +54,8 @@ void require_silu(const Cfg& c) {
 // The part HF Mamba and Mamba2 share: the top-level config around their ssm_cfg, and the tensor names.
 void finish_hf_ssm(Mapped& m, const Cfg& c, Tensors& t, int64_t d, const json& ssm, bool tie) {
   m.model_config = {{"d_model", d},
-                    {"n_layer", c.req<int64_t>("num_hidden_layers")},
-                    {"vocab_size", c.req<int64_t>("vocab_size")},
+                    {"n_layer", c.count("num_hidden_layers", kMaxLayers)},
+                    {"vocab_size", c.count("vocab_size", kMaxVocab)},
                     {"ssm_cfg", ssm},
                     {"rms_norm", true},
                     {"norm_epsilon", c.number("layer_norm_epsilon", 1e-5)},

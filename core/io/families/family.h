@@ -16,6 +16,7 @@
 
 #include "core/io/checkpoint.h"
 #include "core/io/foreign.h"
+#include "core/util/json.h"
 #include "core/util/strings.h"
 
 namespace mechscope::families {
@@ -37,6 +38,14 @@ class Cfg {
     if (!has(k)) throw CheckpointError(where_ + ": the key '" + k + "' is missing");
     return as<T>(k);
   }
+  /// A required size in [1, hi] (layers, width, vocabulary), checked before anything loops over it or allocates it.
+  int64_t count(const std::string& k, int64_t hi) const {
+    const int64_t v = req<int64_t>(k);
+    if (v < 1 || v > hi)
+      throw CheckpointError(where_ + ": '" + k + "' is " + std::to_string(v) + ", outside MechScope's limits [1, " +
+                            std::to_string(hi) + "]");
+    return v;
+  }
   double number(const std::string& k, double def) const {  // accepts "Infinity" strings
     if (!has(k)) return def;
     return to_number(j_.at(k), k);
@@ -57,7 +66,10 @@ class Cfg {
   template <typename T>
   T as(const std::string& k) const {
     try {
-      return j_.at(k).get<T>();
+      return get_exact<T>(j_.at(k));
+    } catch (const std::invalid_argument&) {
+      throw CheckpointError(where_ + ": '" + k + "' should be " +
+                            (std::is_integral_v<T> ? "an integer" : "of another type") + ", found " + j_.at(k).dump());
     } catch (const json::exception&) {
       throw CheckpointError(where_ + ": '" + k + "' has an unexpected type: " + j_.at(k).dump());
     }

@@ -14,13 +14,13 @@ Mapped map_hf_llama(const json& j, Tensors& t, const std::string& where) {
                           " is not supported (MechScope imports Llama models with default rotary embeddings only)");
   if (c.get<bool>("mlp_bias", false)) throw CheckpointError(where + ": mlp_bias true is not supported (GatedMLP has no biases)");
   Mapped m;
-  const int64_t d = c.req<int64_t>("hidden_size"), H = c.req<int64_t>("num_attention_heads");
+  const int64_t d = c.count("hidden_size", kMaxDModel), H = c.count("num_attention_heads", kMaxDModel);
   const int64_t Hkv = c.get<int64_t>("num_key_value_heads", H);
   if (H <= 0 || Hkv <= 0 || (d % H != 0 && !c.has("head_dim")))
     throw CheckpointError(where + ": hidden_size " + std::to_string(d) + " is not divisible by num_attention_heads " +
                           std::to_string(H));
   const int64_t D = c.get<int64_t>("head_dim", H > 0 ? d / H : 0);
-  const int64_t L = c.req<int64_t>("num_hidden_layers"), inter = c.req<int64_t>("intermediate_size");
+  const int64_t L = c.count("num_hidden_layers", kMaxLayers), inter = c.count("intermediate_size", 1 << 20);
   const bool bias = c.get<bool>("attention_bias", false);
   const bool tie = c.get<bool>("tie_word_embeddings", false);
   json attn = {{"num_heads", H},
@@ -37,7 +37,7 @@ Mapped map_hf_llama(const json& j, Tensors& t, const std::string& where) {
   m.model_config = {{"d_model", d},
                     {"d_intermediate", inter},
                     {"n_layer", L},
-                    {"vocab_size", c.req<int64_t>("vocab_size")},
+                    {"vocab_size", c.count("vocab_size", kMaxVocab)},
                     {"attn_layer_idx", all},
                     {"attn_cfg", attn},
                     {"rms_norm", true},

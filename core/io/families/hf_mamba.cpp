@@ -10,7 +10,7 @@ Mapped map_hf_mamba(const json& j, Tensors& t, const std::string& where) {
   Cfg c(j, where);
   require_silu(c);
   Mapped m;
-  const int64_t d = c.req<int64_t>("hidden_size");
+  const int64_t d = c.count("hidden_size", kMaxDModel);
   const double expand = c.number("expand", 2);
   if (c.has("intermediate_size") && c.req<int64_t>("intermediate_size") != static_cast<int64_t>(expand * d))
     throw CheckpointError(where + ": intermediate_size (" + std::to_string(c.req<int64_t>("intermediate_size")) +

@@ -10,7 +10,7 @@ Mapped map_hf_mamba2(const json& j, Tensors& t, const std::string& where) {
   Cfg c(j, where);
   require_silu(c);
   Mapped m;
-  const int64_t d = c.req<int64_t>("hidden_size");
+  const int64_t d = c.count("hidden_size", kMaxDModel);
   const int64_t expand = c.get<int64_t>("expand", 2);
   const int64_t heads = c.get<int64_t>("num_heads", 128), headdim = c.get<int64_t>("head_dim", 64);
   if (heads * headdim != expand * d)

@@ -49,6 +49,9 @@ SweepOptions sweep_options(const AnalysisContext& ctx) {
   SweepOptions s;  // an analysis without one of these options keeps the sweep's default
   s.batched = !ctx.options.value("plain", !s.batched);
   s.memory_budget_mb = ctx.options.value("memory_mb", s.memory_budget_mb);
+  if (s.memory_budget_mb < 1)
+    throw std::invalid_argument("memory_mb: " + std::to_string(s.memory_budget_mb) +
+                                " MiB is not a memory budget; give at least 1 (the default is 1024)");
   s.keep_threshold = ctx.options.value("keep_threshold", s.keep_threshold);
   s.progress = ctx.progress;
   s.cancel = ctx.cancel;
