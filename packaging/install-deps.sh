@@ -9,7 +9,7 @@ PACKAGES=(
   # engine
   libtorch-dev libopenblas0-pthread libhdf5-dev nlohmann-json3-dev libcli11-dev
   # tests and benchmarks
-  libgtest-dev libgmock-dev
+  libgtest-dev libgmock-dev time
   # independent reference implementation used by the cross-check tests (Debian python, not pyenv)
   python3-torch python3-h5py python3-numpy
   # workbench (Qt 6 Widgets + QCustomPlot), screenshots
