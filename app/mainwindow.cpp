@@ -45,6 +45,7 @@
 #include "app/panels/training_panel.h"
 #include "app/plotview.h"
 #include "core/engine/memory.h"
+#include "core/util/files.h"
 
 namespace mechscope::app {
 
@@ -361,10 +362,15 @@ void MainWindow::saveWorkspace(const QString& path) {
 }
 
 void MainWindow::openWorkspace(const QString& path) {
-  QFile f(path);
-  if (!f.open(QIODevice::ReadOnly)) return showError(tr("opening the workspace"), tr("cannot read %1").arg(path));
+  QByteArray text;
+  try {  // a regular file of at most 16 MiB: a FIFO or a device is refused without blocking
+    const std::string s = mechscope::read_file_capped(path.toStdString(), 16u << 20, "workspace");
+    text = QByteArray(s.data(), static_cast<qsizetype>(s.size()));
+  } catch (const std::exception& e) {
+    return showError(tr("opening the workspace"), QString::fromStdString(e.what()));
+  }
   QJsonParseError err;
-  const QJsonDocument doc = QJsonDocument::fromJson(f.readAll(), &err);
+  const QJsonDocument doc = QJsonDocument::fromJson(text, &err);
   if (doc.isNull() || doc.object().value("format").toString() != "mechscope-workspace")
     return showError(tr("opening the workspace"), tr("%1 is not a MechScope workspace (%2)").arg(path, err.errorString()));
   const QJsonObject w = doc.object();

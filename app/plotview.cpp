@@ -20,6 +20,8 @@
 #include <QVBoxLayout>
 #include <qcustomplot.h>
 
+#include "core/util/files.h"
+
 namespace mechscope::app {
 
 namespace {
@@ -348,7 +350,10 @@ void PlotView::exportTo(const QString& path, int width, int height) const {
     throw std::invalid_argument("export size must be 16..20000 pixels per side");
   const QString prov = provenance_ ? QString::fromStdString(provenance_()) : QString();
   const QString suffix = QFileInfo(path).suffix().toLower();
-  const QString tmp = path + ".part";
+  // An exclusive temporary beside the target (never a planted link), renamed over it when complete.
+  mechscope::TempFile temp(path.toStdString());
+  temp.close();
+  const QString tmp = QString::fromStdString(temp.path());
   bool ok = false;
   relabel(width * 8 / 10, height * 8 / 10);  // label density for the exported size
   struct Restore {
@@ -378,12 +383,8 @@ void PlotView::exportTo(const QString& path, int width, int height) const {
   } else {
     throw std::invalid_argument("unknown figure format '." + suffix.toStdString() + "': use .png, .pdf or .svg");
   }
-  if (!ok) {
-    QFile::remove(tmp);
-    throw std::runtime_error("cannot write '" + path.toStdString() + "'");
-  }
-  QFile::remove(path);
-  if (!QFile::rename(tmp, path)) throw std::runtime_error("cannot move the finished file to '" + path.toStdString() + "'");
+  if (!ok) throw std::runtime_error("cannot write '" + path.toStdString() + "'");  // the temporary is removed
+  temp.commit();
 }
 
 void PlotView::exportCsv(const QString& path) const {

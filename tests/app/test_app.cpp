@@ -1,4 +1,6 @@
 // Widget tests of the workbench under QT_QPA_PLATFORM=offscreen: the real window, driven as a user would.
+#include <sys/stat.h>
+
 #include <QDir>
 #include <QFile>
 #include <QComboBox>
@@ -121,6 +123,7 @@ class AppTest : public QObject {
     }
     QVERIFY_EXCEPTION_THROWN(w.attentionPlot()->exportTo(dir.filePath("x.bmp"), 100, 100), std::invalid_argument);
     QVERIFY(!QFile::exists(dir.filePath("x.bmp")));
+    QVERIFY(QDir(dir.path()).entryList({"*.tmp-*"}).isEmpty());  // every export's temporary renamed or removed
 
     // A second model: compare on the same examples, switch back and forth.
     w.openFile(demo("mqar-attn"));
@@ -304,6 +307,14 @@ class AppTest : public QObject {
     QCOMPARE(w.workbench().model_count(), 0);
     w.openWorkspace(dir.filePath("text.h5"));
     QVERIFY(w.lastError().contains("not a MechScope workspace"));
+    // A FIFO as a model or a workspace is refused at once (opening it would wait for a writer forever).
+    const QString fifo = dir.filePath("pipe");
+    QCOMPARE(::mkfifo(fifo.toLocal8Bit().constData(), 0600), 0);
+    w.openWorkspace(fifo);
+    QVERIFY2(w.lastError().contains("FIFO"), qPrintable(w.lastError()));
+    w.openFile(fifo);
+    QVERIFY(w.waitIdle());
+    QVERIFY2(w.lastError().contains("FIFO"), qPrintable(w.lastError()));
   }
 
   void cancelAndCloseDuringAJob() {
