@@ -148,7 +148,7 @@ int main(int argc, char** argv) {
   c_an->add_flag("--compare", an.compare, "attribution: also run exact patching and report the correlation");
   c_an->add_option("--keep-threshold", an.keep_threshold, "patching: keep examples with p(y|clean) - p(y|corrupted) "
                                                           "above this (docs/spec.md §4; -1 keeps every example)")->capture_default_str();
-  c_an->add_option("--memory-mb", an.memory_mb, "sweeps: memory budget for stacked variants")->capture_default_str();
+  c_an->add_option("--memory-mb", an.memory_mb, "sweeps: memory (MiB) for the stacked variants, on top of the clean run's cache (which grows with --examples and is checked against free memory separately)")->capture_default_str();
   c_an->add_option("--ids", an.ids, "embeddings: token ids whose rows to analyse (default: the task's position tokens)")
       ->delimiter(',');
   c_an->add_option("--k", an.k, "embeddings: neighbours for the locality score")->capture_default_str();

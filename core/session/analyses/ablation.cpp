@@ -77,7 +77,7 @@ AnalysisInfo ablation_analysis() {
                {"heads", json::array(), "ablate these heads together (L1.attn.H0, or a range L0.ssm.H0-15); empty: sweep"},
                {"channel_group", 1, "sweep Mamba1 channels in groups of this many"},
                {"plain", false, "one forward per head (the baseline) instead of batched"},
-               {"memory_mb", 1024, "memory budget of stacked variants (MiB)"}};
+               {"memory_mb", 1024, "memory (MiB) for the stacked variants, on top of the clean run's cache"}};
   return a;
 }
 

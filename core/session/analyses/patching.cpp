@@ -108,7 +108,7 @@ std::vector<AnalysisOption> grid_options() {
                                 "conv_out | state"},
           {"corrupt", "", "the role corrupted (key, value, query; empty: the task's default)"},
           {"plain", false, "one forward per cell (the baseline) instead of batched"},
-          {"memory_mb", 1024, "memory budget of stacked variants (MiB)"},
+          {"memory_mb", 1024, "memory (MiB) for the stacked variants, on top of the clean run's cache"},
           {"keep_threshold", 0.01, "keep examples with p(y|clean) - p(y|corrupted) above this"}};
 }
 
