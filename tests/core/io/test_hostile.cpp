@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -408,4 +409,57 @@ TEST(HostileFuzz, UnsealedCheckpointBytes) {
   std::cout << "[ fuzz ] unsealed checkpoint: " << n << " mutants, " << refused << " refused (" << crashed
             << " crashed libhdf5 in the child process)\n";
   EXPECT_GT(refused, 0);
+}
+
+// ------------------------------------------------------------------ writers
+
+TEST(HostileWriters, TemporariesAreExclusiveAndRemovedUnlessCommitted) {
+  const std::string dir = scratch_dir(), target = dir + "/out.csv";
+  std::string first;
+  {
+    TempFile t(target);
+    first = t.path();
+    EXPECT_EQ(first.rfind(target + ".tmp-" + std::to_string(::getpid()) + "-", 0), 0u) << first;
+    TempFile u(target);  // a second one beside it gets another name
+    EXPECT_NE(u.path(), first);
+    t.write("abc", 3);
+  }
+  EXPECT_FALSE(fs::exists(first));
+  EXPECT_FALSE(fs::exists(target));
+  write_all(dir + "/victim", "precious");
+  fs::create_symlink(dir + "/victim", target);  // the target itself a link: replaced by the new file, victim intact
+  write_file_atomically(target, "new");
+  EXPECT_EQ(read_all(dir + "/victim"), "precious");
+  EXPECT_EQ(read_all(target), "new");
+  EXPECT_FALSE(fs::is_symlink(target));
+}
+
+TEST(HostileWriters, ClaimsRefuseExistingInputsMissingFoldersAndSecondWriters) {
+  const std::string dir = scratch_dir();
+  write_all(dir + "/in.h5", "x");
+  {
+    OutputClaim c;
+    EXPECT_TRUE(has(error_of([&] { c.claim(dir + "/in.h5", false); }), "already exists"));
+    EXPECT_TRUE(has(error_of([&] { c.claim(dir + "/in.h5", true, {dir + "/in.h5"}); }), "also an input"));
+    EXPECT_TRUE(has(error_of([&] { c.claim(dir + "/nowhere/out.h5", true); }), "does not exist"));
+    c.claim(dir + "/out.h5", false);
+    EXPECT_TRUE(fs::exists(dir + "/out.h5.lock"));
+    OutputClaim second;  // this process is alive: its lock is respected
+    const std::string msg = error_of([&] { second.claim(dir + "/out.h5", true); });
+    EXPECT_TRUE(has(msg, "being written by process " + std::to_string(::getpid()))) << msg;
+  }
+  EXPECT_FALSE(fs::exists(dir + "/out.h5.lock"));  // released with the claim
+  // A lock left by a process that no longer exists on this host is taken over.
+  const pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  ::waitpid(child, nullptr, 0);
+  char host[256] = {0};
+  ::gethostname(host, sizeof host - 1);
+  write_all(dir + "/out.h5.lock", std::to_string(child) + " " + host + "\n");
+  OutputClaim third;
+  EXPECT_NO_THROW(third.claim(dir + "/out.h5", false));
+  // Another host's lock is never guessed stale.
+  OutputClaim fourth;
+  write_all(dir + "/b.h5.lock", "1 some-other-host\n");
+  EXPECT_TRUE(has(error_of([&] { fourth.claim(dir + "/b.h5", false); }), "on some-other-host"));
 }
