@@ -72,6 +72,11 @@ for m in corpus/mutants/*.h5; do check "mutant $(basename "$m")" any "" "$m" -- 
 if [[ -n "$gui" ]]; then
   export QT_QPA_PLATFORM=offscreen
   for r in corpus/rmutants/*.h5; do check "workbench --render $(basename "$r")" any "" "$r" -- "$gui" --render "$r" --out r.png; done
+  # The workbench's own open path (File > Open): the window opens the file, screenshots its panels and quits.
+  for m in corpus/mutants/m01[5-9].h5 corpus/mutants/m03[0-4].h5 corpus/stride0 corpus/deep_pickle fifo.h5; do
+    [[ -e "$m" ]] || continue
+    check "workbench open $(basename "$m")" any "" "$m" -- "$gui" --screenshots shots "$m"
+  done
   check "workbench --render FIFO" any "" -- "$gui" --render fifo.h5 --out r.png
   grep -q "FIFO" err.txt || { echo "FAIL workbench --render FIFO: no message naming it: $(tail -c 300 err.txt)"; fail=1; }
 fi
