@@ -59,6 +59,13 @@ head -1 abl.csv | grep -q '^head,prob,logit_diff,accuracy,kl$' && ok || bad "abl
 [ "$(wc -l < abl.csv)" -eq 9 ] && ok || bad "ablation csv rows (8 heads): $(cat abl.csv)"
 a=$("$cli" analyze ablation -c ar.h5 -n 8 --heads L1.attn.H0 --ablation resample); contains "ablate a set" "after resample-ablating L1.attn.H0" "$a"
 a=$("$cli" analyze ablation -c ar.h5 -n 8 --heads L1.attn.H0-2,L0.attn.H1); contains "ablate a range" "after zero-ablating L0.attn.H1+L1.attn.H0-2" "$a"
+# A set of heads writes --out and --csv (one value per metric, before and after), and its "after" is the sweep's row
+# for the same head on the same examples.
+expect_ok "ablate a set to files" "$cli" analyze ablation -c ar.h5 -n 8 --heads L1.attn.H0 --out set.h5 --csv set.csv --quiet
+head -1 set.csv | grep -q '^metric,before,after$' && ok || bad "ablation set csv header: $(head -1 set.csv)"
+"$cli" analyze ablation -c ar.h5 -n 8 --csv sweep0.csv --quiet > /dev/null
+set_acc=$(awk -F, '$1 == "accuracy" {print $3}' set.csv); sweep_acc=$(awk -F, '$1 == "L1.attn.H0" {print $4}' sweep0.csv)
+[[ -n "$set_acc" && "$set_acc" == "$sweep_acc" ]] && ok || bad "ablation set after ($set_acc) != the sweep's L1.attn.H0 ($sweep_acc)"
 expect_ok "channel groups" "$cli" analyze ablation -c "$(dirname "$0")/../../resources/models/mqar-mamba1.h5" -n 4 --channel-group 32 --csv grp.csv --quiet
 [ "$(wc -l < grp.csv)" -eq 9 ] && grep -q '^L1.ssm.H96-127,' grp.csv && ok || bad "channel-group csv (2 layers x 4 groups): $(cat grp.csv)"
 a=$("$cli" analyze knockout -c ar.h5 -n 8 --layer 1 --last-row); contains "knockout" "after knockout" "$a"

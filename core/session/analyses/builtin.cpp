@@ -97,7 +97,8 @@ void before_after(LanguageModel& model, const Batch& batch, const std::vector<Ho
   print_outcome(out, "before: ", before);
   print_outcome(out, after_label + ": ", after);
   const std::vector<std::string> names = {"prob", "logit_diff", "accuracy", "kl"};
-  auto vec = [](const MetricTable& m) { return at::stack({m.prob, m.logit_diff, m.accuracy, m.kl}).to(at::kFloat); };
+  // One value per metric: each is a [1]-shaped mean over the examples.
+  auto vec = [](const MetricTable& m) { return at::cat({m.prob, m.logit_diff, m.accuracy, m.kl}).reshape({-1}).to(at::kFloat); };
   rf.tensors.push_back({group + "/before", vec(before), {"metric"}, json{{"metric", names}}});
   rf.tensors.push_back({group + "/after", vec(after), {"metric"}, json{{"metric", names}}});
   rf.csv.row_axis = "metric";
