@@ -93,7 +93,7 @@ const std::vector<std::string> kMamba1Keys = {
 const std::vector<std::string> kMamba2Keys = {
     "layer", "d_state", "d_conv", "conv_init", "expand", "headdim", "d_ssm", "ngroups", "A_init_range",
     "D_has_hdim", "rmsnorm", "norm_before_gate", "dt_min", "dt_max", "dt_init_floor", "dt_limit", "bias",
-    "conv_bias", "chunk_size", "use_mem_eff_path"};
+    "conv_bias", "chunk_size", "norm_eps", "use_mem_eff_path"};
 
 void parse_attn(const json& j, ModelConfig& c) {
   ObjectReader r(j, "attn_cfg");
@@ -191,6 +191,9 @@ void parse_mamba2(ObjectReader& r, ModelConfig& c) {
   r.get("bias", m.bias);
   r.get("conv_bias", m.conv_bias);
   r.get("chunk_size", m.chunk_size);
+  r.get("norm_eps", m.norm_eps);
+  require(m.norm_eps > 0 && m.norm_eps < 1, "ssm_cfg.norm_eps: expected a small positive number, found " +
+                                                std::to_string(m.norm_eps));
   r.ignore("use_mem_eff_path");
   r.finish(kMamba2Keys);
   const int64_t d_inner = m.expand * c.d_model;
@@ -395,6 +398,7 @@ json ModelConfig::to_json() const {
     ssm["bias"] = m.bias;
     ssm["conv_bias"] = m.conv_bias;
     ssm["chunk_size"] = m.chunk_size;
+    if (m.norm_eps != 1e-5) ssm["norm_eps"] = m.norm_eps;  // written only when not mamba_ssm's, as before
   }
   j["ssm_cfg"] = ssm;
   j["attn_layer_idx"] = attn_layer_idx;

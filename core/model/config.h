@@ -57,6 +57,7 @@ struct Mamba2Config {
   bool bias = false;
   bool conv_bias = true;
   int64_t chunk_size = 256;
+  double norm_eps = 1e-5;           ///< the gated RMSNorm's epsilon (mamba_ssm: 1e-5; HF: layer_norm_epsilon)
 };
 
 /// Sanity bounds of a model's sizes, so that a corrupt or hostile config cannot ask for terabytes (checked by

@@ -52,8 +52,11 @@ class Cfg {
   }
   double to_number(const json& v, const std::string& k) const {
     if (v.is_number()) return v.get<double>();
-    if (v.is_string()) {
-      const auto s = v.get<std::string>();
+    // Python's json writes Infinity (read here as a string); transformers 5 writes {"__float__": "Infinity"}.
+    const json* text = &v;
+    if (v.is_object() && v.size() == 1 && v.contains("__float__")) text = &v.at("__float__");
+    if (text->is_string()) {
+      const auto s = text->get<std::string>();
       if (s == "Infinity") return HUGE_VAL;
       if (s == "-Infinity") return -HUGE_VAL;
     }

@@ -6,12 +6,42 @@
 
 namespace mechscope::families {
 
-Mapped map_hf_llama(const json& j, Tensors& t, const std::string& where) {
-  Cfg c(j, where);
-  require_silu(c);
+namespace {
+// The rotary base. transformers 4 writes "rope_theta" (and "rope_scaling") at the top; transformers 5 writes
+// "rope_parameters": {"rope_theta": ..., "rope_type": ...}. Only default rotary is imported; any other rope_type, or a
+// key of rope_parameters this importer does not know, is refused by name, never replaced by a default.
+double rope_theta(const Cfg& c, const std::string& where) {
   if (c.has("rope_scaling"))
     throw CheckpointError(where + ": rope_scaling " + c.raw("rope_scaling").dump() +
                           " is not supported (MechScope imports Llama models with default rotary embeddings only)");
+  const bool top = c.has("rope_theta");
+  if (!c.has("rope_parameters")) return c.number("rope_theta", 10000.0);
+  const json& p = c.raw("rope_parameters");
+  if (!p.is_object()) throw CheckpointError(where + ": rope_parameters should be an object, found " + p.dump());
+  const std::string type = p.contains("rope_type") && p["rope_type"].is_string() ? p["rope_type"].get<std::string>()
+                           : p.contains("rope_type")                              ? p["rope_type"].dump()
+                                                                                  : "default";
+  if (type != "default")
+    throw CheckpointError(where + ": rope_parameters.rope_type '" + type +
+                          "' is not supported (MechScope imports Llama models with default rotary embeddings only)");
+  for (const auto& [key, value] : p.items())
+    if (key != "rope_theta" && key != "rope_type")
+      throw CheckpointError(where + ": rope_parameters." + key + " = " + value.dump() +
+                            " is not understood by this importer (it reads rope_theta and rope_type)");
+  if (!p.contains("rope_theta")) throw CheckpointError(where + ": rope_parameters lacks rope_theta");
+  const double theta = Cfg(p, where + " rope_parameters").number("rope_theta", 0.0);
+  if (top && c.number("rope_theta", theta) != theta)
+    throw CheckpointError(where + ": rope_theta and rope_parameters.rope_theta disagree");
+  if (!(theta > 0) || !std::isfinite(theta))
+    throw CheckpointError(where + ": rope_parameters.rope_theta " + p["rope_theta"].dump() + " is not a positive number");
+  return theta;
+}
+}  // namespace
+
+Mapped map_hf_llama(const json& j, Tensors& t, const std::string& where) {
+  Cfg c(j, where);
+  require_silu(c);
+  const double theta = rope_theta(c, where);
   if (c.get<bool>("mlp_bias", false)) throw CheckpointError(where + ": mlp_bias true is not supported (GatedMLP has no biases)");
   Mapped m;
   const int64_t d = c.count("hidden_size", kMaxDModel), H = c.count("num_attention_heads", kMaxDModel);
@@ -29,7 +59,7 @@ Mapped map_hf_llama(const json& j, Tensors& t, const std::string& where) {
                {"out_proj_bias", bias},
                {"causal", true},
                {"rotary_emb_dim", D},
-               {"rotary_emb_base", c.number("rope_theta", 10000.0)},
+               {"rotary_emb_base", theta},
                {"rotary_emb_interleaved", false}};
   if (D * H != d) attn["head_dim"] = D;
   std::vector<int64_t> all(static_cast<size_t>(std::max<int64_t>(L, 0)));

@@ -35,6 +35,7 @@ Mapped map_hf_mamba2(const json& j, Tensors& t, const std::string& where) {
               {"ngroups", c.get<int64_t>("n_groups", 1)},
               {"chunk_size", c.get<int64_t>("chunk_size", 256)},
               {"dt_limit", limit},
+              {"norm_eps", c.number("layer_norm_epsilon", 1e-5)},
               {"rmsnorm", true},
               {"norm_before_gate", false},
               {"conv_bias", c.get<bool>("use_conv_bias", true)},

@@ -159,10 +159,11 @@ at::Tensor Mamba2Impl::forward(const at::Tensor& hs, const Partial& part, HookCo
   at::Tensor yf = y.flatten(2), zf = z.flatten(2);                              // [b, L or P, d_ssm]
   at::Tensor out;
   if (cfg_.rmsnorm) {
-    // Gated RMSNorm over groups of d_ssm / G channels, eps 1e-5 (layernorm_gated.rms_norm_ref).
+    // Gated RMSNorm over groups of d_ssm / G channels, eps norm_eps (layernorm_gated.rms_norm_ref: 1e-5; HF Mamba2's
+    // MambaRMSNormGated: layer_norm_epsilon).
     at::Tensor g = cfg_.norm_before_gate ? yf : yf * at::silu(zf);
     at::Tensor gg = g.to(at::kFloat).unflatten(-1, {G, d_ssm / G});
-    at::Tensor normed = (gg * at::rsqrt(gg.pow(2).mean(-1, true) + 1e-5)).flatten(2) * norm_weight.to(at::kFloat);
+    at::Tensor normed = (gg * at::rsqrt(gg.pow(2).mean(-1, true) + cfg_.norm_eps)).flatten(2) * norm_weight.to(at::kFloat);
     if (cfg_.norm_before_gate) normed = normed * at::silu(zf.to(at::kFloat));
     out = normed.to(dtype);
   } else {

@@ -1,0 +1,66 @@
+// Models written by the real `transformers` package (tests/import/make_hf_fixtures.py, transformers 5): imported,
+// their logits must be the ones transformers computed; configs the importer cannot honour must be refused by name.
+// Each fixture failed before its fix: transformers 5's rope_parameters (a Llama with rotary base 500000 was imported
+// with 10000), its {"__float__": "Infinity"} time-step limit (the Mamba2 was refused), and the Mamba2 gated norm's
+// epsilon (1e-5 fixed, where transformers uses layer_norm_epsilon).
+#include <filesystem>
+#include <fstream>
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "core/io/checkpoint.h"
+#include "core/io/import.h"
+#include "core/model/model.h"
+
+using namespace mechscope;
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::string kDir = std::string(MECHSCOPE_SOURCE_DIR) + "/tests/import/fixtures/hf5";
+
+nlohmann::json expected_of(const std::string& name) {
+  std::ifstream in(kDir + "/" + name + "/expected.json");
+  return nlohmann::json::parse(in);
+}
+
+// max |ours - transformers'| over the fixture's sequence, relative to the largest logit.
+double relative_error(const std::string& name) {
+  const nlohmann::json e = expected_of(name);
+  Checkpoint ck = import_checkpoint(kDir + "/" + name);
+  const auto tokens = e.at("tokens").get<std::vector<int64_t>>();
+  at::Tensor ids = at::tensor(tokens, at::kLong).unsqueeze(0);
+  at::NoGradGuard no_grad;
+  ck.model->eval();
+  at::Tensor ours = ck.model->forward(ids)[0].to(at::kDouble);
+  std::vector<double> flat;
+  for (const auto& row : e.at("logits"))
+    for (const auto& v : row) flat.push_back(v.get<double>());
+  at::Tensor theirs = at::tensor(flat, at::kDouble).reshape(ours.sizes());
+  return (ours - theirs).abs().max().item<double>() / theirs.abs().max().item<double>();
+}
+
+}  // namespace
+
+TEST(HfFixtures, LlamaWithRopeParametersOfTransformers5) {
+  EXPECT_LT(relative_error("llama_theta500k"), 1e-5);
+}
+
+TEST(HfFixtures, Mamba2WithAFloatInfinityLimitAndItsOwnNormEpsilon) {
+  EXPECT_LT(relative_error("mamba2_eps1e-6"), 1e-5);
+  Checkpoint ck = import_checkpoint(kDir + "/mamba2_eps1e-6");
+  EXPECT_EQ(ck.config.mamba2.norm_eps, 1e-6);
+  EXPECT_EQ(ck.config.mamba2.dt_limit_max, 0.0);  // no upper clamp
+}
+
+TEST(HfFixtures, RopeScalingNotImplementedIsRefusedByName) {
+  const std::string want = expected_of("llama_rope_llama3").at("refused").get<std::string>();
+  try {
+    import_checkpoint(kDir + "/llama_rope_llama3");
+    ADD_FAILURE() << "imported a llama3-scaled rotary as default rotary";
+  } catch (const CheckpointError& e) {
+    EXPECT_NE(std::string(e.what()).find("rope_parameters.rope_type '" + want + "'"), std::string::npos) << e.what();
+  }
+}
