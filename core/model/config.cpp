@@ -86,7 +86,7 @@ const std::vector<std::string> kTopKeys = {
     "tie_embeddings", "pos_emb", "max_seq_len", "parallel_layer_idx"};
 const std::vector<std::string> kAttnKeys = {
     "num_heads", "num_heads_kv", "head_dim", "qkv_proj_bias", "out_proj_bias", "softmax_scale", "causal",
-    "rotary_emb_dim", "rotary_emb_base", "rotary_emb_interleaved", "mlp_dim", "d_conv"};
+    "rotary_emb_dim", "rotary_emb_base", "rotary_emb_interleaved", "rotary_scaling", "mlp_dim", "d_conv"};
 const std::vector<std::string> kMamba1Keys = {
     "layer", "d_state", "d_conv", "expand", "dt_rank", "dt_min", "dt_max", "dt_init", "dt_scale",
     "dt_init_floor", "conv_bias", "bias", "use_fast_path"};
@@ -112,6 +112,26 @@ void parse_attn(const json& j, ModelConfig& c) {
   r.get("rotary_emb_dim", a.rotary_emb_dim);
   r.get("rotary_emb_base", a.rotary_emb_base);
   r.get("rotary_emb_interleaved", a.rotary_emb_interleaved);
+  if (r.has("rotary_scaling")) {
+    ObjectReader s(r.raw("rotary_scaling"), "attn_cfg.rotary_scaling");
+    RotaryScaling& rs = a.rotary_scaling;
+    s.get("type", rs.type);
+    s.get("factor", rs.factor);
+    require(rs.type == "linear" || rs.type == "llama3",
+            "attn_cfg.rotary_scaling.type: expected \"linear\" or \"llama3\", found \"" + rs.type + "\"");
+    require(rs.factor >= 1.0 && std::isfinite(rs.factor), "attn_cfg.rotary_scaling.factor: expected a number >= 1");
+    if (rs.type == "llama3") {
+      s.get("low_freq_factor", rs.low_freq_factor);
+      s.get("high_freq_factor", rs.high_freq_factor);
+      s.get("original_max_position_embeddings", rs.original_max_position);
+      require(rs.low_freq_factor > 0 && rs.high_freq_factor > rs.low_freq_factor && rs.original_max_position > 0,
+              "attn_cfg.rotary_scaling: llama3 needs 0 < low_freq_factor < high_freq_factor and "
+              "original_max_position_embeddings > 0");
+    }
+    s.finish({"type", "factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"});
+  } else {
+    r.ignore("rotary_scaling");
+  }
   int64_t mlp_dim = 0, d_conv = 0;
   r.get("mlp_dim", mlp_dim);
   r.get("d_conv", d_conv);
@@ -414,6 +434,16 @@ json ModelConfig::to_json() const {
     a["rotary_emb_dim"] = attn.rotary_emb_dim;
     a["rotary_emb_base"] = attn.rotary_emb_base;
     a["rotary_emb_interleaved"] = attn.rotary_emb_interleaved;
+    const RotaryScaling& rs = attn.rotary_scaling;
+    if (!rs.type.empty()) {  // written only when set: older files stay as they were
+      json s = {{"type", rs.type}, {"factor", rs.factor}};
+      if (rs.type == "llama3") {
+        s["low_freq_factor"] = rs.low_freq_factor;
+        s["high_freq_factor"] = rs.high_freq_factor;
+        s["original_max_position_embeddings"] = rs.original_max_position;
+      }
+      a["rotary_scaling"] = s;
+    }
   }
   j["attn_cfg"] = a;
   j["rms_norm"] = rms_norm;

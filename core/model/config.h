@@ -13,6 +13,16 @@ namespace mechscope {
 enum class MixerKind { Attention, Mamba1, Mamba2, Parallel };
 const char* mixer_kind_name(MixerKind kind);
 
+/// Rotary frequency scaling of long-context models (transformers' rope_type), applied to the inverse frequencies
+/// base^(-2i/d): "linear" divides every one by `factor`; "llama3" (Llama 3.1) divides those whose wavelength exceeds
+/// original_max / low_freq_factor, keeps those below original_max / high_freq_factor, and interpolates between.
+struct RotaryScaling {
+  std::string type;                 ///< "" (none) | "linear" | "llama3"
+  double factor = 1.0;
+  double low_freq_factor = 1.0, high_freq_factor = 4.0;   ///< llama3
+  int64_t original_max_position = 0;                       ///< llama3: original_max_position_embeddings
+};
+
 /// Options of MHA (mamba_ssm/modules/mha.py). Field names are the attn_cfg keys.
 struct AttnConfig {
   int64_t num_heads = 0;            ///< H, e.g. 4 (required)
@@ -25,6 +35,7 @@ struct AttnConfig {
   int64_t rotary_emb_dim = 0;       ///< dims of each q/k head rotated, e.g. 32; 0 = no rotary
   double rotary_emb_base = 10000.0;
   bool rotary_emb_interleaved = false;
+  RotaryScaling rotary_scaling;     ///< long-context frequency scaling; none by default
 };
 
 /// Options of Mamba1 (mamba_ssm/modules/mamba_simple.py).

@@ -135,17 +135,33 @@ __attribute__((optimize("fp-contract=off"))) at::Tensor rotary_cpu_inference(con
 
 }  // namespace
 
-std::pair<at::Tensor, at::Tensor> rotary_angles(int64_t rd, double base, const at::Tensor& pos) {
+std::pair<at::Tensor, at::Tensor> rotary_angles(int64_t rd, double base, const at::Tensor& pos,
+                                                const RotaryScaling* scaling) {
   at::Tensor inv_freq = 1.0 / at::pow(base, at::arange(0, rd, 2, pos.options()) / static_cast<double>(rd));  // [rd/2]
+  if (scaling && scaling->type == "linear") {
+    inv_freq = inv_freq / scaling->factor;
+  } else if (scaling && scaling->type == "llama3") {
+    // transformers' _compute_llama3_parameters, step by step.
+    const double old_len = static_cast<double>(scaling->original_max_position), factor = scaling->factor;
+    const double low = scaling->low_freq_factor, high = scaling->high_freq_factor;
+    const double low_wavelen = old_len / low, high_wavelen = old_len / high;
+    at::Tensor wavelen = 2 * M_PI / inv_freq;
+    at::Tensor scaled = at::where(wavelen > low_wavelen, inv_freq / factor, inv_freq);
+    at::Tensor smooth = (old_len / wavelen - low) / (high - low);
+    at::Tensor smoothed = (1 - smooth) * scaled / factor + smooth * scaled;
+    at::Tensor medium = at::logical_not(wavelen < high_wavelen).logical_and(at::logical_not(wavelen > low_wavelen));
+    inv_freq = at::where(medium, smoothed, scaled);
+  }
   at::Tensor freqs = pos.unsqueeze(-1) * inv_freq;
   return {freqs.cos(), freqs.sin()};
 }
 
-at::Tensor apply_rotary(const at::Tensor& x, int64_t rd, double base, bool interleaved, const at::Tensor* positions) {
+at::Tensor apply_rotary(const at::Tensor& x, int64_t rd, double base, bool interleaved, const at::Tensor* positions,
+                        const RotaryScaling* scaling) {
   const int64_t L = x.size(1), half = rd / 2;
   auto f32 = x.options().dtype(at::kFloat);
   at::Tensor pos = positions ? positions->to(at::kFloat) : at::arange(L, f32).unsqueeze(0);  // [1 or b, L]
-  auto [c, s] = rotary_angles(rd, base, pos);
+  auto [c, s] = rotary_angles(rd, base, pos, scaling);
   at::Tensor cos = c.to(x.scalar_type()).view({pos.size(0), L, 1, half});
   at::Tensor sin = s.to(x.scalar_type()).view({pos.size(0), L, 1, half});
   // split/chunk rather than narrow: one SplitBackward (a cat) instead of a zero-filled full-size gradient per

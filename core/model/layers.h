@@ -59,9 +59,11 @@ class GatedMLPImpl : public torch::nn::Module {
 /// each head of x [batch, pos, heads, D]. `positions` [1 or batch, pos] (optional): the position of each row when
 /// x holds gathered rows or a suffix, not 0..pos-1.
 at::Tensor apply_rotary(const at::Tensor& x, int64_t rotary_dim, double base, bool interleaved,
-                        const at::Tensor* positions = nullptr);
+                        const at::Tensor* positions = nullptr, const RotaryScaling* scaling = nullptr);
 /// cos and sin [P0, L, rotary_dim / 2] of the angles position * base^(-2i / rotary_dim) of float32 positions
 /// [P0, L]: the very expression apply_rotary evaluates (the fused attention kernel rotates by these tables).
-std::pair<at::Tensor, at::Tensor> rotary_angles(int64_t rotary_dim, double base, const at::Tensor& positions);
+/// With `scaling` (type set), the inverse frequencies are scaled as RotaryScaling says, in float32 as transformers does.
+std::pair<at::Tensor, at::Tensor> rotary_angles(int64_t rotary_dim, double base, const at::Tensor& positions,
+                                                const RotaryScaling* scaling = nullptr);
 
 }  // namespace mechscope

@@ -49,14 +49,30 @@ def main():
     m = LlamaForCausalLM(cfg)
     save(m, os.path.join(out, "llama_theta500k"), logits_of(m))
 
+    # Long-context rotary scaling of Llama 3.1 (llama3) and linear interpolation, imported exactly.
+    rope_cases = {
+        "llama_rope_llama3": {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
+                              "high_freq_factor": 4.0, "original_max_position_embeddings": 16},
+        "llama_rope_linear": {"rope_type": "linear", "rope_theta": 10000.0, "factor": 4.0},
+    }
+    for seed, (name, rope) in enumerate(rope_cases.items(), start=2):
+        torch.manual_seed(seed)
+        cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                          rope_parameters=rope)
+        m = LlamaForCausalLM(cfg)
+        with torch.no_grad():  # sharper attention, where the angles show
+            for layer in m.model.layers:
+                layer.self_attn.q_proj.weight.mul_(8.0)
+                layer.self_attn.k_proj.weight.mul_(8.0)
+        save(m, os.path.join(out, name), logits_of(m))
+
     # Rope scaling MechScope does not implement: refused by name, never imported with default rotary.
-    torch.manual_seed(2)
+    torch.manual_seed(5)
     cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=1, num_attention_heads=4,
                       num_key_value_heads=2, max_position_embeddings=64,
-                      rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0,
-                                       "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                                       "original_max_position_embeddings": 16})
-    save(LlamaForCausalLM(cfg), os.path.join(out, "llama_rope_llama3"), {"refused": "llama3"})
+                      rope_parameters={"rope_type": "dynamic", "rope_theta": 10000.0, "factor": 2.0})
+    save(LlamaForCausalLM(cfg), os.path.join(out, "llama_rope_dynamic"), {"refused": "dynamic"})
 
     # Mamba2 with an infinite time-step limit (written as {"__float__": "Infinity"}) and a gated-norm epsilon of 1e-6.
     torch.manual_seed(3)

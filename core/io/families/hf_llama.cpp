@@ -7,41 +7,67 @@
 namespace mechscope::families {
 
 namespace {
-// The rotary base. transformers 4 writes "rope_theta" (and "rope_scaling") at the top; transformers 5 writes
-// "rope_parameters": {"rope_theta": ..., "rope_type": ...}. Only default rotary is imported; any other rope_type, or a
-// key of rope_parameters this importer does not know, is refused by name, never replaced by a default.
-double rope_theta(const Cfg& c, const std::string& where) {
-  if (c.has("rope_scaling"))
-    throw CheckpointError(where + ": rope_scaling " + c.raw("rope_scaling").dump() +
-                          " is not supported (MechScope imports Llama models with default rotary embeddings only)");
-  const bool top = c.has("rope_theta");
-  if (!c.has("rope_parameters")) return c.number("rope_theta", 10000.0);
-  const json& p = c.raw("rope_parameters");
-  if (!p.is_object()) throw CheckpointError(where + ": rope_parameters should be an object, found " + p.dump());
-  const std::string type = p.contains("rope_type") && p["rope_type"].is_string() ? p["rope_type"].get<std::string>()
-                           : p.contains("rope_type")                              ? p["rope_type"].dump()
-                                                                                  : "default";
-  if (type != "default")
-    throw CheckpointError(where + ": rope_parameters.rope_type '" + type +
-                          "' is not supported (MechScope imports Llama models with default rotary embeddings only)");
-  for (const auto& [key, value] : p.items())
-    if (key != "rope_theta" && key != "rope_type")
-      throw CheckpointError(where + ": rope_parameters." + key + " = " + value.dump() +
-                            " is not understood by this importer (it reads rope_theta and rope_type)");
-  if (!p.contains("rope_theta")) throw CheckpointError(where + ": rope_parameters lacks rope_theta");
-  const double theta = Cfg(p, where + " rope_parameters").number("rope_theta", 0.0);
-  if (top && c.number("rope_theta", theta) != theta)
-    throw CheckpointError(where + ": rope_theta and rope_parameters.rope_theta disagree");
-  if (!(theta > 0) || !std::isfinite(theta))
-    throw CheckpointError(where + ": rope_parameters.rope_theta " + p["rope_theta"].dump() + " is not a positive number");
-  return theta;
+
+struct Rope {
+  double theta = 10000.0;
+  json scaling;  // attn_cfg.rotary_scaling, or null
+};
+
+// The rotary embedding. transformers 4 writes "rope_theta" and "rope_scaling" ({"rope_type" or "type": ..., ...})
+// at the top; transformers 5 writes "rope_parameters": {"rope_theta": ..., "rope_type": ..., ...}. Imported:
+// "default", "linear" (factor) and "llama3" (factor, low/high_freq_factor, original_max_position_embeddings); any
+// other rope_type ("dynamic", "yarn", "longrope", ...) or a key this importer does not know is refused by name,
+// never replaced by a default.
+Rope rope_of(const Cfg& c, const std::string& where) {
+  Rope r;
+  const bool v5 = c.has("rope_parameters");
+  if (v5 && c.has("rope_scaling"))
+    throw CheckpointError(where + ": both rope_parameters and rope_scaling are set; which one applies is ambiguous");
+  if (!v5) r.theta = c.number("rope_theta", 10000.0);
+  if (!v5 && !c.has("rope_scaling")) return r;
+  const std::string key = v5 ? "rope_parameters" : "rope_scaling";
+  const json& p = c.raw(key);
+  if (!p.is_object()) throw CheckpointError(where + ": " + key + " should be an object, found " + p.dump());
+  const Cfg pc(p, where + " " + key);
+  const std::string type_key = p.contains("rope_type") ? "rope_type" : p.contains("type") ? "type" : "";
+  const std::string type = type_key.empty() ? "default"
+                           : p[type_key].is_string() ? p[type_key].get<std::string>() : p[type_key].dump();
+  if (type != "default" && type != "linear" && type != "llama3")
+    throw CheckpointError(where + ": " + key + "." + (type_key.empty() ? "rope_type" : type_key) + " '" + type +
+                          "' is not supported (MechScope imports default, linear and llama3 rotary embeddings)");
+  std::set<std::string> known = {"rope_theta", "rope_type", "type"};
+  if (type == "linear") known.insert("factor");
+  if (type == "llama3") known.insert({"factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"});
+  for (const auto& [k, v] : p.items())
+    if (!known.count(k))
+      throw CheckpointError(where + ": " + key + "." + k + " = " + v.dump() + " is not understood for rope_type '" + type +
+                            "' by this importer");
+  if (v5) {
+    if (!p.contains("rope_theta")) throw CheckpointError(where + ": rope_parameters lacks rope_theta");
+    r.theta = pc.number("rope_theta", 0.0);
+    if (c.has("rope_theta") && c.number("rope_theta", r.theta) != r.theta)
+      throw CheckpointError(where + ": rope_theta and rope_parameters.rope_theta disagree");
+  }
+  if (!(r.theta > 0) || !std::isfinite(r.theta))
+    throw CheckpointError(where + ": the rotary base " + std::to_string(r.theta) + " is not a positive number");
+  if (type == "linear") r.scaling = {{"type", "linear"}, {"factor", pc.number("factor", 0.0)}};
+  if (type == "llama3") {
+    for (const char* k : {"factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"})
+      if (!p.contains(k)) throw CheckpointError(where + ": " + key + " of rope_type 'llama3' lacks " + k);
+    r.scaling = {{"type", "llama3"},
+                 {"factor", pc.number("factor", 0.0)},
+                 {"low_freq_factor", pc.number("low_freq_factor", 0.0)},
+                 {"high_freq_factor", pc.number("high_freq_factor", 0.0)},
+                 {"original_max_position_embeddings", pc.req<int64_t>("original_max_position_embeddings")}};
+  }
+  return r;
 }
 }  // namespace
 
 Mapped map_hf_llama(const json& j, Tensors& t, const std::string& where) {
   Cfg c(j, where);
   require_silu(c);
-  const double theta = rope_theta(c, where);
+  const Rope rope = rope_of(c, where);
   if (c.get<bool>("mlp_bias", false)) throw CheckpointError(where + ": mlp_bias true is not supported (GatedMLP has no biases)");
   Mapped m;
   const int64_t d = c.count("hidden_size", kMaxDModel), H = c.count("num_attention_heads", kMaxDModel);
@@ -59,9 +85,10 @@ Mapped map_hf_llama(const json& j, Tensors& t, const std::string& where) {
                {"out_proj_bias", bias},
                {"causal", true},
                {"rotary_emb_dim", D},
-               {"rotary_emb_base", theta},
+               {"rotary_emb_base", rope.theta},
                {"rotary_emb_interleaved", false}};
   if (D * H != d) attn["head_dim"] = D;
+  if (!rope.scaling.is_null()) attn["rotary_scaling"] = rope.scaling;
   std::vector<int64_t> all(static_cast<size_t>(std::max<int64_t>(L, 0)));
   for (int64_t i = 0; i < L; ++i) all[static_cast<size_t>(i)] = i;
   m.model_config = {{"d_model", d},

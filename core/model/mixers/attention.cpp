@@ -46,7 +46,7 @@ std::pair<at::Tensor, at::Tensor> AttentionImpl::rotary_tables(int64_t L) {
   std::lock_guard<std::mutex> guard(rotary_tables_->lock);
   if (!rotary_tables_->cos.defined() || rotary_tables_->cos.size(0) < L) {
     // The very expression apply_rotary evaluates, so the kernel rotates by the same angles.
-    auto [c, s] = rotary_angles(rd, cfg_.rotary_emb_base, at::arange(L, at::kFloat).unsqueeze(0));
+    auto [c, s] = rotary_angles(rd, cfg_.rotary_emb_base, at::arange(L, at::kFloat).unsqueeze(0), &cfg_.rotary_scaling);
     rotary_tables_->cos = c[0].contiguous();
     rotary_tables_->sin = s[0].contiguous();
   }
@@ -113,8 +113,10 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const Partial& part, Hook
     if (!rows) qpos = kpos;
   }
   if (cfg_.rotary_emb_dim > 0) {
-    q = apply_rotary(q, cfg_.rotary_emb_dim, cfg_.rotary_emb_base, cfg_.rotary_emb_interleaved, qpos.defined() ? &qpos : nullptr);
-    k = apply_rotary(k, cfg_.rotary_emb_dim, cfg_.rotary_emb_base, cfg_.rotary_emb_interleaved, kpos.defined() ? &kpos : nullptr);
+    q = apply_rotary(q, cfg_.rotary_emb_dim, cfg_.rotary_emb_base, cfg_.rotary_emb_interleaved, qpos.defined() ? &qpos : nullptr,
+                     &cfg_.rotary_scaling);
+    k = apply_rotary(k, cfg_.rotary_emb_dim, cfg_.rotary_emb_base, cfg_.rotary_emb_interleaved, kpos.defined() ? &kpos : nullptr,
+                     &cfg_.rotary_scaling);
   }
   q = hook_point(ctx, h_q_, q);
   k = hook_point(ctx, h_k_, k);

@@ -148,7 +148,10 @@ TEST(Import, ConfigErrorsNameTheKey) {
   EXPECT_NE(with_config("{\"foo\": 1, \"bar\": 2}").find("it holds: bar, foo"), std::string::npos);
   EXPECT_NE(with_config("[1, 2").find("not valid JSON"), std::string::npos);
   EXPECT_NE(with_config("{\"model_type\": \"llama\", \"hidden_size\": 8, \"num_attention_heads\": 2, "
-                        "\"rope_scaling\": {\"type\": \"linear\", \"factor\": 2.0}}").find("rope_scaling"),
+                        "\"rope_scaling\": {\"type\": \"dynamic\", \"factor\": 2.0}}").find("rope_scaling.type 'dynamic'"),
+            std::string::npos);
+  EXPECT_NE(with_config("{\"model_type\": \"llama\", \"hidden_size\": 8, \"num_attention_heads\": 2, "
+                        "\"rope_scaling\": {\"type\": \"linear\", \"factor\": 2.0, \"beta\": 1}}").find("rope_scaling.beta"),
             std::string::npos);
   // Python's Infinity parses (HF Mamba2's time_step_limit); the error is then about the missing weights.
   std::string e = with_config("{\"model_type\": \"mamba2\", \"hidden_size\": 32, \"num_hidden_layers\": 1, "

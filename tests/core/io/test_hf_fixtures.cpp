@@ -1,8 +1,8 @@
 // Models written by the real `transformers` package (tests/import/make_hf_fixtures.py, transformers 5): imported,
 // their logits must be the ones transformers computed; configs the importer cannot honour must be refused by name.
 // Each fixture failed before its fix: transformers 5's rope_parameters (a Llama with rotary base 500000 was imported
-// with 10000), its {"__float__": "Infinity"} time-step limit (the Mamba2 was refused), and the Mamba2 gated norm's
-// epsilon (1e-5 fixed, where transformers uses layer_norm_epsilon).
+// with 10000), llama3 and linear rotary scaling (not applied), its {"__float__": "Infinity"} time-step limit (the
+// Mamba2 was refused), and the Mamba2 gated norm's epsilon (1e-5 fixed, where transformers uses layer_norm_epsilon).
 #include <filesystem>
 #include <fstream>
 
@@ -55,11 +55,19 @@ TEST(HfFixtures, Mamba2WithAFloatInfinityLimitAndItsOwnNormEpsilon) {
   EXPECT_EQ(ck.config.mamba2.dt_limit_max, 0.0);  // no upper clamp
 }
 
+TEST(HfFixtures, LlamaWithLlama3AndLinearRotaryScaling) {
+  EXPECT_LT(relative_error("llama_rope_llama3"), 1e-5);
+  EXPECT_LT(relative_error("llama_rope_linear"), 1e-5);
+  Checkpoint ck = import_checkpoint(kDir + "/llama_rope_llama3");
+  EXPECT_EQ(ck.config.attn.rotary_scaling.type, "llama3");
+  EXPECT_EQ(ck.config.attn.rotary_scaling.original_max_position, 16);
+}
+
 TEST(HfFixtures, RopeScalingNotImplementedIsRefusedByName) {
-  const std::string want = expected_of("llama_rope_llama3").at("refused").get<std::string>();
+  const std::string want = expected_of("llama_rope_dynamic").at("refused").get<std::string>();
   try {
-    import_checkpoint(kDir + "/llama_rope_llama3");
-    ADD_FAILURE() << "imported a llama3-scaled rotary as default rotary";
+    import_checkpoint(kDir + "/llama_rope_dynamic");
+    ADD_FAILURE() << "imported a dynamically scaled rotary as default rotary";
   } catch (const CheckpointError& e) {
     EXPECT_NE(std::string(e.what()).find("rope_parameters.rope_type '" + want + "'"), std::string::npos) << e.what();
   }
