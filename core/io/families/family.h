@@ -23,11 +23,35 @@ namespace mechscope::families {
 
 using nlohmann::json;
 
-// Typed access to a foreign config, with defaults and errors naming the file and key.
+/// Keys of a Hugging Face config.json that do not change a model's forward pass: metadata, token ids, generation
+/// and initialisation settings, and implementation choices with the same math (docs/import.md lists them).
+/// Every other key a family's mapper does not read is refused by name (Cfg::finish), never silently dropped.
+inline const std::set<std::string>& hf_ignored_keys() {
+  static const std::set<std::string> keys = {
+      "model_type", "architectures", "transformers_version", "dtype", "torch_dtype", "_name_or_path",
+      "bos_token_id", "eos_token_id", "pad_token_id", "use_cache", "initializer_range", "output_attentions",
+      "output_hidden_states", "return_dict", "tokenizer_class", "id2label", "label2id", "max_position_embeddings",
+      "attention_dropout", "pretraining_tp", "rescale_prenorm_residual", "time_step_min", "time_step_max",
+      "time_step_floor", "time_step_init_scheme", "time_step_scale", "use_mambapy", "use_associative_scan"};
+  return keys;
+}
+
+// Typed access to a foreign config, with defaults and errors naming the file and key. Remembers which keys were
+// read, so that finish() can refuse the ones nobody read.
 class Cfg {
  public:
   Cfg(const json& j, std::string where) : j_(j), where_(std::move(where)) {}
-  bool has(const std::string& k) const { return j_.contains(k) && !j_.at(k).is_null(); }
+  bool has(const std::string& k) const {
+    used_.insert(k);
+    return j_.contains(k) && !j_.at(k).is_null();
+  }
+  /// Refuses every key that was not read and is not in `ignored` (or hf_ignored_keys()), naming it and its value.
+  void finish(const std::string& family, const std::set<std::string>& ignored = {}) const {
+    for (const auto& [k, v] : j_.items())
+      if (!used_.count(k) && !ignored.count(k) && !hf_ignored_keys().count(k))
+        throw CheckpointError(where_ + ": '" + k + "' = " + v.dump().substr(0, 200) + " is not understood by the " +
+                              family + " importer; MechScope refuses what it would otherwise ignore silently");
+  }
   template <typename T>
   T get(const std::string& k, const T& def) const {
     if (!has(k)) return def;
@@ -62,7 +86,10 @@ class Cfg {
     }
     throw CheckpointError(where_ + ": '" + k + "' should be a number, found " + v.dump());
   }
-  const json& raw(const std::string& k) const { return j_.at(k); }
+  const json& raw(const std::string& k) const {
+    used_.insert(k);
+    return j_.at(k);
+  }
   const std::string& where() const { return where_; }
 
  private:
@@ -79,6 +106,7 @@ class Cfg {
   }
   const json& j_;
   std::string where_;
+  mutable std::set<std::string> used_;
 };
 
 // The foreign tensors, consumed by name; what is never consumed is reported.

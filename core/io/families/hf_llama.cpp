@@ -102,6 +102,7 @@ Mapped map_hf_llama(const json& j, Tensors& t, const std::string& where) {
                     {"residual_in_fp32", true},
                     {"tie_embeddings", tie},
                     {"pad_vocab_size_multiple", 1}};
+  c.finish("hf-llama");
   const int64_t hidden = (inter + 127) / 128 * 128;
   if (hidden != inter)
     m.notes.push_back("intermediate_size " + std::to_string(inter) + " padded with zero units to " + std::to_string(hidden) +

@@ -24,6 +24,7 @@ Mapped map_hf_mamba(const json& j, Tensors& t, const std::string& where) {
   if (c.has("time_step_rank")) ssm["dt_rank"] = c.raw("time_step_rank");
   const bool tie = c.get<bool>("tie_word_embeddings", true);
   finish_hf_ssm(m, c, t, d, ssm, tie);
+  c.finish("hf-mamba");
   return m;
 }
 

@@ -42,6 +42,8 @@ Mapped map_hf_mamba2(const json& j, Tensors& t, const std::string& where) {
               {"bias", c.get<bool>("use_bias", false)}};
   const bool tie = c.has("tie_word_embeddings") ? c.req<bool>("tie_word_embeddings") : !t.has("lm_head.weight");
   finish_hf_ssm(m, c, t, d, ssm, tie);
+  // rms_norm: Hugging Face's Mamba2 applies its gated RMSNorm whatever it says; time_step_rank: one dt per head.
+  c.finish("hf-mamba2", {"rms_norm", "time_step_rank"});
   return m;
 }
 

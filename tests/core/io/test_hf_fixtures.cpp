@@ -13,6 +13,7 @@
 #include "core/io/checkpoint.h"
 #include "core/io/import.h"
 #include "core/model/model.h"
+#include "tests/support/test_support.h"
 
 using namespace mechscope;
 namespace fs = std::filesystem;
@@ -70,5 +71,30 @@ TEST(HfFixtures, RopeScalingNotImplementedIsRefusedByName) {
     ADD_FAILURE() << "imported a dynamically scaled rotary as default rotary";
   } catch (const CheckpointError& e) {
     EXPECT_NE(std::string(e.what()).find("rope_parameters.rope_type '" + want + "'"), std::string::npos) << e.what();
+  }
+}
+
+// A key no mapper reads is refused by name (a Mistral-style sliding window would otherwise be dropped silently and
+// the logits would differ past the window); keys that do not change the forward pass are ignored, as documented.
+TEST(HfFixtures, AKeyTheImporterDoesNotKnowIsRefusedNotIgnored) {
+  const std::string dir = mechscope::test::scratch_dir() + "/llama";
+  fs::copy(kDir + "/llama_theta500k", dir);
+  nlohmann::json cfg;
+  {
+    std::ifstream in(dir + "/config.json");
+    cfg = nlohmann::json::parse(in);
+  }
+  auto write = [&](const nlohmann::json& j) { std::ofstream(dir + "/config.json") << j.dump(); };
+  nlohmann::json with = cfg;
+  with["use_cache"] = false;  // generation only
+  write(with);
+  EXPECT_NO_THROW(import_checkpoint(dir));
+  with["sliding_window"] = 4;
+  write(with);
+  try {
+    import_checkpoint(dir);
+    ADD_FAILURE() << "a sliding window was ignored";
+  } catch (const CheckpointError& e) {
+    EXPECT_NE(std::string(e.what()).find("'sliding_window' = 4 is not understood"), std::string::npos) << e.what();
   }
 }
