@@ -13,6 +13,7 @@
 #include "core/io/checkpoint.h"
 #include "core/io/import.h"
 #include "core/model/model.h"
+#include "core/session/session.h"
 #include "tests/support/test_support.h"
 
 using namespace mechscope;
@@ -97,4 +98,24 @@ TEST(HfFixtures, AKeyTheImporterDoesNotKnowIsRefusedNotIgnored) {
   } catch (const CheckpointError& e) {
     EXPECT_NE(std::string(e.what()).find("'sliding_window' = 4 is not understood"), std::string::npos) << e.what();
   }
+}
+
+// A folder of the Hugging Face hub cache (snapshots/<rev>/ whose files are links into blobs/) opens like the
+// folder itself, and its provenance digest is the same: links are followed for reading.
+TEST(HfFixtures, HubCacheSnapshotOfLinksOpensLikeItsFolder) {
+  const std::string root = mechscope::test::scratch_dir() + "/hub", snap = root + "/snapshots/0123abc";
+  fs::create_directories(root + "/blobs");
+  fs::create_directories(snap);
+  for (const char* f : {"config.json", "model.safetensors"}) {
+    fs::copy_file(kDir + "/llama_theta500k/" + f, root + "/blobs/" + f + ".blob");
+    fs::create_symlink(std::string("../../blobs/") + f + ".blob", snap + "/" + f);
+  }
+  Checkpoint linked = import_checkpoint(snap), plain = import_checkpoint(kDir + "/llama_theta500k");
+  at::Tensor ids = at::arange(12, at::kLong).unsqueeze(0);
+  at::NoGradGuard no_grad;
+  EXPECT_TRUE(at::equal(linked.model->forward(ids), plain.model->forward(ids)));
+  const std::string only = mechscope::test::scratch_dir() + "/plain";
+  fs::create_directories(only);
+  for (const char* f : {"config.json", "model.safetensors"}) fs::copy_file(kDir + "/llama_theta500k/" + f, only + "/" + f);
+  EXPECT_EQ(checkpoint_digest(snap), checkpoint_digest(only));
 }
