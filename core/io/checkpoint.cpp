@@ -2,7 +2,6 @@
 #include "core/io/checkpoint.h"
 
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -67,35 +66,9 @@ struct RngGuard {
   }
 };
 
-// The bytes a file's datasets may claim in all: MechScope stores them uncompressed, so together they cannot exceed
-// the file. A hostile file that declares huge datasets without storing them (compressed, or never written and read
-// back as fill values) is refused from sizes alone, before anything is allocated.
-class ByteBudget {
- public:
-  ByteBudget(const std::string& path, const std::string& where) : where_(where) {
-    struct stat st {};
-    left_ = ::stat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_size) + (uint64_t{1} << 20) : 0;
-  }
-  void take(const h5::Shape& s, const std::string& name) {
-    uint64_t n = 4;  // bytes per element of float32 (int64 datasets may claim twice the file, still bounded)
-    for (int64_t d : s.dims) {
-      if (d < 0 || (d > 0 && n > left_ / static_cast<uint64_t>(d))) n = left_ + 1;
-      else n *= static_cast<uint64_t>(d);
-    }
-    if (n > left_)
-      throw CheckpointError(where_ + ": dataset " + name + " of shape " + s.str() +
-                            " claims more data than the file holds; the file is corrupt");
-    left_ -= n;
-  }
-
- private:
-  std::string where_;
-  uint64_t left_;
-};
-
 // Every dataset of an optional group, as float32 or int64 tensors.
 std::map<std::string, at::Tensor> read_group(hid_t root, const std::string& group, const std::string& where,
-                                             ByteBudget& budget) {
+                                             h5::ByteBudget& budget) {
   std::map<std::string, at::Tensor> out;
   if (!h5::exists(root, group)) return out;
   h5::Handle g = h5::open_group(root, group, where);
@@ -249,7 +222,7 @@ static Checkpoint read_checkpoint(const std::string& path, bool probe) {
 
     // Sizes alone first: what the file stores must roughly be what the config describes, before the model is
     // built from the config (a 2 MB file whose config says d_model 8192 must not allocate gigabytes first).
-    ByteBudget budget(path, where);
+    h5::ByteBudget budget(path, where);
     std::map<std::string, h5::Shape> shapes;
     double stored = 0;
     for (const auto& name : present) {

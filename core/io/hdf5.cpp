@@ -452,9 +452,26 @@ void read_int64(hid_t loc, const std::string& name, int64_t* out, const std::str
   read_dataset(loc, name, H5T_NATIVE_INT64, out, where);
 }
 
-// ------------------------------------------------------------------ reading in a child process
+// ------------------------------------------------------------------ sizes before allocation
 
-bool in_probe_child() { return g_probe_child; }
+ByteBudget::ByteBudget(const std::string& path, std::string where) : where_(std::move(where)) {
+  struct stat st {};
+  left_ = ::stat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_size) + (uint64_t{1} << 20) : 0;
+}
+
+void ByteBudget::take(const Shape& shape, const std::string& name) {
+  uint64_t n = 4;
+  for (int64_t d : shape.dims) {
+    if (d < 0 || (d > 0 && n > left_ / static_cast<uint64_t>(d))) n = left_ + 1;
+    else n *= static_cast<uint64_t>(d);
+  }
+  if (n > left_)
+    throw Error(where_ + ": dataset " + name + " of shape " + shape.str() +
+                " claims more data than the file holds; the file is corrupt");
+  left_ -= n;
+}
+
+// ------------------------------------------------------------------ reading in a child process
 
 void check_in_child(const std::string& path, const std::function<void()>& read) {
   if (g_probe_child) return;

@@ -91,8 +91,22 @@ void remove_stale_temporaries(const std::string& path);
 /// in-process read to throw, with its own type and message). Inside the child, or with
 /// MECHSCOPE_HDF5_IN_PROCESS=1 (for debuggers), it only returns. docs/robustness.md explains the design.
 void check_in_child(const std::string& path, const std::function<void()>& read);
-/// True in the child process of check_in_child (readers skip work the probe does not need, such as the seal).
-bool in_probe_child();
+
+/// The bytes a file's datasets may claim in all. MechScope stores them uncompressed, so together they cannot exceed
+/// the file (plus 1 MiB): a hostile file that declares huge datasets without storing them (compressed, or never
+/// written and read back as fill values) is refused from its shapes, before anything is allocated. Counted at 4 bytes
+/// per element (float32); int64 datasets may claim up to twice the file, still bounded.
+class ByteBudget {
+ public:
+  ByteBudget(const std::string& path, std::string where);
+  /// Takes a dataset's share; throws Error "<where>: dataset <name> of shape [...] claims more data than the file
+  /// holds; the file is corrupt" when the budget is spent.
+  void take(const Shape& shape, const std::string& name);
+
+ private:
+  std::string where_;
+  uint64_t left_ = 0;
+};
 
 // Location = a file or a group id. `where` is used in error messages.
 bool exists(hid_t loc, const std::string& name);

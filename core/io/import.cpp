@@ -36,10 +36,6 @@ bool is_file(const std::string& p) {
   struct stat st {};
   return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
 }
-std::string parent_of(const std::string& p) {
-  const size_t s = p.find_last_of('/');
-  return s == std::string::npos ? "." : (s == 0 ? "/" : p.substr(0, s));
-}
 std::string base_of(const std::string& p) {
   const size_t s = p.find_last_of('/');
   return s == std::string::npos ? p : p.substr(s + 1);
@@ -187,7 +183,7 @@ Checkpoint import_checkpoint(const std::string& path, ImportInfo* info_out) {
   if (is_dir(path)) {
     dir = path;
   } else if (is_file(path)) {
-    dir = parent_of(path);
+    dir = parent_folder(path);
     if (base_of(path) != "config.json") weights_file = path;
   } else {
     const std::string kind = file_kind(path);

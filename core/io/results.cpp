@@ -1,7 +1,6 @@
 // Writing results files.
 #include "core/io/results.h"
 
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -88,15 +87,6 @@ const ResultTensor& ResultsFile::get(const std::string& name) const {
 }
 
 namespace {
-ResultsFile read_results_here(const std::string& path);
-}
-
-ResultsFile read_results(const std::string& path) {
-  h5::check_in_child(path, [&] { read_results_here(path); });
-  return read_results_here(path);
-}
-
-namespace {
 // Reads a results file in this process (see read_results).
 ResultsFile read_results_here(const std::string& path) {
   const std::string where = "'" + path + "'";
@@ -110,8 +100,7 @@ ResultsFile read_results_here(const std::string& path) {
     ResultsFile r;
     r.kind = h5::read_attr_string(root, "kind", where).value_or("");
     auto parse = [&](const std::optional<std::string>& s) { return s ? parse_json(*s) : nlohmann::json(); };
-    struct stat st {};
-    uint64_t budget = (::stat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0) + (uint64_t{1} << 20);
+    h5::ByteBudget budget(path, where);
     r.provenance = parse(h5::read_attr_string(root, "provenance", where));
     r.settings = parse(h5::read_attr_string(root, "settings", where));
     std::function<void(hid_t, const std::string&, int)> walk = [&](hid_t loc, const std::string& prefix, int depth) {
@@ -133,12 +122,7 @@ ResultsFile read_results_here(const std::string& path) {
         }
         if (info.type != H5O_TYPE_DATASET) continue;
         h5::Shape shape = h5::dataset_shape(loc, name, where);
-        // Results are stored uncompressed: their data cannot exceed the file (refused before allocating).
-        uint64_t bytes = 4;  // per element of float32; int64 results may claim up to twice the file, still bounded
-        for (int64_t d : shape.dims) bytes = d <= 0 ? 0 : (bytes > budget / static_cast<uint64_t>(d) ? budget + 1 : bytes * d);
-        if (bytes > budget)
-          throw std::runtime_error("dataset " + full + " of shape " + shape.str() + " claims more data than the file holds");
-        budget -= bytes;
+        budget.take(shape, full);  // refused from its shape, before allocating
         ResultTensor t;
         t.name = full;
         if (h5::dataset_is_float(loc, name, where)) {
@@ -166,6 +150,11 @@ ResultsFile read_results_here(const std::string& path) {
   }
 }
 }  // namespace
+
+ResultsFile read_results(const std::string& path) {
+  h5::check_in_child(path, [&] { read_results_here(path); });
+  return read_results_here(path);
+}
 
 namespace {
 

@@ -330,7 +330,7 @@ ModelConfig ModelConfig::from_json(const json& j) {
   if (c.pos_emb == "learned")
     require(c.max_seq_len > 0, "model_config.max_seq_len: a learned position table needs max_seq_len > 0");
   // Sanity bounds so that a corrupt or hostile config cannot ask for terabytes.
-  require(c.d_model <= kMaxDModel && c.n_layer <= kMaxLayers && c.vocab_size <= kMaxVocab && c.d_intermediate <= 1 << 20 &&
+  require(c.d_model <= kMaxDModel && c.n_layer <= kMaxLayers && c.vocab_size <= kMaxVocab && c.d_intermediate <= kMaxIntermediate &&
               c.max_seq_len <= 1 << 22,
           "model_config: sizes beyond MechScope's limits (d_model <= 65536, n_layer <= 1024, vocab_size <= 4e6)");
   check_layers(c.attn_layer_idx, c.n_layer, "attn_layer_idx");

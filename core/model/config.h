@@ -73,7 +73,7 @@ struct Mamba2Config {
 
 /// Sanity bounds of a model's sizes, so that a corrupt or hostile config cannot ask for terabytes (checked by
 /// ModelConfig::from_json, and by the importers before they loop over layers or allocate a vocabulary).
-inline constexpr int64_t kMaxDModel = 65536, kMaxLayers = 1024, kMaxVocab = 4000000;
+inline constexpr int64_t kMaxDModel = 65536, kMaxLayers = 1024, kMaxVocab = 4000000, kMaxIntermediate = 1 << 20;
 
 struct ModelConfig {
   int64_t d_model = 0;              ///< e.g. 128

@@ -27,11 +27,6 @@ std::string kind_of(mode_t m) {
 
 std::string prefix(const std::string& what) { return what.empty() ? "" : what + " "; }
 
-std::string parent_folder(const std::string& path) {
-  const size_t s = path.find_last_of('/');
-  if (s == std::string::npos) return ".";
-  return s == 0 ? "/" : path.substr(0, s);
-}
 
 std::string host_name() {
   char h[256] = {0};
@@ -161,6 +156,13 @@ void write_file_atomically(const std::string& path, const std::string& data) {
 }
 
 // ------------------------------------------------------------------ claims
+
+std::string parent_folder(const std::string& path) {
+  const size_t s = path.find_last_of('/');
+  if (s == std::string::npos) return ".";
+  return s == 0 ? "/" : path.substr(0, s);
+}
+
 
 bool same_file(const std::string& a, const std::string& b) {
   struct stat sa {}, sb {};

@@ -84,6 +84,9 @@ class OutputClaim {
   std::vector<std::string> locks_;
 };
 
+/// The folder part of a path: "a/b.h5" -> "a", "b.h5" -> ".", "/b.h5" -> "/".
+std::string parent_folder(const std::string& path);
+
 /// True when `a` and `b` name the same existing file (same device and inode).
 bool same_file(const std::string& a, const std::string& b);
 

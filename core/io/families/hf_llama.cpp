@@ -76,7 +76,7 @@ Mapped map_hf_llama(const json& j, Tensors& t, const std::string& where) {
     throw CheckpointError(where + ": hidden_size " + std::to_string(d) + " is not divisible by num_attention_heads " +
                           std::to_string(H));
   const int64_t D = c.get<int64_t>("head_dim", H > 0 ? d / H : 0);
-  const int64_t L = c.count("num_hidden_layers", kMaxLayers), inter = c.count("intermediate_size", 1 << 20);
+  const int64_t L = c.count("num_hidden_layers", kMaxLayers), inter = c.count("intermediate_size", kMaxIntermediate);
   const bool bias = c.get<bool>("attention_bias", false);
   const bool tie = c.get<bool>("tie_word_embeddings", false);
   json attn = {{"num_heads", H},
