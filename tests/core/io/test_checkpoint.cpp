@@ -12,10 +12,12 @@
 #include "core/io/checkpoint.h"
 #include "core/io/hdf5.h"
 #include "core/model/model.h"
+#include "tests/support/test_files.h"
 #include "tests/support/test_support.h"
 
 using namespace mechscope;
 using mechscope::test::max_abs_diff;
+using mechscope::test::Edit;
 using mechscope::test::scratch_dir;
 using mechscope::test::small_config;
 namespace fs = std::filesystem;
@@ -37,19 +39,6 @@ std::string load_error(const std::string& path) {
   }
   return "";
 }
-
-// Opens a checkpoint for editing with the raw HDF5 API.
-// Edits a checkpoint with raw HDF5 calls, as another tool would, then seals it again so that the later checks
-// (format, version, configs, parameters) are what the test reaches.
-struct Edit {
-  explicit Edit(const std::string& p) : path(p), id(H5Fopen(p.c_str(), H5F_ACC_RDWR, H5P_DEFAULT)) {}
-  ~Edit() {
-    H5Fclose(id);
-    h5::seal(path);
-  }
-  std::string path;
-  hid_t id;
-};
 
 }  // namespace
 

@@ -19,10 +19,14 @@
 #include "core/io/import.h"
 #include "core/io/tokens.h"
 #include "core/model/model.h"
+#include "tests/support/test_files.h"
 #include "tests/support/test_support.h"
 
 using namespace mechscope;
+using mechscope::test::error_of;
+using mechscope::test::read_all;
 using mechscope::test::scratch_dir;
+using mechscope::test::write_all;
 using mechscope::test::small_config;
 namespace fs = std::filesystem;
 
@@ -30,28 +34,11 @@ namespace {
 
 const std::string kFixture = std::string(MECHSCOPE_SOURCE_DIR) + "/tests/import/fixtures/tiny_state_dict.pt";
 
-std::string read_all(const std::string& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-void write_all(const std::string& p, const std::string& s) {
-  std::ofstream out(p, std::ios::binary | std::ios::trunc);
-  out << s;
-}
 at::Tensor by_name(const TensorFile& f, const std::string& n) {
   for (const auto& [k, t] : f.tensors)
     if (k == n) return t;
   ADD_FAILURE() << "no tensor " << n;
   return {};
-}
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
 }
 
 }  // namespace

@@ -28,45 +28,22 @@
 #include "core/model/model.h"
 #include "core/util/files.h"
 #include "core/util/json.h"
+#include "tests/support/test_files.h"
 #include "tests/support/test_support.h"
 
 using namespace mechscope;
 using namespace std::string_literals;
+using mechscope::test::Edit;
+using mechscope::test::error_of;
+using mechscope::test::read_all;
 using mechscope::test::scratch_dir;
+using mechscope::test::write_all;
 using mechscope::test::small_config;
 namespace fs = std::filesystem;
 
 namespace {
 
-std::string read_all(const std::string& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-void write_all(const std::string& p, const std::string& s) {
-  std::ofstream out(p, std::ios::binary | std::ios::trunc);
-  out << s;
-}
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
 bool has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
-
-// Edits a checkpoint with raw HDF5 calls, as another tool would, then seals it again.
-struct Edit {
-  explicit Edit(const std::string& p) : path(p), id(H5Fopen(p.c_str(), H5F_ACC_RDWR, H5P_DEFAULT)) {}
-  ~Edit() {
-    H5Fclose(id);
-    h5::seal(path);
-  }
-  std::string path;
-  hid_t id;
-};
 
 std::string saved(const std::string& preset, const std::string& dir) {
   LanguageModel m(small_config(preset), 11);
