@@ -207,7 +207,8 @@ int run_info(const InfoOptions& o) {
             << ", vocab " << c.vocab_size << " (" << c.padded_vocab_size() << " rows), "
             << with_commas(model.parameter_count()) << " parameters\n";
   std::cout << "blocks       " << (c.rms_norm ? "RMSNorm" : "LayerNorm") << " eps " << c.norm_epsilon << ", "
-            << (c.has_mlp() ? "GatedMLP hidden " + std::to_string(c.mlp_hidden()) : std::string("no MLP")) << ", "
+            << (c.has_mlp() ? c.mlp_description() : std::string("no MLP")) << (c.parallel_residual ? " (parallel residual)" : "")
+            << ", "
             << (c.tie_embeddings ? "tied" : "untied") << " embeddings, position embedding: " << c.pos_emb
             << (c.pos_emb == "learned" ? " (" + std::to_string(c.max_seq_len) + " positions)" : "") << "\n";
   for (int64_t i = 0; i < c.n_layer; ++i) std::cout << "layer " << i << (i < 10 ? "      " : "     ") << describe_layer(model, i) << "\n";

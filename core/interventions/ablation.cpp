@@ -167,7 +167,8 @@ std::vector<std::string> ablation_cache_names(const LanguageModel& model) {
     names.push_back(model.block(l).resid_mid_hook());
     for (const auto& g : model.head_groups(l)) names.push_back(g.hook);
   }
-  if (model.block(n - 1).has_mlp()) names.push_back(model.block(n - 1).resid_post_hook());  // else already in
+  const BlockImpl& last = model.block(n - 1);
+  if (last.resid_mid_hook() != last.resid_post_hook()) names.push_back(last.resid_post_hook());  // else already in
   return names;
 }
 

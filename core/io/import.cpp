@@ -144,8 +144,18 @@ std::vector<std::string> tokenizer_vocab(const std::string& dir, int64_t vocab_s
   return v;
 }
 
-// The family a config.json belongs to: Hugging Face's by model_type, mamba_ssm's own by its keys.
+// The family a config.json belongs to: Hugging Face's by model_type, mamba_ssm's own by its keys. A quantised
+// checkpoint (transformers' quantization_config: GPTQ, AWQ, bitsandbytes, fp8, ...) is refused by name first: its
+// weights are packed integers or scaled floats under other names, never the float tensors the families map.
 const families::Family& family_of(const json& cfg, const std::string& cwhere) {
+  if (cfg.contains("quantization_config")) {
+    const json& q = cfg["quantization_config"];
+    std::string method = "unknown";
+    if (q.is_object() && q.contains("quant_method")) method = q["quant_method"].is_string() ? q["quant_method"].get<std::string>() : q["quant_method"].dump();
+    else if (q.is_object() && (q.value("load_in_4bit", false) || q.value("load_in_8bit", false))) method = "bitsandbytes";
+    throw CheckpointError(cwhere + " describes a quantised checkpoint (quantization_config, quant_method '" + method +
+                          "'); MechScope imports float32, float16 and bfloat16 weights: load the unquantised model");
+  }
   std::vector<std::string> hf;
   for (const auto& f : families::all()) {
     if (!f.model_type.empty()) hf.push_back(f.model_type);

@@ -5,13 +5,13 @@
 
 namespace mechscope {
 
-BlockImpl::BlockImpl(const ModelConfig& cfg, int64_t layer) : kind(cfg.mixer_kind(layer)) {
+BlockImpl::BlockImpl(const ModelConfig& cfg, int64_t layer) : kind(cfg.mixer_kind(layer)), parallel_(cfg.parallel_residual && cfg.has_mlp()) {
   // Registration order is construction order: the reference initialisation draws in this order.
   norm = register_module("norm", std::make_shared<NormImpl>(cfg.d_model, cfg));
   mixer_ = register_module("mixer", make_mixer(cfg, layer));
   if (cfg.has_mlp()) {
     norm2 = register_module("norm2", std::make_shared<NormImpl>(cfg.d_model, cfg));
-    mlp = register_module("mlp", std::make_shared<GatedMLPImpl>(cfg.d_model, cfg.mlp_hidden()));
+    mlp = register_module("mlp", std::make_shared<MLPImpl>(cfg));
   }
   const std::string p = layer_prefix(layer);
   h_resid_pre_ = p + "hook_resid_pre";
@@ -28,7 +28,8 @@ std::vector<std::string> BlockImpl::hook_names() const {
   std::vector<std::string> mixer_names = mixer_->hook_names();
   names.insert(names.end(), mixer_names.begin(), mixer_names.end());
   names.push_back(h_mixer_out_);
-  if (mlp) names.insert(names.end(), {h_resid_mid_, h_mlp_in_, h_mlp_out_});
+  if (mlp && !parallel_) names.push_back(h_resid_mid_);
+  if (mlp) names.insert(names.end(), {h_mlp_in_, h_mlp_out_});
   names.push_back(h_resid_post_);
   return names;
 }
@@ -41,6 +42,7 @@ std::string BlockImpl::site_hook(const std::string& site) const {
   auto it = own.find(site);
   if (it != own.end()) {
     const bool mlp_site = site == "resid_mid" || site == "mlp_in" || site == "mlp_out";
+    if (site == "resid_mid" && parallel_) return {};  // no residual between the mixer and the MLP
     return mlp_site && !mlp ? std::string() : *it->second;
   }
   auto sites = mixer_->patch_sites();
@@ -60,12 +62,18 @@ at::Tensor BlockImpl::forward_partial(const at::Tensor& resid_in, const Partial&
   at::Tensor resid = hook_point(ctx, h_resid_pre_, resid_in);
   at::Tensor h = hook_point(ctx, h_mixer_in_, norm->forward(resid));
   at::Tensor m = hook_point(ctx, h_mixer_out_, mixer_->forward(h, part, ctx));
-  return forward_after_mixer((part.rows ? gather_rows(resid, *part.rows) : resid) + m, ctx);
+  const at::Tensor at_rows = part.rows ? gather_rows(resid, *part.rows) : resid;
+  if (!parallel_) return forward_after_mixer(at_rows + m, ctx);
+  // Parallel: the MLP reads the block's input, not the mixer's sum. Added in the order GPT-NeoX adds:
+  // mlp_out + mixer_out + resid_pre.
+  at::Tensor h2 = hook_point(ctx, h_mlp_in_, norm2->forward(at_rows));
+  at::Tensor f = hook_point(ctx, h_mlp_out_, mlp->forward(h2));
+  return hook_point(ctx, h_resid_post_, f + m + at_rows);
 }
 
 at::Tensor BlockImpl::forward_after_mixer(const at::Tensor& resid_mid, HookContext* ctx) {
   at::Tensor resid = resid_mid;
-  if (mlp) {
+  if (mlp && !parallel_) {
     resid = hook_point(ctx, h_resid_mid_, resid);
     at::Tensor h2 = hook_point(ctx, h_mlp_in_, norm2->forward(resid));
     resid = resid + hook_point(ctx, h_mlp_out_, mlp->forward(h2));

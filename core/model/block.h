@@ -22,7 +22,8 @@ class BlockImpl : public torch::nn::Module {
  public:
   BlockImpl(const ModelConfig& cfg, int64_t layer);
   at::Tensor forward(const at::Tensor& resid /*[batch, pos, d_model]*/, HookContext* ctx);
-  /// The rest of the block after the mixer's residual add: resid_mid -> (MLP) -> resid_post.
+  /// The rest of the block after the sum resid_mid_hook() holds: resid_mid -> (MLP) -> resid_post; nothing but the
+  /// resid_post hook in a parallel-residual block, whose MLP does not read the mixer's output.
   at::Tensor forward_after_mixer(const at::Tensor& resid_mid, HookContext* ctx);
   /// The block's output at rows [batch, P] (positions per example) only: [batch, P, d_model].
   /// Equals forward(resid) gathered at those rows; attention computes only those queries, SSMs still scan
@@ -37,9 +38,12 @@ class BlockImpl : public torch::nn::Module {
   bool has_mlp() const { return static_cast<bool>(mlp); }
   /// Every hook point of the block, in forward order.
   std::vector<std::string> hook_names() const;
-  /// The hook holding the residual after the mixer's add (resid_pre + mixer_out, the very sum the block computes):
-  /// hook_resid_mid where the block has an MLP, else the block's output hook_resid_post.
-  const std::string& resid_mid_hook() const { return mlp ? h_resid_mid_ : h_resid_post_; }
+  /// The hook holding the first sum after the mixer that a change of the mixer's output adds to, unchanged
+  /// otherwise (so that forward_after_mixer of sum + change is the block's output with that change):
+  /// hook_resid_mid (resid_pre + mixer_out) where the block has a sequential MLP, else the block's output
+  /// hook_resid_post (no MLP, or a parallel residual whose MLP reads resid_pre only).
+  const std::string& resid_mid_hook() const { return mlp && !parallel_ ? h_resid_mid_ : h_resid_post_; }
+  bool parallel_residual() const { return parallel_; }
   const std::string& resid_post_hook() const { return h_resid_post_; }
   /// The hooks a partial run from a later position reads from an earlier run (the mixer's prefix_hooks()).
   std::vector<std::string> prefix_hooks() const { return mixer_->prefix_hooks(); }
@@ -49,10 +53,11 @@ class BlockImpl : public torch::nn::Module {
   std::string site_hook(const std::string& site) const;
 
   std::shared_ptr<NormImpl> norm, norm2;
-  std::shared_ptr<GatedMLPImpl> mlp;  // null without an MLP
+  std::shared_ptr<MLPImpl> mlp;  // null without an MLP
 
  private:
   std::shared_ptr<MixerImpl> mixer_;  // registered as "mixer" (its parameters are mixer.*)
+  bool parallel_ = false;             // GPT-NeoX's parallel residual (ModelConfig::parallel_residual)
   std::string h_resid_pre_, h_mixer_in_, h_mixer_out_, h_resid_mid_, h_mlp_in_, h_mlp_out_, h_resid_post_;
 };
 

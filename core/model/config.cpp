@@ -83,13 +83,14 @@ void require(bool ok, const std::string& msg) {
 const std::vector<std::string> kTopKeys = {
     "d_model", "d_intermediate", "n_layer", "vocab_size", "ssm_cfg", "attn_layer_idx", "attn_cfg",
     "rms_norm", "norm_epsilon", "residual_in_fp32", "fused_add_norm", "pad_vocab_size_multiple",
-    "tie_embeddings", "pos_emb", "max_seq_len", "parallel_layer_idx"};
+    "tie_embeddings", "pos_emb", "max_seq_len", "parallel_layer_idx", "mlp_type", "mlp_activation", "mlp_bias",
+    "parallel_residual"};
 const std::vector<std::string> kAttnKeys = {
     "num_heads", "num_heads_kv", "head_dim", "qkv_proj_bias", "out_proj_bias", "softmax_scale", "causal",
-    "rotary_emb_dim", "rotary_emb_base", "rotary_emb_interleaved", "rotary_scaling", "mlp_dim", "d_conv"};
+    "rotary_emb_dim", "rotary_emb_base", "rotary_emb_interleaved", "rotary_scaling", "sliding_window", "qk_norm", "mlp_dim", "d_conv"};
 const std::vector<std::string> kMamba1Keys = {
     "layer", "d_state", "d_conv", "expand", "dt_rank", "dt_min", "dt_max", "dt_init", "dt_scale",
-    "dt_init_floor", "conv_bias", "bias", "use_fast_path"};
+    "dt_init_floor", "conv_bias", "bias", "bcdt_rms_eps", "use_fast_path"};
 const std::vector<std::string> kMamba2Keys = {
     "layer", "d_state", "d_conv", "conv_init", "expand", "headdim", "d_ssm", "ngroups", "A_init_range",
     "D_has_hdim", "rmsnorm", "norm_before_gate", "dt_min", "dt_max", "dt_init_floor", "dt_limit", "bias",
@@ -117,9 +118,22 @@ void parse_attn(const json& j, ModelConfig& c) {
     RotaryScaling& rs = a.rotary_scaling;
     s.get("type", rs.type);
     s.get("factor", rs.factor);
-    require(rs.type == "linear" || rs.type == "llama3",
-            "attn_cfg.rotary_scaling.type: expected \"linear\" or \"llama3\", found \"" + rs.type + "\"");
+    require(rs.type == "linear" || rs.type == "llama3" || rs.type == "yarn" || rs.type == "dynamic",
+            "attn_cfg.rotary_scaling.type: expected \"linear\", \"llama3\", \"yarn\" or \"dynamic\", found \"" +
+                rs.type + "\"");
     require(rs.factor >= 1.0 && std::isfinite(rs.factor), "attn_cfg.rotary_scaling.factor: expected a number >= 1");
+    if (rs.type == "yarn" || rs.type == "dynamic") {
+      s.get("original_max_position_embeddings", rs.original_max_position);
+      require(rs.original_max_position > 0, "attn_cfg.rotary_scaling.original_max_position_embeddings: expected > 0");
+    }
+    if (rs.type == "yarn") {
+      s.get("attention_factor", rs.attention_factor);
+      s.get("beta_fast", rs.beta_fast);
+      s.get("beta_slow", rs.beta_slow);
+      s.get("truncate", rs.truncate);
+      require(rs.attention_factor > 0 && std::isfinite(rs.attention_factor) && rs.beta_fast > 0 && rs.beta_slow > 0,
+              "attn_cfg.rotary_scaling: yarn needs a positive attention_factor, beta_fast and beta_slow");
+    }
     if (rs.type == "llama3") {
       s.get("low_freq_factor", rs.low_freq_factor);
       s.get("high_freq_factor", rs.high_freq_factor);
@@ -128,10 +142,14 @@ void parse_attn(const json& j, ModelConfig& c) {
               "attn_cfg.rotary_scaling: llama3 needs 0 < low_freq_factor < high_freq_factor and "
               "original_max_position_embeddings > 0");
     }
-    s.finish({"type", "factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"});
+    s.finish({"type", "factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings",
+              "attention_factor", "beta_fast", "beta_slow", "truncate"});
   } else {
     r.ignore("rotary_scaling");
   }
+  r.get("sliding_window", a.sliding_window);
+  r.get("qk_norm", a.qk_norm);
+  require(a.sliding_window >= 0, "attn_cfg.sliding_window: expected a window of at least 1 position, or 0 for none");
   int64_t mlp_dim = 0, d_conv = 0;
   r.get("mlp_dim", mlp_dim);
   r.get("d_conv", d_conv);
@@ -167,6 +185,8 @@ void parse_mamba1(ObjectReader& r, ModelConfig& c) {
   r.get("dt_init_floor", m.dt_init_floor);
   r.get("conv_bias", m.conv_bias);
   r.get("bias", m.bias);
+  r.get("bcdt_rms_eps", m.bcdt_rms_eps);
+  require(m.bcdt_rms_eps >= 0 && m.bcdt_rms_eps < 1, "ssm_cfg.bcdt_rms_eps: expected a small positive number, or 0 for none");
   r.ignore("use_fast_path");
   r.finish(kMamba1Keys);
   if (m.dt_rank == 0) m.dt_rank = (c.d_model + 15) / 16;
@@ -289,10 +309,16 @@ double ModelConfig::approx_parameter_count() const {
         layer += d * (2 * di + 2 * mamba2.ngroups * mamba2.d_state) + di * d;
       }
     }
-    if (has_mlp()) layer += 3.0 * d * mlp_hidden();
+    if (has_mlp()) layer += (mlp_type == "gated" ? 3.0 : 2.0) * d * mlp_hidden();
     total += layer;
   }
   return total;
+}
+
+std::string ModelConfig::mlp_description() const {
+  if (mlp_type == "gated" && mlp_activation == "silu" && !mlp_bias) return "GatedMLP hidden " + std::to_string(mlp_hidden());
+  return std::string(mlp_type == "gated" ? "gated MLP (" : "MLP (") + mlp_activation + (mlp_bias ? ", biases" : "") +
+         ") hidden " + std::to_string(mlp_hidden());
 }
 
 int64_t ModelConfig::ssm_heads() const {
@@ -318,6 +344,10 @@ ModelConfig ModelConfig::from_json(const json& j) {
   r.get("tie_embeddings", c.tie_embeddings);
   r.get("pos_emb", c.pos_emb);
   r.get("max_seq_len", c.max_seq_len);
+  r.get("mlp_type", c.mlp_type);
+  r.get("mlp_activation", c.mlp_activation);
+  r.get("mlp_bias", c.mlp_bias);
+  r.get("parallel_residual", c.parallel_residual);
 
   require(c.d_model > 0, "model_config.d_model: must be positive, found " + std::to_string(c.d_model));
   require(c.n_layer > 0, "model_config.n_layer: must be positive, found " + std::to_string(c.n_layer));
@@ -327,6 +357,12 @@ ModelConfig ModelConfig::from_json(const json& j) {
   require(c.norm_epsilon > 0, "model_config.norm_epsilon: must be positive");
   require(c.pos_emb == "none" || c.pos_emb == "learned",
           "model_config.pos_emb: expected \"none\" or \"learned\", found \"" + c.pos_emb + "\"");
+  require(c.mlp_type == "gated" || c.mlp_type == "plain",
+          "model_config.mlp_type: expected \"gated\" or \"plain\", found \"" + c.mlp_type + "\"");
+  require(c.mlp_activation == "silu" || c.mlp_activation == "gelu" || c.mlp_activation == "gelu_tanh" ||
+              c.mlp_activation == "relu",
+          "model_config.mlp_activation: expected \"silu\", \"gelu\", \"gelu_tanh\" or \"relu\", found \"" +
+              c.mlp_activation + "\"");
   if (c.pos_emb == "learned")
     require(c.max_seq_len > 0, "model_config.max_seq_len: a learned position table needs max_seq_len > 0");
   // Sanity bounds so that a corrupt or hostile config cannot ask for terabytes.
@@ -397,6 +433,7 @@ json ModelConfig::to_json() const {
     ssm["dt_init_floor"] = m.dt_init_floor;
     ssm["conv_bias"] = m.conv_bias;
     ssm["bias"] = m.bias;
+    if (m.bcdt_rms_eps > 0) ssm["bcdt_rms_eps"] = m.bcdt_rms_eps;  // written only when set, as before
   } else {
     const auto& m = mamba2;
     ssm["d_state"] = m.d_state;
@@ -442,8 +479,17 @@ json ModelConfig::to_json() const {
         s["high_freq_factor"] = rs.high_freq_factor;
         s["original_max_position_embeddings"] = rs.original_max_position;
       }
+      if (rs.type == "yarn" || rs.type == "dynamic") s["original_max_position_embeddings"] = rs.original_max_position;
+      if (rs.type == "yarn") {
+        s["attention_factor"] = rs.attention_factor;
+        s["beta_fast"] = rs.beta_fast;
+        s["beta_slow"] = rs.beta_slow;
+        s["truncate"] = rs.truncate;
+      }
       a["rotary_scaling"] = s;
     }
+    if (attn.sliding_window > 0) a["sliding_window"] = attn.sliding_window;
+    if (attn.qk_norm) a["qk_norm"] = true;
   }
   j["attn_cfg"] = a;
   j["rms_norm"] = rms_norm;
@@ -455,11 +501,16 @@ json ModelConfig::to_json() const {
   j["pos_emb"] = pos_emb;
   if (pos_emb == "learned" || max_seq_len > 0) j["max_seq_len"] = max_seq_len;
   j["parallel_layer_idx"] = parallel_layer_idx;
+  // Written only when not the defaults, so that the files of earlier versions stay as they were.
+  if (mlp_type != "gated") j["mlp_type"] = mlp_type;
+  if (mlp_activation != "silu") j["mlp_activation"] = mlp_activation;
+  if (mlp_bias) j["mlp_bias"] = true;
+  if (parallel_residual) j["parallel_residual"] = true;
   return j;
 }
 
 std::vector<std::string> ModelConfig::preset_names() {
-  return {"transformer", "mamba1", "mamba2", "hybrid", "parallel-hybrid"};
+  return {"transformer", "mamba1", "mamba2", "hybrid", "parallel-hybrid", "gpt-neox"};
 }
 
 json ModelConfig::preset_json(const std::string& name, const json& overrides) {
@@ -483,6 +534,16 @@ json ModelConfig::preset_json(const std::string& name, const json& overrides) {
     j["attn_layer_idx"] = {1, 3};  // alternating: Mamba2, MHA, Mamba2, MHA
     j["ssm_cfg"] = mamba2;
     j["attn_cfg"] = attn;
+  } else if (name == "gpt-neox") {  // Pythia's block: LayerNorms, parallel residual, GELU MLP, a quarter rotated
+    j["d_intermediate"] = 512;
+    j["attn_layer_idx"] = {0, 1};
+    j["attn_cfg"] = {{"num_heads", 4}, {"causal", true}, {"rotary_emb_dim", 8}};
+    j["ssm_cfg"] = json::object();
+    j["rms_norm"] = false;
+    j["mlp_type"] = "plain";
+    j["mlp_activation"] = "gelu";
+    j["mlp_bias"] = true;
+    j["parallel_residual"] = true;
   } else if (name == "parallel-hybrid") {
     j["parallel_layer_idx"] = {0, 1};
     j["ssm_cfg"] = mamba2;
@@ -499,7 +560,7 @@ json ModelConfig::preset_json(const std::string& name, const json& overrides) {
     std::vector<int64_t> idx;
     if (!overrides.contains("attn_layer_idx") && j.contains("attn_layer_idx")) {
       for (int64_t i = 0; i < n; ++i)
-        if (name == "transformer" || (name == "hybrid" && i % 2 == 1)) idx.push_back(i);
+        if (name == "transformer" || name == "gpt-neox" || (name == "hybrid" && i % 2 == 1)) idx.push_back(i);
       j["attn_layer_idx"] = idx;
     }
     idx.clear();

@@ -15,12 +15,19 @@ const char* mixer_kind_name(MixerKind kind);
 
 /// Rotary frequency scaling of long-context models (transformers' rope_type), applied to the inverse frequencies
 /// base^(-2i/d): "linear" divides every one by `factor`; "llama3" (Llama 3.1) divides those whose wavelength exceeds
-/// original_max / low_freq_factor, keeps those below original_max / high_freq_factor, and interpolates between.
+/// original_max / low_freq_factor, keeps those below original_max / high_freq_factor, and interpolates between;
+/// "yarn" blends f_i and f_i / factor by a linear ramp over the dimensions between the correction range of
+/// beta_fast and beta_slow rotations in original_max positions, and scales cos and sin by attention_factor;
+/// "dynamic" (NTK) changes nothing up to original_max positions, and longer inputs are refused (transformers
+/// recomputes the base from the input's length there, which no causal prefix can reproduce).
 struct RotaryScaling {
-  std::string type;                 ///< "" (none) | "linear" | "llama3"
+  std::string type;                 ///< "" (none) | "linear" | "llama3" | "yarn" | "dynamic"
   double factor = 1.0;
   double low_freq_factor = 1.0, high_freq_factor = 4.0;   ///< llama3
-  int64_t original_max_position = 0;                       ///< llama3: original_max_position_embeddings
+  int64_t original_max_position = 0;                       ///< llama3, yarn, dynamic: original_max_position_embeddings
+  double attention_factor = 1.0;                           ///< yarn (resolved from mscale, mscale_all_dim, factor)
+  double beta_fast = 32.0, beta_slow = 1.0;                ///< yarn
+  bool truncate = true;                                    ///< yarn: floor/ceil the correction range
 };
 
 /// Options of MHA (mamba_ssm/modules/mha.py). Field names are the attn_cfg keys.
@@ -36,6 +43,8 @@ struct AttnConfig {
   double rotary_emb_base = 10000.0;
   bool rotary_emb_interleaved = false;
   RotaryScaling rotary_scaling;     ///< long-context frequency scaling; none by default
+  int64_t sliding_window = 0;       ///< a query sees the keys at most sliding_window - 1 positions back; 0 = all
+  bool qk_norm = false;             ///< RMSNorm (weights q_norm, k_norm [D], the model's norm_epsilon) of each q and k head
 };
 
 /// Options of Mamba1 (mamba_ssm/modules/mamba_simple.py).
@@ -48,6 +57,7 @@ struct Mamba1Config {
   std::string dt_init = "random";   ///< "random" | "constant"
   bool conv_bias = true;
   bool bias = false;
+  double bcdt_rms_eps = 0.0;        ///< > 0: Falcon-Mamba's weightless RMS norms of x_proj's dt, B and C, this epsilon
 };
 
 /// Options of Mamba2 (mamba_ssm/modules/mamba2.py).
@@ -94,6 +104,13 @@ struct ModelConfig {
   int64_t pad_vocab_size_multiple = 8;
   std::string pos_emb = "none";     ///< "none" | "learned"
   int64_t max_seq_len = 0;          ///< rows of the learned position table
+  /// The MLP: "gated" (mamba_ssm's GatedMLP and Llama's SwiGLU: fc1 -> [value | gate] -> value * act(gate) -> fc2,
+  /// hidden rounded up to 128) or "plain" (GPT-2, GPT-NeoX: fc1 -> act -> fc2, hidden = d_intermediate).
+  std::string mlp_type = "gated";
+  std::string mlp_activation = "silu";  ///< "silu" | "gelu" (erf) | "gelu_tanh" (tanh approximation) | "relu"
+  bool mlp_bias = false;                ///< fc1 and fc2 carry biases
+  /// GPT-NeoX's parallel residual: resid_post = resid_pre + mixer(norm(resid_pre)) + mlp(norm2(resid_pre)).
+  bool parallel_residual = false;
 
   /// Embedding rows after padding to pad_vocab_size_multiple.
   int64_t padded_vocab_size() const;
@@ -103,7 +120,9 @@ struct ModelConfig {
   /// "transformer", "mamba2", "hybrid (Mamba2 + attention)", "parallel hybrid (Mamba1 + attention)".
   std::string architecture_name() const;
   bool has_mlp() const { return d_intermediate > 0; }
-  int64_t mlp_hidden() const { return (d_intermediate + 127) / 128 * 128; }
+  int64_t mlp_hidden() const { return mlp_type == "plain" ? d_intermediate : (d_intermediate + 127) / 128 * 128; }
+  /// "GatedMLP hidden 256", "MLP (gelu) hidden 64".
+  std::string mlp_description() const;
   // Derived sizes.
   int64_t attn_head_dim(int64_t d_model_) const;
   int64_t attn_heads_kv() const { return attn.num_heads_kv > 0 ? attn.num_heads_kv : attn.num_heads; }

@@ -71,15 +71,30 @@ double NormImpl::eps() const { return rms_ ? rms_->eps : ln_->options.eps(); }
 
 // ------------------------------------------------------------------ MLP
 
-GatedMLPImpl::GatedMLPImpl(int64_t d_model, int64_t hidden) {
-  fc1 = register_module("fc1", torch::nn::Linear(torch::nn::LinearOptions(d_model, 2 * hidden).bias(false)));
-  fc2 = register_module("fc2", torch::nn::Linear(torch::nn::LinearOptions(hidden, d_model).bias(false)));
+MLPImpl::MLPImpl(const ModelConfig& cfg) : gated(cfg.mlp_type == "gated") {
+  const int64_t hidden = cfg.mlp_hidden();
+  fc1 = register_module("fc1", torch::nn::Linear(torch::nn::LinearOptions(cfg.d_model, (gated ? 2 : 1) * hidden)
+                                                     .bias(cfg.mlp_bias)));
+  fc2 = register_module("fc2", torch::nn::Linear(torch::nn::LinearOptions(hidden, cfg.d_model).bias(cfg.mlp_bias)));
+  const std::string& a = cfg.mlp_activation;
+  act_ = a == "gelu" ? Act::Gelu : a == "gelu_tanh" ? Act::GeluTanh : a == "relu" ? Act::Relu : Act::Silu;
 }
 
-at::Tensor GatedMLPImpl::forward(const at::Tensor& x) {
+at::Tensor MLPImpl::act(const at::Tensor& x) const {
+  switch (act_) {
+    case Act::Gelu: return at::gelu(x);
+    case Act::GeluTanh: return at::gelu(x, "tanh");
+    case Act::Relu: return at::relu(x);
+    case Act::Silu: break;
+  }
+  return at::silu(x);
+}
+
+at::Tensor MLPImpl::forward(const at::Tensor& x) {
   at::Tensor y = fc1->forward(x);
+  if (!gated) return fc2->forward(act(y));
   auto halves = y.chunk(2, -1);
-  return fc2->forward(halves[0] * at::silu(halves[1]));
+  return fc2->forward(halves[0] * act(halves[1]));
 }
 
 // ------------------------------------------------------------------ rotary
@@ -151,8 +166,23 @@ std::pair<at::Tensor, at::Tensor> rotary_angles(int64_t rd, double base, const a
     at::Tensor smoothed = (1 - smooth) * scaled / factor + smooth * scaled;
     at::Tensor medium = at::logical_not(wavelen < high_wavelen).logical_and(at::logical_not(wavelen > low_wavelen));
     inv_freq = at::where(medium, smoothed, scaled);
+  } else if (scaling && scaling->type == "yarn") {
+    // transformers' _compute_yarn_parameters: the correction range in double, the ramp and the blend in float32.
+    const double d = static_cast<double>(rd), b = base, old_len = static_cast<double>(scaling->original_max_position);
+    auto correction_dim = [&](double rotations) { return d * std::log(old_len / (rotations * 2 * M_PI)) / (2 * std::log(b)); };
+    double low = correction_dim(scaling->beta_fast), high = correction_dim(scaling->beta_slow);
+    if (scaling->truncate) low = std::floor(low), high = std::ceil(high);
+    low = std::max(low, 0.0), high = std::min(high, d - 1);
+    if (low == high) high += 0.001;  // as transformers: no division by zero
+    at::Tensor ramp = ((at::arange(rd / 2, pos.options()) - low) / (high - low)).clamp(0, 1);
+    at::Tensor extrapolation = 1 - ramp;
+    at::Tensor pos_freqs = at::pow(base, at::arange(0, rd, 2, pos.options()) / d);
+    at::Tensor interpolated = 1.0 / (scaling->factor * pos_freqs);
+    inv_freq = interpolated * (1 - extrapolation) + (1.0 / pos_freqs) * extrapolation;
   }
   at::Tensor freqs = pos.unsqueeze(-1) * inv_freq;
+  if (scaling && scaling->type == "yarn" && scaling->attention_factor != 1.0)
+    return {freqs.cos() * scaling->attention_factor, freqs.sin() * scaling->attention_factor};
   return {freqs.cos(), freqs.sin()};
 }
 

@@ -47,12 +47,19 @@ class NormImpl : public torch::nn::Module {
   RMSNorm rms_{nullptr};
 };
 
-/// GatedMLP (mamba_ssm modules/mlp.py): fc1 (no bias) -> [value | gate] -> value * silu(gate) -> fc2 (no bias).
-class GatedMLPImpl : public torch::nn::Module {
+/// The MLP of a block, by config (mlp_type, mlp_activation, mlp_bias). Gated (mamba_ssm modules/mlp.py's
+/// GatedMLP, and Llama's SwiGLU): fc1 -> [value | gate] -> value * act(gate) -> fc2, fc1 [2*hidden, d_model].
+/// Plain (GPT-2, GPT-NeoX): fc2(act(fc1(x))), fc1 [hidden, d_model]. fc2 [d_model, hidden] either way.
+class MLPImpl : public torch::nn::Module {
  public:
-  GatedMLPImpl(int64_t d_model, int64_t hidden);
+  explicit MLPImpl(const ModelConfig& cfg);
   at::Tensor forward(const at::Tensor& x /*[..., d_model]*/);
-  torch::nn::Linear fc1{nullptr}, fc2{nullptr};  // fc1 [2*hidden, d_model]; fc2 [d_model, hidden]
+  torch::nn::Linear fc1{nullptr}, fc2{nullptr};
+  bool gated = true;
+
+ private:
+  at::Tensor act(const at::Tensor& x) const;
+  enum class Act { Silu, Gelu, GeluTanh, Relu } act_ = Act::Silu;
 };
 
 /// Rotary embedding (flash_attn RotaryEmbedding, rotate-half or interleaved) of the first `rotary_dim` features of

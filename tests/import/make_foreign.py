@@ -276,7 +276,7 @@ def bad(a):
                 json.dump(config, f)
         writer(os.path.join(d, "pytorch_model.bin"))
 
-    case("gpt2", {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "n_embd": 64}, lambda p: torch.save(sd, p))
+    case("t5", {"model_type": "t5", "architectures": ["T5ForConditionalGeneration"], "d_model": 64}, lambda p: torch.save(sd, p))
     case("wrong-shape", dict(conf, d_model=conf["d_model"] * 2), lambda p: torch.save(sd, p))
     case("legacy", conf, lambda p: torch.save(sd, p, _use_new_zipfile_serialization=False))
     case("whole-module", conf, lambda p: torch.save(torch.nn.Linear(2, 2), p))

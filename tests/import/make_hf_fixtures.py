@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
 """Writes tiny random-weight models with the real `transformers` package, and the logits it computes for them, as
-fixtures for the importer (tests/core/io/test_hf_fixtures.cpp). Run it in a venv outside the repository:
+fixtures for the importer (tests/core/io/test_hf_fixtures.cpp). Run it once per major version, in venvs outside the
+repository, each into its own folder:
 
     python3 -m venv ~/.venvs/hf5 && ~/.venvs/hf5/bin/pip install "torch>=2.4" "transformers>=5,<6" safetensors
     ~/.venvs/hf5/bin/python tests/import/make_hf_fixtures.py tests/import/fixtures/hf5
+    python3 -m venv ~/.venvs/hf4 && ~/.venvs/hf4/bin/pip install "torch>=2.4" "transformers==4.57.*" safetensors
+    ~/.venvs/hf4/bin/python tests/import/make_hf_fixtures.py tests/import/fixtures/hf4
 
-Each fixture is a folder as save_pretrained writes it (config.json, model.safetensors) plus expected.json:
-{"transformers": version, "tokens": [...], "logits": [[...], ...]} (float32 logits of one sequence), or, for a
-config the importer must refuse, {"refused": "<part of the message>"}.
+The two versions write different config dialects (4.x: rope_theta, rope_scaling, rotary_pct; 5.x: rope_parameters,
+layer_types), which is the point of writing both. Each fixture is a folder as save_pretrained writes it (config.json,
+model.safetensors) plus expected.json: {"transformers": version, "tokens": [...], "logits": [[...], ...]} (float32
+logits of one sequence), or, for a config the importer must refuse, {"refused": "<part of the message>"}.
 """
 import json
 import os
@@ -15,13 +19,38 @@ import sys
 
 import torch
 import transformers
-from transformers import LlamaConfig, LlamaForCausalLM, Mamba2Config, Mamba2ForCausalLM
+from transformers import (FalconMambaConfig, FalconMambaForCausalLM, GPT2Config, GPT2LMHeadModel, GPTNeoXConfig,
+                          GPTNeoXForCausalLM, LlamaConfig, LlamaForCausalLM, Mamba2Config, Mamba2ForCausalLM,
+                          MambaConfig, MambaForCausalLM, MistralConfig, MistralForCausalLM, Qwen2Config,
+                          Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM)
+
+V5 = int(transformers.__version__.split(".")[0]) >= 5
+
+
+def rope(theta, scaling=None):
+    """The rotary settings in the dialect of the running version."""
+    if V5:
+        return {"rope_parameters": dict(scaling or {"rope_type": "default"}, rope_theta=theta)}
+    kw = {"rope_theta": theta}
+    if scaling:
+        kw["rope_scaling"] = dict(scaling)
+    return kw
+
+
+def sharpen(layers, attr):
+    """Larger query and key weights: sharper attention, where the angles and the masks show."""
+    with torch.no_grad():
+        for layer in layers:
+            attn = getattr(layer, attr)
+            for name in ("q_proj", "k_proj"):
+                getattr(attn, name).weight.mul_(8.0)
+
 
 TOKENS = [3, 17, 42, 5, 9, 61, 0, 33, 12, 8, 50, 27]
 
 
-def save(model, folder, expected):
-    model.save_pretrained(folder, safe_serialization=True)
+def save(model, folder, expected, **kwargs):
+    model.save_pretrained(folder, safe_serialization=True, **kwargs)
     for extra in ("generation_config.json",):
         path = os.path.join(folder, extra)
         if os.path.exists(path):
@@ -41,40 +70,41 @@ def logits_of(model):
 def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
+    small = dict(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, max_position_embeddings=64)
 
-    # Llama 3-style rotary base, saved by transformers 5 inside rope_parameters (a 4.x reader sees no rope_theta).
+    # Llama 3-style rotary base (5.x writes it inside rope_parameters: a reader of rope_theta alone sees none).
     torch.manual_seed(1)
-    cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
-                      num_key_value_heads=2, rope_theta=500000.0, max_position_embeddings=64, rms_norm_eps=1e-6)
-    m = LlamaForCausalLM(cfg)
+    m = LlamaForCausalLM(LlamaConfig(**small, rms_norm_eps=1e-6, **rope(500000.0)))
     save(m, os.path.join(out, "llama_theta500k"), logits_of(m))
 
     # Long-context rotary scaling of Llama 3.1 (llama3) and linear interpolation, imported exactly.
     rope_cases = {
-        "llama_rope_llama3": {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
-                              "high_freq_factor": 4.0, "original_max_position_embeddings": 16},
-        "llama_rope_linear": {"rope_type": "linear", "rope_theta": 10000.0, "factor": 4.0},
+        "llama_rope_llama3": (500000.0, {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                         "high_freq_factor": 4.0, "original_max_position_embeddings": 16}),
+        "llama_rope_linear": (10000.0, {"rope_type": "linear", "factor": 4.0}),
+        "llama_rope_yarn": (10000.0, {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 16,
+                                      "beta_fast": 8.0, "beta_slow": 1.0}),
+        "llama_rope_yarn_mscale": (10000.0, {"rope_type": "yarn", "factor": 8.0, "original_max_position_embeddings": 8,
+                                             "mscale": 0.8, "mscale_all_dim": 0.5}),
+        # Dynamic NTK changes nothing up to max_position_embeddings (64 here, the sequence 12): the default rotary.
+        "llama_rope_dynamic": (10000.0, {"rope_type": "dynamic", "factor": 2.0}),
     }
-    for seed, (name, rope) in enumerate(rope_cases.items(), start=2):
+    for seed, (name, (theta, scaling)) in enumerate(rope_cases.items(), start=2):
         torch.manual_seed(seed)
-        cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
-                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                          rope_parameters=rope)
-        m = LlamaForCausalLM(cfg)
-        with torch.no_grad():  # sharper attention, where the angles show
-            for layer in m.model.layers:
-                layer.self_attn.q_proj.weight.mul_(8.0)
-                layer.self_attn.k_proj.weight.mul_(8.0)
+        m = LlamaForCausalLM(LlamaConfig(**small, **rope(theta, scaling)))
+        sharpen(m.model.layers, "self_attn")
         save(m, os.path.join(out, name), logits_of(m))
 
     # Rope scaling MechScope does not implement: refused by name, never imported with default rotary.
     torch.manual_seed(5)
-    cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=1, num_attention_heads=4,
-                      num_key_value_heads=2, max_position_embeddings=64,
-                      rope_parameters={"rope_type": "dynamic", "rope_theta": 10000.0, "factor": 2.0})
-    save(LlamaForCausalLM(cfg), os.path.join(out, "llama_rope_dynamic"), {"refused": "dynamic"})
+    cfg = LlamaConfig(**dict(small, num_hidden_layers=1),
+                      **rope(10000.0, {"rope_type": "longrope", "short_factor": [1.0, 1.0, 1.5, 2.0],
+                                       "long_factor": [1.0, 2.0, 3.0, 4.0], "original_max_position_embeddings": 16,
+                                       "factor": 4.0}))
+    save(LlamaForCausalLM(cfg), os.path.join(out, "llama_rope_longrope"), {"refused": "longrope"})
 
-    # Mamba2 with an infinite time-step limit (written as {"__float__": "Infinity"}) and a gated-norm epsilon of 1e-6.
+    # Mamba2 with an infinite time-step limit (5.x writes {"__float__": "Infinity"}) and a gated-norm epsilon of 1e-6.
     torch.manual_seed(3)
     cfg = Mamba2Config(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_heads=4, head_dim=16, state_size=8,
                        n_groups=1, chunk_size=8, expand=2, layer_norm_epsilon=1e-6)
@@ -84,6 +114,83 @@ def main():
             layer.mixer.out_proj.weight.mul_(4.0)
             layer.mixer.in_proj.weight.mul_(0.05)
     save(m, os.path.join(out, "mamba2_eps1e-6"), logits_of(m))
+
+    # Mamba (state-spaces/mamba-*-hf layout).
+    torch.manual_seed(6)
+    m = MambaForCausalLM(MambaConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, state_size=8, expand=2))
+    save(m, os.path.join(out, "mamba"), logits_of(m))
+
+    # GPT-2: Conv1D weights ([in, out]), learned positions, LayerNorm with biases, gelu_new MLP, tied head.
+    torch.manual_seed(7)
+    m = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_embd=32, n_layer=2, n_head=4, n_positions=32))
+    save(m, os.path.join(out, "gpt2"), logits_of(m))
+
+    # GPT-NeoX (Pythia): parallel residual, partial rotary (a quarter of each head), q/k/v interleaved per head,
+    # untied embed_out. And the sequential variant with half the head rotated and exact gelu.
+    for seed, (name, parallel, pct) in enumerate((("gpt_neox", True, 0.25), ("gpt_neox_sequential", False, 0.5)), 8):
+        torch.manual_seed(seed)
+        kw = {"rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": pct}} if V5 \
+            else {"rotary_pct": pct, "rotary_emb_base": 10000}
+        cfg = GPTNeoXConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                            num_attention_heads=4, max_position_embeddings=64, use_parallel_residual=parallel,
+                            hidden_act="gelu", **kw)
+        m = GPTNeoXForCausalLM(cfg)
+        with torch.no_grad():
+            for layer in m.gpt_neox.layers:
+                layer.attention.query_key_value.weight.mul_(4.0)
+        save(m, os.path.join(out, name), logits_of(m))
+
+    # Mistral: Llama with a sliding window (4 positions, shorter than the 12-token sequence, so the mask shows).
+    torch.manual_seed(10)
+    m = MistralForCausalLM(MistralConfig(**small, sliding_window=4, **rope(10000.0)))
+    sharpen(m.model.layers, "self_attn")
+    save(m, os.path.join(out, "mistral_window4"), logits_of(m))
+
+    # Qwen2: Llama with biases on q, k and v (none on o), no sliding window.
+    torch.manual_seed(11)
+    m = Qwen2ForCausalLM(Qwen2Config(**small, **rope(1000000.0)))
+    with torch.no_grad():
+        for layer in m.model.layers:
+            for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
+                proj.bias.normal_(0.0, 0.5)
+    save(m, os.path.join(out, "qwen2"), logits_of(m))
+
+    # Qwen2 with sliding-window layers from max_window_layers on: per-layer windows, refused by name.
+    torch.manual_seed(12)
+    cfg = Qwen2Config(**small, use_sliding_window=True, sliding_window=4, max_window_layers=1, **rope(10000.0))
+    save(Qwen2ForCausalLM(cfg), os.path.join(out, "qwen2_mixed_windows"), {"refused": "sliding"})
+
+    # Qwen3: an RMSNorm of each query and key head before the rotary (weights drawn away from 1 so that they show).
+    torch.manual_seed(13)
+    m = Qwen3ForCausalLM(Qwen3Config(**small, head_dim=8, **rope(1000000.0)))
+    with torch.no_grad():
+        for layer in m.model.layers:
+            layer.self_attn.q_norm.weight.normal_(1.0, 0.5)
+            layer.self_attn.k_norm.weight.normal_(1.0, 0.5)
+    save(m, os.path.join(out, "qwen3"), logits_of(m))
+
+    # Falcon-Mamba: Mamba with weightless RMS norms of dt, B and C (epsilon mixer_rms_eps).
+    torch.manual_seed(14)
+    m = FalconMambaForCausalLM(FalconMambaConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, state_size=8,
+                                                 expand=2, mixer_rms_eps=1e-3))
+    save(m, os.path.join(out, "falcon_mamba"), logits_of(m))
+
+    # Stored in bfloat16 and sharded (model-0000k-of-0000n.safetensors with an index): the logits of float32
+    # compute on the bfloat16 weights, and of bfloat16 compute (what the importer must match within 1e-5 and 1e-2).
+    for seed, (name, model) in enumerate((
+            ("llama_bf16_sharded", lambda: LlamaForCausalLM(LlamaConfig(**small, **rope(10000.0)))),
+            ("gpt_neox_bf16", lambda: GPTNeoXForCausalLM(GPTNeoXConfig(
+                vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                max_position_embeddings=64, hidden_act="gelu",
+                **({"rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.25}}
+                   if V5 else {"rotary_pct": 0.25})))),
+    ), 15):
+        torch.manual_seed(seed)
+        m = model().to(torch.bfloat16)
+        expected = logits_of(m.float())
+        m = m.to(torch.bfloat16)
+        expected["logits_bf16"] = logits_of(m)["logits"]
+        save(m, os.path.join(out, name), expected, **({"max_shard_size": "20KB"} if "sharded" in name else {}))
 
 
 if __name__ == "__main__":

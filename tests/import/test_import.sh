@@ -78,7 +78,7 @@ expect_error() {  # case substring
     echo "FAIL bad input $1: rc $rc, wanted a message with '$2': $out"; fail=1
   else echo "bad input $1: ${out:0:160}"; fi
 }
-expect_error gpt2 "model_type 'gpt2'"
+expect_error t5 "model_type 't5'"
 expect_error wrong-shape "has shape [64, 128], the config expects [64, 256]"
 expect_error legacy "legacy (pre-1.6, non-zip)"
 expect_error whole-module "torch.nn.modules.linear.Linear"

@@ -16,7 +16,7 @@ ModelConfig small_config(const std::string& preset, const nlohmann::json& overri
   nlohmann::json base = {{"d_model", 32}, {"vocab_size", 37}};
   if (overrides.contains("n_layer")) base["n_layer"] = overrides["n_layer"];  // keeps the preset's layer pattern
   nlohmann::json j = ModelConfig::preset_json(preset, base);
-  if (j.contains("attn_cfg") && j["attn_cfg"].is_object() && !j["attn_cfg"].empty()) j["attn_cfg"]["rotary_emb_dim"] = 8;
+  if (j.contains("attn_cfg") && j["attn_cfg"].is_object() && !j["attn_cfg"].empty()) j["attn_cfg"]["rotary_emb_dim"] = preset == "gpt-neox" ? 4 : 8;
   if (j["ssm_cfg"].value("layer", "") == "Mamba2") {
     j["ssm_cfg"]["headdim"] = 8;
     j["ssm_cfg"]["d_state"] = 8;
@@ -24,6 +24,9 @@ ModelConfig small_config(const std::string& preset, const nlohmann::json& overri
   } else if (j["ssm_cfg"].value("layer", "") == "Mamba1") {
     j["ssm_cfg"]["d_state"] = 4;
   }
+  // The test variant of Pythia's block also slides a 5-position window (Mistral's) over the sequences, so that
+  // every test that runs each preset covers windows too.
+  if (preset == "gpt-neox") j["attn_cfg"]["sliding_window"] = 5;
   j.merge_patch(overrides);
   return ModelConfig::from_json(j);
 }

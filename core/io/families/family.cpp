@@ -9,8 +9,14 @@ namespace mechscope::families {
 const std::vector<Family>& all() {
   static const std::vector<Family> families = {{"mamba_ssm", "", map_mamba_ssm},
                                                {"hf-mamba", "mamba", map_hf_mamba},
+                                               {"hf-falcon-mamba", "falcon_mamba", map_hf_falcon_mamba},
                                                {"hf-mamba2", "mamba2", map_hf_mamba2},
-                                               {"hf-llama", "llama", map_hf_llama}};
+                                               {"hf-llama", "llama", map_hf_llama},
+                                               {"hf-mistral", "mistral", map_hf_mistral},
+                                               {"hf-qwen2", "qwen2", map_hf_qwen2},
+                                               {"hf-qwen3", "qwen3", map_hf_qwen3},
+                                               {"hf-gpt2", "gpt2", map_hf_gpt2},
+                                               {"hf-gpt-neox", "gpt_neox", map_hf_gpt_neox}};
   return families;
 }
 
@@ -64,6 +70,145 @@ void finish_hf_ssm(Mapped& m, const Cfg& c, Tensors& t, int64_t d, const json& s
                     {"pad_vocab_size_multiple", 1}};
   copy_backbone(m, t, "backbone.embeddings.weight");
   handle_tied_head(m, t, tie, "lm_head.weight", c.where());
+}
+
+// The rotary embedding. transformers 4 writes "rope_theta" and "rope_scaling" ({"rope_type" or "type": ..., ...})
+// at the top; transformers 5 writes "rope_parameters": {"rope_theta": ..., "rope_type": ..., ...}. Imported:
+// "default", "linear" (factor) and "llama3" (factor, low/high_freq_factor, original_max_position_embeddings); any
+// other rope_type ("dynamic", "yarn", "longrope", ...) or a key this importer does not know is refused by name,
+// never replaced by a default. partial_rotary_factor (the rotated fraction of each head) is read where the family
+// has one (GPT-NeoX).
+namespace {
+
+// YaRN's settings, resolved as transformers resolves them: factor (5.x: max_position_embeddings /
+// original_max_position_embeddings when absent), original_max_position_embeddings (4.x: max_position_embeddings when
+// absent), attention_factor from mscale and mscale_all_dim when absent, beta_fast 32 and beta_slow 1 when absent or 0.
+json yarn_of(const Cfg& c, const json& p, const Cfg& pc, const std::string& key) {
+  const std::string& where = c.where();
+  int64_t original = 0;
+  if (p.contains("original_max_position_embeddings") && !p["original_max_position_embeddings"].is_null())
+    original = pc.req<int64_t>("original_max_position_embeddings");
+  else if (c.has("max_position_embeddings"))
+    original = c.req<int64_t>("max_position_embeddings");
+  if (original <= 0) throw CheckpointError(where + ": " + key + " of rope_type 'yarn' lacks original_max_position_embeddings");
+  double factor = pc.number("factor", 0.0);
+  if (!(factor > 0)) {
+    if (!c.has("max_position_embeddings")) throw CheckpointError(where + ": " + key + " of rope_type 'yarn' lacks factor");
+    factor = static_cast<double>(c.req<int64_t>("max_position_embeddings")) / static_cast<double>(original);
+  }
+  auto mscale_of = [](double scale, double m) { return scale <= 1 ? 1.0 : 0.1 * m * std::log(scale) + 1.0; };
+  double attention = pc.number("attention_factor", 0.0);
+  if (!(attention > 0)) {
+    const double m = pc.number("mscale", 0.0), m_all = pc.number("mscale_all_dim", 0.0);
+    attention = m != 0 && m_all != 0 ? mscale_of(factor, m) / mscale_of(factor, m_all) : mscale_of(factor, 1.0);
+  }
+  const double fast = pc.number("beta_fast", 0.0), slow = pc.number("beta_slow", 0.0);
+  return {{"type", "yarn"},
+          {"factor", factor},
+          {"attention_factor", attention},
+          {"beta_fast", fast != 0 ? fast : 32.0},
+          {"beta_slow", slow != 0 ? slow : 1.0},
+          {"original_max_position_embeddings", original},
+          {"truncate", p.contains("truncate") ? pc.req<bool>("truncate") : true}};
+}
+
+}  // namespace
+
+Rope read_rope(const Cfg& c, double default_theta, bool partial_ok) {
+  const std::string& where = c.where();
+  Rope r;
+  r.theta = default_theta;
+  const bool v5 = c.has("rope_parameters");
+  if (v5 && c.has("rope_scaling"))
+    throw CheckpointError(where + ": both rope_parameters and rope_scaling are set; which one applies is ambiguous");
+  if (!v5) r.theta = c.number("rope_theta", default_theta);
+  if (!v5 && !c.has("rope_scaling")) return r;
+  const std::string key = v5 ? "rope_parameters" : "rope_scaling";
+  const json& p = c.raw(key);
+  if (!p.is_object()) throw CheckpointError(where + ": " + key + " should be an object, found " + p.dump());
+  const Cfg pc(p, where + " " + key);
+  const std::string type_key = p.contains("rope_type") ? "rope_type" : p.contains("type") ? "type" : "";
+  const std::string type = type_key.empty() ? "default"
+                           : p[type_key].is_string() ? p[type_key].get<std::string>() : p[type_key].dump();
+  if (type != "default" && type != "linear" && type != "llama3" && type != "yarn" && type != "dynamic")
+    throw CheckpointError(where + ": " + key + "." + (type_key.empty() ? "rope_type" : type_key) + " '" + type +
+                          "' is not supported (MechScope imports default, linear, llama3, yarn and dynamic rotary "
+                          "embeddings)");
+  std::set<std::string> known = {"rope_theta", "rope_type", "type"};
+  if (partial_ok) known.insert("partial_rotary_factor");
+  if (type == "linear") known.insert("factor");
+  if (type == "llama3") known.insert({"factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"});
+  if (type == "yarn")
+    known.insert({"factor", "attention_factor", "beta_fast", "beta_slow", "mscale", "mscale_all_dim",
+                  "original_max_position_embeddings", "truncate"});
+  if (type == "dynamic") known.insert("factor");
+  for (const auto& [k, v] : p.items())
+    if (!known.count(k))
+      throw CheckpointError(where + ": " + key + "." + k + " = " + v.dump() + " is not understood for rope_type '" + type +
+                            "' by this importer");
+  if (v5) {
+    if (!p.contains("rope_theta")) throw CheckpointError(where + ": rope_parameters lacks rope_theta");
+    r.theta = pc.number("rope_theta", 0.0);
+    if (c.has("rope_theta") && c.number("rope_theta", r.theta) != r.theta)
+      throw CheckpointError(where + ": rope_theta and rope_parameters.rope_theta disagree");
+  }
+  if (partial_ok && v5 && p.contains("partial_rotary_factor")) r.partial = pc.number("partial_rotary_factor", 1.0);
+  if (!(r.theta > 0) || !std::isfinite(r.theta))
+    throw CheckpointError(where + ": the rotary base " + std::to_string(r.theta) + " is not a positive number");
+  if (type == "linear") r.scaling = {{"type", "linear"}, {"factor", pc.number("factor", 0.0)}};
+  if (type == "yarn") r.scaling = yarn_of(c, p, pc, key);
+  if (type == "dynamic") {
+    // transformers recomputes the base for inputs longer than max_position_embeddings; up to there it is the
+    // default rotary. The model refuses longer inputs (RotaryScaling).
+    if (!c.has("max_position_embeddings"))
+      throw CheckpointError(where + ": a dynamic rotary needs max_position_embeddings, where its scaling starts");
+    r.scaling = {{"type", "dynamic"},
+                 {"factor", pc.number("factor", 0.0)},
+                 {"original_max_position_embeddings", c.req<int64_t>("max_position_embeddings")}};
+  }
+  if (type == "llama3") {
+    for (const char* k : {"factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"})
+      if (!p.contains(k)) throw CheckpointError(where + ": " + key + " of rope_type 'llama3' lacks " + k);
+    r.scaling = {{"type", "llama3"},
+                 {"factor", pc.number("factor", 0.0)},
+                 {"low_freq_factor", pc.number("low_freq_factor", 0.0)},
+                 {"high_freq_factor", pc.number("high_freq_factor", 0.0)},
+                 {"original_max_position_embeddings", pc.req<int64_t>("original_max_position_embeddings")}};
+  }
+  return r;
+}
+
+std::string hf_activation(const Cfg& c, const std::string& key, const std::string& def) {
+  const auto act = c.get<std::string>(key, def);
+  if (act == "gelu") return "gelu";
+  if (act == "gelu_new" || act == "gelu_pytorch_tanh") return "gelu_tanh";  // the same function, tanh approximation
+  if (act == "relu") return "relu";
+  if (act == "silu" || act == "swish") return "silu";
+  throw CheckpointError(c.where() + ": " + key + " '" + act +
+                        "' is not supported (MechScope imports gelu, gelu_new, gelu_pytorch_tanh, relu and silu)");
+}
+
+std::string dims_text(const at::Tensor& t) {
+  std::string s = "[";
+  for (int64_t i = 0; i < t.dim(); ++i) s += (i ? ", " : "") + std::to_string(t.size(i));
+  return s + "]";
+}
+
+json transformer_config(int64_t d, int64_t d_intermediate, int64_t n_layer, int64_t vocab, const json& attn, bool rms,
+                        double eps, bool tie) {
+  std::vector<int64_t> all(static_cast<size_t>(std::max<int64_t>(n_layer, 0)));
+  for (int64_t i = 0; i < n_layer; ++i) all[static_cast<size_t>(i)] = i;
+  return {{"d_model", d},
+          {"d_intermediate", d_intermediate},
+          {"n_layer", n_layer},
+          {"vocab_size", vocab},
+          {"attn_layer_idx", all},
+          {"attn_cfg", attn},
+          {"rms_norm", rms},
+          {"norm_epsilon", eps},
+          {"residual_in_fp32", false},  // transformers keeps the residual in the model dtype
+          {"tie_embeddings", tie},
+          {"pad_vocab_size_multiple", 1}};
 }
 
 // Zero rows (fc1) or columns (fc2) up to GatedMLP's multiple of 128: the padded units compute 0 * silu(0) = 0.

@@ -167,9 +167,27 @@ void handle_tied_head(Mapped& m, Tensors& t, bool tie, const std::string& head, 
 void copy_backbone(Mapped& m, Tensors& t, const std::string& embedding_name);
 
 void require_silu(const Cfg& c);
+/// transformers' activation name under `key` as an mlp_activation ("gelu", "gelu_tanh" for gelu_new and
+/// gelu_pytorch_tanh, "relu", "silu"); any other is refused by name.
+std::string hf_activation(const Cfg& c, const std::string& key, const std::string& def);
+/// The native model_config of a Hugging Face decoder whose every layer is attention: RMSNorm or LayerNorm of
+/// epsilon `eps`, the residual in the model's dtype (as transformers keeps it), no vocabulary padding.
+json transformer_config(int64_t d, int64_t d_intermediate, int64_t n_layer, int64_t vocab, const json& attn, bool rms,
+                        double eps, bool tie);
+/// "[3, 4]".
+std::string dims_text(const at::Tensor& t);
 
 // The part HF Mamba and Mamba2 share: the top-level config around their ssm_cfg, and the tensor names.
 void finish_hf_ssm(Mapped& m, const Cfg& c, Tensors& t, int64_t d, const json& ssm, bool tie);
+
+/// A rotary embedding as a config.json describes it (family.cpp, read_rope).
+struct Rope {
+  double theta = 10000.0;
+  json scaling;         ///< attn_cfg.rotary_scaling, or null
+  double partial = 1.0; ///< rope_parameters.partial_rotary_factor (5.x), when the family allows one
+};
+/// transformers 4's top-level rope_theta and rope_scaling, or 5's rope_parameters, with every key checked.
+Rope read_rope(const Cfg& c, double default_theta, bool partial_ok = false);
 
 // Zero rows (fc1) or columns (fc2) up to GatedMLP's multiple of 128: the padded units compute 0 * silu(0) = 0.
 at::Tensor pad_dim(const at::Tensor& w, int64_t dim, int64_t to);
@@ -187,7 +205,13 @@ const std::vector<Family>& all();
 // The families (one file each).
 Mapped map_mamba_ssm(const json& j, Tensors& t, const std::string& where);
 Mapped map_hf_mamba(const json& j, Tensors& t, const std::string& where);
+Mapped map_hf_falcon_mamba(const json& j, Tensors& t, const std::string& where);
 Mapped map_hf_mamba2(const json& j, Tensors& t, const std::string& where);
 Mapped map_hf_llama(const json& j, Tensors& t, const std::string& where);
+Mapped map_hf_mistral(const json& j, Tensors& t, const std::string& where);
+Mapped map_hf_qwen2(const json& j, Tensors& t, const std::string& where);
+Mapped map_hf_qwen3(const json& j, Tensors& t, const std::string& where);
+Mapped map_hf_gpt2(const json& j, Tensors& t, const std::string& where);
+Mapped map_hf_gpt_neox(const json& j, Tensors& t, const std::string& where);
 
 }  // namespace mechscope::families

@@ -1,5 +1,9 @@
-// Hugging Face LlamaForCausalLM (model_type "llama"): attention with rotary and grouped kv heads, SwiGLU MLPs
-// padded to GatedMLP's multiple of 128 (the padded units compute 0), q/k/v fused into in_proj.
+// Hugging Face Llama and the families that share its layout (model.layers.*.self_attn.{q,k,v,o}_proj,
+// mlp.{gate,up,down}_proj, RMSNorms): attention with rotary and grouped kv heads, SwiGLU MLPs padded to GatedMLP's
+// multiple of 128 (the padded units compute 0), q/k/v fused into in_proj. Llama ("llama"): biases on all four
+// projections when attention_bias, on the MLP when mlp_bias. Mistral ("mistral"): no biases, a sliding window.
+// Qwen2 ("qwen2"): biases on q, k and v but not o; a sliding window only on layers listed as such, refused when
+// only some are. Qwen3 ("qwen3"): Qwen2's windows, attention_bias, and an RMSNorm of each q and k head.
 #include "core/io/families/family.h"
 
 #include <ATen/ATen.h>
@@ -8,67 +12,18 @@ namespace mechscope::families {
 
 namespace {
 
-struct Rope {
-  double theta = 10000.0;
-  json scaling;  // attn_cfg.rotary_scaling, or null
+// What distinguishes the members of the family, read by their own mappers from their own keys.
+struct LlamaLike {
+  std::string family;
+  bool qkv_bias = false, out_bias = false, mlp_bias = false;
+  int64_t sliding_window = 0;  // 0: none
+  bool qk_norm = false;        // Qwen3: self_attn.q_norm, k_norm
 };
 
-// The rotary embedding. transformers 4 writes "rope_theta" and "rope_scaling" ({"rope_type" or "type": ..., ...})
-// at the top; transformers 5 writes "rope_parameters": {"rope_theta": ..., "rope_type": ..., ...}. Imported:
-// "default", "linear" (factor) and "llama3" (factor, low/high_freq_factor, original_max_position_embeddings); any
-// other rope_type ("dynamic", "yarn", "longrope", ...) or a key this importer does not know is refused by name,
-// never replaced by a default.
-Rope rope_of(const Cfg& c, const std::string& where) {
-  Rope r;
-  const bool v5 = c.has("rope_parameters");
-  if (v5 && c.has("rope_scaling"))
-    throw CheckpointError(where + ": both rope_parameters and rope_scaling are set; which one applies is ambiguous");
-  if (!v5) r.theta = c.number("rope_theta", 10000.0);
-  if (!v5 && !c.has("rope_scaling")) return r;
-  const std::string key = v5 ? "rope_parameters" : "rope_scaling";
-  const json& p = c.raw(key);
-  if (!p.is_object()) throw CheckpointError(where + ": " + key + " should be an object, found " + p.dump());
-  const Cfg pc(p, where + " " + key);
-  const std::string type_key = p.contains("rope_type") ? "rope_type" : p.contains("type") ? "type" : "";
-  const std::string type = type_key.empty() ? "default"
-                           : p[type_key].is_string() ? p[type_key].get<std::string>() : p[type_key].dump();
-  if (type != "default" && type != "linear" && type != "llama3")
-    throw CheckpointError(where + ": " + key + "." + (type_key.empty() ? "rope_type" : type_key) + " '" + type +
-                          "' is not supported (MechScope imports default, linear and llama3 rotary embeddings)");
-  std::set<std::string> known = {"rope_theta", "rope_type", "type"};
-  if (type == "linear") known.insert("factor");
-  if (type == "llama3") known.insert({"factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"});
-  for (const auto& [k, v] : p.items())
-    if (!known.count(k))
-      throw CheckpointError(where + ": " + key + "." + k + " = " + v.dump() + " is not understood for rope_type '" + type +
-                            "' by this importer");
-  if (v5) {
-    if (!p.contains("rope_theta")) throw CheckpointError(where + ": rope_parameters lacks rope_theta");
-    r.theta = pc.number("rope_theta", 0.0);
-    if (c.has("rope_theta") && c.number("rope_theta", r.theta) != r.theta)
-      throw CheckpointError(where + ": rope_theta and rope_parameters.rope_theta disagree");
-  }
-  if (!(r.theta > 0) || !std::isfinite(r.theta))
-    throw CheckpointError(where + ": the rotary base " + std::to_string(r.theta) + " is not a positive number");
-  if (type == "linear") r.scaling = {{"type", "linear"}, {"factor", pc.number("factor", 0.0)}};
-  if (type == "llama3") {
-    for (const char* k : {"factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"})
-      if (!p.contains(k)) throw CheckpointError(where + ": " + key + " of rope_type 'llama3' lacks " + k);
-    r.scaling = {{"type", "llama3"},
-                 {"factor", pc.number("factor", 0.0)},
-                 {"low_freq_factor", pc.number("low_freq_factor", 0.0)},
-                 {"high_freq_factor", pc.number("high_freq_factor", 0.0)},
-                 {"original_max_position_embeddings", pc.req<int64_t>("original_max_position_embeddings")}};
-  }
-  return r;
-}
-}  // namespace
-
-Mapped map_hf_llama(const json& j, Tensors& t, const std::string& where) {
-  Cfg c(j, where);
+Mapped map_llama_like(const Cfg& c, Tensors& t, const LlamaLike& v) {
+  const std::string& where = c.where();
   require_silu(c);
-  const Rope rope = rope_of(c, where);
-  if (c.get<bool>("mlp_bias", false)) throw CheckpointError(where + ": mlp_bias true is not supported (GatedMLP has no biases)");
+  const Rope rope = read_rope(c, 10000.0);
   Mapped m;
   const int64_t d = c.count("hidden_size", kMaxDModel), H = c.count("num_attention_heads", kMaxDModel);
   const int64_t Hkv = c.get<int64_t>("num_key_value_heads", H);
@@ -77,32 +32,23 @@ Mapped map_hf_llama(const json& j, Tensors& t, const std::string& where) {
                           std::to_string(H));
   const int64_t D = c.get<int64_t>("head_dim", H > 0 ? d / H : 0);
   const int64_t L = c.count("num_hidden_layers", kMaxLayers), inter = c.count("intermediate_size", kMaxIntermediate);
-  const bool bias = c.get<bool>("attention_bias", false);
   const bool tie = c.get<bool>("tie_word_embeddings", false);
   json attn = {{"num_heads", H},
                {"num_heads_kv", Hkv},
-               {"qkv_proj_bias", bias},
-               {"out_proj_bias", bias},
+               {"qkv_proj_bias", v.qkv_bias},
+               {"out_proj_bias", v.out_bias},
                {"causal", true},
                {"rotary_emb_dim", D},
                {"rotary_emb_base", rope.theta},
                {"rotary_emb_interleaved", false}};
   if (D * H != d) attn["head_dim"] = D;
   if (!rope.scaling.is_null()) attn["rotary_scaling"] = rope.scaling;
-  std::vector<int64_t> all(static_cast<size_t>(std::max<int64_t>(L, 0)));
-  for (int64_t i = 0; i < L; ++i) all[static_cast<size_t>(i)] = i;
-  m.model_config = {{"d_model", d},
-                    {"d_intermediate", inter},
-                    {"n_layer", L},
-                    {"vocab_size", c.count("vocab_size", kMaxVocab)},
-                    {"attn_layer_idx", all},
-                    {"attn_cfg", attn},
-                    {"rms_norm", true},
-                    {"norm_epsilon", c.number("rms_norm_eps", 1e-6)},
-                    {"residual_in_fp32", true},
-                    {"tie_embeddings", tie},
-                    {"pad_vocab_size_multiple", 1}};
-  c.finish("hf-llama");
+  if (v.sliding_window > 0) attn["sliding_window"] = v.sliding_window;
+  if (v.qk_norm) attn["qk_norm"] = true;
+  m.model_config = transformer_config(d, inter, L, c.count("vocab_size", kMaxVocab), attn, true,
+                                      c.number("rms_norm_eps", 1e-6), tie);
+  if (v.mlp_bias) m.model_config["mlp_bias"] = true;
+  c.finish(v.family);
   const int64_t hidden = (inter + 127) / 128 * 128;
   if (hidden != inter)
     m.notes.push_back("intermediate_size " + std::to_string(inter) + " padded with zero units to " + std::to_string(hidden) +
@@ -127,10 +73,12 @@ Mapped map_hf_llama(const json& j, Tensors& t, const std::string& where) {
     };
     fuse("weight", "mixer.in_proj.weight");
     put(m, t, n + "mixer.out_proj.weight", f + "self_attn.o_proj.weight");
-    if (bias) {
-      fuse("bias", "mixer.in_proj.bias");
-      put(m, t, n + "mixer.out_proj.bias", f + "self_attn.o_proj.bias");
+    if (v.qk_norm) {
+      put(m, t, n + "mixer.q_norm.weight", f + "self_attn.q_norm.weight");
+      put(m, t, n + "mixer.k_norm.weight", f + "self_attn.k_norm.weight");
     }
+    if (v.qkv_bias) fuse("bias", "mixer.in_proj.bias");
+    if (v.out_bias) put(m, t, n + "mixer.out_proj.bias", f + "self_attn.o_proj.bias");
     if (t.has(f + "self_attn.rotary_emb.inv_freq")) t.drop(f + "self_attn.rotary_emb.inv_freq");  // a buffer, recomputed
     at::Tensor up = t.take(f + "mlp.up_proj.weight"), gate = t.take(f + "mlp.gate_proj.weight");
     at::Tensor down = t.take(f + "mlp.down_proj.weight");
@@ -140,6 +88,11 @@ Mapped map_hf_llama(const json& j, Tensors& t, const std::string& where) {
     // GatedMLP: fc1 = [value; gate], y = value * silu(gate); Llama: down(up(x) * silu(gate(x))).
     m.weights[n + "mlp.fc1.weight"] = at::cat({pad_dim(up, 0, hidden), pad_dim(gate, 0, hidden)}, 0);
     m.weights[n + "mlp.fc2.weight"] = pad_dim(down, 1, hidden);
+    if (v.mlp_bias) {  // the padded units' value bias is 0 too: 0 * act(gate) = 0
+      m.weights[n + "mlp.fc1.bias"] =
+          at::cat({pad_dim(t.take(f + "mlp.up_proj.bias"), 0, hidden), pad_dim(t.take(f + "mlp.gate_proj.bias"), 0, hidden)});
+      put(m, t, n + "mlp.fc2.bias", f + "mlp.down_proj.bias");
+    }
     if (t.dtype(f + "mlp.up_proj.weight") != "float32") {
       m.source_dtype[n + "mlp.fc1.weight"] = t.dtype(f + "mlp.up_proj.weight");
       m.source_dtype[n + "mlp.fc2.weight"] = t.dtype(f + "mlp.down_proj.weight");
@@ -148,6 +101,79 @@ Mapped map_hf_llama(const json& j, Tensors& t, const std::string& where) {
   if (!tie) put(m, t, "lm_head.weight", "lm_head.weight");
   else if (t.has("lm_head.weight")) handle_tied_head(m, t, true, "lm_head.weight", where);
   return m;
+}
+
+// A window of at least one position, or null (none).
+int64_t window_of(const Cfg& c, const std::string& key) {
+  if (!c.has(key)) return 0;
+  const int64_t w = c.req<int64_t>(key);
+  if (w < 1) throw CheckpointError(c.where() + ": " + key + " is " + std::to_string(w) + "; a window holds at least 1 position");
+  return w;
+}
+
+// Qwen2's and Qwen3's windows: transformers 5 (and 4.57) list each layer's kind in layer_types; older files say
+// use_sliding_window with max_window_layers (the layers from that index on slide). One window for all layers or
+// none is imported; a mix is refused (MechScope's attention settings are the model's, not per layer).
+int64_t qwen_window(const Cfg& c) {
+  const std::string& where = c.where();
+  const int64_t L = c.count("num_hidden_layers", kMaxLayers);
+  const bool use = c.get<bool>("use_sliding_window", false);
+  const int64_t max_window_layers = c.get<int64_t>("max_window_layers", L);
+  std::vector<std::string> kinds;
+  if (c.has("layer_types")) {
+    try {
+      kinds = c.raw("layer_types").get<std::vector<std::string>>();
+    } catch (const json::exception&) {
+      throw CheckpointError(where + ": layer_types should be a list of strings");
+    }
+    if (static_cast<int64_t>(kinds.size()) != L)
+      throw CheckpointError(where + ": layer_types lists " + std::to_string(kinds.size()) + " layers; num_hidden_layers is " +
+                            std::to_string(L));
+  } else {
+    for (int64_t i = 0; i < L; ++i) kinds.push_back(use && i >= max_window_layers ? "sliding_attention" : "full_attention");
+  }
+  int64_t sliding = 0;
+  for (const auto& k : kinds) {
+    if (k != "full_attention" && k != "sliding_attention")
+      throw CheckpointError(where + ": layer_types holds '" + k + "'; MechScope knows full_attention and sliding_attention");
+    sliding += k == "sliding_attention";
+  }
+  const int64_t window = use ? window_of(c, "sliding_window") : 0;
+  if (!use) (void)c.has("sliding_window");  // not applied without use_sliding_window, as in transformers
+  if (sliding > 0 && (!use || window == 0))
+    throw CheckpointError(where + ": layer_types lists sliding_attention layers but use_sliding_window/sliding_window "
+                          "give no window");
+  if (sliding > 0 && sliding < L)
+    throw CheckpointError(where + ": " + std::to_string(sliding) + " of " + std::to_string(L) +
+                          " layers use a sliding window (use_sliding_window with max_window_layers " +
+                          std::to_string(max_window_layers) + "); MechScope imports one window for all layers or none");
+  return sliding == L ? window : 0;
+}
+
+}  // namespace
+
+Mapped map_hf_llama(const json& j, Tensors& t, const std::string& where) {
+  Cfg c(j, where);
+  const bool bias = c.get<bool>("attention_bias", false);
+  return map_llama_like(c, t, {"hf-llama", bias, bias, c.get<bool>("mlp_bias", false), 0});
+}
+
+Mapped map_hf_mistral(const json& j, Tensors& t, const std::string& where) {
+  Cfg c(j, where);
+  return map_llama_like(c, t, {"hf-mistral", false, false, false, window_of(c, "sliding_window")});
+}
+
+Mapped map_hf_qwen2(const json& j, Tensors& t, const std::string& where) {
+  Cfg c(j, where);
+  return map_llama_like(c, t, {"hf-qwen2", true, false, false, qwen_window(c)});
+}
+
+// Qwen3: Qwen2's layout with attention_bias on all four projections (off by default) and an RMSNorm of each q and
+// k head before the rotary.
+Mapped map_hf_qwen3(const json& j, Tensors& t, const std::string& where) {
+  Cfg c(j, where);
+  const bool bias = c.get<bool>("attention_bias", false);
+  return map_llama_like(c, t, {"hf-qwen3", bias, bias, false, qwen_window(c), true});
 }
 
 }  // namespace mechscope::families

@@ -23,6 +23,10 @@ AttentionImpl::AttentionImpl(const ModelConfig& cfg, int64_t layer) : cfg_(cfg.a
                                                              .bias(cfg.attn.qkv_proj_bias)));
   out_proj = register_module("out_proj",
                              torch::nn::Linear(torch::nn::LinearOptions(H * D, cfg.d_model).bias(cfg.attn.out_proj_bias)));
+  if (cfg.attn.qk_norm) {  // Qwen3: RMSNorm over each head's features, before the rotary, with the model's epsilon
+    q_norm = register_module("q_norm", RMSNorm(D, cfg.norm_epsilon));
+    k_norm = register_module("k_norm", RMSNorm(D, cfg.norm_epsilon));
+  }
   const std::string p = layer_prefix(layer) + "attn.";
   h_q_ = p + "hook_q";
   h_k_ = p + "hook_k";
@@ -77,6 +81,8 @@ std::string AttentionImpl::describe() const {
   o << H << " attention heads (head_dim " << D;
   if (Hkv != H) o << ", " << Hkv << " kv heads";
   if (cfg_.rotary_emb_dim > 0) o << ", rotary " << cfg_.rotary_emb_dim;
+  if (cfg_.sliding_window > 0) o << ", sliding window " << cfg_.sliding_window;
+  if (cfg_.qk_norm) o << ", q/k RMSNorm";
   o << ")";
   return o.str();
 }
@@ -84,18 +90,31 @@ std::string AttentionImpl::describe() const {
 at::Tensor AttentionImpl::forward(const at::Tensor& x, const Partial& part, HookContext* ctx) {
   const int64_t b = x.size(0), Lx = x.size(1), s = part.start();
   const at::Tensor* rows = part.rows;
+  if (cfg_.rotary_scaling.type == "dynamic" && s + Lx > cfg_.rotary_scaling.original_max_position)
+    throw std::invalid_argument("a sequence of " + std::to_string(s + Lx) + " positions is longer than this model's " +
+                                std::to_string(cfg_.rotary_scaling.original_max_position) +
+                                " (max_position_embeddings): its dynamic NTK rotary changes its base with the length of "
+                                "the input there, which MechScope does not compute");
   at::Tensor q, k, v;
   if (!rows) {
     at::Tensor qkv = in_proj->forward(x);  // [b, L, (H + 2 Hkv) D]
     auto parts = qkv.split_with_sizes({H * D, Hkv * D, Hkv * D}, -1);
     q = parts[0], k = parts[1], v = parts[2];
+    if (q_norm) {
+      q = q_norm->forward(q.unflatten(-1, {H, D})).flatten(-2);
+      k = k_norm->forward(k.unflatten(-1, {Hkv, D})).flatten(-2);
+    }
   } else {  // only the queries at `rows`
     q = linear_outputs(in_proj, gather_rows(x, *rows), 0, H * D);  // [b, P, H D]
     auto kv = linear_outputs(in_proj, x, H * D, 2 * Hkv * D).chunk(2, -1);
     k = kv[0], v = kv[1];
+    if (q_norm) {
+      q = q_norm->forward(q.unflatten(-1, {H, D})).flatten(-2);
+      k = k_norm->forward(k.unflatten(-1, {Hkv, D})).flatten(-2);
+    }
     const bool hooked = ctx && (ctx->wants(h_q_) || ctx->wants(h_k_) || ctx->wants(h_v_) || ctx->wants(h_scores_) ||
                                 ctx->wants(h_pattern_));
-    if (s == 0 && !hooked && x.device().is_cpu() && x.scalar_type() == at::kFloat) {
+    if (s == 0 && !hooked && cfg_.sliding_window == 0 && x.device().is_cpu() && x.scalar_type() == at::kFloat) {
       auto [cos, sin] = rotary_tables(Lx);
       at::Tensor z = kernels::rows_attention(q.unflatten(-1, {H, D}), k.unflatten(-1, {Hkv, D}), v.unflatten(-1, {Hkv, D}),
                                              *rows, cos, sin, cfg_.rotary_emb_dim, cfg_.rotary_emb_interleaved, scale_);
@@ -130,16 +149,23 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const Partial& part, Hook
     v = v.repeat_interleave(H / Hkv, 2);
   }
   const int64_t Lk = k.size(1);
-  at::Tensor future;
+  at::Tensor future;  // the keys a query does not see: later ones, and those beyond a sliding window
+  const int64_t window = cfg_.sliding_window;
   if (qpos.defined()) {
-    future = at::arange(Lk, qpos.options()).view({1, 1, 1, Lk}) > qpos.view({qpos.size(0), 1, -1, 1});  // [b|1, 1, Lq, Lk]
+    const at::Tensor kidx = at::arange(Lk, qpos.options()).view({1, 1, 1, Lk}), qidx = qpos.view({qpos.size(0), 1, -1, 1});
+    future = kidx > qidx;  // [b|1, 1, Lq, Lk]
+    if (window > 0) future = future.logical_or(kidx <= qidx - window);
   } else {
     future = at::ones({Lx, Lx}, x.options().dtype(at::kBool)).triu(1);
+    if (window > 0) future = future.logical_or(at::ones({Lx, Lx}, x.options().dtype(at::kBool)).tril(-window));
   }
   at::Tensor scores = at::matmul(q.transpose(1, 2), k.permute({0, 2, 3, 1})) * scale_;  // [b, H, Lq, Lk]
   scores = scores.masked_fill(future, -std::numeric_limits<double>::infinity());
   scores = hook_point(ctx, h_scores_, scores);
-  at::Tensor pattern = hook_point(ctx, h_pattern_, at::softmax(scores, -1));
+  // In a half-precision model the softmax runs in float32 (as transformers' eager attention does), then casts back.
+  at::Tensor pattern = hook_point(ctx, h_pattern_, scores.scalar_type() == at::kFloat || scores.scalar_type() == at::kDouble
+                                                       ? at::softmax(scores, -1)
+                                                       : at::softmax(scores, -1, at::kFloat).to(scores.scalar_type()));
   at::Tensor z = at::matmul(pattern, v.transpose(1, 2)).transpose(1, 2);       // [b, Lq, H, D]
   z = hook_point(ctx, h_z_, z);
   return out_proj->forward(z.reshape({b, z.size(1), H * D}));

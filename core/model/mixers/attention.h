@@ -1,5 +1,5 @@
-// Multi-head causal self-attention (mamba_ssm modules/mha.py; spec §1 "MHA"): in_proj -> [q | k | v], rotary,
-// grouped kv heads, causal softmax, out_proj. Hooks under blocks.{i}.attn. (spec §2). Must not: know about blocks.
+// Multi-head causal self-attention (mamba_ssm modules/mha.py; spec §1 "MHA"): in_proj -> [q | k | v], (per-head
+// RMSNorm of q and k: Qwen3's qk_norm), rotary, grouped kv heads, causal softmax (within a sliding window), out_proj. Hooks under blocks.{i}.attn. (spec §2). Must not: know about blocks.
 #pragma once
 
 #include <memory>
@@ -10,6 +10,7 @@
 
 #include <torch/nn/modules/linear.h>
 
+#include "core/model/layers.h"
 #include "core/model/mixer.h"
 
 namespace mechscope {
@@ -35,6 +36,7 @@ class AttentionImpl : public MixerImpl {
 
   torch::nn::Linear in_proj{nullptr};   // [(H + 2 Hkv) D, d_model]
   torch::nn::Linear out_proj{nullptr};  // [d_model, H D]
+  RMSNorm q_norm{nullptr}, k_norm{nullptr};  // [D] each, with attn_cfg.qk_norm
   int64_t H, Hkv, D;
 
  private:

@@ -18,6 +18,7 @@ Mamba1Impl::Mamba1Impl(const ModelConfig& cfg, int64_t layer) {
   d_state = m.d_state;
   d_conv = m.d_conv;
   dt_rank = m.dt_rank;
+  bcdt_rms_eps_ = m.bcdt_rms_eps;
   in_proj = register_module("in_proj", torch::nn::Linear(torch::nn::LinearOptions(cfg.d_model, 2 * d_inner).bias(m.bias)));
   conv1d = register_module("conv1d", torch::nn::Conv1d(torch::nn::Conv1dOptions(d_inner, d_inner, d_conv)
                                                            .groups(d_inner).padding(d_conv - 1).bias(m.conv_bias)));
@@ -80,7 +81,8 @@ double Mamba1Impl::transient_bytes(int64_t batch, int64_t len) const {
 
 std::string Mamba1Impl::describe() const {
   return std::to_string(d_inner) + " channels as heads (d_state " + std::to_string(d_state) + ", d_conv " +
-         std::to_string(d_conv) + ", dt_rank " + std::to_string(dt_rank) + ")";
+         std::to_string(d_conv) + ", dt_rank " + std::to_string(dt_rank) +
+         (bcdt_rms_eps_ > 0 ? ", RMS-normed dt, B, C" : "") + ")";
 }
 
 at::Tensor Mamba1Impl::forward(const at::Tensor& hs, const Partial& part, HookContext* ctx) {
@@ -99,6 +101,13 @@ at::Tensor Mamba1Impl::forward(const at::Tensor& hs, const Partial& part, HookCo
   x = hook_point(ctx, h_x_, x.unsqueeze(-1)).squeeze(-1);                       // hook [b, L, H = d_inner, P = 1]
   at::Tensor x_dbl = x_proj->forward(x);                                        // [b, L, dt_rank + 2N]
   auto dbl = x_dbl.split_with_sizes({dt_rank, d_state, d_state}, -1);
+  if (bcdt_rms_eps_ > 0) {  // Falcon-Mamba: RMS norms without weights of the low-rank dt, B and C
+    auto rms = [&](const at::Tensor& v) {
+      at::Tensor f = v.to(at::kFloat);
+      return (f * at::rsqrt(f.pow(2).mean(-1, true) + bcdt_rms_eps_)).to(v.scalar_type());
+    };
+    for (auto& part_ : dbl) part_ = rms(part_);
+  }
   at::Tensor dt = at::softplus(dt_proj->forward(dbl[0]));  // [b, L, d_inner]
   dt = hook_point(ctx, h_dt_, dt);
   at::Tensor B = hook_point(ctx, h_B_, dbl[1].unsqueeze(2)).squeeze(2);         // [b, L, N]

@@ -47,7 +47,7 @@ void expect_close(const at::Tensor& a, const at::Tensor& b, double tol, const st
   EXPECT_LT(max_abs_diff(a, b), tol * scale) << what;
 }
 
-const std::vector<std::string> kPresets = {"transformer", "mamba1", "mamba2", "hybrid", "parallel-hybrid"};
+const std::vector<std::string> kPresets = {"transformer", "mamba1", "mamba2", "hybrid", "parallel-hybrid", "gpt-neox"};
 
 }  // namespace
 

@@ -135,7 +135,7 @@ TEST(Import, ConfigErrorsNameTheKey) {
   EXPECT_NE(with_config("{\"foo\": 1, \"bar\": 2}").find("it holds: bar, foo"), std::string::npos);
   EXPECT_NE(with_config("[1, 2").find("not valid JSON"), std::string::npos);
   EXPECT_NE(with_config("{\"model_type\": \"llama\", \"hidden_size\": 8, \"num_attention_heads\": 2, "
-                        "\"rope_scaling\": {\"type\": \"dynamic\", \"factor\": 2.0}}").find("rope_scaling.type 'dynamic'"),
+                        "\"rope_scaling\": {\"type\": \"longrope\", \"factor\": 2.0}}").find("rope_scaling.type 'longrope'"),
             std::string::npos);
   EXPECT_NE(with_config("{\"model_type\": \"llama\", \"hidden_size\": 8, \"num_attention_heads\": 2, "
                         "\"rope_scaling\": {\"type\": \"linear\", \"factor\": 2.0, \"beta\": 1}}").find("rope_scaling.beta"),

@@ -1,10 +1,15 @@
-// Models written by the real `transformers` package (tests/import/make_hf_fixtures.py, transformers 5): imported,
-// their logits must be the ones transformers computed; configs the importer cannot honour must be refused by name.
-// Each fixture failed before its fix: transformers 5's rope_parameters (a Llama with rotary base 500000 was imported
-// with 10000), llama3 and linear rotary scaling (not applied), its {"__float__": "Infinity"} time-step limit (the
-// Mamba2 was refused), and the Mamba2 gated norm's epsilon (1e-5 fixed, where transformers uses layer_norm_epsilon).
+// Models written by the real `transformers` package (tests/import/make_hf_fixtures.py, run with transformers 4.57
+// into fixtures/hf4 and with 5.x into fixtures/hf5: the two config dialects): imported, their logits must be the
+// ones transformers computed; configs the importer cannot honour must be refused by name.
+// Each of the first fixtures failed before its fix: transformers 5's rope_parameters (a Llama with rotary base
+// 500000 was imported with 10000), llama3 and linear rotary scaling (not applied), its {"__float__": "Infinity"}
+// time-step limit (the Mamba2 was refused), and the Mamba2 gated norm's epsilon (1e-5 fixed, where transformers
+// uses layer_norm_epsilon). GPT-2, GPT-NeoX, Mistral and Qwen2 were refused as unknown model types.
+#include <cmath>
 #include <filesystem>
+#include <functional>
 #include <fstream>
+#include <set>
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
@@ -21,30 +26,134 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const std::string kDir = std::string(MECHSCOPE_SOURCE_DIR) + "/tests/import/fixtures/hf5";
+const std::string kRoot = std::string(MECHSCOPE_SOURCE_DIR) + "/tests/import/fixtures/";
+const std::string kDir = kRoot + "hf5";
+const std::vector<std::string> kVersions = {"hf4", "hf5"};
 
-nlohmann::json expected_of(const std::string& name) {
-  std::ifstream in(kDir + "/" + name + "/expected.json");
+nlohmann::json expected_in(const std::string& dir, const std::string& name) {
+  std::ifstream in(dir + "/" + name + "/expected.json");
   return nlohmann::json::parse(in);
 }
+nlohmann::json expected_of(const std::string& name) { return expected_in(kDir, name); }
 
-// max |ours - transformers'| over the fixture's sequence, relative to the largest logit.
-double relative_error(const std::string& name) {
-  const nlohmann::json e = expected_of(name);
-  Checkpoint ck = import_checkpoint(kDir + "/" + name);
-  const auto tokens = e.at("tokens").get<std::vector<int64_t>>();
+// Our logits of the fixture's sequence, computed in float32 (or bfloat16).
+at::Tensor our_logits(const std::string& folder, const std::vector<int64_t>& tokens, at::ScalarType dtype = at::kFloat) {
+  Checkpoint ck = import_checkpoint(folder);
   at::Tensor ids = at::tensor(tokens, at::kLong).unsqueeze(0);
   at::NoGradGuard no_grad;
   ck.model->eval();
-  at::Tensor ours = ck.model->forward(ids)[0].to(at::kDouble);
+  ck.model->to(at::kCPU, dtype);
+  return ck.model->forward(ids)[0].to(at::kDouble);
+}
+
+// max |ours - transformers'| over the fixture's sequence, relative to the largest logit: float32 compute against
+// "logits", or bfloat16 compute against "logits_bf16".
+double relative_error_in(const std::string& dir, const std::string& name, at::ScalarType dtype = at::kFloat) {
+  const nlohmann::json e = expected_in(dir, name);
+  at::Tensor ours = our_logits(dir + "/" + name, e.at("tokens").get<std::vector<int64_t>>(), dtype);
   std::vector<double> flat;
-  for (const auto& row : e.at("logits"))
+  for (const auto& row : e.at(dtype == at::kFloat ? "logits" : "logits_bf16"))
     for (const auto& v : row) flat.push_back(v.get<double>());
   at::Tensor theirs = at::tensor(flat, at::kDouble).reshape(ours.sizes());
   return (ours - theirs).abs().max().item<double>() / theirs.abs().max().item<double>();
 }
+double relative_error(const std::string& name) { return relative_error_in(kDir, name); }
+
+// A copy of fixture folder `from` at `to` with its config.json edited.
+void copy_with_config(const std::string& from, const std::string& to, const std::function<void(nlohmann::json&)>& edit) {
+  fs::remove_all(to);
+  fs::copy(from, to);
+  nlohmann::json cfg;
+  {
+    std::ifstream in(to + "/config.json");
+    cfg = nlohmann::json::parse(in);
+  }
+  edit(cfg);
+  std::ofstream(to + "/config.json") << cfg.dump();
+}
+
+std::set<std::string> fixtures_in(const std::string& dir) {
+  std::set<std::string> names;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.is_directory()) names.insert(e.path().filename().string());
+  return names;
+}
 
 }  // namespace
+
+// Every fixture of both versions: transformers' logits to 1e-5, or a refusal naming what is not supported. Both
+// versions write the same models (the script's list), so a fixture missing from one folder is an error too.
+TEST(HfFixtures, EveryModelOfBothTransformersVersionsMatchesOrIsRefusedByName) {
+  const auto names = fixtures_in(kRoot + "hf5");
+  EXPECT_EQ(fixtures_in(kRoot + "hf4"), names);
+  EXPECT_GE(names.size(), 19u);
+  for (const auto& version : kVersions) {
+    const std::string dir = kRoot + version;
+    for (const auto& name : names) {
+      const nlohmann::json e = expected_in(dir, name);
+      if (e.contains("refused")) {
+        try {
+          import_checkpoint(dir + "/" + name);
+          ADD_FAILURE() << version << "/" << name << " was imported; it must be refused";
+        } catch (const CheckpointError& err) {
+          EXPECT_NE(std::string(err.what()).find(e.at("refused").get<std::string>()), std::string::npos)
+              << version << "/" << name << ": " << err.what();
+        }
+        continue;
+      }
+      double err = 1.0;
+      try {
+        err = relative_error_in(dir, name);
+      } catch (const std::exception& x) {
+        ADD_FAILURE() << version << "/" << name << ": " << x.what();
+        continue;
+      }
+      EXPECT_LT(err, 1e-5) << version << "/" << name << " (written by transformers " << e.value("transformers", "?") << ")";
+      if (e.contains("logits_bf16"))  // stored in bfloat16: bfloat16 compute against transformers' bfloat16 compute
+        EXPECT_LT(relative_error_in(dir, name, at::kBFloat16), 1e-2) << version << "/" << name << " in bfloat16";
+    }
+  }
+}
+
+// The fixtures exercise what they are named for: without the sliding window, GPT-NeoX's parallel residual or its
+// partial rotary, the logits would differ from transformers' by far more than the tolerance.
+TEST(HfFixtures, TheWindowTheParallelResidualAndThePartialRotaryEachChangeTheLogits) {
+  const std::string dir = mechscope::test::scratch_dir();
+  auto altered = [&](const std::string& name, const std::function<void(nlohmann::json&)>& edit) {
+    const std::string copy = dir + "/" + name;
+    copy_with_config(kDir + "/" + name, copy, edit);
+    const nlohmann::json e = expected_of(name);
+    const auto tokens = e.at("tokens").get<std::vector<int64_t>>();
+    const at::Tensor a = our_logits(kDir + "/" + name, tokens), b = our_logits(copy, tokens);
+    return (a - b).abs().max().item<double>() / a.abs().max().item<double>();
+  };
+  EXPECT_GT(altered("mistral_window4", [](nlohmann::json& c) { c["sliding_window"] = nullptr; }), 1e-3);
+  EXPECT_GT(altered("gpt_neox", [](nlohmann::json& c) { c["use_parallel_residual"] = false; }), 1e-3);
+  EXPECT_GT(altered("gpt_neox", [](nlohmann::json& c) { c["rope_parameters"]["partial_rotary_factor"] = 0.5; }), 1e-3);
+  Checkpoint neox = import_checkpoint(kDir + "/gpt_neox");
+  EXPECT_TRUE(neox.config.parallel_residual);
+  EXPECT_EQ(neox.config.attn.rotary_emb_dim, 2);  // a quarter of head size 8
+  EXPECT_EQ(neox.config.mlp_type, "plain");
+  EXPECT_EQ(import_checkpoint(kDir + "/mistral_window4").config.attn.sliding_window, 4);
+  EXPECT_TRUE(import_checkpoint(kDir + "/qwen3").config.attn.qk_norm);
+  EXPECT_EQ(import_checkpoint(kRoot + "hf4/falcon_mamba").config.mamba1.bcdt_rms_eps, 1e-3);
+  Checkpoint gpt2 = import_checkpoint(kRoot + "hf4/gpt2");
+  EXPECT_EQ(gpt2.config.pos_emb, "learned");
+  EXPECT_EQ(gpt2.config.mlp_activation, "gelu_tanh");
+}
+
+// transformers 4.57 writes GPT-NeoX's rotary settings twice (rotary_pct and partial_rotary_factor, rotary_emb_base
+// and rope_theta); the copies must agree, and a disagreement is refused, not resolved by picking one.
+TEST(HfFixtures, DisagreeingCopiesOfARotarySettingAreRefused) {
+  const std::string copy = mechscope::test::scratch_dir() + "/neox";
+  copy_with_config(kRoot + "hf4/gpt_neox", copy, [](nlohmann::json& c) { c["rotary_pct"] = 0.5; });
+  try {
+    import_checkpoint(copy);
+    ADD_FAILURE() << "imported with one of two rotary fractions";
+  } catch (const CheckpointError& e) {
+    EXPECT_NE(std::string(e.what()).find("disagree"), std::string::npos) << e.what();
+  }
+}
 
 TEST(HfFixtures, LlamaWithRopeParametersOfTransformers5) {
   EXPECT_LT(relative_error("llama_theta500k"), 1e-5);
@@ -66,12 +175,33 @@ TEST(HfFixtures, LlamaWithLlama3AndLinearRotaryScaling) {
 }
 
 TEST(HfFixtures, RopeScalingNotImplementedIsRefusedByName) {
-  const std::string want = expected_of("llama_rope_dynamic").at("refused").get<std::string>();
+  const std::string want = expected_of("llama_rope_longrope").at("refused").get<std::string>();
   try {
-    import_checkpoint(kDir + "/llama_rope_dynamic");
-    ADD_FAILURE() << "imported a dynamically scaled rotary as default rotary";
+    import_checkpoint(kDir + "/llama_rope_longrope");
+    ADD_FAILURE() << "imported a LongRoPE-scaled rotary as default rotary";
   } catch (const CheckpointError& e) {
     EXPECT_NE(std::string(e.what()).find("rope_parameters.rope_type '" + want + "'"), std::string::npos) << e.what();
+  }
+}
+
+// YaRN's frequencies and attention factor (also from mscale / mscale_all_dim) match transformers; a dynamic NTK
+// rotary is the default one up to max_position_embeddings, and a longer input is refused, not computed wrongly.
+TEST(HfFixtures, YarnAndDynamicRotary) {
+  for (const auto& version : kVersions) {
+    EXPECT_LT(relative_error_in(kRoot + version, "llama_rope_yarn"), 1e-5) << version;
+    EXPECT_LT(relative_error_in(kRoot + version, "llama_rope_yarn_mscale"), 1e-5) << version;
+  }
+  Checkpoint yarn = import_checkpoint(kDir + "/llama_rope_yarn_mscale");
+  EXPECT_NEAR(yarn.config.attn.rotary_scaling.attention_factor, (0.08 * std::log(8.0) + 1) / (0.05 * std::log(8.0) + 1), 1e-12);
+  Checkpoint dyn = import_checkpoint(kDir + "/llama_rope_dynamic");
+  EXPECT_EQ(dyn.config.attn.rotary_scaling.type, "dynamic");
+  at::NoGradGuard no_grad;
+  EXPECT_NO_THROW(dyn.model->forward(at::zeros({1, 64}, at::kLong)));
+  try {
+    dyn.model->forward(at::zeros({1, 65}, at::kLong));
+    ADD_FAILURE() << "a dynamic rotary ran past max_position_embeddings";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("dynamic NTK"), std::string::npos) << e.what();
   }
 }
 
@@ -118,4 +248,24 @@ TEST(HfFixtures, HubCacheSnapshotOfLinksOpensLikeItsFolder) {
   fs::create_directories(only);
   for (const char* f : {"config.json", "model.safetensors"}) fs::copy_file(kDir + "/llama_theta500k/" + f, only + "/" + f);
   EXPECT_EQ(checkpoint_digest(snap), checkpoint_digest(only));
+}
+
+// A quantised checkpoint (GPTQ, AWQ, bitsandbytes, fp8: transformers' quantization_config) is refused naming its
+// method, before any tensor is read.
+TEST(HfFixtures, QuantisedCheckpointsAreRefusedByMethod) {
+  for (const auto& [q, method] : std::vector<std::pair<nlohmann::json, std::string>>{
+           {{{"quant_method", "gptq"}, {"bits", 4}}, "gptq"},
+           {{{"quant_method", "fp8"}}, "fp8"},
+           {{{"load_in_4bit", true}}, "bitsandbytes"}}) {
+    const std::string copy = mechscope::test::scratch_dir() + "/q-" + method;
+    copy_with_config(kDir + "/llama_theta500k", copy, [&](nlohmann::json& c) { c["quantization_config"] = q; });
+    try {
+      import_checkpoint(copy);
+      ADD_FAILURE() << method << " imported";
+    } catch (const CheckpointError& e) {
+      EXPECT_NE(std::string(e.what()).find("quantised checkpoint (quantization_config, quant_method '" + method + "')"),
+                std::string::npos)
+          << e.what();
+    }
+  }
 }

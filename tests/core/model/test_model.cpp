@@ -2,6 +2,8 @@
 // the fast SSM paths against the literal recurrence inside the model, batch independence, bad tokens.
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
+#include <functional>
+#include <map>
 
 #include "core/engine/memory.h"
 #include "core/model/model.h"
@@ -266,7 +268,9 @@ TEST(Model, PartialRunFromACachedPrefixEqualsTheFullRun) {
       {"mamba2", nlohmann::json::object()},
       {"mamba2", {{"d_intermediate", 0}, {"ssm_cfg", {{"d_ssm", 32}, {"ngroups", 2}}}}},
       {"hybrid", nlohmann::json::object()},
-      {"parallel-hybrid", nlohmann::json::object()}};
+      {"parallel-hybrid", nlohmann::json::object()},
+      {"gpt-neox", nlohmann::json::object()},
+      {"transformer", {{"attn_cfg", {{"num_heads", 4}, {"sliding_window", 3}}}}}};
   for (bool fast : {true, false}) {
     mechscope::kernels::set_fast_scan_enabled(fast);
     for (const auto& [preset, overrides] : cases) {
@@ -322,7 +326,9 @@ TEST(Model, LastBlockAtRowsEqualsTheFullForwardThere) {
       {"mamba2", nlohmann::json::object()},
       {"mamba2", {{"d_intermediate", 0}, {"ssm_cfg", {{"d_ssm", 32}}}}},  // d_mlp > 0: gated MLP inside the mixer
       {"hybrid", nlohmann::json::object()},
-      {"parallel-hybrid", nlohmann::json::object()}};
+      {"parallel-hybrid", nlohmann::json::object()},
+      {"gpt-neox", nlohmann::json::object()},
+      {"transformer", {{"attn_cfg", {{"num_heads", 4}, {"sliding_window", 3}}}}}};
   for (const auto& [preset, overrides] : cases) {
     LanguageModel m(mechscope::test::small_config(preset, overrides), 3);
     at::NoGradGuard ng;
@@ -376,5 +382,59 @@ TEST(Model, RotaryWithoutGradientEqualsTheExpression) {
         at::Tensor plain = apply_rotary(xg, rd, 10000.0, interleaved, pos).detach();
         EXPECT_TRUE(at::equal(fast, plain)) << "rd " << rd << " interleaved " << interleaved << " positions "
                                             << (pos ? pos->size(0) : 0) << ": " << (fast - plain).abs().max().item<float>();
+      }
+}
+
+// A sliding window of w positions (Mistral): in one attention layer without an MLP, the token at j reaches the
+// outputs at j .. j + w - 1 and no others; with a window at least the sequence's length it is plain causal
+// attention.
+TEST(Model, ASlidingWindowReachesExactlyItsPositions) {
+  at::NoGradGuard no_grad;
+  const int64_t w = 3, L = 12;
+  LanguageModel m(mechscope::test::small_config("transformer", {{"n_layer", 1}, {"d_intermediate", 0},
+                                                                {"attn_cfg", {{"num_heads", 4}, {"sliding_window", w}}}}), 4);
+  at::Tensor a = mechscope::test::random_tokens(1, L, 37, 9);
+  for (int64_t j : {0, 4, 9}) {
+    at::Tensor b = a.clone();
+    b[0][j] = (a[0][j].item<int64_t>() + 1) % 37;
+    at::Tensor diff = (m.forward(a) - m.forward(b)).abs().amax(-1)[0];  // [L]
+    for (int64_t t = 0; t < L; ++t) {
+      if (t >= j && t < j + w) EXPECT_GT(diff[t].item<double>(), 1e-6) << "j=" << j << " t=" << t;
+      else EXPECT_EQ(diff[t].item<double>(), 0.0) << "j=" << j << " t=" << t;
+    }
+  }
+  LanguageModel wide(mechscope::test::small_config("transformer", {{"n_layer", 1}, {"d_intermediate", 0},
+                                                                   {"attn_cfg", {{"num_heads", 4}, {"sliding_window", L}}}}), 4);
+  LanguageModel none(mechscope::test::small_config("transformer", {{"n_layer", 1}, {"d_intermediate", 0},
+                                                                   {"attn_cfg", {{"num_heads", 4}}}}), 4);
+  EXPECT_TRUE(at::equal(wide.forward(a), none.forward(a)));
+}
+
+// Every MLP kind against its formula written out: gated (value * act(gate)) and plain (act(fc1 x)), each
+// activation, with and without biases.
+TEST(Model, MlpKindsAndActivationsFollowTheirFormulas) {
+  at::NoGradGuard no_grad;
+  at::Tensor x = at::randn({2, 5, 32}, at::TensorOptions().dtype(at::kFloat)) * 2;
+  const double pi = 3.14159265358979323846;
+  const std::map<std::string, std::function<at::Tensor(const at::Tensor&)>> acts = {
+      {"silu", [](const at::Tensor& v) { return v / (1 + at::exp(-v)); }},
+      {"gelu", [](const at::Tensor& v) { return 0.5 * v * (1 + at::erf(v / std::sqrt(2.0))); }},
+      {"gelu_tanh",
+       [pi](const at::Tensor& v) { return 0.5 * v * (1 + at::tanh(std::sqrt(2 / pi) * (v + 0.044715 * v * v * v))); }},
+      {"relu", [](const at::Tensor& v) { return at::clamp_min(v, 0); }}};
+  for (const auto& [name, f] : acts)
+    for (const std::string type : {"gated", "plain"})
+      for (bool bias : {false, true}) {
+        ModelConfig c = mechscope::test::small_config(
+            "transformer", {{"d_intermediate", 40}, {"mlp_type", type}, {"mlp_activation", name}, {"mlp_bias", bias}});
+        LanguageModel m(c, 5);
+        MLPImpl& mlp = *m.block(0).mlp;
+        for (auto& p : mlp.parameters()) p.normal_();  // biases too (initialised to zero)
+        at::Tensor h = at::linear(x, mlp.fc1->weight, bias ? mlp.fc1->bias : at::Tensor());
+        EXPECT_EQ(h.size(-1), (type == "gated" ? 2 : 1) * (type == "gated" ? 128 : 40)) << name << type;
+        at::Tensor inner = type == "gated" ? h.chunk(2, -1)[0] * f(h.chunk(2, -1)[1]) : f(h);
+        at::Tensor want = at::linear(inner, mlp.fc2->weight, bias ? mlp.fc2->bias : at::Tensor());
+        EXPECT_LT(mechscope::test::max_abs_diff(mlp.forward(x), want), 1e-4 * std::max(1.0, want.abs().max().item<double>()))
+            << name << " " << type << " bias " << bias;
       }
 }
