@@ -276,12 +276,18 @@ Checkpoint load_checkpoint(const std::string& path) {
 
 std::shared_ptr<LanguageModel> model_from_weights(const ModelConfig& config, const std::map<std::string, at::Tensor>& weights,
                                                   const std::string& where, std::vector<std::string>* warnings) {
-  std::shared_ptr<LanguageModel> model = new_model(config);
+  std::shared_ptr<LanguageModel> model;
+  {
+    RngGuard rng;
+    at::NoGradGuard no_grad;
+    model = std::make_shared<LanguageModel>(config, 0, false);  // every parameter is replaced below
+  }
   auto params = model->state_dict();
   std::set<std::string> present;
   for (const auto& kv : weights) present.insert(kv.first);
   check_parameter_names(params, present, where, config.tie_embeddings, "the weights");
   at::NoGradGuard no_grad;
+  std::set<const void*> adopted;  // a storage becomes one parameter at most; another one sharing it is copied
   for (auto& [name, p] : params) {
     const at::Tensor& w = weights.at(name);
     if (w.sizes() != p.sizes())
@@ -291,7 +297,12 @@ std::shared_ptr<LanguageModel> model_from_weights(const ModelConfig& config, con
       throw CheckpointError(where + ": parameter " + name + " is not floating point (" + c10::toString(w.scalar_type()) + ")");
     const int64_t bad = w.numel() - at::isfinite(w).sum().item<int64_t>();
     if (bad > 0 && warnings) warnings->push_back("parameter " + name + " has " + std::to_string(bad) + " non-finite value(s)");
-    p.copy_(w);
+    // A float32 weight of its own becomes the parameter (no second copy of the model in memory); another one is copied.
+    if (w.scalar_type() == p.scalar_type() && w.is_contiguous() && w.device() == p.device() && w.storage_offset() == 0 &&
+        w.storage().nbytes() == w.nbytes() && adopted.insert(w.storage().data()).second)
+      p.set_data(w);
+    else
+      p.copy_(w);
   }
   return model;
 }

@@ -222,6 +222,7 @@ Checkpoint import_checkpoint(const std::string& path, ImportInfo* info_out) {
   }
   const std::string mwhere = "importing " + where + " as " + info.source_format;
   families::Tensors tensors(files, mwhere);
+  files.clear();  // the table holds the only references now: each tensor is freed once mapped
   families::Mapped m;
   try {
     m = family.map(cfg, tensors, mwhere);

@@ -28,13 +28,13 @@ BackboneImpl::BackboneImpl(const ModelConfig& cfg) {
   norm_f = register_module("norm_f", std::make_shared<NormImpl>(cfg.d_model, cfg));
 }
 
-LanguageModel::LanguageModel(const ModelConfig& cfg, uint64_t seed) : cfg_(cfg) {
+LanguageModel::LanguageModel(const ModelConfig& cfg, uint64_t seed, bool initialise) : cfg_(cfg) {
   torch::manual_seed(seed);
   backbone = register_module("backbone", std::make_shared<BackboneImpl>(cfg));
   if (!cfg.tie_embeddings)
     lm_head = register_module("lm_head", torch::nn::Linear(torch::nn::LinearOptions(cfg.d_model, cfg.padded_vocab_size())
                                                                .bias(false)));
-  reset_parameters();
+  if (initialise) reset_parameters();
   hook_names_.push_back("hook_embed");
   if (cfg.pos_emb == "learned") hook_names_.push_back("hook_pos_embed");
   for (const auto& block : backbone->layers) {

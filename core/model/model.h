@@ -33,8 +33,9 @@ class BackboneImpl : public torch::nn::Module {
 
 class LanguageModel : public torch::nn::Module {
  public:
-  /// Builds the model with the reference initialisation, seeded by `seed`.
-  explicit LanguageModel(const ModelConfig& cfg, uint64_t seed = 0);
+  /// Builds the model with the reference initialisation, seeded by `seed`; without it (`initialise` false: every
+  /// parameter is about to be replaced by loaded weights) the parameters keep LibTorch's default initialisation.
+  explicit LanguageModel(const ModelConfig& cfg, uint64_t seed = 0, bool initialise = true);
 
   /// tokens [batch, pos] (int64) -> logits [batch, pos, vocab_rows]. ctx null: no hook cost.
   at::Tensor forward(const at::Tensor& tokens, HookContext* ctx = nullptr);

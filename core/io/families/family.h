@@ -120,18 +120,28 @@ class Tensors {
         dtypes_[name] = f.dtypes.at(name);
       }
   }
-  bool has(const std::string& n) const { return map_.count(n) > 0; }
+  /// Whether the files hold `n` (taken or not).
+  bool has(const std::string& n) const { return map_.count(n) > 0 || used_.count(n) > 0; }
+  /// The tensor `n`, handed over: this table lets go of it, so that a tensor fused or converted by a mapper is freed
+  /// as soon as the mapper is done with it (a model's weights are then in memory about once, not twice).
   at::Tensor take(const std::string& n) {
     auto it = map_.find(n);
+    if (it == map_.end() && used_.count(n))
+      throw CheckpointError(where_ + ": the mapping reads '" + n + "' twice (an importer bug)");
     if (it == map_.end()) {
       std::vector<std::string> some(order_.begin(), order_.begin() + std::min<size_t>(order_.size(), 6));
       throw CheckpointError(where_ + ": the weights lack '" + n + "'" + closest_matches_hint(n, order_) +
                             " (the file holds " + std::to_string(order_.size()) + " tensors, e.g. " + join(some, ", ") + ")");
     }
     used_.insert(n);
-    return it->second;
+    at::Tensor t = std::move(it->second);
+    map_.erase(it);
+    return t;
   }
-  void drop(const std::string& n) { used_.insert(n); }
+  void drop(const std::string& n) {
+    used_.insert(n);
+    map_.erase(n);
+  }
   const std::string& dtype(const std::string& n) const { return dtypes_.at(n); }
   const std::vector<std::string>& names() const { return order_; }
   void check_all_used() const {
