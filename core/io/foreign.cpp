@@ -633,9 +633,16 @@ TensorFile read_torch_zip(const std::string& path) {
   return out;
 }
 
-TensorFile read_safetensors(const std::string& path) {
-  RandomAccessFile f(path);
-  const std::string where = "'" + path + "'";
+namespace {
+
+// A safetensors file's tensors as its header lists them, every extent checked against the file, sorted by offset.
+struct SafetensorsItem {
+  std::string name;
+  const DtypeInfo* dt;
+  std::vector<int64_t> shape;
+  uint64_t b, e;
+};
+std::vector<SafetensorsItem> safetensors_items(const RandomAccessFile& f, const std::string& where, uint64_t& base) {
   if (f.size() < 8) throw ForeignFormatError(where + " is too short to be a safetensors file");
   unsigned char h8[8];
   f.read(0, h8, 8);
@@ -652,8 +659,9 @@ TensorFile read_safetensors(const std::string& path) {
     throw ForeignFormatError(where + ": its safetensors header: " + e.what());
   }
   if (!header.is_object()) throw ForeignFormatError(where + ": its safetensors header is not a JSON object");
-  const uint64_t base = 8 + hlen, data_len = f.size() - base;
-  struct Item { std::string name; const DtypeInfo* dt; std::vector<int64_t> shape; uint64_t b, e; };
+  base = 8 + hlen;
+  const uint64_t data_len = f.size() - base;
+  using Item = SafetensorsItem;
   std::vector<Item> items;
   for (const auto& [name, v] : header.items()) {
     if (name == "__metadata__") continue;
@@ -691,6 +699,16 @@ TensorFile read_safetensors(const std::string& path) {
       throw ForeignFormatError(where + ": tensors '" + items[k - 1].name + "' and '" + items[k].name +
                                "' overlap in the file (bytes " + std::to_string(items[k].b) + " to " +
                                std::to_string(items[k - 1].e) + "); the header is corrupt");
+  return items;
+}
+
+}  // namespace
+
+TensorFile read_safetensors(const std::string& path) {
+  RandomAccessFile f(path);
+  const std::string where = "'" + path + "'";
+  uint64_t base = 0;
+  const std::vector<SafetensorsItem> items = safetensors_items(f, where, base);
   TensorFile out;
   out.format = "safetensors";
   for (const auto& it : items) {
@@ -737,6 +755,20 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
     std::remove(tmp.c_str());
     throw ForeignFormatError("cannot write '" + path + "': " + std::strerror(errno));
   }
+}
+
+uint64_t engine_bytes_of(const std::string& path) {
+  RandomAccessFile f(path);
+  unsigned char m[9] = {0};
+  if (f.size() >= 9) f.read(0, m, 9);
+  if (f.size() >= 9 && m[8] == '{' && le64(m) <= f.size() - 8) {
+    uint64_t base = 0, total = 0;
+    for (const auto& it : safetensors_items(f, "'" + path + "'", base))
+      total += (it.e - it.b) / static_cast<uint64_t>(it.dt->size) *
+               static_cast<uint64_t>(at::isFloatingType(it.dt->type) ? 4 : it.dt->size);
+    return total;
+  }
+  return f.size();  // a torch.save archive: its storages as stored (their dtypes are in the pickle)
 }
 
 TensorFile read_tensor_file(const std::string& path) {

@@ -43,6 +43,11 @@ TensorFile read_safetensors(const std::string& path);
 void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
                        const std::map<std::string, std::string>& metadata = {});
 
+/// The bytes the engine will hold for a weight file's tensors (floating ones as float32), from a safetensors
+/// header alone; for a torch.save archive, its size (a lower bound for half-precision storages). For refusing a
+/// model that will not fit before reading it.
+uint64_t engine_bytes_of(const std::string& path);
+
 /// Chooses the reader by the file's first bytes (zip "PK\x03\x04" or a safetensors header).
 TensorFile read_tensor_file(const std::string& path);
 

@@ -15,6 +15,7 @@
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
 
+#include "core/engine/memory.h"
 #include "core/io/families/family.h"
 #include "core/io/foreign.h"
 #include "core/io/hdf5.h"
@@ -216,6 +217,12 @@ Checkpoint import_checkpoint(const std::string& path, ImportInfo* info_out) {
   info.weight_files = weights_file.empty() ? find_weight_files(dir, where) : std::vector<std::string>{weights_file};
   std::vector<TensorFile> files;
   try {
+    // Refused before reading, from the files' headers: the weights as float32, held twice while the model is built.
+    double bytes = 0;
+    for (const auto& f : info.weight_files) bytes += static_cast<double>(engine_bytes_of(f));
+    require_memory(2.0 * bytes, "importing " + where + " (" + std::to_string(static_cast<int64_t>(bytes / 1e6)) +
+                                    " MB of float32 weights, held twice while the model is built)",
+                   "MechScope computes in float32: a bfloat16 model needs about four times its file size while it loads");
     for (const auto& f : info.weight_files) files.push_back(read_tensor_file(f));
   } catch (const ForeignFormatError& e) {
     throw CheckpointError(e.what());

@@ -16,6 +16,7 @@ const std::vector<Family>& all() {
                                                {"hf-qwen2", "qwen2", map_hf_qwen2},
                                                {"hf-qwen3", "qwen3", map_hf_qwen3},
                                                {"hf-gpt2", "gpt2", map_hf_gpt2},
+                                               {"hf-bamba", "bamba", map_hf_bamba},
                                                {"hf-gpt-neox", "gpt_neox", map_hf_gpt_neox}};
   return families;
 }
@@ -209,6 +210,27 @@ json transformer_config(int64_t d, int64_t d_intermediate, int64_t n_layer, int6
           {"residual_in_fp32", false},  // transformers keeps the residual in the model dtype
           {"tie_embeddings", tie},
           {"pad_vocab_size_multiple", 1}};
+}
+
+json hf_mamba2_ssm(const Cfg& c, const Mamba2Sizes& s, double eps, bool conv_bias, bool bias) {
+  json limit = json::array({0.0, nullptr});
+  if (c.has("time_step_limit")) {
+    const json& v = c.raw("time_step_limit");
+    if (!v.is_array() || v.size() != 2) throw CheckpointError(c.where() + ": time_step_limit should be [min, max]");
+    const double lo = c.to_number(v[0], "time_step_limit"), hi = c.to_number(v[1], "time_step_limit");
+    limit = json::array({lo, std::isinf(hi) ? json(nullptr) : json(hi)});
+  }
+  return {{"layer", "Mamba2"},     {"d_state", s.d_state},      {"d_conv", s.d_conv},     {"expand", s.expand},
+          {"headdim", s.headdim},  {"d_ssm", s.heads * s.headdim}, {"ngroups", s.groups}, {"chunk_size", s.chunk},
+          {"dt_limit", limit},     {"norm_eps", eps},           {"rmsnorm", true},        {"norm_before_gate", false},
+          {"conv_bias", conv_bias}, {"bias", bias}};
+}
+
+void note_mlp_padding(Mapped& m, int64_t inter) {
+  const int64_t hidden = (inter + 127) / 128 * 128;
+  if (hidden != inter)
+    m.notes.push_back("intermediate_size " + std::to_string(inter) + " padded with zero units to " + std::to_string(hidden) +
+                      " (GatedMLP's multiple of 128; the output is unchanged)");
 }
 
 // Zero rows (fc1) or columns (fc2) up to GatedMLP's multiple of 128: the padded units compute 0 * silu(0) = 0.

@@ -184,6 +184,26 @@ std::string hf_activation(const Cfg& c, const std::string& key, const std::strin
 /// epsilon `eps`, the residual in the model's dtype (as transformers keeps it), no vocabulary padding.
 json transformer_config(int64_t d, int64_t d_intermediate, int64_t n_layer, int64_t vocab, const json& attn, bool rms,
                         double eps, bool tie);
+/// Llama's attention projections under `f` ("model.layers.3.self_attn.": q/k/v fused into `n` + "in_proj", o ->
+/// out_proj, Qwen3's q_norm/k_norm), checked against the head counts.
+struct LlamaAttention {
+  int64_t heads, kv_heads, head_dim;
+  bool qkv_bias = false, out_bias = false, qk_norm = false;
+};
+void map_llama_attention(Mapped& m, Tensors& t, const std::string& f, const std::string& n, const LlamaAttention& a,
+                         const std::string& where);
+/// A SwiGLU MLP under `f` (gate_proj, up_proj, down_proj) as a GatedMLP under `n` ("backbone.layers.3.mlp."),
+/// padded with zero units to its multiple of 128.
+void map_swiglu(Mapped& m, Tensors& t, const std::string& f, const std::string& n, int64_t inter, bool bias,
+                const std::string& where);
+/// The ssm_cfg of Hugging Face's Mamba2 layers (Mamba2, Bamba): their gated RMSNorm gates first; time_step_limit
+/// read from the config ([min, max], max infinite = no clamp).
+struct Mamba2Sizes {
+  int64_t d_state, d_conv, expand, heads, headdim, groups, chunk;
+};
+json hf_mamba2_ssm(const Cfg& c, const Mamba2Sizes& s, double eps, bool conv_bias, bool bias);
+/// A note when a SwiGLU's intermediate_size is padded to GatedMLP's multiple of 128.
+void note_mlp_padding(Mapped& m, int64_t inter);
 /// "[3, 4]".
 std::string dims_text(const at::Tensor& t);
 
@@ -222,6 +242,7 @@ Mapped map_hf_mistral(const json& j, Tensors& t, const std::string& where);
 Mapped map_hf_qwen2(const json& j, Tensors& t, const std::string& where);
 Mapped map_hf_qwen3(const json& j, Tensors& t, const std::string& where);
 Mapped map_hf_gpt2(const json& j, Tensors& t, const std::string& where);
+Mapped map_hf_bamba(const json& j, Tensors& t, const std::string& where);
 Mapped map_hf_gpt_neox(const json& j, Tensors& t, const std::string& where);
 
 }  // namespace mechscope::families

@@ -10,6 +10,50 @@
 
 namespace mechscope::families {
 
+void map_llama_attention(Mapped& m, Tensors& t, const std::string& f, const std::string& n, const LlamaAttention& a,
+                         const std::string& where) {
+  const int64_t H = a.heads, Hkv = a.kv_heads, D = a.head_dim;
+  auto fuse = [&](const std::string& suffix, const std::string& native) {
+    at::Tensor q = t.take(f + "q_proj." + suffix), k = t.take(f + "k_proj." + suffix), v = t.take(f + "v_proj." + suffix);
+    if (q.size(0) != H * D || k.size(0) != Hkv * D || v.size(0) != Hkv * D)
+      throw CheckpointError(where + ": " + f + "{q,k,v}_proj have " + std::to_string(q.size(0)) + "/" +
+                            std::to_string(k.size(0)) + "/" + std::to_string(v.size(0)) + " outputs; the config implies " +
+                            std::to_string(H * D) + "/" + std::to_string(Hkv * D) + "/" + std::to_string(Hkv * D));
+    m.weights[n + native] = at::cat({q, k, v}, 0);
+    if (t.dtype(f + "q_proj." + suffix) != "float32") m.source_dtype[n + native] = t.dtype(f + "q_proj." + suffix);
+  };
+  fuse("weight", "in_proj.weight");
+  put(m, t, n + "out_proj.weight", f + "o_proj.weight");
+  if (a.qk_norm) {
+    put(m, t, n + "q_norm.weight", f + "q_norm.weight");
+    put(m, t, n + "k_norm.weight", f + "k_norm.weight");
+  }
+  if (a.qkv_bias) fuse("bias", "in_proj.bias");
+  if (a.out_bias) put(m, t, n + "out_proj.bias", f + "o_proj.bias");
+  if (t.has(f + "rotary_emb.inv_freq")) t.drop(f + "rotary_emb.inv_freq");  // a buffer, recomputed
+}
+
+void map_swiglu(Mapped& m, Tensors& t, const std::string& f, const std::string& n, int64_t inter, bool bias,
+                const std::string& where) {
+  const int64_t hidden = (inter + 127) / 128 * 128;
+  at::Tensor up = t.take(f + "up_proj.weight"), gate = t.take(f + "gate_proj.weight");
+  at::Tensor down = t.take(f + "down_proj.weight");
+  if (up.dim() != 2 || gate.sizes() != up.sizes() || up.size(0) != inter || down.dim() != 2 || down.size(1) != inter)
+    throw CheckpointError(where + ": " + f + "{gate,up,down}_proj do not match intermediate_size " + std::to_string(inter));
+  // GatedMLP: fc1 = [value; gate], y = value * silu(gate); Llama: down(up(x) * silu(gate(x))).
+  m.weights[n + "fc1.weight"] = at::cat({pad_dim(up, 0, hidden), pad_dim(gate, 0, hidden)}, 0);
+  m.weights[n + "fc2.weight"] = pad_dim(down, 1, hidden);
+  if (bias) {  // the padded units' value bias is 0 too: 0 * act(gate) = 0
+    m.weights[n + "fc1.bias"] =
+        at::cat({pad_dim(t.take(f + "up_proj.bias"), 0, hidden), pad_dim(t.take(f + "gate_proj.bias"), 0, hidden)});
+    put(m, t, n + "fc2.bias", f + "down_proj.bias");
+  }
+  if (t.dtype(f + "up_proj.weight") != "float32") {
+    m.source_dtype[n + "fc1.weight"] = t.dtype(f + "up_proj.weight");
+    m.source_dtype[n + "fc2.weight"] = t.dtype(f + "down_proj.weight");
+  }
+}
+
 namespace {
 
 // What distinguishes the members of the family, read by their own mappers from their own keys.
@@ -49,54 +93,15 @@ Mapped map_llama_like(const Cfg& c, Tensors& t, const LlamaLike& v) {
                                       c.number("rms_norm_eps", 1e-6), tie);
   if (v.mlp_bias) m.model_config["mlp_bias"] = true;
   c.finish(v.family);
-  const int64_t hidden = (inter + 127) / 128 * 128;
-  if (hidden != inter)
-    m.notes.push_back("intermediate_size " + std::to_string(inter) + " padded with zero units to " + std::to_string(hidden) +
-                      " (GatedMLP's multiple of 128; the output is unchanged)");
+  note_mlp_padding(m, inter);
   put(m, t, "backbone.embedding.weight", "model.embed_tokens.weight");
   put(m, t, "backbone.norm_f.weight", "model.norm.weight");
   for (int64_t i = 0; i < L; ++i) {
     const std::string f = "model.layers." + std::to_string(i) + ".", n = "backbone.layers." + std::to_string(i) + ".";
     put(m, t, n + "norm.weight", f + "input_layernorm.weight");
     put(m, t, n + "norm2.weight", f + "post_attention_layernorm.weight");
-    auto fuse = [&](const std::string& suffix, const std::string& native) {
-      at::Tensor q = t.take(f + "self_attn.q_proj." + suffix), k = t.take(f + "self_attn.k_proj." + suffix),
-                 v = t.take(f + "self_attn.v_proj." + suffix);
-      if (q.size(0) != H * D || k.size(0) != Hkv * D || v.size(0) != Hkv * D)
-        throw CheckpointError(where + ": layer " + std::to_string(i) + "'s q/k/v projections have " +
-                              std::to_string(q.size(0)) + "/" + std::to_string(k.size(0)) + "/" + std::to_string(v.size(0)) +
-                              " outputs; the config implies " + std::to_string(H * D) + "/" + std::to_string(Hkv * D) +
-                              "/" + std::to_string(Hkv * D));
-      m.weights[n + native] = at::cat({q, k, v}, 0);
-      if (t.dtype(f + "self_attn.q_proj." + suffix) != "float32")
-        m.source_dtype[n + native] = t.dtype(f + "self_attn.q_proj." + suffix);
-    };
-    fuse("weight", "mixer.in_proj.weight");
-    put(m, t, n + "mixer.out_proj.weight", f + "self_attn.o_proj.weight");
-    if (v.qk_norm) {
-      put(m, t, n + "mixer.q_norm.weight", f + "self_attn.q_norm.weight");
-      put(m, t, n + "mixer.k_norm.weight", f + "self_attn.k_norm.weight");
-    }
-    if (v.qkv_bias) fuse("bias", "mixer.in_proj.bias");
-    if (v.out_bias) put(m, t, n + "mixer.out_proj.bias", f + "self_attn.o_proj.bias");
-    if (t.has(f + "self_attn.rotary_emb.inv_freq")) t.drop(f + "self_attn.rotary_emb.inv_freq");  // a buffer, recomputed
-    at::Tensor up = t.take(f + "mlp.up_proj.weight"), gate = t.take(f + "mlp.gate_proj.weight");
-    at::Tensor down = t.take(f + "mlp.down_proj.weight");
-    if (up.dim() != 2 || gate.sizes() != up.sizes() || up.size(0) != inter || down.dim() != 2 || down.size(1) != inter)
-      throw CheckpointError(where + ": layer " + std::to_string(i) + "'s MLP projections do not match intermediate_size " +
-                            std::to_string(inter));
-    // GatedMLP: fc1 = [value; gate], y = value * silu(gate); Llama: down(up(x) * silu(gate(x))).
-    m.weights[n + "mlp.fc1.weight"] = at::cat({pad_dim(up, 0, hidden), pad_dim(gate, 0, hidden)}, 0);
-    m.weights[n + "mlp.fc2.weight"] = pad_dim(down, 1, hidden);
-    if (v.mlp_bias) {  // the padded units' value bias is 0 too: 0 * act(gate) = 0
-      m.weights[n + "mlp.fc1.bias"] =
-          at::cat({pad_dim(t.take(f + "mlp.up_proj.bias"), 0, hidden), pad_dim(t.take(f + "mlp.gate_proj.bias"), 0, hidden)});
-      put(m, t, n + "mlp.fc2.bias", f + "mlp.down_proj.bias");
-    }
-    if (t.dtype(f + "mlp.up_proj.weight") != "float32") {
-      m.source_dtype[n + "mlp.fc1.weight"] = t.dtype(f + "mlp.up_proj.weight");
-      m.source_dtype[n + "mlp.fc2.weight"] = t.dtype(f + "mlp.down_proj.weight");
-    }
+    map_llama_attention(m, t, f + "self_attn.", n + "mixer.", {H, Hkv, D, v.qkv_bias, v.out_bias, v.qk_norm}, where);
+    map_swiglu(m, t, f + "mlp.", n + "mlp.", inter, v.mlp_bias, where);
   }
   if (!tie) put(m, t, "lm_head.weight", "lm_head.weight");
   else if (t.has("lm_head.weight")) handle_tied_head(m, t, true, "lm_head.weight", where);

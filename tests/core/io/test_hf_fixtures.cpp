@@ -6,6 +6,7 @@
 // time-step limit (the Mamba2 was refused), and the Mamba2 gated norm's epsilon (1e-5 fixed, where transformers
 // uses layer_norm_epsilon). GPT-2, GPT-NeoX, Mistral and Qwen2 were refused as unknown model types.
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <functional>
 #include <fstream>
@@ -86,7 +87,7 @@ std::set<std::string> fixtures_in(const std::string& dir) {
 TEST(HfFixtures, EveryModelOfBothTransformersVersionsMatchesOrIsRefusedByName) {
   const auto names = fixtures_in(kRoot + "hf5");
   EXPECT_EQ(fixtures_in(kRoot + "hf4"), names);
-  EXPECT_GE(names.size(), 19u);
+  EXPECT_GE(names.size(), 20u);
   for (const auto& version : kVersions) {
     const std::string dir = kRoot + version;
     for (const auto& name : names) {
@@ -267,5 +268,36 @@ TEST(HfFixtures, QuantisedCheckpointsAreRefusedByMethod) {
                 std::string::npos)
           << e.what();
     }
+  }
+}
+
+// A model whose weights will not fit is refused from the safetensors headers, before any tensor is read (here the
+// weights would otherwise be read and then refused for not matching the config).
+TEST(HfFixtures, AModelThatWillNotFitIsRefusedBeforeItsTensorsAreRead) {
+  const std::string dir = mechscope::test::scratch_dir() + "/big";
+  fs::create_directories(dir);
+  fs::copy_file(kDir + "/llama_theta500k/config.json", dir + "/config.json");
+  {  // 160 MB of float32, sparse on disk: a header and a hole
+    const std::string header = R"({"x":{"dtype":"F32","shape":[40000000],"data_offsets":[0,160000000]}})";
+    std::ofstream out(dir + "/model.safetensors", std::ios::binary);
+    const uint64_t n = header.size();
+    for (int i = 0; i < 8; ++i) out.put(static_cast<char>((n >> (8 * i)) & 0xff));
+    out << header;
+  }
+  fs::resize_file(dir + "/model.safetensors", 8 + 69 + 160000000);
+  ::setenv("MECHSCOPE_MEMORY_LIMIT_MB", "256", 1);
+  try {
+    import_checkpoint(dir);
+    ADD_FAILURE() << "imported";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("importing"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("160 MB of float32 weights"), std::string::npos) << e.what();
+  }
+  ::unsetenv("MECHSCOPE_MEMORY_LIMIT_MB");
+  try {
+    import_checkpoint(dir);
+    ADD_FAILURE() << "imported";
+  } catch (const CheckpointError& e) {
+    EXPECT_NE(std::string(e.what()).find("lack"), std::string::npos) << e.what();  // read, then refused by the mapping
   }
 }

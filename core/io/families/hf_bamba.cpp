@@ -1,0 +1,89 @@
+// Hugging Face BambaForCausalLM (model_type "bamba"): a hybrid of Mamba2 layers (model.layers.*.mamba, the layout and
+// grouped gated RMSNorm of Hugging Face's Mamba2) and Llama attention layers (attn_layer_indices; no biases, rotary
+// on the first partial_rotary_factor of each head), each followed by a SwiGLU MLP (feed_forward, after
+// pre_ff_layernorm): MechScope's hybrid with an MLP in every block.
+#include "core/io/families/family.h"
+
+#include <ATen/ATen.h>
+
+namespace mechscope::families {
+
+Mapped map_hf_bamba(const json& j, Tensors& t, const std::string& where) {
+  Cfg c(j, where);
+  require_silu(c);
+  Mapped m;
+  const int64_t d = c.count("hidden_size", kMaxDModel), L = c.count("num_hidden_layers", kMaxLayers);
+  const int64_t V = c.count("vocab_size", kMaxVocab), inter = c.count("intermediate_size", kMaxIntermediate);
+  const int64_t H = c.count("num_attention_heads", kMaxDModel), Hkv = c.get<int64_t>("num_key_value_heads", H);
+  if (d % H != 0 || Hkv <= 0 || H % Hkv != 0)
+    throw CheckpointError(where + ": hidden_size " + std::to_string(d) + ", num_attention_heads " + std::to_string(H) +
+                          " and num_key_value_heads " + std::to_string(Hkv) + " do not divide");
+  const int64_t D = d / H;
+  for (const char* k : {"attention_bias", "mlp_bias"})
+    if (c.get<bool>(k, false)) throw CheckpointError(where + ": " + std::string(k) + " true is not Bamba's layout");
+  // The rotary: transformers 5 in rope_parameters (with partial_rotary_factor), 4.x at the top.
+  Rope rope = read_rope(c, 10000.0, true);
+  if (!c.has("rope_parameters")) rope.partial = c.number("partial_rotary_factor", 0.5);
+  const int64_t rotary = static_cast<int64_t>(static_cast<double>(D) * rope.partial);
+  if (rotary < 0 || rotary > D || rotary % 2 != 0)
+    throw CheckpointError(where + ": partial_rotary_factor " + std::to_string(rope.partial) + " of head size " +
+                          std::to_string(D) + " is not an even number of dimensions");
+  std::vector<int64_t> attn_idx;
+  if (c.has("attn_layer_indices")) {
+    try {
+      attn_idx = c.raw("attn_layer_indices").get<std::vector<int64_t>>();
+    } catch (const json::exception&) {
+      throw CheckpointError(where + ": attn_layer_indices should be a list of layer numbers");
+    }
+  }
+  // Mamba2: mamba_d_head "auto" is expand * hidden_size / mamba_n_heads.
+  const int64_t expand = c.get<int64_t>("mamba_expand", 2), heads = c.get<int64_t>("mamba_n_heads", 128);
+  if (heads <= 0) throw CheckpointError(where + ": mamba_n_heads should be positive");
+  int64_t headdim = expand * d / heads;
+  if (c.has("mamba_d_head") && !c.raw("mamba_d_head").is_string()) headdim = c.req<int64_t>("mamba_d_head");
+  else if (c.has("mamba_d_head") && c.raw("mamba_d_head").get<std::string>() != "auto")
+    throw CheckpointError(where + ": mamba_d_head should be a number or \"auto\"");
+  if (heads * headdim != expand * d)
+    throw CheckpointError(where + ": mamba_n_heads * mamba_d_head (" + std::to_string(heads) + " * " +
+                          std::to_string(headdim) + ") must equal mamba_expand * hidden_size (" + std::to_string(expand * d) + ")");
+  const double eps = c.number("rms_norm_eps", 1e-5);
+  const json ssm = hf_mamba2_ssm(c,
+                                 {c.get<int64_t>("mamba_d_state", 256), c.get<int64_t>("mamba_d_conv", 4), expand, heads,
+                                  headdim, c.get<int64_t>("mamba_n_groups", 1), c.get<int64_t>("mamba_chunk_size", 256)},
+                                 eps, c.get<bool>("mamba_conv_bias", true), c.get<bool>("mamba_proj_bias", false));
+  json attn = {{"num_heads", H},          {"num_heads_kv", Hkv},      {"qkv_proj_bias", false},
+               {"out_proj_bias", false},  {"causal", true},           {"rotary_emb_dim", rotary},
+               {"rotary_emb_base", rope.theta}, {"rotary_emb_interleaved", false}};
+  if (!rope.scaling.is_null()) attn["rotary_scaling"] = rope.scaling;
+  const bool tie = c.get<bool>("tie_word_embeddings", false);
+  m.model_config = transformer_config(d, inter, L, V, attn, true, eps, tie);
+  m.model_config["attn_layer_idx"] = attn_idx;
+  m.model_config["ssm_cfg"] = ssm;
+  // num_logits_to_keep (generation) and z_loss_coefficient (a training loss) leave the forward pass unchanged.
+  c.finish("hf-bamba", {"num_logits_to_keep", "z_loss_coefficient"});
+  note_mlp_padding(m, inter);
+  put(m, t, "backbone.embedding.weight", "model.embed_tokens.weight");
+  put(m, t, "backbone.norm_f.weight", "model.final_layernorm.weight");
+  const std::set<int64_t> attention(attn_idx.begin(), attn_idx.end());
+  for (int64_t i = 0; i < L; ++i) {
+    const std::string f = "model.layers." + std::to_string(i) + ".", n = "backbone.layers." + std::to_string(i) + ".";
+    put(m, t, n + "norm.weight", f + "input_layernorm.weight");
+    put(m, t, n + "norm2.weight", f + "pre_ff_layernorm.weight");
+    if (attention.count(i)) {
+      map_llama_attention(m, t, f + "self_attn.", n + "mixer.", {H, Hkv, D}, where);
+    } else {
+      for (const char* p : {"in_proj.weight", "conv1d.weight", "dt_bias", "A_log", "D", "norm.weight", "out_proj.weight"})
+        put(m, t, n + "mixer." + p, f + "mamba." + p);
+      if (ssm["conv_bias"].get<bool>()) put(m, t, n + "mixer.conv1d.bias", f + "mamba.conv1d.bias");
+      if (ssm["bias"].get<bool>()) {
+        put(m, t, n + "mixer.in_proj.bias", f + "mamba.in_proj.bias");
+        put(m, t, n + "mixer.out_proj.bias", f + "mamba.out_proj.bias");
+      }
+    }
+    map_swiglu(m, t, f + "feed_forward.", n + "mlp.", inter, false, where);
+  }
+  handle_tied_head(m, t, tie, "lm_head.weight", where);
+  return m;
+}
+
+}  // namespace mechscope::families
