@@ -168,8 +168,30 @@ const families::Family& family_of(const json& cfg, const std::string& cwhere) {
     const std::string mt = cfg["model_type"].is_string() ? cfg["model_type"].get<std::string>() : cfg["model_type"].dump();
     std::string arch = cfg.contains("architectures") ? " (architectures " + cfg["architectures"].dump() + ")" : "";
     const std::string listed = join(std::vector<std::string>(hf.begin(), hf.end() - 1), ", ") + " and " + hf.back();
-    throw CheckpointError(cwhere + ": model_type '" + mt + "'" + arch + " is not supported; MechScope imports "
-                          "Hugging Face " + listed + " models and mamba_ssm's own checkpoints");
+    // What the families researchers ask for next would need (docs/import.md), so that the refusal says it.
+    static const std::map<std::string, std::string> missing = {
+        {"zamba", "shared attention blocks reused across layers"},
+        {"zamba2", "shared attention blocks reused with per-use LoRA adapters, and the concatenated original embedding"},
+        {"jamba", "mixture-of-experts MLPs"},
+        {"mixtral", "mixture-of-experts MLPs"},
+        {"qwen2_moe", "mixture-of-experts MLPs"},
+        {"qwen3_moe", "mixture-of-experts MLPs"},
+        {"olmoe", "mixture-of-experts MLPs"},
+        {"deepseek_v2", "mixture-of-experts MLPs and multi-head latent attention"},
+        {"deepseek_v3", "mixture-of-experts MLPs and multi-head latent attention"},
+        {"falcon_h1", "its parallel SSM and attention with per-part multipliers"},
+        {"nemotron_h", "its hybrid layer pattern with separate MLP layers"},
+        {"granitemoehybrid", "mixture-of-experts MLPs in a Mamba2 hybrid"},
+        {"gemma", "Gemma's scaled embedding, (1 + weight) RMSNorm and GeGLU MLP"},
+        {"gemma2", "Gemma's scaled embedding, (1 + weight) RMSNorm, logit soft-capping and alternating windows"},
+        {"gemma3", "Gemma's scaled embedding, (1 + weight) RMSNorm, q/k norms and alternating windows"},
+        {"bert", "a causal language model (this is an encoder)"},
+        {"roberta", "a causal language model (this is an encoder)"},
+        {"t5", "a causal language model (this is an encoder-decoder)"}};
+    const auto it = missing.find(mt);
+    const std::string need = it == missing.end() ? "" : " (it needs " + it->second + ", which MechScope does not have yet)";
+    throw CheckpointError(cwhere + ": model_type '" + mt + "'" + arch + " is not supported" + need +
+                          "; MechScope imports Hugging Face " + listed + " models and mamba_ssm's own checkpoints");
   }
   std::vector<std::string> keys;
   for (const auto& [k, v] : cfg.items()) keys.push_back(k);
