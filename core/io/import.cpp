@@ -182,7 +182,6 @@ const families::Family& family_of(const json& cfg, const std::string& cwhere) {
         {"falcon_h1", "its parallel SSM and attention with per-part multipliers"},
         {"nemotron_h", "its hybrid layer pattern with separate MLP layers"},
         {"granitemoehybrid", "mixture-of-experts MLPs in a Mamba2 hybrid"},
-        {"gemma", "Gemma's scaled embedding, (1 + weight) RMSNorm and GeGLU MLP"},
         {"gemma2", "Gemma's scaled embedding, (1 + weight) RMSNorm, logit soft-capping and alternating windows"},
         {"gemma3", "Gemma's scaled embedding, (1 + weight) RMSNorm, q/k norms and alternating windows"},
         {"bert", "a causal language model (this is an encoder)"},

@@ -84,7 +84,7 @@ const std::vector<std::string> kTopKeys = {
     "d_model", "d_intermediate", "n_layer", "vocab_size", "ssm_cfg", "attn_layer_idx", "attn_cfg",
     "rms_norm", "norm_epsilon", "residual_in_fp32", "fused_add_norm", "pad_vocab_size_multiple",
     "tie_embeddings", "pos_emb", "max_seq_len", "parallel_layer_idx", "mlp_type", "mlp_activation", "mlp_bias",
-    "parallel_residual"};
+    "parallel_residual", "embedding_multiplier"};
 const std::vector<std::string> kAttnKeys = {
     "num_heads", "num_heads_kv", "head_dim", "qkv_proj_bias", "out_proj_bias", "softmax_scale", "causal",
     "rotary_emb_dim", "rotary_emb_base", "rotary_emb_interleaved", "rotary_scaling", "sliding_window", "qk_norm", "mlp_dim", "d_conv"};
@@ -348,6 +348,9 @@ ModelConfig ModelConfig::from_json(const json& j) {
   r.get("mlp_activation", c.mlp_activation);
   r.get("mlp_bias", c.mlp_bias);
   r.get("parallel_residual", c.parallel_residual);
+  r.get("embedding_multiplier", c.embedding_multiplier);
+  require(c.embedding_multiplier > 0 && std::isfinite(c.embedding_multiplier),
+          "model_config.embedding_multiplier: expected a positive number");
 
   require(c.d_model > 0, "model_config.d_model: must be positive, found " + std::to_string(c.d_model));
   require(c.n_layer > 0, "model_config.n_layer: must be positive, found " + std::to_string(c.n_layer));
@@ -506,6 +509,7 @@ json ModelConfig::to_json() const {
   if (mlp_activation != "silu") j["mlp_activation"] = mlp_activation;
   if (mlp_bias) j["mlp_bias"] = true;
   if (parallel_residual) j["parallel_residual"] = true;
+  if (embedding_multiplier != 1.0) j["embedding_multiplier"] = embedding_multiplier;
   return j;
 }
 

@@ -109,6 +109,9 @@ struct ModelConfig {
   std::string mlp_type = "gated";
   std::string mlp_activation = "silu";  ///< "silu" | "gelu" (erf) | "gelu_tanh" (tanh approximation) | "relu"
   bool mlp_bias = false;                ///< fc1 and fc2 carry biases
+  /// Gemma: the token embedding is multiplied by this (sqrt(d_model)) before it enters the residual; the tied
+  /// unembedding uses the embedding as stored.
+  double embedding_multiplier = 1.0;
   /// GPT-NeoX's parallel residual: resid_post = resid_pre + mixer(norm(resid_pre)) + mlp(norm2(resid_pre)).
   bool parallel_residual = false;
 

@@ -165,7 +165,10 @@ at::Tensor run_example_parts(int64_t batch, const at::Device& device, HookContex
 }
 
 at::Tensor LanguageModel::embed(const at::Tensor& tokens, HookContext* ctx) {
-  at::Tensor resid = hook_point(ctx, "hook_embed", backbone->embedding->forward(tokens));  // [batch, pos, d_model]
+  at::Tensor e = backbone->embedding->forward(tokens);  // [batch, pos, d_model]
+  // Gemma's scale, rounded to the embedding's dtype first (as transformers does: sqrt(3072) is 55.5 in bfloat16).
+  if (cfg_.embedding_multiplier != 1.0) e = e * at::scalar_tensor(cfg_.embedding_multiplier, e.options());
+  at::Tensor resid = hook_point(ctx, "hook_embed", e);
   if (backbone->pos_embedding) {
     const int64_t L = tokens.size(1);
     at::Tensor pos = backbone->pos_embedding->forward(at::arange(L, tokens.options()))

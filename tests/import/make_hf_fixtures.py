@@ -19,7 +19,8 @@ import sys
 
 import torch
 import transformers
-from transformers import (BambaConfig, BambaForCausalLM, FalconMambaConfig, FalconMambaForCausalLM, GPT2Config, GPT2LMHeadModel, GPTNeoXConfig,
+from transformers import (BambaConfig, BambaForCausalLM, FalconMambaConfig, FalconMambaForCausalLM, GemmaConfig,
+                          GemmaForCausalLM, GPT2Config, GPT2LMHeadModel, GPTNeoXConfig,
                           GPTNeoXForCausalLM, LlamaConfig, LlamaForCausalLM, Mamba2Config, Mamba2ForCausalLM,
                           MambaConfig, MambaForCausalLM, MistralConfig, MistralForCausalLM, Qwen2Config,
                           Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM)
@@ -200,6 +201,16 @@ def main():
     m = BambaForCausalLM(cfg)
     sharpen([m.model.layers[1]], "self_attn")
     save(m, os.path.join(out, "bamba"), logits_of(m))
+
+    # Gemma: GeGLU, RMSNorms by (1 + weight) (weights drawn away from 0 so that it shows), the embedding times
+    # sqrt(hidden_size), tied.
+    torch.manual_seed(18)
+    m = GemmaForCausalLM(GemmaConfig(**small, head_dim=8, **rope(10000.0)))
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if "norm" in name:
+                p.normal_(0.0, 0.5)
+    save(m, os.path.join(out, "gemma"), logits_of(m))
 
     # Stored in bfloat16 and sharded (model-0000k-of-0000n.safetensors with an index): the logits of float32
     # compute on the bfloat16 weights, and of bfloat16 compute (what the importer must match within 1e-5 and 1e-2).

@@ -13,6 +13,7 @@ const std::vector<Family>& all() {
                                                {"hf-mamba2", "mamba2", map_hf_mamba2},
                                                {"hf-llama", "llama", map_hf_llama},
                                                {"hf-mistral", "mistral", map_hf_mistral},
+                                               {"hf-gemma", "gemma", map_hf_gemma},
                                                {"hf-qwen2", "qwen2", map_hf_qwen2},
                                                {"hf-qwen3", "qwen3", map_hf_qwen3},
                                                {"hf-gpt2", "gpt2", map_hf_gpt2},

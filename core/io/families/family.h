@@ -239,6 +239,7 @@ Mapped map_hf_falcon_mamba(const json& j, Tensors& t, const std::string& where);
 Mapped map_hf_mamba2(const json& j, Tensors& t, const std::string& where);
 Mapped map_hf_llama(const json& j, Tensors& t, const std::string& where);
 Mapped map_hf_mistral(const json& j, Tensors& t, const std::string& where);
+Mapped map_hf_gemma(const json& j, Tensors& t, const std::string& where);
 Mapped map_hf_qwen2(const json& j, Tensors& t, const std::string& where);
 Mapped map_hf_qwen3(const json& j, Tensors& t, const std::string& where);
 Mapped map_hf_gpt2(const json& j, Tensors& t, const std::string& where);

@@ -62,11 +62,23 @@ struct LlamaLike {
   bool qkv_bias = false, out_bias = false, mlp_bias = false;
   int64_t sliding_window = 0;  // 0: none
   bool qk_norm = false;        // Qwen3: self_attn.q_norm, k_norm
+  bool gemma = false;          // Gemma: RMSNorm by (1 + weight), GeGLU, the embedding scaled by sqrt(hidden_size)
 };
 
 Mapped map_llama_like(const Cfg& c, Tensors& t, const LlamaLike& v) {
   const std::string& where = c.where();
-  require_silu(c);
+  std::string act = "silu";
+  if (!v.gemma) {
+    require_silu(c);
+  } else {
+    act = hf_activation(c, "hidden_act", "gelu_pytorch_tanh");
+    // transformers 4.38-4.40 read hidden_activation; 4.41 on read hidden_act: the two must not disagree.
+    if (c.has("hidden_activation") && hf_activation(c, "hidden_activation", "") != act)
+      throw CheckpointError(where + ": hidden_act and hidden_activation disagree; which one applies depends on the "
+                            "transformers version");
+    if (c.get<bool>("use_bidirectional_attention", false))
+      throw CheckpointError(where + ": use_bidirectional_attention true is not a causal language model");
+  }
   const Rope rope = read_rope(c, 10000.0);
   Mapped m;
   const int64_t d = c.count("hidden_size", kMaxDModel), H = c.count("num_attention_heads", kMaxDModel);
@@ -92,14 +104,23 @@ Mapped map_llama_like(const Cfg& c, Tensors& t, const LlamaLike& v) {
   m.model_config = transformer_config(d, inter, L, c.count("vocab_size", kMaxVocab), attn, true,
                                       c.number("rms_norm_eps", 1e-6), tie);
   if (v.mlp_bias) m.model_config["mlp_bias"] = true;
+  if (act != "silu") m.model_config["mlp_activation"] = act;
+  if (v.gemma) m.model_config["embedding_multiplier"] = static_cast<double>(static_cast<float>(std::sqrt(static_cast<double>(d))));
   c.finish(v.family);
   note_mlp_padding(m, inter);
   put(m, t, "backbone.embedding.weight", "model.embed_tokens.weight");
   put(m, t, "backbone.norm_f.weight", "model.norm.weight");
+  // Gemma's RMSNorm multiplies by (1 + weight), computed in float32: stored here as that sum.
+  auto plus_one = [&](const std::string& native) {
+    if (v.gemma) m.weights[native] = m.weights[native] + 1.0;
+  };
+  plus_one("backbone.norm_f.weight");
   for (int64_t i = 0; i < L; ++i) {
     const std::string f = "model.layers." + std::to_string(i) + ".", n = "backbone.layers." + std::to_string(i) + ".";
     put(m, t, n + "norm.weight", f + "input_layernorm.weight");
     put(m, t, n + "norm2.weight", f + "post_attention_layernorm.weight");
+    plus_one(n + "norm.weight");
+    plus_one(n + "norm2.weight");
     map_llama_attention(m, t, f + "self_attn.", n + "mixer.", {H, Hkv, D, v.qkv_bias, v.out_bias, v.qk_norm}, where);
     map_swiglu(m, t, f + "mlp.", n + "mlp.", inter, v.mlp_bias, where);
   }
@@ -161,6 +182,18 @@ Mapped map_hf_llama(const json& j, Tensors& t, const std::string& where) {
   Cfg c(j, where);
   const bool bias = c.get<bool>("attention_bias", false);
   return map_llama_like(c, t, {"hf-llama", bias, bias, c.get<bool>("mlp_bias", false), 0});
+}
+
+// Gemma (model_type "gemma", version 1): Llama's layout with a GeGLU MLP (gelu_pytorch_tanh), RMSNorms by
+// (1 + weight), the embedding multiplied by sqrt(hidden_size) (in float32: the float nearest to it), tied.
+Mapped map_hf_gemma(const json& j, Tensors& t, const std::string& where) {
+  json with = j;  // Gemma ties by default (Llama does not)
+  if (!with.contains("tie_word_embeddings") || with["tie_word_embeddings"].is_null()) with["tie_word_embeddings"] = true;
+  Cfg c(with, where);
+  const bool bias = c.get<bool>("attention_bias", false);
+  LlamaLike v{"hf-gemma", bias, bias, false, 0};
+  v.gemma = true;
+  return map_llama_like(c, t, v);
 }
 
 Mapped map_hf_mistral(const json& j, Tensors& t, const std::string& where) {
