@@ -36,7 +36,7 @@ Mapped map_hf_gpt2(const json& j, Tensors& t, const std::string& where) {
   // Dropout, the sequence-summary head of GPT2DoubleHeadsModel, and n_ctx (n_positions' old name) leave the
   // language model's forward pass unchanged.
   c.finish("hf-gpt2", {"attn_pdrop", "embd_pdrop", "resid_pdrop", "summary_activation", "summary_first_dropout",
-                       "summary_proj_to_labels", "summary_type", "summary_use_proj", "summary_proj_to_labels", "n_ctx"});
+                       "summary_proj_to_labels", "summary_type", "summary_use_proj", "n_ctx"});
   const std::string pre = t.has("transformer.wte.weight") ? "transformer." : "";
   put(m, t, "backbone.embedding.weight", pre + "wte.weight");
   put(m, t, "backbone.pos_embedding.weight", pre + "wpe.weight");
