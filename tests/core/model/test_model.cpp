@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <functional>
 #include <map>
+#include <mutex>
 
 #include "core/engine/memory.h"
 #include "core/model/model.h"
@@ -168,8 +169,12 @@ TEST(Model, ExamplePartsCacheAndComputeWhatTheWholeBatchDoes) {
     std::set<std::string> names(m.hook_names().begin(), m.hook_names().end());
     for (auto it = names.begin(); it != names.end();) it = is_expensive_hook(*it) ? names.erase(it) : std::next(it);
     std::vector<int64_t> sizes;
+    std::mutex sizes_lock;  // the parts run on two threads: pushing to one vector unguarded lost a size now and then
     auto run = [&](int64_t b, int64_t e, HookContext* c) {
-      sizes.push_back(e - b);
+      {
+        std::lock_guard<std::mutex> guard(sizes_lock);
+        sizes.push_back(e - b);
+      }
       return m.unembed(m.forward_blocks(0, m.n_layers(), m.embed(toks.narrow(0, b, e - b), c), c), c);
     };
     at::NoGradGuard no_grad;
