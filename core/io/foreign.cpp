@@ -757,11 +757,22 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
   }
 }
 
+namespace {
+
+// Each format by its own structure: safetensors is an 8-byte little-endian header length that fits the file, then
+// '{'. (Its first byte is the length's low byte, which can be 0x80 or 'P' like the other formats' magic.)
+bool is_safetensors(const RandomAccessFile& f) {
+  unsigned char m[9] = {0};
+  if (f.size() < 9) return false;
+  f.read(0, m, 9);
+  return m[8] == '{' && le64(m) <= f.size() - 8;
+}
+
+}  // namespace
+
 uint64_t engine_bytes_of(const std::string& path) {
   RandomAccessFile f(path);
-  unsigned char m[9] = {0};
-  if (f.size() >= 9) f.read(0, m, 9);
-  if (f.size() >= 9 && m[8] == '{' && le64(m) <= f.size() - 8) {
+  if (is_safetensors(f)) {
     uint64_t base = 0, total = 0;
     for (const auto& it : safetensors_items(f, "'" + path + "'", base))
       total += (it.e - it.b) / static_cast<uint64_t>(it.dt->size) *
@@ -773,11 +784,9 @@ uint64_t engine_bytes_of(const std::string& path) {
 
 TensorFile read_tensor_file(const std::string& path) {
   RandomAccessFile f(path);
-  unsigned char m[9] = {0};
-  if (f.size() >= 9) f.read(0, m, 9);
-  // Each format by its own structure: safetensors is an 8-byte little-endian header length that fits the file,
-  // then '{'. (Its first byte is the length's low byte, which can be 0x80 or 'P' like the other formats' magic.)
-  if (f.size() >= 9 && m[8] == '{' && le64(m) <= f.size() - 8) return read_safetensors(path);
+  if (is_safetensors(f)) return read_safetensors(path);
+  unsigned char m[2] = {0, 0};
+  if (f.size() >= 2) f.read(0, m, 2);
   if ((m[0] == 'P' && m[1] == 'K') || m[0] == 0x80) return read_torch_zip(path);
   throw ForeignFormatError("'" + path + "' is neither a torch.save archive nor a safetensors file");
 }

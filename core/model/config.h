@@ -81,6 +81,9 @@ struct Mamba2Config {
   double norm_eps = 1e-5;           ///< the gated RMSNorm's epsilon (mamba_ssm: 1e-5; HF: layer_norm_epsilon)
 };
 
+/// GatedMLP's hidden size for an intermediate size: rounded up to a multiple of 128 (mamba_ssm's rule).
+inline int64_t gated_mlp_hidden(int64_t d_intermediate) { return (d_intermediate + 127) / 128 * 128; }
+
 /// Sanity bounds of a model's sizes, so that a corrupt or hostile config cannot ask for terabytes (checked by
 /// ModelConfig::from_json, and by the importers before they loop over layers or allocate a vocabulary).
 inline constexpr int64_t kMaxDModel = 65536, kMaxLayers = 1024, kMaxVocab = 4000000, kMaxIntermediate = 1 << 20;
@@ -123,7 +126,7 @@ struct ModelConfig {
   /// "transformer", "mamba2", "hybrid (Mamba2 + attention)", "parallel hybrid (Mamba1 + attention)".
   std::string architecture_name() const;
   bool has_mlp() const { return d_intermediate > 0; }
-  int64_t mlp_hidden() const { return mlp_type == "plain" ? d_intermediate : (d_intermediate + 127) / 128 * 128; }
+  int64_t mlp_hidden() const { return mlp_type == "plain" ? d_intermediate : gated_mlp_hidden(d_intermediate); }
   /// "GatedMLP hidden 256", "MLP (gelu) hidden 64".
   std::string mlp_description() const;
   // Derived sizes.

@@ -74,12 +74,6 @@ void finish_hf_ssm(Mapped& m, const Cfg& c, Tensors& t, int64_t d, const json& s
   handle_tied_head(m, t, tie, "lm_head.weight", c.where());
 }
 
-// The rotary embedding. transformers 4 writes "rope_theta" and "rope_scaling" ({"rope_type" or "type": ..., ...})
-// at the top; transformers 5 writes "rope_parameters": {"rope_theta": ..., "rope_type": ..., ...}. Imported:
-// "default", "linear" (factor) and "llama3" (factor, low/high_freq_factor, original_max_position_embeddings); any
-// other rope_type ("dynamic", "yarn", "longrope", ...) or a key this importer does not know is refused by name,
-// never replaced by a default. partial_rotary_factor (the rotated fraction of each head) is read where the family
-// has one (GPT-NeoX).
 namespace {
 
 // YaRN's settings, resolved as transformers resolves them: factor (5.x: max_position_embeddings /
@@ -116,6 +110,12 @@ json yarn_of(const Cfg& c, const json& p, const Cfg& pc, const std::string& key)
 
 }  // namespace
 
+// The rotary embedding. transformers 4 writes "rope_theta" and "rope_scaling" ({"rope_type" or "type": ..., ...})
+// at the top; transformers 5 writes "rope_parameters": {"rope_theta": ..., "rope_type": ..., ...}. Imported:
+// "default", "linear" (factor), "llama3" (factor, low/high_freq_factor, original_max_position_embeddings), "yarn"
+// (yarn_of) and "dynamic" (the default rotary up to max_position_embeddings); any other rope_type ("longrope", ...)
+// or a key this importer does not know is refused by name, never replaced by a default. partial_rotary_factor (the
+// rotated fraction of each head) is read where the family has one (GPT-NeoX, Bamba).
 Rope read_rope(const Cfg& c, double default_theta, bool partial_ok) {
   const std::string& where = c.where();
   Rope r;
@@ -228,7 +228,7 @@ json hf_mamba2_ssm(const Cfg& c, const Mamba2Sizes& s, double eps, bool conv_bia
 }
 
 void note_mlp_padding(Mapped& m, int64_t inter) {
-  const int64_t hidden = (inter + 127) / 128 * 128;
+  const int64_t hidden = gated_mlp_hidden(inter);
   if (hidden != inter)
     m.notes.push_back("intermediate_size " + std::to_string(inter) + " padded with zero units to " + std::to_string(hidden) +
                       " (GatedMLP's multiple of 128; the output is unchanged)");

@@ -35,7 +35,7 @@ void map_llama_attention(Mapped& m, Tensors& t, const std::string& f, const std:
 
 void map_swiglu(Mapped& m, Tensors& t, const std::string& f, const std::string& n, int64_t inter, bool bias,
                 const std::string& where) {
-  const int64_t hidden = (inter + 127) / 128 * 128;
+  const int64_t hidden = gated_mlp_hidden(inter);
   at::Tensor up = t.take(f + "up_proj.weight"), gate = t.take(f + "gate_proj.weight");
   at::Tensor down = t.take(f + "down_proj.weight");
   if (up.dim() != 2 || gate.sizes() != up.sizes() || up.size(0) != inter || down.dim() != 2 || down.size(1) != inter)
@@ -62,7 +62,8 @@ struct LlamaLike {
   bool qkv_bias = false, out_bias = false, mlp_bias = false;
   int64_t sliding_window = 0;  // 0: none
   bool qk_norm = false;        // Qwen3: self_attn.q_norm, k_norm
-  bool gemma = false;          // Gemma: RMSNorm by (1 + weight), GeGLU, the embedding scaled by sqrt(hidden_size)
+  bool gemma = false;          // Gemma: RMSNorm by (1 + weight), GeGLU, the embedding scaled by sqrt(hidden_size),
+                               // and tied by default
 };
 
 Mapped map_llama_like(const Cfg& c, Tensors& t, const LlamaLike& v) {
@@ -88,7 +89,7 @@ Mapped map_llama_like(const Cfg& c, Tensors& t, const LlamaLike& v) {
                           std::to_string(H));
   const int64_t D = c.get<int64_t>("head_dim", H > 0 ? d / H : 0);
   const int64_t L = c.count("num_hidden_layers", kMaxLayers), inter = c.count("intermediate_size", kMaxIntermediate);
-  const bool tie = c.get<bool>("tie_word_embeddings", false);
+  const bool tie = c.get<bool>("tie_word_embeddings", v.gemma);
   json attn = {{"num_heads", H},
                {"num_heads_kv", Hkv},
                {"qkv_proj_bias", v.qkv_bias},
@@ -187,9 +188,7 @@ Mapped map_hf_llama(const json& j, Tensors& t, const std::string& where) {
 // Gemma (model_type "gemma", version 1): Llama's layout with a GeGLU MLP (gelu_pytorch_tanh), RMSNorms by
 // (1 + weight), the embedding multiplied by sqrt(hidden_size) (in float32: the float nearest to it), tied.
 Mapped map_hf_gemma(const json& j, Tensors& t, const std::string& where) {
-  json with = j;  // Gemma ties by default (Llama does not)
-  if (!with.contains("tie_word_embeddings") || with["tie_word_embeddings"].is_null()) with["tie_word_embeddings"] = true;
-  Cfg c(with, where);
+  Cfg c(j, where);
   const bool bias = c.get<bool>("attention_bias", false);
   LlamaLike v{"hf-gemma", bias, bias, false, 0};
   v.gemma = true;

@@ -87,6 +87,12 @@ std::string AttentionImpl::describe() const {
   return o.str();
 }
 
+void AttentionImpl::normalise_qk(at::Tensor& q, at::Tensor& k) {
+  if (!q_norm) return;
+  q = q_norm->forward(q.unflatten(-1, {H, D})).flatten(-2);
+  k = k_norm->forward(k.unflatten(-1, {Hkv, D})).flatten(-2);
+}
+
 at::Tensor AttentionImpl::forward(const at::Tensor& x, const Partial& part, HookContext* ctx) {
   const int64_t b = x.size(0), Lx = x.size(1), s = part.start();
   const at::Tensor* rows = part.rows;
@@ -100,18 +106,12 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const Partial& part, Hook
     at::Tensor qkv = in_proj->forward(x);  // [b, L, (H + 2 Hkv) D]
     auto parts = qkv.split_with_sizes({H * D, Hkv * D, Hkv * D}, -1);
     q = parts[0], k = parts[1], v = parts[2];
-    if (q_norm) {
-      q = q_norm->forward(q.unflatten(-1, {H, D})).flatten(-2);
-      k = k_norm->forward(k.unflatten(-1, {Hkv, D})).flatten(-2);
-    }
+    normalise_qk(q, k);
   } else {  // only the queries at `rows`
     q = linear_outputs(in_proj, gather_rows(x, *rows), 0, H * D);  // [b, P, H D]
     auto kv = linear_outputs(in_proj, x, H * D, 2 * Hkv * D).chunk(2, -1);
     k = kv[0], v = kv[1];
-    if (q_norm) {
-      q = q_norm->forward(q.unflatten(-1, {H, D})).flatten(-2);
-      k = k_norm->forward(k.unflatten(-1, {Hkv, D})).flatten(-2);
-    }
+    normalise_qk(q, k);
     const bool hooked = ctx && (ctx->wants(h_q_) || ctx->wants(h_k_) || ctx->wants(h_v_) || ctx->wants(h_scores_) ||
                                 ctx->wants(h_pattern_));
     if (s == 0 && !hooked && cfg_.sliding_window == 0 && x.device().is_cpu() && x.scalar_type() == at::kFloat) {

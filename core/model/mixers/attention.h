@@ -48,6 +48,8 @@ class AttentionImpl : public MixerImpl {
   struct RotaryTables;
   std::shared_ptr<RotaryTables> rotary_tables_;
   std::pair<at::Tensor, at::Tensor> rotary_tables(int64_t L);
+  /// qk_norm (Qwen3): q [.., H D] and k [.., Hkv D] with each head RMS-normalised; unchanged without it.
+  void normalise_qk(at::Tensor& q, at::Tensor& k);
 };
 
 }  // namespace mechscope

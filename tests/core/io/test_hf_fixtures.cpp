@@ -210,19 +210,12 @@ TEST(HfFixtures, YarnAndDynamicRotary) {
 // the logits would differ past the window); keys that do not change the forward pass are ignored, as documented.
 TEST(HfFixtures, AKeyTheImporterDoesNotKnowIsRefusedNotIgnored) {
   const std::string dir = mechscope::test::scratch_dir() + "/llama";
-  fs::copy(kDir + "/llama_theta500k", dir);
-  nlohmann::json cfg;
-  {
-    std::ifstream in(dir + "/config.json");
-    cfg = nlohmann::json::parse(in);
-  }
-  auto write = [&](const nlohmann::json& j) { std::ofstream(dir + "/config.json") << j.dump(); };
-  nlohmann::json with = cfg;
-  with["use_cache"] = false;  // generation only
-  write(with);
+  copy_with_config(kDir + "/llama_theta500k", dir, [](nlohmann::json& c) { c["use_cache"] = false; });  // generation only
   EXPECT_NO_THROW(import_checkpoint(dir));
-  with["sliding_window"] = 4;
-  write(with);
+  copy_with_config(kDir + "/llama_theta500k", dir, [](nlohmann::json& c) {
+    c["use_cache"] = false;
+    c["sliding_window"] = 4;
+  });
   try {
     import_checkpoint(dir);
     ADD_FAILURE() << "a sliding window was ignored";
