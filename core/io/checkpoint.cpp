@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <set>
 #include <sstream>
@@ -107,10 +108,31 @@ void write_group(hid_t root, const std::string& group, const std::map<std::strin
 
 }  // namespace
 
+// The non-finite values of a weight, counted in slices of a million so that the check of a large model's weights
+// allocates a few megabytes at a time (a whole-tensor isfinite() left hundreds of megabytes of the heap resident).
+static int64_t count_nonfinite(const at::Tensor& w) {
+  if (!at::isFloatingType(w.scalar_type())) return 0;
+  if (w.scalar_type() == at::kFloat && w.is_contiguous() && w.device().is_cpu()) {
+    const float* p = w.data_ptr<float>();
+    int64_t bad = 0;
+    for (int64_t i = 0, n = w.numel(); i < n; ++i) bad += std::isfinite(p[i]) ? 0 : 1;
+    return bad;
+  }
+  const at::Tensor flat = w.reshape({-1});
+  int64_t bad = 0;
+  for (int64_t i = 0, n = flat.numel(), step = int64_t{1} << 20; i < n; i += step) {
+    const at::Tensor part = flat.narrow(0, i, std::min(step, n - i));
+    bad += part.numel() - at::isfinite(part).sum().item<int64_t>();
+  }
+  return bad;
+}
+
+// A model whose every parameter the caller overwrites: built without drawing or touching its parameters.
 static std::shared_ptr<LanguageModel> new_model(const ModelConfig& config) {
   RngGuard rng;
   at::NoGradGuard no_grad;
-  return std::make_shared<LanguageModel>(config, 0);
+  SkipParameterInit uninitialised;
+  return std::make_shared<LanguageModel>(config, 0, false);
 }
 
 // Every expected parameter present, nothing else: otherwise a message listing up to 8 names.
@@ -249,7 +271,7 @@ static Checkpoint read_checkpoint(const std::string& path, bool probe) {
           throw CheckpointError(where + ": parameter " + name + " has shape " + shape.str() + ", the config expects " +
                                 shape_str(p.sizes()));
         at::Tensor buf = read_weight(weights.get(), name, shape.dims, wwhere, ck);
-        const int64_t bad = buf.numel() - at::isfinite(buf).sum().item<int64_t>();
+        const int64_t bad = count_nonfinite(buf);
         if (bad > 0)
           ck.warnings.push_back("parameter " + name + " has " + std::to_string(bad) + " non-finite value(s)");
         p.copy_(buf);
@@ -276,12 +298,7 @@ Checkpoint load_checkpoint(const std::string& path) {
 
 std::shared_ptr<LanguageModel> model_from_weights(const ModelConfig& config, const std::map<std::string, at::Tensor>& weights,
                                                   const std::string& where, std::vector<std::string>* warnings) {
-  std::shared_ptr<LanguageModel> model;
-  {
-    RngGuard rng;
-    at::NoGradGuard no_grad;
-    model = std::make_shared<LanguageModel>(config, 0, false);  // every parameter is replaced below
-  }
+  std::shared_ptr<LanguageModel> model = new_model(config);  // every parameter is replaced below
   auto params = model->state_dict();
   std::set<std::string> present;
   for (const auto& kv : weights) present.insert(kv.first);
@@ -295,7 +312,7 @@ std::shared_ptr<LanguageModel> model_from_weights(const ModelConfig& config, con
                             shape_str(p.sizes()));
     if (!at::isFloatingType(w.scalar_type()))
       throw CheckpointError(where + ": parameter " + name + " is not floating point (" + c10::toString(w.scalar_type()) + ")");
-    const int64_t bad = w.numel() - at::isfinite(w).sum().item<int64_t>();
+    const int64_t bad = count_nonfinite(w);
     if (bad > 0 && warnings) warnings->push_back("parameter " + name + " has " + std::to_string(bad) + " non-finite value(s)");
     // A float32 weight of its own becomes the parameter (no second copy of the model in memory); another one is copied.
     if (w.scalar_type() == p.scalar_type() && w.is_contiguous() && w.device() == p.device() && w.storage_offset() == 0 &&

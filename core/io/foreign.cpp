@@ -704,6 +704,14 @@ std::vector<SafetensorsItem> safetensors_items(const RandomAccessFile& f, const 
 
 }  // namespace
 
+namespace {
+at::Tensor read_safetensors_item(const RandomAccessFile& f, const SafetensorsItem& it, uint64_t base) {
+  at::Tensor t = at::empty(it.shape, at::TensorOptions().dtype(it.dt->type));
+  if (it.e > it.b) f.read(base + it.b, t.data_ptr(), it.e - it.b);
+  return to_engine(t);
+}
+}  // namespace
+
 TensorFile read_safetensors(const std::string& path) {
   RandomAccessFile f(path);
   const std::string where = "'" + path + "'";
@@ -712,10 +720,8 @@ TensorFile read_safetensors(const std::string& path) {
   TensorFile out;
   out.format = "safetensors";
   for (const auto& it : items) {
-    at::Tensor t = at::empty(it.shape, at::TensorOptions().dtype(it.dt->type));
-    if (it.e > it.b) f.read(base + it.b, t.data_ptr(), it.e - it.b);
     out.dtypes[it.name] = it.dt->name;
-    out.tensors.emplace_back(it.name, to_engine(t));
+    out.tensors.emplace_back(it.name, read_safetensors_item(f, it, base));
   }
   return out;
 }
@@ -780,6 +786,25 @@ uint64_t engine_bytes_of(const std::string& path) {
     return total;
   }
   return f.size();  // a torch.save archive: its storages as stored (their dtypes are in the pickle)
+}
+
+TensorSource open_tensor_file(const std::string& path) {
+  auto f = std::make_shared<const RandomAccessFile>(path);
+  TensorSource out;
+  if (is_safetensors(*f)) {
+    uint64_t base = 0;
+    out.format = "safetensors";
+    for (const auto& it : safetensors_items(*f, "'" + path + "'", base)) {
+      out.dtypes[it.name] = it.dt->name;
+      out.tensors.emplace_back(it.name, [f, it, base] { return read_safetensors_item(*f, it, base); });
+    }
+    return out;
+  }
+  TensorFile whole = read_tensor_file(path);
+  out.format = whole.format;
+  out.dtypes = std::move(whole.dtypes);
+  for (auto& [name, t] : whole.tensors) out.tensors.emplace_back(name, [t = std::move(t)] { return t; });
+  return out;
 }
 
 TensorFile read_tensor_file(const std::string& path) {

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -47,6 +48,18 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
 /// header alone; for a torch.save archive, its size (a lower bound for half-precision storages). For refusing a
 /// model that will not fit before reading it.
 uint64_t engine_bytes_of(const std::string& path);
+
+/// A weight file's tensors as loaders, in file order; each reads its tensor when called (floating ones as float32).
+/// A safetensors file is checked whole now (header, offsets, sizes) and read tensor by tensor later from the file,
+/// kept open by the loaders, so that an importer consuming one tensor at a time never holds a model's weights
+/// twice; a torch.save archive is read whole now (its tensors may share storages). A loader's errors are
+/// ForeignFormatErrors (a file truncated since it was opened, a failing disk).
+struct TensorSource {
+  std::vector<std::pair<std::string, std::function<at::Tensor()>>> tensors;
+  std::map<std::string, std::string> dtypes;
+  std::string format;
+};
+TensorSource open_tensor_file(const std::string& path);
 
 /// Chooses the reader by the file's first bytes (zip "PK\x03\x04" or a safetensors header).
 TensorFile read_tensor_file(const std::string& path);

@@ -236,21 +236,22 @@ Checkpoint import_checkpoint(const std::string& path, ImportInfo* info_out) {
   info.source_format = family.format;
 
   info.weight_files = weights_file.empty() ? find_weight_files(dir, where) : std::vector<std::string>{weights_file};
-  std::vector<TensorFile> files;
+  std::vector<TensorSource> files;
   try {
-    // Refused before reading, from the files' headers: the weights as float32, held twice while the model is built.
+    // Refused before reading, from the files' headers: the weights as float32, plus what a mapper holds while it
+    // fuses a layer's tensors (safetensors are read one tensor at a time as the mapper takes them).
     double bytes = 0;
     for (const auto& f : info.weight_files) bytes += static_cast<double>(engine_bytes_of(f));
-    require_memory(2.0 * bytes, "importing " + where + " (" + std::to_string(static_cast<int64_t>(bytes / 1e6)) +
-                                    " MB of float32 weights, held twice while the model is built)",
-                   "MechScope computes in float32: a bfloat16 model needs about four times its file size while it loads");
-    for (const auto& f : info.weight_files) files.push_back(read_tensor_file(f));
+    require_memory(1.3 * bytes, "importing " + where + " (" + std::to_string(static_cast<int64_t>(bytes / 1e6)) +
+                                    " MB of float32 weights)",
+                   "MechScope computes in float32: a bfloat16 model needs about twice its file size in memory");
+    for (const auto& f : info.weight_files) files.push_back(open_tensor_file(f));
   } catch (const ForeignFormatError& e) {
     throw CheckpointError(e.what());
   }
   const std::string mwhere = "importing " + where + " as " + info.source_format;
   families::Tensors tensors(files, mwhere);
-  files.clear();  // the table holds the only references now: each tensor is freed once mapped
+  files.clear();  // the table holds the only loaders now: each tensor is read when taken and freed once mapped
   families::Mapped m;
   try {
     m = family.map(cfg, tensors, mwhere);

@@ -11,6 +11,36 @@
 
 namespace mechscope {
 
+// ------------------------------------------------------------------ construction
+
+namespace {
+thread_local bool skip_parameter_init = false;
+}  // namespace
+
+SkipParameterInit::SkipParameterInit() : previous_(skip_parameter_init) { skip_parameter_init = true; }
+SkipParameterInit::~SkipParameterInit() { skip_parameter_init = previous_; }
+bool SkipParameterInit::active() { return skip_parameter_init; }
+
+// Uninitialised: the module is built at a 1 x 1 size (its own draws are a few numbers, under the caller's RngGuard),
+// then its parameters take their full shapes in place (the registered tensors stay the same objects) and its options
+// the real sizes.
+torch::nn::Linear make_linear(int64_t in, int64_t out, bool bias) {
+  if (!skip_parameter_init) return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(bias));
+  torch::nn::Linear lin(torch::nn::LinearOptions(1, 1).bias(bias));
+  lin->weight.set_data(at::empty({out, in}));
+  if (bias) lin->bias.set_data(at::empty({out}));
+  lin->options = torch::nn::LinearOptions(in, out).bias(bias);
+  return lin;
+}
+
+torch::nn::Embedding make_embedding(int64_t n, int64_t d) {
+  if (!skip_parameter_init) return torch::nn::Embedding(n, d);
+  torch::nn::Embedding emb(1, 1);
+  emb->weight.set_data(at::empty({n, d}));
+  emb->options = torch::nn::EmbeddingOptions(n, d);
+  return emb;
+}
+
 // ------------------------------------------------------------------ rows
 
 at::Tensor gather_rows(const at::Tensor& t, const at::Tensor& rows) {
@@ -73,9 +103,8 @@ double NormImpl::eps() const { return rms_ ? rms_->eps : ln_->options.eps(); }
 
 MLPImpl::MLPImpl(const ModelConfig& cfg) : gated(cfg.mlp_type == "gated") {
   const int64_t hidden = cfg.mlp_hidden();
-  fc1 = register_module("fc1", torch::nn::Linear(torch::nn::LinearOptions(cfg.d_model, (gated ? 2 : 1) * hidden)
-                                                     .bias(cfg.mlp_bias)));
-  fc2 = register_module("fc2", torch::nn::Linear(torch::nn::LinearOptions(hidden, cfg.d_model).bias(cfg.mlp_bias)));
+  fc1 = register_module("fc1", make_linear(cfg.d_model, (gated ? 2 : 1) * hidden, cfg.mlp_bias));
+  fc2 = register_module("fc2", make_linear(hidden, cfg.d_model, cfg.mlp_bias));
   const std::string& a = cfg.mlp_activation;
   act_ = a == "gelu" ? Act::Gelu : a == "gelu_tanh" ? Act::GeluTanh : a == "relu" ? Act::Relu : Act::Silu;
 }

@@ -7,12 +7,33 @@
 #include <string>
 
 #include <torch/nn/module.h>
+#include <torch/nn/modules/embedding.h>
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/modules/normalization.h>
 
 #include "core/model/config.h"
 
 namespace mechscope {
+
+/// While one lives on this thread, make_linear and make_embedding build their parameters uninitialised, at full
+/// shape: no random draws and no memory touched (the allocator's pages are committed only when written), for a
+/// model whose every parameter is replaced next (model_from_weights). Without one they draw as LibTorch's
+/// modules do, in construction order (the reference initialisation).
+class SkipParameterInit {
+ public:
+  SkipParameterInit();
+  ~SkipParameterInit();
+  SkipParameterInit(const SkipParameterInit&) = delete;
+  SkipParameterInit& operator=(const SkipParameterInit&) = delete;
+  static bool active();
+
+ private:
+  bool previous_;
+};
+/// torch::nn::Linear(in -> out, bias), uninitialised under SkipParameterInit.
+torch::nn::Linear make_linear(int64_t in, int64_t out, bool bias);
+/// torch::nn::Embedding(n, d), uninitialised under SkipParameterInit.
+torch::nn::Embedding make_embedding(int64_t n, int64_t d);
 
 /// t [batch, L, ...] at rows [batch, P] (positions per example) -> [batch, P, ...].
 at::Tensor gather_rows(const at::Tensor& t, const at::Tensor& rows);

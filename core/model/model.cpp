@@ -17,9 +17,9 @@
 namespace mechscope {
 
 BackboneImpl::BackboneImpl(const ModelConfig& cfg) {
-  embedding = register_module("embedding", torch::nn::Embedding(cfg.padded_vocab_size(), cfg.d_model));
+  embedding = register_module("embedding", make_embedding(cfg.padded_vocab_size(), cfg.d_model));
   if (cfg.pos_emb == "learned")
-    pos_embedding = register_module("pos_embedding", torch::nn::Embedding(cfg.max_seq_len, cfg.d_model));
+    pos_embedding = register_module("pos_embedding", make_embedding(cfg.max_seq_len, cfg.d_model));
   auto list = register_module("layers", torch::nn::ModuleList());
   for (int64_t i = 0; i < cfg.n_layer; ++i) {
     layers.push_back(std::make_shared<BlockImpl>(cfg, i));
@@ -32,8 +32,7 @@ LanguageModel::LanguageModel(const ModelConfig& cfg, uint64_t seed, bool initial
   torch::manual_seed(seed);
   backbone = register_module("backbone", std::make_shared<BackboneImpl>(cfg));
   if (!cfg.tie_embeddings)
-    lm_head = register_module("lm_head", torch::nn::Linear(torch::nn::LinearOptions(cfg.d_model, cfg.padded_vocab_size())
-                                                               .bias(false)));
+    lm_head = register_module("lm_head", make_linear(cfg.d_model, cfg.padded_vocab_size(), false));
   if (initialise) reset_parameters();
   hook_names_.push_back("hook_embed");
   if (cfg.pos_emb == "learned") hook_names_.push_back("hook_pos_embed");

@@ -112,18 +112,18 @@ class Cfg {
 // The foreign tensors, consumed by name; what is never consumed is reported.
 class Tensors {
  public:
-  Tensors(const std::vector<TensorFile>& files, std::string where) : where_(std::move(where)) {
+  Tensors(const std::vector<TensorSource>& files, std::string where) : where_(std::move(where)) {
     for (const auto& f : files)
-      for (const auto& [name, t] : f.tensors) {
-        if (!map_.emplace(name, t).second) throw CheckpointError(where_ + ": tensor '" + name + "' appears in two files");
+      for (const auto& [name, load] : f.tensors) {
+        if (!map_.emplace(name, load).second) throw CheckpointError(where_ + ": tensor '" + name + "' appears in two files");
         order_.push_back(name);
         dtypes_[name] = f.dtypes.at(name);
       }
   }
   /// Whether the files hold `n` (taken or not).
   bool has(const std::string& n) const { return map_.count(n) > 0 || used_.count(n) > 0; }
-  /// The tensor `n`, handed over: this table lets go of it, so that a tensor fused or converted by a mapper is freed
-  /// as soon as the mapper is done with it (a model's weights are then in memory about once, not twice).
+  /// The tensor `n`, read now and handed over: this table keeps nothing of it, so that a tensor fused or converted
+  /// by a mapper is freed as soon as the mapper is done with it (a model's weights are then in memory about once).
   at::Tensor take(const std::string& n) {
     auto it = map_.find(n);
     if (it == map_.end() && used_.count(n))
@@ -134,9 +134,13 @@ class Tensors {
                             " (the file holds " + std::to_string(order_.size()) + " tensors, e.g. " + join(some, ", ") + ")");
     }
     used_.insert(n);
-    at::Tensor t = std::move(it->second);
+    const std::function<at::Tensor()> load = std::move(it->second);
     map_.erase(it);
-    return t;
+    try {
+      return load();
+    } catch (const ForeignFormatError& e) {
+      throw CheckpointError(where_ + ": reading '" + n + "': " + e.what());
+    }
   }
   void drop(const std::string& n) {
     used_.insert(n);
@@ -156,7 +160,7 @@ class Tensors {
   }
 
  private:
-  std::map<std::string, at::Tensor> map_;
+  std::map<std::string, std::function<at::Tensor()>> map_;  // the loaders of the tensors not taken yet
   std::map<std::string, std::string> dtypes_;
   std::vector<std::string> order_;
   std::set<std::string> used_;

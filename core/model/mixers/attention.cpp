@@ -19,10 +19,9 @@ AttentionImpl::AttentionImpl(const ModelConfig& cfg, int64_t layer) : cfg_(cfg.a
   Hkv = cfg.attn_heads_kv();
   D = cfg.attn_head_dim(cfg.d_model);
   scale_ = cfg.attn.softmax_scale > 0 ? cfg.attn.softmax_scale : 1.0 / std::sqrt(static_cast<double>(D));
-  in_proj = register_module("in_proj", torch::nn::Linear(torch::nn::LinearOptions(cfg.d_model, (H + 2 * Hkv) * D)
-                                                             .bias(cfg.attn.qkv_proj_bias)));
+  in_proj = register_module("in_proj", make_linear(cfg.d_model, (H + 2 * Hkv) * D, cfg.attn.qkv_proj_bias));
   out_proj = register_module("out_proj",
-                             torch::nn::Linear(torch::nn::LinearOptions(H * D, cfg.d_model).bias(cfg.attn.out_proj_bias)));
+                             make_linear(H * D, cfg.d_model, cfg.attn.out_proj_bias));
   if (cfg.attn.qk_norm) {  // Qwen3: RMSNorm over each head's features, before the rotary, with the model's epsilon
     q_norm = register_module("q_norm", RMSNorm(D, cfg.norm_epsilon));
     k_norm = register_module("k_norm", RMSNorm(D, cfg.norm_epsilon));

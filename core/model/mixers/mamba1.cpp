@@ -19,12 +19,12 @@ Mamba1Impl::Mamba1Impl(const ModelConfig& cfg, int64_t layer) {
   d_conv = m.d_conv;
   dt_rank = m.dt_rank;
   bcdt_rms_eps_ = m.bcdt_rms_eps;
-  in_proj = register_module("in_proj", torch::nn::Linear(torch::nn::LinearOptions(cfg.d_model, 2 * d_inner).bias(m.bias)));
+  in_proj = register_module("in_proj", make_linear(cfg.d_model, 2 * d_inner, m.bias));
   conv1d = register_module("conv1d", torch::nn::Conv1d(torch::nn::Conv1dOptions(d_inner, d_inner, d_conv)
                                                            .groups(d_inner).padding(d_conv - 1).bias(m.conv_bias)));
   x_proj = register_module("x_proj",
-                           torch::nn::Linear(torch::nn::LinearOptions(d_inner, dt_rank + 2 * d_state).bias(false)));
-  dt_proj = register_module("dt_proj", torch::nn::Linear(torch::nn::LinearOptions(dt_rank, d_inner).bias(true)));
+                           make_linear(d_inner, dt_rank + 2 * d_state, false));
+  dt_proj = register_module("dt_proj", make_linear(dt_rank, d_inner, true));
   {
     at::NoGradGuard no_grad;
     const double std = std::pow(static_cast<double>(dt_rank), -0.5) * m.dt_scale;
@@ -34,7 +34,7 @@ Mamba1Impl::Mamba1Impl(const ModelConfig& cfg, int64_t layer) {
   }
   A_log = register_parameter("A_log", at::log(at::arange(1, d_state + 1, at::kFloat)).repeat({d_inner, 1}));
   D = register_parameter("D", at::ones({d_inner}));
-  out_proj = register_module("out_proj", torch::nn::Linear(torch::nn::LinearOptions(d_inner, cfg.d_model).bias(m.bias)));
+  out_proj = register_module("out_proj", make_linear(d_inner, cfg.d_model, m.bias));
   const std::string p = layer_prefix(layer) + "ssm.";
   h_mixer_in_ = layer_prefix(layer) + "hook_mixer_in";
   d_model_ = cfg.d_model;

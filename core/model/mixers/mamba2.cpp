@@ -25,7 +25,7 @@ Mamba2Impl::Mamba2Impl(const ModelConfig& cfg, int64_t layer) : cfg_(cfg.mamba2)
   chunk = m.chunk_size;
   const int64_t d_in_proj = 2 * d_inner + 2 * G * N + H;
   const int64_t conv_dim = d_ssm + 2 * G * N;
-  in_proj = register_module("in_proj", torch::nn::Linear(torch::nn::LinearOptions(cfg.d_model, d_in_proj).bias(m.bias)));
+  in_proj = register_module("in_proj", make_linear(cfg.d_model, d_in_proj, m.bias));
   conv1d = register_module("conv1d", torch::nn::Conv1d(torch::nn::Conv1dOptions(conv_dim, conv_dim, d_conv)
                                                            .groups(conv_dim).padding(d_conv - 1).bias(m.conv_bias)));
   if (m.conv_init > 0) {
@@ -39,7 +39,7 @@ Mamba2Impl::Mamba2Impl(const ModelConfig& cfg, int64_t layer) : cfg_(cfg.mamba2)
     auto norm = register_module("norm", std::make_shared<torch::nn::Module>());
     norm_weight = norm->register_parameter("weight", at::ones({d_ssm}));
   }
-  out_proj = register_module("out_proj", torch::nn::Linear(torch::nn::LinearOptions(d_inner, cfg.d_model).bias(m.bias)));
+  out_proj = register_module("out_proj", make_linear(d_inner, cfg.d_model, m.bias));
   const std::string p = layer_prefix(layer) + "ssm.";
   h_mixer_in_ = layer_prefix(layer) + "hook_mixer_in";
   d_model_ = cfg.d_model;

@@ -95,6 +95,33 @@ TEST(Safetensors, RoundTripIsBitExact) {
   EXPECT_FALSE(fs::exists(dir + "/x.safetensors.tmp-" + std::to_string(::getpid())));
 }
 
+TEST(Safetensors, OpenedLazilyEachLoaderReadsItsTensorWhenCalled) {
+  const std::string dir = scratch_dir();
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(4);
+  std::vector<std::pair<std::string, at::Tensor>> in = {{"a", at::randn({6, 3}, gen)},
+                                                        {"b", at::randn({5}, gen).to(at::kBFloat16)}};
+  write_safetensors(dir + "/x.safetensors", in);
+  TensorSource src = open_tensor_file(dir + "/x.safetensors");
+  TensorFile whole = read_safetensors(dir + "/x.safetensors");
+  EXPECT_EQ(src.format, "safetensors");
+  EXPECT_EQ(src.dtypes, whole.dtypes);
+  ASSERT_EQ(src.tensors.size(), 2u);
+  for (size_t k = 0; k < 2; ++k) {
+    EXPECT_EQ(src.tensors[k].first, whole.tensors[k].first);
+    EXPECT_TRUE(at::equal(src.tensors[k].second(), whole.tensors[k].second)) << whole.tensors[k].first;
+  }
+  // Read when called: the file cut short after it was opened fails the late loader, naming the file, not the process.
+  const std::string raw = read_all(dir + "/x.safetensors");
+  fs::resize_file(dir + "/x.safetensors", raw.size() - 4);
+  const std::string late = src.tensors[0].first == "b" ? src.tensors[0].first : src.tensors[1].first;
+  const auto& loader = src.tensors[0].first == late ? src.tensors[0].second : src.tensors[1].second;
+  EXPECT_NE(error_of([&] { loader(); }).find("x.safetensors"), std::string::npos);
+  // A torch.save archive is read whole when opened, its loaders hand the tensors out.
+  TensorSource zip = open_tensor_file(kFixture);
+  EXPECT_EQ(zip.format, "torch-zip");
+  EXPECT_EQ(zip.tensors.size(), read_torch_zip(kFixture).tensors.size());
+}
+
 TEST(Safetensors, MalformedHeadersAreNamed) {
   const std::string dir = scratch_dir();
   auto file = [&](const std::string& header, const std::string& data) {

@@ -116,6 +116,37 @@ TEST(Model, InitialisationFollowsTheReference) {
   EXPECT_GT(max_abs_diff(other.state_dict()[0].second, sd2[0].second), 0.0);
 }
 
+TEST(Model, AModelBuiltUninitialisedTakesWeightsAndRunsAsTheOriginal) {
+  // SkipParameterInit (the loaders' model, every parameter replaced next): the same parameter names and shapes, the
+  // modules' options at their real sizes, the weights replaced in place, and then the same logits as the original.
+  at::NoGradGuard no_grad;
+  for (const char* preset : {"transformer", "mamba1", "mamba2", "parallel-hybrid"}) {
+    SCOPED_TRACE(preset);
+    ModelConfig cfg = small_config(preset, {{"tie_embeddings", false}});
+    LanguageModel original(cfg, 5);
+    std::shared_ptr<LanguageModel> built;
+    {
+      SkipParameterInit uninitialised;
+      EXPECT_TRUE(SkipParameterInit::active());
+      built = std::make_shared<LanguageModel>(cfg, 0, false);
+    }
+    EXPECT_FALSE(SkipParameterInit::active());
+    ASSERT_EQ(shapes_of(*built), shapes_of(original));
+    EXPECT_EQ(built->lm_head->options.in_features(), cfg.d_model);
+    EXPECT_EQ(built->lm_head->options.out_features(), cfg.padded_vocab_size());
+    EXPECT_EQ(built->backbone->embedding->options.num_embeddings(), cfg.padded_vocab_size());
+    EXPECT_EQ(built->backbone->embedding->options.embedding_dim(), cfg.d_model);
+    auto from = original.state_dict();
+    std::map<std::string, at::Tensor> src(from.begin(), from.end());
+    for (auto& [name, p] : built->state_dict()) p.copy_(src.at(name));
+    at::Tensor tokens = random_tokens(2, 9, cfg.vocab_size, 1);
+    EXPECT_EQ(max_abs_diff(built->forward(tokens), original.forward(tokens)), 0.0);
+  }
+  // Outside the scope, construction draws as before: the same seed gives the same weights.
+  LanguageModel a(small_config("transformer"), 7), b(small_config("transformer"), 7);
+  EXPECT_EQ(max_abs_diff(a.state_dict()[1].second, b.state_dict()[1].second), 0.0);
+}
+
 TEST(Model, EveryMixerIsCausal) {
   at::NoGradGuard no_grad;
   for (const auto& preset : ModelConfig::preset_names()) {
