@@ -87,7 +87,7 @@ const std::vector<std::string> kTopKeys = {
     "parallel_residual", "embedding_multiplier"};
 const std::vector<std::string> kAttnKeys = {
     "num_heads", "num_heads_kv", "head_dim", "qkv_proj_bias", "out_proj_bias", "softmax_scale", "causal",
-    "rotary_emb_dim", "rotary_emb_base", "rotary_emb_interleaved", "rotary_scaling", "sliding_window", "qk_norm", "mlp_dim", "d_conv"};
+    "rotary_emb_dim", "rotary_emb_base", "rotary_emb_interleaved", "rotary_scaling", "sliding_window", "sliding_window_layers", "qk_norm", "mlp_dim", "d_conv"};
 const std::vector<std::string> kMamba1Keys = {
     "layer", "d_state", "d_conv", "expand", "dt_rank", "dt_min", "dt_max", "dt_init", "dt_scale",
     "dt_init_floor", "conv_bias", "bias", "bcdt_rms_eps", "use_fast_path"};
@@ -95,6 +95,8 @@ const std::vector<std::string> kMamba2Keys = {
     "layer", "d_state", "d_conv", "conv_init", "expand", "headdim", "d_ssm", "ngroups", "A_init_range",
     "D_has_hdim", "rmsnorm", "norm_before_gate", "dt_min", "dt_max", "dt_init_floor", "dt_limit", "bias",
     "conv_bias", "chunk_size", "norm_eps", "use_mem_eff_path"};
+
+void check_layers(const std::vector<int64_t>& idx, int64_t n_layer, const std::string& key);
 
 void parse_attn(const json& j, ModelConfig& c) {
   ObjectReader r(j, "attn_cfg");
@@ -148,8 +150,15 @@ void parse_attn(const json& j, ModelConfig& c) {
     r.ignore("rotary_scaling");
   }
   r.get("sliding_window", a.sliding_window);
+  r.get("sliding_window_layers", a.sliding_window_layers);
   r.get("qk_norm", a.qk_norm);
   require(a.sliding_window >= 0, "attn_cfg.sliding_window: expected a window of at least 1 position, or 0 for none");
+  require(a.sliding_window_layers.empty() || a.sliding_window > 0,
+          "attn_cfg.sliding_window_layers: lists layers but sliding_window gives no window");
+  check_layers(a.sliding_window_layers, c.n_layer, "attn_cfg.sliding_window_layers");
+  for (int64_t i : a.sliding_window_layers)
+    require(c.mixer_kind(i) != MixerKind::Mamba1 && c.mixer_kind(i) != MixerKind::Mamba2,
+            "attn_cfg.sliding_window_layers: layer " + std::to_string(i) + " has no attention");
   int64_t mlp_dim = 0, d_conv = 0;
   r.get("mlp_dim", mlp_dim);
   r.get("d_conv", d_conv);
@@ -262,6 +271,11 @@ void check_layers(const std::vector<int64_t>& idx, int64_t n_layer, const std::s
 int64_t ModelConfig::padded_vocab_size() const {
   const int64_t m = pad_vocab_size_multiple;
   return m > 1 ? (vocab_size + m - 1) / m * m : vocab_size;
+}
+
+int64_t ModelConfig::attention_window(int64_t layer) const {
+  const auto& only = attn.sliding_window_layers;
+  return only.empty() || std::find(only.begin(), only.end(), layer) != only.end() ? attn.sliding_window : 0;
 }
 
 MixerKind ModelConfig::mixer_kind(int64_t layer) const {
@@ -492,6 +506,7 @@ json ModelConfig::to_json() const {
       a["rotary_scaling"] = s;
     }
     if (attn.sliding_window > 0) a["sliding_window"] = attn.sliding_window;
+    if (!attn.sliding_window_layers.empty()) a["sliding_window_layers"] = attn.sliding_window_layers;
     if (attn.qk_norm) a["qk_norm"] = true;
   }
   j["attn_cfg"] = a;

@@ -44,6 +44,9 @@ struct AttnConfig {
   bool rotary_emb_interleaved = false;
   RotaryScaling rotary_scaling;     ///< long-context frequency scaling; none by default
   int64_t sliding_window = 0;       ///< a query sees the keys at most sliding_window - 1 positions back; 0 = all
+  /// The layers whose attention slides (Qwen2's max_window_layers, Gemma 2's alternation); empty: every attention
+  /// layer, when sliding_window > 0. ModelConfig::attention_window gives a layer's window.
+  std::vector<int64_t> sliding_window_layers;
   bool qk_norm = false;             ///< RMSNorm (weights q_norm, k_norm [D], the model's norm_epsilon) of each q and k head
 };
 
@@ -121,6 +124,9 @@ struct ModelConfig {
   /// Embedding rows after padding to pad_vocab_size_multiple.
   int64_t padded_vocab_size() const;
   MixerKind mixer_kind(int64_t layer) const;
+  /// The sliding window of layer `layer`'s attention (attn_cfg.sliding_window where sliding_window_layers lists the
+  /// layer or is empty), 0 for none.
+  int64_t attention_window(int64_t layer) const;
   /// The SSM that ssm_cfg.layer names (the SSM layers' kind, also inside a parallel hybrid).
   MixerKind ssm_kind() const { return ssm_layer == "Mamba2" ? MixerKind::Mamba2 : MixerKind::Mamba1; }
   /// "transformer", "mamba2", "hybrid (Mamba2 + attention)", "parallel hybrid (Mamba1 + attention)".

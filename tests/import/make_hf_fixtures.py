@@ -173,10 +173,12 @@ def main():
                 proj.bias.normal_(0.0, 0.5)
     save(m, os.path.join(out, "qwen2"), logits_of(m))
 
-    # Qwen2 with sliding-window layers from max_window_layers on: per-layer windows, refused by name.
+    # Qwen2 with sliding-window layers from max_window_layers on: the second layer slides, the first does not.
     torch.manual_seed(12)
     cfg = Qwen2Config(**small, use_sliding_window=True, sliding_window=4, max_window_layers=1, **rope(10000.0))
-    save(Qwen2ForCausalLM(cfg), os.path.join(out, "qwen2_mixed_windows"), {"refused": "sliding"})
+    m = Qwen2ForCausalLM(cfg)
+    sharpen(m.model.layers, "self_attn")
+    save(m, os.path.join(out, "qwen2_mixed_windows"), logits_of(m))
 
     # Qwen3: an RMSNorm of each query and key head before the rotary (weights drawn away from 1 so that they show).
     torch.manual_seed(13)

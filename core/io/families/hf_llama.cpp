@@ -56,11 +56,17 @@ void map_swiglu(Mapped& m, Tensors& t, const std::string& f, const std::string& 
 
 namespace {
 
+// A sliding window and the layers it applies to (all when `layers` is empty).
+struct Window {
+  int64_t size = 0;
+  std::vector<int64_t> layers;
+};
+
 // What distinguishes the members of the family, read by their own mappers from their own keys.
 struct LlamaLike {
   std::string family;
   bool qkv_bias = false, out_bias = false, mlp_bias = false;
-  int64_t sliding_window = 0;  // 0: none
+  Window window;               // size 0: none
   bool qk_norm = false;        // Qwen3: self_attn.q_norm, k_norm
   bool gemma = false;          // Gemma: RMSNorm by (1 + weight), GeGLU, the embedding scaled by sqrt(hidden_size),
                                // and tied by default
@@ -100,7 +106,8 @@ Mapped map_llama_like(const Cfg& c, Tensors& t, const LlamaLike& v) {
                {"rotary_emb_interleaved", false}};
   if (D * H != d) attn["head_dim"] = D;
   if (!rope.scaling.is_null()) attn["rotary_scaling"] = rope.scaling;
-  if (v.sliding_window > 0) attn["sliding_window"] = v.sliding_window;
+  if (v.window.size > 0) attn["sliding_window"] = v.window.size;
+  if (!v.window.layers.empty()) attn["sliding_window_layers"] = v.window.layers;
   if (v.qk_norm) attn["qk_norm"] = true;
   m.model_config = transformer_config(d, inter, L, c.count("vocab_size", kMaxVocab), attn, true,
                                       c.number("rms_norm_eps", 1e-6), tie);
@@ -139,9 +146,9 @@ int64_t window_of(const Cfg& c, const std::string& key) {
 }
 
 // Qwen2's and Qwen3's windows: transformers 5 (and 4.57) list each layer's kind in layer_types; older files say
-// use_sliding_window with max_window_layers (the layers from that index on slide). One window for all layers or
-// none is imported; a mix is refused (MechScope's attention settings are the model's, not per layer).
-int64_t qwen_window(const Cfg& c) {
+// use_sliding_window with max_window_layers (the layers from that index on slide). Where only some layers slide,
+// the window names them (attn_cfg.sliding_window_layers).
+Window qwen_window(const Cfg& c) {
   const std::string& where = c.where();
   const int64_t L = c.count("num_hidden_layers", kMaxLayers);
   const bool use = c.get<bool>("use_sliding_window", false);
@@ -159,22 +166,22 @@ int64_t qwen_window(const Cfg& c) {
   } else {
     for (int64_t i = 0; i < L; ++i) kinds.push_back(use && i >= max_window_layers ? "sliding_attention" : "full_attention");
   }
-  int64_t sliding = 0;
-  for (const auto& k : kinds) {
+  Window w;
+  for (int64_t i = 0; i < L; ++i) {
+    const std::string& k = kinds[static_cast<size_t>(i)];
     if (k != "full_attention" && k != "sliding_attention")
       throw CheckpointError(where + ": layer_types holds '" + k + "'; MechScope knows full_attention and sliding_attention");
-    sliding += k == "sliding_attention";
+    if (k == "sliding_attention") w.layers.push_back(i);
   }
   const int64_t window = use ? window_of(c, "sliding_window") : 0;
   if (!use) (void)c.has("sliding_window");  // not applied without use_sliding_window, as in transformers
-  if (sliding > 0 && (!use || window == 0))
+  if (!w.layers.empty() && (!use || window == 0))
     throw CheckpointError(where + ": layer_types lists sliding_attention layers but use_sliding_window/sliding_window "
                           "give no window");
-  if (sliding > 0 && sliding < L)
-    throw CheckpointError(where + ": " + std::to_string(sliding) + " of " + std::to_string(L) +
-                          " layers use a sliding window (use_sliding_window with max_window_layers " +
-                          std::to_string(max_window_layers) + "); MechScope imports one window for all layers or none");
-  return sliding == L ? window : 0;
+  if (w.layers.empty()) return {};
+  w.size = window;
+  if (static_cast<int64_t>(w.layers.size()) == L) w.layers.clear();  // every layer
+  return w;
 }
 
 }  // namespace
@@ -182,7 +189,7 @@ int64_t qwen_window(const Cfg& c) {
 Mapped map_hf_llama(const json& j, Tensors& t, const std::string& where) {
   Cfg c(j, where);
   const bool bias = c.get<bool>("attention_bias", false);
-  return map_llama_like(c, t, {"hf-llama", bias, bias, c.get<bool>("mlp_bias", false), 0});
+  return map_llama_like(c, t, {"hf-llama", bias, bias, c.get<bool>("mlp_bias", false), {}});
 }
 
 // Gemma (model_type "gemma", version 1): Llama's layout with a GeGLU MLP (gelu_pytorch_tanh), RMSNorms by
@@ -190,14 +197,14 @@ Mapped map_hf_llama(const json& j, Tensors& t, const std::string& where) {
 Mapped map_hf_gemma(const json& j, Tensors& t, const std::string& where) {
   Cfg c(j, where);
   const bool bias = c.get<bool>("attention_bias", false);
-  LlamaLike v{"hf-gemma", bias, bias, false, 0};
+  LlamaLike v{"hf-gemma", bias, bias, false, {}};
   v.gemma = true;
   return map_llama_like(c, t, v);
 }
 
 Mapped map_hf_mistral(const json& j, Tensors& t, const std::string& where) {
   Cfg c(j, where);
-  return map_llama_like(c, t, {"hf-mistral", false, false, false, window_of(c, "sliding_window")});
+  return map_llama_like(c, t, {"hf-mistral", false, false, false, {window_of(c, "sliding_window"), {}}});
 }
 
 Mapped map_hf_qwen2(const json& j, Tensors& t, const std::string& where) {

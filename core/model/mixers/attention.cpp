@@ -15,6 +15,7 @@
 namespace mechscope {
 
 AttentionImpl::AttentionImpl(const ModelConfig& cfg, int64_t layer) : cfg_(cfg.attn) {
+  cfg_.sliding_window = cfg.attention_window(layer);  // this layer's window (0 where only other layers slide)
   H = cfg.attn.num_heads;
   Hkv = cfg.attn_heads_kv();
   D = cfg.attn_head_dim(cfg.d_model);

@@ -116,9 +116,9 @@ TEST(HfFixtures, EveryModelOfBothTransformersVersionsMatchesOrIsRefusedByName) {
   }
 }
 
-// The fixtures exercise what they are named for: without the sliding window, GPT-NeoX's parallel residual or its
-// partial rotary, the logits would differ from transformers' by far more than the tolerance.
-TEST(HfFixtures, TheWindowTheParallelResidualAndThePartialRotaryEachChangeTheLogits) {
+// The fixtures exercise what they are named for: without the sliding window (or with it on every layer where only
+// some slide), GPT-NeoX's parallel residual or its partial rotary, the logits would differ from transformers' by far more than the tolerance.
+TEST(HfFixtures, TheWindowsTheParallelResidualAndThePartialRotaryEachChangeTheLogits) {
   const std::string dir = mechscope::test::scratch_dir();
   auto altered = [&](const std::string& name, const std::function<void(nlohmann::json&)>& edit) {
     const std::string copy = dir + "/" + name;
@@ -136,6 +136,22 @@ TEST(HfFixtures, TheWindowTheParallelResidualAndThePartialRotaryEachChangeTheLog
   EXPECT_EQ(neox.config.attn.rotary_emb_dim, 2);  // a quarter of head size 8
   EXPECT_EQ(neox.config.mlp_type, "plain");
   EXPECT_EQ(import_checkpoint(kDir + "/mistral_window4").config.attn.sliding_window, 4);
+  // Qwen2 with max_window_layers 1: only the second layer slides; sliding everywhere, or nowhere, is another model.
+  for (const auto& version : kVersions) {
+    Checkpoint mixed = import_checkpoint(kRoot + version + "/qwen2_mixed_windows");
+    EXPECT_EQ(mixed.config.attn.sliding_window, 4) << version;
+    EXPECT_EQ(mixed.config.attn.sliding_window_layers, (std::vector<int64_t>{1})) << version;
+    EXPECT_EQ(mixed.config.attention_window(0), 0) << version;
+    EXPECT_EQ(mixed.config.attention_window(1), 4) << version;
+  }
+  const nlohmann::json both = {"sliding_attention", "sliding_attention"};
+  EXPECT_GT(altered("qwen2_mixed_windows", [&](nlohmann::json& c) { c["layer_types"] = both; c["max_window_layers"] = 0; }),
+            1e-3);
+  EXPECT_GT(altered("qwen2_mixed_windows", [](nlohmann::json& c) {
+              c["use_sliding_window"] = false;
+              c["layer_types"] = {"full_attention", "full_attention"};
+            }),
+            1e-3);
   EXPECT_TRUE(import_checkpoint(kDir + "/qwen3").config.attn.qk_norm);
   EXPECT_EQ(import_checkpoint(kRoot + "hf4/falcon_mamba").config.mamba1.bcdt_rms_eps, 1e-3);
   Checkpoint gpt2 = import_checkpoint(kRoot + "hf4/gpt2");

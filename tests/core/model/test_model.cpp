@@ -444,6 +444,34 @@ TEST(Model, ASlidingWindowReachesExactlyItsPositions) {
   LanguageModel none(mechscope::test::small_config("transformer", {{"n_layer", 1}, {"d_intermediate", 0},
                                                                    {"attn_cfg", {{"num_heads", 4}}}}), 4);
   EXPECT_TRUE(at::equal(wide.forward(a), none.forward(a)));
+  // A window on some layers only (attn_cfg.sliding_window_layers): two layers, only the second slides. The same
+  // weights in a model where neither slides differ only through the second layer's window: equal when the window
+  // covers the sequence, different when it does not.
+  auto two = [&](int64_t window, const json& layers) {
+    json attn = {{"num_heads", 4}};
+    if (window > 0) attn["sliding_window"] = window;
+    if (!layers.is_null()) attn["sliding_window_layers"] = layers;
+    return mechscope::test::small_config("transformer", {{"n_layer", 2}, {"d_intermediate", 0}, {"attn_cfg", attn}});
+  };
+  LanguageModel second(two(w, json::array({1})), 4), neither(two(0, json()), 4), both(two(w, json()), 4),
+      second_wide(two(L, json::array({1})), 4);
+  EXPECT_EQ(second.config().attention_window(0), 0);
+  EXPECT_EQ(second.config().attention_window(1), w);
+  EXPECT_TRUE(at::equal(second_wide.forward(a), neither.forward(a)));
+  EXPECT_GT(max_abs_diff(second.forward(a), neither.forward(a)), 1e-6);
+  EXPECT_GT(max_abs_diff(second.forward(a), both.forward(a)), 1e-6);
+  // The layer listed must exist and have attention, and a list needs a window.
+  EXPECT_THROW(two(w, json::array({2})), std::invalid_argument);
+  json bad = two(w, json::array({1})).to_json();
+  bad["attn_cfg"].erase("sliding_window");
+  EXPECT_THROW(ModelConfig::from_json(bad), std::invalid_argument);
+  json hybrid = mechscope::test::small_config("hybrid").to_json();  // Mamba2 at 0, attention at 1
+  hybrid["attn_cfg"]["sliding_window"] = 2;
+  hybrid["attn_cfg"]["sliding_window_layers"] = {0};
+  EXPECT_THROW(ModelConfig::from_json(hybrid), std::invalid_argument);
+  hybrid["attn_cfg"]["sliding_window_layers"] = {1};
+  EXPECT_EQ(ModelConfig::from_json(hybrid).attention_window(1), 2);
+  EXPECT_EQ(ModelConfig::from_json(hybrid).to_json()["attn_cfg"]["sliding_window_layers"], json::array({1}));
 }
 
 // Every MLP kind against its formula written out: gated (value * act(gate)) and plain (act(fc1 x)), each
