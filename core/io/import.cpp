@@ -179,7 +179,6 @@ const families::Family& family_of(const json& cfg, const std::string& cwhere) {
         {"olmoe", "mixture-of-experts MLPs"},
         {"deepseek_v2", "mixture-of-experts MLPs and multi-head latent attention"},
         {"deepseek_v3", "mixture-of-experts MLPs and multi-head latent attention"},
-        {"falcon_h1", "its parallel SSM and attention with per-part multipliers"},
         {"nemotron_h", "its hybrid layer pattern with separate MLP layers"},
         {"granitemoehybrid", "mixture-of-experts MLPs in a Mamba2 hybrid"},
         {"gemma2", "Gemma's scaled embedding, (1 + weight) RMSNorm, logit soft-capping and alternating windows"},

@@ -84,7 +84,7 @@ const std::vector<std::string> kTopKeys = {
     "d_model", "d_intermediate", "n_layer", "vocab_size", "ssm_cfg", "attn_layer_idx", "attn_cfg",
     "rms_norm", "norm_epsilon", "residual_in_fp32", "fused_add_norm", "pad_vocab_size_multiple",
     "tie_embeddings", "pos_emb", "max_seq_len", "parallel_layer_idx", "mlp_type", "mlp_activation", "mlp_bias",
-    "parallel_residual", "embedding_multiplier"};
+    "parallel_residual", "embedding_multiplier", "parallel_mix"};
 const std::vector<std::string> kAttnKeys = {
     "num_heads", "num_heads_kv", "head_dim", "qkv_proj_bias", "out_proj_bias", "softmax_scale", "causal",
     "rotary_emb_dim", "rotary_emb_base", "rotary_emb_interleaved", "rotary_scaling", "sliding_window", "sliding_window_layers", "qk_norm", "mlp_dim", "d_conv"};
@@ -363,6 +363,9 @@ ModelConfig ModelConfig::from_json(const json& j) {
   r.get("mlp_bias", c.mlp_bias);
   r.get("parallel_residual", c.parallel_residual);
   r.get("embedding_multiplier", c.embedding_multiplier);
+  r.get("parallel_mix", c.parallel_mix);
+  require(c.parallel_mix == "tanh_beta" || c.parallel_mix == "sum",
+          "model_config.parallel_mix: expected \"tanh_beta\" or \"sum\", found \"" + c.parallel_mix + "\"");
   require(c.embedding_multiplier > 0 && std::isfinite(c.embedding_multiplier),
           "model_config.embedding_multiplier: expected a positive number");
 
@@ -525,6 +528,7 @@ json ModelConfig::to_json() const {
   if (mlp_bias) j["mlp_bias"] = true;
   if (parallel_residual) j["parallel_residual"] = true;
   if (embedding_multiplier != 1.0) j["embedding_multiplier"] = embedding_multiplier;
+  if (parallel_mix != "tanh_beta") j["parallel_mix"] = parallel_mix;
   return j;
 }
 

@@ -120,6 +120,9 @@ struct ModelConfig {
   double embedding_multiplier = 1.0;
   /// GPT-NeoX's parallel residual: resid_post = resid_pre + mixer(norm(resid_pre)) + mlp(norm2(resid_pre)).
   bool parallel_residual = false;
+  /// How a parallel hybrid layer (parallel_layer_idx) adds its two mixers: "tanh_beta", ssm + tanh(beta) * attn with a
+  /// learned scalar beta (the demos'); "sum", ssm + attn (Falcon-H1, its multipliers folded into the weights).
+  std::string parallel_mix = "tanh_beta";
 
   /// Embedding rows after padding to pad_vocab_size_multiple.
   int64_t padded_vocab_size() const;

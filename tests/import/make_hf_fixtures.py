@@ -19,7 +19,8 @@ import sys
 
 import torch
 import transformers
-from transformers import (BambaConfig, BambaForCausalLM, FalconMambaConfig, FalconMambaForCausalLM, GemmaConfig,
+from transformers import (BambaConfig, BambaForCausalLM, FalconH1Config, FalconH1ForCausalLM, FalconMambaConfig,
+                          FalconMambaForCausalLM, GemmaConfig,
                           GemmaForCausalLM, GPT2Config, GPT2LMHeadModel, GPTNeoXConfig,
                           GPTNeoXForCausalLM, LlamaConfig, LlamaForCausalLM, Mamba2Config, Mamba2ForCausalLM,
                           MambaConfig, MambaForCausalLM, MistralConfig, MistralForCausalLM, Qwen2Config,
@@ -203,6 +204,26 @@ def main():
     m = BambaForCausalLM(cfg)
     sharpen([m.model.layers[1]], "self_attn")
     save(m, os.path.join(out, "bamba"), logits_of(m))
+
+    # Falcon-H1: Mamba2 (six heads of 8: an SSM width of 48, not a multiple of hidden_size; two groups; its gated norm
+    # before the gate) and attention side by side in each layer, then a SwiGLU MLP; every muP multiplier away from 1.
+    torch.manual_seed(18)
+    cfg = FalconH1Config(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, max_position_embeddings=64, mamba_d_ssm=48, mamba_n_heads=6,
+                         mamba_d_head=8, mamba_n_groups=2, mamba_d_state=8, mamba_chunk_size=8, mamba_rms_norm=True,
+                         mamba_norm_before_gate=True, ssm_multipliers=[0.5, 1.5, 2.0, 0.5, 3.0],
+                         mlp_multipliers=[1.5, 0.5], key_multiplier=0.8, attention_in_multiplier=1.2,
+                         attention_out_multiplier=0.9, ssm_in_multiplier=1.1, ssm_out_multiplier=0.7,
+                         lm_head_multiplier=0.6, embedding_multiplier=2.0, **rope(10000.0))
+    m = FalconH1ForCausalLM(cfg)
+    sharpen(m.model.layers, "self_attn")
+    with torch.no_grad():
+        for layer in m.model.layers:
+            layer.mamba.in_proj.weight.mul_(4.0)  # B, C and x large enough that the scan's term outweighs D x
+            layer.mamba.D.normal_(0.0, 0.3)
+            layer.mamba.dt_bias.normal_(0.0, 1.0)
+            layer.mamba.norm.weight.normal_(1.0, 0.5)
+    save(m, os.path.join(out, "falcon_h1"), logits_of(m))
 
     # Gemma: GeGLU, RMSNorms by (1 + weight) (weights drawn away from 0 so that it shows), the embedding times
     # sqrt(hidden_size), tied.

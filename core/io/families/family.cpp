@@ -18,6 +18,7 @@ const std::vector<Family>& all() {
                                                {"hf-qwen3", "qwen3", map_hf_qwen3},
                                                {"hf-gpt2", "gpt2", map_hf_gpt2},
                                                {"hf-bamba", "bamba", map_hf_bamba},
+                                               {"hf-falcon-h1", "falcon_h1", map_hf_falcon_h1},
                                                {"hf-gpt-neox", "gpt_neox", map_hf_gpt_neox}};
   return families;
 }
@@ -211,6 +212,15 @@ json transformer_config(int64_t d, int64_t d_intermediate, int64_t n_layer, int6
           {"residual_in_fp32", false},  // transformers keeps the residual in the model dtype
           {"tie_embeddings", tie},
           {"pad_vocab_size_multiple", 1}};
+}
+
+json rotary_attn_cfg(const RotaryAttention& a, const Rope& rope) {
+  json attn = {{"num_heads", a.heads},       {"num_heads_kv", a.kv_heads},        {"qkv_proj_bias", a.qkv_bias},
+               {"out_proj_bias", a.out_bias}, {"causal", true},                     {"rotary_emb_dim", a.rotary},
+               {"rotary_emb_base", rope.theta}, {"rotary_emb_interleaved", false}};
+  if (a.head_dim * a.heads != a.d) attn["head_dim"] = a.head_dim;
+  if (!rope.scaling.is_null()) attn["rotary_scaling"] = rope.scaling;
+  return attn;
 }
 
 json hf_mamba2_ssm(const Cfg& c, const Mamba2Sizes& s, double eps, bool conv_bias, bool bias) {

@@ -220,6 +220,13 @@ struct Rope {
   json scaling;         ///< attn_cfg.rotary_scaling, or null
   double partial = 1.0; ///< rope_parameters.partial_rotary_factor (5.x), when the family allows one
 };
+/// The attn_cfg of transformers' rotary attention (rotate-half) with grouped kv heads: head_dim written where it is
+/// not d / heads, the first `rotary` features of each head rotated as `rope` says.
+struct RotaryAttention {
+  int64_t d, heads, kv_heads, head_dim, rotary;
+  bool qkv_bias = false, out_bias = false;
+};
+json rotary_attn_cfg(const RotaryAttention& a, const Rope& rope);
 /// transformers 4's top-level rope_theta and rope_scaling, or 5's rope_parameters, with every key checked.
 Rope read_rope(const Cfg& c, double default_theta, bool partial_ok = false);
 
@@ -248,6 +255,7 @@ Mapped map_hf_qwen2(const json& j, Tensors& t, const std::string& where);
 Mapped map_hf_qwen3(const json& j, Tensors& t, const std::string& where);
 Mapped map_hf_gpt2(const json& j, Tensors& t, const std::string& where);
 Mapped map_hf_bamba(const json& j, Tensors& t, const std::string& where);
+Mapped map_hf_falcon_h1(const json& j, Tensors& t, const std::string& where);
 Mapped map_hf_gpt_neox(const json& j, Tensors& t, const std::string& where);
 
 }  // namespace mechscope::families

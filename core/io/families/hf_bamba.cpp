@@ -51,10 +51,7 @@ Mapped map_hf_bamba(const json& j, Tensors& t, const std::string& where) {
                                  {c.get<int64_t>("mamba_d_state", 256), c.get<int64_t>("mamba_d_conv", 4), expand, heads,
                                   headdim, c.get<int64_t>("mamba_n_groups", 1), c.get<int64_t>("mamba_chunk_size", 256)},
                                  eps, c.get<bool>("mamba_conv_bias", true), c.get<bool>("mamba_proj_bias", false));
-  json attn = {{"num_heads", H},          {"num_heads_kv", Hkv},      {"qkv_proj_bias", false},
-               {"out_proj_bias", false},  {"causal", true},           {"rotary_emb_dim", rotary},
-               {"rotary_emb_base", rope.theta}, {"rotary_emb_interleaved", false}};
-  if (!rope.scaling.is_null()) attn["rotary_scaling"] = rope.scaling;
+  const json attn = rotary_attn_cfg({d, H, Hkv, D, rotary}, rope);
   const bool tie = c.get<bool>("tie_word_embeddings", false);
   m.model_config = transformer_config(d, inter, L, V, attn, true, eps, tie);
   m.model_config["attn_layer_idx"] = attn_idx;

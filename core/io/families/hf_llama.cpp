@@ -96,16 +96,7 @@ Mapped map_llama_like(const Cfg& c, Tensors& t, const LlamaLike& v) {
   const int64_t D = c.get<int64_t>("head_dim", H > 0 ? d / H : 0);
   const int64_t L = c.count("num_hidden_layers", kMaxLayers), inter = c.count("intermediate_size", kMaxIntermediate);
   const bool tie = c.get<bool>("tie_word_embeddings", v.gemma);
-  json attn = {{"num_heads", H},
-               {"num_heads_kv", Hkv},
-               {"qkv_proj_bias", v.qkv_bias},
-               {"out_proj_bias", v.out_bias},
-               {"causal", true},
-               {"rotary_emb_dim", D},
-               {"rotary_emb_base", rope.theta},
-               {"rotary_emb_interleaved", false}};
-  if (D * H != d) attn["head_dim"] = D;
-  if (!rope.scaling.is_null()) attn["rotary_scaling"] = rope.scaling;
+  json attn = rotary_attn_cfg({d, H, Hkv, D, D, v.qkv_bias, v.out_bias}, rope);
   if (v.window.size > 0) attn["sliding_window"] = v.window.size;
   if (!v.window.layers.empty()) attn["sliding_window_layers"] = v.window.layers;
   if (v.qk_norm) attn["qk_norm"] = true;

@@ -10,11 +10,12 @@ namespace mechscope {
 ParallelMixerImpl::ParallelMixerImpl(const ModelConfig& cfg, int64_t layer) {
   ssm = register_module("ssm", make_mixer(cfg.ssm_kind(), cfg, layer));  // built first: the reference's RNG order
   attn = register_module("attn", make_mixer(MixerKind::Attention, cfg, layer));
-  beta = register_parameter("beta", at::zeros({1}));
+  if (cfg.parallel_mix == "tanh_beta") beta = register_parameter("beta", at::zeros({1}));
 }
 
 at::Tensor ParallelMixerImpl::forward(const at::Tensor& h, const Partial& part, HookContext* ctx) {
   at::Tensor s = ssm->forward(h, part, ctx);
+  if (!beta.defined()) return s + attn->forward(h, part, ctx);  // parallel_mix "sum"
   return s + at::tanh(beta) * attn->forward(h, part, ctx);
 }
 
@@ -27,7 +28,8 @@ std::vector<std::string> ParallelMixerImpl::hook_names() const {
 
 std::vector<HeadGroup> ParallelMixerImpl::head_groups() const {
   std::vector<HeadGroup> groups = attn->head_groups();
-  for (auto& g : groups) g.scale = at::tanh(beta.detach());
+  if (beta.defined())
+    for (auto& g : groups) g.scale = at::tanh(beta.detach());
   for (auto& g : ssm->head_groups()) groups.push_back(g);
   return groups;
 }
@@ -47,6 +49,8 @@ double ParallelMixerImpl::transient_bytes(int64_t batch, int64_t len) const {
   return std::max(attn->transient_bytes(batch, len), ssm->transient_bytes(batch, len));
 }
 
-std::string ParallelMixerImpl::describe() const { return ssm->describe() + " + tanh(beta) * " + attn->describe(); }
+std::string ParallelMixerImpl::describe() const {
+  return ssm->describe() + (beta.defined() ? " + tanh(beta) * " : " + ") + attn->describe();
+}
 
 }  // namespace mechscope

@@ -1,6 +1,7 @@
 // The parallel hybrid mixer (ours, after P1's hybrid_par.py; spec §1): ssm(h) + tanh(beta) * attn(h) on the same
-// normed input h. Parameters mixer.ssm.* (the SSM the config names), mixer.attn.* and mixer.beta [1] (initialised
-// to 0). Its heads are the attention's (scaled by tanh(beta) on their way to the residual) and then the SSM's.
+// normed input h, or ssm(h) + attn(h) where parallel_mix is "sum" (Falcon-H1). Parameters mixer.ssm.* (the SSM the
+// config names), mixer.attn.* and, for tanh_beta, mixer.beta [1] (initialised to 0). Its heads are the attention's
+// (scaled by tanh(beta) on their way to the residual) and then the SSM's.
 #pragma once
 
 #include <memory>
@@ -28,7 +29,7 @@ class ParallelMixerImpl : public MixerImpl {
 
   std::shared_ptr<MixerImpl> ssm;   // registered as "ssm"
   std::shared_ptr<MixerImpl> attn;  // registered as "attn"
-  at::Tensor beta;                  // [1]
+  at::Tensor beta;                  // [1]; undefined where parallel_mix is "sum"
 };
 
 }  // namespace mechscope

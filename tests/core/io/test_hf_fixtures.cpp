@@ -87,7 +87,7 @@ std::set<std::string> fixtures_in(const std::string& dir) {
 TEST(HfFixtures, EveryModelOfBothTransformersVersionsMatchesOrIsRefusedByName) {
   const auto names = fixtures_in(kRoot + "hf5");
   EXPECT_EQ(fixtures_in(kRoot + "hf4"), names);
-  EXPECT_GE(names.size(), 21u);
+  EXPECT_GE(names.size(), 22u);
   for (const auto& version : kVersions) {
     const std::string dir = kRoot + version;
     for (const auto& name : names) {
@@ -157,6 +157,50 @@ TEST(HfFixtures, TheWindowsTheParallelResidualAndThePartialRotaryEachChangeTheLo
   Checkpoint gpt2 = import_checkpoint(kRoot + "hf4/gpt2");
   EXPECT_EQ(gpt2.config.pos_emb, "learned");
   EXPECT_EQ(gpt2.config.mlp_activation, "gelu_tanh");
+}
+
+// Falcon-H1: each muP multiplier (folded into the weight it scales) moves the logits by more than ten times the
+// fixture's tolerance (1e-5), so the fixture, whose every multiplier is away from 1, would catch one left out.
+TEST(HfFixtures, FalconH1sMultipliersEachChangeTheLogits) {
+  const std::string dir = mechscope::test::scratch_dir();
+  const nlohmann::json e = expected_of("falcon_h1");
+  const auto tokens = e.at("tokens").get<std::vector<int64_t>>();
+  const at::Tensor base = our_logits(kDir + "/falcon_h1", tokens);
+  int copies = 0;
+  auto moved = [&](const std::function<void(nlohmann::json&)>& edit) {
+    const std::string copy = dir + "/falcon_h1_" + std::to_string(copies++);
+    copy_with_config(kDir + "/falcon_h1", copy, edit);
+    return (our_logits(copy, tokens) - base).abs().max().item<double>() / base.abs().max().item<double>();
+  };
+  for (const char* k : {"ssm_in_multiplier", "ssm_out_multiplier", "attention_in_multiplier", "attention_out_multiplier",
+                        "key_multiplier", "lm_head_multiplier", "embedding_multiplier"})
+    EXPECT_GT(moved([&](nlohmann::json& c) { c[k] = 1.0; }), 1e-4) << k;
+  for (size_t i = 0; i < 5; ++i)
+    EXPECT_GT(moved([&](nlohmann::json& c) { c["ssm_multipliers"][i] = 1.0; }), 1e-4) << "ssm_multipliers " << i;
+  for (size_t i = 0; i < 2; ++i)
+    EXPECT_GT(moved([&](nlohmann::json& c) { c["mlp_multipliers"][i] = 1.0; }), 1e-4) << "mlp_multipliers " << i;
+  Checkpoint ck = import_checkpoint(kDir + "/falcon_h1");
+  EXPECT_EQ(ck.config.parallel_mix, "sum");
+  EXPECT_EQ(ck.config.parallel_layer_idx, (std::vector<int64_t>{0, 1}));
+  EXPECT_EQ(ck.config.mamba2.d_ssm, 48);
+  EXPECT_TRUE(ck.config.mamba2.norm_before_gate);
+  // What cannot be folded or built is refused by name.
+  auto refusal = [&](const std::function<void(nlohmann::json&)>& edit) {
+    const std::string copy = dir + "/falcon_h1_" + std::to_string(copies++);
+    copy_with_config(kDir + "/falcon_h1", copy, edit);
+    try {
+      import_checkpoint(copy);
+    } catch (const CheckpointError& x) {
+      return std::string(x.what());
+    }
+    return std::string("imported");
+  };
+  EXPECT_NE(refusal([](nlohmann::json& c) { c["tie_word_embeddings"] = true; }).find("lm_head_multiplier"),
+            std::string::npos);
+  EXPECT_NE(refusal([](nlohmann::json& c) { c["projectors_bias"] = true; }).find("projectors_bias"), std::string::npos);
+  EXPECT_NE(refusal([](nlohmann::json& c) { c["ssm_multipliers"] = {1.0, 2.0}; }).find("ssm_multipliers"),
+            std::string::npos);
+  EXPECT_NE(refusal([](nlohmann::json& c) { c["hidden_act"] = "gelu"; }).find("hidden_act"), std::string::npos);
 }
 
 // transformers 4.57 writes GPT-NeoX's rotary settings twice (rotary_pct and partial_rotary_factor, rotary_emb_base
