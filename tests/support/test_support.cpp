@@ -12,7 +12,12 @@
 
 namespace mechscope::test {
 
-ModelConfig small_config(const std::string& preset, const nlohmann::json& overrides) {
+ModelConfig small_config(const std::string& name, const nlohmann::json& overrides) {
+  // Test variants of the imported families' blocks, on the presets they extend (test_support.h).
+  const std::string preset = name == "llama-like"     ? "transformer"
+                             : name == "falcon-h1"    ? "parallel-hybrid"
+                             : name == "falcon-mamba" ? "mamba1"
+                                                      : name;
   nlohmann::json base = {{"d_model", 32}, {"vocab_size", 37}};
   if (overrides.contains("n_layer")) base["n_layer"] = overrides["n_layer"];  // keeps the preset's layer pattern
   nlohmann::json j = ModelConfig::preset_json(preset, base);
@@ -27,8 +32,28 @@ ModelConfig small_config(const std::string& preset, const nlohmann::json& overri
   // The test variant of Pythia's block also slides a 5-position window (Mistral's) over the sequences, so that
   // every test that runs each preset covers windows too.
   if (preset == "gpt-neox") j["attn_cfg"]["sliding_window"] = 5;
+  if (name == "llama-like") {  // Qwen3's q/k norms, Qwen2's window on one layer, Gemma's GeGLU and embedding scale
+    j["attn_cfg"]["qk_norm"] = true;
+    j["attn_cfg"]["sliding_window"] = 4;
+    j["attn_cfg"]["sliding_window_layers"] = {1};
+    j["mlp_activation"] = "gelu_tanh";
+    j["embedding_multiplier"] = 1.5;
+  } else if (name == "falcon-h1") {  // the summed parallel hybrid, an SSM narrower than d_inner, norm before the gate
+    j["parallel_mix"] = "sum";
+    j["ssm_cfg"]["d_ssm"] = 48;
+    j["ssm_cfg"]["norm_before_gate"] = true;
+    j["d_intermediate"] = 40;
+  } else if (name == "falcon-mamba") {  // weightless RMS norms of dt, B and C
+    j["ssm_cfg"]["bcdt_rms_eps"] = 1e-3;
+  }
   j.merge_patch(overrides);
   return ModelConfig::from_json(j);
+}
+
+std::vector<std::string> test_presets() {
+  std::vector<std::string> names = ModelConfig::preset_names();
+  names.insert(names.end(), {"llama-like", "falcon-h1", "falcon-mamba"});
+  return names;
 }
 
 double max_abs_diff(const at::Tensor& a, const at::Tensor& b) {

@@ -47,7 +47,8 @@ void expect_close(const at::Tensor& a, const at::Tensor& b, double tol, const st
   EXPECT_LT(max_abs_diff(a, b), tol * scale) << what;
 }
 
-const std::vector<std::string> kPresets = {"transformer", "mamba1", "mamba2", "hybrid", "parallel-hybrid", "gpt-neox"};
+// The presets, and the test variants of the imported families' blocks (tests/support/test_support.h).
+const std::vector<std::string> kPresets = mechscope::test::test_presets();
 
 }  // namespace
 
@@ -169,7 +170,8 @@ TEST(HeadAblation, ZeroEqualsZeroingOutProjColumns) {
 TEST(HeadAblation, BatchedSweepEqualsOneForwardPerHead) {
   for (const auto& preset : kPresets) {
     for (auto kind : {AblationKind::Zero, AblationKind::Mean, AblationKind::Resample}) {
-      Fixture f = make(preset, {{"d_intermediate", preset == "transformer" ? 48 : 0}});
+      const bool attention_only = preset == "transformer" || preset == "llama-like";
+      Fixture f = make(preset, {{"d_intermediate", attention_only ? 48 : 0}});
       Ablator ab(*f.model, kind, f.reference);
       Readout r = Readout::all_labelled(f.clean);
       SweepOptions plain;
@@ -422,10 +424,11 @@ TEST(Patching, EveryPositionFromCleanGivesTheCleanLogits) {
 }
 
 TEST(Patching, BatchedEqualsOneForwardPerCell) {
-  for (const auto& preset : {"transformer", "mamba1", "mamba2", "hybrid", "parallel-hybrid"}) {
+  for (const auto& preset : {"transformer", "mamba1", "mamba2", "hybrid", "parallel-hybrid", "llama-like", "falcon-h1"}) {
     Fixture f = make(preset, {{"d_intermediate", 40}}, kMqar, 4);
     for (const auto& site : {"resid_pre", "mixer_out", "mlp_in", "heads", "conv_out", "state"}) {
-      if (std::string(site) != "resid_pre" && std::string(preset) == "transformer" &&
+      const bool attention_only = std::string(preset) == "transformer" || std::string(preset) == "llama-like";
+      if (std::string(site) != "resid_pre" && attention_only &&
           (std::string(site) == "conv_out" || std::string(site) == "state"))
         continue;
       SweepOptions plain;

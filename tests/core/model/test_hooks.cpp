@@ -23,7 +23,7 @@ at::Tensor param(LanguageModel& m, const std::string& name) {
 
 TEST(Hooks, IdentityHooksChangeNothing) {
   at::NoGradGuard no_grad;
-  for (const auto& preset : ModelConfig::preset_names()) {
+  for (const auto& preset : mechscope::test::test_presets()) {
     LanguageModel m(small_config(preset, {{"d_intermediate", 40}, {"pos_emb", "learned"}, {"max_seq_len", 32}}), 1);
     at::Tensor toks = random_tokens(2, 11, 37, 3);
     at::Tensor plain = m.forward(toks);

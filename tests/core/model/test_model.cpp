@@ -149,7 +149,7 @@ TEST(Model, AModelBuiltUninitialisedTakesWeightsAndRunsAsTheOriginal) {
 
 TEST(Model, EveryMixerIsCausal) {
   at::NoGradGuard no_grad;
-  for (const auto& preset : ModelConfig::preset_names()) {
+  for (const auto& preset : mechscope::test::test_presets()) {
     LanguageModel m(small_config(preset, {{"d_intermediate", 40}}), 1);
     at::Tensor a = random_tokens(2, 21, 37, 5);
     for (int64_t k : {0, 7, 8, 20}) {
@@ -179,7 +179,7 @@ TEST(Model, FastSsmPathEqualsLiteralRecurrenceInsideTheModel) {
 
 TEST(Model, BatchRowsAreIndependent) {
   at::NoGradGuard no_grad;
-  for (const auto& preset : ModelConfig::preset_names()) {
+  for (const auto& preset : mechscope::test::test_presets()) {
     LanguageModel m(small_config(preset), 1);
     at::Tensor toks = random_tokens(3, 12, 37, 8);
     at::Tensor all = m.forward(toks);
@@ -194,7 +194,7 @@ TEST(Model, ExamplePartsCacheAndComputeWhatTheWholeBatchDoes) {
   // hook function, or a gradient, gets the whole batch in one call.
   const int before = at::get_num_threads();
   at::set_num_threads(2);
-  for (const auto& preset : ModelConfig::preset_names()) {
+  for (const auto& preset : mechscope::test::test_presets()) {
     LanguageModel m(small_config(preset), 1);
     at::Tensor toks = random_tokens(5, 12, 37, 8);
     std::set<std::string> names(m.hook_names().begin(), m.hook_names().end());
