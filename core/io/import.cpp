@@ -180,7 +180,6 @@ const families::Family& family_of(const json& cfg, const std::string& cwhere) {
         {"deepseek_v2", "mixture-of-experts MLPs and multi-head latent attention"},
         {"deepseek_v3", "mixture-of-experts MLPs and multi-head latent attention"},
         {"nemotron_h", "its hybrid layer pattern with separate MLP layers"},
-        {"granitemoehybrid", "mixture-of-experts MLPs in a Mamba2 hybrid"},
         {"gemma2", "Gemma's scaled embedding, (1 + weight) RMSNorm, logit soft-capping and alternating windows"},
         {"gemma3", "Gemma's scaled embedding, (1 + weight) RMSNorm, q/k norms and alternating windows"},
         {"bert", "a causal language model (this is an encoder)"},

@@ -19,6 +19,7 @@ const std::vector<Family>& all() {
                                                {"hf-gpt2", "gpt2", map_hf_gpt2},
                                                {"hf-bamba", "bamba", map_hf_bamba},
                                                {"hf-falcon-h1", "falcon_h1", map_hf_falcon_h1},
+                                               {"hf-granite-hybrid", "granitemoehybrid", map_hf_granite_hybrid},
                                                {"hf-gpt-neox", "gpt_neox", map_hf_gpt_neox}};
   return families;
 }
@@ -235,6 +236,34 @@ json hf_mamba2_ssm(const Cfg& c, const Mamba2Sizes& s, double eps, bool conv_bia
           {"headdim", s.headdim},  {"d_ssm", s.heads * s.headdim}, {"ngroups", s.groups}, {"chunk_size", s.chunk},
           {"dt_limit", limit},     {"norm_eps", eps},           {"rmsnorm", true},        {"norm_before_gate", false},
           {"conv_bias", conv_bias}, {"bias", bias}};
+}
+
+json hf_mamba2_layer_ssm(const Cfg& c, int64_t d, double eps) {
+  const std::string& where = c.where();
+  // mamba_d_head "auto" is expand * hidden_size / mamba_n_heads.
+  const int64_t expand = c.get<int64_t>("mamba_expand", 2), heads = c.get<int64_t>("mamba_n_heads", 128);
+  if (heads <= 0 || expand <= 0) throw CheckpointError(where + ": mamba_n_heads and mamba_expand should be positive");
+  int64_t headdim = expand * d / heads;
+  if (c.has("mamba_d_head") && !c.raw("mamba_d_head").is_string()) headdim = c.req<int64_t>("mamba_d_head");
+  else if (c.has("mamba_d_head") && c.raw("mamba_d_head").get<std::string>() != "auto")
+    throw CheckpointError(where + ": mamba_d_head should be a number or \"auto\"");
+  if (heads * headdim != expand * d)
+    throw CheckpointError(where + ": mamba_n_heads * mamba_d_head (" + std::to_string(heads) + " * " +
+                          std::to_string(headdim) + ") must equal mamba_expand * hidden_size (" + std::to_string(expand * d) + ")");
+  return hf_mamba2_ssm(c,
+                       {c.get<int64_t>("mamba_d_state", 256), c.get<int64_t>("mamba_d_conv", 4), expand, heads, headdim,
+                        c.get<int64_t>("mamba_n_groups", 1), c.get<int64_t>("mamba_chunk_size", 256)},
+                       eps, c.get<bool>("mamba_conv_bias", true), c.get<bool>("mamba_proj_bias", false));
+}
+
+void map_hf_mamba2_layer(Mapped& m, Tensors& t, const std::string& f, const std::string& n, const json& ssm) {
+  for (const char* p : {"in_proj.weight", "conv1d.weight", "dt_bias", "A_log", "D", "out_proj.weight"}) put(m, t, n + p, f + p);
+  if (ssm.value("rmsnorm", true)) put(m, t, n + "norm.weight", f + "norm.weight");
+  if (ssm.value("conv_bias", true)) put(m, t, n + "conv1d.bias", f + "conv1d.bias");
+  if (ssm.value("bias", false)) {
+    put(m, t, n + "in_proj.bias", f + "in_proj.bias");
+    put(m, t, n + "out_proj.bias", f + "out_proj.bias");
+  }
 }
 
 void note_mlp_padding(Mapped& m, int64_t inter) {

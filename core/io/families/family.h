@@ -206,6 +206,13 @@ struct Mamba2Sizes {
   int64_t d_state, d_conv, expand, heads, headdim, groups, chunk;
 };
 json hf_mamba2_ssm(const Cfg& c, const Mamba2Sizes& s, double eps, bool conv_bias, bool bias);
+/// The ssm_cfg of the Mamba2 layers of Bamba and Granite 4.0 H (mamba_expand, mamba_n_heads, mamba_d_head or "auto",
+/// mamba_n_groups, mamba_d_state, mamba_d_conv, mamba_chunk_size, mamba_conv_bias, mamba_proj_bias; heads x head
+/// size must be mamba_expand x hidden_size `d`), with the gated norm's epsilon `eps`.
+json hf_mamba2_layer_ssm(const Cfg& c, int64_t d, double eps);
+/// A Hugging Face Mamba2 layer's tensors under `f` ("model.layers.3.mamba.": in_proj, conv1d, dt_bias, A_log, D, the
+/// gated norm, out_proj, and the biases `ssm` has) as MechScope's Mamba2 under `n` ("backbone.layers.3.mixer.").
+void map_hf_mamba2_layer(Mapped& m, Tensors& t, const std::string& f, const std::string& n, const json& ssm);
 /// A note when a SwiGLU's intermediate_size is padded to GatedMLP's multiple of 128.
 void note_mlp_padding(Mapped& m, int64_t inter);
 /// "[3, 4]".
@@ -256,6 +263,7 @@ Mapped map_hf_qwen3(const json& j, Tensors& t, const std::string& where);
 Mapped map_hf_gpt2(const json& j, Tensors& t, const std::string& where);
 Mapped map_hf_bamba(const json& j, Tensors& t, const std::string& where);
 Mapped map_hf_falcon_h1(const json& j, Tensors& t, const std::string& where);
+Mapped map_hf_granite_hybrid(const json& j, Tensors& t, const std::string& where);
 Mapped map_hf_gpt_neox(const json& j, Tensors& t, const std::string& where);
 
 }  // namespace mechscope::families

@@ -36,21 +36,8 @@ Mapped map_hf_bamba(const json& j, Tensors& t, const std::string& where) {
       throw CheckpointError(where + ": attn_layer_indices should be a list of layer numbers");
     }
   }
-  // Mamba2: mamba_d_head "auto" is expand * hidden_size / mamba_n_heads.
-  const int64_t expand = c.get<int64_t>("mamba_expand", 2), heads = c.get<int64_t>("mamba_n_heads", 128);
-  if (heads <= 0) throw CheckpointError(where + ": mamba_n_heads should be positive");
-  int64_t headdim = expand * d / heads;
-  if (c.has("mamba_d_head") && !c.raw("mamba_d_head").is_string()) headdim = c.req<int64_t>("mamba_d_head");
-  else if (c.has("mamba_d_head") && c.raw("mamba_d_head").get<std::string>() != "auto")
-    throw CheckpointError(where + ": mamba_d_head should be a number or \"auto\"");
-  if (heads * headdim != expand * d)
-    throw CheckpointError(where + ": mamba_n_heads * mamba_d_head (" + std::to_string(heads) + " * " +
-                          std::to_string(headdim) + ") must equal mamba_expand * hidden_size (" + std::to_string(expand * d) + ")");
   const double eps = c.number("rms_norm_eps", 1e-5);
-  const json ssm = hf_mamba2_ssm(c,
-                                 {c.get<int64_t>("mamba_d_state", 256), c.get<int64_t>("mamba_d_conv", 4), expand, heads,
-                                  headdim, c.get<int64_t>("mamba_n_groups", 1), c.get<int64_t>("mamba_chunk_size", 256)},
-                                 eps, c.get<bool>("mamba_conv_bias", true), c.get<bool>("mamba_proj_bias", false));
+  const json ssm = hf_mamba2_layer_ssm(c, d, eps);
   const json attn = rotary_attn_cfg({d, H, Hkv, D, rotary}, rope);
   const bool tie = c.get<bool>("tie_word_embeddings", false);
   m.model_config = transformer_config(d, inter, L, V, attn, true, eps, tie);
@@ -69,13 +56,7 @@ Mapped map_hf_bamba(const json& j, Tensors& t, const std::string& where) {
     if (attention.count(i)) {
       map_llama_attention(m, t, f + "self_attn.", n + "mixer.", {H, Hkv, D}, where);
     } else {
-      for (const char* p : {"in_proj.weight", "conv1d.weight", "dt_bias", "A_log", "D", "norm.weight", "out_proj.weight"})
-        put(m, t, n + "mixer." + p, f + "mamba." + p);
-      if (ssm["conv_bias"].get<bool>()) put(m, t, n + "mixer.conv1d.bias", f + "mamba.conv1d.bias");
-      if (ssm["bias"].get<bool>()) {
-        put(m, t, n + "mixer.in_proj.bias", f + "mamba.in_proj.bias");
-        put(m, t, n + "mixer.out_proj.bias", f + "mamba.out_proj.bias");
-      }
+      map_hf_mamba2_layer(m, t, f + "mamba.", n + "mixer.", ssm);
     }
     map_swiglu(m, t, f + "feed_forward.", n + "mlp.", inter, false, where);
   }

@@ -87,7 +87,7 @@ std::set<std::string> fixtures_in(const std::string& dir) {
 TEST(HfFixtures, EveryModelOfBothTransformersVersionsMatchesOrIsRefusedByName) {
   const auto names = fixtures_in(kRoot + "hf5");
   EXPECT_EQ(fixtures_in(kRoot + "hf4"), names);
-  EXPECT_GE(names.size(), 22u);
+  EXPECT_GE(names.size(), 23u);
   for (const auto& version : kVersions) {
     const std::string dir = kRoot + version;
     for (const auto& name : names) {
@@ -201,6 +201,40 @@ TEST(HfFixtures, FalconH1sMultipliersEachChangeTheLogits) {
   EXPECT_NE(refusal([](nlohmann::json& c) { c["ssm_multipliers"] = {1.0, 2.0}; }).find("ssm_multipliers"),
             std::string::npos);
   EXPECT_NE(refusal([](nlohmann::json& c) { c["hidden_act"] = "gelu"; }).find("hidden_act"), std::string::npos);
+}
+
+// Granite 4.0 H: each muP setting moves the logits by more than ten times the fixture's tolerance; without rotary
+// (position_embedding_type nope) it is another model; experts, and logits_scaling on a tied head, are refused by name.
+TEST(HfFixtures, GraniteHybridsSettingsEachChangeTheLogitsAndExpertsAreRefused) {
+  const std::string dir = mechscope::test::scratch_dir();
+  const auto tokens = expected_of("granite_hybrid").at("tokens").get<std::vector<int64_t>>();
+  const at::Tensor base = our_logits(kDir + "/granite_hybrid", tokens);
+  int copies = 0;
+  auto copy = [&](const std::function<void(nlohmann::json&)>& edit) {
+    const std::string to = dir + "/granite_" + std::to_string(copies++);
+    copy_with_config(kDir + "/granite_hybrid", to, edit);
+    return to;
+  };
+  for (const char* k : {"residual_multiplier", "attention_multiplier", "embedding_multiplier", "logits_scaling"}) {
+    const at::Tensor moved = our_logits(copy([&](nlohmann::json& c) { c[k] = 1.0; }), tokens);
+    EXPECT_GT((moved - base).abs().max().item<double>() / base.abs().max().item<double>(), 1e-4) << k;
+  }
+  const at::Tensor nope = our_logits(copy([](nlohmann::json& c) { c["position_embedding_type"] = nullptr; }), tokens);
+  EXPECT_GT((nope - base).abs().max().item<double>() / base.abs().max().item<double>(), 1e-4);
+  Checkpoint ck = import_checkpoint(kDir + "/granite_hybrid");
+  EXPECT_EQ(ck.config.attn_layer_idx, (std::vector<int64_t>{1}));
+  EXPECT_EQ(ck.config.attn.softmax_scale, 0.25);
+  auto refusal = [&](const std::function<void(nlohmann::json&)>& edit) {
+    try {
+      import_checkpoint(copy(edit));
+    } catch (const CheckpointError& x) {
+      return std::string(x.what());
+    }
+    return std::string("imported");
+  };
+  EXPECT_NE(refusal([](nlohmann::json& c) { c["num_local_experts"] = 4; }).find("mixture-of-experts"), std::string::npos);
+  EXPECT_NE(refusal([](nlohmann::json& c) { c["tie_word_embeddings"] = true; }).find("logits_scaling"), std::string::npos);
+  EXPECT_NE(refusal([](nlohmann::json& c) { c["position_embedding_type"] = "alibi"; }).find("alibi"), std::string::npos);
 }
 
 // transformers 4.57 writes GPT-NeoX's rotary settings twice (rotary_pct and partial_rotary_factor, rotary_emb_base

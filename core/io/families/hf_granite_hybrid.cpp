@@ -1,0 +1,128 @@
+// Hugging Face GraniteMoeHybridForCausalLM (model_type "granitemoehybrid": IBM's Granite 4.0 H), the dense models
+// (num_local_experts 0): each layer a Mamba2 (model.layers.*.mamba, Hugging Face's Mamba2 layout and grouped gated
+// RMSNorm) or a Llama attention (self_attn; rotary only when position_embedding_type is "rope"), then a SwiGLU MLP
+// (shared_mlp: input_linear [gate; value], output_linear), each added to the residual times residual_multiplier:
+// MechScope's hybrid with an MLP in every block. The muP settings are folded in: residual_multiplier into the
+// outputs' projections (o_proj, the Mamba2 out_proj, output_linear), attention_multiplier as the softmax scale,
+// logits_scaling into an untied lm_head (refused on a tied one), embedding_multiplier -> embedding_multiplier.
+// A mixture-of-experts model (num_local_experts > 0) is refused by name.
+#include "core/io/families/family.h"
+
+#include <ATen/ATen.h>
+
+namespace mechscope::families {
+
+namespace {
+
+double finite(const Cfg& c, const std::string& key) {
+  const double v = c.number(key, 1.0);
+  if (!std::isfinite(v) || v == 0.0) throw CheckpointError(c.where() + ": " + key + " should be a finite, non-zero number");
+  return v;
+}
+
+// w (and its rows' bias) times s, in a copy (a tensor of a torch.save archive may share its storage).
+void scale(Mapped& m, const std::string& name, double s) {
+  if (s == 1.0 || !m.weights.count(name)) return;
+  m.weights[name] = m.weights.at(name) * s;
+}
+
+// The layers' kinds: transformers 5 writes "linear_attention" (Mamba2) and "full_attention"/"attention", 4.x
+// "mamba" and "attention".
+std::vector<bool> attention_layers(const Cfg& c, int64_t L) {
+  const std::string key = c.has("layer_types") ? "layer_types" : "layers_block_type";
+  std::vector<std::string> kinds(static_cast<size_t>(L), "mamba");
+  if (c.has(key)) {
+    try {
+      kinds = c.raw(key).get<std::vector<std::string>>();
+    } catch (const json::exception&) {
+      throw CheckpointError(c.where() + ": " + key + " should be a list of strings");
+    }
+  }
+  if (static_cast<int64_t>(kinds.size()) != L)
+    throw CheckpointError(c.where() + ": " + key + " lists " + std::to_string(kinds.size()) + " layers; num_hidden_layers is " +
+                          std::to_string(L));
+  std::vector<bool> attention;
+  for (const auto& k : kinds) {
+    if (k == "mamba" || k == "linear_attention") attention.push_back(false);
+    else if (k == "attention" || k == "full_attention") attention.push_back(true);
+    else throw CheckpointError(c.where() + ": " + key + " holds '" + k + "'; MechScope knows mamba and attention layers");
+  }
+  return attention;
+}
+
+}  // namespace
+
+Mapped map_hf_granite_hybrid(const json& j, Tensors& t, const std::string& where) {
+  Cfg c(j, where);
+  require_silu(c);  // the MLP's activation and the Mamba2 convolution's
+  const int64_t experts = c.get<int64_t>("num_local_experts", 8);
+  if (experts != 0)
+    throw CheckpointError(where + ": num_local_experts " + std::to_string(experts) + ": a mixture-of-experts MLP, which "
+                          "MechScope does not have yet (the dense Granite 4.0 H models, num_local_experts 0, import)");
+  const int64_t d = c.count("hidden_size", kMaxDModel), L = c.count("num_hidden_layers", kMaxLayers);
+  const int64_t V = c.count("vocab_size", kMaxVocab), inter = c.count("shared_intermediate_size", kMaxIntermediate);
+  const int64_t H = c.count("num_attention_heads", kMaxDModel), Hkv = c.get<int64_t>("num_key_value_heads", H);
+  const int64_t D = c.get<int64_t>("head_dim", d / H);
+  if (D < 1 || Hkv <= 0 || H % Hkv != 0 || (!c.has("head_dim") && d % H != 0))
+    throw CheckpointError(where + ": hidden_size " + std::to_string(d) + ", num_attention_heads " + std::to_string(H) +
+                          ", num_key_value_heads " + std::to_string(Hkv) + " and head_dim do not divide");
+  const std::vector<bool> attention = attention_layers(c, L);
+  const Rope rope = read_rope(c, 10000.0);
+  const std::string pos = c.has("position_embedding_type") ? c.raw("position_embedding_type").get<std::string>() : "nope";
+  if (pos != "rope" && pos != "nope")
+    throw CheckpointError(where + ": position_embedding_type '" + pos + "'; MechScope knows rope and nope (none)");
+  const bool bias = c.get<bool>("attention_bias", false), tie = c.get<bool>("tie_word_embeddings", false);
+  const double residual = finite(c, "residual_multiplier"), logits = finite(c, "logits_scaling");
+  const double scale_qk = finite(c, "attention_multiplier"), emb = finite(c, "embedding_multiplier");
+  if (tie && logits != 1.0)
+    throw CheckpointError(where + ": logits_scaling " + std::to_string(logits) + " on a head tied to the embedding; "
+                          "MechScope folds the scaling into an untied head only");
+  const double eps = c.number("rms_norm_eps", 1e-6);
+  const json ssm = hf_mamba2_layer_ssm(c, d, eps);
+  json attn = rotary_attn_cfg({d, H, Hkv, D, pos == "rope" ? D : 0, bias, bias}, rope);
+  attn["softmax_scale"] = scale_qk;
+  Mapped m;
+  m.model_config = transformer_config(d, inter, L, V, attn, true, eps, tie);
+  std::vector<int64_t> attn_idx;
+  for (int64_t i = 0; i < L; ++i)
+    if (attention[static_cast<size_t>(i)]) attn_idx.push_back(i);
+  m.model_config["attn_layer_idx"] = attn_idx;
+  m.model_config["ssm_cfg"] = ssm;
+  if (emb != 1.0) m.model_config["embedding_multiplier"] = emb;
+  // intermediate_size sizes the experts (none here); the router's settings and generation's leave the forward pass
+  // unchanged without experts.
+  c.finish("hf-granite-hybrid", {"intermediate_size", "num_experts_per_tok", "output_router_logits",
+                                 "router_aux_loss_coef", "num_logits_to_keep"});
+  note_mlp_padding(m, inter);
+
+  put(m, t, "backbone.embedding.weight", "model.embed_tokens.weight");
+  put(m, t, "backbone.norm_f.weight", "model.norm.weight");
+  const int64_t hidden = gated_mlp_hidden(inter);
+  for (int64_t i = 0; i < L; ++i) {
+    const std::string f = "model.layers." + std::to_string(i) + ".", n = "backbone.layers." + std::to_string(i) + ".";
+    put(m, t, n + "norm.weight", f + "input_layernorm.weight");
+    put(m, t, n + "norm2.weight", f + "post_attention_layernorm.weight");
+    if (attention[static_cast<size_t>(i)]) map_llama_attention(m, t, f + "self_attn.", n + "mixer.", {H, Hkv, D, bias, bias}, where);
+    else map_hf_mamba2_layer(m, t, f + "mamba.", n + "mixer.", ssm);
+    scale(m, n + "mixer.out_proj.weight", residual);
+    scale(m, n + "mixer.out_proj.bias", residual);
+    // shared_mlp: input_linear [gate; value] (act on the first half), GatedMLP's fc1 [value; gate].
+    at::Tensor in = t.take(f + "shared_mlp.input_linear.weight"), out = t.take(f + "shared_mlp.output_linear.weight");
+    if (in.dim() != 2 || in.size(0) != 2 * inter || in.size(1) != d || out.dim() != 2 || out.size(0) != d ||
+        out.size(1) != inter)
+      throw CheckpointError(where + ": " + f + "shared_mlp has input_linear " + dims_text(in) + " and output_linear " +
+                            dims_text(out) + "; the config implies " + std::to_string(2 * inter) + " x " + std::to_string(d) +
+                            " and " + std::to_string(d) + " x " + std::to_string(inter));
+    m.weights[n + "mlp.fc1.weight"] = at::cat({pad_dim(in.narrow(0, inter, inter), 0, hidden), pad_dim(in.narrow(0, 0, inter), 0, hidden)}, 0);
+    m.weights[n + "mlp.fc2.weight"] = pad_dim(out * residual, 1, hidden);
+    if (t.dtype(f + "shared_mlp.input_linear.weight") != "float32") {
+      m.source_dtype[n + "mlp.fc1.weight"] = t.dtype(f + "shared_mlp.input_linear.weight");
+      m.source_dtype[n + "mlp.fc2.weight"] = t.dtype(f + "shared_mlp.output_linear.weight");
+    }
+  }
+  handle_tied_head(m, t, tie, "lm_head.weight", where);
+  if (!tie) scale(m, "lm_head.weight", 1.0 / logits);
+  return m;
+}
+
+}  // namespace mechscope::families
