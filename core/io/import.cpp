@@ -179,9 +179,10 @@ const families::Family& family_of(const json& cfg, const std::string& cwhere) {
         {"olmoe", "mixture-of-experts MLPs"},
         {"deepseek_v2", "mixture-of-experts MLPs and multi-head latent attention"},
         {"deepseek_v3", "mixture-of-experts MLPs and multi-head latent attention"},
-        {"nemotron_h", "its hybrid layer pattern with separate MLP layers"},
-        {"gemma2", "Gemma's scaled embedding, (1 + weight) RMSNorm, logit soft-capping and alternating windows"},
-        {"gemma3", "Gemma's scaled embedding, (1 + weight) RMSNorm, q/k norms and alternating windows"},
+        {"nemotron_h", "layers that are only an MLP (squared ReLU), a block without a mixer"},
+        {"gemma2", "norms after the attention and the MLP (a non-linear path from each head to the residual) and logit "
+                    "soft-capping"},
+        {"gemma3", "norms after the attention and the MLP (a non-linear path from each head to the residual)"},
         {"bert", "a causal language model (this is an encoder)"},
         {"roberta", "a causal language model (this is an encoder)"},
         {"t5", "a causal language model (this is an encoder-decoder)"}};
