@@ -20,6 +20,10 @@
 using mechscope::app::MainWindow;
 
 namespace {
+// How long a test waits for the window's jobs: generous, since a demo's panels take tens of seconds on a loaded
+// 2-core machine (MainWindow::waitIdle's own default is 60 s; ctest stops the whole test at 300 s).
+constexpr int kIdleMs = 180000;
+
 QString demo(const char* name) { return QStringLiteral(MECHSCOPE_MODELS_DIR "/%1.h5").arg(name); }
 
 int rowOf(const mechscope::app::Grid& g, const std::string& label) {
@@ -46,7 +50,7 @@ class AppTest : public QObject {
     w.resize(1500, 950);
     w.show();
     w.openFile(demo("mqar-hybrid"));
-    QVERIFY(w.waitIdle());
+    QVERIFY(w.waitIdle(kIdleMs));
     QCOMPARE(w.workbench().model_count(), 1);
     QVERIFY2(w.lastError().isEmpty(), qPrintable(w.lastError()));
     QVERIFY(w.headsPlot()->hasData());
@@ -61,7 +65,7 @@ class AppTest : public QObject {
     const int r = rowOf(w.headsPlot()->grid(), "L1 attn");
     QVERIFY(r >= 0);
     QTest::mouseClick(w.headsPlot()->plot(), Qt::LeftButton, Qt::NoModifier, w.headsPlot()->cellCenter(r, 0));
-    QVERIFY(w.waitIdle());
+    QVERIFY(w.waitIdle(kIdleMs));
     QCOMPARE(w.workbench().ablated(), std::vector<std::string>{"L1.attn.H0"});
     QVERIFY2(w.outcomeText().contains("zero ablation of L1.attn.H0"), qPrintable(w.outcomeText()));
     const auto after = w.workbench().outcome(true), before = w.workbench().outcome(false);
@@ -71,12 +75,12 @@ class AppTest : public QObject {
     // Shift-click adds a Mamba2 head to the set; the clear button removes all.
     const int s = rowOf(w.headsPlot()->grid(), "L0 ssm");
     QTest::mouseClick(w.headsPlot()->plot(), Qt::LeftButton, Qt::ShiftModifier, w.headsPlot()->cellCenter(s, 2));
-    QVERIFY(w.waitIdle());
+    QVERIFY(w.waitIdle(kIdleMs));
     QCOMPARE(w.workbench().ablated().size(), size_t(2));
     QPushButton* clear = button(w, "Clear ablations");
     QVERIFY(clear);
     clear->click();
-    QVERIFY(w.waitIdle());
+    QVERIFY(w.waitIdle(kIdleMs));
     QVERIFY(w.workbench().ablated().empty());
 
     // A patching sweep, then a click on a cell.
@@ -86,20 +90,20 @@ class AppTest : public QObject {
     QVERIFY(w.patchingPlot()->hasData());
     QCOMPARE(w.patchingPlot()->grid().rows, 2);
     QTest::mouseClick(w.patchingPlot()->plot(), Qt::LeftButton, Qt::NoModifier, w.patchingPlot()->cellCenter(1, 31));
-    QVERIFY(w.waitIdle());
+    QVERIFY(w.waitIdle(kIdleMs));
     // The aligned view: rows x anchors, the same rows; a click explains instead of patching; back to positions.
     const int positions = w.patchingPlot()->grid().cols;
     w.patchingViewCombo()->setCurrentIndex(1);
-    QVERIFY(w.waitIdle());
+    QVERIFY(w.waitIdle(kIdleMs));
     QVERIFY2(w.lastError().isEmpty(), qPrintable(w.lastError()));
     QCOMPARE(w.patchingPlot()->grid().rows, 2);
     QCOMPARE(w.patchingPlot()->grid().cols, 6);
     QCOMPARE(w.patchingPlot()->grid().col_labels[2], std::string("corrupted+1"));
     QTest::mouseClick(w.patchingPlot()->plot(), Qt::LeftButton, Qt::NoModifier, w.patchingPlot()->cellCenter(1, 2));
-    QVERIFY(w.waitIdle());
+    QVERIFY(w.waitIdle(kIdleMs));
     QVERIFY2(w.lastError().isEmpty(), qPrintable(w.lastError()));
     w.patchingViewCombo()->setCurrentIndex(0);
-    QVERIFY(w.waitIdle());
+    QVERIFY(w.waitIdle(kIdleMs));
     QCOMPARE(w.patchingPlot()->grid().cols, positions);
 
     // Every export format, checked by its header or parser.
@@ -127,14 +131,14 @@ class AppTest : public QObject {
 
     // A second model: compare on the same examples, switch back and forth.
     w.openFile(demo("mqar-attn"));
-    QVERIFY(w.waitIdle());
+    QVERIFY(w.waitIdle(kIdleMs));
     QCOMPARE(w.workbench().model_count(), 2);
     const auto rows = w.workbench().compare();
     QCOMPARE(rows.size(), size_t(2));
     QVERIFY(rows[0].accuracy > 0.9 && rows[1].accuracy > 0.9);
     for (int view : {0, 1, 2}) {  // side by side: attention of layer 1, head grids, embeddings
       w.comparePanel().compare(view, 1);
-      QVERIFY(w.waitIdle());
+      QVERIFY(w.waitIdle(kIdleMs));
       QVERIFY2(w.lastError().isEmpty(), qPrintable(w.lastError()));
       QCOMPARE(w.comparePanel().comparePlots().size(), size_t(2));
       for (auto* p : w.comparePanel().comparePlots()) QVERIFY(p->hasData());
@@ -146,26 +150,26 @@ class AppTest : public QObject {
 
     // A plugin's analysis in the Plugins panel (attention rollout loads from the build tree's plugin folder).
     w.analysesPanel().run("attention-rollout", "");
-    QVERIFY(w.waitIdle());
+    QVERIFY(w.waitIdle(kIdleMs));
     QVERIFY2(w.lastError().isEmpty(), qPrintable(w.lastError()));
     QVERIFY(w.analysesPanel().plot()->hasData());
     QCOMPARE(w.analysesPanel().plot()->grid().rows, w.analysesPanel().plot()->grid().cols);
     w.analysesPanel().run("attention-rollout", "{\"example\": 999}");
-    QVERIFY(w.waitIdle());
+    QVERIFY(w.waitIdle(kIdleMs));
     QVERIFY(w.lastError().contains("example"));
     // Core's own analyses are in the same registry: head scores (one value per head), and the attention maps of the
     // current example; an option the analysis does not declare is refused by name.
     const int heads = static_cast<int>(w.workbench().summary().heads.size());
     w.analysesPanel().run("head-scores", "");
-    QVERIFY(w.waitIdle());
+    QVERIFY(w.waitIdle(kIdleMs));
     QVERIFY2(w.analysesPanel().plot()->grid().title.find("head_scores/gather") != std::string::npos,
              w.analysesPanel().plot()->grid().title.c_str());
     QCOMPARE(w.analysesPanel().plot()->grid().rows * w.analysesPanel().plot()->grid().cols, heads);
     w.analysesPanel().run("attention", "{\"layer\": 1}");
-    QVERIFY(w.waitIdle());
+    QVERIFY(w.waitIdle(kIdleMs));
     QCOMPARE(w.analysesPanel().plot()->grid().rows, static_cast<int>(w.workbench().tokens().size()));
     w.analysesPanel().run("attention", "{\"layr\": 1}");
-    QVERIFY(w.waitIdle());
+    QVERIFY(w.waitIdle(kIdleMs));
     QVERIFY2(w.lastError().contains("unknown option 'layr'") && w.lastError().contains("did you mean layer"),
              qPrintable(w.lastError()));
     w.setQuiet(true);
@@ -173,12 +177,12 @@ class AppTest : public QObject {
     // A workspace round trip.
     const QString ws = dir.filePath("ws.json");
     w.patchingViewCombo()->setCurrentIndex(1);
-    QVERIFY(w.waitIdle());
+    QVERIFY(w.waitIdle(kIdleMs));
     w.saveWorkspace(ws);
     MainWindow w2;
     w2.setQuiet(true);
     w2.openWorkspace(ws);
-    QVERIFY(w2.waitIdle());
+    QVERIFY(w2.waitIdle(kIdleMs));
     QCOMPARE(w2.workbench().model_count(), 2);
     QCOMPARE(w2.workbench().current(), w.workbench().current());
     QCOMPARE(w2.patchingViewCombo()->currentIndex(), 1);  // the patching view travels with the workspace
@@ -197,7 +201,7 @@ class AppTest : public QObject {
     QVERIFY2(w.lastError().isEmpty(), qPrintable(w.lastError()));
     QVERIFY(QFile::exists(out));
     QVERIFY(w.trainingPanel().plot()->hasData());
-    QVERIFY(w.waitIdle());
+    QVERIFY(w.waitIdle(kIdleMs));
     QCOMPARE(w.workbench().model_count(), 1);  // the finished run opened in the workbench
     QVERIFY(w.workbench().summary().has_task);
     // A bad task is an error message, not a crash; stopping a run saves it.
@@ -221,7 +225,7 @@ class AppTest : public QObject {
     MainWindow w;
     w.setQuiet(true);
     w.openFile(dir.path());
-    QVERIFY(w.waitIdle());
+    QVERIFY(w.waitIdle(kIdleMs));
     QVERIFY2(w.lastError().isEmpty(), qPrintable(w.lastError()));
     QCOMPARE(w.workbench().model_count(), 1);
     QVERIFY2(w.outcomeText().contains("no task attached"), qPrintable(w.outcomeText()));
@@ -231,7 +235,7 @@ class AppTest : public QObject {
     cfg.write(R"({"model_type": "t5"})");
     cfg.close();
     w.openFile(dir.path());
-    QVERIFY(w.waitIdle());
+    QVERIFY(w.waitIdle(kIdleMs));
     QVERIFY2(w.lastError().contains("t5"), qPrintable(w.lastError()));
     QCOMPARE(w.workbench().model_count(), 1);
   }
@@ -252,18 +256,18 @@ class AppTest : public QObject {
     QVERIFY(panel);
     QVERIFY(!w.pluginPanel("Throwing"));
     w.openFile(demo("mqar-attn"));
-    QVERIFY(w.waitIdle());
+    QVERIFY(w.waitIdle(kIdleMs));
     QVERIFY2(w.lastError().isEmpty(), qPrintable(w.lastError()));
     auto* view = panel->findChild<mechscope::app::PlotView*>();
     QVERIFY(view);
-    QVERIFY(w.waitIdle());
+    QVERIFY(w.waitIdle(kIdleMs));
     QVERIFY(view->hasData());
     QCOMPARE(view->grid().rows, 3);  // into L0, into L1, out
     // Switching the measure re-runs the analysis: one row per block.
     auto* measure = panel->findChild<QComboBox*>();
     QVERIFY(measure);
     measure->setCurrentIndex(1);
-    QVERIFY(w.waitIdle());
+    QVERIFY(w.waitIdle(kIdleMs));
     QCOMPARE(view->grid().rows, 2);
   }
 
@@ -294,7 +298,7 @@ class AppTest : public QObject {
     MainWindow w;
     w.setQuiet(true);
     w.openFile("/nonexistent/model.h5");
-    QVERIFY(w.waitIdle());
+    QVERIFY(w.waitIdle(kIdleMs));
     QVERIFY2(w.lastError().contains("nonexistent"), qPrintable(w.lastError()));
     QTemporaryDir dir;
     QFile f(dir.filePath("text.h5"));
@@ -302,7 +306,7 @@ class AppTest : public QObject {
     f.write("not a checkpoint");
     f.close();
     w.openFile(f.fileName());
-    QVERIFY(w.waitIdle());
+    QVERIFY(w.waitIdle(kIdleMs));
     QVERIFY2(w.lastError().contains("HDF5"), qPrintable(w.lastError()));
     QCOMPARE(w.workbench().model_count(), 0);
     w.openWorkspace(dir.filePath("text.h5"));
@@ -313,7 +317,7 @@ class AppTest : public QObject {
     w.openWorkspace(fifo);
     QVERIFY2(w.lastError().contains("FIFO"), qPrintable(w.lastError()));
     w.openFile(fifo);
-    QVERIFY(w.waitIdle());
+    QVERIFY(w.waitIdle(kIdleMs));
     QVERIFY2(w.lastError().contains("FIFO"), qPrintable(w.lastError()));
   }
 
@@ -321,7 +325,7 @@ class AppTest : public QObject {
     MainWindow w;
     w.setQuiet(true);
     w.openFile(demo("mqar-mamba1"));
-    QVERIFY(w.waitIdle());
+    QVERIFY(w.waitIdle(kIdleMs));
     w.runPatching();  // seconds of work: cancel it through the status bar button
     QTest::qWait(50);
     QPushButton* cancel = button(w, "Cancel");
