@@ -227,6 +227,18 @@ def main():
             layer.mamba.norm.weight.normal_(1.0, 0.5)
     save(m, os.path.join(out, "falcon_h1"), logits_of(m))
 
+    # Falcon-H1 as its config defaults it: no gated norm (y * silu(z)), the SSM as wide as expand * hidden_size.
+    torch.manual_seed(20)
+    cfg = FalconH1Config(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=1, num_attention_heads=4,
+                         num_key_value_heads=4, max_position_embeddings=64, mamba_d_ssm=64, mamba_n_heads=8,
+                         mamba_d_head=8, mamba_d_state=8, mamba_chunk_size=8, mamba_rms_norm=False,
+                         ssm_out_multiplier=2.0, **rope(10000.0))
+    m = FalconH1ForCausalLM(cfg)
+    with torch.no_grad():
+        m.model.layers[0].mamba.in_proj.weight.mul_(4.0)
+        m.model.layers[0].mamba.D.normal_(0.0, 0.3)
+    save(m, os.path.join(out, "falcon_h1_no_norm"), logits_of(m))
+
     # Granite 4.0 H (dense: no experts): Mamba2 layers (two groups) and a rotary attention layer, each with a SwiGLU
     # shared_mlp; residual, attention, embedding and logits multipliers away from 1.
     torch.manual_seed(19)

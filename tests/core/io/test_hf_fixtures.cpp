@@ -87,7 +87,7 @@ std::set<std::string> fixtures_in(const std::string& dir) {
 TEST(HfFixtures, EveryModelOfBothTransformersVersionsMatchesOrIsRefusedByName) {
   const auto names = fixtures_in(kRoot + "hf5");
   EXPECT_EQ(fixtures_in(kRoot + "hf4"), names);
-  EXPECT_GE(names.size(), 23u);
+  EXPECT_GE(names.size(), 24u);
   for (const auto& version : kVersions) {
     const std::string dir = kRoot + version;
     for (const auto& name : names) {
@@ -179,6 +179,14 @@ TEST(HfFixtures, FalconH1sMultipliersEachChangeTheLogits) {
     EXPECT_GT(moved([&](nlohmann::json& c) { c["ssm_multipliers"][i] = 1.0; }), 1e-4) << "ssm_multipliers " << i;
   for (size_t i = 0; i < 2; ++i)
     EXPECT_GT(moved([&](nlohmann::json& c) { c["mlp_multipliers"][i] = 1.0; }), 1e-4) << "mlp_multipliers " << i;
+  {  // Without the gated norm (Falcon-H1's default): the SSM's output reaches the logits, scaled by ssm_out_multiplier.
+    const std::string plain = kDir + "/falcon_h1_no_norm", copy = dir + "/falcon_h1_no_norm";
+    const auto plain_tokens = expected_of("falcon_h1_no_norm").at("tokens").get<std::vector<int64_t>>();
+    copy_with_config(plain, copy, [](nlohmann::json& c) { c["ssm_out_multiplier"] = 1.0; });
+    const at::Tensor a = our_logits(plain, plain_tokens), b = our_logits(copy, plain_tokens);
+    EXPECT_GT((a - b).abs().max().item<double>() / a.abs().max().item<double>(), 1e-4);
+    EXPECT_FALSE(import_checkpoint(plain).config.mamba2.rmsnorm);
+  }
   Checkpoint ck = import_checkpoint(kDir + "/falcon_h1");
   EXPECT_EQ(ck.config.parallel_mix, "sum");
   EXPECT_EQ(ck.config.parallel_layer_idx, (std::vector<int64_t>{0, 1}));
