@@ -702,9 +702,6 @@ std::vector<SafetensorsItem> safetensors_items(const RandomAccessFile& f, const 
   return items;
 }
 
-}  // namespace
-
-namespace {
 at::Tensor read_safetensors_item(const RandomAccessFile& f, const SafetensorsItem& it, uint64_t base) {
   at::Tensor t = at::empty(it.shape, at::TensorOptions().dtype(it.dt->type));
   if (it.e > it.b) f.read(base + it.b, t.data_ptr(), it.e - it.b);

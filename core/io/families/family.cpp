@@ -243,17 +243,62 @@ json hf_mamba2_layer_ssm(const Cfg& c, int64_t d, double eps) {
   // mamba_d_head "auto" is expand * hidden_size / mamba_n_heads.
   const int64_t expand = c.get<int64_t>("mamba_expand", 2), heads = c.get<int64_t>("mamba_n_heads", 128);
   if (heads <= 0 || expand <= 0) throw CheckpointError(where + ": mamba_n_heads and mamba_expand should be positive");
-  int64_t headdim = expand * d / heads;
-  if (c.has("mamba_d_head") && !c.raw("mamba_d_head").is_string()) headdim = c.req<int64_t>("mamba_d_head");
-  else if (c.has("mamba_d_head") && c.raw("mamba_d_head").get<std::string>() != "auto")
-    throw CheckpointError(where + ": mamba_d_head should be a number or \"auto\"");
-  if (heads * headdim != expand * d)
-    throw CheckpointError(where + ": mamba_n_heads * mamba_d_head (" + std::to_string(heads) + " * " +
-                          std::to_string(headdim) + ") must equal mamba_expand * hidden_size (" + std::to_string(expand * d) + ")");
+  const int64_t headdim = hf_mamba_head_dim(c, heads, expand * d, "mamba_expand * hidden_size");
   return hf_mamba2_ssm(c,
                        {c.get<int64_t>("mamba_d_state", 256), c.get<int64_t>("mamba_d_conv", 4), expand, heads, headdim,
                         c.get<int64_t>("mamba_n_groups", 1), c.get<int64_t>("mamba_chunk_size", 256)},
                        eps, c.get<bool>("mamba_conv_bias", true), c.get<bool>("mamba_proj_bias", false));
+}
+
+int64_t hf_mamba_head_dim(const Cfg& c, int64_t heads, int64_t width, const std::string& width_text) {
+  int64_t headdim = width / heads;
+  if (c.has("mamba_d_head") && !c.raw("mamba_d_head").is_string()) headdim = c.req<int64_t>("mamba_d_head");
+  else if (c.has("mamba_d_head") && c.raw("mamba_d_head").get<std::string>() != "auto")
+    throw CheckpointError(c.where() + ": mamba_d_head should be a number or \"auto\"");
+  if (headdim < 1 || heads * headdim != width)
+    throw CheckpointError(c.where() + ": mamba_n_heads * mamba_d_head (" + std::to_string(heads) + " * " +
+                          std::to_string(headdim) + ") must equal " + width_text + " (" + std::to_string(width) + ")");
+  return headdim;
+}
+
+LlamaAttention hf_attention_heads(const Cfg& c, int64_t d) {
+  LlamaAttention a;
+  a.heads = c.count("num_attention_heads", kMaxDModel);
+  a.kv_heads = c.get<int64_t>("num_key_value_heads", a.heads);
+  a.head_dim = c.get<int64_t>("head_dim", d / a.heads);
+  if (a.head_dim < 1 || a.kv_heads <= 0 || a.heads % a.kv_heads != 0 || (!c.has("head_dim") && d % a.heads != 0))
+    throw CheckpointError(c.where() + ": hidden_size " + std::to_string(d) + ", num_attention_heads " +
+                          std::to_string(a.heads) + ", num_key_value_heads " + std::to_string(a.kv_heads) +
+                          " and head_dim do not divide");
+  return a;
+}
+
+std::vector<std::string> hf_layer_kinds(const Cfg& c, const std::string& key, int64_t n_layer) {
+  if (!c.has(key)) return {};
+  std::vector<std::string> kinds;
+  try {
+    kinds = c.raw(key).get<std::vector<std::string>>();
+  } catch (const json::exception&) {
+    throw CheckpointError(c.where() + ": " + key + " should be a list of strings");
+  }
+  if (static_cast<int64_t>(kinds.size()) != n_layer)
+    throw CheckpointError(c.where() + ": " + key + " lists " + std::to_string(kinds.size()) + " layers; num_hidden_layers is " +
+                          std::to_string(n_layer));
+  return kinds;
+}
+
+double hf_multiplier(const Cfg& c, const std::string& key, bool nonzero) {
+  const double v = c.number(key, 1.0);
+  if (!std::isfinite(v) || (nonzero && v == 0.0))
+    throw CheckpointError(c.where() + ": " + key + " should be a finite" + (nonzero ? ", non-zero" : "") + " number");
+  return v;
+}
+
+void scale_rows(at::Tensor& w, int64_t from, int64_t n, double s) {
+  if (s == 1.0) return;
+  at::Tensor scaled = w.clone();
+  scaled.narrow(0, from, n).mul_(s);
+  w = scaled;
 }
 
 void map_hf_mamba2_layer(Mapped& m, Tensors& t, const std::string& f, const std::string& n, const json& ssm) {

@@ -213,6 +213,18 @@ json hf_mamba2_layer_ssm(const Cfg& c, int64_t d, double eps);
 /// A Hugging Face Mamba2 layer's tensors under `f` ("model.layers.3.mamba.": in_proj, conv1d, dt_bias, A_log, D, the
 /// gated norm, out_proj, and the biases `ssm` has) as MechScope's Mamba2 under `n` ("backbone.layers.3.mixer.").
 void map_hf_mamba2_layer(Mapped& m, Tensors& t, const std::string& f, const std::string& n, const json& ssm);
+/// mamba_d_head, or "auto": `width` / `heads`; heads x head size must equal `width` (`width_text` names it in the
+/// refusal, e.g. "mamba_expand * hidden_size").
+int64_t hf_mamba_head_dim(const Cfg& c, int64_t heads, int64_t width, const std::string& width_text);
+/// num_attention_heads, num_key_value_heads (default: as many) and head_dim (default hidden_size `d` / heads), checked
+/// to divide (the hybrids' attention: Falcon-H1, Granite 4.0 H).
+LlamaAttention hf_attention_heads(const Cfg& c, int64_t d);
+/// The per-layer kinds a config lists under `key` (layer_types, ...): empty when absent, else exactly `n_layer` strings.
+std::vector<std::string> hf_layer_kinds(const Cfg& c, const std::string& key, int64_t n_layer);
+/// A muP-style multiplier under `key` (1 when absent): finite, and non-zero where `nonzero` (a divisor).
+double hf_multiplier(const Cfg& c, const std::string& key, bool nonzero = false);
+/// Rows [from, from + n) of w times s (s != 1), in a copy: a tensor of a torch.save archive may share its storage.
+void scale_rows(at::Tensor& w, int64_t from, int64_t n, double s);
 /// A note when a SwiGLU's intermediate_size is padded to GatedMLP's multiple of 128.
 void note_mlp_padding(Mapped& m, int64_t inter);
 /// "[3, 4]".

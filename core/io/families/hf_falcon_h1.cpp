@@ -30,20 +30,6 @@ std::vector<double> numbers(const Cfg& c, const std::string& key, size_t n) {
   return out;
 }
 
-double multiplier(const Cfg& c, const std::string& key) {
-  const double v = c.number(key, 1.0);
-  if (!std::isfinite(v)) throw CheckpointError(c.where() + ": " + key + " should be a finite number");
-  return v;
-}
-
-// Rows [from, from + n) of w times s, in a copy (a tensor of a torch.save archive may share its storage).
-void scale_rows(at::Tensor& w, int64_t from, int64_t n, double s) {
-  if (s == 1.0) return;
-  at::Tensor scaled = w.clone();
-  scaled.narrow(0, from, n).mul_(s);
-  w = scaled;
-}
-
 // What a Falcon-H1 config says, read (and checked) before any tensor is.
 struct FalconH1 {
   int64_t d = 0, L = 0, V = 0, inter = 0, H = 0, Hkv = 0, D = 0;
@@ -61,12 +47,10 @@ FalconH1 read_falcon_h1(const Cfg& c) {
   f.L = c.count("num_hidden_layers", kMaxLayers);
   f.V = c.count("vocab_size", kMaxVocab);
   f.inter = c.count("intermediate_size", kMaxIntermediate);
-  f.H = c.count("num_attention_heads", kMaxDModel);
-  f.Hkv = c.get<int64_t>("num_key_value_heads", f.H);
-  f.D = c.get<int64_t>("head_dim", f.d / f.H);
-  if (f.D < 1 || f.Hkv <= 0 || f.H % f.Hkv != 0 || (!c.has("head_dim") && f.d % f.H != 0))
-    throw CheckpointError(where + ": hidden_size " + std::to_string(f.d) + ", num_attention_heads " + std::to_string(f.H) +
-                          ", num_key_value_heads " + std::to_string(f.Hkv) + " and head_dim do not divide");
+  const LlamaAttention heads = hf_attention_heads(c, f.d);
+  f.H = heads.heads;
+  f.Hkv = heads.kv_heads;
+  f.D = heads.head_dim;
   f.attn_bias = c.get<bool>("attention_bias", false);
   f.mlp_bias = c.get<bool>("mlp_bias", false);
   f.tie = c.get<bool>("tie_word_embeddings", false);
@@ -76,13 +60,7 @@ FalconH1 read_falcon_h1(const Cfg& c) {
   const int64_t expand_hf = c.get<int64_t>("mamba_expand", 2);
   if (f.heads <= 0 || expand_hf <= 0) throw CheckpointError(where + ": mamba_n_heads and mamba_expand should be positive");
   f.d_ssm = c.has("mamba_d_ssm") ? c.count("mamba_d_ssm", kMaxIntermediate) : expand_hf * f.d;
-  f.headdim = f.d_ssm / f.heads;
-  if (c.has("mamba_d_head") && !c.raw("mamba_d_head").is_string()) f.headdim = c.req<int64_t>("mamba_d_head");
-  else if (c.has("mamba_d_head") && c.raw("mamba_d_head").get<std::string>() != "auto")
-    throw CheckpointError(where + ": mamba_d_head should be a number or \"auto\"");
-  if (f.headdim < 1 || f.heads * f.headdim != f.d_ssm)
-    throw CheckpointError(where + ": mamba_n_heads * mamba_d_head (" + std::to_string(f.heads) + " * " +
-                          std::to_string(f.headdim) + ") must equal the SSM width " + std::to_string(f.d_ssm));
+  f.headdim = hf_mamba_head_dim(c, f.heads, f.d_ssm, "the SSM width");
   f.groups = c.get<int64_t>("mamba_n_groups", 1);
   f.N = c.get<int64_t>("mamba_d_state", 256);
   if (f.groups < 1 || f.heads % f.groups != 0 || f.N < 1)
@@ -93,13 +71,13 @@ FalconH1 read_falcon_h1(const Cfg& c) {
   if (f.proj_bias != c.get<bool>("projectors_bias", false))
     throw CheckpointError(where + ": mamba_proj_bias and projectors_bias differ; MechScope's Mamba2 has biases on both "
                           "in_proj and out_proj or on neither");
-  f.ssm_in = multiplier(c, "ssm_in_multiplier");
-  f.ssm_out = multiplier(c, "ssm_out_multiplier");
-  f.attn_in = multiplier(c, "attention_in_multiplier");
-  f.attn_out = multiplier(c, "attention_out_multiplier");
-  f.key = multiplier(c, "key_multiplier");
-  f.head = multiplier(c, "lm_head_multiplier");
-  f.emb = multiplier(c, "embedding_multiplier");
+  f.ssm_in = hf_multiplier(c, "ssm_in_multiplier");
+  f.ssm_out = hf_multiplier(c, "ssm_out_multiplier");
+  f.attn_in = hf_multiplier(c, "attention_in_multiplier");
+  f.attn_out = hf_multiplier(c, "attention_out_multiplier");
+  f.key = hf_multiplier(c, "key_multiplier");
+  f.head = hf_multiplier(c, "lm_head_multiplier");
+  f.emb = hf_multiplier(c, "embedding_multiplier");
   f.mup = numbers(c, "ssm_multipliers", 5);
   f.mlp = numbers(c, "mlp_multipliers", 2);
   if (f.tie && f.head != 1.0)
@@ -166,10 +144,9 @@ Mapped map_hf_falcon_h1(const json& j, Tensors& t, const std::string& where) {
   m.model_config = transformer_config(f.d, f.inter, f.L, f.V,
                                       rotary_attn_cfg({f.d, f.H, f.Hkv, f.D, f.D, f.attn_bias, f.attn_bias}, f.rope), true,
                                       c.number("rms_norm_eps", 1e-5), f.tie);
+  // Every layer (transformer_config's attention layers) is a parallel hybrid instead.
+  m.model_config["parallel_layer_idx"] = m.model_config.at("attn_layer_idx");
   m.model_config["attn_layer_idx"] = json::array();
-  std::vector<int64_t> every(static_cast<size_t>(f.L));
-  for (int64_t i = 0; i < f.L; ++i) every[static_cast<size_t>(i)] = i;
-  m.model_config["parallel_layer_idx"] = every;
   m.model_config["parallel_mix"] = "sum";
   m.model_config["ssm_cfg"] = ssm;
   if (f.mlp_bias) m.model_config["mlp_bias"] = true;

@@ -14,33 +14,17 @@ namespace mechscope::families {
 
 namespace {
 
-double finite(const Cfg& c, const std::string& key) {
-  const double v = c.number(key, 1.0);
-  if (!std::isfinite(v) || v == 0.0) throw CheckpointError(c.where() + ": " + key + " should be a finite, non-zero number");
-  return v;
-}
-
-// w (and its rows' bias) times s, in a copy (a tensor of a torch.save archive may share its storage).
+// Weight `name`, where the mapping has it, times s.
 void scale(Mapped& m, const std::string& name, double s) {
-  if (s == 1.0 || !m.weights.count(name)) return;
-  m.weights[name] = m.weights.at(name) * s;
+  if (m.weights.count(name)) scale_rows(m.weights.at(name), 0, m.weights.at(name).size(0), s);
 }
 
 // The layers' kinds: transformers 5 writes "linear_attention" (Mamba2) and "full_attention"/"attention", 4.x
 // "mamba" and "attention".
 std::vector<bool> attention_layers(const Cfg& c, int64_t L) {
   const std::string key = c.has("layer_types") ? "layer_types" : "layers_block_type";
-  std::vector<std::string> kinds(static_cast<size_t>(L), "mamba");
-  if (c.has(key)) {
-    try {
-      kinds = c.raw(key).get<std::vector<std::string>>();
-    } catch (const json::exception&) {
-      throw CheckpointError(c.where() + ": " + key + " should be a list of strings");
-    }
-  }
-  if (static_cast<int64_t>(kinds.size()) != L)
-    throw CheckpointError(c.where() + ": " + key + " lists " + std::to_string(kinds.size()) + " layers; num_hidden_layers is " +
-                          std::to_string(L));
+  std::vector<std::string> kinds = hf_layer_kinds(c, key, L);
+  if (kinds.empty()) kinds.assign(static_cast<size_t>(L), "mamba");
   std::vector<bool> attention;
   for (const auto& k : kinds) {
     if (k == "mamba" || k == "linear_attention") attention.push_back(false);
@@ -61,19 +45,16 @@ Mapped map_hf_granite_hybrid(const json& j, Tensors& t, const std::string& where
                           "MechScope does not have yet (the dense Granite 4.0 H models, num_local_experts 0, import)");
   const int64_t d = c.count("hidden_size", kMaxDModel), L = c.count("num_hidden_layers", kMaxLayers);
   const int64_t V = c.count("vocab_size", kMaxVocab), inter = c.count("shared_intermediate_size", kMaxIntermediate);
-  const int64_t H = c.count("num_attention_heads", kMaxDModel), Hkv = c.get<int64_t>("num_key_value_heads", H);
-  const int64_t D = c.get<int64_t>("head_dim", d / H);
-  if (D < 1 || Hkv <= 0 || H % Hkv != 0 || (!c.has("head_dim") && d % H != 0))
-    throw CheckpointError(where + ": hidden_size " + std::to_string(d) + ", num_attention_heads " + std::to_string(H) +
-                          ", num_key_value_heads " + std::to_string(Hkv) + " and head_dim do not divide");
+  const LlamaAttention heads = hf_attention_heads(c, d);
+  const int64_t H = heads.heads, Hkv = heads.kv_heads, D = heads.head_dim;
   const std::vector<bool> attention = attention_layers(c, L);
   const Rope rope = read_rope(c, 10000.0);
   const std::string pos = c.has("position_embedding_type") ? c.raw("position_embedding_type").get<std::string>() : "nope";
   if (pos != "rope" && pos != "nope")
     throw CheckpointError(where + ": position_embedding_type '" + pos + "'; MechScope knows rope and nope (none)");
   const bool bias = c.get<bool>("attention_bias", false), tie = c.get<bool>("tie_word_embeddings", false);
-  const double residual = finite(c, "residual_multiplier"), logits = finite(c, "logits_scaling");
-  const double scale_qk = finite(c, "attention_multiplier"), emb = finite(c, "embedding_multiplier");
+  const double residual = hf_multiplier(c, "residual_multiplier", true), logits = hf_multiplier(c, "logits_scaling", true);
+  const double scale_qk = hf_multiplier(c, "attention_multiplier", true), emb = hf_multiplier(c, "embedding_multiplier", true);
   if (tie && logits != 1.0)
     throw CheckpointError(where + ": logits_scaling " + std::to_string(logits) + " on a head tied to the embedding; "
                           "MechScope folds the scaling into an untied head only");

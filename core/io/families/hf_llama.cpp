@@ -144,19 +144,9 @@ Window qwen_window(const Cfg& c) {
   const int64_t L = c.count("num_hidden_layers", kMaxLayers);
   const bool use = c.get<bool>("use_sliding_window", false);
   const int64_t max_window_layers = c.get<int64_t>("max_window_layers", L);
-  std::vector<std::string> kinds;
-  if (c.has("layer_types")) {
-    try {
-      kinds = c.raw("layer_types").get<std::vector<std::string>>();
-    } catch (const json::exception&) {
-      throw CheckpointError(where + ": layer_types should be a list of strings");
-    }
-    if (static_cast<int64_t>(kinds.size()) != L)
-      throw CheckpointError(where + ": layer_types lists " + std::to_string(kinds.size()) + " layers; num_hidden_layers is " +
-                            std::to_string(L));
-  } else {
+  std::vector<std::string> kinds = hf_layer_kinds(c, "layer_types", L);
+  if (kinds.empty())
     for (int64_t i = 0; i < L; ++i) kinds.push_back(use && i >= max_window_layers ? "sliding_attention" : "full_attention");
-  }
   Window w;
   for (int64_t i = 0; i < L; ++i) {
     const std::string& k = kinds[static_cast<size_t>(i)];
