@@ -9,11 +9,16 @@ BlockImpl::BlockImpl(const ModelConfig& cfg, int64_t layer) : kind(cfg.mixer_kin
   // Registration order is construction order: the reference initialisation draws in this order.
   norm = register_module("norm", std::make_shared<NormImpl>(cfg.d_model, cfg));
   mixer_ = register_module("mixer", make_mixer(cfg, layer));
+  const std::string p = layer_prefix(layer);
   if (cfg.has_mlp()) {
     norm2 = register_module("norm2", std::make_shared<NormImpl>(cfg.d_model, cfg));
-    mlp = register_module("mlp", std::make_shared<MLPImpl>(cfg));
+    if (cfg.moe_layer(layer)) {
+      h_router_ = p + "hook_mlp_router";
+      moe = register_module("mlp", std::make_shared<MoEImpl>(cfg, h_router_));
+    } else {
+      mlp = register_module("mlp", std::make_shared<MLPImpl>(cfg));
+    }
   }
-  const std::string p = layer_prefix(layer);
   h_resid_pre_ = p + "hook_resid_pre";
   h_mixer_in_ = p + "hook_mixer_in";
   h_mixer_out_ = p + "hook_mixer_out";
@@ -28,8 +33,10 @@ std::vector<std::string> BlockImpl::hook_names() const {
   std::vector<std::string> mixer_names = mixer_->hook_names();
   names.insert(names.end(), mixer_names.begin(), mixer_names.end());
   names.push_back(h_mixer_out_);
-  if (mlp && !parallel_) names.push_back(h_resid_mid_);
-  if (mlp) names.insert(names.end(), {h_mlp_in_, h_mlp_out_});
+  if (has_mlp() && !parallel_) names.push_back(h_resid_mid_);
+  if (has_mlp()) names.push_back(h_mlp_in_);
+  if (moe) names.push_back(h_router_);
+  if (has_mlp()) names.push_back(h_mlp_out_);
   names.push_back(h_resid_post_);
   return names;
 }
@@ -43,7 +50,7 @@ std::string BlockImpl::site_hook(const std::string& site) const {
   if (it != own.end()) {
     const bool mlp_site = site == "resid_mid" || site == "mlp_in" || site == "mlp_out";
     if (site == "resid_mid" && parallel_) return {};  // no residual between the mixer and the MLP
-    return mlp_site && !mlp ? std::string() : *it->second;
+    return mlp_site && !has_mlp() ? std::string() : *it->second;
   }
   auto sites = mixer_->patch_sites();
   auto m = sites.find(site);
@@ -67,18 +74,22 @@ at::Tensor BlockImpl::forward_partial(const at::Tensor& resid_in, const Partial&
   // Parallel: the MLP reads the block's input, not the mixer's sum. Added in the order GPT-NeoX adds:
   // mlp_out + mixer_out + resid_pre.
   at::Tensor h2 = hook_point(ctx, h_mlp_in_, norm2->forward(at_rows));
-  at::Tensor f = hook_point(ctx, h_mlp_out_, mlp->forward(h2));
+  at::Tensor f = hook_point(ctx, h_mlp_out_, feed_forward(h2, ctx));
   return hook_point(ctx, h_resid_post_, f + m + at_rows);
 }
 
 at::Tensor BlockImpl::forward_after_mixer(const at::Tensor& resid_mid, HookContext* ctx) {
   at::Tensor resid = resid_mid;
-  if (mlp && !parallel_) {
+  if (has_mlp() && !parallel_) {
     resid = hook_point(ctx, h_resid_mid_, resid);
     at::Tensor h2 = hook_point(ctx, h_mlp_in_, norm2->forward(resid));
-    resid = resid + hook_point(ctx, h_mlp_out_, mlp->forward(h2));
+    resid = resid + hook_point(ctx, h_mlp_out_, feed_forward(h2, ctx));
   }
   return hook_point(ctx, h_resid_post_, resid);
+}
+
+at::Tensor BlockImpl::feed_forward(const at::Tensor& h2, HookContext* ctx) {
+  return moe ? moe->forward(h2, ctx) : mlp->forward(h2);
 }
 
 }  // namespace mechscope

@@ -1,5 +1,5 @@
 // The residual block (mamba_ssm modules/block.py; spec §1): resid -> norm -> mixer -> add, then norm2 -> MLP -> add
-// when the config has an MLP (d_intermediate > 0). The mixer is any MixerImpl (core/model/mixer.h); the block owns
+// when the config has an MLP (d_intermediate > 0, or a mixture of experts at this layer). The mixer is any MixerImpl (core/model/mixer.h); the block owns
 // the residual wiring and the block-level hook points (spec §2), and runs whole, at chosen rows, or from a position
 // on (Partial). Must not: know about particular mixers.
 #pragma once
@@ -15,6 +15,7 @@
 #include "core/model/hooks.h"
 #include "core/model/layers.h"
 #include "core/model/mixer.h"
+#include "core/model/moe.h"
 
 namespace mechscope {
 
@@ -35,14 +36,14 @@ class BlockImpl : public torch::nn::Module {
 
   MixerKind kind;
   MixerImpl& mixer() const { return *mixer_; }
-  bool has_mlp() const { return static_cast<bool>(mlp); }
+  bool has_mlp() const { return mlp || moe; }
   /// Every hook point of the block, in forward order.
   std::vector<std::string> hook_names() const;
   /// The hook holding the first sum after the mixer that a change of the mixer's output adds to, unchanged
   /// otherwise (so that forward_after_mixer of sum + change is the block's output with that change):
   /// hook_resid_mid (resid_pre + mixer_out) where the block has a sequential MLP, else the block's output
   /// hook_resid_post (no MLP, or a parallel residual whose MLP reads resid_pre only).
-  const std::string& resid_mid_hook() const { return mlp && !parallel_ ? h_resid_mid_ : h_resid_post_; }
+  const std::string& resid_mid_hook() const { return has_mlp() && !parallel_ ? h_resid_mid_ : h_resid_post_; }
   bool parallel_residual() const { return parallel_; }
   const std::string& resid_post_hook() const { return h_resid_post_; }
   /// The hooks a partial run from a later position reads from an earlier run (the mixer's prefix_hooks()).
@@ -53,12 +54,14 @@ class BlockImpl : public torch::nn::Module {
   std::string site_hook(const std::string& site) const;
 
   std::shared_ptr<NormImpl> norm, norm2;
-  std::shared_ptr<MLPImpl> mlp;  // null without an MLP
+  std::shared_ptr<MLPImpl> mlp;  // the dense MLP; null without one
+  std::shared_ptr<MoEImpl> moe;  // the mixture of experts in its place (registered as "mlp" too); null without
 
  private:
   std::shared_ptr<MixerImpl> mixer_;  // registered as "mixer" (its parameters are mixer.*)
+  at::Tensor feed_forward(const at::Tensor& h2, HookContext* ctx);  // the MLP or the mixture
   bool parallel_ = false;             // GPT-NeoX's parallel residual (ModelConfig::parallel_residual)
-  std::string h_resid_pre_, h_mixer_in_, h_mixer_out_, h_resid_mid_, h_mlp_in_, h_mlp_out_, h_resid_post_;
+  std::string h_resid_pre_, h_mixer_in_, h_mixer_out_, h_resid_mid_, h_mlp_in_, h_mlp_out_, h_resid_post_, h_router_;
 };
 
 }  // namespace mechscope

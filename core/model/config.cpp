@@ -84,13 +84,16 @@ const std::vector<std::string> kTopKeys = {
     "d_model", "d_intermediate", "n_layer", "vocab_size", "ssm_cfg", "attn_layer_idx", "attn_cfg",
     "rms_norm", "norm_epsilon", "residual_in_fp32", "fused_add_norm", "pad_vocab_size_multiple",
     "tie_embeddings", "pos_emb", "max_seq_len", "parallel_layer_idx", "mlp_type", "mlp_activation", "mlp_bias",
-    "parallel_residual", "embedding_multiplier", "parallel_mix"};
+    "parallel_residual", "embedding_multiplier", "parallel_mix", "moe_cfg"};
+const std::vector<std::string> kMoEKeys = {"num_experts", "top_k", "hidden", "normalize_top_k", "layers",
+                                           "shared_hidden", "shared_gate"};
+
 const std::vector<std::string> kAttnKeys = {
     "num_heads", "num_heads_kv", "head_dim", "qkv_proj_bias", "out_proj_bias", "softmax_scale", "causal",
     "rotary_emb_dim", "rotary_emb_base", "rotary_emb_interleaved", "rotary_scaling", "sliding_window", "sliding_window_layers", "qk_norm", "mlp_dim", "d_conv"};
 const std::vector<std::string> kMamba1Keys = {
     "layer", "d_state", "d_conv", "expand", "dt_rank", "dt_min", "dt_max", "dt_init", "dt_scale",
-    "dt_init_floor", "conv_bias", "bias", "bcdt_rms_eps", "use_fast_path"};
+    "dt_init_floor", "conv_bias", "bias", "bcdt_rms_eps", "bcdt_norm_weights", "use_fast_path"};
 const std::vector<std::string> kMamba2Keys = {
     "layer", "d_state", "d_conv", "conv_init", "expand", "headdim", "d_ssm", "ngroups", "A_init_range",
     "D_has_hdim", "rmsnorm", "norm_before_gate", "dt_min", "dt_max", "dt_init_floor", "dt_limit", "bias",
@@ -196,6 +199,8 @@ void parse_mamba1(ObjectReader& r, ModelConfig& c) {
   r.get("bias", m.bias);
   r.get("bcdt_rms_eps", m.bcdt_rms_eps);
   require(m.bcdt_rms_eps >= 0 && m.bcdt_rms_eps < 1, "ssm_cfg.bcdt_rms_eps: expected a small positive number, or 0 for none");
+  r.get("bcdt_norm_weights", m.bcdt_norm_weights);
+  require(!m.bcdt_norm_weights || m.bcdt_rms_eps > 0, "ssm_cfg.bcdt_norm_weights: needs the norms' bcdt_rms_eps > 0");
   r.ignore("use_fast_path");
   r.finish(kMamba1Keys);
   if (m.dt_rank == 0) m.dt_rank = (c.d_model + 15) / 16;
@@ -257,6 +262,35 @@ void parse_mamba2(ObjectReader& r, ModelConfig& c) {
                                        ") must be a multiple of ngroups (" + std::to_string(m.ngroups) + ")");
 }
 
+void parse_moe(const json& j, ModelConfig& c) {
+  require(j.is_object(), "model_config.moe_cfg: expected a JSON object");
+  ObjectReader r(j, "moe_cfg");
+  MoEConfig& m = c.moe;
+  for (const char* key : {"num_experts", "top_k", "hidden"})
+    require(r.has(key), std::string("moe_cfg: missing required key '") + key + "'");
+  r.get("num_experts", m.num_experts);
+  r.get("top_k", m.top_k);
+  r.get("hidden", m.hidden);
+  r.get("normalize_top_k", m.normalize_top_k);
+  r.get("layers", m.layers);
+  r.get("shared_hidden", m.shared_hidden);
+  r.get("shared_gate", m.shared_gate);
+  r.finish(kMoEKeys);
+  require(m.num_experts >= 1 && m.num_experts <= kMaxExperts,
+          "moe_cfg.num_experts: expected 1.." + std::to_string(kMaxExperts) + ", found " + std::to_string(m.num_experts));
+  require(m.top_k >= 1 && m.top_k <= m.num_experts, "moe_cfg.top_k: expected 1..num_experts (" +
+                                                        std::to_string(m.num_experts) + "), found " + std::to_string(m.top_k));
+  require(m.hidden >= 1 && m.hidden <= kMaxIntermediate, "moe_cfg.hidden: expected 1.." + std::to_string(kMaxIntermediate));
+  require(m.shared_hidden >= 0 && m.shared_hidden <= kMaxIntermediate,
+          "moe_cfg.shared_hidden: expected 0 (none) .. " + std::to_string(kMaxIntermediate));
+  require(!m.shared_gate || m.shared_hidden > 0, "moe_cfg.shared_gate: there is no shared expert (shared_hidden 0)");
+  check_layers(m.layers, c.n_layer, "moe_cfg.layers");
+  require(c.mlp_type == "gated", "moe_cfg: the experts are gated MLPs; mlp_type \"" + c.mlp_type + "\" has none");
+  const bool all = m.layers.empty() || static_cast<int64_t>(m.layers.size()) == c.n_layer;
+  require(all || c.d_intermediate > 0, "moe_cfg.layers: the layers not listed need a dense MLP, but d_intermediate is 0");
+  require(m.num_experts * m.hidden <= int64_t{1} << 26, "moe_cfg: num_experts x hidden beyond MechScope's limits");
+}
+
 void check_layers(const std::vector<int64_t>& idx, int64_t n_layer, const std::string& key) {
   std::set<int64_t> seen;
   for (int64_t i : idx) {
@@ -276,6 +310,11 @@ int64_t ModelConfig::padded_vocab_size() const {
 int64_t ModelConfig::attention_window(int64_t layer) const {
   const auto& only = attn.sliding_window_layers;
   return only.empty() || std::find(only.begin(), only.end(), layer) != only.end() ? attn.sliding_window : 0;
+}
+
+bool ModelConfig::moe_layer(int64_t layer) const {
+  const auto& only = moe.layers;
+  return moe.num_experts > 0 && (only.empty() || std::find(only.begin(), only.end(), layer) != only.end());
 }
 
 MixerKind ModelConfig::mixer_kind(int64_t layer) const {
@@ -323,13 +362,30 @@ double ModelConfig::approx_parameter_count() const {
         layer += d * (2 * di + 2 * mamba2.ngroups * mamba2.d_state) + di * d;
       }
     }
-    if (has_mlp()) layer += (mlp_type == "gated" ? 3.0 : 2.0) * d * mlp_hidden();
+    if (moe_layer(i)) {
+      layer += d * static_cast<double>(moe.num_experts) * (1.0 + 3.0 * static_cast<double>(moe.hidden)) +
+               3.0 * d * static_cast<double>(moe.shared_hidden) + (moe.shared_gate ? d : 0.0);
+    } else if (d_intermediate > 0) {
+      layer += (mlp_type == "gated" ? 3.0 : 2.0) * d * mlp_hidden();
+    }
     total += layer;
   }
   return total;
 }
 
 std::string ModelConfig::mlp_description() const {
+  if (moe.num_experts > 0) {
+    std::string s = "mixture of " + std::to_string(moe.num_experts) + " experts (top " + std::to_string(moe.top_k) +
+                    (moe.normalize_top_k ? ", renormalised" : "") + ", hidden " + std::to_string(moe.hidden);
+    if (moe.shared_hidden > 0) s += ", shared expert " + std::to_string(moe.shared_hidden) + (moe.shared_gate ? " gated" : "");
+    s += ")";
+    if (!moe.layers.empty() && static_cast<int64_t>(moe.layers.size()) < n_layer)
+      s += " at " + std::to_string(moe.layers.size()) + " of " + std::to_string(n_layer) + " layers";
+    if (d_intermediate == 0) return s;
+    ModelConfig dense = *this;
+    dense.moe = MoEConfig{};
+    return s + ", elsewhere " + dense.mlp_description();
+  }
   if (mlp_type == "gated" && mlp_activation == "silu" && !mlp_bias) return "GatedMLP hidden " + std::to_string(mlp_hidden());
   return std::string(mlp_type == "gated" ? "gated MLP (" : "MLP (") + mlp_activation + (mlp_bias ? ", biases" : "") +
          ") hidden " + std::to_string(mlp_hidden());
@@ -389,6 +445,8 @@ ModelConfig ModelConfig::from_json(const json& j) {
   require(c.d_model <= kMaxDModel && c.n_layer <= kMaxLayers && c.vocab_size <= kMaxVocab && c.d_intermediate <= kMaxIntermediate &&
               c.max_seq_len <= 1 << 22,
           "model_config: sizes beyond MechScope's limits (d_model <= 65536, n_layer <= 1024, vocab_size <= 4e6)");
+  if (r.has("moe_cfg")) parse_moe(r.raw("moe_cfg"), c);
+  else r.ignore("moe_cfg");
   check_layers(c.attn_layer_idx, c.n_layer, "attn_layer_idx");
   check_layers(c.parallel_layer_idx, c.n_layer, "parallel_layer_idx");
   for (int64_t i : c.parallel_layer_idx)
@@ -454,6 +512,7 @@ json ModelConfig::to_json() const {
     ssm["conv_bias"] = m.conv_bias;
     ssm["bias"] = m.bias;
     if (m.bcdt_rms_eps > 0) ssm["bcdt_rms_eps"] = m.bcdt_rms_eps;  // written only when set, as before
+    if (m.bcdt_norm_weights) ssm["bcdt_norm_weights"] = true;
   } else {
     const auto& m = mamba2;
     ssm["d_state"] = m.d_state;
@@ -529,6 +588,14 @@ json ModelConfig::to_json() const {
   if (parallel_residual) j["parallel_residual"] = true;
   if (embedding_multiplier != 1.0) j["embedding_multiplier"] = embedding_multiplier;
   if (parallel_mix != "tanh_beta") j["parallel_mix"] = parallel_mix;
+  if (moe.num_experts > 0) {  // written only when set (an older reader refuses the key by name)
+    json m = {{"num_experts", moe.num_experts}, {"top_k", moe.top_k}, {"hidden", moe.hidden}};
+    if (moe.normalize_top_k) m["normalize_top_k"] = true;
+    if (!moe.layers.empty()) m["layers"] = moe.layers;
+    if (moe.shared_hidden > 0) m["shared_hidden"] = moe.shared_hidden;
+    if (moe.shared_gate) m["shared_gate"] = true;
+    j["moe_cfg"] = m;
+  }
   return j;
 }
 

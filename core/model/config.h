@@ -61,6 +61,9 @@ struct Mamba1Config {
   bool conv_bias = true;
   bool bias = false;
   double bcdt_rms_eps = 0.0;        ///< > 0: Falcon-Mamba's weightless RMS norms of x_proj's dt, B and C, this epsilon
+  /// With bcdt_rms_eps: those norms carry weights (Jamba's dt_layernorm, b_layernorm, c_layernorm), the mixer's
+  /// parameters dt_norm_weight [dt_rank], B_norm_weight and C_norm_weight [d_state].
+  bool bcdt_norm_weights = false;
 };
 
 /// Options of Mamba2 (mamba_ssm/modules/mamba2.py).
@@ -84,12 +87,29 @@ struct Mamba2Config {
   double norm_eps = 1e-5;           ///< the gated RMSNorm's epsilon (mamba_ssm: 1e-5; HF: layer_norm_epsilon)
 };
 
+/// A mixture of experts in place of a layer's MLP (Mixtral, Qwen2/Qwen3-MoE, Jamba), the JSON object moe_cfg: a router
+/// (Linear d_model -> num_experts, no bias) whose softmax, taken in float32, picks the top_k experts of each position
+/// (gated MLPs of `hidden` units, the model's mlp_activation and mlp_bias); their outputs are summed with the picked
+/// probabilities (divided by their sum first when normalize_top_k), plus a shared expert (a gated MLP of
+/// shared_hidden units, 0 = none) that every position runs, scaled by sigmoid(shared_gate(x)) when shared_gate.
+struct MoEConfig {
+  int64_t num_experts = 0;          ///< E; 0 = no mixture (every MLP dense)
+  int64_t top_k = 0;                ///< experts per position, 1..E
+  int64_t hidden = 0;               ///< each expert's hidden units (exact: not rounded as GatedMLP's)
+  bool normalize_top_k = false;     ///< Mixtral, Qwen3-MoE: the top_k probabilities renormalised to sum 1
+  std::vector<int64_t> layers;      ///< the layers whose MLP is the mixture; empty = every layer
+  int64_t shared_hidden = 0;        ///< Qwen2-MoE's shared expert; 0 = none
+  bool shared_gate = false;         ///< the shared expert scaled by sigmoid(x . shared_gate) (Linear d_model -> 1)
+};
+
 /// GatedMLP's hidden size for an intermediate size: rounded up to a multiple of 128 (mamba_ssm's rule).
 inline int64_t gated_mlp_hidden(int64_t d_intermediate) { return (d_intermediate + 127) / 128 * 128; }
 
 /// Sanity bounds of a model's sizes, so that a corrupt or hostile config cannot ask for terabytes (checked by
 /// ModelConfig::from_json, and by the importers before they loop over layers or allocate a vocabulary).
 inline constexpr int64_t kMaxDModel = 65536, kMaxLayers = 1024, kMaxVocab = 4000000, kMaxIntermediate = 1 << 20;
+/// The most experts a mixture may hold (the largest released models have 256 or 384).
+inline constexpr int64_t kMaxExperts = 4096;
 
 struct ModelConfig {
   int64_t d_model = 0;              ///< e.g. 128
@@ -123,6 +143,7 @@ struct ModelConfig {
   /// How a parallel hybrid layer (parallel_layer_idx) adds its two mixers: "tanh_beta", ssm + tanh(beta) * attn with a
   /// learned scalar beta (the demos'); "sum", ssm + attn (Falcon-H1, its multipliers folded into the weights).
   std::string parallel_mix = "tanh_beta";
+  MoEConfig moe;                    ///< moe_cfg; num_experts 0 (the default) = no mixture of experts
 
   /// Embedding rows after padding to pad_vocab_size_multiple.
   int64_t padded_vocab_size() const;
@@ -134,9 +155,12 @@ struct ModelConfig {
   MixerKind ssm_kind() const { return ssm_layer == "Mamba2" ? MixerKind::Mamba2 : MixerKind::Mamba1; }
   /// "transformer", "mamba2", "hybrid (Mamba2 + attention)", "parallel hybrid (Mamba1 + attention)".
   std::string architecture_name() const;
-  bool has_mlp() const { return d_intermediate > 0; }
+  /// Whether the blocks have an MLP (dense, or a mixture of experts at moe.layers).
+  bool has_mlp() const { return d_intermediate > 0 || moe.num_experts > 0; }
+  /// Whether layer `layer`'s MLP is the mixture of experts.
+  bool moe_layer(int64_t layer) const;
   int64_t mlp_hidden() const { return mlp_type == "plain" ? d_intermediate : gated_mlp_hidden(d_intermediate); }
-  /// "GatedMLP hidden 256", "MLP (gelu) hidden 64".
+  /// "GatedMLP hidden 256", "MLP (gelu) hidden 64", "mixture of 8 experts (top 2, GatedMLP hidden 48)".
   std::string mlp_description() const;
   // Derived sizes.
   int64_t attn_head_dim(int64_t d_model_) const;

@@ -63,6 +63,7 @@ std::vector<std::string> hook_axes(const std::string& name) {
     if (last == "hook_pattern") return {"batch", "head", "q_pos", "k_pos"};
     return {"batch", "pos", "head", "d_head"};  // hook_x, hook_gate, hook_y, hook_head_out
   }
+  if (last == "hook_mlp_router") return {"batch", "pos", "expert"};
   return {"batch", "pos", "d_model"};
 }
 

@@ -101,8 +101,9 @@ double NormImpl::eps() const { return rms_ ? rms_->eps : ln_->options.eps(); }
 
 // ------------------------------------------------------------------ MLP
 
-MLPImpl::MLPImpl(const ModelConfig& cfg) : gated(cfg.mlp_type == "gated") {
-  const int64_t hidden = cfg.mlp_hidden();
+MLPImpl::MLPImpl(const ModelConfig& cfg) : MLPImpl(cfg, cfg.mlp_hidden()) {}
+
+MLPImpl::MLPImpl(const ModelConfig& cfg, int64_t hidden) : gated(cfg.mlp_type == "gated") {
   fc1 = register_module("fc1", make_linear(cfg.d_model, (gated ? 2 : 1) * hidden, cfg.mlp_bias));
   fc2 = register_module("fc2", make_linear(hidden, cfg.d_model, cfg.mlp_bias));
   const std::string& a = cfg.mlp_activation;

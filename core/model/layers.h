@@ -74,6 +74,8 @@ class NormImpl : public torch::nn::Module {
 class MLPImpl : public torch::nn::Module {
  public:
   explicit MLPImpl(const ModelConfig& cfg);
+  /// The same with `hidden` units exactly (not rounded): an expert of a mixture (core/model/moe.h).
+  MLPImpl(const ModelConfig& cfg, int64_t hidden);
   at::Tensor forward(const at::Tensor& x /*[..., d_model]*/);
   torch::nn::Linear fc1{nullptr}, fc2{nullptr};
   bool gated = true;

@@ -89,7 +89,9 @@ double LanguageModel::estimate_forward_bytes(int64_t batch, int64_t len, const s
   for (const auto& block : backbone->layers) {
     transient = std::max(transient, block->mixer().transient_bytes(batch, len));
     widest = std::max(widest, block->mixer().widest_features());
-    if (c.has_mlp()) widest = std::max(widest, 2.0 * c.mlp_hidden());
+    if (c.d_intermediate > 0) widest = std::max(widest, 2.0 * c.mlp_hidden());
+    if (c.moe.num_experts > 0)  // top_k experts' hidden units per position, the router's logits, the shared expert
+      widest = std::max({widest, 2.0 * c.moe.hidden * c.moe.top_k + c.moe.num_experts, 2.0 * c.moe.shared_hidden});
   }
   double total = 8.0 * B * L * widest * f + transient + B * L * c.padded_vocab_size() * f;
   if (!cached.empty()) {

@@ -14,13 +14,15 @@ namespace mechscope::test {
 
 ModelConfig small_config(const std::string& name, const nlohmann::json& overrides) {
   // Test variants of the imported families' blocks, on the presets they extend (test_support.h).
-  const std::string preset = name == "llama-like"     ? "transformer"
-                             : name == "falcon-h1"    ? "parallel-hybrid"
-                             : name == "falcon-mamba" ? "mamba1"
-                                                      : name;
+  const std::string preset = name == "llama-like" || name == "mixtral-like" ? "transformer"
+                             : name == "falcon-h1"                         ? "parallel-hybrid"
+                             : name == "falcon-mamba"                      ? "mamba1"
+                             : name == "jamba-like"                        ? "hybrid"
+                                                                           : name;
   nlohmann::json base = {{"d_model", 32}, {"vocab_size", 37}};
   if (overrides.contains("n_layer")) base["n_layer"] = overrides["n_layer"];  // keeps the preset's layer pattern
   nlohmann::json j = ModelConfig::preset_json(preset, base);
+  if (name == "jamba-like") j["ssm_cfg"] = {{"layer", "Mamba1"}, {"d_conv", 4}, {"expand", 2}};
   if (j.contains("attn_cfg") && j["attn_cfg"].is_object() && !j["attn_cfg"].empty()) j["attn_cfg"]["rotary_emb_dim"] = preset == "gpt-neox" ? 4 : 8;
   if (j["ssm_cfg"].value("layer", "") == "Mamba2") {
     j["ssm_cfg"]["headdim"] = 8;
@@ -45,14 +47,29 @@ ModelConfig small_config(const std::string& name, const nlohmann::json& override
     j["d_intermediate"] = 40;
   } else if (name == "falcon-mamba") {  // weightless RMS norms of dt, B and C
     j["ssm_cfg"]["bcdt_rms_eps"] = 1e-3;
+  } else if (name == "mixtral-like") {  // a mixture of experts at every layer, the picked weights renormalised
+    j["d_intermediate"] = 0;
+  } else if (name == "jamba-like") {  // Mamba1 with weighted dt/B/C norms; experts at layers 1 and 3 with a gated
+    // shared expert (Qwen2-MoE's), dense MLPs at 0 and 2; attention without rotary
+    j["ssm_cfg"]["bcdt_rms_eps"] = 1e-3;
+    j["ssm_cfg"]["bcdt_norm_weights"] = true;
+    j["attn_cfg"]["rotary_emb_dim"] = 0;
+    j["d_intermediate"] = 40;
   }
   j.merge_patch(overrides);
+  if (name == "mixtral-like") j["moe_cfg"] = {{"num_experts", 4}, {"top_k", 2}, {"hidden", 24}, {"normalize_top_k", true}};
+  if (name == "jamba-like") {  // the odd layers, or every layer where the overrides leave no dense MLP
+    std::vector<int64_t> odd;
+    for (int64_t i = 1; i < j["n_layer"].get<int64_t>(); i += 2) odd.push_back(i);
+    j["moe_cfg"] = {{"num_experts", 3}, {"top_k", 2}, {"hidden", 20}, {"shared_hidden", 16}, {"shared_gate", true}};
+    if (j.value("d_intermediate", 0) > 0) j["moe_cfg"]["layers"] = odd;
+  }
   return ModelConfig::from_json(j);
 }
 
 std::vector<std::string> test_presets() {
   std::vector<std::string> names = ModelConfig::preset_names();
-  names.insert(names.end(), {"llama-like", "falcon-h1", "falcon-mamba"});
+  names.insert(names.end(), {"llama-like", "falcon-h1", "falcon-mamba", "mixtral-like", "jamba-like"});
   return names;
 }
 

@@ -34,6 +34,11 @@ Mamba1Impl::Mamba1Impl(const ModelConfig& cfg, int64_t layer) {
   }
   A_log = register_parameter("A_log", at::log(at::arange(1, d_state + 1, at::kFloat)).repeat({d_inner, 1}));
   D = register_parameter("D", at::ones({d_inner}));
+  if (m.bcdt_norm_weights) {  // Jamba's dt_layernorm, b_layernorm, c_layernorm (ones at initialisation)
+    bcdt_norm_weights_ = {register_parameter("dt_norm_weight", at::ones({dt_rank})),
+                          register_parameter("B_norm_weight", at::ones({d_state})),
+                          register_parameter("C_norm_weight", at::ones({d_state}))};
+  }
   out_proj = register_module("out_proj", make_linear(d_inner, cfg.d_model, m.bias));
   const std::string p = layer_prefix(layer) + "ssm.";
   h_mixer_in_ = layer_prefix(layer) + "hook_mixer_in";
@@ -82,7 +87,7 @@ double Mamba1Impl::transient_bytes(int64_t batch, int64_t len) const {
 std::string Mamba1Impl::describe() const {
   return std::to_string(d_inner) + " channels as heads (d_state " + std::to_string(d_state) + ", d_conv " +
          std::to_string(d_conv) + ", dt_rank " + std::to_string(dt_rank) +
-         (bcdt_rms_eps_ > 0 ? ", RMS-normed dt, B, C" : "") + ")";
+         (bcdt_rms_eps_ > 0 ? (bcdt_norm_weights_.empty() ? ", RMS-normed dt, B, C" : ", weighted RMS-normed dt, B, C") : "") + ")";
 }
 
 at::Tensor Mamba1Impl::forward(const at::Tensor& hs, const Partial& part, HookContext* ctx) {
@@ -101,12 +106,15 @@ at::Tensor Mamba1Impl::forward(const at::Tensor& hs, const Partial& part, HookCo
   x = hook_point(ctx, h_x_, x.unsqueeze(-1)).squeeze(-1);                       // hook [b, L, H = d_inner, P = 1]
   at::Tensor x_dbl = x_proj->forward(x);                                        // [b, L, dt_rank + 2N]
   auto dbl = x_dbl.split_with_sizes({dt_rank, d_state, d_state}, -1);
-  if (bcdt_rms_eps_ > 0) {  // Falcon-Mamba: RMS norms without weights of the low-rank dt, B and C
+  if (bcdt_rms_eps_ > 0) {  // Falcon-Mamba: RMS norms without weights of the low-rank dt, B and C; Jamba's weighted
     auto rms = [&](const at::Tensor& v) {
       at::Tensor f = v.to(at::kFloat);
       return (f * at::rsqrt(f.pow(2).mean(-1, true) + bcdt_rms_eps_)).to(v.scalar_type());
     };
-    for (auto& part_ : dbl) part_ = rms(part_);
+    for (size_t i = 0; i < dbl.size(); ++i) {
+      dbl[i] = rms(dbl[i]);
+      if (!bcdt_norm_weights_.empty()) dbl[i] = bcdt_norm_weights_[i] * dbl[i];
+    }
   }
   at::Tensor dt = at::softplus(dt_proj->forward(dbl[0]));  // [b, L, d_inner]
   dt = hook_point(ctx, h_dt_, dt);

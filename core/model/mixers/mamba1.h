@@ -44,6 +44,7 @@ class Mamba1Impl : public MixerImpl {
  private:
   int64_t d_model_;
   double bcdt_rms_eps_ = 0;  // ssm_cfg.bcdt_rms_eps: > 0 normalises dt (low rank), B and C (Falcon-Mamba)
+  std::vector<at::Tensor> bcdt_norm_weights_;  // ssm_cfg.bcdt_norm_weights: dt, B, C norms' weights (Jamba); or none
   std::string h_mixer_in_;
   std::string h_conv_, h_x_, h_gate_, h_dt_, h_B_, h_C_, h_state_, h_y_, h_head_out_, h_pattern_;
 };
