@@ -172,13 +172,9 @@ const families::Family& family_of(const json& cfg, const std::string& cwhere) {
     static const std::map<std::string, std::string> missing = {
         {"zamba", "shared attention blocks reused across layers"},
         {"zamba2", "shared attention blocks reused with per-use LoRA adapters, and the concatenated original embedding"},
-        {"jamba", "mixture-of-experts MLPs"},
-        {"mixtral", "mixture-of-experts MLPs"},
-        {"qwen2_moe", "mixture-of-experts MLPs"},
-        {"qwen3_moe", "mixture-of-experts MLPs"},
-        {"olmoe", "mixture-of-experts MLPs"},
-        {"deepseek_v2", "mixture-of-experts MLPs and multi-head latent attention"},
-        {"deepseek_v3", "mixture-of-experts MLPs and multi-head latent attention"},
+        {"olmoe", "an RMSNorm over the whole query and key projections (not per head)"},
+        {"deepseek_v2", "multi-head latent attention and grouped expert routing"},
+        {"deepseek_v3", "multi-head latent attention and sigmoid expert routing with a bias"},
         {"nemotron_h", "layers that are only an MLP (squared ReLU), a block without a mixer"},
         {"gemma2", "norms after the attention and the MLP (a non-linear path from each head to the residual) and logit "
                     "soft-capping"},

@@ -24,7 +24,9 @@ from transformers import (BambaConfig, BambaForCausalLM, FalconH1Config, FalconH
                           GemmaForCausalLM, GPT2Config, GPT2LMHeadModel, GPTNeoXConfig,
                           GPTNeoXForCausalLM, LlamaConfig, LlamaForCausalLM, Mamba2Config, Mamba2ForCausalLM,
                           MambaConfig, MambaForCausalLM, MistralConfig, MistralForCausalLM, Qwen2Config,
-                          Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM)
+                          Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM, MixtralConfig, MixtralForCausalLM,
+                          Qwen2MoeConfig, Qwen2MoeForCausalLM, Qwen3MoeConfig, Qwen3MoeForCausalLM, JambaConfig,
+                          JambaForCausalLM)
 
 V5 = int(transformers.__version__.split(".")[0]) >= 5
 
@@ -59,6 +61,23 @@ WRONG_IN_4 = {"bamba": "transformers 4.57's Mamba2 scan with n_groups > 1 differ
               "granite_hybrid": "transformers 4.57's Mamba2 scan with n_groups > 1 differs from 5.x by 1.0e-3"}
 
 
+def spread_experts(model):
+    """Routers wide enough that each position's top experts stand clear of the next (no near-ties for rounding to
+    flip), and experts strong enough that their outputs show in the logits."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(("gate.weight", "router.weight")) and "shared_expert_gate" not in name and p.dim() == 2 \
+                    and p.shape[0] <= 16:
+                p.normal_(0.0, 1.5)
+            elif "experts" in name or "shared_expert" in name:
+                p.mul_(6.0)
+
+
+# Fixtures of a layout only transformers 5 writes (4.57 has no such checkpoints): the 4.x folder lacks them.
+V5_ONLY = {"mixtral_fused": "transformers 5's fused experts (save_original_format=False)",
+           "jamba_fused": "transformers 5's fused experts (save_original_format=False)"}
+
+
 def save(model, folder, expected, **kwargs):
     model.save_pretrained(folder, safe_serialization=True, **kwargs)
     name = os.path.basename(folder)
@@ -77,6 +96,8 @@ def save(model, folder, expected, **kwargs):
         if os.path.exists(path):
             os.remove(path)
     expected["transformers"] = transformers.__version__
+    if name in V5_ONLY:
+        expected["only"] = V5_ONLY[name]
     with open(os.path.join(folder, "expected.json"), "w") as f:
         json.dump(expected, f)
 
@@ -264,6 +285,66 @@ def main():
             if "norm" in name:
                 p.normal_(0.0, 0.5)
     save(m, os.path.join(out, "gemma"), logits_of(m))
+
+    # Mixtral: Mistral's attention with a mixture of four experts (top two, renormalised) in every layer; and the same
+    # weights in the fused layout transformers 5 keeps in memory.
+    torch.manual_seed(21)
+    m = MixtralForCausalLM(MixtralConfig(**small, num_local_experts=4, num_experts_per_tok=2, **rope(1000000.0)))
+    spread_experts(m)
+    expected = logits_of(m)
+    save(m, os.path.join(out, "mixtral"), expected)
+    if V5:
+        save(m, os.path.join(out, "mixtral_fused"), dict(expected), save_original_format=False)
+
+    # Qwen2-MoE: Qwen2's attention; routed experts (top two of four, not renormalised) plus a gated shared expert at
+    # the layers decoder_sparse_step and mlp_only_layers leave (layer 1 of 0..2), dense MLPs elsewhere.
+    torch.manual_seed(22)
+    cfg = Qwen2MoeConfig(**dict(small, num_hidden_layers=3), moe_intermediate_size=24,
+                         shared_expert_intermediate_size=40, num_experts=4, num_experts_per_tok=2,
+                         decoder_sparse_step=1, mlp_only_layers=[0, 2], **rope(1000000.0))
+    m = Qwen2MoeForCausalLM(cfg)
+    spread_experts(m)
+    with torch.no_grad():
+        for layer in m.model.layers:
+            for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
+                proj.bias.normal_(0.0, 0.5)
+        m.model.layers[1].mlp.shared_expert_gate.weight.normal_(0.0, 1.0)
+    save(m, os.path.join(out, "qwen2_moe"), logits_of(m))
+
+    # Qwen3-MoE: Qwen3's q/k norms; three of four experts, renormalised, at every second layer (decoder_sparse_step 2).
+    torch.manual_seed(23)
+    cfg = Qwen3MoeConfig(**small, head_dim=8, moe_intermediate_size=24, num_experts=4, num_experts_per_tok=3,
+                         norm_topk_prob=True, decoder_sparse_step=2, **rope(1000000.0))
+    m = Qwen3MoeForCausalLM(cfg)
+    spread_experts(m)
+    with torch.no_grad():
+        for layer in m.model.layers:
+            layer.self_attn.q_norm.weight.normal_(1.0, 0.5)
+            layer.self_attn.k_norm.weight.normal_(1.0, 0.5)
+    save(m, os.path.join(out, "qwen3_moe"), logits_of(m))
+
+    # Jamba: Mamba1 layers with weighted RMS norms of dt, B and C, an attention layer without positions (layer 1 of
+    # 0..3), experts (top two of four, not renormalised) at layers 1 and 3 and dense SwiGLUs at 0 and 2; and the same
+    # weights in transformers 5's fused layout.
+    torch.manual_seed(24)
+    cfg = JambaConfig(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=4, num_attention_heads=4,
+                      num_key_value_heads=2, num_experts=4, num_experts_per_tok=2, attn_layer_period=2,
+                      attn_layer_offset=1, expert_layer_period=2, expert_layer_offset=1, mamba_d_state=8,
+                      mamba_dt_rank=4, mamba_expand=2, rms_norm_eps=1e-6, use_mamba_kernels=False,
+                      max_position_embeddings=64)
+    m = JambaForCausalLM(cfg)
+    spread_experts(m)
+    sharpen([m.model.layers[1], m.model.layers[3]], "self_attn")
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if "layernorm" in name and ".mamba." in name:
+                p.normal_(1.0, 0.5)
+            if name.endswith("mamba.in_proj.weight"):
+                p.mul_(4.0)
+    expected = logits_of(m)
+    save(m, os.path.join(out, "jamba"), expected)
+    if V5:
+        save(m, os.path.join(out, "jamba_fused"), dict(expected), save_original_format=False)
 
     # Stored in bfloat16 and sharded (model-0000k-of-0000n.safetensors with an index): the logits of float32
     # compute on the bfloat16 weights, and of bfloat16 compute (what the importer must match within 1e-5 and 1e-2).

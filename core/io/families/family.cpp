@@ -16,6 +16,10 @@ const std::vector<Family>& all() {
                                                {"hf-gemma", "gemma", map_hf_gemma},
                                                {"hf-qwen2", "qwen2", map_hf_qwen2},
                                                {"hf-qwen3", "qwen3", map_hf_qwen3},
+                                               {"hf-mixtral", "mixtral", map_hf_mixtral},
+                                               {"hf-qwen2-moe", "qwen2_moe", map_hf_qwen2_moe},
+                                               {"hf-qwen3-moe", "qwen3_moe", map_hf_qwen3_moe},
+                                               {"hf-jamba", "jamba", map_hf_jamba},
                                                {"hf-gpt2", "gpt2", map_hf_gpt2},
                                                {"hf-bamba", "bamba", map_hf_bamba},
                                                {"hf-falcon-h1", "falcon_h1", map_hf_falcon_h1},
@@ -213,6 +217,60 @@ json transformer_config(int64_t d, int64_t d_intermediate, int64_t n_layer, int6
           {"residual_in_fp32", false},  // transformers keeps the residual in the model dtype
           {"tie_embeddings", tie},
           {"pad_vocab_size_multiple", 1}};
+}
+
+void map_swiglu_exact(Mapped& m, Tensors& t, const std::string& f, const std::string& n, int64_t hidden,
+                      const std::string& where, const std::string& gate, const std::string& up, const std::string& down) {
+  const std::string g = f + gate + ".weight", u = f + up + ".weight", dn = f + down + ".weight";
+  at::Tensor wg = t.take(g), wu = t.take(u), wd = t.take(dn);
+  if (wg.dim() != 2 || wu.sizes() != wg.sizes() || wg.size(0) != hidden || wd.dim() != 2 || wd.size(1) != hidden ||
+      wd.size(0) != wg.size(1))
+    throw CheckpointError(where + ": " + f + "{" + gate + "," + up + "," + down + "} are " + dims_text(wg) + ", " +
+                          dims_text(wu) + ", " + dims_text(wd) + "; the config implies " + std::to_string(hidden) +
+                          " hidden units");
+  m.weights[n + "fc1.weight"] = at::cat({wu, wg}, 0);  // [value; gate]: value * act(gate)
+  m.weights[n + "fc2.weight"] = wd;
+  if (t.dtype(u) != "float32") {
+    m.source_dtype[n + "fc1.weight"] = t.dtype(u);
+    m.source_dtype[n + "fc2.weight"] = t.dtype(dn);
+  }
+}
+
+void map_experts(Mapped& m, Tensors& t, const std::string& f, const std::string& n, const ExpertLayout& layout,
+                 int64_t E, int64_t hidden, const std::string& where) {
+  const std::string fused = f + layout.fused_dir + "experts.gate_up_proj";
+  const bool is_fused = t.has(fused);
+  const std::string router = f + (is_fused ? layout.fused_dir : layout.dir) + layout.router;
+  at::Tensor r = t.take(router);
+  if (r.dim() != 2 || r.size(0) != E)
+    throw CheckpointError(where + ": " + router + " is " + dims_text(r) + "; the config implies " + std::to_string(E) +
+                          " experts");
+  const int64_t d = r.size(1);
+  if (t.dtype(router) != "float32") m.source_dtype[n + "router.weight"] = t.dtype(router);
+  m.weights[n + "router.weight"] = r;
+  if (!is_fused) {
+    for (int64_t e = 0; e < E; ++e)
+      map_swiglu_exact(m, t, f + layout.dir + "experts." + std::to_string(e) + ".", n + "experts." + std::to_string(e) + ".",
+                       hidden, where, layout.gate, layout.up, layout.down);
+    return;
+  }
+  const std::string down_name = f + layout.fused_dir + "experts.down_proj";
+  at::Tensor gate_up = t.take(fused), down = t.take(down_name);
+  if (gate_up.dim() != 3 || gate_up.size(0) != E || gate_up.size(1) != 2 * hidden || gate_up.size(2) != d ||
+      down.dim() != 3 || down.size(0) != E || down.size(1) != d || down.size(2) != hidden)
+    throw CheckpointError(where + ": " + fused + " " + dims_text(gate_up) + " and " + down_name + " " + dims_text(down) +
+                          " do not match " + std::to_string(E) + " experts of " + std::to_string(hidden) +
+                          " hidden units on width " + std::to_string(d));
+  for (int64_t e = 0; e < E; ++e) {
+    const std::string x = n + "experts." + std::to_string(e) + ".";
+    at::Tensor gu = gate_up.select(0, e);
+    m.weights[x + "fc1.weight"] = at::cat({gu.narrow(0, hidden, hidden), gu.narrow(0, 0, hidden)}, 0);
+    m.weights[x + "fc2.weight"] = down.select(0, e).clone();
+    if (t.dtype(fused) != "float32") {
+      m.source_dtype[x + "fc1.weight"] = t.dtype(fused);
+      m.source_dtype[x + "fc2.weight"] = t.dtype(down_name);
+    }
+  }
 }
 
 json rotary_attn_cfg(const RotaryAttention& a, const Rope& rope) {

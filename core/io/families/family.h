@@ -200,6 +200,25 @@ void map_llama_attention(Mapped& m, Tensors& t, const std::string& f, const std:
 /// padded with zero units to its multiple of 128.
 void map_swiglu(Mapped& m, Tensors& t, const std::string& f, const std::string& n, int64_t inter, bool bias,
                 const std::string& where);
+/// Where one mixture-of-experts layer's tensors lie, as a family names them, under the layer's folder: the original
+/// layout (what transformers 4 and 5 save) has the router at `dir` + `router` and one gated MLP per expert at
+/// `dir` + "experts.{e}." + gate / up / down + ".weight"; the fused layout (transformers 5 in memory, saved with
+/// save_original_format=False) has the router at `fused_dir` + `router`, `fused_dir` + "experts.gate_up_proj"
+/// [E, 2 hidden, d] (the gate's rows, then up's) and "experts.down_proj" [E, d, hidden].
+struct ExpertLayout {
+  std::string dir, fused_dir, router, gate, up, down;
+};
+/// The experts and router of layer folder `f` ("model.layers.3.") under `n` ("backbone.layers.3.mlp."): E gated
+/// MLPs of exactly `hidden` units (MoEImpl's experts.{e}.fc1 = [up; gate], fc2 = down) and router.weight [E, d],
+/// in either layout, every shape checked.
+void map_experts(Mapped& m, Tensors& t, const std::string& f, const std::string& n, const ExpertLayout& layout,
+                 int64_t E, int64_t hidden, const std::string& where);
+/// A SwiGLU MLP under `f` (gate_proj, up_proj, down_proj) of exactly `hidden` units, unpadded, as an MLPImpl under `n`
+/// (a shared expert, an expert).
+void map_swiglu_exact(Mapped& m, Tensors& t, const std::string& f, const std::string& n, int64_t hidden,
+                      const std::string& where, const std::string& gate = "gate_proj", const std::string& up = "up_proj",
+                      const std::string& down = "down_proj");
+
 /// The ssm_cfg of Hugging Face's Mamba2 layers (Mamba2, Bamba): their gated RMSNorm gates first; time_step_limit
 /// read from the config ([min, max], max infinite = no clamp).
 struct Mamba2Sizes {
@@ -272,6 +291,10 @@ Mapped map_hf_mistral(const json& j, Tensors& t, const std::string& where);
 Mapped map_hf_gemma(const json& j, Tensors& t, const std::string& where);
 Mapped map_hf_qwen2(const json& j, Tensors& t, const std::string& where);
 Mapped map_hf_qwen3(const json& j, Tensors& t, const std::string& where);
+Mapped map_hf_mixtral(const json& j, Tensors& t, const std::string& where);
+Mapped map_hf_qwen2_moe(const json& j, Tensors& t, const std::string& where);
+Mapped map_hf_qwen3_moe(const json& j, Tensors& t, const std::string& where);
+Mapped map_hf_jamba(const json& j, Tensors& t, const std::string& where);
 Mapped map_hf_gpt2(const json& j, Tensors& t, const std::string& where);
 Mapped map_hf_bamba(const json& j, Tensors& t, const std::string& where);
 Mapped map_hf_falcon_h1(const json& j, Tensors& t, const std::string& where);

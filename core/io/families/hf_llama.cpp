@@ -2,8 +2,11 @@
 // mlp.{gate,up,down}_proj, RMSNorms): attention with rotary and grouped kv heads, SwiGLU MLPs padded to GatedMLP's
 // multiple of 128 (the padded units compute 0), q/k/v fused into in_proj. Llama ("llama"): biases on all four
 // projections when attention_bias, on the MLP when mlp_bias. Mistral ("mistral"): no biases, a sliding window.
-// Qwen2 ("qwen2"): biases on q, k and v but not o; a sliding window only on layers listed as such, refused when
-// only some are. Qwen3 ("qwen3"): Qwen2's windows, attention_bias, and an RMSNorm of each q and k head.
+// Qwen2 ("qwen2"): biases on q, k and v but not o; a sliding window only on the layers listed as such. Qwen3
+// ("qwen3"): Qwen2's windows, attention_bias, and an RMSNorm of each q and k head. Their mixtures of experts:
+// Mixtral ("mixtral": Mistral's attention, every MLP a mixture whose picked probabilities are renormalised),
+// Qwen2-MoE ("qwen2_moe": a gated shared expert beside the routed ones, some layers dense) and Qwen3-MoE
+// ("qwen3_moe": Qwen3's attention, no shared expert).
 #include "core/io/families/family.h"
 
 #include <ATen/ATen.h>
@@ -62,6 +65,26 @@ struct Window {
   std::vector<int64_t> layers;
 };
 
+// A mixture of experts at some layers: the native moe_cfg's sizes, where the tensors lie, the shared expert (Qwen2-MoE).
+struct LlamaMoE {
+  int64_t experts = 0, top_k = 0, hidden = 0, shared_hidden = 0;
+  bool normalize = false;
+  std::vector<int64_t> layers;  // empty: every layer
+  ExpertLayout layout;
+  json moe_cfg() const {
+    json j = {{"num_experts", experts}, {"top_k", top_k}, {"hidden", hidden}, {"normalize_top_k", normalize}};
+    if (!layers.empty()) j["layers"] = layers;
+    if (shared_hidden > 0) j.update({{"shared_hidden", shared_hidden}, {"shared_gate", true}});
+    return j;
+  }
+  bool at(int64_t layer) const {
+    return experts > 0 && (layers.empty() || std::find(layers.begin(), layers.end(), layer) != layers.end());
+  }
+};
+
+// Keys that only training reads (the routers' auxiliary loss and jitter): no effect on the forward pass.
+const std::set<std::string> kRouterTrainingKeys = {"output_router_logits", "router_aux_loss_coef", "router_jitter_noise"};
+
 // What distinguishes the members of the family, read by their own mappers from their own keys.
 struct LlamaLike {
   std::string family;
@@ -70,6 +93,7 @@ struct LlamaLike {
   bool qk_norm = false;        // Qwen3: self_attn.q_norm, k_norm
   bool gemma = false;          // Gemma: RMSNorm by (1 + weight), GeGLU, the embedding scaled by sqrt(hidden_size),
                                // and tied by default
+  const LlamaMoE* moe = nullptr;  // the mixture of experts, or null (dense MLPs)
 };
 
 Mapped map_llama_like(const Cfg& c, Tensors& t, const LlamaLike& v) {
@@ -94,7 +118,11 @@ Mapped map_llama_like(const Cfg& c, Tensors& t, const LlamaLike& v) {
     throw CheckpointError(where + ": hidden_size " + std::to_string(d) + " is not divisible by num_attention_heads " +
                           std::to_string(H));
   const int64_t D = c.get<int64_t>("head_dim", H > 0 ? d / H : 0);
-  const int64_t L = c.count("num_hidden_layers", kMaxLayers), inter = c.count("intermediate_size", kMaxIntermediate);
+  const int64_t L = c.count("num_hidden_layers", kMaxLayers);
+  // Every layer a mixture: no dense MLP (Mixtral's intermediate_size is its experts' size, read by its mapper).
+  const bool all_experts = v.moe && v.moe->experts > 0 && v.moe->layers.empty();
+  const int64_t inter = all_experts ? 0 : c.count("intermediate_size", kMaxIntermediate);
+  if (all_experts) (void)c.has("intermediate_size");  // no dense layer reads it
   const bool tie = c.get<bool>("tie_word_embeddings", v.gemma);
   json attn = rotary_attn_cfg({d, H, Hkv, D, D, v.qkv_bias, v.out_bias}, rope);
   if (v.window.size > 0) attn["sliding_window"] = v.window.size;
@@ -105,8 +133,9 @@ Mapped map_llama_like(const Cfg& c, Tensors& t, const LlamaLike& v) {
   if (v.mlp_bias) m.model_config["mlp_bias"] = true;
   if (act != "silu") m.model_config["mlp_activation"] = act;
   if (v.gemma) m.model_config["embedding_multiplier"] = static_cast<double>(static_cast<float>(std::sqrt(static_cast<double>(d))));
-  c.finish(v.family);
-  note_mlp_padding(m, inter);
+  if (v.moe && v.moe->experts > 0) m.model_config["moe_cfg"] = v.moe->moe_cfg();
+  c.finish(v.family, v.moe ? kRouterTrainingKeys : std::set<std::string>{});
+  if (inter > 0) note_mlp_padding(m, inter);
   put(m, t, "backbone.embedding.weight", "model.embed_tokens.weight");
   put(m, t, "backbone.norm_f.weight", "model.norm.weight");
   // Gemma's RMSNorm multiplies by (1 + weight), computed in float32: stored here as that sum.
@@ -121,7 +150,15 @@ Mapped map_llama_like(const Cfg& c, Tensors& t, const LlamaLike& v) {
     plus_one(n + "norm.weight");
     plus_one(n + "norm2.weight");
     map_llama_attention(m, t, f + "self_attn.", n + "mixer.", {H, Hkv, D, v.qkv_bias, v.out_bias, v.qk_norm}, where);
-    map_swiglu(m, t, f + "mlp.", n + "mlp.", inter, v.mlp_bias, where);
+    if (v.moe && v.moe->at(i)) {
+      map_experts(m, t, f, n + "mlp.", v.moe->layout, v.moe->experts, v.moe->hidden, where);
+      if (v.moe->shared_hidden > 0) {
+        map_swiglu_exact(m, t, f + "mlp.shared_expert.", n + "mlp.shared.", v.moe->shared_hidden, where);
+        put(m, t, n + "mlp.shared_gate.weight", f + "mlp.shared_expert_gate.weight");
+      }
+    } else {
+      map_swiglu(m, t, f + "mlp.", n + "mlp.", inter, v.mlp_bias, where);
+    }
   }
   if (!tie) put(m, t, "lm_head.weight", "lm_head.weight");
   else if (t.has("lm_head.weight")) handle_tied_head(m, t, true, "lm_head.weight", where);
@@ -199,6 +236,92 @@ Mapped map_hf_qwen3(const json& j, Tensors& t, const std::string& where) {
   Cfg c(j, where);
   const bool bias = c.get<bool>("attention_bias", false);
   return map_llama_like(c, t, {"hf-qwen3", bias, bias, false, qwen_window(c), true});
+}
+
+namespace {
+
+// The experts of the Qwen MoE families: num_experts (5.x's Qwen3-MoE writes num_local_experts; 0 = every layer
+// dense), num_experts_per_tok, moe_intermediate_size, norm_topk_prob; a layer is a mixture unless mlp_only_layers
+// lists it or (layer + 1) is not a multiple of decoder_sparse_step, as transformers decides.
+LlamaMoE qwen_moe(const Cfg& c, bool shared) {
+  const std::string& where = c.where();
+  const int64_t L = c.count("num_hidden_layers", kMaxLayers);
+  if (c.has("num_experts") && c.has("num_local_experts") &&
+      c.req<int64_t>("num_experts") != c.req<int64_t>("num_local_experts"))
+    throw CheckpointError(where + ": num_experts and num_local_experts disagree");
+  LlamaMoE moe;
+  moe.experts = c.has("num_experts") ? c.req<int64_t>("num_experts") : c.get<int64_t>("num_local_experts", 0);
+  if (moe.experts < 0 || moe.experts > kMaxExperts)
+    throw CheckpointError(where + ": num_experts " + std::to_string(moe.experts) + " is outside [0, " +
+                          std::to_string(kMaxExperts) + "]");
+  moe.layout = {"mlp.", "mlp.", "gate.weight", "gate_proj", "up_proj", "down_proj"};
+  const int64_t step = c.get<int64_t>("decoder_sparse_step", 1);
+  if (step < 1) throw CheckpointError(where + ": decoder_sparse_step " + std::to_string(step) + " is not a positive period");
+  std::vector<int64_t> dense;
+  if (c.has("mlp_only_layers")) {
+    try {
+      dense = c.raw("mlp_only_layers").get<std::vector<int64_t>>();
+    } catch (const json::exception&) {
+      throw CheckpointError(where + ": mlp_only_layers should be a list of layer numbers");
+    }
+  }
+  if (moe.experts == 0) {
+    for (const char* k : {"num_experts_per_tok", "moe_intermediate_size", "norm_topk_prob", "shared_expert_intermediate_size"})
+      (void)c.has(k);  // no mixture reads them
+    return moe;
+  }
+  moe.top_k = c.count("num_experts_per_tok", moe.experts);
+  moe.hidden = c.count("moe_intermediate_size", kMaxIntermediate);
+  moe.normalize = c.get<bool>("norm_topk_prob", false);
+  if (shared) moe.shared_hidden = c.count("shared_expert_intermediate_size", kMaxIntermediate);
+  for (int64_t i = 0; i < L; ++i)
+    if (std::find(dense.begin(), dense.end(), i) == dense.end() && (i + 1) % step == 0) moe.layers.push_back(i);
+  if (moe.layers.empty()) moe.experts = 0;  // every layer dense
+  if (static_cast<int64_t>(moe.layers.size()) == L) moe.layers.clear();
+  return moe;
+}
+
+}  // namespace
+
+// Mixtral: Mistral with a mixture of num_local_experts experts (w1 gate, w3 up, w2 down) at every layer, the top
+// num_experts_per_tok renormalised.
+Mapped map_hf_mixtral(const json& j, Tensors& t, const std::string& where) {
+  Cfg c(j, where);
+  LlamaMoE moe;
+  moe.experts = c.count("num_local_experts", kMaxExperts);
+  moe.top_k = c.count("num_experts_per_tok", moe.experts);
+  moe.hidden = c.count("intermediate_size", kMaxIntermediate);
+  moe.normalize = true;
+  moe.layout = {"block_sparse_moe.", "mlp.", "gate.weight", "w1", "w3", "w2"};
+  LlamaLike v{"hf-mixtral", false, false, false, {window_of(c, "sliding_window"), {}}};
+  v.moe = &moe;
+  return map_llama_like(c, t, v);
+}
+
+// Qwen2-MoE: Qwen2's attention (q/k/v biases by qkv_bias), routed experts plus a shared expert scaled by
+// sigmoid(shared_expert_gate(x)).
+Mapped map_hf_qwen2_moe(const json& j, Tensors& t, const std::string& where) {
+  Cfg c(j, where);
+  const LlamaMoE moe = qwen_moe(c, true);
+  LlamaLike v{"hf-qwen2-moe", c.get<bool>("qkv_bias", true), false, false, qwen_window(c)};
+  v.moe = &moe;
+  return map_llama_like(c, t, v);
+}
+
+// Qwen3-MoE: Qwen3's attention (q/k norms, attention_bias), routed experts only; a window on every layer where
+// use_sliding_window sets one.
+Mapped map_hf_qwen3_moe(const json& j, Tensors& t, const std::string& where) {
+  Cfg c(j, where);
+  const LlamaMoE moe = qwen_moe(c, false);
+  const bool bias = c.get<bool>("attention_bias", false);
+  Window w;
+  if (c.get<bool>("use_sliding_window", false)) w.size = window_of(c, "sliding_window");
+  else (void)c.has("sliding_window");  // transformers applies none without use_sliding_window
+  for (const char* k : {"max_window_layers", "layer_types"})
+    if (c.has(k)) throw CheckpointError(where + ": '" + k + "' is not read by transformers' Qwen3-MoE; refusing to guess");
+  LlamaLike v{"hf-qwen3-moe", bias, bias, false, w, true};
+  v.moe = &moe;
+  return map_llama_like(c, t, v);
 }
 
 }  // namespace mechscope::families
