@@ -276,6 +276,29 @@ def main():
     sharpen([m.model.layers[1]], "self_attn")
     save(m, os.path.join(out, "granite_hybrid"), logits_of(m))
 
+    # Granite 4.0 H with experts (as Tiny and Small): the shared MLP beside a mixture of four experts (top two, softmax
+    # over their logits), a Mamba2 and an attention layer, multipliers away from 1.
+    torch.manual_seed(25)
+    types = ["mamba", "attention"]
+    if V5:
+        types = ["linear_attention" if t == "mamba" else "full_attention" for t in types]
+    cfg = GraniteMoeHybridConfig(vocab_size=64, hidden_size=32, intermediate_size=24, shared_intermediate_size=48,
+                                 num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                 max_position_embeddings=64, num_local_experts=4, num_experts_per_tok=2,
+                                 layer_types=types, position_embedding_type="rope", mamba_n_heads=4, mamba_n_groups=1,
+                                 mamba_d_state=8, mamba_d_head=16, mamba_chunk_size=8, residual_multiplier=0.7,
+                                 attention_multiplier=0.25, embedding_multiplier=3.0, logits_scaling=2.5,
+                                 **rope(10000.0))
+    m = GraniteMoeHybridForCausalLM(cfg)
+    sharpen([m.model.layers[1]], "self_attn")
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if "router" in name:
+                p.normal_(0.0, 1.5)
+            elif "block_sparse_moe" in name:
+                p.mul_(6.0)
+    save(m, os.path.join(out, "granite_hybrid_moe"), logits_of(m))
+
     # Gemma: GeGLU, RMSNorms by (1 + weight) (weights drawn away from 0 so that it shows), the embedding times
     # sqrt(hidden_size), tied.
     torch.manual_seed(18)

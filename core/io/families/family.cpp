@@ -238,9 +238,9 @@ void map_swiglu_exact(Mapped& m, Tensors& t, const std::string& f, const std::st
 
 void map_experts(Mapped& m, Tensors& t, const std::string& f, const std::string& n, const ExpertLayout& layout,
                  int64_t E, int64_t hidden, const std::string& where) {
-  const std::string fused = f + layout.fused_dir + "experts.gate_up_proj";
+  const std::string fused = f + layout.fused_dir + layout.fused_gate_up;
   const bool is_fused = t.has(fused);
-  const std::string router = f + (is_fused ? layout.fused_dir : layout.dir) + layout.router;
+  const std::string router = f + (is_fused ? layout.fused_dir + layout.fused_router : layout.dir + layout.router);
   at::Tensor r = t.take(router);
   if (r.dim() != 2 || r.size(0) != E)
     throw CheckpointError(where + ": " + router + " is " + dims_text(r) + "; the config implies " + std::to_string(E) +
@@ -254,7 +254,7 @@ void map_experts(Mapped& m, Tensors& t, const std::string& f, const std::string&
                        hidden, where, layout.gate, layout.up, layout.down);
     return;
   }
-  const std::string down_name = f + layout.fused_dir + "experts.down_proj";
+  const std::string down_name = f + layout.fused_dir + layout.fused_down;
   at::Tensor gate_up = t.take(fused), down = t.take(down_name);
   if (gate_up.dim() != 3 || gate_up.size(0) != E || gate_up.size(1) != 2 * hidden || gate_up.size(2) != d ||
       down.dim() != 3 || down.size(0) != E || down.size(1) != d || down.size(2) != hidden)

@@ -203,10 +203,11 @@ void map_swiglu(Mapped& m, Tensors& t, const std::string& f, const std::string& 
 /// Where one mixture-of-experts layer's tensors lie, as a family names them, under the layer's folder: the original
 /// layout (what transformers 4 and 5 save) has the router at `dir` + `router` and one gated MLP per expert at
 /// `dir` + "experts.{e}." + gate / up / down + ".weight"; the fused layout (transformers 5 in memory, saved with
-/// save_original_format=False) has the router at `fused_dir` + `router`, `fused_dir` + "experts.gate_up_proj"
-/// [E, 2 hidden, d] (the gate's rows, then up's) and "experts.down_proj" [E, d, hidden].
+/// save_original_format=False; Granite's own) has the router at `fused_dir` + `fused_router`, `fused_dir` +
+/// `fused_gate_up` [E, 2 hidden, d] (the gate's rows, then up's) and `fused_dir` + `fused_down` [E, d, hidden].
 struct ExpertLayout {
   std::string dir, fused_dir, router, gate, up, down;
+  std::string fused_router = router, fused_gate_up = "experts.gate_up_proj", fused_down = "experts.down_proj";
 };
 /// The experts and router of layer folder `f` ("model.layers.3.") under `n` ("backbone.layers.3.mlp."): E gated
 /// MLPs of exactly `hidden` units (MoEImpl's experts.{e}.fc1 = [up; gate], fc2 = down) and router.weight [E, d],

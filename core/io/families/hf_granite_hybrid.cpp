@@ -5,7 +5,10 @@
 // MechScope's hybrid with an MLP in every block. The muP settings are folded in: residual_multiplier into the
 // outputs' projections (o_proj, the Mamba2 out_proj, output_linear), attention_multiplier as the softmax scale,
 // logits_scaling into an untied lm_head (refused on a tied one), embedding_multiplier -> embedding_multiplier.
-// A mixture-of-experts model (num_local_experts > 0) is refused by name.
+// The mixture-of-experts models (num_local_experts > 0: Granite 4.0 H Tiny and Small) add to the shared MLP a mixture
+// (block_sparse_moe: router.layer, input_linear [E, 2 I, d] gate rows first, output_linear [E, d, I]) whose weights are
+// the softmax over the top num_experts_per_tok logits: MechScope's renormalised top-k, with the shared MLP as its
+// shared expert (ungated) and residual_multiplier folded into every expert's output.
 #include "core/io/families/family.h"
 
 #include <ATen/ATen.h>
@@ -40,9 +43,9 @@ Mapped map_hf_granite_hybrid(const json& j, Tensors& t, const std::string& where
   Cfg c(j, where);
   require_silu(c);  // the MLP's activation and the Mamba2 convolution's
   const int64_t experts = c.get<int64_t>("num_local_experts", 8);
-  if (experts != 0)
-    throw CheckpointError(where + ": num_local_experts " + std::to_string(experts) + ": a mixture-of-experts MLP, which "
-                          "MechScope does not have yet (the dense Granite 4.0 H models, num_local_experts 0, import)");
+  if (experts < 0 || experts > kMaxExperts)
+    throw CheckpointError(where + ": num_local_experts " + std::to_string(experts) + " is outside [0, " +
+                          std::to_string(kMaxExperts) + "]");
   const int64_t d = c.count("hidden_size", kMaxDModel), L = c.count("num_hidden_layers", kMaxLayers);
   const int64_t V = c.count("vocab_size", kMaxVocab), inter = c.count("shared_intermediate_size", kMaxIntermediate);
   const LlamaAttention heads = hf_attention_heads(c, d);
@@ -63,18 +66,27 @@ Mapped map_hf_granite_hybrid(const json& j, Tensors& t, const std::string& where
   json attn = rotary_attn_cfg({d, H, Hkv, D, pos == "rope" ? D : 0, bias, bias}, rope);
   attn["softmax_scale"] = scale_qk;
   Mapped m;
-  m.model_config = transformer_config(d, inter, L, V, attn, true, eps, tie);
+  m.model_config = transformer_config(d, experts > 0 ? 0 : inter, L, V, attn, true, eps, tie);
+  int64_t expert_hidden = 0;
+  if (experts > 0) {
+    expert_hidden = c.count("intermediate_size", kMaxIntermediate);
+    m.model_config["moe_cfg"] = {{"num_experts", experts},
+                                 {"top_k", c.count("num_experts_per_tok", experts)},
+                                 {"hidden", expert_hidden},
+                                 {"normalize_top_k", true},
+                                 {"shared_hidden", inter}};
+  }
   std::vector<int64_t> attn_idx;
   for (int64_t i = 0; i < L; ++i)
     if (attention[static_cast<size_t>(i)]) attn_idx.push_back(i);
   m.model_config["attn_layer_idx"] = attn_idx;
   m.model_config["ssm_cfg"] = ssm;
   if (emb != 1.0) m.model_config["embedding_multiplier"] = emb;
-  // intermediate_size sizes the experts (none here); the router's settings and generation's leave the forward pass
-  // unchanged without experts.
+  // Without experts, intermediate_size and num_experts_per_tok size nothing; the routers' training settings and
+  // generation's leave the forward pass unchanged.
   c.finish("hf-granite-hybrid", {"intermediate_size", "num_experts_per_tok", "output_router_logits",
                                  "router_aux_loss_coef", "num_logits_to_keep"});
-  note_mlp_padding(m, inter);
+  if (experts == 0) note_mlp_padding(m, inter);
 
   put(m, t, "backbone.embedding.weight", "model.embed_tokens.weight");
   put(m, t, "backbone.norm_f.weight", "model.norm.weight");
@@ -87,6 +99,14 @@ Mapped map_hf_granite_hybrid(const json& j, Tensors& t, const std::string& where
     else map_hf_mamba2_layer(m, t, f + "mamba.", n + "mixer.", ssm);
     scale(m, n + "mixer.out_proj.weight", residual);
     scale(m, n + "mixer.out_proj.bias", residual);
+    if (experts > 0) {  // the shared MLP exactly (no padding), the experts, each output times residual_multiplier
+      const ExpertLayout layout{"block_sparse_moe.", "block_sparse_moe.", "router.layer.weight", "", "", "",
+                                "router.layer.weight", "input_linear.weight", "output_linear.weight"};
+      map_experts(m, t, f, n + "mlp.", layout, experts, expert_hidden, where);
+      for (int64_t e = 0; e < experts; ++e) scale(m, n + "mlp.experts." + std::to_string(e) + ".fc2.weight", residual);
+    }
+    const std::string mlp = experts > 0 ? n + "mlp.shared." : n + "mlp.";
+    const int64_t hidden_here = experts > 0 ? inter : hidden;
     // shared_mlp: input_linear [gate; value] (act on the first half), GatedMLP's fc1 [value; gate].
     at::Tensor in = t.take(f + "shared_mlp.input_linear.weight"), out = t.take(f + "shared_mlp.output_linear.weight");
     if (in.dim() != 2 || in.size(0) != 2 * inter || in.size(1) != d || out.dim() != 2 || out.size(0) != d ||
@@ -94,11 +114,12 @@ Mapped map_hf_granite_hybrid(const json& j, Tensors& t, const std::string& where
       throw CheckpointError(where + ": " + f + "shared_mlp has input_linear " + dims_text(in) + " and output_linear " +
                             dims_text(out) + "; the config implies " + std::to_string(2 * inter) + " x " + std::to_string(d) +
                             " and " + std::to_string(d) + " x " + std::to_string(inter));
-    m.weights[n + "mlp.fc1.weight"] = at::cat({pad_dim(in.narrow(0, inter, inter), 0, hidden), pad_dim(in.narrow(0, 0, inter), 0, hidden)}, 0);
-    m.weights[n + "mlp.fc2.weight"] = pad_dim(out * residual, 1, hidden);
+    m.weights[mlp + "fc1.weight"] =
+        at::cat({pad_dim(in.narrow(0, inter, inter), 0, hidden_here), pad_dim(in.narrow(0, 0, inter), 0, hidden_here)}, 0);
+    m.weights[mlp + "fc2.weight"] = pad_dim(out * residual, 1, hidden_here);
     if (t.dtype(f + "shared_mlp.input_linear.weight") != "float32") {
-      m.source_dtype[n + "mlp.fc1.weight"] = t.dtype(f + "shared_mlp.input_linear.weight");
-      m.source_dtype[n + "mlp.fc2.weight"] = t.dtype(f + "shared_mlp.output_linear.weight");
+      m.source_dtype[mlp + "fc1.weight"] = t.dtype(f + "shared_mlp.input_linear.weight");
+      m.source_dtype[mlp + "fc2.weight"] = t.dtype(f + "shared_mlp.output_linear.weight");
     }
   }
   handle_tied_head(m, t, tie, "lm_head.weight", where);
