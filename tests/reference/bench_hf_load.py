@@ -6,8 +6,13 @@ usage (a venv with torch and transformers, e.g. ~/.venvs/hf5; not needed by CI):
   bench_hf_load.py make DIR [MODEL]   write a random bfloat16 model to DIR; MODEL is llama-309m (the default: 16 layers,
                                       d 1024, vocab 32000), llama-1b (TinyLlama's shape: 22 layers, d 2048, 1.1B) or
                                       mamba2-130m (mamba2-130m's shape: 24 layers, d 768, state 128, vocab 50288)
+                                      or mixtral-210m (8 layers, d 768, 8 experts of 1024, top 2, vocab 32000)
   bench_hf_load.py load DIR           from_pretrained(DIR, dtype=float32), then print the load time and peak RSS
-Compare with: /usr/bin/time -f "%e s %M KB" mechscope-cli info DIR
+  bench_hf_load.py forward DIR [THREADS [BATCH SEQ]]
+                                      the median of 5 eager forwards of random tokens [BATCH, SEQ] (default 4 x 128)
+                                      at THREADS (default 1) threads
+Compare with: /usr/bin/time -f "%e s %M KB" mechscope-cli info DIR, and
+MECHSCOPE_NUM_THREADS=1 mechscope-cli bench -c DIR --batch 4 --seq 128 --repeat 5
 """
 import resource
 import sys
@@ -17,7 +22,7 @@ import torch
 
 
 def main():
-    if len(sys.argv) not in (3, 4) or sys.argv[1] not in ("make", "load"):
+    if len(sys.argv) < 3 or sys.argv[1] not in ("make", "load", "forward"):
         sys.exit(__doc__)
     what, folder = sys.argv[1], sys.argv[2]
     if what == "make":
@@ -36,11 +41,34 @@ def main():
             model = transformers.Mamba2ForCausalLM(transformers.Mamba2Config(
                 vocab_size=50288, hidden_size=768, num_hidden_layers=24, state_size=128, expand=2, head_dim=64,
                 num_heads=24, n_groups=1, tie_word_embeddings=True))
+        elif kind == "mixtral-210m":
+            model = transformers.MixtralForCausalLM(transformers.MixtralConfig(
+                vocab_size=32000, hidden_size=768, intermediate_size=1024, num_hidden_layers=8,
+                num_attention_heads=12, num_key_value_heads=4, num_local_experts=8, num_experts_per_tok=2,
+                max_position_embeddings=2048))
         else:
-            sys.exit(f"unknown model {kind}; llama-309m, llama-1b or mamba2-130m")
+            sys.exit(f"unknown model {kind}; llama-309m, llama-1b, mamba2-130m or mixtral-210m")
         model = model.to(torch.bfloat16)
         model.save_pretrained(folder, safe_serialization=True)
         print(f"{sum(p.numel() for p in model.parameters())} parameters written to {folder}")
+        return
+    if what == "forward":
+        threads = int(sys.argv[3]) if len(sys.argv) > 3 else 1
+        batch, seq = (int(sys.argv[4]), int(sys.argv[5])) if len(sys.argv) > 5 else (4, 128)
+        torch.set_num_threads(threads)
+        from transformers import AutoModelForCausalLM
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, attn_implementation="eager").eval()
+        tokens = torch.randint(0, model.config.vocab_size, (batch, seq), generator=torch.Generator().manual_seed(0))
+        times = []
+        with torch.no_grad():
+            model(tokens)  # warm-up
+            for _ in range(5):
+                t0 = time.perf_counter()
+                model(tokens)
+                times.append(time.perf_counter() - t0)
+        times.sort()
+        print(f"eager forward [{batch}, {seq}] at {threads} thread(s): median {1000 * times[2]:.0f} ms "
+              f"(torch {torch.__version__})")
         return
     torch.set_num_threads(1)
     from transformers import AutoModelForCausalLM
