@@ -6,7 +6,9 @@
 #include <malloc.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -57,10 +59,17 @@ int init_runtime() {
     // LibTorch already splits work across its OpenMP threads; an OpenBLAS pthread build would add its own
     // threads inside each matrix product, and the two pools then fight for the cores (libgomp spin-waits and
     // sched_yield were 55% of a training step's profile). One BLAS thread halved the attention demo's training
-    // step (docs/benchmarks.md). OPENBLAS_NUM_THREADS in the environment still wins.
+    // step (docs/benchmarks.md). An OpenBLAS OpenMP build (libopenblas0-openmp, which the build links first where
+    // it is installed) runs its threads in LibTorch's own OpenMP team, single-threaded inside LibTorch's parallel
+    // regions: no second pool, so it gets LibTorch's thread count (a 2-thread forward of a 52M Llama 247 -> 153
+    // ms; docs/benchmarks.md). OPENBLAS_NUM_THREADS in the environment still wins.
     if (!std::getenv("OPENBLAS_NUM_THREADS")) {
       using SetThreads = void (*)(int);
-      if (auto set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) set(1);
+      using ConfigFn = char* (*)();
+      auto config = reinterpret_cast<ConfigFn>(dlsym(RTLD_DEFAULT, "openblas_get_config"));
+      const bool openmp = config && std::strstr(config(), "USE_OPENMP") != nullptr;
+      if (auto set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads")))
+        set(openmp ? std::max(1, at::get_num_threads()) : 1);
     }
   });
   init_thread();  // after the thread count is set: the team it reaches is the one that will run
@@ -100,7 +109,8 @@ RuntimeInfo runtime_info() {
         void* h = dlopen(lib.c_str(), RTLD_NOW | RTLD_NOLOAD);
         ConfigFn cfg = h ? reinterpret_cast<ConfigFn>(dlsym(h, "openblas_get_config")) : nullptr;
         r.blas = cfg ? std::string("OpenBLAS (") + cfg() + ")" : "OpenBLAS";
-        if (real.find("pthread") != std::string::npos) r.blas += ", pthread build";
+        if (real.find("pthread") != std::string::npos) r.blas += ", pthread build (one BLAS thread)";
+        if (real.find("openmp") != std::string::npos) r.blas += ", OpenMP build (LibTorch's threads)";
         if (h) dlclose(h);
         break;
       }
