@@ -26,7 +26,7 @@ DlaResult direct_logit_attribution(LanguageModel& model, const at::Tensor& token
   std::vector<std::string> names = {"hook_embed"};
   if (has_hook(model, "hook_pos_embed")) names.push_back("hook_pos_embed");
   for (int64_t l = 0; l < n; ++l) {
-    names.push_back(layer_prefix(l) + "hook_mixer_out");
+    if (has_hook(model, layer_prefix(l) + "hook_mixer_out")) names.push_back(layer_prefix(l) + "hook_mixer_out");
     if (has_hook(model, layer_prefix(l) + "hook_mlp_out")) names.push_back(layer_prefix(l) + "hook_mlp_out");
     for (const auto& g : model.head_groups(l)) names.push_back(g.hook);
   }
@@ -55,6 +55,10 @@ DlaResult direct_logit_attribution(LanguageModel& model, const at::Tensor& token
   add("embed", project(read("hook_embed")));
   if (has_hook(model, "hook_pos_embed")) add("pos_embed", project(read("hook_pos_embed")));
   for (int64_t l = 0; l < n; ++l) {
+    if (!has_hook(model, layer_prefix(l) + "hook_mixer_out")) {  // a block that is only its MLP
+      add("L" + std::to_string(l) + ".mlp", project(read(layer_prefix(l) + "hook_mlp_out")));
+      continue;
+    }
     at::Tensor rest = read(layer_prefix(l) + "hook_mixer_out");
     for (const auto& proj : model.head_groups(l)) {
       at::Tensor z = read(proj.hook);  // [R, H, D]

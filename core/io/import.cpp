@@ -175,7 +175,6 @@ const families::Family& family_of(const json& cfg, const std::string& cwhere) {
         {"olmoe", "an RMSNorm over the whole query and key projections (not per head)"},
         {"deepseek_v2", "multi-head latent attention and grouped expert routing"},
         {"deepseek_v3", "multi-head latent attention and sigmoid expert routing with a bias"},
-        {"nemotron_h", "layers that are only an MLP (squared ReLU), a block without a mixer"},
         {"gemma2", "norms after the attention and the MLP (a non-linear path from each head to the residual) and logit "
                     "soft-capping"},
         {"gemma3", "norms after the attention and the MLP (a non-linear path from each head to the residual)"},

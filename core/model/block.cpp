@@ -5,12 +5,17 @@
 
 namespace mechscope {
 
-BlockImpl::BlockImpl(const ModelConfig& cfg, int64_t layer) : kind(cfg.mixer_kind(layer)), parallel_(cfg.parallel_residual && cfg.has_mlp()) {
+BlockImpl::BlockImpl(const ModelConfig& cfg, int64_t layer)
+    : kind(cfg.mixer_kind(layer)), parallel_(cfg.parallel_residual && cfg.layer_has_mlp(layer)) {
   // Registration order is construction order: the reference initialisation draws in this order.
-  norm = register_module("norm", std::make_shared<NormImpl>(cfg.d_model, cfg));
-  mixer_ = register_module("mixer", make_mixer(cfg, layer));
+  if (kind != MixerKind::None) {
+    norm = register_module("norm", std::make_shared<NormImpl>(cfg.d_model, cfg));
+    mixer_ = register_module("mixer", make_mixer(cfg, layer));
+  } else {  // only an MLP: no norm, no mixer parameters (NoMixerImpl answers the per-layer questions)
+    mixer_ = make_mixer(cfg, layer);
+  }
   const std::string p = layer_prefix(layer);
-  if (cfg.has_mlp()) {
+  if (cfg.layer_has_mlp(layer)) {
     norm2 = register_module("norm2", std::make_shared<NormImpl>(cfg.d_model, cfg));
     if (cfg.moe_layer(layer)) {
       h_router_ = p + "hook_mlp_router";
@@ -29,6 +34,12 @@ BlockImpl::BlockImpl(const ModelConfig& cfg, int64_t layer) : kind(cfg.mixer_kin
 }
 
 std::vector<std::string> BlockImpl::hook_names() const {
+  if (kind == MixerKind::None) {
+    std::vector<std::string> names = {h_resid_pre_, h_mlp_in_};
+    if (moe) names.push_back(h_router_);
+    names.insert(names.end(), {h_mlp_out_, h_resid_post_});
+    return names;
+  }
   std::vector<std::string> names = {h_resid_pre_, h_mixer_in_};
   std::vector<std::string> mixer_names = mixer_->hook_names();
   names.insert(names.end(), mixer_names.begin(), mixer_names.end());
@@ -47,6 +58,7 @@ std::string BlockImpl::site_hook(const std::string& site) const {
       {"mixer_in", &h_mixer_in_},   {"mixer_out", &h_mixer_out_}, {"mlp_in", &h_mlp_in_},
       {"mlp_out", &h_mlp_out_}};
   auto it = own.find(site);
+  if (kind == MixerKind::None && (site == "mixer_in" || site == "mixer_out" || site == "resid_mid")) return {};
   if (it != own.end()) {
     const bool mlp_site = site == "resid_mid" || site == "mlp_in" || site == "mlp_out";
     if (site == "resid_mid" && parallel_) return {};  // no residual between the mixer and the MLP
@@ -67,6 +79,7 @@ at::Tensor BlockImpl::forward_rows(const at::Tensor& resid, const at::Tensor& ro
 
 at::Tensor BlockImpl::forward_partial(const at::Tensor& resid_in, const Partial& part, HookContext* ctx) {
   at::Tensor resid = hook_point(ctx, h_resid_pre_, resid_in);
+  if (kind == MixerKind::None) return forward_after_mixer(part.rows ? gather_rows(resid, *part.rows) : resid, ctx);
   at::Tensor h = hook_point(ctx, h_mixer_in_, norm->forward(resid));
   at::Tensor m = hook_point(ctx, h_mixer_out_, mixer_->forward(h, part, ctx));
   const at::Tensor at_rows = part.rows ? gather_rows(resid, *part.rows) : resid;
@@ -81,7 +94,7 @@ at::Tensor BlockImpl::forward_partial(const at::Tensor& resid_in, const Partial&
 at::Tensor BlockImpl::forward_after_mixer(const at::Tensor& resid_mid, HookContext* ctx) {
   at::Tensor resid = resid_mid;
   if (has_mlp() && !parallel_) {
-    resid = hook_point(ctx, h_resid_mid_, resid);
+    if (kind != MixerKind::None) resid = hook_point(ctx, h_resid_mid_, resid);  // without a mixer: resid_pre itself
     at::Tensor h2 = hook_point(ctx, h_mlp_in_, norm2->forward(resid));
     resid = resid + hook_point(ctx, h_mlp_out_, feed_forward(h2, ctx));
   }

@@ -43,7 +43,11 @@ class BlockImpl : public torch::nn::Module {
   /// otherwise (so that forward_after_mixer of sum + change is the block's output with that change):
   /// hook_resid_mid (resid_pre + mixer_out) where the block has a sequential MLP, else the block's output
   /// hook_resid_post (no MLP, or a parallel residual whose MLP reads resid_pre only).
-  const std::string& resid_mid_hook() const { return has_mlp() && !parallel_ ? h_resid_mid_ : h_resid_post_; }
+  /// Without a mixer (MixerKind::None) the block's input hook_resid_pre, which the MLP reads directly.
+  const std::string& resid_mid_hook() const {
+    if (kind == MixerKind::None) return h_resid_pre_;
+    return has_mlp() && !parallel_ ? h_resid_mid_ : h_resid_post_;
+  }
   bool parallel_residual() const { return parallel_; }
   const std::string& resid_post_hook() const { return h_resid_post_; }
   /// The hooks a partial run from a later position reads from an earlier run (the mixer's prefix_hooks()).
@@ -53,7 +57,7 @@ class BlockImpl : public torch::nn::Module {
   /// those are the head groups' hooks.
   std::string site_hook(const std::string& site) const;
 
-  std::shared_ptr<NormImpl> norm, norm2;
+  std::shared_ptr<NormImpl> norm, norm2;  // norm null without a mixer
   std::shared_ptr<MLPImpl> mlp;  // the dense MLP; null without one
   std::shared_ptr<MoEImpl> moe;  // the mixture of experts in its place (registered as "mlp" too); null without
 

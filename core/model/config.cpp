@@ -23,6 +23,7 @@ const char* mixer_kind_name(MixerKind kind) {
     case MixerKind::Mamba1: return "mamba1";
     case MixerKind::Mamba2: return "mamba2";
     case MixerKind::Parallel: return "parallel";
+    case MixerKind::None: return "none";
   }
   return "?";
 }
@@ -84,7 +85,7 @@ const std::vector<std::string> kTopKeys = {
     "d_model", "d_intermediate", "n_layer", "vocab_size", "ssm_cfg", "attn_layer_idx", "attn_cfg",
     "rms_norm", "norm_epsilon", "residual_in_fp32", "fused_add_norm", "pad_vocab_size_multiple",
     "tie_embeddings", "pos_emb", "max_seq_len", "parallel_layer_idx", "mlp_type", "mlp_activation", "mlp_bias",
-    "parallel_residual", "embedding_multiplier", "parallel_mix", "moe_cfg"};
+    "parallel_residual", "embedding_multiplier", "parallel_mix", "moe_cfg", "mlp_only_layer_idx", "mlp_layer_idx"};
 const std::vector<std::string> kMoEKeys = {"num_experts", "top_k", "hidden", "normalize_top_k", "layers",
                                            "shared_hidden", "shared_gate"};
 
@@ -160,7 +161,7 @@ void parse_attn(const json& j, ModelConfig& c) {
           "attn_cfg.sliding_window_layers: lists layers but sliding_window gives no window");
   check_layers(a.sliding_window_layers, c.n_layer, "attn_cfg.sliding_window_layers");
   for (int64_t i : a.sliding_window_layers)
-    require(c.mixer_kind(i) != MixerKind::Mamba1 && c.mixer_kind(i) != MixerKind::Mamba2,
+    require(c.mixer_kind(i) == MixerKind::Attention || c.mixer_kind(i) == MixerKind::Parallel,
             "attn_cfg.sliding_window_layers: layer " + std::to_string(i) + " has no attention");
   int64_t mlp_dim = 0, d_conv = 0;
   r.get("mlp_dim", mlp_dim);
@@ -312,12 +313,20 @@ int64_t ModelConfig::attention_window(int64_t layer) const {
   return only.empty() || std::find(only.begin(), only.end(), layer) != only.end() ? attn.sliding_window : 0;
 }
 
+bool ModelConfig::layer_has_mlp(int64_t layer) const {
+  return has_mlp() && (mlp_layer_idx.empty() ||
+                       std::find(mlp_layer_idx.begin(), mlp_layer_idx.end(), layer) != mlp_layer_idx.end());
+}
+
 bool ModelConfig::moe_layer(int64_t layer) const {
   const auto& only = moe.layers;
-  return moe.num_experts > 0 && (only.empty() || std::find(only.begin(), only.end(), layer) != only.end());
+  return moe.num_experts > 0 && layer_has_mlp(layer) &&
+         (only.empty() || std::find(only.begin(), only.end(), layer) != only.end());
 }
 
 MixerKind ModelConfig::mixer_kind(int64_t layer) const {
+  if (std::find(mlp_only_layer_idx.begin(), mlp_only_layer_idx.end(), layer) != mlp_only_layer_idx.end())
+    return MixerKind::None;
   if (std::find(parallel_layer_idx.begin(), parallel_layer_idx.end(), layer) != parallel_layer_idx.end())
     return MixerKind::Parallel;
   if (std::find(attn_layer_idx.begin(), attn_layer_idx.end(), layer) != attn_layer_idx.end())
@@ -353,7 +362,7 @@ double ModelConfig::approx_parameter_count() const {
       const double D = static_cast<double>(attn.head_dim > 0 ? attn.head_dim : d_model / std::max<int64_t>(1, attn.num_heads));
       layer += d * (attn.num_heads + 2 * attn_heads_kv()) * D + attn.num_heads * D * d;
     }
-    if (k != MixerKind::Attention) {
+    if (k != MixerKind::Attention && k != MixerKind::None) {
       if (ssm_layer == "Mamba1") {
         const double di = mamba1_d_inner();
         layer += d * 2 * di + di * (mamba1.dt_rank + 2 * mamba1.d_state + mamba1.d_conv + mamba1.d_state) + di * d;
@@ -365,7 +374,7 @@ double ModelConfig::approx_parameter_count() const {
     if (moe_layer(i)) {
       layer += d * static_cast<double>(moe.num_experts) * (1.0 + 3.0 * static_cast<double>(moe.hidden)) +
                3.0 * d * static_cast<double>(moe.shared_hidden) + (moe.shared_gate ? d : 0.0);
-    } else if (d_intermediate > 0) {
+    } else if (d_intermediate > 0 && layer_has_mlp(i)) {
       layer += (mlp_type == "gated" ? 3.0 : 2.0) * d * mlp_hidden();
     }
     total += layer;
@@ -406,6 +415,8 @@ ModelConfig ModelConfig::from_json(const json& j) {
   r.get("vocab_size", c.vocab_size);
   r.get("attn_layer_idx", c.attn_layer_idx);
   r.get("parallel_layer_idx", c.parallel_layer_idx);
+  r.get("mlp_only_layer_idx", c.mlp_only_layer_idx);
+  r.get("mlp_layer_idx", c.mlp_layer_idx);
   r.get("rms_norm", c.rms_norm);
   r.get("norm_epsilon", c.norm_epsilon);
   r.get("residual_in_fp32", c.residual_in_fp32);
@@ -436,8 +447,8 @@ ModelConfig ModelConfig::from_json(const json& j) {
   require(c.mlp_type == "gated" || c.mlp_type == "plain",
           "model_config.mlp_type: expected \"gated\" or \"plain\", found \"" + c.mlp_type + "\"");
   require(c.mlp_activation == "silu" || c.mlp_activation == "gelu" || c.mlp_activation == "gelu_tanh" ||
-              c.mlp_activation == "relu",
-          "model_config.mlp_activation: expected \"silu\", \"gelu\", \"gelu_tanh\" or \"relu\", found \"" +
+              c.mlp_activation == "relu" || c.mlp_activation == "relu2",
+          "model_config.mlp_activation: expected \"silu\", \"gelu\", \"gelu_tanh\", \"relu\" or \"relu2\", found \"" +
               c.mlp_activation + "\"");
   if (c.pos_emb == "learned")
     require(c.max_seq_len > 0, "model_config.max_seq_len: a learned position table needs max_seq_len > 0");
@@ -449,6 +460,18 @@ ModelConfig ModelConfig::from_json(const json& j) {
   else r.ignore("moe_cfg");
   check_layers(c.attn_layer_idx, c.n_layer, "attn_layer_idx");
   check_layers(c.parallel_layer_idx, c.n_layer, "parallel_layer_idx");
+  check_layers(c.mlp_only_layer_idx, c.n_layer, "mlp_only_layer_idx");
+  check_layers(c.mlp_layer_idx, c.n_layer, "mlp_layer_idx");
+  for (int64_t i : c.mlp_only_layer_idx) {
+    const bool other = std::count(c.attn_layer_idx.begin(), c.attn_layer_idx.end(), i) ||
+                       std::count(c.parallel_layer_idx.begin(), c.parallel_layer_idx.end(), i);
+    require(!other, "mlp_only_layer_idx: layer " + std::to_string(i) + " also has a mixer (attn_layer_idx or parallel_layer_idx)");
+    require(c.has_mlp(), "mlp_only_layer_idx: layer " + std::to_string(i) + " is only an MLP, but the model has none "
+                         "(d_intermediate 0, no moe_cfg)");
+    require(c.layer_has_mlp(i), "mlp_layer_idx: layer " + std::to_string(i) + " is only an MLP (mlp_only_layer_idx) and "
+                                "must be listed");
+  }
+  require(c.mlp_layer_idx.empty() || c.has_mlp(), "mlp_layer_idx: lists layers, but the model has no MLP");
   for (int64_t i : c.parallel_layer_idx)
     require(std::find(c.attn_layer_idx.begin(), c.attn_layer_idx.end(), i) == c.attn_layer_idx.end(),
             "parallel_layer_idx: layer " + std::to_string(i) + " is also in attn_layer_idx; a layer is one or the other");
@@ -581,6 +604,8 @@ json ModelConfig::to_json() const {
   j["pos_emb"] = pos_emb;
   if (pos_emb == "learned" || max_seq_len > 0) j["max_seq_len"] = max_seq_len;
   j["parallel_layer_idx"] = parallel_layer_idx;
+  if (!mlp_only_layer_idx.empty()) j["mlp_only_layer_idx"] = mlp_only_layer_idx;  // written only when set
+  if (!mlp_layer_idx.empty()) j["mlp_layer_idx"] = mlp_layer_idx;
   // Written only when not the defaults, so that the files of earlier versions stay as they were.
   if (mlp_type != "gated") j["mlp_type"] = mlp_type;
   if (mlp_activation != "silu") j["mlp_activation"] = mlp_activation;

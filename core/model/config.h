@@ -10,7 +10,7 @@
 
 namespace mechscope {
 
-enum class MixerKind { Attention, Mamba1, Mamba2, Parallel };
+enum class MixerKind { Attention, Mamba1, Mamba2, Parallel, None };
 const char* mixer_kind_name(MixerKind kind);
 
 /// Rotary frequency scaling of long-context models (transformers' rope_type), applied to the inverse frequencies
@@ -121,6 +121,10 @@ struct ModelConfig {
   Mamba2Config mamba2;
   std::vector<int64_t> attn_layer_idx;
   std::vector<int64_t> parallel_layer_idx;
+  /// Layers without a mixer: the block is resid + MLP(norm2(resid)) only (Nemotron-H's "-" layers).
+  std::vector<int64_t> mlp_only_layer_idx;
+  /// The layers whose block has an MLP (must include mlp_only_layer_idx); empty: every layer, when the model has one.
+  std::vector<int64_t> mlp_layer_idx;
   AttnConfig attn;
   bool rms_norm = true;
   double norm_epsilon = 1e-5;
@@ -133,7 +137,7 @@ struct ModelConfig {
   /// The MLP: "gated" (mamba_ssm's GatedMLP and Llama's SwiGLU: fc1 -> [value | gate] -> value * act(gate) -> fc2,
   /// hidden rounded up to 128) or "plain" (GPT-2, GPT-NeoX: fc1 -> act -> fc2, hidden = d_intermediate).
   std::string mlp_type = "gated";
-  std::string mlp_activation = "silu";  ///< "silu" | "gelu" (erf) | "gelu_tanh" (tanh approximation) | "relu"
+  std::string mlp_activation = "silu";  ///< "silu" | "gelu" (erf) | "gelu_tanh" (tanh approximation) | "relu" | "relu2" (relu(x)^2)
   bool mlp_bias = false;                ///< fc1 and fc2 carry biases
   /// Gemma: the token embedding is multiplied by this (sqrt(d_model)) before it enters the residual; the tied
   /// unembedding uses the embedding as stored.
@@ -157,6 +161,8 @@ struct ModelConfig {
   std::string architecture_name() const;
   /// Whether the blocks have an MLP (dense, or a mixture of experts at moe.layers).
   bool has_mlp() const { return d_intermediate > 0 || moe.num_experts > 0; }
+  /// Whether layer `layer`'s block has an MLP (has_mlp() and mlp_layer_idx lists it or is empty).
+  bool layer_has_mlp(int64_t layer) const;
   /// Whether layer `layer`'s MLP is the mixture of experts.
   bool moe_layer(int64_t layer) const;
   int64_t mlp_hidden() const { return mlp_type == "plain" ? d_intermediate : gated_mlp_hidden(d_intermediate); }

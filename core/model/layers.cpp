@@ -107,7 +107,11 @@ MLPImpl::MLPImpl(const ModelConfig& cfg, int64_t hidden) : gated(cfg.mlp_type ==
   fc1 = register_module("fc1", make_linear(cfg.d_model, (gated ? 2 : 1) * hidden, cfg.mlp_bias));
   fc2 = register_module("fc2", make_linear(hidden, cfg.d_model, cfg.mlp_bias));
   const std::string& a = cfg.mlp_activation;
-  act_ = a == "gelu" ? Act::Gelu : a == "gelu_tanh" ? Act::GeluTanh : a == "relu" ? Act::Relu : Act::Silu;
+  act_ = a == "gelu"        ? Act::Gelu
+         : a == "gelu_tanh" ? Act::GeluTanh
+         : a == "relu"      ? Act::Relu
+         : a == "relu2"     ? Act::Relu2
+                            : Act::Silu;
 }
 
 at::Tensor MLPImpl::act(const at::Tensor& x) const {
@@ -115,6 +119,7 @@ at::Tensor MLPImpl::act(const at::Tensor& x) const {
     case Act::Gelu: return at::gelu(x);
     case Act::GeluTanh: return at::gelu(x, "tanh");
     case Act::Relu: return at::relu(x);
+    case Act::Relu2: return at::square(at::relu(x));  // Nemotron-H's squared ReLU
     case Act::Silu: break;
   }
   return at::silu(x);

@@ -82,7 +82,7 @@ class MLPImpl : public torch::nn::Module {
 
  private:
   at::Tensor act(const at::Tensor& x) const;
-  enum class Act { Silu, Gelu, GeluTanh, Relu } act_ = Act::Silu;
+  enum class Act { Silu, Gelu, GeluTanh, Relu, Relu2 } act_ = Act::Silu;
 };
 
 /// Rotary embedding (flash_attn RotaryEmbedding, rotate-half or interleaved) of the first `rotary_dim` features of

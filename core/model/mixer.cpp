@@ -8,6 +8,7 @@
 #include "core/model/mixers/attention.h"
 #include "core/model/mixers/mamba1.h"
 #include "core/model/mixers/mamba2.h"
+#include "core/model/mixers/none.h"
 #include "core/model/mixers/parallel.h"
 
 namespace mechscope {
@@ -31,6 +32,7 @@ std::shared_ptr<MixerImpl> make_mixer(MixerKind kind, const ModelConfig& cfg, in
     case MixerKind::Mamba1: return std::make_shared<Mamba1Impl>(cfg, layer);
     case MixerKind::Mamba2: return std::make_shared<Mamba2Impl>(cfg, layer);
     case MixerKind::Parallel: return std::make_shared<ParallelMixerImpl>(cfg, layer);
+    case MixerKind::None: return std::make_shared<NoMixerImpl>();
   }
   throw std::logic_error("make_mixer: unknown mixer kind for layer " + std::to_string(layer));
 }

@@ -74,7 +74,8 @@ def spread_experts(model):
 
 
 # Fixtures of a layout only transformers 5 writes (4.57 has no such checkpoints): the 4.x folder lacks them.
-V5_ONLY = {"mixtral_fused": "transformers 5's fused experts (save_original_format=False)",
+V5_ONLY = {"nemotron_h": "Nemotron-H, which transformers 4.57 does not have",
+           "mixtral_fused": "transformers 5's fused experts (save_original_format=False)",
            "jamba_fused": "transformers 5's fused experts (save_original_format=False)"}
 
 
@@ -298,6 +299,28 @@ def main():
             elif "block_sparse_moe" in name:
                 p.mul_(6.0)
     save(m, os.path.join(out, "granite_hybrid_moe"), logits_of(m))
+
+    # Nemotron-H (transformers 5 only): Mamba2 (two groups of its gated norm), MLP-only (squared ReLU) and
+    # position-free attention layers, M - * M - M.
+    if V5:
+        from transformers import NemotronHConfig, NemotronHForCausalLM
+        torch.manual_seed(26)
+        cfg = NemotronHConfig(vocab_size=64, hidden_size=32, intermediate_size=48, num_attention_heads=4,
+                              num_key_value_heads=2, head_dim=8, max_position_embeddings=64,
+                              layers_block_type=["mamba", "mlp", "attention", "mamba", "mlp", "mamba"],
+                              mamba_num_heads=4, mamba_head_dim=16, n_groups=2, ssm_state_size=8, chunk_size=8)
+        m = NemotronHForCausalLM(cfg)
+        with torch.no_grad():
+            for name, p in m.named_parameters():
+                if name.endswith("norm.weight"):
+                    p.normal_(1.0, 0.5)
+                if name.endswith("mixer.in_proj.weight"):
+                    p.mul_(4.0)
+                if name.endswith(("up_proj.weight", "down_proj.weight")):
+                    p.mul_(5.0)
+            m.model.layers[2].mixer.q_proj.weight.mul_(8.0)
+            m.model.layers[2].mixer.k_proj.weight.mul_(8.0)
+        save(m, os.path.join(out, "nemotron_h"), logits_of(m))
 
     # Gemma: GeGLU, RMSNorms by (1 + weight) (weights drawn away from 0 so that it shows), the embedding times
     # sqrt(hidden_size), tied.

@@ -17,7 +17,7 @@ ModelConfig small_config(const std::string& name, const nlohmann::json& override
   const std::string preset = name == "llama-like" || name == "mixtral-like" ? "transformer"
                              : name == "falcon-h1"                         ? "parallel-hybrid"
                              : name == "falcon-mamba"                      ? "mamba1"
-                             : name == "jamba-like"                        ? "hybrid"
+                             : name == "jamba-like" || name == "nemotron-like" ? "hybrid"
                                                                            : name;
   nlohmann::json base = {{"d_model", 32}, {"vocab_size", 37}};
   if (overrides.contains("n_layer")) base["n_layer"] = overrides["n_layer"];  // keeps the preset's layer pattern
@@ -57,6 +57,23 @@ ModelConfig small_config(const std::string& name, const nlohmann::json& override
     j["d_intermediate"] = 40;
   }
   j.merge_patch(overrides);
+  if (name == "nemotron-like") {  // Mamba2, MLP-only and position-free attention layers in turn (M - * M - * ...),
+    // the MLPs plain with squared ReLU and only in the MLP-only layers
+    std::vector<int64_t> attn, only;
+    for (int64_t i = 0; i < j["n_layer"].get<int64_t>(); ++i) {
+      if (i % 3 == 2) attn.push_back(i);
+      if (i % 3 == 1) only.push_back(i);
+    }
+    j["attn_layer_idx"] = attn;
+    if (!overrides.contains("attn_cfg")) j["attn_cfg"]["rotary_emb_dim"] = 0;
+    j["mlp_type"] = "plain";
+    j["mlp_activation"] = "relu2";
+    if (j.value("d_intermediate", 0) == 0 && !overrides.contains("d_intermediate")) j["d_intermediate"] = 48;
+    if (j.value("d_intermediate", 0) > 0 && !only.empty()) {
+      j["mlp_only_layer_idx"] = only;
+      j["mlp_layer_idx"] = only;
+    }
+  }
   if (name == "mixtral-like") j["moe_cfg"] = {{"num_experts", 4}, {"top_k", 2}, {"hidden", 24}, {"normalize_top_k", true}};
   if (name == "jamba-like") {  // the odd layers, or every layer where the overrides leave no dense MLP
     std::vector<int64_t> odd;
@@ -69,7 +86,7 @@ ModelConfig small_config(const std::string& name, const nlohmann::json& override
 
 std::vector<std::string> test_presets() {
   std::vector<std::string> names = ModelConfig::preset_names();
-  names.insert(names.end(), {"llama-like", "falcon-h1", "falcon-mamba", "mixtral-like", "jamba-like"});
+  names.insert(names.end(), {"llama-like", "falcon-h1", "falcon-mamba", "mixtral-like", "jamba-like", "nemotron-like"});
   return names;
 }
 

@@ -20,6 +20,7 @@ const std::vector<Family>& all() {
                                                {"hf-qwen2-moe", "qwen2_moe", map_hf_qwen2_moe},
                                                {"hf-qwen3-moe", "qwen3_moe", map_hf_qwen3_moe},
                                                {"hf-jamba", "jamba", map_hf_jamba},
+                                               {"hf-nemotron-h", "nemotron_h", map_hf_nemotron_h},
                                                {"hf-gpt2", "gpt2", map_hf_gpt2},
                                                {"hf-bamba", "bamba", map_hf_bamba},
                                                {"hf-falcon-h1", "falcon_h1", map_hf_falcon_h1},
@@ -191,9 +192,10 @@ std::string hf_activation(const Cfg& c, const std::string& key, const std::strin
   if (act == "gelu") return "gelu";
   if (act == "gelu_new" || act == "gelu_pytorch_tanh") return "gelu_tanh";  // the same function, tanh approximation
   if (act == "relu") return "relu";
+  if (act == "relu2") return "relu2";  // squared ReLU (Nemotron-H)
   if (act == "silu" || act == "swish") return "silu";
   throw CheckpointError(c.where() + ": " + key + " '" + act +
-                        "' is not supported (MechScope imports gelu, gelu_new, gelu_pytorch_tanh, relu and silu)");
+                        "' is not supported (MechScope imports gelu, gelu_new, gelu_pytorch_tanh, relu, relu2 and silu)");
 }
 
 std::string dims_text(const at::Tensor& t) {

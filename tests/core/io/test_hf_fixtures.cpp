@@ -314,6 +314,54 @@ TEST(HfFixtures, MixturesOfExpertsRouteAsTransformersDoes) {
   EXPECT_NE(refusal("mixtral", [](nlohmann::json& c) { c["router_type"] = "sigmoid"; }).find("router_type"), std::string::npos);
 }
 
+// Nemotron-H (transformers 5 only): its MLP-only layers are blocks without a mixer, its other layers blocks without
+// an MLP; the hub's hybrid_override_pattern reads as transformers 5's layers_block_type; the squared ReLU matters;
+// what MechScope lacks (its experts' routing, a bias transformers ignores) is refused by name.
+TEST(HfFixtures, NemotronHsLayersOfOneKindEach) {
+  const std::string dir = mechscope::test::scratch_dir();
+  const Checkpoint ck = import_checkpoint(kDir + "/nemotron_h");
+  EXPECT_EQ(ck.config.mlp_only_layer_idx, (std::vector<int64_t>{1, 4}));
+  EXPECT_EQ(ck.config.mlp_layer_idx, (std::vector<int64_t>{1, 4}));
+  EXPECT_EQ(ck.config.attn_layer_idx, (std::vector<int64_t>{2}));
+  EXPECT_EQ(ck.config.mixer_kind(1), MixerKind::None);
+  EXPECT_FALSE(ck.model->block(0).has_mlp());
+  const auto names = ck.model->hook_names();
+  EXPECT_FALSE(std::count(names.begin(), names.end(), "blocks.1.hook_mixer_out"));
+  EXPECT_TRUE(std::count(names.begin(), names.end(), "blocks.1.hook_mlp_out"));
+  EXPECT_FALSE(std::count(names.begin(), names.end(), "blocks.0.hook_mlp_out"));
+  int copies = 0;
+  auto copy = [&](const std::function<void(nlohmann::json&)>& edit) {
+    const std::string to = dir + "/nemotron_" + std::to_string(copies++);
+    copy_with_config(kDir + "/nemotron_h", to, edit);
+    return to;
+  };
+  const auto tokens = expected_of("nemotron_h").at("tokens").get<std::vector<int64_t>>();
+  const at::Tensor base = our_logits(kDir + "/nemotron_h", tokens);
+  const at::Tensor pattern = our_logits(copy([](nlohmann::json& c) {
+    c.erase("layers_block_type");
+    c["hybrid_override_pattern"] = "M-*M-M";
+  }), tokens);
+  EXPECT_EQ((pattern - base).abs().max().item<double>(), 0.0);
+  const at::Tensor relu = our_logits(copy([](nlohmann::json& c) { c["mlp_hidden_act"] = "relu"; }), tokens);
+  EXPECT_GT((relu - base).abs().max().item<double>() / base.abs().max().item<double>(), 1e-3);
+  auto refusal = [&](const std::function<void(nlohmann::json&)>& edit) {
+    try {
+      import_checkpoint(copy(edit));
+    } catch (const CheckpointError& x) {
+      return std::string(x.what());
+    }
+    return std::string("imported");
+  };
+  EXPECT_NE(refusal([](nlohmann::json& c) {
+              c.erase("layers_block_type");
+              c["hybrid_override_pattern"] = "M-*E-M";
+            }).find("mixture-of-experts layer"),
+            std::string::npos);
+  EXPECT_NE(refusal([](nlohmann::json& c) { c["attention_bias"] = true; }).find("attention_bias"), std::string::npos);
+  EXPECT_NE(refusal([](nlohmann::json& c) { c["num_nextn_predict_layers"] = 1; }).find("num_nextn_predict_layers"),
+            std::string::npos);
+}
+
 // transformers 4.57 writes GPT-NeoX's rotary settings twice (rotary_pct and partial_rotary_factor, rotary_emb_base
 // and rope_theta); the copies must agree, and a disagreement is refused, not resolved by picking one.
 TEST(HfFixtures, DisagreeingCopiesOfARotarySettingAreRefused) {

@@ -9,6 +9,7 @@
 #include "core/engine/memory.h"
 #include "core/model/model.h"
 #include "kernels/binding/scan_ops.h"
+#include "tests/support/test_files.h"
 #include "tests/support/test_support.h"
 
 using namespace mechscope;
@@ -501,4 +502,38 @@ TEST(Model, MlpKindsAndActivationsFollowTheirFormulas) {
         EXPECT_LT(mechscope::test::max_abs_diff(mlp.forward(x), want), 1e-4 * std::max(1.0, want.abs().max().item<double>()))
             << name << " " << type << " bias " << bias;
       }
+}
+
+// A block without a mixer (mlp_only_layer_idx, Nemotron-H's MLP layers) is resid + MLP(norm2(resid)) and nothing
+// else; blocks that mlp_layer_idx leaves out have no MLP; the keys are checked by name.
+TEST(Model, ABlockWithoutAMixerIsItsMlpOnly) {
+  at::NoGradGuard no_grad;
+  LanguageModel m(small_config("nemotron-like"), 5);  // M - * M
+  BlockImpl& only = m.block(1);
+  EXPECT_EQ(only.kind, MixerKind::None);
+  EXPECT_FALSE(only.norm);
+  EXPECT_TRUE(only.has_mlp());
+  EXPECT_FALSE(m.block(0).has_mlp());
+  EXPECT_FALSE(m.block(2).has_mlp());
+  EXPECT_TRUE(m.head_groups(1).empty());
+  const at::Tensor x = at::randn({2, 7, 32});
+  const at::Tensor want = x + only.mlp->forward(only.norm2->forward(x));
+  EXPECT_EQ(mechscope::test::max_abs_diff(only.forward(x, nullptr), want), 0.0);
+  const at::Tensor rows = at::tensor({3, 6, 0, 2}, at::kLong).view({2, 2});
+  EXPECT_LT(mechscope::test::max_abs_diff(only.forward_rows(x, rows), gather_rows(want, rows)), 1e-5);  // fewer rows: another blocking
+  EXPECT_EQ(only.resid_mid_hook(), "blocks.1.hook_resid_pre");
+  EXPECT_EQ(only.site_hook("mixer_out"), "");
+  EXPECT_EQ(only.site_hook("mlp_out"), "blocks.1.hook_mlp_out");
+  nlohmann::json j = m.config().to_json();
+  EXPECT_EQ(ModelConfig::from_json(j).to_json(), j);
+  auto refused = [&](const nlohmann::json& patch, const std::string& part) {
+    nlohmann::json k = j;
+    k.merge_patch(patch);
+    const std::string e = mechscope::test::error_of([&] { ModelConfig::from_json(k); });
+    EXPECT_NE(e.find(part), std::string::npos) << patch.dump() << ": " << e;
+  };
+  refused({{"mlp_only_layer_idx", {2}}}, "also has a mixer");
+  refused({{"mlp_layer_idx", {0}}}, "must be listed");
+  refused({{"d_intermediate", 0}}, "the model has none");
+  refused({{"mlp_activation", "relu3"}}, "relu2");
 }
