@@ -10,6 +10,7 @@
 #include "core/io/import.h"
 #include "core/io/tokens.h"
 #include "core/model/model.h"
+#include "core/util/digest_cache.h"
 #include "core/util/sha256.h"
 #include "core/util/strings.h"
 
@@ -19,10 +20,12 @@ using nlohmann::json;
 
 std::string checkpoint_digest(const std::string& path) {
   std::error_code ec;
-  if (!std::filesystem::is_directory(path, ec)) return sha256_file(path);
+  // Large files' digests come from the cache of unchanged files (core/util/digest_cache.h): a multi-gigabyte
+  // model is read once for provenance, not by every command.
+  if (!std::filesystem::is_directory(path, ec)) return sha256_file_cached(path);
   std::vector<std::string> parts;
   for (const auto& e : std::filesystem::directory_iterator(path, ec))
-    if (e.is_regular_file()) parts.push_back(e.path().filename().string() + ":" + sha256_file(e.path().string()));
+    if (e.is_regular_file()) parts.push_back(e.path().filename().string() + ":" + sha256_file_cached(e.path().string()));
   std::sort(parts.begin(), parts.end());
   return sha256_hex(join(parts, "\n"));
 }

@@ -1,4 +1,5 @@
 // Token parsing (ids, vocabulary strings, errors with suggestions) and results files (layout, atomic write).
+#include <cstdlib>
 #include <filesystem>
 
 #include <ATen/ATen.h>
@@ -8,6 +9,9 @@
 #include "core/io/hdf5.h"
 #include "core/io/results.h"
 #include "core/io/tokens.h"
+#include "core/util/digest_cache.h"
+#include "core/util/sha256.h"
+#include "tests/support/test_files.h"
 #include "tests/support/test_support.h"
 
 using namespace mechscope;
@@ -58,4 +62,40 @@ TEST(Results, LayoutIsReadableAndAtomic) {
   EXPECT_THROW(write_results(dir + "/bad.h5", rf), std::runtime_error);
   EXPECT_FALSE(std::filesystem::exists(dir + "/bad.h5"));
   for (auto& e : std::filesystem::directory_iterator(dir)) EXPECT_EQ(e.path().string().find(".tmp-"), std::string::npos);
+}
+
+// The digest cache behind checkpoint provenance: the digest of an unchanged file comes from the cache (a planted
+// entry with the file's identity is believed), a rewrite of the same size is noticed (the status-change time moves),
+// a corrupt cache is ignored and rewritten, and MECHSCOPE_DIGEST_CACHE=0 turns it off.
+TEST(DigestCache, UnchangedFilesAreHashedOnceAndChangedOnesAgain) {
+  const std::string dir = mechscope::test::scratch_dir();
+  const char* old_xdg = std::getenv("XDG_CACHE_HOME");
+  const std::string saved_xdg = old_xdg ? old_xdg : "";
+  setenv("XDG_CACHE_HOME", (dir + "/cache").c_str(), 1);
+  unsetenv("MECHSCOPE_DIGEST_CACHE");
+  const std::string file = dir + "/weights.bin", cache = dir + "/cache/mechscope/digests.json";
+  EXPECT_EQ(mechscope::digest_cache_path(), cache);
+  mechscope::test::write_all(file, std::string(1000, 'a'));
+  EXPECT_EQ(mechscope::sha256_file_cached(file, 0), mechscope::sha256_file(file));
+  nlohmann::json j = nlohmann::json::parse(mechscope::test::read_all(cache));
+  const std::string real = std::filesystem::canonical(file).string();
+  ASSERT_TRUE(j["files"].contains(real));
+  // The cache is consulted: an entry planted with the file's identity is what comes back.
+  j["files"][real]["sha256"] = std::string(64, 'f');
+  mechscope::test::write_all(cache, j.dump());
+  EXPECT_EQ(mechscope::sha256_file_cached(file, 0), std::string(64, 'f'));
+  // Smaller than min_bytes: hashed every time, whatever the cache says.
+  EXPECT_EQ(mechscope::sha256_file_cached(file), mechscope::sha256_file(file));
+  // Rewritten with other bytes of the same size: the identity moved, the digest is computed again.
+  mechscope::test::write_all(file, std::string(1000, 'b'));
+  EXPECT_EQ(mechscope::sha256_file_cached(file, 0), mechscope::sha256_file(file));
+  // A corrupt cache is ignored and replaced by a valid one.
+  mechscope::test::write_all(cache, "{not json");
+  EXPECT_EQ(mechscope::sha256_file_cached(file, 0), mechscope::sha256_file(file));
+  EXPECT_NO_THROW(nlohmann::json::parse(mechscope::test::read_all(cache)));
+  setenv("MECHSCOPE_DIGEST_CACHE", "0", 1);
+  EXPECT_EQ(mechscope::digest_cache_path(), "");
+  unsetenv("MECHSCOPE_DIGEST_CACHE");
+  if (old_xdg) setenv("XDG_CACHE_HOME", saved_xdg.c_str(), 1);
+  else unsetenv("XDG_CACHE_HOME");
 }
