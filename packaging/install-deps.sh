@@ -7,7 +7,7 @@ PACKAGES=(
   # toolchain
   build-essential cmake ninja-build ccache pkg-config git
   # engine
-  libtorch-dev libopenblas0-pthread libopenblas0-openmp libhdf5-dev nlohmann-json3-dev libcli11-dev
+  libtorch-dev libopenblas0-pthread libopenblas0-openmp libhdf5-dev libssl-dev nlohmann-json3-dev libcli11-dev
   # tests and benchmarks
   libgtest-dev libgmock-dev time
   # independent reference implementation used by the cross-check tests (Debian python, not pyenv)

@@ -99,3 +99,21 @@ TEST(DigestCache, UnchangedFilesAreHashedOnceAndChangedOnesAgain) {
   if (old_xdg) setenv("XDG_CACHE_HOME", saved_xdg.c_str(), 1);
   else unsetenv("XDG_CACHE_HOME");
 }
+
+// libcrypto's SHA-256 (the fast path) against our plain FIPS 180-4 code, at every length around the 64-byte blocks
+// and the padding boundary, and on a file read in 1 MiB pieces; and the standard's own test vector.
+TEST(Sha256, TheFastPathIsThePlainOne) {
+  EXPECT_EQ(mechscope::sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(mechscope::sha256_hex_reference("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  std::string bytes;
+  for (int n = 0; n < 300; ++n) {
+    EXPECT_EQ(mechscope::sha256_hex(bytes), mechscope::sha256_hex_reference(bytes)) << n;
+    bytes += static_cast<char>((n * 131 + 7) & 0xff);
+  }
+  std::string big(3 * (1 << 20) + 77, '\0');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>((i * 2654435761u) >> 13);
+  const std::string file = mechscope::test::scratch_dir() + "/big.bin";
+  mechscope::test::write_all(file, big);
+  EXPECT_EQ(mechscope::sha256_file(file), mechscope::sha256_hex_reference(big));
+  EXPECT_EQ(mechscope::sha256_file_from(file, 1000), mechscope::sha256_hex_reference(big.substr(1000)));
+}
