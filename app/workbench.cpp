@@ -119,10 +119,15 @@ ModelSummary Workbench::summary(int index) const {
   s.path = l.ck.path;
   const ModelConfig& c = l.ck.config;
   s.layers = static_cast<int>(c.n_layer);
-  for (int64_t i = 0; i < c.n_layer; ++i) s.layer_kinds.push_back(mixer_kind_name(c.mixer_kind(i)));
+  for (int64_t i = 0; i < c.n_layer; ++i) {  // the mixer, and what the block has in place of a plain MLP
+    std::string kind = c.mixer_kind(i) == MixerKind::None ? "MLP only" : mixer_kind_name(c.mixer_kind(i));
+    if (c.moe_layer(i)) kind += ", " + std::to_string(c.moe.num_experts) + " experts (top " + std::to_string(c.moe.top_k) + ")";
+    s.layer_kinds.push_back(kind);
+  }
   for (const auto& h : all_heads(l.model())) s.heads.push_back({h.label(), (int)h.layer, h.mixer, (int)h.head});
   s.architecture = std::to_string(c.n_layer) + " layers, d_model " + std::to_string(c.d_model) + ", vocab " +
-                   std::to_string(c.vocab_size) + ", " + std::to_string(l.model().parameter_count()) + " parameters";
+                   std::to_string(c.vocab_size) + ", " + std::to_string(l.model().parameter_count()) + " parameters; " +
+                   (c.has_mlp() ? c.mlp_description() : std::string("no MLP"));
   s.has_task = static_cast<bool>(l.task);
   s.task = l.task ? l.ck.task_config.dump() : "(no task: a bare model)";
   s.verify = d->verify[index < 0 ? d->s.current() : index];

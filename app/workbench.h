@@ -59,7 +59,7 @@ struct Embedding {
 struct ModelSummary {
   std::string name, path, architecture, task;
   int layers = 0;
-  std::vector<std::string> layer_kinds;  ///< "attention", "mamba2", ...
+  std::vector<std::string> layer_kinds;  ///< "attention", "mamba2", "MLP only", "attention, 8 experts (top 2)", ...
   std::vector<HeadInfo> heads;
   bool has_task = false;
   std::string verify;  ///< "" until verified; else "PASS ..." or "FAIL ..."
