@@ -109,11 +109,24 @@ json read_json_file(const std::string& path) {
   }
 }
 
-// "mamba2     8 SSM heads (headdim 32, ...)": the mixer's kind, padded, and its own description.
+// A layer's MLP where the blocks differ in it: "experts" (a mixture), "dense", "none" (blocks without one).
+std::string layer_mlp(const ModelConfig& c, int64_t i) {
+  return c.moe_layer(i) ? "experts" : c.layer_has_mlp(i) ? "dense" : "none";
+}
+
+// "mamba2     8 SSM heads (headdim 32, ...)": the mixer's kind, padded, and its own description; then the layer's MLP
+// where the layers differ in it ("; MLP: 4 experts (top 2)", "; no MLP").
 std::string describe_layer(const LanguageModel& model, int64_t i) {
+  const ModelConfig& c = model.config();
   std::string kind = mixer_kind_name(model.block(i).kind);
   kind.resize(std::max<size_t>(kind.size() + 2, 11), ' ');
-  return kind + model.block(i).mixer().describe();
+  std::string mlp;
+  const bool uniform = c.moe.num_experts == 0 && c.mlp_layer_idx.empty();
+  if (!uniform && c.moe_layer(i))
+    mlp = "; MLP: " + std::to_string(c.moe.num_experts) + " experts (top " + std::to_string(c.moe.top_k) + ")";
+  else if (!uniform && c.mixer_kind(i) != MixerKind::None)
+    mlp = c.layer_has_mlp(i) ? "; MLP: dense" : "; no MLP";
+  return kind + model.block(i).mixer().describe() + mlp;
 }
 
 std::string shape_str(at::IntArrayRef s) {
@@ -189,7 +202,7 @@ int run_info(const InfoOptions& o) {
     for (int64_t i = 0; i < c.n_layer; ++i) {
       json heads = json::object();
       for (auto& [k, n] : model.heads_of_layer(i)) heads[k] = n;
-      layers.push_back({{"index", i}, {"mixer", mixer_kind_name(c.mixer_kind(i))}, {"heads", heads}});
+      layers.push_back({{"index", i}, {"mixer", mixer_kind_name(c.mixer_kind(i))}, {"mlp", layer_mlp(c, i)}, {"heads", heads}});
     }
     j["layers"] = layers;
     j["warnings"] = ck.warnings;
