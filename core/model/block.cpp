@@ -34,17 +34,14 @@ BlockImpl::BlockImpl(const ModelConfig& cfg, int64_t layer)
 }
 
 std::vector<std::string> BlockImpl::hook_names() const {
-  if (kind == MixerKind::None) {
-    std::vector<std::string> names = {h_resid_pre_, h_mlp_in_};
-    if (moe) names.push_back(h_router_);
-    names.insert(names.end(), {h_mlp_out_, h_resid_post_});
-    return names;
+  std::vector<std::string> names = {h_resid_pre_};
+  if (kind != MixerKind::None) {  // a block without a mixer has no mixer hooks and no sum between mixer and MLP
+    names.push_back(h_mixer_in_);
+    std::vector<std::string> mixer_names = mixer_->hook_names();
+    names.insert(names.end(), mixer_names.begin(), mixer_names.end());
+    names.push_back(h_mixer_out_);
+    if (has_mlp() && !parallel_) names.push_back(h_resid_mid_);
   }
-  std::vector<std::string> names = {h_resid_pre_, h_mixer_in_};
-  std::vector<std::string> mixer_names = mixer_->hook_names();
-  names.insert(names.end(), mixer_names.begin(), mixer_names.end());
-  names.push_back(h_mixer_out_);
-  if (has_mlp() && !parallel_) names.push_back(h_resid_mid_);
   if (has_mlp()) names.push_back(h_mlp_in_);
   if (moe) names.push_back(h_router_);
   if (has_mlp()) names.push_back(h_mlp_out_);

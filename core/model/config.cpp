@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <initializer_list>
 #include <limits>
 #include <set>
 #include <sstream>
@@ -37,6 +38,11 @@ class ObjectReader {
     if (!j_.is_object()) throw std::invalid_argument(where_ + ": expected a JSON object, found " + j_.dump());
   }
   bool has(const std::string& key) const { return j_.contains(key) && !j_.at(key).is_null(); }
+  /// Throws std::invalid_argument naming the first of `keys` that is absent.
+  void require_keys(std::initializer_list<const char*> keys) const {
+    for (const char* key : keys)
+      if (!has(key)) throw std::invalid_argument(where_ + ": missing required key '" + key + "'");
+  }
   template <typename T>
   void get(const std::string& key, T& out) {
     used_.insert(key);
@@ -267,8 +273,7 @@ void parse_moe(const json& j, ModelConfig& c) {
   require(j.is_object(), "model_config.moe_cfg: expected a JSON object");
   ObjectReader r(j, "moe_cfg");
   MoEConfig& m = c.moe;
-  for (const char* key : {"num_experts", "top_k", "hidden"})
-    require(r.has(key), std::string("moe_cfg: missing required key '") + key + "'");
+  r.require_keys({"num_experts", "top_k", "hidden"});
   r.get("num_experts", m.num_experts);
   r.get("top_k", m.top_k);
   r.get("hidden", m.hidden);
@@ -407,8 +412,7 @@ int64_t ModelConfig::ssm_heads() const {
 ModelConfig ModelConfig::from_json(const json& j) {
   ModelConfig c;
   ObjectReader r(j, "model_config");
-  for (const char* key : {"d_model", "n_layer", "vocab_size"})
-    require(r.has(key), std::string("model_config: missing required key '") + key + "'");
+  r.require_keys({"d_model", "n_layer", "vocab_size"});
   r.get("d_model", c.d_model);
   r.get("d_intermediate", c.d_intermediate);
   r.get("n_layer", c.n_layer);

@@ -333,6 +333,15 @@ LlamaAttention hf_attention_heads(const Cfg& c, int64_t d) {
   return a;
 }
 
+std::vector<int64_t> hf_layer_list(const Cfg& c, const std::string& key) {
+  if (!c.has(key)) return {};
+  try {
+    return c.raw(key).get<std::vector<int64_t>>();
+  } catch (const json::exception&) {
+    throw CheckpointError(c.where() + ": " + key + " should be a list of layer numbers");
+  }
+}
+
 std::vector<std::string> hf_layer_kinds(const Cfg& c, const std::string& key, int64_t n_layer) {
   if (!c.has(key)) return {};
   std::vector<std::string> kinds;

@@ -239,6 +239,8 @@ int64_t hf_mamba_head_dim(const Cfg& c, int64_t heads, int64_t width, const std:
 /// num_attention_heads, num_key_value_heads (default: as many) and head_dim (default hidden_size `d` / heads), checked
 /// to divide (the hybrids' attention: Falcon-H1, Granite 4.0 H).
 LlamaAttention hf_attention_heads(const Cfg& c, int64_t d);
+/// The layer numbers a config lists under `key` (attn_layer_indices, mlp_only_layers): empty when absent.
+std::vector<int64_t> hf_layer_list(const Cfg& c, const std::string& key);
 /// The per-layer kinds a config lists under `key` (layer_types, ...): empty when absent, else exactly `n_layer` strings.
 std::vector<std::string> hf_layer_kinds(const Cfg& c, const std::string& key, int64_t n_layer);
 /// A muP-style multiplier under `key` (1 when absent): finite, and non-zero where `nonzero` (a divisor).

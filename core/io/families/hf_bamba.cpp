@@ -28,14 +28,7 @@ Mapped map_hf_bamba(const json& j, Tensors& t, const std::string& where) {
   if (rotary < 0 || rotary > D || rotary % 2 != 0)
     throw CheckpointError(where + ": partial_rotary_factor " + std::to_string(rope.partial) + " of head size " +
                           std::to_string(D) + " is not an even number of dimensions");
-  std::vector<int64_t> attn_idx;
-  if (c.has("attn_layer_indices")) {
-    try {
-      attn_idx = c.raw("attn_layer_indices").get<std::vector<int64_t>>();
-    } catch (const json::exception&) {
-      throw CheckpointError(where + ": attn_layer_indices should be a list of layer numbers");
-    }
-  }
+  const std::vector<int64_t> attn_idx = hf_layer_list(c, "attn_layer_indices");
   const double eps = c.number("rms_norm_eps", 1e-5);
   const json ssm = hf_mamba2_layer_ssm(c, d, eps);
   const json attn = rotary_attn_cfg({d, H, Hkv, D, rotary}, rope);

@@ -257,14 +257,7 @@ LlamaMoE qwen_moe(const Cfg& c, bool shared) {
   moe.layout = {"mlp.", "mlp.", "gate.weight", "gate_proj", "up_proj", "down_proj"};
   const int64_t step = c.get<int64_t>("decoder_sparse_step", 1);
   if (step < 1) throw CheckpointError(where + ": decoder_sparse_step " + std::to_string(step) + " is not a positive period");
-  std::vector<int64_t> dense;
-  if (c.has("mlp_only_layers")) {
-    try {
-      dense = c.raw("mlp_only_layers").get<std::vector<int64_t>>();
-    } catch (const json::exception&) {
-      throw CheckpointError(where + ": mlp_only_layers should be a list of layer numbers");
-    }
-  }
+  const std::vector<int64_t> dense = hf_layer_list(c, "mlp_only_layers");
   if (moe.experts == 0) {
     for (const char* k : {"num_experts_per_tok", "moe_intermediate_size", "norm_topk_prob", "shared_expert_intermediate_size"})
       (void)c.has(k);  // no mixture reads them

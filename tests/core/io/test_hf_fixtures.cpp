@@ -80,6 +80,32 @@ std::set<std::string> fixtures_in(const std::string& dir) {
   return names;
 }
 
+using ConfigEdit = std::function<void(nlohmann::json&)>;
+
+// A copy of fixture `name` (transformers 5's) in a fresh scratch folder with its config.json edited: the copy's path.
+std::string edited(const std::string& name, const ConfigEdit& edit) {
+  const std::string to = mechscope::test::scratch_dir() + "/" + name;
+  copy_with_config(kDir + "/" + name, to, edit);
+  return to;
+}
+
+// How far the edit moves our logits on the fixture's sequence: max |difference| over the largest logit.
+double logit_change(const std::string& name, const ConfigEdit& edit) {
+  const auto tokens = expected_of(name).at("tokens").get<std::vector<int64_t>>();
+  const at::Tensor a = our_logits(kDir + "/" + name, tokens), b = our_logits(edited(name, edit), tokens);
+  return (a - b).abs().max().item<double>() / a.abs().max().item<double>();
+}
+
+// The CheckpointError that importing the edited fixture gives (any other exception fails the test), or "imported".
+std::string refusal(const std::string& name, const ConfigEdit& edit) {
+  try {
+    import_checkpoint(edited(name, edit));
+  } catch (const CheckpointError& x) {
+    return x.what();
+  }
+  return "imported";
+}
+
 }  // namespace
 
 // Every fixture of both versions: transformers' logits to 1e-5, or a refusal naming what is not supported. Both
@@ -123,18 +149,9 @@ TEST(HfFixtures, EveryModelOfBothTransformersVersionsMatchesOrIsRefusedByName) {
 // The fixtures exercise what they are named for: without the sliding window (or with it on every layer where only
 // some slide), GPT-NeoX's parallel residual or its partial rotary, the logits would differ from transformers' by far more than the tolerance.
 TEST(HfFixtures, TheWindowsTheParallelResidualAndThePartialRotaryEachChangeTheLogits) {
-  const std::string dir = mechscope::test::scratch_dir();
-  auto altered = [&](const std::string& name, const std::function<void(nlohmann::json&)>& edit) {
-    const std::string copy = dir + "/" + name;
-    copy_with_config(kDir + "/" + name, copy, edit);
-    const nlohmann::json e = expected_of(name);
-    const auto tokens = e.at("tokens").get<std::vector<int64_t>>();
-    const at::Tensor a = our_logits(kDir + "/" + name, tokens), b = our_logits(copy, tokens);
-    return (a - b).abs().max().item<double>() / a.abs().max().item<double>();
-  };
-  EXPECT_GT(altered("mistral_window4", [](nlohmann::json& c) { c["sliding_window"] = nullptr; }), 1e-3);
-  EXPECT_GT(altered("gpt_neox", [](nlohmann::json& c) { c["use_parallel_residual"] = false; }), 1e-3);
-  EXPECT_GT(altered("gpt_neox", [](nlohmann::json& c) { c["rope_parameters"]["partial_rotary_factor"] = 0.5; }), 1e-3);
+  EXPECT_GT(logit_change("mistral_window4", [](nlohmann::json& c) { c["sliding_window"] = nullptr; }), 1e-3);
+  EXPECT_GT(logit_change("gpt_neox", [](nlohmann::json& c) { c["use_parallel_residual"] = false; }), 1e-3);
+  EXPECT_GT(logit_change("gpt_neox", [](nlohmann::json& c) { c["rope_parameters"]["partial_rotary_factor"] = 0.5; }), 1e-3);
   Checkpoint neox = import_checkpoint(kDir + "/gpt_neox");
   EXPECT_TRUE(neox.config.parallel_residual);
   EXPECT_EQ(neox.config.attn.rotary_emb_dim, 2);  // a quarter of head size 8
@@ -149,9 +166,9 @@ TEST(HfFixtures, TheWindowsTheParallelResidualAndThePartialRotaryEachChangeTheLo
     EXPECT_EQ(mixed.config.attention_window(1), 4) << version;
   }
   const nlohmann::json both = {"sliding_attention", "sliding_attention"};
-  EXPECT_GT(altered("qwen2_mixed_windows", [&](nlohmann::json& c) { c["layer_types"] = both; c["max_window_layers"] = 0; }),
+  EXPECT_GT(logit_change("qwen2_mixed_windows", [&](nlohmann::json& c) { c["layer_types"] = both; c["max_window_layers"] = 0; }),
             1e-3);
-  EXPECT_GT(altered("qwen2_mixed_windows", [](nlohmann::json& c) {
+  EXPECT_GT(logit_change("qwen2_mixed_windows", [](nlohmann::json& c) {
               c["use_sliding_window"] = false;
               c["layer_types"] = {"full_attention", "full_attention"};
             }),
@@ -166,16 +183,7 @@ TEST(HfFixtures, TheWindowsTheParallelResidualAndThePartialRotaryEachChangeTheLo
 // Falcon-H1: each muP multiplier (folded into the weight it scales) moves the logits by more than ten times the
 // fixture's tolerance (1e-5), so the fixture, whose every multiplier is away from 1, would catch one left out.
 TEST(HfFixtures, FalconH1sMultipliersEachChangeTheLogits) {
-  const std::string dir = mechscope::test::scratch_dir();
-  const nlohmann::json e = expected_of("falcon_h1");
-  const auto tokens = e.at("tokens").get<std::vector<int64_t>>();
-  const at::Tensor base = our_logits(kDir + "/falcon_h1", tokens);
-  int copies = 0;
-  auto moved = [&](const std::function<void(nlohmann::json&)>& edit) {
-    const std::string copy = dir + "/falcon_h1_" + std::to_string(copies++);
-    copy_with_config(kDir + "/falcon_h1", copy, edit);
-    return (our_logits(copy, tokens) - base).abs().max().item<double>() / base.abs().max().item<double>();
-  };
+  auto moved = [](const ConfigEdit& edit) { return logit_change("falcon_h1", edit); };
   for (const char* k : {"ssm_in_multiplier", "ssm_out_multiplier", "attention_in_multiplier", "attention_out_multiplier",
                         "key_multiplier", "lm_head_multiplier", "embedding_multiplier"})
     EXPECT_GT(moved([&](nlohmann::json& c) { c[k] = 1.0; }), 1e-4) << k;
@@ -183,92 +191,48 @@ TEST(HfFixtures, FalconH1sMultipliersEachChangeTheLogits) {
     EXPECT_GT(moved([&](nlohmann::json& c) { c["ssm_multipliers"][i] = 1.0; }), 1e-4) << "ssm_multipliers " << i;
   for (size_t i = 0; i < 2; ++i)
     EXPECT_GT(moved([&](nlohmann::json& c) { c["mlp_multipliers"][i] = 1.0; }), 1e-4) << "mlp_multipliers " << i;
-  {  // Without the gated norm (Falcon-H1's default): the SSM's output reaches the logits, scaled by ssm_out_multiplier.
-    const std::string plain = kDir + "/falcon_h1_no_norm", copy = dir + "/falcon_h1_no_norm";
-    const auto plain_tokens = expected_of("falcon_h1_no_norm").at("tokens").get<std::vector<int64_t>>();
-    copy_with_config(plain, copy, [](nlohmann::json& c) { c["ssm_out_multiplier"] = 1.0; });
-    const at::Tensor a = our_logits(plain, plain_tokens), b = our_logits(copy, plain_tokens);
-    EXPECT_GT((a - b).abs().max().item<double>() / a.abs().max().item<double>(), 1e-4);
-    EXPECT_FALSE(import_checkpoint(plain).config.mamba2.rmsnorm);
-  }
+  // Without the gated norm (Falcon-H1's default): the SSM's output reaches the logits, scaled by ssm_out_multiplier.
+  EXPECT_GT(logit_change("falcon_h1_no_norm", [](nlohmann::json& c) { c["ssm_out_multiplier"] = 1.0; }), 1e-4);
+  EXPECT_FALSE(import_checkpoint(kDir + "/falcon_h1_no_norm").config.mamba2.rmsnorm);
   Checkpoint ck = import_checkpoint(kDir + "/falcon_h1");
   EXPECT_EQ(ck.config.parallel_mix, "sum");
   EXPECT_EQ(ck.config.parallel_layer_idx, (std::vector<int64_t>{0, 1}));
   EXPECT_EQ(ck.config.mamba2.d_ssm, 48);
   EXPECT_TRUE(ck.config.mamba2.norm_before_gate);
   // What cannot be folded or built is refused by name.
-  auto refusal = [&](const std::function<void(nlohmann::json&)>& edit) {
-    const std::string copy = dir + "/falcon_h1_" + std::to_string(copies++);
-    copy_with_config(kDir + "/falcon_h1", copy, edit);
-    try {
-      import_checkpoint(copy);
-    } catch (const CheckpointError& x) {
-      return std::string(x.what());
-    }
-    return std::string("imported");
-  };
-  EXPECT_NE(refusal([](nlohmann::json& c) { c["tie_word_embeddings"] = true; }).find("lm_head_multiplier"),
+  EXPECT_NE(refusal("falcon_h1", [](nlohmann::json& c) { c["tie_word_embeddings"] = true; }).find("lm_head_multiplier"),
             std::string::npos);
-  EXPECT_NE(refusal([](nlohmann::json& c) { c["projectors_bias"] = true; }).find("projectors_bias"), std::string::npos);
-  EXPECT_NE(refusal([](nlohmann::json& c) { c["ssm_multipliers"] = {1.0, 2.0}; }).find("ssm_multipliers"),
+  EXPECT_NE(refusal("falcon_h1", [](nlohmann::json& c) { c["projectors_bias"] = true; }).find("projectors_bias"), std::string::npos);
+  EXPECT_NE(refusal("falcon_h1", [](nlohmann::json& c) { c["ssm_multipliers"] = {1.0, 2.0}; }).find("ssm_multipliers"),
             std::string::npos);
-  EXPECT_NE(refusal([](nlohmann::json& c) { c["hidden_act"] = "gelu"; }).find("hidden_act"), std::string::npos);
+  EXPECT_NE(refusal("falcon_h1", [](nlohmann::json& c) { c["hidden_act"] = "gelu"; }).find("hidden_act"), std::string::npos);
 }
 
 // Granite 4.0 H: each muP setting moves the logits by more than ten times the fixture's tolerance; without rotary
 // (position_embedding_type nope) it is another model; experts, and logits_scaling on a tied head, are refused by name.
 TEST(HfFixtures, GraniteHybridsSettingsEachChangeTheLogits) {
-  const std::string dir = mechscope::test::scratch_dir();
-  const auto tokens = expected_of("granite_hybrid").at("tokens").get<std::vector<int64_t>>();
-  const at::Tensor base = our_logits(kDir + "/granite_hybrid", tokens);
-  int copies = 0;
-  auto copy = [&](const std::function<void(nlohmann::json&)>& edit) {
-    const std::string to = dir + "/granite_" + std::to_string(copies++);
-    copy_with_config(kDir + "/granite_hybrid", to, edit);
-    return to;
-  };
-  for (const char* k : {"residual_multiplier", "attention_multiplier", "embedding_multiplier", "logits_scaling"}) {
-    const at::Tensor moved = our_logits(copy([&](nlohmann::json& c) { c[k] = 1.0; }), tokens);
-    EXPECT_GT((moved - base).abs().max().item<double>() / base.abs().max().item<double>(), 1e-4) << k;
-  }
-  const at::Tensor nope = our_logits(copy([](nlohmann::json& c) { c["position_embedding_type"] = nullptr; }), tokens);
-  EXPECT_GT((nope - base).abs().max().item<double>() / base.abs().max().item<double>(), 1e-4);
+  for (const char* k : {"residual_multiplier", "attention_multiplier", "embedding_multiplier", "logits_scaling"})
+    EXPECT_GT(logit_change("granite_hybrid", [&](nlohmann::json& c) { c[k] = 1.0; }), 1e-4) << k;
+  EXPECT_GT(logit_change("granite_hybrid", [](nlohmann::json& c) { c["position_embedding_type"] = nullptr; }), 1e-4);
   Checkpoint ck = import_checkpoint(kDir + "/granite_hybrid");
   EXPECT_EQ(ck.config.attn_layer_idx, (std::vector<int64_t>{1}));
   EXPECT_EQ(ck.config.attn.softmax_scale, 0.25);
-  auto refusal = [&](const std::function<void(nlohmann::json&)>& edit) {
-    try {
-      import_checkpoint(copy(edit));
-    } catch (const CheckpointError& x) {
-      return std::string(x.what());
-    }
-    return std::string("imported");
-  };
   // A dense file that claims experts lacks their tensors.
-  EXPECT_NE(refusal([](nlohmann::json& c) { c["num_local_experts"] = 4; }).find("block_sparse_moe"), std::string::npos);
-  EXPECT_NE(refusal([](nlohmann::json& c) { c["tie_word_embeddings"] = true; }).find("logits_scaling"), std::string::npos);
-  EXPECT_NE(refusal([](nlohmann::json& c) { c["position_embedding_type"] = "alibi"; }).find("alibi"), std::string::npos);
+  EXPECT_NE(refusal("granite_hybrid", [](nlohmann::json& c) { c["num_local_experts"] = 4; }).find("block_sparse_moe"), std::string::npos);
+  EXPECT_NE(refusal("granite_hybrid", [](nlohmann::json& c) { c["tie_word_embeddings"] = true; }).find("logits_scaling"), std::string::npos);
+  EXPECT_NE(refusal("granite_hybrid", [](nlohmann::json& c) { c["position_embedding_type"] = "alibi"; }).find("alibi"), std::string::npos);
 }
 
 // The mixtures of experts: each routing setting the fixtures exercise reaches the logits (a wrong top_k, a missing or
 // spurious renormalisation would all be caught by the 1e-5 match above), Jamba's weighted dt/B/C norms matter, the
 // layers' kinds are where transformers puts them, and what MechScope lacks is refused by name.
 TEST(HfFixtures, MixturesOfExpertsRouteAsTransformersDoes) {
-  const std::string dir = mechscope::test::scratch_dir();
-  int copies = 0;
-  auto moved = [&](const std::string& name, const std::function<void(nlohmann::json&)>& edit) {
-    const std::string to = dir + "/moe_" + std::to_string(copies++);
-    copy_with_config(kDir + "/" + name, to, edit);
-    const auto tokens = expected_of(name).at("tokens").get<std::vector<int64_t>>();
-    const at::Tensor a = our_logits(kDir + "/" + name, tokens), b = our_logits(to, tokens);
-    return (a - b).abs().max().item<double>() / a.abs().max().item<double>();
-  };
-  EXPECT_GT(moved("mixtral", [](nlohmann::json& c) { c["num_experts_per_tok"] = 1; }), 1e-3);
-  EXPECT_GT(moved("qwen2_moe", [](nlohmann::json& c) { c["norm_topk_prob"] = true; }), 1e-3);
-  EXPECT_GT(moved("qwen3_moe", [](nlohmann::json& c) { c["norm_topk_prob"] = false; }), 1e-3);
-  EXPECT_GT(moved("jamba", [](nlohmann::json& c) { c["num_experts_per_tok"] = 3; }), 1e-3);
-  EXPECT_GT(moved("granite_hybrid_moe", [](nlohmann::json& c) { c["num_experts_per_tok"] = 1; }), 1e-3);
-  EXPECT_GT(moved("granite_hybrid_moe", [](nlohmann::json& c) { c["residual_multiplier"] = 1.0; }), 1e-3);
+  EXPECT_GT(logit_change("mixtral", [](nlohmann::json& c) { c["num_experts_per_tok"] = 1; }), 1e-3);
+  EXPECT_GT(logit_change("qwen2_moe", [](nlohmann::json& c) { c["norm_topk_prob"] = true; }), 1e-3);
+  EXPECT_GT(logit_change("qwen3_moe", [](nlohmann::json& c) { c["norm_topk_prob"] = false; }), 1e-3);
+  EXPECT_GT(logit_change("jamba", [](nlohmann::json& c) { c["num_experts_per_tok"] = 3; }), 1e-3);
+  EXPECT_GT(logit_change("granite_hybrid_moe", [](nlohmann::json& c) { c["num_experts_per_tok"] = 1; }), 1e-3);
+  EXPECT_GT(logit_change("granite_hybrid_moe", [](nlohmann::json& c) { c["residual_multiplier"] = 1.0; }), 1e-3);
   for (const auto& version : kVersions) {
     const Checkpoint q2 = import_checkpoint(kRoot + version + "/qwen2_moe");
     EXPECT_EQ(q2.config.moe.layers, (std::vector<int64_t>{1})) << version;  // mlp_only_layers [0, 2]
@@ -294,16 +258,6 @@ TEST(HfFixtures, MixturesOfExpertsRouteAsTransformersDoes) {
     const at::Tensor after = ck.model->forward(ids);
     EXPECT_GT((after - before).abs().max().item<double>() / before.abs().max().item<double>(), 1e-3);
   }
-  auto refusal = [&](const std::string& name, const std::function<void(nlohmann::json&)>& edit) {
-    const std::string to = dir + "/moe_" + std::to_string(copies++);
-    copy_with_config(kDir + "/" + name, to, edit);
-    try {
-      import_checkpoint(to);
-    } catch (const CheckpointError& x) {
-      return std::string(x.what());
-    }
-    return std::string("imported");
-  };
   EXPECT_NE(refusal("jamba", [](nlohmann::json& c) { c["sliding_window"] = 4; }).find("sliding_window"), std::string::npos);
   EXPECT_NE(refusal("jamba", [](nlohmann::json& c) { c["expert_layer_offset"] = 2; }).find("expert_layer_offset"),
             std::string::npos);
@@ -318,7 +272,6 @@ TEST(HfFixtures, MixturesOfExpertsRouteAsTransformersDoes) {
 // an MLP; the hub's hybrid_override_pattern reads as transformers 5's layers_block_type; the squared ReLU matters;
 // what MechScope lacks (its experts' routing, a bias transformers ignores) is refused by name.
 TEST(HfFixtures, NemotronHsLayersOfOneKindEach) {
-  const std::string dir = mechscope::test::scratch_dir();
   const Checkpoint ck = import_checkpoint(kDir + "/nemotron_h");
   EXPECT_EQ(ck.config.mlp_only_layer_idx, (std::vector<int64_t>{1, 4}));
   EXPECT_EQ(ck.config.mlp_layer_idx, (std::vector<int64_t>{1, 4}));
@@ -329,36 +282,19 @@ TEST(HfFixtures, NemotronHsLayersOfOneKindEach) {
   EXPECT_FALSE(std::count(names.begin(), names.end(), "blocks.1.hook_mixer_out"));
   EXPECT_TRUE(std::count(names.begin(), names.end(), "blocks.1.hook_mlp_out"));
   EXPECT_FALSE(std::count(names.begin(), names.end(), "blocks.0.hook_mlp_out"));
-  int copies = 0;
-  auto copy = [&](const std::function<void(nlohmann::json&)>& edit) {
-    const std::string to = dir + "/nemotron_" + std::to_string(copies++);
-    copy_with_config(kDir + "/nemotron_h", to, edit);
-    return to;
-  };
-  const auto tokens = expected_of("nemotron_h").at("tokens").get<std::vector<int64_t>>();
-  const at::Tensor base = our_logits(kDir + "/nemotron_h", tokens);
-  const at::Tensor pattern = our_logits(copy([](nlohmann::json& c) {
-    c.erase("layers_block_type");
-    c["hybrid_override_pattern"] = "M-*M-M";
-  }), tokens);
-  EXPECT_EQ((pattern - base).abs().max().item<double>(), 0.0);
-  const at::Tensor relu = our_logits(copy([](nlohmann::json& c) { c["mlp_hidden_act"] = "relu"; }), tokens);
-  EXPECT_GT((relu - base).abs().max().item<double>() / base.abs().max().item<double>(), 1e-3);
-  auto refusal = [&](const std::function<void(nlohmann::json&)>& edit) {
-    try {
-      import_checkpoint(copy(edit));
-    } catch (const CheckpointError& x) {
-      return std::string(x.what());
-    }
-    return std::string("imported");
-  };
-  EXPECT_NE(refusal([](nlohmann::json& c) {
+  EXPECT_EQ(logit_change("nemotron_h", [](nlohmann::json& c) {
+              c.erase("layers_block_type");
+              c["hybrid_override_pattern"] = "M-*M-M";
+            }),
+            0.0);
+  EXPECT_GT(logit_change("nemotron_h", [](nlohmann::json& c) { c["mlp_hidden_act"] = "relu"; }), 1e-3);
+  EXPECT_NE(refusal("nemotron_h", [](nlohmann::json& c) {
               c.erase("layers_block_type");
               c["hybrid_override_pattern"] = "M-*E-M";
             }).find("mixture-of-experts layer"),
             std::string::npos);
-  EXPECT_NE(refusal([](nlohmann::json& c) { c["attention_bias"] = true; }).find("attention_bias"), std::string::npos);
-  EXPECT_NE(refusal([](nlohmann::json& c) { c["num_nextn_predict_layers"] = 1; }).find("num_nextn_predict_layers"),
+  EXPECT_NE(refusal("nemotron_h", [](nlohmann::json& c) { c["attention_bias"] = true; }).find("attention_bias"), std::string::npos);
+  EXPECT_NE(refusal("nemotron_h", [](nlohmann::json& c) { c["num_nextn_predict_layers"] = 1; }).find("num_nextn_predict_layers"),
             std::string::npos);
 }
 
