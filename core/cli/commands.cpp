@@ -126,7 +126,8 @@ std::string describe_layer(const LanguageModel& model, int64_t i) {
     mlp = "; MLP: " + std::to_string(c.moe.num_experts) + " experts (top " + std::to_string(c.moe.top_k) + ")";
   else if (!uniform && c.mixer_kind(i) != MixerKind::None)
     mlp = c.layer_has_mlp(i) ? "; MLP: dense" : "; no MLP";
-  return kind + model.block(i).mixer().describe() + mlp;
+  const auto& shared = model.block(i).shared;
+  return kind + model.block(i).mixer().describe() + mlp + (shared ? "; fed by a " + shared->describe() : "");
 }
 
 std::string shape_str(at::IntArrayRef s) {

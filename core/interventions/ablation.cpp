@@ -163,21 +163,38 @@ std::vector<Hook> Ablator::hooks(const std::vector<HeadRef>& heads) const {
 std::vector<std::string> ablation_cache_names(const LanguageModel& model) {
   std::vector<std::string> names;
   const int64_t n = model.n_layers();
+  if (model.needs_embedding()) names.push_back("hook_embed");  // what shared blocks read beside the residual
   for (int64_t l = 0; l < n; ++l) {
     names.push_back(model.block(l).resid_mid_hook());
-    for (const auto& g : model.head_groups(l)) names.push_back(g.hook);
+    for (const auto& g : model.head_groups(l)) {
+      names.push_back(g.hook);
+      if (!g.direct) names.push_back(model.block(l).site_hook("resid_pre"));  // its heads run hooked from there
+    }
   }
   const BlockImpl& last = model.block(n - 1);
   if (last.resid_mid_hook() != last.resid_post_hook()) names.push_back(last.resid_post_hook());  // else already in
+  std::sort(names.begin(), names.end());
+  names.erase(std::unique(names.begin(), names.end()), names.end());
   return names;
+}
+
+at::Tensor cached_embedding(const LanguageModel& model, const ActivationCache& cache) {
+  if (!model.needs_embedding()) return {};
+  auto it = cache.find("hook_embed");
+  if (it == cache.end())
+    throw std::invalid_argument("this model's shared blocks read the token embedding; the cache lacks hook_embed "
+                                "(cache ablation_cache_names)");
+  return it->second;
 }
 
 namespace {
 
 // The residual leaving block `first` (the earliest ablated layer) with that layer's heads ablated, and the heads
-// of later layers (which need hooks).
+// of later layers (which need hooks); the later layers run from `next`. Heads whose path to the residual is not
+// linear (HeadGroup::direct false: a shared block's) are not projected: then the block `first` itself runs hooked
+// from its cached input, with every head (next = first).
 struct AfterFirst {
-  int64_t first = 0;
+  int64_t next = 0;
   at::Tensor resid;
   std::vector<HeadRef> later;
 };
@@ -187,6 +204,9 @@ AfterFirst ablate_first_layer(LanguageModel& model, const ActivationCache& clean
   const int64_t n = model.n_layers();
   int64_t first = n;
   for (const auto& h : heads) first = std::min(first, h.layer);
+  for (const auto& h : heads)
+    if (h.layer == first && !model.head_group(first, h.mixer).direct)
+      return {first, clean.at(model.block(first).site_hook("resid_pre")), heads};
   at::Tensor resid = clean.at(model.block(first).resid_mid_hook());
   std::vector<HeadRef> later;
   std::map<std::string, HeadGroup> projections;
@@ -200,14 +220,15 @@ AfterFirst ablate_first_layer(LanguageModel& model, const ActivationCache& clean
     resid = resid + g.project(h.head, ablator.change(h, clean.at(g.hook).select(2, h.head)));
   }
   resid = model.block(first).forward_after_mixer(resid, nullptr);
-  return {first, resid, later};
+  return {first + 1, resid, later};
 }
 
 // The final residual [B, L, d] from there: the later layers in full, with hooks for their ablated heads.
-at::Tensor finish_ablated(LanguageModel& model, const AfterFirst& a, const Ablator& ablator) {
+at::Tensor finish_ablated(LanguageModel& model, const AfterFirst& a, const Ablator& ablator, const ActivationCache& clean) {
   HookContext ctx;
   for (auto& hook : ablator.hooks(a.later)) ctx.add_hook(hook.name, hook.fn);
-  return model.forward_blocks(a.first + 1, model.n_layers(), a.resid, a.later.empty() ? nullptr : &ctx);
+  return model.forward_blocks(a.next, model.n_layers(), a.resid, a.later.empty() ? nullptr : &ctx,
+                              cached_embedding(model, clean));
 }
 
 }  // namespace
@@ -216,7 +237,7 @@ at::Tensor ablated_final_resid(LanguageModel& model, const at::Tensor& tokens, c
                                const Ablator& ablator, const std::vector<HeadRef>& heads) {
   at::NoGradGuard no_grad;
   if (heads.empty()) return clean.at(model.block(model.n_layers() - 1).resid_post_hook());
-  return finish_ablated(model, ablate_first_layer(model, clean, ablator, heads), ablator);
+  return finish_ablated(model, ablate_first_layer(model, clean, ablator, heads), ablator, clean);
 }
 
 ReadoutResid ablated_readout_resid(LanguageModel& model, const at::Tensor& tokens, const ActivationCache& clean,
@@ -235,11 +256,14 @@ ReadoutResid ablated_readout_resid(LanguageModel& model, const at::Tensor& token
   }
   AfterFirst a = ablate_first_layer(model, clean, ablator, heads);
   if (!a.later.empty()) {  // later layers need hooks, which the rows-only last block does not take
-    from_full(finish_ablated(model, a, ablator));
+    from_full(finish_ablated(model, a, ablator, clean));
     return out;
   }
-  out.at_rows = model.forward_blocks_at(a.first + 1, a.resid, rows);
-  if (example >= 0) out.example_full = model.forward_blocks(a.first + 1, n, a.resid.narrow(0, example, 1))[0];
+  const at::Tensor emb = cached_embedding(model, clean);
+  out.at_rows = model.forward_blocks_at(a.next, a.resid, rows, nullptr, emb);
+  if (example >= 0)
+    out.example_full = model.forward_blocks(a.next, n, a.resid.narrow(0, example, 1), nullptr,
+                                            emb.defined() ? emb.narrow(0, example, 1) : emb)[0];
   return out;
 }
 
@@ -281,7 +305,9 @@ CleanRun clean_run(LanguageModel& model, const at::Tensor& tokens, const Readout
   const ReadoutSpans spans(readout, B);
   // Each part unembeds its own examples' readouts (in readout order, so the parts concatenate to [R, V]).
   at::Tensor out = run_example_parts(B, tokens.device(), &ctx, [&](int64_t b, int64_t e, HookContext* hc) {
-    at::Tensor final_rows = model.forward_blocks_at(0, model.embed(tokens.narrow(0, b, e - b), hc), rows.narrow(0, b, e - b), hc);
+    at::Tensor emb;
+    at::Tensor resid = model.embed(tokens.narrow(0, b, e - b), hc, model.needs_embedding() ? &emb : nullptr);
+    at::Tensor final_rows = model.forward_blocks_at(0, resid, rows.narrow(0, b, e - b), hc, emb);
     return spans.sorted ? unembed_part_readouts(model, final_rows, b, e, B, spans, readout, c.slot) : final_rows;
   });
   c.read = spans.sorted ? out : unembed_all_readouts(model, out, 1, B, readout, c.slot)[0];
@@ -312,7 +338,8 @@ struct UnitMetrics {
 // mixer on, and the rest of it is per position: there the change is needed at the readout only).
 at::Tensor chunk_logits(LanguageModel& model, int64_t l, bool last, const HeadGroup& proj, const at::Tensor& z,
                         const at::Tensor& resid_mid, const std::vector<const std::vector<HeadRef>*>& chunk,
-                        const Ablator& ablator, const Readout& readout, int64_t B, int64_t L) {
+                        const Ablator& ablator, const Readout& readout, int64_t B, int64_t L,
+                        const at::Tensor& embedding) {
   BlockImpl* block = &model.block(l);
   auto change = [&](const HeadRef& h, const at::Tensor& zh) {
     return last ? ablator.change_at(h, zh, readout, B, L) : ablator.change(h, zh);
@@ -327,7 +354,7 @@ at::Tensor chunk_logits(LanguageModel& model, int64_t l, bool last, const HeadGr
            }).view({mid.size(0), mid.size(1), -1});
   }
   if (k == 1 && zero) {  // one variant: its residual too is built in the row parts, example by example
-    return finish_and_read(model, l + 1, 1, B, readout, resid_mid.device(), [&](int64_t b, int64_t e) {
+    return finish_and_read(model, l + 1, 1, B, readout, resid_mid.device(), embedding, [&](int64_t b, int64_t e) {
       const at::Tensor mid = ablated_residuals(proj, resid_mid.narrow(0, b, e - b), z.narrow(0, b, e - b), chunk, true, change);
       return block->forward_after_mixer(mid[0], nullptr);
     });
@@ -337,7 +364,7 @@ at::Tensor chunk_logits(LanguageModel& model, int64_t l, bool last, const HeadGr
     const std::vector<const std::vector<HeadRef>*> part(chunk.begin() + b, chunk.begin() + e);
     const at::Tensor stacked = ablated_residuals(proj, resid_mid, z, part, zero, change);
     const at::Tensor resid = block->forward_after_mixer(stacked.view({(e - b) * B, L, -1}), nullptr);
-    return finish_and_read(model, l + 1, e - b, B, readout, resid.device(),
+    return finish_and_read(model, l + 1, e - b, B, readout, resid.device(), embedding,
                            [&](int64_t rb, int64_t re) { return resid.narrow(0, rb, re - rb); });
   });
 }
@@ -380,9 +407,19 @@ HeadSweepResult head_group_sweep(LanguageModel& model, const at::Tensor& tokens,
   int64_t done = 0;
   std::map<std::pair<int64_t, std::string>, std::vector<int64_t>> groups;  // units by (layer, head group)
   for (int64_t i = 0; i < n; ++i) groups[{res.heads[i].layer, res.heads[i].mixer}].push_back(i);
+  const at::Tensor embedding = cached_embedding(model, clean.cache);
   for (const auto& [key, idxs] : groups) {
     const int64_t l = key.first;
     const HeadGroup proj = model.head_group(l, key.second);
+    if (!proj.direct) {  // heads with a non-linear path to the residual: one hooked forward each
+      for (int64_t i : idxs) {
+        check_cancel(options);
+        at::Tensor logits = model.run_with_hooks(tokens, ablator.hooks(units[i]));
+        metrics.store(i, example_metrics(gather_readout(logits, readout).unsqueeze(0), readout, base_ref), 0);
+        report_progress(options, double(++done) / n, "ablating " + res.labels[i]);
+      }
+      continue;
+    }
     const bool last = l == model.n_layers() - 1;
     auto at_readout = [&](const at::Tensor& rows_form) { return rows_form.index({readout.example, clean.slot}); };
     at::Tensor z = clean.cache.at(proj.hook);                                 // [B, L, H, D], or [R, H, D] when last
@@ -396,7 +433,7 @@ HeadSweepResult head_group_sweep(LanguageModel& model, const at::Tensor& tokens,
       const int64_t k = std::min<int64_t>(K, idxs.size() - s);
       std::vector<const std::vector<HeadRef>*> chunk;
       for (int64_t j = 0; j < k; ++j) chunk.push_back(&units[idxs[s + j]]);
-      const at::Tensor logits = chunk_logits(model, l, last, proj, z, resid_mid, chunk, ablator, readout, B, L);
+      const at::Tensor logits = chunk_logits(model, l, last, proj, z, resid_mid, chunk, ablator, readout, B, L, embedding);
       ExampleMetrics m = example_metrics(logits, readout, base_ref);
       for (int64_t j = 0; j < k; ++j) metrics.store(idxs[s + j], m, j);
       done += k;

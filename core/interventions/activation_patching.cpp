@@ -85,6 +85,9 @@ CorruptCache corrupt_cache_plan(const LanguageModel& model, const std::string& s
   }
   c.partial = site != "state" && state_bytes <= static_cast<double>(options.memory_budget_mb) * (1 << 20);
   if (c.partial) c.names.insert(c.names.end(), prefix_names.begin(), prefix_names.end());
+  if (model.needs_embedding()) c.names.push_back("hook_embed");  // shared blocks read it at every position computed
+  std::sort(c.names.begin(), c.names.end());
+  c.names.erase(std::unique(c.names.begin(), c.names.end()), c.names.end());
   return c;
 }
 

@@ -28,7 +28,8 @@ DlaResult direct_logit_attribution(LanguageModel& model, const at::Tensor& token
   for (int64_t l = 0; l < n; ++l) {
     if (has_hook(model, layer_prefix(l) + "hook_mixer_out")) names.push_back(layer_prefix(l) + "hook_mixer_out");
     if (has_hook(model, layer_prefix(l) + "hook_mlp_out")) names.push_back(layer_prefix(l) + "hook_mlp_out");
-    for (const auto& g : model.head_groups(l)) names.push_back(g.hook);
+    for (const auto& g : model.head_groups(l))
+      if (g.direct) names.push_back(g.hook);
   }
   names.push_back(layer_prefix(n - 1) + "hook_resid_post");
   auto [logits, cache] = model.run_with_cache(tokens, HookSelection::of(names));
@@ -61,6 +62,9 @@ DlaResult direct_logit_attribution(LanguageModel& model, const at::Tensor& token
     }
     at::Tensor rest = read(layer_prefix(l) + "hook_mixer_out");
     for (const auto& proj : model.head_groups(l)) {
+      // A shared block's heads have no direct path: they reach the residual only through the mixer they feed,
+      // whose output (mixer_rest here) holds their effect.
+      if (!proj.direct) continue;
       at::Tensor z = read(proj.hook);  // [R, H, D]
       for (int64_t h = 0; h < proj.heads; ++h) {
         at::Tensor c = proj.project(h, z.select(1, h)).to(at::kFloat);

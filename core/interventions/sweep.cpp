@@ -126,7 +126,8 @@ at::Tensor unembed_all_readouts(LanguageModel& model, const at::Tensor& out, int
 // readout [K, R, V]; the last block runs at the readout rows only (forward_blocks_at). `rows_of(b, e)` gives rows
 // [b, e) of the stack, so a caller may build them inside the parts.
 at::Tensor finish_and_read(LanguageModel& model, int64_t from, int64_t K, int64_t B, const Readout& readout,
-                           const at::Device& device, const std::function<at::Tensor(int64_t, int64_t)>& rows_of) {
+                           const at::Device& device, const at::Tensor& embedding,
+                           const std::function<at::Tensor(int64_t, int64_t)>& rows_of) {
   auto [rows, slot] = readout_rows(readout, B);
   const at::Tensor stacked_rows = rows.repeat({K, 1});
   const ReadoutSpans spans(readout, B);
@@ -134,7 +135,10 @@ at::Tensor finish_and_read(LanguageModel& model, int64_t from, int64_t K, int64_
   // gets no parts of variants; its rows then run as parts side by side here (inside a part: the whole stack),
   // each unembedding its own readouts (variant by variant, in readout order: the parts concatenate to [K*R, V]).
   at::Tensor r = run_example_parts(K * B, device, nullptr, [&](int64_t b, int64_t e, HookContext*) {
-    at::Tensor out = model.forward_blocks_at(from, rows_of(b, e), stacked_rows.narrow(0, b, e - b));  // [e - b, P, d]
+    // The embedding of rows [b, e) of the variant-major stack: example (row mod B)'s.
+    const at::Tensor emb = embedding.defined() ? embedding.index_select(0, at::arange(b, e, at::kLong).remainder(B).to(embedding.device()))
+                                               : embedding;
+    at::Tensor out = model.forward_blocks_at(from, rows_of(b, e), stacked_rows.narrow(0, b, e - b), nullptr, emb);  // [e - b, P, d]
     return spans.sorted ? unembed_part_readouts(model, out, b, e, B, spans, readout, slot) : out;
   });
   return spans.sorted ? r.view({K, readout.size(), r.size(-1)}) : unembed_all_readouts(model, r, K, B, readout, slot);

@@ -85,8 +85,10 @@ at::Tensor unembed_all_readouts(LanguageModel& model, const at::Tensor& out, int
                                 const Readout& readout, const at::Tensor& slot);
 /// Runs stacked residuals [K * B, L, d] (variant-major) from block `from` to the end and returns the logits at the
 /// readout [K, R, V]; the last block runs at the readout rows only (forward_blocks_at). `rows_of(b, e)` gives rows
-/// [b, e) of the stack, so a caller may build them inside the parts.
+/// [b, e) of the stack, so a caller may build them inside the parts. `embedding` [B, L, d]: hook_embed's value for
+/// a model whose shared blocks read it (LanguageModel::needs_embedding), undefined otherwise.
 at::Tensor finish_and_read(LanguageModel& model, int64_t from, int64_t K, int64_t B, const Readout& readout,
-                           const at::Device& device, const std::function<at::Tensor(int64_t, int64_t)>& rows_of);
+                           const at::Device& device, const at::Tensor& embedding,
+                           const std::function<at::Tensor(int64_t, int64_t)>& rows_of);
 
 }  // namespace mechscope

@@ -8,6 +8,7 @@ namespace mechscope {
 BlockImpl::BlockImpl(const ModelConfig& cfg, int64_t layer)
     : kind(cfg.mixer_kind(layer)), parallel_(cfg.parallel_residual && cfg.layer_has_mlp(layer)) {
   // Registration order is construction order: the reference initialisation draws in this order.
+  if (cfg.shared_layer(layer)) shared = register_module("shared", std::make_shared<SharedBlockImpl>(cfg, layer));
   if (kind != MixerKind::None) {
     norm = register_module("norm", std::make_shared<NormImpl>(cfg.d_model, cfg));
     mixer_ = register_module("mixer", make_mixer(cfg, layer));
@@ -35,6 +36,8 @@ BlockImpl::BlockImpl(const ModelConfig& cfg, int64_t layer)
 
 std::vector<std::string> BlockImpl::hook_names() const {
   std::vector<std::string> names = {h_resid_pre_};
+  if (shared)
+    for (const auto& n : shared->hook_names()) names.push_back(n);
   if (kind != MixerKind::None) {  // a block without a mixer has no mixer hooks and no sum between mixer and MLP
     names.push_back(h_mixer_in_);
     std::vector<std::string> mixer_names = mixer_->hook_names();
@@ -47,6 +50,29 @@ std::vector<std::string> BlockImpl::hook_names() const {
   if (has_mlp()) names.push_back(h_mlp_out_);
   names.push_back(h_resid_post_);
   return names;
+}
+
+std::vector<std::string> BlockImpl::prefix_hooks() const {
+  std::vector<std::string> names = mixer_->prefix_hooks();
+  if (shared) {
+    for (const auto& n : shared->prefix_hooks()) names.push_back(n);
+    names.push_back("hook_embed");
+  }
+  return names;
+}
+
+std::vector<HeadGroup> BlockImpl::head_groups() const {
+  std::vector<HeadGroup> groups = mixer_->head_groups();
+  if (shared) groups.push_back(shared->head_group());
+  return groups;
+}
+
+at::Tensor BlockImpl::shared_embedding(const Partial& part, int64_t len) const {
+  if (part.embedding) return *part.embedding;
+  if (part.prefix && part.prefix->tensors.count("hook_embed"))
+    return part.prefix->at("hook_embed").narrow(1, part.start(), len);
+  throw std::logic_error(h_resid_pre_ + ": this layer's shared block reads the token embedding (hook_embed), which "
+                         "this run did not pass");
 }
 
 std::string BlockImpl::site_hook(const std::string& site) const {
@@ -77,7 +103,9 @@ at::Tensor BlockImpl::forward_rows(const at::Tensor& resid, const at::Tensor& ro
 at::Tensor BlockImpl::forward_partial(const at::Tensor& resid_in, const Partial& part, HookContext* ctx) {
   at::Tensor resid = hook_point(ctx, h_resid_pre_, resid_in);
   if (kind == MixerKind::None) return forward_after_mixer(part.rows ? gather_rows(resid, *part.rows) : resid, ctx);
-  at::Tensor h = hook_point(ctx, h_mixer_in_, norm->forward(resid));
+  at::Tensor mixer_input = resid;
+  if (shared) mixer_input = resid + shared->forward(resid, shared_embedding(part, resid.size(1)), part, ctx);
+  at::Tensor h = hook_point(ctx, h_mixer_in_, norm->forward(mixer_input));
   at::Tensor m = hook_point(ctx, h_mixer_out_, mixer_->forward(h, part, ctx));
   const at::Tensor at_rows = part.rows ? gather_rows(resid, *part.rows) : resid;
   if (!parallel_) return forward_after_mixer(at_rows + m, ctx);

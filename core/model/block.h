@@ -1,5 +1,6 @@
 // The residual block (mamba_ssm modules/block.py; spec §1): resid -> norm -> mixer -> add, then norm2 -> MLP -> add
-// when the config has an MLP (d_intermediate > 0, or a mixture of experts at this layer). The mixer is any MixerImpl (core/model/mixer.h); the block owns
+// when the config has an MLP (d_intermediate > 0, or a mixture of experts at this layer). With a shared block
+// (Zamba2), the mixer reads norm(resid + shared(resid, embedding)). The mixer is any MixerImpl (core/model/mixer.h); the block owns
 // the residual wiring and the block-level hook points (spec §2), and runs whole, at chosen rows, or from a position
 // on (Partial). Must not: know about particular mixers.
 #pragma once
@@ -16,6 +17,7 @@
 #include "core/model/layers.h"
 #include "core/model/mixer.h"
 #include "core/model/moe.h"
+#include "core/model/shared_block.h"
 
 namespace mechscope {
 
@@ -50,8 +52,11 @@ class BlockImpl : public torch::nn::Module {
   }
   bool parallel_residual() const { return parallel_; }
   const std::string& resid_post_hook() const { return h_resid_post_; }
-  /// The hooks a partial run from a later position reads from an earlier run (the mixer's prefix_hooks()).
-  std::vector<std::string> prefix_hooks() const { return mixer_->prefix_hooks(); }
+  /// The hooks a partial run from a later position reads from an earlier run (the mixer's prefix_hooks(), and with
+  /// a shared block its attention's and hook_embed, which it reads at the positions computed too).
+  std::vector<std::string> prefix_hooks() const;
+  /// The mixer's head groups, then the shared block's (not direct).
+  std::vector<HeadGroup> head_groups() const;
   /// The hook of a patching site of spec §4 in this block ("resid_pre", ..., "mlp_out", and the mixer's own sites
   /// such as "conv_out" and "state"); "" when the block has no such site (mlp_* without an MLP). Not "heads":
   /// those are the head groups' hooks.
@@ -60,10 +65,12 @@ class BlockImpl : public torch::nn::Module {
   std::shared_ptr<NormImpl> norm, norm2;  // norm null without a mixer
   std::shared_ptr<MLPImpl> mlp;  // the dense MLP; null without one
   std::shared_ptr<MoEImpl> moe;  // the mixture of experts in its place (registered as "mlp" too); null without
+  std::shared_ptr<SharedBlockImpl> shared;  // Zamba2's shared block feeding the mixer's input; null without
 
  private:
   std::shared_ptr<MixerImpl> mixer_;  // registered as "mixer" (its parameters are mixer.*)
   at::Tensor feed_forward(const at::Tensor& h2, HookContext* ctx);  // the MLP or the mixture
+  at::Tensor shared_embedding(const Partial& part, int64_t len) const;  // what the shared block reads beside resid
   bool parallel_ = false;             // GPT-NeoX's parallel residual (ModelConfig::parallel_residual)
   std::string h_resid_pre_, h_mixer_in_, h_mixer_out_, h_resid_mid_, h_mlp_in_, h_mlp_out_, h_resid_post_, h_router_;
 };

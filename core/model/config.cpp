@@ -91,7 +91,9 @@ const std::vector<std::string> kTopKeys = {
     "d_model", "d_intermediate", "n_layer", "vocab_size", "ssm_cfg", "attn_layer_idx", "attn_cfg",
     "rms_norm", "norm_epsilon", "residual_in_fp32", "fused_add_norm", "pad_vocab_size_multiple",
     "tie_embeddings", "pos_emb", "max_seq_len", "parallel_layer_idx", "mlp_type", "mlp_activation", "mlp_bias",
-    "parallel_residual", "embedding_multiplier", "parallel_mix", "moe_cfg", "mlp_only_layer_idx", "mlp_layer_idx"};
+    "parallel_residual", "embedding_multiplier", "parallel_mix", "moe_cfg", "mlp_only_layer_idx", "mlp_layer_idx",
+    "shared_cfg"};
+const std::vector<std::string> kSharedKeys = {"layers", "attn", "hidden", "mlp_activation"};
 const std::vector<std::string> kMoEKeys = {"num_experts", "top_k", "hidden", "normalize_top_k", "layers",
                                            "shared_hidden", "shared_gate"};
 
@@ -108,9 +110,8 @@ const std::vector<std::string> kMamba2Keys = {
 
 void check_layers(const std::vector<int64_t>& idx, int64_t n_layer, const std::string& key);
 
-void parse_attn(const json& j, ModelConfig& c) {
-  ObjectReader r(j, "attn_cfg");
-  AttnConfig& a = c.attn;
+void parse_attn(const json& j, ModelConfig& c, AttnConfig& a, const std::string& name) {
+  ObjectReader r(j, name);
   r.get("num_heads", a.num_heads);
   r.get("num_heads_kv", a.num_heads_kv);
   r.get("head_dim", a.head_dim);
@@ -118,25 +119,25 @@ void parse_attn(const json& j, ModelConfig& c) {
   r.get("out_proj_bias", a.out_proj_bias);
   r.get("softmax_scale", a.softmax_scale);
   require(r.has("causal"),
-          "attn_cfg: missing \"causal\". mamba_ssm's MHA defaults to causal=false, which is wrong for a language model; "
+          name + ": missing \"causal\". mamba_ssm's MHA defaults to causal=false, which is wrong for a language model; "
           "add \"causal\": true");
   r.get("causal", a.causal);
-  require(a.causal, "attn_cfg.causal: MechScope models are causal language models; set \"causal\": true");
+  require(a.causal, name + ".causal: MechScope models are causal language models; set \"causal\": true");
   r.get("rotary_emb_dim", a.rotary_emb_dim);
   r.get("rotary_emb_base", a.rotary_emb_base);
   r.get("rotary_emb_interleaved", a.rotary_emb_interleaved);
   if (r.has("rotary_scaling")) {
-    ObjectReader s(r.raw("rotary_scaling"), "attn_cfg.rotary_scaling");
+    ObjectReader s(r.raw("rotary_scaling"), name + ".rotary_scaling");
     RotaryScaling& rs = a.rotary_scaling;
     s.get("type", rs.type);
     s.get("factor", rs.factor);
     require(rs.type == "linear" || rs.type == "llama3" || rs.type == "yarn" || rs.type == "dynamic",
-            "attn_cfg.rotary_scaling.type: expected \"linear\", \"llama3\", \"yarn\" or \"dynamic\", found \"" +
+            name + ".rotary_scaling.type: expected \"linear\", \"llama3\", \"yarn\" or \"dynamic\", found \"" +
                 rs.type + "\"");
-    require(rs.factor >= 1.0 && std::isfinite(rs.factor), "attn_cfg.rotary_scaling.factor: expected a number >= 1");
+    require(rs.factor >= 1.0 && std::isfinite(rs.factor), name + ".rotary_scaling.factor: expected a number >= 1");
     if (rs.type == "yarn" || rs.type == "dynamic") {
       s.get("original_max_position_embeddings", rs.original_max_position);
-      require(rs.original_max_position > 0, "attn_cfg.rotary_scaling.original_max_position_embeddings: expected > 0");
+      require(rs.original_max_position > 0, name + ".rotary_scaling.original_max_position_embeddings: expected > 0");
     }
     if (rs.type == "yarn") {
       s.get("attention_factor", rs.attention_factor);
@@ -144,14 +145,14 @@ void parse_attn(const json& j, ModelConfig& c) {
       s.get("beta_slow", rs.beta_slow);
       s.get("truncate", rs.truncate);
       require(rs.attention_factor > 0 && std::isfinite(rs.attention_factor) && rs.beta_fast > 0 && rs.beta_slow > 0,
-              "attn_cfg.rotary_scaling: yarn needs a positive attention_factor, beta_fast and beta_slow");
+              name + ".rotary_scaling: yarn needs a positive attention_factor, beta_fast and beta_slow");
     }
     if (rs.type == "llama3") {
       s.get("low_freq_factor", rs.low_freq_factor);
       s.get("high_freq_factor", rs.high_freq_factor);
       s.get("original_max_position_embeddings", rs.original_max_position);
       require(rs.low_freq_factor > 0 && rs.high_freq_factor > rs.low_freq_factor && rs.original_max_position > 0,
-              "attn_cfg.rotary_scaling: llama3 needs 0 < low_freq_factor < high_freq_factor and "
+              name + ".rotary_scaling: llama3 needs 0 < low_freq_factor < high_freq_factor and "
               "original_max_position_embeddings > 0");
     }
     s.finish({"type", "factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings",
@@ -162,19 +163,19 @@ void parse_attn(const json& j, ModelConfig& c) {
   r.get("sliding_window", a.sliding_window);
   r.get("sliding_window_layers", a.sliding_window_layers);
   r.get("qk_norm", a.qk_norm);
-  require(a.sliding_window >= 0, "attn_cfg.sliding_window: expected a window of at least 1 position, or 0 for none");
+  require(a.sliding_window >= 0, name + ".sliding_window: expected a window of at least 1 position, or 0 for none");
   require(a.sliding_window_layers.empty() || a.sliding_window > 0,
-          "attn_cfg.sliding_window_layers: lists layers but sliding_window gives no window");
-  check_layers(a.sliding_window_layers, c.n_layer, "attn_cfg.sliding_window_layers");
+          name + ".sliding_window_layers: lists layers but sliding_window gives no window");
+  check_layers(a.sliding_window_layers, c.n_layer, name + ".sliding_window_layers");
   for (int64_t i : a.sliding_window_layers)
     require(c.mixer_kind(i) == MixerKind::Attention || c.mixer_kind(i) == MixerKind::Parallel,
-            "attn_cfg.sliding_window_layers: layer " + std::to_string(i) + " has no attention");
+            name + ".sliding_window_layers: layer " + std::to_string(i) + " has no attention");
   int64_t mlp_dim = 0, d_conv = 0;
   r.get("mlp_dim", mlp_dim);
   r.get("d_conv", d_conv);
-  require(mlp_dim == 0, "attn_cfg.mlp_dim: MHA's fused MLP branch is not supported (found " + std::to_string(mlp_dim) +
+  require(mlp_dim == 0, name + ".mlp_dim: MHA's fused MLP branch is not supported (found " + std::to_string(mlp_dim) +
                             "); use d_intermediate for a GatedMLP");
-  require(d_conv == 0, "attn_cfg.d_conv: MHA's short convolution is not supported (found " + std::to_string(d_conv) + ")");
+  require(d_conv == 0, name + ".d_conv: MHA's short convolution is not supported (found " + std::to_string(d_conv) + ")");
   r.finish(kAttnKeys);
 }
 
@@ -269,6 +270,38 @@ void parse_mamba2(ObjectReader& r, ModelConfig& c) {
                                        ") must be a multiple of ngroups (" + std::to_string(m.ngroups) + ")");
 }
 
+void parse_attn(const json& j, ModelConfig& c) { parse_attn(j, c, c.attn, "attn_cfg"); }
+
+void parse_shared(const json& j, ModelConfig& c) {
+  require(j.is_object(), "model_config.shared_cfg: expected a JSON object");
+  ObjectReader r(j, "shared_cfg");
+  SharedBlockConfig& s = c.shared;
+  r.require_keys({"layers", "attn", "hidden"});
+  r.get("layers", s.layers);
+  r.get("hidden", s.hidden);
+  r.get("mlp_activation", s.mlp_activation);
+  parse_attn(r.raw("attn"), c, s.attn, "shared_cfg.attn");
+  r.ignore("attn");
+  r.finish(kSharedKeys);
+  require(!s.layers.empty(), "shared_cfg.layers: lists no layer");
+  check_layers(s.layers, c.n_layer, "shared_cfg.layers");
+  for (int64_t i : s.layers)
+    require(c.mixer_kind(i) != MixerKind::None, "shared_cfg.layers: layer " + std::to_string(i) +
+                                                    " has no mixer, whose input a shared block feeds");
+  const AttnConfig& a = s.attn;
+  require(a.num_heads > 0 && a.head_dim > 0, "shared_cfg.attn: num_heads and head_dim are required and positive");
+  const int64_t hkv = a.num_heads_kv > 0 ? a.num_heads_kv : a.num_heads;
+  require(a.num_heads % hkv == 0, "shared_cfg.attn.num_heads_kv: num_heads must be a multiple of it");
+  require(a.num_heads * a.head_dim <= 4 * kMaxDModel, "shared_cfg.attn: num_heads x head_dim beyond MechScope's limits");
+  require(a.rotary_emb_dim >= 0 && a.rotary_emb_dim <= a.head_dim && a.rotary_emb_dim % 2 == 0,
+          "shared_cfg.attn.rotary_emb_dim: must be even and at most head_dim (" + std::to_string(a.head_dim) + ")");
+  require(a.sliding_window == 0 && a.sliding_window_layers.empty() && !a.qk_norm,
+          "shared_cfg.attn: sliding windows and qk_norm are not supported in a shared block");
+  require(s.hidden >= 1 && s.hidden <= kMaxIntermediate, "shared_cfg.hidden: expected 1.." + std::to_string(kMaxIntermediate));
+  require(s.mlp_activation == "silu" || s.mlp_activation == "gelu" || s.mlp_activation == "gelu_tanh",
+          "shared_cfg.mlp_activation: expected \"silu\", \"gelu\" or \"gelu_tanh\", found \"" + s.mlp_activation + "\"");
+}
+
 void parse_moe(const json& j, ModelConfig& c) {
   require(j.is_object(), "model_config.moe_cfg: expected a JSON object");
   ObjectReader r(j, "moe_cfg");
@@ -323,6 +356,10 @@ bool ModelConfig::layer_has_mlp(int64_t layer) const {
                        std::find(mlp_layer_idx.begin(), mlp_layer_idx.end(), layer) != mlp_layer_idx.end());
 }
 
+bool ModelConfig::shared_layer(int64_t layer) const {
+  return std::find(shared.layers.begin(), shared.layers.end(), layer) != shared.layers.end();
+}
+
 bool ModelConfig::moe_layer(int64_t layer) const {
   const auto& only = moe.layers;
   return moe.num_experts > 0 && layer_has_mlp(layer) &&
@@ -348,6 +385,7 @@ std::string ModelConfig::architecture_name() const {
     any_par |= k == MixerKind::Parallel;
   }
   if (any_par) return "parallel hybrid (" + ssm_layer + " + attention)";
+  if (!shared.layers.empty() && any_ssm && !any_attn) return "hybrid (" + ssm_layer + " + shared attention blocks)";
   if (any_attn && any_ssm) return "hybrid (" + ssm_layer + " + attention)";
   if (any_attn) return "transformer";
   return mixer_kind_name(ssm_kind());
@@ -381,6 +419,11 @@ double ModelConfig::approx_parameter_count() const {
                3.0 * d * static_cast<double>(moe.shared_hidden) + (moe.shared_gate ? d : 0.0);
     } else if (d_intermediate > 0 && layer_has_mlp(i)) {
       layer += (mlp_type == "gated" ? 3.0 : 2.0) * d * mlp_hidden();
+    }
+    if (shared_layer(i)) {
+      const AttnConfig& a = shared.attn;
+      const double qkv = static_cast<double>(a.num_heads + 2 * (a.num_heads_kv > 0 ? a.num_heads_kv : a.num_heads)) * a.head_dim;
+      layer += 2 * d + 2 * d * qkv + a.num_heads * a.head_dim * d + d + 3.0 * d * shared.hidden + d * d;
     }
     total += layer;
   }
@@ -462,6 +505,8 @@ ModelConfig ModelConfig::from_json(const json& j) {
           "model_config: sizes beyond MechScope's limits (d_model <= 65536, n_layer <= 1024, vocab_size <= 4e6)");
   if (r.has("moe_cfg")) parse_moe(r.raw("moe_cfg"), c);
   else r.ignore("moe_cfg");
+  if (r.has("shared_cfg")) parse_shared(r.raw("shared_cfg"), c);
+  else r.ignore("shared_cfg");
   check_layers(c.attn_layer_idx, c.n_layer, "attn_layer_idx");
   check_layers(c.parallel_layer_idx, c.n_layer, "parallel_layer_idx");
   check_layers(c.mlp_only_layer_idx, c.n_layer, "mlp_only_layer_idx");
@@ -517,6 +562,42 @@ ModelConfig ModelConfig::from_json(const json& j) {
   return c;
 }
 
+// attn_cfg (and shared_cfg.attn) as written.
+static json attn_json(const AttnConfig& attn) {
+  json a = json::object();
+  a["num_heads"] = attn.num_heads;
+  if (attn.num_heads_kv > 0) a["num_heads_kv"] = attn.num_heads_kv;
+  if (attn.head_dim > 0) a["head_dim"] = attn.head_dim;
+  a["qkv_proj_bias"] = attn.qkv_proj_bias;
+  a["out_proj_bias"] = attn.out_proj_bias;
+  if (attn.softmax_scale > 0) a["softmax_scale"] = attn.softmax_scale;
+  a["causal"] = attn.causal;
+  a["rotary_emb_dim"] = attn.rotary_emb_dim;
+  a["rotary_emb_base"] = attn.rotary_emb_base;
+  a["rotary_emb_interleaved"] = attn.rotary_emb_interleaved;
+  const RotaryScaling& rs = attn.rotary_scaling;
+  if (!rs.type.empty()) {  // written only when set: older files stay as they were
+    json s = {{"type", rs.type}, {"factor", rs.factor}};
+    if (rs.type == "llama3") {
+      s["low_freq_factor"] = rs.low_freq_factor;
+      s["high_freq_factor"] = rs.high_freq_factor;
+      s["original_max_position_embeddings"] = rs.original_max_position;
+    }
+    if (rs.type == "yarn" || rs.type == "dynamic") s["original_max_position_embeddings"] = rs.original_max_position;
+    if (rs.type == "yarn") {
+      s["attention_factor"] = rs.attention_factor;
+      s["beta_fast"] = rs.beta_fast;
+      s["beta_slow"] = rs.beta_slow;
+      s["truncate"] = rs.truncate;
+    }
+    a["rotary_scaling"] = s;
+  }
+  if (attn.sliding_window > 0) a["sliding_window"] = attn.sliding_window;
+  if (!attn.sliding_window_layers.empty()) a["sliding_window_layers"] = attn.sliding_window_layers;
+  if (attn.qk_norm) a["qk_norm"] = true;
+  return a;
+}
+
 json ModelConfig::to_json() const {
   json j;
   j["d_model"] = d_model;
@@ -566,38 +647,7 @@ json ModelConfig::to_json() const {
   j["ssm_cfg"] = ssm;
   j["attn_layer_idx"] = attn_layer_idx;
   json a = json::object();
-  if (!attn_layer_idx.empty() || !parallel_layer_idx.empty()) {
-    a["num_heads"] = attn.num_heads;
-    if (attn.num_heads_kv > 0) a["num_heads_kv"] = attn.num_heads_kv;
-    if (attn.head_dim > 0) a["head_dim"] = attn.head_dim;
-    a["qkv_proj_bias"] = attn.qkv_proj_bias;
-    a["out_proj_bias"] = attn.out_proj_bias;
-    if (attn.softmax_scale > 0) a["softmax_scale"] = attn.softmax_scale;
-    a["causal"] = attn.causal;
-    a["rotary_emb_dim"] = attn.rotary_emb_dim;
-    a["rotary_emb_base"] = attn.rotary_emb_base;
-    a["rotary_emb_interleaved"] = attn.rotary_emb_interleaved;
-    const RotaryScaling& rs = attn.rotary_scaling;
-    if (!rs.type.empty()) {  // written only when set: older files stay as they were
-      json s = {{"type", rs.type}, {"factor", rs.factor}};
-      if (rs.type == "llama3") {
-        s["low_freq_factor"] = rs.low_freq_factor;
-        s["high_freq_factor"] = rs.high_freq_factor;
-        s["original_max_position_embeddings"] = rs.original_max_position;
-      }
-      if (rs.type == "yarn" || rs.type == "dynamic") s["original_max_position_embeddings"] = rs.original_max_position;
-      if (rs.type == "yarn") {
-        s["attention_factor"] = rs.attention_factor;
-        s["beta_fast"] = rs.beta_fast;
-        s["beta_slow"] = rs.beta_slow;
-        s["truncate"] = rs.truncate;
-      }
-      a["rotary_scaling"] = s;
-    }
-    if (attn.sliding_window > 0) a["sliding_window"] = attn.sliding_window;
-    if (!attn.sliding_window_layers.empty()) a["sliding_window_layers"] = attn.sliding_window_layers;
-    if (attn.qk_norm) a["qk_norm"] = true;
-  }
+  if (!attn_layer_idx.empty() || !parallel_layer_idx.empty()) a = attn_json(attn);
   j["attn_cfg"] = a;
   j["rms_norm"] = rms_norm;
   j["norm_epsilon"] = norm_epsilon;
@@ -624,6 +674,11 @@ json ModelConfig::to_json() const {
     if (moe.shared_hidden > 0) m["shared_hidden"] = moe.shared_hidden;
     if (moe.shared_gate) m["shared_gate"] = true;
     j["moe_cfg"] = m;
+  }
+  if (!shared.layers.empty()) {  // written only when set (an older reader refuses the key by name)
+    json sh = {{"layers", shared.layers}, {"attn", attn_json(shared.attn)}, {"hidden", shared.hidden}};
+    if (shared.mlp_activation != "gelu") sh["mlp_activation"] = shared.mlp_activation;
+    j["shared_cfg"] = sh;
   }
   return j;
 }

@@ -102,6 +102,19 @@ struct MoEConfig {
   bool shared_gate = false;         ///< the shared expert scaled by sigmoid(x . shared_gate) (Linear d_model -> 1)
 };
 
+/// Zamba2's shared transformer blocks (shared_cfg; docs/spec.md "Shared blocks"): at each listed layer, before its
+/// mixer, a transformer block reads the concatenation [resid_pre ; the token embedding] (2 d_model features):
+/// RMSNorm (2 d_model) -> attention (2 d_model in, d_model out) -> RMSNorm (d_model) -> gated MLP (hidden exact)
+/// -> proj (d_model x d_model). Its output joins the mixer's input only: mixer_in = norm(resid_pre + out); the
+/// residual gains the mixer's output alone. Each listed layer holds its own copy of the block's weights (an
+/// import folds each use's LoRA adapters into its copy).
+struct SharedBlockConfig {
+  std::vector<int64_t> layers;      ///< the layers with a shared block; empty = none
+  AttnConfig attn;                  ///< its attention (attn_cfg's keys; head_dim and softmax_scale explicit)
+  int64_t hidden = 0;               ///< the gated MLP's hidden units (exact)
+  std::string mlp_activation = "gelu";
+};
+
 /// GatedMLP's hidden size for an intermediate size: rounded up to a multiple of 128 (mamba_ssm's rule).
 inline int64_t gated_mlp_hidden(int64_t d_intermediate) { return (d_intermediate + 127) / 128 * 128; }
 
@@ -148,6 +161,9 @@ struct ModelConfig {
   /// learned scalar beta (the demos'); "sum", ssm + attn (Falcon-H1, its multipliers folded into the weights).
   std::string parallel_mix = "tanh_beta";
   MoEConfig moe;                    ///< moe_cfg; num_experts 0 (the default) = no mixture of experts
+  SharedBlockConfig shared;         ///< shared_cfg; no layers (the default) = no shared blocks
+  /// Whether layer `layer` has a shared block (shared_cfg.layers lists it).
+  bool shared_layer(int64_t layer) const;
 
   /// Embedding rows after padding to pad_vocab_size_multiple.
   int64_t padded_vocab_size() const;

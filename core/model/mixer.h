@@ -34,6 +34,10 @@ struct LayerPrefix {
 struct Partial {
   const LayerPrefix* prefix = nullptr;
   const at::Tensor* rows = nullptr;
+  /// The token embedding (hook_embed) at the input's positions, batch b' with b a multiple of it: what a shared
+  /// block reads beside the residual (SharedBlockImpl); null elsewhere, and in a partial run, which takes it from
+  /// the prefix (the earlier run's hook_embed).
+  const at::Tensor* embedding = nullptr;
   int64_t start() const { return prefix ? prefix->start : 0; }
 };
 
@@ -50,6 +54,10 @@ struct HeadGroup {
   at::Tensor weight;         ///< out_proj.weight [d_model, in] (detached)
   int64_t offset = 0;        ///< first column of head 0
   at::Tensor scale;          ///< scalar multiplier (tanh(beta) inside a parallel hybrid), or undefined
+  /// false: the heads reach the residual through later non-linear steps (a shared block's heads: its MLP, norms and
+  /// the mixer it feeds), so project() is no change of the residual; interventions run such heads with hooks and
+  /// direct logit attribution leaves them out.
+  bool direct = true;
   /// The columns of head h [d_model, head_dim].
   at::Tensor columns(int64_t h) const { return weight.narrow(1, offset + h * head_dim, head_dim); }
   /// Head h's contribution to the mixer's output: slice [..., head_dim] -> [..., d_model].

@@ -128,7 +128,9 @@ at::Tensor LanguageModel::forward(const at::Tensor& tokens, HookContext* ctx) {
 }
 
 at::Tensor LanguageModel::forward_unchecked(const at::Tensor& tokens, HookContext* ctx) {
-  return unembed(forward_blocks(0, n_layers(), embed(tokens, ctx), ctx), ctx);
+  at::Tensor token_embedding;
+  at::Tensor resid = embed(tokens, ctx, needs_embedding() ? &token_embedding : nullptr);
+  return unembed(forward_blocks(0, n_layers(), resid, ctx, token_embedding), ctx);
 }
 
 at::Tensor run_example_parts(int64_t batch, const at::Device& device, HookContext* ctx,
@@ -165,11 +167,12 @@ at::Tensor run_example_parts(int64_t batch, const at::Device& device, HookContex
   return at::cat(out);
 }
 
-at::Tensor LanguageModel::embed(const at::Tensor& tokens, HookContext* ctx) {
+at::Tensor LanguageModel::embed(const at::Tensor& tokens, HookContext* ctx, at::Tensor* token_embedding) {
   at::Tensor e = backbone->embedding->forward(tokens);  // [batch, pos, d_model]
   // Gemma's scale, rounded to the embedding's dtype first (as transformers does: sqrt(3072) is 55.5 in bfloat16).
   if (cfg_.embedding_multiplier != 1.0) e = e * at::scalar_tensor(cfg_.embedding_multiplier, e.options());
   at::Tensor resid = hook_point(ctx, "hook_embed", e);
+  if (token_embedding) *token_embedding = resid;
   if (backbone->pos_embedding) {
     const int64_t L = tokens.size(1);
     at::Tensor pos = backbone->pos_embedding->forward(at::arange(L, tokens.options()))
@@ -180,13 +183,14 @@ at::Tensor LanguageModel::embed(const at::Tensor& tokens, HookContext* ctx) {
   return resid;
 }
 
-at::Tensor LanguageModel::forward_blocks_at(int64_t from, at::Tensor resid, const at::Tensor& rows, HookContext* ctx) {
+at::Tensor LanguageModel::forward_blocks_at(int64_t from, at::Tensor resid, const at::Tensor& rows, HookContext* ctx,
+                                            const at::Tensor& embedding) {
   const int64_t n = n_layers();
   if (from < 0 || from > n)
     throw std::invalid_argument("forward_blocks_at: layer " + std::to_string(from) + " is outside [0, " + std::to_string(n) + "]");
   if (from == n) return gather_rows(resid, rows);
-  resid = forward_blocks(from, n - 1, resid, ctx);
-  return backbone->layers[n - 1]->forward_rows(resid, rows, ctx);
+  resid = forward_blocks(from, n - 1, resid, ctx, embedding);
+  return backbone->layers[n - 1]->forward_partial(resid, Partial{nullptr, &rows, embedding.defined() ? &embedding : nullptr}, ctx);
 }
 
 at::Tensor LanguageModel::forward_blocks_partial(int64_t from, at::Tensor resid, const std::vector<LayerPrefix>& prefixes,
@@ -200,11 +204,13 @@ at::Tensor LanguageModel::forward_blocks_partial(int64_t from, at::Tensor resid,
   return resid;
 }
 
-at::Tensor LanguageModel::forward_blocks(int64_t from, int64_t to, at::Tensor resid, HookContext* ctx) {
+at::Tensor LanguageModel::forward_blocks(int64_t from, int64_t to, at::Tensor resid, HookContext* ctx,
+                                         const at::Tensor& embedding) {
   if (from < 0 || to > n_layers() || from > to)
     throw std::invalid_argument("forward_blocks: layer range [" + std::to_string(from) + ", " + std::to_string(to) +
                                 ") is outside [0, " + std::to_string(n_layers()) + ")");
-  for (int64_t i = from; i < to; ++i) resid = backbone->layers[i]->forward(resid, ctx);
+  const Partial whole{nullptr, nullptr, embedding.defined() ? &embedding : nullptr};
+  for (int64_t i = from; i < to; ++i) resid = backbone->layers[i]->forward_partial(resid, whole, ctx);
   return resid;
 }
 
@@ -276,7 +282,7 @@ BlockImpl& LanguageModel::block(int64_t layer) const {
   return *backbone->layers[layer];
 }
 
-std::vector<HeadGroup> LanguageModel::head_groups(int64_t layer) const { return block(layer).mixer().head_groups(); }
+std::vector<HeadGroup> LanguageModel::head_groups(int64_t layer) const { return block(layer).head_groups(); }
 
 HeadGroup LanguageModel::head_group(int64_t layer, const std::string& scope) const {
   std::vector<std::string> scopes;

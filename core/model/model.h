@@ -42,16 +42,23 @@ class LanguageModel : public torch::nn::Module {
   // The forward in pieces, for interventions that reuse a cached prefix (spec §4 "prefix reuse").
   // forward(tokens) == unembed(forward_blocks(0, n_layers(), embed(tokens))).
   /// hook_embed (+ hook_pos_embed) -> the residual entering block 0 [batch, pos, d_model]. Tokens are not checked.
-  at::Tensor embed(const at::Tensor& tokens, HookContext* ctx = nullptr);
+  /// `token_embedding`, when given, receives hook_embed's value (what shared blocks read beside the residual).
+  at::Tensor embed(const at::Tensor& tokens, HookContext* ctx = nullptr, at::Tensor* token_embedding = nullptr);
+  /// Whether some block reads the token embedding beside the residual (a shared block, Zamba2): then the run
+  /// paths below need `embedding`, hook_embed's value [b', pos, d_model] over the same positions, b' dividing the
+  /// batch (variants stacked variant-major); undefined elsewhere. A partial run takes it from the prefixes.
+  bool needs_embedding() const { return !cfg_.shared.layers.empty(); }
   /// Blocks [from, to) on a residual [batch, pos, d_model].
-  at::Tensor forward_blocks(int64_t from, int64_t to, at::Tensor resid, HookContext* ctx = nullptr);
+  at::Tensor forward_blocks(int64_t from, int64_t to, at::Tensor resid, HookContext* ctx = nullptr,
+                            const at::Tensor& embedding = {});
   /// Blocks [from, n_layers()) on a residual [batch, pos, d_model], the last one only at rows [batch, P]
   /// (positions per example): the final residual at those rows [batch, P, d_model], equal to
   /// forward_blocks(from, n_layers(), resid) gathered there, without the last block's work at the other
   /// positions (a readout needs only its own rows). With `ctx`, the last block's hooks after its row gather
   /// (head outputs, hook_mixer_out, the MLP's and hook_resid_post) see [batch, P, ...] tensors at the rows
   /// (BlockImpl::forward_rows); unembed is not called.
-  at::Tensor forward_blocks_at(int64_t from, at::Tensor resid, const at::Tensor& rows, HookContext* ctx = nullptr);
+  at::Tensor forward_blocks_at(int64_t from, at::Tensor resid, const at::Tensor& rows, HookContext* ctx = nullptr,
+                               const at::Tensor& embedding = {});
   /// The same as a partial run (spec §4's causality; BlockImpl::forward_partial): resid [b, L - start, d_model]
   /// holds the positions >= start of the residual entering `from`, prefixes[j - from] (all with that start)
   /// what layer j saw before start in an earlier run of batch b' (b a multiple of b'), and rows [b, P] are

@@ -8,6 +8,8 @@ repository, each into its own folder:
     python3 -m venv ~/.venvs/hf4 && ~/.venvs/hf4/bin/pip install "torch>=2.4" "transformers==4.57.*" safetensors
     ~/.venvs/hf4/bin/python tests/import/make_hf_fixtures.py tests/import/fixtures/hf4
 
+Names after the folder write only those fixtures (e.g. `... tests/import/fixtures/hf5 zamba2`).
+
 The two versions write different config dialects (4.x: rope_theta, rope_scaling, rotary_pct; 5.x: rope_parameters,
 layer_types), which is the point of writing both. Each fixture is a folder as save_pretrained writes it (config.json,
 model.safetensors) plus expected.json: {"transformers": version, "tokens": [...], "logits": [[...], ...]} (float32
@@ -26,7 +28,7 @@ from transformers import (BambaConfig, BambaForCausalLM, FalconH1Config, FalconH
                           MambaConfig, MambaForCausalLM, MistralConfig, MistralForCausalLM, Qwen2Config,
                           Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM, MixtralConfig, MixtralForCausalLM,
                           Qwen2MoeConfig, Qwen2MoeForCausalLM, Qwen3MoeConfig, Qwen3MoeForCausalLM, JambaConfig,
-                          JambaForCausalLM)
+                          JambaForCausalLM, Zamba2Config, Zamba2ForCausalLM)
 
 V5 = int(transformers.__version__.split(".")[0]) >= 5
 
@@ -79,9 +81,14 @@ V5_ONLY = {"nemotron_h": "Nemotron-H, which transformers 4.57 does not have",
            "jamba_fused": "transformers 5's fused experts (save_original_format=False)"}
 
 
+ONLY = set()  # the fixtures named on the command line; empty: all
+
+
 def save(model, folder, expected, **kwargs):
-    model.save_pretrained(folder, safe_serialization=True, **kwargs)
     name = os.path.basename(folder)
+    if ONLY and name not in ONLY:
+        return
+    model.save_pretrained(folder, **dict({"safe_serialization": True}, **kwargs))
     if not V5 and name in WRONG_IN_4 and "logits" in expected:
         ref = os.path.join(os.path.dirname(os.path.abspath(folder)), "..", "hf5", name)
         ref = os.path.normpath(ref)
@@ -112,6 +119,7 @@ def logits_of(model):
 
 def main():
     out = sys.argv[1]
+    ONLY.update(sys.argv[2:])
     os.makedirs(out, exist_ok=True)
     small = dict(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
                  num_key_value_heads=2, max_position_embeddings=64)
@@ -391,6 +399,28 @@ def main():
     save(m, os.path.join(out, "jamba"), expected)
     if V5:
         save(m, os.path.join(out, "jamba_fused"), dict(expected), save_original_format=False)
+
+    # Zamba2: Mamba2 layers (two groups); at layers 1, 3 and 4 a shared transformer block (two of them, used in turn:
+    # block 0 at layers 1 and 4) reads [residual ; embedding] with rotary positions and per-use LoRA adapters on q, k,
+    # v and the MLP; its output, through a per-layer linear map, joins the Mamba2 input. transformers 4.57 cannot save
+    # such tied blocks as safetensors (its tie patterns miss the adapters) and its Mamba2 scan is wrong with two
+    # groups (WRONG_IN_4): its fixture is a torch.save file with one group.
+    torch.manual_seed(25)
+    cfg = Zamba2Config(vocab_size=64, hidden_size=16, num_hidden_layers=6, num_attention_heads=4, intermediate_size=24,
+                       layers_block_type=["mamba", "hybrid", "mamba", "hybrid", "hybrid", "mamba"], num_mem_blocks=2,
+                       use_shared_attention_adapter=True, adapter_rank=4, use_mem_rope=True, mamba_d_state=8,
+                       mamba_ngroups=2 if V5 else 1, n_mamba_heads=4, chunk_size=4, rms_norm_eps=1e-6,
+                       max_position_embeddings=64, **rope(10000.0))
+    m = Zamba2ForCausalLM(cfg)
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if "adapter_list" in name:
+                p.normal_(0.0, 0.3)  # adapters that move the logits (transformers starts the second factor at 0)
+            elif "layernorm" in name or name.endswith("norm.weight"):
+                p.normal_(1.0, 0.3)
+            elif name.endswith(("q_proj.weight", "k_proj.weight")):
+                p.mul_(6.0)
+    save(m, os.path.join(out, "zamba2"), logits_of(m), **({} if V5 else {"safe_serialization": False}))
 
     # Stored in bfloat16 and sharded (model-0000k-of-0000n.safetensors with an index): the logits of float32
     # compute on the bfloat16 weights, and of bfloat16 compute (what the importer must match within 1e-5 and 1e-2).

@@ -1,6 +1,7 @@
 // Test helpers (see test_support.h).
 #include "tests/support/test_support.h"
 
+#include <cmath>
 #include <unistd.h>
 
 #include <atomic>
@@ -17,6 +18,7 @@ ModelConfig small_config(const std::string& name, const nlohmann::json& override
   const std::string preset = name == "llama-like" || name == "mixtral-like" ? "transformer"
                              : name == "falcon-h1"                         ? "parallel-hybrid"
                              : name == "falcon-mamba"                      ? "mamba1"
+                             : name == "zamba-like"                        ? "mamba2"
                              : name == "jamba-like" || name == "nemotron-like" ? "hybrid"
                                                                            : name;
   nlohmann::json base = {{"d_model", 32}, {"vocab_size", 37}};
@@ -74,6 +76,15 @@ ModelConfig small_config(const std::string& name, const nlohmann::json& override
       j["mlp_layer_idx"] = only;
     }
   }
+  if (name == "zamba-like") {  // Zamba2's shared block (rotary, GeLU MLP) feeding the Mamba2 input at the odd layers
+    std::vector<int64_t> odd;
+    for (int64_t i = 1; i < j["n_layer"].get<int64_t>(); i += 2) odd.push_back(i);
+    const int64_t d = j["d_model"].get<int64_t>();
+    j["shared_cfg"] = {{"layers", odd},
+                       {"attn", {{"num_heads", 4}, {"head_dim", 2 * d / 4}, {"qkv_proj_bias", false}, {"out_proj_bias", false},
+                                 {"softmax_scale", 1.0 / std::sqrt(d / 4.0)}, {"causal", true}, {"rotary_emb_dim", 8}}},
+                       {"hidden", 24}};
+  }
   if (name == "mixtral-like") j["moe_cfg"] = {{"num_experts", 4}, {"top_k", 2}, {"hidden", 24}, {"normalize_top_k", true}};
   if (name == "jamba-like") {  // the odd layers, or every layer where the overrides leave no dense MLP
     std::vector<int64_t> odd;
@@ -86,7 +97,8 @@ ModelConfig small_config(const std::string& name, const nlohmann::json& override
 
 std::vector<std::string> test_presets() {
   std::vector<std::string> names = ModelConfig::preset_names();
-  names.insert(names.end(), {"llama-like", "falcon-h1", "falcon-mamba", "mixtral-like", "jamba-like", "nemotron-like"});
+  names.insert(names.end(), {"llama-like", "falcon-h1", "falcon-mamba", "mixtral-like", "jamba-like", "nemotron-like",
+                              "zamba-like"});
   return names;
 }
 

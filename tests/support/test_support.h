@@ -14,11 +14,13 @@ namespace mechscope::test {
 
 /// A small model config of a preset with overrides (JSON merge patch).
 /// A preset at test size (d_model 32, vocabulary 37, small heads and states), with `overrides` merged last. Besides the
-/// presets, three variants of imported families' blocks: "llama-like" (transformer with q/k norms, a window on layer
+/// presets, variants of imported families' blocks: "llama-like" (transformer with q/k norms, a window on layer
 /// 1 only, a GeGLU MLP, an embedding multiplier), "falcon-h1" (the parallel hybrid summed, a Mamba2 of width 48 in
-/// d_inner 64, its norm before the gate, an MLP) and "falcon-mamba" (Mamba1 with RMS-normed dt, B and C).
+/// d_inner 64, its norm before the gate, an MLP), "falcon-mamba" (Mamba1 with RMS-normed dt, B and C),
+/// "mixtral-like" and "jamba-like" (mixtures of experts), "nemotron-like" (MLP-only layers) and "zamba-like"
+/// (Mamba2 with Zamba2's shared block feeding the mixer at the odd layers).
 ModelConfig small_config(const std::string& preset, const nlohmann::json& overrides = nlohmann::json::object());
-/// Every preset, then the three family variants small_config knows.
+/// Every preset, then the family variants small_config knows.
 std::vector<std::string> test_presets();
 /// max |a - b| as a double.
 double max_abs_diff(const at::Tensor& a, const at::Tensor& b);

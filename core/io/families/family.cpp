@@ -20,6 +20,7 @@ const std::vector<Family>& all() {
                                                {"hf-qwen2-moe", "qwen2_moe", map_hf_qwen2_moe},
                                                {"hf-qwen3-moe", "qwen3_moe", map_hf_qwen3_moe},
                                                {"hf-jamba", "jamba", map_hf_jamba},
+                                               {"hf-zamba2", "zamba2", map_hf_zamba2},
                                                {"hf-nemotron-h", "nemotron_h", map_hf_nemotron_h},
                                                {"hf-gpt2", "gpt2", map_hf_gpt2},
                                                {"hf-bamba", "bamba", map_hf_bamba},

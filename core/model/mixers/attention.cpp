@@ -14,20 +14,24 @@
 
 namespace mechscope {
 
-AttentionImpl::AttentionImpl(const ModelConfig& cfg, int64_t layer) : cfg_(cfg.attn) {
-  cfg_.sliding_window = cfg.attention_window(layer);  // this layer's window (0 where only other layers slide)
-  H = cfg.attn.num_heads;
-  Hkv = cfg.attn_heads_kv();
-  D = cfg.attn_head_dim(cfg.d_model);
-  scale_ = cfg.attn.softmax_scale > 0 ? cfg.attn.softmax_scale : 1.0 / std::sqrt(static_cast<double>(D));
-  in_proj = register_module("in_proj", make_linear(cfg.d_model, (H + 2 * Hkv) * D, cfg.attn.qkv_proj_bias));
-  out_proj = register_module("out_proj",
-                             make_linear(H * D, cfg.d_model, cfg.attn.out_proj_bias));
-  if (cfg.attn.qk_norm) {  // Qwen3: RMSNorm over each head's features, before the rotary, with the model's epsilon
-    q_norm = register_module("q_norm", RMSNorm(D, cfg.norm_epsilon));
-    k_norm = register_module("k_norm", RMSNorm(D, cfg.norm_epsilon));
+AttentionImpl::AttentionImpl(const ModelConfig& cfg, int64_t layer)
+    : AttentionImpl(cfg.attn, cfg.norm_epsilon, cfg.d_model, cfg.d_model, cfg.attention_window(layer),
+                    layer_prefix(layer) + "attn.") {}
+
+AttentionImpl::AttentionImpl(const AttnConfig& a, double norm_eps, int64_t d_in, int64_t d_out, int64_t window,
+                             const std::string& p)
+    : cfg_(a) {
+  cfg_.sliding_window = window;  // this layer's window (0 where only other layers slide)
+  H = a.num_heads;
+  Hkv = a.num_heads_kv > 0 ? a.num_heads_kv : a.num_heads;
+  D = a.head_dim > 0 ? a.head_dim : d_in / a.num_heads;
+  scale_ = a.softmax_scale > 0 ? a.softmax_scale : 1.0 / std::sqrt(static_cast<double>(D));
+  in_proj = register_module("in_proj", make_linear(d_in, (H + 2 * Hkv) * D, a.qkv_proj_bias));
+  out_proj = register_module("out_proj", make_linear(H * D, d_out, a.out_proj_bias));
+  if (a.qk_norm) {  // Qwen3: RMSNorm over each head's features, before the rotary, with the model's epsilon
+    q_norm = register_module("q_norm", RMSNorm(D, norm_eps));
+    k_norm = register_module("k_norm", RMSNorm(D, norm_eps));
   }
-  const std::string p = layer_prefix(layer) + "attn.";
   h_q_ = p + "hook_q";
   h_k_ = p + "hook_k";
   h_v_ = p + "hook_v";

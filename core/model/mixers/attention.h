@@ -18,6 +18,10 @@ namespace mechscope {
 class AttentionImpl : public MixerImpl {
  public:
   AttentionImpl(const ModelConfig& cfg, int64_t layer);
+  /// An attention of `a` reading d_in features and writing d_out, with hooks `hook_prefix` + "hook_q" etc. (a
+  /// shared block's: 2 d_model in, d_model out, under blocks.{i}.shared.attn.); `window` its sliding window.
+  AttentionImpl(const AttnConfig& a, double norm_eps, int64_t d_in, int64_t d_out, int64_t window,
+                const std::string& hook_prefix);
   using MixerImpl::forward;
   /// x [batch, pos, d_model] -> [batch, pos, d_model]. A partial run (Partial): the outputs of the positions from
   /// part.start() on, or only at part.rows ([batch, P, d_model]), with the keys and values before the start from

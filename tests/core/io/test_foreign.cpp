@@ -159,8 +159,8 @@ TEST(Import, ConfigErrorsNameTheKey) {
   };
   EXPECT_NE(with_config("{\"model_type\": \"mamba\"}").find("'hidden_size' is missing"), std::string::npos);
   EXPECT_NE(with_config("{\"model_type\": \"bert\"}").find("model_type 'bert'"), std::string::npos);
-  EXPECT_NE(with_config("{\"model_type\": \"zamba2\", \"architectures\": [\"Zamba2ForCausalLM\"]}")
-                .find("model_type 'zamba2' (architectures [\"Zamba2ForCausalLM\"]) is not supported (it needs shared attention"),
+  EXPECT_NE(with_config("{\"model_type\": \"zamba\", \"architectures\": [\"ZambaForCausalLM\"]}")
+                .find("model_type 'zamba' (architectures [\"ZambaForCausalLM\"]) is not supported (it needs shared attention"),
             std::string::npos);
   EXPECT_NE(with_config("{\"foo\": 1, \"bar\": 2}").find("it holds: bar, foo"), std::string::npos);
   EXPECT_NE(with_config("[1, 2").find("not valid JSON"), std::string::npos);

@@ -117,7 +117,7 @@ TEST(HfFixtures, EveryModelOfBothTransformersVersionsMatchesOrIsRefusedByName) {
   for (const auto& name : names)
     if (!expected_in(kDir, name).contains("only")) in_both.insert(name);
   EXPECT_EQ(fixtures_in(kRoot + "hf4"), in_both);
-  EXPECT_GE(in_both.size(), 29u);
+  EXPECT_GE(in_both.size(), 30u);
   for (const auto& version : kVersions) {
     const std::string dir = kRoot + version;
     for (const auto& name : version == "hf4" ? in_both : names) {
@@ -447,5 +447,42 @@ TEST(HfFixtures, AModelThatWillNotFitIsRefusedBeforeItsTensorsAreRead) {
     ADD_FAILURE() << "imported";
   } catch (const CheckpointError& e) {
     EXPECT_NE(std::string(e.what()).find("lack"), std::string::npos) << e.what();  // read, then refused by the mapping
+  }
+}
+
+// Zamba2 (transformers 5's safetensors with each shared block and its adapters under its first use; 4.57's torch.save
+// file with the repeats, one group): matched by the test above. Here: the rotary reaches the logits, the layers that
+// share a block are what num_mem_blocks and layers_block_type say (another assignment finds no adapter, or copies
+// that differ), derived keys that disagree and biases are refused by name, and the shared block's hooks and heads
+// are the imported model's.
+TEST(HfFixtures, Zamba2sSharedBlocksAreImportedAsTransformersTiesThem) {
+  EXPECT_GT(logit_change("zamba2", [](nlohmann::json& c) { c["use_mem_rope"] = false; }), 1e-3);
+  EXPECT_NE(refusal("zamba2", [](nlohmann::json& c) { c["num_mem_blocks"] = 1; }).find("lack"), std::string::npos);
+  EXPECT_NE(refusal("zamba2", [](nlohmann::json& c) { c["num_mem_blocks"] = 3; }).find("lack"), std::string::npos);
+  EXPECT_NE(refusal("zamba2", [](nlohmann::json& c) { c["add_bias_linear"] = true; }).find("add_bias_linear"),
+            std::string::npos);
+  EXPECT_NE(refusal("zamba2", [](nlohmann::json& c) { c["hybrid_layer_ids"] = {1, 3}; }).find("hybrid_layer_ids"),
+            std::string::npos);
+  EXPECT_NE(refusal("zamba2", [](nlohmann::json& c) { c["attention_head_dim"] = 4; }).find("attention_head_dim"),
+            std::string::npos);
+  EXPECT_NE(refusal("zamba2", [](nlohmann::json& c) { c["use_long_context"] = true; }).find("use_long_context"),
+            std::string::npos);
+  EXPECT_NE(refusal("zamba2", [](nlohmann::json& c) { c["layers_block_type"][0] = "attention"; }).find("layers_block_type[0]"),
+            std::string::npos);
+  for (const auto& version : kVersions) {
+    Checkpoint ck = import_checkpoint(kRoot + version + "/zamba2");
+    const LanguageModel& m = *ck.model;
+    EXPECT_EQ(m.config().shared.layers, (std::vector<int64_t>{1, 3, 4})) << version;
+    for (int64_t l : {1, 3, 4}) {
+      const auto heads = m.heads_of_layer(l);
+      ASSERT_EQ(heads.size(), 2u) << version;
+      EXPECT_EQ(heads[1], (std::pair<std::string, int64_t>{"shared", 4})) << version;
+    }
+    const auto& names = m.hook_names();
+    EXPECT_NE(std::find(names.begin(), names.end(), "blocks.4.shared.attn.hook_pattern"), names.end()) << version;
+    // Layers 1 and 4 use one block, with their own adapters: their folded q/k/v differ, their o_proj does not.
+    const auto& a = m.block(1).shared->attn, &b = m.block(4).shared->attn;
+    EXPECT_GT(mechscope::test::max_abs_diff(a->in_proj->weight, b->in_proj->weight), 1e-3) << version;
+    EXPECT_EQ(mechscope::test::max_abs_diff(a->out_proj->weight, b->out_proj->weight), 0.0) << version;
   }
 }

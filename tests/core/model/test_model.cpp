@@ -207,7 +207,9 @@ TEST(Model, ExamplePartsCacheAndComputeWhatTheWholeBatchDoes) {
         std::lock_guard<std::mutex> guard(sizes_lock);
         sizes.push_back(e - b);
       }
-      return m.unembed(m.forward_blocks(0, m.n_layers(), m.embed(toks.narrow(0, b, e - b), c), c), c);
+      at::Tensor emb;  // what a shared block reads beside the residual
+      at::Tensor resid = m.embed(toks.narrow(0, b, e - b), c, m.needs_embedding() ? &emb : nullptr);
+      return m.unembed(m.forward_blocks(0, m.n_layers(), resid, c, emb), c);
     };
     at::NoGradGuard no_grad;
     HookContext whole, parts;
@@ -307,7 +309,8 @@ TEST(Model, PartialRunFromACachedPrefixEqualsTheFullRun) {
       {"hybrid", nlohmann::json::object()},
       {"parallel-hybrid", nlohmann::json::object()},
       {"gpt-neox", nlohmann::json::object()},
-      {"transformer", {{"attn_cfg", {{"num_heads", 4}, {"sliding_window", 3}}}}}};
+      {"transformer", {{"attn_cfg", {{"num_heads", 4}, {"sliding_window", 3}}}}},
+      {"zamba-like", {{"n_layer", 3}}}};  // the shared block takes its keys, values and embedding from the prefix
   for (bool fast : {true, false}) {
     mechscope::kernels::set_fast_scan_enabled(fast);
     for (const auto& [preset, overrides] : cases) {
@@ -322,14 +325,15 @@ TEST(Model, PartialRunFromACachedPrefixEqualsTheFullRun) {
         names.push_back(p + "hook_mixer_in");
         for (const auto& [mixer, H] : m.heads_of_layer(j)) {
           if (mixer == "attn") names.insert(names.end(), {p + "attn.hook_k", p + "attn.hook_v"});
-          else names.push_back(p + "ssm.hook_state");
+          else if (mixer == "ssm") names.push_back(p + "ssm.hook_state");
         }
+        for (const auto& name : m.block(j).prefix_hooks()) names.push_back(name);
       }
       auto [logits, cache] = m.run_with_cache(toks, HookSelection::of(names));
       auto take = [&](const std::string& name) { return cache.count(name) ? cache.at(name) : at::Tensor(); };
       for (int64_t from = 0; from < n; ++from) {
         at::Tensor resid = cache.at("blocks." + std::to_string(from) + ".hook_resid_pre");
-        at::Tensor full = m.forward_blocks(from, n, resid);  // [b, L, d]
+        at::Tensor full = m.forward_blocks(from, n, resid, nullptr, take("hook_embed"));  // [b, L, d]
         for (int64_t start : {int64_t(0), int64_t(1), int64_t(2), int64_t(5), L - 1}) {
           std::vector<LayerPrefix> prefixes(n - from);
           for (int64_t j = from; j < n; ++j) {
@@ -365,17 +369,19 @@ TEST(Model, LastBlockAtRowsEqualsTheFullForwardThere) {
       {"hybrid", nlohmann::json::object()},
       {"parallel-hybrid", nlohmann::json::object()},
       {"gpt-neox", nlohmann::json::object()},
-      {"transformer", {{"attn_cfg", {{"num_heads", 4}, {"sliding_window", 3}}}}}};
+      {"transformer", {{"attn_cfg", {{"num_heads", 4}, {"sliding_window", 3}}}}},
+      {"zamba-like", nlohmann::json::object()}};  // a shared block in the last layer: every position, then the rows
   for (const auto& [preset, overrides] : cases) {
     LanguageModel m(mechscope::test::small_config(preset, overrides), 3);
     at::NoGradGuard ng;
     at::Tensor toks = mechscope::test::random_tokens(3, 11, 37, 5);
     at::Tensor rows = at::tensor({10, 3, 3, 0, 7, 1, 5, 5, 10}, at::kLong).view({3, 3});
-    at::Tensor resid0 = m.embed(toks);
+    at::Tensor emb;
+    at::Tensor resid0 = m.embed(toks, nullptr, m.needs_embedding() ? &emb : nullptr);
     for (int64_t from = 0; from <= m.n_layers(); ++from) {
-      at::Tensor resid = m.forward_blocks(0, from, resid0);
-      at::Tensor full = gather_rows(m.forward_blocks(from, m.n_layers(), resid), rows);
-      at::Tensor at_rows = m.forward_blocks_at(from, resid, rows);
+      at::Tensor resid = m.forward_blocks(0, from, resid0, nullptr, emb);
+      at::Tensor full = gather_rows(m.forward_blocks(from, m.n_layers(), resid, nullptr, emb), rows);
+      at::Tensor at_rows = m.forward_blocks_at(from, resid, rows, nullptr, emb);
       EXPECT_EQ(at_rows.sizes(), full.sizes());
       EXPECT_LT(mechscope::test::max_abs_diff(at_rows, full), 1e-5) << preset << " " << overrides.dump() << " from " << from;
     }
@@ -384,13 +390,16 @@ TEST(Model, LastBlockAtRowsEqualsTheFullForwardThere) {
     const std::string last = "blocks." + std::to_string(m.n_layers() - 1) + ".";
     std::vector<std::string> at_rows_names = {last + "hook_mixer_out", last + "hook_resid_post"};
     for (const auto& [mixer, H] : m.heads_of_layer(m.n_layers() - 1))
-      at_rows_names.push_back(last + (mixer == "attn" ? "attn.hook_z" : "ssm.hook_head_out"));
+      if (mixer != "shared")  // a shared block runs every position (its mixer reads them all)
+        at_rows_names.push_back(last + (mixer == "attn" ? "attn.hook_z" : "ssm.hook_head_out"));
     std::vector<std::string> names = at_rows_names;
     names.push_back(last + "hook_resid_pre");
     auto [logits, full_cache] = m.run_with_cache(toks, HookSelection::of(names));
     HookContext ctx;
     ctx.cache(std::set<std::string>(names.begin(), names.end()));
-    m.forward_blocks_at(0, m.embed(toks, &ctx), rows, &ctx);
+    at::Tensor emb2;
+    at::Tensor resid_in = m.embed(toks, &ctx, m.needs_embedding() ? &emb2 : nullptr);
+    m.forward_blocks_at(0, resid_in, rows, &ctx, emb2);
     for (const auto& name : at_rows_names)
       EXPECT_LT(mechscope::test::max_abs_diff(ctx.cached().at(name), gather_rows(full_cache.at(name), rows)), 1e-5)
           << preset << " " << name;
