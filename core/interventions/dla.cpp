@@ -29,7 +29,7 @@ DlaResult direct_logit_attribution(LanguageModel& model, const at::Tensor& token
     if (has_hook(model, layer_prefix(l) + "hook_mixer_out")) names.push_back(layer_prefix(l) + "hook_mixer_out");
     if (has_hook(model, layer_prefix(l) + "hook_mlp_out")) names.push_back(layer_prefix(l) + "hook_mlp_out");
     for (const auto& g : model.head_groups(l))
-      if (g.direct) names.push_back(g.hook);
+      if (g.direct || g.post_norm) names.push_back(g.hook);
   }
   names.push_back(layer_prefix(n - 1) + "hook_resid_post");
   auto [logits, cache] = model.run_with_cache(tokens, HookSelection::of(names));
@@ -61,13 +61,26 @@ DlaResult direct_logit_attribution(LanguageModel& model, const at::Tensor& token
       continue;
     }
     at::Tensor rest = read(layer_prefix(l) + "hook_mixer_out");
+    const BlockImpl& block = model.block(l);
+    // Heads behind a post-mixer RMSNorm (Gemma 2's attention, HeadGroup::post_norm): with the norm's scale frozen at
+    // its value in this run, norm(o) = w * o / rms(o) splits into w * (head h's share of o) / rms(o), which sum to it
+    // exactly (o: the heads' shares and out_proj's bias, which stays in the rest).
+    auto frozen_scale = [&](const HeadGroup& g) {
+      at::Tensor z = read(g.hook);
+      at::Tensor o = g.bias.defined() ? g.bias.to(at::kFloat).expand_as(rest).clone() : at::zeros_like(rest);
+      for (int64_t h = 0; h < g.heads; ++h) o = o + g.project(h, z.select(1, h)).to(at::kFloat);
+      return block.post_mixer_norm->weight().detach().to(at::kFloat) *
+             at::rsqrt(o.pow(2).mean(-1, true) + block.post_mixer_norm->eps());
+    };
     for (const auto& proj : model.head_groups(l)) {
       // A shared block's heads have no direct path: they reach the residual only through the mixer they feed,
       // whose output (mixer_rest here) holds their effect.
-      if (!proj.direct) continue;
+      if (!proj.direct && !proj.post_norm) continue;
+      const at::Tensor frozen = proj.post_norm ? frozen_scale(proj) : at::Tensor();
       at::Tensor z = read(proj.hook);  // [R, H, D]
       for (int64_t h = 0; h < proj.heads; ++h) {
         at::Tensor c = proj.project(h, z.select(1, h)).to(at::kFloat);
+        if (frozen.defined()) c = c * frozen;
         rest = rest - c;
         add(HeadRef{l, proj.scope, h}.label(), project(c));
       }
@@ -77,7 +90,11 @@ DlaResult direct_logit_attribution(LanguageModel& model, const at::Tensor& token
   }
   if (!norm->is_rms()) add("norm_bias", (U * norm->bias().detach().to(at::kFloat)).sum(-1).mean().item<double>());
   res.value = at::tensor(vals, at::kDouble).to(at::kFloat);
-  res.answer_logit = gather_readout(logits, readout).gather(-1, readout.target.unsqueeze(-1)).mean().item<double>();
+  // The logit before a final soft-cap (Gemma 2), which is what the components sum to: the cap is not linear.
+  const at::Tensor read_logits = model.config().final_logit_softcap > 0
+                                     ? model.unembed(read(layer_prefix(n - 1) + "hook_resid_post").to(logits.scalar_type()), nullptr, false)
+                                     : gather_readout(logits, readout);
+  res.answer_logit = read_logits.gather(-1, readout.target.unsqueeze(-1)).mean().item<double>();
   return res;
 }
 

@@ -26,7 +26,7 @@ class LanguageModel;
 struct DlaResult {
   std::vector<std::string> components;  ///< "embed", "L0.attn.H0", ..., "L0.mixer_rest", "L0.mlp", "norm_bias"
   at::Tensor value;                     ///< [components]: mean over readout positions of the answer logit share
-  double answer_logit = 0;              ///< mean answer logit; sum of `value` equals it (to float tolerance)
+  double answer_logit = 0;              ///< mean answer logit (before a final soft-cap); sum of `value` equals it (to float tolerance)
 };
 /// Each component's output through the final norm (with the clean run's scale) onto the answer's unembedding.
 DlaResult direct_logit_attribution(LanguageModel& model, const at::Tensor& tokens, const Readout& readout);

@@ -174,9 +174,7 @@ const families::Family& family_of(const json& cfg, const std::string& cwhere) {
         {"olmoe", "an RMSNorm over the whole query and key projections (not per head)"},
         {"deepseek_v2", "multi-head latent attention and grouped expert routing"},
         {"deepseek_v3", "multi-head latent attention and sigmoid expert routing with a bias"},
-        {"gemma2", "norms after the attention and the MLP (a non-linear path from each head to the residual) and logit "
-                    "soft-capping"},
-        {"gemma3", "norms after the attention and the MLP (a non-linear path from each head to the residual)"},
+        {"gemma3", "its vision tower; the text model alone (Gemma3ForCausalLM, model_type gemma3_text) imports"},
         {"bert", "a causal language model (this is an encoder)"},
         {"roberta", "a causal language model (this is an encoder)"},
         {"t5", "a causal language model (this is an encoder-decoder)"}};

@@ -12,6 +12,7 @@ BlockImpl::BlockImpl(const ModelConfig& cfg, int64_t layer)
   if (kind != MixerKind::None) {
     norm = register_module("norm", std::make_shared<NormImpl>(cfg.d_model, cfg));
     mixer_ = register_module("mixer", make_mixer(cfg, layer));
+    if (cfg.post_norms) post_mixer_norm = register_module("post_mixer_norm", std::make_shared<NormImpl>(cfg.d_model, cfg));
   } else {  // only an MLP: no norm, no mixer parameters (NoMixerImpl answers the per-layer questions)
     mixer_ = make_mixer(cfg, layer);
   }
@@ -24,6 +25,7 @@ BlockImpl::BlockImpl(const ModelConfig& cfg, int64_t layer)
     } else {
       mlp = register_module("mlp", std::make_shared<MLPImpl>(cfg));
     }
+    if (cfg.post_norms) post_mlp_norm = register_module("post_mlp_norm", std::make_shared<NormImpl>(cfg.d_model, cfg));
   }
   h_resid_pre_ = p + "hook_resid_pre";
   h_mixer_in_ = p + "hook_mixer_in";
@@ -63,6 +65,15 @@ std::vector<std::string> BlockImpl::prefix_hooks() const {
 
 std::vector<HeadGroup> BlockImpl::head_groups() const {
   std::vector<HeadGroup> groups = mixer_->head_groups();
+  if (post_mixer_norm) {  // the heads' sum is normalised before it joins the residual: no linear map of one head
+    int64_t columns = 0;
+    for (const auto& g : groups) columns += g.heads * g.head_dim;
+    for (auto& g : groups) {
+      g.direct = false;
+      // Linear again with the norm's scale frozen, where the heads are all of out_proj's input (attention).
+      g.post_norm = post_mixer_norm->is_rms() && groups.size() == 1 && g.offset == 0 && columns == g.weight.size(1);
+    }
+  }
   if (shared) groups.push_back(shared->head_group());
   return groups;
 }
@@ -106,7 +117,9 @@ at::Tensor BlockImpl::forward_partial(const at::Tensor& resid_in, const Partial&
   at::Tensor mixer_input = resid;
   if (shared) mixer_input = resid + shared->forward(resid, shared_embedding(part, resid.size(1)), part, ctx);
   at::Tensor h = hook_point(ctx, h_mixer_in_, norm->forward(mixer_input));
-  at::Tensor m = hook_point(ctx, h_mixer_out_, mixer_->forward(h, part, ctx));
+  at::Tensor m = mixer_->forward(h, part, ctx);
+  if (post_mixer_norm) m = post_mixer_norm->forward(m);
+  m = hook_point(ctx, h_mixer_out_, m);
   const at::Tensor at_rows = part.rows ? gather_rows(resid, *part.rows) : resid;
   if (!parallel_) return forward_after_mixer(at_rows + m, ctx);
   // Parallel: the MLP reads the block's input, not the mixer's sum. Added in the order GPT-NeoX adds:
@@ -127,7 +140,8 @@ at::Tensor BlockImpl::forward_after_mixer(const at::Tensor& resid_mid, HookConte
 }
 
 at::Tensor BlockImpl::feed_forward(const at::Tensor& h2, HookContext* ctx) {
-  return moe ? moe->forward(h2, ctx) : mlp->forward(h2);
+  at::Tensor f = moe ? moe->forward(h2, ctx) : mlp->forward(h2);
+  return post_mlp_norm ? post_mlp_norm->forward(f) : f;
 }
 
 }  // namespace mechscope

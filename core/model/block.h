@@ -55,7 +55,7 @@ class BlockImpl : public torch::nn::Module {
   /// The hooks a partial run from a later position reads from an earlier run (the mixer's prefix_hooks(), and with
   /// a shared block its attention's and hook_embed, which it reads at the positions computed too).
   std::vector<std::string> prefix_hooks() const;
-  /// The mixer's head groups, then the shared block's (not direct).
+  /// The mixer's head groups (not direct behind a post-mixer norm), then the shared block's (not direct).
   std::vector<HeadGroup> head_groups() const;
   /// The hook of a patching site of spec §4 in this block ("resid_pre", ..., "mlp_out", and the mixer's own sites
   /// such as "conv_out" and "state"); "" when the block has no such site (mlp_* without an MLP). Not "heads":
@@ -63,6 +63,7 @@ class BlockImpl : public torch::nn::Module {
   std::string site_hook(const std::string& site) const;
 
   std::shared_ptr<NormImpl> norm, norm2;  // norm null without a mixer
+  std::shared_ptr<NormImpl> post_mixer_norm, post_mlp_norm;  // Gemma 2's norms of the outputs (post_norms); null without
   std::shared_ptr<MLPImpl> mlp;  // the dense MLP; null without one
   std::shared_ptr<MoEImpl> moe;  // the mixture of experts in its place (registered as "mlp" too); null without
   std::shared_ptr<SharedBlockImpl> shared;  // Zamba2's shared block feeding the mixer's input; null without

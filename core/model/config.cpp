@@ -92,14 +92,15 @@ const std::vector<std::string> kTopKeys = {
     "rms_norm", "norm_epsilon", "residual_in_fp32", "fused_add_norm", "pad_vocab_size_multiple",
     "tie_embeddings", "pos_emb", "max_seq_len", "parallel_layer_idx", "mlp_type", "mlp_activation", "mlp_bias",
     "parallel_residual", "embedding_multiplier", "parallel_mix", "moe_cfg", "mlp_only_layer_idx", "mlp_layer_idx",
-    "shared_cfg"};
+    "shared_cfg", "post_norms", "final_logit_softcap"};
 const std::vector<std::string> kSharedKeys = {"layers", "attn", "hidden", "mlp_activation"};
 const std::vector<std::string> kMoEKeys = {"num_experts", "top_k", "hidden", "normalize_top_k", "layers",
                                            "shared_hidden", "shared_gate"};
 
 const std::vector<std::string> kAttnKeys = {
     "num_heads", "num_heads_kv", "head_dim", "qkv_proj_bias", "out_proj_bias", "softmax_scale", "causal",
-    "rotary_emb_dim", "rotary_emb_base", "rotary_emb_interleaved", "rotary_scaling", "sliding_window", "sliding_window_layers", "qk_norm", "mlp_dim", "d_conv"};
+    "rotary_emb_dim", "rotary_emb_base", "rotary_emb_interleaved", "rotary_scaling", "sliding_window", "sliding_window_layers", "qk_norm", "mlp_dim", "d_conv",
+    "softcap", "sliding_rotary_base"};
 const std::vector<std::string> kMamba1Keys = {
     "layer", "d_state", "d_conv", "expand", "dt_rank", "dt_min", "dt_max", "dt_init", "dt_scale",
     "dt_init_floor", "conv_bias", "bias", "bcdt_rms_eps", "bcdt_norm_weights", "use_fast_path"};
@@ -163,6 +164,11 @@ void parse_attn(const json& j, ModelConfig& c, AttnConfig& a, const std::string&
   r.get("sliding_window", a.sliding_window);
   r.get("sliding_window_layers", a.sliding_window_layers);
   r.get("qk_norm", a.qk_norm);
+  r.get("softcap", a.softcap);
+  r.get("sliding_rotary_base", a.sliding_rotary_base);
+  require(a.sliding_rotary_base >= 0 && std::isfinite(a.sliding_rotary_base),
+          name + ".sliding_rotary_base: expected a positive number, or 0 for none");
+  require(a.softcap >= 0 && std::isfinite(a.softcap), name + ".softcap: expected a positive number, or 0 for none");
   require(a.sliding_window >= 0, name + ".sliding_window: expected a window of at least 1 position, or 0 for none");
   require(a.sliding_window_layers.empty() || a.sliding_window > 0,
           name + ".sliding_window_layers: lists layers but sliding_window gives no window");
@@ -478,6 +484,10 @@ ModelConfig ModelConfig::from_json(const json& j) {
   r.get("parallel_residual", c.parallel_residual);
   r.get("embedding_multiplier", c.embedding_multiplier);
   r.get("parallel_mix", c.parallel_mix);
+  r.get("post_norms", c.post_norms);
+  r.get("final_logit_softcap", c.final_logit_softcap);
+  require(c.final_logit_softcap >= 0 && std::isfinite(c.final_logit_softcap),
+          "model_config.final_logit_softcap: expected a positive number, or 0 for none");
   require(c.parallel_mix == "tanh_beta" || c.parallel_mix == "sum",
           "model_config.parallel_mix: expected \"tanh_beta\" or \"sum\", found \"" + c.parallel_mix + "\"");
   require(c.embedding_multiplier > 0 && std::isfinite(c.embedding_multiplier),
@@ -595,6 +605,8 @@ static json attn_json(const AttnConfig& attn) {
   if (attn.sliding_window > 0) a["sliding_window"] = attn.sliding_window;
   if (!attn.sliding_window_layers.empty()) a["sliding_window_layers"] = attn.sliding_window_layers;
   if (attn.qk_norm) a["qk_norm"] = true;
+  if (attn.softcap > 0) a["softcap"] = attn.softcap;
+  if (attn.sliding_rotary_base > 0) a["sliding_rotary_base"] = attn.sliding_rotary_base;
   return a;
 }
 
@@ -667,6 +679,8 @@ json ModelConfig::to_json() const {
   if (parallel_residual) j["parallel_residual"] = true;
   if (embedding_multiplier != 1.0) j["embedding_multiplier"] = embedding_multiplier;
   if (parallel_mix != "tanh_beta") j["parallel_mix"] = parallel_mix;
+  if (post_norms) j["post_norms"] = true;
+  if (final_logit_softcap > 0) j["final_logit_softcap"] = final_logit_softcap;
   if (moe.num_experts > 0) {  // written only when set (an older reader refuses the key by name)
     json m = {{"num_experts", moe.num_experts}, {"top_k", moe.top_k}, {"hidden", moe.hidden}};
     if (moe.normalize_top_k) m["normalize_top_k"] = true;

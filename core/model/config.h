@@ -48,6 +48,10 @@ struct AttnConfig {
   /// layer, when sliding_window > 0. ModelConfig::attention_window gives a layer's window.
   std::vector<int64_t> sliding_window_layers;
   bool qk_norm = false;             ///< RMSNorm (weights q_norm, k_norm [D], the model's norm_epsilon) of each q and k head
+  double softcap = 0.0;             ///< > 0: scores become softcap * tanh(scores / softcap) before the mask (Gemma 2)
+  /// > 0: the layers with a sliding window rotate by the default rotary of this base, without rotary_scaling (Gemma 3's
+  /// rope_local_base_freq); the others by rotary_emb_base and rotary_scaling.
+  double sliding_rotary_base = 0.0;
 };
 
 /// Options of Mamba1 (mamba_ssm/modules/mamba_simple.py).
@@ -162,6 +166,10 @@ struct ModelConfig {
   std::string parallel_mix = "tanh_beta";
   MoEConfig moe;                    ///< moe_cfg; num_experts 0 (the default) = no mixture of experts
   SharedBlockConfig shared;         ///< shared_cfg; no layers (the default) = no shared blocks
+  /// Gemma 2's norms of the mixer's and the MLP's outputs before they join the residual (parameters
+  /// post_mixer_norm, post_mlp_norm of each block): resid + post_mixer_norm(mixer(norm(resid))), and so for the MLP.
+  bool post_norms = false;
+  double final_logit_softcap = 0.0; ///< > 0: logits become c * tanh(logits / c) (Gemma 2)
   /// Whether layer `layer` has a shared block (shared_cfg.layers lists it).
   bool shared_layer(int64_t layer) const;
 

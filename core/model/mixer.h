@@ -58,6 +58,11 @@ struct HeadGroup {
   /// the mixer it feeds), so project() is no change of the residual; interventions run such heads with hooks and
   /// direct logit attribution leaves them out.
   bool direct = true;
+  /// The heads reach the residual through the block's post-mixer RMSNorm of their sum (Gemma 2's post_norms), every
+  /// column of out_proj being a head's: with that norm's scale frozen at its value in a run, w * project(h) / rms(o)
+  /// is head h's share again (o = the heads' projections + `bias`).
+  bool post_norm = false;
+  at::Tensor bias;           ///< out_proj's bias [d_model] (detached), or undefined
   /// The columns of head h [d_model, head_dim].
   at::Tensor columns(int64_t h) const { return weight.narrow(1, offset + h * head_dim, head_dim); }
   /// Head h's contribution to the mixer's output: slice [..., head_dim] -> [..., d_model].

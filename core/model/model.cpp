@@ -214,9 +214,11 @@ at::Tensor LanguageModel::forward_blocks(int64_t from, int64_t to, at::Tensor re
   return resid;
 }
 
-at::Tensor LanguageModel::unembed(const at::Tensor& resid, HookContext* ctx) {
+at::Tensor LanguageModel::unembed(const at::Tensor& resid, HookContext* ctx, bool softcap) {
   at::Tensor normed = hook_point(ctx, "ln_final.hook_normalized", backbone->norm_f->forward(resid));
-  return lm_head ? lm_head->forward(normed) : at::linear(normed, backbone->embedding->weight);
+  at::Tensor logits = lm_head ? lm_head->forward(normed) : at::linear(normed, backbone->embedding->weight);
+  const double c = cfg_.final_logit_softcap;
+  return c > 0 && softcap ? at::tanh(logits / c) * c : logits;
 }
 
 at::Tensor LanguageModel::unembedding_matrix() const {

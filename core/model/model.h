@@ -66,8 +66,9 @@ class LanguageModel : public torch::nn::Module {
   /// start are those of the earlier run. Hooks see the positions computed.
   at::Tensor forward_blocks_partial(int64_t from, at::Tensor resid, const std::vector<LayerPrefix>& prefixes,
                                     const at::Tensor& rows, HookContext* ctx = nullptr);
-  /// Final norm and unembedding of residuals [..., d_model] -> logits [..., vocab_rows].
-  at::Tensor unembed(const at::Tensor& resid, HookContext* ctx = nullptr);
+  /// Final norm and unembedding of residuals [..., d_model] -> logits [..., vocab_rows], soft-capped where the config
+  /// says (final_logit_softcap; `softcap` false: the logits before it, which are linear in the normed residual).
+  at::Tensor unembed(const at::Tensor& resid, HookContext* ctx = nullptr, bool softcap = true);
   /// The unembedding weight [vocab_rows, d_model] (the embedding when tied).
   at::Tensor unembedding_matrix() const;
   int64_t n_layers() const { return static_cast<int64_t>(backbone->layers.size()); }

@@ -28,7 +28,8 @@ from transformers import (BambaConfig, BambaForCausalLM, FalconH1Config, FalconH
                           MambaConfig, MambaForCausalLM, MistralConfig, MistralForCausalLM, Qwen2Config,
                           Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM, MixtralConfig, MixtralForCausalLM,
                           Qwen2MoeConfig, Qwen2MoeForCausalLM, Qwen3MoeConfig, Qwen3MoeForCausalLM, JambaConfig,
-                          JambaForCausalLM, Zamba2Config, Zamba2ForCausalLM)
+                          JambaForCausalLM, Zamba2Config, Zamba2ForCausalLM, Gemma2Config, Gemma2ForCausalLM,
+                          Gemma3TextConfig, Gemma3ForCausalLM)
 
 V5 = int(transformers.__version__.split(".")[0]) >= 5
 
@@ -339,6 +340,38 @@ def main():
             if "norm" in name:
                 p.normal_(0.0, 0.5)
     save(m, os.path.join(out, "gemma"), logits_of(m))
+
+    # Gemma 2: Gemma's layer with norms after the attention and the MLP, windows on layers 0 and 2 (of 0..3), scores
+    # scaled by query_pre_attn_scalar ** -0.5 and soft-capped, the logits soft-capped (caps low enough to bite here).
+    # Eager attention: 4.57's default (sdpa) leaves the scores' soft-cap out without a word (off by 0.08 here); 5.x
+    # has no sdpa for Gemma 2.
+    torch.manual_seed(26)
+    m = Gemma2ForCausalLM(Gemma2Config(**dict(small, num_hidden_layers=4), head_dim=8, query_pre_attn_scalar=6,
+                                       sliding_window=4, attn_logit_softcapping=3.0, final_logit_softcapping=1.5,
+                                       attn_implementation="eager", **rope(10000.0)))
+    assert m.config._attn_implementation == "eager"
+    sharpen(m.model.layers, "self_attn")
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if "norm" in name:
+                p.normal_(0.0, 0.5)
+    save(m, os.path.join(out, "gemma2"), logits_of(m))
+
+    # Gemma 3 (text): Gemma 2's layer with q/k norms (by 1 + weight), five sliding layers to one global (0..4 slide
+    # here, 5 does not), the sliding layers' rotary base its own (rope_local_base_freq) and the global layer's
+    # rotary scaled (linear, factor 4); no soft-caps by default.
+    torch.manual_seed(27)
+    rope3 = ({"rope_parameters": {"full_attention": {"rope_type": "linear", "factor": 4.0, "rope_theta": 1000000.0},
+                                  "sliding_attention": {"rope_type": "default", "rope_theta": 100.0}}} if V5 else
+             {"rope_theta": 1000000.0, "rope_local_base_freq": 100.0, "rope_scaling": {"rope_type": "linear", "factor": 4.0}})
+    m = Gemma3ForCausalLM(Gemma3TextConfig(**dict(small, num_hidden_layers=6), head_dim=8, query_pre_attn_scalar=6,
+                                           sliding_window=4, attn_implementation="eager", **rope3))
+    sharpen(m.model.layers, "self_attn")
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if "norm" in name:
+                p.normal_(0.0, 0.5)
+    save(m, os.path.join(out, "gemma3_text"), logits_of(m))
 
     # Mixtral: Mistral's attention with a mixture of four experts (top two, renormalised) in every layer; and the same
     # weights in the fused layout transformers 5 keeps in memory.

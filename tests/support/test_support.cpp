@@ -15,7 +15,7 @@ namespace mechscope::test {
 
 ModelConfig small_config(const std::string& name, const nlohmann::json& overrides) {
   // Test variants of the imported families' blocks, on the presets they extend (test_support.h).
-  const std::string preset = name == "llama-like" || name == "mixtral-like" ? "transformer"
+  const std::string preset = name == "llama-like" || name == "mixtral-like" || name == "gemma2-like" ? "transformer"
                              : name == "falcon-h1"                         ? "parallel-hybrid"
                              : name == "falcon-mamba"                      ? "mamba1"
                              : name == "zamba-like"                        ? "mamba2"
@@ -49,6 +49,15 @@ ModelConfig small_config(const std::string& name, const nlohmann::json& override
     j["d_intermediate"] = 40;
   } else if (name == "falcon-mamba") {  // weightless RMS norms of dt, B and C
     j["ssm_cfg"]["bcdt_rms_eps"] = 1e-3;
+  } else if (name == "gemma2-like") {  // norms after the attention and the MLP, soft-capped scores and logits, a window
+    // on layer 0, the scores scaled by another factor than 1/sqrt(head_dim)
+    j["post_norms"] = true;
+    j["final_logit_softcap"] = 2.0;
+    j["attn_cfg"]["softcap"] = 1.5;
+    j["attn_cfg"]["softmax_scale"] = 0.4;
+    j["attn_cfg"]["sliding_window"] = 4;
+    j["attn_cfg"]["sliding_window_layers"] = {0};
+    j["mlp_activation"] = "gelu_tanh";
   } else if (name == "mixtral-like") {  // a mixture of experts at every layer, the picked weights renormalised
     j["d_intermediate"] = 0;
   } else if (name == "jamba-like") {  // Mamba1 with weighted dt/B/C norms; experts at layers 1 and 3 with a gated
@@ -98,7 +107,7 @@ ModelConfig small_config(const std::string& name, const nlohmann::json& override
 std::vector<std::string> test_presets() {
   std::vector<std::string> names = ModelConfig::preset_names();
   names.insert(names.end(), {"llama-like", "falcon-h1", "falcon-mamba", "mixtral-like", "jamba-like", "nemotron-like",
-                              "zamba-like"});
+                              "zamba-like", "gemma2-like"});
   return names;
 }
 

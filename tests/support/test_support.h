@@ -17,8 +17,9 @@ namespace mechscope::test {
 /// presets, variants of imported families' blocks: "llama-like" (transformer with q/k norms, a window on layer
 /// 1 only, a GeGLU MLP, an embedding multiplier), "falcon-h1" (the parallel hybrid summed, a Mamba2 of width 48 in
 /// d_inner 64, its norm before the gate, an MLP), "falcon-mamba" (Mamba1 with RMS-normed dt, B and C),
-/// "mixtral-like" and "jamba-like" (mixtures of experts), "nemotron-like" (MLP-only layers) and "zamba-like"
-/// (Mamba2 with Zamba2's shared block feeding the mixer at the odd layers).
+/// "mixtral-like" and "jamba-like" (mixtures of experts), "nemotron-like" (MLP-only layers), "zamba-like"
+/// (Mamba2 with Zamba2's shared block feeding the mixer at the odd layers) and "gemma2-like" (norms after the
+/// attention and the MLP, soft-capped scores and logits).
 ModelConfig small_config(const std::string& preset, const nlohmann::json& overrides = nlohmann::json::object());
 /// Every preset, then the family variants small_config knows.
 std::vector<std::string> test_presets();

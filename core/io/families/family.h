@@ -299,6 +299,8 @@ Mapped map_hf_qwen2_moe(const json& j, Tensors& t, const std::string& where);
 Mapped map_hf_qwen3_moe(const json& j, Tensors& t, const std::string& where);
 Mapped map_hf_jamba(const json& j, Tensors& t, const std::string& where);
 Mapped map_hf_zamba2(const json& j, Tensors& t, const std::string& where);
+Mapped map_hf_gemma2(const json& j, Tensors& t, const std::string& where);
+Mapped map_hf_gemma3_text(const json& j, Tensors& t, const std::string& where);
 Mapped map_hf_nemotron_h(const json& j, Tensors& t, const std::string& where);
 Mapped map_hf_gpt2(const json& j, Tensors& t, const std::string& where);
 Mapped map_hf_bamba(const json& j, Tensors& t, const std::string& where);

@@ -93,13 +93,24 @@ struct LlamaLike {
   bool qk_norm = false;        // Qwen3: self_attn.q_norm, k_norm
   bool gemma = false;          // Gemma: RMSNorm by (1 + weight), GeGLU, the embedding scaled by sqrt(hidden_size),
                                // and tied by default
+  bool gemma2 = false;         // Gemma 2 and 3: norms after the attention and the MLP, soft-capped scores and logits,
+                               // the scores scaled by query_pre_attn_scalar ** -0.5, hidden_activation
+  const Rope* rope = nullptr;  // the rotary when the mapper read it (Gemma 3's per layer kind); null: read_rope
+  double sliding_rotary_base = 0;  // Gemma 3: the sliding layers' own rotary base
   const LlamaMoE* moe = nullptr;  // the mixture of experts, or null (dense MLPs)
 };
 
 Mapped map_llama_like(const Cfg& c, Tensors& t, const LlamaLike& v) {
   const std::string& where = c.where();
   std::string act = "silu";
-  if (!v.gemma) {
+  if (v.gemma2) {
+    act = hf_activation(c, "hidden_activation", "gelu_pytorch_tanh");  // what Gemma2MLP reads
+    if (c.has("hidden_act") && hf_activation(c, "hidden_act", "") != act)
+      throw CheckpointError(where + ": hidden_act and hidden_activation disagree; transformers' Gemma 2 applies "
+                            "hidden_activation");
+    if (c.get<bool>("use_bidirectional_attention", false))
+      throw CheckpointError(where + ": use_bidirectional_attention true is not a causal language model");
+  } else if (!v.gemma) {
     require_silu(c);
   } else {
     act = hf_activation(c, "hidden_act", "gelu_pytorch_tanh");
@@ -110,7 +121,7 @@ Mapped map_llama_like(const Cfg& c, Tensors& t, const LlamaLike& v) {
     if (c.get<bool>("use_bidirectional_attention", false))
       throw CheckpointError(where + ": use_bidirectional_attention true is not a causal language model");
   }
-  const Rope rope = read_rope(c, 10000.0);
+  const Rope rope = v.rope ? *v.rope : read_rope(c, 10000.0);
   Mapped m;
   const int64_t d = c.count("hidden_size", kMaxDModel), H = c.count("num_attention_heads", kMaxDModel);
   const int64_t Hkv = c.get<int64_t>("num_key_value_heads", H);
@@ -128,13 +139,29 @@ Mapped map_llama_like(const Cfg& c, Tensors& t, const LlamaLike& v) {
   if (v.window.size > 0) attn["sliding_window"] = v.window.size;
   if (!v.window.layers.empty()) attn["sliding_window_layers"] = v.window.layers;
   if (v.qk_norm) attn["qk_norm"] = true;
+  if (v.sliding_rotary_base > 0) attn["sliding_rotary_base"] = v.sliding_rotary_base;
+  if (v.gemma2) {
+    const double scalar = c.number("query_pre_attn_scalar", 256);
+    if (!(scalar > 0)) throw CheckpointError(where + ": query_pre_attn_scalar should be positive");
+    attn["softmax_scale"] = 1.0 / std::sqrt(scalar);
+    const double cap = c.number("attn_logit_softcapping", 0.0);
+    if (cap < 0 || !std::isfinite(cap)) throw CheckpointError(where + ": attn_logit_softcapping should be positive or null");
+    if (cap > 0) attn["softcap"] = cap;
+  }
   m.model_config = transformer_config(d, inter, L, c.count("vocab_size", kMaxVocab), attn, true,
                                       c.number("rms_norm_eps", 1e-6), tie);
   if (v.mlp_bias) m.model_config["mlp_bias"] = true;
   if (act != "silu") m.model_config["mlp_activation"] = act;
+  if (v.gemma2) {
+    m.model_config["post_norms"] = true;
+    const double cap = c.number("final_logit_softcapping", 0.0);
+    if (cap < 0 || !std::isfinite(cap)) throw CheckpointError(where + ": final_logit_softcapping should be positive or null");
+    if (cap > 0) m.model_config["final_logit_softcap"] = cap;
+  }
   if (v.gemma) m.model_config["embedding_multiplier"] = static_cast<double>(static_cast<float>(std::sqrt(static_cast<double>(d))));
   if (v.moe && v.moe->experts > 0) m.model_config["moe_cfg"] = v.moe->moe_cfg();
-  c.finish(v.family, v.moe ? kRouterTrainingKeys : std::set<std::string>{});
+  // Gemma 2's cache_implementation chooses generation's cache, not the forward pass.
+  c.finish(v.family, v.moe ? kRouterTrainingKeys : v.gemma2 ? std::set<std::string>{"cache_implementation"} : std::set<std::string>{});
   if (inter > 0) note_mlp_padding(m, inter);
   put(m, t, "backbone.embedding.weight", "model.embed_tokens.weight");
   put(m, t, "backbone.norm_f.weight", "model.norm.weight");
@@ -146,10 +173,23 @@ Mapped map_llama_like(const Cfg& c, Tensors& t, const LlamaLike& v) {
   for (int64_t i = 0; i < L; ++i) {
     const std::string f = "model.layers." + std::to_string(i) + ".", n = "backbone.layers." + std::to_string(i) + ".";
     put(m, t, n + "norm.weight", f + "input_layernorm.weight");
-    put(m, t, n + "norm2.weight", f + "post_attention_layernorm.weight");
     plus_one(n + "norm.weight");
-    plus_one(n + "norm2.weight");
+    if (v.gemma2) {  // post_attention_layernorm is the attention's output norm there; pre_feedforward_layernorm the MLP's
+      for (const auto& [native, foreign] : std::vector<std::pair<std::string, std::string>>{
+               {"post_mixer_norm", "post_attention_layernorm"}, {"norm2", "pre_feedforward_layernorm"},
+               {"post_mlp_norm", "post_feedforward_layernorm"}}) {
+        put(m, t, n + native + ".weight", f + foreign + ".weight");
+        plus_one(n + native + ".weight");
+      }
+    } else {
+      put(m, t, n + "norm2.weight", f + "post_attention_layernorm.weight");
+      plus_one(n + "norm2.weight");
+    }
     map_llama_attention(m, t, f + "self_attn.", n + "mixer.", {H, Hkv, D, v.qkv_bias, v.out_bias, v.qk_norm}, where);
+    if (v.qk_norm) {  // Gemma 3's q/k norms multiply by (1 + weight) too
+      plus_one(n + "mixer.q_norm.weight");
+      plus_one(n + "mixer.k_norm.weight");
+    }
     if (v.moe && v.moe->at(i)) {
       map_experts(m, t, f, n + "mlp.", v.moe->layout, v.moe->experts, v.moe->hidden, where);
       if (v.moe->shared_hidden > 0) {
@@ -217,6 +257,93 @@ Mapped map_hf_gemma(const json& j, Tensors& t, const std::string& where) {
   const bool bias = c.get<bool>("attention_bias", false);
   LlamaLike v{"hf-gemma", bias, bias, false, {}};
   v.gemma = true;
+  return map_llama_like(c, t, v);
+}
+
+// Gemma 2 (model_type "gemma2"): Gemma's layer with RMSNorms (by 1 + weight) after the attention and the MLP too,
+// sliding windows at the layers layer_types calls sliding_attention (absent: the even ones, as transformers
+// defaults), the scores scaled by query_pre_attn_scalar ** -0.5 and soft-capped, the logits soft-capped.
+namespace {
+
+// Gemma 2's and 3's windows: the layers layer_types calls sliding_attention (absent: all but every `pattern`-th,
+// as transformers defaults: Gemma 2 alternates, Gemma 3 has five sliding layers to one global), of sliding_window.
+Window gemma_window(const Cfg& c, int64_t pattern) {
+  const std::string& where = c.where();
+  const int64_t L = c.count("num_hidden_layers", kMaxLayers);
+  for (const char* k : {"sliding_window_pattern", "_sliding_window_pattern"})  // Gemma 3's, read when layer_types is absent
+    if (c.has(k)) pattern = c.req<int64_t>(k);
+  if (pattern < 1) throw CheckpointError(where + ": sliding_window_pattern should be at least 1");
+  std::vector<std::string> kinds = hf_layer_kinds(c, "layer_types", L);
+  if (kinds.empty())
+    for (int64_t i = 0; i < L; ++i) kinds.push_back((i + 1) % pattern ? "sliding_attention" : "full_attention");
+  Window w;
+  for (int64_t i = 0; i < L; ++i) {
+    const std::string& k = kinds[static_cast<size_t>(i)];
+    if (k != "full_attention" && k != "sliding_attention")
+      throw CheckpointError(where + ": layer_types holds '" + k + "'; MechScope knows full_attention and sliding_attention");
+    if (k == "sliding_attention") w.layers.push_back(i);
+  }
+  w.size = window_of(c, "sliding_window");
+  if (!w.layers.empty() && w.size == 0)
+    throw CheckpointError(where + ": layer_types lists sliding_attention layers but sliding_window gives no window");
+  if (w.layers.empty()) w.size = 0;
+  else if (static_cast<int64_t>(w.layers.size()) == L) w.layers.clear();  // every layer
+  return w;
+}
+
+}  // namespace
+
+// Gemma 2 (model_type "gemma2"): Gemma's layer with RMSNorms (by 1 + weight) after the attention and the MLP too,
+// sliding windows at the layers layer_types calls sliding_attention (absent: the even ones, as transformers
+// defaults), the scores scaled by query_pre_attn_scalar ** -0.5 and soft-capped, the logits soft-capped.
+Mapped map_hf_gemma2(const json& j, Tensors& t, const std::string& where) {
+  Cfg c(j, where);
+  const bool bias = c.get<bool>("attention_bias", false);
+  LlamaLike v{"hf-gemma2", bias, bias, false, gemma_window(c, 2)};
+  v.gemma = v.gemma2 = true;
+  return map_llama_like(c, t, v);
+}
+
+// Gemma 3's text model (model_type "gemma3_text"): Gemma 2's layer with q/k norms (Qwen3's, by 1 + weight), five
+// sliding layers to one global by default, and a rotary per layer kind: the global layers' rope_theta and
+// rope_scaling, the sliding layers' default rotary of base rope_local_base_freq (transformers 4); transformers 5
+// writes both in rope_parameters, keyed by layer kind.
+Mapped map_hf_gemma3_text(const json& j, Tensors& t, const std::string& where) {
+  Cfg c(j, where);
+  Rope global;
+  double local = 10000.0;
+  const bool per_kind = c.has("rope_parameters") && c.raw("rope_parameters").is_object() &&
+                        c.raw("rope_parameters").contains("full_attention");
+  if (per_kind) {
+    const json& rp = c.raw("rope_parameters");
+    for (const auto& [k, v] : rp.items())
+      if (k != "full_attention" && k != "sliding_attention")
+        throw CheckpointError(where + ": rope_parameters." + k + " is not a layer kind of Gemma 3");
+    if (c.has("rope_theta") || c.has("rope_scaling") || c.has("rope_local_base_freq"))
+      throw CheckpointError(where + ": rope_theta, rope_scaling or rope_local_base_freq beside rope_parameters by layer "
+                            "kind; which one applies is ambiguous");
+    json g = {{"rope_parameters", rp.at("full_attention")}};
+    if (c.has("max_position_embeddings")) g["max_position_embeddings"] = c.raw("max_position_embeddings");
+    global = read_rope(Cfg(g, where + " (full_attention)"), 1000000.0);
+    if (rp.contains("sliding_attention")) {
+      const json& sl = rp.at("sliding_attention");
+      const Cfg sc(sl, where + " rope_parameters.sliding_attention");
+      if (sc.get<std::string>("rope_type", "default") != "default")
+        throw CheckpointError(where + ": rope_parameters.sliding_attention.rope_type '" + sl.value("rope_type", "") +
+                              "' is not supported (Gemma 3's sliding layers rotate by the default rotary)");
+      local = sc.number("rope_theta", 10000.0);
+      sc.finish("hf-gemma3-text", {"rope_type", "rope_theta"});
+    }
+  } else {
+    global = read_rope(c, 1000000.0);
+    local = c.number("rope_local_base_freq", 10000.0);
+  }
+  if (!(local > 0) || !std::isfinite(local)) throw CheckpointError(where + ": the sliding layers' rotary base is not positive");
+  const bool bias = c.get<bool>("attention_bias", false);
+  LlamaLike v{"hf-gemma3-text", bias, bias, false, gemma_window(c, 6), true};
+  v.gemma = v.gemma2 = true;
+  v.rope = &global;
+  v.sliding_rotary_base = local;
   return map_llama_like(c, t, v);
 }
 

@@ -22,6 +22,10 @@ AttentionImpl::AttentionImpl(const AttnConfig& a, double norm_eps, int64_t d_in,
                              const std::string& p)
     : cfg_(a) {
   cfg_.sliding_window = window;  // this layer's window (0 where only other layers slide)
+  if (window > 0 && a.sliding_rotary_base > 0) {  // Gemma 3's local layers: their own base, no scaling
+    cfg_.rotary_emb_base = a.sliding_rotary_base;
+    cfg_.rotary_scaling = RotaryScaling{};
+  }
   H = a.num_heads;
   Hkv = a.num_heads_kv > 0 ? a.num_heads_kv : a.num_heads;
   D = a.head_dim > 0 ? a.head_dim : d_in / a.num_heads;
@@ -70,6 +74,7 @@ std::vector<HeadGroup> AttentionImpl::head_groups() const {
   g.heads = H;
   g.head_dim = D;
   g.weight = out_proj->weight.detach();
+  if (out_proj->bias.defined()) g.bias = out_proj->bias.detach();
   return {g};
 }
 
@@ -87,6 +92,7 @@ std::string AttentionImpl::describe() const {
   if (cfg_.rotary_emb_dim > 0) o << ", rotary " << cfg_.rotary_emb_dim;
   if (cfg_.sliding_window > 0) o << ", sliding window " << cfg_.sliding_window;
   if (cfg_.qk_norm) o << ", q/k RMSNorm";
+  if (cfg_.softcap > 0) o << ", scores soft-capped at " << cfg_.softcap;
   o << ")";
   return o.str();
 }
@@ -118,7 +124,8 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const Partial& part, Hook
     normalise_qk(q, k);
     const bool hooked = ctx && (ctx->wants(h_q_) || ctx->wants(h_k_) || ctx->wants(h_v_) || ctx->wants(h_scores_) ||
                                 ctx->wants(h_pattern_));
-    if (s == 0 && !hooked && cfg_.sliding_window == 0 && x.device().is_cpu() && x.scalar_type() == at::kFloat) {
+    if (s == 0 && !hooked && cfg_.sliding_window == 0 && cfg_.softcap == 0 && x.device().is_cpu() &&
+        x.scalar_type() == at::kFloat) {
       auto [cos, sin] = rotary_tables(Lx);
       at::Tensor z = kernels::rows_attention(q.unflatten(-1, {H, D}), k.unflatten(-1, {Hkv, D}), v.unflatten(-1, {Hkv, D}),
                                              *rows, cos, sin, cfg_.rotary_emb_dim, cfg_.rotary_emb_interleaved, scale_);
@@ -164,6 +171,7 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const Partial& part, Hook
     if (window > 0) future = future.logical_or(at::ones({Lx, Lx}, x.options().dtype(at::kBool)).tril(-window));
   }
   at::Tensor scores = at::matmul(q.transpose(1, 2), k.permute({0, 2, 3, 1})) * scale_;  // [b, H, Lq, Lk]
+  if (cfg_.softcap > 0) scores = at::tanh(scores / cfg_.softcap) * cfg_.softcap;  // Gemma 2, as transformers orders it
   scores = scores.masked_fill(future, -std::numeric_limits<double>::infinity());
   scores = hook_point(ctx, h_scores_, scores);
   // In a half-precision model the softmax runs in float32 (as transformers' eager attention does), then casts back.

@@ -611,6 +611,11 @@ TEST(Dla, ComponentsSumToTheAnswerLogit) {
       EXPECT_NEAR(d.value.sum().item<double>(), d.answer_logit, 1e-4 * std::max(1.0, std::abs(d.answer_logit)))
           << preset << (rms ? " rms" : " layernorm");
       EXPECT_EQ(static_cast<int64_t>(d.components.size()), d.value.size(0));
+      // Heads behind Gemma 2's post-mixer RMSNorm get shares (its scale frozen); a shared block's heads none.
+      const bool has_head = std::find(d.components.begin(), d.components.end(), "L0.attn.H0") != d.components.end();
+      if (preset == "gemma2-like") EXPECT_EQ(has_head, rms) << (rms ? " rms" : " layernorm");
+      if (preset == "zamba-like")
+        for (const auto& c : d.components) EXPECT_EQ(c.find(".shared."), std::string::npos) << c;
     }
   }
 }

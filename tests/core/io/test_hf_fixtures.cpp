@@ -486,3 +486,59 @@ TEST(HfFixtures, Zamba2sSharedBlocksAreImportedAsTransformersTiesThem) {
     EXPECT_EQ(mechscope::test::max_abs_diff(a->out_proj->weight, b->out_proj->weight), 0.0) << version;
   }
 }
+
+// Gemma 2 (matched by the first test: transformers' eager attention, the one that soft-caps; 4.57's default sdpa
+// leaves the cap out): each of its settings reaches the logits, and its attention heads, behind a norm of their
+// sum, are not a linear map to the residual.
+TEST(HfFixtures, Gemma2sNormsCapsAndScaleEachReachTheLogits) {
+  auto change = [](const char* key, const nlohmann::json& value) {
+    return logit_change("gemma2", [&](nlohmann::json& c) { c[key] = value; });
+  };
+  EXPECT_GT(change("attn_logit_softcapping", nullptr), 1e-3);
+  EXPECT_GT(change("final_logit_softcapping", nullptr), 1e-3);
+  EXPECT_GT(change("query_pre_attn_scalar", 8), 1e-3);
+  EXPECT_GT(change("layer_types", {"full_attention", "full_attention", "full_attention", "full_attention"}), 1e-3);
+  EXPECT_NE(refusal("gemma2", [](nlohmann::json& c) { c["hidden_act"] = "silu"; }).find("hidden_activation"),
+            std::string::npos);
+  EXPECT_NE(refusal("gemma2", [](nlohmann::json& c) { c["sliding_window"] = nullptr; }).find("sliding_window"),
+            std::string::npos);
+  Checkpoint ck = import_checkpoint(kDir + "/gemma2");
+  EXPECT_TRUE(ck.model->config().post_norms);
+  EXPECT_EQ(ck.model->config().attention_window(0), 4);
+  EXPECT_EQ(ck.model->config().attention_window(1), 0);
+  for (int64_t l = 0; l < 4; ++l) EXPECT_FALSE(ck.model->head_groups(l).at(0).direct) << l;
+}
+
+// Gemma 3's text model (both versions matched by the first test): the sliding layers' own rotary base and the global
+// layer's scaled rotary each reach the logits, in both dialects (4.x's rope_local_base_freq beside rope_theta and
+// rope_scaling; 5.x's rope_parameters keyed by layer kind), and what would be ambiguous is refused.
+TEST(HfFixtures, Gemma3sRotaryPerLayerKind) {
+  EXPECT_GT(logit_change("gemma3_text", [](nlohmann::json& c) {
+              c["rope_parameters"]["sliding_attention"]["rope_theta"] = 10000.0;
+            }),
+            1e-3);
+  EXPECT_GT(logit_change("gemma3_text", [](nlohmann::json& c) { c["rope_parameters"]["full_attention"]["factor"] = 1.0; }),
+            1e-3);
+  EXPECT_GT(logit_change("gemma3_text", [](nlohmann::json& c) { c["layer_types"][5] = "sliding_attention"; }), 1e-3);
+  EXPECT_NE(refusal("gemma3_text", [](nlohmann::json& c) { c["rope_local_base_freq"] = 10.0; }).find("ambiguous"),
+            std::string::npos);
+  EXPECT_NE(refusal("gemma3_text", [](nlohmann::json& c) {
+              c["rope_parameters"]["sliding_attention"]["rope_type"] = "linear";
+            }).find("sliding_attention.rope_type"),
+            std::string::npos);
+  for (const auto& version : kVersions) {
+    Checkpoint ck = import_checkpoint(kRoot + version + "/gemma3_text");
+    const AttnConfig& a = ck.model->config().attn;
+    EXPECT_EQ(a.sliding_rotary_base, 100.0) << version;
+    EXPECT_EQ(a.rotary_emb_base, 1000000.0) << version;
+    EXPECT_EQ(a.rotary_scaling.type, "linear") << version;
+    EXPECT_TRUE(a.qk_norm) << version;
+    EXPECT_EQ(ck.model->config().attention_window(4), 4) << version;
+    EXPECT_EQ(ck.model->config().attention_window(5), 0) << version;
+  }
+  // 4.x's dialect: the local base is its own key.
+  const std::string hf4 = mechscope::test::scratch_dir() + "/gemma3_text_hf4";
+  copy_with_config(kRoot + "hf4/gemma3_text", hf4, [](nlohmann::json& c) { c["rope_local_base_freq"] = 10000.0; });
+  const auto tokens = expected_of("gemma3_text").at("tokens").get<std::vector<int64_t>>();
+  EXPECT_GT(mechscope::test::max_abs_diff(our_logits(hf4, tokens), our_logits(kRoot + "hf4/gemma3_text", tokens)), 1e-4);
+}

@@ -546,3 +546,24 @@ TEST(Model, ABlockWithoutAMixerIsItsMlpOnly) {
   refused({{"d_intermediate", 0}}, "the model has none");
   refused({{"mlp_activation", "relu3"}}, "relu2");
 }
+
+// Gemma 2's soft-caps (the "gemma2-like" variant: scores at 1.5, logits at 2): every score the softmax sees and
+// every logit lies within its cap, and the logits are the cap of the uncapped unembedding, c tanh(x / c).
+TEST(Model, SoftCapsBoundTheScoresAndTheLogits) {
+  at::NoGradGuard ng;
+  LanguageModel m(mechscope::test::small_config("gemma2-like"), 4);
+  {  // sharper scores and larger logits than the initialisation gives, so that the caps bite
+    for (auto& p : m.named_parameters())
+      if (p.key().find("in_proj") != std::string::npos || p.key().find("embedding") != std::string::npos) p.value().mul_(6.0);
+  }
+  at::Tensor toks = mechscope::test::random_tokens(2, 10, 37, 3);
+  auto [logits, cache] = m.run_with_cache(toks, HookSelection::of({"blocks.1.attn.hook_attn_scores", "blocks.1.hook_resid_post"}));
+  at::Tensor s = cache.at("blocks.1.attn.hook_attn_scores");
+  at::Tensor finite = s.masked_select(at::isfinite(s));
+  EXPECT_LE(finite.abs().max().item<double>(), 1.5);
+  EXPECT_GT(finite.abs().max().item<double>(), 1.0);  // the cap is reached for, not idle
+  EXPECT_LE(logits.abs().max().item<double>(), 2.0);
+  at::Tensor raw = m.unembed(cache.at("blocks.1.hook_resid_post"), nullptr, false);
+  EXPECT_GT(raw.abs().max().item<double>(), 2.0);
+  EXPECT_LT(mechscope::test::max_abs_diff(logits, at::tanh(raw / 2.0) * 2.0), 1e-6);
+}
