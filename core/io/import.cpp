@@ -233,6 +233,7 @@ Checkpoint import_checkpoint(const std::string& path, ImportInfo* info_out) {
     // fuses a layer's tensors (safetensors are read one tensor at a time as the mapper takes them).
     double bytes = 0;
     for (const auto& f : info.weight_files) bytes += static_cast<double>(engine_bytes_of(f));
+    if (family.extra_bytes) bytes += family.extra_bytes(cfg);
     require_memory(1.3 * bytes, "importing " + where + " (" + std::to_string(static_cast<int64_t>(bytes / 1e6)) +
                                     " MB of float32 weights)",
                    "MechScope computes in float32: a bfloat16 model needs about twice its file size in memory");

@@ -20,7 +20,7 @@ const std::vector<Family>& all() {
                                                {"hf-qwen2-moe", "qwen2_moe", map_hf_qwen2_moe},
                                                {"hf-qwen3-moe", "qwen3_moe", map_hf_qwen3_moe},
                                                {"hf-jamba", "jamba", map_hf_jamba},
-                                               {"hf-zamba2", "zamba2", map_hf_zamba2},
+                                               {"hf-zamba2", "zamba2", map_hf_zamba2, hf_zamba2_extra_bytes},
                                                {"hf-gemma2", "gemma2", map_hf_gemma2},
                                                {"hf-gemma3-text", "gemma3_text", map_hf_gemma3_text},
                                                {"hf-nemotron-h", "nemotron_h", map_hf_nemotron_h},

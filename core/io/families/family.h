@@ -280,6 +280,9 @@ struct Family {
   std::string format;       ///< "mamba_ssm", "hf-mamba", ...
   std::string model_type;   ///< Hugging Face's config.model_type ("" for mamba_ssm's own configs)
   std::function<Mapped(const json& config, Tensors& tensors, const std::string& where)> map;
+  /// Bytes the mapped model holds beyond its files' tensors as float32 (Zamba2's per-use copies of its shared
+  /// blocks), estimated from the config for the memory guard before a tensor is read; null: none.
+  std::function<double(const json& config)> extra_bytes = nullptr;
 };
 /// Every family, in the order import_checkpoint tries them (family.cpp: one line each).
 const std::vector<Family>& all();
@@ -299,6 +302,7 @@ Mapped map_hf_qwen2_moe(const json& j, Tensors& t, const std::string& where);
 Mapped map_hf_qwen3_moe(const json& j, Tensors& t, const std::string& where);
 Mapped map_hf_jamba(const json& j, Tensors& t, const std::string& where);
 Mapped map_hf_zamba2(const json& j, Tensors& t, const std::string& where);
+double hf_zamba2_extra_bytes(const json& j);
 Mapped map_hf_gemma2(const json& j, Tensors& t, const std::string& where);
 Mapped map_hf_gemma3_text(const json& j, Tensors& t, const std::string& where);
 Mapped map_hf_nemotron_h(const json& j, Tensors& t, const std::string& where);

@@ -175,4 +175,20 @@ Mapped map_hf_zamba2(const json& j, Tensors& t, const std::string& where) {
   return m;
 }
 
+double hf_zamba2_extra_bytes(const json& j) {
+  // Each use beyond a block's first holds a copy of it (the adapters folded in): its norms, q/k/v and o, the MLP.
+  // A config the mapper will refuse counts nothing here.
+  auto num = [&](const char* k, double def) {
+    return j.contains(k) && j[k].is_number() ? j[k].get<double>() : def;
+  };
+  const double d = num("hidden_size", 0), H = num("num_attention_heads", 0), I = num("intermediate_size", 0);
+  const double Hkv = num("num_key_value_heads", H), blocks = num("num_mem_blocks", 1);
+  if (!(d > 0 && H > 0 && I > 0) || !j.contains("layers_block_type") || !j["layers_block_type"].is_array()) return 0;
+  double uses = 0;
+  for (const auto& k : j["layers_block_type"]) uses += k == "hybrid" ? 1 : 0;
+  const double D = 2 * d / H;
+  const double block = 2 * d + (H + 2 * Hkv) * D * 2 * d + H * D * d + d + 3 * I * d;
+  return std::max(0.0, uses - blocks) * block * 4.0;
+}
+
 }  // namespace mechscope::families

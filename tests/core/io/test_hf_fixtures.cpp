@@ -469,6 +469,24 @@ TEST(HfFixtures, Zamba2sSharedBlocksAreImportedAsTransformersTiesThem) {
             std::string::npos);
   EXPECT_NE(refusal("zamba2", [](nlohmann::json& c) { c["layers_block_type"][0] = "attention"; }).find("layers_block_type[0]"),
             std::string::npos);
+  {  // the copies of the shared blocks count for the memory guard, before a tensor is read: 2 blocks used 12 times at
+     // hidden size 4096 are about 19 GB more than the tiny file
+    const std::string big = edited("zamba2", [](nlohmann::json& c) {
+      c["hidden_size"] = 4096;
+      c["intermediate_size"] = 16384;
+      c["layers_block_type"] = std::vector<std::string>(12, "hybrid");
+      c["num_hidden_layers"] = 12;
+      c.erase("hybrid_layer_ids");
+    });
+    ::setenv("MECHSCOPE_MEMORY_LIMIT_MB", "4000", 1);
+    try {
+      import_checkpoint(big);
+      ADD_FAILURE() << "imported";
+    } catch (const std::exception& e) {
+      EXPECT_NE(std::string(e.what()).find("MB of float32 weights"), std::string::npos) << e.what();  // the guard's
+    }
+    ::unsetenv("MECHSCOPE_MEMORY_LIMIT_MB");
+  }
   for (const auto& version : kVersions) {
     Checkpoint ck = import_checkpoint(kRoot + version + "/zamba2");
     const LanguageModel& m = *ck.model;
