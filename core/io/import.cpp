@@ -171,7 +171,6 @@ const families::Family& family_of(const json& cfg, const std::string& cwhere) {
     // What the families researchers ask for next would need (docs/import.md), so that the refusal says it.
     static const std::map<std::string, std::string> missing = {
         {"zamba", "shared attention blocks reused across layers"},
-        {"olmoe", "an RMSNorm over the whole query and key projections (not per head)"},
         {"deepseek_v2", "multi-head latent attention and grouped expert routing"},
         {"deepseek_v3", "multi-head latent attention and sigmoid expert routing with a bias"},
         {"gemma3", "its vision tower; the text model alone (Gemma3ForCausalLM, model_type gemma3_text) imports"},

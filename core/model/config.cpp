@@ -100,7 +100,7 @@ const std::vector<std::string> kMoEKeys = {"num_experts", "top_k", "hidden", "no
 const std::vector<std::string> kAttnKeys = {
     "num_heads", "num_heads_kv", "head_dim", "qkv_proj_bias", "out_proj_bias", "softmax_scale", "causal",
     "rotary_emb_dim", "rotary_emb_base", "rotary_emb_interleaved", "rotary_scaling", "sliding_window", "sliding_window_layers", "qk_norm", "mlp_dim", "d_conv",
-    "softcap", "sliding_rotary_base"};
+    "softcap", "sliding_rotary_base", "qk_norm_whole", "clip_qkv"};
 const std::vector<std::string> kMamba1Keys = {
     "layer", "d_state", "d_conv", "expand", "dt_rank", "dt_min", "dt_max", "dt_init", "dt_scale",
     "dt_init_floor", "conv_bias", "bias", "bcdt_rms_eps", "bcdt_norm_weights", "use_fast_path"};
@@ -165,6 +165,10 @@ void parse_attn(const json& j, ModelConfig& c, AttnConfig& a, const std::string&
   r.get("sliding_window_layers", a.sliding_window_layers);
   r.get("qk_norm", a.qk_norm);
   r.get("softcap", a.softcap);
+  r.get("qk_norm_whole", a.qk_norm_whole);
+  r.get("clip_qkv", a.clip_qkv);
+  require(!(a.qk_norm && a.qk_norm_whole), name + ".qk_norm_whole: q and k are normalised per head (qk_norm) or whole, not both");
+  require(a.clip_qkv >= 0 && std::isfinite(a.clip_qkv), name + ".clip_qkv: expected a positive number, or 0 for none");
   r.get("sliding_rotary_base", a.sliding_rotary_base);
   require(a.sliding_rotary_base >= 0 && std::isfinite(a.sliding_rotary_base),
           name + ".sliding_rotary_base: expected a positive number, or 0 for none");
@@ -606,6 +610,8 @@ static json attn_json(const AttnConfig& attn) {
   if (!attn.sliding_window_layers.empty()) a["sliding_window_layers"] = attn.sliding_window_layers;
   if (attn.qk_norm) a["qk_norm"] = true;
   if (attn.softcap > 0) a["softcap"] = attn.softcap;
+  if (attn.qk_norm_whole) a["qk_norm_whole"] = true;
+  if (attn.clip_qkv > 0) a["clip_qkv"] = attn.clip_qkv;
   if (attn.sliding_rotary_base > 0) a["sliding_rotary_base"] = attn.sliding_rotary_base;
   return a;
 }

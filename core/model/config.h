@@ -48,6 +48,9 @@ struct AttnConfig {
   /// layer, when sliding_window > 0. ModelConfig::attention_window gives a layer's window.
   std::vector<int64_t> sliding_window_layers;
   bool qk_norm = false;             ///< RMSNorm (weights q_norm, k_norm [D], the model's norm_epsilon) of each q and k head
+  /// OLMoE: one RMSNorm over each whole projection (weights q_norm [H D], k_norm [Hkv D]) instead of per head
+  bool qk_norm_whole = false;
+  double clip_qkv = 0.0;            ///< > 0: q, k and v clamped to [-clip_qkv, clip_qkv] after the norms (OLMoE)
   double softcap = 0.0;             ///< > 0: scores become softcap * tanh(scores / softcap) before the mask (Gemma 2)
   /// > 0: the layers with a sliding window rotate by the default rotary of this base, without rotary_scaling (Gemma 3's
   /// rope_local_base_freq); the others by rotary_emb_base and rotary_scaling.

@@ -29,7 +29,7 @@ from transformers import (BambaConfig, BambaForCausalLM, FalconH1Config, FalconH
                           Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM, MixtralConfig, MixtralForCausalLM,
                           Qwen2MoeConfig, Qwen2MoeForCausalLM, Qwen3MoeConfig, Qwen3MoeForCausalLM, JambaConfig,
                           JambaForCausalLM, Zamba2Config, Zamba2ForCausalLM, Gemma2Config, Gemma2ForCausalLM,
-                          Gemma3TextConfig, Gemma3ForCausalLM)
+                          Gemma3TextConfig, Gemma3ForCausalLM, OlmoeConfig, OlmoeForCausalLM)
 
 V5 = int(transformers.__version__.split(".")[0]) >= 5
 
@@ -397,6 +397,19 @@ def main():
                 proj.bias.normal_(0.0, 0.5)
         m.model.layers[1].mlp.shared_expert_gate.weight.normal_(0.0, 1.0)
     save(m, os.path.join(out, "qwen2_moe"), logits_of(m))
+
+    # OLMoE: one RMSNorm over each whole q and k projection, q, k and v clamped (clip_qkv, low enough to bite here),
+    # experts in every layer (top two of four, not renormalised).
+    torch.manual_seed(28)
+    m = OlmoeForCausalLM(OlmoeConfig(**dict(small, num_key_value_heads=4), num_experts=4, num_experts_per_tok=2,
+                                     clip_qkv=0.6, **rope(10000.0)))
+    spread_experts(m)
+    sharpen(m.model.layers, "self_attn")
+    with torch.no_grad():
+        for layer in m.model.layers:
+            layer.self_attn.q_norm.weight.normal_(1.0, 0.5)
+            layer.self_attn.k_norm.weight.normal_(1.0, 0.5)
+    save(m, os.path.join(out, "olmoe"), logits_of(m))
 
     # Qwen3-MoE: Qwen3's q/k norms; three of four experts, renormalised, at every second layer (decoder_sparse_step 2).
     torch.manual_seed(23)

@@ -22,6 +22,7 @@ const std::vector<Family>& all() {
                                                {"hf-jamba", "jamba", map_hf_jamba},
                                                {"hf-zamba2", "zamba2", map_hf_zamba2, hf_zamba2_extra_bytes},
                                                {"hf-gemma2", "gemma2", map_hf_gemma2},
+                                               {"hf-olmoe", "olmoe", map_hf_olmoe},
                                                {"hf-gemma3-text", "gemma3_text", map_hf_gemma3_text},
                                                {"hf-nemotron-h", "nemotron_h", map_hf_nemotron_h},
                                                {"hf-gpt2", "gpt2", map_hf_gpt2},

@@ -304,6 +304,7 @@ Mapped map_hf_jamba(const json& j, Tensors& t, const std::string& where);
 Mapped map_hf_zamba2(const json& j, Tensors& t, const std::string& where);
 double hf_zamba2_extra_bytes(const json& j);
 Mapped map_hf_gemma2(const json& j, Tensors& t, const std::string& where);
+Mapped map_hf_olmoe(const json& j, Tensors& t, const std::string& where);
 Mapped map_hf_gemma3_text(const json& j, Tensors& t, const std::string& where);
 Mapped map_hf_nemotron_h(const json& j, Tensors& t, const std::string& where);
 Mapped map_hf_gpt2(const json& j, Tensors& t, const std::string& where);

@@ -96,6 +96,8 @@ struct LlamaLike {
   bool gemma2 = false;         // Gemma 2 and 3: norms after the attention and the MLP, soft-capped scores and logits,
                                // the scores scaled by query_pre_attn_scalar ** -0.5, hidden_activation
   const Rope* rope = nullptr;  // the rotary when the mapper read it (Gemma 3's per layer kind); null: read_rope
+  bool qk_norm_whole = false;  // OLMoE: q_norm and k_norm over the whole projections
+  double clip_qkv = 0;         // OLMoE: q, k, v clamped
   double sliding_rotary_base = 0;  // Gemma 3: the sliding layers' own rotary base
   const LlamaMoE* moe = nullptr;  // the mixture of experts, or null (dense MLPs)
 };
@@ -140,6 +142,8 @@ Mapped map_llama_like(const Cfg& c, Tensors& t, const LlamaLike& v) {
   if (!v.window.layers.empty()) attn["sliding_window_layers"] = v.window.layers;
   if (v.qk_norm) attn["qk_norm"] = true;
   if (v.sliding_rotary_base > 0) attn["sliding_rotary_base"] = v.sliding_rotary_base;
+  if (v.qk_norm_whole) attn["qk_norm_whole"] = true;
+  if (v.clip_qkv > 0) attn["clip_qkv"] = v.clip_qkv;
   if (v.gemma2) {
     const double scalar = c.number("query_pre_attn_scalar", 256);
     if (!(scalar > 0)) throw CheckpointError(where + ": query_pre_attn_scalar should be positive");
@@ -185,7 +189,8 @@ Mapped map_llama_like(const Cfg& c, Tensors& t, const LlamaLike& v) {
       put(m, t, n + "norm2.weight", f + "post_attention_layernorm.weight");
       plus_one(n + "norm2.weight");
     }
-    map_llama_attention(m, t, f + "self_attn.", n + "mixer.", {H, Hkv, D, v.qkv_bias, v.out_bias, v.qk_norm}, where);
+    map_llama_attention(m, t, f + "self_attn.", n + "mixer.", {H, Hkv, D, v.qkv_bias, v.out_bias, v.qk_norm || v.qk_norm_whole},
+                        where);
     if (v.qk_norm) {  // Gemma 3's q/k norms multiply by (1 + weight) too
       plus_one(n + "mixer.q_norm.weight");
       plus_one(n + "mixer.k_norm.weight");
@@ -260,9 +265,6 @@ Mapped map_hf_gemma(const json& j, Tensors& t, const std::string& where) {
   return map_llama_like(c, t, v);
 }
 
-// Gemma 2 (model_type "gemma2"): Gemma's layer with RMSNorms (by 1 + weight) after the attention and the MLP too,
-// sliding windows at the layers layer_types calls sliding_attention (absent: the even ones, as transformers
-// defaults), the scores scaled by query_pre_attn_scalar ** -0.5 and soft-capped, the logits soft-capped.
 namespace {
 
 // Gemma 2's and 3's windows: the layers layer_types calls sliding_attention (absent: all but every `pattern`-th,
@@ -441,6 +443,26 @@ Mapped map_hf_qwen3_moe(const json& j, Tensors& t, const std::string& where) {
     if (c.has(k)) throw CheckpointError(where + ": '" + k + "' is not read by transformers' Qwen3-MoE; refusing to guess");
   LlamaLike v{"hf-qwen3-moe", bias, bias, false, w, true};
   v.moe = &moe;
+  return map_llama_like(c, t, v);
+}
+
+// OLMoE (model_type "olmoe"): Llama's layout with one RMSNorm over each whole q and k projection, an optional clamp
+// of q, k and v (clip_qkv), and a mixture of experts in every layer (softmax routing, top num_experts_per_tok,
+// renormalised when norm_topk_prob; experts of intermediate_size).
+Mapped map_hf_olmoe(const json& j, Tensors& t, const std::string& where) {
+  Cfg c(j, where);
+  LlamaMoE moe;
+  moe.experts = c.count("num_experts", kMaxExperts);
+  moe.top_k = c.count("num_experts_per_tok", moe.experts);
+  moe.hidden = c.count("intermediate_size", kMaxIntermediate);
+  moe.normalize = c.get<bool>("norm_topk_prob", false);
+  moe.layout = {"mlp.", "mlp.", "gate.weight", "gate_proj", "up_proj", "down_proj"};
+  const bool bias = c.get<bool>("attention_bias", false);
+  LlamaLike v{"hf-olmoe", bias, bias, false, {}};
+  v.moe = &moe;
+  v.qk_norm_whole = true;
+  v.clip_qkv = c.number("clip_qkv", 0.0);
+  if (v.clip_qkv < 0 || !std::isfinite(v.clip_qkv)) throw CheckpointError(where + ": clip_qkv should be positive or null");
   return map_llama_like(c, t, v);
 }
 

@@ -35,6 +35,9 @@ AttentionImpl::AttentionImpl(const AttnConfig& a, double norm_eps, int64_t d_in,
   if (a.qk_norm) {  // Qwen3: RMSNorm over each head's features, before the rotary, with the model's epsilon
     q_norm = register_module("q_norm", RMSNorm(D, norm_eps));
     k_norm = register_module("k_norm", RMSNorm(D, norm_eps));
+  } else if (a.qk_norm_whole) {  // OLMoE: over each whole projection
+    q_norm = register_module("q_norm", RMSNorm(H * D, norm_eps));
+    k_norm = register_module("k_norm", RMSNorm(Hkv * D, norm_eps));
   }
   h_q_ = p + "hook_q";
   h_k_ = p + "hook_k";
@@ -92,15 +95,26 @@ std::string AttentionImpl::describe() const {
   if (cfg_.rotary_emb_dim > 0) o << ", rotary " << cfg_.rotary_emb_dim;
   if (cfg_.sliding_window > 0) o << ", sliding window " << cfg_.sliding_window;
   if (cfg_.qk_norm) o << ", q/k RMSNorm";
+  if (cfg_.qk_norm_whole) o << ", q/k RMSNorm over the whole projections";
+  if (cfg_.clip_qkv > 0) o << ", q/k/v clipped at " << cfg_.clip_qkv;
   if (cfg_.softcap > 0) o << ", scores soft-capped at " << cfg_.softcap;
   o << ")";
   return o.str();
 }
 
-void AttentionImpl::normalise_qk(at::Tensor& q, at::Tensor& k) {
-  if (!q_norm) return;
-  q = q_norm->forward(q.unflatten(-1, {H, D})).flatten(-2);
-  k = k_norm->forward(k.unflatten(-1, {Hkv, D})).flatten(-2);
+void AttentionImpl::normalise_qkv(at::Tensor& q, at::Tensor& k, at::Tensor& v) {
+  if (q_norm && cfg_.qk_norm_whole) {
+    q = q_norm->forward(q);
+    k = k_norm->forward(k);
+  } else if (q_norm) {
+    q = q_norm->forward(q.unflatten(-1, {H, D})).flatten(-2);
+    k = k_norm->forward(k.unflatten(-1, {Hkv, D})).flatten(-2);
+  }
+  if (cfg_.clip_qkv > 0) {  // OLMoE, after the norms and before the rotary, as transformers orders it
+    q = q.clamp(-cfg_.clip_qkv, cfg_.clip_qkv);
+    k = k.clamp(-cfg_.clip_qkv, cfg_.clip_qkv);
+    v = v.clamp(-cfg_.clip_qkv, cfg_.clip_qkv);
+  }
 }
 
 at::Tensor AttentionImpl::forward(const at::Tensor& x, const Partial& part, HookContext* ctx) {
@@ -116,12 +130,12 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const Partial& part, Hook
     at::Tensor qkv = in_proj->forward(x);  // [b, L, (H + 2 Hkv) D]
     auto parts = qkv.split_with_sizes({H * D, Hkv * D, Hkv * D}, -1);
     q = parts[0], k = parts[1], v = parts[2];
-    normalise_qk(q, k);
+    normalise_qkv(q, k, v);
   } else {  // only the queries at `rows`
     q = linear_outputs(in_proj, gather_rows(x, *rows), 0, H * D);  // [b, P, H D]
     auto kv = linear_outputs(in_proj, x, H * D, 2 * Hkv * D).chunk(2, -1);
     k = kv[0], v = kv[1];
-    normalise_qk(q, k);
+    normalise_qkv(q, k, v);
     const bool hooked = ctx && (ctx->wants(h_q_) || ctx->wants(h_k_) || ctx->wants(h_v_) || ctx->wants(h_scores_) ||
                                 ctx->wants(h_pattern_));
     if (s == 0 && !hooked && cfg_.sliding_window == 0 && cfg_.softcap == 0 && x.device().is_cpu() &&

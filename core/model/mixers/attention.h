@@ -40,7 +40,7 @@ class AttentionImpl : public MixerImpl {
 
   torch::nn::Linear in_proj{nullptr};   // [(H + 2 Hkv) D, d_model]
   torch::nn::Linear out_proj{nullptr};  // [d_model, H D]
-  RMSNorm q_norm{nullptr}, k_norm{nullptr};  // [D] each, with attn_cfg.qk_norm
+  RMSNorm q_norm{nullptr}, k_norm{nullptr};  // [D] each with attn_cfg.qk_norm; [H D], [Hkv D] with qk_norm_whole
   int64_t H, Hkv, D;
 
  private:
@@ -52,8 +52,9 @@ class AttentionImpl : public MixerImpl {
   struct RotaryTables;
   std::shared_ptr<RotaryTables> rotary_tables_;
   std::pair<at::Tensor, at::Tensor> rotary_tables(int64_t L);
-  /// qk_norm (Qwen3): q [.., H D] and k [.., Hkv D] with each head RMS-normalised; unchanged without it.
-  void normalise_qk(at::Tensor& q, at::Tensor& k);
+  /// qk_norm (Qwen3): q [.., H D] and k [.., Hkv D] with each head RMS-normalised; qk_norm_whole (OLMoE): each
+  /// projection as a whole; then clip_qkv's clamp of q, k and v. Unchanged without them.
+  void normalise_qkv(at::Tensor& q, at::Tensor& k, at::Tensor& v);
 };
 
 }  // namespace mechscope

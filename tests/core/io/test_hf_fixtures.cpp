@@ -560,3 +560,13 @@ TEST(HfFixtures, Gemma3sRotaryPerLayerKind) {
   const auto tokens = expected_of("gemma3_text").at("tokens").get<std::vector<int64_t>>();
   EXPECT_GT(mechscope::test::max_abs_diff(our_logits(hf4, tokens), our_logits(kRoot + "hf4/gemma3_text", tokens)), 1e-4);
 }
+
+// OLMoE (matched by the first test): its whole-projection q/k norms and its clamp each reach the logits.
+TEST(HfFixtures, OlmoesWholeProjectionNormsAndClampReachTheLogits) {
+  EXPECT_GT(logit_change("olmoe", [](nlohmann::json& c) { c["clip_qkv"] = nullptr; }), 1e-3);
+  EXPECT_GT(logit_change("olmoe", [](nlohmann::json& c) { c["norm_topk_prob"] = true; }), 1e-3);
+  Checkpoint ck = import_checkpoint(kDir + "/olmoe");
+  EXPECT_TRUE(ck.model->config().attn.qk_norm_whole);
+  EXPECT_EQ(ck.model->config().attn.clip_qkv, 0.6);
+  EXPECT_EQ(ck.model->config().moe.num_experts, 4);
+}
