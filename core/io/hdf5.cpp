@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -483,8 +484,18 @@ void check_in_child(const std::string& path, const std::function<void()>& read) 
   struct stat st {};
   const uint64_t size = ::stat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30 + size / (50u << 20));
+  // The child's refusal travels back through a pipe: a file libhdf5 fails on in the child is refused with that
+  // message, and the parent never hands it to libhdf5 (which may corrupt the heap on its way to the error: the
+  // parent, whose heap differs, then crashed where the child had not).
+  int fds[2] = {-1, -1};
+  if (::pipe2(fds, O_CLOEXEC) != 0)
+    throw Error("cannot read '" + path + "': cannot start the process that checks it (" + std::strerror(errno) + ")");
   const pid_t pid = ::fork();
-  if (pid < 0) throw Error("cannot read '" + path + "': cannot start the process that checks it (" + std::strerror(errno) + ")");
+  if (pid < 0) {
+    ::close(fds[0]);
+    ::close(fds[1]);
+    throw Error("cannot read '" + path + "': cannot start the process that checks it (" + std::strerror(errno) + ")");
+  }
   if (pid == 0) {
     // The child: default signal dispositions (a crash must end it, not a handler the parent installed), read, and
     // leave without running exit handlers or flushing the parent's buffers.
@@ -492,14 +503,30 @@ void check_in_child(const std::string& path, const std::function<void()>& read) 
     const int null = ::open("/dev/null", O_WRONLY | O_CLOEXEC);  // glibc's "double free" notes are the parent's to explain
     if (null >= 0) ::dup2(null, 2);
     g_probe_child = true;
+    ::close(fds[0]);
     int code = 0;
+    std::string message;
     try {
       read();
+    } catch (const std::exception& e) {
+      code = 1;
+      message = e.what();
     } catch (...) {
-      code = 1;  // the parent's own read reports it
+      code = 1;
+      message = "'" + path + "' could not be read";
+    }
+    if (code) {
+      message.resize(std::min<size_t>(message.size(), 4000));  // well inside a pipe's buffer: the write cannot block
+      const ssize_t written = ::write(fds[1], message.data(), message.size());
+      (void)written;
     }
     ::_exit(code);
   }
+  ::close(fds[1]);
+  struct ReadEnd {  // closed on every way out
+    int fd;
+    ~ReadEnd() { ::close(fd); }
+  } read_end{fds[0]};
   int status = 0;
   while (true) {
     const pid_t r = ::waitpid(pid, &status, WNOHANG);
@@ -517,6 +544,12 @@ void check_in_child(const std::string& path, const std::function<void()>& read) 
     throw Error("'" + path + "' is corrupt or hostile: the HDF5 library crashed reading it (" +
                 std::string(::strsignal(WTERMSIG(status))) +
                 ", in a separate process that checks files before this one reads them); refused");
+  if (WIFEXITED(status) && WEXITSTATUS(status) != 0) {
+    std::string message(4096, '\0');
+    const ssize_t n = ::read(read_end.fd, message.data(), message.size());
+    message.resize(n > 0 ? static_cast<size_t>(n) : 0);
+    throw Error(message.empty() ? "'" + path + "' could not be read (in the process that checks it)" : message);
+  }
 }
 
 }  // namespace mechscope::h5

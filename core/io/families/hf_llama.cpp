@@ -218,6 +218,17 @@ int64_t window_of(const Cfg& c, const std::string& key) {
   return w;
 }
 
+// The layers layer_types (or its default) calls sliding_attention; any kind but it and full_attention is refused.
+std::vector<int64_t> sliding_layers(const std::vector<std::string>& kinds, const std::string& where) {
+  std::vector<int64_t> out;
+  for (size_t i = 0; i < kinds.size(); ++i) {
+    if (kinds[i] != "full_attention" && kinds[i] != "sliding_attention")
+      throw CheckpointError(where + ": layer_types holds '" + kinds[i] + "'; MechScope knows full_attention and sliding_attention");
+    if (kinds[i] == "sliding_attention") out.push_back(static_cast<int64_t>(i));
+  }
+  return out;
+}
+
 // Qwen2's and Qwen3's windows: transformers 5 (and 4.57) list each layer's kind in layer_types; older files say
 // use_sliding_window with max_window_layers (the layers from that index on slide). Where only some layers slide,
 // the window names them (attn_cfg.sliding_window_layers).
@@ -230,12 +241,7 @@ Window qwen_window(const Cfg& c) {
   if (kinds.empty())
     for (int64_t i = 0; i < L; ++i) kinds.push_back(use && i >= max_window_layers ? "sliding_attention" : "full_attention");
   Window w;
-  for (int64_t i = 0; i < L; ++i) {
-    const std::string& k = kinds[static_cast<size_t>(i)];
-    if (k != "full_attention" && k != "sliding_attention")
-      throw CheckpointError(where + ": layer_types holds '" + k + "'; MechScope knows full_attention and sliding_attention");
-    if (k == "sliding_attention") w.layers.push_back(i);
-  }
+  w.layers = sliding_layers(kinds, where);
   const int64_t window = use ? window_of(c, "sliding_window") : 0;
   if (!use) (void)c.has("sliding_window");  // not applied without use_sliding_window, as in transformers
   if (!w.layers.empty() && (!use || window == 0))
@@ -279,12 +285,7 @@ Window gemma_window(const Cfg& c, int64_t pattern) {
   if (kinds.empty())
     for (int64_t i = 0; i < L; ++i) kinds.push_back((i + 1) % pattern ? "sliding_attention" : "full_attention");
   Window w;
-  for (int64_t i = 0; i < L; ++i) {
-    const std::string& k = kinds[static_cast<size_t>(i)];
-    if (k != "full_attention" && k != "sliding_attention")
-      throw CheckpointError(where + ": layer_types holds '" + k + "'; MechScope knows full_attention and sliding_attention");
-    if (k == "sliding_attention") w.layers.push_back(i);
-  }
+  w.layers = sliding_layers(kinds, where);
   w.size = window_of(c, "sliding_window");
   if (!w.layers.empty() && w.size == 0)
     throw CheckpointError(where + ": layer_types lists sliding_attention layers but sliding_window gives no window");

@@ -267,8 +267,12 @@ TEST(HostileHdf5, ACrashWhileReadingIsReportedNotSuffered) {
   const std::string path = saved("mamba2", scratch_dir());
   const std::string msg = error_of([&] { h5::check_in_child(path, [] { std::raise(SIGSEGV); }); });
   EXPECT_TRUE(has(msg, "crashed") && has(msg, path)) << msg;
-  // An exception in the child is left to the read in this process.
-  EXPECT_NO_THROW(h5::check_in_child(path, [] { throw std::runtime_error("x"); }));
+  // An exception in the child is the verdict, with its message: this process does not hand the file to libhdf5
+  // again (m019 of the corpus corrupted libhdf5's heap on the way to its error: the child threw, the workbench's own
+  // read then crashed in 8 of 12 openings).
+  EXPECT_EQ(error_of([&] { h5::check_in_child(path, [] { throw std::runtime_error("x: the child's reason"); }); }),
+            "x: the child's reason");
+  EXPECT_NO_THROW(h5::check_in_child(path, [] {}));
 }
 
 // ------------------------------------------------------------------ fuzzing structure and the unsealed path
