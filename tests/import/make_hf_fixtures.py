@@ -29,7 +29,8 @@ from transformers import (BambaConfig, BambaForCausalLM, FalconH1Config, FalconH
                           Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM, MixtralConfig, MixtralForCausalLM,
                           Qwen2MoeConfig, Qwen2MoeForCausalLM, Qwen3MoeConfig, Qwen3MoeForCausalLM, JambaConfig,
                           JambaForCausalLM, Zamba2Config, Zamba2ForCausalLM, Gemma2Config, Gemma2ForCausalLM,
-                          Gemma3TextConfig, Gemma3ForCausalLM, OlmoeConfig, OlmoeForCausalLM)
+                          Gemma3TextConfig, Gemma3ForCausalLM, OlmoeConfig, OlmoeForCausalLM,
+                          Phi3Config, Phi3ForCausalLM)
 
 V5 = int(transformers.__version__.split(".")[0]) >= 5
 
@@ -410,6 +411,18 @@ def main():
             layer.self_attn.q_norm.weight.normal_(1.0, 0.5)
             layer.self_attn.k_norm.weight.normal_(1.0, 0.5)
     save(m, os.path.join(out, "olmoe"), logits_of(m))
+
+    # Phi-3: q/k/v and gate/up each in one projection, rotary on half of each head (Phi-4-mini's
+    # partial_rotary_factor), a window of 4 on every layer.
+    torch.manual_seed(29)
+    part = ({"rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5}} if V5
+            else {"rope_theta": 10000.0, "partial_rotary_factor": 0.5})
+    m = Phi3ForCausalLM(Phi3Config(**dict(small, intermediate_size=40), sliding_window=4, pad_token_id=0,
+                                   bos_token_id=1, eos_token_id=2, **part))
+    with torch.no_grad():
+        for layer in m.model.layers:
+            layer.self_attn.qkv_proj.weight.mul_(6.0)
+    save(m, os.path.join(out, "phi3"), logits_of(m))
 
     # Qwen3-MoE: Qwen3's q/k norms; three of four experts, renormalised, at every second layer (decoder_sparse_step 2).
     torch.manual_seed(23)

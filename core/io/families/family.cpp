@@ -23,6 +23,7 @@ const std::vector<Family>& all() {
                                                {"hf-zamba2", "zamba2", map_hf_zamba2, hf_zamba2_extra_bytes},
                                                {"hf-gemma2", "gemma2", map_hf_gemma2},
                                                {"hf-olmoe", "olmoe", map_hf_olmoe},
+                                               {"hf-phi3", "phi3", map_hf_phi3},
                                                {"hf-gemma3-text", "gemma3_text", map_hf_gemma3_text},
                                                {"hf-nemotron-h", "nemotron_h", map_hf_nemotron_h},
                                                {"hf-gpt2", "gpt2", map_hf_gpt2},
@@ -277,6 +278,15 @@ void map_experts(Mapped& m, Tensors& t, const std::string& f, const std::string&
       m.source_dtype[x + "fc2.weight"] = t.dtype(down_name);
     }
   }
+}
+
+int64_t hf_partial_rotary(const Cfg& c, Rope& rope, int64_t head_dim, double def) {
+  if (!c.has("rope_parameters")) rope.partial = c.number("partial_rotary_factor", def);
+  const int64_t rotary = static_cast<int64_t>(static_cast<double>(head_dim) * rope.partial);
+  if (rotary < 0 || rotary > head_dim || rotary % 2 != 0)
+    throw CheckpointError(c.where() + ": partial_rotary_factor " + std::to_string(rope.partial) + " of head size " +
+                          std::to_string(head_dim) + " is not an even number of dimensions");
+  return rotary;
 }
 
 json rotary_attn_cfg(const RotaryAttention& a, const Rope& rope) {

@@ -270,6 +270,9 @@ struct RotaryAttention {
 json rotary_attn_cfg(const RotaryAttention& a, const Rope& rope);
 /// transformers 4's top-level rope_theta and rope_scaling, or 5's rope_parameters, with every key checked.
 Rope read_rope(const Cfg& c, double default_theta, bool partial_ok = false);
+/// The rotated dimensions of a head of `head_dim`: partial_rotary_factor from rope_parameters (transformers 5, already
+/// in `rope`) or the top level (4.x; `def` when absent), refused unless it gives an even number of them.
+int64_t hf_partial_rotary(const Cfg& c, Rope& rope, int64_t head_dim, double def);
 
 // Zero rows (fc1) or columns (fc2) up to GatedMLP's multiple of 128: the padded units compute 0 * silu(0) = 0.
 at::Tensor pad_dim(const at::Tensor& w, int64_t dim, int64_t to);
@@ -305,6 +308,7 @@ Mapped map_hf_zamba2(const json& j, Tensors& t, const std::string& where);
 double hf_zamba2_extra_bytes(const json& j);
 Mapped map_hf_gemma2(const json& j, Tensors& t, const std::string& where);
 Mapped map_hf_olmoe(const json& j, Tensors& t, const std::string& where);
+Mapped map_hf_phi3(const json& j, Tensors& t, const std::string& where);
 Mapped map_hf_gemma3_text(const json& j, Tensors& t, const std::string& where);
 Mapped map_hf_nemotron_h(const json& j, Tensors& t, const std::string& where);
 Mapped map_hf_gpt2(const json& j, Tensors& t, const std::string& where);

@@ -21,13 +21,8 @@ Mapped map_hf_bamba(const json& j, Tensors& t, const std::string& where) {
   const int64_t D = d / H;
   for (const char* k : {"attention_bias", "mlp_bias"})
     if (c.get<bool>(k, false)) throw CheckpointError(where + ": " + std::string(k) + " true is not Bamba's layout");
-  // The rotary: transformers 5 in rope_parameters (with partial_rotary_factor), 4.x at the top.
   Rope rope = read_rope(c, 10000.0, true);
-  if (!c.has("rope_parameters")) rope.partial = c.number("partial_rotary_factor", 0.5);
-  const int64_t rotary = static_cast<int64_t>(static_cast<double>(D) * rope.partial);
-  if (rotary < 0 || rotary > D || rotary % 2 != 0)
-    throw CheckpointError(where + ": partial_rotary_factor " + std::to_string(rope.partial) + " of head size " +
-                          std::to_string(D) + " is not an even number of dimensions");
+  const int64_t rotary = hf_partial_rotary(c, rope, D, 0.5);
   const std::vector<int64_t> attn_idx = hf_layer_list(c, "attn_layer_indices");
   const double eps = c.number("rms_norm_eps", 1e-5);
   const json ssm = hf_mamba2_layer_ssm(c, d, eps);

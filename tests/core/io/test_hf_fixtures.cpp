@@ -570,3 +570,14 @@ TEST(HfFixtures, OlmoesWholeProjectionNormsAndClampReachTheLogits) {
   EXPECT_EQ(ck.model->config().attn.clip_qkv, 0.6);
   EXPECT_EQ(ck.model->config().moe.num_experts, 4);
 }
+
+// Phi-3 (matched by the first test): its window and its partial rotary each reach the logits; longrope is refused.
+TEST(HfFixtures, Phi3sWindowAndPartialRotaryReachTheLogits) {
+  EXPECT_GT(logit_change("phi3", [](nlohmann::json& c) { c["sliding_window"] = nullptr; }), 1e-3);
+  EXPECT_GT(logit_change("phi3", [](nlohmann::json& c) { c["rope_parameters"]["partial_rotary_factor"] = 1.0; }), 1e-3);
+  EXPECT_NE(refusal("phi3", [](nlohmann::json& c) {
+              c["rope_parameters"] = {{"rope_type", "longrope"}, {"rope_theta", 10000.0}};
+            }).find("longrope"),
+            std::string::npos);
+  EXPECT_NE(refusal("phi3", [](nlohmann::json& c) { c["hidden_act"] = "gelu"; }).find("hidden_act"), std::string::npos);
+}
