@@ -306,7 +306,7 @@ CleanRun clean_run(LanguageModel& model, const at::Tensor& tokens, const Readout
   // Each part unembeds its own examples' readouts (in readout order, so the parts concatenate to [R, V]).
   at::Tensor out = run_example_parts(B, tokens.device(), &ctx, [&](int64_t b, int64_t e, HookContext* hc) {
     at::Tensor emb;
-    at::Tensor resid = model.embed(tokens.narrow(0, b, e - b), hc, model.needs_embedding() ? &emb : nullptr);
+    at::Tensor resid = model.embed(tokens.narrow(0, b, e - b), hc, &emb);
     at::Tensor final_rows = model.forward_blocks_at(0, resid, rows.narrow(0, b, e - b), hc, emb);
     return spans.sorted ? unembed_part_readouts(model, final_rows, b, e, B, spans, readout, c.slot) : final_rows;
   });

@@ -56,7 +56,7 @@ VerifyReport verify_model(LanguageModel& model, const Task* task, int64_t exampl
       const at::Tensor rows = readout_rows(r, tokens.size(0)).first;
       add("last block at the readout rows vs the full forward there",
           model.forward_blocks_at(model.n_layers() - 1, cache.at(last + "hook_resid_pre"), rows, nullptr,
-                                  model.needs_embedding() ? cache.at("hook_embed") : at::Tensor()),
+                                  cache.at("hook_embed")),
           gather_rows(cache.at(last + "hook_resid_post"), rows));
     }
     Ablator zero(model, AblationKind::Zero);

@@ -282,6 +282,15 @@ void parse_mamba2(ObjectReader& r, ModelConfig& c) {
 
 void parse_attn(const json& j, ModelConfig& c) { parse_attn(j, c, c.attn, "attn_cfg"); }
 
+// An attention's kv heads and rotary against its heads of `head_dim` features (attn_cfg, shared_cfg.attn).
+void check_attn_heads(const AttnConfig& a, int64_t head_dim, const std::string& name) {
+  const int64_t hkv = a.num_heads_kv > 0 ? a.num_heads_kv : a.num_heads;
+  require(a.num_heads % hkv == 0, name + ".num_heads_kv: num_heads (" + std::to_string(a.num_heads) +
+                                      ") must be a multiple of num_heads_kv (" + std::to_string(hkv) + ")");
+  require(a.rotary_emb_dim >= 0 && a.rotary_emb_dim <= head_dim && a.rotary_emb_dim % 2 == 0,
+          name + ".rotary_emb_dim: must be even and at most head_dim (" + std::to_string(head_dim) + ")");
+}
+
 void parse_shared(const json& j, ModelConfig& c) {
   require(j.is_object(), "model_config.shared_cfg: expected a JSON object");
   ObjectReader r(j, "shared_cfg");
@@ -300,11 +309,8 @@ void parse_shared(const json& j, ModelConfig& c) {
                                                     " has no mixer, whose input a shared block feeds");
   const AttnConfig& a = s.attn;
   require(a.num_heads > 0 && a.head_dim > 0, "shared_cfg.attn: num_heads and head_dim are required and positive");
-  const int64_t hkv = a.num_heads_kv > 0 ? a.num_heads_kv : a.num_heads;
-  require(a.num_heads % hkv == 0, "shared_cfg.attn.num_heads_kv: num_heads must be a multiple of it");
+  check_attn_heads(a, a.head_dim, "shared_cfg.attn");
   require(a.num_heads * a.head_dim <= 4 * kMaxDModel, "shared_cfg.attn: num_heads x head_dim beyond MechScope's limits");
-  require(a.rotary_emb_dim >= 0 && a.rotary_emb_dim <= a.head_dim && a.rotary_emb_dim % 2 == 0,
-          "shared_cfg.attn.rotary_emb_dim: must be even and at most head_dim (" + std::to_string(a.head_dim) + ")");
   require(a.sliding_window == 0 && a.sliding_window_layers.empty() && !a.qk_norm,
           "shared_cfg.attn: sliding windows and qk_norm are not supported in a shared block");
   require(s.hidden >= 1 && s.hidden <= kMaxIntermediate, "shared_cfg.hidden: expected 1.." + std::to_string(kMaxIntermediate));
@@ -364,6 +370,13 @@ int64_t ModelConfig::attention_window(int64_t layer) const {
 bool ModelConfig::layer_has_mlp(int64_t layer) const {
   return has_mlp() && (mlp_layer_idx.empty() ||
                        std::find(mlp_layer_idx.begin(), mlp_layer_idx.end(), layer) != mlp_layer_idx.end());
+}
+
+double shared_block_parameters(int64_t d_model, const AttnConfig& a, int64_t hidden) {
+  const double d = static_cast<double>(d_model);
+  const double qkv = static_cast<double>(a.num_heads + 2 * (a.num_heads_kv > 0 ? a.num_heads_kv : a.num_heads)) * a.head_dim;
+  // norm (2d), q/k/v (2d in), out_proj, norm2, the gated MLP, proj
+  return 2 * d + 2 * d * qkv + static_cast<double>(a.num_heads * a.head_dim) * d + d + 3.0 * d * hidden + d * d;
 }
 
 bool ModelConfig::shared_layer(int64_t layer) const {
@@ -430,11 +443,7 @@ double ModelConfig::approx_parameter_count() const {
     } else if (d_intermediate > 0 && layer_has_mlp(i)) {
       layer += (mlp_type == "gated" ? 3.0 : 2.0) * d * mlp_hidden();
     }
-    if (shared_layer(i)) {
-      const AttnConfig& a = shared.attn;
-      const double qkv = static_cast<double>(a.num_heads + 2 * (a.num_heads_kv > 0 ? a.num_heads_kv : a.num_heads)) * a.head_dim;
-      layer += 2 * d + 2 * d * qkv + a.num_heads * a.head_dim * d + d + 3.0 * d * shared.hidden + d * d;
-    }
+    if (shared_layer(i)) layer += shared_block_parameters(d_model, shared.attn, shared.hidden);
     total += layer;
   }
   return total;
@@ -560,15 +569,10 @@ ModelConfig ModelConfig::from_json(const json& j) {
   if (any_attn) {
     parse_attn(attn, c);
     require(c.attn.num_heads > 0, "attn_cfg.num_heads: required and positive when the model has attention layers");
-    int64_t hkv = c.attn_heads_kv();
-    require(c.attn.num_heads % hkv == 0, "attn_cfg.num_heads_kv: num_heads (" + std::to_string(c.attn.num_heads) +
-                                             ") must be a multiple of num_heads_kv (" + std::to_string(hkv) + ")");
     if (c.attn.head_dim == 0)
       require(c.d_model % c.attn.num_heads == 0, "attn_cfg.num_heads: d_model (" + std::to_string(c.d_model) +
                                                      ") must be divisible by num_heads, or set head_dim");
-    int64_t d = c.attn_head_dim(c.d_model);
-    require(c.attn.rotary_emb_dim >= 0 && c.attn.rotary_emb_dim <= d && c.attn.rotary_emb_dim % 2 == 0,
-            "attn_cfg.rotary_emb_dim: must be even and at most head_dim (" + std::to_string(d) + ")");
+    check_attn_heads(c.attn, c.attn_head_dim(c.d_model), "attn_cfg");
   } else if (!attn.empty()) {
     parse_attn(attn, c);  // still validated, so that a typo is reported
   }

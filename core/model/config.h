@@ -122,6 +122,9 @@ struct SharedBlockConfig {
   std::string mlp_activation = "gelu";
 };
 
+/// The parameters of one shared block (its norms, attention, MLP and proj) in a model of width d_model.
+double shared_block_parameters(int64_t d_model, const AttnConfig& attn, int64_t hidden);
+
 /// GatedMLP's hidden size for an intermediate size: rounded up to a multiple of 128 (mamba_ssm's rule).
 inline int64_t gated_mlp_hidden(int64_t d_intermediate) { return (d_intermediate + 127) / 128 * 128; }
 

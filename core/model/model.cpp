@@ -129,7 +129,7 @@ at::Tensor LanguageModel::forward(const at::Tensor& tokens, HookContext* ctx) {
 
 at::Tensor LanguageModel::forward_unchecked(const at::Tensor& tokens, HookContext* ctx) {
   at::Tensor token_embedding;
-  at::Tensor resid = embed(tokens, ctx, needs_embedding() ? &token_embedding : nullptr);
+  at::Tensor resid = embed(tokens, ctx, &token_embedding);
   return unembed(forward_blocks(0, n_layers(), resid, ctx, token_embedding), ctx);
 }
 

@@ -46,7 +46,8 @@ class LanguageModel : public torch::nn::Module {
   at::Tensor embed(const at::Tensor& tokens, HookContext* ctx = nullptr, at::Tensor* token_embedding = nullptr);
   /// Whether some block reads the token embedding beside the residual (a shared block, Zamba2): then the run
   /// paths below need `embedding`, hook_embed's value [b', pos, d_model] over the same positions, b' dividing the
-  /// batch (variants stacked variant-major); undefined elsewhere. A partial run takes it from the prefixes.
+  /// batch (variants stacked variant-major); other models ignore it (it may be undefined there). A partial run takes
+  /// it from the prefixes.
   bool needs_embedding() const { return !cfg_.shared.layers.empty(); }
   /// Blocks [from, to) on a residual [batch, pos, d_model].
   at::Tensor forward_blocks(int64_t from, int64_t to, at::Tensor resid, HookContext* ctx = nullptr,

@@ -186,8 +186,12 @@ double hf_zamba2_extra_bytes(const json& j) {
   if (!(d > 0 && H > 0 && I > 0) || !j.contains("layers_block_type") || !j["layers_block_type"].is_array()) return 0;
   double uses = 0;
   for (const auto& k : j["layers_block_type"]) uses += k == "hybrid" ? 1 : 0;
-  const double D = 2 * d / H;
-  const double block = 2 * d + (H + 2 * Hkv) * D * 2 * d + H * D * d + d + 3 * I * d;
+  AttnConfig a;
+  a.num_heads = static_cast<int64_t>(H);
+  a.num_heads_kv = static_cast<int64_t>(Hkv);
+  a.head_dim = static_cast<int64_t>(2 * d / H);
+  // Less proj: that is each layer's own `linear`, in the file for every use.
+  const double block = shared_block_parameters(static_cast<int64_t>(d), a, static_cast<int64_t>(I)) - d * d;
   return std::max(0.0, uses - blocks) * block * 4.0;
 }
 

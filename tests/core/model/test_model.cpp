@@ -208,7 +208,7 @@ TEST(Model, ExamplePartsCacheAndComputeWhatTheWholeBatchDoes) {
         sizes.push_back(e - b);
       }
       at::Tensor emb;  // what a shared block reads beside the residual
-      at::Tensor resid = m.embed(toks.narrow(0, b, e - b), c, m.needs_embedding() ? &emb : nullptr);
+      at::Tensor resid = m.embed(toks.narrow(0, b, e - b), c, &emb);
       return m.unembed(m.forward_blocks(0, m.n_layers(), resid, c, emb), c);
     };
     at::NoGradGuard no_grad;
@@ -377,7 +377,7 @@ TEST(Model, LastBlockAtRowsEqualsTheFullForwardThere) {
     at::Tensor toks = mechscope::test::random_tokens(3, 11, 37, 5);
     at::Tensor rows = at::tensor({10, 3, 3, 0, 7, 1, 5, 5, 10}, at::kLong).view({3, 3});
     at::Tensor emb;
-    at::Tensor resid0 = m.embed(toks, nullptr, m.needs_embedding() ? &emb : nullptr);
+    at::Tensor resid0 = m.embed(toks, nullptr, &emb);
     for (int64_t from = 0; from <= m.n_layers(); ++from) {
       at::Tensor resid = m.forward_blocks(0, from, resid0, nullptr, emb);
       at::Tensor full = gather_rows(m.forward_blocks(from, m.n_layers(), resid, nullptr, emb), rows);
@@ -398,7 +398,7 @@ TEST(Model, LastBlockAtRowsEqualsTheFullForwardThere) {
     HookContext ctx;
     ctx.cache(std::set<std::string>(names.begin(), names.end()));
     at::Tensor emb2;
-    at::Tensor resid_in = m.embed(toks, &ctx, m.needs_embedding() ? &emb2 : nullptr);
+    at::Tensor resid_in = m.embed(toks, &ctx, &emb2);
     m.forward_blocks_at(0, resid_in, rows, &ctx, emb2);
     for (const auto& name : at_rows_names)
       EXPECT_LT(mechscope::test::max_abs_diff(ctx.cached().at(name), gather_rows(full_cache.at(name), rows)), 1e-5)
