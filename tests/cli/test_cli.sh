@@ -27,7 +27,7 @@ i=$("$cli" info hybrid.h5 --hooks); contains "info --hooks" "blocks.1.attn.hook_
 contains "info layers" "layer 0      mamba2" "$i"
 j=$("$cli" info mamba2.h5 --json); contains "info --json" '"parameters"' "$j"
 fx=$(cd "$(dirname "$0")/../import/fixtures/hf5" && pwd)  # imported families whose layers differ in their MLP
-i=$("$cli" info "$fx/jamba"); contains "info MoE layers" "4 attention heads (head_dim 8, 2 kv heads); MLP: 4 experts (top 2)" "$i"
+i=$("$cli" info "$fx/jamba"); contains "info MoE layers" "4 attention heads (head_dim 4, 2 kv heads); MLP: 4 experts (top 2)" "$i"
 contains "info dense layers" "; MLP: dense" "$i"
 i=$("$cli" info "$fx/nemotron_h"); contains "info MLP-only layers" "layer 1      none       no mixer" "$i"; contains "info no-MLP layers" "; no MLP" "$i"
 j=$("$cli" info "$fx/nemotron_h" --json); contains "info --json mlp" '"mlp": "none"' "$j"

@@ -17,6 +17,7 @@ logits of one sequence), or, for a config the importer must refuse, {"refused": 
 """
 import json
 import os
+import struct
 import sys
 
 import torch
@@ -112,18 +113,28 @@ def save(model, folder, expected, **kwargs):
         json.dump(expected, f)
 
 
+def short(x):
+    """The shortest decimal that reads back as the same float32 (a float32 printed as a double takes 17 digits)."""
+    want = struct.pack("<f", x)
+    for digits in range(1, 10):
+        s = float(f"{x:.{digits}g}")
+        if struct.pack("<f", s) == want:
+            return s
+    return x
+
+
 def logits_of(model):
     model.eval()
     with torch.no_grad():
         out = model(torch.tensor([TOKENS])).logits[0].float()
-    return {"tokens": TOKENS, "logits": out.tolist()}
+    return {"tokens": TOKENS, "logits": [[short(v) for v in row] for row in out.tolist()]}
 
 
 def main():
     out = sys.argv[1]
     ONLY.update(sys.argv[2:])
     os.makedirs(out, exist_ok=True)
-    small = dict(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+    small = dict(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=4,
                  num_key_value_heads=2, max_position_embeddings=64)
 
     # Llama 3-style rotary base (5.x writes it inside rope_parameters: a reader of rope_theta alone sees none).
@@ -152,14 +163,14 @@ def main():
     # Rope scaling MechScope does not implement: refused by name, never imported with default rotary.
     torch.manual_seed(5)
     cfg = LlamaConfig(**dict(small, num_hidden_layers=1),
-                      **rope(10000.0, {"rope_type": "longrope", "short_factor": [1.0, 1.0, 1.5, 2.0],
-                                       "long_factor": [1.0, 2.0, 3.0, 4.0], "original_max_position_embeddings": 16,
+                      **rope(10000.0, {"rope_type": "longrope", "short_factor": [1.0, 1.5],
+                                       "long_factor": [2.0, 4.0], "original_max_position_embeddings": 16,
                                        "factor": 4.0}))
     save(LlamaForCausalLM(cfg), os.path.join(out, "llama_rope_longrope"), {"refused": "longrope"})
 
     # Mamba2 with an infinite time-step limit (5.x writes {"__float__": "Infinity"}) and a gated-norm epsilon of 1e-6.
     torch.manual_seed(3)
-    cfg = Mamba2Config(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_heads=4, head_dim=16, state_size=8,
+    cfg = Mamba2Config(vocab_size=64, hidden_size=16, num_hidden_layers=2, num_heads=4, head_dim=8, state_size=8,
                        n_groups=1, chunk_size=8, expand=2, layer_norm_epsilon=1e-6)
     m = Mamba2ForCausalLM(cfg)
     with torch.no_grad():  # small gated-norm inputs, where the epsilon shows
@@ -170,12 +181,12 @@ def main():
 
     # Mamba (state-spaces/mamba-*-hf layout).
     torch.manual_seed(6)
-    m = MambaForCausalLM(MambaConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, state_size=8, expand=2))
+    m = MambaForCausalLM(MambaConfig(vocab_size=64, hidden_size=16, num_hidden_layers=2, state_size=8, expand=2))
     save(m, os.path.join(out, "mamba"), logits_of(m))
 
     # GPT-2: Conv1D weights ([in, out]), learned positions, LayerNorm with biases, gelu_new MLP, tied head.
     torch.manual_seed(7)
-    m = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_embd=32, n_layer=2, n_head=4, n_positions=32))
+    m = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_embd=16, n_layer=2, n_head=4, n_positions=32))
     save(m, os.path.join(out, "gpt2"), logits_of(m))
 
     # GPT-NeoX (Pythia): parallel residual, partial rotary (a quarter of each head), q/k/v interleaved per head,
@@ -184,8 +195,8 @@ def main():
         torch.manual_seed(seed)
         kw = {"rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": pct}} if V5 \
             else {"rotary_pct": pct, "rotary_emb_base": 10000}
-        cfg = GPTNeoXConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                            num_attention_heads=4, max_position_embeddings=64, use_parallel_residual=parallel,
+        cfg = GPTNeoXConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                            num_attention_heads=2, max_position_embeddings=64, use_parallel_residual=parallel,
                             hidden_act="gelu", **kw)
         m = GPTNeoXForCausalLM(cfg)
         with torch.no_grad():
@@ -226,26 +237,26 @@ def main():
 
     # Falcon-Mamba: Mamba with weightless RMS norms of dt, B and C (epsilon mixer_rms_eps).
     torch.manual_seed(14)
-    m = FalconMambaForCausalLM(FalconMambaConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, state_size=8,
+    m = FalconMambaForCausalLM(FalconMambaConfig(vocab_size=64, hidden_size=16, num_hidden_layers=2, state_size=8,
                                                  expand=2, mixer_rms_eps=1e-3))
     save(m, os.path.join(out, "falcon_mamba"), logits_of(m))
 
     # Bamba: Mamba2 layers (two groups) and an attention layer (half of each head rotated), each with a SwiGLU MLP.
     torch.manual_seed(17)
-    cfg = BambaConfig(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=3, num_attention_heads=4,
+    cfg = BambaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=3, num_attention_heads=4,
                       num_key_value_heads=2, attn_layer_indices=[1], mamba_n_heads=4, mamba_n_groups=2,
                       mamba_d_state=8, mamba_chunk_size=8, mamba_expand=2, max_position_embeddings=64)
     m = BambaForCausalLM(cfg)
     sharpen([m.model.layers[1]], "self_attn")
     save(m, os.path.join(out, "bamba"), logits_of(m))
 
-    # Falcon-H1: Mamba2 (six heads of 8: an SSM width of 48, not a multiple of hidden_size; two groups; its gated norm
+    # Falcon-H1: Mamba2 (six heads of 4: an SSM width of 24, not a multiple of hidden_size; two groups; its gated norm
     # before the gate) and attention side by side in each layer, then a SwiGLU MLP; every muP multiplier away from 1.
     torch.manual_seed(18)
-    cfg = FalconH1Config(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, max_position_embeddings=64, mamba_d_ssm=48, mamba_n_heads=6,
-                         mamba_d_head=8, mamba_n_groups=2, mamba_d_state=8, mamba_chunk_size=8, mamba_rms_norm=True,
-                         mamba_norm_before_gate=True, ssm_multipliers=[0.5, 1.5, 2.0, 0.5, 3.0],
+    cfg = FalconH1Config(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, max_position_embeddings=64, mamba_d_ssm=24, mamba_n_heads=6,
+                         mamba_d_head=4, mamba_n_groups=2, mamba_d_state=8, mamba_chunk_size=8, mamba_rms_norm=True,
+                         mamba_norm_before_gate=True, ssm_multipliers=[0.5, 1.5, 2.0, 0.5, 6.0],
                          mlp_multipliers=[1.5, 0.5], key_multiplier=0.8, attention_in_multiplier=1.2,
                          attention_out_multiplier=0.9, ssm_in_multiplier=1.1, ssm_out_multiplier=0.7,
                          lm_head_multiplier=0.6, embedding_multiplier=2.0, **rope(10000.0))
@@ -261,8 +272,8 @@ def main():
 
     # Falcon-H1 as its config defaults it: no gated norm (y * silu(z)), the SSM as wide as expand * hidden_size.
     torch.manual_seed(20)
-    cfg = FalconH1Config(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=1, num_attention_heads=4,
-                         num_key_value_heads=4, max_position_embeddings=64, mamba_d_ssm=64, mamba_n_heads=8,
+    cfg = FalconH1Config(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=4,
+                         num_key_value_heads=4, max_position_embeddings=64, mamba_d_ssm=32, mamba_n_heads=4,
                          mamba_d_head=8, mamba_d_state=8, mamba_chunk_size=8, mamba_rms_norm=False,
                          ssm_out_multiplier=2.0, **rope(10000.0))
     m = FalconH1ForCausalLM(cfg)
@@ -277,10 +288,10 @@ def main():
     types = ["mamba", "attention", "mamba"]
     if V5:
         types = ["linear_attention" if t == "mamba" else "full_attention" for t in types]
-    cfg = GraniteMoeHybridConfig(vocab_size=64, hidden_size=32, shared_intermediate_size=48, num_hidden_layers=3,
+    cfg = GraniteMoeHybridConfig(vocab_size=64, hidden_size=16, shared_intermediate_size=32, num_hidden_layers=3,
                                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
                                  num_local_experts=0, layer_types=types, position_embedding_type="rope",
-                                 mamba_n_heads=4, mamba_n_groups=2, mamba_d_state=8, mamba_d_head=16,
+                                 mamba_n_heads=4, mamba_n_groups=2, mamba_d_state=8, mamba_d_head=8,
                                  mamba_chunk_size=8, residual_multiplier=0.7, attention_multiplier=0.25,
                                  embedding_multiplier=3.0, logits_scaling=2.5, **rope(10000.0))
     m = GraniteMoeHybridForCausalLM(cfg)
@@ -293,11 +304,11 @@ def main():
     types = ["mamba", "attention"]
     if V5:
         types = ["linear_attention" if t == "mamba" else "full_attention" for t in types]
-    cfg = GraniteMoeHybridConfig(vocab_size=64, hidden_size=32, intermediate_size=24, shared_intermediate_size=48,
+    cfg = GraniteMoeHybridConfig(vocab_size=64, hidden_size=16, intermediate_size=24, shared_intermediate_size=32,
                                  num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                                  max_position_embeddings=64, num_local_experts=4, num_experts_per_tok=2,
                                  layer_types=types, position_embedding_type="rope", mamba_n_heads=4, mamba_n_groups=1,
-                                 mamba_d_state=8, mamba_d_head=16, mamba_chunk_size=8, residual_multiplier=0.7,
+                                 mamba_d_state=8, mamba_d_head=8, mamba_chunk_size=8, residual_multiplier=0.7,
                                  attention_multiplier=0.25, embedding_multiplier=3.0, logits_scaling=2.5,
                                  **rope(10000.0))
     m = GraniteMoeHybridForCausalLM(cfg)
@@ -315,10 +326,10 @@ def main():
     if V5:
         from transformers import NemotronHConfig, NemotronHForCausalLM
         torch.manual_seed(26)
-        cfg = NemotronHConfig(vocab_size=64, hidden_size=32, intermediate_size=48, num_attention_heads=4,
+        cfg = NemotronHConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_attention_heads=4,
                               num_key_value_heads=2, head_dim=8, max_position_embeddings=64,
                               layers_block_type=["mamba", "mlp", "attention", "mamba", "mlp", "mamba"],
-                              mamba_num_heads=4, mamba_head_dim=16, n_groups=2, ssm_state_size=8, chunk_size=8)
+                              mamba_num_heads=4, mamba_head_dim=8, n_groups=2, ssm_state_size=8, chunk_size=8)
         m = NemotronHForCausalLM(cfg)
         with torch.no_grad():
             for name, p in m.named_parameters():
@@ -440,7 +451,7 @@ def main():
     # 0..3), experts (top two of four, not renormalised) at layers 1 and 3 and dense SwiGLUs at 0 and 2; and the same
     # weights in transformers 5's fused layout.
     torch.manual_seed(24)
-    cfg = JambaConfig(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=4, num_attention_heads=4,
+    cfg = JambaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=4, num_attention_heads=4,
                       num_key_value_heads=2, num_experts=4, num_experts_per_tok=2, attn_layer_period=2,
                       attn_layer_offset=1, expert_layer_period=2, expert_layer_offset=1, mamba_d_state=8,
                       mamba_dt_rank=4, mamba_expand=2, rms_norm_eps=1e-6, use_mamba_kernels=False,
@@ -486,7 +497,7 @@ def main():
     for seed, (name, model) in enumerate((
             ("llama_bf16_sharded", lambda: LlamaForCausalLM(LlamaConfig(**small, **rope(10000.0)))),
             ("gpt_neox_bf16", lambda: GPTNeoXForCausalLM(GPTNeoXConfig(
-                vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
                 max_position_embeddings=64, hidden_act="gelu",
                 **({"rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.25}}
                    if V5 else {"rotary_pct": 0.25})))),
@@ -496,7 +507,7 @@ def main():
         expected = logits_of(m.float())
         m = m.to(torch.bfloat16)
         expected["logits_bf16"] = logits_of(m)["logits"]
-        save(m, os.path.join(out, name), expected, **({"max_shard_size": "20KB"} if "sharded" in name else {}))
+        save(m, os.path.join(out, name), expected, **({"max_shard_size": "8KB"} if "sharded" in name else {}))
 
 
 if __name__ == "__main__":
