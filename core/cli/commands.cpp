@@ -177,7 +177,7 @@ int run_init(const InitOptions& o) {
 }
 
 int run_info(const InfoOptions& o) {
-  Checkpoint ck = open_checkpoint(o.checkpoint);
+  Checkpoint ck = open_checkpoint(o.checkpoint, o.dtype);
   const ModelConfig& c = ck.config;
   LanguageModel& model = *ck.model;
   // Shapes of every hook point on a 4-token input (batch 1).
@@ -197,6 +197,7 @@ int run_info(const InfoOptions& o) {
     j["model_config"] = c.to_json();
     j["task_config"] = ck.task_config;
     j["parameters"] = model.parameter_count();
+    j["dtype"] = dtype_name(model.dtype());
     j["vocab_size"] = c.vocab_size;
     j["vocab_rows"] = c.padded_vocab_size();
     json layers = json::array();
@@ -219,7 +220,7 @@ int run_info(const InfoOptions& o) {
   std::cout << "checkpoint   " << ck.path << (ck.created_by.empty() ? "" : "  (" + ck.created_by + ")") << "\n";
   std::cout << "model        " << c.architecture_name() << ": " << c.n_layer << " layers, d_model " << c.d_model
             << ", vocab " << c.vocab_size << " (" << c.padded_vocab_size() << " rows), "
-            << with_commas(model.parameter_count()) << " parameters\n";
+            << with_commas(model.parameter_count()) << " parameters, held in " << dtype_name(model.dtype()) << "\n";
   std::cout << "blocks       " << (c.rms_norm ? "RMSNorm" : "LayerNorm") << " eps " << c.norm_epsilon << ", "
             << (c.has_mlp() ? c.mlp_description() : std::string("no MLP")) << (c.parallel_residual ? " (parallel residual)" : "")
             << ", "
@@ -306,7 +307,7 @@ int run_forward(const ForwardOptions& o) {
     throw std::invalid_argument("forward: give exactly one of --tokens, --tokens-file or --example");
   if (o.topk < 0) throw std::invalid_argument("forward: --topk must be >= 0");
   if (!o.out.empty()) refuse_overwrite(o.out, o.force, {o.checkpoint, o.tokens_file});
-  auto opened = OpenedModel::open(o.checkpoint);
+  auto opened = OpenedModel::open(o.checkpoint, {}, false, o.dtype);
   const Checkpoint& ck = opened->ck;
   for (const auto& w : ck.warnings) std::cerr << "warning: " << w << "\n";
   LanguageModel& model = *ck.model;
@@ -330,10 +331,7 @@ int run_forward(const ForwardOptions& o) {
   } else if (o.device != "cpu") {
     throw std::invalid_argument("--device: expected cpu or cuda, found '" + o.device + "'");
   }
-  at::ScalarType dtype = at::kFloat;
-  if (o.dtype == "bfloat16") dtype = at::kBFloat16;
-  else if (o.dtype != "float32") throw std::invalid_argument("--dtype: expected float32 or bfloat16, found '" + o.dtype + "'");
-  model.to(device, dtype);
+  model.to(device);
 
   HookSelection sel;
   for (const auto& h : o.hooks) {
@@ -384,7 +382,7 @@ int run_forward(const ForwardOptions& o) {
     ResultsFile rf;
     rf.kind = "forward";
     rf.provenance = opened->provenance();  // the checkpoint's digest (a folder's: its files'), the program, the task
-    rf.provenance.update({{"tokens", ids}, {"hooks", o.hooks}, {"device", o.device}, {"dtype", o.dtype}});
+    rf.provenance.update({{"tokens", ids}, {"hooks", o.hooks}, {"device", o.device}, {"dtype", dtype_name(model.dtype())}});
     json pos_labels = tok_strings;
     rf.tensors.push_back({"logits", logits, {"pos", "vocab"}, json{{"pos", pos_labels}}});
     rf.tensors.push_back({"tokens", at::tensor(ids, at::kLong), {"pos"}, json{{"pos", pos_labels}}});
@@ -409,11 +407,12 @@ int run_bench(const BenchOptions& o) {
   std::string label;
   std::unique_ptr<OpenedModel> opened;
   if (!o.checkpoint.empty()) {
-    opened = OpenedModel::open(o.checkpoint);
+    opened = OpenedModel::open(o.checkpoint, {}, false, o.dtype);
     model = opened->ck.model;
     label = o.checkpoint;
   } else {
     model = std::make_shared<LanguageModel>(ModelConfig::from_json(ModelConfig::preset_json(o.preset, json::object())), o.seed);
+    if (o.dtype != "stored" && parse_load_dtype(o.dtype) != at::kFloat) model->to(parse_load_dtype(o.dtype));
     label = "preset " + o.preset;
   }
   const ModelConfig& c = model->config();

@@ -22,6 +22,7 @@ struct InfoOptions {
   std::string checkpoint;
   bool hooks = false;
   bool json = false;
+  std::string dtype = "float32";  // --dtype: what the weights are held in (float32, bfloat16, float16, stored)
 };
 int run_info(const InfoOptions& o);
 
@@ -59,6 +60,7 @@ struct BenchOptions {
   bool scan = false;      // --scan: the SSM scan kernels against their references, and training throughput
   bool train = false;     // --train: training steps (fwd+bwd+AdamW) on the checkpoint's task, examples/s
   std::string device = "cpu";  // --device for --scan: cpu or cuda (the CUDA kernels, in a CUDA build on a GPU)
+  std::string dtype = "float32";  // --dtype: what a checkpoint's weights are held and computed in
 };
 int run_bench(const BenchOptions& o);
 int run_bench_scan(const BenchOptions& o);

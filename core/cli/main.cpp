@@ -12,6 +12,12 @@
 
 using namespace mechscope::cli;
 
+namespace {
+const char* const kDtypeHelp =
+    "what the weights are held and computed in: float32, bfloat16, float16, or stored (an imported model's own "
+    "dtype: a bfloat16 model in half the memory of float32)";
+}  // namespace
+
 int main(int argc, char** argv) {
   mechscope::init_runtime();
   for (const auto& p : mechscope::load_plugins())  // a broken plugin is reported and skipped
@@ -37,6 +43,7 @@ int main(int argc, char** argv) {
   c_info->add_option("checkpoint,--checkpoint,-c", info.checkpoint, "checkpoint (.h5)")->required();
   c_info->add_flag("--hooks", info.hooks, "list every hook point of the model");
   c_info->add_flag("--json", info.json, "machine-readable output");
+  c_info->add_option("--dtype", info.dtype, kDtypeHelp)->capture_default_str();
 
   ReplayOptions rep;
   auto* c_rep = app.add_subcommand("replay", "regenerate the figures of a saved workbench workspace (PNG, SVG, CSV), "
@@ -66,7 +73,7 @@ int main(int argc, char** argv) {
   c_fwd->add_option("--topk", fwd.topk, "predictions to print per position")->capture_default_str();
   c_fwd->add_flag("--all-positions", fwd.all_positions, "print predictions at every position, not only the last");
   c_fwd->add_option("--device", fwd.device, "cpu | cuda")->capture_default_str();
-  c_fwd->add_option("--dtype", fwd.dtype, "float32 | bfloat16")->capture_default_str();
+  c_fwd->add_option("--dtype", fwd.dtype, kDtypeHelp)->capture_default_str();
   c_fwd->add_flag("--force", fwd.force, "overwrite an existing output file");
 
   BenchOptions bench;
@@ -76,6 +83,7 @@ int main(int argc, char** argv) {
   c_bench->add_option("--batch", bench.batch, "batch size")->capture_default_str();
   c_bench->add_option("--seq", bench.seq, "sequence length")->capture_default_str();
   c_bench->add_option("--repeat", bench.repeat, "timed repetitions (median reported)")->capture_default_str();
+  c_bench->add_option("--dtype", bench.dtype, kDtypeHelp)->capture_default_str();
   c_bench->add_flag("--train", bench.train, "time training steps (fwd+bwd+AdamW) on the checkpoint's task, --batch examples each");
   c_bench->add_flag("--scan", bench.scan, "benchmark the SSM scan kernels against their references (and training steps)");
   c_bench->add_option("--device", bench.device, "with --scan: cpu, or cuda (GPU kernels at mamba-130m widths)")

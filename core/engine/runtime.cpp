@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <atomic>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -38,6 +39,19 @@ void init_thread() {
     at::parallel_for(0, at::get_num_threads(), 1, [](int64_t, int64_t) { at::globalContext().setFlushDenormal(true); });
 }
 
+namespace {
+std::atomic<bool> g_heap_kept{false};   // init_runtime set the thresholds below
+std::atomic<int> g_fresh_scopes{0};
+constexpr int kKeptThreshold = 256 << 20;
+}  // namespace
+
+FreshLargeBlocks::FreshLargeBlocks() {
+  if (g_fresh_scopes++ == 0 && g_heap_kept) mallopt(M_MMAP_THRESHOLD, 1 << 20);
+}
+FreshLargeBlocks::~FreshLargeBlocks() {
+  if (--g_fresh_scopes == 0 && g_heap_kept) mallopt(M_MMAP_THRESHOLD, kKeptThreshold);
+}
+
 int init_runtime() {
   static std::once_flag once;
   std::call_once(once, [] {
@@ -47,8 +61,9 @@ int init_runtime() {
     // every hook 1.6x slower (docs/benchmarks.md). Freed memory above 256 MiB at the heap's top still goes back.
     // GLIBC_TUNABLES in the environment wins.
     if (!std::getenv("GLIBC_TUNABLES")) {
-      mallopt(M_MMAP_THRESHOLD, 256 << 20);
-      mallopt(M_TRIM_THRESHOLD, 256 << 20);
+      mallopt(M_MMAP_THRESHOLD, kKeptThreshold);
+      mallopt(M_TRIM_THRESHOLD, kKeptThreshold);
+      g_heap_kept = true;
     }
     int n = static_cast<int>(std::thread::hardware_concurrency());
     if (const char* env = std::getenv("MECHSCOPE_NUM_THREADS")) {

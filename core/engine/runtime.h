@@ -30,6 +30,18 @@ int init_runtime();
 /// on them. Threads that run model code besides the one that called init_runtime (GUI workers) call this
 /// first. The values that change are below 1.2e-38 in magnitude.
 void init_thread();
+
+/// While one lives, blocks of 1 MiB and more get fresh mappings that go back to the kernel when freed, instead of
+/// the heap init_runtime keeps for activations: for reading weights, where tensors of every size are read, fused and
+/// freed once, and the kept heap's holes raised a bfloat16 Llama 1.1B's import from 2.4 GB to 3.1 GB at its peak.
+/// Nothing happens where GLIBC_TUNABLES set the allocator or init_runtime has not run.
+class FreshLargeBlocks {
+ public:
+  FreshLargeBlocks();
+  ~FreshLargeBlocks();
+  FreshLargeBlocks(const FreshLargeBlocks&) = delete;
+  FreshLargeBlocks& operator=(const FreshLargeBlocks&) = delete;
+};
 RuntimeInfo runtime_info();
 /// Multi-line human-readable report of runtime_info().
 std::string runtime_report();

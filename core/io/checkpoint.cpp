@@ -118,6 +118,14 @@ static int64_t count_nonfinite(const at::Tensor& w) {
     for (int64_t i = 0, n = w.numel(); i < n; ++i) bad += std::isfinite(p[i]) ? 0 : 1;
     return bad;
   }
+  if ((w.scalar_type() == at::kBFloat16 || w.scalar_type() == at::kHalf) && w.is_contiguous() && w.device().is_cpu()) {
+    // By the bits: an all-ones exponent is an infinity or a NaN (LibTorch's isfinite converts each element).
+    const auto* p = static_cast<const uint16_t*>(w.data_ptr());
+    const uint16_t exponent = w.scalar_type() == at::kBFloat16 ? 0x7F80 : 0x7C00;
+    int64_t bad = 0;
+    for (int64_t i = 0, n = w.numel(); i < n; ++i) bad += (p[i] & exponent) == exponent ? 1 : 0;
+    return bad;
+  }
   const at::Tensor flat = w.reshape({-1});
   int64_t bad = 0;
   for (int64_t i = 0, n = flat.numel(), step = int64_t{1} << 20; i < n; i += step) {
@@ -297,7 +305,8 @@ Checkpoint load_checkpoint(const std::string& path) {
 }
 
 std::shared_ptr<LanguageModel> model_from_weights(const ModelConfig& config, const std::map<std::string, at::Tensor>& weights,
-                                                  const std::string& where, std::vector<std::string>* warnings) {
+                                                  const std::string& where, std::vector<std::string>* warnings,
+                                                  at::ScalarType dtype) {
   std::shared_ptr<LanguageModel> model = new_model(config);  // every parameter is replaced below
   auto params = model->state_dict();
   std::set<std::string> present;
@@ -314,13 +323,17 @@ std::shared_ptr<LanguageModel> model_from_weights(const ModelConfig& config, con
       throw CheckpointError(where + ": parameter " + name + " is not floating point (" + c10::toString(w.scalar_type()) + ")");
     const int64_t bad = count_nonfinite(w);
     if (bad > 0 && warnings) warnings->push_back("parameter " + name + " has " + std::to_string(bad) + " non-finite value(s)");
-    // A float32 weight of its own becomes the parameter (no second copy of the model in memory); another one is copied.
-    if (w.scalar_type() == p.scalar_type() && w.is_contiguous() && w.device() == p.device() && w.storage_offset() == 0 &&
+    // A weight of its own in the model's dtype becomes the parameter (no second copy of the model in memory);
+    // another one is copied (in another dtype: into a new tensor, the uninitialised float32 one freed unwritten).
+    if (w.scalar_type() == dtype && w.is_contiguous() && w.device() == p.device() && w.storage_offset() == 0 &&
         w.storage().nbytes() == w.nbytes() && adopted.insert(w.storage().data()).second)
       p.set_data(w);
-    else
+    else if (dtype == p.scalar_type())
       p.copy_(w);
+    else
+      p.set_data(w.to(dtype, /*non_blocking=*/false, /*copy=*/true).contiguous());
   }
+  if (dtype != at::kFloat) model->to(dtype);  // the buffers (the parameters are in it already)
   return model;
 }
 

@@ -56,9 +56,11 @@ Checkpoint load_checkpoint(const std::string& path);
 
 /// Builds the model of `config` and fills it with `weights` (name -> floating tensor, spec §1 names). Every
 /// parameter must be present with the config's shape and no other name may appear; errors (CheckpointError) start
-/// with `where` and name the parameter. Non-finite values become warnings.
+/// with `where` and name the parameter. Non-finite values become warnings. The model holds its parameters and
+/// buffers in `dtype`: a weight already in it that owns its storage becomes its parameter without a copy.
 std::shared_ptr<LanguageModel> model_from_weights(const ModelConfig& config, const std::map<std::string, at::Tensor>& weights,
-                                                  const std::string& where, std::vector<std::string>* warnings);
+                                                  const std::string& where, std::vector<std::string>* warnings,
+                                                  at::ScalarType dtype = at::kFloat);
 
 /// Writes `model` to `path` atomically (path + ".tmp-<pid>", fsync, rename). Throws CheckpointError.
 void save_checkpoint(const std::string& path, const LanguageModel& model, const CheckpointExtras& extras);

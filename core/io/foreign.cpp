@@ -702,10 +702,11 @@ std::vector<SafetensorsItem> safetensors_items(const RandomAccessFile& f, const 
   return items;
 }
 
+// In its stored dtype.
 at::Tensor read_safetensors_item(const RandomAccessFile& f, const SafetensorsItem& it, uint64_t base) {
   at::Tensor t = at::empty(it.shape, at::TensorOptions().dtype(it.dt->type));
   if (it.e > it.b) f.read(base + it.b, t.data_ptr(), it.e - it.b);
-  return to_engine(t);
+  return t;
 }
 }  // namespace
 
@@ -718,7 +719,7 @@ TensorFile read_safetensors(const std::string& path) {
   out.format = "safetensors";
   for (const auto& it : items) {
     out.dtypes[it.name] = it.dt->name;
-    out.tensors.emplace_back(it.name, read_safetensors_item(f, it, base));
+    out.tensors.emplace_back(it.name, to_engine(read_safetensors_item(f, it, base)));
   }
   return out;
 }
@@ -773,16 +774,26 @@ bool is_safetensors(const RandomAccessFile& f) {
 
 }  // namespace
 
-uint64_t engine_bytes_of(const std::string& path) {
+double WeightFileSize::engine_bytes(at::ScalarType floating_dtype) const {
+  double total = static_cast<double>(other_bytes);
+  for (const auto& [dt, n] : floating) total += static_cast<double>(n) * static_cast<double>(c10::elementSize(floating_dtype));
+  return total;
+}
+
+WeightFileSize weight_file_size(const std::string& path) {
   RandomAccessFile f(path);
+  WeightFileSize out;
   if (is_safetensors(f)) {
-    uint64_t base = 0, total = 0;
-    for (const auto& it : safetensors_items(f, "'" + path + "'", base))
-      total += (it.e - it.b) / static_cast<uint64_t>(it.dt->size) *
-               static_cast<uint64_t>(at::isFloatingType(it.dt->type) ? 4 : it.dt->size);
-    return total;
+    uint64_t base = 0;
+    for (const auto& it : safetensors_items(f, "'" + path + "'", base)) {
+      if (at::isFloatingType(it.dt->type)) out.floating[it.dt->type] += (it.e - it.b) / static_cast<uint64_t>(it.dt->size);
+      else out.other_bytes += it.e - it.b;
+    }
+    return out;
   }
-  return f.size();  // a torch.save archive: its storages as stored (their dtypes are in the pickle)
+  out.exact = false;  // a torch.save archive: its storages as stored (their dtypes are in the pickle)
+  out.other_bytes = f.size();
+  return out;
 }
 
 TensorSource open_tensor_file(const std::string& path) {

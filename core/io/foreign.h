@@ -44,12 +44,22 @@ TensorFile read_safetensors(const std::string& path);
 void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
                        const std::map<std::string, std::string>& metadata = {});
 
-/// The bytes the engine will hold for a weight file's tensors (floating ones as float32), from a safetensors
-/// header alone; for a torch.save archive, its size (a lower bound for half-precision storages). For refusing a
-/// model that will not fit before reading it.
-uint64_t engine_bytes_of(const std::string& path);
+/// What a weight file holds, from a safetensors header alone: its floating elements by dtype and the bytes of its
+/// other tensors. A torch.save archive is not parsed for this: `exact` is false and `other_bytes` is its size (a lower
+/// bound for half-precision storages read as float32). For refusing a model that will not fit before reading it, and
+/// for knowing the dtype a checkpoint stores its weights in.
+struct WeightFileSize {
+  std::map<at::ScalarType, uint64_t> floating;  ///< element counts
+  uint64_t other_bytes = 0;
+  bool exact = true;
+  /// The bytes the engine holds for these tensors with floating ones as `floating_dtype`.
+  double engine_bytes(at::ScalarType floating_dtype) const;
+};
+WeightFileSize weight_file_size(const std::string& path);
 
-/// A weight file's tensors as loaders, in file order; each reads its tensor when called (floating ones as float32).
+/// A weight file's tensors as loaders, in file order; each reads its tensor when called: a safetensors file's in its
+/// stored dtype (the caller converts: a bfloat16 matrix bound for a bfloat16 model is never float32), a torch.save
+/// archive's floating ones as float32.
 /// A safetensors file is checked whole now (header, offsets, sizes) and read tensor by tensor later from the file,
 /// kept open by the loaders, so that an importer consuming one tensor at a time never holds a model's weights
 /// twice; a torch.save archive is read whole now (its tensors may share storages). A loader's errors are

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/engine/memory.h"
+#include "core/engine/runtime.h"
 #include "core/io/families/family.h"
 #include "core/io/foreign.h"
 #include "core/io/hdf5.h"
@@ -199,7 +200,19 @@ bool is_native_checkpoint(const std::string& path) {
   return ends(".h5") || ends(".hdf5") || h5::looks_like_hdf5(path);
 }
 
-Checkpoint import_checkpoint(const std::string& path, ImportInfo* info_out) {
+at::ScalarType parse_load_dtype(const std::string& name) {
+  if (name == "float32") return at::kFloat;
+  if (name == "bfloat16") return at::kBFloat16;
+  if (name == "float16") return at::kHalf;
+  throw std::invalid_argument("--dtype: expected float32, bfloat16, float16 or stored, found '" + name + "'");
+}
+
+std::string dtype_name(at::ScalarType t) {
+  return t == at::kBFloat16 ? "bfloat16" : t == at::kHalf ? "float16" : t == at::kDouble ? "float64" : "float32";
+}
+
+Checkpoint import_checkpoint(const std::string& path, ImportInfo* info_out, const std::string& dtype_choice) {
+  FreshLargeBlocks fresh;  // tensors read, fused and freed once: no kept heap to leave holes in
   ImportInfo info;
   std::string dir, weights_file;
   if (is_dir(path)) {
@@ -227,15 +240,33 @@ Checkpoint import_checkpoint(const std::string& path, ImportInfo* info_out) {
 
   info.weight_files = weights_file.empty() ? find_weight_files(dir, where) : std::vector<std::string>{weights_file};
   std::vector<TensorSource> files;
+  at::ScalarType dtype = at::kFloat;
   try {
-    // Refused before reading, from the files' headers: the weights as float32, plus what a mapper holds while it
-    // fuses a layer's tensors (safetensors are read one tensor at a time as the mapper takes them).
+    // The dtype the weights will be held in: asked for, or the one holding most of the file's floating weights.
+    std::vector<WeightFileSize> sizes;
+    std::map<at::ScalarType, uint64_t> stored;
+    for (const auto& f : info.weight_files) {
+      sizes.push_back(weight_file_size(f));
+      for (const auto& [dt, n] : sizes.back().floating) stored[dt] += n;
+    }
+    if (dtype_choice == "stored") {
+      for (const auto& [dt, n] : stored)
+        if (n > stored[dtype]) dtype = dt;
+      if (dtype != at::kBFloat16 && dtype != at::kHalf) dtype = at::kFloat;  // float64 too: the engine's float32
+    } else {
+      dtype = parse_load_dtype(dtype_choice);
+    }
+    // Refused before reading, from the files' headers: the weights in that dtype, plus what a mapper holds while it
+    // fuses a layer's tensors (safetensors are read one tensor at a time as the mapper takes them, in float32).
     double bytes = 0;
-    for (const auto& f : info.weight_files) bytes += static_cast<double>(engine_bytes_of(f));
-    if (family.extra_bytes) bytes += family.extra_bytes(cfg);
+    for (const auto& s : sizes) bytes += s.engine_bytes(dtype);
+    if (family.extra_bytes) bytes += family.extra_bytes(cfg) * static_cast<double>(c10::elementSize(dtype)) / 4.0;
     require_memory(1.3 * bytes, "importing " + where + " (" + std::to_string(static_cast<int64_t>(bytes / 1e6)) +
-                                    " MB of float32 weights)",
-                   "MechScope computes in float32: a bfloat16 model needs about twice its file size in memory");
+                                    " MB of " + dtype_name(dtype) + " weights)",
+                   dtype == at::kFloat ? "MechScope holds the weights in float32 unless asked otherwise: a bfloat16 "
+                                         "model needs about twice its file size in memory (--dtype stored keeps it in "
+                                         "bfloat16)"
+                                       : "");
     for (const auto& f : info.weight_files) files.push_back(open_tensor_file(f));
   } catch (const ForeignFormatError& e) {
     throw CheckpointError(e.what());
@@ -244,11 +275,13 @@ Checkpoint import_checkpoint(const std::string& path, ImportInfo* info_out) {
   families::Tensors tensors(files, mwhere);
   files.clear();  // the table holds the only loaders now: each tensor is read when taken and freed once mapped
   families::Mapped m;
+  tensors.hold_as(dtype);
   try {
     m = family.map(cfg, tensors, mwhere);
   } catch (const json::exception& e) {
     throw CheckpointError(mwhere + ": " + e.what());
   }
+  tensors.unwatch();  // the mapper's own Mapped is gone (moved into m); model_from_weights rounds what is left
   tensors.check_all_used();
 
   Checkpoint ck;
@@ -258,10 +291,11 @@ Checkpoint import_checkpoint(const std::string& path, ImportInfo* info_out) {
   } catch (const std::invalid_argument& e) {
     throw CheckpointError(mwhere + ": the configuration maps to an unsupported model: " + e.what());
   }
-  if (ck.config.approx_parameter_count() > 4.0e9)
+  if (ck.config.approx_parameter_count() > kMaxImportedParameters)
     throw CheckpointError(mwhere + ": about " + std::to_string(static_cast<int64_t>(ck.config.approx_parameter_count() / 1e6)) +
-                          "M parameters, beyond what MechScope loads (4000M)");
-  ck.model = model_from_weights(ck.config, m.weights, mwhere, &ck.warnings);
+                          "M parameters, beyond what MechScope loads (" +
+                          std::to_string(static_cast<int64_t>(kMaxImportedParameters / 1e6)) + "M)");
+  ck.model = model_from_weights(ck.config, m.weights, mwhere, &ck.warnings, dtype);
   ck.weight_dtypes = m.source_dtype;
   info.notes.insert(info.notes.end(), m.notes.begin(), m.notes.end());
   ck.vocab = tokenizer_vocab(dir, ck.config.vocab_size, info.notes);
@@ -270,9 +304,14 @@ Checkpoint import_checkpoint(const std::string& path, ImportInfo* info_out) {
   return ck;
 }
 
-Checkpoint open_checkpoint(const std::string& path) {
+Checkpoint open_checkpoint(const std::string& path, const std::string& dtype) {
   const bool exists = is_file(path) || is_dir(path);
-  return (!exists || is_native_checkpoint(path)) ? load_checkpoint(path) : import_checkpoint(path);
+  if (exists && !is_native_checkpoint(path)) return import_checkpoint(path, nullptr, dtype);
+  const at::ScalarType t = dtype == "stored" ? at::kFloat : parse_load_dtype(dtype);  // native weights are float32
+  FreshLargeBlocks fresh;
+  Checkpoint ck = load_checkpoint(path);
+  if (t != at::kFloat) ck.model->to(t);
+  return ck;
 }
 
 }  // namespace mechscope

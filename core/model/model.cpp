@@ -272,6 +272,11 @@ std::vector<std::pair<std::string, at::Tensor>> LanguageModel::state_dict() cons
   return out;
 }
 
+at::ScalarType LanguageModel::dtype() const {
+  const auto ps = parameters(true);
+  return ps.empty() ? at::kFloat : ps.front().scalar_type();
+}
+
 int64_t LanguageModel::parameter_count() const {
   int64_t n = 0;
   for (const auto& p : parameters(true)) n += p.numel();

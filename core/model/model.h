@@ -90,6 +90,8 @@ class LanguageModel : public torch::nn::Module {
   /// Parameters by state-dict name (a tied lm_head is not listed: it is the embedding).
   std::vector<std::pair<std::string, at::Tensor>> state_dict() const;
   int64_t parameter_count() const;
+  /// The dtype the parameters are held (and the forward computes) in: float32 unless converted or imported so.
+  at::ScalarType dtype() const;
   /// Checks token ids against the embedding rows and the position table; throws with the offending value.
   void check_tokens(const at::Tensor& tokens) const;
   /// Estimated peak bytes of a forward over [batch, len] tokens: activations, the largest transient of a layer

@@ -51,9 +51,10 @@ Batch typed_batch(const std::vector<int64_t>& ids) {
 
 // ---------------------------------------------------------------- OpenedModel
 
-std::unique_ptr<OpenedModel> OpenedModel::open(const std::string& path, const json& task_overrides, bool need_task) {
+std::unique_ptr<OpenedModel> OpenedModel::open(const std::string& path, const json& task_overrides, bool need_task,
+                                               const std::string& dtype) {
   auto m = std::make_unique<OpenedModel>();
-  m->ck = open_checkpoint(path);
+  m->ck = open_checkpoint(path, dtype);
   m->ck.model->eval();
   const bool overrides = task_overrides.is_object() && !task_overrides.empty();
   if (m->ck.task_config.is_null()) {

@@ -41,10 +41,11 @@ struct OpenedModel {
   std::unique_ptr<Task> task;
   nlohmann::json task_config;  ///< with overrides merged; null for a bare model
   std::string name;            ///< the file or folder name without .h5
-  /// Opens a native checkpoint or a foreign folder (open_checkpoint); builds the task with `task_overrides` merged.
-  /// Throws when `need_task` and the checkpoint has none, or when overrides are given for a bare model.
+  /// Opens a native checkpoint or a foreign folder (open_checkpoint, weights held in `dtype`); builds the task with
+  /// `task_overrides` merged. Throws when `need_task` and the checkpoint has none, or when overrides are given for a
+  /// bare model.
   static std::unique_ptr<OpenedModel> open(const std::string& path, const nlohmann::json& task_overrides = {},
-                                           bool need_task = false);
+                                           bool need_task = false, const std::string& dtype = "float32");
   LanguageModel& model() const { return *ck.model; }
   /// checkpoint_digest of the path (computed once).
   const std::string& digest() const;

@@ -35,7 +35,9 @@ const std::vector<Family>& all() {
 }
 
 void put(Mapped& m, Tensors& t, const std::string& native, const std::string& foreign) {
-  m.weights[native] = t.take(foreign);
+  t.watch(&m.weights);
+  at::Tensor w = t.take(foreign);
+  m.weights[native] = std::move(w);
   if (t.dtype(foreign) != "float32") m.source_dtype[native] = t.dtype(foreign);
 }
 
@@ -48,7 +50,7 @@ void handle_tied_head(Mapped& m, Tensors& t, bool tie, const std::string& head, 
   if (tie) {
     at::Tensor h = t.take(head);
     const at::Tensor& e = m.weights.at("backbone.embedding.weight");
-    if (!h.sizes().equals(e.sizes()) || !at::equal(h, e))
+    if (!h.sizes().equals(e.sizes()) || !at::equal(h.to(e.scalar_type()), e))  // e may be settled (bfloat16)
       throw CheckpointError(where + ": the config ties the output head to the embedding, but " + head +
                             " differs from the embedding; set tie_embeddings (mamba_ssm) or tie_word_embeddings (Hugging "
                             "Face) to false in config.json");

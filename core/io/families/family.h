@@ -124,7 +124,11 @@ class Tensors {
   bool has(const std::string& n) const { return map_.count(n) > 0 || used_.count(n) > 0; }
   /// The tensor `n`, read now and handed over: this table keeps nothing of it, so that a tensor fused or converted
   /// by a mapper is freed as soon as the mapper is done with it (a model's weights are then in memory about once).
-  at::Tensor take(const std::string& n) {
+  /// Floating tensors come as float32, or, for a model held in half precision (hold_as), matrices in that dtype;
+  /// `as_float32` asks for float32 whatever the model's dtype (for a mapper that computes with the matrix: Zamba2's
+  /// adapters).
+  at::Tensor take(const std::string& n, bool as_float32 = false) {
+    settle();
     auto it = map_.find(n);
     if (it == map_.end() && used_.count(n))
       throw CheckpointError(where_ + ": the mapping reads '" + n + "' twice (an importer bug)");
@@ -137,10 +141,28 @@ class Tensors {
     const std::function<at::Tensor()> load = std::move(it->second);
     map_.erase(it);
     try {
-      return load();
+      at::Tensor x = load();
+      if (!at::isFloatingType(x.scalar_type())) return x;
+      // Matrices in the model's dtype at once; vectors (norms, biases) in float32, for the mapper's arithmetic.
+      return x.to(settle_dtype_ != at::kFloat && x.dim() >= 2 && !as_float32 ? settle_dtype_ : at::kFloat);
     } catch (const ForeignFormatError& e) {
       throw CheckpointError(where_ + ": reading '" + n + "': " + e.what());
     }
+  }
+  /// The dtype the model will hold its weights in. Not float32: the matrices the mapper has put in its Mapped (`put`
+  /// shows it to this table: watch) are rounded to `dtype` at each take, so the mapper reads and computes in float32
+  /// (fusing, folding adapters) while the weights it has mapped are held in bfloat16, each rounded once, instead of
+  /// the whole model in float32 until the end. Vectors (norm weights, biases: little memory) stay float32 until the
+  /// model is built, so that a mapper's later `1 + w` is exact; a multiplier folded into a matrix already mapped
+  /// (Falcon-H1, Granite) rounds it a second time. float32: nothing changes.
+  void hold_as(at::ScalarType dtype) { settle_dtype_ = dtype; }
+  void watch(std::map<std::string, at::Tensor>* weights) { settle_ = weights; }
+  void unwatch() { settle_ = nullptr; }
+  void settle() const {
+    if (!settle_ || settle_dtype_ == at::kFloat) return;
+    for (auto& [name, w] : *settle_)
+      if (w.defined() && w.dim() >= 2 && at::isFloatingType(w.scalar_type()) && w.scalar_type() != settle_dtype_)
+        w = w.to(settle_dtype_);
   }
   void drop(const std::string& n) {
     used_.insert(n);
@@ -165,6 +187,8 @@ class Tensors {
   std::vector<std::string> order_;
   std::set<std::string> used_;
   std::string where_;
+  std::map<std::string, at::Tensor>* settle_ = nullptr;
+  at::ScalarType settle_dtype_ = at::kFloat;
 };
 
 struct Mapped {

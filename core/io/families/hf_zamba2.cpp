@@ -42,7 +42,7 @@ class SharedWeights {
   at::Tensor take(const std::string& n) {
     auto it = taken_.find(n);
     if (it != taken_.end()) return it->second;
-    return taken_[n] = t_.take(n).to(at::kFloat);
+    return taken_[n] = t_.take(n, /*as_float32=*/true);
   }
   Tensors& t_;
   std::string where_;

@@ -108,7 +108,9 @@ TEST(Safetensors, OpenedLazilyEachLoaderReadsItsTensorWhenCalled) {
   ASSERT_EQ(src.tensors.size(), 2u);
   for (size_t k = 0; k < 2; ++k) {
     EXPECT_EQ(src.tensors[k].first, whole.tensors[k].first);
-    EXPECT_TRUE(at::equal(src.tensors[k].second(), whole.tensors[k].second)) << whole.tensors[k].first;
+    const at::Tensor lazy = src.tensors[k].second();  // in its stored dtype; read whole: as float32
+    EXPECT_EQ(lazy.scalar_type(), src.tensors[k].first == "b" ? at::kBFloat16 : at::kFloat);
+    EXPECT_TRUE(at::equal(lazy.to(at::kFloat), whole.tensors[k].second)) << whole.tensors[k].first;
   }
   // Read when called: the file cut short after it was opened fails the late loader, naming the file, not the process.
   const std::string raw = read_all(dir + "/x.safetensors");
