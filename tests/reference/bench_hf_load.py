@@ -13,7 +13,7 @@ usage (a venv with torch and transformers, e.g. ~/.venvs/hf5; not needed by CI):
   bench_hf_load.py forward DIR [THREADS [BATCH SEQ]]
                                       the median of 5 eager forwards of random tokens [BATCH, SEQ] (default 4 x 128)
                                       at THREADS (default 1) threads
-Compare with: /usr/bin/time -f "%e s %M KB" mechscope-cli info DIR, and
+Compare with: /usr/bin/time -f "%e s %M KB" mechscope-cli info DIR [--dtype stored], and
 MECHSCOPE_NUM_THREADS=1 mechscope-cli bench -c DIR --batch 4 --seq 128 --repeat 5
 """
 import resource
