@@ -87,7 +87,7 @@ Workbench::~Workbench() = default;
 
 int Workbench::open(const std::string& path) {
   auto m = OpenedModel::open(path);  // off the locks: the window stays responsive while a large model loads
-  m->digest();
+  m->start_digest();                 // for the exports' provenance, beside the panels' work
   std::lock_guard<std::recursive_mutex> lock(d->mu);
   std::lock_guard<std::recursive_mutex> small(d->small);
   d->verify.push_back("");

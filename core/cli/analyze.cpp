@@ -143,6 +143,7 @@ int run_analyze(const AnalyzeOptions& o) {
     refuse_overwrite(outs[i], o.force, inputs);
   }
   auto m = OpenedModel::open(o.checkpoint, sets_to_json(o.task_sets), a.info.needs_task);
+  m->start_digest();  // for the results' provenance, beside the analysis
   for (const auto& w : m->ck.warnings) std::cerr << "warning: " << w << "\n";
   const Batch batch = analysis_input(o, a, *m);
   const json options = analysis_options(o, a);

@@ -308,6 +308,7 @@ int run_forward(const ForwardOptions& o) {
   if (o.topk < 0) throw std::invalid_argument("forward: --topk must be >= 0");
   if (!o.out.empty()) refuse_overwrite(o.out, o.force, {o.checkpoint, o.tokens_file});
   auto opened = OpenedModel::open(o.checkpoint, {}, false, o.dtype);
+  if (!o.out.empty()) opened->start_digest();  // the results' provenance, hashed beside the forward
   const Checkpoint& ck = opened->ck;
   for (const auto& w : ck.warnings) std::cerr << "warning: " << w << "\n";
   LanguageModel& model = *ck.model;

@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <future>
+#include <mutex>
 #include <stdexcept>
 
 #include <ATen/ATen.h>
@@ -26,6 +28,9 @@ std::string checkpoint_digest(const std::string& path) {
   std::vector<std::string> parts;
   for (const auto& e : std::filesystem::directory_iterator(path, ec))
     if (e.is_regular_file()) parts.push_back(e.path().filename().string() + ":" + sha256_file_cached(e.path().string()));
+  if (ec || !std::filesystem::exists(path))  // a folder gone since it was opened has no digest, not that of nothing
+    throw std::runtime_error("cannot digest '" + path + "' for provenance: " +
+                             (ec ? ec.message() : std::string("it no longer exists")));
   std::sort(parts.begin(), parts.end());
   return sha256_hex(join(parts, "\n"));
 }
@@ -69,9 +74,26 @@ std::unique_ptr<OpenedModel> OpenedModel::open(const std::string& path, const js
   return m;
 }
 
+struct OpenedModel::Digest {
+  std::mutex mu;
+  std::future<std::string> running;
+  std::string value;
+};
+
+OpenedModel::OpenedModel() : digest_(std::make_unique<Digest>()) {}
+OpenedModel::~OpenedModel() = default;  // a running digest is waited for (std::async's future)
+
+void OpenedModel::start_digest() const {
+  std::lock_guard<std::mutex> lock(digest_->mu);
+  if (!digest_->value.empty() || digest_->running.valid()) return;
+  digest_->running = std::async(std::launch::async, [path = ck.path] { return checkpoint_digest(path); });
+}
+
 const std::string& OpenedModel::digest() const {
-  if (digest_.empty()) digest_ = checkpoint_digest(ck.path);
-  return digest_;
+  std::lock_guard<std::mutex> lock(digest_->mu);
+  if (digest_->value.empty())
+    digest_->value = digest_->running.valid() ? digest_->running.get() : checkpoint_digest(ck.path);
+  return digest_->value;
 }
 
 json OpenedModel::provenance() const {

@@ -47,13 +47,22 @@ struct OpenedModel {
   static std::unique_ptr<OpenedModel> open(const std::string& path, const nlohmann::json& task_overrides = {},
                                            bool need_task = false, const std::string& dtype = "float32");
   LanguageModel& model() const { return *ck.model; }
-  /// checkpoint_digest of the path (computed once).
+  /// checkpoint_digest of the path, computed once: here, or on a thread of its own from start_digest() on.
   const std::string& digest() const;
   /// {"checkpoint", "checkpoint_sha256", "program"} and "task" when there is one.
   nlohmann::json provenance() const;
+  /// Starts digest() on a thread of its own (later calls do nothing): a command or the workbench that will record
+  /// provenance calls it after opening, so that a multi-gigabyte model's hash runs beside the work instead of before
+  /// or after it (digest() then waits for it if it is not done; an error, such as the file vanishing, surfaces
+  /// there). Not for a benchmark: the hash would share its cores.
+  void start_digest() const;
+
+  OpenedModel();
+  ~OpenedModel();
 
  private:
-  mutable std::string digest_;
+  struct Digest;
+  std::unique_ptr<Digest> digest_;
 };
 
 /// Loaded models (one current), the input, the active ablation. Not thread-safe: the workbench serialises calls.

@@ -656,3 +656,30 @@ TEST(HfFixtures, Phi3sWindowAndPartialRotaryReachTheLogits) {
             std::string::npos);
   EXPECT_NE(refusal("phi3", [](nlohmann::json& c) { c["hidden_act"] = "gelu"; }).find("hidden_act"), std::string::npos);
 }
+
+// Provenance of an opened model: the digest started in the background (start_digest, as the workbench and the
+// commands that write results do) is the folder's checkpoint_digest; one never started is computed when asked; a
+// folder removed after the model was loaded surfaces as an error, naming it, when the digest is asked for (it
+// was the digest of an empty folder).
+TEST(HfFixtures, ABackgroundDigestIsTheFoldersDigest) {
+  const auto direct = OpenedModel::open(kDir + "/llama_theta500k");
+  auto background = OpenedModel::open(kDir + "/llama_theta500k");
+  background->start_digest();
+  background->start_digest();  // once
+  EXPECT_EQ(background->digest(), checkpoint_digest(kDir + "/llama_theta500k"));
+  EXPECT_EQ(direct->digest(), background->digest());
+  EXPECT_EQ(background->provenance().at("checkpoint_sha256"), direct->digest());
+
+  const std::string dir = mechscope::test::scratch_dir() + "/vanishing";
+  fs::remove_all(dir);
+  fs::copy(kDir + "/llama_theta500k", dir);
+  auto m = OpenedModel::open(dir);
+  fs::remove_all(dir);  // the loaded model is in memory already
+  m->start_digest();
+  try {
+    m->digest();
+    ADD_FAILURE() << "a digest of a removed folder";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("vanishing"), std::string::npos) << e.what();
+  }
+}
