@@ -61,13 +61,11 @@ json analysis_options(const AnalyzeOptions& o, const RegisteredAnalysis& a) {
 // The input an analysis asked for (AnalysisInput): task examples, one sequence, or nothing.
 Batch analysis_input(const AnalyzeOptions& o, const RegisteredAnalysis& a, const OpenedModel& m) {
   const int64_t rows = m.ck.config.padded_vocab_size();
-  const bool typed = !o.tokens.empty() || !o.tokens_file.empty();
+  if (o.input.given() > 1) throw std::invalid_argument(o.what + ": give one of --tokens, --tokens-file, --text or --text-file");
   if (a.info.input == AnalysisInput::None) return {};
-  if (typed) {
-    auto ids = o.tokens.empty() ? read_token_file(o.tokens_file, m.ck.vocab, rows) : parse_tokens(o.tokens, m.ck.vocab, rows);
-    return typed_batch(ids);
-  }
-  if (!m.task) throw std::runtime_error(o.what + ": the checkpoint has no task; give --tokens or --tokens-file");
+  if (o.input.given() == 1) return typed_batch(typed_input(o.input, o.checkpoint, m.ck.vocab, rows));
+  if (!m.task)
+    throw std::runtime_error(o.what + ": the checkpoint has no task; give --tokens, --tokens-file, --text or --text-file");
   if (a.info.input == AnalysisInput::Sequence) return m.task->sample(1, o.example >= 0 ? o.example : o.seed);
   return m.task->sample(o.examples, o.seed);
 }
@@ -134,7 +132,7 @@ int run_analyze(const AnalyzeOptions& o) {
     throw std::invalid_argument("--aligned-csv: only patching and attribution have aligned scores");
   if (o.out.empty() && o.csv.empty() && o.aligned_csv.empty() && o.what != "ablation" && o.what != "knockout")
     std::cerr << "note: no --out or --csv given; printing a summary only\n";
-  const std::vector<std::string> inputs = {o.checkpoint, o.tokens_file};
+  const std::vector<std::string> inputs = {o.checkpoint, o.input.tokens_file, o.input.text_file};
   const std::string outs[] = {o.out, o.csv, o.aligned_csv};
   for (size_t i = 0; i < 3; ++i) {
     if (outs[i].empty()) continue;

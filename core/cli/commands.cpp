@@ -303,10 +303,10 @@ int run_convert(const ConvertOptions& o) {
 }
 
 int run_forward(const ForwardOptions& o) {
-  if ((o.tokens.empty() ? 0 : 1) + (o.tokens_file.empty() ? 0 : 1) + (o.example >= 0 ? 1 : 0) != 1)
-    throw std::invalid_argument("forward: give exactly one of --tokens, --tokens-file or --example");
+  if (o.input.given() + (o.example >= 0 ? 1 : 0) != 1)
+    throw std::invalid_argument("forward: give exactly one of --tokens, --tokens-file, --text, --text-file or --example");
   if (o.topk < 0) throw std::invalid_argument("forward: --topk must be >= 0");
-  if (!o.out.empty()) refuse_overwrite(o.out, o.force, {o.checkpoint, o.tokens_file});
+  if (!o.out.empty()) refuse_overwrite(o.out, o.force, {o.checkpoint, o.input.tokens_file, o.input.text_file});
   auto opened = OpenedModel::open(o.checkpoint, {}, false, o.dtype);
   if (!o.out.empty()) opened->start_digest();  // the results' provenance, hashed beside the forward
   const Checkpoint& ck = opened->ck;
@@ -323,7 +323,7 @@ int run_forward(const ForwardOptions& o) {
       targets.push_back(b.targets[0][j].item<int64_t>());
     }
   } else {
-    ids = o.tokens.empty() ? read_token_file(o.tokens_file, ck.vocab, rows) : parse_tokens(o.tokens, ck.vocab, rows);
+    ids = typed_input(o.input, o.checkpoint, ck.vocab, rows);
   }
   at::Device device(at::kCPU);
   if (o.device == "cuda") {

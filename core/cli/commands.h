@@ -26,6 +26,31 @@ struct InfoOptions {
 };
 int run_info(const InfoOptions& o);
 
+/// A sequence typed on the command line: vocabulary entries or ids (--tokens, --tokens-file), or text through the
+/// model's tokenizer.json (--text, --text-file).
+struct TypedInput {
+  std::string tokens, tokens_file, text, text_file;
+  int given() const {
+    return (tokens.empty() ? 0 : 1) + (tokens_file.empty() ? 0 : 1) + (text.empty() ? 0 : 1) + (text_file.empty() ? 0 : 1);
+  }
+};
+/// The ids of `in` for the model at `model` (its vocabulary, `rows` embedding rows; text through the tokenizer.json
+/// beside it, with the tokenizer's special tokens, e.g. BOS).
+std::vector<int64_t> typed_input(const TypedInput& in, const std::string& model, const std::vector<std::string>& vocab,
+                                 int64_t rows);
+
+struct TokenizeOptions {
+  std::string model;        // -c: a model folder (or file) with tokenizer.json beside it
+  std::string tokenizer;    // --tokenizer: a tokenizer.json itself
+  std::string text;         // --text
+  std::string text_file;    // --text-file
+  std::vector<int64_t> ids; // --decode: ids to text
+  bool json = false;        // --json: ids, token strings and the bytes each covers
+  bool no_special = false;  // --no-special: without the post-processor's special tokens (BOS)
+  bool keep_special = false;  // --keep-special: decoding keeps special tokens
+};
+int run_tokenize(const TokenizeOptions& o);
+
 struct ConvertOptions {
   std::string source;               // foreign checkpoint: folder, config.json or weights file
   std::string out;                  // native checkpoint (.h5)
@@ -37,8 +62,7 @@ int run_convert(const ConvertOptions& o);
 
 struct ForwardOptions {
   std::string checkpoint;
-  std::string tokens;
-  std::string tokens_file;
+  TypedInput input;
   int64_t example = -1;             // draw example N (seed N) of the checkpoint's task instead of --tokens
   std::string out;
   std::vector<std::string> hooks;   // names or glob patterns
@@ -98,7 +122,7 @@ struct AnalyzeOptions {
   bool force = false;
   bool quiet = false;
   // attention
-  std::string tokens, tokens_file;
+  TypedInput input;  // --tokens, --tokens-file, --text, --text-file: one sequence instead of the task's examples
   int64_t example = -1;
   int64_t layer = -1;
   std::string mixer;

@@ -45,6 +45,18 @@ int main(int argc, char** argv) {
   c_info->add_flag("--json", info.json, "machine-readable output");
   c_info->add_option("--dtype", info.dtype, kDtypeHelp)->capture_default_str();
 
+  TokenizeOptions tz;
+  auto* c_tok = app.add_subcommand("tokenize", "text to token ids (and back) through a model's tokenizer.json, as the "
+                                   "tokenizers package does");
+  c_tok->add_option("--checkpoint,-c", tz.model, "a model folder with tokenizer.json (or its config.json)");
+  c_tok->add_option("--tokenizer", tz.tokenizer, "a tokenizer.json");
+  c_tok->add_option("--text", tz.text, "the text to encode");
+  c_tok->add_option("--text-file", tz.text_file, "a UTF-8 file to encode");
+  c_tok->add_option("--decode", tz.ids, "ids to decode (comma-separated)")->delimiter(',');
+  c_tok->add_flag("--json", tz.json, "ids, token strings and the input bytes each token covers");
+  c_tok->add_flag("--no-special", tz.no_special, "without the special tokens the tokenizer adds (e.g. BOS)");
+  c_tok->add_flag("--keep-special", tz.keep_special, "with --decode: keep special tokens in the text");
+
   ReplayOptions rep;
   auto* c_rep = app.add_subcommand("replay", "regenerate the figures of a saved workbench workspace (PNG, SVG, CSV), "
                                    "headless, through the workbench binary `mechscope` beside this one");
@@ -64,8 +76,10 @@ int main(int argc, char** argv) {
   ForwardOptions fwd;
   auto* c_fwd = app.add_subcommand("forward", "run the model on tokens; write logits (and hooks) to an HDF5 results file");
   c_fwd->add_option("--checkpoint,-c", fwd.checkpoint, "checkpoint (.h5)")->required();
-  c_fwd->add_option("--tokens,-t", fwd.tokens, "ids or vocabulary strings, e.g. 5,9,2 or \"<bos> k3 v7\"");
-  c_fwd->add_option("--tokens-file", fwd.tokens_file, "text file holding the tokens");
+  c_fwd->add_option("--tokens,-t", fwd.input.tokens, "ids or vocabulary strings, e.g. 5,9,2 or \"<bos> k3 v7\"");
+  c_fwd->add_option("--tokens-file", fwd.input.tokens_file, "text file holding the tokens");
+  c_fwd->add_option("--text", fwd.input.text, "text, through the model's tokenizer.json (docs/text.md)");
+  c_fwd->add_option("--text-file", fwd.input.text_file, "a UTF-8 file of text, through the model's tokenizer.json");
   c_fwd->add_option("--example", fwd.example, "use example N (seed N) of the checkpoint's task; prints targets too");
   c_fwd->add_option("--out,-o", fwd.out, "results file to write (.h5); omit to only print predictions");
   c_fwd->add_option("--hooks", fwd.hooks, "hook names or patterns to save, e.g. blocks.0.attn.hook_pattern, 'blocks.*.hook_resid_post', all")
@@ -133,8 +147,10 @@ int main(int argc, char** argv) {
                    "(rows x anchors)");
   c_an->add_flag("--force", an.force, "overwrite existing output files");
   c_an->add_flag("--quiet", an.quiet, "no progress line");
-  c_an->add_option("--tokens,-t", an.tokens, "attention: ids or vocabulary strings instead of a task example");
-  c_an->add_option("--tokens-file", an.tokens_file, "attention: a file holding the tokens");
+  c_an->add_option("--tokens,-t", an.input.tokens, "ids or vocabulary strings instead of the task's examples");
+  c_an->add_option("--tokens-file", an.input.tokens_file, "a file holding the tokens");
+  c_an->add_option("--text", an.input.text, "text, through the model's tokenizer.json, instead of the task's examples");
+  c_an->add_option("--text-file", an.input.text_file, "a UTF-8 file of text, through the model's tokenizer.json");
   c_an->add_option("--example", an.example, "attention: task example N (default: --seed)");
   c_an->add_option("--layer", an.layer, "attention / knockout: the layer");
   c_an->add_option("--mixer", an.mixer, "attention: attn or ssm (both by default)");
@@ -185,6 +201,7 @@ int main(int argc, char** argv) {
     if (version || c_version->parsed()) return run_version();
     if (c_init->parsed()) return run_init(init);
     if (c_info->parsed()) return run_info(info);
+    if (c_tok->parsed()) return run_tokenize(tz);
     if (c_conv->parsed()) return run_convert(conv);
     if (c_rep->parsed()) return run_replay(rep);
     if (c_fwd->parsed()) return run_forward(fwd);

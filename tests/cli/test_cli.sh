@@ -31,6 +31,24 @@ i=$("$cli" info "$fx/jamba"); contains "info MoE layers" "4 attention heads (hea
 contains "info dense layers" "; MLP: dense" "$i"
 i=$("$cli" info "$fx/nemotron_h"); contains "info MLP-only layers" "layer 1      none       no mixer" "$i"; contains "info no-MLP layers" "; no MLP" "$i"
 j=$("$cli" info "$fx/nemotron_h" --json); contains "info --json mlp" '"mlp": "none"' "$j"
+# tokenize: the ids the tokenizers package gave for corpus line 1204 ("a", tests/text/fixtures/llama3.expected.jsonl:
+# {"ids":[0,66],"plain":[66]}), back to text, as JSON; a model folder without tokenizer.json is told so.
+tx=$(cd "$(dirname "$0")/../text/fixtures" && pwd)
+t=$("$cli" tokenize --tokenizer "$tx/llama3.tokenizer.json" --text a); contains "tokenize" "0,66" "$t"
+t=$("$cli" tokenize --tokenizer "$tx/llama3.tokenizer.json" --text a --no-special); contains "tokenize --no-special" "66" "$t"
+t=$("$cli" tokenize --tokenizer "$tx/llama3.tokenizer.json" --decode 0,66 --keep-special); contains "tokenize --decode" "<|begin_of_text|>a" "$t"
+t=$("$cli" tokenize --tokenizer "$tx/llama3.tokenizer.json" --text a --json); contains "tokenize --json" '"token": "<|begin_of_text|>"' "$t"
+expect_err "tokenize without tokenizer.json" "no tokenizer.json" "$cli" tokenize -c "$fx/jamba" --text a
+# --text through a model's own tokenizer.json: a hand-made BPE whose one merge makes "ab a" ids 2,3,0 (ab, space, a).
+mkdir -p tkm && cp "$fx/llama_theta500k"/* tkm/
+printf '%s' '{"model":{"type":"BPE","vocab":{"a":0,"b":1,"ab":2," ":3},"merges":["a b"]}}' > tkm/tokenizer.json
+t=$("$cli" tokenize -c tkm --text "ab a"); contains "tokenize -c" "2,3,0" "$t"
+f=$("$cli" forward -c tkm --text "ab a" --all-positions); contains "forward --text" "pos 0 ab ->" "$f"; contains "forward --text" "pos 2 a ->" "$f"
+printf 'ab a' > tkm.txt
+f=$("$cli" forward -c tkm --text-file tkm.txt --all-positions); contains "forward --text-file" "pos 1   ->" "$f"
+expect_err "forward --text and --tokens" "exactly one of" "$cli" forward -c tkm --text a --tokens 1
+cp "$tx/gpt2.tokenizer.json" tkm/tokenizer.json
+expect_err "a tokenizer of another model" "does not belong to this model" "$cli" forward -c tkm --text "hello world"
 # The README's example: logits [pos, vocab] from token ids.
 f=$("$cli" forward --checkpoint mamba2.h5 --tokens 5,9,2 --out out.h5); contains "forward" "logits [3, 64]" "$f"
 contains "forward topk" "pos 2" "$f"

@@ -1,0 +1,934 @@
+// tokenizer.json, read and run as the `tokenizers` package (0.2x) does: see tokenizer.h and docs/text.md.
+#include "core/text/tokenizer.h"
+
+#include <unicode/normalizer2.h>
+#include <unicode/uchar.h>
+#include <unicode/unistr.h>
+#define ONIG_ESCAPE_UCHAR_COLLISION  // Oniguruma would otherwise #define UChar, which ICU declares
+#include <oniguruma.h>
+
+#include <algorithm>
+#include <array>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <queue>
+#include <sstream>
+#include <unordered_map>
+
+#include "core/util/json.h"
+
+namespace mechscope {
+
+using nlohmann::json;
+
+namespace {
+
+// ---------------------------------------------------------------- UTF-8
+
+// The code point at s[i] and its length in bytes; 0 bytes for an ill-formed sequence.
+std::pair<char32_t, size_t> utf8_at(const std::string& s, size_t i) {
+  const auto b = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned char c = b(i);
+  if (c < 0x80) return {c, 1};
+  size_t n = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC2 ? 2 : 0;
+  if (n == 0 || c > 0xF4 || i + n > s.size()) return {0, 0};
+  char32_t cp = c & (0x7F >> n);
+  for (size_t k = 1; k < n; ++k) {
+    if ((b(i + k) & 0xC0) != 0x80) return {0, 0};
+    cp = (cp << 6) | (b(i + k) & 0x3F);
+  }
+  // Overlong forms, surrogates and values beyond U+10FFFF are ill-formed.
+  if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)) || (cp >= 0xD800 && cp <= 0xDFFF))
+    return {0, 0};
+  return {cp, n};
+}
+
+void append_utf8(std::string& out, char32_t cp) {
+  if (cp < 0x80) {
+    out += static_cast<char>(cp);
+  } else if (cp < 0x800) {
+    out += static_cast<char>(0xC0 | (cp >> 6));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else if (cp < 0x10000) {
+    out += static_cast<char>(0xE0 | (cp >> 12));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else {
+    out += static_cast<char>(0xF0 | (cp >> 18));
+    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  }
+}
+
+// Throws unless `s` is well-formed UTF-8, naming the first bad byte.
+void require_utf8(const std::string& s, const std::string& what) {
+  for (size_t i = 0; i < s.size();) {
+    const size_t n = utf8_at(s, i).second;
+    if (n == 0) throw TokenizerError(what + " is not valid UTF-8 (byte " + std::to_string(i) + ")");
+    i += n;
+  }
+}
+
+// Bytes to text as Rust's String::from_utf8_lossy does: each maximal ill-formed subpart becomes one U+FFFD.
+std::string utf8_lossy(const std::string& s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size();) {
+    const auto [cp, n] = utf8_at(s, i);
+    if (n > 0) {
+      out.append(s, i, n);
+      i += n;
+      continue;
+    }
+    // The maximal subpart: the lead byte and the continuation bytes that a well-formed sequence could still have.
+    const auto u = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+    const unsigned char c = u(i);
+    size_t len = 1;
+    if (c >= 0xC2 && c <= 0xF4) {
+      const size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : 2;
+      unsigned char lo = 0x80, hi = 0xBF;  // the second byte's range (Unicode Table 3-7)
+      if (c == 0xE0) lo = 0xA0;
+      if (c == 0xED) hi = 0x9F;
+      if (c == 0xF0) lo = 0x90;
+      if (c == 0xF4) hi = 0x8F;
+      if (i + 1 < s.size() && u(i + 1) >= lo && u(i + 1) <= hi) {
+        len = 2;
+        while (len < need && i + len < s.size() && (u(i + len) & 0xC0) == 0x80) ++len;
+      }
+    }
+    out += "\xEF\xBF\xBD";
+    i += len;
+  }
+  return out;
+}
+
+// Rust's \s and \w (Unicode): White_Space; Alphabetic, marks, decimal digits, connector punctuation, Join_Control.
+bool is_space(char32_t c) { return u_hasBinaryProperty(static_cast<UChar32>(c), UCHAR_WHITE_SPACE); }
+bool is_word(char32_t c) {
+  const auto u = static_cast<UChar32>(c);
+  if (u_hasBinaryProperty(u, UCHAR_ALPHABETIC) || u_hasBinaryProperty(u, UCHAR_JOIN_CONTROL)) return true;
+  const int8_t t = u_charType(u);
+  return t == U_NON_SPACING_MARK || t == U_ENCLOSING_MARK || t == U_COMBINING_SPACING_MARK ||
+         t == U_DECIMAL_DIGIT_NUMBER || t == U_CONNECTOR_PUNCTUATION;
+}
+char32_t last_char(const std::string& s) {
+  size_t i = s.size();
+  while (i > 0 && (static_cast<unsigned char>(s[i - 1]) & 0xC0) == 0x80) --i;
+  return i > 0 ? utf8_at(s, i - 1).first : 0;
+}
+
+// ---------------------------------------------------------------- Oniguruma
+
+class Regex {
+ public:
+  Regex(const std::string& pattern, const std::string& where) {
+    static std::once_flag once;
+    std::call_once(once, [] {
+      OnigEncoding enc = ONIG_ENCODING_UTF8;
+      onig_initialize(&enc, 1);
+    });
+    OnigErrorInfo info;
+    const auto* p = reinterpret_cast<const OnigUChar*>(pattern.data());
+    const int r = onig_new(&re_, p, p + pattern.size(), ONIG_OPTION_NONE, ONIG_ENCODING_UTF8, ONIG_SYNTAX_DEFAULT, &info);
+    if (r != ONIG_NORMAL) {
+      OnigUChar msg[ONIG_MAX_ERROR_MESSAGE_LEN];
+      onig_error_code_to_str(msg, r, &info);
+      re_ = nullptr;
+      throw TokenizerError(where + ": the regular expression " + json(pattern).dump() + " does not compile: " +
+                           reinterpret_cast<const char*>(msg));
+    }
+  }
+  ~Regex() {
+    if (re_) onig_free(re_);
+  }
+  Regex(const Regex&) = delete;
+  Regex& operator=(const Regex&) = delete;
+
+  // Every match [begin, end) from left to right, as the onig crate's find_iter gives them (an empty match right
+  // after the previous one is skipped by one character).
+  std::vector<std::pair<size_t, size_t>> find_all(const std::string& s) const {
+    std::vector<std::pair<size_t, size_t>> out;
+    OnigRegion* region = onig_region_new();
+    const auto* str = reinterpret_cast<const OnigUChar*>(s.data());
+    const OnigUChar* end = str + s.size();
+    size_t from = 0;
+    bool have_last = false;
+    size_t last_end = 0;
+    while (from <= s.size()) {
+      onig_region_clear(region);
+      const int r = onig_search(re_, str, end, str + from, end, region, ONIG_OPTION_NONE);
+      if (r == ONIG_MISMATCH) break;
+      if (r < 0) {
+        onig_region_free(region, 1);
+        throw TokenizerError("the tokenizer's regular expression failed on the input (Oniguruma error " +
+                             std::to_string(r) + ")");
+      }
+      const auto b = static_cast<size_t>(region->beg[0]), e = static_cast<size_t>(region->end[0]);
+      if (b == e && have_last && last_end == e) {
+        const size_t n = from < s.size() ? std::max<size_t>(1, utf8_at(s, from).second) : 1;
+        from += n;
+        continue;
+      }
+      out.emplace_back(b, e);
+      from = e;
+      have_last = true;
+      last_end = e;
+    }
+    onig_region_free(region, 1);
+    return out;
+  }
+
+ private:
+  OnigRegex re_ = nullptr;
+};
+
+// ---------------------------------------------------------------- the pipeline's parts
+
+// A piece of the input on its way to the model: its current text and the input bytes it came from.
+struct Piece {
+  std::string text;
+  size_t begin = 0, end = 0;
+  bool exact = true;        // the text is the input's bytes [begin, end) (no normalizer changed it), or, when
+  bool byte_mapped = false; // byte_mapped, their byte-level characters (one per input byte)
+  int64_t added = -1;       // an added token's index (found by split_added) instead of text
+};
+
+// The input offset of byte k of an exact piece's text.
+size_t source_offset(const Piece& p, size_t k) {
+  if (!p.byte_mapped) return p.begin + k;
+  size_t chars = 0;
+  for (size_t i = 0; i < k; ++i) chars += (static_cast<unsigned char>(p.text[i]) & 0xC0) != 0x80 ? 1 : 0;
+  return p.begin + chars;
+}
+
+// The piece's sub-range [b, e) of its text, with input offsets where they are known.
+Piece sub_piece(const Piece& p, size_t b, size_t e) {
+  Piece out = p;
+  out.text = p.text.substr(b, e - b);
+  if (p.exact) {
+    out.begin = source_offset(p, b);
+    out.end = source_offset(p, e);
+  }
+  return out;
+}
+
+enum class Behavior { Removed, Isolated, MergedWithPrevious, MergedWithNext, Contiguous };
+
+// Splits a piece by matches (offsets, is_match) as tokenizers' NormalizedString::split does; empty pieces vanish.
+std::vector<Piece> split_by(const Piece& p, std::vector<std::pair<std::pair<size_t, size_t>, bool>> m, Behavior how) {
+  std::vector<std::pair<std::pair<size_t, size_t>, bool>> keep;  // (offsets, remove)
+  bool prev = false;
+  switch (how) {
+    case Behavior::Isolated:
+      for (auto& [o, is] : m) keep.push_back({o, false});
+      break;
+    case Behavior::Removed:
+      keep = m;
+      break;
+    case Behavior::Contiguous:
+      for (auto& [o, is] : m) {
+        if (is == prev && !keep.empty()) keep.back().first.second = o.second;
+        else keep.push_back({o, false});
+        prev = is;
+      }
+      break;
+    case Behavior::MergedWithPrevious:
+      for (auto& [o, is] : m) {
+        if (is && !prev && !keep.empty()) keep.back().first.second = o.second;
+        else keep.push_back({o, false});
+        prev = is;
+      }
+      break;
+    case Behavior::MergedWithNext:
+      std::reverse(m.begin(), m.end());
+      for (auto& [o, is] : m) {
+        if (is && !prev && !keep.empty()) keep.back().first.first = o.first;
+        else keep.push_back({o, false});
+        prev = is;
+      }
+      std::reverse(keep.begin(), keep.end());
+      break;
+  }
+  std::vector<Piece> out;
+  for (const auto& [o, remove] : keep)
+    if (!remove && o.second > o.first) out.push_back(sub_piece(p, o.first, o.second));
+  return out;
+}
+
+// Matches and the gaps between them, in order (tokenizers' Pattern::find_matches).
+std::vector<std::pair<std::pair<size_t, size_t>, bool>> with_gaps(const std::vector<std::pair<size_t, size_t>>& found,
+                                                                  size_t size) {
+  std::vector<std::pair<std::pair<size_t, size_t>, bool>> out;
+  if (size == 0) return {{{0, 0}, false}};
+  size_t prev = 0;
+  for (const auto& [b, e] : found) {
+    if (prev != b) out.push_back({{prev, b}, false});
+    out.push_back({{b, e}, true});
+    prev = e;
+  }
+  if (prev != size) out.push_back({{prev, size}, false});
+  return out;
+}
+
+// The byte <-> character table of byte-level BPE (GPT-2's bytes_to_unicode): printable Latin-1 bytes stand for
+// themselves, the others for U+0100 onwards in byte order.
+const std::array<char32_t, 256>& byte_chars() {
+  static const std::array<char32_t, 256> table = [] {
+    std::array<char32_t, 256> t{};
+    std::array<bool, 256> direct{};
+    for (int b = 0; b < 256; ++b) direct[b] = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE);
+    char32_t n = 0;
+    for (int b = 0; b < 256; ++b) t[b] = direct[b] ? static_cast<char32_t>(b) : 256 + n++;
+    return t;
+  }();
+  return table;
+}
+
+struct AddedToken {
+  std::string content;
+  int64_t id = 0;
+  bool special = false, single_word = false, lstrip = false, rstrip = false, normalized = false;
+  std::string pattern;  // what is matched: the content, or its normalized form
+};
+
+struct PreTokenizer {
+  enum Kind { ByteLevel, Split, Digits, Whitespace, WhitespaceSplit } kind = ByteLevel;
+  bool add_prefix_space = false, use_regex = true, individual_digits = false, invert = false;
+  std::shared_ptr<Regex> regex;
+  Behavior behavior = Behavior::Isolated;
+};
+
+struct TemplatePiece {
+  bool special = false;  // else the sequence ("A")
+  std::vector<int64_t> ids;
+  std::vector<std::string> tokens;
+};
+
+}  // namespace
+
+struct Tokenizer::Impl {
+  std::string where;
+  // model: BPE
+  std::unordered_map<std::string, int64_t> vocab;
+  std::vector<std::string> id_token;  // id -> string (model and added); empty where no token has the id
+  std::map<std::pair<int64_t, int64_t>, std::pair<int64_t, int64_t>> merges;  // pair -> (rank, new id)
+  bool byte_fallback = false, fuse_unk = false, ignore_merges = false;
+  int64_t unk_id = -1;
+  // normalizer: the ICU normalizers of the sequence, in order
+  std::vector<const icu::Normalizer2*> normalizers;
+  std::vector<std::string> normalizer_names;
+  std::vector<PreTokenizer> pre;
+  bool byte_level_decoder = false;
+  std::vector<AddedToken> added;
+  std::vector<bool> special_id;
+  std::vector<TemplatePiece> single;  // TemplateProcessing's "single"; empty: none
+  std::string description;
+
+  std::string normalize(const std::string& s) const;
+  std::vector<Piece> split_added(const Piece& p, bool normalized_tokens, std::vector<EncodedToken>* found) const;
+  std::vector<Piece> pre_tokenize(std::vector<Piece> pieces) const;
+  void bpe(const Piece& p, std::vector<EncodedToken>& out) const;
+};
+
+namespace {
+
+// ---------------------------------------------------------------- reading tokenizer.json
+
+// A JSON object's keys must all be known: anything else is refused by name.
+void only_keys(const json& j, std::initializer_list<const char*> known, const std::string& what) {
+  if (!j.is_object()) throw TokenizerError(what + " is not a JSON object");
+  for (const auto& [k, v] : j.items()) {
+    bool ok = false;
+    for (const char* n : known) ok = ok || k == n;
+    if (!ok) throw TokenizerError(what + " has '" + k + "', which MechScope's tokenizer does not implement");
+  }
+}
+
+bool flag(const json& j, const char* key, bool def, const std::string& what) {
+  if (!j.contains(key) || j.at(key).is_null()) return def;
+  if (!j.at(key).is_boolean()) throw TokenizerError(what + "." + key + " is not true or false");
+  return j.at(key).get<bool>();
+}
+
+const icu::Normalizer2* icu_normalizer(const std::string& type, const std::string& what) {
+  UErrorCode st = U_ZERO_ERROR;
+  const icu::Normalizer2* n = type == "NFC"    ? icu::Normalizer2::getNFCInstance(st)
+                              : type == "NFD"  ? icu::Normalizer2::getNFDInstance(st)
+                              : type == "NFKC" ? icu::Normalizer2::getNFKCInstance(st)
+                              : type == "NFKD" ? icu::Normalizer2::getNFKDInstance(st)
+                                               : nullptr;
+  if (!n || U_FAILURE(st))
+    throw TokenizerError(what + ": normalizer '" + type + "' is not implemented (NFC, NFD, NFKC, NFKD and Sequence are)");
+  return n;
+}
+
+void read_normalizer(Tokenizer::Impl& d, const json& j, const std::string& what) {
+  if (j.is_null()) return;
+  const std::string type = j.value("type", "");
+  if (type == "Sequence") {
+    only_keys(j, {"type", "normalizers"}, what);
+    for (const auto& n : j.at("normalizers")) read_normalizer(d, n, what + ".normalizers[]");
+    return;
+  }
+  only_keys(j, {"type"}, what + " (" + type + ")");
+  d.normalizers.push_back(icu_normalizer(type, what));
+  d.normalizer_names.push_back(type);
+}
+
+Behavior behavior_of(const json& j, const std::string& what) {
+  const std::string b = j.is_string() ? j.get<std::string>() : "";
+  if (b == "Removed") return Behavior::Removed;
+  if (b == "Isolated") return Behavior::Isolated;
+  if (b == "MergedWithPrevious") return Behavior::MergedWithPrevious;
+  if (b == "MergedWithNext") return Behavior::MergedWithNext;
+  if (b == "Contiguous") return Behavior::Contiguous;
+  throw TokenizerError(what + ": split behavior " + j.dump() + " is not one tokenizers defines");
+}
+
+// A literal as an Oniguruma pattern matching exactly it.
+std::string escape_regex(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (std::string("\\^$.|?*+()[]{}-#&~ \t\n\r").find(c) != std::string::npos) out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+void read_pre_tokenizer(Tokenizer::Impl& d, const json& j, const std::string& what) {
+  if (j.is_null()) return;
+  const std::string type = j.value("type", "");
+  PreTokenizer p;
+  if (type == "Sequence") {
+    only_keys(j, {"type", "pretokenizers"}, what);
+    for (const auto& n : j.at("pretokenizers")) read_pre_tokenizer(d, n, what + ".pretokenizers[]");
+    return;
+  } else if (type == "ByteLevel") {
+    only_keys(j, {"type", "add_prefix_space", "trim_offsets", "use_regex"}, what);
+    p.kind = PreTokenizer::ByteLevel;
+    p.add_prefix_space = flag(j, "add_prefix_space", true, what);
+    p.use_regex = flag(j, "use_regex", true, what);
+    if (p.use_regex)
+      p.regex = std::make_shared<Regex>(
+          R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)", what);
+  } else if (type == "Split") {
+    only_keys(j, {"type", "pattern", "behavior", "invert"}, what);
+    p.kind = PreTokenizer::Split;
+    const json& pat = j.at("pattern");
+    if (pat.is_object() && pat.contains("Regex") && pat.size() == 1)
+      p.regex = std::make_shared<Regex>(pat.at("Regex").get<std::string>(), what);
+    else if (pat.is_object() && pat.contains("String") && pat.size() == 1)
+      p.regex = std::make_shared<Regex>(escape_regex(pat.at("String").get<std::string>()), what);
+    else
+      throw TokenizerError(what + ": pattern " + pat.dump() + " is neither {\"Regex\": ...} nor {\"String\": ...}");
+    p.behavior = behavior_of(j.at("behavior"), what);
+    p.invert = flag(j, "invert", false, what);
+  } else if (type == "Digits") {
+    only_keys(j, {"type", "individual_digits"}, what);
+    p.kind = PreTokenizer::Digits;
+    p.individual_digits = flag(j, "individual_digits", false, what);
+  } else {
+    throw TokenizerError(what + ": pre-tokenizer '" + type +
+                         "' is not implemented (ByteLevel, Split, Digits and Sequence are)");
+  }
+  d.pre.push_back(std::move(p));
+}
+
+void read_model(Tokenizer::Impl& d, const json& m, const std::string& what) {
+  const std::string type = m.value("type", "");
+  if (type != "BPE")
+    throw TokenizerError(what + ": model '" + type + "' is not implemented (BPE is; WordPiece, Unigram and WordLevel "
+                         "are not)");
+  only_keys(m, {"type", "dropout", "unk_token", "continuing_subword_prefix", "end_of_word_suffix", "fuse_unk",
+                "byte_fallback", "ignore_merges", "vocab", "merges"},
+            what);
+  if (m.contains("dropout") && !m.at("dropout").is_null() && m.at("dropout").get<double>() != 0.0)
+    throw TokenizerError(what + ".dropout " + m.at("dropout").dump() + ": BPE dropout is random at encoding; refused");
+  for (const char* k : {"continuing_subword_prefix", "end_of_word_suffix"})
+    if (m.contains(k) && !m.at(k).is_null() && m.at(k) != "")
+      throw TokenizerError(what + "." + k + " " + m.at(k).dump() + " is not implemented");
+  d.byte_fallback = flag(m, "byte_fallback", false, what);
+  d.fuse_unk = flag(m, "fuse_unk", false, what);
+  d.ignore_merges = flag(m, "ignore_merges", false, what);
+  const json& vocab = m.at("vocab");
+  if (!vocab.is_object()) throw TokenizerError(what + ".vocab is not an object");
+  for (const auto& [tok, id] : vocab.items()) {
+    if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > (int64_t{1} << 24))
+      throw TokenizerError(what + ".vocab: the id of " + json(tok).dump() + " is " + id.dump());
+    require_utf8(tok, what + ".vocab entry");
+    d.vocab[tok] = id.get<int64_t>();
+  }
+  if (m.contains("unk_token") && !m.at("unk_token").is_null()) {
+    const std::string unk = m.at("unk_token").get<std::string>();
+    if (!d.vocab.count(unk)) throw TokenizerError(what + ".unk_token " + json(unk).dump() + " is not in the vocabulary");
+    d.unk_id = d.vocab.at(unk);
+  }
+  int64_t rank = 0;
+  for (const auto& mg : m.at("merges")) {
+    std::string a, b;
+    if (mg.is_string()) {  // "a b" (older files)
+      const std::string s = mg.get<std::string>();
+      const size_t sp = s.find(' ', 1);
+      if (sp == std::string::npos) throw TokenizerError(what + ".merges: " + mg.dump() + " is not two tokens");
+      a = s.substr(0, sp);
+      b = s.substr(sp + 1);
+    } else if (mg.is_array() && mg.size() == 2 && mg[0].is_string() && mg[1].is_string()) {  // ["a", "b"]
+      a = mg[0].get<std::string>();
+      b = mg[1].get<std::string>();
+    } else {
+      throw TokenizerError(what + ".merges: " + mg.dump() + " is not a merge");
+    }
+    const auto ia = d.vocab.find(a), ib = d.vocab.find(b), iab = d.vocab.find(a + b);
+    if (ia == d.vocab.end() || ib == d.vocab.end() || iab == d.vocab.end())
+      throw TokenizerError(what + ".merges: " + mg.dump() + ": a token of it, or their merge, is not in the vocabulary");
+    d.merges.emplace(std::make_pair(ia->second, ib->second), std::make_pair(rank++, iab->second));
+  }
+}
+
+void read_added(Tokenizer::Impl& d, const json& list, const std::string& what) {
+  if (list.is_null()) return;
+  for (const auto& t : list) {
+    only_keys(t, {"id", "content", "single_word", "lstrip", "rstrip", "normalized", "special"}, what);
+    AddedToken a;
+    a.id = t.at("id").get<int64_t>();
+    a.content = t.at("content").get<std::string>();
+    require_utf8(a.content, what + " content");
+    if (a.content.empty()) throw TokenizerError(what + ": an added token with empty content (id " + std::to_string(a.id) + ")");
+    if (a.id < 0 || a.id > (int64_t{1} << 24)) throw TokenizerError(what + ": id " + std::to_string(a.id));
+    a.special = flag(t, "special", false, what);
+    a.single_word = flag(t, "single_word", false, what);
+    a.lstrip = flag(t, "lstrip", false, what);
+    a.rstrip = flag(t, "rstrip", false, what);
+    a.normalized = flag(t, "normalized", !a.special, what);
+    a.pattern = a.normalized ? d.normalize(a.content) : a.content;
+    d.added.push_back(std::move(a));
+  }
+}
+
+void read_post_processor(Tokenizer::Impl& d, const json& j, const std::string& what) {
+  if (j.is_null()) return;
+  const std::string type = j.value("type", "");
+  if (type == "Sequence") {
+    only_keys(j, {"type", "processors"}, what);
+    for (const auto& p : j.at("processors")) read_post_processor(d, p, what + ".processors[]");
+    return;
+  }
+  if (type == "ByteLevel") return;  // offsets only (trim_offsets): the ids are unchanged
+  if (type != "TemplateProcessing")
+    throw TokenizerError(what + ": post-processor '" + type +
+                         "' is not implemented (TemplateProcessing, ByteLevel and Sequence are)");
+  only_keys(j, {"type", "single", "pair", "special_tokens"}, what);
+  const json& specials = j.at("special_tokens");
+  for (const auto& item : j.at("single")) {
+    TemplatePiece p;
+    if (item.contains("SpecialToken")) {
+      const std::string name = item.at("SpecialToken").at("id").get<std::string>();
+      if (!specials.contains(name)) throw TokenizerError(what + ": special token " + json(name).dump() + " is not defined");
+      p.special = true;
+      for (const auto& id : specials.at(name).at("ids")) p.ids.push_back(id.get<int64_t>());
+      for (const auto& tk : specials.at(name).at("tokens")) p.tokens.push_back(tk.get<std::string>());
+      if (p.ids.size() != p.tokens.size()) throw TokenizerError(what + ": special token " + name + "'s ids and tokens differ in number");
+    } else if (item.contains("Sequence")) {
+      if (item.at("Sequence").at("id") != "A")
+        throw TokenizerError(what + ": the single template reads sequence " + item.at("Sequence").at("id").dump());
+    } else {
+      throw TokenizerError(what + ": template piece " + item.dump() + " is not understood");
+    }
+    d.single.push_back(std::move(p));
+  }
+}
+
+void read_decoder(Tokenizer::Impl& d, const json& j, const std::string& what) {
+  if (j.is_null()) return;
+  const std::string type = j.value("type", "");
+  if (type == "ByteLevel") {
+    d.byte_level_decoder = true;
+    return;
+  }
+  throw TokenizerError(what + ": decoder '" + type + "' is not implemented (ByteLevel is)");
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- encoding
+
+std::string Tokenizer::Impl::normalize(const std::string& s) const {
+  if (normalizers.empty()) return s;
+  icu::UnicodeString u = icu::UnicodeString::fromUTF8(s);
+  for (const auto* n : normalizers) {
+    UErrorCode st = U_ZERO_ERROR;
+    u = n->normalize(u, st);
+    if (U_FAILURE(st)) throw TokenizerError(where + ": the normalizer failed (" + std::string(u_errorName(st)) + ")");
+  }
+  std::string out;
+  u.toUTF8String(out);
+  return out;
+}
+
+// Splits off the added tokens matched on the raw (normalized_tokens false) or the normalized text: leftmost, longest
+// first, with each token's single_word, lstrip and rstrip as tokenizers' AddedVocabulary::find_matches applies them.
+// The tokens found are appended to `found`, and stand in the result as pieces whose `added` is their index there.
+std::vector<Piece> Tokenizer::Impl::split_added(const Piece& p, bool normalized_tokens,
+                                                std::vector<EncodedToken>* found) const {
+  std::vector<Piece> out;
+  const std::string& s = p.text;
+  size_t start_offset = 0, i = 0;
+  std::vector<std::tuple<size_t, size_t, const AddedToken*>> splits;  // (b, e, token or null)
+  while (i < s.size()) {
+    const AddedToken* best = nullptr;
+    for (const auto& a : added)
+      if (a.normalized == normalized_tokens && s.compare(i, a.pattern.size(), a.pattern) == 0 &&
+          (!best || a.pattern.size() > best->pattern.size()))
+        best = &a;
+    if (!best) {
+      ++i;
+      continue;
+    }
+    size_t b = i, e = i + best->pattern.size();
+    bool take = true;
+    if (best->single_word) {
+      const bool start_space = b == 0 || !is_word(last_char(s.substr(0, b)));
+      const bool stop_space = e == s.size() || !is_word(utf8_at(s, e).first);
+      take = start_space && stop_space;
+    }
+    if (!take) {  // the leftmost-longest search goes on after this match, as aho-corasick's iterator does
+      i = e;
+      continue;
+    }
+    if (best->lstrip) {
+      size_t nb = b;
+      while (nb > 0) {
+        size_t k = nb - 1;
+        while (k > 0 && (static_cast<unsigned char>(s[k]) & 0xC0) == 0x80) --k;
+        if (!is_space(utf8_at(s, k).first)) break;
+        nb = k;
+      }
+      b = std::max(nb, start_offset);
+    }
+    if (best->rstrip)
+      while (e < s.size() && utf8_at(s, e).second > 0 && is_space(utf8_at(s, e).first)) e += utf8_at(s, e).second;
+    if (start_offset < b) splits.emplace_back(start_offset, b, nullptr);
+    splits.emplace_back(b, e, best);
+    start_offset = e;
+    i = e;
+  }
+  if (start_offset != s.size() || s.empty()) splits.emplace_back(start_offset, s.size(), nullptr);
+  for (const auto& [b, e, tok] : splits) {
+    Piece q = sub_piece(p, b, e);
+    if (tok) {
+      found->push_back({tok->id, tok->content, q.begin, q.end, tok->special});
+      q.text.clear();
+      q.added = static_cast<int64_t>(found->size()) - 1;
+    }
+    out.push_back(std::move(q));
+  }
+  return out;
+}
+
+std::vector<Piece> Tokenizer::Impl::pre_tokenize(std::vector<Piece> pieces) const {
+  for (const auto& pt : pre) {
+    std::vector<Piece> next;
+    for (auto& piece : pieces) {
+      if (pt.kind == PreTokenizer::ByteLevel) {
+        std::vector<Piece> parts;
+        if (pt.add_prefix_space && piece.text.rfind(" ", 0) != 0) {
+          piece.text.insert(0, " ");
+          piece.exact = false;  // tokenizers maps the added space onto the first character; so do we, roughly
+        }
+        parts = pt.use_regex ? split_by(piece, with_gaps(pt.regex->find_all(piece.text), piece.text.size()),
+                                        Behavior::Isolated)
+                             : std::vector<Piece>{piece};
+        for (auto& q : parts) {
+          if (q.byte_mapped) throw TokenizerError(where + ": two ByteLevel pre-tokenizers in a row");
+          std::string mapped;
+          for (unsigned char c : q.text) append_utf8(mapped, byte_chars()[c]);
+          q.text = std::move(mapped);
+          q.byte_mapped = true;
+          next.push_back(std::move(q));
+        }
+      } else if (pt.kind == PreTokenizer::Split) {
+        auto m = with_gaps(pt.regex->find_all(piece.text), piece.text.size());
+        if (pt.invert)
+          for (auto& x : m) x.second = !x.second;
+        for (auto& q : split_by(piece, m, pt.behavior)) next.push_back(std::move(q));
+      } else {  // Digits: each numeric character (Rust's char::is_numeric) a match; runs joined unless individual
+        std::vector<std::pair<size_t, size_t>> cut;
+        for (size_t k = 0; k < piece.text.size();) {
+          const auto [cp, n] = utf8_at(piece.text, k);
+          const int8_t t = u_charType(static_cast<UChar32>(cp));
+          if (t == U_DECIMAL_DIGIT_NUMBER || t == U_LETTER_NUMBER || t == U_OTHER_NUMBER) cut.emplace_back(k, k + n);
+          k += std::max<size_t>(n, 1);
+        }
+        const Behavior how = pt.individual_digits ? Behavior::Isolated : Behavior::Contiguous;
+        for (auto& q : split_by(piece, with_gaps(cut, piece.text.size()), how)) next.push_back(std::move(q));
+      }
+    }
+    pieces = std::move(next);
+  }
+  return pieces;
+}
+
+// BPE on one pre-token (tokenizers' BPE::merge_word and Word::merge_all).
+void Tokenizer::Impl::bpe(const Piece& p, std::vector<EncodedToken>& out) const {
+  const std::string& w = p.text;
+  if (w.empty()) return;
+  auto emit = [&](int64_t id, size_t b, size_t e) {
+    size_t ob = p.begin, oe = p.end;
+    if (p.exact) {
+      ob = source_offset(p, b);
+      oe = source_offset(p, e);
+    }
+    out.push_back({id, id_token.at(static_cast<size_t>(id)), ob, oe, false});
+  };
+  if (ignore_merges) {
+    if (auto it = vocab.find(w); it != vocab.end()) {
+      emit(it->second, 0, w.size());
+      return;
+    }
+  }
+  struct Symbol {
+    int64_t id;
+    size_t b, e;  // bytes of w
+    int prev, next;
+    bool gone = false;
+  };
+  std::vector<Symbol> sym;
+  int64_t unk = -1;
+  size_t unk_b = 0, unk_e = 0;
+  auto add = [&](int64_t id, size_t b, size_t e) {
+    const int n = static_cast<int>(sym.size());
+    sym.push_back({id, b, e, n - 1, n + 1});
+  };
+  for (size_t i = 0; i < w.size();) {
+    const size_t n = utf8_at(w, i).second;
+    const std::string ch = w.substr(i, n);
+    if (auto it = vocab.find(ch); it != vocab.end()) {
+      if (unk >= 0) add(unk, unk_b, unk_e), unk = -1;
+      add(it->second, i, i + n);
+    } else {
+      bool fell_back = false;
+      if (byte_fallback) {
+        std::vector<int64_t> ids;
+        for (unsigned char c : ch) {
+          char code[8];
+          std::snprintf(code, sizeof code, "<0x%02X>", c);
+          auto f = vocab.find(code);
+          if (f == vocab.end()) break;
+          ids.push_back(f->second);
+        }
+        if (ids.size() == ch.size()) {  // a pending unknown stays pending here, as in tokenizers' merge_word
+          for (size_t k = 0; k < ids.size(); ++k) add(ids[k], i + k, i + k + 1);
+          fell_back = true;
+        }
+      }
+      if (!fell_back && unk_id >= 0) {
+        if (unk >= 0 && fuse_unk) {
+          unk_e = i + n;
+        } else {
+          if (unk >= 0) add(unk, unk_b, unk_e);
+          unk = unk_id, unk_b = i, unk_e = i + n;
+        }
+      }
+      // neither: the character is dropped, as tokenizers drops it
+    }
+    i += n;
+  }
+  if (unk >= 0) add(unk, unk_b, unk_e);
+  if (sym.empty()) return;
+  sym.back().next = -1;
+  struct Merge {
+    int64_t rank;
+    int pos;
+    int64_t new_id;
+    bool operator<(const Merge& o) const { return rank != o.rank ? rank > o.rank : pos > o.pos; }  // min-heap
+  };
+  std::priority_queue<Merge> queue;
+  auto pair_of = [&](int a, int b) { return merges.find({sym[a].id, sym[b].id}); };
+  for (int k = 0; k + 1 < static_cast<int>(sym.size()); ++k)
+    if (auto it = pair_of(k, k + 1); it != merges.end()) queue.push({it->second.first, k, it->second.second});
+  while (!queue.empty()) {
+    const Merge top = queue.top();
+    queue.pop();
+    Symbol& left = sym[top.pos];
+    if (left.gone || left.next < 0) continue;
+    auto it = pair_of(top.pos, left.next);
+    if (it == merges.end() || it->second.second != top.new_id) continue;  // an expired entry
+    Symbol& right = sym[left.next];
+    left.id = top.new_id;
+    left.e = right.e;
+    right.gone = true;
+    left.next = right.next;
+    if (right.next >= 0) sym[right.next].prev = top.pos;
+    if (left.prev >= 0)
+      if (auto p2 = pair_of(left.prev, top.pos); p2 != merges.end()) queue.push({p2->second.first, left.prev, p2->second.second});
+    if (left.next >= 0)
+      if (auto n2 = pair_of(top.pos, left.next); n2 != merges.end()) queue.push({n2->second.first, top.pos, n2->second.second});
+  }
+  for (const auto& s : sym)
+    if (!s.gone) emit(s.id, s.b, s.e);
+}
+
+std::vector<EncodedToken> Tokenizer::encode_tokens(const std::string& text, bool add_special_tokens) const {
+  const Impl& d = *d_;
+  require_utf8(text, "the text to encode");
+  std::vector<EncodedToken> added;  // the added tokens found, by index
+  // 1. Added tokens matched on the raw text; 2. the normalizer on the rest, then those matched on normalized text.
+  std::vector<Piece> pieces;
+  Piece whole;
+  whole.text = text;
+  whole.end = text.size();
+  for (auto& p : d.split_added(whole, false, &added)) {
+    if (p.added >= 0) {
+      pieces.push_back(p);
+      continue;
+    }
+    const std::string n = d.normalize(p.text);
+    if (n != p.text) {
+      p.text = n;
+      p.exact = false;
+    }
+    for (auto& q : d.split_added(p, true, &added)) pieces.push_back(q);
+  }
+  std::vector<EncodedToken> body;
+  for (const auto& p : pieces) {
+    if (p.added >= 0) {
+      body.push_back(added.at(static_cast<size_t>(p.added)));
+      continue;
+    }
+    if (p.text.empty()) continue;
+    for (const auto& q : d.pre_tokenize({p})) d.bpe(q, body);
+  }
+  if (!add_special_tokens || d.single.empty()) return body;
+  std::vector<EncodedToken> out;
+  for (const auto& t : d.single) {
+    if (!t.special) {
+      out.insert(out.end(), body.begin(), body.end());
+      continue;
+    }
+    for (size_t k = 0; k < t.ids.size(); ++k) out.push_back({t.ids[k], t.tokens[k], 0, 0, true});
+  }
+  return out;
+}
+
+std::vector<int64_t> Tokenizer::encode(const std::string& text, bool add_special_tokens) const {
+  std::vector<int64_t> ids;
+  for (const auto& t : encode_tokens(text, add_special_tokens)) ids.push_back(t.id);
+  return ids;
+}
+
+// ---------------------------------------------------------------- decoding
+
+std::string Tokenizer::id_to_token(int64_t id) const {
+  if (id < 0 || id >= static_cast<int64_t>(d_->id_token.size()) || d_->id_token[static_cast<size_t>(id)].empty())
+    throw TokenizerError("token id " + std::to_string(id) + " is not in the tokenizer's vocabulary (" +
+                         std::to_string(d_->id_token.size()) + " ids)");
+  return d_->id_token[static_cast<size_t>(id)];
+}
+
+std::string Tokenizer::decode(const std::vector<int64_t>& ids, bool skip_special_tokens) const {
+  std::vector<std::string> tokens;
+  for (int64_t id : ids) {
+    const std::string t = id_to_token(id);
+    if (skip_special_tokens && d_->special_id[static_cast<size_t>(id)]) continue;
+    tokens.push_back(t);
+  }
+  if (!d_->byte_level_decoder) {
+    std::string out;
+    for (size_t k = 0; k < tokens.size(); ++k) out += (k ? " " : "") + tokens[k];
+    return out;
+  }
+  // ByteLevel: each token's characters back to bytes; a token with a character outside the table keeps its UTF-8.
+  static const std::unordered_map<char32_t, unsigned char> back = [] {
+    std::unordered_map<char32_t, unsigned char> m;
+    for (int b = 0; b < 256; ++b) m[byte_chars()[b]] = static_cast<unsigned char>(b);
+    return m;
+  }();
+  std::string bytes;
+  for (const auto& t : tokens) {
+    std::string mine;
+    bool all = true;
+    for (size_t i = 0; i < t.size() && all;) {
+      const auto [cp, n] = utf8_at(t, i);
+      auto it = back.find(cp);
+      if (n == 0 || it == back.end()) all = false;
+      else mine += static_cast<char>(it->second);
+      i += std::max<size_t>(n, 1);
+    }
+    bytes += all ? mine : t;
+  }
+  return utf8_lossy(bytes);
+}
+
+int64_t Tokenizer::vocab_size() const { return static_cast<int64_t>(d_->id_token.size()); }
+
+std::string Tokenizer::describe() const { return d_->description; }
+
+// ---------------------------------------------------------------- loading
+
+Tokenizer Tokenizer::from_json(const json& j, const std::string& where) {
+  auto d = std::make_shared<Impl>();
+  d->where = where;
+  only_keys(j, {"version", "truncation", "padding", "added_tokens", "normalizer", "pre_tokenizer", "post_processor",
+                "decoder", "model"},
+            where);
+  if (!j.contains("model")) throw TokenizerError(where + " has no model");
+  // truncation and padding are batch settings of `tokenizers`' encode_batch: MechScope pads and aligns itself.
+  read_normalizer(*d, j.value("normalizer", json()), where + ": normalizer");
+  read_pre_tokenizer(*d, j.value("pre_tokenizer", json()), where + ": pre_tokenizer");
+  read_model(*d, j.at("model"), where + ": model");
+  read_added(*d, j.value("added_tokens", json()), where + ": added_tokens");
+  read_post_processor(*d, j.value("post_processor", json()), where + ": post_processor");
+  read_decoder(*d, j.value("decoder", json()), where + ": decoder");
+  int64_t top = -1;
+  for (const auto& [t, id] : d->vocab) top = std::max(top, id);
+  for (const auto& a : d->added) top = std::max(top, a.id);
+  d->id_token.assign(static_cast<size_t>(top + 1), "");
+  d->special_id.assign(static_cast<size_t>(top + 1), false);
+  for (const auto& [t, id] : d->vocab) d->id_token[static_cast<size_t>(id)] = t;
+  for (const auto& a : d->added) {  // an added token's content wins for its id, as tokenizers' decode looks it up first
+    d->id_token[static_cast<size_t>(a.id)] = a.content;
+    d->special_id[static_cast<size_t>(a.id)] = a.special;
+  }
+  for (const auto& p : d->single)
+    for (int64_t id : p.ids)
+      if (id < 0 || id > top) throw TokenizerError(where + ": post_processor's special id " + std::to_string(id) + " is not in the vocabulary");
+  std::ostringstream desc;
+  desc << "BPE" << (d->byte_level_decoder ? " (byte-level)" : "") << ", " << d->vocab.size() << " tokens, "
+       << d->merges.size() << " merges, " << d->added.size() << " added tokens";
+  if (!d->normalizer_names.empty()) {
+    desc << ", normalizer";
+    for (const auto& n : d->normalizer_names) desc << " " << n;
+  }
+  if (!d->single.empty()) desc << ", special tokens around each sequence";
+  d->description = desc.str();
+  Tokenizer t;
+  t.d_ = std::move(d);
+  return t;
+}
+
+Tokenizer Tokenizer::from_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw TokenizerError("cannot open '" + path + "'");
+  in.seekg(0, std::ios::end);
+  const auto size = static_cast<int64_t>(in.tellg());
+  if (size < 0 || size > (int64_t{256} << 20))
+    throw TokenizerError("'" + path + "' is " + std::to_string(size) + " bytes: beyond the 256 MiB a tokenizer.json may have");
+  in.seekg(0);
+  std::string text(static_cast<size_t>(size), '\0');
+  in.read(text.data(), size);
+  json j;
+  try {
+    j = parse_json(text);  // nesting bounded before anything is built
+  } catch (const std::exception& e) {
+    throw TokenizerError("'" + path + "' is not valid JSON: " + e.what());
+  }
+  try {
+    return from_json(j, "'" + path + "'");
+  } catch (const json::exception& e) {
+    throw TokenizerError("'" + path + "': " + e.what());
+  }
+}
+
+}  // namespace mechscope

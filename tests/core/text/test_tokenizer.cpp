@@ -1,0 +1,170 @@
+// Tokenizers as the `tokenizers` package runs them (core/text/tokenizer.h): for each tokenizer the package trained and
+// saved (tests/text/make_tokenizer_fixtures.py: GPT-2's byte-level BPE, GPT-NeoX's with NFC and a prefix space and a
+// left-stripping added token, Llama 3's split regex with ignore_merges and a BOS template, Qwen2's with NFC and a
+// single-word added token, NFKC with Digits), the ids it gave for every line of a multilingual corpus (emoji and ZWJ sequences,
+// combining marks, CJK, right-to-left scripts, whitespace runs, special tokens inline), with and without special
+// tokens; its decoding of them, with and without the special tokens; and its decoding of random id sequences,
+// where cut UTF-8 becomes U+FFFD as Rust's from_utf8_lossy makes it. What is not implemented is refused by name.
+#include <fstream>
+#include <functional>
+#include <iterator>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "core/text/tokenizer.h"
+
+using namespace mechscope;
+using nlohmann::json;
+
+namespace {
+
+const std::string kDir = std::string(MECHSCOPE_SOURCE_DIR) + "/tests/text/fixtures/";
+
+std::vector<std::string> corpus() {
+  std::ifstream in(kDir + "corpus.txt", std::ios::binary);
+  std::vector<std::string> lines;
+  std::string raw;
+  while (std::getline(in, raw)) {
+    std::string s;
+    for (size_t i = 0; i < raw.size(); ++i) {
+      if (raw[i] == '\\' && i + 1 < raw.size()) {
+        const char c = raw[++i];
+        s += c == 'n' ? '\n' : c == 'r' ? '\r' : c;
+      } else {
+        s += raw[i];
+      }
+    }
+    lines.push_back(s);
+  }
+  return lines;
+}
+
+std::vector<json> expected(const std::string& kind) {
+  std::ifstream in(kDir + kind + ".expected.jsonl", std::ios::binary);
+  std::vector<json> out;
+  std::string l;
+  while (std::getline(in, l)) out.push_back(json::parse(l));
+  return out;
+}
+
+std::string shown(const std::string& s) { return json(s).dump(); }
+
+class TokenizerFixture : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(TokenizerFixture, EncodesAndDecodesAsTheTokenizersPackage) {
+  const std::string kind = GetParam();
+  const Tokenizer tok = Tokenizer::from_file(kDir + kind + ".tokenizer.json");
+  const auto lines = corpus();
+  const auto want = expected(kind);
+  ASSERT_GE(want.size(), lines.size() + 100);
+  int wrong = 0;
+  for (size_t i = 0; i < lines.size() && wrong < 10; ++i) {
+    const json& e = want[i];
+    const auto ids = e.at("ids").get<std::vector<int64_t>>();
+    const auto got = tok.encode(lines[i]);
+    if (got != ids) {
+      ++wrong;
+      ADD_FAILURE() << kind << " line " << i + 1 << " " << shown(lines[i]) << ": ids " << json(got).dump()
+                    << ", the package's " << json(ids).dump();
+      continue;
+    }
+    const auto plain = e.value("plain", ids);
+    EXPECT_EQ(tok.encode(lines[i], false), plain) << kind << " line " << i + 1;
+    const std::string decoded = e.value("decoded", lines[i]);
+    EXPECT_EQ(tok.decode(ids), decoded) << kind << " line " << i + 1;
+    EXPECT_EQ(tok.decode(ids, false), e.value("decoded_all", decoded)) << kind << " line " << i + 1;
+  }
+  for (size_t i = lines.size(); i < want.size(); ++i) {
+    const auto ids = want[i].at("decode").get<std::vector<int64_t>>();
+    EXPECT_EQ(tok.decode(ids, false), want[i].at("text").get<std::string>()) << kind << " ids " << json(ids).dump();
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Kinds, TokenizerFixture, ::testing::Values("gpt2", "neox_nfc_prefix", "llama3", "qwen2", "nfkc_digits"));
+
+// Each token covers the input bytes it came from: where no normalizer changed the text, the tokens' bytes put
+// together give the input back.
+TEST(Tokenizer, TokensCoverTheirInputBytes) {
+  const Tokenizer tok = Tokenizer::from_file(kDir + "llama3.tokenizer.json");
+  for (const std::string s : {"Hello world, I'LL copy 12345!", "  Grüße\n\n你好 👩‍💻 <|end_of_text|>x"}) {
+    const auto toks = tok.encode_tokens(s);
+    ASSERT_FALSE(toks.empty());
+    EXPECT_TRUE(toks[0].special);  // <|begin_of_text|>, from the template: covers nothing
+    EXPECT_EQ(toks[0].begin, toks[0].end);
+    std::string joined;
+    size_t at = 0;
+    for (size_t k = 1; k < toks.size(); ++k) {
+      EXPECT_EQ(toks[k].begin, at) << shown(s) << " token " << k;
+      joined += s.substr(toks[k].begin, toks[k].end - toks[k].begin);
+      at = toks[k].end;
+    }
+    EXPECT_EQ(joined, s);
+  }
+}
+
+// Refusals: a component, an option or a value this reader does not implement is named, never skipped.
+TEST(Tokenizer, WhatIsNotImplementedIsRefusedByName) {
+  std::ifstream in(kDir + "gpt2.tokenizer.json");
+  const json base = json::parse(in);
+  auto refusal = [&](const std::function<void(json&)>& edit) {
+    json j = base;
+    edit(j);
+    try {
+      Tokenizer::from_json(j, "t.json");
+    } catch (const TokenizerError& e) {
+      return std::string(e.what());
+    }
+    return std::string("(accepted)");
+  };
+  EXPECT_NE(refusal([](json& j) { j["model"]["type"] = "WordPiece"; }).find("WordPiece"), std::string::npos);
+  EXPECT_NE(refusal([](json& j) { j["model"]["dropout"] = 0.1; }).find("dropout"), std::string::npos);
+  EXPECT_NE(refusal([](json& j) { j["model"]["continuing_subword_prefix"] = "##"; }).find("continuing_subword_prefix"),
+            std::string::npos);
+  EXPECT_NE(refusal([](json& j) { j["normalizer"] = {{"type", "Lowercase"}}; }).find("Lowercase"), std::string::npos);
+  EXPECT_NE(refusal([](json& j) { j["pre_tokenizer"] = {{"type", "Metaspace"}}; }).find("Metaspace"), std::string::npos);
+  EXPECT_NE(refusal([](json& j) { j["decoder"] = {{"type", "WordPiece"}}; }).find("decoder 'WordPiece'"), std::string::npos);
+  EXPECT_NE(refusal([](json& j) { j["pre_tokenizer"]["novel_option"] = true; }).find("novel_option"), std::string::npos);
+  EXPECT_NE(refusal([](json& j) { j["model"]["merges"][0] = "Ġ"; }).find("merges"), std::string::npos);
+  EXPECT_NE(refusal([](json& j) { j["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"Regex", "(unclosed"}}},
+                                                        {"behavior", "Isolated"}, {"invert", false}}; })
+                .find("does not compile"),
+            std::string::npos);
+  const Tokenizer tok = Tokenizer::from_json(base, "t.json");
+  EXPECT_THROW(tok.encode("bad \xff byte"), TokenizerError);
+  EXPECT_THROW(tok.decode({tok.vocab_size()}), TokenizerError);
+  EXPECT_THROW(tok.decode({-1}), TokenizerError);
+}
+
+}  // namespace
+
+namespace {
+
+// Hostile files: nesting far past any tokenizer's, a file cut short, the wrong JSON type: each an error naming the
+// file, never a crash.
+TEST(Tokenizer, HostileFilesAreErrors) {
+  const std::string dir = ::testing::TempDir();
+  auto write = [&](const std::string& name, const std::string& text) {
+    std::ofstream(dir + "/" + name, std::ios::binary) << text;
+    return dir + "/" + name;
+  };
+  std::ifstream in(kDir + "gpt2.tokenizer.json", std::ios::binary);
+  const std::string good((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  for (const auto& [name, text] : std::vector<std::pair<std::string, std::string>>{
+           {"deep.json", std::string(200000, '[') + std::string(200000, ']')},
+           {"cut.json", good.substr(0, good.size() / 2)},
+           {"list.json", "[1, 2, 3]"},
+           {"novocab.json", R"({"model": {"type": "BPE", "merges": []}})"}}) {
+    try {
+      Tokenizer::from_file(write(name, text));
+      ADD_FAILURE() << name << " was read";
+    } catch (const TokenizerError& e) {
+      EXPECT_NE(std::string(e.what()).find(name), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_THROW(Tokenizer::from_file(dir + "/absent.json"), TokenizerError);
+}
+
+}  // namespace
