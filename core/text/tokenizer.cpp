@@ -8,6 +8,7 @@
 #include <oniguruma.h>
 
 #include <algorithm>
+#include <cctype>
 #include <array>
 #include <fstream>
 #include <map>
@@ -293,11 +294,35 @@ struct AddedToken {
   std::string pattern;  // what is matched: the content, or its normalized form
 };
 
+enum class Prepend { Always, First, Never };
+
 struct PreTokenizer {
-  enum Kind { ByteLevel, Split, Digits, Whitespace, WhitespaceSplit } kind = ByteLevel;
+  enum Kind { ByteLevel, Split, Digits, Metaspace } kind = ByteLevel;
   bool add_prefix_space = false, use_regex = true, individual_digits = false, invert = false;
   std::shared_ptr<Regex> regex;
   Behavior behavior = Behavior::Isolated;
+  std::string replacement;  // Metaspace: its character (UTF-8)
+  Prepend prepend = Prepend::Always;
+  bool split = true;
+};
+
+// A normalizer step: a Unicode normalization form (ICU), a replacement of every match, a prefix, or stripped
+// whitespace.
+struct NormalizerStep {
+  enum Kind { Form, Replace, Prepend, Strip } kind = Form;
+  const icu::Normalizer2* form = nullptr;
+  std::shared_ptr<Regex> regex;
+  std::string content;
+  bool left = false, right = false;
+};
+
+// A decoder step over the list of token strings (tokenizers' decode_chain); the result is joined without separator.
+struct DecoderStep {
+  enum Kind { ByteLevel, Replace, ByteFallback, Fuse, Strip, Metaspace } kind = ByteLevel;
+  std::shared_ptr<Regex> regex;
+  std::string content;  // Replace: the replacement; Strip: the character; Metaspace: the replacement character
+  size_t start = 0, stop = 0;
+  Prepend prepend = Prepend::Always;
 };
 
 struct TemplatePiece {
@@ -316,11 +341,11 @@ struct Tokenizer::Impl {
   std::map<std::pair<int64_t, int64_t>, std::pair<int64_t, int64_t>> merges;  // pair -> (rank, new id)
   bool byte_fallback = false, fuse_unk = false, ignore_merges = false;
   int64_t unk_id = -1;
-  // normalizer: the ICU normalizers of the sequence, in order
-  std::vector<const icu::Normalizer2*> normalizers;
+  std::vector<NormalizerStep> normalizers;  // in order
   std::vector<std::string> normalizer_names;
   std::vector<PreTokenizer> pre;
-  bool byte_level_decoder = false;
+  std::vector<DecoderStep> decoders;  // empty: tokens joined with spaces, as tokenizers does without a decoder
+  std::vector<std::string> decoder_names;
   std::vector<AddedToken> added;
   std::vector<bool> special_id;
   std::vector<TemplatePiece> single;  // TemplateProcessing's "single"; empty: none
@@ -360,8 +385,28 @@ const icu::Normalizer2* icu_normalizer(const std::string& type, const std::strin
                               : type == "NFKD" ? icu::Normalizer2::getNFKDInstance(st)
                                                : nullptr;
   if (!n || U_FAILURE(st))
-    throw TokenizerError(what + ": normalizer '" + type + "' is not implemented (NFC, NFD, NFKC, NFKD and Sequence are)");
+    throw TokenizerError(what + ": normalizer '" + type + "' is not implemented (NFC, NFD, NFKC, NFKD, Replace, Prepend, "
+                         "Strip and Sequence are)");
   return n;
+}
+
+// A literal as an Oniguruma pattern matching exactly it.
+std::string escape_regex(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    if (std::string("\\^$.|?*+()[]{}-#&~ \t\n\r").find(c) != std::string::npos) out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+// {"Regex": ...} or {"String": ...} as a compiled pattern.
+std::shared_ptr<Regex> pattern_regex(const json& pat, const std::string& what) {
+  if (pat.is_object() && pat.contains("Regex") && pat.size() == 1)
+    return std::make_shared<Regex>(pat.at("Regex").get<std::string>(), what);
+  if (pat.is_object() && pat.contains("String") && pat.size() == 1)
+    return std::make_shared<Regex>(escape_regex(pat.at("String").get<std::string>()), what);
+  throw TokenizerError(what + ": pattern " + pat.dump() + " is neither {\"Regex\": ...} nor {\"String\": ...}");
 }
 
 void read_normalizer(Tokenizer::Impl& d, const json& j, const std::string& what) {
@@ -372,8 +417,26 @@ void read_normalizer(Tokenizer::Impl& d, const json& j, const std::string& what)
     for (const auto& n : j.at("normalizers")) read_normalizer(d, n, what + ".normalizers[]");
     return;
   }
-  only_keys(j, {"type"}, what + " (" + type + ")");
-  d.normalizers.push_back(icu_normalizer(type, what));
+  NormalizerStep n;
+  if (type == "Replace") {
+    only_keys(j, {"type", "pattern", "content"}, what);
+    n.kind = NormalizerStep::Replace;
+    n.regex = pattern_regex(j.at("pattern"), what);
+    n.content = j.at("content").get<std::string>();
+  } else if (type == "Prepend") {
+    only_keys(j, {"type", "prepend"}, what);
+    n.kind = NormalizerStep::Prepend;
+    n.content = j.at("prepend").get<std::string>();
+  } else if (type == "Strip") {
+    only_keys(j, {"type", "strip_left", "strip_right"}, what);
+    n.kind = NormalizerStep::Strip;
+    n.left = flag(j, "strip_left", true, what);
+    n.right = flag(j, "strip_right", true, what);
+  } else {
+    only_keys(j, {"type"}, what + " (" + type + ")");
+    n.form = icu_normalizer(type, what);
+  }
+  d.normalizers.push_back(std::move(n));
   d.normalizer_names.push_back(type);
 }
 
@@ -387,14 +450,21 @@ Behavior behavior_of(const json& j, const std::string& what) {
   throw TokenizerError(what + ": split behavior " + j.dump() + " is not one tokenizers defines");
 }
 
-// A literal as an Oniguruma pattern matching exactly it.
-std::string escape_regex(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (std::string("\\^$.|?*+()[]{}-#&~ \t\n\r").find(c) != std::string::npos) out += '\\';
-    out += c;
+// Metaspace's replacement character and prepend scheme (older files: add_prefix_space instead of the scheme).
+void read_metaspace(const json& j, std::string& replacement, Prepend& prepend, const std::string& what) {
+  replacement = j.at("replacement").get<std::string>();
+  require_utf8(replacement, what + ".replacement");
+  if (replacement.empty() || utf8_at(replacement, 0).second != replacement.size())
+    throw TokenizerError(what + ".replacement " + json(replacement).dump() + " is not one character");
+  if (j.contains("prepend_scheme")) {
+    const std::string s = j.at("prepend_scheme").get<std::string>();
+    if (s == "always") prepend = Prepend::Always;
+    else if (s == "first") prepend = Prepend::First;
+    else if (s == "never") prepend = Prepend::Never;
+    else throw TokenizerError(what + ".prepend_scheme " + json(s).dump() + " is not always, first or never");
+  } else {
+    prepend = flag(j, "add_prefix_space", true, what) ? Prepend::Always : Prepend::Never;
   }
-  return out;
 }
 
 void read_pre_tokenizer(Tokenizer::Impl& d, const json& j, const std::string& what) {
@@ -416,22 +486,23 @@ void read_pre_tokenizer(Tokenizer::Impl& d, const json& j, const std::string& wh
   } else if (type == "Split") {
     only_keys(j, {"type", "pattern", "behavior", "invert"}, what);
     p.kind = PreTokenizer::Split;
-    const json& pat = j.at("pattern");
-    if (pat.is_object() && pat.contains("Regex") && pat.size() == 1)
-      p.regex = std::make_shared<Regex>(pat.at("Regex").get<std::string>(), what);
-    else if (pat.is_object() && pat.contains("String") && pat.size() == 1)
-      p.regex = std::make_shared<Regex>(escape_regex(pat.at("String").get<std::string>()), what);
-    else
-      throw TokenizerError(what + ": pattern " + pat.dump() + " is neither {\"Regex\": ...} nor {\"String\": ...}");
+    p.regex = pattern_regex(j.at("pattern"), what);
     p.behavior = behavior_of(j.at("behavior"), what);
     p.invert = flag(j, "invert", false, what);
   } else if (type == "Digits") {
     only_keys(j, {"type", "individual_digits"}, what);
     p.kind = PreTokenizer::Digits;
     p.individual_digits = flag(j, "individual_digits", false, what);
+  } else if (type == "Metaspace") {
+    only_keys(j, {"type", "replacement", "prepend_scheme", "split", "add_prefix_space", "str_rep"}, what);
+    p.kind = PreTokenizer::Metaspace;
+    read_metaspace(j, p.replacement, p.prepend, what);
+    p.split = flag(j, "split", true, what);
+    if (j.contains("str_rep") && j.at("str_rep") != p.replacement)
+      throw TokenizerError(what + ".str_rep " + j.at("str_rep").dump() + " differs from its replacement");
   } else {
     throw TokenizerError(what + ": pre-tokenizer '" + type +
-                         "' is not implemented (ByteLevel, Split, Digits and Sequence are)");
+                         "' is not implemented (ByteLevel, Split, Digits, Metaspace and Sequence are)");
   }
   d.pre.push_back(std::move(p));
 }
@@ -543,11 +614,43 @@ void read_post_processor(Tokenizer::Impl& d, const json& j, const std::string& w
 void read_decoder(Tokenizer::Impl& d, const json& j, const std::string& what) {
   if (j.is_null()) return;
   const std::string type = j.value("type", "");
-  if (type == "ByteLevel") {
-    d.byte_level_decoder = true;
+  DecoderStep s;
+  if (type == "Sequence") {
+    only_keys(j, {"type", "decoders"}, what);
+    for (const auto& n : j.at("decoders")) read_decoder(d, n, what + ".decoders[]");
     return;
+  } else if (type == "ByteLevel") {
+    only_keys(j, {"type", "add_prefix_space", "trim_offsets", "use_regex"}, what);
+    s.kind = DecoderStep::ByteLevel;
+  } else if (type == "Replace") {
+    only_keys(j, {"type", "pattern", "content"}, what);
+    s.kind = DecoderStep::Replace;
+    s.regex = pattern_regex(j.at("pattern"), what);
+    s.content = j.at("content").get<std::string>();
+  } else if (type == "ByteFallback") {
+    only_keys(j, {"type"}, what);
+    s.kind = DecoderStep::ByteFallback;
+  } else if (type == "Fuse") {
+    only_keys(j, {"type"}, what);
+    s.kind = DecoderStep::Fuse;
+  } else if (type == "Strip") {
+    only_keys(j, {"type", "content", "start", "stop"}, what);
+    s.kind = DecoderStep::Strip;
+    s.content = j.at("content").get<std::string>();
+    if (s.content.empty() || utf8_at(s.content, 0).second != s.content.size())
+      throw TokenizerError(what + ".content " + j.at("content").dump() + " is not one character");
+    s.start = j.at("start").get<size_t>();
+    s.stop = j.at("stop").get<size_t>();
+  } else if (type == "Metaspace") {
+    only_keys(j, {"type", "replacement", "prepend_scheme", "split", "add_prefix_space", "str_rep"}, what);
+    s.kind = DecoderStep::Metaspace;
+    read_metaspace(j, s.content, s.prepend, what);
+  } else {
+    throw TokenizerError(what + ": decoder '" + type + "' is not implemented (ByteLevel, Replace, ByteFallback, Fuse, "
+                         "Strip, Metaspace and Sequence are)");
   }
-  throw TokenizerError(what + ": decoder '" + type + "' is not implemented (ByteLevel is)");
+  d.decoders.push_back(std::move(s));
+  d.decoder_names.push_back(type);
 }
 
 }  // namespace
@@ -555,15 +658,49 @@ void read_decoder(Tokenizer::Impl& d, const json& j, const std::string& what) {
 // ---------------------------------------------------------------- encoding
 
 std::string Tokenizer::Impl::normalize(const std::string& s) const {
-  if (normalizers.empty()) return s;
-  icu::UnicodeString u = icu::UnicodeString::fromUTF8(s);
-  for (const auto* n : normalizers) {
-    UErrorCode st = U_ZERO_ERROR;
-    u = n->normalize(u, st);
-    if (U_FAILURE(st)) throw TokenizerError(where + ": the normalizer failed (" + std::string(u_errorName(st)) + ")");
+  std::string out = s;
+  for (const auto& n : normalizers) {
+    switch (n.kind) {
+      case NormalizerStep::Form: {
+        icu::UnicodeString u = icu::UnicodeString::fromUTF8(out);
+        UErrorCode st = U_ZERO_ERROR;
+        u = n.form->normalize(u, st);
+        if (U_FAILURE(st)) throw TokenizerError(where + ": the normalizer failed (" + std::string(u_errorName(st)) + ")");
+        out.clear();
+        u.toUTF8String(out);
+        break;
+      }
+      case NormalizerStep::Replace: {
+        std::string r;
+        size_t prev = 0;
+        for (const auto& [b, e] : n.regex->find_all(out)) {
+          r.append(out, prev, b - prev);
+          r += n.content;
+          prev = e;
+        }
+        r.append(out, prev, std::string::npos);
+        out = std::move(r);
+        break;
+      }
+      case NormalizerStep::Prepend:
+        if (!out.empty()) out.insert(0, n.content);
+        break;
+      case NormalizerStep::Strip: {  // Rust's char::is_whitespace: White_Space
+        size_t b = 0, e = out.size();
+        if (n.left)
+          while (b < e && is_space(utf8_at(out, b).first)) b += utf8_at(out, b).second;
+        if (n.right)
+          while (e > b) {
+            size_t k = e - 1;
+            while (k > b && (static_cast<unsigned char>(out[k]) & 0xC0) == 0x80) --k;
+            if (!is_space(utf8_at(out, k).first)) break;
+            e = k;
+          }
+        out = out.substr(b, e - b);
+        break;
+      }
+    }
   }
-  std::string out;
-  u.toUTF8String(out);
   return out;
 }
 
@@ -648,6 +785,28 @@ std::vector<Piece> Tokenizer::Impl::pre_tokenize(std::vector<Piece> pieces) cons
           q.byte_mapped = true;
           next.push_back(std::move(q));
         }
+      } else if (pt.kind == PreTokenizer::Metaspace) {
+        // Spaces become the replacement character; the prefix per the scheme ("first": only a piece that starts the
+        // input); then, with split, a piece per replacement character, joined to what follows it.
+        std::string t;
+        for (char c : piece.text) t += c == ' ' ? pt.replacement : std::string(1, c);
+        const bool starts = t.rfind(pt.replacement, 0) == 0;
+        if (!starts && (pt.prepend == Prepend::Always || (pt.prepend == Prepend::First && piece.begin == 0)))
+          t.insert(0, pt.replacement);
+        if (t != piece.text) {
+          piece.text = std::move(t);
+          piece.exact = false;
+        }
+        if (!pt.split) {
+          next.push_back(piece);
+          continue;
+        }
+        std::vector<std::pair<size_t, size_t>> cut;
+        for (size_t k = piece.text.find(pt.replacement); k != std::string::npos;
+             k = piece.text.find(pt.replacement, k + pt.replacement.size()))
+          cut.emplace_back(k, k + pt.replacement.size());
+        for (auto& q : split_by(piece, with_gaps(cut, piece.text.size()), Behavior::MergedWithNext))
+          next.push_back(std::move(q));
       } else if (pt.kind == PreTokenizer::Split) {
         auto m = with_gaps(pt.regex->find_all(piece.text), piece.text.size());
         if (pt.invert)
@@ -820,6 +979,120 @@ std::vector<int64_t> Tokenizer::encode(const std::string& text, bool add_special
 
 // ---------------------------------------------------------------- decoding
 
+namespace {
+
+// One decoder of the chain, as tokenizers' decode_chain does it.
+std::vector<std::string> decode_step(const DecoderStep& step, std::vector<std::string> tokens) {
+  std::vector<std::string> out;
+  switch (step.kind) {
+    case DecoderStep::ByteLevel: {  // characters back to bytes (a token with another character keeps its UTF-8)
+      static const std::unordered_map<char32_t, unsigned char> back = [] {
+        std::unordered_map<char32_t, unsigned char> m;
+        for (int b = 0; b < 256; ++b) m[byte_chars()[b]] = static_cast<unsigned char>(b);
+        return m;
+      }();
+      std::string bytes;
+      for (const auto& t : tokens) {
+        std::string mine;
+        bool all = true;
+        for (size_t i = 0; i < t.size() && all;) {
+          const auto [cp, n] = utf8_at(t, i);
+          auto it = back.find(cp);
+          if (n == 0 || it == back.end()) all = false;
+          else mine += static_cast<char>(it->second);
+          i += std::max<size_t>(n, 1);
+        }
+        bytes += all ? mine : t;
+      }
+      return {utf8_lossy(bytes)};
+    }
+    case DecoderStep::Replace:
+      for (const auto& t : tokens) {
+        std::string r;
+        size_t prev = 0;
+        for (const auto& [b, e] : step.regex->find_all(t)) {
+          r.append(t, prev, b - prev);
+          r += step.content;
+          prev = e;
+        }
+        r.append(t, prev, std::string::npos);
+        out.push_back(std::move(r));
+      }
+      return out;
+    case DecoderStep::ByteFallback: {  // runs of <0xXX> tokens: their bytes if UTF-8, else one U+FFFD per byte
+      std::string run;
+      size_t run_len = 0;
+      auto flush = [&] {
+        if (run_len == 0) return;
+        bool valid = true;
+        for (size_t i = 0; i < run.size() && valid;) {
+          const size_t n = utf8_at(run, i).second;
+          valid = n > 0;
+          i += n;
+        }
+        if (valid) out.push_back(run);
+        else
+          for (size_t k = 0; k < run_len; ++k) out.push_back("\xEF\xBF\xBD");
+        run.clear();
+        run_len = 0;
+      };
+      for (const auto& t : tokens) {
+        const bool hex = t.size() == 6 && t.compare(0, 3, "<0x") == 0 && t[5] == '>' && std::isxdigit(static_cast<unsigned char>(t[3])) &&
+                         std::isxdigit(static_cast<unsigned char>(t[4]));
+        if (hex) {
+          run += static_cast<char>(std::stoi(t.substr(3, 2), nullptr, 16));
+          ++run_len;
+          continue;
+        }
+        flush();
+        out.push_back(t);
+      }
+      flush();
+      return out;
+    }
+    case DecoderStep::Fuse: {
+      std::string all;
+      for (const auto& t : tokens) all += t;
+      return {all};
+    }
+    case DecoderStep::Strip:  // up to `start` of the character from the front, `stop` from the back
+      for (const auto& t : tokens) {
+        std::vector<std::pair<size_t, size_t>> chars;  // (byte offset, length)
+        for (size_t i = 0; i < t.size();) {
+          const size_t n = std::max<size_t>(utf8_at(t, i).second, 1);
+          chars.emplace_back(i, n);
+          i += n;
+        }
+        auto is = [&](size_t k) { return t.compare(chars[k].first, chars[k].second, step.content) == 0; };
+        size_t b = 0, e = chars.size();
+        for (size_t k = 0; k < std::min(step.start, chars.size()) && is(k); ++k) b = k + 1;
+        for (size_t k = 0; k < step.stop && k < chars.size() && is(chars.size() - k - 1); ++k) e = chars.size() - k - 1;
+        if (e < b) e = b;
+        const size_t from = b < chars.size() ? chars[b].first : t.size(), to = e < chars.size() ? chars[e].first : t.size();
+        out.push_back(t.substr(from, to - from));
+      }
+      return out;
+    case DecoderStep::Metaspace:  // the replacement back to spaces; in the first token dropped unless "never"
+      for (size_t i = 0; i < tokens.size(); ++i) {
+        std::string r;
+        const std::string& t = tokens[i];
+        for (size_t k = 0; k < t.size();) {
+          if (t.compare(k, step.content.size(), step.content) == 0) {
+            if (!(i == 0 && step.prepend != Prepend::Never)) r += ' ';
+            k += step.content.size();
+          } else {
+            r += t[k++];
+          }
+        }
+        out.push_back(std::move(r));
+      }
+      return out;
+  }
+  return tokens;
+}
+
+}  // namespace
+
 std::string Tokenizer::id_to_token(int64_t id) const {
   if (id < 0 || id >= static_cast<int64_t>(d_->id_token.size()) || d_->id_token[static_cast<size_t>(id)].empty())
     throw TokenizerError("token id " + std::to_string(id) + " is not in the tokenizer's vocabulary (" +
@@ -834,31 +1107,15 @@ std::string Tokenizer::decode(const std::vector<int64_t>& ids, bool skip_special
     if (skip_special_tokens && d_->special_id[static_cast<size_t>(id)]) continue;
     tokens.push_back(t);
   }
-  if (!d_->byte_level_decoder) {
+  if (d_->decoders.empty()) {
     std::string out;
     for (size_t k = 0; k < tokens.size(); ++k) out += (k ? " " : "") + tokens[k];
     return out;
   }
-  // ByteLevel: each token's characters back to bytes; a token with a character outside the table keeps its UTF-8.
-  static const std::unordered_map<char32_t, unsigned char> back = [] {
-    std::unordered_map<char32_t, unsigned char> m;
-    for (int b = 0; b < 256; ++b) m[byte_chars()[b]] = static_cast<unsigned char>(b);
-    return m;
-  }();
-  std::string bytes;
-  for (const auto& t : tokens) {
-    std::string mine;
-    bool all = true;
-    for (size_t i = 0; i < t.size() && all;) {
-      const auto [cp, n] = utf8_at(t, i);
-      auto it = back.find(cp);
-      if (n == 0 || it == back.end()) all = false;
-      else mine += static_cast<char>(it->second);
-      i += std::max<size_t>(n, 1);
-    }
-    bytes += all ? mine : t;
-  }
-  return utf8_lossy(bytes);
+  for (const auto& step : d_->decoders) tokens = decode_step(step, std::move(tokens));
+  std::string out;
+  for (const auto& t : tokens) out += t;
+  return out;
 }
 
 int64_t Tokenizer::vocab_size() const { return static_cast<int64_t>(d_->id_token.size()); }
@@ -868,6 +1125,14 @@ std::string Tokenizer::describe() const { return d_->description; }
 // ---------------------------------------------------------------- loading
 
 Tokenizer Tokenizer::from_json(const json& j, const std::string& where) {
+  try {
+    return read_tokenizer(j, where);
+  } catch (const json::exception& e) {  // a key missing or of the wrong type
+    throw TokenizerError(where + ": " + e.what());
+  }
+}
+
+Tokenizer Tokenizer::read_tokenizer(const json& j, const std::string& where) {
   auto d = std::make_shared<Impl>();
   d->where = where;
   only_keys(j, {"version", "truncation", "padding", "added_tokens", "normalizer", "pre_tokenizer", "post_processor",
@@ -895,11 +1160,15 @@ Tokenizer Tokenizer::from_json(const json& j, const std::string& where) {
     for (int64_t id : p.ids)
       if (id < 0 || id > top) throw TokenizerError(where + ": post_processor's special id " + std::to_string(id) + " is not in the vocabulary");
   std::ostringstream desc;
-  desc << "BPE" << (d->byte_level_decoder ? " (byte-level)" : "") << ", " << d->vocab.size() << " tokens, "
+  desc << "BPE, " << d->vocab.size() << " tokens, "
        << d->merges.size() << " merges, " << d->added.size() << " added tokens";
   if (!d->normalizer_names.empty()) {
     desc << ", normalizer";
     for (const auto& n : d->normalizer_names) desc << " " << n;
+  }
+  if (!d->decoder_names.empty()) {
+    desc << ", decoder";
+    for (const auto& n : d->decoder_names) desc << " " << n;
   }
   if (!d->single.empty()) desc << ", special tokens around each sequence";
   d->description = desc.str();
@@ -924,11 +1193,7 @@ Tokenizer Tokenizer::from_file(const std::string& path) {
   } catch (const std::exception& e) {
     throw TokenizerError("'" + path + "' is not valid JSON: " + e.what());
   }
-  try {
-    return from_json(j, "'" + path + "'");
-  } catch (const json::exception& e) {
-    throw TokenizerError("'" + path + "': " + e.what());
-  }
+  return from_json(j, "'" + path + "'");
 }
 
 }  // namespace mechscope

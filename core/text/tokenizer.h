@@ -57,6 +57,7 @@ class Tokenizer {
   struct Impl;
 
  private:
+  static Tokenizer read_tokenizer(const nlohmann::json& j, const std::string& where);
   std::shared_ptr<const Impl> d_;
 };
 

@@ -32,7 +32,7 @@ contains "info dense layers" "; MLP: dense" "$i"
 i=$("$cli" info "$fx/nemotron_h"); contains "info MLP-only layers" "layer 1      none       no mixer" "$i"; contains "info no-MLP layers" "; no MLP" "$i"
 j=$("$cli" info "$fx/nemotron_h" --json); contains "info --json mlp" '"mlp": "none"' "$j"
 # tokenize: the ids the tokenizers package gave for corpus line 1204 ("a", tests/text/fixtures/llama3.expected.jsonl:
-# {"ids":[0,66],"plain":[66]}), back to text, as JSON; a model folder without tokenizer.json is told so.
+# {"ids":[0,66]}, 0 its <|begin_of_text|>), back to text, as JSON; a model folder without tokenizer.json is told so.
 tx=$(cd "$(dirname "$0")/../text/fixtures" && pwd)
 t=$("$cli" tokenize --tokenizer "$tx/llama3.tokenizer.json" --text a); contains "tokenize" "0,66" "$t"
 t=$("$cli" tokenize --tokenizer "$tx/llama3.tokenizer.json" --text a --no-special); contains "tokenize --no-special" "66" "$t"

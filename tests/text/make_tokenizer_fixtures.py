@@ -10,7 +10,8 @@ plus the package's decoding of random id sequences (cut UTF-8 included). Run it 
 
 Writes DIR/corpus.txt (the test lines, one per line, backslash escapes for newlines and carriage returns) and for
 each kind DIR/KIND.tokenizer.json and DIR/KIND.expected.jsonl: one JSON object per corpus line ({"ids": [...]} and,
-only where they differ from what comes before, "plain": the ids with add_special_tokens=False, "decoded": the
+only where they differ from what is implied, "plain": the ids with add_special_tokens=False where they are not the
+ids after the template's prefix (the ids of an empty text), "decoded": the
 decoded ids where not the line itself, "decoded_all": decoded with the special tokens kept) and, after them,
 {"decode": [...ids], "text": ...} lines.
 """
@@ -79,6 +80,37 @@ def train(tok, corpus, vocab, specials):
     return tok
 
 
+def train_sp(tok, corpus, vocab):
+    """A SentencePiece-style BPE: <unk>, <s>, </s> first, an alphabet of the 60 commonest characters (the rest fall
+    back to bytes)."""
+    trainer = trainers.BpeTrainer(vocab_size=vocab, special_tokens=["<unk>", "<s>", "</s>"], limit_alphabet=60,
+                                  show_progress=False)
+    tok.train_from_iterator(corpus, trainer)
+    return tok
+
+
+def with_bytes(tok):
+    """The trained tokenizer with <0x00>..<0xFF> in its vocabulary after the three specials (as Llama 2's has them;
+    merges name strings, so the ids may move) and <s> before each sequence."""
+    j = json.loads(tok.to_str())
+    vocab = j["model"]["vocab"]
+    order = sorted(vocab, key=vocab.get)
+    specials, rest = order[:3], [t for t in order[3:]]
+    new = {t: i for i, t in enumerate(specials)}
+    for b in range(256):
+        new[f"<0x{b:02X}>"] = len(new)
+    for t in rest:
+        if t not in new:
+            new[t] = len(new)
+    j["model"]["vocab"] = new
+    j["post_processor"] = {"type": "TemplateProcessing",
+                           "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+                           "pair": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                                    {"SpecialToken": {"id": "<s>", "type_id": 1}}, {"Sequence": {"id": "B", "type_id": 1}}],
+                           "special_tokens": {"<s>": {"id": "<s>", "ids": [new["<s>"]], "tokens": ["<s>"]}}}
+    return Tokenizer.from_str(json.dumps(j))
+
+
 def kinds(corpus):
     # GPT-2 / GPT-NeoX / Mamba: byte-level with GPT-2's regex, <|endoftext|>, no post-processing of ids.
     gpt2 = Tokenizer(models.BPE())
@@ -132,6 +164,24 @@ def kinds(corpus):
     train(digits, corpus, 500, ["<|endoftext|>"])
     yield "nfkc_digits", digits
 
+    # SentencePiece-style BPE (Llama 2, Mistral, Zamba2, Jamba): spaces as U+2581, byte fallback for characters
+    # outside a small alphabet, unknowns fused; <s> before each sequence. Llama 2's way: the normalizer prepends and
+    # replaces, no pre-tokenizer; its decoder replaces, falls back to bytes, fuses and strips one leading space.
+    sp_decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse(),
+                                    decoders.Strip(" ", 1, 0)])
+    llama2 = Tokenizer(models.BPE(byte_fallback=True, fuse_unk=True, unk_token="<unk>"))
+    llama2.normalizer = normalizers.Sequence([normalizers.Prepend("\u2581"), normalizers.Replace(" ", "\u2581")])
+    llama2.decoder = sp_decoder
+    yield "llama2", with_bytes(train_sp(llama2, corpus, 900))
+
+    # The newer way (Mistral's files): a Metaspace pre-tokenizer prepending on the first piece only; here with split
+    # on (a piece per word) and Metaspace's own decoder.
+    mistral = Tokenizer(models.BPE(byte_fallback=True, fuse_unk=True, unk_token="<unk>"))
+    mistral.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first", split=True)
+    mistral.decoder = decoders.Sequence([decoders.ByteFallback(), decoders.Metaspace(replacement="\u2581",
+                                                                                     prepend_scheme="first")])
+    yield "mistral_metaspace", with_bytes(train_sp(mistral, corpus, 700))
+
 
 def main():
     out = sys.argv[1]
@@ -147,12 +197,13 @@ def main():
         tok.save(os.path.join(out, name + ".tokenizer.json"))
         tok = Tokenizer.from_file(os.path.join(out, name + ".tokenizer.json"))  # what the file says, not memory
         with open(os.path.join(out, name + ".expected.jsonl"), "w", encoding="utf-8") as f:
+            prefix = len(tok.encode("").ids)  # what the template puts before a sequence (an empty one: all of it)
             for s in test_corpus:
                 ids = tok.encode(s).ids
                 e = {"ids": ids}
                 plain = tok.encode(s, add_special_tokens=False).ids
                 decoded, decoded_all = tok.decode(ids), tok.decode(ids, skip_special_tokens=False)
-                if plain != ids:
+                if plain != ids[prefix:]:
                     e["plain"] = plain
                 if decoded != s:
                     e["decoded"] = decoded
