@@ -114,8 +114,9 @@ bool is_word(char32_t c) {
   return t == U_NON_SPACING_MARK || t == U_ENCLOSING_MARK || t == U_COMBINING_SPACING_MARK ||
          t == U_DECIMAL_DIGIT_NUMBER || t == U_CONNECTOR_PUNCTUATION;
 }
-char32_t last_char(const std::string& s) {
-  size_t i = s.size();
+// The character that ends s[0, end).
+char32_t last_char(const std::string& s, size_t end) {
+  size_t i = end;
   while (i > 0 && (static_cast<unsigned char>(s[i - 1]) & 0xC0) == 0x80) --i;
   return i > 0 ? utf8_at(s, i - 1).first : 0;
 }
@@ -206,8 +207,12 @@ size_t source_offset(const Piece& p, size_t k) {
 
 // The piece's sub-range [b, e) of its text, with input offsets where they are known.
 Piece sub_piece(const Piece& p, size_t b, size_t e) {
-  Piece out = p;
+  Piece out;
   out.text = p.text.substr(b, e - b);
+  out.begin = p.begin;
+  out.end = p.end;
+  out.exact = p.exact;
+  out.byte_mapped = p.byte_mapped;
   if (p.exact) {
     out.begin = source_offset(p, b);
     out.end = source_offset(p, e);
@@ -347,6 +352,7 @@ struct Tokenizer::Impl {
   std::vector<DecoderStep> decoders;  // empty: tokens joined with spaces, as tokenizers does without a decoder
   std::vector<std::string> decoder_names;
   std::vector<AddedToken> added;
+  std::array<std::vector<size_t>, 256> added_by_byte;  // the added tokens whose pattern starts with each byte
   std::vector<bool> special_id;
   std::vector<TemplatePiece> single;  // TemplateProcessing's "single"; empty: none
   std::string description;
@@ -574,6 +580,8 @@ void read_added(Tokenizer::Impl& d, const json& list, const std::string& what) {
     a.rstrip = flag(t, "rstrip", false, what);
     a.normalized = flag(t, "normalized", !a.special, what);
     a.pattern = a.normalized ? d.normalize(a.content) : a.content;
+    if (a.pattern.empty())
+      throw TokenizerError(what + ": added token " + json(a.content).dump() + " normalizes to nothing");
     d.added.push_back(std::move(a));
   }
 }
@@ -715,10 +723,12 @@ std::vector<Piece> Tokenizer::Impl::split_added(const Piece& p, bool normalized_
   std::vector<std::tuple<size_t, size_t, const AddedToken*>> splits;  // (b, e, token or null)
   while (i < s.size()) {
     const AddedToken* best = nullptr;
-    for (const auto& a : added)
+    for (size_t k : added_by_byte[static_cast<unsigned char>(s[i])]) {
+      const AddedToken& a = added[k];
       if (a.normalized == normalized_tokens && s.compare(i, a.pattern.size(), a.pattern) == 0 &&
           (!best || a.pattern.size() > best->pattern.size()))
         best = &a;
+    }
     if (!best) {
       ++i;
       continue;
@@ -726,7 +736,7 @@ std::vector<Piece> Tokenizer::Impl::split_added(const Piece& p, bool normalized_
     size_t b = i, e = i + best->pattern.size();
     bool take = true;
     if (best->single_word) {
-      const bool start_space = b == 0 || !is_word(last_char(s.substr(0, b)));
+      const bool start_space = b == 0 || !is_word(last_char(s, b));
       const bool stop_space = e == s.size() || !is_word(utf8_at(s, e).first);
       take = start_space && stop_space;
     }
@@ -1144,6 +1154,8 @@ Tokenizer Tokenizer::read_tokenizer(const json& j, const std::string& where) {
   read_pre_tokenizer(*d, j.value("pre_tokenizer", json()), where + ": pre_tokenizer");
   read_model(*d, j.at("model"), where + ": model");
   read_added(*d, j.value("added_tokens", json()), where + ": added_tokens");
+  for (size_t k = 0; k < d->added.size(); ++k)
+    d->added_by_byte[static_cast<unsigned char>(d->added[k].pattern[0])].push_back(k);
   read_post_processor(*d, j.value("post_processor", json()), where + ": post_processor");
   read_decoder(*d, j.value("decoder", json()), where + ": decoder");
   int64_t top = -1;
