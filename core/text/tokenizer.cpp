@@ -1149,7 +1149,12 @@ Tokenizer Tokenizer::read_tokenizer(const json& j, const std::string& where) {
                 "decoder", "model"},
             where);
   if (!j.contains("model")) throw TokenizerError(where + " has no model");
-  // truncation and padding are batch settings of `tokenizers`' encode_batch: MechScope pads and aligns itself.
+  // Truncation and padding change what `tokenizers`' encode returns (ids cut at max_length, pad ids added): a file
+  // that sets them is refused, naming them, rather than encoded differently from the package.
+  for (const char* k : {"truncation", "padding"})
+    if (j.contains(k) && !j.at(k).is_null())
+      throw TokenizerError(where + ": " + k + " " + j.at(k).dump() + " is set; MechScope encodes without " + k +
+                           " (set it to null in tokenizer.json)");
   read_normalizer(*d, j.value("normalizer", json()), where + ": normalizer");
   read_pre_tokenizer(*d, j.value("pre_tokenizer", json()), where + ": pre_tokenizer");
   read_model(*d, j.at("model"), where + ": model");

@@ -122,6 +122,8 @@ TEST(Tokenizer, WhatIsNotImplementedIsRefusedByName) {
     return std::string("(accepted)");
   };
   EXPECT_NE(refusal([](json& j) { j["model"]["type"] = "WordPiece"; }).find("WordPiece"), std::string::npos);
+  EXPECT_NE(refusal([](json& j) { j["truncation"] = {{"max_length", 8}}; }).find("truncation"), std::string::npos);
+  EXPECT_NE(refusal([](json& j) { j["padding"] = {{"strategy", "BatchLongest"}}; }).find("padding"), std::string::npos);
   EXPECT_NE(refusal([](json& j) { j["model"]["dropout"] = 0.1; }).find("dropout"), std::string::npos);
   EXPECT_NE(refusal([](json& j) { j["model"]["continuing_subword_prefix"] = "##"; }).find("continuing_subword_prefix"),
             std::string::npos);
