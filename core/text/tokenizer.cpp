@@ -149,9 +149,16 @@ class Regex {
   Regex& operator=(const Regex&) = delete;
 
   // Every match [begin, end) from left to right, as the onig crate's find_iter gives them (an empty match right
-  // after the previous one is skipped by one character).
+  // after the previous one is skipped by one character). A pattern that backtracks without end on the input (a
+  // hostile file's "(a+)+$") stops at a bound on its retries: an error, not a hang. Tokenizers' patterns retry a
+  // few times per character; the bound is a thousand times that, and at least ten million.
   std::vector<std::pair<size_t, size_t>> find_all(const std::string& s) const {
     std::vector<std::pair<size_t, size_t>> out;
+    OnigMatchParam* mp = onig_new_match_param();
+    onig_initialize_match_param(mp);
+    const unsigned long bound = std::max<unsigned long>(10000000UL, 1000UL * s.size());
+    onig_set_retry_limit_in_match_of_match_param(mp, bound);
+    onig_set_retry_limit_in_search_of_match_param(mp, bound);
     OnigRegion* region = onig_region_new();
     const auto* str = reinterpret_cast<const OnigUChar*>(s.data());
     const OnigUChar* end = str + s.size();
@@ -160,12 +167,16 @@ class Regex {
     size_t last_end = 0;
     while (from <= s.size()) {
       onig_region_clear(region);
-      const int r = onig_search(re_, str, end, str + from, end, region, ONIG_OPTION_NONE);
+      const int r = onig_search_with_param(re_, str, end, str + from, end, region, ONIG_OPTION_NONE, mp);
       if (r == ONIG_MISMATCH) break;
       if (r < 0) {
         onig_region_free(region, 1);
-        throw TokenizerError("the tokenizer's regular expression failed on the input (Oniguruma error " +
-                             std::to_string(r) + ")");
+        onig_free_match_param(mp);
+        throw TokenizerError(r == ONIGERR_RETRY_LIMIT_IN_MATCH_OVER || r == ONIGERR_RETRY_LIMIT_IN_SEARCH_OVER
+                                 ? "the tokenizer's regular expression backtracks without end on this input (over " +
+                                       std::to_string(bound) + " retries); refused"
+                                 : "the tokenizer's regular expression failed on the input (Oniguruma error " +
+                                       std::to_string(r) + ")");
       }
       const auto b = static_cast<size_t>(region->beg[0]), e = static_cast<size_t>(region->end[0]);
       if (b == e && have_last && last_end == e) {
@@ -179,6 +190,7 @@ class Regex {
       last_end = e;
     }
     onig_region_free(region, 1);
+    onig_free_match_param(mp);
     return out;
   }
 
@@ -197,16 +209,22 @@ struct Piece {
   int64_t added = -1;       // an added token's index (found by split_added) instead of text
 };
 
-// The input offset of byte k of an exact piece's text.
-size_t source_offset(const Piece& p, size_t k) {
-  if (!p.byte_mapped) return p.begin + k;
-  size_t chars = 0;
-  for (size_t i = 0; i < k; ++i) chars += (static_cast<unsigned char>(p.text[i]) & 0xC0) != 0x80 ? 1 : 0;
-  return p.begin + chars;
-}
+// Input offsets of bytes of an exact piece's text. A byte-mapped piece's characters each stand for one input byte:
+// the offset of byte k is the number of characters before it, counted on from the previous call when k does not
+// go back (callers ask in increasing order: linear in the piece, not quadratic).
+struct SourceOffsets {
+  const Piece& p;
+  size_t byte = 0, chars = 0;
+  size_t operator()(size_t k) {
+    if (!p.byte_mapped) return p.begin + k;
+    if (k < byte) byte = chars = 0;
+    for (; byte < k; ++byte) chars += (static_cast<unsigned char>(p.text[byte]) & 0xC0) != 0x80 ? 1 : 0;
+    return p.begin + chars;
+  }
+};
 
 // The piece's sub-range [b, e) of its text, with input offsets where they are known.
-Piece sub_piece(const Piece& p, size_t b, size_t e) {
+Piece sub_piece(const Piece& p, size_t b, size_t e, SourceOffsets* at = nullptr) {
   Piece out;
   out.text = p.text.substr(b, e - b);
   out.begin = p.begin;
@@ -214,8 +232,10 @@ Piece sub_piece(const Piece& p, size_t b, size_t e) {
   out.exact = p.exact;
   out.byte_mapped = p.byte_mapped;
   if (p.exact) {
-    out.begin = source_offset(p, b);
-    out.end = source_offset(p, e);
+    SourceOffsets own{p};
+    SourceOffsets& offset = at ? *at : own;
+    out.begin = offset(b);
+    out.end = offset(e);
   }
   return out;
 }
@@ -258,8 +278,9 @@ std::vector<Piece> split_by(const Piece& p, std::vector<std::pair<std::pair<size
       break;
   }
   std::vector<Piece> out;
+  SourceOffsets offset{p};
   for (const auto& [o, remove] : keep)
-    if (!remove && o.second > o.first) out.push_back(sub_piece(p, o.first, o.second));
+    if (!remove && o.second > o.first) out.push_back(sub_piece(p, o.first, o.second, &offset));
   return out;
 }
 
@@ -843,11 +864,12 @@ std::vector<Piece> Tokenizer::Impl::pre_tokenize(std::vector<Piece> pieces) cons
 void Tokenizer::Impl::bpe(const Piece& p, std::vector<EncodedToken>& out) const {
   const std::string& w = p.text;
   if (w.empty()) return;
+  SourceOffsets offset{p};
   auto emit = [&](int64_t id, size_t b, size_t e) {
     size_t ob = p.begin, oe = p.end;
     if (p.exact) {
-      ob = source_offset(p, b);
-      oe = source_offset(p, e);
+      ob = offset(b);
+      oe = offset(e);
     }
     out.push_back({id, id_token.at(static_cast<size_t>(id)), ob, oe, false});
   };

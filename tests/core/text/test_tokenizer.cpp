@@ -170,6 +170,18 @@ TEST(Tokenizer, HostileFilesAreErrors) {
     }
   }
   EXPECT_THROW(Tokenizer::from_file(dir + "/absent.json"), TokenizerError);
+
+  // A pattern that backtracks exponentially (nested quantifiers) on a run of a's with no end match: an error within
+  // the retry bound, not a hang.
+  json j = json::parse(good);
+  j["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"Regex", "(a|a)+b"}}}, {"behavior", "Isolated"}, {"invert", false}};
+  const Tokenizer redos = Tokenizer::from_json(j, "redos.json");
+  try {
+    redos.encode(std::string(40, 'a'));
+    ADD_FAILURE() << "encoded";
+  } catch (const TokenizerError& e) {
+    EXPECT_NE(std::string(e.what()).find("backtracks"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace
