@@ -23,6 +23,8 @@
 #include "core/io/checkpoint.h"
 #include "core/io/results.h"
 #include "core/io/tokens.h"
+#include "core/text/dataset.h"
+#include "core/text/tokenizer.h"
 #include "core/model/model.h"
 #include "core/plugin/plugin.h"
 #include "core/session/session.h"
@@ -132,7 +134,9 @@ int run_analyze(const AnalyzeOptions& o) {
     throw std::invalid_argument("--aligned-csv: only patching and attribution have aligned scores");
   if (o.out.empty() && o.csv.empty() && o.aligned_csv.empty() && o.what != "ablation" && o.what != "knockout")
     std::cerr << "note: no --out or --csv given; printing a summary only\n";
-  const std::vector<std::string> inputs = {o.checkpoint, o.input.tokens_file, o.input.text_file};
+  const std::vector<std::string> inputs = {o.checkpoint, o.input.tokens_file, o.input.text_file, o.dataset};
+  if (!o.dataset.empty() && (o.input.given() > 0 || !o.task_sets.empty()))
+    throw std::invalid_argument("analyze: --dataset replaces the task; it takes no --tokens, --text or --task-set");
   const std::string outs[] = {o.out, o.csv, o.aligned_csv};
   for (size_t i = 0; i < 3; ++i) {
     if (outs[i].empty()) continue;
@@ -140,8 +144,15 @@ int run_analyze(const AnalyzeOptions& o) {
       if (outs[j] == outs[i]) throw std::invalid_argument("analyze: '" + outs[i] + "' is given for two outputs");
     refuse_overwrite(outs[i], o.force, inputs);
   }
-  auto m = OpenedModel::open(o.checkpoint, sets_to_json(o.task_sets), a.info.needs_task);
+  auto m = OpenedModel::open(o.checkpoint, sets_to_json(o.task_sets), a.info.needs_task && o.dataset.empty());
   m->start_digest();  // for the results' provenance, beside the analysis
+  if (!o.dataset.empty()) {  // the dataset's examples, tokenized by the model's tokenizer.json (if it has one)
+    const std::string tp = tokenizer_path_of(o.checkpoint, false);
+    std::unique_ptr<Tokenizer> tok;
+    if (!tp.empty()) tok = std::make_unique<Tokenizer>(Tokenizer::from_file(tp));
+    m->task = make_dataset_task(o.dataset, tok.get(), m->ck.vocab);
+    m->task_config = m->task->config();
+  }
   for (const auto& w : m->ck.warnings) std::cerr << "warning: " << w << "\n";
   const Batch batch = analysis_input(o, a, *m);
   const json options = analysis_options(o, a);

@@ -38,6 +38,9 @@ struct TypedInput {
 /// beside it, with the tokenizer's special tokens, e.g. BOS).
 std::vector<int64_t> typed_input(const TypedInput& in, const std::string& model, const std::vector<std::string>& vocab,
                                  int64_t rows);
+/// The tokenizer.json of a model: the file itself, beside its config.json or weights, or in its folder; "" when
+/// there is none and not `required` (else an error saying so).
+std::string tokenizer_path_of(const std::string& model, bool required = true);
 
 struct TokenizeOptions {
   std::string model;        // -c: a model folder (or file) with tokenizer.json beside it
@@ -123,6 +126,7 @@ struct AnalyzeOptions {
   bool quiet = false;
   // attention
   TypedInput input;  // --tokens, --tokens-file, --text, --text-file: one sequence instead of the task's examples
+  std::string dataset;  // --dataset: a JSONL prompt dataset instead of the task (core/text/dataset.h)
   int64_t example = -1;
   int64_t layer = -1;
   std::string mixer;

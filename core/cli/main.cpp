@@ -149,6 +149,8 @@ int main(int argc, char** argv) {
   c_an->add_flag("--quiet", an.quiet, "no progress line");
   c_an->add_option("--tokens,-t", an.input.tokens, "ids or vocabulary strings instead of the task's examples");
   c_an->add_option("--tokens-file", an.input.tokens_file, "a file holding the tokens");
+  c_an->add_option("--dataset", an.dataset, "a JSONL prompt dataset (clean, corrupted, answer per line) instead of the "
+                   "task (docs/text.md)");
   c_an->add_option("--text", an.input.text, "text, through the model's tokenizer.json, instead of the task's examples");
   c_an->add_option("--text-file", an.input.text_file, "a UTF-8 file of text, through the model's tokenizer.json");
   c_an->add_option("--example", an.example, "attention: task example N (default: --seed)");

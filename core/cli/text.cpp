@@ -15,19 +15,19 @@ namespace mechscope::cli {
 
 using nlohmann::json;
 
-namespace {
-
-// The tokenizer.json of a model: the file itself, beside a config.json or weights file, or in a model's folder.
-std::string tokenizer_path_of(const std::string& model) {
+std::string tokenizer_path_of(const std::string& model, bool required) {
   namespace fs = std::filesystem;
   std::error_code ec;
   if (fs::is_regular_file(model, ec) && fs::path(model).filename() == "tokenizer.json") return model;
   const fs::path dir = fs::is_directory(model, ec) ? fs::path(model) : fs::path(model).parent_path();
   const fs::path t = dir / "tokenizer.json";
   if (fs::is_regular_file(t, ec)) return t.string();
+  if (!required) return "";
   throw std::runtime_error("'" + model + "' has no tokenizer.json beside it (a MechScope checkpoint keeps its task's " +
                            "vocabulary, not a tokenizer; give --tokenizer FILE)");
 }
+
+namespace {
 
 std::string read_text_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

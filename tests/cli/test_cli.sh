@@ -47,6 +47,16 @@ f=$("$cli" forward -c tkm --text "ab a" --all-positions); contains "forward --te
 printf 'ab a' > tkm.txt
 f=$("$cli" forward -c tkm --text-file tkm.txt --all-positions); contains "forward --text-file" "pos 1   ->" "$f"
 expect_err "forward --text and --tokens" "exactly one of" "$cli" forward -c tkm --text a --tokens 1
+# A prompt dataset through ablation (the batch's rows: tests/core/text/test_dataset.cpp); patching refuses a
+# dataset whose corruptions do not move this random model's answer, saying so.
+mkdir -p dsm && cp "$fx/llama_theta500k"/* dsm/
+printf '%s' '{"model":{"type":"BPE","vocab":{"a":0,"b":1,"c":2,"d":3,"e":4,"f":5,"g":6,"h":7,"i":8,"j":9," ":10,"ab":11},"merges":["a b"]}}' > dsm/tokenizer.json
+printf '%s\n' '{"clean": "abc de", "corrupted": "abc df", "answer": " a"}' '{"clean": [1, 2, 3], "corrupted": [1, 2, 4], "answer": [5]}' > ds.jsonl
+a=$("$cli" analyze ablation -c dsm --dataset ds.jsonl --out dsa.h5); contains "ablation --dataset" "heads zero-ablated one at a time" "$a"
+expect_err "patching --dataset, no effect" "the corruption does not change the answer" "$cli" analyze patching -c dsm --dataset ds.jsonl
+expect_err "--dataset with --text" "--dataset replaces the task" "$cli" analyze ablation -c dsm --dataset ds.jsonl --text a
+printf '%s\n' '{"clean": "abc de", "answer": " a"}' '{"clean": "ab", "corrupted": "abc", "answer": "c"}' > ds2.jsonl
+expect_err "dataset lengths differ" "line 2: the clean prompt has 1 tokens and the corrupted one 2" "$cli" analyze ablation -c dsm --dataset ds2.jsonl
 cp "$tx/gpt2.tokenizer.json" tkm/tokenizer.json
 expect_err "a tokenizer of another model" "does not belong to this model" "$cli" forward -c tkm --text "hello world"
 # The README's example: logits [pos, vocab] from token ids.

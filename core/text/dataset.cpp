@@ -1,0 +1,232 @@
+// Prompt datasets as a Task (see dataset.h).
+#include "core/text/dataset.h"
+
+#include <ATen/ATen.h>
+
+#include <fstream>
+#include <map>
+#include <stdexcept>
+
+#include "core/text/tokenizer.h"
+#include "core/util/json.h"
+#include "core/util/sha256.h"
+
+namespace mechscope {
+
+using nlohmann::json;
+
+namespace {
+
+// One example: its clean and corrupted input rows (prompt, then all but the last answer token) and the answer.
+struct Example {
+  int64_t line = 0;
+  std::vector<int64_t> clean, corrupted;  // corrupted: empty when the line has none
+  std::vector<int64_t> answer;
+  size_t prefix = 0;  // the tokenizer's special tokens before the prompt
+  size_t prompt = 0;  // prompt tokens, the prefix included
+};
+
+class DatasetTask : public Task {
+ public:
+  DatasetTask(std::vector<Example> ex, std::vector<std::string> vocab, json config)
+      : ex_(std::move(ex)), vocab_(std::move(vocab)), config_(std::move(config)) {
+    for (size_t i = 0; i < ex_.size(); ++i) by_clean_.emplace(ex_[i].clean, i);
+  }
+  json config() const override { return config_; }
+  const std::vector<std::string>& vocab() const override { return vocab_; }
+  // The first n lines (all of them when n is larger); the seed is not used: a dataset is its own order.
+  Batch sample(int64_t n, uint64_t) const override {
+    if (n <= 0) throw std::invalid_argument("a dataset sample needs at least one example");
+    std::vector<const Example*> rows;
+    for (size_t i = 0; i < ex_.size() && static_cast<int64_t>(i) < n; ++i) rows.push_back(&ex_[i]);
+    return batch_of(rows, false);
+  }
+  std::vector<std::string> corruptible_roles() const override { return {"prompt"}; }
+  // The corrupted prompts of the clean rows' lines (found by their tokens: a batch may be any selection of them).
+  Batch corrupt(const Batch& clean, uint64_t, const std::string& role) const override {
+    if (!role.empty() && role != "prompt")
+      throw std::invalid_argument("a dataset corrupts its prompts (role 'prompt'), not '" + role + "'");
+    std::vector<const Example*> rows;
+    at::Tensor toks = clean.tokens.contiguous(), lens = clean.lengths.contiguous();
+    for (int64_t b = 0; b < clean.size(); ++b) {
+      const int64_t L = lens[b].item<int64_t>();
+      std::vector<int64_t> row(toks[b].data_ptr<int64_t>(), toks[b].data_ptr<int64_t>() + L);
+      auto it = by_clean_.find(row);
+      if (it == by_clean_.end()) throw std::invalid_argument("corrupt: a batch row that is not one of the dataset's");
+      const Example& e = ex_[it->second];
+      if (e.corrupted.empty())
+        throw std::invalid_argument("line " + std::to_string(e.line) + " of the dataset has no \"corrupted\" prompt");
+      rows.push_back(&e);
+    }
+    Batch out = batch_of(rows, true);
+    if (out.tokens.size(1) < clean.tokens.size(1)) {  // the same width as the clean batch
+      const int64_t extra = clean.tokens.size(1) - out.tokens.size(1);
+      out.tokens = at::constant_pad_nd(out.tokens, {0, extra}, 0);
+      out.targets = at::constant_pad_nd(out.targets, {0, extra}, -100);
+      out.roles = at::constant_pad_nd(out.roles, {0, extra}, 0);
+    }
+    return out;
+  }
+
+ private:
+  // Rows right-padded (id 0 behind each row's length: causal models never read it, and no target lies there).
+  Batch batch_of(const std::vector<const Example*>& rows, bool corrupted) const {
+    size_t L = 1;
+    for (const auto* e : rows) L = std::max(L, e->clean.size());
+    const auto B = static_cast<int64_t>(rows.size());
+    at::Tensor tokens = at::zeros({B, static_cast<int64_t>(L)}, at::kLong);
+    at::Tensor targets = at::full({B, static_cast<int64_t>(L)}, -100, at::kLong);
+    at::Tensor roles = at::zeros({B, static_cast<int64_t>(L)}, at::kChar);
+    at::Tensor lengths = at::zeros({B}, at::kLong);
+    auto T = tokens.accessor<int64_t, 2>(), G = targets.accessor<int64_t, 2>();
+    auto R = roles.accessor<int8_t, 2>();
+    for (int64_t b = 0; b < B; ++b) {
+      const Example& e = *rows[static_cast<size_t>(b)];
+      const std::vector<int64_t>& in = corrupted ? e.corrupted : e.clean;
+      for (size_t p = 0; p < in.size(); ++p) {
+        T[b][static_cast<int64_t>(p)] = in[p];
+        R[b][static_cast<int64_t>(p)] = static_cast<int8_t>(p < e.prefix               ? Role::Bos
+                                                             : p + 1 == e.prompt       ? Role::Query
+                                                             : p >= e.prompt           ? Role::Answer
+                                                                                       : Role::Filler);
+      }
+      for (size_t j = 0; j < e.answer.size(); ++j) G[b][static_cast<int64_t>(e.prompt - 1 + j)] = e.answer[j];
+      lengths[b] = static_cast<int64_t>(in.size());
+    }
+    return {tokens, targets, roles, lengths};
+  }
+
+  std::vector<Example> ex_;
+  std::vector<std::string> vocab_;
+  json config_;
+  std::map<std::vector<int64_t>, size_t> by_clean_;
+};
+
+// Ids of a JSON list, each a row of the model.
+std::vector<int64_t> ids_of(const json& v, int64_t rows, const std::string& what) {
+  std::vector<int64_t> out;
+  for (const auto& x : v) {
+    if (!x.is_number_integer() || x.get<int64_t>() < 0 || x.get<int64_t>() >= rows)
+      throw std::invalid_argument(what + ": " + x.dump() + " is not a token id of the model (0.." +
+                                  std::to_string(rows - 1) + ")");
+    out.push_back(x.get<int64_t>());
+  }
+  if (out.empty()) throw std::invalid_argument(what + " is empty");
+  return out;
+}
+
+Example read_line(const json& j, int64_t line, const Tokenizer* tok, int64_t rows, const std::string& where) {
+  const std::string at = where + " line " + std::to_string(line);
+  if (!j.is_object()) throw std::invalid_argument(at + ": not a JSON object");
+  for (const auto& [k, v] : j.items())
+    if (k != "clean" && k != "corrupted" && k != "answer")
+      throw std::invalid_argument(at + ": '" + k + "' is not a key MechScope's datasets know (clean, corrupted, answer)" +
+                                  (k == "wrong" ? "; scoring against given wrong answers is not implemented yet" : ""));
+  if (!j.contains("clean") || !j.contains("answer")) throw std::invalid_argument(at + ": needs \"clean\" and \"answer\"");
+  Example e;
+  e.line = line;
+  auto check_rows = [&](const std::vector<int64_t>& ids, const std::string& what) {
+    for (int64_t id : ids)
+      if (id >= rows)
+        throw std::invalid_argument(at + ": " + what + " encodes to id " + std::to_string(id) + ", beyond the model's " +
+                                    std::to_string(rows) + " rows (another model's tokenizer?)");
+  };
+  // The prompt: the tokenizer's special tokens, then the text's own tokens (or the ids given).
+  std::vector<int64_t> prefix, prompt;
+  if (j.at("clean").is_string()) {
+    if (!tok) throw std::invalid_argument(at + ": the prompts are text, and the model has no tokenizer.json");
+    const std::string clean = j.at("clean").get<std::string>();
+    for (const auto& t : tok->encode_tokens(clean, true)) {
+      if (!(t.special && t.begin == 0 && t.end == 0)) break;
+      prefix.push_back(t.id);
+    }
+    prompt = tok->encode(clean, false);
+    if (j.at("answer").is_string()) {  // the continuation of the prompt's tokens
+      const std::vector<int64_t> both = tok->encode(clean + j.at("answer").get<std::string>(), false);
+      if (both.size() <= prompt.size() || !std::equal(prompt.begin(), prompt.end(), both.begin()))
+        throw std::invalid_argument(at + ": the answer does not continue the prompt's tokens (prompt and answer "
+                                    "tokenized together merge across their boundary); give the answer as ids");
+      e.answer.assign(both.begin() + static_cast<std::ptrdiff_t>(prompt.size()), both.end());
+    }
+  } else {
+    prompt = ids_of(j.at("clean"), rows, at + ": \"clean\"");
+  }
+  if (e.answer.empty()) {
+    if (!j.at("answer").is_array()) throw std::invalid_argument(at + ": a text answer needs a text prompt; give ids");
+    e.answer = ids_of(j.at("answer"), rows, at + ": \"answer\"");
+  }
+  if (prompt.empty()) throw std::invalid_argument(at + ": the clean prompt has no tokens");
+  e.prefix = prefix.size();
+  e.clean = prefix;
+  e.clean.insert(e.clean.end(), prompt.begin(), prompt.end());
+  e.prompt = e.clean.size();
+  if (j.contains("corrupted")) {
+    std::vector<int64_t> corr = prefix;
+    if (j.at("corrupted").is_string()) {
+      if (!tok) throw std::invalid_argument(at + ": the prompts are text, and the model has no tokenizer.json");
+      const auto c = tok->encode(j.at("corrupted").get<std::string>(), false);
+      corr.insert(corr.end(), c.begin(), c.end());
+    } else {
+      const auto c = ids_of(j.at("corrupted"), rows, at + ": \"corrupted\"");
+      corr.insert(corr.end(), c.begin(), c.end());
+    }
+    if (corr.size() != e.clean.size())
+      throw std::invalid_argument(at + ": the clean prompt has " + std::to_string(e.clean.size()) +
+                                  " tokens and the corrupted one " + std::to_string(corr.size()) +
+                                  "; patching compares them position by position");
+    e.corrupted = corr;
+  }
+  check_rows(e.clean, "the clean prompt");
+  check_rows(e.corrupted, "the corrupted prompt");
+  check_rows(e.answer, "the answer");
+  // Teacher forcing: every answer token but the last is input too.
+  for (size_t k = 0; k + 1 < e.answer.size(); ++k) {
+    e.clean.push_back(e.answer[k]);
+    if (!e.corrupted.empty()) e.corrupted.push_back(e.answer[k]);
+  }
+  return e;
+}
+
+}  // namespace
+
+std::unique_ptr<Task> make_dataset_task(const std::string& path, const Tokenizer* tokenizer,
+                                        const std::vector<std::string>& vocab) {
+  const std::string where = "dataset '" + path + "'";
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::invalid_argument("cannot open " + where);
+  in.seekg(0, std::ios::end);
+  const auto size = static_cast<int64_t>(in.tellg());
+  if (size < 0 || size > (int64_t{256} << 20)) throw std::invalid_argument(where + " is over 256 MiB");
+  in.seekg(0);
+  std::string text(static_cast<size_t>(size), '\0');
+  in.read(text.data(), size);
+  std::vector<Example> ex;
+  const auto rows = static_cast<int64_t>(vocab.size());
+  size_t start = 0;
+  for (int64_t line = 1; start < text.size(); ++line) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    std::string l = text.substr(start, end - start);
+    start = end + 1;
+    if (!l.empty() && l.back() == '\r') l.pop_back();
+    if (l.find_first_not_of(" \t") == std::string::npos) continue;  // blank lines
+    json j;
+    try {
+      j = parse_json(l);
+    } catch (const std::exception& e) {
+      throw std::invalid_argument(where + " line " + std::to_string(line) + ": not valid JSON: " + e.what());
+    }
+    try {
+      ex.push_back(read_line(j, line, tokenizer, rows, where));
+    } catch (const json::exception& e) {
+      throw std::invalid_argument(where + " line " + std::to_string(line) + ": " + e.what());
+    } catch (const TokenizerError& e) {
+      throw std::invalid_argument(where + " line " + std::to_string(line) + ": " + e.what());
+    }
+  }
+  if (ex.empty()) throw std::invalid_argument(where + " has no examples");
+  json config = {{"task", "dataset"}, {"file", path}, {"lines", ex.size()}, {"sha256", sha256_hex(text)}};
+  return std::make_unique<DatasetTask>(std::move(ex), vocab, config);
+}
+
+}  // namespace mechscope

@@ -1,0 +1,29 @@
+// Prompt datasets (docs/text.md): a JSONL file of clean prompts, corrupted prompts and answers, run through the
+// interventions like a built-in task. Each line is one example:
+//   {"clean": "When Mary and John went to the store, John gave a drink to", "corrupted": "... Mary gave ...",
+//    "answer": " Mary"}
+// "answer" is text (tokenized as the continuation of the clean prompt: prompt + answer tokenized together, the
+// tokens after the prompt's, so a leading space comes out as the model saw it) or a list of token ids;
+// "corrupted" is optional (patching and attribution need it). The prompt gets the tokenizer's own special tokens
+// before it (BOS). A multi-token answer is teacher-forced: each of its tokens is a labelled position.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/tasks/task.h"
+
+namespace mechscope {
+
+class Tokenizer;
+
+/// The task of a dataset file for a model with `vocab` (its names, one per embedding row; ids beyond it are refused)
+/// and its tokenizer (null: every prompt and answer must then be ids; a text is refused naming the line). Throws
+/// std::invalid_argument naming the file and line: malformed JSON, an unknown key, a corrupted prompt whose token
+/// count differs from the clean one's, an answer that does not continue its prompt's tokens, an empty file.
+std::unique_ptr<Task> make_dataset_task(const std::string& path, const Tokenizer* tokenizer,
+                                        const std::vector<std::string>& vocab);
+
+}  // namespace mechscope
