@@ -24,6 +24,7 @@ struct Example {
   std::vector<int64_t> answer;
   size_t prefix = 0;  // the tokenizer's special tokens before the prompt
   size_t prompt = 0;  // prompt tokens, the prefix included
+  std::vector<int8_t> span_role;  // per prompt token: Key or Value from the line's spans, else 0
 };
 
 class DatasetTask : public Task {
@@ -89,6 +90,7 @@ class DatasetTask : public Task {
                                                              : p + 1 == e.prompt       ? Role::Query
                                                              : p >= e.prompt           ? Role::Answer
                                                                                        : Role::Filler);
+        if (p < e.span_role.size() && e.span_role[p] != 0 && p + 1 != e.prompt) R[b][static_cast<int64_t>(p)] = e.span_role[p];
       }
       for (size_t j = 0; j < e.answer.size(); ++j) G[b][static_cast<int64_t>(e.prompt - 1 + j)] = e.answer[j];
       lengths[b] = static_cast<int64_t>(in.size());
@@ -115,12 +117,29 @@ std::vector<int64_t> ids_of(const json& v, int64_t rows, const std::string& what
   return out;
 }
 
+// The first and last tokens overlapping bytes [b, e) of the prompt; their offsets must be their own.
+std::pair<size_t, size_t> span_tokens(const std::vector<EncodedToken>& toks, size_t b, size_t e, const std::string& at,
+                                      const std::string& name) {
+  size_t first = SIZE_MAX, last = 0;
+  for (size_t k = 0; k < toks.size(); ++k) {
+    if (toks[k].end <= b || toks[k].begin >= e || toks[k].begin == toks[k].end) continue;
+    if (!toks[k].exact)
+      throw std::invalid_argument(at + ": \"" + name + "\" needs each token's own characters, which this tokenizer's " +
+                                  "normalizer or Metaspace does not keep (docs/text.md)");
+    first = std::min(first, k);
+    last = k;
+  }
+  if (first == SIZE_MAX) throw std::invalid_argument(at + ": \"" + name + "\" covers no token of the prompt");
+  return {first, last};
+}
+
 Example read_line(const json& j, int64_t line, const Tokenizer* tok, int64_t rows, const std::string& where) {
   const std::string at = where + " line " + std::to_string(line);
   if (!j.is_object()) throw std::invalid_argument(at + ": not a JSON object");
   for (const auto& [k, v] : j.items())
-    if (k != "clean" && k != "corrupted" && k != "answer")
-      throw std::invalid_argument(at + ": '" + k + "' is not a key MechScope's datasets know (clean, corrupted, answer)" +
+    if (k != "clean" && k != "corrupted" && k != "answer" && k != "key" && k != "value")
+      throw std::invalid_argument(at + ": '" + k + "' is not a key MechScope's datasets know (clean, corrupted, answer, "
+                                  "key, value)" +
                                   (k == "wrong" ? "; scoring against given wrong answers is not implemented yet" : ""));
   if (!j.contains("clean") || !j.contains("answer")) throw std::invalid_argument(at + ": needs \"clean\" and \"answer\"");
   Example e;
@@ -133,6 +152,7 @@ Example read_line(const json& j, int64_t line, const Tokenizer* tok, int64_t row
   };
   // The prompt: the tokenizer's special tokens, then the text's own tokens (or the ids given).
   std::vector<int64_t> prefix, prompt;
+  std::vector<int8_t> span_role;  // per prompt token (without the prefix)
   if (j.at("clean").is_string()) {
     if (!tok) throw std::invalid_argument(at + ": the prompts are text, and the model has no tokenizer.json");
     const std::string clean = j.at("clean").get<std::string>();
@@ -140,7 +160,41 @@ Example read_line(const json& j, int64_t line, const Tokenizer* tok, int64_t row
       if (!(t.special && t.begin == 0 && t.end == 0)) break;
       prefix.push_back(t.id);
     }
-    prompt = tok->encode(clean, false);
+    const std::vector<EncodedToken> own = tok->encode_tokens(clean, false);
+    for (const auto& t : own) prompt.push_back(t.id);
+    // Key and value spans: [begin, end) in characters of the clean text. As in the built-in tasks, a key's first
+    // token starts a segment and the tokens after it through the value's last are its values (what head scores'
+    // gather and aggregate read).
+    std::map<std::string, std::pair<size_t, size_t>> spans;
+    for (const char* name : {"key", "value"}) {
+      if (!j.contains(name)) continue;
+      const json& s = j.at(name);
+      if (!s.is_array() || s.size() != 2 || !s[0].is_number_integer() || !s[1].is_number_integer() ||
+          s[0].get<int64_t>() < 0 || s[1].get<int64_t>() <= s[0].get<int64_t>())
+        throw std::invalid_argument(at + ": \"" + name + "\" is not a span [begin, end) of characters");
+      std::vector<size_t> byte_at;  // byte offset of each character, and the end
+      for (size_t i = 0; i < clean.size(); ++i)
+        if ((static_cast<unsigned char>(clean[i]) & 0xC0) != 0x80) byte_at.push_back(i);
+      byte_at.push_back(clean.size());
+      if (s[1].get<size_t>() >= byte_at.size())
+        throw std::invalid_argument(at + ": \"" + name + "\" ends past the clean text's " +
+                                    std::to_string(byte_at.size() - 1) + " characters");
+      spans[name] = span_tokens(own, byte_at[s[0].get<size_t>()], byte_at[s[1].get<size_t>()], at, name);
+    }
+    if (!spans.empty()) {
+      span_role.assign(own.size(), 0);
+      const bool both = spans.size() == 2;
+      if (both && spans["key"].second >= spans["value"].first)
+        throw std::invalid_argument(at + ": the \"value\" span must come after the \"key\" span's tokens");
+      if (spans.count("key")) {
+        const auto [kf, kl] = spans["key"];
+        span_role[kf] = static_cast<int8_t>(Role::Key);
+        const size_t end = both ? spans["value"].second : kl;
+        for (size_t k = kf + 1; k <= end; ++k) span_role[k] = static_cast<int8_t>(Role::Value);
+      } else {
+        for (size_t k = spans["value"].first; k <= spans["value"].second; ++k) span_role[k] = static_cast<int8_t>(Role::Value);
+      }
+    }
     if (j.at("answer").is_string()) {  // the continuation of the prompt's tokens
       const std::vector<int64_t> both = tok->encode(clean + j.at("answer").get<std::string>(), false);
       if (both.size() <= prompt.size() || !std::equal(prompt.begin(), prompt.end(), both.begin()))
@@ -149,6 +203,8 @@ Example read_line(const json& j, int64_t line, const Tokenizer* tok, int64_t row
       e.answer.assign(both.begin() + static_cast<std::ptrdiff_t>(prompt.size()), both.end());
     }
   } else {
+    if (j.contains("key") || j.contains("value"))
+      throw std::invalid_argument(at + ": \"key\" and \"value\" are character spans of a text prompt");
     prompt = ids_of(j.at("clean"), rows, at + ": \"clean\"");
   }
   if (e.answer.empty()) {
@@ -157,6 +213,10 @@ Example read_line(const json& j, int64_t line, const Tokenizer* tok, int64_t row
   }
   if (prompt.empty()) throw std::invalid_argument(at + ": the clean prompt has no tokens");
   e.prefix = prefix.size();
+  if (!span_role.empty()) {
+    e.span_role.assign(prefix.size(), 0);
+    e.span_role.insert(e.span_role.end(), span_role.begin(), span_role.end());
+  }
   e.clean = prefix;
   e.clean.insert(e.clean.end(), prompt.begin(), prompt.end());
   e.prompt = e.clean.size();

@@ -786,7 +786,7 @@ std::vector<Piece> Tokenizer::Impl::split_added(const Piece& p, bool normalized_
   for (const auto& [b, e, tok] : splits) {
     Piece q = sub_piece(p, b, e);
     if (tok) {
-      found->push_back({tok->id, tok->content, q.begin, q.end, tok->special});
+      found->push_back({tok->id, tok->content, q.begin, q.end, tok->special, q.exact});
       q.text.clear();
       q.added = static_cast<int64_t>(found->size()) - 1;
     }
@@ -871,7 +871,7 @@ void Tokenizer::Impl::bpe(const Piece& p, std::vector<EncodedToken>& out) const 
       ob = offset(b);
       oe = offset(e);
     }
-    out.push_back({id, id_token.at(static_cast<size_t>(id)), ob, oe, false});
+    out.push_back({id, id_token.at(static_cast<size_t>(id)), ob, oe, false, p.exact});
   };
   if (ignore_merges) {
     if (auto it = vocab.find(w); it != vocab.end()) {
@@ -998,7 +998,7 @@ std::vector<EncodedToken> Tokenizer::encode_tokens(const std::string& text, bool
       out.insert(out.end(), body.begin(), body.end());
       continue;
     }
-    for (size_t k = 0; k < t.ids.size(); ++k) out.push_back({t.ids[k], t.tokens[k], 0, 0, true});
+    for (size_t k = 0; k < t.ids.size(); ++k) out.push_back({t.ids[k], t.tokens[k], 0, 0, true, true});
   }
   return out;
 }

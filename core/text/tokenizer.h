@@ -29,6 +29,7 @@ struct EncodedToken {
   std::string token;
   size_t begin = 0, end = 0;
   bool special = false;
+  bool exact = true;  ///< begin and end are this token's own bytes (false: the whole piece a normalizer changed)
 };
 
 class Tokenizer {

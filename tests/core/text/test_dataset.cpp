@@ -90,6 +90,27 @@ TEST(Dataset, RowsTargetsRolesAndCorruptionsAreTheHandTokenization) {
   EXPECT_EQ(task->sample(1, 0).size(), 1);  // the first line
 }
 
+// Key and value spans (characters of the clean text): the key's first token starts a segment, the tokens after it
+// through the value's last are its values; the last prompt token is the query. A tokenizer whose normalizer changes
+// the text keeps no token's own characters: spans are refused there.
+TEST(Dataset, KeyAndValueSpansMarkTheirTokens) {
+  const Tokenizer tok = hand_tokenizer();
+  auto task = make_dataset_task(write("s.jsonl", R"({"clean": "abc de", "answer": " a", "key": [0, 3], "value": [4, 5]})"),
+                                &tok, std::vector<std::string>(64, "x"));
+  const Batch b = task->sample(1, 0);  // ab c ' ' d e: key ab c, value d: segment ab .. d; query e
+  const std::vector<Role> want = {Role::Key, Role::Value, Role::Value, Role::Value, Role::Query, Role::Answer};
+  for (size_t p = 0; p < want.size(); ++p)
+    EXPECT_EQ(b.roles[0][static_cast<int64_t>(p)].item<int8_t>(), static_cast<int8_t>(want[p])) << p;
+  json sp = {{"model", {{"type", "BPE"}, {"vocab", {{"a", 0}, {"b", 1}, {"_", 2}}}, {"merges", json::array()}}},
+             {"normalizer", {{"type", "Prepend"}, {"prepend", "_"}}}};
+  const Tokenizer prepending = Tokenizer::from_json(sp, "prepend");
+  EXPECT_NE(error_of(R"({"clean": "ab", "answer": [1], "key": [0, 1]})", &prepending).find("own characters"),
+            std::string::npos);
+  EXPECT_NE(error_of(R"({"clean": "ab", "answer": "a", "key": [5, 6]})", &tok).find("ends past"), std::string::npos);
+  EXPECT_NE(error_of(R"({"clean": [1, 2], "answer": [1], "key": [0, 1]})", &tok).find("spans of a text prompt"),
+            std::string::npos);
+}
+
 TEST(Dataset, BadLinesAreRefusedNamingTheirLine) {
   const Tokenizer tok = hand_tokenizer();
   EXPECT_NE(error_of(R"({"clean": "ab", "answer": "c"})" "\n" R"({"clean": "ab", "corrupted": "abc", "answer": "c"})", &tok)
