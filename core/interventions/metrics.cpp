@@ -33,6 +33,7 @@ Readout make_readout(const Batch& batch, bool last_only) {
     r.position = idx.select(1, 1).contiguous();
   }
   r.target = batch.targets.index({r.example, r.position});
+  if (batch.wrong.defined()) r.wrong = batch.wrong.index({r.example, r.position});  // [R, W]
   if (r.size() == 0) throw std::invalid_argument("readout: no example has a labelled answer position");
   return r;
 }
@@ -80,6 +81,19 @@ ReadoutValues readout_values_aten(const at::Tensor& logits, const Readout& reado
   v.prob = logp.gather(-1, target).squeeze(-1).exp();
   at::Tensor others = logits.scatter(-1, target, -std::numeric_limits<float>::infinity());
   v.logit_diff = answer_logit - std::get<0>(others.max(-1));
+  if (readout.wrong.defined() && readout.wrong.size(-1) > 0) {  // against the given wrong answers where there are some
+    const float inf = std::numeric_limits<float>::infinity();
+    auto s = logits.sizes().vec();
+    s.back() = readout.wrong.size(-1);
+    at::Tensor w = readout.wrong.to(logits.device());
+    std::vector<int64_t> wshape(logits.dim() - 2, 1);
+    wshape.push_back(R);
+    wshape.push_back(w.size(-1));
+    at::Tensor ids = w.view(wshape).expand(s);
+    at::Tensor given = at::where(ids.ge(0), logits.gather(-1, ids.clamp_min(0)), at::full({}, -inf, logits.options()));
+    at::Tensor has = w.ge(0).any(-1).view([&] { auto t = wshape; t.back() = 1; t.pop_back(); return t; }());
+    v.logit_diff = at::where(has.expand_as(v.logit_diff), answer_logit - std::get<0>(given.max(-1)), v.logit_diff);
+  }
   // max's index is the first maximal one, as argmax's (both documented so), at half argmax's cost here.
   v.correct = std::get<1>(logits.max(-1)).eq(target.squeeze(-1)).to(at::kFloat);
   // KL(ref || these) = sum p_ref log p_ref - sum p_ref log p (>= 0; rounding may dip below)
@@ -100,7 +114,8 @@ ExampleMetrics example_metrics(const at::Tensor& logits_in, const Readout& reado
   if (logits.dim() < 2 || logits.size(-2) != R)
     throw std::invalid_argument("metrics: expected readout logits [..., " + std::to_string(R) + ", vocab]");
   ReadoutValues v;
-  if (!kernels::readout_metrics(logits, readout.target, reference.p, reference.neg_entropy, v.prob, v.logit_diff,
+  if (readout.wrong.defined() ||  // the kernel knows no given wrong answers
+      !kernels::readout_metrics(logits, readout.target, reference.p, reference.neg_entropy, v.prob, v.logit_diff,
                                 v.correct, v.kl))
     v = readout_values_aten(logits, readout, reference);
   const at::Tensor &prob = v.prob, &logit_diff = v.logit_diff, &correct = v.correct, &kl = v.kl;

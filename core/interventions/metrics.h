@@ -23,6 +23,7 @@ struct Readout {
   at::Tensor example;   ///< [R] int64
   at::Tensor position;  ///< [R] int64
   at::Tensor target;    ///< [R] int64: the answer token
+  at::Tensor wrong;     ///< [R, W] int64: given wrong answers (-1: none), or undefined (Batch::wrong)
   int64_t num_examples = 0;
   int64_t size() const { return example.defined() ? example.size(0) : 0; }
   /// Every labelled position (target != -100): what task accuracy reads.
@@ -32,7 +33,8 @@ struct Readout {
 };
 
 /// Per-example metrics [E] (each the mean over the example's readout positions) of readout logits [R, V]:
-/// probability of the answer, logit difference (answer vs best wrong), correct (argmax == answer) and,
+/// probability of the answer, logit difference (answer vs the best of the readout's given wrong answers where it has
+/// them, else vs the best other token), correct (argmax == answer) and,
 /// with `reference` logits [R, V], KL(reference || these).
 struct ExampleMetrics {
   at::Tensor prob, logit_diff, correct, kl;

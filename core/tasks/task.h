@@ -25,10 +25,14 @@ struct Batch {
   at::Tensor targets;  ///< [batch, L] int64: the token to predict at each position, -100 where no loss
   at::Tensor roles;    ///< [batch, L] int8 (Role)
   at::Tensor lengths;  ///< [batch] int64: real length of each example
+  /// [batch, L, W] int64: given wrong answers at a labelled position (-1: none); undefined for tasks without them.
+  /// Where given, the logit difference is the answer's logit minus the best of them (else minus the best other token).
+  at::Tensor wrong;
   int64_t size() const { return tokens.defined() ? tokens.size(0) : 0; }
   /// Examples [start, start + n) (views, not copies).
   Batch narrow(int64_t start, int64_t n) const {
-    return {tokens.narrow(0, start, n), targets.narrow(0, start, n), roles.narrow(0, start, n), lengths.narrow(0, start, n)};
+    return {tokens.narrow(0, start, n), targets.narrow(0, start, n), roles.narrow(0, start, n), lengths.narrow(0, start, n),
+            wrong.defined() ? wrong.narrow(0, start, n) : wrong};
   }
 };
 

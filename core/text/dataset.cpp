@@ -25,13 +25,17 @@ struct Example {
   size_t prefix = 0;  // the tokenizer's special tokens before the prompt
   size_t prompt = 0;  // prompt tokens, the prefix included
   std::vector<int8_t> span_role;  // per prompt token: Key or Value from the line's spans, else 0
+  std::vector<int64_t> wrong;     // the wrong answers' first tokens, compared at the answer's first position
 };
 
 class DatasetTask : public Task {
  public:
   DatasetTask(std::vector<Example> ex, std::vector<std::string> vocab, json config)
       : ex_(std::move(ex)), vocab_(std::move(vocab)), config_(std::move(config)) {
-    for (size_t i = 0; i < ex_.size(); ++i) by_clean_.emplace(ex_[i].clean, i);
+    for (size_t i = 0; i < ex_.size(); ++i) {
+      by_clean_.emplace(ex_[i].clean, i);
+      any_wrong_ = any_wrong_ || !ex_[i].wrong.empty();
+    }
   }
   json config() const override { return config_; }
   const std::vector<std::string>& vocab() const override { return vocab_; }
@@ -65,6 +69,7 @@ class DatasetTask : public Task {
       out.tokens = at::constant_pad_nd(out.tokens, {0, extra}, 0);
       out.targets = at::constant_pad_nd(out.targets, {0, extra}, -100);
       out.roles = at::constant_pad_nd(out.roles, {0, extra}, 0);
+      if (out.wrong.defined()) out.wrong = at::constant_pad_nd(out.wrong, {0, 0, 0, extra}, -1);
     }
     return out;
   }
@@ -73,7 +78,8 @@ class DatasetTask : public Task {
   // Rows right-padded (id 0 behind each row's length: causal models never read it, and no target lies there).
   Batch batch_of(const std::vector<const Example*>& rows, bool corrupted) const {
     size_t L = 1;
-    for (const auto* e : rows) L = std::max(L, e->clean.size());
+    size_t W = 0;
+    for (const auto* e : rows) L = std::max(L, e->clean.size()), W = std::max(W, e->wrong.size());
     const auto B = static_cast<int64_t>(rows.size());
     at::Tensor tokens = at::zeros({B, static_cast<int64_t>(L)}, at::kLong);
     at::Tensor targets = at::full({B, static_cast<int64_t>(L)}, -100, at::kLong);
@@ -95,13 +101,23 @@ class DatasetTask : public Task {
       for (size_t j = 0; j < e.answer.size(); ++j) G[b][static_cast<int64_t>(e.prompt - 1 + j)] = e.answer[j];
       lengths[b] = static_cast<int64_t>(in.size());
     }
-    return {tokens, targets, roles, lengths};
+    Batch out{tokens, targets, roles, lengths};
+    if (any_wrong_) {  // [B, L, W]: the wrong answers' first tokens at each example's first answer position
+      out.wrong = at::full({B, static_cast<int64_t>(L), static_cast<int64_t>(W)}, -1, at::kLong);
+      for (int64_t b = 0; b < B; ++b) {
+        const Example& e = *rows[static_cast<size_t>(b)];
+        for (size_t w = 0; w < e.wrong.size(); ++w)
+          out.wrong[b][static_cast<int64_t>(e.prompt - 1)][static_cast<int64_t>(w)] = e.wrong[w];
+      }
+    }
+    return out;
   }
 
   std::vector<Example> ex_;
   std::vector<std::string> vocab_;
   json config_;
   std::map<std::vector<int64_t>, size_t> by_clean_;
+  bool any_wrong_ = false;
 };
 
 // Ids of a JSON list, each a row of the model.
@@ -133,14 +149,39 @@ std::pair<size_t, size_t> span_tokens(const std::vector<EncodedToken>& toks, siz
   return {first, last};
 }
 
+// The first tokens of a line's wrong answers, each tokenized as the answer is (compared with the answer's first).
+std::vector<int64_t> wrong_first_tokens(const json& j, const std::vector<int64_t>& prompt, int64_t answer_first,
+                                        const Tokenizer* tok, int64_t rows, const std::string& at) {
+  std::vector<int64_t> out;
+  const json& ws = j.at("wrong");
+  if (!ws.is_array() || ws.empty()) throw std::invalid_argument(at + ": \"wrong\" is not a non-empty list of answers");
+  for (size_t w = 0; w < ws.size(); ++w) {
+    const std::string what = at + ": wrong answer " + std::to_string(w + 1);
+    int64_t first = -1;
+    if (ws[w].is_string()) {
+      if (!tok || !j.at("clean").is_string()) throw std::invalid_argument(what + " is text; the prompt is ids: give ids");
+      const std::vector<int64_t> both = tok->encode(j.at("clean").get<std::string>() + ws[w].get<std::string>(), false);
+      if (both.size() <= prompt.size() || !std::equal(prompt.begin(), prompt.end(), both.begin()))
+        throw std::invalid_argument(what + " does not continue the prompt's tokens; give it as ids");
+      first = both[prompt.size()];
+    } else {
+      first = ids_of(ws[w], rows, what).front();
+    }
+    if (first == answer_first)
+      throw std::invalid_argument(what + " begins with the answer's first token (" + std::to_string(first) +
+                                  "): their logit difference would be 0");
+    out.push_back(first);
+  }
+  return out;
+}
+
 Example read_line(const json& j, int64_t line, const Tokenizer* tok, int64_t rows, const std::string& where) {
   const std::string at = where + " line " + std::to_string(line);
   if (!j.is_object()) throw std::invalid_argument(at + ": not a JSON object");
   for (const auto& [k, v] : j.items())
-    if (k != "clean" && k != "corrupted" && k != "answer" && k != "key" && k != "value")
+    if (k != "clean" && k != "corrupted" && k != "answer" && k != "wrong" && k != "key" && k != "value")
       throw std::invalid_argument(at + ": '" + k + "' is not a key MechScope's datasets know (clean, corrupted, answer, "
-                                  "key, value)" +
-                                  (k == "wrong" ? "; scoring against given wrong answers is not implemented yet" : ""));
+                                  "wrong, key, value)");
   if (!j.contains("clean") || !j.contains("answer")) throw std::invalid_argument(at + ": needs \"clean\" and \"answer\"");
   Example e;
   e.line = line;
@@ -211,6 +252,7 @@ Example read_line(const json& j, int64_t line, const Tokenizer* tok, int64_t row
     if (!j.at("answer").is_array()) throw std::invalid_argument(at + ": a text answer needs a text prompt; give ids");
     e.answer = ids_of(j.at("answer"), rows, at + ": \"answer\"");
   }
+  if (j.contains("wrong")) e.wrong = wrong_first_tokens(j, prompt, e.answer.front(), tok, rows, at);
   if (prompt.empty()) throw std::invalid_argument(at + ": the clean prompt has no tokens");
   e.prefix = prefix.size();
   if (!span_role.empty()) {

@@ -4,7 +4,9 @@
 //    "answer": " Mary"}
 // "answer" is text (tokenized as the continuation of the clean prompt: prompt + answer tokenized together, the
 // tokens after the prompt's, so a leading space comes out as the model saw it) or a list of token ids;
-// "corrupted" is optional (patching and attribution need it); "key" and "value" are optional character spans
+// "corrupted" is optional (patching and attribution need it); "wrong" optionally lists wrong answers (text or ids),
+// whose first tokens set the logit difference at the answer's first position (Batch::wrong); "key" and "value" are
+// optional character spans
 // [begin, end) of the clean text: the key's first token starts a segment and the tokens after it through the
 // value's last are its values, as in the built-in tasks (what head scores' gather and aggregate read). The prompt gets
 // the tokenizer's own special tokens before it (BOS); its last token is the query. A multi-token answer is

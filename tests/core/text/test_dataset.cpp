@@ -117,7 +117,10 @@ TEST(Dataset, BadLinesAreRefusedNamingTheirLine) {
                 .find("line 2: the clean prompt has 1 tokens and the corrupted one 2"),
             std::string::npos);
   EXPECT_NE(error_of(R"({"clean": "a", "answer": "b"})", &tok).find("does not continue the prompt"), std::string::npos);
-  EXPECT_NE(error_of(R"({"clean": "a", "answer": "c", "wrong": ["d"]})", &tok).find("'wrong'"), std::string::npos);
+  EXPECT_NE(error_of(R"({"clean": "a", "answer": "c", "gold": ["d"]})", &tok).find("'gold'"), std::string::npos);
+  EXPECT_NE(error_of(R"({"clean": "a", "answer": "c", "wrong": ["cd"]})", &tok).find("begins with the answer's first"),
+            std::string::npos);
+  EXPECT_NE(error_of(R"({"clean": "a", "answer": "c", "wrong": []})", &tok).find("non-empty"), std::string::npos);
   EXPECT_NE(error_of(R"({"clean": "a", "answer": [99]})", &tok).find("99"), std::string::npos);
   EXPECT_NE(error_of(R"({"clean": "a" "answer": "c"})", &tok).find("line 1: not valid JSON"), std::string::npos);
   EXPECT_NE(error_of(R"({"clean": "a", "answer": "c"})", nullptr).find("no tokenizer.json"), std::string::npos);
@@ -146,6 +149,35 @@ TEST(Dataset, PaddedBatchScoresAsEachExampleAlone) {
     want /= static_cast<double>(alone[e].second.size());
     EXPECT_NEAR(m.prob[static_cast<int64_t>(e)].item<double>(), want, 1e-6) << e;
   }
+}
+
+// Given wrong answers: their first tokens sit at the answer's first position, and the logit difference there is
+// the answer's logit minus the best of theirs (hand-made logits); a position without them keeps the best other token.
+TEST(Dataset, WrongAnswersSetTheLogitDifference) {
+  const Tokenizer tok = hand_tokenizer();
+  auto task = make_dataset_task(write("w.jsonl", R"({"clean": "abc ", "answer": "d", "wrong": ["e", [7]]})" "\n"
+                                                 R"({"clean": "ba", "answer": "c"})" "\n"),
+                                &tok, std::vector<std::string>(12, "x"));
+  const Batch b = task->sample(2, 0);  // "abc " -> 11 2 10, answer d = 3 at position 2; "ba" -> 1 0, c = 2 at 1
+  ASSERT_TRUE(b.wrong.defined());
+  EXPECT_EQ(b.wrong.sizes(), (at::IntArrayRef{2, 3, 2}));
+  EXPECT_EQ(row(b.wrong[0], 2, 2), (std::vector<int64_t>{4, 7}));
+  EXPECT_EQ(row(b.wrong[1], 1, 2), (std::vector<int64_t>{-1, -1}));
+  const Readout r = Readout::all_labelled(b);
+  at::Tensor logits = at::zeros({2, 12});
+  logits[0][3] = 2.0, logits[0][4] = 0.5, logits[0][7] = 1.5, logits[0][9] = 5.0;  // 9: the best other, not given
+  logits[1][2] = 1.0, logits[1][9] = 3.0;
+  const ExampleMetrics m = example_metrics(logits, r);
+  EXPECT_FLOAT_EQ(m.logit_diff[0].item<float>(), 0.5f);   // 2.0 - max(0.5, 1.5)
+  EXPECT_FLOAT_EQ(m.logit_diff[1].item<float>(), -2.0f);  // 1.0 - 3.0: no wrong answers given
+  // A batch of several variants (leading dimension) gives each the same.
+  const ExampleMetrics m3 = example_metrics(logits.unsqueeze(0).expand({3, 2, 12}).contiguous(), r);
+  EXPECT_FLOAT_EQ(m3.logit_diff[2][0].item<float>(), 0.5f);
+  // The corrupted batch carries the same wrong answers.
+  auto tc = make_dataset_task(write("wc.jsonl", R"({"clean": "abc ", "corrupted": "abd ", "answer": "d", "wrong": ["e"]})"),
+                              &tok, std::vector<std::string>(12, "x"));
+  const Batch cb = tc->sample(1, 0);
+  EXPECT_TRUE(at::equal(tc->corrupt(cb, 0, "").wrong, cb.wrong));
 }
 
 }  // namespace
