@@ -1,7 +1,6 @@
 // mechscope-cli tokenize: text through a model's tokenizer.json (core/text/tokenizer.h), as ids or, with --json,
 // ids, token strings and the input bytes each covers.
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <sstream>
 
@@ -10,6 +9,7 @@
 #include "core/cli/commands.h"
 #include "core/io/tokens.h"
 #include "core/text/tokenizer.h"
+#include "core/util/files.h"
 
 namespace mechscope::cli {
 
@@ -29,17 +29,7 @@ std::string tokenizer_path_of(const std::string& model, bool required) {
 
 namespace {
 
-std::string read_text_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error("cannot open '" + path + "'");
-  in.seekg(0, std::ios::end);
-  const auto size = static_cast<int64_t>(in.tellg());
-  if (size < 0 || size > (int64_t{64} << 20)) throw std::runtime_error("'" + path + "' is over 64 MiB: too long a text");
-  in.seekg(0);
-  std::string s(static_cast<size_t>(size), '\0');
-  in.read(s.data(), size);
-  return s;
-}
+std::string read_text_file(const std::string& path) { return read_file_capped(path, uint64_t{64} << 20, "text file"); }
 
 }  // namespace
 

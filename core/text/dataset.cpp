@@ -3,11 +3,11 @@
 
 #include <ATen/ATen.h>
 
-#include <fstream>
 #include <map>
 #include <stdexcept>
 
 #include "core/text/tokenizer.h"
+#include "core/util/files.h"
 #include "core/util/json.h"
 #include "core/util/sha256.h"
 
@@ -197,11 +197,13 @@ Example read_line(const json& j, int64_t line, const Tokenizer* tok, int64_t row
   if (j.at("clean").is_string()) {
     if (!tok) throw std::invalid_argument(at + ": the prompts are text, and the model has no tokenizer.json");
     const std::string clean = j.at("clean").get<std::string>();
+    // One encoding: the template's special tokens (covering no input) before the text's own tokens.
+    std::vector<EncodedToken> own;
     for (const auto& t : tok->encode_tokens(clean, true)) {
-      if (!(t.special && t.begin == 0 && t.end == 0)) break;
-      prefix.push_back(t.id);
+      const bool from_template = t.special && t.begin == 0 && t.end == 0;
+      if (from_template && own.empty()) prefix.push_back(t.id);
+      else if (!from_template) own.push_back(t);
     }
-    const std::vector<EncodedToken> own = tok->encode_tokens(clean, false);
     for (const auto& t : own) prompt.push_back(t.id);
     // Key and value spans: [begin, end) in characters of the clean text. As in the built-in tasks, a key's first
     // token starts a segment and the tokens after it through the value's last are its values (what head scores'
@@ -294,14 +296,12 @@ Example read_line(const json& j, int64_t line, const Tokenizer* tok, int64_t row
 std::unique_ptr<Task> make_dataset_task(const std::string& path, const Tokenizer* tokenizer,
                                         const std::vector<std::string>& vocab) {
   const std::string where = "dataset '" + path + "'";
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::invalid_argument("cannot open " + where);
-  in.seekg(0, std::ios::end);
-  const auto size = static_cast<int64_t>(in.tellg());
-  if (size < 0 || size > (int64_t{256} << 20)) throw std::invalid_argument(where + " is over 256 MiB");
-  in.seekg(0);
-  std::string text(static_cast<size_t>(size), '\0');
-  in.read(text.data(), size);
+  std::string text;
+  try {
+    text = read_file_capped(path, uint64_t{256} << 20, "dataset");  // a FIFO refused without blocking
+  } catch (const FileError& e) {
+    throw std::invalid_argument(e.what());
+  }
   std::vector<Example> ex;
   const auto rows = static_cast<int64_t>(vocab.size());
   size_t start = 0;

@@ -10,13 +10,13 @@
 #include <algorithm>
 #include <cctype>
 #include <array>
-#include <fstream>
 #include <map>
 #include <mutex>
 #include <queue>
 #include <sstream>
 #include <unordered_map>
 
+#include "core/util/files.h"
 #include "core/util/json.h"
 
 namespace mechscope {
@@ -1217,15 +1217,12 @@ Tokenizer Tokenizer::read_tokenizer(const json& j, const std::string& where) {
 }
 
 Tokenizer Tokenizer::from_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw TokenizerError("cannot open '" + path + "'");
-  in.seekg(0, std::ios::end);
-  const auto size = static_cast<int64_t>(in.tellg());
-  if (size < 0 || size > (int64_t{256} << 20))
-    throw TokenizerError("'" + path + "' is " + std::to_string(size) + " bytes: beyond the 256 MiB a tokenizer.json may have");
-  in.seekg(0);
-  std::string text(static_cast<size_t>(size), '\0');
-  in.read(text.data(), size);
+  std::string text;
+  try {
+    text = read_file_capped(path, uint64_t{256} << 20, "tokenizer");  // a FIFO refused without blocking
+  } catch (const FileError& e) {
+    throw TokenizerError(e.what());
+  }
   json j;
   try {
     j = parse_json(text);  // nesting bounded before anything is built
