@@ -129,7 +129,7 @@ ModelSummary Workbench::summary(int index) const {
                    std::to_string(c.vocab_size) + ", " + std::to_string(l.model().parameter_count()) + " parameters; " +
                    (c.has_mlp() ? c.mlp_description() : std::string("no MLP"));
   s.has_task = static_cast<bool>(l.task);
-  s.task = l.task ? l.ck.task_config.dump() : "(no task: a bare model)";
+  s.task = l.task ? task_config_summary(l.ck.task_config) : "(no task: a bare model)";
   s.verify = d->verify[index < 0 ? d->s.current() : index];
   return s;
 }

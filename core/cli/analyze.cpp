@@ -65,7 +65,7 @@ Batch analysis_input(const AnalyzeOptions& o, const RegisteredAnalysis& a, const
   const int64_t rows = m.ck.config.padded_vocab_size();
   if (o.input.given() > 1) throw std::invalid_argument(o.what + ": give one of --tokens, --tokens-file, --text or --text-file");
   if (a.info.input == AnalysisInput::None) return {};
-  if (o.input.given() == 1) return typed_batch(typed_input(o.input, o.checkpoint, m.ck.vocab, rows));
+  if (o.input.given() == 1) return typed_batch(typed_input(o.input, o.checkpoint, m.ck.vocab, rows, m.ck.task_config));
   if (!m.task)
     throw std::runtime_error(o.what + ": the checkpoint has no task; give --tokens, --tokens-file, --text or --text-file");
   if (a.info.input == AnalysisInput::Sequence) return m.task->sample(1, o.example >= 0 ? o.example : o.seed);
@@ -147,9 +147,7 @@ int run_analyze(const AnalyzeOptions& o) {
   auto m = OpenedModel::open(o.checkpoint, sets_to_json(o.task_sets), a.info.needs_task && o.dataset.empty());
   m->start_digest();  // for the results' provenance, beside the analysis
   if (!o.dataset.empty()) {  // the dataset's examples, tokenized by the model's tokenizer.json (if it has one)
-    const std::string tp = tokenizer_path_of(o.checkpoint, false);
-    std::unique_ptr<Tokenizer> tok;
-    if (!tp.empty()) tok = std::make_unique<Tokenizer>(Tokenizer::from_file(tp));
+    const std::unique_ptr<Tokenizer> tok = tokenizer_of(o.checkpoint, m->ck.task_config, false);
     m->task = make_dataset_task(o.dataset, tok.get(), m->ck.vocab);
     m->task_config = m->task->config();
   }

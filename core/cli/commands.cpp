@@ -227,7 +227,7 @@ int run_info(const InfoOptions& o) {
             << (c.tie_embeddings ? "tied" : "untied") << " embeddings, position embedding: " << c.pos_emb
             << (c.pos_emb == "learned" ? " (" + std::to_string(c.max_seq_len) + " positions)" : "") << "\n";
   for (int64_t i = 0; i < c.n_layer; ++i) std::cout << "layer " << i << (i < 10 ? "      " : "     ") << describe_layer(model, i) << "\n";
-  std::cout << "task         " << (ck.task_config.is_null() ? "none (bare model)" : ck.task_config.dump()) << "\n";
+  std::cout << "task         " << (ck.task_config.is_null() ? "none (bare model)" : task_config_summary(ck.task_config)) << "\n";
   if (!ck.training.empty()) {
     std::vector<std::string> names;
     for (auto& [n, t] : ck.training) names.push_back(n + " " + shape_str(t.sizes()));
@@ -323,7 +323,7 @@ int run_forward(const ForwardOptions& o) {
       targets.push_back(b.targets[0][j].item<int64_t>());
     }
   } else {
-    ids = typed_input(o.input, o.checkpoint, ck.vocab, rows);
+    ids = typed_input(o.input, o.checkpoint, ck.vocab, rows, ck.task_config);
   }
   at::Device device(at::kCPU);
   if (o.device == "cuda") {
@@ -671,7 +671,7 @@ int run_train(const TrainOptions& o) {
   std::signal(SIGTERM, on_sigint);
   const bool tty = isatty(STDERR_FILENO);
   std::cerr << "training " << model->config().architecture_name() << " (" << with_commas(model->parameter_count())
-            << " parameters) on " << task->config().dump() << "\n"
+            << " parameters) on " << task_config_summary(task->config()) << "\n"
             << "settings " << tc.to_json().dump() << "\ncheckpoint " << out << " (Ctrl-C saves and stops)\n";
   TrainResult r = trainer->run(
       [&](const TrainProgress& p) {

@@ -3,8 +3,13 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
+
+namespace mechscope {
+class Tokenizer;
+}
 
 namespace mechscope::cli {
 
@@ -34,10 +39,13 @@ struct TypedInput {
     return (tokens.empty() ? 0 : 1) + (tokens_file.empty() ? 0 : 1) + (text.empty() ? 0 : 1) + (text_file.empty() ? 0 : 1);
   }
 };
-/// The ids of `in` for the model at `model` (its vocabulary, `rows` embedding rows; text through the tokenizer.json
-/// beside it, with the tokenizer's special tokens, e.g. BOS).
+/// The ids of `in` for the model at `model` (its vocabulary, `rows` embedding rows; text through its tokenizer
+/// (tokenizer_of), with the tokenizer's special tokens, e.g. BOS).
 std::vector<int64_t> typed_input(const TypedInput& in, const std::string& model, const std::vector<std::string>& vocab,
-                                 int64_t rows);
+                                 int64_t rows, const nlohmann::json& task_config = nullptr);
+/// A model's tokenizer: the one its task carries (a checkpoint trained on a text task, `task_config`'s "tokenizer"),
+/// else the tokenizer.json beside it; null when there is none and not `required` (else an error saying so).
+std::unique_ptr<Tokenizer> tokenizer_of(const std::string& model, const nlohmann::json& task_config, bool required = true);
 /// The tokenizer.json of a model: the file itself, beside its config.json or weights, or in its folder; "" when
 /// there is none and not `required` (else an error saying so).
 std::string tokenizer_path_of(const std::string& model, bool required = true);
@@ -53,6 +61,19 @@ struct TokenizeOptions {
   bool keep_special = false;  // --keep-special: decoding keeps special tokens
 };
 int run_tokenize(const TokenizeOptions& o);
+
+struct MakeDatasetOptions {
+  std::string kind;           // kv-retrieval
+  std::string model;          // -c: a model with tokenizer.json beside it
+  std::string tokenizer;      // --tokenizer: a tokenizer.json itself
+  std::string out;            // --out FILE.jsonl
+  int64_t examples = 100;     // -n
+  uint64_t seed = 0;
+  int64_t min_pairs = 10, max_pairs = 50, values = 100;
+  bool force = false;
+};
+/// Writes a prompt dataset (JSONL, core/text/dataset.h) of a text task's examples: kv-retrieval (P4).
+int run_make_dataset(const MakeDatasetOptions& o);
 
 struct ConvertOptions {
   std::string source;               // foreign checkpoint: folder, config.json or weights file

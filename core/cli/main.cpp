@@ -57,6 +57,20 @@ int main(int argc, char** argv) {
   c_tok->add_flag("--no-special", tz.no_special, "without the special tokens the tokenizer adds (e.g. BOS)");
   c_tok->add_flag("--keep-special", tz.keep_special, "with --decode: keep special tokens in the text");
 
+  MakeDatasetOptions mk;
+  auto* c_mk = app.add_subcommand("make-dataset", "write a prompt dataset (JSONL) of the papers' text tasks for a "
+                                  "model's tokenizer: kv-retrieval (P4's dictionary prompt, multiple choice)");
+  c_mk->add_option("kind", mk.kind, "kv-retrieval")->required();
+  c_mk->add_option("--checkpoint,-c", mk.model, "a model folder with tokenizer.json");
+  c_mk->add_option("--tokenizer", mk.tokenizer, "a tokenizer.json");
+  c_mk->add_option("--out,-o", mk.out, "the dataset file to write (.jsonl)")->required();
+  c_mk->add_option("--examples,-n", mk.examples, "lines to write")->capture_default_str();
+  c_mk->add_option("--seed", mk.seed, "seed of the first line (line i uses seed + i)")->capture_default_str();
+  c_mk->add_option("--min-pairs", mk.min_pairs, "fewest key-value pairs per prompt")->capture_default_str();
+  c_mk->add_option("--max-pairs", mk.max_pairs, "most key-value pairs per prompt")->capture_default_str();
+  c_mk->add_option("--values", mk.values, "values are the numbers 0..values-1")->capture_default_str();
+  c_mk->add_flag("--force", mk.force, "overwrite --out");
+
   ReplayOptions rep;
   auto* c_rep = app.add_subcommand("replay", "regenerate the figures of a saved workbench workspace (PNG, SVG, CSV), "
                                    "headless, through the workbench binary `mechscope` beside this one");
@@ -204,6 +218,7 @@ int main(int argc, char** argv) {
     if (c_init->parsed()) return run_init(init);
     if (c_info->parsed()) return run_info(info);
     if (c_tok->parsed()) return run_tokenize(tz);
+    if (c_mk->parsed()) return run_make_dataset(mk);
     if (c_conv->parsed()) return run_convert(conv);
     if (c_rep->parsed()) return run_replay(rep);
     if (c_fwd->parsed()) return run_forward(fwd);

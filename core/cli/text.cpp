@@ -6,8 +6,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/cli/cli_util.h"
 #include "core/cli/commands.h"
+#include "core/io/checkpoint.h"
+#include "core/io/import.h"
 #include "core/io/tokens.h"
+#include "core/text/kv_retrieval.h"
 #include "core/text/tokenizer.h"
 #include "core/util/files.h"
 
@@ -23,8 +27,16 @@ std::string tokenizer_path_of(const std::string& model, bool required) {
   const fs::path t = dir / "tokenizer.json";
   if (fs::is_regular_file(t, ec)) return t.string();
   if (!required) return "";
-  throw std::runtime_error("'" + model + "' has no tokenizer.json beside it (a MechScope checkpoint keeps its task's " +
-                           "vocabulary, not a tokenizer; give --tokenizer FILE)");
+  throw std::runtime_error("'" + model + "' has no tokenizer.json beside it (a MechScope checkpoint carries a tokenizer " +
+                           "only when trained on a text task such as kv-text; give --tokenizer FILE)");
+}
+
+std::unique_ptr<Tokenizer> tokenizer_of(const std::string& model, const json& task_config, bool required) {
+  if (task_config.is_object() && task_config.contains("tokenizer") && task_config.at("tokenizer").is_object())
+    return std::make_unique<Tokenizer>(Tokenizer::from_json(task_config.at("tokenizer"), "the tokenizer of '" + model + "'"));
+  const std::string path = tokenizer_path_of(model, required);
+  if (path.empty()) return nullptr;
+  return std::make_unique<Tokenizer>(Tokenizer::from_file(path));
 }
 
 namespace {
@@ -34,10 +46,10 @@ std::string read_text_file(const std::string& path) { return read_file_capped(pa
 }  // namespace
 
 std::vector<int64_t> typed_input(const TypedInput& in, const std::string& model, const std::vector<std::string>& vocab,
-                                 int64_t rows) {
+                                 int64_t rows, const json& task_config) {
   if (!in.text.empty() || !in.text_file.empty()) {
-    const Tokenizer tok = Tokenizer::from_file(tokenizer_path_of(model));
-    const std::vector<int64_t> ids = tok.encode(in.text_file.empty() ? in.text : read_text_file(in.text_file));
+    const std::unique_ptr<Tokenizer> tok = tokenizer_of(model, task_config);
+    const std::vector<int64_t> ids = tok->encode(in.text_file.empty() ? in.text : read_text_file(in.text_file));
     if (ids.empty()) throw std::invalid_argument("the text encodes to no tokens");
     for (int64_t id : ids)
       if (id >= rows)
@@ -53,8 +65,14 @@ int run_tokenize(const TokenizeOptions& o) {
     throw std::invalid_argument("tokenize: give exactly one of --checkpoint (a model with tokenizer.json) or --tokenizer");
   if ((o.text.empty() ? 0 : 1) + (o.text_file.empty() ? 0 : 1) + (o.ids.empty() ? 0 : 1) != 1)
     throw std::invalid_argument("tokenize: give exactly one of --text, --text-file or --decode");
-  const std::string path = o.tokenizer.empty() ? tokenizer_path_of(o.model) : o.tokenizer;
-  const Tokenizer tok = Tokenizer::from_file(path);
+  std::string path = o.tokenizer;
+  std::unique_ptr<Tokenizer> own;
+  if (path.empty() && is_native_checkpoint(o.model)) {  // a checkpoint trained on a text task carries its tokenizer
+    own = tokenizer_of(o.model, load_checkpoint(o.model).task_config, false);
+    path = o.model;
+  }
+  if (!own && path.empty()) path = tokenizer_path_of(o.model);
+  const Tokenizer tok = own ? *own : Tokenizer::from_file(path);
   if (!o.ids.empty()) {
     const std::string text = tok.decode(o.ids, !o.keep_special);
     if (o.json) std::cout << json({{"tokenizer", path}, {"ids", o.ids}, {"text", text}}).dump(2) << "\n";
@@ -78,6 +96,34 @@ int run_tokenize(const TokenizeOptions& o) {
   std::cout << json({{"tokenizer", path}, {"describe", tok.describe()}, {"tokens", list}})
                    .dump(2, ' ', false, json::error_handler_t::replace)
             << "\n";
+  return 0;
+}
+
+int run_make_dataset(const MakeDatasetOptions& o) {
+  if (o.kind != "kv-retrieval") throw std::invalid_argument("make-dataset: unknown kind '" + o.kind + "'; kinds: kv-retrieval");
+  if (o.model.empty() == o.tokenizer.empty())
+    throw std::invalid_argument("make-dataset: give exactly one of --checkpoint (a model with tokenizer.json) or --tokenizer");
+  if (o.examples < 1 || o.examples > 1000000) throw std::invalid_argument("make-dataset: --examples must be in 1..1000000");
+  const std::string path = o.tokenizer.empty() ? tokenizer_path_of(o.model) : o.tokenizer;
+  refuse_overwrite(o.out, o.force, {path});
+  const Tokenizer tok = Tokenizer::from_file(path);
+  const KvRetrievalConfig c = KvRetrievalConfig::from_json(
+      {{"min_pairs", o.min_pairs}, {"max_pairs", o.max_pairs}, {"values", o.values}}, "make-dataset");
+  const std::vector<int64_t> values = kv_retrieval_values(c, tok);
+  std::string text;
+  int64_t without = 0;
+  for (int64_t i = 0; i < o.examples; ++i) {
+    const json line = kv_retrieval_line(c, values, o.seed + static_cast<uint64_t>(i), tok);
+    without += line.contains("corrupted") ? 0 : 1;
+    text += line.dump() + "\n";
+  }
+  write_file_atomically(o.out, text);
+  std::cout << "wrote " << o.examples << " kv-retrieval prompts (" << c.min_pairs << "-" << c.max_pairs
+            << " pairs, values 0-" << c.values - 1 << ", seeds " << o.seed << ".." << o.seed + o.examples - 1 << ") to "
+            << o.out << "\n";
+  if (without > 0)
+    std::cerr << "note: " << without << " prompts have no \"corrupted\" twin (no other key gives as many tokens); "
+              << "patching needs one on every line\n";
   return 0;
 }
 

@@ -34,6 +34,7 @@ Readout make_readout(const Batch& batch, bool last_only) {
   }
   r.target = batch.targets.index({r.example, r.position});
   if (batch.wrong.defined()) r.wrong = batch.wrong.index({r.example, r.position});  // [R, W]
+  r.multiple_choice = batch.multiple_choice && batch.wrong.defined();
   if (r.size() == 0) throw std::invalid_argument("readout: no example has a labelled answer position");
   return r;
 }
@@ -67,6 +68,8 @@ struct ReadoutValues {
   at::Tensor prob, logit_diff, correct, kl;  // [..., R]
 };
 
+ReadoutValues finish_kl(ReadoutValues v, const at::Tensor& logp, const MetricReference& reference);
+
 // The reference path (and the fallback of the CPU kernel, kernels/binding/metric_ops.h).
 ReadoutValues readout_values_aten(const at::Tensor& logits, const Readout& readout, const MetricReference& reference) {
   const int64_t R = readout.size();
@@ -93,10 +96,20 @@ ReadoutValues readout_values_aten(const at::Tensor& logits, const Readout& reado
     at::Tensor given = at::where(ids.ge(0), logits.gather(-1, ids.clamp_min(0)), at::full({}, -inf, logits.options()));
     at::Tensor has = w.ge(0).any(-1).view([&] { auto t = wshape; t.back() = 1; t.pop_back(); return t; }());
     v.logit_diff = at::where(has.expand_as(v.logit_diff), answer_logit - std::get<0>(given.max(-1)), v.logit_diff);
+    if (readout.multiple_choice) {  // the answer above every candidate (a readout without candidates: the argmax)
+      v.correct = at::where(has.expand_as(v.logit_diff), v.logit_diff.gt(0),
+                            std::get<1>(logits.max(-1)).eq(target.squeeze(-1)))
+                      .to(at::kFloat);
+      return finish_kl(v, logp, reference);
+    }
   }
   // max's index is the first maximal one, as argmax's (both documented so), at half argmax's cost here.
   v.correct = std::get<1>(logits.max(-1)).eq(target.squeeze(-1)).to(at::kFloat);
-  // KL(ref || these) = sum p_ref log p_ref - sum p_ref log p (>= 0; rounding may dip below)
+  return finish_kl(v, logp, reference);
+}
+
+// KL(ref || these) = sum p_ref log p_ref - sum p_ref log p (>= 0; rounding may dip below)
+ReadoutValues finish_kl(ReadoutValues v, const at::Tensor& logp, const MetricReference& reference) {
   if (reference.p.defined()) {
     v.kl = (reference.neg_entropy - (reference.p * logp).sum(-1)).clamp_min(0);
     // A reference with leading ones ([1, R, V]) against one variant's logits [R, V]: broadcasting added a dimension.

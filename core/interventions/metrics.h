@@ -24,6 +24,7 @@ struct Readout {
   at::Tensor position;  ///< [R] int64
   at::Tensor target;    ///< [R] int64: the answer token
   at::Tensor wrong;     ///< [R, W] int64: given wrong answers (-1: none), or undefined (Batch::wrong)
+  bool multiple_choice = false;  ///< correct: the answer beats the given wrong answers (Batch::multiple_choice)
   int64_t num_examples = 0;
   int64_t size() const { return example.defined() ? example.size(0) : 0; }
   /// Every labelled position (target != -100): what task accuracy reads.
@@ -34,7 +35,8 @@ struct Readout {
 
 /// Per-example metrics [E] (each the mean over the example's readout positions) of readout logits [R, V]:
 /// probability of the answer, logit difference (answer vs the best of the readout's given wrong answers where it has
-/// them, else vs the best other token), correct (argmax == answer) and,
+/// them, else vs the best other token), correct (argmax == answer; in a multiple choice, the answer's logit above
+/// every given wrong answer's) and,
 /// with `reference` logits [R, V], KL(reference || these).
 struct ExampleMetrics {
   at::Tensor prob, logit_diff, correct, kl;

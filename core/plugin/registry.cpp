@@ -14,6 +14,7 @@
 #include <set>
 #include <stdexcept>
 
+#include "core/text/kv_retrieval.h"
 #include "core/util/strings.h"
 
 namespace mechscope {
@@ -61,6 +62,9 @@ struct Registry {
     for (const auto& n : builtin_task_names())
       tasks.push_back({TaskInfo{n, about.count(n) ? about.at(n) : "", [](const nlohmann::json& c) { return make_builtin_task(c); }},
                        "built-in"});
+    tasks.push_back({TaskInfo{"kv-text", "P4's key-value retrieval prompt as text, through a tokenizer.json (docs/text.md)",
+                              [](const nlohmann::json& c) { return make_kv_text_task(c); }},
+                     "built-in"});
     StagingHost host;  // the built-in analyses pass the checks a plugin's do
     register_builtin_analyses(host);
     for (auto& a : host.analyses) analyses.push_back({std::move(a), "built-in"});

@@ -28,11 +28,15 @@ struct Batch {
   /// [batch, L, W] int64: given wrong answers at a labelled position (-1: none); undefined for tasks without them.
   /// Where given, the logit difference is the answer's logit minus the best of them (else minus the best other token).
   at::Tensor wrong;
+  /// The wrong answers are the other candidates of a multiple choice (a prompt dataset's "choices", the kv-text
+  /// task): an example is correct when its answer's logit is above all of theirs, not when it is the argmax of the
+  /// vocabulary.
+  bool multiple_choice = false;
   int64_t size() const { return tokens.defined() ? tokens.size(0) : 0; }
   /// Examples [start, start + n) (views, not copies).
   Batch narrow(int64_t start, int64_t n) const {
     return {tokens.narrow(0, start, n), targets.narrow(0, start, n), roles.narrow(0, start, n), lengths.narrow(0, start, n),
-            wrong.defined() ? wrong.narrow(0, start, n) : wrong};
+            wrong.defined() ? wrong.narrow(0, start, n) : wrong, multiple_choice};
   }
 };
 
@@ -64,6 +68,10 @@ std::vector<std::string> task_names();
 /// The tasks of core itself (the registry registers them first).
 std::vector<std::string> builtin_task_names();
 std::unique_ptr<Task> make_builtin_task(const nlohmann::json& config);
+
+/// A task config for people to read: the JSON, a tokenizer it carries (a text task's "tokenizer" object, kilobytes
+/// to megabytes) shown as its vocabulary size and SHA-256 prefix.
+std::string task_config_summary(const nlohmann::json& config);
 
 /// Accuracy of logits [batch, L, rows] against a batch's targets, in the task's unit.
 double task_accuracy(const Task& task, const at::Tensor& logits, const Batch& batch);

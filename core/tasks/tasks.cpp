@@ -11,6 +11,7 @@
 #include <ATen/ATen.h>
 
 #include "core/tasks/task.h"
+#include "core/util/sha256.h"
 #include "core/util/json.h"
 #include "core/util/strings.h"
 
@@ -854,6 +855,15 @@ std::unique_ptr<Task> make_builtin_task(const json& config) {
   if (name == "lookup") return std::make_unique<CopyTask>(config, true);
   if (name == "atr") return std::make_unique<AtrTask>(config);
   throw std::invalid_argument("unknown built-in task '" + name + "'");
+}
+
+std::string task_config_summary(const json& config) {
+  if (!config.is_object() || !config.contains("tokenizer") || !config.at("tokenizer").is_object()) return config.dump();
+  json shown = config;
+  const json& t = config.at("tokenizer");
+  const size_t n = t.contains("model") && t.at("model").contains("vocab") ? t.at("model").at("vocab").size() : 0;
+  shown["tokenizer"] = "tokenizer.json (" + std::to_string(n) + " entries, sha256 " + sha256_hex(t.dump()).substr(0, 12) + ")";
+  return shown.dump();
 }
 
 double task_accuracy(const Task& task, const at::Tensor& logits, const Batch& batch) {

@@ -3,7 +3,9 @@
 
 #include <ATen/ATen.h>
 
+#include <deque>
 #include <map>
+#include <mutex>
 #include <stdexcept>
 
 #include "core/text/tokenizer.h"
@@ -26,42 +28,75 @@ struct Example {
   size_t prompt = 0;  // prompt tokens, the prefix included
   std::vector<int8_t> span_role;  // per prompt token: Key or Value from the line's spans, else 0
   std::vector<int64_t> wrong;     // the wrong answers' first tokens, compared at the answer's first position
+  bool choices = false;           // `wrong` are the other candidates of a multiple choice
 };
 
-class DatasetTask : public Task {
- public:
-  DatasetTask(std::vector<Example> ex, std::vector<std::string> vocab, json config)
-      : ex_(std::move(ex)), vocab_(std::move(vocab)), config_(std::move(config)) {
-    for (size_t i = 0; i < ex_.size(); ++i) {
-      by_clean_.emplace(ex_[i].clean, i);
-      any_wrong_ = any_wrong_ || !ex_[i].wrong.empty();
-    }
+// Rows right-padded (id 0 behind each row's length: causal models never read it, and no target lies there).
+Batch batch_of(const std::vector<const Example*>& rows, bool corrupted) {
+  size_t L = 1;
+  size_t W = 0;
+  bool any_wrong = false, choices = !rows.empty();
+  for (const auto* e : rows) {
+    L = std::max(L, e->clean.size()), W = std::max(W, e->wrong.size());
+    any_wrong = any_wrong || !e->wrong.empty();
+    choices = choices && e->choices;
   }
+  const auto B = static_cast<int64_t>(rows.size());
+  at::Tensor tokens = at::zeros({B, static_cast<int64_t>(L)}, at::kLong);
+  at::Tensor targets = at::full({B, static_cast<int64_t>(L)}, -100, at::kLong);
+  at::Tensor roles = at::zeros({B, static_cast<int64_t>(L)}, at::kChar);
+  at::Tensor lengths = at::zeros({B}, at::kLong);
+  auto T = tokens.accessor<int64_t, 2>(), G = targets.accessor<int64_t, 2>();
+  auto R = roles.accessor<int8_t, 2>();
+  for (int64_t b = 0; b < B; ++b) {
+    const Example& e = *rows[static_cast<size_t>(b)];
+    const std::vector<int64_t>& in = corrupted ? e.corrupted : e.clean;
+    for (size_t p = 0; p < in.size(); ++p) {
+      T[b][static_cast<int64_t>(p)] = in[p];
+      R[b][static_cast<int64_t>(p)] = static_cast<int8_t>(p < e.prefix               ? Role::Bos
+                                                           : p + 1 == e.prompt       ? Role::Query
+                                                           : p >= e.prompt           ? Role::Answer
+                                                                                     : Role::Filler);
+      if (p < e.span_role.size() && e.span_role[p] != 0 && p + 1 != e.prompt) R[b][static_cast<int64_t>(p)] = e.span_role[p];
+    }
+    for (size_t j = 0; j < e.answer.size(); ++j) G[b][static_cast<int64_t>(e.prompt - 1 + j)] = e.answer[j];
+    lengths[b] = static_cast<int64_t>(in.size());
+  }
+  Batch out{tokens, targets, roles, lengths};
+  if (any_wrong) {  // [B, L, W]: the wrong answers' first tokens at each example's first answer position
+    out.wrong = at::full({B, static_cast<int64_t>(L), static_cast<int64_t>(W)}, -1, at::kLong);
+    auto Wr = out.wrong.accessor<int64_t, 3>();
+    for (int64_t b = 0; b < B; ++b) {
+      const Example& e = *rows[static_cast<size_t>(b)];
+      for (size_t w = 0; w < e.wrong.size(); ++w) Wr[b][static_cast<int64_t>(e.prompt - 1)][static_cast<int64_t>(w)] = e.wrong[w];
+    }
+    out.multiple_choice = choices;
+  }
+  return out;
+}
+
+// Examples as a task: the batches of batch_of; a corrupted batch found by the clean rows' tokens.
+class TextExamplesTask : public Task {
+ public:
+  TextExamplesTask(std::vector<std::string> vocab, json config) : vocab_(std::move(vocab)), config_(std::move(config)) {}
   json config() const override { return config_; }
   const std::vector<std::string>& vocab() const override { return vocab_; }
-  // The first n lines (all of them when n is larger); the seed is not used: a dataset is its own order.
-  Batch sample(int64_t n, uint64_t) const override {
-    if (n <= 0) throw std::invalid_argument("a dataset sample needs at least one example");
-    std::vector<const Example*> rows;
-    for (size_t i = 0; i < ex_.size() && static_cast<int64_t>(i) < n; ++i) rows.push_back(&ex_[i]);
-    return batch_of(rows, false);
-  }
   std::vector<std::string> corruptible_roles() const override { return {"prompt"}; }
-  // The corrupted prompts of the clean rows' lines (found by their tokens: a batch may be any selection of them).
+  // The corrupted prompts of the clean rows' examples (found by their tokens: a batch may be any selection of them).
   Batch corrupt(const Batch& clean, uint64_t, const std::string& role) const override {
     if (!role.empty() && role != "prompt")
-      throw std::invalid_argument("a dataset corrupts its prompts (role 'prompt'), not '" + role + "'");
+      throw std::invalid_argument("a text task corrupts its prompts (role 'prompt'), not '" + role + "'");
     std::vector<const Example*> rows;
+    std::vector<std::shared_ptr<const void>> hold;  // what keeps the found examples alive
     at::Tensor toks = clean.tokens.contiguous(), lens = clean.lengths.contiguous();
     for (int64_t b = 0; b < clean.size(); ++b) {
       const int64_t L = lens[b].item<int64_t>();
       std::vector<int64_t> row(toks[b].data_ptr<int64_t>(), toks[b].data_ptr<int64_t>() + L);
-      auto it = by_clean_.find(row);
-      if (it == by_clean_.end()) throw std::invalid_argument("corrupt: a batch row that is not one of the dataset's");
-      const Example& e = ex_[it->second];
-      if (e.corrupted.empty())
-        throw std::invalid_argument("line " + std::to_string(e.line) + " of the dataset has no \"corrupted\" prompt");
-      rows.push_back(&e);
+      const Example* e = find(row, hold);
+      if (!e) throw std::invalid_argument("corrupt: a batch row that is not one of the task's examples (of its last four samples)");
+      if (e->corrupted.empty())
+        throw std::invalid_argument("line " + std::to_string(e->line) + " of the dataset has no \"corrupted\" prompt");
+      rows.push_back(e);
     }
     Batch out = batch_of(rows, true);
     if (out.tokens.size(1) < clean.tokens.size(1)) {  // the same width as the clean batch
@@ -74,50 +109,34 @@ class DatasetTask : public Task {
     return out;
   }
 
- private:
-  // Rows right-padded (id 0 behind each row's length: causal models never read it, and no target lies there).
-  Batch batch_of(const std::vector<const Example*>& rows, bool corrupted) const {
-    size_t L = 1;
-    size_t W = 0;
-    for (const auto* e : rows) L = std::max(L, e->clean.size()), W = std::max(W, e->wrong.size());
-    const auto B = static_cast<int64_t>(rows.size());
-    at::Tensor tokens = at::zeros({B, static_cast<int64_t>(L)}, at::kLong);
-    at::Tensor targets = at::full({B, static_cast<int64_t>(L)}, -100, at::kLong);
-    at::Tensor roles = at::zeros({B, static_cast<int64_t>(L)}, at::kChar);
-    at::Tensor lengths = at::zeros({B}, at::kLong);
-    auto T = tokens.accessor<int64_t, 2>(), G = targets.accessor<int64_t, 2>();
-    auto R = roles.accessor<int8_t, 2>();
-    for (int64_t b = 0; b < B; ++b) {
-      const Example& e = *rows[static_cast<size_t>(b)];
-      const std::vector<int64_t>& in = corrupted ? e.corrupted : e.clean;
-      for (size_t p = 0; p < in.size(); ++p) {
-        T[b][static_cast<int64_t>(p)] = in[p];
-        R[b][static_cast<int64_t>(p)] = static_cast<int8_t>(p < e.prefix               ? Role::Bos
-                                                             : p + 1 == e.prompt       ? Role::Query
-                                                             : p >= e.prompt           ? Role::Answer
-                                                                                       : Role::Filler);
-        if (p < e.span_role.size() && e.span_role[p] != 0 && p + 1 != e.prompt) R[b][static_cast<int64_t>(p)] = e.span_role[p];
-      }
-      for (size_t j = 0; j < e.answer.size(); ++j) G[b][static_cast<int64_t>(e.prompt - 1 + j)] = e.answer[j];
-      lengths[b] = static_cast<int64_t>(in.size());
-    }
-    Batch out{tokens, targets, roles, lengths};
-    if (any_wrong_) {  // [B, L, W]: the wrong answers' first tokens at each example's first answer position
-      out.wrong = at::full({B, static_cast<int64_t>(L), static_cast<int64_t>(W)}, -1, at::kLong);
-      for (int64_t b = 0; b < B; ++b) {
-        const Example& e = *rows[static_cast<size_t>(b)];
-        for (size_t w = 0; w < e.wrong.size(); ++w)
-          out.wrong[b][static_cast<int64_t>(e.prompt - 1)][static_cast<int64_t>(w)] = e.wrong[w];
-      }
-    }
-    return out;
-  }
-
-  std::vector<Example> ex_;
+ protected:
+  /// The example whose clean row this is (null: none), with what keeps it alive pushed onto `hold`.
+  virtual const Example* find(const std::vector<int64_t>& clean_row, std::vector<std::shared_ptr<const void>>& hold) const = 0;
   std::vector<std::string> vocab_;
   json config_;
+};
+
+class DatasetTask : public TextExamplesTask {
+ public:
+  DatasetTask(std::vector<Example> ex, std::vector<std::string> vocab, json config)
+      : TextExamplesTask(std::move(vocab), std::move(config)), ex_(std::move(ex)) {
+    for (size_t i = 0; i < ex_.size(); ++i) by_clean_.emplace(ex_[i].clean, i);
+  }
+  // The first n lines (all of them when n is larger); the seed is not used: a dataset is its own order.
+  Batch sample(int64_t n, uint64_t) const override {
+    if (n <= 0) throw std::invalid_argument("a dataset sample needs at least one example");
+    std::vector<const Example*> rows;
+    for (size_t i = 0; i < ex_.size() && static_cast<int64_t>(i) < n; ++i) rows.push_back(&ex_[i]);
+    return batch_of(rows, false);
+  }
+
+ private:
+  const Example* find(const std::vector<int64_t>& row, std::vector<std::shared_ptr<const void>>&) const override {
+    auto it = by_clean_.find(row);
+    return it == by_clean_.end() ? nullptr : &ex_[it->second];
+  }
+  std::vector<Example> ex_;
   std::map<std::vector<int64_t>, size_t> by_clean_;
-  bool any_wrong_ = false;
 };
 
 // Ids of a JSON list, each a row of the model.
@@ -149,39 +168,110 @@ std::pair<size_t, size_t> span_tokens(const std::vector<EncodedToken>& toks, siz
   return {first, last};
 }
 
-// The first tokens of a line's wrong answers, each tokenized as the answer is (compared with the answer's first).
-std::vector<int64_t> wrong_first_tokens(const json& j, const std::vector<int64_t>& prompt, int64_t answer_first,
-                                        const Tokenizer* tok, int64_t rows, const std::string& at) {
+// A text or id answer of a line tokenized as the continuation of its prompt (the tokens after the prompt's).
+std::vector<int64_t> continuation(const json& j, const json& answer, const std::vector<int64_t>& prompt,
+                                  const Tokenizer* tok, int64_t rows, const std::string& what) {
+  if (!answer.is_string()) return ids_of(answer, rows, what);
+  if (!tok || !j.at("clean").is_string()) throw std::invalid_argument(what + " is text; the prompt is ids: give ids");
+  const std::vector<int64_t> both = tok->encode(j.at("clean").get<std::string>() + answer.get<std::string>(), false);
+  if (both.size() <= prompt.size() || !std::equal(prompt.begin(), prompt.end(), both.begin()))
+    throw std::invalid_argument(what + " does not continue the prompt's tokens (prompt and answer tokenized together "
+                                "merge across their boundary); give it as ids");
+  return {both.begin() + static_cast<std::ptrdiff_t>(prompt.size()), both.end()};
+}
+
+// The first tokens of a line's wrong answers ("wrong") or of its other candidates ("choices", which hold the answer
+// too), each tokenized as the answer is, compared with the answer's first.
+std::vector<int64_t> wrong_first_tokens(const json& j, const char* key, const std::vector<int64_t>& prompt,
+                                        const std::vector<int64_t>& answer, const Tokenizer* tok, int64_t rows,
+                                        const std::string& at) {
   std::vector<int64_t> out;
-  const json& ws = j.at("wrong");
-  if (!ws.is_array() || ws.empty()) throw std::invalid_argument(at + ": \"wrong\" is not a non-empty list of answers");
+  const json& ws = j.at(key);
+  const bool choices = std::string(key) == "choices";
+  if (!ws.is_array() || ws.empty() || (choices && ws.size() < 2))
+    throw std::invalid_argument(at + ": \"" + key + "\" is not a " + (choices ? "list of two or more answers" : "non-empty list of answers"));
+  if (choices && ws[0].is_number_integer())
+    throw std::invalid_argument(at + ": \"choices\" is a list of answers, each text or a list of ids");
+  bool answer_seen = false;
   for (size_t w = 0; w < ws.size(); ++w) {
-    const std::string what = at + ": wrong answer " + std::to_string(w + 1);
-    int64_t first = -1;
-    if (ws[w].is_string()) {
-      if (!tok || !j.at("clean").is_string()) throw std::invalid_argument(what + " is text; the prompt is ids: give ids");
-      const std::vector<int64_t> both = tok->encode(j.at("clean").get<std::string>() + ws[w].get<std::string>(), false);
-      if (both.size() <= prompt.size() || !std::equal(prompt.begin(), prompt.end(), both.begin()))
-        throw std::invalid_argument(what + " does not continue the prompt's tokens; give it as ids");
-      first = both[prompt.size()];
-    } else {
-      first = ids_of(ws[w], rows, what).front();
+    const std::string what = at + ": " + (choices ? "choice " : "wrong answer ") + std::to_string(w + 1);
+    const std::vector<int64_t> ids = continuation(j, ws[w], prompt, tok, rows, what);
+    if (choices && ids == answer) {
+      if (answer_seen) throw std::invalid_argument(what + " repeats the answer");
+      answer_seen = true;
+      continue;
     }
-    if (first == answer_first)
-      throw std::invalid_argument(what + " begins with the answer's first token (" + std::to_string(first) +
-                                  "): their logit difference would be 0");
-    out.push_back(first);
+    if (ids.front() == answer.front())
+      throw std::invalid_argument(what + " begins with the answer's first token (" + std::to_string(ids.front()) +
+                                  "): candidates are told apart by their first tokens, and these are the same");
+    out.push_back(ids.front());
+  }
+  if (choices && !answer_seen) throw std::invalid_argument(at + ": the answer is not one of the \"choices\"");
+  return out;
+}
+
+// Character spans [begin, end) of a line's "key" or "value": one span, or a list of them.
+std::vector<std::pair<int64_t, int64_t>> spans_of(const json& s, const std::string& at, const std::string& name) {
+  auto one = [&](const json& x) {
+    if (!x.is_array() || x.size() != 2 || !x[0].is_number_integer() || !x[1].is_number_integer() ||
+        x[0].get<int64_t>() < 0 || x[1].get<int64_t>() <= x[0].get<int64_t>())
+      throw std::invalid_argument(at + ": \"" + name + "\" is not a span [begin, end) of characters or a list of them");
+    return std::make_pair(x[0].get<int64_t>(), x[1].get<int64_t>());
+  };
+  std::vector<std::pair<int64_t, int64_t>> out;
+  if (s.is_array() && !s.empty() && s[0].is_array()) {
+    for (const auto& x : s) out.push_back(one(x));
+  } else {
+    out.push_back(one(s));
   }
   return out;
+}
+
+// Roles of the prompt's own tokens from the line's key and value spans: each key's first token starts a segment and
+// the tokens after it through its value's last (the value of the same index) are its values.
+std::vector<int8_t> span_roles(const json& j, const std::string& clean, const std::vector<EncodedToken>& own,
+                               const std::string& at) {
+  std::vector<size_t> byte_at;  // byte offset of each character, and the end
+  for (size_t i = 0; i < clean.size(); ++i)
+    if ((static_cast<unsigned char>(clean[i]) & 0xC0) != 0x80) byte_at.push_back(i);
+  byte_at.push_back(clean.size());
+  std::map<std::string, std::vector<std::pair<size_t, size_t>>> tokens;  // name -> (first, last) token per span
+  for (const char* name : {"key", "value"}) {
+    if (!j.contains(name)) continue;
+    for (const auto& [b, e] : spans_of(j.at(name), at, name)) {
+      if (static_cast<size_t>(e) >= byte_at.size())
+        throw std::invalid_argument(at + ": \"" + name + "\" ends past the clean text's " +
+                                    std::to_string(byte_at.size() - 1) + " characters");
+      tokens[name].push_back(span_tokens(own, byte_at[static_cast<size_t>(b)], byte_at[static_cast<size_t>(e)], at, name));
+    }
+  }
+  std::vector<int8_t> role(own.size(), 0);
+  const auto& keys = tokens["key"];
+  const auto& values = tokens["value"];
+  if (!keys.empty() && !values.empty() && keys.size() != values.size())
+    throw std::invalid_argument(at + ": " + std::to_string(keys.size()) + " \"key\" spans and " +
+                                std::to_string(values.size()) + " \"value\" spans; they pair by their order");
+  for (size_t i = 0; i < keys.size(); ++i) {
+    const auto [kf, kl] = keys[i];
+    if (!values.empty() && kl >= values[i].first)
+      throw std::invalid_argument(at + ": value span " + std::to_string(i + 1) + " must come after its key's tokens");
+    role[kf] = static_cast<int8_t>(Role::Key);
+    const size_t end = values.empty() ? kl : values[i].second;
+    for (size_t k = kf + 1; k <= end; ++k) role[k] = static_cast<int8_t>(Role::Value);
+  }
+  if (keys.empty())
+    for (const auto& [vf, vl] : values)
+      for (size_t k = vf; k <= vl; ++k) role[k] = static_cast<int8_t>(Role::Value);
+  return role;
 }
 
 Example read_line(const json& j, int64_t line, const Tokenizer* tok, int64_t rows, const std::string& where) {
   const std::string at = where + " line " + std::to_string(line);
   if (!j.is_object()) throw std::invalid_argument(at + ": not a JSON object");
   for (const auto& [k, v] : j.items())
-    if (k != "clean" && k != "corrupted" && k != "answer" && k != "wrong" && k != "key" && k != "value")
+    if (k != "clean" && k != "corrupted" && k != "answer" && k != "wrong" && k != "choices" && k != "key" && k != "value")
       throw std::invalid_argument(at + ": '" + k + "' is not a key MechScope's datasets know (clean, corrupted, answer, "
-                                  "wrong, key, value)");
+                                  "wrong, choices, key, value)");
   if (!j.contains("clean") || !j.contains("answer")) throw std::invalid_argument(at + ": needs \"clean\" and \"answer\"");
   Example e;
   e.line = line;
@@ -205,57 +295,19 @@ Example read_line(const json& j, int64_t line, const Tokenizer* tok, int64_t row
       else if (!from_template) own.push_back(t);
     }
     for (const auto& t : own) prompt.push_back(t.id);
-    // Key and value spans: [begin, end) in characters of the clean text. As in the built-in tasks, a key's first
-    // token starts a segment and the tokens after it through the value's last are its values (what head scores'
-    // gather and aggregate read).
-    std::map<std::string, std::pair<size_t, size_t>> spans;
-    for (const char* name : {"key", "value"}) {
-      if (!j.contains(name)) continue;
-      const json& s = j.at(name);
-      if (!s.is_array() || s.size() != 2 || !s[0].is_number_integer() || !s[1].is_number_integer() ||
-          s[0].get<int64_t>() < 0 || s[1].get<int64_t>() <= s[0].get<int64_t>())
-        throw std::invalid_argument(at + ": \"" + name + "\" is not a span [begin, end) of characters");
-      std::vector<size_t> byte_at;  // byte offset of each character, and the end
-      for (size_t i = 0; i < clean.size(); ++i)
-        if ((static_cast<unsigned char>(clean[i]) & 0xC0) != 0x80) byte_at.push_back(i);
-      byte_at.push_back(clean.size());
-      if (s[1].get<size_t>() >= byte_at.size())
-        throw std::invalid_argument(at + ": \"" + name + "\" ends past the clean text's " +
-                                    std::to_string(byte_at.size() - 1) + " characters");
-      spans[name] = span_tokens(own, byte_at[s[0].get<size_t>()], byte_at[s[1].get<size_t>()], at, name);
-    }
-    if (!spans.empty()) {
-      span_role.assign(own.size(), 0);
-      const bool both = spans.size() == 2;
-      if (both && spans["key"].second >= spans["value"].first)
-        throw std::invalid_argument(at + ": the \"value\" span must come after the \"key\" span's tokens");
-      if (spans.count("key")) {
-        const auto [kf, kl] = spans["key"];
-        span_role[kf] = static_cast<int8_t>(Role::Key);
-        const size_t end = both ? spans["value"].second : kl;
-        for (size_t k = kf + 1; k <= end; ++k) span_role[k] = static_cast<int8_t>(Role::Value);
-      } else {
-        for (size_t k = spans["value"].first; k <= spans["value"].second; ++k) span_role[k] = static_cast<int8_t>(Role::Value);
-      }
-    }
-    if (j.at("answer").is_string()) {  // the continuation of the prompt's tokens
-      const std::vector<int64_t> both = tok->encode(clean + j.at("answer").get<std::string>(), false);
-      if (both.size() <= prompt.size() || !std::equal(prompt.begin(), prompt.end(), both.begin()))
-        throw std::invalid_argument(at + ": the answer does not continue the prompt's tokens (prompt and answer "
-                                    "tokenized together merge across their boundary); give the answer as ids");
-      e.answer.assign(both.begin() + static_cast<std::ptrdiff_t>(prompt.size()), both.end());
-    }
+    if (j.contains("key") || j.contains("value")) span_role = span_roles(j, clean, own, at);
   } else {
     if (j.contains("key") || j.contains("value"))
       throw std::invalid_argument(at + ": \"key\" and \"value\" are character spans of a text prompt");
     prompt = ids_of(j.at("clean"), rows, at + ": \"clean\"");
   }
-  if (e.answer.empty()) {
-    if (!j.at("answer").is_array()) throw std::invalid_argument(at + ": a text answer needs a text prompt; give ids");
-    e.answer = ids_of(j.at("answer"), rows, at + ": \"answer\"");
-  }
-  if (j.contains("wrong")) e.wrong = wrong_first_tokens(j, prompt, e.answer.front(), tok, rows, at);
   if (prompt.empty()) throw std::invalid_argument(at + ": the clean prompt has no tokens");
+  e.answer = continuation(j, j.at("answer"), prompt, tok, rows, at + ": the answer");
+  if (j.contains("wrong") && j.contains("choices"))
+    throw std::invalid_argument(at + ": give \"wrong\" answers or \"choices\", not both");
+  for (const char* key : {"wrong", "choices"})
+    if (j.contains(key)) e.wrong = wrong_first_tokens(j, key, prompt, e.answer, tok, rows, at);
+  e.choices = j.contains("choices");
   e.prefix = prefix.size();
   if (!span_role.empty()) {
     e.span_role.assign(prefix.size(), 0);
@@ -292,6 +344,62 @@ Example read_line(const json& j, int64_t line, const Tokenizer* tok, int64_t row
 }
 
 }  // namespace
+
+namespace {
+
+// The examples of a generator: each sample's lines read as a dataset's; the last few samples kept for corrupt().
+class GeneratedTask : public TextExamplesTask {
+ public:
+  GeneratedTask(std::function<json(uint64_t)> line, std::shared_ptr<const Tokenizer> tok, std::vector<std::string> vocab,
+                json config)
+      : TextExamplesTask(std::move(vocab), std::move(config)), line_(std::move(line)), tok_(std::move(tok)) {}
+  Batch sample(int64_t n, uint64_t seed) const override {
+    if (n <= 0) throw std::invalid_argument("a sample needs at least one example");
+    auto kept = std::make_shared<Kept>();
+    const std::string where = config_.value("task", std::string("text task")) + " (seed " + std::to_string(seed) + ")";
+    for (int64_t i = 0; i < n; ++i) {
+      const uint64_t s = seed * 0x9e3779b97f4a7c15ULL + static_cast<uint64_t>(i) * 0xd1b54a32d192ed03ULL + 1;
+      kept->ex.push_back(read_line(line_(s), i + 1, tok_.get(), static_cast<int64_t>(vocab_.size()), where + " example"));
+    }
+    std::vector<const Example*> rows;
+    for (size_t i = 0; i < kept->ex.size(); ++i) {
+      rows.push_back(&kept->ex[i]);
+      kept->by_clean.emplace(kept->ex[i].clean, i);
+    }
+    Batch out = batch_of(rows, false);
+    std::lock_guard<std::mutex> lock(mu_);
+    recent_.push_back(kept);
+    if (recent_.size() > 4) recent_.pop_front();
+    return out;
+  }
+
+ private:
+  struct Kept {
+    std::vector<Example> ex;
+    std::map<std::vector<int64_t>, size_t> by_clean;
+  };
+  const Example* find(const std::vector<int64_t>& row, std::vector<std::shared_ptr<const void>>& hold) const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = recent_.rbegin(); it != recent_.rend(); ++it) {
+      auto f = (*it)->by_clean.find(row);
+      if (f == (*it)->by_clean.end()) continue;
+      hold.push_back(*it);
+      return &(*it)->ex[f->second];
+    }
+    return nullptr;
+  }
+  std::function<json(uint64_t)> line_;
+  std::shared_ptr<const Tokenizer> tok_;
+  mutable std::mutex mu_;
+  mutable std::deque<std::shared_ptr<Kept>> recent_;
+};
+
+}  // namespace
+
+std::unique_ptr<Task> make_generated_text_task(std::function<json(uint64_t)> line, std::shared_ptr<const Tokenizer> tok,
+                                               std::vector<std::string> vocab, json config) {
+  return std::make_unique<GeneratedTask>(std::move(line), std::move(tok), std::move(vocab), std::move(config));
+}
 
 std::unique_ptr<Task> make_dataset_task(const std::string& path, const Tokenizer* tokenizer,
                                         const std::vector<std::string>& vocab) {

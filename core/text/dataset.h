@@ -14,9 +14,12 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "core/tasks/task.h"
 
@@ -30,5 +33,12 @@ class Tokenizer;
 /// count differs from the clean one's, an answer that does not continue its prompt's tokens, an empty file.
 std::unique_ptr<Task> make_dataset_task(const std::string& path, const Tokenizer* tokenizer,
                                         const std::vector<std::string>& vocab);
+
+/// A task whose examples are dataset lines made on demand: example i of sample(n, seed) is the line `line` makes of
+/// its own seed, read as a dataset reads its lines (the kv-text task, core/text/kv_retrieval.h). `vocab` must cover
+/// every id the tokenizer gives. Its corrupt() knows the examples of its recent samples.
+std::unique_ptr<Task> make_generated_text_task(std::function<nlohmann::json(uint64_t)> line,
+                                               std::shared_ptr<const Tokenizer> tokenizer, std::vector<std::string> vocab,
+                                               nlohmann::json config);
 
 }  // namespace mechscope

@@ -57,6 +57,22 @@ expect_err "patching --dataset, no effect" "the corruption does not change the a
 expect_err "--dataset with --text" "--dataset replaces the task" "$cli" analyze ablation -c dsm --dataset ds.jsonl --text a
 printf '%s\n' '{"clean": "abc de", "answer": " a"}' '{"clean": "ab", "corrupted": "abc", "answer": "c"}' > ds2.jsonl
 expect_err "dataset lengths differ" "line 2: the clean prompt has 1 tokens and the corrupted one 2" "$cli" analyze ablation -c dsm --dataset ds2.jsonl
+# kv-text (P4's dictionary prompts through resources/text/kv-tokenizer.json, where "apple" ":" "42" are ids 809, 25,
+# 437): the trained checkpoint carries its tokenizer (tokenize -c, forward --text); make-dataset writes the same
+# prompts for any tokenizer; ga-discovery reads them as a multiple choice.
+kvt=$(cd "$(dirname "$0")/../../resources/text" && pwd)/kv-tokenizer.json
+expect_ok "train kv-text" "$cli" train --preset hybrid --set d_model=32 --set n_layer=2 --set attn_cfg.rotary_emb_dim=8 --task kv-text --task-set tokenizer="$kvt" --task-set min_pairs=2 --task-set max_pairs=6 --train-set steps=3 --train-set eval_every=3 --train-set eval_examples=16 --out kv.h5
+t=$("$cli" tokenize -c kv.h5 --text "apple:42"); contains "tokenize a kv-text checkpoint" "809,25,437" "$t"
+i=$("$cli" info kv.h5); contains "info kv-text" '"tokenizer":"tokenizer.json (1082 entries' "$i"
+expect_ok "forward --text on kv-text" "$cli" forward -c kv.h5 --text "apple:42"
+m=$("$cli" make-dataset kv-retrieval --tokenizer "$kvt" -n 6 --min-pairs 2 --max-pairs 6 --seed 3 --out kv.jsonl); contains "make-dataset" "wrote 6 kv-retrieval prompts" "$m"
+l=$(head -1 kv.jsonl); contains "make-dataset line" '"clean":"Memorize the following dictionary:\n' "$l"; contains "make-dataset choices" '"choices":[' "$l"
+g=$("$cli" analyze ga-discovery -c kv.h5 --dataset kv.jsonl --csv ga.csv); contains "ga-discovery --dataset" "multiple choice" "$g"
+contains "ga-discovery pruning" "layer pruning" "$g"; contains "ga-discovery csv" "head,causal,causal_rank,gather,aggregate" "$(head -1 ga.csv)"
+g=$("$cli" analyze ga-discovery -c kv.h5 -n 8); contains "ga-discovery on the task" "rank  head" "$g"
+expect_err "make-dataset refuses its own output" "exists" "$cli" make-dataset kv-retrieval --tokenizer "$kvt" --out kv.jsonl
+expect_err "make-dataset, too many pairs for digits" "lower max_pairs" "$cli" make-dataset kv-retrieval --tokenizer "$tx/llama2.tokenizer.json" --out kvd.jsonl
+expect_err "kv-text without tokenizer" "needs \"tokenizer\"" "$cli" train --preset transformer --task kv-text --out kvx.h5
 cp "$tx/gpt2.tokenizer.json" tkm/tokenizer.json
 expect_err "a tokenizer of another model" "does not belong to this model" "$cli" forward -c tkm --text "hello world"
 # The README's example: logits [pos, vocab] from token ids.

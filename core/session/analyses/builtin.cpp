@@ -21,6 +21,7 @@ void register_builtin_analyses(PluginHost& host) {
   host.add_analysis(builtin::dla_analysis());
   host.add_analysis(builtin::embeddings_analysis());
   host.add_analysis(builtin::logit_lens_analysis());
+  host.add_analysis(builtin::ga_discovery_analysis());
 }
 
 namespace builtin {

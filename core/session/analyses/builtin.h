@@ -27,6 +27,7 @@ AnalysisInfo attribution_analysis();
 AnalysisInfo dla_analysis();
 AnalysisInfo embeddings_analysis();
 AnalysisInfo logit_lens_analysis();
+AnalysisInfo ga_discovery_analysis();
 
 /// A results file for analysis `name`: kind = name, empty settings.
 ResultsFile start_results(const std::string& name);

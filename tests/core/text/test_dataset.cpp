@@ -4,16 +4,22 @@
 // probabilities of a padded dataset batch against a softmax of each example run alone.
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <regex>
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "core/interventions/heads.h"
 #include "core/interventions/metrics.h"
+#include "core/plugin/plugin.h"
 #include "core/io/import.h"
 #include "core/model/model.h"
 #include "core/text/dataset.h"
+#include "core/text/kv_retrieval.h"
 #include "core/text/tokenizer.h"
+#include "tests/support/test_support.h"
 
 using namespace mechscope;
 using nlohmann::json;
@@ -178,6 +184,218 @@ TEST(Dataset, WrongAnswersSetTheLogitDifference) {
                               &tok, std::vector<std::string>(12, "x"));
   const Batch cb = tc->sample(1, 0);
   EXPECT_TRUE(at::equal(tc->corrupt(cb, 0, "").wrong, cb.wrong));
+}
+
+// "choices": the other candidates' first tokens are the wrong answers, and an example is correct when its answer's
+// logit is above all of theirs, though another token of the vocabulary is higher (hand-made logits); without
+// choices, correct is the vocabulary's argmax. The answer must be one of the choices.
+TEST(Dataset, ChoicesScoreAMultipleChoice) {
+  const Tokenizer tok = hand_tokenizer();
+  auto task = make_dataset_task(write("c.jsonl", R"({"clean": "abc ", "answer": "d", "choices": ["e", "d", [7]]})" "\n"
+                                                 R"({"clean": "ba", "answer": "c", "choices": ["c", "f"]})" "\n"),
+                                &tok, std::vector<std::string>(12, "x"));
+  const Batch b = task->sample(2, 0);
+  EXPECT_TRUE(b.multiple_choice);
+  EXPECT_EQ(row(b.wrong[0], 2, 2), (std::vector<int64_t>{4, 7}));
+  EXPECT_EQ(row(b.wrong[1], 1, 2), (std::vector<int64_t>{5, -1}));
+  EXPECT_TRUE(b.narrow(1, 1).multiple_choice);
+  const Readout r = Readout::all_labelled(b);
+  at::Tensor logits = at::zeros({2, 12});
+  logits[0][3] = 2.0, logits[0][4] = 0.5, logits[0][7] = 1.5, logits[0][9] = 5.0;  // d above e and 7; 9 is the argmax
+  logits[1][2] = 1.0, logits[1][5] = 1.5;                                          // c below f
+  const ExampleMetrics m = example_metrics(logits, r);
+  EXPECT_FLOAT_EQ(m.correct[0].item<float>(), 1.f);
+  EXPECT_FLOAT_EQ(m.correct[1].item<float>(), 0.f);
+  EXPECT_FLOAT_EQ(m.logit_diff[1].item<float>(), -0.5f);
+  Readout plain = r;
+  plain.multiple_choice = false;  // the argmax of the vocabulary: 9, not d
+  EXPECT_FLOAT_EQ(example_metrics(logits, plain).correct[0].item<float>(), 0.f);
+  EXPECT_NE(error_of(R"({"clean": "a", "answer": "c", "choices": ["d", "e"]})", &tok).find("not one of the \"choices\""),
+            std::string::npos);
+  EXPECT_NE(error_of(R"({"clean": "a", "answer": "c", "choices": ["c"]})", &tok).find("two or more"), std::string::npos);
+  EXPECT_NE(error_of(R"({"clean": "a", "answer": "c", "choices": ["c", "d"], "wrong": ["e"]})", &tok).find("not both"),
+            std::string::npos);
+}
+
+// Several key and value spans pair by their order, each a segment; a count mismatch is refused.
+TEST(Dataset, SpanListsMarkEverySegment) {
+  const Tokenizer tok = hand_tokenizer();
+  // "ab c d e f": ab ' ' c ' ' d ' ' e ' ' f; keys ab and d, values c and e
+  auto task = make_dataset_task(write("m.jsonl", R"({"clean": "ab c d e f", "answer": "g", "key": [[0, 2], [5, 6]], )"
+                                                 R"("value": [[3, 4], [7, 8]]})"),
+                                &tok, std::vector<std::string>(12, "x"));
+  const Batch b = task->sample(1, 0);
+  const std::vector<Role> want = {Role::Key, Role::Value, Role::Value, Role::Filler, Role::Key,
+                                  Role::Value, Role::Value, Role::Filler, Role::Query};
+  for (size_t p = 0; p < want.size(); ++p)
+    EXPECT_EQ(b.roles[0][static_cast<int64_t>(p)].item<int8_t>(), static_cast<int8_t>(want[p])) << p;
+  EXPECT_NE(error_of(R"({"clean": "ab c d e f", "answer": "g", "key": [[0, 2], [5, 6]], "value": [3, 4]})", &tok)
+                .find("2 \"key\" spans and 1 \"value\""),
+            std::string::npos);
+}
+
+std::string kv_tokenizer_path() { return std::string(MECHSCOPE_SOURCE_DIR) + "/resources/text/kv-tokenizer.json"; }
+
+// P4's prompt, read back: the dictionary lines, the query, the answer (the queried key's value), the choices (the
+// values in the dictionary's order), the spans (each key and value's characters) and the corrupted prompt (another
+// key of the dictionary queried, as many tokens); the same seed gives the same line.
+TEST(KvRetrieval, LinesAreP4sPromptWithTheirAnswerChoicesAndSpans) {
+  const Tokenizer tok = Tokenizer::from_file(kv_tokenizer_path());
+  KvRetrievalConfig c;
+  c.min_pairs = 3, c.max_pairs = 12;
+  const std::vector<int64_t> values = kv_retrieval_values(c, tok);
+  EXPECT_EQ(values.size(), 100u);  // the demo tokenizer has every number below 100 as one token
+  std::map<int64_t, int> sizes;
+  for (uint64_t seed = 0; seed < 40; ++seed) {
+    const json line = kv_retrieval_line(c, values, seed, tok);
+    EXPECT_EQ(line, kv_retrieval_line(c, values, seed, tok));
+    const std::string clean = line.at("clean");
+    std::smatch m;
+    ASSERT_TRUE(std::regex_match(clean, m, std::regex("Memorize the following dictionary:\n((?:[a-z]+:[0-9]+\n)+)"
+                                                      "The value of the key '([a-z]+)' is")))
+        << clean;
+    const std::string body = m[1], query = m[2];
+    std::vector<std::pair<std::string, std::string>> pairs;
+    const std::regex pair_re("([a-z]+):([0-9]+)\n");
+    for (std::sregex_iterator it(body.begin(), body.end(), pair_re), end; it != end; ++it)
+      pairs.push_back({(*it)[1], (*it)[2]});
+    ++sizes[static_cast<int64_t>(pairs.size())];
+    ASSERT_GE(pairs.size(), 3u);
+    ASSERT_LE(pairs.size(), 12u);
+    std::string answer;
+    json choices = json::array();
+    for (const auto& [k, v] : pairs) {
+      choices.push_back(v);
+      if (k == query) answer = v;
+    }
+    EXPECT_EQ(line.at("answer"), answer);
+    EXPECT_EQ(line.at("choices"), choices);
+    ASSERT_EQ(line.at("key").size(), pairs.size());
+    for (size_t i = 0; i < pairs.size(); ++i) {
+      const auto kb = line["key"][i][0].get<size_t>(), ke = line["key"][i][1].get<size_t>();
+      const auto vb = line["value"][i][0].get<size_t>(), ve = line["value"][i][1].get<size_t>();
+      EXPECT_EQ(clean.substr(kb, ke - kb), pairs[i].first);
+      EXPECT_EQ(clean.substr(vb, ve - vb), pairs[i].second);
+    }
+    ASSERT_TRUE(line.contains("corrupted"));  // single-token keys: every other key has as many tokens
+    const std::string corrupted = line.at("corrupted");
+    EXPECT_EQ(corrupted.substr(0, body.size()), clean.substr(0, body.size()));
+    EXPECT_NE(corrupted, clean);
+    EXPECT_EQ(tok.encode(corrupted).size(), tok.encode(clean).size());
+  }
+  EXPECT_GE(sizes.size(), 5u);  // pair counts spread over 3..12
+  // A tokenizer that spells numbers digit by digit cannot tell "4" from "42" by first tokens: refused, saying so.
+  json digits = {{"model", {{"type", "BPE"}, {"vocab", json::object()}, {"merges", json::array()}}}};
+  const std::string chars = "0123456789abcdefghijklmnopqrstuvwxyzMT ':\n";
+  for (size_t i = 0; i < chars.size(); ++i) digits["model"]["vocab"][std::string(1, chars[i])] = i;
+  const Tokenizer by_digit = Tokenizer::from_json(digits, "digits");
+  c.max_pairs = 20;
+  try {
+    kv_retrieval_values(c, by_digit);
+    ADD_FAILURE() << "accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("10 continue the prompt as one token"), std::string::npos) << e.what();
+  }
+}
+
+// The kv-text task: its batch is the dataset reading of its lines: the answer's token the target at the last prompt
+// token, every key a Key and its ':' and value Values, the other values the multiple choice; corrupt() gives the
+// corrupted prompts; its config keeps the tokenizer itself.
+TEST(KvRetrieval, TextTaskBatchesAreItsLinesRead) {
+  auto task = make_kv_text_task({{"task", "kv-text"}, {"tokenizer", kv_tokenizer_path()}, {"min_pairs", 2}, {"max_pairs", 6}});
+  const json cfg = task->config();
+  EXPECT_TRUE(cfg.at("tokenizer").is_object());
+  EXPECT_EQ(cfg.at("values"), 100);
+  const Tokenizer tok = Tokenizer::from_json(cfg.at("tokenizer"), "config");
+  EXPECT_EQ(static_cast<int64_t>(task->vocab().size()), tok.vocab_size());
+  const Batch b = task->sample(8, 5);
+  const Batch again = make_kv_text_task(cfg)->sample(8, 5);
+  EXPECT_TRUE(at::equal(b.tokens, again.tokens));  // from the config alone, the same examples
+  EXPECT_TRUE(b.multiple_choice);
+  for (int64_t e = 0; e < 8; ++e) {
+    const int64_t L = b.lengths[e].item<int64_t>();
+    std::vector<int64_t> ids = row(b.tokens, e, L);
+    const std::string text = tok.decode(ids);
+    EXPECT_EQ(b.roles[e][L - 1].item<int8_t>(), static_cast<int8_t>(Role::Query));
+    const int64_t answer = b.targets[e][L - 1].item<int64_t>();
+    EXPECT_EQ(b.targets.ne(-100)[e].sum().item<int64_t>(), 1);
+    // The answer is the value after the queried key in the dictionary.
+    int64_t keys = 0, found = -1;
+    const std::string q = text.substr(text.rfind(" '") + 2, text.rfind("' is") - text.rfind(" '") - 2);
+    for (int64_t p = 0; p < L; ++p) {
+      if (b.roles[e][p].item<int8_t>() != static_cast<int8_t>(Role::Key)) continue;
+      ++keys;
+      EXPECT_EQ(tok.decode({ids[static_cast<size_t>(p) + 1]}), ":");
+      EXPECT_EQ(b.roles[e][p + 1].item<int8_t>(), static_cast<int8_t>(Role::Value));
+      EXPECT_EQ(b.roles[e][p + 2].item<int8_t>(), static_cast<int8_t>(Role::Value));
+      if (tok.decode({ids[static_cast<size_t>(p)]}) == q) found = ids[static_cast<size_t>(p) + 2];
+    }
+    EXPECT_GE(keys, 2);
+    EXPECT_EQ(found, answer) << text;
+    // The wrong answers: the other keys' values.
+    const int64_t W = b.wrong.size(2);
+    int64_t given = 0;
+    for (int64_t w = 0; w < W; ++w) given += b.wrong[e][L - 1][w].item<int64_t>() >= 0 ? 1 : 0;
+    EXPECT_EQ(given, keys - 1);
+  }
+  const Batch c = task->corrupt(b, 0, "prompt");
+  EXPECT_TRUE(at::equal(c.targets, b.targets));
+  EXPECT_TRUE(at::equal(c.lengths, b.lengths));
+  EXPECT_FALSE(at::equal(c.tokens, b.tokens));
+  EXPECT_THROW(make_kv_text_task({{"task", "kv-text"}, {"tokenizer", kv_tokenizer_path()}, {"pairs", 3}}),
+               std::invalid_argument);
+}
+
+// ga-discovery on the kv-text task: each head's causal score is the multiple-choice accuracy the model loses when
+// that head alone is zeroed (here by a hook on a plain forward and the choice read from the logits by hand: the
+// answer's logit above every other value's), and the pruning curve's last stage is the model's own accuracy.
+TEST(KvRetrieval, GaDiscoveryCausalIsEachHeadsMultipleChoiceAccuracyDrop) {
+  auto task = make_kv_text_task({{"task", "kv-text"}, {"tokenizer", kv_tokenizer_path()}, {"min_pairs", 2}, {"max_pairs", 5}});
+  LanguageModel m(mechscope::test::small_config("hybrid", {{"vocab_size", static_cast<int64_t>(task->vocab().size())}}), 3);
+  m.eval();
+  const Batch b = task->sample(48, 2);
+  const RegisteredAnalysis* a = find_analysis("ga-discovery");
+  ASSERT_NE(a, nullptr);
+  const ResultsFile rf = run_analysis(*a, AnalysisContext{m, task.get(), b, task->vocab(), json::object(), 0});
+  std::map<std::string, at::Tensor> got;
+  for (const auto& t : rf.tensors) got[t.name] = t.value;
+  at::NoGradGuard no_grad;
+  // The multiple choice by hand, from full logits [B, L, V].
+  auto accuracy = [&](const at::Tensor& logits) {
+    double right = 0;
+    for (int64_t e = 0; e < b.size(); ++e) {
+      const int64_t q = b.lengths[e].item<int64_t>() - 1;
+      const at::Tensor row = logits[e][q];
+      const float answer = row[b.targets[e][q].item<int64_t>()].item<float>();
+      bool above = true;
+      for (int64_t w = 0; w < b.wrong.size(2); ++w) {
+        const int64_t id = b.wrong[e][q][w].item<int64_t>();
+        if (id >= 0 && row[id].item<float>() >= answer) above = false;
+      }
+      right += above ? 1 : 0;
+    }
+    return right / static_cast<double>(b.size());
+  };
+  const double base = accuracy(m.forward(b.tokens));
+  const at::Tensor pruned = got.at("ga_discovery/pruned_accuracy");
+  EXPECT_NEAR(pruned[pruned.size(0) - 1].item<double>(), base, 1e-6);
+  const std::vector<HeadRef> heads = all_heads(m);
+  ASSERT_EQ(got.at("ga_discovery/causal").size(0), static_cast<int64_t>(heads.size()));
+  bool some_change = false;
+  for (size_t i = 0; i < heads.size(); ++i) {
+    const HeadRef& h = heads[i];
+    const std::string hook = "blocks." + std::to_string(h.layer) + (h.mixer == "attn" ? ".attn.hook_z" : ".ssm.hook_head_out");
+    const at::Tensor logits = m.run_with_hooks(b.tokens, {{hook, [&](const at::Tensor& x, const std::string&) {
+                                                             at::Tensor y = x.clone();
+                                                             y.select(2, h.head).zero_();
+                                                             return y;
+                                                           }}});
+    const double drop = base - accuracy(logits);
+    some_change = some_change || drop != 0;
+    EXPECT_NEAR(got.at("ga_discovery/causal")[static_cast<int64_t>(i)].item<double>(), drop, 1e-6) << h.label();
+  }
+  EXPECT_TRUE(some_change);  // the comparison saw an ablation that matters
+  EXPECT_NE(rf.summary.find("multiple choice"), std::string::npos);
 }
 
 }  // namespace
