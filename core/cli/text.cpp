@@ -36,7 +36,7 @@ std::unique_ptr<Tokenizer> tokenizer_of(const std::string& model, const json& ta
     return std::make_unique<Tokenizer>(Tokenizer::from_json(task_config.at("tokenizer"), "the tokenizer of '" + model + "'"));
   const std::string path = tokenizer_path_of(model, required);
   if (path.empty()) return nullptr;
-  return std::make_unique<Tokenizer>(Tokenizer::from_file(path));
+  return std::make_unique<Tokenizer>(Tokenizer::from_model_file(path));
 }
 
 namespace {
@@ -72,7 +72,7 @@ int run_tokenize(const TokenizeOptions& o) {
     path = o.model;
   }
   if (!own && path.empty()) path = tokenizer_path_of(o.model);
-  const Tokenizer tok = own ? *own : Tokenizer::from_file(path);
+  const Tokenizer tok = own ? *own : Tokenizer::from_model_file(path);
   if (!o.ids.empty()) {
     const std::string text = tok.decode(o.ids, !o.keep_special);
     if (o.json) std::cout << json({{"tokenizer", path}, {"ids", o.ids}, {"text", text}}).dump(2) << "\n";
@@ -106,7 +106,7 @@ int run_make_dataset(const MakeDatasetOptions& o) {
   if (o.examples < 1 || o.examples > 1000000) throw std::invalid_argument("make-dataset: --examples must be in 1..1000000");
   const std::string path = o.tokenizer.empty() ? tokenizer_path_of(o.model) : o.tokenizer;
   refuse_overwrite(o.out, o.force, {path});
-  const Tokenizer tok = Tokenizer::from_file(path);
+  const Tokenizer tok = Tokenizer::from_model_file(path);
   const KvRetrievalConfig c = KvRetrievalConfig::from_json(
       {{"min_pairs", o.min_pairs}, {"max_pairs", o.max_pairs}, {"values", o.values}}, "make-dataset");
   const std::vector<int64_t> values = kv_retrieval_values(c, tok);

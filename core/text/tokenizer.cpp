@@ -10,7 +10,9 @@
 #include <algorithm>
 #include <cctype>
 #include <array>
+#include <filesystem>
 #include <map>
+#include <optional>
 #include <mutex>
 #include <queue>
 #include <sstream>
@@ -1214,6 +1216,183 @@ Tokenizer Tokenizer::read_tokenizer(const json& j, const std::string& where) {
   Tokenizer t;
   t.d_ = std::move(d);
   return t;
+}
+
+Tokenizer Tokenizer::with_template(const std::string& bos, const std::string& eos, const std::string& why) const {
+  auto d = std::make_shared<Impl>(*d_);
+  d->single.clear();
+  auto special = [&](const std::string& token, const char* name) {
+    int64_t id = -1;
+    for (const auto& a : d->added)
+      if (a.content == token) id = a.id;
+    if (id < 0 && d->vocab.count(token)) id = d->vocab.at(token);
+    if (id < 0) throw TokenizerError(why + ": " + name + " " + json(token).dump() + " is not a token of " + d->where);
+    TemplatePiece p;
+    p.special = true;
+    p.ids = {id};
+    p.tokens = {token};
+    d->single.push_back(p);
+  };
+  if (!bos.empty()) special(bos, "bos_token");
+  d->single.push_back(TemplatePiece{});
+  if (!eos.empty()) special(eos, "eos_token");
+  if (bos.empty() && eos.empty()) d->single.clear();
+  const std::string around = bos.empty() && eos.empty() ? "none" : (bos.empty() ? "" : bos + " ") + "text" + (eos.empty() ? "" : " " + eos);
+  const auto at = d->description.find(", special tokens around each sequence");
+  if (at != std::string::npos) d->description.erase(at);
+  d->description += ", special tokens " + around + " (" + why + ")";
+  Tokenizer t;
+  t.d_ = std::move(d);
+  return t;
+}
+
+namespace {
+
+json read_json_text(const std::string& path, uint64_t cap, const std::string& what) {
+  std::string text;
+  try {
+    text = read_file_capped(path, cap, what);
+  } catch (const FileError& e) {
+    throw TokenizerError(e.what());
+  }
+  try {
+    return parse_json(text);  // nesting bounded before anything is built
+  } catch (const std::exception& e) {
+    throw TokenizerError("'" + path + "' is not valid JSON: " + e.what());
+  }
+}
+
+// The classes whose transformers 4 constructor rebuilds the template (update_post_processor), with their defaults.
+struct ClassDefaults {
+  bool bos, eos;
+  std::vector<std::pair<const char*, const char*>> tokens;  // special token defaults: key -> content
+};
+const std::map<std::string, ClassDefaults>& rebuilding_classes() {
+  static const std::map<std::string, ClassDefaults> m = {
+      {"LlamaTokenizer", {true, false, {{"bos_token", "<s>"}, {"eos_token", "</s>"}, {"unk_token", "<unk>"}}}},
+      {"GemmaTokenizer", {true, false, {{"bos_token", "<bos>"}, {"eos_token", "<eos>"}, {"unk_token", "<unk>"}, {"pad_token", "<pad>"}}}},
+      {"GPTNeoXTokenizer",
+       {false, false, {{"bos_token", "<|endoftext|>"}, {"eos_token", "<|endoftext|>"}, {"unk_token", "<|endoftext|>"}}}}};
+  return m;
+}
+
+// A special token of tokenizer_config.json: a string or an AddedToken object {"content": ..., flags}.
+json config_token(const json& v, const std::string& where, const std::string& key) {
+  if (v.is_string()) return {{"content", v}};
+  if (v.is_object() && v.contains("content") && v.at("content").is_string()) return v;
+  throw TokenizerError(where + ": " + key + " is " + v.dump() + ", neither a string nor an AddedToken's {\"content\": ...}");
+}
+
+// Adds the config's special tokens (and the class's defaults for those it leaves unset) to `file`'s added tokens, as
+// transformers does when it builds the tokenizer: a special token that is not an added token yet becomes one, with
+// its vocabulary id, or, where the vocabulary lacks it, the next id after every other (as transformers appends it;
+// a model without a row for it refuses the id where it is used).
+void add_config_specials(json& file, const json& c, const ClassDefaults* defaults, const std::string& where) {
+  std::vector<std::pair<std::string, json>> tokens;
+  for (const char* key : {"bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"}) {
+    if (c.contains(key) && !c.at(key).is_null()) {
+      tokens.push_back({key, config_token(c.at(key), where, key)});
+    } else if (defaults) {
+      for (const auto& [k, v] : defaults->tokens)
+        if (std::string(k) == key) tokens.push_back({key, {{"content", v}}});
+    }
+  }
+  if (c.contains("additional_special_tokens") && !c.at("additional_special_tokens").is_null()) {
+    if (!c.at("additional_special_tokens").is_array())
+      throw TokenizerError(where + ": additional_special_tokens is not a list");
+    for (const auto& v : c.at("additional_special_tokens"))
+      tokens.push_back({"additional_special_tokens", config_token(v, where, "additional_special_tokens")});
+  }
+  if (!file.contains("added_tokens") || file.at("added_tokens").is_null()) file["added_tokens"] = json::array();
+  const json& vocab = file.at("model").at("vocab");
+  int64_t next = 0;
+  if (vocab.is_object())
+    for (const auto& [k, v] : vocab.items()) next = std::max(next, v.is_number_integer() ? v.get<int64_t>() + 1 : next);
+  for (const auto& a : file.at("added_tokens"))
+    if (a.contains("id") && a.at("id").is_number_integer()) next = std::max(next, a.at("id").get<int64_t>() + 1);
+  for (const auto& [key, t] : tokens) {
+    const std::string content = t.at("content").get<std::string>();
+    bool present = false;
+    for (const auto& a : file.at("added_tokens")) present = present || a.value("content", "") == content;
+    if (present) continue;
+    const bool known = vocab.is_object() && vocab.contains(content);
+    json added = {{"id", known ? vocab.at(content) : json(next++)}, {"content", content}, {"special", true}, {"normalized", false},
+                  {"lstrip", false}, {"rstrip", false}, {"single_word", false}};
+    for (const char* f : {"lstrip", "rstrip", "single_word", "normalized"})
+      if (t.contains(f) && t.at(f).is_boolean()) added[f] = t.at(f);
+    file["added_tokens"].push_back(added);
+  }
+}
+
+// ByteLevel's add_prefix_space in a tokenizer.json's pre-tokenizer (or a Sequence's), if it has a ByteLevel step.
+std::optional<bool> byte_level_prefix_space(const json& pre) {
+  if (!pre.is_object()) return std::nullopt;
+  if (pre.value("type", "") == "ByteLevel") return pre.value("add_prefix_space", true);
+  if (pre.value("type", "") == "Sequence" && pre.contains("pretokenizers"))
+    for (const auto& p : pre.at("pretokenizers"))
+      if (auto f = byte_level_prefix_space(p)) return f;
+  return std::nullopt;
+}
+
+// What else the rebuilding classes' constructors change, MechScope does not: a config that would make them differ
+// from the file is refused by name.
+void refuse_rebuilt_pre_tokenizer(const json& file, const json& c, const std::string& cls, const std::string& where,
+                                  const std::string& path) {
+  const auto file_flag = byte_level_prefix_space(file.value("pre_tokenizer", json()));
+  if (c.contains("add_prefix_space") && !c.at("add_prefix_space").is_null()) {
+    if (cls != "GPTNeoXTokenizer" || !c.at("add_prefix_space").is_boolean() || !file_flag ||
+        *file_flag != c.at("add_prefix_space").get<bool>())
+      throw TokenizerError(where + ": add_prefix_space " + c.at("add_prefix_space").dump() + " makes transformers 4's " +
+                           cls + " rebuild the pre-tokenizer of '" + path + "', which MechScope reads as the file says");
+  } else if (cls == "GPTNeoXTokenizer" && file_flag && *file_flag) {  // its default (false) replaces the file's true
+    throw TokenizerError(where + ": GPTNeoXTokenizer's add_prefix_space defaults to false, and '" + path +
+                         "' adds a prefix space: transformers 4 rebuilds its pre-tokenizer, which MechScope reads as "
+                         "the file says (set add_prefix_space to true in the config, or false in the file)");
+  }
+}
+
+}  // namespace
+
+Tokenizer Tokenizer::from_model_file(const std::string& path) {
+  json file = read_json_text(path, uint64_t{256} << 20, "tokenizer");
+  const std::string config_path = (std::filesystem::path(path).parent_path() / "tokenizer_config.json").string();
+  std::error_code ec;
+  if (!std::filesystem::exists(config_path, ec)) return from_json(file, "'" + path + "'");
+  const json c = read_json_text(config_path, uint64_t{64} << 20, "tokenizer config");
+  const std::string where = "'" + config_path + "'";
+  if (!c.is_object()) throw TokenizerError(where + " is not a JSON object");
+  std::string cls;
+  if (c.contains("tokenizer_class")) {
+    if (!c.at("tokenizer_class").is_string()) throw TokenizerError(where + ": tokenizer_class is not a string");
+    cls = c.at("tokenizer_class").get<std::string>();
+  }
+  const std::string shown = cls;
+  if (cls.size() > 4 && cls.compare(cls.size() - 4, 4, "Fast") == 0) cls.resize(cls.size() - 4);
+  if (cls == "CodeLlamaTokenizer")
+    throw TokenizerError(where + ": CodeLlamaTokenizer adds fill-in-the-middle tokens MechScope does not read");
+  const auto it = rebuilding_classes().find(cls);
+  const ClassDefaults* defaults = it == rebuilding_classes().end() ? nullptr : &it->second;
+  if (!file.is_object() || !file.contains("model") || !file.at("model").is_object())
+    return from_json(file, "'" + path + "'");  // from_json says what is wrong
+  add_config_specials(file, c, defaults, where);
+  Tokenizer t = from_json(file, "'" + path + "'");
+  if (!defaults) return t;
+  refuse_rebuilt_pre_tokenizer(file, c, cls, where, path);
+  auto flag = [&](const char* key, bool fallback) {
+    if (!c.contains(key) || c.at(key).is_null()) return fallback;
+    if (!c.at(key).is_boolean()) throw TokenizerError(where + ": " + key + " is " + c.at(key).dump() + ", not true or false");
+    return c.at(key).get<bool>();
+  };
+  auto token = [&](const char* key) {
+    if (c.contains(key) && !c.at(key).is_null()) return config_token(c.at(key), where, key).at("content").get<std::string>();
+    for (const auto& [k, v] : defaults->tokens)
+      if (std::string(k) == key) return std::string(v);
+    return std::string();
+  };
+  const bool bos = flag("add_bos_token", defaults->bos), eos = flag("add_eos_token", defaults->eos);
+  return t.with_template(bos ? token("bos_token") : "", eos ? token("eos_token") : "",
+                         "tokenizer_config.json: " + shown + ", add_bos_token " + (bos ? "true" : "false") +
+                             ", add_eos_token " + (eos ? "true" : "false"));
 }
 
 Tokenizer Tokenizer::from_file(const std::string& path) {

@@ -38,6 +38,15 @@ class Tokenizer {
   static Tokenizer from_file(const std::string& path);
   /// The same from parsed JSON; `where` names it in errors.
   static Tokenizer from_json(const nlohmann::json& j, const std::string& where);
+  /// A model's tokenizer.json at `path` with the special tokens the tokenizer_config.json beside it asks for, as
+  /// transformers 4 loads it: where the config's tokenizer_class is one that builds its own template
+  /// (Llama, CodeLlama, Gemma, GPT-NeoX; slow or fast names), BOS and EOS come from its add_bos_token and
+  /// add_eos_token (the class's defaults where absent) and its bos_token and eos_token; any other class, or no
+  /// config, keeps the file's template. A value of the wrong type, or a token the vocabulary lacks, is refused by name.
+  static Tokenizer from_model_file(const std::string& path);
+  /// This tokenizer with its template replaced by `bos` (if not empty), the text, `eos` (if not empty); `why` says
+  /// where they came from in describe() and errors. Each must be a token of the vocabulary (or an added token).
+  Tokenizer with_template(const std::string& bos, const std::string& eos, const std::string& why) const;
 
   /// The ids of `text` (UTF-8; invalid UTF-8 is refused), with the post-processor's special tokens when
   /// `add_special_tokens` (what `tokenizers`' encode does by default).

@@ -5,6 +5,7 @@
 // combining marks, CJK, right-to-left scripts, whitespace runs, special tokens inline), with and without special
 // tokens; its decoding of them, with and without the special tokens; and its decoding of random id sequences,
 // where cut UTF-8 becomes U+FFFD as Rust's from_utf8_lossy makes it. What is not implemented is refused by name.
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iterator>
@@ -182,6 +183,69 @@ TEST(Tokenizer, HostileFilesAreErrors) {
   } catch (const TokenizerError& e) {
     EXPECT_NE(std::string(e.what()).find("backtracks"), std::string::npos) << e.what();
   }
+}
+
+// tokenizer_config.json's BOS policy: for each folder of tests/text/fixtures/bos_policy.json (a fixture
+// tokenizer.json and a config), the ids transformers 4 gave for 60 corpus lines (tests/text/make_bos_fixtures.py):
+// Llama and GPT-NeoX classes rebuild BOS/EOS from add_bos_token/add_eos_token (their defaults where absent), any
+// other class keeps the file's template. Configs that would make transformers rebuild more are refused by name.
+TEST(Tokenizer, TokenizerConfigSetsBosAndEosAsTransformers4Does) {
+  std::ifstream in(kDir + "bos_policy.json", std::ios::binary);
+  const json fx = json::parse(in);
+  const std::vector<std::string> lines = corpus();
+  ASSERT_GE(lines.size(), 60u);
+  const std::string root = ::testing::TempDir() + "/bos_policy";
+  int checked = 0;
+  for (const auto& c : fx.at("cases")) {
+    const std::string dir = root + "/" + c.at("name").get<std::string>();
+    std::filesystem::create_directories(dir);
+    std::filesystem::copy_file(kDir + c.at("tokenizer").get<std::string>() + ".tokenizer.json", dir + "/tokenizer.json",
+                               std::filesystem::copy_options::overwrite_existing);
+    std::ofstream(dir + "/tokenizer_config.json") << c.at("config").dump();
+    const Tokenizer tok = Tokenizer::from_model_file(dir + "/tokenizer.json");
+    for (size_t i = 0; i < 60; ++i) {
+      EXPECT_EQ(json(tok.encode(lines[i])), c.at("ids")[i]) << c.at("name") << " line " << i + 1;
+      ++checked;
+    }
+  }
+  EXPECT_EQ(checked, 9 * 60);
+  auto refusal = [&](const std::string& kind, const json& config) {
+    const std::string dir = root + "/refused";
+    std::filesystem::create_directories(dir);
+    std::filesystem::copy_file(kDir + kind + ".tokenizer.json", dir + "/tokenizer.json",
+                               std::filesystem::copy_options::overwrite_existing);
+    std::ofstream(dir + "/tokenizer_config.json") << config.dump();
+    try {
+      Tokenizer::from_model_file(dir + "/tokenizer.json");
+    } catch (const TokenizerError& e) {
+      return std::string(e.what());
+    }
+    return std::string("(accepted)");
+  };
+  EXPECT_NE(refusal("llama2", {{"tokenizer_class", "LlamaTokenizerFast"}, {"add_bos_token", "yes"}}).find("add_bos_token"),
+            std::string::npos);
+  // A special token the vocabulary lacks is appended after every id, as transformers 4 appends it: "a b" is
+  // [1156, 314, 269, 363] there (1156 tokens before it).
+  {
+    const std::string dir = root + "/appended";
+    std::filesystem::create_directories(dir);
+    std::filesystem::copy_file(kDir + "llama2.tokenizer.json", dir + "/tokenizer.json",
+                               std::filesystem::copy_options::overwrite_existing);
+    std::ofstream(dir + "/tokenizer_config.json") << R"({"tokenizer_class": "LlamaTokenizer", "bos_token": "<start>"})";
+    const Tokenizer t = Tokenizer::from_model_file(dir + "/tokenizer.json");
+    EXPECT_EQ(t.encode("a b"), (std::vector<int64_t>{1156, 314, 269, 363}));
+    EXPECT_EQ(t.vocab_size(), 1157);
+  }
+  EXPECT_NE(refusal("llama2", {{"tokenizer_class", "LlamaTokenizer"}, {"bos_token", 7}}).find("bos_token is 7"),
+            std::string::npos);
+  EXPECT_NE(refusal("llama2", {{"tokenizer_class", "LlamaTokenizerFast"}, {"add_prefix_space", true}}).find("add_prefix_space"),
+            std::string::npos);
+  // GPT-NeoX's default add_prefix_space (false) against a file that adds one: transformers 4 rebuilds the
+  // pre-tokenizer; said, not followed. Stated as the file has it, it is accepted.
+  EXPECT_NE(refusal("neox_nfc_prefix", {{"tokenizer_class", "GPTNeoXTokenizerFast"}}).find("defaults to false"),
+            std::string::npos);
+  EXPECT_EQ(refusal("neox_nfc_prefix", {{"tokenizer_class", "GPTNeoXTokenizerFast"}, {"add_prefix_space", true}}),
+            "(accepted)");
 }
 
 }  // namespace
