@@ -81,7 +81,7 @@ std::vector<HeadGroup> BlockImpl::head_groups() const {
 at::Tensor BlockImpl::shared_embedding(const Partial& part, int64_t len) const {
   if (part.embedding) return *part.embedding;
   if (part.prefix && part.prefix->tensors.count("hook_embed"))
-    return part.prefix->at("hook_embed").narrow(1, part.start(), len);
+    return part.prefix->positions("hook_embed", part.start(), len);
   throw std::logic_error(h_resid_pre_ + ": this layer's shared block reads the token embedding (hook_embed), which "
                          "this run did not pass");
 }

@@ -20,6 +20,17 @@ const at::Tensor& LayerPrefix::at(const std::string& hook) const {
   return it->second;
 }
 
+at::Tensor LayerPrefix::positions(const std::string& hook, int64_t from, int64_t n) const {
+  const at::Tensor& t = at(hook);
+  auto it = first.find(hook);
+  const int64_t f = it == first.end() ? 0 : it->second;
+  if (from < f || from + n > f + t.size(1))
+    throw std::logic_error("partial run from position " + std::to_string(start) + ": the prefix holds positions " +
+                           std::to_string(f) + ".." + std::to_string(f + t.size(1) - 1) + " of " + hook + ", not " +
+                           std::to_string(from) + ".." + std::to_string(from + n - 1));
+  return t.narrow(1, from - f, n);
+}
+
 at::Tensor HeadGroup::project(int64_t h, const at::Tensor& slice) const {
   at::Tensor out = at::matmul(slice.to(weight.scalar_type()), columns(h).t());
   return scale.defined() ? out * scale : out;

@@ -25,8 +25,13 @@ namespace mechscope {
 struct LayerPrefix {
   int64_t start = 0;
   ActivationCache tensors;  ///< hook name -> [b', L, ...]
+  /// hook name -> the position of tensors[hook][:, 0] where it holds a window of the positions only (absent: 0):
+  /// incremental decoding keeps an SSM's last state and its convolution's last inputs, not every position.
+  std::map<std::string, int64_t> first;
   /// The tensor of `hook`; throws naming it when the prefix lacks it.
   const at::Tensor& at(const std::string& hook) const;
+  /// Positions [from, from + n) of `hook` along dim 1; throws naming it when the prefix does not hold them.
+  at::Tensor positions(const std::string& hook, int64_t from, int64_t n) const;
 };
 
 /// A partial run of a layer: its input holds positions >= prefix->start only (prefix null: from 0), and with

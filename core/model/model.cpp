@@ -167,7 +167,8 @@ at::Tensor run_example_parts(int64_t batch, const at::Device& device, HookContex
   return at::cat(out);
 }
 
-at::Tensor LanguageModel::embed(const at::Tensor& tokens, HookContext* ctx, at::Tensor* token_embedding) {
+at::Tensor LanguageModel::embed(const at::Tensor& tokens, HookContext* ctx, at::Tensor* token_embedding,
+                                int64_t first_position) {
   at::Tensor e = backbone->embedding->forward(tokens);  // [batch, pos, d_model]
   // Gemma's scale, rounded to the embedding's dtype first (as transformers does: sqrt(3072) is 55.5 in bfloat16).
   if (cfg_.embedding_multiplier != 1.0) e = e * at::scalar_tensor(cfg_.embedding_multiplier, e.options());
@@ -175,7 +176,10 @@ at::Tensor LanguageModel::embed(const at::Tensor& tokens, HookContext* ctx, at::
   if (token_embedding) *token_embedding = resid;
   if (backbone->pos_embedding) {
     const int64_t L = tokens.size(1);
-    at::Tensor pos = backbone->pos_embedding->forward(at::arange(L, tokens.options()))
+    if (first_position < 0 || first_position + L > cfg_.max_seq_len)
+      throw std::invalid_argument("positions " + std::to_string(first_position) + ".." + std::to_string(first_position + L - 1) +
+                                  " exceed the learned position table's " + std::to_string(cfg_.max_seq_len));
+    at::Tensor pos = backbone->pos_embedding->forward(at::arange(first_position, first_position + L, tokens.options()))
                          .unsqueeze(0).expand({tokens.size(0), L, cfg_.d_model});
     resid = resid + hook_point(ctx, "hook_pos_embed", pos);
   }

@@ -43,7 +43,10 @@ class LanguageModel : public torch::nn::Module {
   // forward(tokens) == unembed(forward_blocks(0, n_layers(), embed(tokens))).
   /// hook_embed (+ hook_pos_embed) -> the residual entering block 0 [batch, pos, d_model]. Tokens are not checked.
   /// `token_embedding`, when given, receives hook_embed's value (what shared blocks read beside the residual).
-  at::Tensor embed(const at::Tensor& tokens, HookContext* ctx = nullptr, at::Tensor* token_embedding = nullptr);
+  /// `first_position`: the position of tokens[:, 0] (a learned position table reads positions from there on:
+  /// incremental decoding).
+  at::Tensor embed(const at::Tensor& tokens, HookContext* ctx = nullptr, at::Tensor* token_embedding = nullptr,
+                   int64_t first_position = 0);
   /// Whether some block reads the token embedding beside the residual (a shared block, Zamba2): then the run
   /// paths below need `embedding`, hook_embed's value [b', pos, d_model] over the same positions, b' dividing the
   /// batch (variants stacked variant-major); other models ignore it (it may be undefined there). A partial run takes

@@ -166,8 +166,8 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const Partial& part, Hook
   k = hook_point(ctx, h_k_, k);
   v = hook_point(ctx, h_v_, v);
   if (s > 0) {  // the keys and values before `start`, as the earlier run computed them
-    k = at::cat({repeat_batch(part.prefix->at(h_k_).narrow(1, 0, s), b).to(k.scalar_type()), k}, 1);
-    v = at::cat({repeat_batch(part.prefix->at(h_v_).narrow(1, 0, s), b).to(v.scalar_type()), v}, 1);
+    k = at::cat({repeat_batch(part.prefix->positions(h_k_, 0, s), b).to(k.scalar_type()), k}, 1);
+    v = at::cat({repeat_batch(part.prefix->positions(h_v_, 0, s), b).to(v.scalar_type()), v}, 1);
   }
   if (Hkv != H) {
     k = k.repeat_interleave(H / Hkv, 2);

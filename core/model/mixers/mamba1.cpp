@@ -127,9 +127,17 @@ at::Tensor Mamba1Impl::forward(const at::Tensor& hs, const Partial& part, HookCo
   at::Tensor A = -at::exp(A_log.to(at::kFloat));                               // [d_inner, N]
   at::Tensor Df = D.to(at::kFloat);
   at::Tensor y;
-  if (part.start() > 0) {  // the scan continues from the state the earlier run left before the first position
-    at::Tensor h0 = part.prefix->at(h_state_).select(1, part.start() - 1).to(at::kFloat);  // [b', d_inner, 1, N]
-    h0 = repeat_batch(h0.reshape({h0.size(0), d_inner, d_state}), hs.size(0));     // [b, d_inner, N]
+  at::Tensor h0;  // a partial run's state entering its first position [b, d_inner, N]
+  if (part.start() > 0) {
+    h0 = part.prefix->positions(h_state_, part.start() - 1, 1).select(1, 0).to(at::kFloat);  // [b', d_inner, 1, N]
+    h0 = repeat_batch(h0.reshape({h0.size(0), d_inner, d_state}), hs.size(0));
+  }
+  if (ctx && ctx->wants(h_state_)) {
+    at::Tensor states = ssm::hooked_states(  // hook [b, L, d_inner, 1, N], from h0 in a partial run
+        ctx, h_state_, xf, [&] { return kernels::selective_scan_states(xf, dtf, A, Bf, Cf, Df).second; },
+        [&](at::Tensor& dA, at::Tensor& dBx) { mamba1_discretize(xf, dtf, A, Bf, dA, dBx); }, 3, h0);
+    y = mamba1_readout(states, xf, Cf, Df);
+  } else if (h0.defined()) {  // the scan continues from the state the earlier run left before the first position
     if (kernels::fast_scan_applies(xf) && xf.is_cpu()) {
       y = kernels::selective_scan_from(xf, dtf, A, Bf, Cf, Df, h0);
     } else {
@@ -137,11 +145,6 @@ at::Tensor Mamba1Impl::forward(const at::Tensor& hs, const Partial& part, HookCo
       mamba1_discretize(xf, dtf, A, Bf, dA, dBx);
       y = mamba1_readout(linear_scan_sequential(dA, dBx, h0), xf, Cf, Df);
     }
-  } else if (ctx && ctx->wants(h_state_)) {
-    at::Tensor states = ssm::hooked_states(  // hook [b, L, d_inner, 1, N]
-        ctx, h_state_, xf, [&] { return kernels::selective_scan_states(xf, dtf, A, Bf, Cf, Df).second; },
-        [&](at::Tensor& dA, at::Tensor& dBx) { mamba1_discretize(xf, dtf, A, Bf, dA, dBx); }, 3);
-    y = mamba1_readout(states, xf, Cf, Df);
   } else if (kernels::fast_scan_applies(xf)) {
     y = kernels::selective_scan(xf, dtf, A, Bf, Cf, Df);
   } else {

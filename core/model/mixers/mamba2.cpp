@@ -130,10 +130,14 @@ at::Tensor Mamba2Impl::forward(const at::Tensor& hs, const Partial& part, HookCo
   at::Tensor A = -at::exp(A_log.to(at::kFloat));                                // [H]
   at::Tensor Dk = cfg_.D_has_hdim ? D.to(at::kFloat).view({H, P}) : D.to(at::kFloat);
   at::Tensor y;
-  if (ctx && ctx->wants(h_state_)) {
-    at::Tensor states = ssm::hooked_states(  // hook [b, L, H, P, N]
+  at::Tensor h0;  // a partial run's state entering its first position [b, H, P, N]
+  if (part.start() > 0)
+    h0 = repeat_batch(part.prefix->positions(h_state_, part.start() - 1, 1).select(1, 0).to(at::kFloat), hs.size(0));
+  const bool hooked = ctx && ctx->wants(h_state_);
+  if (hooked) {
+    at::Tensor states = ssm::hooked_states(  // hook [b, L, H, P, N], from h0 in a partial run
         ctx, h_state_, xf, [&] { return kernels::ssd_scan_states(xf, dtf, A, Bf, Cf, Dk).second; },
-        [&](at::Tensor& dA, at::Tensor& dBx) { mamba2_discretize(xf, dtf, A, Bf, dA, dBx); }, -1);
+        [&](at::Tensor& dA, at::Tensor& dBx) { mamba2_discretize(xf, dtf, A, Bf, dA, dBx); }, -1, h0);
     y = mamba2_readout(states, xf, Cf, Dk);
   } else if (kernels::fast_scan_applies(xf)) {
     // The fused recurrence beats the chunked SSD's matrix products on CPU, forward (about 3x from 64 to 1024
@@ -142,10 +146,9 @@ at::Tensor Mamba2Impl::forward(const at::Tensor& hs, const Partial& part, HookCo
   } else {
     y = mamba2_ssd(xf, dtf, A, Bf, Cf, Dk, chunk);
   }
-  if (part.start() > 0) {
-    // The state entering the first position [b, H, P, N]: decays by exp(A_h sum dt), read out by C.
+  if (h0.defined() && !hooked) {
+    // The state entering the first position decays by exp(A_h sum dt) and is read out by C.
     const int64_t b = hs.size(0), Lx = hs.size(1);
-    at::Tensor h0 = repeat_batch(part.prefix->at(h_state_).select(1, part.start() - 1).to(at::kFloat), b);
     // Per group one product [L, N] x [N, (H/G) P] (few large products: ATen loops small batched ones per matrix).
     at::Tensor hg = h0.reshape({b, G, (H / G) * P, N});                                 // heads of group g together
     at::Tensor read = at::matmul(Cf.transpose(1, 2), hg.transpose(-1, -2))             // [b, G, L, (H/G) P]

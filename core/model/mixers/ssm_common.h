@@ -35,10 +35,11 @@ at::Tensor conv_window(const Partial& part, const std::string& mixer_in_hook, in
   const int64_t s = part.start();
   if (s == 0) return {};
   const int64_t w = std::min<int64_t>(s, d_conv - 1);
-  return repeat_batch(project(part.prefix->at(mixer_in_hook).narrow(1, s - w, w)), b);
+  return repeat_batch(project(part.prefix->positions(mixer_in_hook, s - w, w)), b);
 }
 
-// A partial run may not take hooks that need the positions before its start.
+// A partial run may not take the implicit attention pattern: it needs every position (its states it may take:
+// they continue from the prefix's).
 void check_partial_hooks(const Partial& part, HookContext* ctx, const std::string& state, const std::string& pattern);
 
 // The fast kernels serve a forward when they apply (float32 CPU) and no gradient flows through the states.
@@ -70,17 +71,18 @@ at::Tensor states_through_hook(HookContext* ctx, const std::string& name, at::Te
 }
 
 // Per-position states of a layer for the state hook: from the kernel (`fast_states`) when it applies, else the
-// step-by-step recurrence; then through the hook (replacements carry forward).
+// step-by-step recurrence; then through the hook (replacements carry forward). `h0` [b, state...]: the state
+// before the first position (a partial run's, from its prefix); undefined: zero.
 template <typename FastStates, typename Discretize>
 at::Tensor hooked_states(HookContext* ctx, const std::string& name, const at::Tensor& x, FastStates fast_states,
-                         Discretize discretize, int64_t head_dim_insert) {
+                         Discretize discretize, int64_t head_dim_insert, const at::Tensor& h0 = {}) {
   at::Tensor states;
-  if (fast_states_ok(x)) {
+  if (fast_states_ok(x) && !h0.defined()) {
     states = fast_states();
   } else {
     at::Tensor dA, dBx;
     discretize(dA, dBx);
-    states = linear_scan_sequential(dA, dBx);
+    states = linear_scan_sequential(dA, dBx, h0);
   }
   return states_through_hook(ctx, name, states, discretize, head_dim_insert);
 }
