@@ -62,6 +62,19 @@ struct TokenizeOptions {
 };
 int run_tokenize(const TokenizeOptions& o);
 
+struct GenerateOptions {
+  std::string checkpoint;
+  TypedInput input;             // the prompt: --tokens, --tokens-file, --text, --text-file
+  int64_t max_new_tokens = 32;  // --max-new
+  std::vector<int64_t> stop;    // --stop: ids that end the continuation
+  std::string stop_text;        // --stop-text: text whose one token ends it (e.g. a newline)
+  bool reference = false;       // --reference: re-run the full forward each step (no caches)
+  bool json = false;
+  std::string dtype = "float32";
+};
+/// Greedy continuation of a prompt with the caches (core/model/generate.h), printed as text and ids.
+int run_generate(const GenerateOptions& o);
+
 struct MakeDatasetOptions {
   std::string kind;           // kv-retrieval
   std::string model;          // -c: a model with tokenizer.json beside it

@@ -57,6 +57,21 @@ int main(int argc, char** argv) {
   c_tok->add_flag("--no-special", tz.no_special, "without the special tokens the tokenizer adds (e.g. BOS)");
   c_tok->add_flag("--keep-special", tz.keep_special, "with --decode: keep special tokens in the text");
 
+  GenerateOptions gen;
+  auto* c_gen = app.add_subcommand("generate", "greedy continuation of a prompt, with attention's key-value cache and "
+                                   "the SSM state cache (docs/text.md)");
+  c_gen->add_option("--checkpoint,-c", gen.checkpoint, "checkpoint (.h5) or model folder")->required();
+  c_gen->add_option("--tokens,-t", gen.input.tokens, "the prompt as ids or vocabulary strings");
+  c_gen->add_option("--tokens-file", gen.input.tokens_file, "text file holding the prompt's tokens");
+  c_gen->add_option("--text", gen.input.text, "the prompt as text, through the model's tokenizer");
+  c_gen->add_option("--text-file", gen.input.text_file, "a UTF-8 file holding the prompt");
+  c_gen->add_option("--max-new", gen.max_new_tokens, "most tokens to generate")->capture_default_str();
+  c_gen->add_option("--stop", gen.stop, "ids that end the continuation (kept)")->delimiter(',');
+  c_gen->add_option("--stop-text", gen.stop_text, "text of one token that ends the continuation, e.g. $'\\n'");
+  c_gen->add_flag("--reference", gen.reference, "re-run the full forward at every step instead of the caches");
+  c_gen->add_flag("--json", gen.json, "prompt and continuation ids and text as JSON");
+  c_gen->add_option("--dtype", gen.dtype, kDtypeHelp)->capture_default_str();
+
   MakeDatasetOptions mk;
   auto* c_mk = app.add_subcommand("make-dataset", "write a prompt dataset (JSONL) of the papers' text tasks for a "
                                   "model's tokenizer: kv-retrieval (P4's dictionary prompt, multiple choice)");
@@ -219,6 +234,7 @@ int main(int argc, char** argv) {
     if (c_info->parsed()) return run_info(info);
     if (c_tok->parsed()) return run_tokenize(tz);
     if (c_mk->parsed()) return run_make_dataset(mk);
+    if (c_gen->parsed()) return run_generate(gen);
     if (c_conv->parsed()) return run_convert(conv);
     if (c_rep->parsed()) return run_replay(rep);
     if (c_fwd->parsed()) return run_forward(fwd);

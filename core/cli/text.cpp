@@ -1,5 +1,6 @@
 // mechscope-cli tokenize: text through a model's tokenizer.json (core/text/tokenizer.h), as ids or, with --json,
 // ids, token strings and the input bytes each covers.
+#include <chrono>
 #include <filesystem>
 #include <iostream>
 #include <sstream>
@@ -11,6 +12,8 @@
 #include "core/io/checkpoint.h"
 #include "core/io/import.h"
 #include "core/io/tokens.h"
+#include "core/model/generate.h"
+#include "core/model/model.h"
 #include "core/text/kv_retrieval.h"
 #include "core/text/tokenizer.h"
 #include "core/util/files.h"
@@ -96,6 +99,53 @@ int run_tokenize(const TokenizeOptions& o) {
   std::cout << json({{"tokenizer", path}, {"describe", tok.describe()}, {"tokens", list}})
                    .dump(2, ' ', false, json::error_handler_t::replace)
             << "\n";
+  return 0;
+}
+
+int run_generate(const GenerateOptions& o) {
+  if (o.input.given() != 1)
+    throw std::invalid_argument("generate: give exactly one of --tokens, --tokens-file, --text or --text-file");
+  if (o.max_new_tokens < 1 || o.max_new_tokens > 100000) throw std::invalid_argument("generate: --max-new must be in 1..100000");
+  Checkpoint ck = open_checkpoint(o.checkpoint, o.dtype);
+  ck.model->eval();
+  const int64_t rows = ck.config.padded_vocab_size();
+  const std::vector<int64_t> prompt = typed_input(o.input, o.checkpoint, ck.vocab, rows, ck.task_config);
+  const std::unique_ptr<Tokenizer> tok = tokenizer_of(o.checkpoint, ck.task_config, false);
+  GenerationOptions g;
+  g.max_new_tokens = o.max_new_tokens;
+  g.stop = o.stop;
+  if (!o.stop_text.empty()) {
+    if (!tok) throw std::invalid_argument("generate: --stop-text needs the model's tokenizer; give --stop ids");
+    const std::vector<int64_t> ids = tok->encode(o.stop_text, false);
+    if (ids.size() != 1)
+      throw std::invalid_argument("generate: --stop-text is " + std::to_string(ids.size()) + " tokens; it must be one");
+    g.stop.push_back(ids[0]);
+  }
+  for (int64_t id : g.stop)
+    if (id < 0 || id >= rows) throw std::invalid_argument("generate: stop id " + std::to_string(id) + " is not a row of the model");
+  const at::Tensor p = at::tensor(prompt, at::kLong).unsqueeze(0);
+  const auto t0 = std::chrono::steady_clock::now();
+  const at::Tensor out = o.reference ? greedy_generate_reference(*ck.model, p, g) : greedy_generate(*ck.model, p, g);
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  std::vector<int64_t> ids;
+  for (int64_t k = 0; k < out.size(1) && out[0][k].item<int64_t>() >= 0; ++k) ids.push_back(out[0][k].item<int64_t>());
+  std::string text;
+  if (tok) {
+    text = tok->decode(ids, false);
+  } else {
+    for (size_t k = 0; k < ids.size(); ++k)
+      text += (k ? " " : "") + (ids[k] < static_cast<int64_t>(ck.vocab.size()) ? ck.vocab[static_cast<size_t>(ids[k])] : std::to_string(ids[k]));
+  }
+  if (o.json) {
+    std::cout << json({{"prompt_ids", prompt}, {"ids", ids}, {"text", text}, {"ms", ms},
+                       {"caches", !o.reference}}).dump(2, ' ', false, json::error_handler_t::replace) << "\n";
+    return 0;
+  }
+  std::cerr << "prompt " << prompt.size() << " tokens; " << ids.size() << " generated in " << static_cast<int64_t>(ms)
+            << " ms" << (o.reference ? " (full forward each step)" : "") << "\n";
+  std::cout << text << "\n";
+  for (size_t k = 0; k < ids.size(); ++k) std::cout << (k ? "," : "") << ids[k];
+  std::cout << "\n";
   return 0;
 }
 

@@ -70,6 +70,12 @@ l=$(head -1 kv.jsonl); contains "make-dataset line" '"clean":"Memorize the follo
 g=$("$cli" analyze ga-discovery -c kv.h5 --dataset kv.jsonl --csv ga.csv); contains "ga-discovery --dataset" "multiple choice" "$g"
 contains "ga-discovery pruning" "layer pruning" "$g"; contains "ga-discovery csv" "head,causal,causal_rank,gather,aggregate" "$(head -1 ga.csv)"
 g=$("$cli" analyze ga-discovery -c kv.h5 -n 8); contains "ga-discovery on the task" "rank  head" "$g"
+# generate: the caches' continuation is the full forward's (core/model/generate.h); --stop-text must be one token
+g1=$("$cli" generate -c kv.h5 --text "apple:42" --max-new 6 --json 2>/dev/null | tr -d ' \n'); g2=$("$cli" generate -c kv.h5 --text "apple:42" --max-new 6 --json --reference 2>/dev/null | tr -d ' \n')
+contains "generate ids" '"ids":[' "$g1"; i1=${g1#*\"ids\":}; i2=${g2#*\"ids\":}
+[ "${i1%%\"ms\"*}" == "${i2%%\"ms\"*}" ] && ok || bad "generate: caches and reference differ :: $g1 :: $g2"
+expect_err "generate --stop-text of two tokens" "it must be one" "$cli" generate -c kv.h5 --text "apple" --stop-text "apple:"
+expect_err "generate without a prompt" "exactly one of" "$cli" generate -c kv.h5
 expect_err "make-dataset refuses its own output" "exists" "$cli" make-dataset kv-retrieval --tokenizer "$kvt" --out kv.jsonl
 expect_err "make-dataset, too many pairs for digits" "lower max_pairs" "$cli" make-dataset kv-retrieval --tokenizer "$tx/llama2.tokenizer.json" --out kvd.jsonl
 expect_err "kv-text without tokenizer" "needs \"tokenizer\"" "$cli" train --preset transformer --task kv-text --out kvx.h5
