@@ -75,17 +75,32 @@ struct GenerateOptions {
 /// Greedy continuation of a prompt with the caches (core/model/generate.h), printed as text and ids.
 int run_generate(const GenerateOptions& o);
 
+struct ScoreOptionsCli {
+  std::string checkpoint;
+  std::string dataset;          // --dataset FILE.jsonl
+  std::string by = "logprob";   // --by logprob | first-token | choice | generation
+  int64_t examples = 0;         // -n: the first lines (0: all)
+  int64_t max_new_tokens = 50;  // --max-new (generation)
+  std::string csv;              // --csv: a row per line
+  bool json = false;
+  bool force = false;
+  std::string dtype = "float32";
+};
+/// Scores a model on a prompt dataset line by line (core/text/scoring.h).
+int run_score(const ScoreOptionsCli& o);
+
 struct MakeDatasetOptions {
-  std::string kind;           // kv-retrieval
+  std::string kind;           // kv-retrieval, phone-book
   std::string model;          // -c: a model with tokenizer.json beside it
   std::string tokenizer;      // --tokenizer: a tokenizer.json itself
   std::string out;            // --out FILE.jsonl
   int64_t examples = 100;     // -n
   uint64_t seed = 0;
   int64_t min_pairs = 10, max_pairs = 50, values = 100;
+  int64_t min_entries = 8, max_entries = 30;
   bool force = false;
 };
-/// Writes a prompt dataset (JSONL, core/text/dataset.h) of a text task's examples: kv-retrieval (P4).
+/// Writes a prompt dataset (JSONL, core/text/dataset.h) of a text task's examples: kv-retrieval (P4), phone-book (P2).
 int run_make_dataset(const MakeDatasetOptions& o);
 
 struct ConvertOptions {

@@ -73,9 +73,9 @@ int main(int argc, char** argv) {
   c_gen->add_option("--dtype", gen.dtype, kDtypeHelp)->capture_default_str();
 
   MakeDatasetOptions mk;
-  auto* c_mk = app.add_subcommand("make-dataset", "write a prompt dataset (JSONL) of the papers' text tasks for a "
-                                  "model's tokenizer: kv-retrieval (P4's dictionary prompt, multiple choice)");
-  c_mk->add_option("kind", mk.kind, "kv-retrieval")->required();
+  auto* c_mk = app.add_subcommand("make-dataset", "write a prompt dataset (JSONL) of the papers' text tasks: kv-retrieval "
+                                  "(P4's dictionary prompt, multiple choice), phone-book (P2, greedy generation)");
+  c_mk->add_option("kind", mk.kind, "kv-retrieval or phone-book")->required();
   c_mk->add_option("--checkpoint,-c", mk.model, "a model folder with tokenizer.json");
   c_mk->add_option("--tokenizer", mk.tokenizer, "a tokenizer.json");
   c_mk->add_option("--out,-o", mk.out, "the dataset file to write (.jsonl)")->required();
@@ -84,6 +84,21 @@ int main(int argc, char** argv) {
   c_mk->add_option("--min-pairs", mk.min_pairs, "fewest key-value pairs per prompt")->capture_default_str();
   c_mk->add_option("--max-pairs", mk.max_pairs, "most key-value pairs per prompt")->capture_default_str();
   c_mk->add_option("--values", mk.values, "values are the numbers 0..values-1")->capture_default_str();
+  c_mk->add_option("--min-entries", mk.min_entries, "phone-book: fewest entries per prompt")->capture_default_str();
+  c_mk->add_option("--max-entries", mk.max_entries, "phone-book: most entries per prompt")->capture_default_str();
+
+  ScoreOptionsCli sc;
+  auto* c_sc = app.add_subcommand("score", "score a model on a prompt dataset line by line: the answer's log-probability, "
+                                  "a multiple choice, or greedy generation's exact match (docs/text.md)");
+  c_sc->add_option("--checkpoint,-c", sc.checkpoint, "checkpoint (.h5) or model folder")->required();
+  c_sc->add_option("--dataset", sc.dataset, "prompt dataset (.jsonl)")->required();
+  c_sc->add_option("--by", sc.by, "logprob, first-token, choice or generation")->capture_default_str();
+  c_sc->add_option("--examples,-n", sc.examples, "score the first N lines (default: all)");
+  c_sc->add_option("--max-new", sc.max_new_tokens, "generation: most tokens per line")->capture_default_str();
+  c_sc->add_option("--csv", sc.csv, "a row per line: line, logprob, correct, chosen, generated");
+  c_sc->add_flag("--json", sc.json, "the summary and every line as JSON");
+  c_sc->add_flag("--force", sc.force, "overwrite --csv");
+  c_sc->add_option("--dtype", sc.dtype, kDtypeHelp)->capture_default_str();
   c_mk->add_flag("--force", mk.force, "overwrite --out");
 
   ReplayOptions rep;
@@ -235,6 +250,7 @@ int main(int argc, char** argv) {
     if (c_tok->parsed()) return run_tokenize(tz);
     if (c_mk->parsed()) return run_make_dataset(mk);
     if (c_gen->parsed()) return run_generate(gen);
+    if (c_sc->parsed()) return run_score(sc);
     if (c_conv->parsed()) return run_convert(conv);
     if (c_rep->parsed()) return run_replay(rep);
     if (c_fwd->parsed()) return run_forward(fwd);

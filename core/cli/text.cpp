@@ -15,6 +15,8 @@
 #include "core/model/generate.h"
 #include "core/model/model.h"
 #include "core/text/kv_retrieval.h"
+#include "core/text/phone_book.h"
+#include "core/text/scoring.h"
 #include "core/text/tokenizer.h"
 #include "core/util/files.h"
 
@@ -150,30 +152,99 @@ int run_generate(const GenerateOptions& o) {
 }
 
 int run_make_dataset(const MakeDatasetOptions& o) {
-  if (o.kind != "kv-retrieval") throw std::invalid_argument("make-dataset: unknown kind '" + o.kind + "'; kinds: kv-retrieval");
-  if (o.model.empty() == o.tokenizer.empty())
-    throw std::invalid_argument("make-dataset: give exactly one of --checkpoint (a model with tokenizer.json) or --tokenizer");
+  if (o.kind != "kv-retrieval" && o.kind != "phone-book")
+    throw std::invalid_argument("make-dataset: unknown kind '" + o.kind + "'; kinds: kv-retrieval, phone-book");
   if (o.examples < 1 || o.examples > 1000000) throw std::invalid_argument("make-dataset: --examples must be in 1..1000000");
-  const std::string path = o.tokenizer.empty() ? tokenizer_path_of(o.model) : o.tokenizer;
+  const bool kv = o.kind == "kv-retrieval";
+  if (kv && o.model.empty() == o.tokenizer.empty())
+    throw std::invalid_argument("make-dataset kv-retrieval: give exactly one of --checkpoint (a model with tokenizer.json) "
+                                "or --tokenizer (its values must be one token each)");
+  const std::string path = !kv ? "" : o.tokenizer.empty() ? tokenizer_path_of(o.model) : o.tokenizer;
   refuse_overwrite(o.out, o.force, {path});
-  const Tokenizer tok = Tokenizer::from_model_file(path);
-  const KvRetrievalConfig c = KvRetrievalConfig::from_json(
-      {{"min_pairs", o.min_pairs}, {"max_pairs", o.max_pairs}, {"values", o.values}}, "make-dataset");
-  const std::vector<int64_t> values = kv_retrieval_values(c, tok);
-  std::string text;
+  std::string text, what;
   int64_t without = 0;
-  for (int64_t i = 0; i < o.examples; ++i) {
-    const json line = kv_retrieval_line(c, values, o.seed + static_cast<uint64_t>(i), tok);
-    without += line.contains("corrupted") ? 0 : 1;
-    text += line.dump() + "\n";
+  if (kv) {
+    const Tokenizer tok = Tokenizer::from_model_file(path);
+    const KvRetrievalConfig c = KvRetrievalConfig::from_json(
+        {{"min_pairs", o.min_pairs}, {"max_pairs", o.max_pairs}, {"values", o.values}}, "make-dataset");
+    const std::vector<int64_t> values = kv_retrieval_values(c, tok);
+    for (int64_t i = 0; i < o.examples; ++i) {
+      const json line = kv_retrieval_line(c, values, o.seed + static_cast<uint64_t>(i), tok);
+      without += line.contains("corrupted") ? 0 : 1;
+      text += line.dump() + "\n";
+    }
+    what = "kv-retrieval prompts (" + std::to_string(c.min_pairs) + "-" + std::to_string(c.max_pairs) + " pairs, values 0-" +
+           std::to_string(c.values - 1);
+  } else {
+    const PhoneBookConfig c = PhoneBookConfig::from_json({{"min_entries", o.min_entries}, {"max_entries", o.max_entries}},
+                                                         "make-dataset");
+    for (int64_t i = 0; i < o.examples; ++i) text += phone_book_line(c, o.seed + static_cast<uint64_t>(i)).dump() + "\n";
+    what = "phone-book prompts (" + std::to_string(c.min_entries) + "-" + std::to_string(c.max_entries) + " entries";
   }
   write_file_atomically(o.out, text);
-  std::cout << "wrote " << o.examples << " kv-retrieval prompts (" << c.min_pairs << "-" << c.max_pairs
-            << " pairs, values 0-" << c.values - 1 << ", seeds " << o.seed << ".." << o.seed + o.examples - 1 << ") to "
+  std::cout << "wrote " << o.examples << " " << what << ", seeds " << o.seed << ".." << o.seed + o.examples - 1 << ") to "
             << o.out << "\n";
   if (without > 0)
     std::cerr << "note: " << without << " prompts have no \"corrupted\" twin (no other key gives as many tokens); "
               << "patching needs one on every line\n";
+  return 0;
+}
+
+namespace {
+
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
+  std::string out = "\"";
+  for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
+
+}  // namespace
+
+int run_score(const ScoreOptionsCli& o) {
+  const ScoreBy by = score_by(o.by);
+  if (o.examples < 0) throw std::invalid_argument("score: --examples must be positive");
+  if (o.max_new_tokens < 1 || o.max_new_tokens > 100000) throw std::invalid_argument("score: --max-new must be in 1..100000");
+  if (!o.csv.empty()) refuse_overwrite(o.csv, o.force, {o.checkpoint, o.dataset});
+  Checkpoint ck = open_checkpoint(o.checkpoint, o.dtype);
+  ck.model->eval();
+  const std::unique_ptr<Tokenizer> tok = tokenizer_of(o.checkpoint, ck.task_config, false);
+  const std::vector<PromptLine> lines = read_prompt_lines(o.dataset, tok.get(), ck.config.padded_vocab_size(), o.examples);
+  ScoreOptions so;
+  so.by = by;
+  so.max_new_tokens = o.max_new_tokens;
+  if (!o.json) so.progress = [](double f, const std::string& w) { std::cerr << "\r" << static_cast<int>(100 * f) << "% " << w << "   " << std::flush; };
+  const std::vector<LineScore> scores = score_lines(*ck.model, lines, tok.get(), so);
+  if (!o.json) std::cerr << "\r";
+  double right = 0, lp = 0;
+  for (const auto& s : scores) right += s.correct ? 1 : 0, lp += std::isnan(s.logprob) ? 0 : s.logprob;
+  const double n = static_cast<double>(scores.size());
+  const std::string measure = by == ScoreBy::Generation ? "exact match" : by == ScoreBy::Choice ? "multiple-choice accuracy"
+                                                                                                 : "greedy accuracy";
+  if (!o.csv.empty()) {
+    std::string csv = "line,logprob,correct,chosen,generated\n";
+    for (const auto& s : scores)
+      csv += std::to_string(s.line) + "," + (std::isnan(s.logprob) ? std::string() : fmt("%.6f", s.logprob)) + "," +
+             (s.correct ? "1" : "0") + "," + (s.chosen >= 0 ? std::to_string(s.chosen) : std::string()) + "," +
+             csv_field(s.generated) + "\n";
+    write_file_atomically(o.csv, csv);
+  }
+  if (o.json) {
+    json rows = json::array();
+    for (const auto& s : scores)
+      rows.push_back({{"line", s.line}, {"logprob", std::isnan(s.logprob) ? json() : json(s.logprob)}, {"correct", s.correct},
+                      {"chosen", s.chosen}, {"generated", s.generated}});
+    std::cout << json({{"by", o.by}, {"lines", scores.size()}, {"accuracy", right / n},
+                       {"mean_logprob", by == ScoreBy::Generation ? json() : json(lp / n)}, {"scores", rows}})
+                     .dump(2, ' ', false, json::error_handler_t::replace)
+              << "\n";
+    return 0;
+  }
+  std::cout << "score by " << o.by << " on " << scores.size() << " lines of " << o.dataset << ": " << measure << " "
+            << fmt("%.3f", right / n) << " (" << static_cast<int64_t>(right) << " of " << scores.size() << ")";
+  if (by != ScoreBy::Generation) std::cout << ", mean answer log-probability " << fmt("%.4f", lp / n);
+  std::cout << "\n";
+  if (!o.csv.empty()) std::cout << "wrote " << o.csv << "\n";
   return 0;
 }
 

@@ -184,7 +184,7 @@ std::vector<int64_t> continuation(const json& j, const json& answer, const std::
 // too), each tokenized as the answer is, compared with the answer's first.
 std::vector<int64_t> wrong_first_tokens(const json& j, const char* key, const std::vector<int64_t>& prompt,
                                         const std::vector<int64_t>& answer, const Tokenizer* tok, int64_t rows,
-                                        const std::string& at) {
+                                        const std::string& at, bool first_tokens = true) {
   std::vector<int64_t> out;
   const json& ws = j.at(key);
   const bool choices = std::string(key) == "choices";
@@ -201,7 +201,7 @@ std::vector<int64_t> wrong_first_tokens(const json& j, const char* key, const st
       answer_seen = true;
       continue;
     }
-    if (ids.front() == answer.front())
+    if (first_tokens && ids.front() == answer.front())
       throw std::invalid_argument(what + " begins with the answer's first token (" + std::to_string(ids.front()) +
                                   "): candidates are told apart by their first tokens, and these are the same");
     out.push_back(ids.front());
@@ -265,7 +265,10 @@ std::vector<int8_t> span_roles(const json& j, const std::string& clean, const st
   return role;
 }
 
-Example read_line(const json& j, int64_t line, const Tokenizer* tok, int64_t rows, const std::string& where) {
+// `first_tokens`: wrong answers and choices are told apart by their first tokens (a batch's multiple choice); false
+// for the scoring command, which sums each candidate's tokens.
+Example read_line(const json& j, int64_t line, const Tokenizer* tok, int64_t rows, const std::string& where,
+                  bool first_tokens = true) {
   const std::string at = where + " line " + std::to_string(line);
   if (!j.is_object()) throw std::invalid_argument(at + ": not a JSON object");
   for (const auto& [k, v] : j.items())
@@ -306,7 +309,7 @@ Example read_line(const json& j, int64_t line, const Tokenizer* tok, int64_t row
   if (j.contains("wrong") && j.contains("choices"))
     throw std::invalid_argument(at + ": give \"wrong\" answers or \"choices\", not both");
   for (const char* key : {"wrong", "choices"})
-    if (j.contains(key)) e.wrong = wrong_first_tokens(j, key, prompt, e.answer, tok, rows, at);
+    if (j.contains(key)) e.wrong = wrong_first_tokens(j, key, prompt, e.answer, tok, rows, at, first_tokens);
   e.choices = j.contains("choices");
   e.prefix = prefix.size();
   if (!span_role.empty()) {
@@ -401,8 +404,12 @@ std::unique_ptr<Task> make_generated_text_task(std::function<json(uint64_t)> lin
   return std::make_unique<GeneratedTask>(std::move(line), std::move(tok), std::move(vocab), std::move(config));
 }
 
-std::unique_ptr<Task> make_dataset_task(const std::string& path, const Tokenizer* tokenizer,
-                                        const std::vector<std::string>& vocab) {
+namespace {
+
+// Calls `each(json, line number)` for the non-blank lines of a JSONL file (at most `max_lines` of them when > 0);
+// returns the file's text. Errors name the file and line.
+std::string for_each_line(const std::string& path, int64_t max_lines,
+                          const std::function<void(const json&, int64_t, const std::string&)>& each) {
   const std::string where = "dataset '" + path + "'";
   std::string text;
   try {
@@ -410,10 +417,9 @@ std::unique_ptr<Task> make_dataset_task(const std::string& path, const Tokenizer
   } catch (const FileError& e) {
     throw std::invalid_argument(e.what());
   }
-  std::vector<Example> ex;
-  const auto rows = static_cast<int64_t>(vocab.size());
   size_t start = 0;
-  for (int64_t line = 1; start < text.size(); ++line) {
+  int64_t taken = 0;
+  for (int64_t line = 1; start < text.size() && (max_lines <= 0 || taken < max_lines); ++line) {
     size_t end = text.find('\n', start);
     if (end == std::string::npos) end = text.size();
     std::string l = text.substr(start, end - start);
@@ -427,14 +433,50 @@ std::unique_ptr<Task> make_dataset_task(const std::string& path, const Tokenizer
       throw std::invalid_argument(where + " line " + std::to_string(line) + ": not valid JSON: " + e.what());
     }
     try {
-      ex.push_back(read_line(j, line, tokenizer, rows, where));
+      each(j, line, where);
+      ++taken;
     } catch (const json::exception& e) {
       throw std::invalid_argument(where + " line " + std::to_string(line) + ": " + e.what());
     } catch (const TokenizerError& e) {
       throw std::invalid_argument(where + " line " + std::to_string(line) + ": " + e.what());
     }
   }
-  if (ex.empty()) throw std::invalid_argument(where + " has no examples");
+  if (taken == 0) throw std::invalid_argument(where + " has no examples");
+  return text;
+}
+
+}  // namespace
+
+std::vector<PromptLine> read_prompt_lines(const std::string& path, const Tokenizer* tokenizer, int64_t rows,
+                                          int64_t max_lines) {
+  std::vector<PromptLine> out;
+  for_each_line(path, max_lines, [&](const json& j, int64_t line, const std::string& where) {
+    const Example e = read_line(j, line, tokenizer, rows, where, false);  // a dataset line's checks
+    PromptLine p;
+    p.line = line;
+    p.prompt.assign(e.clean.begin(), e.clean.begin() + static_cast<std::ptrdiff_t>(e.prompt));
+    p.answer = e.answer;
+    if (j.at("answer").is_string()) p.answer_text = j.at("answer").get<std::string>();
+    if (j.contains("choices")) {
+      const std::vector<int64_t> own(p.prompt.begin() + static_cast<std::ptrdiff_t>(e.prefix), p.prompt.end());
+      for (size_t c = 0; c < j.at("choices").size(); ++c) {
+        p.choices.push_back(continuation(j, j.at("choices")[c], own, tokenizer, rows,
+                                         where + " line " + std::to_string(line) + ": choice " + std::to_string(c + 1)));
+        if (p.choices.back() == p.answer && p.answer_choice < 0) p.answer_choice = static_cast<int64_t>(c);
+      }
+    }
+    out.push_back(std::move(p));
+  });
+  return out;
+}
+
+std::unique_ptr<Task> make_dataset_task(const std::string& path, const Tokenizer* tokenizer,
+                                        const std::vector<std::string>& vocab) {
+  std::vector<Example> ex;
+  const auto rows = static_cast<int64_t>(vocab.size());
+  const std::string text = for_each_line(path, 0, [&](const json& j, int64_t line, const std::string& where) {
+    ex.push_back(read_line(j, line, tokenizer, rows, where));
+  });
   json config = {{"task", "dataset"}, {"file", path}, {"lines", ex.size()}, {"sha256", sha256_hex(text)}};
   return std::make_unique<DatasetTask>(std::move(ex), vocab, config);
 }

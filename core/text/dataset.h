@@ -34,6 +34,20 @@ class Tokenizer;
 std::unique_ptr<Task> make_dataset_task(const std::string& path, const Tokenizer* tokenizer,
                                         const std::vector<std::string>& vocab);
 
+/// One line of a dataset as the scoring command reads it (core/text/scoring.h): token ids, not a batch.
+struct PromptLine {
+  int64_t line = 0;
+  std::vector<int64_t> prompt;                ///< the clean prompt, the tokenizer's special tokens (BOS) first
+  std::vector<int64_t> answer;                ///< the answer's tokens as the prompt's continuation
+  std::string answer_text;                    ///< the answer as text ("" when given as ids)
+  std::vector<std::vector<int64_t>> choices;  ///< each candidate's tokens as the continuation (empty: no "choices")
+  int64_t answer_choice = -1;                 ///< the answer's index among them
+};
+/// The first `max_lines` lines of a dataset file (all when <= 0), checked as make_dataset_task checks them
+/// (corrupted prompts are not read here). Throws std::invalid_argument naming the file and line.
+std::vector<PromptLine> read_prompt_lines(const std::string& path, const Tokenizer* tokenizer, int64_t rows,
+                                          int64_t max_lines = 0);
+
 /// A task whose examples are dataset lines made on demand: example i of sample(n, seed) is the line `line` makes of
 /// its own seed, read as a dataset reads its lines (the kv-text task, core/text/kv_retrieval.h). `vocab` must cover
 /// every id the tokenizer gives. Its corrupt() knows the examples of its recent samples.

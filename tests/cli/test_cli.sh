@@ -76,6 +76,14 @@ contains "generate ids" '"ids":[' "$g1"; i1=${g1#*\"ids\":}; i2=${g2#*\"ids\":}
 [ "${i1%%\"ms\"*}" == "${i2%%\"ms\"*}" ] && ok || bad "generate: caches and reference differ :: $g1 :: $g2"
 expect_err "generate --stop-text of two tokens" "it must be one" "$cli" generate -c kv.h5 --text "apple" --stop-text "apple:"
 expect_err "generate without a prompt" "exactly one of" "$cli" generate -c kv.h5
+# score: line by line (core/text/scoring.h), the summary and a CSV row per line
+s=$("$cli" score -c kv.h5 --dataset kv.jsonl --by choice); contains "score --by choice" "multiple-choice accuracy" "$s"
+s=$("$cli" score -c kv.h5 --dataset kv.jsonl --by logprob -n 2 --csv sc.csv); contains "score --by logprob" "on 2 lines" "$s"
+contains "score csv" "line,logprob,correct,chosen,generated" "$(head -1 sc.csv)"
+m=$("$cli" make-dataset phone-book -n 2 --min-entries 3 --max-entries 5 --out pb.jsonl); contains "make-dataset phone-book" "wrote 2 phone-book prompts" "$m"
+s=$("$cli" score -c kv.h5 --dataset pb.jsonl --by generation --max-new 4); contains "score --by generation" "exact match" "$s"
+expect_err "score --by bogus" "not a way of scoring" "$cli" score -c kv.h5 --dataset pb.jsonl --by bleu
+expect_err "score --by choice without choices" "has no \"choices\"" "$cli" score -c kv.h5 --dataset pb.jsonl --by choice
 expect_err "make-dataset refuses its own output" "exists" "$cli" make-dataset kv-retrieval --tokenizer "$kvt" --out kv.jsonl
 expect_err "make-dataset, too many pairs for digits" "lower max_pairs" "$cli" make-dataset kv-retrieval --tokenizer "$tx/llama2.tokenizer.json" --out kvd.jsonl
 expect_err "kv-text without tokenizer" "needs \"tokenizer\"" "$cli" train --preset transformer --task kv-text --out kvx.h5

@@ -18,6 +18,9 @@
 #include "core/model/model.h"
 #include "core/text/dataset.h"
 #include "core/text/kv_retrieval.h"
+#include "core/text/phone_book.h"
+#include "core/text/scoring.h"
+#include "core/model/generate.h"
 #include "core/text/tokenizer.h"
 #include "tests/support/test_support.h"
 
@@ -396,6 +399,114 @@ TEST(KvRetrieval, GaDiscoveryCausalIsEachHeadsMultipleChoiceAccuracyDrop) {
   }
   EXPECT_TRUE(some_change);  // the comparison saw an ablation that matters
   EXPECT_NE(rf.summary.find("multiple choice"), std::string::npos);
+}
+
+// P2's phone book, read back: entries "First Last: number" (ten digits, the first 6-9, distinct names), a blank
+// line, two of them again, a blank line, a third name and its colon; the answer is its number after a space.
+TEST(PhoneBook, LinesAreP2sPromptWithTheQueriedNumber) {
+  PhoneBookConfig c;
+  c.min_entries = 4, c.max_entries = 12;
+  for (uint64_t seed = 0; seed < 30; ++seed) {
+    const json line = phone_book_line(c, seed);
+    EXPECT_EQ(line, phone_book_line(c, seed));
+    const std::string p = line.at("clean");
+    std::smatch m;
+    ASSERT_TRUE(std::regex_match(p, m, std::regex("((?:[A-Za-z]+ [A-Za-z]+: [6-9][0-9]{9}\n)*[A-Za-z]+ [A-Za-z]+: [6-9][0-9]{9})"
+                                                  "\n\n([A-Za-z]+ [A-Za-z]+: [0-9]{10})\n([A-Za-z]+ [A-Za-z]+: [0-9]{10})"
+                                                  "\n\n([A-Za-z]+ [A-Za-z]+):")))
+        << p;
+    const std::string book = m[1].str() + "\n";
+    std::map<std::string, std::string> number;
+    const std::regex entry_re("([A-Za-z]+ [A-Za-z]+): ([0-9]{10})\n");
+    for (std::sregex_iterator it(book.begin(), book.end(), entry_re), end; it != end; ++it) {
+      EXPECT_EQ(number.count((*it)[1]), 0u) << "a repeated name";
+      number[(*it)[1]] = (*it)[2];
+    }
+    ASSERT_GE(number.size(), 4u);
+    ASSERT_LE(number.size(), 12u);
+    for (int k : {2, 3}) EXPECT_NE(book.find(m[k].str() + "\n"), std::string::npos);  // the few-shot lines are entries
+    EXPECT_NE(m[2].str(), m[3].str());
+    const std::string query = m[4];
+    ASSERT_EQ(number.count(query), 1u);
+    EXPECT_EQ(line.at("answer"), " " + number[query]);
+    EXPECT_EQ(book.find(query + ": " + number[query] + "\n") != std::string::npos, true);
+    EXPECT_EQ(m[2].str().rfind(query + ":", 0), std::string::npos);  // the question is a third entry
+    EXPECT_EQ(m[3].str().rfind(query + ":", 0), std::string::npos);
+    EXPECT_EQ(line.at("key").size(), number.size());
+  }
+}
+
+// score_lines against plain computations on a random model: the answer's summed log-probability is the sum of the
+// log-softmax of each line run alone; a multiple choice picks the candidate with the highest such sum; generation is
+// the reference greedy generation (full forward each step), decoded and cut at its first newline.
+TEST(Scoring, LinesScoreAsComputedByHand) {
+  const Tokenizer tok = Tokenizer::from_file(kv_tokenizer_path());
+  KvRetrievalConfig kc;
+  kc.min_pairs = 2, kc.max_pairs = 6;
+  const std::vector<int64_t> values = kv_retrieval_values(kc, tok);
+  std::string text;
+  for (uint64_t seed = 0; seed < 3; ++seed) text += kv_retrieval_line(kc, values, seed, tok).dump() + "\n";
+  PhoneBookConfig pc;
+  pc.min_entries = pc.max_entries = 3;
+  text += phone_book_line(pc, 7).dump() + "\n";
+  // A multiple choice whose candidates share first tokens and differ in length (the sums tell them apart).
+  text += R"({"clean": "apple:", "answer": "4", "choices": ["4", "4:", "4 2"]})" "\n";
+  const std::string path = write("score.jsonl", text);
+  LanguageModel m(mechscope::test::small_config("hybrid", {{"vocab_size", tok.vocab_size()}}), 5);
+  m.eval();
+  const std::vector<PromptLine> lines = read_prompt_lines(path, &tok, m.config().padded_vocab_size());
+  ASSERT_EQ(lines.size(), 5u);
+  EXPECT_EQ(lines[4].choices.size(), 3u);
+  EXPECT_EQ(lines[4].answer_choice, 0);
+  EXPECT_EQ(lines[4].choices[1].size(), 2u);  // "4" ":" and "4" " 2": the answer's first token, and more
+  EXPECT_EQ(lines[4].choices[1][0], lines[4].choices[0][0]);
+  EXPECT_EQ(lines[4].choices[2][0], lines[4].choices[0][0]);
+  at::NoGradGuard no_grad;
+  auto sum_logp = [&](const std::vector<int64_t>& prompt, const std::vector<int64_t>& cont, size_t upto) {
+    std::vector<int64_t> all = prompt;
+    all.insert(all.end(), cont.begin(), cont.end());
+    const at::Tensor lp = at::log_softmax(m.forward(at::tensor(all, at::kLong).unsqueeze(0))[0].to(at::kDouble), -1);
+    double s = 0;
+    for (size_t k = 0; k < std::min(upto, cont.size()); ++k) s += lp[static_cast<int64_t>(prompt.size() + k) - 1][cont[k]].item<double>();
+    return s;
+  };
+  ScoreOptions o;
+  const auto lp = score_lines(m, lines, &tok, o);
+  o.by = ScoreBy::FirstToken;
+  const auto first = score_lines(m, lines, &tok, o);
+  for (size_t i = 0; i < lines.size(); ++i) {
+    EXPECT_NEAR(lp[i].logprob, sum_logp(lines[i].prompt, lines[i].answer, 1000), 1e-4) << i;
+    EXPECT_NEAR(first[i].logprob, sum_logp(lines[i].prompt, lines[i].answer, 1), 1e-4) << i;
+  }
+  EXPECT_GT(lines[3].answer.size(), 1u);  // the phone number: several tokens
+  o.by = ScoreBy::Choice;
+  const std::vector<PromptLine> with_choices(lines.begin(), lines.begin() + 3);
+  std::vector<PromptLine> mc = with_choices;
+  mc.push_back(lines[4]);
+  const auto chosen = score_lines(m, mc, &tok, o);
+  for (size_t i = 0; i < mc.size(); ++i) {
+    int64_t best = 0;
+    std::vector<double> sums;
+    for (const auto& c : mc[i].choices) sums.push_back(sum_logp(mc[i].prompt, c, 1000));
+    for (size_t c = 1; c < sums.size(); ++c)
+      if (sums[c] > sums[static_cast<size_t>(best)]) best = static_cast<int64_t>(c);
+    EXPECT_EQ(chosen[i].chosen, best) << i;
+    EXPECT_EQ(chosen[i].correct, best == mc[i].answer_choice) << i;
+  }
+  o.by = ScoreBy::Generation;
+  o.max_new_tokens = 6;
+  const auto gen = score_lines(m, lines, &tok, o);
+  for (size_t i = 0; i < lines.size(); ++i) {
+    GenerationOptions g;
+    g.max_new_tokens = 6;
+    const at::Tensor ref = greedy_generate_reference(m, at::tensor(lines[i].prompt, at::kLong).unsqueeze(0), g);
+    std::vector<int64_t> ids;
+    for (int64_t k = 0; k < ref.size(1); ++k) ids.push_back(ref[0][k].item<int64_t>());
+    const std::string t = tok.decode(ids);
+    EXPECT_EQ(gen[i].generated, t.substr(0, t.find('\n'))) << i;
+    EXPECT_FALSE(gen[i].correct);  // a random model does not know the numbers
+  }
+  EXPECT_THROW(score_by("bleu"), std::invalid_argument);
 }
 
 }  // namespace
