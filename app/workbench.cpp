@@ -77,7 +77,7 @@ struct Workbench::Impl {
     auto tk = p.topk(std::min<int64_t>(k, p.size(0)));
     std::vector<std::pair<std::string, double>> out;
     for (int64_t i = 0; i < std::get<0>(tk).size(0); ++i)
-      out.push_back({token_string(std::get<1>(tk)[i].item<int64_t>(), m().ck.vocab), std::get<0>(tk)[i].item<double>()});
+      out.push_back({token_string(std::get<1>(tk)[i].item<int64_t>(), m().labels()), std::get<0>(tk)[i].item<double>()});
     return out;
   }
 };
@@ -173,6 +173,18 @@ void Workbench::set_tokens(const std::string& text) {
   d->invalidate();
 }
 
+void Workbench::set_text(const std::string& text) {
+  std::lock_guard<std::recursive_mutex> lock(d->mu);
+  std::lock_guard<std::recursive_mutex> small(d->small);
+  d->s.set_text(text);
+  d->invalidate();
+}
+
+bool Workbench::has_tokenizer() const {
+  std::lock_guard<std::recursive_mutex> lock(d->mu);
+  return d->s.model_count() > 0 && d->m().tokenizer() != nullptr;
+}
+
 int Workbench::example_count() const {
   std::lock_guard<std::recursive_mutex> small(d->small);
   return static_cast<int>(d->s.batch().size());
@@ -193,7 +205,7 @@ std::vector<std::string> Workbench::tokens(int e) const {
   if (e < 0) e = static_cast<int>(d->s.example());
   std::vector<std::string> out;
   at::Tensor t = d->s.example_tokens(e)[0];
-  for (int64_t j = 0; j < t.size(0); ++j) out.push_back(token_string(t[j].item<int64_t>(), d->m().ck.vocab));
+  for (int64_t j = 0; j < t.size(0); ++j) out.push_back(token_string(t[j].item<int64_t>(), d->m().labels()));
   return out;
 }
 
@@ -218,7 +230,7 @@ std::vector<std::string> Workbench::targets(int e) const {
   const int64_t len = b.lengths[e].item<int64_t>();
   for (int64_t j = 0; j < len; ++j) {
     const int64_t t = b.targets[e][j].item<int64_t>();
-    out.push_back(t < 0 ? "" : token_string(t, d->m().ck.vocab));
+    out.push_back(t < 0 ? "" : token_string(t, d->m().labels()));
   }
   return out;
 }
@@ -278,7 +290,7 @@ Outcome Workbench::outcome(bool with_ablation) {
     o.prob = m.prob.mean().item<double>();
     o.logit_diff = m.logit_diff.mean().item<double>();
     const int64_t t = batch.targets[e][q].item<int64_t>();
-    o.target = t >= 0 ? token_string(t, d->m().ck.vocab) : "";
+    o.target = t >= 0 ? token_string(t, d->m().labels()) : "";
     at::Tensor tg = batch.targets[e];
     at::Tensor lp = at::log_softmax(ex_logits.to(at::kFloat), -1);
     for (int64_t j = 0; j < len; ++j) {
@@ -450,7 +462,7 @@ Outcome Workbench::patch_cell(int row, int pos) {
   const int e = static_cast<int>(d->s.example()), q = static_cast<int>(d->s.last_labelled(e));
   o.top = d->top_at(logits[e][q], 5);
   const int64_t t = batch.targets[e][q].item<int64_t>();
-  o.target = t >= 0 ? token_string(t, d->m().ck.vocab) : "";
+  o.target = t >= 0 ? token_string(t, d->m().labels()) : "";
   return o;
 }
 
@@ -491,7 +503,7 @@ Embedding Workbench::embeddings(int pc_x, int pc_y, int snapshot, int index) {
     out.x.push_back(g.projection[i][pc_x].item<double>());
     out.y.push_back(g.projection[i][pc_y].item<double>());
   }
-  for (auto id : ids) out.labels.push_back(token_string(id, l.ck.vocab));
+  for (auto id : ids) out.labels.push_back(token_string(id, l.labels()));
   if (out.labels.size() != out.x.size()) {
     out.labels.clear();
     for (size_t i = 0; i < out.x.size(); ++i) out.labels.push_back("row " + std::to_string(i));

@@ -89,6 +89,11 @@ class Workbench {
   void draw(int n, uint64_t seed, const std::string& task_json = "");
   /// Replaces the input with one typed sequence (ids or vocabulary strings); no targets.
   void set_tokens(const std::string& text);
+  /// The input as one example: text through the current model's tokenizer (docs/text.md); throws saying why when
+  /// it has none.
+  void set_text(const std::string& text);
+  /// Whether the current model has a tokenizer (its token labels are then text).
+  bool has_tokenizer() const;
   int example_count() const;
   int example() const;
   void set_example(int i);

@@ -50,6 +50,9 @@ InputPanel::InputPanel(PanelContext& ctx) : Panel(ctx) {
   tokens_edit_ = new QLineEdit;
   tokens_edit_->setPlaceholderText(QObject::tr("or type tokens: ids or vocabulary strings, e.g. <bos> k3 v7 k3"));
   auto* use_tokens = new QPushButton(QObject::tr("Use tokens"));
+  text_edit_ = new QLineEdit;
+  text_edit_->setPlaceholderText(QObject::tr("or type text: through the model's tokenizer, e.g. The capital of France is"));
+  auto* use_text = new QPushButton(QObject::tr("Use text"));
   token_table_ = new QTableWidget(0, 4);
   token_table_->setHorizontalHeaderLabels({QObject::tr("token"), QObject::tr("role"), QObject::tr("target"), QObject::tr("loss")});
   token_table_->horizontalHeader()->setStretchLastSection(true);
@@ -62,6 +65,7 @@ InputPanel::InputPanel(PanelContext& ctx) : Panel(ctx) {
   form->addRow(QObject::tr("task"), task_edit_);
   form->addRow(QObject::tr("example"), row({prev_b, example_spin_, next_b, wrong_b}));
   form->addRow(QObject::tr("tokens"), row({tokens_edit_, use_tokens}));
+  form->addRow(QObject::tr("text"), row({text_edit_, use_text}));
   il->addLayout(form);
   il->addWidget(label_);
   il->addWidget(token_table_, 1);
@@ -76,6 +80,13 @@ InputPanel::InputPanel(PanelContext& ctx) : Panel(ctx) {
     ctx_.job<int>(QObject::tr("reading tokens"), [this, t](const Progress&) { ctx_.wb.set_tokens(t); return 0; },
                   [this](const int&) { ctx_.changed(Change::Input); });
   });
+  auto take_text = [this] {
+    const std::string t = text_edit_->text().toStdString();
+    ctx_.job<int>(QObject::tr("tokenizing"), [this, t](const Progress&) { ctx_.wb.set_text(t); return 0; },
+                  [this](const int&) { ctx_.changed(Change::Input); });
+  };
+  QObject::connect(use_text, &QPushButton::clicked, widget_, take_text);
+  QObject::connect(text_edit_, &QLineEdit::returnPressed, widget_, take_text);
   QObject::connect(example_spin_, qOverload<int>(&QSpinBox::valueChanged), widget_, [this](int e) {
     ctx_.job<int>(QObject::tr("choosing example"), [this, e](const Progress&) {
       if (e < ctx_.wb.example_count()) ctx_.wb.set_example(e);

@@ -35,6 +35,7 @@ class InputPanel : public Panel {
   QSpinBox* seed_spin_;
   QLineEdit* task_edit_;
   QSpinBox* example_spin_;
+  QLineEdit* text_edit_ = nullptr;
   QLineEdit* tokens_edit_;
   QTableWidget* token_table_;
   QLabel* label_;

@@ -25,23 +25,15 @@ namespace mechscope::cli {
 using nlohmann::json;
 
 std::string tokenizer_path_of(const std::string& model, bool required) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  if (fs::is_regular_file(model, ec) && fs::path(model).filename() == "tokenizer.json") return model;
-  const fs::path dir = fs::is_directory(model, ec) ? fs::path(model) : fs::path(model).parent_path();
-  const fs::path t = dir / "tokenizer.json";
-  if (fs::is_regular_file(t, ec)) return t.string();
-  if (!required) return "";
-  throw std::runtime_error("'" + model + "' has no tokenizer.json beside it (a MechScope checkpoint carries a tokenizer " +
-                           "only when trained on a text task such as kv-text; give --tokenizer FILE)");
+  try {
+    return model_tokenizer_path(model, required);
+  } catch (const TokenizerError& e) {
+    throw std::runtime_error(e.what());
+  }
 }
 
 std::unique_ptr<Tokenizer> tokenizer_of(const std::string& model, const json& task_config, bool required) {
-  if (task_config.is_object() && task_config.contains("tokenizer") && task_config.at("tokenizer").is_object())
-    return std::make_unique<Tokenizer>(Tokenizer::from_json(task_config.at("tokenizer"), "the tokenizer of '" + model + "'"));
-  const std::string path = tokenizer_path_of(model, required);
-  if (path.empty()) return nullptr;
-  return std::make_unique<Tokenizer>(Tokenizer::from_model_file(path));
+  return model_tokenizer(model, task_config, required);
 }
 
 namespace {

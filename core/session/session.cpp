@@ -1,5 +1,6 @@
 // The session shared by the CLI and the workbench (see session.h).
 #include "core/session/session.h"
+#include "core/text/tokenizer.h"
 
 #include <algorithm>
 #include <filesystem>
@@ -68,10 +69,54 @@ std::unique_ptr<OpenedModel> OpenedModel::open(const std::string& path, const js
   } else {
     m->task = make_task_for(m->ck.task_config, task_overrides, m->ck.config.vocab_size, &m->task_config);
   }
+  m->path_ = path;
   const auto slash = path.find_last_of('/');
   m->name = slash == std::string::npos ? path : path.substr(slash + 1);
   if (m->name.size() > 3 && m->name.substr(m->name.size() - 3) == ".h5") m->name.resize(m->name.size() - 3);
   return m;
+}
+
+struct OpenedModel::Text {
+  std::once_flag once;
+  std::unique_ptr<Tokenizer> tokenizer;
+  std::string error;
+  std::vector<std::string> labels;
+};
+
+namespace {
+
+void make_text(OpenedModel::Text& t, const OpenedModel& m, const std::string& path) {
+  try {  // a model opens without a tokenizer it cannot read; typing text then says why
+    t.tokenizer = model_tokenizer(path, m.ck.task_config, false);
+  } catch (const std::exception& e) {
+    t.error = e.what();
+  }
+  const int64_t rows = m.ck.config.padded_vocab_size();
+  for (int64_t id = 0; id < rows; ++id) {
+    std::string label;
+    if (t.tokenizer && id < t.tokenizer->vocab_size()) {
+      try {
+        label = token_label(*t.tokenizer, id);
+      } catch (const std::exception&) {  // an id the tokenizer leaves out
+      }
+    }
+    t.labels.push_back(!label.empty() ? label : token_string(id, m.ck.vocab));
+  }
+}
+
+}  // namespace
+
+const Tokenizer* OpenedModel::tokenizer() const {
+  std::call_once(text_->once, [this] { make_text(*text_, *this, path_); });
+  return text_->tokenizer.get();
+}
+std::string OpenedModel::tokenizer_error() const {
+  tokenizer();
+  return text_->error;
+}
+const std::vector<std::string>& OpenedModel::labels() const {
+  tokenizer();
+  return text_->labels;
 }
 
 struct OpenedModel::Digest {
@@ -80,7 +125,7 @@ struct OpenedModel::Digest {
   std::string value;
 };
 
-OpenedModel::OpenedModel() : digest_(std::make_unique<Digest>()) {}
+OpenedModel::OpenedModel() : digest_(std::make_unique<Digest>()) { text_ = std::make_shared<Text>(); }
 OpenedModel::~OpenedModel() = default;  // a running digest is waited for (std::async's future)
 
 void OpenedModel::start_digest() const {
@@ -159,6 +204,26 @@ void Session::set_tokens(const std::string& text) {
   OpenedModel& m = model();
   auto ids = parse_tokens(text, m.ck.vocab, m.ck.config.padded_vocab_size());
   if (ids.empty()) throw std::invalid_argument("no tokens given");
+  Batch b = typed_batch(ids);
+  m.model().check_tokens(b.tokens);
+  batch_ = std::move(b);
+  has_targets_ = false;
+  example_ = 0;
+  invalidate();
+}
+
+void Session::set_text(const std::string& text) {
+  OpenedModel& m = model();
+  if (!m.tokenizer())
+    throw std::invalid_argument(m.tokenizer_error().empty() ? "'" + m.name + "' has no tokenizer.json: type tokens instead"
+                                                            : "the model's tokenizer cannot be read: " + m.tokenizer_error());
+  const std::vector<int64_t> ids = m.tokenizer()->encode(text);
+  if (ids.empty()) throw std::invalid_argument("the text encodes to no tokens");
+  const int64_t rows = m.ck.config.padded_vocab_size();
+  for (int64_t id : ids)
+    if (id >= rows)
+      throw std::invalid_argument("the tokenizer gives id " + std::to_string(id) + ", beyond the model's " +
+                                  std::to_string(rows) + " embedding rows");
   Batch b = typed_batch(ids);
   m.model().check_tokens(b.tokens);
   batch_ = std::move(b);

@@ -24,6 +24,8 @@
 
 namespace mechscope {
 
+class Tokenizer;
+
 /// SHA-256 of a checkpoint file; for a folder (an imported checkpoint), of its files' names and digests.
 std::string checkpoint_digest(const std::string& path);
 
@@ -41,6 +43,12 @@ struct OpenedModel {
   std::unique_ptr<Task> task;
   nlohmann::json task_config;  ///< with overrides merged; null for a bare model
   std::string name;            ///< the file or folder name without .h5
+  /// model_tokenizer's, read on first use (null: none, or it could not be read: tokenizer_error() says why).
+  const Tokenizer* tokenizer() const;
+  std::string tokenizer_error() const;
+  /// What a person reads for each token id: its text through the tokenizer (token_label), else the vocabulary's
+  /// name; one per embedding row; made on first use.
+  const std::vector<std::string>& labels() const;
   /// Opens a native checkpoint or a foreign folder (open_checkpoint, weights held in `dtype`); builds the task with
   /// `task_overrides` merged. Throws when `need_task` and the checkpoint has none, or when overrides are given for a
   /// bare model.
@@ -58,6 +66,13 @@ struct OpenedModel {
   void start_digest() const;
 
   OpenedModel();
+  struct Text;  ///< the tokenizer and labels, made once (session.cpp)
+
+ private:
+  std::shared_ptr<Text> text_;
+  std::string path_;
+
+ public:
   ~OpenedModel();
 
  private:
@@ -88,6 +103,9 @@ class Session {
   void draw(int64_t n, uint64_t seed, const nlohmann::json& overrides = {});
   /// One typed sequence (ids or vocabulary strings): no targets.
   void set_tokens(const std::string& text);
+  /// The input as one example: `text` through the model's tokenizer, with its special tokens (BOS); throws
+  /// saying why when the model has none.
+  void set_text(const std::string& text);
   const Batch& batch() const { return batch_; }
   bool has_input() const { return batch_.size() > 0; }
   bool has_targets() const { return has_targets_; }

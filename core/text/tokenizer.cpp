@@ -1395,6 +1395,32 @@ Tokenizer Tokenizer::from_model_file(const std::string& path) {
                              ", add_eos_token " + (eos ? "true" : "false"));
 }
 
+std::string model_tokenizer_path(const std::string& model, bool required) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::is_regular_file(model, ec) && fs::path(model).filename() == "tokenizer.json") return model;
+  const fs::path dir = fs::is_directory(model, ec) ? fs::path(model) : fs::path(model).parent_path();
+  const fs::path t = dir / "tokenizer.json";
+  if (fs::is_regular_file(t, ec)) return t.string();
+  if (!required) return "";
+  throw TokenizerError("'" + model + "' has no tokenizer.json beside it (a MechScope checkpoint carries a tokenizer " +
+                       "only when trained on a text task such as kv-text; give --tokenizer FILE)");
+}
+
+std::unique_ptr<Tokenizer> model_tokenizer(const std::string& model, const json& task_config, bool required) {
+  if (task_config.is_object() && task_config.contains("tokenizer") && task_config.at("tokenizer").is_object())
+    return std::make_unique<Tokenizer>(Tokenizer::from_json(task_config.at("tokenizer"), "the tokenizer of '" + model + "'"));
+  const std::string path = model_tokenizer_path(model, required);
+  if (path.empty()) return nullptr;
+  return std::make_unique<Tokenizer>(Tokenizer::from_model_file(path));
+}
+
+std::string token_label(const Tokenizer& tokenizer, int64_t id) {
+  std::string out;
+  for (char c : tokenizer.decode({id}, false)) out += c == '\n' ? "\\n" : c == '\t' ? "\\t" : c == '\r' ? "\\r" : std::string(1, c);
+  return out;
+}
+
 Tokenizer Tokenizer::from_file(const std::string& path) {
   std::string text;
   try {

@@ -71,4 +71,15 @@ class Tokenizer {
   std::shared_ptr<const Impl> d_;
 };
 
+/// The tokenizer.json of a model: the file itself, beside its config.json or weights, or in its folder; "" when
+/// there is none and not `required` (else a TokenizerError saying so).
+std::string model_tokenizer_path(const std::string& model, bool required = true);
+/// A model's tokenizer: the one its task carries (a checkpoint trained on a text task: `task_config`'s "tokenizer"
+/// object), else the tokenizer.json beside it read with its tokenizer_config.json (Tokenizer::from_model_file);
+/// null when there is none and not `required`.
+std::unique_ptr<Tokenizer> model_tokenizer(const std::string& model, const nlohmann::json& task_config, bool required = true);
+/// A token's text for people: its decoding (special tokens kept), with newlines, tabs and carriage returns
+/// written as \n, \t, \r so that an axis label stays on one line.
+std::string token_label(const Tokenizer& tokenizer, int64_t id);
+
 }  // namespace mechscope

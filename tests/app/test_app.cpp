@@ -3,6 +3,7 @@
 
 #include <QDir>
 #include <QFile>
+#include <QLineEdit>
 #include <QComboBox>
 #include <QPushButton>
 #include <QSvgRenderer>
@@ -238,6 +239,41 @@ class AppTest : public QObject {
     QVERIFY(w.waitIdle(kIdleMs));
     QVERIFY2(w.lastError().contains("t5"), qPrintable(w.lastError()));
     QCOMPARE(w.workbench().model_count(), 1);
+  }
+
+  void typedTextThroughTheTokenizer() {
+    // A model folder with a tokenizer.json (a hand-made BPE whose merge makes "ab a" ids 7, 8, 5): the text box
+    // tokenizes, and the tokens read as text. A model without one says so.
+    QTemporaryDir dir;
+    mechscope::test::export_mamba_ssm_folder(demo("mqar-hybrid").toStdString(), dir.path().toStdString());
+    QFile tok(dir.filePath("tokenizer.json"));
+    QVERIFY(tok.open(QIODevice::WriteOnly));
+    tok.write(R"({"model": {"type": "BPE", "vocab": {"a": 5, "b": 6, "ab": 7, " ": 8}, "merges": ["a b"]}})");
+    tok.close();
+    MainWindow w;
+    w.setQuiet(true);
+    w.show();
+    w.openFile(dir.path());
+    QVERIFY(w.waitIdle(kIdleMs));
+    QVERIFY2(w.lastError().isEmpty(), qPrintable(w.lastError()));
+    QLineEdit* text = nullptr;
+    for (auto* e : w.findChildren<QLineEdit*>())
+      if (e->placeholderText().startsWith("or type text")) text = e;
+    QVERIFY(text);
+    text->setText("ab a");
+    QPushButton* use = button(w, "Use text");
+    QVERIFY(use);
+    use->click();
+    QVERIFY(w.waitIdle(kIdleMs));
+    // (Views that need answers say the typed input has none, as for typed tokens.)
+    QVERIFY2(!w.lastError().contains("tokeniz"), qPrintable(w.lastError()));
+    QCOMPARE(w.workbench().tokens(), (std::vector<std::string>{"ab", " ", "a"}));
+    QVERIFY(w.workbench().has_tokenizer());
+    w.openFile(demo("mqar-attn"));  // a checkpoint without a tokenizer becomes the current model
+    QVERIFY(w.waitIdle(kIdleMs));
+    use->click();
+    QVERIFY(w.waitIdle(kIdleMs));
+    QVERIFY2(w.lastError().contains("no tokenizer.json"), qPrintable(w.lastError()));
   }
 
   void panelPlugins() {
