@@ -235,6 +235,11 @@ std::vector<std::string> Workbench::targets(int e) const {
   return out;
 }
 
+std::string Workbench::task_summary() const {
+  std::lock_guard<std::recursive_mutex> small(d->small);
+  return d->s.task_config().is_null() ? "" : task_config_summary(d->s.task_config());
+}
+
 std::string Workbench::task_json() const {
   std::lock_guard<std::recursive_mutex> small(d->small);
   return d->s.task_config().is_null() ? "" : d->s.task_config().dump();

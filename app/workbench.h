@@ -100,6 +100,8 @@ class Workbench {
   std::vector<std::string> tokens(int example = -1) const;
   std::vector<std::string> roles(int example = -1) const;
   std::vector<std::string> targets(int example = -1) const;
+  /// The task config for people to read (a carried tokenizer shown by its size and digest: task_config_summary).
+  std::string task_summary() const;
   std::string task_json() const;
   int seq_len() const;
 

@@ -58,6 +58,7 @@ InputPanel::InputPanel(PanelContext& ctx) : Panel(ctx) {
   token_table_->horizontalHeader()->setStretchLastSection(true);
   token_table_->setEditTriggers(QAbstractItemView::NoEditTriggers);
   label_ = new QLabel;
+  label_->setWordWrap(true);  // a long task description must not widen the window
   widget_ = new QWidget;
   auto* il = new QVBoxLayout(widget_);
   auto* form = new QFormLayout;
@@ -141,7 +142,7 @@ void InputPanel::refresh() {
     v.tokens = wb.tokens();
     v.roles = wb.roles();
     v.targets = wb.targets();
-    v.task = wb.task_json();
+    v.task = wb.task_summary();
     return v;
   }, [this](const InputView& v) {
     QSignalBlocker b(example_spin_);
