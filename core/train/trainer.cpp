@@ -188,6 +188,11 @@ void Trainer::resume(const Checkpoint& ck) {
   const std::vector<int64_t> ids = history_.snapshot_ids;  // chosen by the constructor
   history_ = TrainHistory::from_datasets(ck.training);
   if (history_.snapshot_ids.empty()) history_.snapshot_ids = ids;  // a run saved before its first evaluation
+  if (cfg_.snapshot_rows == 0 && task_->embedding_probe_ids().empty()) {  // snapshot_rows=0 given on resume: none
+    history_.snapshots.clear();                                          // kept, none taken (a file's size)
+    history_.snapshot_steps.clear();
+    history_.snapshot_ids.clear();
+  }
   auto it = ck.training.find("last_step");
   start_step_ = it != ck.training.end() ? it->second.item<int64_t>() : (history_.step.empty() ? 0 : history_.step.back());
   seconds_before_ = history_.seconds.empty() ? 0 : history_.seconds.back();
@@ -303,7 +308,7 @@ TrainResult Trainer::run(const std::function<void(const TrainProgress&)>& on_pro
       history_.lr.push_back(lr);
       history_.seconds.push_back(elapsed());
       if (history_.data_efficiency < 0 && acc >= cfg_.efficiency_threshold) history_.data_efficiency = done * cfg_.batch;
-      {
+      if (!history_.snapshot_ids.empty()) {
         at::NoGradGuard ng;
         at::Tensor ids = at::tensor(history_.snapshot_ids, at::kLong);
         history_.snapshots.push_back(model_->embedding_matrix().index_select(0, ids).detach().to(at::kCPU).clone());

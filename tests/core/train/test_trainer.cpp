@@ -57,6 +57,22 @@ TEST(Trainer, InterruptedAndResumedRunEqualsUninterrupted) {
     EXPECT_EQ(c.history().step, (std::vector<int64_t>{5, 10, 15, 20}));  // no gap, no repeat
     EXPECT_EQ(c.history().accuracy, a.history().accuracy);
     EXPECT_EQ(c.history().snapshots.size(), 4u);
+    // Resumed with snapshot_rows 0 (a task without probe tokens): the embedding snapshots are dropped and none
+    // taken, which keeps a long run's file small; the weights go on as before.
+    auto d_model = tiny_model(*task, preset);
+    Trainer d0(d_model, task, tiny_cfg(), dir + "/d.h5");
+    stop = false;
+    d0.run([&](const TrainProgress& p) { if (p.step == 10) stop = true; }, &stop);
+    Checkpoint dk = load_checkpoint(dir + "/d.h5");
+    nlohmann::json no_snapshots = dk.train_config;
+    no_snapshots["snapshot_rows"] = 0;
+    Trainer d(dk.model, make_task(dk.task_config), TrainConfig::from_json(no_snapshots), dir + "/d.h5");
+    d.resume(dk);
+    d.run(nullptr, nullptr);
+    EXPECT_TRUE(d.history().snapshots.empty()) << preset;
+    EXPECT_EQ(load_checkpoint(dir + "/d.h5").training.count("embedding_snapshots"), 0u) << preset;
+    auto wd = dk.model->state_dict();
+    for (size_t i = 0; i < wa.size(); ++i) EXPECT_TRUE(at::equal(wa[i].second, wd[i].second)) << preset << " " << wa[i].first;
   }
 }
 
