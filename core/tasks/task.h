@@ -69,6 +69,10 @@ std::vector<std::string> task_names();
 std::vector<std::string> builtin_task_names();
 std::unique_ptr<Task> make_builtin_task(const nlohmann::json& config);
 
+/// The seed of example i of a sample drawn with `seed`: examples are pure functions of it, so that the first k of a
+/// sample of n are a sample of k.
+uint64_t example_seed(uint64_t seed, int64_t i);
+
 /// A task config for people to read: the JSON, a tokenizer it carries (a text task's "tokenizer" object, kilobytes
 /// to megabytes) shown as its vocabulary size and SHA-256 prefix.
 std::string task_config_summary(const nlohmann::json& config);

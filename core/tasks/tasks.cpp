@@ -84,8 +84,6 @@ class Rng {
   uint64_t s_[4];
 };
 
-uint64_t example_seed(uint64_t seed, int64_t i) { return seed * 0x9e3779b97f4a7c15ULL + static_cast<uint64_t>(i) * 0xd1b54a32d192ed03ULL + 1; }
-
 // One example under construction.
 struct Example {
   std::vector<int64_t> tokens, targets;
@@ -855,6 +853,10 @@ std::unique_ptr<Task> make_builtin_task(const json& config) {
   if (name == "lookup") return std::make_unique<CopyTask>(config, true);
   if (name == "atr") return std::make_unique<AtrTask>(config);
   throw std::invalid_argument("unknown built-in task '" + name + "'");
+}
+
+uint64_t example_seed(uint64_t seed, int64_t i) {
+  return seed * 0x9e3779b97f4a7c15ULL + static_cast<uint64_t>(i) * 0xd1b54a32d192ed03ULL + 1;
 }
 
 std::string task_config_summary(const json& config) {

@@ -361,8 +361,7 @@ class GeneratedTask : public TextExamplesTask {
     auto kept = std::make_shared<Kept>();
     const std::string where = config_.value("task", std::string("text task")) + " (seed " + std::to_string(seed) + ")";
     for (int64_t i = 0; i < n; ++i) {
-      const uint64_t s = seed * 0x9e3779b97f4a7c15ULL + static_cast<uint64_t>(i) * 0xd1b54a32d192ed03ULL + 1;
-      kept->ex.push_back(read_line(line_(s), i + 1, tok_.get(), static_cast<int64_t>(vocab_.size()), where + " example"));
+      kept->ex.push_back(read_line(line_(example_seed(seed, i)), i + 1, tok_.get(), static_cast<int64_t>(vocab_.size()), where + " example"));
     }
     std::vector<const Example*> rows;
     for (size_t i = 0; i < kept->ex.size(); ++i) {

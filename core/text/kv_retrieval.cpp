@@ -10,33 +10,13 @@
 #include "core/text/tokenizer.h"
 #include "core/util/files.h"
 #include "core/util/json.h"
+#include "core/util/splitmix.h"
 
 namespace mechscope {
 
 using nlohmann::json;
 
 namespace {
-
-// splitmix64: a seed's own stream (examples are pure functions of their seeds).
-struct Stream {
-  uint64_t x;
-  uint64_t next() {
-    uint64_t z = (x += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-  }
-  int64_t below(int64_t n) {  // uniform in [0, n), by rejection
-    const uint64_t un = static_cast<uint64_t>(n), limit = UINT64_MAX - UINT64_MAX % un;
-    uint64_t r;
-    do r = next(); while (r >= limit);
-    return static_cast<int64_t>(r % un);
-  }
-  template <class T>
-  void shuffle(std::vector<T>& v) {
-    for (size_t i = v.size(); i > 1; --i) std::swap(v[i - 1], v[static_cast<size_t>(below(static_cast<int64_t>(i)))]);
-  }
-};
 
 const char kHeader[] = "Memorize the following dictionary:\n";
 
@@ -129,7 +109,7 @@ std::vector<int64_t> kv_retrieval_values(const KvRetrievalConfig& c, const Token
 
 json kv_retrieval_line(const KvRetrievalConfig& c, const std::vector<int64_t>& values, uint64_t seed,
                        const Tokenizer& tok) {
-  Stream s{seed};
+  SplitMix s{seed};
   const int64_t n = c.min_pairs + s.below(c.max_pairs - c.min_pairs + 1);
   std::vector<std::string> keys = kv_retrieval_words();
   s.shuffle(keys);

@@ -5,29 +5,11 @@
 #include <numeric>
 #include <stdexcept>
 
+#include "core/util/splitmix.h"
+
 namespace mechscope {
 
 using nlohmann::json;
-
-namespace {
-
-struct Stream {  // splitmix64: a seed's own stream
-  uint64_t x;
-  uint64_t next() {
-    uint64_t z = (x += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-  }
-  int64_t below(int64_t n) {
-    const uint64_t un = static_cast<uint64_t>(n), limit = UINT64_MAX - UINT64_MAX % un;
-    uint64_t r;
-    do r = next(); while (r >= limit);
-    return static_cast<int64_t>(r % un);
-  }
-};
-
-}  // namespace
 
 PhoneBookConfig PhoneBookConfig::from_json(const json& j, const std::string& where) {
   PhoneBookConfig c;
@@ -79,7 +61,7 @@ const std::vector<std::string>& phone_book_surnames() {
 }
 
 json phone_book_line(const PhoneBookConfig& c, uint64_t seed) {
-  Stream s{seed};
+  SplitMix s{seed};
   const int64_t n = c.min_entries + s.below(c.max_entries - c.min_entries + 1);
   const auto& first = phone_book_first_names();
   const auto& last = phone_book_surnames();
