@@ -147,7 +147,7 @@ int run_analyze(const AnalyzeOptions& o) {
   auto m = OpenedModel::open(o.checkpoint, sets_to_json(o.task_sets), a.info.needs_task && o.dataset.empty());
   m->start_digest();  // for the results' provenance, beside the analysis
   if (!o.dataset.empty()) {  // the dataset's examples, tokenized by the model's tokenizer.json (if it has one)
-    const std::unique_ptr<Tokenizer> tok = tokenizer_of(o.checkpoint, m->ck.task_config, false);
+    const std::unique_ptr<Tokenizer> tok = model_tokenizer(o.checkpoint, m->ck.task_config, false);
     m->task = make_dataset_task(o.dataset, tok.get(), m->ck.vocab);
     m->task_config = m->task->config();
   }

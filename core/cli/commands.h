@@ -3,13 +3,10 @@
 #pragma once
 
 #include <cstdint>
-#include <memory>
 #include <string>
 #include <vector>
 
-namespace mechscope {
-class Tokenizer;
-}
+#include <nlohmann/json.hpp>
 
 namespace mechscope::cli {
 
@@ -40,15 +37,9 @@ struct TypedInput {
   }
 };
 /// The ids of `in` for the model at `model` (its vocabulary, `rows` embedding rows; text through its tokenizer
-/// (tokenizer_of), with the tokenizer's special tokens, e.g. BOS).
+/// (model_tokenizer, core/text/tokenizer.h), with the tokenizer's special tokens, e.g. BOS).
 std::vector<int64_t> typed_input(const TypedInput& in, const std::string& model, const std::vector<std::string>& vocab,
                                  int64_t rows, const nlohmann::json& task_config = nullptr);
-/// A model's tokenizer: the one its task carries (a checkpoint trained on a text task, `task_config`'s "tokenizer"),
-/// else the tokenizer.json beside it; null when there is none and not `required` (else an error saying so).
-std::unique_ptr<Tokenizer> tokenizer_of(const std::string& model, const nlohmann::json& task_config, bool required = true);
-/// The tokenizer.json of a model: the file itself, beside its config.json or weights, or in its folder; "" when
-/// there is none and not `required` (else an error saying so).
-std::string tokenizer_path_of(const std::string& model, bool required = true);
 
 struct TokenizeOptions {
   std::string model;        // -c: a model folder (or file) with tokenizer.json beside it

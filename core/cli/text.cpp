@@ -24,18 +24,6 @@ namespace mechscope::cli {
 
 using nlohmann::json;
 
-std::string tokenizer_path_of(const std::string& model, bool required) {
-  try {
-    return model_tokenizer_path(model, required);
-  } catch (const TokenizerError& e) {
-    throw std::runtime_error(e.what());
-  }
-}
-
-std::unique_ptr<Tokenizer> tokenizer_of(const std::string& model, const json& task_config, bool required) {
-  return model_tokenizer(model, task_config, required);
-}
-
 namespace {
 
 std::string read_text_file(const std::string& path) { return read_file_capped(path, uint64_t{64} << 20, "text file"); }
@@ -45,14 +33,8 @@ std::string read_text_file(const std::string& path) { return read_file_capped(pa
 std::vector<int64_t> typed_input(const TypedInput& in, const std::string& model, const std::vector<std::string>& vocab,
                                  int64_t rows, const json& task_config) {
   if (!in.text.empty() || !in.text_file.empty()) {
-    const std::unique_ptr<Tokenizer> tok = tokenizer_of(model, task_config);
-    const std::vector<int64_t> ids = tok->encode(in.text_file.empty() ? in.text : read_text_file(in.text_file));
-    if (ids.empty()) throw std::invalid_argument("the text encodes to no tokens");
-    for (int64_t id : ids)
-      if (id >= rows)
-        throw std::invalid_argument("the tokenizer gives id " + std::to_string(id) + ", beyond the model's " +
-                                    std::to_string(rows) + " embedding rows: tokenizer.json does not belong to this model");
-    return ids;
+    const std::unique_ptr<Tokenizer> tok = model_tokenizer(model, task_config);
+    return encode_prompt(*tok, in.text_file.empty() ? in.text : read_text_file(in.text_file), rows);
   }
   return in.tokens.empty() ? read_token_file(in.tokens_file, vocab, rows) : parse_tokens(in.tokens, vocab, rows);
 }
@@ -65,10 +47,10 @@ int run_tokenize(const TokenizeOptions& o) {
   std::string path = o.tokenizer;
   std::unique_ptr<Tokenizer> own;
   if (path.empty() && is_native_checkpoint(o.model)) {  // a checkpoint trained on a text task carries its tokenizer
-    own = tokenizer_of(o.model, load_checkpoint(o.model).task_config, false);
+    own = model_tokenizer(o.model, load_checkpoint(o.model).task_config, false);
     path = o.model;
   }
-  if (!own && path.empty()) path = tokenizer_path_of(o.model);
+  if (!own && path.empty()) path = model_tokenizer_path(o.model);
   const Tokenizer tok = own ? *own : Tokenizer::from_model_file(path);
   if (!o.ids.empty()) {
     const std::string text = tok.decode(o.ids, !o.keep_special);
@@ -104,7 +86,7 @@ int run_generate(const GenerateOptions& o) {
   ck.model->eval();
   const int64_t rows = ck.config.padded_vocab_size();
   const std::vector<int64_t> prompt = typed_input(o.input, o.checkpoint, ck.vocab, rows, ck.task_config);
-  const std::unique_ptr<Tokenizer> tok = tokenizer_of(o.checkpoint, ck.task_config, false);
+  const std::unique_ptr<Tokenizer> tok = model_tokenizer(o.checkpoint, ck.task_config, false);
   GenerationOptions g;
   g.max_new_tokens = o.max_new_tokens;
   g.stop = o.stop;
@@ -151,7 +133,7 @@ int run_make_dataset(const MakeDatasetOptions& o) {
   if (kv && o.model.empty() == o.tokenizer.empty())
     throw std::invalid_argument("make-dataset kv-retrieval: give exactly one of --checkpoint (a model with tokenizer.json) "
                                 "or --tokenizer (its values must be one token each)");
-  const std::string path = !kv ? "" : o.tokenizer.empty() ? tokenizer_path_of(o.model) : o.tokenizer;
+  const std::string path = !kv ? "" : o.tokenizer.empty() ? model_tokenizer_path(o.model) : o.tokenizer;
   refuse_overwrite(o.out, o.force, {path});
   std::string text, what;
   int64_t without = 0;
@@ -200,7 +182,7 @@ int run_score(const ScoreOptionsCli& o) {
   if (!o.csv.empty()) refuse_overwrite(o.csv, o.force, {o.checkpoint, o.dataset});
   Checkpoint ck = open_checkpoint(o.checkpoint, o.dtype);
   ck.model->eval();
-  const std::unique_ptr<Tokenizer> tok = tokenizer_of(o.checkpoint, ck.task_config, false);
+  const std::unique_ptr<Tokenizer> tok = model_tokenizer(o.checkpoint, ck.task_config, false);
   const std::vector<PromptLine> lines = read_prompt_lines(o.dataset, tok.get(), ck.config.padded_vocab_size(), o.examples);
   ScoreOptions so;
   so.by = by;

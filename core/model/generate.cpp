@@ -106,6 +106,13 @@ bool take(const at::Tensor& logits, std::vector<std::vector<int64_t>>& out, std:
   return any;
 }
 
+// Each row's last id as the next input [batch, 1] (a row that stopped reads 0: its outputs are not used).
+at::Tensor last_ids(const std::vector<std::vector<int64_t>>& out, const at::Tensor& like) {
+  at::Tensor next = at::empty({static_cast<int64_t>(out.size()), 1}, like.options());
+  for (size_t b = 0; b < out.size(); ++b) next[static_cast<int64_t>(b)][0] = std::max<int64_t>(out[b].back(), 0);
+  return next;
+}
+
 at::Tensor as_tensor(const std::vector<std::vector<int64_t>>& rows) {
   const auto B = static_cast<int64_t>(rows.size());
   const auto n = rows.empty() ? int64_t{0} : static_cast<int64_t>(rows[0].size());
@@ -136,9 +143,7 @@ at::Tensor greedy_generate(LanguageModel& model, const at::Tensor& prompts, cons
   for (int64_t k = 0; k < o.max_new_tokens; ++k) {
     const bool more = take(logits, out, done, o);
     if (!more || k + 1 == o.max_new_tokens) break;
-    at::Tensor next = at::empty({prompts.size(0), 1}, prompts.options());
-    for (size_t b = 0; b < out.size(); ++b) next[static_cast<int64_t>(b)][0] = std::max<int64_t>(out[b].back(), 0);
-    logits = dec.feed(next);
+    logits = dec.feed(last_ids(out, prompts));
   }
   return as_tensor(out);
 }
@@ -152,9 +157,7 @@ at::Tensor greedy_generate_reference(LanguageModel& model, const at::Tensor& pro
   for (int64_t k = 0; k < o.max_new_tokens; ++k) {
     const bool more = take(model.forward(seq).select(1, seq.size(1) - 1), out, done, o);
     if (!more || k + 1 == o.max_new_tokens) break;
-    at::Tensor next = at::empty({prompts.size(0), 1}, prompts.options());
-    for (size_t b = 0; b < out.size(); ++b) next[static_cast<int64_t>(b)][0] = std::max<int64_t>(out[b].back(), 0);
-    seq = at::cat({seq, next}, 1);
+    seq = at::cat({seq, last_ids(out, prompts)}, 1);
   }
   return as_tensor(out);
 }

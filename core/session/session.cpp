@@ -204,8 +204,12 @@ void Session::set_tokens(const std::string& text) {
   OpenedModel& m = model();
   auto ids = parse_tokens(text, m.ck.vocab, m.ck.config.padded_vocab_size());
   if (ids.empty()) throw std::invalid_argument("no tokens given");
+  set_input(ids);
+}
+
+void Session::set_input(const std::vector<int64_t>& ids) {
   Batch b = typed_batch(ids);
-  m.model().check_tokens(b.tokens);
+  model().model().check_tokens(b.tokens);
   batch_ = std::move(b);
   has_targets_ = false;
   example_ = 0;
@@ -217,19 +221,7 @@ void Session::set_text(const std::string& text) {
   if (!m.tokenizer())
     throw std::invalid_argument(m.tokenizer_error().empty() ? "'" + m.name + "' has no tokenizer.json: type tokens instead"
                                                             : "the model's tokenizer cannot be read: " + m.tokenizer_error());
-  const std::vector<int64_t> ids = m.tokenizer()->encode(text);
-  if (ids.empty()) throw std::invalid_argument("the text encodes to no tokens");
-  const int64_t rows = m.ck.config.padded_vocab_size();
-  for (int64_t id : ids)
-    if (id >= rows)
-      throw std::invalid_argument("the tokenizer gives id " + std::to_string(id) + ", beyond the model's " +
-                                  std::to_string(rows) + " embedding rows");
-  Batch b = typed_batch(ids);
-  m.model().check_tokens(b.tokens);
-  batch_ = std::move(b);
-  has_targets_ = false;
-  example_ = 0;
-  invalidate();
+  set_input(encode_prompt(*m.tokenizer(), text, m.ck.config.padded_vocab_size()));
 }
 
 void Session::set_example(int64_t e) {

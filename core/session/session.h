@@ -136,6 +136,7 @@ class Session {
 
  private:
   void invalidate();
+  void set_input(const std::vector<int64_t>& ids);  // one typed example: no targets
   std::vector<std::unique_ptr<OpenedModel>> models_;
   int cur_ = -1;
   Batch batch_;

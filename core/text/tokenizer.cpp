@@ -1415,6 +1415,16 @@ std::unique_ptr<Tokenizer> model_tokenizer(const std::string& model, const json&
   return std::make_unique<Tokenizer>(Tokenizer::from_model_file(path));
 }
 
+std::vector<int64_t> encode_prompt(const Tokenizer& tokenizer, const std::string& text, int64_t rows) {
+  const std::vector<int64_t> ids = tokenizer.encode(text);
+  if (ids.empty()) throw std::invalid_argument("the text encodes to no tokens");
+  for (int64_t id : ids)
+    if (id >= rows)
+      throw std::invalid_argument("the tokenizer gives id " + std::to_string(id) + ", beyond the model's " +
+                                  std::to_string(rows) + " embedding rows: tokenizer.json does not belong to this model");
+  return ids;
+}
+
 std::string token_label(const Tokenizer& tokenizer, int64_t id) {
   std::string out;
   for (char c : tokenizer.decode({id}, false)) out += c == '\n' ? "\\n" : c == '\t' ? "\\t" : c == '\r' ? "\\r" : std::string(1, c);

@@ -78,6 +78,9 @@ std::string model_tokenizer_path(const std::string& model, bool required = true)
 /// object), else the tokenizer.json beside it read with its tokenizer_config.json (Tokenizer::from_model_file);
 /// null when there is none and not `required`.
 std::unique_ptr<Tokenizer> model_tokenizer(const std::string& model, const nlohmann::json& task_config, bool required = true);
+/// A prompt's ids for a model with `rows` embedding rows: `text` with the tokenizer's special tokens (BOS); throws
+/// std::invalid_argument when it encodes to nothing or to an id beyond the rows (another model's tokenizer).
+std::vector<int64_t> encode_prompt(const Tokenizer& tokenizer, const std::string& text, int64_t rows);
 /// A token's text for people: its decoding (special tokens kept), with newlines, tabs and carriage returns
 /// written as \n, \t, \r so that an axis label stays on one line.
 std::string token_label(const Tokenizer& tokenizer, int64_t id);
