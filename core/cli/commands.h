@@ -87,7 +87,7 @@ struct MakeDatasetOptions {
   std::string out;            // --out FILE.jsonl
   int64_t examples = 100;     // -n
   uint64_t seed = 0;
-  int64_t min_pairs = 10, max_pairs = 50, values = 100;
+  int64_t min_pairs = 10, max_pairs = 50, values = 100, queries = 1;
   int64_t min_entries = 8, max_entries = 30;
   bool force = false;
 };

@@ -84,6 +84,8 @@ int main(int argc, char** argv) {
   c_mk->add_option("--min-pairs", mk.min_pairs, "fewest key-value pairs per prompt")->capture_default_str();
   c_mk->add_option("--max-pairs", mk.max_pairs, "most key-value pairs per prompt")->capture_default_str();
   c_mk->add_option("--values", mk.values, "values are the numbers 0..values-1")->capture_default_str();
+  c_mk->add_option("--queries", mk.queries, "kv-retrieval: queries per prompt, those before the last answered in it "
+                   "(P4: 1)")->capture_default_str();
   c_mk->add_option("--min-entries", mk.min_entries, "phone-book: fewest entries per prompt")->capture_default_str();
   c_mk->add_option("--max-entries", mk.max_entries, "phone-book: most entries per prompt")->capture_default_str();
 

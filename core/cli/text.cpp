@@ -140,7 +140,8 @@ int run_make_dataset(const MakeDatasetOptions& o) {
   if (kv) {
     const Tokenizer tok = Tokenizer::from_model_file(path);
     const KvRetrievalConfig c = KvRetrievalConfig::from_json(
-        {{"min_pairs", o.min_pairs}, {"max_pairs", o.max_pairs}, {"values", o.values}}, "make-dataset");
+        {{"min_pairs", o.min_pairs}, {"max_pairs", o.max_pairs}, {"values", o.values}, {"queries", o.queries}},
+        "make-dataset");
     const std::vector<int64_t> values = kv_retrieval_values(c, tok);
     for (int64_t i = 0; i < o.examples; ++i) {
       const json line = kv_retrieval_line(c, values, o.seed + static_cast<uint64_t>(i), tok);
@@ -148,7 +149,7 @@ int run_make_dataset(const MakeDatasetOptions& o) {
       text += line.dump() + "\n";
     }
     what = "kv-retrieval prompts (" + std::to_string(c.min_pairs) + "-" + std::to_string(c.max_pairs) + " pairs, values 0-" +
-           std::to_string(c.values - 1);
+           std::to_string(c.values - 1) + (c.queries > 1 ? ", " + std::to_string(c.queries) + " queries" : "");
   } else {
     const PhoneBookConfig c = PhoneBookConfig::from_json({{"min_entries", o.min_entries}, {"max_entries", o.max_entries}},
                                                          "make-dataset");

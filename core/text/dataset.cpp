@@ -29,6 +29,7 @@ struct Example {
   std::vector<int8_t> span_role;  // per prompt token: Key or Value from the line's spans, else 0
   std::vector<int64_t> wrong;     // the wrong answers' first tokens, compared at the answer's first position
   bool choices = false;           // `wrong` are the other candidates of a multiple choice
+  std::vector<size_t> labelled;   // prompt tokens (indices into `clean`) predicted too: the line's "labels" spans
 };
 
 // Rows right-padded (id 0 behind each row's length: causal models never read it, and no target lies there).
@@ -60,9 +61,10 @@ Batch batch_of(const std::vector<const Example*>& rows, bool corrupted) {
       if (p < e.span_role.size() && e.span_role[p] != 0 && p + 1 != e.prompt) R[b][static_cast<int64_t>(p)] = e.span_role[p];
     }
     for (size_t j = 0; j < e.answer.size(); ++j) G[b][static_cast<int64_t>(e.prompt - 1 + j)] = e.answer[j];
+    for (size_t p : e.labelled) G[b][static_cast<int64_t>(p - 1)] = e.clean[p];  // the clean text's tokens
     lengths[b] = static_cast<int64_t>(in.size());
   }
-  Batch out{tokens, targets, roles, lengths};
+  Batch out{tokens, targets, roles, lengths, at::Tensor(), false};
   if (any_wrong) {  // [B, L, W]: the wrong answers' first tokens at each example's first answer position
     out.wrong = at::full({B, static_cast<int64_t>(L), static_cast<int64_t>(W)}, -1, at::kLong);
     auto Wr = out.wrong.accessor<int64_t, 3>();
@@ -227,24 +229,30 @@ std::vector<std::pair<int64_t, int64_t>> spans_of(const json& s, const std::stri
   return out;
 }
 
-// Roles of the prompt's own tokens from the line's key and value spans: each key's first token starts a segment and
-// the tokens after it through its value's last (the value of the same index) are its values.
-std::vector<int8_t> span_roles(const json& j, const std::string& clean, const std::vector<EncodedToken>& own,
-                               const std::string& at) {
+// The (first, last) prompt tokens of each character span of a line's `name` ("key", "value", "labels").
+std::vector<std::pair<size_t, size_t>> span_token_ranges(const json& j, const char* name, const std::string& clean,
+                                                         const std::vector<EncodedToken>& own, const std::string& at) {
   std::vector<size_t> byte_at;  // byte offset of each character, and the end
   for (size_t i = 0; i < clean.size(); ++i)
     if ((static_cast<unsigned char>(clean[i]) & 0xC0) != 0x80) byte_at.push_back(i);
   byte_at.push_back(clean.size());
-  std::map<std::string, std::vector<std::pair<size_t, size_t>>> tokens;  // name -> (first, last) token per span
-  for (const char* name : {"key", "value"}) {
-    if (!j.contains(name)) continue;
-    for (const auto& [b, e] : spans_of(j.at(name), at, name)) {
-      if (static_cast<size_t>(e) >= byte_at.size())
-        throw std::invalid_argument(at + ": \"" + name + "\" ends past the clean text's " +
-                                    std::to_string(byte_at.size() - 1) + " characters");
-      tokens[name].push_back(span_tokens(own, byte_at[static_cast<size_t>(b)], byte_at[static_cast<size_t>(e)], at, name));
-    }
+  std::vector<std::pair<size_t, size_t>> out;
+  for (const auto& [b, e] : spans_of(j.at(name), at, name)) {
+    if (static_cast<size_t>(e) >= byte_at.size())
+      throw std::invalid_argument(at + ": \"" + name + "\" ends past the clean text's " +
+                                  std::to_string(byte_at.size() - 1) + " characters");
+    out.push_back(span_tokens(own, byte_at[static_cast<size_t>(b)], byte_at[static_cast<size_t>(e)], at, name));
   }
+  return out;
+}
+
+// Roles of the prompt's own tokens from the line's key and value spans: each key's first token starts a segment and
+// the tokens after it through its value's last (the value of the same index) are its values.
+std::vector<int8_t> span_roles(const json& j, const std::string& clean, const std::vector<EncodedToken>& own,
+                               const std::string& at) {
+  std::map<std::string, std::vector<std::pair<size_t, size_t>>> tokens;  // name -> (first, last) token per span
+  for (const char* name : {"key", "value"})
+    if (j.contains(name)) tokens[name] = span_token_ranges(j, name, clean, own, at);
   std::vector<int8_t> role(own.size(), 0);
   const auto& keys = tokens["key"];
   const auto& values = tokens["value"];
@@ -272,9 +280,10 @@ Example read_line(const json& j, int64_t line, const Tokenizer* tok, int64_t row
   const std::string at = where + " line " + std::to_string(line);
   if (!j.is_object()) throw std::invalid_argument(at + ": not a JSON object");
   for (const auto& [k, v] : j.items())
-    if (k != "clean" && k != "corrupted" && k != "answer" && k != "wrong" && k != "choices" && k != "key" && k != "value")
+    if (k != "clean" && k != "corrupted" && k != "answer" && k != "wrong" && k != "choices" && k != "key" &&
+        k != "value" && k != "labels")
       throw std::invalid_argument(at + ": '" + k + "' is not a key MechScope's datasets know (clean, corrupted, answer, "
-                                  "wrong, choices, key, value)");
+                                  "wrong, choices, key, value, labels)");
   if (!j.contains("clean") || !j.contains("answer")) throw std::invalid_argument(at + ": needs \"clean\" and \"answer\"");
   Example e;
   e.line = line;
@@ -287,6 +296,7 @@ Example read_line(const json& j, int64_t line, const Tokenizer* tok, int64_t row
   // The prompt: the tokenizer's special tokens, then the text's own tokens (or the ids given).
   std::vector<int64_t> prefix, prompt;
   std::vector<int8_t> span_role;  // per prompt token (without the prefix)
+  std::vector<size_t> labelled;   // prompt tokens (without the prefix) of the "labels" spans
   if (j.at("clean").is_string()) {
     if (!tok) throw std::invalid_argument(at + ": the prompts are text, and the model has no tokenizer.json");
     const std::string clean = j.at("clean").get<std::string>();
@@ -299,9 +309,12 @@ Example read_line(const json& j, int64_t line, const Tokenizer* tok, int64_t row
     }
     for (const auto& t : own) prompt.push_back(t.id);
     if (j.contains("key") || j.contains("value")) span_role = span_roles(j, clean, own, at);
+    if (j.contains("labels"))
+      for (const auto& [f, l] : span_token_ranges(j, "labels", clean, own, at))
+        for (size_t k = f; k <= l; ++k) labelled.push_back(k);
   } else {
-    if (j.contains("key") || j.contains("value"))
-      throw std::invalid_argument(at + ": \"key\" and \"value\" are character spans of a text prompt");
+    if (j.contains("key") || j.contains("value") || j.contains("labels"))
+      throw std::invalid_argument(at + ": \"key\", \"value\" and \"labels\" are character spans of a text prompt");
     prompt = ids_of(j.at("clean"), rows, at + ": \"clean\"");
   }
   if (prompt.empty()) throw std::invalid_argument(at + ": the clean prompt has no tokens");
@@ -319,6 +332,11 @@ Example read_line(const json& j, int64_t line, const Tokenizer* tok, int64_t row
   e.clean = prefix;
   e.clean.insert(e.clean.end(), prompt.begin(), prompt.end());
   e.prompt = e.clean.size();
+  for (size_t k : labelled) {
+    if (prefix.size() + k == 0)
+      throw std::invalid_argument(at + ": \"labels\" covers the prompt's first token, which nothing before it predicts");
+    e.labelled.push_back(prefix.size() + k);
+  }
   if (j.contains("corrupted")) {
     std::vector<int64_t> corr = prefix;
     if (j.at("corrupted").is_string()) {

@@ -20,8 +20,12 @@ namespace {
 
 const char kHeader[] = "Memorize the following dictionary:\n";
 
-std::string prompt_of(const std::vector<std::string>& keys, const std::vector<int64_t>& vals, const std::string& query,
-                      json* key_spans, json* value_spans) {
+const char kQuery[] = "The value of the key '";
+
+// The prompt asking keys[query]; `asked` are the queries answered before it (indices into keys), whose answers'
+// spans go to `answer_spans`.
+std::string prompt_of(const std::vector<std::string>& keys, const std::vector<int64_t>& vals, size_t query,
+                      const std::vector<size_t>& asked, json* key_spans, json* value_spans, json* answer_spans) {
   std::string p = kHeader;
   for (size_t i = 0; i < keys.size(); ++i) {
     if (key_spans) key_spans->push_back({p.size(), p.size() + keys[i].size()});
@@ -30,7 +34,13 @@ std::string prompt_of(const std::vector<std::string>& keys, const std::vector<in
     if (value_spans) value_spans->push_back({p.size(), p.size() + v.size()});
     p += v + "\n";
   }
-  return p + "The value of the key '" + query + "' is";  // ASCII: characters are bytes
+  for (size_t a : asked) {
+    p += kQuery + keys[a] + "' is";
+    const std::string v = std::to_string(vals[a]);
+    if (answer_spans) answer_spans->push_back({p.size(), p.size() + v.size()});
+    p += v + "\n";
+  }
+  return p + kQuery + keys[query] + "' is";  // ASCII: characters are bytes
 }
 
 }  // namespace
@@ -48,6 +58,7 @@ KvRetrievalConfig KvRetrievalConfig::from_json(const json& j, const std::string&
   get("min_pairs", c.min_pairs, 2, words);  // one pair leaves nothing to choose between
   get("max_pairs", c.max_pairs, 2, words);
   get("values", c.values, 2, 1000000);
+  get("queries", c.queries, 1, 64);
   if (c.max_pairs < c.min_pairs)
     throw std::invalid_argument(where + ": max_pairs (" + std::to_string(c.max_pairs) + ") is below min_pairs (" +
                                 std::to_string(c.min_pairs) + ")");
@@ -118,8 +129,10 @@ json kv_retrieval_line(const KvRetrievalConfig& c, const std::vector<int64_t>& v
   s.shuffle(vals);
   vals.resize(static_cast<size_t>(n));
   const size_t q = static_cast<size_t>(s.below(n));
-  json key_spans = json::array(), value_spans = json::array();
-  const std::string clean = prompt_of(keys, vals, keys[q], &key_spans, &value_spans);
+  std::vector<size_t> asked;  // the answered queries before the last (drawn after P4's draws: one query, same prompts)
+  for (int64_t i = 1; i < c.queries; ++i) asked.push_back(static_cast<size_t>(s.below(n)));
+  json key_spans = json::array(), value_spans = json::array(), answer_spans = json::array();
+  const std::string clean = prompt_of(keys, vals, q, asked, &key_spans, &value_spans, &answer_spans);
   json line = {{"clean", clean}, {"answer", std::to_string(vals[q])}};
   // The corrupted prompt asks for another key of the dictionary (another answer), with as many tokens.
   const size_t length = tok.encode(clean, false).size();
@@ -128,7 +141,7 @@ json kv_retrieval_line(const KvRetrievalConfig& c, const std::vector<int64_t>& v
   s.shuffle(others);
   for (size_t o : others) {
     if (o == q) continue;
-    const std::string corrupted = prompt_of(keys, vals, keys[o], nullptr, nullptr);
+    const std::string corrupted = prompt_of(keys, vals, o, asked, nullptr, nullptr, nullptr);
     if (tok.encode(corrupted, false).size() == length) {
       line["corrupted"] = corrupted;
       break;
@@ -139,6 +152,7 @@ json kv_retrieval_line(const KvRetrievalConfig& c, const std::vector<int64_t>& v
   line["choices"] = choices;
   line["key"] = key_spans;
   line["value"] = value_spans;
+  if (!answer_spans.empty()) line["labels"] = answer_spans;
   return line;
 }
 
@@ -146,8 +160,9 @@ std::unique_ptr<Task> make_kv_text_task(const json& config_in) {
   const std::string where = "task kv-text";
   json config = config_in;
   for (const auto& [k, v] : config.items())
-    if (k != "task" && k != "tokenizer" && k != "min_pairs" && k != "max_pairs" && k != "values")
-      throw std::invalid_argument(where + ": unknown key '" + k + "'; its keys: tokenizer, min_pairs, max_pairs, values");
+    if (k != "task" && k != "tokenizer" && k != "min_pairs" && k != "max_pairs" && k != "values" && k != "queries")
+      throw std::invalid_argument(where + ": unknown key '" + k +
+                                  "'; its keys: tokenizer, min_pairs, max_pairs, values, queries");
   if (!config.contains("tokenizer"))
     throw std::invalid_argument(where + ": needs \"tokenizer\": a tokenizer.json file (or its JSON object)");
   if (config.at("tokenizer").is_string()) {  // kept as the object: a checkpoint trained on the task carries it
@@ -161,6 +176,7 @@ std::unique_ptr<Task> make_kv_text_task(const json& config_in) {
   config["min_pairs"] = c.min_pairs;
   config["max_pairs"] = c.max_pairs;
   config["values"] = c.values;
+  if (c.queries != 1) config["queries"] = c.queries;  // absent at P4's one: older checkpoints' configs unchanged
   std::vector<std::string> vocab;
   for (int64_t id = 0; id < tok->vocab_size(); ++id) {
     try {

@@ -25,7 +25,12 @@ class Tokenizer;
 struct KvRetrievalConfig {
   int64_t min_pairs = 10, max_pairs = 50;  ///< pairs per prompt, drawn uniformly in [min, max] (P4: 10-50)
   int64_t values = 100;                    ///< values are the numbers 0 .. values-1 (P4: 100)
-  /// From {"min_pairs": .., "max_pairs": .., "values": ..} (other keys are the caller's); refuses bad values by name.
+  /// Queries per prompt (P4: 1). More, for training: the queries before the last are answered in the prompt
+  /// ("... is42" then a new line), each key drawn anew (a key may be asked again), and their answers are labelled
+  /// (the line's "labels"), so that one prompt teaches several lookups.
+  int64_t queries = 1;
+  /// From {"min_pairs": .., "max_pairs": .., "values": .., "queries": ..} (other keys are the caller's); refuses bad
+  /// values by name.
   static KvRetrievalConfig from_json(const nlohmann::json& j, const std::string& where);
 };
 
@@ -39,12 +44,14 @@ std::vector<int64_t> kv_retrieval_values(const KvRetrievalConfig& c, const Token
 
 /// Example `seed`'s prompt as a dataset line: clean, corrupted (the query names another key of the dictionary whose
 /// prompt has as many tokens; absent when no key does), answer, choices (the dictionary's values in its order) and
-/// key/value character spans of every pair. `values`: kv_retrieval_values' list.
+/// key/value character spans of every pair (of the dictionary), and with more than one query the "labels" spans of
+/// the answers given in the prompt. `values`: kv_retrieval_values' list.
 nlohmann::json kv_retrieval_line(const KvRetrievalConfig& c, const std::vector<int64_t>& values, uint64_t seed,
                                  const Tokenizer& tok);
 
 /// The "kv-text" task: {"task": "kv-text", "tokenizer": tokenizer.json's object (or its path, read now and kept
-/// as the object, so that a checkpoint trained on it carries its tokenizer), "min_pairs", "max_pairs", "values"}.
+/// as the object, so that a checkpoint trained on it carries its tokenizer), "min_pairs", "max_pairs", "values",
+/// "queries"}.
 /// Its vocabulary is the tokenizer's (one name per id up to its largest).
 std::unique_ptr<Task> make_kv_text_task(const nlohmann::json& config);
 

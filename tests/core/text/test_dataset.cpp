@@ -120,6 +120,20 @@ TEST(Dataset, KeyAndValueSpansMarkTheirTokens) {
             std::string::npos);
 }
 
+// "labels" spans (characters of the clean text) make their tokens targets too, each predicted at the token before
+// it (a prompt with answered queries trains on every answer); the answer stays the last target.
+TEST(Dataset, LabelSpansAreTargetsAtTheTokenBefore) {
+  const Tokenizer tok = hand_tokenizer();
+  auto task = make_dataset_task(write("l.jsonl", R"({"clean": "abc de", "answer": " a", "labels": [[3, 5]]})"), &tok,
+                                std::vector<std::string>(64, "x"));
+  const Batch b = task->sample(1, 0);  // ab c ' ' d e | ' ' a: " d" is tokens 2 and 3, predicted at 1 and 2
+  const std::vector<int64_t> want = {-100, 10, 3, -100, 10, 0};
+  EXPECT_EQ(row(b.targets, 0, 6), want);
+  EXPECT_NE(error_of(R"({"clean": "abc", "answer": "d", "labels": [0, 1]})", &tok).find("first token"), std::string::npos);
+  EXPECT_NE(error_of(R"({"clean": [1, 2], "answer": [1], "labels": [0, 1]})", &tok).find("spans of a text prompt"),
+            std::string::npos);
+}
+
 TEST(Dataset, BadLinesAreRefusedNamingTheirLine) {
   const Tokenizer tok = hand_tokenizer();
   EXPECT_NE(error_of(R"({"clean": "ab", "answer": "c"})" "\n" R"({"clean": "ab", "corrupted": "abc", "answer": "c"})", &tok)
@@ -299,6 +313,58 @@ TEST(KvRetrieval, LinesAreP4sPromptWithTheirAnswerChoicesAndSpans) {
   } catch (const std::invalid_argument& e) {
     EXPECT_NE(std::string(e.what()).find("10 continue the prompt as one token"), std::string::npos) << e.what();
   }
+}
+
+// More than one query (for training): the queries before the last are answered in the prompt, each answer the value
+// of its key in the dictionary and labelled; the task's batch has them as targets beside the answer.
+TEST(KvRetrieval, AnsweredQueriesAreLabelled) {
+  const Tokenizer tok = Tokenizer::from_file(kv_tokenizer_path());
+  KvRetrievalConfig c;
+  c.min_pairs = 2, c.max_pairs = 8, c.queries = 3;
+  const std::vector<int64_t> values = kv_retrieval_values(c, tok);
+  KvRetrievalConfig one = c;
+  one.queries = 1;
+  for (uint64_t seed = 0; seed < 20; ++seed) {
+    const json line = kv_retrieval_line(c, values, seed, tok);
+    const std::string clean = line.at("clean");
+    std::smatch m;
+    ASSERT_TRUE(std::regex_match(clean, m, std::regex("Memorize the following dictionary:\n((?:[a-z]+:[0-9]+\n)+)"
+                                                      "((?:The value of the key '[a-z]+' is[0-9]+\n){2})"
+                                                      "The value of the key '([a-z]+)' is")))
+        << clean;
+    std::map<std::string, std::string> dict;
+    const std::string body = m[1], asked = m[2];
+    const std::regex pair_re("([a-z]+):([0-9]+)\n"), asked_re("key '([a-z]+)' is([0-9]+)\n");
+    for (std::sregex_iterator it(body.begin(), body.end(), pair_re), end; it != end; ++it) dict[(*it)[1]] = (*it)[2];
+    EXPECT_EQ(line.at("answer"), dict.at(m[3]));
+    ASSERT_EQ(line.at("labels").size(), 2u);
+    size_t i = 0;
+    for (std::sregex_iterator it(asked.begin(), asked.end(), asked_re), end; it != end; ++it, ++i) {
+      EXPECT_EQ((*it)[2], dict.at((*it)[1]));
+      const auto b = line["labels"][i][0].get<size_t>(), e = line["labels"][i][1].get<size_t>();
+      EXPECT_EQ(clean.substr(b, e - b), (*it)[2]);
+    }
+    EXPECT_FALSE(kv_retrieval_line(one, values, seed, tok).contains("labels"));
+  }
+  auto task = make_kv_text_task({{"task", "kv-text"}, {"tokenizer", kv_tokenizer_path()}, {"min_pairs", 2},
+                                 {"max_pairs", 8}, {"queries", 3}});
+  EXPECT_EQ(task->config().at("queries"), 3);
+  const Batch b = task->sample(4, 1);
+  for (int64_t e = 0; e < 4; ++e) {
+    const int64_t L = b.lengths[e].item<int64_t>();
+    const std::vector<int64_t> ids = row(b.tokens, e, L);
+    int64_t labelled = 0;
+    for (int64_t p = 0; p + 1 < L; ++p) {
+      if (b.targets[e][p].item<int64_t>() == -100) continue;
+      ++labelled;
+      EXPECT_EQ(b.targets[e][p].item<int64_t>(), ids[static_cast<size_t>(p) + 1]);  // the answer given in the prompt
+      EXPECT_EQ(tok.decode({ids[static_cast<size_t>(p)]}), " is");
+    }
+    EXPECT_EQ(labelled, 2);
+    EXPECT_NE(b.targets[e][L - 1].item<int64_t>(), -100);
+  }
+  EXPECT_THROW(make_kv_text_task({{"task", "kv-text"}, {"tokenizer", kv_tokenizer_path()}, {"queries", 0}}),
+               std::invalid_argument);
 }
 
 // The kv-text task: its batch is the dataset reading of its lines: the answer's token the target at the last prompt
