@@ -24,6 +24,7 @@
 #include "app/mainwindow.h"
 #include "app/panels/analyses_panel.h"
 #include "app/panels/compare_panel.h"
+#include "app/panels/input_panel.h"
 #include "app/panels/training_panel.h"
 
 namespace {
@@ -129,7 +130,7 @@ bool run_replay(mechscope::app::MainWindow& w, const QString& dir) {
 }
 
 // --screenshots DIR: something in each panel (the last head ablated, a patching sweep), then one screenshot per panel.
-void screenshots(mechscope::app::MainWindow& w, const QString& dir) {
+void screenshots(mechscope::app::MainWindow& w, const QString& dir, const QString& analysis) {
   w.waitIdle(120000);
   // Something in each panel: the last head ablated, a patching sweep run.
   if (w.workbench().model_count() > 0) w.ablateHeads({w.workbench().summary().heads.back().label});
@@ -138,11 +139,38 @@ void screenshots(mechscope::app::MainWindow& w, const QString& dir) {
   w.waitIdle(300000);
   w.comparePanel().compare(0, 1);  // the loaded models side by side: layer 1's attention
   w.waitIdle(120000);
-  w.analysesPanel().run("attention-rollout", "");  // a plugin's analysis, if that plugin is loaded
+  if (analysis.isEmpty()) w.analysesPanel().run("attention-rollout", "");  // a plugin's analysis, if that plugin is loaded
   w.waitIdle(60000);
   w.takeScreenshots(dir);
   if (!w.lastError().isEmpty()) std::cerr << "mechscope: " << w.lastError().toStdString() << "\n";
   std::cout << "screenshots in " << dir.toStdString() << "\n";
+}
+
+// --dataset and --analysis, after the files are open (the screenshots' run does them first itself).
+void dataset_and_analysis(mechscope::app::MainWindow& w, const QString& dataset, const QString& analysis) {
+  w.waitIdle(120000);
+  if (!dataset.isEmpty()) w.inputPanel().loadDataset(dataset, 64);
+  w.waitIdle(120000);
+  if (!analysis.isEmpty()) w.analysesPanel().run(analysis, "");
+}
+
+// --render RESULTS: one tensor of a results file drawn into a figure file.
+int run_render(const QCommandLineParser& parser, const QCommandLineOption& render_opt, const QCommandLineOption& tensor_opt,
+               const QCommandLineOption& index_opt, const QCommandLineOption& out_opt, const QCommandLineOption& size_opt) {
+  try {
+    if (!parser.isSet(out_opt)) throw std::invalid_argument("--render needs --out FIGURE.png|.pdf|.svg");
+    const QStringList wh = parser.value(size_opt).toLower().split('x');
+    if (wh.size() != 2) throw std::invalid_argument("--size: expected WIDTHxHEIGHT, e.g. 1200x800");
+    std::cout << mechscope::app::render_results(parser.value(render_opt).toStdString(),
+                                                parser.value(tensor_opt).toStdString(),
+                                                parser.value(index_opt).toInt(), parser.value(out_opt).toStdString(),
+                                                wh[0].toInt(), wh[1].toInt())
+              << "\n";
+    return 0;
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << mechscope::describe_error(e) << "\n";
+    return 1;
+  }
 }
 
 }  // namespace
@@ -205,25 +233,14 @@ int main(int argc, char** argv) {
   QCommandLineOption list_plugins("list-plugins", "Build the window (loading every plugin and panel), print what "
                                                   "Help > Plugins shows, and quit (no display needed).");
   parser.addOption(list_plugins);
+  QCommandLineOption dataset_opt("dataset", "After opening the files, read the first 64 lines of a prompt dataset (.jsonl) "
+                                            "as the examples (the Input panel's dataset row).", "FILE"),
+      analysis_opt("analysis", "Then run an analysis in the Analyses panel, e.g. ga-discovery.", "NAME");
+  for (const auto& o : {dataset_opt, analysis_opt}) parser.addOption(o);
   parser.addPositionalArgument("files", "Checkpoints (.h5) or a workspace (.json) to open.", "[files...]");
   parser.process(app);
 
-  if (parser.isSet(render_opt)) {
-    try {
-      if (!parser.isSet(out_opt)) throw std::invalid_argument("--render needs --out FIGURE.png|.pdf|.svg");
-      const QStringList wh = parser.value(size_opt).toLower().split('x');
-      if (wh.size() != 2) throw std::invalid_argument("--size: expected WIDTHxHEIGHT, e.g. 1200x800");
-      std::cout << mechscope::app::render_results(parser.value(render_opt).toStdString(),
-                                                  parser.value(tensor_opt).toStdString(),
-                                                  parser.value(index_opt).toInt(), parser.value(out_opt).toStdString(),
-                                                  wh[0].toInt(), wh[1].toInt())
-                << "\n";
-      return 0;
-    } catch (const std::exception& e) {
-      std::cerr << "error: " << mechscope::describe_error(e) << "\n";
-      return 1;
-    }
-  }
+  if (parser.isSet(render_opt)) return run_render(parser, render_opt, tensor_opt, index_opt, out_opt, size_opt);
 
   if (parser.isSet(bench_map)) return run_bench_map(parser.value(bench_map).toInt());
 
@@ -245,6 +262,8 @@ int main(int argc, char** argv) {
     if (QFileInfo(f).suffix().toLower() == "json") w.openWorkspace(f);
     else w.openFile(f);
   }
+  auto requested = [&] { dataset_and_analysis(w, parser.value(dataset_opt), parser.value(analysis_opt)); };
+  if (!screenshot_mode && (parser.isSet(dataset_opt) || parser.isSet(analysis_opt))) QTimer::singleShot(0, &w, requested);
   if (parser.isSet(latency)) {
     w.setQuiet(true);
     QTimer::singleShot(0, &w, [&] {
@@ -258,7 +277,8 @@ int main(int argc, char** argv) {
   }
   if (screenshot_mode) {
     QTimer::singleShot(0, &w, [&] {
-      screenshots(w, parser.value(shots));
+      requested();
+      screenshots(w, parser.value(shots), parser.value(analysis_opt));
       app.quit();
     });
   }

@@ -166,6 +166,18 @@ void Workbench::draw(int n, uint64_t seed, const std::string& task_json) {
   d->invalidate();
 }
 
+void Workbench::load_dataset(const std::string& path, int n) {
+  std::lock_guard<std::recursive_mutex> lock(d->mu);
+  std::lock_guard<std::recursive_mutex> small(d->small);
+  d->s.load_dataset(path, n);
+  d->invalidate();
+}
+
+std::string Workbench::dataset() const {
+  std::lock_guard<std::recursive_mutex> small(d->small);
+  return d->s.dataset();
+}
+
 void Workbench::set_tokens(const std::string& text) {
   std::lock_guard<std::recursive_mutex> lock(d->mu);
   std::lock_guard<std::recursive_mutex> small(d->small);
@@ -395,7 +407,8 @@ Grid Workbench::patching(const std::string& site, const std::string& role, const
   std::lock_guard<std::recursive_mutex> lock(d->mu);
   d->need_targets();
   OpenedModel& l = d->m();
-  d->patch_corrupt = l.task->corrupt(d->s.batch(), d->s.seed() + 1, role);
+  if (!d->s.input_task()) throw std::runtime_error("patching needs a task or a dataset to corrupt the examples");
+  d->patch_corrupt = d->s.input_task()->corrupt(d->s.batch(), d->s.seed() + 1, role);
   SweepOptions o;
   o.progress = progress.report;
   o.cancel = progress.cancel;
@@ -555,7 +568,7 @@ std::vector<std::pair<std::string, std::string>> Workbench::plugin_analyses() {
   return out;
 }
 
-Grid Workbench::run_plugin_analysis(const std::string& name, const std::string& options_json) {
+AnalysisRun Workbench::run_analysis(const std::string& name, const std::string& options_json) {
   std::lock_guard<std::recursive_mutex> lock(d->mu);
   const RegisteredAnalysis& a = require_analysis(name);
   json options = json::object();
@@ -570,13 +583,20 @@ Grid Workbench::run_plugin_analysis(const std::string& name, const std::string& 
   // session gives them.
   if (a.info.options.empty() && !options.contains("example")) options["example"] = d->s.example();
   ResultsFile rf = d->s.run_analysis(name, options);
+  AnalysisRun run;
+  run.summary = rf.summary;
   for (const auto& t : rf.tensors) {
-    if (t.value.dim() < 1 || t.value.dim() > 3) continue;
+    if (t.value.dim() < 1 || t.value.dim() > 3 || t.name.rfind("inputs/", 0) == 0) continue;
     Grid g = grid_of_result(t, 0);
     g.title = name + ": " + t.name;
-    return g;
+    run.grids.push_back(std::move(g));
   }
-  throw std::runtime_error(name + " returned no tensor of one to three dimensions to draw");
+  if (run.grids.empty()) throw std::runtime_error(name + " returned no tensor of one to three dimensions to draw");
+  return run;
+}
+
+Grid Workbench::run_plugin_analysis(const std::string& name, const std::string& options_json) {
+  return run_analysis(name, options_json).grids.front();
 }
 
 std::vector<std::string> Workbench::plugin_report() {
@@ -612,8 +632,8 @@ std::vector<std::string> Workbench::presets() { return ModelConfig::preset_names
 
 std::vector<std::string> Workbench::corruptible_roles() const {
   std::lock_guard<std::recursive_mutex> lock(d->mu);
-  if (d->s.current() < 0 || !d->m().task) return {};
-  return d->m().task->corruptible_roles();
+  if (d->s.current() < 0 || !d->s.input_task()) return {};
+  return d->s.input_task()->corruptible_roles();
 }
 
 std::string Workbench::provenance() const {

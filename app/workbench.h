@@ -30,6 +30,13 @@ struct Grid {
   }
 };
 
+/// An analysis run in the workbench: every result tensor of one to three dimensions as a grid (a 3-D one's first
+/// slice; the inputs left out), in the results' order, and the summary the CLI prints.
+struct AnalysisRun {
+  std::vector<Grid> grids;
+  std::string summary;
+};
+
 struct HeadInfo {
   std::string label;  ///< "L1.attn.H0"
   int layer = 0;
@@ -87,6 +94,11 @@ class Workbench {
   // ---- input
   /// Draws `n` examples of the current model's task (parameters overridden by `task_json`, may be "").
   void draw(int n, uint64_t seed, const std::string& task_json = "");
+  /// The first `n` lines of a prompt dataset (.jsonl, docs/text.md) as the examples, through the current model's
+  /// tokenizer; patching corrupts them with the lines' corrupted prompts. Throws naming the line.
+  void load_dataset(const std::string& path, int n);
+  /// The dataset the examples come from ("" when they were drawn or typed).
+  std::string dataset() const;
   /// Replaces the input with one typed sequence (ids or vocabulary strings); no targets.
   void set_tokens(const std::string& text);
   /// The input as one example: text through the current model's tokenizer (docs/text.md); throws saying why when
@@ -147,8 +159,10 @@ class Workbench {
 
   /// Analyses that plugins registered: (name, description).
   static std::vector<std::pair<std::string, std::string>> plugin_analyses();
-  /// Runs a plugin analysis on the current model and input (options: JSON object, may be ""), and returns its first
-  /// one- or two-dimensional tensor (the first slice of a 3-D one) as a grid.
+  /// Runs a registered analysis (core's or a plugin's) on the current model and input (options: JSON object, may be
+  /// ""): its grids and summary.
+  AnalysisRun run_analysis(const std::string& name, const std::string& options_json);
+  /// run_analysis' first grid (what a plugin panel draws).
   Grid run_plugin_analysis(const std::string& name, const std::string& options_json);
   /// Plugins: one line each, loaded or failed and why; then the tasks and analyses they add.
   static std::vector<std::string> plugin_report();

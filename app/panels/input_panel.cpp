@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include <QFileDialog>
 #include <QFormLayout>
 #include <QHeaderView>
 #include <QLabel>
@@ -53,6 +54,11 @@ InputPanel::InputPanel(PanelContext& ctx) : Panel(ctx) {
   text_edit_ = new QLineEdit;
   text_edit_->setPlaceholderText(QObject::tr("or type text: through the model's tokenizer, e.g. The capital of France is"));
   auto* use_text = new QPushButton(QObject::tr("Use text"));
+  dataset_edit_ = new QLineEdit;
+  dataset_edit_->setPlaceholderText(QObject::tr("or a prompt dataset (.jsonl): its first lines as the examples"));
+  auto* browse_b = new QPushButton(QObject::tr("Browse…"));
+  auto* load_b = new QPushButton(QObject::tr("Load"));
+  load_b->setToolTip(QObject::tr("Read the dataset's first lines (the examples count above) through the model's tokenizer"));
   token_table_ = new QTableWidget(0, 4);
   token_table_->setHorizontalHeaderLabels({QObject::tr("token"), QObject::tr("role"), QObject::tr("target"), QObject::tr("loss")});
   token_table_->horizontalHeader()->setStretchLastSection(true);
@@ -67,6 +73,7 @@ InputPanel::InputPanel(PanelContext& ctx) : Panel(ctx) {
   form->addRow(QObject::tr("example"), row({prev_b, example_spin_, next_b, wrong_b}));
   form->addRow(QObject::tr("tokens"), row({tokens_edit_, use_tokens}));
   form->addRow(QObject::tr("text"), row({text_edit_, use_text}));
+  form->addRow(QObject::tr("dataset"), row({dataset_edit_, browse_b, load_b}));
   il->addLayout(form);
   il->addWidget(label_);
   il->addWidget(token_table_, 1);
@@ -88,6 +95,16 @@ InputPanel::InputPanel(PanelContext& ctx) : Panel(ctx) {
   };
   QObject::connect(use_text, &QPushButton::clicked, widget_, take_text);
   QObject::connect(text_edit_, &QLineEdit::returnPressed, widget_, take_text);
+  QObject::connect(browse_b, &QPushButton::clicked, widget_, [this] {
+    const QString f = QFileDialog::getOpenFileName(widget_, QObject::tr("Prompt dataset"), dataset_edit_->text(),
+                                                   QObject::tr("Prompt datasets (*.jsonl *.json);;All files (*)"));
+    if (f.isEmpty()) return;
+    dataset_edit_->setText(f);
+    loadDataset(f, n_spin_->value());
+  });
+  QObject::connect(load_b, &QPushButton::clicked, widget_, [this] { loadDataset(dataset_edit_->text(), n_spin_->value()); });
+  QObject::connect(dataset_edit_, &QLineEdit::returnPressed, widget_,
+                   [this] { loadDataset(dataset_edit_->text(), n_spin_->value()); });
   QObject::connect(example_spin_, qOverload<int>(&QSpinBox::valueChanged), widget_, [this](int e) {
     ctx_.job<int>(QObject::tr("choosing example"), [this, e](const Progress&) {
       if (e < ctx_.wb.example_count()) ctx_.wb.set_example(e);
@@ -114,6 +131,14 @@ void InputPanel::draw(int n, int seed) {
   n_spin_->setValue(n);
   seed_spin_->setValue(seed);
   ctx_.job<int>(QObject::tr("drawing examples"), [this, n, seed](const Progress&) { ctx_.wb.draw(n, seed, ""); return 0; },
+                [this](const int&) { ctx_.changed(Change::Input); });
+}
+
+void InputPanel::loadDataset(const QString& path, int n) {
+  if (path.trimmed().isEmpty()) return ctx_.error(QObject::tr("dataset"), QObject::tr("choose a dataset file first"));
+  dataset_edit_->setText(path);
+  const std::string p = path.trimmed().toStdString();
+  ctx_.job<int>(QObject::tr("reading the dataset"), [this, p, n](const Progress&) { ctx_.wb.load_dataset(p, n); return 0; },
                 [this](const int&) { ctx_.changed(Change::Input); });
 }
 

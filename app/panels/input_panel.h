@@ -1,5 +1,6 @@
-// The Input panel: draw task examples (count, seed, changed task parameters) or type tokens; step through the examples
-// (or jump to the next one the model gets wrong); the current example's tokens with their roles, targets and loss.
+// The Input panel: draw task examples (count, seed, changed task parameters), type tokens or text, or read a prompt
+// dataset's lines; step through the examples (or jump to the next one the model gets wrong); the current example's
+// tokens with their roles, targets and loss.
 #pragma once
 
 #include <vector>
@@ -26,6 +27,8 @@ class InputPanel : public Panel {
   void restore(const QJsonObject& w) override;
   /// Draws examples of the current model's task, as the Draw button does.
   void draw(int n, int seed);
+  /// Reads the first `n` lines of a prompt dataset as the examples, as the dataset row's Load button does.
+  void loadDataset(const QString& path, int n);
 
  private:
   void refresh();
@@ -36,6 +39,7 @@ class InputPanel : public Panel {
   QLineEdit* task_edit_;
   QSpinBox* example_spin_;
   QLineEdit* text_edit_ = nullptr;
+  QLineEdit* dataset_edit_ = nullptr;
   QLineEdit* tokens_edit_;
   QTableWidget* token_table_;
   QLabel* label_;

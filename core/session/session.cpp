@@ -13,6 +13,7 @@
 #include "core/io/import.h"
 #include "core/io/tokens.h"
 #include "core/model/model.h"
+#include "core/text/dataset.h"
 #include "core/util/digest_cache.h"
 #include "core/util/sha256.h"
 #include "core/util/strings.h"
@@ -166,6 +167,17 @@ void Session::set_current(int index) {
   cur_ = index;
   invalidate();
   ablated_.clear();
+  if (!dataset_path_.empty()) {  // the same prompts through this model's tokenizer
+    const std::string path = dataset_path_;
+    try {
+      load_dataset(path, std::max<int64_t>(batch_.size(), 1));
+      return;
+    } catch (const std::exception&) {  // not this model's: its task's examples instead
+      dataset_task_.reset();
+      dataset_path_.clear();
+      batch_ = Batch{};
+    }
+  }
   if (!same_vocab) {
     batch_ = Batch{};
     if (model().task) draw(64, seed_);
@@ -194,6 +206,8 @@ void Session::draw(int64_t n, uint64_t seed, const json& overrides) {
   batch_ = task->sample(n, seed);
   m.task = std::move(task);
   task_cfg_ = cfg;
+  dataset_task_.reset();
+  dataset_path_.clear();
   has_targets_ = true;
   seed_ = seed;
   example_ = 0;
@@ -207,9 +221,29 @@ void Session::set_tokens(const std::string& text) {
   set_input(ids);
 }
 
+void Session::load_dataset(const std::string& path, int64_t n) {
+  OpenedModel& m = model();
+  if (n < 1 || n > 65536) throw std::invalid_argument("examples: choose 1..65536");
+  auto task = make_dataset_task(path, m.tokenizer(), m.ck.vocab);
+  Batch b = task->sample(n, 0);
+  m.model().check_tokens(b.tokens);
+  batch_ = std::move(b);
+  task_cfg_ = task->config();
+  dataset_task_ = std::move(task);
+  dataset_path_ = path;
+  has_targets_ = true;
+  seed_ = 0;
+  example_ = 0;
+  invalidate();
+}
+
+Task* Session::input_task() { return dataset_task_ ? dataset_task_.get() : model().task.get(); }
+
 void Session::set_input(const std::vector<int64_t>& ids) {
   Batch b = typed_batch(ids);
   model().model().check_tokens(b.tokens);
+  dataset_task_.reset();
+  dataset_path_.clear();
   batch_ = std::move(b);
   has_targets_ = false;
   example_ = 0;
@@ -259,8 +293,8 @@ Ablator& Session::ablator() {
   if (!ablator_) {
     Batch ref;
     if (kind_ != AblationKind::Zero) {
-      if (!model().task) throw std::runtime_error("mean and resample ablation need the model's task");
-      ref = model().task->sample(std::max<int64_t>(batch_.size(), 32), seed_ + 1000003);
+      if (!input_task()) throw std::runtime_error("mean and resample ablation need the model's task (or a dataset)");
+      ref = input_task()->sample(std::max<int64_t>(batch_.size(), 32), seed_ + 1000003);
     }
     ablator_ = std::make_unique<Ablator>(model().model(), kind_, ref);
   }
@@ -288,7 +322,7 @@ ResultsFile Session::run_analysis(const std::string& name, const json& options, 
     if (a.info.needs_task && !has_targets_) throw std::runtime_error(name + " needs task examples; draw some");
     input = a.info.input == AnalysisInput::Sequence ? batch_.narrow(example_, 1) : batch_;
   }
-  AnalysisContext ctx{m.model(), m.task.get(), input, m.ck.vocab, options, seed_, progress.report, progress.cancel,
+  AnalysisContext ctx{m.model(), input_task(), input, m.ck.vocab, options, seed_, progress.report, progress.cancel,
                       &m.ck.training};
   return mechscope::run_analysis(a, ctx);
 }

@@ -106,6 +106,14 @@ class Session {
   /// The input as one example: `text` through the model's tokenizer, with its special tokens (BOS); throws
   /// saying why when the model has none.
   void set_text(const std::string& text);
+  /// The first `n` lines of a prompt dataset (docs/text.md) as the examples, text through the model's tokenizer
+  /// (ids read as they are); the dataset stays the input's task (corruptions, mean ablation) until examples are drawn
+  /// or typed, and another model made current reads it through its own tokenizer. Throws naming the line.
+  void load_dataset(const std::string& path, int64_t n);
+  /// The task of the examples: the dataset's when they are a dataset's, else the current model's (null: none).
+  Task* input_task();
+  /// The dataset the examples come from ("" when they do not).
+  const std::string& dataset() const { return dataset_path_; }
   const Batch& batch() const { return batch_; }
   bool has_input() const { return batch_.size() > 0; }
   bool has_targets() const { return has_targets_; }
@@ -144,6 +152,8 @@ class Session {
   int64_t example_ = 0;
   uint64_t seed_ = 0;
   nlohmann::json task_cfg_;
+  std::unique_ptr<Task> dataset_task_;
+  std::string dataset_path_;
   std::vector<HeadRef> ablated_;
   AblationKind kind_ = AblationKind::Zero;
   std::unique_ptr<Ablator> ablator_;

@@ -74,7 +74,8 @@ std::unique_ptr<Task> make_builtin_task(const nlohmann::json& config);
 uint64_t example_seed(uint64_t seed, int64_t i);
 
 /// A task config for people to read: the JSON, a tokenizer it carries (a text task's "tokenizer" object, kilobytes
-/// to megabytes) shown as its vocabulary size and SHA-256 prefix.
+/// to megabytes) shown as its vocabulary size and SHA-256 prefix; a prompt dataset as "dataset FILE (N lines, sha256
+/// PREFIX)".
 std::string task_config_summary(const nlohmann::json& config);
 
 /// Accuracy of logits [batch, L, rows] against a batch's targets, in the task's unit.

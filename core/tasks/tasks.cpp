@@ -860,6 +860,10 @@ uint64_t example_seed(uint64_t seed, int64_t i) {
 }
 
 std::string task_config_summary(const json& config) {
+  if (config.is_object() && config.value("task", std::string()) == "dataset" && config.contains("file") &&
+      config.at("file").is_string() && config.contains("sha256") && config.at("sha256").is_string())
+    return "dataset " + config.at("file").get<std::string>() + " (" + config.value("lines", json(0)).dump() +
+           " lines, sha256 " + config.at("sha256").get<std::string>().substr(0, 12) + ")";
   if (!config.is_object() || !config.contains("tokenizer") || !config.at("tokenizer").is_object()) return config.dump();
   json shown = config;
   const json& t = config.at("tokenizer");

@@ -14,6 +14,7 @@
 #include "app/mainwindow.h"
 #include "app/panels/analyses_panel.h"
 #include "app/panels/compare_panel.h"
+#include "app/panels/input_panel.h"
 #include "app/panels/training_panel.h"
 #include "app/plotview.h"
 #include "tests/app/foreign_fixture.h"
@@ -274,6 +275,77 @@ class AppTest : public QObject {
     use->click();
     QVERIFY(w.waitIdle(kIdleMs));
     QVERIFY2(w.lastError().contains("no tokenizer.json"), qPrintable(w.lastError()));
+  }
+
+  void datasetThroughPatchingAndGaDiscovery() {
+    // A prompt dataset read by the Input panel through the model's tokenizer (the hand-made BPE: "ab a ab" is ids
+    // 7 8 5 8 7, the answer " " id 8): its lines are the examples, patching corrupts them with the lines' corrupted
+    // prompts, and the Analyses panel shows ga-discovery's per-head results and its summary. Typed text replaces
+    // the dataset.
+    QTemporaryDir dir;
+    mechscope::test::export_mamba_ssm_folder(demo("mqar-hybrid").toStdString(), dir.path().toStdString());
+    QFile tok(dir.filePath("tokenizer.json"));
+    QVERIFY(tok.open(QIODevice::WriteOnly));
+    tok.write(R"({"model": {"type": "BPE", "vocab": {"a": 5, "b": 6, "ab": 7, " ": 8}, "merges": ["a b"]}})");
+    tok.close();
+    QFile ds(dir.filePath("prompts.jsonl"));
+    QVERIFY(ds.open(QIODevice::WriteOnly));
+    for (const char* q : {"ab", "b", "a"})
+      ds.write(QStringLiteral(R"({"clean": "ab a %1", "corrupted": "ab b %1", "answer": " ", "wrong": ["a"], )"
+                              R"("key": [0, 2], "value": [3, 4]})" "\n").arg(q).toUtf8());
+    ds.close();
+    MainWindow w;
+    w.setQuiet(true);
+    w.show();
+    w.openFile(dir.path());
+    QVERIFY(w.waitIdle(kIdleMs));
+    QLineEdit* path = nullptr;
+    for (auto* e : w.findChildren<QLineEdit*>())
+      if (e->placeholderText().startsWith("or a prompt dataset")) path = e;
+    QVERIFY(path);
+    path->setText(dir.filePath("prompts.jsonl"));
+    QPushButton* load = button(w, "Load");
+    QVERIFY(load);
+    load->click();
+    QVERIFY(w.waitIdle(kIdleMs));
+    QVERIFY2(w.lastError().isEmpty(), qPrintable(w.lastError()));
+    mechscope::app::Workbench& wb = w.workbench();
+    QCOMPARE(wb.example_count(), 3);
+    QVERIFY(!wb.dataset().empty());
+    QCOMPARE(wb.tokens(), (std::vector<std::string>{"ab", " ", "a", " ", "ab"}));
+    QCOMPARE(wb.roles()[0], std::string("key"));
+    QCOMPARE(wb.targets()[4], std::string(" "));
+    QCOMPARE(wb.corruptible_roles(), (std::vector<std::string>{"prompt"}));
+    // Patching runs the lines' corrupted prompts; on these prompts (not the demo's task) neither run gives the answer
+    // any probability, which patching reports.
+    try {
+      wb.patching("resid_pre", "", {});
+      QFAIL("patching kept examples the model does not solve");
+    } catch (const std::invalid_argument& e) {
+      QVERIFY2(std::string(e.what()).find("p(answer | clean)") != std::string::npos, e.what());
+    }
+    w.analysesPanel().run("ga-discovery", "");
+    QVERIFY(w.waitIdle(kIdleMs));
+    QVERIFY2(w.lastError().isEmpty(), qPrintable(w.lastError()));
+    const QString results = w.analysesPanel().results().join(" ");
+    for (const char* r : {"ga_discovery/causal", "ga_discovery/gather", "ga_discovery/aggregate",
+                          "ga_discovery/pruned_accuracy"})
+      QVERIFY2(results.contains(r), qPrintable(results));
+    QVERIFY2(w.analysesPanel().summary().contains("causal"), qPrintable(w.analysesPanel().summary()));
+    w.analysesPanel().show(static_cast<int>(w.analysesPanel().results().indexOf(QRegularExpression(".*pruned_accuracy"))));
+    QVERIFY(w.analysesPanel().plot()->hasData());
+    // A line the dataset reader refuses names its line; the examples stay.
+    QFile bad(dir.filePath("bad.jsonl"));
+    QVERIFY(bad.open(QIODevice::WriteOnly));
+    bad.write("{\"clean\": \"ab\", \"answer\": \" \"}\n{\"clean\": \"ab\"}\n");
+    bad.close();
+    w.inputPanel().loadDataset(dir.filePath("bad.jsonl"), 8);
+    QVERIFY(w.waitIdle(kIdleMs));
+    QVERIFY2(w.lastError().contains("line 2"), qPrintable(w.lastError()));
+    QCOMPARE(wb.example_count(), 3);
+    wb.set_text("ab");  // typed text replaces the dataset's examples
+    QVERIFY(wb.dataset().empty());
+    QCOMPARE(wb.example_count(), 1);
   }
 
   void panelPlugins() {
