@@ -493,6 +493,14 @@ std::unique_ptr<Task> make_dataset_task(const std::string& path, const Tokenizer
   const auto rows = static_cast<int64_t>(vocab.size());
   const std::string text = for_each_line(path, 0, [&](const json& j, int64_t line, const std::string& where) {
     ex.push_back(read_line(j, line, tokenizer, rows, where));
+    // One way of scoring per dataset: a batch is a multiple choice only when all its lines are.
+    if (ex.size() > 1 && ex.back().choices != ex.front().choices) {
+      const Example& c = ex.back().choices ? ex.back() : ex.front();
+      const Example& o = ex.back().choices ? ex.front() : ex.back();
+      throw std::invalid_argument(where + ": line " + std::to_string(c.line) + " is a multiple choice (\"choices\") and line " +
+                                  std::to_string(o.line) + " is not: a dataset's lines all have \"choices\" or none do "
+                                  "(the accuracy of a batch is one kind)");
+    }
   });
   json config = {{"task", "dataset"}, {"file", path}, {"lines", ex.size()}, {"sha256", sha256_hex(text)}};
   return std::make_unique<DatasetTask>(std::move(ex), vocab, config);

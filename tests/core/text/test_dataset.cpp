@@ -136,6 +136,10 @@ TEST(Dataset, LabelSpansAreTargetsAtTheTokenBefore) {
 
 TEST(Dataset, BadLinesAreRefusedNamingTheirLine) {
   const Tokenizer tok = hand_tokenizer();
+  EXPECT_NE(error_of(R"({"clean": "ab", "answer": "c", "wrong": ["d"]})" "\n"
+                     R"({"clean": "ab", "answer": "c", "choices": ["c", "d"]})", &tok)
+                .find("line 2 is a multiple choice (\"choices\") and line 1 is not"),
+            std::string::npos);
   EXPECT_NE(error_of(R"({"clean": "ab", "answer": "c"})" "\n" R"({"clean": "ab", "corrupted": "abc", "answer": "c"})", &tok)
                 .find("line 2: the clean prompt has 1 tokens and the corrupted one 2"),
             std::string::npos);
