@@ -18,9 +18,11 @@
 #include "core/interventions/verify.h"
 #include "core/io/checkpoint.h"
 #include "core/io/tokens.h"
+#include "core/model/generate.h"
 #include "core/model/model.h"
 #include "core/plugin/plugin.h"
 #include "core/session/session.h"
+#include "core/text/tokenizer.h"
 #include "core/util/json.h"
 #include "core/util/strings.h"
 
@@ -219,6 +221,47 @@ std::vector<std::string> Workbench::tokens(int e) const {
   at::Tensor t = d->s.example_tokens(e)[0];
   for (int64_t j = 0; j < t.size(0); ++j) out.push_back(token_string(t[j].item<int64_t>(), d->m().labels()));
   return out;
+}
+
+Generation Workbench::generate(int max_new, const std::string& stop_text) {
+  std::lock_guard<std::recursive_mutex> lock(d->mu);
+  d->need_batch();
+  if (max_new < 1 || max_new > 4096) throw std::invalid_argument("generate: choose 1..4096 new tokens");
+  OpenedModel& m = d->m();
+  const int64_t e = d->s.example();
+  at::Tensor row = d->s.example_tokens(e);  // [1, len]
+  // The prompt: through the example's last query (a task's or a dataset's answer follows it), else all of it.
+  const Batch& b = d->s.batch();
+  int64_t end = row.size(1);
+  for (int64_t j = row.size(1) - 1; j >= 0; --j)
+    if (b.roles[e][j].item<int8_t>() == static_cast<int8_t>(Role::Query)) {
+      end = j + 1;
+      break;
+    }
+  GenerationOptions o;
+  o.max_new_tokens = max_new;
+  if (!stop_text.empty()) {
+    if (!m.tokenizer()) throw std::invalid_argument("generate: a stop text needs the model's tokenizer");
+    const std::vector<int64_t> ids = m.tokenizer()->encode(stop_text, false);
+    if (ids.size() != 1)
+      throw std::invalid_argument("generate: the stop text is " + std::to_string(ids.size()) + " tokens; it must be one");
+    o.stop = ids;
+  }
+  at::NoGradGuard no_grad;
+  const at::Tensor out = greedy_generate(m.model(), row.narrow(1, 0, end).contiguous(), o)[0];
+  Generation g;
+  g.prompt_tokens = static_cast<int>(end);
+  std::vector<int64_t> ids;
+  for (int64_t j = 0; j < out.size(0) && out[j].item<int64_t>() >= 0; ++j) ids.push_back(out[j].item<int64_t>());
+  for (int64_t id : ids) g.tokens.push_back(token_string(id, m.labels()));
+  try {
+    if (m.tokenizer()) g.text = m.tokenizer()->decode(ids);
+  } catch (const std::exception&) {  // an id the tokenizer lacks (a model with more rows): the labels instead
+    g.text.clear();
+  }
+  if (g.text.empty())
+    for (const auto& t : g.tokens) g.text += (g.text.empty() ? "" : " ") + t;
+  return g;
 }
 
 std::vector<std::string> Workbench::roles(int e) const {

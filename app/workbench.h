@@ -37,6 +37,13 @@ struct AnalysisRun {
   std::string summary;
 };
 
+/// A greedy continuation of the current example (Workbench::generate).
+struct Generation {
+  int prompt_tokens = 0;            ///< the prompt it continued: the example through its last query, else all of it
+  std::vector<std::string> tokens;  ///< the new tokens' labels
+  std::string text;                 ///< decoded by the tokenizer (without one, or for ids it lacks: the labels joined by spaces)
+};
+
 struct HeadInfo {
   std::string label;  ///< "L1.attn.H0"
   int layer = 0;
@@ -94,6 +101,10 @@ class Workbench {
   // ---- input
   /// Draws `n` examples of the current model's task (parameters overridden by `task_json`, may be "").
   void draw(int n, uint64_t seed, const std::string& task_json = "");
+  /// Greedy continuation of the current example's prompt (through its last query; all of a typed input), with the
+  /// KV and SSM state caches (core/model/generate.h), up to `max_new` tokens or the one token of `stop_text` ("":
+  /// none). The current ablations do not apply.
+  Generation generate(int max_new, const std::string& stop_text);
   /// The first `n` lines of a prompt dataset (.jsonl, docs/text.md) as the examples, through the current model's
   /// tokenizer; patching corrupts them with the lines' corrupted prompts. Throws naming the line.
   void load_dataset(const std::string& path, int n);

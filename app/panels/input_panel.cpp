@@ -59,6 +59,18 @@ InputPanel::InputPanel(PanelContext& ctx) : Panel(ctx) {
   auto* browse_b = new QPushButton(QObject::tr("Browse…"));
   auto* load_b = new QPushButton(QObject::tr("Load"));
   load_b->setToolTip(QObject::tr("Read the dataset's first lines (the examples count above) through the model's tokenizer"));
+  gen_spin_ = new QSpinBox;
+  gen_spin_->setRange(1, 4096);
+  gen_spin_->setValue(16);
+  gen_spin_->setToolTip(QObject::tr("New tokens at most"));
+  stop_edit_ = new QLineEdit;
+  stop_edit_->setPlaceholderText(QObject::tr("stop at (one token, e.g. \\n)"));
+  auto* gen_b = new QPushButton(QObject::tr("Generate"));
+  gen_b->setToolTip(QObject::tr("Greedy continuation of the current example's prompt (through its query), with the KV and "
+                                "state caches; the ablations do not apply"));
+  gen_label_ = new QLabel;
+  gen_label_->setWordWrap(true);
+  gen_label_->setTextInteractionFlags(Qt::TextSelectableByMouse);
   token_table_ = new QTableWidget(0, 4);
   token_table_->setHorizontalHeaderLabels({QObject::tr("token"), QObject::tr("role"), QObject::tr("target"), QObject::tr("loss")});
   token_table_->horizontalHeader()->setStretchLastSection(true);
@@ -74,8 +86,10 @@ InputPanel::InputPanel(PanelContext& ctx) : Panel(ctx) {
   form->addRow(QObject::tr("tokens"), row({tokens_edit_, use_tokens}));
   form->addRow(QObject::tr("text"), row({text_edit_, use_text}));
   form->addRow(QObject::tr("dataset"), row({dataset_edit_, browse_b, load_b}));
+  form->addRow(QObject::tr("generate"), row({gen_spin_, stop_edit_, gen_b}));
   il->addLayout(form);
   il->addWidget(label_);
+  il->addWidget(gen_label_);
   il->addWidget(token_table_, 1);
   QObject::connect(draw_button, &QPushButton::clicked, widget_, [this] {
     const int n = n_spin_->value(), seed = seed_spin_->value();
@@ -105,6 +119,7 @@ InputPanel::InputPanel(PanelContext& ctx) : Panel(ctx) {
   QObject::connect(load_b, &QPushButton::clicked, widget_, [this] { loadDataset(dataset_edit_->text(), n_spin_->value()); });
   QObject::connect(dataset_edit_, &QLineEdit::returnPressed, widget_,
                    [this] { loadDataset(dataset_edit_->text(), n_spin_->value()); });
+  QObject::connect(gen_b, &QPushButton::clicked, widget_, [this] { generate(gen_spin_->value(), stop_edit_->text()); });
   QObject::connect(example_spin_, qOverload<int>(&QSpinBox::valueChanged), widget_, [this](int e) {
     ctx_.job<int>(QObject::tr("choosing example"), [this, e](const Progress&) {
       if (e < ctx_.wb.example_count()) ctx_.wb.set_example(e);
@@ -142,7 +157,23 @@ void InputPanel::loadDataset(const QString& path, int n) {
                 [this](const int&) { ctx_.changed(Change::Input); });
 }
 
+void InputPanel::generate(int max_new, const QString& stop) {
+  std::string s = stop.toStdString();
+  for (size_t i; (i = s.find("\\n")) != std::string::npos;) s.replace(i, 2, "\n");  // typed \n: a newline
+  ctx_.job<Generation>(QObject::tr("generating"), [this, max_new, s](const Progress&) { return ctx_.wb.generate(max_new, s); },
+                       [this](const Generation& g) {
+                         QString text = qs(g.text).toHtmlEscaped().replace("\n", "<b>\\n</b>");
+                         generated_ = qs(g.text);
+                         gen_label_->setText(QObject::tr("after token %1: <span style='background:#fff3c4'>%2</span> "
+                                                         "(%3 tokens)").arg(g.prompt_tokens - 1).arg(text).arg(g.tokens.size()));
+                       });
+}
+
 void InputPanel::changed(Change c) {
+  if (c == Change::Input || c == Change::Example || c == Change::Models) {
+    gen_label_->clear();
+    generated_.clear();
+  }
   if (c != Change::Theme && c != Change::Interventions) refresh();
 }
 

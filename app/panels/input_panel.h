@@ -27,6 +27,11 @@ class InputPanel : public Panel {
   void restore(const QJsonObject& w) override;
   /// Draws examples of the current model's task, as the Draw button does.
   void draw(int n, int seed);
+  /// Greedy continuation of the current example (at most `max_new` tokens, stopping at the one token `stop`, where a
+  /// typed \n is a newline), shown under the examples, as the Generate button does.
+  void generate(int max_new, const QString& stop);
+  /// The last continuation's text ("" before one, or after the input changed).
+  QString generated() const { return generated_; }
   /// Reads the first `n` lines of a prompt dataset as the examples, as the dataset row's Load button does.
   void loadDataset(const QString& path, int n);
 
@@ -40,6 +45,10 @@ class InputPanel : public Panel {
   QSpinBox* example_spin_;
   QLineEdit* text_edit_ = nullptr;
   QLineEdit* dataset_edit_ = nullptr;
+  QSpinBox* gen_spin_ = nullptr;
+  QLineEdit* stop_edit_ = nullptr;
+  QLabel* gen_label_ = nullptr;
+  QString generated_;
   QLineEdit* tokens_edit_;
   QTableWidget* token_table_;
   QLabel* label_;

@@ -270,6 +270,18 @@ class AppTest : public QObject {
     QVERIFY2(!w.lastError().contains("tokeniz"), qPrintable(w.lastError()));
     QCOMPARE(w.workbench().tokens(), (std::vector<std::string>{"ab", " ", "a"}));
     QVERIFY(w.workbench().has_tokenizer());
+    // Generate: the first new token is the model's top prediction after the text (Outcome's), and a longer run
+    // begins with it.
+    const std::string top = w.workbench().outcome(false).top.at(0).first;
+    const mechscope::app::Generation one = w.workbench().generate(1, "");
+    QCOMPARE(one.tokens, std::vector<std::string>{top});
+    QCOMPARE(one.prompt_tokens, 3);
+    w.inputPanel().generate(4, "");
+    QVERIFY(w.waitIdle(kIdleMs));
+    const mechscope::app::Generation four = w.workbench().generate(4, "");
+    QCOMPARE(four.tokens.size(), size_t{4});
+    QCOMPARE(four.tokens.front(), top);
+    QCOMPARE(w.inputPanel().generated(), QString::fromStdString(four.text));
     w.openFile(demo("mqar-attn"));  // a checkpoint without a tokenizer becomes the current model
     QVERIFY(w.waitIdle(kIdleMs));
     use->click();
