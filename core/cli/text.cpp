@@ -1,5 +1,7 @@
 // mechscope-cli tokenize: text through a model's tokenizer.json (core/text/tokenizer.h), as ids or, with --json,
 // ids, token strings and the input bytes each covers.
+#include <unistd.h>
+
 #include <chrono>
 #include <filesystem>
 #include <iostream>
@@ -188,9 +190,13 @@ int run_score(const ScoreOptionsCli& o) {
   ScoreOptions so;
   so.by = by;
   so.max_new_tokens = o.max_new_tokens;
-  if (!o.json) so.progress = [](double f, const std::string& w) { std::cerr << "\r" << static_cast<int>(100 * f) << "% " << w << "   " << std::flush; };
+  const bool tty = !o.json && ::isatty(2);  // progress on a terminal only (a log would get one line per prompt)
+  if (tty)
+    so.progress = [](double f, const std::string& w) {
+      std::cerr << "\r" << static_cast<int>(100 * f) << "% " << w << "\033[K" << std::flush;
+    };
   const std::vector<LineScore> scores = score_lines(*ck.model, lines, tok.get(), so);
-  if (!o.json) std::cerr << "\r";
+  if (tty) std::cerr << "\r\033[K" << std::flush;
   double right = 0, lp = 0;
   for (const auto& s : scores) right += s.correct ? 1 : 0, lp += std::isnan(s.logprob) ? 0 : s.logprob;
   const double n = static_cast<double>(scores.size());
