@@ -154,20 +154,43 @@ std::vector<int64_t> ids_of(const json& v, int64_t rows, const std::string& what
   return out;
 }
 
-// The first and last tokens overlapping bytes [b, e) of the prompt; their offsets must be their own.
-std::pair<size_t, size_t> span_tokens(const std::vector<EncodedToken>& toks, size_t b, size_t e, const std::string& at,
-                                      const std::string& name) {
+// The first and last tokens overlapping bytes [b, e) of the prompt, from the tokens' own offsets; false where one
+// of them has none of its own (a normalizer or Metaspace changed its text: the caller counts tokens instead).
+bool span_tokens_by_offsets(const std::vector<EncodedToken>& toks, size_t b, size_t e, std::pair<size_t, size_t>& out) {
   size_t first = SIZE_MAX, last = 0;
   for (size_t k = 0; k < toks.size(); ++k) {
     if (toks[k].end <= b || toks[k].begin >= e || toks[k].begin == toks[k].end) continue;
-    if (!toks[k].exact)
-      throw std::invalid_argument(at + ": \"" + name + "\" needs each token's own characters, which this tokenizer's " +
-                                  "normalizer or Metaspace does not keep (docs/text.md)");
+    if (!toks[k].exact) return false;
     first = std::min(first, k);
     last = k;
   }
-  if (first == SIZE_MAX) throw std::invalid_argument(at + ": \"" + name + "\" covers no token of the prompt");
-  return {first, last};
+  out = {first, last};
+  return true;
+}
+
+// The tokens overlapping bytes [b, e) of `clean` counted by encoding: the text before a character boundary that
+// tokenizes alone as the prompt's first tokens ends between two tokens, there that many; the span is the tokens
+// from the last such boundary at or before b to the first at or after e. Exact for any normalizer, at a few
+// encodings per span.
+std::pair<size_t, size_t> span_tokens_by_prefixes(const Tokenizer& tok, const std::string& clean,
+                                                  const std::vector<int64_t>& ids, size_t b, size_t e,
+                                                  const std::string& at, const std::string& name) {
+  auto tokens_before = [&](size_t end) -> int64_t {  // -1: a token crosses `end`
+    const std::vector<int64_t> pre = tok.encode(clean.substr(0, end), false);
+    return pre.size() <= ids.size() && std::equal(pre.begin(), pre.end(), ids.begin()) ? static_cast<int64_t>(pre.size()) : -1;
+  };
+  auto boundary = [&](size_t i) { return i >= clean.size() || (static_cast<unsigned char>(clean[i]) & 0xC0) != 0x80; };
+  int64_t first = -1, stop = -1;
+  for (size_t i = b;; --i) {
+    if (boundary(i) && (first = tokens_before(i)) >= 0) break;
+    if (i == 0) break;
+  }
+  for (size_t i = e; i <= clean.size(); ++i)
+    if (boundary(i) && (stop = tokens_before(i)) >= 0) break;
+  if (first < 0 || stop < 0)  // the whole text and the empty one always are boundaries; a tokenizer that disagrees
+    throw std::invalid_argument(at + ": \"" + name + "\": the prompt's tokens cannot be matched to its characters");
+  if (stop <= first) throw std::invalid_argument(at + ": \"" + name + "\" covers no token of the prompt");
+  return {static_cast<size_t>(first), static_cast<size_t>(stop - 1)};
 }
 
 // A text or id answer of a line tokenized as the continuation of its prompt (the tokens after the prompt's).
@@ -231,7 +254,8 @@ std::vector<std::pair<int64_t, int64_t>> spans_of(const json& s, const std::stri
 
 // The (first, last) prompt tokens of each character span of a line's `name` ("key", "value", "labels").
 std::vector<std::pair<size_t, size_t>> span_token_ranges(const json& j, const char* name, const std::string& clean,
-                                                         const std::vector<EncodedToken>& own, const std::string& at) {
+                                                         const std::vector<EncodedToken>& own, const Tokenizer& tok,
+                                                         const std::string& at) {
   std::vector<size_t> byte_at;  // byte offset of each character, and the end
   for (size_t i = 0; i < clean.size(); ++i)
     if ((static_cast<unsigned char>(clean[i]) & 0xC0) != 0x80) byte_at.push_back(i);
@@ -241,7 +265,16 @@ std::vector<std::pair<size_t, size_t>> span_token_ranges(const json& j, const ch
     if (static_cast<size_t>(e) >= byte_at.size())
       throw std::invalid_argument(at + ": \"" + name + "\" ends past the clean text's " +
                                   std::to_string(byte_at.size() - 1) + " characters");
-    out.push_back(span_tokens(own, byte_at[static_cast<size_t>(b)], byte_at[static_cast<size_t>(e)], at, name));
+    const size_t bb = byte_at[static_cast<size_t>(b)], eb = byte_at[static_cast<size_t>(e)];
+    std::pair<size_t, size_t> r;
+    if (!span_tokens_by_offsets(own, bb, eb, r)) {
+      std::vector<int64_t> ids;
+      for (const auto& t : own) ids.push_back(t.id);
+      r = span_tokens_by_prefixes(tok, clean, ids, bb, eb, at, name);
+    } else if (r.first == SIZE_MAX) {
+      throw std::invalid_argument(at + ": \"" + name + "\" covers no token of the prompt");
+    }
+    out.push_back(r);
   }
   return out;
 }
@@ -249,10 +282,10 @@ std::vector<std::pair<size_t, size_t>> span_token_ranges(const json& j, const ch
 // Roles of the prompt's own tokens from the line's key and value spans: each key's first token starts a segment and
 // the tokens after it through its value's last (the value of the same index) are its values.
 std::vector<int8_t> span_roles(const json& j, const std::string& clean, const std::vector<EncodedToken>& own,
-                               const std::string& at) {
+                               const Tokenizer& tok, const std::string& at) {
   std::map<std::string, std::vector<std::pair<size_t, size_t>>> tokens;  // name -> (first, last) token per span
   for (const char* name : {"key", "value"})
-    if (j.contains(name)) tokens[name] = span_token_ranges(j, name, clean, own, at);
+    if (j.contains(name)) tokens[name] = span_token_ranges(j, name, clean, own, tok, at);
   std::vector<int8_t> role(own.size(), 0);
   const auto& keys = tokens["key"];
   const auto& values = tokens["value"];
@@ -308,9 +341,9 @@ Example read_line(const json& j, int64_t line, const Tokenizer* tok, int64_t row
       else if (!from_template) own.push_back(t);
     }
     for (const auto& t : own) prompt.push_back(t.id);
-    if (j.contains("key") || j.contains("value")) span_role = span_roles(j, clean, own, at);
+    if (j.contains("key") || j.contains("value")) span_role = span_roles(j, clean, own, *tok, at);
     if (j.contains("labels"))
-      for (const auto& [f, l] : span_token_ranges(j, "labels", clean, own, at))
+      for (const auto& [f, l] : span_token_ranges(j, "labels", clean, own, *tok, at))
         for (size_t k = f; k <= l; ++k) labelled.push_back(k);
   } else {
     if (j.contains("key") || j.contains("value") || j.contains("labels"))

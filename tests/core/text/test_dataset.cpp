@@ -110,11 +110,27 @@ TEST(Dataset, KeyAndValueSpansMarkTheirTokens) {
   const std::vector<Role> want = {Role::Key, Role::Value, Role::Value, Role::Value, Role::Query, Role::Answer};
   for (size_t p = 0; p < want.size(); ++p)
     EXPECT_EQ(b.roles[0][static_cast<int64_t>(p)].item<int8_t>(), static_cast<int8_t>(want[p])) << p;
+  // A normalizer that changes the text leaves no token its own characters: the span's tokens are counted by
+  // tokenizing the text before each end ("_a" then "_ab": the key "a" is tokens 0-1, "_" and "a"); with the merge
+  // "ab" the span ends inside a token, and covers it (as with offsets: the tokens overlapping the span).
   json sp = {{"model", {{"type", "BPE"}, {"vocab", {{"a", 0}, {"b", 1}, {"_", 2}}}, {"merges", json::array()}}},
              {"normalizer", {{"type", "Prepend"}, {"prepend", "_"}}}};
   const Tokenizer prepending = Tokenizer::from_json(sp, "prepend");
-  EXPECT_NE(error_of(R"({"clean": "ab", "answer": [1], "key": [0, 1]})", &prepending).find("own characters"),
-            std::string::npos);
+  auto counted = make_dataset_task(write("p.jsonl", R"({"clean": "ab", "answer": [1], "key": [0, 1]})"), &prepending,
+                                   std::vector<std::string>(64, "x"));
+  const Batch pb = counted->sample(1, 0);  // _ a b | answer b: key "a" = tokens _ a; b the query
+  EXPECT_EQ(pb.roles[0][0].item<int8_t>(), static_cast<int8_t>(Role::Key));
+  EXPECT_EQ(pb.roles[0][1].item<int8_t>(), static_cast<int8_t>(Role::Value));
+  EXPECT_EQ(pb.roles[0][2].item<int8_t>(), static_cast<int8_t>(Role::Query));
+  sp["model"]["vocab"]["ab"] = 3;
+  sp["model"]["merges"] = {"a b"};
+  const Tokenizer merging = Tokenizer::from_json(sp, "prepend-merge");
+  auto crossing = make_dataset_task(write("m.jsonl", R"({"clean": "abb", "answer": [1], "key": [0, 1]})"), &merging,
+                                    std::vector<std::string>(64, "x"));
+  const Batch mb = crossing->sample(1, 0);  // _ ab b: key "a" = tokens _ ab
+  EXPECT_EQ(mb.roles[0][0].item<int8_t>(), static_cast<int8_t>(Role::Key));
+  EXPECT_EQ(mb.roles[0][1].item<int8_t>(), static_cast<int8_t>(Role::Value));
+  EXPECT_EQ(mb.roles[0][2].item<int8_t>(), static_cast<int8_t>(Role::Query));
   EXPECT_NE(error_of(R"({"clean": "ab", "answer": "a", "key": [5, 6]})", &tok).find("ends past"), std::string::npos);
   EXPECT_NE(error_of(R"({"clean": [1, 2], "answer": [1], "key": [0, 1]})", &tok).find("spans of a text prompt"),
             std::string::npos);
@@ -316,6 +332,45 @@ TEST(KvRetrieval, LinesAreP4sPromptWithTheirAnswerChoicesAndSpans) {
     ADD_FAILURE() << "accepted";
   } catch (const std::invalid_argument& e) {
     EXPECT_NE(std::string(e.what()).find("10 continue the prompt as one token"), std::string::npos) << e.what();
+  }
+}
+
+// P4's prompts through SentencePiece-style tokenizers (Llama 2's normalizer: Prepend and Replace; Mistral's
+// Metaspace), whose tokens keep no characters of their own: each key span is the tokens that spell its word.
+TEST(KvRetrieval, SpansFindTheirTokensThroughSentencePieceTokenizers) {
+  for (const std::string name : {"llama2", "mistral_metaspace"}) {
+    const Tokenizer tok = Tokenizer::from_file(std::string(MECHSCOPE_SOURCE_DIR) + "/tests/text/fixtures/" + name +
+                                               ".tokenizer.json");
+    KvRetrievalConfig c;
+    c.min_pairs = 2, c.max_pairs = 8;
+    const std::vector<int64_t> values = kv_retrieval_values(c, tok);
+    std::string text;
+    std::vector<size_t> pairs;
+    for (uint64_t seed = 0; seed < 6; ++seed) {
+      const json line = kv_retrieval_line(c, values, seed, tok);
+      pairs.push_back(line.at("key").size());
+      text += line.dump() + "\n";
+    }
+    auto task = make_dataset_task(write(name + ".jsonl", text), &tok, std::vector<std::string>(tok.vocab_size(), "x"));
+    const Batch b = task->sample(6, 0);
+    for (int64_t e = 0; e < 6; ++e) {
+      const int64_t L = b.lengths[e].item<int64_t>();
+      const std::vector<int64_t> ids = row(b.tokens, e, L);
+      int64_t keys = 0;
+      for (int64_t p = 0; p < L; ++p) {
+        if (b.roles[e][p].item<int8_t>() != static_cast<int8_t>(Role::Key)) continue;
+        ++keys;
+        // The key's tokens: from here through the token before ':'.
+        std::vector<int64_t> word;
+        for (int64_t k = p; k < L && tok.decode({ids[static_cast<size_t>(k)]}).find(':') == std::string::npos; ++k)
+          word.push_back(ids[static_cast<size_t>(k)]);
+        std::string w = tok.decode(word);
+        while (!w.empty() && (w[0] == ' ' || w[0] == '\n')) w.erase(0, 1);
+        EXPECT_TRUE(std::find(kv_retrieval_words().begin(), kv_retrieval_words().end(), w) != kv_retrieval_words().end())
+            << name << " example " << e << ": '" << w << "'";
+      }
+      EXPECT_EQ(keys, static_cast<int64_t>(pairs[static_cast<size_t>(e)])) << name << " example " << e;
+    }
   }
 }
 
