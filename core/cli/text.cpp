@@ -73,7 +73,8 @@ int run_tokenize(const TokenizeOptions& o) {
                     {"token", t.token},
                     {"bytes", {t.begin, t.end}},
                     {"text", text.substr(t.begin, t.end - t.begin)},
-                    {"special", t.special}});
+                    {"special", t.special},
+                    {"exact", t.exact}});  // false: "bytes" is the whole piece a normalizer changed
   std::cout << json({{"tokenizer", path}, {"describe", tok.describe()}, {"tokens", list}})
                    .dump(2, ' ', false, json::error_handler_t::replace)
             << "\n";

@@ -38,6 +38,9 @@ t=$("$cli" tokenize --tokenizer "$tx/llama3.tokenizer.json" --text a); contains 
 t=$("$cli" tokenize --tokenizer "$tx/llama3.tokenizer.json" --text a --no-special); contains "tokenize --no-special" "66" "$t"
 t=$("$cli" tokenize --tokenizer "$tx/llama3.tokenizer.json" --decode 0,66 --keep-special); contains "tokenize --decode" "<|begin_of_text|>a" "$t"
 t=$("$cli" tokenize --tokenizer "$tx/llama3.tokenizer.json" --text a --json); contains "tokenize --json" '"token": "<|begin_of_text|>"' "$t"
+contains "tokenize --json exact" '"exact": true' "$t"
+# Llama 2's normalizer (Prepend, Replace) leaves no token characters of its own: said per token.
+t=$("$cli" tokenize --tokenizer "$tx/llama2.tokenizer.json" --text "ab cd" --json); contains "tokenize --json not exact" '"exact": false' "$t"
 expect_err "tokenize without tokenizer.json" "no tokenizer.json" "$cli" tokenize -c "$fx/jamba" --text a
 # --text through a model's own tokenizer.json: a hand-made BPE whose one merge makes "ab a" ids 2,3,0 (ab, space, a).
 mkdir -p tkm && cp "$fx/llama_theta500k"/* tkm/
