@@ -519,8 +519,16 @@ Outcome Workbench::patch_cell(int row, int pos) {
   }
   if (hook.empty()) throw std::runtime_error(r.rows[row] + " has no " + r.site + " site");
   const Batch& batch = d->s.batch();
-  at::Tensor logits = patch_one_cell(model, batch.tokens, d->patch_corrupt.tokens, hook, pos, head);
-  const int e = static_cast<int>(d->s.example()), q = static_cast<int>(d->s.last_labelled(e));
+  const Batch& corrupted = d->patch_corrupt;
+  at::Tensor logits = patch_one_cell(model, batch.tokens, corrupted.tokens, hook, pos, head, corrupted.aligned);
+  const int e = static_cast<int>(d->s.example());
+  int q = static_cast<int>(d->s.last_labelled(e));
+  if (corrupted.aligned.defined())  // a corrupted prompt of another length: its own readout position
+    for (int64_t j = corrupted.targets.size(1) - 1; j >= 0; --j)
+      if (corrupted.targets[e][j].item<int64_t>() != -100) {
+        q = static_cast<int>(j);
+        break;
+      }
   o.top = d->top_at(logits[e][q], 5);
   const int64_t t = batch.targets[e][q].item<int64_t>();
   o.target = t >= 0 ? token_string(t, d->m().labels()) : "";

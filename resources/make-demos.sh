@@ -16,6 +16,8 @@ NGRAM="--task ngram --task-set min_len=30 --task-set max_len=60"   # P1 uses 50-
 ATTN="--set attn_cfg.num_heads=1 --set attn_cfg.rotary_emb_dim=64"   # one wide head, as zoology's MQAR baselines
 # tinylang's AR with a small vocabulary and 1-16 pairs per example (its variable length)
 AR="--task ar --task-set num_keys=16 --task-set num_values=16 --task-set num_pairs=16 --task-set min_pairs=1"
+# P4's key-value prompts as text through our BPE tokenizer (issue 23), four answered queries per training prompt
+KV="--task kv-text --task-set tokenizer=$root/resources/text/kv-tokenizer.json --task-set min_pairs=2 --task-set max_pairs=10 --task-set queries=4"
 demos=(
   "mqar-attn|--preset transformer --set d_model=64 --set d_intermediate=0 $ATTN|$MQAR|$TRAIN --train-set target_accuracy=0.999"
   "mqar-attn4|--preset transformer --set d_model=64 --set d_intermediate=0 --set attn_cfg.num_heads=4 --set attn_cfg.head_dim=64 --set attn_cfg.rotary_emb_dim=64|$MQAR|$TRAIN --train-set target_accuracy=0.999"
@@ -25,6 +27,7 @@ demos=(
   "ar-attn|--preset transformer --set d_model=128 --set d_intermediate=0 --set attn_cfg.num_heads=1 --set attn_cfg.rotary_emb_dim=128|$AR|--train-set batch=32 --train-set lr=1e-3 --train-set warmup=0.1 --train-set steps=15000 --train-set eval_every=250 --train-set eval_examples=512 --train-set target_accuracy=0.999"
   "position-attn|--preset transformer --set d_model=64 --set d_intermediate=0 --set attn_cfg.num_heads=1 --set attn_cfg.rotary_emb_dim=0 --set pos_emb=learned --set max_seq_len=40|$POS|$TRAIN --train-set batch=512 --train-set steps=2000 --train-set eval_every=100 --train-set target_accuracy=0.995"
   "position-mamba2|--preset mamba2 --set d_model=64|$POS|$TRAIN --train-set batch=256 --train-set steps=6000 --train-set eval_every=100 --train-set target_accuracy=0.995"
+  "kv-hybrid|--preset hybrid --set n_layer=2 --set d_model=128 --set attn_cfg.num_heads=2 --set attn_cfg.head_dim=64 --set attn_cfg.rotary_emb_dim=64|$KV|--train-set batch=64 --train-set lr=3e-3 --train-set warmup=0.05 --train-set steps=12000 --train-set eval_every=250 --train-set eval_examples=512 --train-set target_accuracy=0.99 --train-set snapshot_rows=0"
   "ngram-hybrid|--preset hybrid --set n_layer=2 --set d_model=64 $ATTN|$NGRAM|$TRAIN --train-set batch=128 --train-set steps=10000 --train-set target_accuracy=0.99"
 )
 

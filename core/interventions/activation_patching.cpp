@@ -126,6 +126,11 @@ class GridStore {
 PatchResult activation_patching(LanguageModel& model, const Batch& clean, const Batch& corrupted,
                                 const std::string& site, const SweepOptions& options) {
   at::NoGradGuard no_grad;
+  if (corrupted.aligned.defined() && options.batched) {  // prompts of different lengths: one forward per cell
+    SweepOptions plain = options;
+    plain.batched = false;
+    return activation_patching(model, clean, corrupted, site, plain);
+  }
   PatchPlan plan = patching::plan_rows(model, site);
   const int64_t B = clean.size(), L = clean.tokens.size(1), nrows = static_cast<int64_t>(plan.rows.size());
   // Batched: every layer starts from the corrupted run's cached block input, and (spec §4's causality) runs only
@@ -167,10 +172,13 @@ PatchResult activation_patching(LanguageModel& model, const Batch& clean, const 
                               std::vector<Cell>(chunk.begin() + b, chunk.begin() + e), B, cc.partial);
         });
       } else {
-        Hook patch{hook, [&clean_act, chunk, B](const at::Tensor& v, const std::string&) {
-                     return patching::patch_stacked(v, clean_act, chunk, B);
+        Hook patch{hook, [&clean_act, &corrupted, chunk, B](const at::Tensor& v, const std::string&) {
+                     if (!corrupted.aligned.defined()) return patching::patch_stacked(v, clean_act, chunk, B);
+                     at::Tensor out = v.clone();  // one cell (plain), at each row's aligned position
+                     patching::copy_cell(out, clean_act, chunk[0].pos, chunk[0].head, corrupted.aligned);
+                     return out;
                    }};
-        logits = gather_readout(model.run_with_hooks(corrupted.tokens, {patch}), pr.readout).unsqueeze(0);
+        logits = gather_readout(model.run_with_hooks(corrupted.tokens, {patch}), pr.corrupt_readout).unsqueeze(0);
       }
       grid.store(chunk, example_metrics(logits, pr.readout, clean_ref));
       done += k;

@@ -10,6 +10,29 @@
 
 namespace mechscope {
 
+namespace {
+
+// 1 where a clean position has an aligned corrupted position, else 0, shaped to broadcast over `like` [B, L, ...].
+at::Tensor aligned_mask(const at::Tensor& aligned, const at::Tensor& like) {
+  auto shape = aligned.sizes().vec();
+  for (int64_t d = 2; d < like.dim(); ++d) shape.push_back(1);
+  return aligned.ge(0).to(like.options()).view(shape);
+}
+
+// x [B, L', ...] of the corrupted run read at the clean positions: [B, L, ...], row b position p from aligned[b][p]
+// (zeros where -1).
+at::Tensor at_aligned(const at::Tensor& x, const at::Tensor& aligned) {
+  at::Tensor idx = aligned.clamp_min(0).to(x.device());
+  auto shape = idx.sizes().vec();
+  for (int64_t d = 2; d < x.dim(); ++d) shape.push_back(1);
+  auto full = x.sizes().vec();
+  full[1] = idx.size(1);
+  at::Tensor got = x.gather(1, idx.view(shape).expand(full));
+  return got * aligned_mask(aligned, got);
+}
+
+}  // namespace
+
 PatchResult attribution_patching(LanguageModel& model, const Batch& clean, const Batch& corrupted,
                                  const std::string& site, const SweepOptions& options) {
   if (site == "state")
@@ -39,7 +62,7 @@ PatchResult attribution_patching(LanguageModel& model, const Batch& clean, const
   {
     at::AutoGradMode grad(true);
     at::Tensor logits = model.forward(corrupted.tokens, &ctx);
-    at::Tensor read = gather_readout(logits, pr.readout);
+    at::Tensor read = gather_readout(logits, pr.corrupt_readout);
     at::Tensor p = at::log_softmax(read, -1).gather(-1, pr.readout.target.unsqueeze(-1)).exp();
     for (auto& [n, t] : probes) {
       probe_names.push_back(n);
@@ -55,7 +78,13 @@ PatchResult attribution_patching(LanguageModel& model, const Batch& clean, const
   for (int64_t r = 0; r < nrows; ++r) {
     const auto& row = plan.rows[r];
     if (row.hook.empty()) continue;
-    at::Tensor g = probes.at(row.hook), diff = pr.clean_cache.at(row.hook) - acts.at(row.hook);
+    at::Tensor g = probes.at(row.hook), act = acts.at(row.hook);
+    if (corrupted.aligned.defined()) {  // the corrupted side at each clean position's aligned place (none: 0)
+      g = at_aligned(g, corrupted.aligned);
+      act = at_aligned(act, corrupted.aligned);
+    }
+    at::Tensor diff = pr.clean_cache.at(row.hook) - act;
+    if (corrupted.aligned.defined()) diff = diff * aligned_mask(corrupted.aligned, diff);
     at::Tensor prod = (g * diff).to(at::kFloat);  // [B, L, ...]
     if (row.head >= 0) prod = prod.select(2, row.head);
     at::Tensor est = prod.flatten(2).sum(2);                  // [B, L]

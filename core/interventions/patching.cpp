@@ -51,20 +51,34 @@ double score_correlation(const at::Tensor& a_in, const at::Tensor& b_in) {
 }
 
 at::Tensor patch_one_cell(LanguageModel& model, const at::Tensor& clean_tokens, const at::Tensor& corrupted_tokens,
-                          const std::string& hook, int64_t pos, int64_t head) {
+                          const std::string& hook, int64_t pos, int64_t head, const at::Tensor& aligned) {
   at::NoGradGuard no_grad;
   const at::Tensor clean = model.run_with_cache(clean_tokens, HookSelection::of({hook})).second.at(hook);
   return model.run_with_hooks(corrupted_tokens, {{hook, [&](const at::Tensor& v, const std::string&) {
                                                   at::Tensor out = v.clone();
-                                                  if (head >= 0)
-                                                    out.select(1, pos).select(1, head).copy_(clean.select(1, pos).select(1, head));
-                                                  else
-                                                    out.select(1, pos).copy_(clean.select(1, pos));
+                                                  patching::copy_cell(out, clean, pos, head, aligned);
                                                   return out;
                                                 }}});
 }
 
 namespace patching {
+
+void copy_cell(at::Tensor rows, const at::Tensor& clean, int64_t pos, int64_t head, const at::Tensor& aligned) {
+  auto put = [head](at::Tensor dst, const at::Tensor& src) {  // dst, src: [..., (heads,) ...] at one position
+    if (head >= 0) dst.select(0, head).copy_(src.select(0, head));
+    else dst.copy_(src);
+  };
+  if (!aligned.defined()) {
+    if (head >= 0) rows.select(1, pos).select(1, head).copy_(clean.select(1, pos).select(1, head));
+    else rows.select(1, pos).copy_(clean.select(1, pos));
+    return;
+  }
+  const at::Tensor to = aligned.select(1, pos).to(at::kCPU);
+  for (int64_t b = 0; b < rows.size(0); ++b) {
+    const int64_t q = to[b].item<int64_t>();
+    if (q >= 0) put(rows[b][q], clean[b][pos]);
+  }
+}
 
 PatchPlan plan_rows(const LanguageModel& model, const std::string& site) {
   site_hook_name(model, site, 0);  // validates the site name
@@ -104,18 +118,25 @@ at::Tensor patch_stacked(const at::Tensor& value, const at::Tensor& clean, const
 PairRun run_pair(LanguageModel& model, const Batch& clean, const Batch& corrupted,
                  const std::vector<std::string>& clean_names, const std::vector<std::string>& corrupt_names,
                  double keep_threshold) {
-  if (!clean.tokens.sizes().equals(corrupted.tokens.sizes()))
+  if (corrupted.aligned.defined() ? corrupted.size() != clean.size() || corrupted.aligned.size(1) != clean.tokens.size(1)
+                                   : !clean.tokens.sizes().equals(corrupted.tokens.sizes()))
     throw std::invalid_argument("patching: clean and corrupted batches differ in shape");
   model.check_tokens(clean.tokens);
   model.check_tokens(corrupted.tokens);
   PairRun pr;
   pr.readout = Readout::last_labelled(clean);
+  pr.corrupt_readout = pr.readout;
+  if (corrupted.aligned.defined()) {  // the corrupted prompts' own readout positions, the same examples and answers
+    pr.corrupt_readout = Readout::last_labelled(corrupted);
+    if (!at::equal(pr.corrupt_readout.example, pr.readout.example) || !at::equal(pr.corrupt_readout.target, pr.readout.target))
+      throw std::invalid_argument("patching: the corrupted prompts' answers are not the clean ones'");
+  }
   auto [cl, cc] = model.run_with_cache(clean.tokens, HookSelection::of(clean_names));
   auto [xl, xc] = model.run_with_cache(corrupted.tokens, HookSelection::of(corrupt_names));
   pr.clean_cache = std::move(cc);
   pr.corrupt_cache = std::move(xc);
   pr.clean_read = gather_readout(cl, pr.readout);
-  pr.corrupt_read = gather_readout(xl, pr.readout);
+  pr.corrupt_read = gather_readout(xl, pr.corrupt_readout);
   pr.p_clean = example_metrics(pr.clean_read, pr.readout).prob;
   pr.p_corrupt = example_metrics(pr.corrupt_read, pr.readout).prob;
   pr.keep = (pr.p_clean - pr.p_corrupt).gt(keep_threshold).logical_and(examples_with_readout(pr.readout));
@@ -153,12 +174,16 @@ PatchResult start_result(const std::string& site, const PatchPlan& plan, const P
 
 Aligner::Aligner(const Batch& clean, const Batch& corrupted, const PairRun& pr, int64_t rows) {
   const int64_t E = clean.size(), L = clean.tokens.size(1);
+  const int64_t A = static_cast<int64_t>(aligned_anchors().size());
+  by_pos_.resize(L);
+  sum_.assign(rows * A, 0.0);
+  count_.assign(rows * A, 0);
+  A_ = A;
+  if (corrupted.aligned.defined()) return;  // prompts of different lengths: no first differing position
   at::Tensor differs = clean.tokens.ne(corrupted.tokens).to(at::kCPU);  // [E, L]
   at::Tensor keep = pr.keep.to(at::kCPU), pos = pr.readout.position.to(at::kCPU), ex = pr.readout.example.to(at::kCPU);
   std::vector<int64_t> readout_pos(E, -1);
   for (int64_t i = 0; i < ex.size(0); ++i) readout_pos[ex[i].item<int64_t>()] = pos[i].item<int64_t>();
-  const int64_t A = static_cast<int64_t>(aligned_anchors().size());
-  by_pos_.resize(L);
   for (int64_t e = 0; e < E; ++e) {
     if (!keep[e].item<bool>()) continue;
     at::Tensor where = differs[e].nonzero();
@@ -172,9 +197,6 @@ Aligner::Aligner(const Batch& clean, const Batch& corrupted, const PairRun& pr, 
     }
     if (readout_pos[e] >= 0) by_pos_[readout_pos[e]].push_back({A - 1, e});
   }
-  sum_.assign(rows * A, 0.0);
-  count_.assign(rows * A, 0);
-  A_ = A;
 }
 
 void Aligner::add(int64_t row, int64_t pos, const float* sp) {

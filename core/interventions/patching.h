@@ -64,11 +64,16 @@ PatchResult attribution_patching(LanguageModel& model, const Batch& clean, const
 double score_correlation(const at::Tensor& a, const at::Tensor& b);
 
 /// Logits [B, L, V] of the corrupted run with one cell patched: `hook`'s value at position `pos` (and head `head`
-/// when >= 0) replaced by the clean run's. What a click on a patching grid shows.
+/// when >= 0) replaced by the clean run's. What a click on a patching grid shows. With `aligned` (the corrupted
+/// batch's Batch::aligned), clean position `pos` goes to each corrupted row's aligned position (none: no patch).
 at::Tensor patch_one_cell(LanguageModel& model, const at::Tensor& clean_tokens, const at::Tensor& corrupted_tokens,
-                          const std::string& hook, int64_t pos, int64_t head = -1);
+                          const std::string& hook, int64_t pos, int64_t head = -1, const at::Tensor& aligned = {});
 
 namespace patching {
+
+/// `rows` [B, L', ...] (a corrupted run's activation) takes `clean` [B, L, ...] at clean position `pos` (head `head`
+/// when >= 0): at the same position, or with `aligned` [B, L] at each row's aligned position (-1: left alone).
+void copy_cell(at::Tensor rows, const at::Tensor& clean, int64_t pos, int64_t head, const at::Tensor& aligned);
 
 /// One cell of a grid: a row (a layer, or a head), a position, the head (< 0: the whole site).
 struct Cell {
@@ -95,7 +100,8 @@ at::Tensor patch_stacked(const at::Tensor& value, const at::Tensor& clean, const
 /// The clean and corrupted runs of a pair: readout (the last labelled position), the answer probabilities [E],
 /// the kept examples [E] (p(y|o) - p(y|c) above the threshold), the readout logits [R, V] and the caches asked for.
 struct PairRun {
-  Readout readout;
+  Readout readout;          ///< the clean batch's (last labelled positions)
+  Readout corrupt_readout;  ///< the corrupted batch's: the same but for positions where Batch::aligned is given
   at::Tensor p_clean, p_corrupt, keep;
   at::Tensor clean_read;
   ActivationCache clean_cache, corrupt_cache;

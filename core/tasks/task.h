@@ -32,11 +32,17 @@ struct Batch {
   /// task): an example is correct when its answer's logit is above all of theirs, not when it is the argmax of the
   /// vocabulary.
   bool multiple_choice = false;
+  /// Of a corrupted batch whose prompts differ in token count from the clean ones (a dataset's "aligned" lines):
+  /// [batch, clean width] int64, the position in this batch's row of each position of the clean row (-1: none).
+  /// Undefined: position p is p (same lengths). Patching reads it; its readout is this batch's own last labelled
+  /// position.
+  at::Tensor aligned;
   int64_t size() const { return tokens.defined() ? tokens.size(0) : 0; }
   /// Examples [start, start + n) (views, not copies).
   Batch narrow(int64_t start, int64_t n) const {
     return {tokens.narrow(0, start, n), targets.narrow(0, start, n), roles.narrow(0, start, n), lengths.narrow(0, start, n),
-            wrong.defined() ? wrong.narrow(0, start, n) : wrong, multiple_choice};
+            wrong.defined() ? wrong.narrow(0, start, n) : wrong, multiple_choice,
+            aligned.defined() ? aligned.narrow(0, start, n) : aligned};
   }
 };
 

@@ -30,6 +30,8 @@ struct Example {
   std::vector<int64_t> wrong;     // the wrong answers' first tokens, compared at the answer's first position
   bool choices = false;           // `wrong` are the other candidates of a multiple choice
   std::vector<size_t> labelled;   // prompt tokens (indices into `clean`) predicted too: the line's "labels" spans
+  size_t corrupted_prompt = 0;    // the corrupted prompt's tokens, the prefix included
+  std::vector<int64_t> align;     // the line's "aligned": the corrupted position of each clean position (-1: none)
 };
 
 // Rows right-padded (id 0 behind each row's length: causal models never read it, and no target lies there).
@@ -38,7 +40,7 @@ Batch batch_of(const std::vector<const Example*>& rows, bool corrupted) {
   size_t W = 0;
   bool any_wrong = false, choices = !rows.empty();
   for (const auto* e : rows) {
-    L = std::max(L, e->clean.size()), W = std::max(W, e->wrong.size());
+    L = std::max(L, corrupted ? e->corrupted.size() : e->clean.size()), W = std::max(W, e->wrong.size());
     any_wrong = any_wrong || !e->wrong.empty();
     choices = choices && e->choices;
   }
@@ -52,25 +54,29 @@ Batch batch_of(const std::vector<const Example*>& rows, bool corrupted) {
   for (int64_t b = 0; b < B; ++b) {
     const Example& e = *rows[static_cast<size_t>(b)];
     const std::vector<int64_t>& in = corrupted ? e.corrupted : e.clean;
+    const size_t prompt = corrupted ? e.corrupted_prompt : e.prompt;  // they differ on an "aligned" line
     for (size_t p = 0; p < in.size(); ++p) {
       T[b][static_cast<int64_t>(p)] = in[p];
-      R[b][static_cast<int64_t>(p)] = static_cast<int8_t>(p < e.prefix               ? Role::Bos
-                                                           : p + 1 == e.prompt       ? Role::Query
-                                                           : p >= e.prompt           ? Role::Answer
-                                                                                     : Role::Filler);
-      if (p < e.span_role.size() && e.span_role[p] != 0 && p + 1 != e.prompt) R[b][static_cast<int64_t>(p)] = e.span_role[p];
+      R[b][static_cast<int64_t>(p)] = static_cast<int8_t>(p < e.prefix             ? Role::Bos
+                                                           : p + 1 == prompt       ? Role::Query
+                                                           : p >= prompt           ? Role::Answer
+                                                                                   : Role::Filler);
+      if (prompt == e.prompt && p < e.span_role.size() && e.span_role[p] != 0 && p + 1 != e.prompt)
+        R[b][static_cast<int64_t>(p)] = e.span_role[p];
     }
-    for (size_t j = 0; j < e.answer.size(); ++j) G[b][static_cast<int64_t>(e.prompt - 1 + j)] = e.answer[j];
-    for (size_t p : e.labelled) G[b][static_cast<int64_t>(p - 1)] = e.clean[p];  // the clean text's tokens
+    for (size_t j = 0; j < e.answer.size(); ++j) G[b][static_cast<int64_t>(prompt - 1 + j)] = e.answer[j];
+    if (!corrupted || e.align.empty())
+      for (size_t p : e.labelled) G[b][static_cast<int64_t>(p - 1)] = e.clean[p];  // the clean text's tokens
     lengths[b] = static_cast<int64_t>(in.size());
   }
-  Batch out{tokens, targets, roles, lengths, at::Tensor(), false};
+  Batch out{tokens, targets, roles, lengths, at::Tensor(), false, at::Tensor()};
   if (any_wrong) {  // [B, L, W]: the wrong answers' first tokens at each example's first answer position
     out.wrong = at::full({B, static_cast<int64_t>(L), static_cast<int64_t>(W)}, -1, at::kLong);
     auto Wr = out.wrong.accessor<int64_t, 3>();
     for (int64_t b = 0; b < B; ++b) {
       const Example& e = *rows[static_cast<size_t>(b)];
-      for (size_t w = 0; w < e.wrong.size(); ++w) Wr[b][static_cast<int64_t>(e.prompt - 1)][static_cast<int64_t>(w)] = e.wrong[w];
+      const size_t prompt = corrupted ? e.corrupted_prompt : e.prompt;
+      for (size_t w = 0; w < e.wrong.size(); ++w) Wr[b][static_cast<int64_t>(prompt - 1)][static_cast<int64_t>(w)] = e.wrong[w];
     }
     out.multiple_choice = choices;
   }
@@ -101,7 +107,19 @@ class TextExamplesTask : public Task {
       rows.push_back(e);
     }
     Batch out = batch_of(rows, true);
-    if (out.tokens.size(1) < clean.tokens.size(1)) {  // the same width as the clean batch
+    bool any_aligned = false;
+    for (const auto* e : rows) any_aligned = any_aligned || !e->align.empty();
+    if (any_aligned) {  // each clean position's place in its corrupted row
+      const int64_t W = clean.tokens.size(1);
+      out.aligned = at::full({clean.size(), W}, -1, at::kLong);
+      auto A = out.aligned.accessor<int64_t, 2>();
+      for (int64_t b = 0; b < clean.size(); ++b) {
+        const Example& e = *rows[static_cast<size_t>(b)];
+        for (int64_t p = 0; p < std::min<int64_t>(W, static_cast<int64_t>(e.clean.size())); ++p)
+          A[b][p] = e.align.empty() ? p : e.align[static_cast<size_t>(p)];
+      }
+    }
+    if (out.tokens.size(1) < clean.tokens.size(1)) {  // at least the clean batch's width
       const int64_t extra = clean.tokens.size(1) - out.tokens.size(1);
       out.tokens = at::constant_pad_nd(out.tokens, {0, extra}, 0);
       out.targets = at::constant_pad_nd(out.targets, {0, extra}, -100);
@@ -306,6 +324,31 @@ std::vector<int8_t> span_roles(const json& j, const std::string& clean, const st
   return role;
 }
 
+// A line's "aligned": [[i, j], ...], token i of the clean prompt (its own tokens, 0-based, after the tokenizer's
+// special tokens) at token j of the corrupted one; as the clean position of each row position of the example
+// (answer tokens not yet appended): the special tokens before the prompt, the pairs given, the prompt's last token
+// (the readout) and the answer's tokens are aligned, every other position is not (-1).
+std::vector<int64_t> aligned_positions(const json& a, const Example& e, const std::string& at) {
+  const auto n_clean = static_cast<int64_t>(e.prompt - e.prefix), n_corr = static_cast<int64_t>(e.corrupted_prompt - e.prefix);
+  if (!a.is_array())
+    throw std::invalid_argument(at + ": \"aligned\" is not a list of [clean token, corrupted token] pairs");
+  std::vector<int64_t> out(e.prompt + e.answer.size() - 1, -1);
+  for (size_t k = 0; k < e.prefix; ++k) out[k] = static_cast<int64_t>(k);
+  for (const auto& pr : a) {
+    if (!pr.is_array() || pr.size() != 2 || !pr[0].is_number_integer() || !pr[1].is_number_integer() ||
+        pr[0].get<int64_t>() < 0 || pr[0].get<int64_t>() >= n_clean || pr[1].get<int64_t>() < 0 ||
+        pr[1].get<int64_t>() >= n_corr)
+      throw std::invalid_argument(at + ": \"aligned\" pair " + pr.dump() + " is not [clean token 0.." +
+                                  std::to_string(n_clean - 1) + ", corrupted token 0.." + std::to_string(n_corr - 1) + "]");
+    int64_t& slot = out[e.prefix + pr[0].get<size_t>()];
+    if (slot >= 0) throw std::invalid_argument(at + ": \"aligned\" pairs clean token " + pr[0].dump() + " twice");
+    slot = static_cast<int64_t>(e.prefix) + pr[1].get<int64_t>();
+  }
+  out[e.prompt - 1] = static_cast<int64_t>(e.corrupted_prompt) - 1;
+  for (size_t k = 0; k + 1 < e.answer.size(); ++k) out[e.prompt + k] = static_cast<int64_t>(e.corrupted_prompt + k);
+  return out;
+}
+
 // `first_tokens`: wrong answers and choices are told apart by their first tokens (a batch's multiple choice); false
 // for the scoring command, which sums each candidate's tokens.
 Example read_line(const json& j, int64_t line, const Tokenizer* tok, int64_t rows, const std::string& where,
@@ -314,9 +357,9 @@ Example read_line(const json& j, int64_t line, const Tokenizer* tok, int64_t row
   if (!j.is_object()) throw std::invalid_argument(at + ": not a JSON object");
   for (const auto& [k, v] : j.items())
     if (k != "clean" && k != "corrupted" && k != "answer" && k != "wrong" && k != "choices" && k != "key" &&
-        k != "value" && k != "labels")
+        k != "value" && k != "labels" && k != "aligned")
       throw std::invalid_argument(at + ": '" + k + "' is not a key MechScope's datasets know (clean, corrupted, answer, "
-                                  "wrong, choices, key, value, labels)");
+                                  "wrong, choices, key, value, labels, aligned)");
   if (!j.contains("clean") || !j.contains("answer")) throw std::invalid_argument(at + ": needs \"clean\" and \"answer\"");
   Example e;
   e.line = line;
@@ -380,12 +423,16 @@ Example read_line(const json& j, int64_t line, const Tokenizer* tok, int64_t row
       const auto c = ids_of(j.at("corrupted"), rows, at + ": \"corrupted\"");
       corr.insert(corr.end(), c.begin(), c.end());
     }
-    if (corr.size() != e.clean.size())
+    if (corr.size() != e.clean.size() && !j.contains("aligned"))
       throw std::invalid_argument(at + ": the clean prompt has " + std::to_string(e.clean.size()) +
                                   " tokens and the corrupted one " + std::to_string(corr.size()) +
-                                  "; patching compares them position by position");
+                                  "; patching compares them position by position (or give \"aligned\" positions)");
     e.corrupted = corr;
+  } else if (j.contains("aligned")) {
+    throw std::invalid_argument(at + ": \"aligned\" pairs clean and corrupted positions; the line has no corrupted prompt");
   }
+  e.corrupted_prompt = e.corrupted.size();
+  if (j.contains("aligned")) e.align = aligned_positions(j.at("aligned"), e, at);
   check_rows(e.clean, "the clean prompt");
   check_rows(e.corrupted, "the corrupted prompt");
   check_rows(e.answer, "the answer");

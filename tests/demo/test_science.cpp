@@ -14,6 +14,7 @@
 #include "core/interventions/interventions.h"
 #include "core/io/checkpoint.h"
 #include "core/model/model.h"
+#include "core/plugin/plugin.h"
 #include "tests/support/test_support.h"
 
 using namespace mechscope;
@@ -203,4 +204,51 @@ TEST(Science, PatchingEveryPositionRestoresTheCleanLogitsOnEveryDemo) {
       EXPECT_LT(test::max_abs_diff(got, want), 1e-4 * std::max(1.0, want.abs().max().item<double>())) << name << " " << hook;
     }
   }
+}
+
+// The text demo (issue 23): the hybrid trained on P4's key-value prompts through the BPE tokenizer, read on P4's own
+// format (one query per prompt; it trained with four). ga-discovery finds its mechanism as P4 describes it for
+// Llama-3.1-8B: the layer-1 attention heads are the aggregate heads (each puts most of the query's attention on
+// the queried pair), the model cut after layer 0 is at chance, and zeroing both attention heads collapses retrieval
+// to chance, while each alone (the other one still reads the pair) costs less.
+TEST(Science, TextHybridDemoRetrievesThroughAggregateHeads) {
+  Checkpoint ck = load_checkpoint(demo("kv-hybrid"));
+  nlohmann::json cfg = ck.task_config;
+  cfg["queries"] = 1;
+  auto task = make_task(cfg);
+  const Batch b = task->sample(256, 31337);
+  const RegisteredAnalysis* a = find_analysis("ga-discovery");
+  ASSERT_NE(a, nullptr);
+  const ResultsFile rf = run_analysis(*a, AnalysisContext{*ck.model, task.get(), b, task->vocab(), nlohmann::json::object(), 0});
+  std::map<std::string, at::Tensor> got;
+  for (const auto& t : rf.tensors) got[t.name] = t.value;
+  const at::Tensor pruned = got.at("ga_discovery/pruned_accuracy");  // embed, after L0, after L1 (the model)
+  // Chance: one of n values, n uniform in min_pairs..max_pairs.
+  double chance = 0;
+  const int64_t lo = cfg.at("min_pairs"), hi = cfg.at("max_pairs");
+  for (int64_t n = lo; n <= hi; ++n) chance += 1.0 / static_cast<double>(n) / static_cast<double>(hi - lo + 1);
+  const double acc = pruned[pruned.size(0) - 1].item<double>();
+  EXPECT_GT(acc, 0.85);
+  EXPECT_LT(pruned[1].item<double>(), chance + 0.1);
+  const std::vector<HeadRef> heads = all_heads(*ck.model);
+  std::vector<int64_t> attn;
+  for (size_t i = 0; i < heads.size(); ++i)
+    if (heads[i].mixer == "attn") attn.push_back(static_cast<int64_t>(i));
+  ASSERT_EQ(attn.size(), 2u);
+  for (int64_t i : attn) {
+    EXPECT_GT(got.at("ga_discovery/aggregate")[i].item<double>(), 0.5) << heads[static_cast<size_t>(i)].label();
+    for (size_t j = 0; j < heads.size(); ++j)  // no SSM head aggregates like them
+      if (heads[j].mixer != "attn")
+        EXPECT_LT(got.at("ga_discovery/aggregate")[static_cast<int64_t>(j)].item<double>(),
+                  0.5 * got.at("ga_discovery/aggregate")[i].item<double>());
+  }
+  // Both attention heads zeroed (a hook on their outputs): the multiple choice falls to chance.
+  at::NoGradGuard no_grad;
+  const at::Tensor logits = ck.model->run_with_hooks(b.tokens, {{"blocks.1.attn.hook_z", [](const at::Tensor& x, const std::string&) {
+                                                                  return at::zeros_like(x);
+                                                                }}});
+  const Readout r = Readout::last_labelled(b);
+  const double both = example_metrics(gather_readout(logits, r), r).correct.mean().item<double>();
+  EXPECT_LT(both, chance + 0.1) << "chance " << chance;
+  for (int64_t i : attn) EXPECT_LT(got.at("ga_discovery/causal")[i].item<double>(), acc - both);
 }

@@ -13,6 +13,7 @@
 
 #include "core/interventions/heads.h"
 #include "core/interventions/metrics.h"
+#include "core/interventions/patching.h"
 #include "core/plugin/plugin.h"
 #include "core/io/import.h"
 #include "core/model/model.h"
@@ -148,6 +149,102 @@ TEST(Dataset, LabelSpansAreTargetsAtTheTokenBefore) {
   EXPECT_NE(error_of(R"({"clean": "abc", "answer": "d", "labels": [0, 1]})", &tok).find("first token"), std::string::npos);
   EXPECT_NE(error_of(R"({"clean": [1, 2], "answer": [1], "labels": [0, 1]})", &tok).find("spans of a text prompt"),
             std::string::npos);
+}
+
+// "aligned": a corrupted prompt of another token count, its positions paired with the clean one's. Clean "ab c" is
+// ab ' ' c (ids 11 10 2), corrupted "a b c" is a ' ' b ' ' c (0 10 1 10 2), the answer " d" two tokens; pairs
+// (0, 0) and (1, 3), the last prompt token and the teacher-forced answer token aligned by themselves.
+TEST(Dataset, AlignedLinesPairPositionsOfPromptsOfOtherLengths) {
+  const Tokenizer tok = hand_tokenizer();
+  const std::string line = R"({"clean": "ab c", "corrupted": "a b c", "answer": " d", "aligned": [[0, 0], [1, 3]]})";
+  auto task = make_dataset_task(write("a.jsonl", line), &tok, std::vector<std::string>(64, "x"));
+  const Batch b = task->sample(1, 0);
+  const Batch c = task->corrupt(b, 0, "");
+  EXPECT_EQ(row(b.tokens, 0, 4), (std::vector<int64_t>{11, 10, 2, 10}));
+  EXPECT_EQ(row(c.tokens, 0, 6), (std::vector<int64_t>{0, 10, 1, 10, 2, 10}));
+  EXPECT_EQ(row(c.targets, 0, 6), (std::vector<int64_t>{-100, -100, -100, -100, 10, 3}));
+  ASSERT_TRUE(c.aligned.defined());
+  EXPECT_EQ(row(c.aligned, 0, 4), (std::vector<int64_t>{0, 3, 4, 5}));
+  EXPECT_FALSE(b.aligned.defined());
+  EXPECT_NE(error_of(R"({"clean": "ab c", "corrupted": "a b c", "answer": " d"})", &tok).find("or give \"aligned\""),
+            std::string::npos);
+  EXPECT_NE(error_of(R"({"clean": "ab c", "answer": " d", "aligned": [[0, 0]]})", &tok).find("no corrupted prompt"),
+            std::string::npos);
+  EXPECT_NE(error_of(R"({"clean": "ab c", "corrupted": "a b c", "answer": " d", "aligned": [[3, 0]]})", &tok)
+                .find("is not [clean token 0..2"),
+            std::string::npos);
+  EXPECT_NE(error_of(R"({"clean": "ab c", "corrupted": "a b c", "answer": " d", "aligned": [[0, 0], [0, 1]]})", &tok)
+                .find("twice"),
+            std::string::npos);
+}
+
+// Patching over aligned lines, against the hooks by hand: clean position p patched into the corrupted run at its
+// aligned position (a position without one leaves the corrupted run alone), read at the corrupted prompt's own last
+// token; attribution patching's estimate is the corrupted run's gradient there times (clean - corrupted). An
+// alignment of every position of equal-length prompts gives what the same lines give without it.
+namespace {
+bool q_none(const std::vector<int64_t>& to, int64_t p) { return to[static_cast<size_t>(p)] < 0; }
+}  // namespace
+
+TEST(Dataset, PatchingReadsAlignedPositions) {
+  const Tokenizer tok = hand_tokenizer();
+  LanguageModel m(mechscope::test::small_config("transformer", {{"vocab_size", 64}}), 5);
+  m.eval();
+  const std::string line = R"({"clean": "ab c", "corrupted": "a b c", "answer": " d", "aligned": [[0, 0]]})";
+  auto task = make_dataset_task(write("ap.jsonl", line), &tok, std::vector<std::string>(64, "x"));
+  const Batch b = task->sample(1, 0);
+  const Batch c = task->corrupt(b, 0, "");
+  SweepOptions all;
+  all.keep_threshold = -1;  // a random model: keep the example whatever the corruption does
+  const PatchResult exact = activation_patching(m, b, c, "resid_pre", all);
+  const PatchResult attr = attribution_patching(m, b, c, "resid_pre", all);
+  at::NoGradGuard no_grad;
+  auto prob_at = [](const at::Tensor& logits, int64_t pos, int64_t target) {
+    return at::softmax(logits[0][pos], -1)[target].item<double>();
+  };
+  const at::Tensor clean_logits = m.forward(b.tokens), corr_logits = m.forward(c.tokens);
+  const double p_clean = prob_at(clean_logits, 3, 3), p_corr = prob_at(corr_logits, 5, 3);
+  const std::vector<int64_t> to = {0, -1, 4, 5};  // clean token 1 has no corrupted place
+  for (int64_t l = 0; l < m.n_layers(); ++l) {
+    const std::string hook = "blocks." + std::to_string(l) + ".hook_resid_pre";
+    const at::Tensor clean_act = m.run_with_cache(b.tokens, HookSelection::of({hook})).second.at(hook);
+    const at::Tensor corr_act = m.run_with_cache(c.tokens, HookSelection::of({hook})).second.at(hook);
+    for (int64_t p = 0; p < 4; ++p) {
+      const at::Tensor patched = m.run_with_hooks(c.tokens, {{hook, [&](const at::Tensor& v, const std::string&) {
+                                                                at::Tensor o = v.clone();
+                                                                if (to[static_cast<size_t>(p)] >= 0)
+                                                                  o[0][to[static_cast<size_t>(p)]].copy_(clean_act[0][p]);
+                                                                return o;
+                                                              }}});
+      EXPECT_NEAR(exact.prob[l][p].item<double>(), prob_at(patched, 5, 3), 1e-5) << hook << " " << p;
+      if (q_none(to, p)) EXPECT_NEAR(exact.prob[l][p].item<double>(), p_corr, 1e-6);
+      // Attribution: d p / d activation of the corrupted run at the aligned position, by autograd here.
+      const int64_t q = to[static_cast<size_t>(p)];
+      at::Tensor grad;
+      {
+        at::AutoGradMode on(true);
+        at::Tensor probe = at::zeros_like(corr_act).requires_grad_(true);
+        const at::Tensor lg = m.run_with_hooks(c.tokens, {{hook, [&](const at::Tensor& v, const std::string&) { return v + probe; }}});
+        at::softmax(lg[0][5], -1)[3].backward();
+        grad = probe.grad();
+      }
+      const double est =
+          q < 0 ? 0.0 : (grad[0][q] * (clean_act[0][p] - corr_act[0][q])).sum().item<double>() / (p_clean - p_corr);
+      EXPECT_NEAR(attr.score[l][p].item<double>(), est, 1e-4 * std::max(1.0, std::abs(est))) << hook << " " << p;
+    }
+  }
+  // Equal lengths, every position aligned to itself: the unaligned results.
+  const std::string same = R"({"clean": "ab c", "corrupted": "ab d", "answer": " d"})";
+  const std::string same_aligned = R"({"clean": "ab c", "corrupted": "ab d", "answer": " d", "aligned": [[0, 0], [1, 1]]})";
+  auto t1 = make_dataset_task(write("s1.jsonl", same), &tok, std::vector<std::string>(64, "x"));
+  auto t2 = make_dataset_task(write("s2.jsonl", same_aligned), &tok, std::vector<std::string>(64, "x"));
+  const Batch b1 = t1->sample(1, 0), b2 = t2->sample(1, 0);
+  const Batch c1 = t1->corrupt(b1, 0, ""), c2 = t2->corrupt(b2, 0, "");
+  ASSERT_TRUE(c2.aligned.defined());
+  const PatchResult r1 = activation_patching(m, b1, c1, "heads", all), r2 = activation_patching(m, b2, c2, "heads", all);
+  EXPECT_LT((r1.prob - r2.prob).abs().max().item<double>(), 1e-5);
+  const PatchResult a1 = attribution_patching(m, b1, c1, "heads", all), a2 = attribution_patching(m, b2, c2, "heads", all);
+  EXPECT_LT((a1.score - a2.score).abs().max().item<double>(), 1e-4);
 }
 
 TEST(Dataset, BadLinesAreRefusedNamingTheirLine) {
