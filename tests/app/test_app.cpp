@@ -34,6 +34,16 @@ int rowOf(const mechscope::app::Grid& g, const std::string& label) {
   return -1;
 }
 
+// The hybrid demo exported as a foreign model folder with a hand-made BPE tokenizer.json: "a" 5, "b" 6, "ab" 7
+// (the one merge), " " 8.
+bool folderWithHandTokenizer(const QString& dir) {
+  mechscope::test::export_mamba_ssm_folder(demo("mqar-hybrid").toStdString(), dir.toStdString());
+  QFile tok(QDir(dir).filePath("tokenizer.json"));
+  if (!tok.open(QIODevice::WriteOnly)) return false;
+  tok.write(R"({"model": {"type": "BPE", "vocab": {"a": 5, "b": 6, "ab": 7, " ": 8}, "merges": ["a b"]}})");
+  return true;
+}
+
 QPushButton* button(QWidget& w, const QString& text) {
   for (auto* b : w.findChildren<QPushButton*>())
     if (b->text() == text) return b;
@@ -246,11 +256,7 @@ class AppTest : public QObject {
     // A model folder with a tokenizer.json (a hand-made BPE whose merge makes "ab a" ids 7, 8, 5): the text box
     // tokenizes, and the tokens read as text. A model without one says so.
     QTemporaryDir dir;
-    mechscope::test::export_mamba_ssm_folder(demo("mqar-hybrid").toStdString(), dir.path().toStdString());
-    QFile tok(dir.filePath("tokenizer.json"));
-    QVERIFY(tok.open(QIODevice::WriteOnly));
-    tok.write(R"({"model": {"type": "BPE", "vocab": {"a": 5, "b": 6, "ab": 7, " ": 8}, "merges": ["a b"]}})");
-    tok.close();
+    QVERIFY(folderWithHandTokenizer(dir.path()));
     MainWindow w;
     w.setQuiet(true);
     w.show();
@@ -295,11 +301,7 @@ class AppTest : public QObject {
     // prompts, and the Analyses panel shows ga-discovery's per-head results and its summary. Typed text replaces
     // the dataset.
     QTemporaryDir dir;
-    mechscope::test::export_mamba_ssm_folder(demo("mqar-hybrid").toStdString(), dir.path().toStdString());
-    QFile tok(dir.filePath("tokenizer.json"));
-    QVERIFY(tok.open(QIODevice::WriteOnly));
-    tok.write(R"({"model": {"type": "BPE", "vocab": {"a": 5, "b": 6, "ab": 7, " ": 8}, "merges": ["a b"]}})");
-    tok.close();
+    QVERIFY(folderWithHandTokenizer(dir.path()));
     QFile ds(dir.filePath("prompts.jsonl"));
     QVERIFY(ds.open(QIODevice::WriteOnly));
     for (const char* q : {"ab", "b", "a"})
