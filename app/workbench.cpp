@@ -524,11 +524,7 @@ Outcome Workbench::patch_cell(int row, int pos) {
   const int e = static_cast<int>(d->s.example());
   int q = static_cast<int>(d->s.last_labelled(e));
   if (corrupted.aligned.defined())  // a corrupted prompt of another length: its own readout position
-    for (int64_t j = corrupted.targets.size(1) - 1; j >= 0; --j)
-      if (corrupted.targets[e][j].item<int64_t>() != -100) {
-        q = static_cast<int>(j);
-        break;
-      }
+    q = static_cast<int>(Readout::last_labelled(corrupted.narrow(e, 1)).position[0].item<int64_t>());
   o.top = d->top_at(logits[e][q], 5);
   const int64_t t = batch.targets[e][q].item<int64_t>();
   o.target = t >= 0 ? token_string(t, d->m().labels()) : "";

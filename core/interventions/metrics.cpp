@@ -19,7 +19,12 @@ Readout make_readout(const Batch& batch, bool last_only) {
   at::Tensor labelled = batch.targets.ne(-100);  // [B, L]
   Readout r;
   r.num_examples = batch.size();
-  if (last_only) {
+  if (last_only && batch.readout.defined()) {  // the batch names each example's readout (a dataset's answer start)
+    at::Tensor pos = batch.readout.to(batch.targets.device());
+    at::Tensor has = pos.ge(0);
+    r.example = at::arange(batch.size(), batch.targets.options()).masked_select(has);
+    r.position = pos.masked_select(has);
+  } else if (last_only) {
     const int64_t L = labelled.size(1);
     // Index of the last labelled position: argmax of position * labelled (-1 where none).
     at::Tensor pos = at::arange(L, batch.targets.options()).unsqueeze(0).expand_as(batch.targets);

@@ -270,6 +270,7 @@ at::Tensor Session::example_tokens(int64_t e) const {
 
 int64_t Session::last_labelled(int64_t e) const {
   if (!has_targets_) return batch_.lengths[e].item<int64_t>() - 1;
+  if (batch_.readout.defined()) return batch_.readout[e].item<int64_t>();  // a dataset's answer start
   at::Tensor t = batch_.targets[e];
   for (int64_t j = t.size(0) - 1; j >= 0; --j)
     if (t[j].item<int64_t>() != -100) return j;

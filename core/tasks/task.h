@@ -37,12 +37,17 @@ struct Batch {
   /// Undefined: position p is p (same lengths). Patching reads it; its readout is this batch's own last labelled
   /// position.
   at::Tensor aligned;
+  /// [batch] int64: the position each example is read at by patching and the other one-readout-per-example
+  /// measures (Readout::last_labelled), a labelled one. Undefined: the last labelled position. A prompt dataset sets
+  /// its prompt's last token, where the answer's first token is predicted (a multi-token answer's last token, given
+  /// the earlier ones, says little).
+  at::Tensor readout;
   int64_t size() const { return tokens.defined() ? tokens.size(0) : 0; }
   /// Examples [start, start + n) (views, not copies).
   Batch narrow(int64_t start, int64_t n) const {
     return {tokens.narrow(0, start, n), targets.narrow(0, start, n), roles.narrow(0, start, n), lengths.narrow(0, start, n),
             wrong.defined() ? wrong.narrow(0, start, n) : wrong, multiple_choice,
-            aligned.defined() ? aligned.narrow(0, start, n) : aligned};
+            aligned.defined() ? aligned.narrow(0, start, n) : aligned, readout.defined() ? readout.narrow(0, start, n) : readout};
   }
 };
 

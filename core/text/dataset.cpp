@@ -69,7 +69,11 @@ Batch batch_of(const std::vector<const Example*>& rows, bool corrupted) {
       for (size_t p : e.labelled) G[b][static_cast<int64_t>(p - 1)] = e.clean[p];  // the clean text's tokens
     lengths[b] = static_cast<int64_t>(in.size());
   }
-  Batch out{tokens, targets, roles, lengths, at::Tensor(), false, at::Tensor()};
+  Batch out{tokens, targets, roles, lengths, at::Tensor(), false, at::Tensor(), at::zeros({B}, at::kLong)};
+  for (int64_t b = 0; b < B; ++b) {  // each example is read where its answer's first token is predicted
+    const Example& e = *rows[static_cast<size_t>(b)];
+    out.readout[b] = static_cast<int64_t>(corrupted ? e.corrupted_prompt : e.prompt) - 1;
+  }
   if (any_wrong) {  // [B, L, W]: the wrong answers' first tokens at each example's first answer position
     out.wrong = at::full({B, static_cast<int64_t>(L), static_cast<int64_t>(W)}, -1, at::kLong);
     auto Wr = out.wrong.accessor<int64_t, 3>();

@@ -166,6 +166,9 @@ TEST(Dataset, AlignedLinesPairPositionsOfPromptsOfOtherLengths) {
   ASSERT_TRUE(c.aligned.defined());
   EXPECT_EQ(row(c.aligned, 0, 4), (std::vector<int64_t>{0, 3, 4, 5}));
   EXPECT_FALSE(b.aligned.defined());
+  // Patching reads each prompt's last token, where the answer's first token is predicted.
+  EXPECT_EQ(b.readout[0].item<int64_t>(), 2);
+  EXPECT_EQ(c.readout[0].item<int64_t>(), 4);
   EXPECT_NE(error_of(R"({"clean": "ab c", "corrupted": "a b c", "answer": " d"})", &tok).find("or give \"aligned\""),
             std::string::npos);
   EXPECT_NE(error_of(R"({"clean": "ab c", "answer": " d", "aligned": [[0, 0]]})", &tok).find("no corrupted prompt"),
@@ -180,7 +183,7 @@ TEST(Dataset, AlignedLinesPairPositionsOfPromptsOfOtherLengths) {
 
 // Patching over aligned lines, against the hooks by hand: clean position p patched into the corrupted run at its
 // aligned position (a position without one leaves the corrupted run alone), read at the corrupted prompt's own last
-// token; attribution patching's estimate is the corrupted run's gradient there times (clean - corrupted). An
+// token (the answer's first token; the answer " d" has two); attribution patching's estimate is the corrupted run's gradient there times (clean - corrupted). An
 // alignment of every position of equal-length prompts gives what the same lines give without it.
 namespace {
 bool q_none(const std::vector<int64_t>& to, int64_t p) { return to[static_cast<size_t>(p)] < 0; }
@@ -203,7 +206,8 @@ TEST(Dataset, PatchingReadsAlignedPositions) {
     return at::softmax(logits[0][pos], -1)[target].item<double>();
   };
   const at::Tensor clean_logits = m.forward(b.tokens), corr_logits = m.forward(c.tokens);
-  const double p_clean = prob_at(clean_logits, 3, 3), p_corr = prob_at(corr_logits, 5, 3);
+  // Read where the answer's first token (" ", id 10) is predicted: clean position 2, corrupted 4.
+  const double p_clean = prob_at(clean_logits, 2, 10), p_corr = prob_at(corr_logits, 4, 10);
   const std::vector<int64_t> to = {0, -1, 4, 5};  // clean token 1 has no corrupted place
   for (int64_t l = 0; l < m.n_layers(); ++l) {
     const std::string hook = "blocks." + std::to_string(l) + ".hook_resid_pre";
@@ -216,7 +220,7 @@ TEST(Dataset, PatchingReadsAlignedPositions) {
                                                                   o[0][to[static_cast<size_t>(p)]].copy_(clean_act[0][p]);
                                                                 return o;
                                                               }}});
-      EXPECT_NEAR(exact.prob[l][p].item<double>(), prob_at(patched, 5, 3), 1e-5) << hook << " " << p;
+      EXPECT_NEAR(exact.prob[l][p].item<double>(), prob_at(patched, 4, 10), 1e-5) << hook << " " << p;
       if (q_none(to, p)) EXPECT_NEAR(exact.prob[l][p].item<double>(), p_corr, 1e-6);
       // Attribution: d p / d activation of the corrupted run at the aligned position, by autograd here.
       const int64_t q = to[static_cast<size_t>(p)];
@@ -225,7 +229,7 @@ TEST(Dataset, PatchingReadsAlignedPositions) {
         at::AutoGradMode on(true);
         at::Tensor probe = at::zeros_like(corr_act).requires_grad_(true);
         const at::Tensor lg = m.run_with_hooks(c.tokens, {{hook, [&](const at::Tensor& v, const std::string&) { return v + probe; }}});
-        at::softmax(lg[0][5], -1)[3].backward();
+        at::softmax(lg[0][4], -1)[10].backward();
         grad = probe.grad();
       }
       const double est =
