@@ -9,6 +9,7 @@
 #include <QClipboard>
 #include <QFileDialog>
 #include <QFileInfo>
+#include <QFontMetrics>
 #include <QHBoxLayout>
 #include <QInputDialog>
 #include <QLabel>
@@ -302,6 +303,14 @@ void PlotView::relabel(int w, int h) const {
   // Before the widget is laid out (headless export) its axis rect has no size: plan for a usual one.
   const int aw = w > 0 ? w : plot_->axisRect()->width() > 50 ? plot_->axisRect()->width() : 700;
   const int ah = h > 0 ? h : plot_->axisRect()->height() > 50 ? plot_->axisRect()->height() : 500;
+  // Horizontal column labels only where each fits in its column (head names in a one-row grid of ten heads did
+  // not: they overlapped); else rotated, as a long map's are.
+  if (grid_.cols <= 12) {
+    const QFontMetrics fm(plot_->xAxis->tickLabelFont());
+    int widest = 0;
+    for (const auto& l : grid_.col_labels) widest = std::max(widest, fm.horizontalAdvance(QString::fromStdString(l)));
+    plot_->xAxis->setTickLabelRotation(grid_.cols * (widest + 8) > aw ? 60 : 0);
+  }
   label(plot_->xAxis, grid_.col_labels, grid_.cols, aw);
   label(plot_->yAxis, grid_.row_labels, grid_.rows, ah);
 }

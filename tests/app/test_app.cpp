@@ -393,6 +393,28 @@ class AppTest : public QObject {
     QCOMPARE(view->grid().rows, 2);
   }
 
+  void headLabelsDoNotOverlap() {
+    // A one-row grid of ten heads (ga-discovery's per-head scores): their names ("L0.ssm.H0") do not fit side by
+    // side in a narrow plot, so they are rotated; two short labels stay horizontal.
+    mechscope::app::PlotView view("grid");
+    view.resize(500, 300);
+    view.show();
+    mechscope::app::Grid g;
+    g.rows = 1;
+    g.cols = 10;
+    g.values.assign(10, 0.5);
+    g.row_labels = {"causal"};
+    for (int h = 0; h < 10; ++h) g.col_labels.push_back("L0.ssm.H" + std::to_string(h));
+    view.showGrid(g);
+    QVERIFY(QTest::qWaitForWindowExposed(&view));
+    QVERIFY(view.plot()->xAxis->tickLabelRotation() != 0);
+    g.cols = 2;
+    g.values.assign(2, 0.5);
+    g.col_labels = {"H0", "H1"};
+    view.showGrid(g);
+    QCOMPARE(view.plot()->xAxis->tickLabelRotation(), 0.0);
+  }
+
   void loneColumnAndRowGridsAreDrawn() {
     // One head per layer makes the heads grid a single column; QCPColorMap draws a lone cell with zero width,
     // so PlotView stores it as two half cells. Each cell must show its own colour, not the background.
