@@ -348,6 +348,19 @@ class AppTest : public QObject {
     QVERIFY2(w.analysesPanel().summary().contains("causal"), qPrintable(w.analysesPanel().summary()));
     w.analysesPanel().show(static_cast<int>(w.analysesPanel().results().indexOf(QRegularExpression(".*pruned_accuracy"))));
     QVERIFY(w.analysesPanel().plot()->hasData());
+    // Another model (the same demo with a tokenizer without the merge) made current reads the same file through
+    // its own tokenizer: "ab a ab" becomes a b ' ' a ' ' a b.
+    QTemporaryDir other;
+    QVERIFY(folderWithHandTokenizer(other.path()));
+    QFile plain(QDir(other.path()).filePath("tokenizer.json"));
+    QVERIFY(plain.open(QIODevice::WriteOnly | QIODevice::Truncate));
+    plain.write(R"({"model": {"type": "BPE", "vocab": {"a": 5, "b": 6, " ": 8}, "merges": []}})");
+    plain.close();
+    w.openFile(other.path());
+    QVERIFY(w.waitIdle(kIdleMs));
+    QCOMPARE(wb.model_count(), 2);
+    QVERIFY(!wb.dataset().empty());
+    QCOMPARE(wb.tokens(0), (std::vector<std::string>{"a", "b", " ", "a", " ", "a", "b"}));
     // A line the dataset reader refuses names its line; the examples stay.
     QFile bad(dir.filePath("bad.jsonl"));
     QVERIFY(bad.open(QIODevice::WriteOnly));
