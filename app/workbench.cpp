@@ -522,11 +522,13 @@ Outcome Workbench::patch_cell(int row, int pos) {
   const Batch& corrupted = d->patch_corrupt;
   at::Tensor logits = patch_one_cell(model, batch.tokens, corrupted.tokens, hook, pos, head, corrupted.aligned);
   const int e = static_cast<int>(d->s.example());
-  int q = static_cast<int>(d->s.last_labelled(e));
-  if (corrupted.aligned.defined())  // a corrupted prompt of another length: its own readout position
-    q = static_cast<int>(Readout::last_labelled(corrupted.narrow(e, 1)).position[0].item<int64_t>());
+  // The patched run is the corrupted one: read it at its readout (another position for a prompt of another length).
+  const Batch& read = corrupted.aligned.defined() ? corrupted : batch;
+  const int q = corrupted.aligned.defined()
+                    ? static_cast<int>(Readout::last_labelled(corrupted.narrow(e, 1)).position[0].item<int64_t>())
+                    : static_cast<int>(d->s.last_labelled(e));
   o.top = d->top_at(logits[e][q], 5);
-  const int64_t t = batch.targets[e][q].item<int64_t>();
+  const int64_t t = read.targets[e][q].item<int64_t>();
   o.target = t >= 0 ? token_string(t, d->m().labels()) : "";
   return o;
 }

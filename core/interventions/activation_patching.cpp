@@ -172,10 +172,9 @@ PatchResult activation_patching(LanguageModel& model, const Batch& clean, const 
                               std::vector<Cell>(chunk.begin() + b, chunk.begin() + e), B, cc.partial);
         });
       } else {
-        Hook patch{hook, [&clean_act, &corrupted, chunk, B](const at::Tensor& v, const std::string&) {
-                     if (!corrupted.aligned.defined()) return patching::patch_stacked(v, clean_act, chunk, B);
-                     at::Tensor out = v.clone();  // one cell (plain), at each row's aligned position
-                     patching::copy_cell(out, clean_act, chunk[0].pos, chunk[0].head, corrupted.aligned);
+        Hook patch{hook, [&clean_act, &corrupted, cell = chunk[0]](const at::Tensor& v, const std::string&) {
+                     at::Tensor out = v.clone();  // one cell (plain: chunks of one), at each row's aligned position
+                     patching::copy_cell(out, clean_act, cell.pos, cell.head, corrupted.aligned);
                      return out;
                    }};
         logits = gather_readout(model.run_with_hooks(corrupted.tokens, {patch}), pr.corrupt_readout).unsqueeze(0);

@@ -83,8 +83,7 @@ PatchResult attribution_patching(LanguageModel& model, const Batch& clean, const
       g = at_aligned(g, corrupted.aligned);
       act = at_aligned(act, corrupted.aligned);
     }
-    at::Tensor diff = pr.clean_cache.at(row.hook) - act;
-    if (corrupted.aligned.defined()) diff = diff * aligned_mask(corrupted.aligned, diff);
+    at::Tensor diff = pr.clean_cache.at(row.hook) - act;  // g is 0 where a clean position has no aligned place
     at::Tensor prod = (g * diff).to(at::kFloat);  // [B, L, ...]
     if (row.head >= 0) prod = prod.select(2, row.head);
     at::Tensor est = prod.flatten(2).sum(2);                  // [B, L]

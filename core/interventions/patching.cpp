@@ -64,19 +64,15 @@ at::Tensor patch_one_cell(LanguageModel& model, const at::Tensor& clean_tokens, 
 namespace patching {
 
 void copy_cell(at::Tensor rows, const at::Tensor& clean, int64_t pos, int64_t head, const at::Tensor& aligned) {
-  auto put = [head](at::Tensor dst, const at::Tensor& src) {  // dst, src: [..., (heads,) ...] at one position
-    if (head >= 0) dst.select(0, head).copy_(src.select(0, head));
-    else dst.copy_(src);
-  };
+  auto at_head = [head](const at::Tensor& t, int64_t dim) { return head >= 0 ? t.select(dim, head) : t; };
   if (!aligned.defined()) {
-    if (head >= 0) rows.select(1, pos).select(1, head).copy_(clean.select(1, pos).select(1, head));
-    else rows.select(1, pos).copy_(clean.select(1, pos));
+    at_head(rows.select(1, pos), 1).copy_(at_head(clean.select(1, pos), 1));
     return;
   }
   const at::Tensor to = aligned.select(1, pos).to(at::kCPU);
   for (int64_t b = 0; b < rows.size(0); ++b) {
     const int64_t q = to[b].item<int64_t>();
-    if (q >= 0) put(rows[b][q], clean[b][pos]);
+    if (q >= 0) at_head(rows[b][q], 0).copy_(at_head(clean[b][pos], 0));
   }
 }
 

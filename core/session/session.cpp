@@ -167,14 +167,12 @@ void Session::set_current(int index) {
   cur_ = index;
   invalidate();
   ablated_.clear();
-  if (!dataset_path_.empty()) {  // the same prompts through this model's tokenizer
-    const std::string path = dataset_path_;
+  if (dataset_task_) {  // the same prompts through this model's tokenizer
     try {
-      load_dataset(path, std::max<int64_t>(batch_.size(), 1));
+      load_dataset(dataset(), std::max<int64_t>(batch_.size(), 1));
       return;
     } catch (const std::exception&) {  // not this model's: its task's examples instead
       dataset_task_.reset();
-      dataset_path_.clear();
       batch_ = Batch{};
     }
   }
@@ -207,7 +205,6 @@ void Session::draw(int64_t n, uint64_t seed, const json& overrides) {
   m.task = std::move(task);
   task_cfg_ = cfg;
   dataset_task_.reset();
-  dataset_path_.clear();
   has_targets_ = true;
   seed_ = seed;
   example_ = 0;
@@ -230,7 +227,6 @@ void Session::load_dataset(const std::string& path, int64_t n) {
   batch_ = std::move(b);
   task_cfg_ = task->config();
   dataset_task_ = std::move(task);
-  dataset_path_ = path;
   has_targets_ = true;
   seed_ = 0;
   example_ = 0;
@@ -239,11 +235,12 @@ void Session::load_dataset(const std::string& path, int64_t n) {
 
 Task* Session::input_task() { return dataset_task_ ? dataset_task_.get() : model().task.get(); }
 
+std::string Session::dataset() const { return dataset_task_ ? dataset_task_->config().at("file").get<std::string>() : ""; }
+
 void Session::set_input(const std::vector<int64_t>& ids) {
   Batch b = typed_batch(ids);
   model().model().check_tokens(b.tokens);
   dataset_task_.reset();
-  dataset_path_.clear();
   batch_ = std::move(b);
   has_targets_ = false;
   example_ = 0;

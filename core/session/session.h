@@ -113,7 +113,7 @@ class Session {
   /// The task of the examples: the dataset's when they are a dataset's, else the current model's (null: none).
   Task* input_task();
   /// The dataset the examples come from ("" when they do not).
-  const std::string& dataset() const { return dataset_path_; }
+  std::string dataset() const;
   const Batch& batch() const { return batch_; }
   bool has_input() const { return batch_.size() > 0; }
   bool has_targets() const { return has_targets_; }
@@ -152,8 +152,7 @@ class Session {
   int64_t example_ = 0;
   uint64_t seed_ = 0;
   nlohmann::json task_cfg_;
-  std::unique_ptr<Task> dataset_task_;
-  std::string dataset_path_;
+  std::unique_ptr<Task> dataset_task_;  // the examples' task when they are a dataset's
   std::vector<HeadRef> ablated_;
   AblationKind kind_ = AblationKind::Zero;
   std::unique_ptr<Ablator> ablator_;

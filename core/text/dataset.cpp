@@ -49,6 +49,7 @@ Batch batch_of(const std::vector<const Example*>& rows, bool corrupted) {
   at::Tensor targets = at::full({B, static_cast<int64_t>(L)}, -100, at::kLong);
   at::Tensor roles = at::zeros({B, static_cast<int64_t>(L)}, at::kChar);
   at::Tensor lengths = at::zeros({B}, at::kLong);
+  at::Tensor readout = at::zeros({B}, at::kLong);  // each example is read where its answer's first token is predicted
   auto T = tokens.accessor<int64_t, 2>(), G = targets.accessor<int64_t, 2>();
   auto R = roles.accessor<int8_t, 2>();
   for (int64_t b = 0; b < B; ++b) {
@@ -68,12 +69,9 @@ Batch batch_of(const std::vector<const Example*>& rows, bool corrupted) {
     if (!corrupted || e.align.empty())
       for (size_t p : e.labelled) G[b][static_cast<int64_t>(p - 1)] = e.clean[p];  // the clean text's tokens
     lengths[b] = static_cast<int64_t>(in.size());
+    readout[b] = static_cast<int64_t>(prompt) - 1;
   }
-  Batch out{tokens, targets, roles, lengths, at::Tensor(), false, at::Tensor(), at::zeros({B}, at::kLong)};
-  for (int64_t b = 0; b < B; ++b) {  // each example is read where its answer's first token is predicted
-    const Example& e = *rows[static_cast<size_t>(b)];
-    out.readout[b] = static_cast<int64_t>(corrupted ? e.corrupted_prompt : e.prompt) - 1;
-  }
+  Batch out{tokens, targets, roles, lengths, at::Tensor(), false, at::Tensor(), readout};
   if (any_wrong) {  // [B, L, W]: the wrong answers' first tokens at each example's first answer position
     out.wrong = at::full({B, static_cast<int64_t>(L), static_cast<int64_t>(W)}, -1, at::kLong);
     auto Wr = out.wrong.accessor<int64_t, 3>();
@@ -283,6 +281,7 @@ std::vector<std::pair<size_t, size_t>> span_token_ranges(const json& j, const ch
     if ((static_cast<unsigned char>(clean[i]) & 0xC0) != 0x80) byte_at.push_back(i);
   byte_at.push_back(clean.size());
   std::vector<std::pair<size_t, size_t>> out;
+  std::vector<int64_t> ids;  // the prompt's ids, for counting tokens (made once, when a span needs them)
   for (const auto& [b, e] : spans_of(j.at(name), at, name)) {
     if (static_cast<size_t>(e) >= byte_at.size())
       throw std::invalid_argument(at + ": \"" + name + "\" ends past the clean text's " +
@@ -290,8 +289,8 @@ std::vector<std::pair<size_t, size_t>> span_token_ranges(const json& j, const ch
     const size_t bb = byte_at[static_cast<size_t>(b)], eb = byte_at[static_cast<size_t>(e)];
     std::pair<size_t, size_t> r;
     if (!span_tokens_by_offsets(own, bb, eb, r)) {
-      std::vector<int64_t> ids;
-      for (const auto& t : own) ids.push_back(t.id);
+      if (ids.empty())
+        for (const auto& t : own) ids.push_back(t.id);
       r = span_tokens_by_prefixes(tok, clean, ids, bb, eb, at, name);
     } else if (r.first == SIZE_MAX) {
       throw std::invalid_argument(at + ": \"" + name + "\" covers no token of the prompt");
