@@ -176,6 +176,7 @@ int run_render(const QCommandLineParser& parser, const QCommandLineOption& rende
 }  // namespace
 
 int main(int argc, char** argv) {
+  mechscope::select_blas_core();
   const char* platform = std::getenv("QT_QPA_PLATFORM");
   const bool headless_platform = platform && (std::strcmp(platform, "offscreen") == 0 || std::strcmp(platform, "minimal") == 0);
   auto has = [&](const char* flag) {

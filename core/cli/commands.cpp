@@ -27,6 +27,8 @@
 #include "core/model/model.h"
 #include "core/model/scan.h"
 #include "core/tasks/task.h"
+#include "core/text/dataset.h"
+#include "core/text/tokenizer.h"
 #include "core/train/trainer.h"
 
 #include <csignal>
@@ -400,9 +402,18 @@ int run_forward(const ForwardOptions& o) {
   return 0;
 }
 
+namespace {
+// bench --dataset: the model's task becomes the dataset's (its lines through the model's tokenizer, if it has one).
+void use_dataset(OpenedModel& opened, const BenchOptions& o) {
+  const std::unique_ptr<Tokenizer> tok = model_tokenizer(o.checkpoint, opened.ck.task_config, false);
+  opened.task = make_dataset_task(o.dataset, tok.get(), opened.ck.vocab);
+}
+}  // namespace
+
 int run_bench(const BenchOptions& o) {
   if (o.checkpoint.empty() == o.preset.empty())
     throw std::invalid_argument("bench: give exactly one of --checkpoint or --preset");
+  if (!o.dataset.empty() && o.checkpoint.empty()) throw std::invalid_argument("bench: --dataset needs --checkpoint");
   if (o.batch <= 0 || o.seq <= 0 || o.repeat <= 0) throw std::invalid_argument("bench: --batch, --seq and --repeat must be positive");
   std::shared_ptr<LanguageModel> model;
   std::string label;
@@ -411,6 +422,7 @@ int run_bench(const BenchOptions& o) {
     opened = OpenedModel::open(o.checkpoint, {}, false, o.dtype);
     model = opened->ck.model;
     label = o.checkpoint;
+    if (!o.dataset.empty()) use_dataset(*opened, o);
   } else {
     model = std::make_shared<LanguageModel>(ModelConfig::from_json(ModelConfig::preset_json(o.preset, json::object())), o.seed);
     if (o.dtype != "stored" && parse_load_dtype(o.dtype) != at::kFloat) model->to(parse_load_dtype(o.dtype));
@@ -456,6 +468,8 @@ int run_bench(const BenchOptions& o) {
   RuntimeInfo ri = runtime_info();
   std::cout << "model: " << label << " (" << c.architecture_name() << ", " << c.n_layer << " layers, d_model " << c.d_model
             << "), batch " << o.batch << " x " << seq << " tokens, " << ri.threads << " threads, BLAS " << ri.blas << "\n";
+  std::cout << "CPU: " << (cpu_model().empty() ? std::string("unknown") : cpu_model()) << ", LibTorch " << ri.torch_version
+            << "\n";
   const double tokens_total = static_cast<double>(o.batch * seq);
   std::cout << "plain forward:        " << fmt("%8.2f", plain) << " ms  (" << fmt("%.0f", tokens_total / plain * 1e3)
             << " tokens/s)\n";
@@ -757,7 +771,8 @@ int run_eval(const EvalOptions& o) {
 
 int run_bench_train(const BenchOptions& o) {
   if (o.checkpoint.empty()) throw std::invalid_argument("bench --train: give --checkpoint (a model trained on a task)");
-  auto opened = OpenedModel::open(o.checkpoint, json(), true);
+  auto opened = OpenedModel::open(o.checkpoint, json(), o.dataset.empty());
+  if (!o.dataset.empty()) use_dataset(*opened, o);
   Task* task = opened->task.get();
   LanguageModel& model = opened->model();
   model.train();

@@ -128,6 +128,7 @@ struct BenchOptions {
   bool train = false;     // --train: training steps (fwd+bwd+AdamW) on the checkpoint's task, examples/s
   std::string device = "cpu";  // --device for --scan: cpu or cuda (the CUDA kernels, in a CUDA build on a GPU)
   std::string dtype = "float32";  // --dtype: what a checkpoint's weights are held and computed in
+  std::string dataset;            // --dataset: the sweeps run on this prompt dataset (an imported model has no task)
 };
 int run_bench(const BenchOptions& o);
 int run_bench_scan(const BenchOptions& o);

@@ -19,6 +19,7 @@ const char* const kDtypeHelp =
 }  // namespace
 
 int main(int argc, char** argv) {
+  mechscope::select_blas_core();
   mechscope::init_runtime();
   for (const auto& p : mechscope::load_plugins())  // a broken plugin is reported and skipped
     if (!p.loaded) std::cerr << "warning: plugin " << p.path << " skipped: " << p.error << "\n";
@@ -144,6 +145,9 @@ int main(int argc, char** argv) {
   c_bench->add_option("--seq", bench.seq, "sequence length")->capture_default_str();
   c_bench->add_option("--repeat", bench.repeat, "timed repetitions (median reported)")->capture_default_str();
   c_bench->add_option("--dtype", bench.dtype, kDtypeHelp)->capture_default_str();
+  c_bench->add_option("--dataset", bench.dataset,
+                      "a JSONL prompt dataset (docs/text.md): the intervention sweeps run on its first --batch lines "
+                      "(an imported model has no task of its own)");
   c_bench->add_flag("--train", bench.train, "time training steps (fwd+bwd+AdamW) on the checkpoint's task, --batch examples each");
   c_bench->add_flag("--scan", bench.scan, "benchmark the SSM scan kernels against their references (and training steps)");
   c_bench->add_option("--device", bench.device, "with --scan: cpu, or cuda (GPU kernels at mamba-130m widths)")

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <atomic>
@@ -30,6 +31,59 @@ std::string executable_dir() {
   buf[n] = 0;
   const std::string exe(buf);
   return exe.substr(0, exe.find_last_of('/'));
+}
+
+namespace {
+using NameFn = char* (*)();
+NameFn openblas_fn(const char* name) { return reinterpret_cast<NameFn>(dlsym(RTLD_DEFAULT, name)); }
+
+// The OpenBLAS core this CPU can run, best first, or nullptr without AVX (Prescott is then right).
+const char* core_for_cpu() {
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+      __builtin_cpu_supports("avx512dq"))
+    return "SkylakeX";
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
+  if (__builtin_cpu_supports("avx")) return "Sandybridge";
+  return nullptr;
+}
+}  // namespace
+
+std::string blas_core() {
+  NameFn f = openblas_fn("openblas_get_corename");
+  const char* name = f ? f() : nullptr;
+  return name ? std::string(name) : std::string();
+}
+
+void select_blas_core() {
+  if (std::getenv("OPENBLAS_CORETYPE")) return;  // the user's choice
+  if (blas_core() != "Prescott") return;
+  const char* core = core_for_cpu();
+  using Fn = void (*)();
+  auto quit = reinterpret_cast<Fn>(dlsym(RTLD_DEFAULT, "gotoblas_dynamic_quit"));
+  auto init = reinterpret_cast<Fn>(dlsym(RTLD_DEFAULT, "gotoblas_dynamic_init"));
+  if (!core || !quit || !init) return;
+  // What the library's constructor did, again with the name set: quit forgets the choice, init reads the variable,
+  // picks the kernels and sets their blocking sizes. Its buffers are sized for every core of a DYNAMIC_ARCH build.
+  ::setenv("OPENBLAS_CORETYPE", core, 1);  // processes this one starts choose alike
+  quit();
+  init();
+}
+
+std::string cpu_model() {
+  FILE* f = std::fopen("/proc/cpuinfo", "r");
+  if (!f) return "";
+  char line[512];
+  std::string model;
+  while (std::fgets(line, sizeof line, f)) {
+    if (std::strncmp(line, "model name", 10) != 0) continue;
+    const char* colon = std::strchr(line, ':');
+    if (colon) model = colon + 1;
+    break;
+  }
+  std::fclose(f);
+  const auto b = model.find_first_not_of(" \t"), e = model.find_last_not_of(" \t\n");
+  return b == std::string::npos ? "" : model.substr(b, e - b + 1);
 }
 
 void init_thread() {
@@ -124,6 +178,11 @@ RuntimeInfo runtime_info() {
         void* h = dlopen(lib.c_str(), RTLD_NOW | RTLD_NOLOAD);
         ConfigFn cfg = h ? reinterpret_cast<ConfigFn>(dlsym(h, "openblas_get_config")) : nullptr;
         r.blas = cfg ? std::string("OpenBLAS (") + cfg() + ")" : "OpenBLAS";
+        r.blas_core = blas_core();
+        if (r.blas_core == "Prescott" && core_for_cpu()) {
+          r.blas += std::string(" - slow on this CPU; OPENBLAS_CORETYPE=") + core_for_cpu() + " selects its own";
+          r.blas_is_slow = true;
+        }
         if (real.find("pthread") != std::string::npos) r.blas += ", pthread build (one BLAS thread)";
         if (real.find("openmp") != std::string::npos) r.blas += ", OpenMP build (LibTorch's threads)";
         if (h) dlclose(h);

@@ -15,9 +15,22 @@ struct RuntimeInfo {
                                 ///< OpenMP; without it they run on one thread (an inline template: our flags decide)
   std::string blas;           ///< e.g. "OpenBLAS 0.3.21 (openblas-pthread)"; "reference BLAS (slow)" ...
   std::string blas_path;      ///< the shared library actually loaded
-  bool blas_is_slow = false;  ///< the reference BLAS: install libopenblas0-pthread
+  std::string blas_core;      ///< OpenBLAS's kernels in use (blas_core()), "" for another BLAS
+  bool blas_is_slow = false;  ///< the reference BLAS, or OpenBLAS on kernels older than the CPU
   bool cuda_available = false;
 };
+
+/// Where OpenBLAS chose its slowest kernels on a CPU it does not know, chooses again those the CPU can run. OpenBLAS
+/// before 0.3.25 (Debian 12 has 0.3.21) falls back to its Prescott (SSE3) kernels on Intel CPUs newer than its
+/// table (an Emerald Rapids Xeon, model 207): a 52M Llama's forward took 4x PyTorch's time. Where the core loaded is
+/// Prescott, the CPU has AVX and OPENBLAS_CORETYPE is unset, this sets it (SkylakeX with AVX-512, Haswell with AVX2
+/// and FMA, else Sandybridge) and has OpenBLAS choose again (gotoblas_dynamic_quit and _init, what its constructor
+/// ran). Call it first in main(), before any matrix product and any thread.
+void select_blas_core();
+/// OpenBLAS's kernels in use ("SkylakeX", "Prescott"), or "" where OpenBLAS is not loaded.
+std::string blas_core();
+/// The CPU's model name from /proc/cpuinfo ("" where unknown): benchmarks print it beside their figures.
+std::string cpu_model();
 
 /// Folder of the running executable (from /proc/self/exe; "." if unknown).
 std::string executable_dir();

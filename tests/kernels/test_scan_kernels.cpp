@@ -278,6 +278,21 @@ TEST(Kernels, CudaSsdScanMatchesReference) {
   }
 }
 
+// OpenBLAS 0.3.21 falls back to its SSE3 (Prescott) kernels on Intel CPUs newer than its table; select_blas_core
+// chooses again by the CPU's own features. On such a CPU (this machine's Emerald Rapids) the core is Prescott
+// before the call; after it no CPU with AVX runs Prescott, and the products it computes still match a plain sum.
+TEST(Kernels, OpenBlasRunsKernelsTheCpuSupports) {
+  if (blas_core().empty()) GTEST_SKIP() << "OpenBLAS is not the BLAS loaded";
+  if (std::getenv("OPENBLAS_CORETYPE")) GTEST_SKIP() << "OPENBLAS_CORETYPE is set: the user's choice stands";
+  select_blas_core();
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx")) EXPECT_NE(blas_core(), "Prescott");
+  at::manual_seed(3);
+  at::Tensor a = at::randn({70, 300}), b = at::randn({300, 90});
+  at::Tensor ref = (a.unsqueeze(2).to(at::kDouble) * b.unsqueeze(0).to(at::kDouble)).sum(1);
+  expect_close(at::mm(a, b).to(at::kDouble), ref, 1e-3, "mm after select_blas_core (" + blas_core() + ")");
+}
+
 // MechScope's own parallel loops (at::parallel_for is an inline template: without -fopenmp in our build it runs
 // on one thread). With two threads the kernels split their tasks across the team; each task computes the same
 // values whatever the split, and the backward passes reduce their partial sums in a fixed order, so one thread
