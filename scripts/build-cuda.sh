@@ -3,8 +3,12 @@
 # (MECHSCOPE_CUDA=ON) and without the app (GPU machines here have no Qt). Works without a GPU: the build is
 # then a compile and link check; on a GPU machine run the tests and `bench --scan --device cuda` after it.
 #
-# usage: scripts/build-cuda.sh [--setup] [BUILD_DIR] [-- TARGET ...]
+# With --no-kernels it builds the CPU code alone against the same LibTorch 2.x (MKL, oneDNN): the build that
+# docs/benchmarks.md compares with the default one (Debian's LibTorch 1.13), e.g. build-torch2/.
+#
+# usage: scripts/build-cuda.sh [--setup] [--no-kernels] [BUILD_DIR] [-- TARGET ...]
 #   --setup      first create ~/.venvs/torch and pip-install torch into it (several GB)
+#   --no-kernels MECHSCOPE_CUDA=OFF: no CUDA kernels (the CPU build against LibTorch 2.x)
 #   BUILD_DIR    default build-cuda/ (ignored by git)
 #   TARGET ...   build only these targets (e.g. mechscope_kernels); default all
 # env: MECHSCOPE_TORCH_PYTHON  a python with torch (default ~/.venvs/torch/bin/python, else python3)
@@ -17,6 +21,8 @@ if [ "${1:-}" = "--setup" ]; then
   [ -x "$HOME/.venvs/torch/bin/python" ] || python3 -m venv "$HOME/.venvs/torch"
   "$HOME/.venvs/torch/bin/pip" install --quiet torch
 fi
+cuda=ON
+if [ "${1:-}" = "--no-kernels" ]; then cuda=OFF; shift; fi
 build=$root/build-cuda
 if [ $# -gt 0 ] && [ "$1" != "--" ]; then build=$1; shift; fi
 [ "${1:-}" = "--" ] && shift
@@ -52,7 +58,7 @@ link_flags="-Wl,-rpath-link,$site/torch/lib:${link_dirs%:}"
 # paths, where Debian's CPU libtorch lives.
 mkdir -p "$build"
 cmake -S "$root" -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DMECHSCOPE_BUILD_APP=OFF \
-  -DMECHSCOPE_CUDA=ON -DCMAKE_CUDA_COMPILER="$nvcc" "-DCMAKE_PREFIX_PATH=$tp/../..;$tp" \
+  -DMECHSCOPE_CUDA=$cuda -DCMAKE_CUDA_COMPILER="$nvcc" "-DCMAKE_PREFIX_PATH=$tp/../..;$tp" \
   "-DCMAKE_EXE_LINKER_FLAGS=$link_flags" "-DCMAKE_SHARED_LINKER_FLAGS=$link_flags" > "$build/configure.log" 2>&1 \
   || { cat "$build/configure.log" >&2; exit 1; }
 grep -E "Found Torch|MechScope" "$build/configure.log"
