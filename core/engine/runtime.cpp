@@ -97,6 +97,16 @@ namespace {
 std::atomic<bool> g_heap_kept{false};   // init_runtime set the thresholds below
 std::atomic<int> g_fresh_scopes{0};
 constexpr int kKeptThreshold = 256 << 20;
+
+// How much freed memory at the heap's top stays: an eighth of the RAM, from 256 MiB to 2 GiB. A forward caching
+// every hook of a 130M Mamba2 (4 x 128 tokens) keeps 532 MiB; freed, a 256 MiB threshold gave half of it back,
+// and the next such forward faulted it in again page by page: 1.11-1.14x the plain forward, 1.08x with 2 GiB kept
+// (docs/benchmarks.md). The process's peak is the same either way; between peaks it holds up to this much more.
+int trim_threshold() {
+  const double ram = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGESIZE));
+  const double eighth = ram > 0 ? ram / 8 : 0;
+  return static_cast<int>(std::min(std::max(eighth, static_cast<double>(kKeptThreshold)), 2047.0 * (1 << 20)));
+}
 }  // namespace
 
 FreshLargeBlocks::FreshLargeBlocks() {
@@ -112,11 +122,11 @@ int init_runtime() {
     // Keep freed activation buffers in the heap instead of handing them back to the kernel: glibc serves blocks
     // above its mmap threshold (at most 32 MiB) with fresh mappings, and every forward then page-faults its
     // tensors in again. On the attention demo (32 x 64 tokens) this made a forward 1.2x and a forward caching
-    // every hook 1.6x slower (docs/benchmarks.md). Freed memory above 256 MiB at the heap's top still goes back.
+    // every hook 1.6x slower (docs/benchmarks.md). Freed memory at the heap's top beyond trim_threshold() goes back.
     // GLIBC_TUNABLES in the environment wins.
     if (!std::getenv("GLIBC_TUNABLES")) {
       mallopt(M_MMAP_THRESHOLD, kKeptThreshold);
-      mallopt(M_TRIM_THRESHOLD, kKeptThreshold);
+      mallopt(M_TRIM_THRESHOLD, trim_threshold());
       g_heap_kept = true;
     }
     int n = static_cast<int>(std::thread::hardware_concurrency());
@@ -194,7 +204,8 @@ RuntimeInfo runtime_info() {
       }
     }
   }
-  if (r.blas.empty()) r.blas = "none loaded (LibTorch uses its own kernels)";
+  if (r.blas.empty())  // PyPI's LibTorch 2.x links Intel MKL into libtorch_cpu: no library of its own to find
+    r.blas = at::hasMKL() ? "Intel MKL (linked into LibTorch)" : "none loaded (LibTorch uses its own kernels)";
   return r;
 }
 

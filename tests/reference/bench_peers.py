@@ -11,6 +11,10 @@ usage:
   bench_peers.py dataset DIR FILE [N [LEN]]
                                       N prompts (default 16) of LEN random token ids (default 32) as a MechScope
                                       dataset: the corrupted prompt differs in one token, the answer a random id
+  bench_peers.py forward DIR [--threads T] [--batch B] [--seq L] [--cli PATH] [--repeat R]
+                                      the plain forward of B x L random tokens: transformers' eager path (and sdpa for
+                                      attention; for Mamba1 its sequential scan and a vectorised twin of it (a
+                                      parallel scan in PyTorch), checked against it), beside `mechscope-cli bench -c DIR` (plain and full cache)
   bench_peers.py train DIR FILE [--threads T] [--cli PATH] [--repeat R]
                                       a training step (forward, backward, AdamW) on the dataset's prompts: transformers'
                                       model in eager PyTorch against `mechscope-cli bench --train -c DIR --dataset FILE`
@@ -34,6 +38,8 @@ import sys
 import time
 
 import torch
+
+DEFAULT_CLI = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../build/bin/mechscope-cli")
 
 
 def make(folder, kind):
@@ -393,6 +399,79 @@ def run(a):
         print(f"| {label} | " + " | ".join(cells) + " |")
 
 
+def scanned_selective_scan(hidden_states, dt, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                           return_last_state=False, **unused):
+    """transformers' mamba_selective_scan (x, dt, z [b, d, l], A [d, n], B, C [b, n, l]) vectorised over the
+    sequence: h_t = a_t h_t-1 + dt_t B_t x_t as a Hillis-Steele scan, log2(l) steps over the whole [b, d, l, n]
+    (products of decays only, each at most 1: no overflow), instead of l steps."""
+    if delta_bias is not None:
+        dt = dt + delta_bias.to(dt.dtype)[..., None]
+    if delta_softplus:
+        dt = torch.nn.functional.softplus(dt)
+    x = hidden_states.float()
+    length = x.shape[2]
+    a = torch.exp(A[None, :, None, :] * dt[..., None])                     # [b, d, l, n]
+    h = dt[..., None] * B.transpose(1, 2)[:, None].float() * x[..., None]  # [b, d, l, n]
+    k = 1
+    while k < length:
+        h = torch.cat([h[:, :, :k], h[:, :, k:] + a[:, :, k:] * h[:, :, :-k]], 2)
+        a = torch.cat([a[:, :, :k], a[:, :, k:] * a[:, :, :-k]], 2)
+        k *= 2
+    y = torch.einsum("bdln,bnl->bdl", h, C.float())
+    if D is not None:
+        y = y + x * D[None, :, None]
+    if z is not None:
+        y = y * torch.nn.functional.silu(z)
+    y = y.to(hidden_states.dtype)
+    return (y, h[:, :, -1]) if return_last_state else y
+
+
+def forward(a):
+    torch.set_num_threads(a.threads)
+    from transformers import AutoConfig, AutoModelForCausalLM
+    kind = AutoConfig.from_pretrained(a.folder).model_type
+    tokens = torch.randint(0, AutoConfig.from_pretrained(a.folder).vocab_size, (a.batch, a.seq),
+                           generator=torch.Generator().manual_seed(0))
+    rows = []
+    paths = ["eager", "sdpa"] if kind not in ("mamba", "mamba2") else ["eager"]
+    for attn in paths:
+        model = AutoModelForCausalLM.from_pretrained(a.folder, dtype=torch.float32, attn_implementation=attn).eval()
+        with torch.no_grad():
+            label = {"mamba": "transformers, sequential scan", "mamba2": "transformers, torch path (chunked SSD)"}.get(
+                kind, f"transformers, {attn} attention")
+            ms, ref = timed(lambda: model(tokens).logits, a.repeat)
+            rows.append((label, ms))
+            if kind == "mamba":
+                from transformers.models.mamba import modeling_mamba
+                original = modeling_mamba.mamba_selective_scan
+                modeling_mamba.mamba_selective_scan = scanned_selective_scan
+                try:
+                    ms, twin = timed(lambda: model(tokens).logits, a.repeat)
+                finally:
+                    modeling_mamba.mamba_selective_scan = original
+                diff = (twin - ref).abs().max().item()
+                print(f"vectorised twin against the sequential scan: max logit difference {diff:.2e}")
+                if not diff <= 1e-3 * (ref.abs().max().item() + 1):  # NaN fails too
+                    sys.exit("the vectorised twin computes something else")
+                rows.append(("transformers, its scan vectorised (a parallel scan in PyTorch)", ms))
+    env = dict(os.environ, MECHSCOPE_NUM_THREADS=str(a.threads))
+    out = subprocess.run([a.cli, "bench", "-c", a.folder, "--batch", str(a.batch), "--seq", str(a.seq),
+                          "--repeat", str(max(a.repeat, 5))], capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        sys.exit(f"mechscope-cli bench failed:\n{out.stderr}")
+    print(out.stdout, end="")
+    plain = float(re.search(r"plain forward:\s+([\d.]+) ms", out.stdout).group(1)) / 1000
+    cached = float(re.search(r"full cache:\s+([\d.]+) ms", out.stdout).group(1)) / 1000
+    print(f"\n{a.folder} ({kind}): forward of {a.batch} x {a.seq} tokens, {a.threads} thread(s), {cpu_name()}, "
+          f"torch {torch.__version__}")
+    print("| path | forward | MechScope's time / this |")
+    print("|---|---|---|")
+    for label, ms in rows:
+        print(f"| {label} | {fmt(ms)} | {plain / ms:.2f}x |")
+    print(f"| MechScope plain | {fmt(plain)} | |")
+    print(f"| MechScope, every hook cached | {fmt(cached)} | {cached / plain:.2f}x plain |")
+
+
 def train(a):
     torch.set_num_threads(a.threads)
     clean, _, answer = read_dataset(a.file)
@@ -435,7 +514,7 @@ def check(reference, what, value, label):
     diff = (value - ref).abs().max().item() if value.numel() == ref.numel() else float("inf")
     scale = ref.abs().max().item() + 1e-6
     print(f"  {what}: max difference to the first tool {diff:.2e} (values up to {scale:.2e})", flush=True)
-    if diff > 1e-3 * scale + 1e-4:
+    if not diff <= 1e-3 * scale + 1e-4:  # NaN fails too
         sys.exit(f"{label}'s {what} differs from the first tool's: not the same computation")
 
 
@@ -446,7 +525,7 @@ def fmt(v):
 
 
 def main():
-    if len(sys.argv) < 2 or sys.argv[1] not in ("make", "dataset", "run", "train"):
+    if len(sys.argv) < 2 or sys.argv[1] not in ("make", "dataset", "run", "train", "forward"):
         sys.exit(__doc__)
     if sys.argv[1] == "make":
         if len(sys.argv) != 4:
@@ -457,14 +536,23 @@ def main():
             sys.exit(__doc__)
         dataset(sys.argv[2], sys.argv[3], int(sys.argv[4]) if len(sys.argv) > 4 else 16,
                 int(sys.argv[5]) if len(sys.argv) > 5 else 32)
+    elif sys.argv[1] == "forward":
+        ap = argparse.ArgumentParser()
+        ap.add_argument("cmd")
+        ap.add_argument("folder")
+        ap.add_argument("--threads", type=int, default=2)
+        ap.add_argument("--batch", type=int, default=4)
+        ap.add_argument("--seq", type=int, default=128)
+        ap.add_argument("--repeat", type=int, default=5)
+        ap.add_argument("--cli", default=DEFAULT_CLI)
+        forward(ap.parse_args())
     else:
         ap = argparse.ArgumentParser()
         ap.add_argument("cmd")
         ap.add_argument("folder")
         ap.add_argument("file")
         ap.add_argument("--threads", type=int, default=2)
-        ap.add_argument("--cli", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                                      "../../build/bin/mechscope-cli"))
+        ap.add_argument("--cli", default=DEFAULT_CLI)
         ap.add_argument("--tools", default="hf,tl,nnsight,mechscope")
         ap.add_argument("--repeat", type=int, default=3)
         a = ap.parse_args()
