@@ -454,6 +454,7 @@ PlotView* MainWindow::patchingPlot() const { return patching_->plot(); }
 PlotView* MainWindow::embeddingPlot() const { return embeddings_->plot(); }
 QComboBox* MainWindow::patchingViewCombo() const { return patching_->viewCombo(); }
 QString MainWindow::headsReading() const { return heads_->reading(); }
+QString MainWindow::headsAblatedText() const { return heads_->ablatedText(); }
 QString MainWindow::outcomeText() const { return outcome_->text(); }
 void MainWindow::runPatching() { patching_->run(); }
 void MainWindow::ablateHeads(const std::vector<std::string>& heads) { heads_->ablate(heads); }

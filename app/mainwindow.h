@@ -71,6 +71,7 @@ class MainWindow : public QMainWindow, public mechscope::PanelHost {
   PlotView* embeddingPlot() const;
   QComboBox* patchingViewCombo() const;
   QString headsReading() const;
+  QString headsAblatedText() const;
   QString outcomeText() const;
   void runPatching();
   /// Ablates exactly these heads (labels like L1.attn.H0) and updates the outcome, as a click on the grid does.

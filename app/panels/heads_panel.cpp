@@ -46,6 +46,7 @@ HeadsPanel::HeadsPanel(PanelContext& ctx) : Panel(ctx) {
 }
 
 void HeadsPanel::changed(Change c) {
+  if (c == Change::Models || c == Change::Interventions) show_ablated();
   if (c == Change::Models || c == Change::Input || c == Change::Interventions) refresh();
 }
 
@@ -57,6 +58,15 @@ void HeadsPanel::restore(const QJsonObject& w) {
 }
 
 QString HeadsPanel::reading() const { return reading_->text(); }
+QString HeadsPanel::ablatedText() const { return ablated_label_->text(); }
+
+void HeadsPanel::show_ablated() {
+  const auto ab = ctx_.wb.ablated();
+  QString list;
+  for (const auto& h : ab) list += qs(h) + " ";
+  ablated_label_->setText(ab.empty() ? QObject::tr("no head ablated; click a head to ablate it, shift-click for sets")
+                                     : QObject::tr("%1-ablated: %2").arg(qs(ctx_.wb.ablation_kind()), list.trimmed()));
+}
 
 void HeadsPanel::refresh() {
   if (ctx_.wb.model_count() == 0 || ctx_.wb.example_count() == 0) return;
@@ -99,12 +109,7 @@ void HeadsPanel::ablate(const std::vector<std::string>& heads) {
   }, [this, started](const Outcome& o) {
     ctx_.after = o;
     ctx_.last_outcome_ms = static_cast<double>(started->nsecsElapsed()) / 1e6;
-    const auto ab = ctx_.wb.ablated();
-    QString list;
-    for (const auto& h : ab) list += qs(h) + " ";
-    ablated_label_->setText(ab.empty() ? QObject::tr("no head ablated; click a head to ablate it, shift-click for sets")
-                                       : QObject::tr("%1-ablated: %2").arg(qs(ctx_.wb.ablation_kind()), list));
-    ctx_.changed(Change::Interventions);
+    ctx_.changed(Change::Interventions);  // show_ablated() among the rest
   });
 }
 

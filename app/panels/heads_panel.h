@@ -26,11 +26,14 @@ class HeadsPanel : public Panel {
   void restore(const QJsonObject& w) override;
   PlotView* plot() const { return plot_; }
   QString reading() const;
+  /// What the panel says is ablated now (the line under the grid).
+  QString ablatedText() const;
   /// Ablates exactly these heads (labels like L1.attn.H0) with the chosen kind and updates the outcome.
   void ablate(const std::vector<std::string>& heads);
 
  private:
   void refresh();
+  void show_ablated();  ///< the line under the grid, from the session's ablations (a model switch clears them)
   void toggle(int row, int col, Qt::KeyboardModifiers mods);
   QWidget* widget_;
   QComboBox* score_combo_;

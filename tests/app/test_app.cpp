@@ -4,6 +4,7 @@
 #include <QDir>
 #include <QFile>
 #include <QLineEdit>
+#include <QListWidget>
 #include <QComboBox>
 #include <QPushButton>
 #include <QSvgRenderer>
@@ -55,6 +56,34 @@ class AppTest : public QObject {
   Q_OBJECT
  private slots:
   void initTestCase() { qputenv("MECHSCOPE_DEFAULT_LAYOUT", "1"); }
+
+  // Issue 26: after a model switch the session has no ablations (Outcome says none), and the Heads panel's line
+  // said the previous model's heads were still ablated.
+  void headsPanelForgetsAblationsOnModelSwitch() {
+    MainWindow w;
+    w.setQuiet(true);
+    w.resize(1500, 950);
+    w.show();
+    w.openFile(demo("mqar-attn"));
+    QVERIFY(w.waitIdle(kIdleMs));
+    w.openFile(demo("ar-attn"));
+    QVERIFY(w.waitIdle(kIdleMs));
+    QCOMPARE(w.workbench().model_count(), 2);
+    w.ablateHeads({"L0.attn.H0"});
+    QVERIFY(w.waitIdle(kIdleMs));
+    QCOMPARE(w.workbench().ablated(), std::vector<std::string>{"L0.attn.H0"});
+    QVERIFY2(w.headsAblatedText().contains("L0.attn.H0"), qPrintable(w.headsAblatedText()));
+    auto* models = w.findChild<QListWidget*>();
+    QVERIFY(models);
+    const int other = w.workbench().current() == 0 ? 1 : 0;
+    models->setCurrentRow(other);
+    QVERIFY(w.waitIdle(kIdleMs));
+    QCOMPARE(w.workbench().current(), other);
+    QVERIFY(w.workbench().ablated().empty());
+    QVERIFY2(w.outcomeText().contains("interventions: none"), qPrintable(w.outcomeText()));
+    QVERIFY2(!w.headsAblatedText().contains("L0.attn.H0") && w.headsAblatedText().contains("no head ablated"),
+             qPrintable(w.headsAblatedText()));
+  }
 
   void openAblatePatchExport() {
     MainWindow w;
