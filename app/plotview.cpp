@@ -124,6 +124,8 @@ void PlotView::setDark(bool dark) {
 
 // Back to an empty plot: no plottables, items, title row or colour scale, no data of any kind.
 void PlotView::reset() {
+  plot_->xAxis->setVisible(true);  // showMessage hides them
+  plot_->yAxis->setVisible(true);
   plot_->clearPlottables();
   plot_->clearItems();
   marks_.clear();
@@ -143,6 +145,15 @@ void PlotView::reset() {
   slabels_.clear();
   cx_.clear();
   curves_.clear();
+}
+
+void PlotView::showMessage(const QString& text) {
+  reset();
+  has_data_ = false;
+  plot_->xAxis->setVisible(false);
+  plot_->yAxis->setVisible(false);
+  addTitle(text);
+  plot_->replot();
 }
 
 void PlotView::addTitle(const QString& title) {

@@ -32,6 +32,8 @@ class PlotView : public QWidget {
                   const QString& xlabel, const QString& title);
   /// Marks cells (row, col) with a cross (e.g. ablated heads); empty clears.
   void markCells(const std::vector<std::pair<int, int>>& cells);
+  /// No figure, only this line where it would be: a state of the panel, not an error.
+  void showMessage(const QString& text);
   void setProvenance(const std::function<std::string()>& fn) { provenance_ = fn; }
   void setDark(bool dark);
 

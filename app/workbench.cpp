@@ -105,6 +105,10 @@ int Workbench::current() const {
   std::lock_guard<std::recursive_mutex> small(d->small);
   return d->s.current();
 }
+bool Workbench::has_targets() const {
+  std::lock_guard<std::recursive_mutex> small(d->small);
+  return d->s.has_targets();
+}
 
 void Workbench::set_current(int index) {
   std::lock_guard<std::recursive_mutex> lock(d->mu);

@@ -93,6 +93,9 @@ class Workbench {
   int open(const std::string& path);
   int model_count() const;
   int current() const;
+  /// Whether the current examples have answers (task examples, a dataset: yes; typed tokens or text: no). Head
+  /// scores, patching and Compare need them.
+  bool has_targets() const;
   void set_current(int index);
   ModelSummary summary(int index = -1) const;
   /// Fast paths vs reference paths (mechscope-cli verify); the result is kept in the summary.

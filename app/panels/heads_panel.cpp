@@ -70,6 +70,12 @@ void HeadsPanel::show_ablated() {
 
 void HeadsPanel::refresh() {
   if (ctx_.wb.model_count() == 0 || ctx_.wb.example_count() == 0) return;
+  if (!ctx_.wb.has_targets()) {  // typed tokens or text: a state of the input, not an error to pop up
+    plot_->showMessage(QObject::tr("no head scores: the typed input has no answers"));
+    reading_->setText(QObject::tr("Head scores (and clicking heads to ablate them) need examples with answers: draw "
+                                  "task examples or load a dataset in Input. Outcome still shows the predictions."));
+    return;
+  }
   const std::string score = score_combo_->currentText().toStdString();
   ctx_.job<Grid>(QObject::tr("head scores"), [this, score](const Progress& p) { return ctx_.wb.head_scores(score, p); },
                  [this](const Grid& g) {
