@@ -11,6 +11,8 @@
 #include <QCoreApplication>
 #include <QDir>
 #include <QDockWidget>
+#include <QScreen>
+#include <QScrollArea>
 #include <QDragEnterEvent>
 #include <QElapsedTimer>
 #include <QFile>
@@ -89,12 +91,14 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent), wb_(std::make_uni
   addPanel(keep(*ctx_, analyses_));
   loadPanels();  // before the saved layout is restored, so that plugin docks keep their places
   arrangeDocks();
+  default_layout_ = saveState(kLayoutVersion);  // View > Reset layout
   buildStatusBar();
   buildMenus();
   QSettings settings("MechScope", "MechScope");
   if (qEnvironmentVariableIsEmpty("MECHSCOPE_DEFAULT_LAYOUT")) {  // tests and screenshots use the default layout
     restoreGeometry(settings.value("geometry").toByteArray());
     restoreState(settings.value("state").toByteArray(), kLayoutVersion);
+    fitToScreen();  // a layout saved on a larger screen
     setDark(settings.value("dark", false).toBool());
   }
   changed(Change::Models);
@@ -109,7 +113,15 @@ MainWindow::~MainWindow() {
 void MainWindow::addPanel(std::unique_ptr<Panel> panel) {
   auto* d = new QDockWidget(panel->title(), this);
   d->setObjectName("dock-" + panel->name());
-  d->setWidget(panel->widget());
+  // In a scroll area, a panel's rows of controls no longer set the window's minimum width: the window had grown
+  // with each refresh (2249 px on a 1920 px screen) and could not be narrowed below 1712 px at 1280 x 800 (issue
+  // 26). A dock narrower than its panel scrolls instead.
+  auto* scroll = new QScrollArea;
+  scroll->setObjectName("scroll-" + panel->name());
+  scroll->setWidgetResizable(true);
+  scroll->setFrameShape(QFrame::NoFrame);
+  scroll->setWidget(panel->widget());
+  d->setWidget(scroll);
   addDockWidget(panel->area(), d);
   docks_.push_back(d);
   panels_.push_back(std::move(panel));
@@ -141,6 +153,30 @@ void MainWindow::arrangeDocks() {
     resizeDocks({column.front()}, {widths.front()}, Qt::Horizontal);
     resizeDocks(column, heights, Qt::Vertical);
   }
+}
+
+void MainWindow::resetLayout() {
+  for (auto* d : docks_) {
+    d->setFloating(false);
+    d->show();
+  }
+  restoreState(default_layout_, kLayoutVersion);
+  arrangeDocks();
+  if (isMaximized() || isFullScreen()) showNormal();
+  fitToScreen(QSize(1500, 950));
+}
+
+void MainWindow::fitToScreen(QSize wanted) {
+  const QScreen* s = screen();
+  if (!s) return;
+  const QRect avail = s->availableGeometry();
+  if (!wanted.isValid()) wanted = size();
+  // The frame (title bar, borders) is outside size(): leave room for it.
+  const QSize frame = frameGeometry().size() - size();
+  const QSize fit(std::min(wanted.width(), avail.width() - frame.width()),
+                  std::min(wanted.height(), avail.height() - frame.height()));
+  if (fit != size()) resize(fit);
+  if (!avail.contains(frameGeometry())) move(avail.topLeft());
 }
 
 void MainWindow::changed(Change c) {
@@ -202,6 +238,7 @@ void MainWindow::buildMenus() {
   dark->setShortcut(QKeySequence("Ctrl+Shift+D"));
   connect(dark, &QAction::toggled, this, &MainWindow::setDark);
   QAction* refresh = view->addAction(tr("&Refresh"), this, [this] { changed(Change::Models); });
+  view->addAction(tr("Reset &layout"), this, [this] { resetLayout(); });
   refresh->setShortcut(QKeySequence::Refresh);
   view->addSeparator();
   for (auto* d : docks_) view->addAction(d->toggleViewAction());

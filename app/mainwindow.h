@@ -72,6 +72,12 @@ class MainWindow : public QMainWindow, public mechscope::PanelHost {
   QComboBox* patchingViewCombo() const;
   QString headsReading() const;
   QString headsAblatedText() const;
+  /// View > Reset layout: every panel docked where it starts, at its preferred size, the window fitted to its
+  /// screen (at most 1500 x 950).
+  void resetLayout();
+  /// Shrinks the window to the screen's available area (keeping `wanted`, default its size, where it fits) and
+  /// moves it onto the screen.
+  void fitToScreen(QSize wanted = QSize());
   QString outcomeText() const;
   void runPatching();
   /// Ablates exactly these heads (labels like L1.attn.H0) and updates the outcome, as a click on the grid does.
@@ -99,6 +105,7 @@ class MainWindow : public QMainWindow, public mechscope::PanelHost {
  private:
   void addPanel(std::unique_ptr<Panel> panel);
   void arrangeDocks();
+  QByteArray default_layout_;
   void loadPanels();
   void buildMenus();
   void buildStatusBar();

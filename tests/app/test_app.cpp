@@ -4,6 +4,7 @@
 #include <QDir>
 #include <QFile>
 #include <QLineEdit>
+#include <QDockWidget>
 #include <QListWidget>
 #include <QComboBox>
 #include <QPushButton>
@@ -83,6 +84,21 @@ class AppTest : public QObject {
     QVERIFY2(w.outcomeText().contains("interventions: none"), qPrintable(w.outcomeText()));
     QVERIFY2(!w.headsAblatedText().contains("L0.attn.H0") && w.headsAblatedText().contains("no head ablated"),
              qPrintable(w.headsAblatedText()));
+
+    // Issue 26: the window grew with each refresh (2249 px after Compare) and could not be narrowed to a 1280 x 800
+    // screen: the panels' rows of controls set its minimum width. Now they scroll inside their docks.
+    for (int view : {0, 1, 2}) {
+      w.comparePanel().compare(view, 1);
+      QVERIFY(w.waitIdle(kIdleMs));
+    }
+    w.resize(1280, 800);
+    QCoreApplication::processEvents();
+    QVERIFY2(w.width() <= 1280 && w.height() <= 800, qPrintable(QString("%1 x %2").arg(w.width()).arg(w.height())));
+    QVERIFY2(w.minimumSizeHint().width() <= 1280, qPrintable(QString::number(w.minimumSizeHint().width())));
+    w.resetLayout();  // View > Reset layout: the default docks, at most 1500 x 950 and within the screen
+    QCoreApplication::processEvents();
+    QVERIFY(w.width() <= 1500 && w.height() <= 950);
+    for (auto* d : w.findChildren<QDockWidget*>()) QVERIFY(!d->isFloating());
   }
 
   void openAblatePatchExport() {
