@@ -97,7 +97,7 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent), wb_(std::make_uni
   QSettings settings("MechScope", "MechScope");
   if (qEnvironmentVariableIsEmpty("MECHSCOPE_DEFAULT_LAYOUT")) {  // tests and screenshots use the default layout
     restoreGeometry(settings.value("geometry").toByteArray());
-    restoreState(settings.value("state").toByteArray(), kLayoutVersion);
+    layout_restored_ = restoreState(settings.value("state").toByteArray(), kLayoutVersion);
     fitToScreen();  // a layout saved on a larger screen
     setDark(settings.value("dark", false).toBool());
   }
@@ -140,6 +140,12 @@ void MainWindow::arrangeDocks() {
     else first_top = docks_[i];
   }
   if (first_top) first_top->raise();
+  // The columns' widths in one call with the top area's: the window has no central widget, so a side column resized
+  // alone had nowhere to give its width and kept an equal share (466 / 557 / 465 px at 1500), cutting Attention's
+  // controls. Before the window is shown this has no effect: showEvent arranges the default layout again.
+  QList<QDockWidget*> across;
+  QList<int> across_widths;
+  int sides = 0;
   for (Qt::DockWidgetArea side : {Qt::LeftDockWidgetArea, Qt::RightDockWidgetArea}) {
     QList<QDockWidget*> column;
     QList<int> widths, heights;
@@ -150,9 +156,25 @@ void MainWindow::arrangeDocks() {
         heights << panels_[i]->preferred().height();
       }
     if (column.isEmpty()) continue;
-    resizeDocks({column.front()}, {widths.front()}, Qt::Horizontal);
+    across << column.front();
+    across_widths << widths.front();
+    sides += widths.front();
     resizeDocks(column, heights, Qt::Vertical);
   }
+  if (first_top) {  // first: then the side columns take their widths from it
+    across.prepend(first_top);
+    across_widths.prepend(std::max(200, width() - sides - 30));
+  }
+  resizeDocks(across, across_widths, Qt::Horizontal);
+}
+
+void MainWindow::showEvent(QShowEvent* e) {
+  QMainWindow::showEvent(e);
+  if (shown_once_) return;
+  shown_once_ = true;
+  // After the first layout passes have placed the docks (at 0 ms the 1280 px window's columns kept their first
+  // shares): the default layout's widths, once.
+  if (!layout_restored_) QTimer::singleShot(200, this, [this] { arrangeDocks(); });
 }
 
 void MainWindow::resetLayout() {

@@ -105,7 +105,10 @@ class MainWindow : public QMainWindow, public mechscope::PanelHost {
  private:
   void addPanel(std::unique_ptr<Panel> panel);
   void arrangeDocks();
+  void showEvent(QShowEvent* e) override;
   QByteArray default_layout_;
+  bool layout_restored_ = false;  ///< a saved layout was restored (else the default one is arranged once shown)
+  bool shown_once_ = false;
   void loadPanels();
   void buildMenus();
   void buildStatusBar();
