@@ -259,8 +259,8 @@ int main(int argc, char** argv) {
   w.setQuiet(screenshot_mode);
   // The default size, within the screen's available area (a 1280 x 800 laptop) where there is a real screen; the
   // offscreen platform's nominal 800 x 600 screen would shrink replays and screenshots.
-  if (headless_platform || headless_mode) w.resize(1500, 950);
-  else w.fitToScreen(QSize(1500, 950));
+  if (headless_platform || headless_mode) w.resize(mechscope::app::MainWindow::defaultSize());
+  else w.fitToScreen(mechscope::app::MainWindow::defaultSize());
   w.show();
   for (const QString& f : parser.positionalArguments()) {
     if (QFileInfo(f).suffix().toLower() == "json") w.openWorkspace(f);

@@ -185,7 +185,7 @@ void MainWindow::resetLayout() {
   restoreState(default_layout_, kLayoutVersion);
   arrangeDocks();
   if (isMaximized() || isFullScreen()) showNormal();
-  fitToScreen(QSize(1500, 950));
+  fitToScreen(defaultSize());
 }
 
 void MainWindow::fitToScreen(QSize wanted) {

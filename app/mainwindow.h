@@ -78,6 +78,8 @@ class MainWindow : public QMainWindow, public mechscope::PanelHost {
   /// Shrinks the window to the screen's available area (keeping `wanted`, default its size, where it fits) and
   /// moves it onto the screen.
   void fitToScreen(QSize wanted = QSize());
+  /// The window's size where the screen allows it (main() and Reset layout).
+  static QSize defaultSize() { return {1500, 950}; }
   QString outcomeText() const;
   void runPatching();
   /// Ablates exactly these heads (labels like L1.attn.H0) and updates the outcome, as a click on the grid does.

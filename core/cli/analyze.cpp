@@ -146,11 +146,7 @@ int run_analyze(const AnalyzeOptions& o) {
   }
   auto m = OpenedModel::open(o.checkpoint, sets_to_json(o.task_sets), a.info.needs_task && o.dataset.empty());
   m->start_digest();  // for the results' provenance, beside the analysis
-  if (!o.dataset.empty()) {  // the dataset's examples, tokenized by the model's tokenizer.json (if it has one)
-    const std::unique_ptr<Tokenizer> tok = model_tokenizer(o.checkpoint, m->ck.task_config, false);
-    m->task = make_dataset_task(o.dataset, tok.get(), m->ck.vocab);
-    m->task_config = m->task->config();
-  }
+  if (!o.dataset.empty()) use_dataset(*m, o.checkpoint, o.dataset);
   for (const auto& w : m->ck.warnings) std::cerr << "warning: " << w << "\n";
   const Batch batch = analysis_input(o, a, *m);
   const json options = analysis_options(o, a);
@@ -210,6 +206,12 @@ int run_analyze(const AnalyzeOptions& o) {
     std::cout << "wrote " << o.aligned_csv << "\n";
   }
   return 0;
+}
+
+void use_dataset(OpenedModel& m, const std::string& checkpoint, const std::string& dataset) {
+  const std::unique_ptr<Tokenizer> tok = model_tokenizer(checkpoint, m.ck.task_config, false);
+  m.task = make_dataset_task(dataset, tok.get(), m.ck.vocab);
+  m.task_config = m.task->config();
 }
 
 // ---------------------------------------------------------------- verify

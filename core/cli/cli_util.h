@@ -30,7 +30,11 @@ std::string shape_str(at::IntArrayRef s);
 namespace mechscope {
 class LanguageModel;
 class Task;
+struct OpenedModel;
 namespace cli {
+/// analyze / bench --dataset: the model's task becomes the dataset's, its lines through the model's tokenizer.json
+/// where it has one (analyze.cpp).
+void use_dataset(OpenedModel& m, const std::string& checkpoint, const std::string& dataset);
 /// bench: the head-ablation and residual patching sweeps naive vs batched, and attribution patching (analyze.cpp).
 void bench_interventions(LanguageModel& model, const Task& task, int64_t examples, uint64_t seed, int repeat);
 }  // namespace cli

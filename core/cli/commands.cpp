@@ -27,8 +27,6 @@
 #include "core/model/model.h"
 #include "core/model/scan.h"
 #include "core/tasks/task.h"
-#include "core/text/dataset.h"
-#include "core/text/tokenizer.h"
 #include "core/train/trainer.h"
 
 #include <csignal>
@@ -402,14 +400,6 @@ int run_forward(const ForwardOptions& o) {
   return 0;
 }
 
-namespace {
-// bench --dataset: the model's task becomes the dataset's (its lines through the model's tokenizer, if it has one).
-void use_dataset(OpenedModel& opened, const BenchOptions& o) {
-  const std::unique_ptr<Tokenizer> tok = model_tokenizer(o.checkpoint, opened.ck.task_config, false);
-  opened.task = make_dataset_task(o.dataset, tok.get(), opened.ck.vocab);
-}
-}  // namespace
-
 int run_bench(const BenchOptions& o) {
   if (o.checkpoint.empty() == o.preset.empty())
     throw std::invalid_argument("bench: give exactly one of --checkpoint or --preset");
@@ -422,7 +412,7 @@ int run_bench(const BenchOptions& o) {
     opened = OpenedModel::open(o.checkpoint, {}, false, o.dtype);
     model = opened->ck.model;
     label = o.checkpoint;
-    if (!o.dataset.empty()) use_dataset(*opened, o);
+    if (!o.dataset.empty()) use_dataset(*opened, o.checkpoint, o.dataset);
   } else {
     model = std::make_shared<LanguageModel>(ModelConfig::from_json(ModelConfig::preset_json(o.preset, json::object())), o.seed);
     if (o.dtype != "stored" && parse_load_dtype(o.dtype) != at::kFloat) model->to(parse_load_dtype(o.dtype));
@@ -772,7 +762,7 @@ int run_eval(const EvalOptions& o) {
 int run_bench_train(const BenchOptions& o) {
   if (o.checkpoint.empty()) throw std::invalid_argument("bench --train: give --checkpoint (a model trained on a task)");
   auto opened = OpenedModel::open(o.checkpoint, json(), o.dataset.empty());
-  if (!o.dataset.empty()) use_dataset(*opened, o);
+  if (!o.dataset.empty()) use_dataset(*opened, o.checkpoint, o.dataset);
   Task* task = opened->task.get();
   LanguageModel& model = opened->model();
   model.train();

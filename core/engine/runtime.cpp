@@ -144,8 +144,7 @@ int init_runtime() {
     // ms; docs/benchmarks.md). OPENBLAS_NUM_THREADS in the environment still wins.
     if (!std::getenv("OPENBLAS_NUM_THREADS")) {
       using SetThreads = void (*)(int);
-      using ConfigFn = char* (*)();
-      auto config = reinterpret_cast<ConfigFn>(dlsym(RTLD_DEFAULT, "openblas_get_config"));
+      NameFn config = openblas_fn("openblas_get_config");
       const bool openmp = config && std::strstr(config(), "USE_OPENMP") != nullptr;
       if (auto set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads")))
         set(openmp ? std::max(1, at::get_num_threads()) : 1);
@@ -189,8 +188,9 @@ RuntimeInfo runtime_info() {
         ConfigFn cfg = h ? reinterpret_cast<ConfigFn>(dlsym(h, "openblas_get_config")) : nullptr;
         r.blas = cfg ? std::string("OpenBLAS (") + cfg() + ")" : "OpenBLAS";
         r.blas_core = blas_core();
-        if (r.blas_core == "Prescott" && core_for_cpu()) {
-          r.blas += std::string(" - slow on this CPU; OPENBLAS_CORETYPE=") + core_for_cpu() + " selects its own";
+        const char* own = core_for_cpu();
+        if (r.blas_core == "Prescott" && own) {
+          r.blas += std::string(" - slow on this CPU; OPENBLAS_CORETYPE=") + own + " selects its own";
           r.blas_is_slow = true;
         }
         if (real.find("pthread") != std::string::npos) r.blas += ", pthread build (one BLAS thread)";

@@ -46,6 +46,18 @@ bool folderWithHandTokenizer(const QString& dir) {
   return true;
 }
 
+// The window shown quietly at 1500 x 950 with these files opened one after another, each one's jobs done.
+bool showWith(MainWindow& w, const QStringList& files) {
+  w.setQuiet(true);
+  w.resize(1500, 950);
+  w.show();
+  for (const QString& f : files) {
+    w.openFile(f);
+    if (!w.waitIdle(kIdleMs)) return false;
+  }
+  return true;
+}
+
 QPushButton* button(QWidget& w, const QString& text) {
   for (auto* b : w.findChildren<QPushButton*>())
     if (b->text() == text) return b;
@@ -62,13 +74,7 @@ class AppTest : public QObject {
   // said the previous model's heads were still ablated.
   void headsPanelForgetsAblationsOnModelSwitch() {
     MainWindow w;
-    w.setQuiet(true);
-    w.resize(1500, 950);
-    w.show();
-    w.openFile(demo("mqar-attn"));
-    QVERIFY(w.waitIdle(kIdleMs));
-    w.openFile(demo("ar-attn"));
-    QVERIFY(w.waitIdle(kIdleMs));
+    QVERIFY(showWith(w, {demo("mqar-attn"), demo("ar-attn")}));
     QCOMPARE(w.workbench().model_count(), 2);
     w.ablateHeads({"L0.attn.H0"});
     QVERIFY(w.waitIdle(kIdleMs));
@@ -103,11 +109,7 @@ class AppTest : public QObject {
 
   void openAblatePatchExport() {
     MainWindow w;
-    w.setQuiet(true);
-    w.resize(1500, 950);
-    w.show();
-    w.openFile(demo("mqar-hybrid"));
-    QVERIFY(w.waitIdle(kIdleMs));
+    QVERIFY(showWith(w, {demo("mqar-hybrid")}));
     QCOMPARE(w.workbench().model_count(), 1);
     QVERIFY2(w.lastError().isEmpty(), qPrintable(w.lastError()));
     QVERIFY(w.headsPlot()->hasData());

@@ -133,25 +133,22 @@ class Hooks:
     def logits(self, tokens):
         return self.model(tokens).logits
 
-    def heads(self):
-        if self.is_attn:
-            return [(l, h) for l in range(self.cfg.num_hidden_layers) for h in range(self.cfg.num_attention_heads)]
-        return []
-
     def ablate(self, tokens, answer):
+        """Attention heads only (run() skips this for an SSM: its heads are no module a hook can reach)."""
         dh = self.cfg.hidden_size // self.cfg.num_attention_heads
         out = []
-        for l, h in self.heads():
-            def zero(module, args, h=h):
-                x = args[0].clone()
-                x[..., h * dh:(h + 1) * dh] = 0
-                return (x,) + tuple(args[1:])
-            handle = self.layers[l].self_attn.o_proj.register_forward_pre_hook(zero)
-            try:
-                out.append(metric(self.logits(tokens), answer))
-            finally:
-                handle.remove()
-        return torch.stack(out) if out else torch.zeros(0)
+        for l in range(self.cfg.num_hidden_layers):
+            for h in range(self.cfg.num_attention_heads):
+                def zero(module, args, h=h):
+                    x = args[0].clone()
+                    x[..., h * dh:(h + 1) * dh] = 0
+                    return (x,) + tuple(args[1:])
+                handle = self.layers[l].self_attn.o_proj.register_forward_pre_hook(zero)
+                try:
+                    out.append(metric(self.logits(tokens), answer))
+                finally:
+                    handle.remove()
+        return torch.stack(out)
 
     def resid_pre(self, tokens):
         cache = []
