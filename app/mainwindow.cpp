@@ -54,6 +54,9 @@ namespace mechscope::app {
 namespace {
 
 constexpr int kLayoutVersion = 5;  // bump when the panels change, so an old saved layout is ignored
+// Workspace files (docs/gui.md): 1 kept the task config only; 2 adds "input" (how the examples were made) and the
+// Attention panel's view. Older files open; a newer one is refused by name.
+constexpr int kWorkspaceVersion = 2;
 
 // A typed pointer to a panel the window keeps, and the panel handed to the list.
 template <class P>
@@ -404,7 +407,8 @@ void MainWindow::saveWorkspace(const QString& path) {
   QJsonArray models;
   for (int i = 0; i < wb_->model_count(); ++i) models.append(qs(wb_->summary(i).path));
   w["format"] = "mechscope-workspace";
-  w["version"] = 1;
+  w["version"] = kWorkspaceVersion;
+  w["input"] = QJsonDocument::fromJson(QByteArray::fromStdString(wb_->input_state())).object();
   w["models"] = models;
   w["current"] = wb_->current();
   w["task"] = qs(wb_->task_json());
@@ -433,20 +437,28 @@ void MainWindow::openWorkspace(const QString& path) {
   if (doc.isNull() || doc.object().value("format").toString() != "mechscope-workspace")
     return showError(tr("opening the workspace"), tr("%1 is not a MechScope workspace (%2)").arg(path, err.errorString()));
   const QJsonObject w = doc.object();
+  if (w["version"].toInt(1) > kWorkspaceVersion)
+    return showError(tr("opening the workspace"), tr("%1 is a version %2 workspace; this MechScope reads versions 1 to %3: "
+                                                     "open it with a newer MechScope")
+                                                      .arg(path).arg(w["version"].toInt()).arg(kWorkspaceVersion));
   for (const auto& m : w["models"].toArray()) openFile(m.toString());
   const int current = w["current"].toInt(), n = w["examples"].toInt(64), seed = w["seed"].toInt(), ex = w["example"].toInt();
   const std::string task = w["task"].toString().toStdString(), kind = w["ablation"].toString("zero").toStdString();
   std::vector<std::string> ablated;
   for (const auto& h : w["ablated"].toArray()) ablated.push_back(h.toString().toStdString());
-  for (auto& p : panels_) p->restore(w);
   restoreState(QByteArray::fromBase64(w["layout"].toString().toLatin1()), kLayoutVersion);
+  const std::string input = w.contains("input") ? QJsonDocument(w["input"].toObject()).toJson().toStdString() : "";
   ctx_->job<int>(tr("restoring the workspace"), [=](const Progress&) {
     if (current >= 0 && current < wb_->model_count()) wb_->set_current(current);
-    if (!task.empty() || wb_->summary().has_task) wb_->draw(n, seed, "");
+    if (!input.empty()) wb_->restore_input(input);  // version 2: drawn (with the task's changes), typed, or a dataset
+    else if (!task.empty() || wb_->summary().has_task) wb_->draw(n, seed, task);  // version 1: the task config
     if (ex < wb_->example_count()) wb_->set_example(ex);
     wb_->set_ablation(ablated, kind);
     return 0;
-  }, [this](const int&) { changed(Change::Models); });
+  }, [this, w](const int&) {
+    for (auto& p : panels_) p->restore(w);  // the panels' settings, now that the models and the input are back
+    changed(Change::Models);
+  });
 }
 
 // ---------------------------------------------------------------- figures

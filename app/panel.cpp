@@ -25,7 +25,7 @@ QWidget* row(std::initializer_list<QWidget*> ws) {
 
 PlotView* PanelContext::plot(const QString& name, QWidget* parent) {
   auto* pv = new PlotView(name, parent);
-  pv->setProvenance([this] { return wb.provenance(); });
+  pv->setProvenance([this](const std::string& record) { return wb.provenance(record); });
   pv->setDark(dark);
   return pv;
 }

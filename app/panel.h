@@ -37,6 +37,8 @@ struct PanelContext {
   Jobs& jobs;
   Outcome before, after;            ///< the current input's outcome without and with the interventions
   double last_outcome_ms = -1;      ///< how long the last ablation took to reach the outcome panel
+  Outcome patched;                  ///< the outcome of the patch clicked in the Patching panel
+  QString patched_what;             ///< which patch ("" : none since the input changed)
   bool dark = false;
   std::function<void(const QString& what, const QString& message)> error;  ///< a dialog (or the status bar)
   std::function<void(const QString& message)> status;                      ///< a transient status-bar message

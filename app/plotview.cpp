@@ -58,6 +58,53 @@ QString csvField(const std::string& s) {
 }
 }  // namespace
 
+// A colour map that draws exact cells when exporting to PDF or SVG (QCPColorMap embeds a small image that viewers
+// scale with smoothing, blurring the cells): vector rectangles up to kVectorCells cells, else an image of the
+// visible cells at the drawn size, each cell whole pixels (nearest neighbour).
+class CellMap : public QCPColorMap {
+ public:
+  CellMap(QCPAxis* key, QCPAxis* value, const Grid* grid) : QCPColorMap(key, value), grid_(grid) {}
+  bool exact = false;
+
+ protected:
+  void draw(QCPPainter* painter) override {
+    if (!exact) return QCPColorMap::draw(painter);
+    const Grid& g = *grid_;
+    const bool log = mDataScaleType == QCPAxis::stLogarithmic;
+    auto px = [this](double c, double r) { return QPointF(mKeyAxis->coordToPixel(c), mValueAxis->coordToPixel(r)); };
+    // Only the cells in view (a zoomed 2,048-token map is not drawn whole).
+    const int c0 = std::max(0, static_cast<int>(std::floor(mKeyAxis->range().lower + 0.5)));
+    const int c1 = std::min(g.cols - 1, static_cast<int>(std::ceil(mKeyAxis->range().upper - 0.5)));
+    const int r0 = std::max(0, static_cast<int>(std::floor(mValueAxis->range().lower + 0.5)));
+    const int r1 = std::min(g.rows - 1, static_cast<int>(std::ceil(mValueAxis->range().upper - 0.5)));
+    if (c1 < c0 || r1 < r0) return;
+    if (static_cast<qint64>(g.rows) * g.cols <= PlotView::kVectorCells) {
+      painter->setPen(Qt::NoPen);
+      for (int r = r0; r <= r1; ++r)
+        for (int c = c0; c <= c1; ++c) {
+          const double v = g.at(r, c);
+          if (std::isfinite(v))
+            painter->fillRect(QRectF(px(c - 0.5, r - 0.5), px(c + 0.5, r + 0.5)).normalized(),
+                              QColor::fromRgba(mGradient.color(v, mDataRange, log)));
+        }
+      return;
+    }
+    QImage cells(c1 - c0 + 1, r1 - r0 + 1, QImage::Format_ARGB32);
+    cells.fill(Qt::transparent);
+    for (int r = r0; r <= r1; ++r)
+      for (int c = c0; c <= c1; ++c) {
+        const double v = g.at(r, c);
+        if (std::isfinite(v)) cells.setPixel(c - c0, r - r0, mGradient.color(v, mDataRange, log));
+      }
+    const QRectF target = QRectF(px(c0 - 0.5, r0 - 0.5), px(c1 + 0.5, r1 + 0.5)).normalized();
+    if (px(0, 0).y() > px(0, 1).y()) cells = cells.mirrored(false, true);  // row 0 drawn at the bottom
+    painter->drawImage(target.topLeft(), cells.scaled(target.size().toSize(), Qt::IgnoreAspectRatio, Qt::FastTransformation));
+  }
+
+ private:
+  const Grid* grid_;
+};
+
 PlotView::PlotView(const QString& name, QWidget* parent) : QWidget(parent), name_(name) {
   setObjectName(name);
   plot_ = new QCustomPlot(this);
@@ -137,7 +184,10 @@ void PlotView::reset() {
     if (auto* el = plot_->plotLayout()->element(0, i)) plot_->plotLayout()->remove(el);
   plot_->plotLayout()->simplify();
   plot_->legend->setVisible(false);
+  plot_->xAxis->setLabel(QString());
+  plot_->yAxis->setLabel(QString());
   map_ = nullptr;
+  record_.clear();
   is_grid_ = false;
   grid_ = Grid{};
   sx_.clear();
@@ -167,9 +217,10 @@ void PlotView::addTitle(const QString& title) {
 void PlotView::showGrid(const Grid& g, bool symmetric) {
   reset();
   grid_ = g;
+  record_ = g.provenance;
   is_grid_ = true;
   has_data_ = g.rows > 0 && g.cols > 0;
-  map_ = new QCPColorMap(plot_->xAxis, plot_->yAxis);
+  map_ = new CellMap(plot_->xAxis, plot_->yAxis, &grid_);
   // QCPColorMap draws a lone cell along an axis with zero width (its half cell is the range over size - 1): a
   // single column (one head per layer) or row is stored as two half-width cells of the same value.
   const int nc = std::max(g.cols, 1), nr = std::max(g.rows, 1);
@@ -191,6 +242,7 @@ void PlotView::showGrid(const Grid& g, bool symmetric) {
       }
     }
   if (!std::isfinite(lo)) lo = 0, hi = 1;
+  if (lo < 0 && hi > 0) symmetric = true;  // signed values: zero must be visible (white), not mid-way up a ramp
   if (symmetric) {
     const double m = std::max({std::abs(lo), std::abs(hi), 1e-9});
     lo = -m;
@@ -209,6 +261,11 @@ void PlotView::showGrid(const Grid& g, bool symmetric) {
   map_->setColorScale(scale);
   scale->setGradient(grad);
   scale->setDataRange(QCPRange(lo, hi));
+  scale->axis()->setLabel(QString::fromStdString(g.value_title));
+  scale->axis()->setLabelColor(plot_->xAxis->labelColor());
+  scale->axis()->setTickLabelColor(plot_->xAxis->tickLabelColor());
+  plot_->xAxis->setLabel(QString::fromStdString(g.x_title));
+  plot_->yAxis->setLabel(QString::fromStdString(g.y_title));
   auto* group = new QCPMarginGroup(plot_);
   plot_->axisRect()->setMarginGroup(QCP::msBottom | QCP::msTop, group);
   scale->setMarginGroup(QCP::msBottom | QCP::msTop, group);
@@ -248,6 +305,19 @@ void PlotView::showScatter(const std::vector<double>& x, const std::vector<doubl
   }
   plot_->xAxis->setLabel(xlabel);
   plot_->yAxis->setLabel(ylabel);
+  if (n > 1) {  // the legend of the colours: row order
+    auto* scale = new QCPColorScale(plot_);
+    plot_->plotLayout()->addElement(0, 1, scale);
+    scale->setType(QCPAxis::atRight);
+    scale->setGradient(grad);
+    scale->setDataRange(QCPRange(0, n - 1));
+    scale->axis()->setLabel(tr("row (in order)"));
+    scale->axis()->setLabelColor(plot_->xAxis->labelColor());
+    scale->axis()->setTickLabelColor(plot_->xAxis->tickLabelColor());
+    auto* group = new QCPMarginGroup(plot_);
+    plot_->axisRect()->setMarginGroup(QCP::msBottom | QCP::msTop, group);
+    scale->setMarginGroup(QCP::msBottom | QCP::msTop, group);
+  }
   plot_->rescaleAxes();
   plot_->xAxis->scaleRange(1.1);
   plot_->yAxis->scaleRange(1.1);
@@ -305,8 +375,7 @@ void PlotView::relabel(int w, int h) const {
     const int first = std::max(0, static_cast<int>(std::ceil(r.lower))), last = std::min(n - 1, static_cast<int>(r.upper));
     const int visible = std::max(1, last - first + 1);
     const int fit = std::max(1, pixels / 14);
-    const int step = std::max(1, (visible + fit - 1) / fit);
-    for (int i = (first / step) * step; i <= last; i += step)
+    for (int i : labelTicks(first, last, std::max(1, (visible + fit - 1) / fit)))
       t->addTick(i, i < (int)labels.size() ? QString::fromStdString(labels[i]) : QString::number(i));
     ax->setTicker(t);
     ax->setSubTicks(false);
@@ -324,6 +393,23 @@ void PlotView::relabel(int w, int h) const {
   }
   label(plot_->xAxis, grid_.col_labels, grid_.cols, aw);
   label(plot_->yAxis, grid_.row_labels, grid_.rows, ah);
+}
+
+std::vector<int> PlotView::labelTicks(int first, int last, int step) {
+  std::vector<int> out;
+  if (step <= 1) {
+    for (int i = std::max(0, first); i <= last; ++i) out.push_back(i);
+    return out;
+  }
+  // Cycles of 3 * step + 1 indices labelled at 0, step and 2 * step: the cycle length is odd for an even step (an
+  // odd step alternates parity itself) and 1 more than a multiple of 3, so every residue mod 2 and 3 comes round.
+  const int cycle = 3 * step + 1;
+  for (int base = (std::max(0, first) / cycle) * cycle; base <= last; base += cycle)
+    for (int k = 0; k < 3; ++k) {
+      const int i = base + k * step;
+      if (i >= first && i <= last) out.push_back(i);
+    }
+  return out;
 }
 
 QPoint PlotView::cellCenter(int row, int col) const {
@@ -368,7 +454,7 @@ void PlotView::onMousePress(QMouseEvent* e) {
 void PlotView::exportTo(const QString& path, int width, int height) const {
   if (width < 16 || height < 16 || width > 20000 || height > 20000)
     throw std::invalid_argument("export size must be 16..20000 pixels per side");
-  const QString prov = provenance_ ? QString::fromStdString(provenance_()) : QString();
+  const QString prov = provenance_ ? QString::fromStdString(provenance_(record_)) : QString();
   const QString suffix = QFileInfo(path).suffix().toLower();
   // An exclusive temporary beside the target (never a planted link), renamed over it when complete.
   mechscope::TempFile temp(path.toStdString());
@@ -376,9 +462,13 @@ void PlotView::exportTo(const QString& path, int width, int height) const {
   const QString tmp = QString::fromStdString(temp.path());
   bool ok = false;
   relabel(width * 8 / 10, height * 8 / 10);  // label density for the exported size
+  if (map_) map_->exact = suffix == "pdf" || suffix == "svg";  // vector cells, or whole-pixel blocks
   struct Restore {
     const PlotView* v;
-    ~Restore() { v->relabel(); }
+    ~Restore() {
+      if (v->map_) v->map_->exact = false;
+      v->relabel();
+    }
   } restore{this};
   if (suffix == "png") {
     QImage img = plot_->toPixmap(width, height).toImage();
@@ -411,7 +501,7 @@ void PlotView::exportCsv(const QString& path) const {
   QSaveFile f(path);
   if (!f.open(QIODevice::WriteOnly | QIODevice::Text)) throw std::runtime_error("cannot write '" + path.toStdString() + "'");
   QTextStream out(&f);
-  if (provenance_) out << "# " << QString::fromStdString(provenance_()) << "\n";
+  if (provenance_) out << "# " << QString::fromStdString(provenance_(record_)) << "\n";
   if (is_grid_) {
     out << "row";
     for (int c = 0; c < grid_.cols; ++c) out << "," << csvField(c < (int)grid_.col_labels.size() ? grid_.col_labels[c] : std::to_string(c));

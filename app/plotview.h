@@ -12,19 +12,22 @@
 #include "app/workbench.h"
 
 class QCustomPlot;
-class QCPColorMap;
 class QCPItemText;
 class QLabel;
 
 namespace mechscope::app {
 
+class CellMap;
+
 class PlotView : public QWidget {
   Q_OBJECT
  public:
   explicit PlotView(const QString& name, QWidget* parent = nullptr);
-  /// Heatmap of a grid (row 0 at the top), NaN cells blank; `symmetric` centres the colour scale on 0.
+  /// Heatmap of a grid (row 0 at the top), NaN cells blank, the grid's axis and colour-scale titles; `symmetric`
+  /// centres the colour scale on 0, as does a grid with values of both signs (a diverging map, zero white).
+  /// The grid's provenance becomes the figure's record.
   void showGrid(const Grid& g, bool symmetric = false);
-  /// Scatter of points coloured by index, with hover labels.
+  /// Scatter of points coloured by index (a colour scale says which), with hover labels.
   void showScatter(const std::vector<double>& x, const std::vector<double>& y, const std::vector<std::string>& labels,
                    const QString& xlabel, const QString& ylabel, const QString& title);
   /// Line plots sharing an x axis (e.g. loss and accuracy over training steps); series may hold NaN gaps.
@@ -34,10 +37,16 @@ class PlotView : public QWidget {
   void markCells(const std::vector<std::pair<int, int>>& cells);
   /// No figure, only this line where it would be: a state of the panel, not an error.
   void showMessage(const QString& text);
-  void setProvenance(const std::function<std::string()>& fn) { provenance_ = fn; }
+  /// What an exported file records: fn(the figure's record) -> JSON text (PanelContext: Workbench::provenance).
+  void setProvenance(const std::function<std::string(const std::string& record)>& fn) { provenance_ = fn; }
+  /// The record of the figure shown (showGrid takes the grid's; scatter and curves are given theirs after).
+  void setRecord(const std::string& record) { record_ = record; }
+  const std::string& record() const { return record_; }
   void setDark(bool dark);
 
   /// Writes the figure: format from the suffix (.png, .pdf, .svg), width x height pixels. Throws on failure.
+  /// In PDF and SVG a heatmap of up to kVectorCells cells is drawn as vector cells; a larger one as an image of
+  /// the drawn size, each cell a block of whole pixels (nothing for a viewer to interpolate at that size).
   void exportTo(const QString& path, int width, int height) const;
   /// Writes the data as CSV (grid or points), with a provenance comment line first.
   void exportCsv(const QString& path) const;
@@ -47,6 +56,11 @@ class PlotView : public QWidget {
   const Grid& grid() const { return grid_; }
   /// Pixel centre of a grid cell (for tests and keyboard navigation).
   QPoint cellCenter(int row, int col) const;
+  static constexpr int kVectorCells = 256 * 256;
+  /// The labelled indices of [first, last] when one in `step` fits: every index for step 1, else gaps of step,
+  /// step, step + 1 repeating from index 0 (stable while panning), so that tokens alternating in roles of period
+  /// 2 or 3 (key, value, ...) all keep labels as labels thin out (every step-th index lost every value token).
+  static std::vector<int> labelTicks(int first, int last, int step);
 
  signals:
   void cellClicked(int row, int col, Qt::KeyboardModifiers modifiers);
@@ -64,7 +78,7 @@ class PlotView : public QWidget {
   void onMousePress(QMouseEvent* e);
   QString name_;
   QCustomPlot* plot_;
-  QCPColorMap* map_ = nullptr;
+  CellMap* map_ = nullptr;
   QLabel* hover_;
   Grid grid_;
   std::vector<double> sx_, sy_;
@@ -73,7 +87,8 @@ class PlotView : public QWidget {
   std::vector<std::pair<std::string, std::vector<double>>> curves_;
   bool is_grid_ = false, has_data_ = false, dark_ = false;
   std::vector<QCPItemText*> marks_;
-  std::function<std::string()> provenance_;
+  std::function<std::string(const std::string&)> provenance_;
+  std::string record_;
 };
 
 }  // namespace mechscope::app

@@ -46,6 +46,9 @@ Grid grid_of_result(const ResultTensor& t, int index) {
   };
   g.row_labels = t.value.dim() == 1 ? std::vector<std::string>{t.name} : labels(axes[0], g.rows);
   g.col_labels = labels(axes[1], g.cols);
+  g.y_title = t.value.dim() == 1 ? "" : axes[0];
+  g.x_title = axes[1];
+  g.value_title = t.name;
   return g;
 }
 
@@ -72,7 +75,7 @@ std::string render_results(const std::string& results, const std::string& name, 
   PlotView view(QString::fromStdString(chosen));
   view.resize(width, height);
   const std::string prov = rf.provenance.dump();
-  view.setProvenance([prov] { return prov; });
+  view.setProvenance([prov](const std::string&) { return prov; });
   view.showGrid(g, symmetric);
   view.exportTo(QString::fromStdString(out), width, height);
   return "drew " + chosen + " [" + std::to_string(g.rows) + " x " + std::to_string(g.cols) + "] into " + out;

@@ -48,6 +48,7 @@ struct Workbench::Impl {
   Batch patch_corrupt;
   std::unique_ptr<PatchResult> patch;
   std::string patch_role;  // the role the last sweep corrupted ("" for the task's default)
+  json input_src;          // how the input was made (Workbench::input_state)
 
   OpenedModel& m() { return s.model(); }
   const OpenedModel& m() const { return s.model(); }
@@ -69,6 +70,42 @@ struct Workbench::Impl {
     need_batch();
     if (!s.has_targets()) throw std::runtime_error("the typed input has no answers; draw task examples for this view");
   }
+  /// A figure's record (Workbench::figure_record): the session's provenance without the digest (completed at export),
+  /// narrowed to what the figure depends on.
+  std::string record(json figure, bool input, bool interventions, int index = -1) const {
+    if (s.current() < 0) return json::object().dump();
+    json p = s.provenance(false);
+    if (index >= 0 && index != s.current()) p["checkpoint"] = s.model(index).ck.path;
+    if (!input) {
+      for (const char* k : {"task", "seed", "example", "examples"}) p.erase(k);
+    } else if (!s.dataset().empty()) {
+      p["dataset"] = s.dataset();
+    } else if (s.has_input() && !s.has_targets()) {
+      p["input"] = "typed";
+    }
+    const bool applied = interventions && !s.ablated().empty();
+    if (!applied) {
+      p.erase("ablated");
+      p.erase("ablation");
+    }
+    p["run"] = applied ? "with the interventions" : "clean";
+    p["figure"] = std::move(figure);
+    return p.dump();
+  }
+  /// Runs `f`, a change of the current model (Session::set_current, add), and records what it did to the input:
+  /// kept it, read the dataset again, drew from the new model's task, or cleared it.
+  template <class F>
+  void switching(F&& f) {
+    const bool had = s.has_input() && s.current() >= 0;
+    const int64_t vocab = had ? m().ck.config.vocab_size : -1;
+    f();
+    if (!s.dataset().empty()) input_src = {{"kind", "dataset"}, {"path", s.dataset()}, {"examples", s.batch().size()}};
+    else if (!s.has_input()) input_src = nullptr;
+    else if (!had || vocab != m().ck.config.vocab_size)
+      input_src = {{"kind", "task"}, {"examples", s.batch().size()}, {"seed", s.seed()}, {"overrides", json::object()}};
+  }
+  /// A clean figure's title says so while ablations are active (they apply to the Outcome panel, not to it).
+  std::string clean_note() const { return s.ablated().empty() ? "" : " (clean run: ablations not applied)"; }
   /// The views' caches belong to one input and model.
   void invalidate() {
     scores.reset();
@@ -94,7 +131,9 @@ int Workbench::open(const std::string& path) {
   std::lock_guard<std::recursive_mutex> small(d->small);
   d->verify.push_back("");
   d->invalidate();
-  return d->s.add(std::move(m));
+  int index = -1;
+  d->switching([&] { index = d->s.add(std::move(m)); });
+  return index;
 }
 
 int Workbench::model_count() const {
@@ -114,7 +153,7 @@ void Workbench::set_current(int index) {
   std::lock_guard<std::recursive_mutex> lock(d->mu);
   std::lock_guard<std::recursive_mutex> small(d->small);
   d->invalidate();
-  d->s.set_current(index);
+  d->switching([&] { d->s.set_current(index); });
 }
 
 ModelSummary Workbench::summary(int index) const {
@@ -170,6 +209,11 @@ void Workbench::draw(int n, uint64_t seed, const std::string& task_json) {
   std::lock_guard<std::recursive_mutex> small(d->small);
   d->s.draw(n, seed, over);
   d->invalidate();
+  json changed = json::object();  // the task parameters that differ from the model's own
+  const json& base = d->m().task_config;
+  for (const auto& [k, v] : d->s.task_config().items())
+    if (!base.is_object() || !base.contains(k) || base.at(k) != v) changed[k] = v;
+  d->input_src = {{"kind", "task"}, {"examples", n}, {"seed", seed}, {"overrides", changed}};
 }
 
 void Workbench::load_dataset(const std::string& path, int n) {
@@ -177,6 +221,7 @@ void Workbench::load_dataset(const std::string& path, int n) {
   std::lock_guard<std::recursive_mutex> small(d->small);
   d->s.load_dataset(path, n);
   d->invalidate();
+  d->input_src = {{"kind", "dataset"}, {"path", path}, {"examples", n}};
 }
 
 std::string Workbench::dataset() const {
@@ -189,6 +234,7 @@ void Workbench::set_tokens(const std::string& text) {
   std::lock_guard<std::recursive_mutex> small(d->small);
   d->s.set_tokens(text);
   d->invalidate();
+  d->input_src = {{"kind", "tokens"}, {"text", text}};
 }
 
 void Workbench::set_text(const std::string& text) {
@@ -196,6 +242,58 @@ void Workbench::set_text(const std::string& text) {
   std::lock_guard<std::recursive_mutex> small(d->small);
   d->s.set_text(text);
   d->invalidate();
+  d->input_src = {{"kind", "text"}, {"text", text}};
+}
+
+std::string Workbench::input_state() const {
+  std::lock_guard<std::recursive_mutex> small(d->small);
+  return d->s.has_input() ? d->input_src.dump() : "null";
+}
+
+void Workbench::restore_input(const std::string& state) {
+  const json st = parse_json(state);
+  if (st.is_null()) return;
+  const std::string kind = st.is_object() ? st.value("kind", "") : "";
+  auto text = [&](const char* key) {
+    if (!st.contains(key) || !st.at(key).is_string())
+      throw std::invalid_argument("the workspace's " + kind + " input has no \"" + key + "\" string");
+    return st.at(key).get<std::string>();
+  };
+  const int n = st.is_object() && st.contains("examples") && st.at("examples").is_number_integer() ? st.at("examples").get<int>() : 64;
+  if (kind == "task") {
+    const json over = st.value("overrides", json::object());
+    draw(n, st.value("seed", uint64_t{0}), over.empty() ? "" : over.dump());
+  } else if (kind == "tokens") {
+    set_tokens(text("text"));
+  } else if (kind == "text") {
+    set_text(text("text"));
+  } else if (kind == "dataset") {
+    load_dataset(text("path"), n);
+  } else {
+    throw std::invalid_argument("the workspace's input is of an unknown kind '" + kind +
+                                "' (expected task, tokens, text or dataset)");
+  }
+}
+
+std::string Workbench::token_hint() const {
+  std::lock_guard<std::recursive_mutex> lock(d->mu);
+  if (!d->s.has_input()) return "";
+  const OpenedModel& m = d->m();
+  at::Tensor ids = d->s.example_tokens(d->s.example())[0];
+  std::vector<std::string> labels, numbers;
+  for (int64_t j = 0; j < std::min<int64_t>(4, ids.size(0)); ++j) {
+    const int64_t id = ids[j].item<int64_t>();
+    numbers.push_back(std::to_string(id));
+    const std::string label = token_string(id, m.labels());
+    try {  // a label the field reads back as the same id (no spaces, not another token's name)
+      const auto back = parse_tokens(label, m.ck.vocab, m.ck.config.padded_vocab_size());
+      labels.push_back(back.size() == 1 && back[0] == id ? label : "");
+    } catch (const std::exception&) {
+      labels.push_back("");
+    }
+  }
+  const bool all = std::none_of(labels.begin(), labels.end(), [](const std::string& l) { return l.empty(); });
+  return join(all ? labels : numbers, " ");
 }
 
 bool Workbench::has_tokenizer() const {
@@ -381,21 +479,37 @@ std::vector<std::pair<std::string, int>> Workbench::mixers(int layer, int index)
   return out;
 }
 
-Grid Workbench::attention(int layer, const std::string& mixer, int head, bool normalise, int index) {
+Grid Workbench::attention(int layer, const std::string& mixer, int head, bool normalise, int index, MapRun run) {
   std::lock_guard<std::recursive_mutex> lock(d->mu);
   d->need_batch();
+  const bool other = index >= 0 && index != d->s.current();
   LanguageModel& model = d->at_index(index).model();
   if (layer < 0 || layer >= model.n_layers()) throw std::out_of_range("layer " + std::to_string(layer));
   int64_t H = -1;
   for (const auto& [m, n] : model.heads_of_layer(layer))
     if (m == mixer) H = n;
   if (H < 0) throw std::invalid_argument("layer " + std::to_string(layer) + " has no " + mixer + " mixer");
+  if (run != MapRun::Clean && (other || d->s.ablated().empty()))
+    throw std::invalid_argument(other ? "the ablations belong to the current model: another model's map is clean"
+                                      : "no ablation is active: click heads in the Heads panel first");
   // Mamba1: a channel, or the channel average (head < 0); others: a head, or the head average.
   const HeadGroup group = model.head_group(layer, mixer);
   const bool mamba1 = group.channels;
-  AttentionMap map = attention_map(model, d->s.example_tokens(d->s.example()), layer, mixer, mamba1 ? H : 1);
-  at::Tensor p = head < 0 ? map.pattern[0].mean(0) : map.pattern[0][std::min<int64_t>(head, H - 1)];
-  if (normalise) p = normalise_map(p);
+  const int64_t e = d->s.example();
+  const at::Tensor ids = d->s.example_tokens(e);
+  auto pattern_of = [&](const std::vector<Hook>& hooks) {
+    AttentionMap map = attention_map(model, ids, layer, mixer, mamba1 ? H : 1, hooks);
+    return head < 0 ? map.pattern[0].mean(0) : map.pattern[0][std::min<int64_t>(head, H - 1)];
+  };
+  // The example alone, ablated as it is in the batch the Outcome panel reads (its reference row: first_row).
+  auto ablated = [&] { return pattern_of(d->s.ablator().hooks(d->s.ablated(), e)); };
+  at::Tensor p;
+  if (run == MapRun::Difference) {
+    p = ablated() - pattern_of({});
+  } else {
+    p = run == MapRun::Ablated ? ablated() : pattern_of({});
+    if (normalise) p = normalise_map(p);
+  }
   p = p.to(at::kDouble).contiguous();
   Grid g;
   g.rows = g.cols = static_cast<int>(p.size(0));
@@ -403,9 +517,22 @@ Grid Workbench::attention(int layer, const std::string& mixer, int head, bool no
   const int64_t L = p.size(0);
   for (int64_t q = 0; q < L; ++q)
     for (int64_t k = q + 1; k < L; ++k) g.values[q * L + k] = kNaN;  // the future: nothing
-  g.row_labels = g.col_labels = tokens(d->s.example());
+  g.row_labels = g.col_labels = tokens(static_cast<int>(e));
+  const bool implicit = group.scores_hook.empty();
+  const bool norm = normalise && run != MapRun::Difference;
+  static const char* kRun[] = {"", ", with the ablations", ", ablated minus clean"};
   g.title = "L" + std::to_string(layer) + " " + mixer + (head < 0 ? " (mean over heads)" : " H" + std::to_string(head)) +
-            (group.scores_hook.empty() ? ", implicit attention" : "") + (normalise ? ", min-max normalised" : "");
+            (implicit ? ", implicit attention" : "") + (norm ? ", min-max normalised" : "") +
+            kRun[static_cast<int>(run)] + (run == MapRun::Clean && !other ? d->clean_note() : "");
+  g.x_title = "key (attended) position";
+  g.y_title = "query position";
+  g.value_title = std::string(run == MapRun::Difference ? "change in " : "") + (implicit ? "implicit attention" : "attention") +
+                  (norm ? " (normalised)" : "");
+  static const char* kRunName[] = {"clean", "ablated", "difference"};
+  g.provenance = d->record({{"view", "attention"}, {"layer", layer}, {"mixer", mixer},
+                            {"head", head < 0 ? json("mean") : json(head)}, {"normalise", norm},
+                            {"map", kRunName[static_cast<int>(run)]}},
+                           true, run != MapRun::Clean, index);
   return g;
 }
 
@@ -446,7 +573,11 @@ Grid Workbench::head_scores(const std::string& score, const Progress& progress, 
     g.values[static_cast<size_t>(row) * g.cols + heads[i].head] = v[i].item<double>();
     g.cell_labels[static_cast<size_t>(row) * g.cols + heads[i].head] = heads[i].label();
   }
-  g.title = score + " score per head";
+  g.title = score + " score per head" + (other ? "" : d->clean_note());
+  g.x_title = "head";
+  g.y_title = "layer and mixer";
+  g.value_title = score + " score";
+  g.provenance = d->record({{"view", "head scores"}, {"score", score}}, true, false, index);
   return g;
 }
 
@@ -478,7 +609,12 @@ Grid Workbench::patching_grid() {
   std::snprintf(buf, sizeof buf, "patching %s (corrupt %s): %lld of %lld examples kept, p clean %.3f, corrupted %.3f",
                 site.c_str(), role.empty() ? "default" : role.c_str(), (long long)r.kept_examples,
                 (long long)r.total_examples, r.clean_prob, r.corrupted_prob);
-  g.title = buf;
+  g.title = buf + d->clean_note();
+  g.x_title = "position (current example's tokens)";
+  g.y_title = site == "heads" ? "head" : "layer";
+  g.value_title = "restored fraction (0 corrupted, 1 clean)";
+  g.provenance = d->record({{"view", "patching"}, {"site", site}, {"role", role.empty() ? json("default") : json(role)},
+                            {"layout", "by position"}}, true, false);
   return g;
 }
 
@@ -496,7 +632,13 @@ Grid Workbench::patching_aligned() {
   char buf[200];
   std::snprintf(buf, sizeof buf, "patching %s, aligned to the corruption: %lld of %lld examples", r.site.c_str(),
                 (long long)r.aligned_examples, (long long)r.total_examples);
-  g.title = buf;
+  g.title = buf + d->clean_note();
+  g.x_title = "position relative to each example's corrupted token";
+  g.y_title = r.site == "heads" ? "head" : "layer";
+  g.value_title = "restored fraction (0 corrupted, 1 clean)";
+  g.provenance = d->record({{"view", "patching"}, {"site", r.site},
+                            {"role", d->patch_role.empty() ? json("default") : json(d->patch_role)},
+                            {"layout", "aligned to the corruption"}}, true, false);
   return g;
 }
 
@@ -586,6 +728,12 @@ Embedding Workbench::embeddings(int pc_x, int pc_y, int snapshot, int index) {
   out.cosine.values.assign(cs.data_ptr<double>(), cs.data_ptr<double>() + cs.numel());
   out.cosine.row_labels = out.cosine.col_labels = out.labels;
   out.cosine.title = "cosine similarity of embedding rows";
+  out.cosine.x_title = out.cosine.y_title = "embedding row";
+  out.cosine.value_title = "cosine similarity";
+  const json when = snapshot < 0 ? json("final") : json(snapshot);
+  out.cosine.provenance = d->record({{"view", "embedding cosine"}, {"snapshot", when}}, false, false, index);
+  out.provenance = d->record({{"view", "embedding PCA"}, {"components", {pc_x + 1, pc_y + 1}}, {"snapshot", when}}, false,
+                             false, index);
   return out;
 }
 
@@ -641,7 +789,8 @@ AnalysisRun Workbench::run_analysis(const std::string& name, const std::string& 
   for (const auto& t : rf.tensors) {
     if (t.value.dim() < 1 || t.value.dim() > 3 || t.name.rfind("inputs/", 0) == 0) continue;
     Grid g = grid_of_result(t, 0);
-    g.title = name + ": " + t.name;
+    g.title = name + ": " + t.name + d->clean_note();
+    g.provenance = d->record({{"view", "analysis"}, {"analysis", name}, {"result", t.name}, {"options", options}}, true, false);
     run.grids.push_back(std::move(g));
   }
   if (run.grids.empty()) throw std::runtime_error(name + " returned no tensor of one to three dimensions to draw");
@@ -689,9 +838,25 @@ std::vector<std::string> Workbench::corruptible_roles() const {
   return d->s.input_task()->corruptible_roles();
 }
 
-std::string Workbench::provenance() const {
+std::string Workbench::figure_record(const std::string& figure, bool input, bool interventions, int index) const {
   std::lock_guard<std::recursive_mutex> small(d->small);
-  return d->s.provenance().dump();
+  return d->record(figure.empty() ? json::object() : parse_json(figure), input, interventions, index);
+}
+
+std::string Workbench::provenance(const std::string& record) const {
+  json p;
+  const OpenedModel* from = nullptr;
+  {
+    std::lock_guard<std::recursive_mutex> small(d->small);
+    p = record.empty() ? parse_json(d->record(json::object(), true, false)) : parse_json(record);
+    const std::string path = p.value("checkpoint", "");
+    for (int i = 0; i < d->s.model_count(); ++i)
+      if (!path.empty() && d->s.model(i).ck.path == path) from = &d->s.model(i);  // models stay loaded
+  }
+  // The digest of the checkpoint the figure came from, off the lock: it waits while a large model's hash runs.
+  if (from) p["checkpoint_sha256"] = from->digest();
+  p["program"] = program_id();
+  return p.dump();
 }
 
 }  // namespace mechscope::app

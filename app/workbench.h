@@ -23,6 +23,11 @@ struct Grid {
   std::string title;
   /// Optional, row-major: what each cell is (a head grid's "L1.attn.H0"; "" where no head).
   std::vector<std::string> cell_labels;
+  /// The axes' and the colour scale's titles ("" : none).
+  std::string x_title, y_title, value_title;
+  /// What the figure was computed from, as JSON (Workbench::provenance completes it for exported files): the
+  /// model, the input, the figure's own settings, and the interventions only where they applied.
+  std::string provenance;
   double at(int r, int c) const { return values[static_cast<size_t>(r) * cols + c]; }
   std::string cell_label(int r, int c) const {
     const size_t i = static_cast<size_t>(r) * cols + c;
@@ -68,6 +73,7 @@ struct Embedding {
   std::vector<double> explained;
   Grid cosine;
   std::vector<int64_t> snapshot_steps;  ///< training snapshots available (empty: none)
+  std::string provenance;               ///< the PCA figure's record (Grid::provenance)
 };
 
 struct ModelSummary {
@@ -80,6 +86,9 @@ struct ModelSummary {
 };
 
 using mechscope::Progress;  // core/session/progress.h
+
+/// Which run an attention map shows: the clean one, the one under the current ablations, or their difference.
+enum class MapRun { Clean, Ablated, Difference };
 
 class Workbench {
  public:
@@ -118,6 +127,15 @@ class Workbench {
   /// The input as one example: text through the current model's tokenizer (docs/text.md); throws saying why when
   /// it has none.
   void set_text(const std::string& text);
+  /// How the current input was made, as JSON (a workspace keeps it): {"kind": "task", "examples", "seed",
+  /// "overrides" (the task parameters changed from the model's)}, {"kind": "tokens" | "text", "text"},
+  /// {"kind": "dataset", "path", "examples"}; "null" without input.
+  std::string input_state() const;
+  /// Makes the input again from input_state(); throws saying why (an unknown kind, a dataset gone).
+  void restore_input(const std::string& state);
+  /// A few of the current example's tokens as the typed-tokens field would take them (labels that read back as the
+  /// same ids, else the ids), e.g. "k3 v7 k3"; "" without input.
+  std::string token_hint() const;
   /// Whether the current model has a tokenizer (its token labels are then text).
   bool has_tokenizer() const;
   int example_count() const;
@@ -140,8 +158,10 @@ class Workbench {
 
   // ---- views
   /// Attention (or implicit attention) of a layer's mixer and head on the current example.
-  /// `model` < 0: the current one; another loaded model reads the same input (Compare panel).
-  Grid attention(int layer, const std::string& mixer, int head, bool normalise, int model = -1);
+  /// `model` < 0: the current one; another loaded model reads the same input (Compare panel), always clean.
+  /// `run`: Ablated and Difference need active ablations (the current model's); a difference is not normalised.
+  Grid attention(int layer, const std::string& mixer, int head, bool normalise, int model = -1,
+                 MapRun run = MapRun::Clean);
   /// The mixers of a layer ("attn", "ssm") and their head counts.
   std::vector<std::pair<std::string, int>> mixers(int layer, int model = -1) const;
   /// The mixer whose map best shows a layer's mixing: its softmax attention if it has one, else its first.
@@ -181,8 +201,12 @@ class Workbench {
   /// Plugins: one line each, loaded or failed and why; then the tasks and analyses they add.
   static std::vector<std::string> plugin_report();
 
-  /// Provenance of the current view for exported files: checkpoint, hash, example, interventions.
-  std::string provenance() const;
+  /// Provenance for an exported file: a figure's record (Grid::provenance, figure_record) completed with its
+  /// checkpoint's digest and the program; "" : the current model and input, without interventions.
+  std::string provenance(const std::string& record = "") const;
+  /// The record of a figure drawn now from the current model (`model` < 0) or another: `figure` (JSON object text,
+  /// its own settings), the input when `input`, the ablations when `interventions` and there are some.
+  std::string figure_record(const std::string& figure, bool input, bool interventions, int model = -1) const;
 
   // ---- what core offers (the panels list these instead of keeping copies)
   static std::vector<std::string> head_score_names();   ///< gather, aggregate, causal, induction, prev_token

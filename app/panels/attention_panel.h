@@ -1,6 +1,8 @@
 // The Attention panel: one layer's (implicit) attention map on the current example: a head, or the mean over heads,
-// raw or min-max normalised.
+// raw or min-max normalised; of the clean run, the run under the ablations, or their difference.
 #pragma once
+
+#include <QJsonObject>
 
 #include "app/panel.h"
 
@@ -19,7 +21,11 @@ class AttentionPanel : public Panel {
   void changed(Change c) override;
   std::vector<PlotView*> plots() const override { return {plot_}; }
   void save(QJsonObject& w) const override;
+  /// The layer, mixer, head and options, applied once the model's mixers are read.
+  void restore(const QJsonObject& w) override;
   PlotView* plot() const { return plot_; }
+  /// 0 clean, 1 with the ablations, 2 ablated minus clean (enabled while ablations are active).
+  void setRun(int run);
 
  private:
   void refreshMixers();
@@ -30,7 +36,9 @@ class AttentionPanel : public Panel {
   QSpinBox* head_spin_;
   QCheckBox* mean_heads_;
   QCheckBox* normalise_;
+  QComboBox* run_combo_;
   PlotView* plot_;
+  QJsonObject pending_;  // a workspace's settings, until the mixers they name are read
 };
 
 }  // namespace mechscope::app

@@ -2,7 +2,7 @@
 #include "app/panels/compare_panel.h"
 
 #include <QComboBox>
-#include <QHBoxLayout>
+#include <QGridLayout>
 #include <QHeaderView>
 #include <QLabel>
 #include <QPushButton>
@@ -27,13 +27,17 @@ ComparePanel::ComparePanel(PanelContext& ctx) : Panel(ctx) {
   layer_ = new QSpinBox;
   layer_->setRange(0, 64);
   box_ = new QWidget;
-  new QHBoxLayout(box_);
+  new QGridLayout(box_);  // every loaded model, in rows of two or three
   box_->layout()->setContentsMargins(0, 0, 0, 0);
   widget_ = new QWidget;
   auto* cl = new QVBoxLayout(widget_);
   cl->addWidget(cmp_b);
-  table_->setMaximumHeight(140);
+  table_->verticalHeader()->setVisible(false);
   cl->addWidget(table_);
+  auto* note = new QLabel(QObject::tr("Every model runs clean here: ablations apply to the current model's Outcome and "
+                                      "its Attention view."));
+  note->setWordWrap(true);
+  cl->addWidget(note);
   cl->addWidget(row({new QLabel(QObject::tr("side by side:")), view_, new QLabel(QObject::tr("layer")), layer_}));
   cl->addWidget(box_, 3);
   QObject::connect(cmp_b, &QPushButton::clicked, widget_, [this] { refreshPlots(); });
@@ -52,6 +56,10 @@ void ComparePanel::refreshTable() {
   ctx_.job<std::vector<Workbench::CompareRow>>(QObject::tr("comparing models"), [this](const Progress&) { return ctx_.wb.compare(); },
       [this](const std::vector<Workbench::CompareRow>& rows) {
         table_->setRowCount(static_cast<int>(rows.size()));
+        // Tall enough for the header and every row (up to eight; more scroll), so that neither is cut.
+        const int shown = std::min<int>(static_cast<int>(rows.size()), 8);
+        table_->setFixedHeight(table_->horizontalHeader()->sizeHint().height() + 2 * table_->frameWidth() +
+                               shown * table_->verticalHeader()->defaultSectionSize() + 2);
         for (size_t i = 0; i < rows.size(); ++i) {
           table_->setItem(i, 0, new QTableWidgetItem(qs(rows[i].model)));
           table_->setItem(i, 1, new QTableWidgetItem(num(rows[i].accuracy)));
@@ -64,12 +72,11 @@ void ComparePanel::refreshTable() {
 void ComparePanel::refreshPlots() {
   if (ctx_.wb.model_count() == 0) return;
   refreshTable();
-  const int n = std::min(ctx_.wb.model_count(), 4);
-  while (static_cast<int>(plots_.size()) < n) {
-    auto* p = ctx_.plot(QStringLiteral("compare-%1").arg(plots_.size()));
-    box_->layout()->addWidget(p);
-    plots_.push_back(p);
-  }
+  const int n = ctx_.wb.model_count();  // all of them (four used to be shown, a fifth silently left out)
+  const int columns = n <= 2 ? n : n <= 4 ? 2 : 3;
+  auto* grid = static_cast<QGridLayout*>(box_->layout());
+  while (static_cast<int>(plots_.size()) < n) plots_.push_back(ctx_.plot(QStringLiteral("compare-%1").arg(plots_.size())));
+  for (int i = 0; i < static_cast<int>(plots_.size()); ++i) grid->addWidget(plots_[i], i / columns, i % columns);
   for (size_t i = 0; i < plots_.size(); ++i) plots_[i]->setVisible(static_cast<int>(i) < n);
   for (int i = 0; i < n; ++i) showModel(i, view_->currentIndex(), layer_->value());
 }
@@ -82,6 +89,7 @@ void ComparePanel::showModel(int i, int view, int layer) {
     }, [plot](const std::pair<std::string, Embedding>& r) {
       plot->showScatter(r.second.x, r.second.y, r.second.labels, "PC1", "PC2",
                         QStringLiteral("%1: locality %2").arg(qs(r.first)).arg(num(r.second.locality)));
+      plot->setRecord(r.second.provenance);
     });
     return;
   }
@@ -92,10 +100,10 @@ void ComparePanel::showModel(int i, int view, int layer) {
     if (view == 0) {
       const std::string mixer = wb.map_mixer(layer, i);
       g = wb.attention(layer, mixer, -1, true, i);
-      g.title = name + ": L" + std::to_string(layer) + " " + mixer;
+      g.title = name + ": L" + std::to_string(layer) + " " + mixer + ", clean run";
     } else {
       g = wb.head_scores("aggregate", p, i);
-      g.title = name + ": aggregate";
+      g.title = name + ": aggregate score, clean run";
     }
     return g;
   }, [plot](const Grid& g) { plot->showGrid(g); });

@@ -61,6 +61,7 @@ void EmbeddingsPanel::refresh() {
     pca_->showScatter(e.x, e.y, e.labels, QObject::tr("PC%1 (%2%)").arg(px + 1).arg(100 * e.explained[px], 0, 'f', 1),
                       QObject::tr("PC%1 (%2%)").arg(py + 1).arg(100 * e.explained[py], 0, 'f', 1),
                       QObject::tr("embedding rows, coloured by index — %1").arg(when));
+    pca_->setRecord(e.provenance);
     cosine_->showGrid(e.cosine, true);
     label_->setText(QObject::tr("%1 rows; locality (k = 5) %2 (1 = neighbours in space are neighbours in index; random ≈ %3); %4")
                         .arg(e.x.size()).arg(num(e.locality)).arg(num(std::min(1.0, 10.0 / e.x.size()))).arg(when));

@@ -7,6 +7,9 @@
 
 #include <QComboBox>
 #include <QElapsedTimer>
+#include <QJsonArray>
+#include <QJsonDocument>
+#include <QJsonObject>
 #include <QLabel>
 #include <QPushButton>
 #include <QVBoxLayout>
@@ -88,6 +91,14 @@ void HeadsPanel::refresh() {
                        if (std::find(ablated.begin(), ablated.end(), g.cell_label(r, c)) != ablated.end())
                          marks.push_back({r, c});
                    plot_->markCells(marks);
+                   // The crosses are the heads ablated in the Outcome panel; the scores themselves are clean.
+                   QJsonObject rec = QJsonDocument::fromJson(QByteArray::fromStdString(g.provenance)).object();
+                   QJsonObject fig = rec["figure"].toObject();
+                   QJsonArray marked;
+                   for (const auto& h : ablated) marked.append(qs(h));
+                   fig["marked"] = marked;
+                   rec["figure"] = fig;
+                   plot_->setRecord(QJsonDocument(rec).toJson(QJsonDocument::Compact).toStdString());
                  });
 }
 

@@ -6,6 +6,7 @@
 #include <QFileDialog>
 #include <QFormLayout>
 #include <QHeaderView>
+#include <QJsonDocument>
 #include <QLabel>
 #include <QLineEdit>
 #include <QPushButton>
@@ -20,7 +21,7 @@ namespace {
 struct InputView {
   std::vector<std::string> tokens, roles, targets;
   int count = 0, example = 0;
-  std::string task;
+  std::string task, hint;
 };
 
 QColor role_colour(const QString& role) {
@@ -49,7 +50,7 @@ InputPanel::InputPanel(PanelContext& ctx) : Panel(ctx) {
   auto* wrong_b = new QPushButton(QObject::tr("Next wrong"));
   wrong_b->setToolTip(QObject::tr("Jump to the next example the model gets wrong"));
   tokens_edit_ = new QLineEdit;
-  tokens_edit_->setPlaceholderText(QObject::tr("or type tokens: ids or vocabulary strings, e.g. <bos> k3 v7 k3"));
+  tokens_edit_->setPlaceholderText(QObject::tr("or type tokens: ids or vocabulary strings"));
   auto* use_tokens = new QPushButton(QObject::tr("Use tokens"));
   text_edit_ = new QLineEdit;
   text_edit_->setPlaceholderText(QObject::tr("or type text: through the model's tokenizer, e.g. The capital of France is"));
@@ -185,6 +186,13 @@ void InputPanel::save(QJsonObject& w) const {
 void InputPanel::restore(const QJsonObject& w) {
   n_spin_->setValue(w["examples"].toInt(64));
   seed_spin_->setValue(w["seed"].toInt());
+  const QJsonObject in = w["input"].toObject();  // the typed input or the dataset back in its field
+  const QString kind = in["kind"].toString();
+  if (kind == "tokens") tokens_edit_->setText(in["text"].toString());
+  if (kind == "text") text_edit_->setText(in["text"].toString());
+  if (kind == "dataset") dataset_edit_->setText(in["path"].toString());
+  if (kind == "task" && !in["overrides"].toObject().isEmpty())
+    task_edit_->setText(QString::fromUtf8(QJsonDocument(in["overrides"].toObject()).toJson(QJsonDocument::Compact)));
 }
 
 void InputPanel::refresh() {
@@ -199,11 +207,16 @@ void InputPanel::refresh() {
     v.roles = wb.roles();
     v.targets = wb.targets();
     v.task = wb.task_summary();
+    v.hint = wb.token_hint();
     return v;
   }, [this](const InputView& v) {
     QSignalBlocker b(example_spin_);
     example_spin_->setRange(0, std::max(0, v.count - 1));
     example_spin_->setValue(v.example);
+    // The hint is this model's own tokens, so that it reads as typed (a fixed "<bos> ..." did not in the demos).
+    tokens_edit_->setPlaceholderText(v.hint.empty() ? QObject::tr("or type tokens: ids or vocabulary strings")
+                                                    : QObject::tr("or type tokens: ids or vocabulary strings, e.g. %1")
+                                                          .arg(qs(v.hint)));
     label_->setText(v.count ? QObject::tr("%1 examples of %2").arg(v.count).arg(qs(v.task.empty() ? "typed tokens" : v.task))
                             : QObject::tr("no input"));
     token_table_->setRowCount(static_cast<int>(v.tokens.size()));

@@ -12,6 +12,7 @@ QWidget* OutcomePanel::widget() { return view_; }
 QString OutcomePanel::text() const { return view_->toPlainText(); }
 
 void OutcomePanel::changed(Change c) {
+  if (c == Change::Models || c == Change::Input || c == Change::Example) ctx_.patched_what.clear();  // another input
   if (c == Change::Models || c == Change::Input || c == Change::Example) recompute();
   else if (c == Change::Interventions || c == Change::Outcome) render();
 }
@@ -63,6 +64,14 @@ void OutcomePanel::render() {
               .arg(qs(after.target).toHtmlEscaped(), top(before), top(after));
   html += QStringLiteral("<p>%1 of %2 examples have a wrong answer after the interventions (Input &gt; Next wrong)</p>")
               .arg(after.wrong_examples.size()).arg(after.examples);
+  if (!ctx_.patched_what.isEmpty()) {
+    const Outcome& p = ctx_.patched;
+    html += QStringLiteral("<p><b>patched</b> %1 (clean into corrupted; Patching panel): answer probability %2, accuracy "
+                           "%3, logit difference %4 over %5 kept examples<br>current example, answer <b>%6</b>: %7</p>")
+                .arg(ctx_.patched_what.toHtmlEscaped(), num(p.prob), num(p.accuracy), num(p.logit_diff))
+                .arg(p.examples)
+                .arg(qs(p.target).toHtmlEscaped(), top(p));
+  }
   view_->setHtml(html);
 }
 

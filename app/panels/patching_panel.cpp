@@ -38,6 +38,7 @@ PatchingPanel::PatchingPanel(PanelContext& ctx) : Panel(ctx) {
 }
 
 void PatchingPanel::changed(Change c) {
+  if (c == Change::Interventions) return show();  // the sweep is clean: its title says so while ablations are active
   if (c != Change::Models && c != Change::Input) return;
   ctx_.job<std::vector<std::string>>(QObject::tr("reading the task"),
       [this](const Progress&) { return ctx_.wb.corruptible_roles(); },
@@ -94,6 +95,12 @@ void PatchingPanel::cellClicked(int r, int c) {
   }
   ctx_.job<Outcome>(QObject::tr("applying the patch"), [this, r, c](const Progress&) { return ctx_.wb.patch_cell(r, c); },
       [this, r, c](const Outcome& o) {
+        plot_->markCells({{r, c}});  // which cell the outcome below (and in the Outcome panel) belongs to
+        const auto& cell = plot_->grid();
+        ctx_.patched = o;
+        ctx_.patched_what = QObject::tr("%1 at %2 (%3)").arg(qs(cell.row_labels[r]), qs(cell.col_labels[c]),
+                                                             site_combo_->currentText());
+        ctx_.changed(Change::Outcome);
         QString top;
         for (const auto& [t, p] : o.top) top += QStringLiteral("%1 %2  ").arg(qs(t)).arg(num(p));
         const auto& g = plot_->grid();

@@ -7,6 +7,8 @@
 #include <QDir>
 #include <QFile>
 #include <QFormLayout>
+#include <QJsonDocument>
+#include <QJsonObject>
 #include <QLabel>
 #include <QLineEdit>
 #include <QMessageBox>
@@ -98,6 +100,12 @@ bool TrainingPanel::start() {
   steps_x_.clear();
   loss_.clear();
   acc_.clear();
+  // The curves' record: this run's settings (no input, no interventions: they do not touch training).
+  QJsonObject figure{{"view", "training curves"}, {"preset", qs(r.preset)}, {"model", qs(r.model_json)},
+                     {"task", qs(r.task_json)}, {"steps", static_cast<qint64>(r.steps)},
+                     {"batch", static_cast<qint64>(r.batch)}, {"lr", r.lr}, {"seed", static_cast<qint64>(r.seed)}};
+  record_ = QJsonDocument(QJsonObject{{"checkpoint", qs(r.out)}, {"run", "training"}, {"figure", figure}})
+                .toJson(QJsonDocument::Compact).toStdString();
   stop_ = false;
   running_ = true;
   start_->setEnabled(false);
@@ -125,6 +133,7 @@ void TrainingPanel::point(const TrainingPoint& p) {
     loss_.push_back(p.loss);
     acc_.push_back(p.evaluated ? p.accuracy : NAN);
     plot_->showCurves(steps_x_, {{"loss", loss_}, {"eval accuracy", acc_}}, QObject::tr("step"), QObject::tr("training"));
+    plot_->setRecord(record_);
   }
   label_->setText(QObject::tr("step %1 / %2   loss %3   accuracy %4   %5 examples/s   %6 s left")
                       .arg(p.step).arg(p.steps).arg(num(p.loss, 4)).arg(p.accuracy < 0 ? "—" : num(p.accuracy))

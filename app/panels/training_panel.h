@@ -55,6 +55,7 @@ class TrainingPanel : public Panel {
   std::atomic<bool> stop_{false};
   bool running_ = false;
   std::vector<double> steps_x_, loss_, acc_;
+  std::string record_;  // the curves' provenance record (PlotView::setRecord)
 };
 
 }  // namespace mechscope::app

@@ -41,12 +41,12 @@ at::Tensor mass_over(const at::Tensor& mass, const std::vector<int64_t>& e, cons
 // ---------------------------------------------------------------- attention maps
 
 AttentionMap attention_map(LanguageModel& model, const at::Tensor& tokens, int64_t layer, const std::string& mixer,
-                           int64_t groups) {
+                           int64_t groups, const std::vector<Hook>& hooks) {
   at::NoGradGuard no_grad;
   check_mixer(model, layer, mixer);
   const HeadGroup group = model.head_group(layer, mixer);
   const std::string hook = group.pattern_hook;
-  at::Tensor pattern = model.run_with_cache(tokens, HookSelection::of({hook})).second.at(hook);
+  at::Tensor pattern = model.run(tokens, hooks, HookSelection::of({hook})).second.at(hook);
   if (group.channels) {
     const int64_t D = pattern.size(1);
     if (groups < 1 || D % groups != 0)

@@ -20,14 +20,14 @@ class LanguageModel;
 
 /// One layer's mixing pattern [batch, heads, q_pos, k_pos]: softmax attention for "attn"; the implicit attention
 /// of spec §5 for "ssm" (Mamba2 per head; Mamba1 per channel, averaged over `groups` equal channel groups,
-/// groups = 1: the channel average, groups = d_inner: every channel).
+/// groups = 1: the channel average, groups = d_inner: every channel). `hooks` change the run (an ablation).
 struct AttentionMap {
   int64_t layer = 0;
   std::string mixer;  ///< "attn" or "ssm"
   at::Tensor pattern;
 };
 AttentionMap attention_map(LanguageModel& model, const at::Tensor& tokens, int64_t layer, const std::string& mixer,
-                           int64_t mamba1_groups = 1);
+                           int64_t mamba1_groups = 1, const std::vector<Hook>& hooks = {});
 /// Every layer and mixer (Mamba1 channel-averaged).
 std::vector<AttentionMap> attention_maps(LanguageModel& model, const at::Tensor& tokens);
 /// Min-max normalisation over the causal (k <= q) entries of each [q, k] map.

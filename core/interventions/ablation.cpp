@@ -116,14 +116,14 @@ at::Tensor Ablator::replacement(const HeadRef& h, const at::Tensor& current) con
   return replacement(h, current.size(0), current.size(1), current.scalar_type());
 }
 
-at::Tensor Ablator::replacement(const HeadRef& h, int64_t B, int64_t L, at::ScalarType dtype) const {
+at::Tensor Ablator::replacement(const HeadRef& h, int64_t B, int64_t L, at::ScalarType dtype, int64_t first_row) const {
   const std::string name = head_hook_name(model_, h);
   at::Tensor src;
   if (kind_ == AblationKind::Mean) {
     src = mean_.at(name).select(1, h.head).unsqueeze(0);  // [1, Lref, D]
   } else {
     const at::Tensor& ref = reference_.at(name);  // [Bref, Lref, H, D]
-    at::Tensor idx = at::arange(B, at::kLong).remainder(ref.size(0));
+    at::Tensor idx = at::arange(first_row, first_row + B, at::kLong).remainder(ref.size(0));
     src = ref.index_select(0, idx).select(2, h.head);  // [B, Lref, D]
   }
   const int64_t Lref = src.size(1);
@@ -146,14 +146,17 @@ at::Tensor Ablator::change_at(const HeadRef& h, const at::Tensor& current_at, co
   return gather_readout(replacement(h, B, L, current_at.scalar_type()), readout) - current_at;
 }
 
-std::vector<Hook> Ablator::hooks(const std::vector<HeadRef>& heads) const {
+std::vector<Hook> Ablator::hooks(const std::vector<HeadRef>& heads, int64_t first_row) const {
   std::map<std::string, std::vector<HeadRef>> by_hook;
   for (const auto& h : heads) by_hook[head_hook_name(model_, h)].push_back(h);
   std::vector<Hook> out;
   for (auto& [name, hs] : by_hook) {
-    out.push_back({name, [this, hs](const at::Tensor& v, const std::string&) {
+    out.push_back({name, [this, hs, first_row](const at::Tensor& v, const std::string&) {
                      at::Tensor r = v.clone();
-                     for (const auto& h : hs) r.select(2, h.head).copy_(replacement(h, v.select(2, h.head)));
+                     for (const auto& h : hs)
+                       r.select(2, h.head).copy_(kind_ == AblationKind::Zero
+                                                     ? at::zeros_like(v.select(2, h.head))
+                                                     : replacement(h, v.size(0), v.size(1), v.scalar_type(), first_row));
                      return r;
                    }});
   }

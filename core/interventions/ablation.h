@@ -47,11 +47,14 @@ class Ablator {
   /// over B x L tokens.
   at::Tensor change_at(const HeadRef& h, const at::Tensor& current_at, const Readout& readout, int64_t B,
                        int64_t L) const;
-  /// Hooks that ablate `heads` in a forward (run_with_hooks); heads of one hook share one function.
-  std::vector<Hook> hooks(const std::vector<HeadRef>& heads) const;
+  /// Hooks that ablate `heads` in a forward (run_with_hooks); heads of one hook share one function. `first_row`:
+  /// the batch row the run's row 0 stands for (a resampled head takes reference row (first_row + b) mod B_ref), so
+  /// that one example of a batch, run alone, is ablated as it is in the whole batch.
+  std::vector<Hook> hooks(const std::vector<HeadRef>& heads, int64_t first_row = 0) const;
 
  private:
-  at::Tensor replacement(const HeadRef& h, int64_t B, int64_t L, at::ScalarType dtype) const;  // [B, L, D]
+  at::Tensor replacement(const HeadRef& h, int64_t B, int64_t L, at::ScalarType dtype,
+                         int64_t first_row = 0) const;  // [B, L, D]
   LanguageModel& model_;
   AblationKind kind_;
   ActivationCache reference_;   // hook name -> [B_ref, L_ref, H, D]

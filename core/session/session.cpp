@@ -325,12 +325,12 @@ ResultsFile Session::run_analysis(const std::string& name, const json& options, 
   return mechscope::run_analysis(a, ctx);
 }
 
-json Session::provenance() const {
+json Session::provenance(bool digest) const {
   json p = json::object();
   if (cur_ >= 0) {
     const OpenedModel& m = model();
     p["checkpoint"] = m.ck.path;
-    p["checkpoint_sha256"] = m.digest();
+    if (digest) p["checkpoint_sha256"] = m.digest();
     if (!task_cfg_.is_null()) p["task"] = task_cfg_;
     p["seed"] = seed_;
     p["example"] = example_;

@@ -140,7 +140,8 @@ class Session {
   /// examples, the current example alone, or none.
   ResultsFile run_analysis(const std::string& name, const nlohmann::json& options, const Progress& progress = {});
   /// The current state as provenance: the model's, the input (seed, example, examples) and the interventions.
-  nlohmann::json provenance() const;
+  /// Without `digest`, the checkpoint's SHA-256 is left out (it may still be running: OpenedModel::digest waits).
+  nlohmann::json provenance(bool digest = true) const;
 
  private:
   void invalidate();

@@ -1,7 +1,12 @@
 // Widget tests of the workbench under QT_QPA_PLATFORM=offscreen: the real window, driven as a user would.
 #include <sys/stat.h>
 
+#include <set>
+
 #include <QDir>
+#include <QJsonArray>
+#include <QJsonDocument>
+#include <QJsonObject>
 #include <QFile>
 #include <QLineEdit>
 #include <QDockWidget>
@@ -15,6 +20,7 @@
 
 #include "app/mainwindow.h"
 #include "app/panels/analyses_panel.h"
+#include "app/panels/attention_panel.h"
 #include "app/panels/compare_panel.h"
 #include "app/panels/input_panel.h"
 #include "app/panels/training_panel.h"
@@ -179,7 +185,9 @@ class AppTest : public QObject {
       QVERIFY(png.open(QIODevice::ReadOnly) && png.read(8) == QByteArray("\x89PNG\r\n\x1a\n", 8));
       QVERIFY(pdf.open(QIODevice::ReadOnly) && pdf.read(5) == QByteArray("%PDF-"));
       QVERIFY(QSvgRenderer(base + ".svg").isValid());
-      QVERIFY(csv.open(QIODevice::ReadOnly) && csv.readLine().startsWith("# {\"ablated\""));
+      QVERIFY(csv.open(QIODevice::ReadOnly));
+      const QByteArray first = csv.readLine();  // the figure's own record: its view and which run it shows
+      QVERIFY2(first.startsWith("# {") && first.contains("\"figure\":{") && first.contains("\"run\":"), first.constData());
       QImage img(base + ".png");
       QCOMPARE(img.size(), QSize(800, 600));
       QVERIFY(img.text("Description").contains("checkpoint_sha256"));
@@ -453,6 +461,194 @@ class AppTest : public QObject {
     measure->setCurrentIndex(1);
     QVERIFY(w.waitIdle(kIdleMs));
     QCOMPARE(view->grid().rows, 2);
+  }
+
+  // Issue 26: the attention map, patching and the head grid ran clean while their exports listed the active
+  // ablations. Now each figure's title and record say which run it shows, and the map can show the ablated run.
+  void figuresSayWhichRunTheyShow() {
+    MainWindow w;
+    QVERIFY(showWith(w, {demo("mqar-hybrid")}));
+    auto& wb = w.workbench();
+    // Layer 1's attention reads layer 0's output: ablating a layer-0 Mamba2 head changes its map.
+    w.ablateHeads({"L0.ssm.H1"});
+    QVERIFY(w.waitIdle(kIdleMs));
+    QJsonObject view{{"layer", 1}, {"mixer", "attn"}, {"head", 0}, {"normalise", false}};
+    w.attentionPanel().restore(view);
+    w.attentionPanel().changed(mechscope::app::Change::Models);
+    QVERIFY(w.waitIdle(kIdleMs));
+    const auto clean = w.attentionPlot()->grid();
+    QVERIFY2(clean.title.find("clean run: ablations not applied") != std::string::npos, clean.title.c_str());
+    auto record = [](const mechscope::app::PlotView* p) {
+      return QJsonDocument::fromJson(QByteArray::fromStdString(p->record())).object();
+    };
+    QCOMPARE(record(w.attentionPlot())["run"].toString(), QString("clean"));
+    QVERIFY(!record(w.attentionPlot()).contains("ablated"));
+    QCOMPARE(record(w.attentionPlot())["figure"].toObject()["layer"].toInt(), 1);
+    w.attentionPanel().setRun(1);  // with the ablations
+    QVERIFY(w.waitIdle(kIdleMs));
+    const auto ablated = w.attentionPlot()->grid();
+    QVERIFY2(ablated.title.find("with the ablations") != std::string::npos, ablated.title.c_str());
+    QCOMPARE(record(w.attentionPlot())["ablated"].toArray().first().toString(), QString("L0.ssm.H1"));
+    w.attentionPanel().setRun(2);  // their difference: ablated minus clean, cell by cell, and not all zero
+    QVERIFY(w.waitIdle(kIdleMs));
+    const auto diff = w.attentionPlot()->grid();
+    double largest = 0;
+    for (size_t i = 0; i < diff.values.size(); ++i)
+      if (std::isfinite(diff.values[i])) {
+        QVERIFY(std::abs(diff.values[i] - (ablated.values[i] - clean.values[i])) < 1e-6);  // float32 subtraction
+        largest = std::max(largest, std::abs(diff.values[i]));
+      }
+    QVERIFY2(largest > 1e-4, qPrintable(QString::number(largest)));
+    // An ablation after the layer leaves its map exactly as it was (the causal order of the layers).
+    const auto down = wb.attention(0, "ssm", 0, false, -1, mechscope::app::MapRun::Difference);
+    for (double v : down.values) QVERIFY(!std::isfinite(v) || v == 0.0);
+    QTemporaryDir dir;
+    w.attentionPlot()->exportCsv(dir.filePath("a.csv"));
+    QFile csv(dir.filePath("a.csv"));
+    QVERIFY(csv.open(QIODevice::ReadOnly));
+    const QByteArray first = csv.readLine();
+    QVERIFY2(first.contains("\"ablated\":[\"L0.ssm.H1\"]") && first.contains("\"map\":\"difference\"") &&
+             first.contains("checkpoint_sha256"), first.constData());
+    // Patching runs clean: its title says so while an ablation is active, and its record lists none.
+    w.runPatching();
+    QVERIFY(w.waitIdle(kIdleMs));
+    QVERIFY2(w.patchingPlot()->grid().title.find("clean run") != std::string::npos, w.patchingPlot()->grid().title.c_str());
+    QVERIFY(!record(w.patchingPlot()).contains("ablated"));
+    // A clicked cell is marked, and its outcome reaches the Outcome panel.
+    QTest::mouseClick(w.patchingPlot()->plot(), Qt::LeftButton, Qt::NoModifier, w.patchingPlot()->cellCenter(1, 31));
+    QVERIFY(w.waitIdle(kIdleMs));
+    QCOMPARE(w.patchingPlot()->plot()->itemCount(), 1);
+    QVERIFY2(w.outcomeText().contains("patched L1 at 31"), qPrintable(w.outcomeText()));
+    // Clearing the ablations: the map's run choice goes back to clean, and the titles lose the note.
+    w.ablateHeads({});
+    QVERIFY(w.waitIdle(kIdleMs));
+    QVERIFY(w.attentionPlot()->grid().title.find("ablat") == std::string::npos);
+    QVERIFY(w.patchingPlot()->grid().title.find("clean run") == std::string::npos);
+  }
+
+  // Issue 26: a workspace lost the attention layer and head, typed tokens and the task's changed parameters.
+  void workspaceRestoresTheView() {
+    QTemporaryDir dir;
+    const QString ws = dir.filePath("ws.json"), ws2 = dir.filePath("ws2.json");
+    {
+      MainWindow w;
+      QVERIFY(showWith(w, {demo("mqar-attn4")}));
+      QJsonObject view{{"layer", 1}, {"mixer", "attn"}, {"head", 2}, {"normalise", true}, {"mean_heads", false}};
+      w.attentionPanel().restore(view);
+      w.attentionPanel().changed(mechscope::app::Change::Models);
+      QVERIFY(w.waitIdle(kIdleMs));
+      w.workbench().draw(12, 5, R"({"num_pairs": 8})");
+      w.inputPanel().changed(mechscope::app::Change::Input);
+      QVERIFY(w.waitIdle(kIdleMs));
+      w.saveWorkspace(ws);
+      // The hint of the typed-tokens field is this model's own tokens, and the field takes it.
+      QLineEdit* tokens = nullptr;
+      for (auto* e : w.findChildren<QLineEdit*>())
+        if (e->placeholderText().startsWith("or type tokens")) tokens = e;
+      QVERIFY(tokens);
+      const QString hint = tokens->placeholderText().section("e.g. ", 1);
+      QVERIFY2(!hint.isEmpty() && !hint.contains("<bos>"), qPrintable(tokens->placeholderText()));
+      tokens->setText(hint);
+      button(w, "Use tokens")->click();
+      QVERIFY(w.waitIdle(kIdleMs));
+      QVERIFY2(w.lastError().isEmpty(), qPrintable(w.lastError()));
+      QCOMPARE(static_cast<int>(w.workbench().tokens().size()), static_cast<int>(hint.split(' ').size()));
+      w.saveWorkspace(ws2);
+    }
+    MainWindow w;
+    w.setQuiet(true);
+    w.openWorkspace(ws);
+    QVERIFY(w.waitIdle(kIdleMs));
+    QVERIFY2(w.lastError().isEmpty(), qPrintable(w.lastError()));
+    QJsonObject saved;
+    w.attentionPanel().save(saved);
+    QCOMPARE(saved["layer"].toInt(), 1);
+    QCOMPARE(saved["head"].toInt(), 2);
+    QCOMPARE(saved["normalise"].toBool(), true);
+    QVERIFY2(w.attentionPlot()->grid().title.find("L1 attn H2, min-max") == 0, w.attentionPlot()->grid().title.c_str());
+    QCOMPARE(w.workbench().example_count(), 12);
+    QVERIFY2(QString::fromStdString(w.workbench().task_json()).contains("\"num_pairs\":8"),
+             w.workbench().task_json().c_str());
+    MainWindow t;
+    t.setQuiet(true);
+    t.openWorkspace(ws2);
+    QVERIFY(t.waitIdle(kIdleMs));
+    QVERIFY2(t.lastError().isEmpty(), qPrintable(t.lastError()));
+    QCOMPARE(t.workbench().example_count(), 1);
+    QVERIFY(!t.workbench().has_targets());  // the typed tokens, not examples drawn again
+    // A workspace from a newer MechScope is refused by name.
+    QFile f(ws2);
+    QVERIFY(f.open(QIODevice::ReadOnly));
+    QJsonObject o = QJsonDocument::fromJson(f.readAll()).object();
+    f.close();
+    o["version"] = 99;
+    QVERIFY(f.open(QIODevice::WriteOnly | QIODevice::Truncate));
+    f.write(QJsonDocument(o).toJson());
+    f.close();
+    t.openWorkspace(ws2);
+    QVERIFY(t.waitIdle(kIdleMs));
+    QVERIFY2(t.lastError().contains("version 99"), qPrintable(t.lastError()));
+  }
+
+  // Issue 26: thinning took every k-th label, so at k = 2 every MQAR value token lost its label.
+  void labelsThinWithoutLosingARole() {
+    using mechscope::app::PlotView;
+    QCOMPARE(PlotView::labelTicks(0, 5, 1), (std::vector<int>{0, 1, 2, 3, 4, 5}));
+    for (int step : {2, 3, 4, 6}) {
+      const auto ticks = PlotView::labelTicks(0, 63, step);
+      std::set<int> mod2, mod3;
+      for (size_t i = 0; i < ticks.size(); ++i) {
+        mod2.insert(ticks[i] % 2);
+        mod3.insert(ticks[i] % 3);
+        if (i > 0) QVERIFY(ticks[i] - ticks[i - 1] >= step);  // never denser than fits
+      }
+      QVERIFY2(mod2.size() == 2 && mod3.size() == 3, qPrintable(QString("step %1").arg(step)));
+      QVERIFY(static_cast<int>(ticks.size()) >= 64 / (step + 1));  // and not much sparser
+    }
+    // Panning keeps the labels on the same indices.
+    const auto all = PlotView::labelTicks(0, 63, 2), part = PlotView::labelTicks(20, 40, 2);
+    for (int i : part) QVERIFY(std::find(all.begin(), all.end(), i) != all.end());
+  }
+
+  // Issue 26: heatmaps in SVG and PDF were small embedded images that viewers blur; signed maps used a one-sided
+  // colour ramp; axes and colour bars had no titles.
+  void vectorHeatmapsAndSignedMaps() {
+    mechscope::app::PlotView view("grid");
+    view.resize(600, 400);
+    view.show();
+    mechscope::app::Grid g;
+    g.rows = g.cols = 8;
+    for (int i = 0; i < 64; ++i) g.values.push_back(i % 2 ? -2.0 + i / 32.0 : 0.5 * i / 64.0);
+    g.x_title = "key position";
+    g.y_title = "query position";
+    g.value_title = "implicit attention";
+    view.showGrid(g);
+    QVERIFY(QTest::qWaitForWindowExposed(&view));
+    QCOMPARE(view.plot()->xAxis->label(), QString("key position"));
+    auto* map = qobject_cast<QCPColorMap*>(view.plot()->plottable(0));
+    QVERIFY(map);
+    QCOMPARE(map->colorScale()->axis()->label(), QString("implicit attention"));
+    QCOMPARE(map->dataRange().lower, -map->dataRange().upper);  // signed: centred on zero
+    QTemporaryDir dir;
+    auto images = [](const QString& path) {
+      QFile f(path);
+      if (!f.open(QIODevice::ReadOnly)) return -1;
+      const QByteArray svg = f.readAll();
+      return static_cast<int>(svg.count("<image"));
+    };
+    view.exportTo(dir.filePath("small.svg"), 600, 400);
+    // Only the colour bar's ramp is an image; the 64 cells are vector shapes.
+    QCOMPARE(images(dir.filePath("small.svg")), 1);
+    view.exportTo(dir.filePath("small.pdf"), 600, 400);
+    QFile pdf(dir.filePath("small.pdf"));
+    QVERIFY(pdf.open(QIODevice::ReadOnly));
+    QCOMPARE(pdf.readAll().count("/Subtype /Image"), 1);
+    // Above 256 x 256 cells: one image of the cells in view at the drawn size (whole pixels per cell).
+    g.rows = g.cols = 300;
+    g.values.assign(300 * 300, 0.25);
+    view.showGrid(g);
+    view.exportTo(dir.filePath("big.svg"), 600, 400);
+    QCOMPARE(images(dir.filePath("big.svg")), 2);
   }
 
   void headLabelsDoNotOverlap() {

@@ -33,7 +33,12 @@ WS
 for f in attention heads patching embeddings-pca compare-0 compare-1; do
   [ -s "figs/$f.png" ] && [ -s "figs/$f.svg" ] && [ -s "figs/$f.csv" ] || { echo "FAIL: replay lacks $f"; fail=1; }
 done
-grep -q '"ablated":\["L1.attn.H0"\]' figs/heads.csv || { echo "FAIL: replay provenance: $(head -1 figs/heads.csv)"; fail=1; }
+# Each figure records what it was drawn from (issue 26): the head grid is clean, its crosses the ablated heads; the
+# attention map is the clean run's, so the ablation is not listed as if it had shaped it.
+grep -q '"marked":\["L1.attn.H0"\]' figs/heads.csv && grep -q '"run":"clean"' figs/heads.csv &&
+  ! grep -q '"ablated"' figs/heads.csv || { echo "FAIL: replay provenance: $(head -1 figs/heads.csv)"; fail=1; }
+grep -q '"view":"attention"' figs/attention.csv && ! grep -q '"ablated"' figs/attention.csv ||
+  { echo "FAIL: attention provenance: $(head -1 figs/attention.csv)"; fail=1; }
 # The CLI replays too (through the workbench binary beside it): the same figures, the same numbers.
 "$cli" replay ws.json --out figs-cli > replay-cli.log 2>&1 || { echo "FAIL: cli replay: $(cat replay-cli.log)"; fail=1; }
 cmp -s figs/heads.csv figs-cli/heads.csv || { echo "FAIL: cli replay differs from the workbench's"; fail=1; }

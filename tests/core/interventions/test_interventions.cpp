@@ -297,6 +297,21 @@ TEST(HeadAblation, SetsFromTheCachedPrefixEqualTheHookedForward) {
   }
 }
 
+TEST(HeadAblation, OneExampleRunAloneIsAblatedAsInTheBatch) {
+  // The workbench draws one example's attention under the ablations: a resampled head must take that example's
+  // reference row (first_row), not row 0's, to equal the example's row of the whole batch's ablated run.
+  at::NoGradGuard no_grad;
+  Fixture f = make("hybrid");
+  Ablator ab(*f.model, AblationKind::Resample, f.reference);
+  const std::vector<HeadRef> set = {all_heads(*f.model).front()};
+  at::Tensor whole = f.model->run_with_hooks(f.clean.tokens, ab.hooks(set));
+  const int64_t e = 4;
+  at::Tensor alone = f.model->run_with_hooks(f.clean.tokens.narrow(0, e, 1), ab.hooks(set, e));
+  EXPECT_LT(max_abs_diff(alone[0], whole[e]), 1e-5);
+  at::Tensor as_row0 = f.model->run_with_hooks(f.clean.tokens.narrow(0, e, 1), ab.hooks(set));
+  EXPECT_GT(max_abs_diff(as_row0[0], whole[e]), 1e-3);  // the reference rows differ: the offset matters
+}
+
 TEST(HeadAblation, MeanAblationWithTheRunItselfAsReferenceIsIdentityOnAverage) {
   // Mean over the run's own batch: the head's mean activation, per position (hand property of the definition).
   at::NoGradGuard no_grad;
