@@ -32,8 +32,9 @@ class Jobs : public QObject {
   void run(const QString& what, std::function<R(const Progress&)> work, std::function<void(const R&)> done);
 
   int running() const { return running_; }
-  /// The running job's label and progress (0..1).
-  QString label() const { return label_; }
+  /// The running job's label (the oldest unfinished: jobs run in order; not the last one queued, which the status
+  /// bar used to name) and progress (0..1).
+  QString label() const { return states_.empty() ? QString() : states_.front()->what; }
   double progress() const { return states_.empty() ? 0 : states_.front()->progress.load(); }
   /// Asks every queued and running job to stop (a sweep stops at its next chunk).
   void cancelAll();
@@ -42,6 +43,7 @@ class Jobs : public QObject {
 
  private:
   struct State {
+    QString what;
     std::atomic<bool> cancel{false};
     std::atomic<double> progress{0};
   };
@@ -51,7 +53,6 @@ class Jobs : public QObject {
   void finished(const std::shared_ptr<State>& state);
   QThreadPool pool_;
   int running_ = 0;
-  QString label_;
   std::vector<std::shared_ptr<State>> states_;
   std::function<void(const QString&, const QString&)> on_error_;
   std::function<void()> on_change_;
@@ -60,6 +61,7 @@ class Jobs : public QObject {
 template <class R>
 void Jobs::run(const QString& what, std::function<R(const Progress&)> work, std::function<void(const R&)> done) {
   auto state = std::make_shared<State>();
+  state->what = what;
   states_.push_back(state);
   ++running_;
   auto result = std::make_shared<std::optional<R>>();
@@ -74,7 +76,6 @@ void Jobs::run(const QString& what, std::function<R(const Progress&)> work, std:
     watcher->deleteLater();
     on_change_();
   });
-  label_ = what;
   on_change_();
   watcher->setFuture(QtConcurrent::run(&pool_, [=] {
     execute(state, [&](const Progress& p) { *result = work(p); }, error.get(), cancelled.get());

@@ -323,6 +323,7 @@ void MainWindow::showError(const QString& what, const QString& message) {
     return;
   }
   last_error_ = message;
+  ++error_count_;
   statusBar()->showMessage(what + ": " + message, 8000);
   if (!quiet_) QMessageBox::warning(this, tr("MechScope"), what + ":\n\n" + message);
 }
@@ -334,7 +335,8 @@ void MainWindow::updateStatus() {
   cancel_->setVisible(running);
   if (running) {
     progress_->setValue(static_cast<int>(1000 * jobs_->progress()));
-    status_->setText(jobs_->label() + "…");
+    const int queued = jobs_->running() - 1;
+    status_->setText(jobs_->label() + "…" + (queued > 0 ? tr(" (%n more queued)", "", queued) : QString()));
   } else {
     QString s;
     if (wb_->model_count() == 0) s = tr("Open a checkpoint (Ctrl+O) or drop one on the window");
@@ -356,13 +358,22 @@ bool MainWindow::waitIdle(int timeout_ms) {
 
 // ---------------------------------------------------------------- files and workspaces
 
-void MainWindow::openFile(const QString& path) {
+void MainWindow::openFile(const QString& path, bool make_current) {
   const std::string p = path.toStdString();
-  ctx_->job<int>(tr("opening %1").arg(QFileInfo(path).fileName()), [this, p](const Progress&) { return wb_->open(p); },
-                 [this, path](const int&) {
+  ctx_->job<int>(tr("opening %1").arg(QFileInfo(path).fileName()),
+                 [this, p, make_current](const Progress&) {
+                   const int before = wb_->current();
+                   wb_->open(p, make_current);
+                   return before >= 0 && wb_->current() == before ? 0 : 1;  // 1: it became current
+                 },
+                 [this, path](const int& current) {
                    addRecent(QFileInfo(path).absoluteFilePath());
-                   changed(Change::Models);
+                   changed(current ? Change::Models : Change::ModelList);
                  });
+}
+
+void MainWindow::openFiles(const QStringList& paths) {
+  for (int i = 0; i < paths.size(); ++i) openFile(paths[i], i == 0);
 }
 
 void MainWindow::addRecent(const QString& path) {
@@ -387,8 +398,10 @@ void MainWindow::dragEnterEvent(QDragEnterEvent* e) {
 }
 
 void MainWindow::dropEvent(QDropEvent* e) {
+  QStringList files;
   for (const QUrl& u : e->mimeData()->urls())
-    if (u.isLocalFile()) openFile(u.toLocalFile());
+    if (u.isLocalFile()) files << u.toLocalFile();
+  openFiles(files);
 }
 
 void MainWindow::closeEvent(QCloseEvent* e) {

@@ -39,8 +39,11 @@ class MainWindow : public QMainWindow, public mechscope::PanelHost {
   explicit MainWindow(QWidget* parent = nullptr);
   ~MainWindow() override;
 
-  /// Opens a checkpoint in the job thread; errors appear in a dialog (or the status bar when quiet).
-  void openFile(const QString& path);
+  /// Opens a checkpoint in the job thread; errors appear in a dialog (or the status bar when quiet). With
+  /// `make_current` false and a model already current, it loads behind that one (the panels keep their views).
+  void openFile(const QString& path, bool make_current = true);
+  /// Opens several (start-up, a drop): the first becomes current and fills the panels; the rest load behind it.
+  void openFiles(const QStringList& paths);
   /// Processes events until no job is queued or running; false on timeout.
   bool waitIdle(int timeout_ms = 60000);
   bool busy() const { return jobs_->running() > 0; }
@@ -55,6 +58,8 @@ class MainWindow : public QMainWindow, public mechscope::PanelHost {
   /// Errors go to the status bar instead of a dialog (tests, screenshots).
   void setQuiet(bool quiet);
   QString lastError() const { return last_error_; }
+  /// How many errors were reported since the window opened.
+  int errorCount() const { return error_count_; }
   double lastOutcomeMs() const { return ctx_->last_outcome_ms; }
 
   // The panels, and what tests and scripts drive through them.
@@ -111,6 +116,7 @@ class MainWindow : public QMainWindow, public mechscope::PanelHost {
   QByteArray default_layout_;
   bool layout_restored_ = false;  ///< a saved layout was restored (else the default one is arranged once shown)
   bool shown_once_ = false;
+  int error_count_ = 0;
   void loadPanels();
   void buildMenus();
   void buildStatusBar();

@@ -22,6 +22,7 @@ class PlotView;
 /// What changed, as the window tells every panel.
 enum class Change {
   Models,         ///< a model was opened or switched: everything is new (the input too)
+  ModelList,      ///< a model was loaded behind the current one: only the list of models changed
   Input,          ///< new examples or typed tokens
   Example,        ///< another example of the same input
   Interventions,  ///< the ablation changed (the new outcome is in PanelContext::after)

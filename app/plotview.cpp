@@ -369,12 +369,12 @@ void PlotView::markCells(const std::vector<std::pair<int, int>>& cells) {
 // Tick labels: every label when they fit, else every k-th, so that a 2,048-token map shows labels as you zoom in.
 void PlotView::relabel(int w, int h) const {
   if (!is_grid_) return;
-  auto label = [this](QCPAxis* ax, const std::vector<std::string>& labels, int n, int pixels) {
+  auto label = [this](QCPAxis* ax, const std::vector<std::string>& labels, int n, int pixels, int per_label) {
     QSharedPointer<QCPAxisTickerText> t(new QCPAxisTickerText);
     const QCPRange r = ax->range();
     const int first = std::max(0, static_cast<int>(std::ceil(r.lower))), last = std::min(n - 1, static_cast<int>(r.upper));
     const int visible = std::max(1, last - first + 1);
-    const int fit = std::max(1, pixels / 14);
+    const int fit = std::max(1, pixels / per_label);
     for (int i : labelTicks(first, last, std::max(1, (visible + fit - 1) / fit)))
       t->addTick(i, i < (int)labels.size() ? QString::fromStdString(labels[i]) : QString::number(i));
     ax->setTicker(t);
@@ -391,8 +391,9 @@ void PlotView::relabel(int w, int h) const {
     for (const auto& l : grid_.col_labels) widest = std::max(widest, fm.horizontalAdvance(QString::fromStdString(l)));
     plot_->xAxis->setTickLabelRotation(grid_.cols * (widest + 8) > aw ? 60 : 0);
   }
-  label(plot_->xAxis, grid_.col_labels, grid_.cols, aw);
-  label(plot_->yAxis, grid_.row_labels, grid_.rows, ah);
+  // A rotated label takes more room along the axis than a line of text's height.
+  label(plot_->xAxis, grid_.col_labels, grid_.cols, aw, plot_->xAxis->tickLabelRotation() != 0 ? 18 : 14);
+  label(plot_->yAxis, grid_.row_labels, grid_.rows, ah, 14);
 }
 
 std::vector<int> PlotView::labelTicks(int first, int last, int step) {

@@ -105,7 +105,7 @@ struct Workbench::Impl {
       input_src = {{"kind", "task"}, {"examples", s.batch().size()}, {"seed", s.seed()}, {"overrides", json::object()}};
   }
   /// A clean figure's title says so while ablations are active (they apply to the Outcome panel, not to it).
-  std::string clean_note() const { return s.ablated().empty() ? "" : " (clean run: ablations not applied)"; }
+  std::string clean_note() const { return s.ablated().empty() ? "" : " (clean run)"; }
   /// The views' caches belong to one input and model.
   void invalidate() {
     scores.reset();
@@ -124,14 +124,15 @@ struct Workbench::Impl {
 Workbench::Workbench() : d(std::make_unique<Impl>()) {}
 Workbench::~Workbench() = default;
 
-int Workbench::open(const std::string& path) {
+int Workbench::open(const std::string& path, bool make_current) {
   auto m = OpenedModel::open(path);  // off the locks: the window stays responsive while a large model loads
   m->start_digest();                 // for the exports' provenance, beside the panels' work
   std::lock_guard<std::recursive_mutex> lock(d->mu);
   std::lock_guard<std::recursive_mutex> small(d->small);
   d->verify.push_back("");
-  d->invalidate();
   int index = -1;
+  if (!make_current && d->s.current() >= 0) return d->s.add(std::move(m), false);  // the views stay valid
+  d->invalidate();
   d->switching([&] { index = d->s.add(std::move(m)); });
   return index;
 }

@@ -98,8 +98,9 @@ class Workbench {
   Workbench& operator=(const Workbench&) = delete;
 
   // ---- models
-  /// Loads a checkpoint and makes it current; returns its index. Throws with the loader's message.
-  int open(const std::string& path);
+  /// Loads a checkpoint and makes it current (with `make_current` false and a model already current: loads it
+  /// behind, the input and ablations untouched); returns its index. Throws with the loader's message.
+  int open(const std::string& path, bool make_current = true);
   int model_count() const;
   int current() const;
   /// Whether the current examples have answers (task examples, a dataset: yes; typed tokens or text: no). Head

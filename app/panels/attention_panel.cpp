@@ -27,7 +27,8 @@ AttentionPanel::AttentionPanel(PanelContext& ctx) : Panel(ctx) {
   widget_ = new QWidget;
   auto* al = new QVBoxLayout(widget_);
   al->addWidget(row({new QLabel(QObject::tr("layer")), layer_spin_, new QLabel(QObject::tr("mixer")), mixer_combo_,
-                     new QLabel(QObject::tr("head")), head_spin_, mean_heads_, normalise_, run_combo_}));
+                     new QLabel(QObject::tr("head")), head_spin_, mean_heads_, normalise_}));
+  al->addWidget(row({new QLabel(QObject::tr("run")), run_combo_}));
   al->addWidget(plot_, 1);
   QObject::connect(layer_spin_, qOverload<int>(&QSpinBox::valueChanged), widget_, [this] { refreshMixers(); });
   QObject::connect(mixer_combo_, qOverload<int>(&QComboBox::currentIndexChanged), widget_, [this] {

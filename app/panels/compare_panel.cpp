@@ -19,6 +19,7 @@ ComparePanel::ComparePanel(PanelContext& ctx) : Panel(ctx) {
   table_->setHorizontalHeaderLabels({QObject::tr("model"), QObject::tr("accuracy"), QObject::tr("answer probability"),
                                      QObject::tr("note")});
   table_->horizontalHeader()->setStretchLastSection(true);
+  for (int c = 0; c < 3; ++c) table_->horizontalHeader()->setSectionResizeMode(c, QHeaderView::ResizeToContents);
   table_->setEditTriggers(QAbstractItemView::NoEditTriggers);
   auto* cmp_b = new QPushButton(QObject::tr("Compare loaded models on these examples"));
   view_ = new QComboBox;

@@ -37,7 +37,7 @@ ModelPanel::ModelPanel(PanelContext& ctx) : Panel(ctx) {
 }
 
 void ModelPanel::changed(Change c) {
-  if (c == Change::Models || c == Change::Input) refresh();
+  if (c == Change::Models || c == Change::Input || c == Change::ModelList) refresh();
 }
 
 void ModelPanel::refresh() {

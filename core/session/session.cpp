@@ -152,12 +152,13 @@ json OpenedModel::provenance() const {
 
 int Session::open(const std::string& path) { return add(OpenedModel::open(path)); }
 
-int Session::add(std::unique_ptr<OpenedModel> m) {
+int Session::add(std::unique_ptr<OpenedModel> m, bool make_current) {
   for (const auto& other : models_)  // the same name twice: tell them apart
     if (other->name == m->name) m->name += " (" + std::to_string(models_.size() + 1) + ")";
   models_.push_back(std::move(m));
-  set_current(static_cast<int>(models_.size()) - 1);
-  return cur_;
+  const int index = static_cast<int>(models_.size()) - 1;
+  if (make_current || cur_ < 0) set_current(index);
+  return index;
 }
 
 void Session::set_current(int index) {

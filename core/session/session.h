@@ -86,9 +86,10 @@ class Session {
   // ---- models
   /// Opens a checkpoint and makes it current; returns its index.
   int open(const std::string& path);
-  /// Adds a model opened elsewhere (OpenedModel::open, e.g. off a lock) and makes it current; returns its index. A
-  /// name already loaded gets " (n)".
-  int add(std::unique_ptr<OpenedModel> model);
+  /// Adds a model opened elsewhere (OpenedModel::open, e.g. off a lock) and makes it current (or, with
+  /// `make_current` false and a model already current, loads it behind that one); returns its index. A name already
+  /// loaded gets " (n)".
+  int add(std::unique_ptr<OpenedModel> model, bool make_current = true);
   int model_count() const { return static_cast<int>(models_.size()); }
   int current() const { return cur_; }
   /// Makes a model current. Keeps the examples when it reads the same vocabulary (compare on the same inputs),

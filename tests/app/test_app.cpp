@@ -18,6 +18,7 @@
 #include <QtTest/QtTest>
 #include <qcustomplot.h>
 
+#include "app/jobs.h"
 #include "app/mainwindow.h"
 #include "app/panels/analyses_panel.h"
 #include "app/panels/attention_panel.h"
@@ -477,7 +478,7 @@ class AppTest : public QObject {
     w.attentionPanel().changed(mechscope::app::Change::Models);
     QVERIFY(w.waitIdle(kIdleMs));
     const auto clean = w.attentionPlot()->grid();
-    QVERIFY2(clean.title.find("clean run: ablations not applied") != std::string::npos, clean.title.c_str());
+    QVERIFY2(clean.title.find("(clean run)") != std::string::npos, clean.title.c_str());
     auto record = [](const mechscope::app::PlotView* p) {
       return QJsonDocument::fromJson(QByteArray::fromStdString(p->record())).object();
     };
@@ -588,6 +589,34 @@ class AppTest : public QObject {
     t.openWorkspace(ws2);
     QVERIFY(t.waitIdle(kIdleMs));
     QVERIFY2(t.lastError().contains("version 99"), qPrintable(t.lastError()));
+  }
+
+  // Issue 26: at start-up the last model opened became current (its panels computed after every other's), and the
+  // status bar named the last job queued, not the one running.
+  void startUpKeepsTheFirstModel() {
+    MainWindow w;
+    w.setQuiet(true);
+    w.show();
+    w.openFiles({demo("mqar-hybrid"), demo("mqar-attn"), demo("mqar-mamba2")});
+    QVERIFY(w.waitIdle(kIdleMs));
+    QCOMPARE(w.workbench().model_count(), 3);
+    QCOMPARE(w.workbench().summary().name, std::string("mqar-hybrid"));
+    auto* models = w.findChild<QListWidget*>();
+    QVERIFY(models);
+    QCOMPARE(models->count(), 3);  // the others are listed, ready to switch to
+    QCOMPARE(models->currentRow(), 0);
+    QVERIFY(w.headsPlot()->grid().title.find("score per head") != std::string::npos);
+    QVERIFY2(w.outcomeText().contains("mqar-hybrid"), qPrintable(w.outcomeText()));
+    mechscope::app::Jobs jobs([](const QString&, const QString&) {}, [] {});
+    std::atomic<bool> release{false};
+    jobs.run<int>("first", [&](const mechscope::app::Progress&) {
+      while (!release) QThread::msleep(5);
+      return 0;
+    }, [](const int&) {});
+    jobs.run<int>("second", [](const mechscope::app::Progress&) { return 0; }, [](const int&) {});
+    QCOMPARE(jobs.label(), QString("first"));
+    release = true;
+    QTRY_COMPARE_WITH_TIMEOUT(jobs.running(), 0, 10000);
   }
 
   // Issue 26: thinning took every k-th label, so at k = 2 every MQAR value token lost its label.
