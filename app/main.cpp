@@ -193,6 +193,46 @@ int run_render(const QCommandLineParser& parser, const QCommandLineOption& rende
   }
 }
 
+// After the window is shown: the files given (the first checkpoint current, the rest loaded behind it: the window
+// is usable as soon as the first one's views are drawn), then the mode asked for (a benchmark, a replay, screenshots).
+void open_and_schedule(QApplication& app, mechscope::app::MainWindow& w, const QCommandLineParser& parser,
+                       const QElapsedTimer& since_shown) {
+  QStringList checkpoints;
+  for (const QString& f : parser.positionalArguments()) {
+    if (QFileInfo(f).suffix().toLower() == "json") w.openWorkspace(f);
+    else checkpoints << f;
+  }
+  w.openFiles(checkpoints);
+  const bool screenshot_mode = parser.isSet("screenshots");
+  auto requested = [&w, &parser] { dataset_and_analysis(w, parser.value("dataset"), parser.value("analysis")); };
+  if (!screenshot_mode && (parser.isSet("dataset") || parser.isSet("analysis"))) QTimer::singleShot(0, &w, requested);
+  if (parser.isSet("bench-latency")) {
+    w.setQuiet(true);
+    QTimer::singleShot(0, &w, [&app, &w] {
+      bench_latency(w);
+      app.quit();
+    });
+  }
+  if (parser.isSet("bench-startup")) {
+    w.setQuiet(true);
+    QTimer::singleShot(0, &w, [&app, &w, &parser, &since_shown] {
+      bench_startup(w, since_shown, static_cast<int>(parser.positionalArguments().size()));
+      app.quit();
+    });
+  }
+  if (parser.isSet("replay")) {
+    w.setQuiet(true);
+    QTimer::singleShot(0, &w, [&app, &w, &parser] { app.exit(run_replay(w, parser.value("replay")) ? 0 : 1); });
+  }
+  if (screenshot_mode) {
+    QTimer::singleShot(0, &w, [&app, &w, &parser, requested] {
+      requested();
+      screenshots(w, parser.value("screenshots"), parser.value("analysis"));
+      app.quit();
+    });
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -287,40 +327,6 @@ int main(int argc, char** argv) {
   QElapsedTimer since_shown;
   since_shown.start();
   w.show();
-  // The first checkpoint is current and fills the panels; the others load behind it (the window is usable as soon
-  // as the first one's views are drawn, and the model on screen is the one named first).
-  QStringList checkpoints;
-  for (const QString& f : parser.positionalArguments()) {
-    if (QFileInfo(f).suffix().toLower() == "json") w.openWorkspace(f);
-    else checkpoints << f;
-  }
-  w.openFiles(checkpoints);
-  auto requested = [&] { dataset_and_analysis(w, parser.value(dataset_opt), parser.value(analysis_opt)); };
-  if (!screenshot_mode && (parser.isSet(dataset_opt) || parser.isSet(analysis_opt))) QTimer::singleShot(0, &w, requested);
-  if (parser.isSet(latency)) {
-    w.setQuiet(true);
-    QTimer::singleShot(0, &w, [&] {
-      bench_latency(w);
-      app.quit();
-    });
-  }
-  if (parser.isSet(startup)) {
-    w.setQuiet(true);
-    QTimer::singleShot(0, &w, [&] {
-      bench_startup(w, since_shown, static_cast<int>(parser.positionalArguments().size()));
-      app.quit();
-    });
-  }
-  if (parser.isSet(replay)) {
-    w.setQuiet(true);
-    QTimer::singleShot(0, &w, [&] { app.exit(run_replay(w, parser.value(replay)) ? 0 : 1); });
-  }
-  if (screenshot_mode) {
-    QTimer::singleShot(0, &w, [&] {
-      requested();
-      screenshots(w, parser.value(shots), parser.value(analysis_opt));
-      app.quit();
-    });
-  }
+  open_and_schedule(app, w, parser, since_shown);
   return app.exec();
 }
