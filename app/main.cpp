@@ -21,6 +21,7 @@
 #include <QFileInfo>
 #include <QTimer>
 
+#include "app/journey.h"
 #include "app/mainwindow.h"
 #include "app/panels/analyses_panel.h"
 #include "app/panels/compare_panel.h"
@@ -220,6 +221,12 @@ void open_and_schedule(QApplication& app, mechscope::app::MainWindow& w, const Q
       app.quit();
     });
   }
+  if (parser.isSet("journey")) {
+    w.setQuiet(true);
+    QTimer::singleShot(0, &w, [&app, &w, &parser] {
+      app.exit(mechscope::app::run_journey(w, parser.value("journey")) ? 0 : 1);
+    });
+  }
   if (parser.isSet("replay")) {
     w.setQuiet(true);
     QTimer::singleShot(0, &w, [&app, &w, &parser] { app.exit(run_replay(w, parser.value("replay")) ? 0 : 1); });
@@ -249,7 +256,7 @@ int main(int argc, char** argv) {
   const bool headless_mode = has("--render") || has("--replay") || has("--bench-map");
   if (headless_mode && !platform) qputenv("QT_QPA_PLATFORM", "offscreen");
   // Screenshots and replays use the default layout and theme, whatever was saved.
-  if (has("--screenshots") || has("--replay")) qputenv("MECHSCOPE_DEFAULT_LAYOUT", "1");
+  if (has("--screenshots") || has("--replay") || has("--journey")) qputenv("MECHSCOPE_DEFAULT_LAYOUT", "1");
   if (!headless_platform && !wants_help && !headless_mode && !std::getenv("DISPLAY") && !std::getenv("WAYLAND_DISPLAY")) {
     std::cerr << "mechscope: no display found (DISPLAY and WAYLAND_DISPLAY are unset).\n"
                  "  On a machine without a screen, run the workbench under a virtual display:\n"
@@ -278,11 +285,16 @@ int main(int argc, char** argv) {
   QCommandLineOption startup("bench-startup", "Benchmark: open the files given and print when the first outcome, the "
                                               "head grid and the last job were done, then quit.");
   parser.addOption(startup);
+  QCommandLineOption journey("journey", "Script a user's session on the files given (ablate, the map under the "
+                                        "ablation, patch and click, compare, type text and tokens, export every "
+                                        "figure, save and reopen the workspace), saving the window at each step into "
+                                        "DIR, then quit (scripts/screenshots.sh).", "DIR");
+  parser.addOption(journey);
   QCommandLineOption bench_map("bench-map", "Benchmark: an N x N attention-style map in a plot view (1200 x 900): time to "
                                             "draw it, and per zoom and pan step (median of 20), then quit.", "N");
   parser.addOption(bench_map);
   QCommandLineOption replay("replay", "Open the workspace(s) given, recompute every panel (and a patching sweep at the "
-                                      "workspace's site), export each figure as PNG, SVG and CSV into DIR, and quit "
+                                      "workspace's site), export each figure as PNG, PDF, SVG and CSV into DIR, and quit "
                                       "(no display needed).", "DIR");
   parser.addOption(replay);
   QCommandLineOption render_opt("render", "Draw a tensor of an `mechscope-cli analyze` results file (no display needed) "

@@ -53,7 +53,7 @@ namespace mechscope::app {
 
 namespace {
 
-constexpr int kLayoutVersion = 5;  // bump when the panels change, so an old saved layout is ignored
+constexpr int kLayoutVersion = 6;  // bump when the panels change, so an old saved layout is ignored
 // Workspace files (docs/gui.md): 1 kept the task config only; 2 adds "input" (how the examples were made) and the
 // Attention panel's view. Older files open; a newer one is refused by name.
 constexpr int kWorkspaceVersion = 2;
@@ -73,6 +73,14 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent), wb_(std::make_uni
   setObjectName("MechScopeMainWindow");
   setAcceptDrops(true);
   setDockNestingEnabled(true);
+  // A central widget of no height (Qt does not support a main window without one): the big views' top dock area
+  // spans the centre column and takes the whole height. Without it QMainWindow re-shared the width among the columns
+  // at each relayout (a panel's contents changing): at 1280 x 800 the left column grew step by step from 378 to
+  // 576 px while the Attention map shrank to 117 px.
+  auto* centre = new QWidget;
+  centre->setObjectName("centre");
+  centre->setMaximumHeight(0);
+  setCentralWidget(centre);
   jobs_ = std::make_unique<Jobs>([this](const QString& what, const QString& message) { showError(what, message); },
                                  [this] { updateStatus(); }, this);
   ctx_ = std::make_unique<PanelContext>(*wb_, *jobs_);
@@ -143,9 +151,9 @@ void MainWindow::arrangeDocks() {
     else first_top = docks_[i];
   }
   if (first_top) first_top->raise();
-  // The columns' widths in one call with the top area's: the window has no central widget, so a side column resized
-  // alone had nowhere to give its width and kept an equal share (466 / 557 / 465 px at 1500), cutting Attention's
-  // controls. Before the window is shown this has no effect: showEvent arranges the default layout again.
+  // The columns' widths in one call with the top area's (a side column resized alone kept an equal share: 466 / 557
+  // / 465 px at 1500, cutting Attention's controls). Before the window is shown this has no effect: showEvent
+  // arranges the default layout again.
   QList<QDockWidget*> across;
   QList<int> across_widths;
   int sides = 0;
@@ -454,7 +462,9 @@ void MainWindow::openWorkspace(const QString& path) {
     return showError(tr("opening the workspace"), tr("%1 is a version %2 workspace; this MechScope reads versions 1 to %3: "
                                                      "open it with a newer MechScope")
                                                       .arg(path).arg(w["version"].toInt()).arg(kWorkspaceVersion));
-  for (const auto& m : w["models"].toArray()) openFile(m.toString());
+  QStringList models;
+  for (const auto& m : w["models"].toArray()) models << m.toString();
+  openFiles(models);  // the saved current one is made current below, once all are loaded
   const int current = w["current"].toInt(), n = w["examples"].toInt(64), seed = w["seed"].toInt(), ex = w["example"].toInt();
   const std::string task = w["task"].toString().toStdString(), kind = w["ablation"].toString("zero").toStdString();
   std::vector<std::string> ablated;
@@ -491,14 +501,27 @@ QStringList MainWindow::exportFigures(const QString& dir) {
     const QString base = dir + "/" + p->objectName();
     try {
       p->exportTo(base + ".png", 1200, 800);
+      p->exportTo(base + ".pdf", 1200, 800);
       p->exportTo(base + ".svg", 1200, 800);
       p->exportCsv(base + ".csv");
-      written << base + ".png" << base + ".svg" << base + ".csv";
+      written << base + ".png" << base + ".pdf" << base + ".svg" << base + ".csv";
     } catch (const std::exception& e) {
       showError(tr("exporting %1").arg(p->objectName()), qs(e.what()));
     }
   }
   return written;
+}
+
+void MainWindow::switchModel(int index) {
+  ctx_->job<int>(tr("switching model"), [this, index](const Progress&) { wb_->set_current(index); return index; },
+                 [this](const int&) { changed(Change::Models); });
+}
+
+void MainWindow::showPanel(const QString& name) {
+  if (auto* d = dockOf(name)) {
+    d->show();
+    d->raise();
+  }
 }
 
 QDockWidget* MainWindow::dockOf(const QString& name) const {

@@ -4,6 +4,7 @@
 // interface (app/panel_plugin.h). No torch here.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <vector>
 
@@ -50,7 +51,7 @@ class MainWindow : public QMainWindow, public mechscope::PanelHost {
   Workbench& workbench() { return *wb_; }
   void saveWorkspace(const QString& path);
   void openWorkspace(const QString& path);
-  /// Exports every panel's figure (PNG and SVG) and data (CSV) into `dir`; returns the files written.
+  /// Exports every panel's figure (PNG, PDF and SVG) and data (CSV) into `dir`; returns the files written.
   QStringList exportFigures(const QString& dir);
   /// Raises each panel in turn and saves a screenshot of the window per panel into `dir`.
   void takeScreenshots(const QString& dir);
@@ -91,6 +92,10 @@ class MainWindow : public QMainWindow, public mechscope::PanelHost {
   void ablateHeads(const std::vector<std::string>& heads);
   /// Draws examples of the current model's task, as the Input panel's button does.
   void drawExamples(int n, int seed);
+  /// Makes a loaded model current, as a click in the Model panel's list does.
+  void switchModel(int index);
+  /// Shows and raises a panel's dock by its name ("attention", "patching", ...).
+  void showPanel(const QString& name);
 
   // PanelHost: what panel plugins (app/panel_plugin.h) may use.
   QString currentModel() const override;

@@ -149,6 +149,16 @@ PlotView::PlotView(const QString& name, QWidget* parent) : QWidget(parent), name
   lay->addLayout(bar);
   connect(plot_, &QCustomPlot::mouseMove, this, &PlotView::onMouseMove);
   connect(plot_, &QCustomPlot::mousePress, this, &PlotView::onMousePress);
+  // Labels for the axis rect's size, also when it changes without a zoom (a plot resized in its grid: Compare's
+  // plots were labelled for their first, larger size and their rotated labels overlapped): afterLayout comes before
+  // the axes are drawn, so the new labels show in the same replot.
+  connect(plot_, &QCustomPlot::afterLayout, this, [this] {
+    const QSize s = plot_->axisRect()->size();
+    if (is_grid_ && s != labelled_for_) {
+      labelled_for_ = s;
+      relabel(s.width(), s.height());
+    }
+  });
   connect(plot_->xAxis, qOverload<const QCPRange&>(&QCPAxis::rangeChanged), this, [this] { relabel(); });
   connect(plot_->yAxis, qOverload<const QCPRange&>(&QCPAxis::rangeChanged), this, [this] { relabel(); });
 }
@@ -188,6 +198,7 @@ void PlotView::reset() {
   plot_->yAxis->setLabel(QString());
   map_ = nullptr;
   record_.clear();
+  labelled_for_ = QSize();  // the next layout labels the new figure for its own axis rect
   is_grid_ = false;
   grid_ = Grid{};
   sx_.clear();

@@ -89,6 +89,7 @@ class PlotView : public QWidget {
   std::vector<QCPItemText*> marks_;
   std::function<std::string(const std::string&)> provenance_;
   std::string record_;
+  QSize labelled_for_;  // the axis rect size the labels were made for
 };
 
 }  // namespace mechscope::app

@@ -137,6 +137,12 @@ int Workbench::open(const std::string& path, bool make_current) {
   return index;
 }
 
+bool Workbench::reads_input(int index) const {
+  std::lock_guard<std::recursive_mutex> small(d->small);
+  if (index < 0 || index >= d->s.model_count() || d->s.current() < 0) return false;
+  return d->s.model(index).ck.config.vocab_size == d->m().ck.config.vocab_size;
+}
+
 int Workbench::model_count() const {
   std::lock_guard<std::recursive_mutex> small(d->small);
   return d->s.model_count();
@@ -322,7 +328,16 @@ std::vector<std::string> Workbench::tokens(int e) const {
   if (e < 0) e = static_cast<int>(d->s.example());
   std::vector<std::string> out;
   at::Tensor t = d->s.example_tokens(e)[0];
-  for (int64_t j = 0; j < t.size(0); ++j) out.push_back(token_string(t[j].item<int64_t>(), d->m().labels()));
+  for (int64_t j = 0; j < t.size(0); ++j) {
+    std::string label = token_string(t[j].item<int64_t>(), d->m().labels());
+    // A token of spaces only is drawn as open boxes (U+2423), one per space: a blank label reads as no token.
+    if (!label.empty() && label.find_first_not_of(' ') == std::string::npos) {
+      const size_t n = label.size();
+      label.clear();
+      for (size_t i = 0; i < n; ++i) label += "\u2423";
+    }
+    out.push_back(label);
+  }
   return out;
 }
 

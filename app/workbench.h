@@ -102,6 +102,8 @@ class Workbench {
   /// behind, the input and ablations untouched); returns its index. Throws with the loader's message.
   int open(const std::string& path, bool make_current = true);
   int model_count() const;
+  /// Whether a loaded model reads the current input (the same vocabulary), as Compare needs.
+  bool reads_input(int index) const;
   int current() const;
   /// Whether the current examples have answers (task examples, a dataset: yes; typed tokens or text: no). Head
   /// scores, patching and Compare need them.

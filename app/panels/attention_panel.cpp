@@ -47,9 +47,11 @@ void AttentionPanel::changed(Change c) {
   if (c == Change::Models || c == Change::Input) {
     if (ctx_.wb.model_count() == 0) return;
     {
-      QSignalBlocker b(layer_spin_);
+      QSignalBlocker b(layer_spin_), br(run_combo_);
       layer_spin_->setRange(0, std::max(0, ctx_.wb.summary().layers - 1));
       if (pending_.contains("layer")) layer_spin_->setValue(pending_["layer"].toInt());
+      run_combo_->setEnabled(!ctx_.wb.ablated().empty());  // another model or input: its own ablations (none yet)
+      if (!run_combo_->isEnabled()) run_combo_->setCurrentIndex(0);
     }
     refreshMixers();
   } else if (c == Change::Example) {
@@ -84,6 +86,7 @@ void AttentionPanel::refreshMixers() {
   ctx_.job<std::vector<std::pair<std::string, int>>>(QObject::tr("reading layer"),
       [this, l](const Progress&) { return ctx_.wb.mixers(l); },
       [this, l](const std::vector<std::pair<std::string, int>>& ms) {
+        if (layer_spin_->value() != l) return;  // stale: the layer changed since (its own reading is queued)
         QSignalBlocker b(mixer_combo_), bh(head_spin_), bm(mean_heads_), bn(normalise_), br(run_combo_);
         mixer_combo_->clear();
         for (const auto& [m, H] : ms) mixer_combo_->addItem(qs(m), H);

@@ -94,6 +94,10 @@ void ComparePanel::showModel(int i, int view, int layer) {
     });
     return;
   }
+  if (!ctx_.wb.reads_input(i)) {  // its own vocabulary: the table says so; the plot too, instead of an error
+    plot->showMessage(QObject::tr("%1\nreads another vocabulary:\nnot run on this input").arg(qs(ctx_.wb.summary(i).name)));
+    return;
+  }
   ctx_.job<Grid>(QObject::tr("comparing models"), [this, i, view, layer](const Progress& p) {
     Workbench& wb = ctx_.wb;
     const std::string name = wb.summary(i).name;

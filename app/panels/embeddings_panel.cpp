@@ -40,7 +40,12 @@ EmbeddingsPanel::EmbeddingsPanel(PanelContext& ctx) : Panel(ctx) {
 }
 
 void EmbeddingsPanel::changed(Change c) {
-  if (c == Change::Models) refresh();
+  if (c != Change::Models) return;
+  {  // another model: its final weights (the slider's position belonged to the previous model's snapshots)
+    QSignalBlocker b(snapshot_);
+    snapshot_->setRange(-1, -1);
+  }
+  refresh();
 }
 
 void EmbeddingsPanel::refresh() {

@@ -217,7 +217,7 @@ void InputPanel::refresh() {
     tokens_edit_->setPlaceholderText(v.hint.empty() ? QObject::tr("or type tokens: ids or vocabulary strings")
                                                     : QObject::tr("or type tokens: ids or vocabulary strings, e.g. %1")
                                                           .arg(qs(v.hint)));
-    label_->setText(v.count ? QObject::tr("%1 examples of %2").arg(v.count).arg(qs(v.task.empty() ? "typed tokens" : v.task))
+    label_->setText(v.count ? QObject::tr("%n example(s) of %1", "", v.count).arg(qs(v.task.empty() ? "typed tokens" : v.task))
                             : QObject::tr("no input"));
     token_table_->setRowCount(static_cast<int>(v.tokens.size()));
     QStringList rows;

@@ -105,7 +105,7 @@ int main(int argc, char** argv) {
   c_mk->add_flag("--force", mk.force, "overwrite --out");
 
   ReplayOptions rep;
-  auto* c_rep = app.add_subcommand("replay", "regenerate the figures of a saved workbench workspace (PNG, SVG, CSV), "
+  auto* c_rep = app.add_subcommand("replay", "regenerate the figures of a saved workbench workspace (PNG, PDF, SVG, CSV), "
                                    "headless, through the workbench binary `mechscope` beside this one");
   c_rep->add_option("workspace", rep.workspaces, "workspace JSON file(s) saved by File > Save workspace")->required();
   c_rep->add_option("--out,-o", rep.out, "folder for the figures")->required();

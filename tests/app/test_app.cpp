@@ -83,6 +83,10 @@ class AppTest : public QObject {
     MainWindow w;
     QVERIFY(showWith(w, {demo("mqar-attn"), demo("ar-attn")}));
     QCOMPARE(w.workbench().model_count(), 2);
+    QTest::qWait(400);  // the default layout is arranged 200 ms after the first show
+    auto* left = w.findChild<QDockWidget*>("dock-model");
+    QVERIFY(left);
+    const int left_width = left->width();
     w.ablateHeads({"L0.attn.H0"});
     QVERIFY(w.waitIdle(kIdleMs));
     QCOMPARE(w.workbench().ablated(), std::vector<std::string>{"L0.attn.H0"});
@@ -104,6 +108,10 @@ class AppTest : public QObject {
       w.comparePanel().compare(view, 1);
       QVERIFY(w.waitIdle(kIdleMs));
     }
+    // The columns keep their widths while panels refresh (without a central widget the left one grew at every
+    // relayout, taking the big views' width).
+    QCoreApplication::processEvents();
+    QVERIFY2(std::abs(left->width() - left_width) <= 2, qPrintable(QString("%1 -> %2").arg(left_width).arg(left->width())));
     w.resize(1280, 800);
     QCoreApplication::processEvents();
     QVERIFY2(w.width() <= 1280 && w.height() <= 800, qPrintable(QString("%1 x %2").arg(w.width()).arg(w.height())));
@@ -332,7 +340,7 @@ class AppTest : public QObject {
     QVERIFY2(w.lastError().isEmpty(), qPrintable(w.lastError()));
     QVERIFY2(w.headsReading().contains("need examples with answers"), qPrintable(w.headsReading()));
     QVERIFY(!w.headsPlot()->hasData());
-    QCOMPARE(w.workbench().tokens(), (std::vector<std::string>{"ab", " ", "a"}));
+    QCOMPARE(w.workbench().tokens(), (std::vector<std::string>{"ab", "\u2423", "a"}));  // a space shows as an open box
     QVERIFY(w.workbench().has_tokenizer());
     // Generate: the first new token is the model's top prediction after the text (Outcome's), and a longer run
     // begins with it.
@@ -384,7 +392,7 @@ class AppTest : public QObject {
     mechscope::app::Workbench& wb = w.workbench();
     QCOMPARE(wb.example_count(), 3);
     QVERIFY(!wb.dataset().empty());
-    QCOMPARE(wb.tokens(), (std::vector<std::string>{"ab", " ", "a", " ", "ab"}));
+    QCOMPARE(wb.tokens(), (std::vector<std::string>{"ab", "\u2423", "a", "\u2423", "ab"}));
     QCOMPARE(wb.roles()[0], std::string("key"));
     QCOMPARE(wb.targets()[4], std::string(" "));
     QCOMPARE(wb.corruptible_roles(), (std::vector<std::string>{"prompt"}));
@@ -418,7 +426,7 @@ class AppTest : public QObject {
     QVERIFY(w.waitIdle(kIdleMs));
     QCOMPARE(wb.model_count(), 2);
     QVERIFY(!wb.dataset().empty());
-    QCOMPARE(wb.tokens(0), (std::vector<std::string>{"a", "b", " ", "a", " ", "a", "b"}));
+    QCOMPARE(wb.tokens(0), (std::vector<std::string>{"a", "b", "\u2423", "a", "\u2423", "a", "b"}));
     // A line the dataset reader refuses names its line; the examples stay.
     QFile bad(dir.filePath("bad.jsonl"));
     QVERIFY(bad.open(QIODevice::WriteOnly));
