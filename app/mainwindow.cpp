@@ -264,6 +264,16 @@ void MainWindow::buildMenus() {
   file->addSeparator();
   QAction* quit = file->addAction(tr("&Quit"), this, &QWidget::close);
   quit->setShortcut(QKeySequence::Quit);
+  QMenu* edit = menuBar()->addMenu(tr("&Edit"));  // the interventions' history (the Heads panel's ablations)
+  QAction* undo = edit->addAction(tr("&Undo ablation"), this, [this] { heads_->undo(); });
+  undo->setShortcut(QKeySequence::Undo);
+  QAction* redo = edit->addAction(tr("&Redo ablation"), this, [this] { heads_->redo(); });
+  redo->setShortcut(QKeySequence::Redo);
+  edit->addAction(tr("Intervention &history…"), this, [this] {
+    QMessageBox::information(this, tr("Intervention history"),
+                             tr("The ablations of this model, oldest first (Ctrl+Z and Ctrl+Shift+Z step through them):\n\n") +
+                                 heads_->history().join("\n"));
+  });
   QMenu* view = menuBar()->addMenu(tr("&View"));
   QAction* dark = view->addAction(tr("&Dark theme"));
   dark->setCheckable(true);

@@ -109,6 +109,9 @@ PlotView::PlotView(const QString& name, QWidget* parent) : QWidget(parent), name
   setObjectName(name);
   plot_ = new QCustomPlot(this);
   plot_->setObjectName(name + "-plot");
+  setFocusPolicy(Qt::StrongFocus);  // a grid's cells are reachable from the keyboard
+  plot_->setFocusProxy(this);
+  setAccessibleName(name);
   plot_->setInteractions(QCP::iRangeDrag | QCP::iRangeZoom);
   plot_->setMinimumSize(240, 200);
   plot_->setNoAntialiasingOnDrag(true);
@@ -186,6 +189,7 @@ void PlotView::reset() {
   plot_->clearPlottables();
   plot_->clearItems();
   marks_.clear();
+  focus_frame_ = nullptr;  // cleared with the items
   while (plot_->plotLayout()->rowCount() > 1) {  // the title row
     plot_->plotLayout()->remove(plot_->plotLayout()->element(0, 0));
     plot_->plotLayout()->simplify();
@@ -285,7 +289,64 @@ void PlotView::showGrid(const Grid& g, bool symmetric) {
   plot_->yAxis->setRange(-0.5, g.rows - 0.5);
   plot_->xAxis->setTickLabelRotation(g.cols > 12 ? 60 : 0);
   addTitle(QString::fromStdString(g.title));
+  setAccessibleDescription(QString::fromStdString(g.title));
+  if (focus_.x() >= g.cols || focus_.y() >= g.rows) focus_ = QPoint(-1, -1);
+  if (hasFocus()) showFocus();
   relabel();
+  plot_->replot();
+}
+
+void PlotView::focusInEvent(QFocusEvent* e) {
+  QWidget::focusInEvent(e);
+  if (is_grid_ && has_data_ && focus_.x() < 0) focus_ = QPoint(0, 0);
+  showFocus();
+}
+
+void PlotView::focusOutEvent(QFocusEvent* e) {
+  QWidget::focusOutEvent(e);
+  if (focus_frame_) focus_frame_->setVisible(false);
+  plot_->replot();
+}
+
+void PlotView::keyPressEvent(QKeyEvent* e) {
+  if (!is_grid_ || !has_data_) return QWidget::keyPressEvent(e);
+  QPoint f = focus_.x() < 0 ? QPoint(0, 0) : focus_;
+  switch (e->key()) {
+    case Qt::Key_Left: f.rx() = std::max(0, f.x() - 1); break;
+    case Qt::Key_Right: f.rx() = std::min(grid_.cols - 1, f.x() + 1); break;
+    case Qt::Key_Up: f.ry() = std::max(0, f.y() - 1); break;
+    case Qt::Key_Down: f.ry() = std::min(grid_.rows - 1, f.y() + 1); break;
+    case Qt::Key_Home: f = QPoint(0, f.y()); break;
+    case Qt::Key_End: f = QPoint(grid_.cols - 1, f.y()); break;
+    case Qt::Key_Return:
+    case Qt::Key_Enter:
+    case Qt::Key_Space:
+      emit cellClicked(f.y(), f.x(), e->modifiers());
+      return;
+    default:
+      return QWidget::keyPressEvent(e);
+  }
+  focus_ = f;
+  showFocus();
+}
+
+void PlotView::showFocus() {
+  if (!is_grid_ || focus_.x() < 0) return;
+  if (!focus_frame_) {
+    focus_frame_ = new QCPItemRect(plot_);
+    focus_frame_->setPen(QPen(dark_ ? Qt::white : Qt::black, 2, Qt::DashLine));
+    focus_frame_->setBrush(Qt::NoBrush);
+  }
+  const int c = focus_.x(), r = focus_.y();
+  focus_frame_->topLeft->setCoords(c - 0.5, r - 0.5);
+  focus_frame_->bottomRight->setCoords(c + 0.5, r + 0.5);
+  focus_frame_->setVisible(true);
+  const double v = grid_.at(r, c);
+  const QString rl = r < (int)grid_.row_labels.size() ? QString::fromStdString(grid_.row_labels[r]) : QString::number(r);
+  const QString cl = c < (int)grid_.col_labels.size() ? QString::fromStdString(grid_.col_labels[c]) : QString::number(c);
+  const QString text = QStringLiteral("%1 × %2: %3").arg(rl, cl, std::isfinite(v) ? QString::number(v, 'g', 4) : "—");
+  hover_->setText(text);
+  setAccessibleDescription(QString::fromStdString(grid_.title) + ". " + text);
   plot_->replot();
 }
 

@@ -13,6 +13,7 @@
 
 class QCustomPlot;
 class QCPItemText;
+class QCPItemRect;
 class QLabel;
 
 namespace mechscope::app {
@@ -56,6 +57,9 @@ class PlotView : public QWidget {
   const Grid& grid() const { return grid_; }
   /// Pixel centre of a grid cell (for tests and keyboard navigation).
   QPoint cellCenter(int row, int col) const;
+  /// The keyboard's cell in a grid (arrows move it, Enter or Space clicks it, Shift+Space shift-clicks); (-1, -1)
+  /// before the grid has had focus.
+  QPoint focusCell() const { return focus_; }
   static constexpr int kVectorCells = 256 * 256;
   /// The labelled indices of [first, last] when one in `step` fits: every index for step 1, else gaps of step,
   /// step, step + 1 repeating from index 0 (stable while panning), so that tokens alternating in roles of period
@@ -64,6 +68,11 @@ class PlotView : public QWidget {
 
  signals:
   void cellClicked(int row, int col, Qt::KeyboardModifiers modifiers);
+
+ protected:
+  void keyPressEvent(QKeyEvent* e) override;
+  void focusInEvent(QFocusEvent* e) override;
+  void focusOutEvent(QFocusEvent* e) override;
 
  private slots:
   void exportDialog();
@@ -76,6 +85,8 @@ class PlotView : public QWidget {
   void addTitle(const QString& title);
   void onMouseMove(QMouseEvent* e);
   void onMousePress(QMouseEvent* e);
+  /// Draws the keyboard's cell (a frame) and says what it holds in the hover line and the accessible description.
+  void showFocus();
   QString name_;
   QCustomPlot* plot_;
   CellMap* map_ = nullptr;
@@ -87,6 +98,8 @@ class PlotView : public QWidget {
   std::vector<std::pair<std::string, std::vector<double>>> curves_;
   bool is_grid_ = false, has_data_ = false, dark_ = false;
   std::vector<QCPItemText*> marks_;
+  QPoint focus_{-1, -1};  // (column, row)
+  QCPItemRect* focus_frame_ = nullptr;
   std::function<std::string(const std::string&)> provenance_;
   std::string record_;
   QSize labelled_for_;  // the axis rect size the labels were made for

@@ -24,6 +24,7 @@ HeadsPanel::HeadsPanel(PanelContext& ctx) : Panel(ctx) {
   score_combo_->setCurrentText("aggregate");
   ablation_combo_ = new QComboBox;
   for (const auto& k : Workbench::ablation_kinds()) ablation_combo_->addItem(qs(k));
+  requested_ = {{}, ablation_combo_->currentText()};
   auto* clear_b = new QPushButton(QObject::tr("Clear ablations"));
   clear_b->setShortcut(QKeySequence("Ctrl+Shift+X"));
   ablated_label_ = new QLabel(QObject::tr("click a head to ablate it; shift-click to add it to a set"));
@@ -49,6 +50,11 @@ HeadsPanel::HeadsPanel(PanelContext& ctx) : Panel(ctx) {
 }
 
 void HeadsPanel::changed(Change c) {
+  if (c == Change::Models) {  // heads belong to one model
+    undo_.clear();
+    redo_.clear();
+    requested_ = {ctx_.wb.ablated(), qs(ctx_.wb.ablation_kind())};
+  }
   if (c == Change::Models || c == Change::Interventions) show_ablated();
   if (c == Change::Models || c == Change::Input || c == Change::Interventions) refresh();
 }
@@ -116,7 +122,55 @@ void HeadsPanel::toggle(int r, int c, Qt::KeyboardModifiers mods) {
   ablate(cur);
 }
 
+HeadsPanel::State HeadsPanel::now() const { return requested_; }
+
+QStringList HeadsPanel::history() const {
+  QStringList out;
+  auto line = [](const State& s) {
+    QString l;
+    for (const auto& h : s.heads) l += " " + qs(h);
+    return s.heads.empty() ? QStringLiteral("none") : s.kind + ":" + l;
+  };
+  for (const auto& s : undo_) out << line(s);
+  out << line(now()) + QObject::tr("  (now)");
+  for (auto it = redo_.rbegin(); it != redo_.rend(); ++it) out << line(*it);
+  return out;
+}
+
+void HeadsPanel::undo() {
+  if (undo_.empty()) return;
+  redo_.push_back(now());
+  const State s = undo_.back();
+  undo_.pop_back();
+  apply(s);
+}
+
+void HeadsPanel::redo() {
+  if (redo_.empty()) return;
+  undo_.push_back(now());
+  const State s = redo_.back();
+  redo_.pop_back();
+  apply(s);
+}
+
+void HeadsPanel::apply(const State& s) {
+  {
+    QSignalBlocker b(ablation_combo_);
+    ablation_combo_->setCurrentText(s.kind);
+  }
+  const std::vector<State> keep_undo = undo_, keep_redo = redo_;
+  ablate(s.heads);  // records nothing: the history is put back below
+  undo_ = keep_undo;
+  redo_ = keep_redo;
+}
+
 void HeadsPanel::ablate(const std::vector<std::string>& heads) {
+  const State before = now();
+  if (before.heads != heads || before.kind != ablation_combo_->currentText()) {
+    undo_.push_back(before);
+    redo_.clear();
+  }
+  requested_ = {heads, ablation_combo_->currentText()};
   const std::string kind = ablation_combo_->currentText().toStdString();
   auto started = std::make_shared<QElapsedTimer>();
   started->start();

@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include <QStringList>
+
 #include "app/panel.h"
 
 class QComboBox;
@@ -28,13 +30,30 @@ class HeadsPanel : public Panel {
   QString reading() const;
   /// What the panel says is ablated now (the line under the grid).
   QString ablatedText() const;
-  /// Ablates exactly these heads (labels like L1.attn.H0) with the chosen kind and updates the outcome.
+  /// Ablates exactly these heads (labels like L1.attn.H0) with the chosen kind and updates the outcome; the state
+  /// before goes on the undo history.
   void ablate(const std::vector<std::string>& heads);
+  /// Edit > Undo / Redo: the previous or next set of ablated heads and kind (per model: a switch clears the history).
+  void undo();
+  void redo();
+  bool canUndo() const { return !undo_.empty(); }
+  bool canRedo() const { return !redo_.empty(); }
+  /// The history, oldest first, one line per state ("zero: L0.attn.H0 L1.attn.H0", "none").
+  QStringList history() const;
 
  private:
   void refresh();
   void show_ablated();  ///< the line under the grid, from the session's ablations (a model switch clears them)
   void toggle(int row, int col, Qt::KeyboardModifiers mods);
+  struct State {
+    std::vector<std::string> heads;
+    QString kind;
+  };
+  /// Applies a state without recording it (undo, redo).
+  void apply(const State& s);
+  State now() const;
+  std::vector<State> undo_, redo_;
+  State requested_;  // the last state asked for (its job may still be queued); the session's after a model change
   QWidget* widget_;
   QComboBox* score_combo_;
   QComboBox* ablation_combo_;

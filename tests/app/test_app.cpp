@@ -22,6 +22,7 @@
 #include "app/mainwindow.h"
 #include "app/panels/analyses_panel.h"
 #include "app/panels/attention_panel.h"
+#include "app/panels/heads_panel.h"
 #include "app/panels/compare_panel.h"
 #include "app/panels/input_panel.h"
 #include "app/panels/training_panel.h"
@@ -533,6 +534,44 @@ class AppTest : public QObject {
     QVERIFY(w.waitIdle(kIdleMs));
     QVERIFY(w.attentionPlot()->grid().title.find("ablat") == std::string::npos);
     QVERIFY(w.patchingPlot()->grid().title.find("clean run") == std::string::npos);
+  }
+
+  // Issue 26: keyboard navigation of the head grid, and undo / redo of the ablations.
+  void keyboardAndUndo() {
+    MainWindow w;
+    QVERIFY(showWith(w, {demo("mqar-hybrid")}));
+    auto* grid = w.headsPlot();
+    grid->setFocus();
+    QCoreApplication::processEvents();
+    QCOMPARE(grid->focusCell(), QPoint(0, 0));
+    QTest::keyClick(grid, Qt::Key_Right);
+    QTest::keyClick(grid, Qt::Key_Right);
+    QCOMPARE(grid->focusCell(), QPoint(2, 0));
+    const std::string first = grid->grid().cell_label(0, 2);
+    QTest::keyClick(grid, Qt::Key_Space);  // as a click: that head alone
+    QVERIFY(w.waitIdle(kIdleMs));
+    QCOMPARE(w.workbench().ablated(), std::vector<std::string>{first});
+    QTest::keyClick(grid, Qt::Key_Down);
+    QTest::keyClick(grid, Qt::Key_Home);
+    const std::string second = grid->grid().cell_label(1, 0);
+    QTest::keyClick(grid, Qt::Key_Space, Qt::ShiftModifier);  // as a shift-click: added to the set
+    QVERIFY(w.waitIdle(kIdleMs));
+    QCOMPARE(w.workbench().ablated(), (std::vector<std::string>{first, second}));
+    QVERIFY2(grid->accessibleDescription().contains("score per head"), qPrintable(grid->accessibleDescription()));
+    auto& heads = w.headsPanel();
+    heads.undo();
+    QVERIFY(w.waitIdle(kIdleMs));
+    QCOMPARE(w.workbench().ablated(), std::vector<std::string>{first});
+    heads.undo();
+    QVERIFY(w.waitIdle(kIdleMs));
+    QVERIFY(w.workbench().ablated().empty());
+    QVERIFY(!heads.canUndo());
+    heads.redo();
+    heads.redo();
+    QVERIFY(w.waitIdle(kIdleMs));
+    QCOMPARE(w.workbench().ablated(), (std::vector<std::string>{first, second}));
+    QCOMPARE(heads.history().size(), 3);  // none, the first head, both (now)
+    QVERIFY2(w.outcomeText().contains(QString::fromStdString(second)), qPrintable(w.outcomeText()));
   }
 
   // Issue 26: a workspace lost the attention layer and head, typed tokens and the task's changed parameters.
