@@ -158,7 +158,7 @@ int main(int argc, char** argv) {
   c_train->add_option("--preset", train.model.preset, "model preset (vocab_size comes from the task)");
   c_train->add_option("--config", train.model.config_path, "JSON model_config");
   c_train->add_option("--set", train.model.sets, "model config override, e.g. --set d_model=64")->take_all();
-  c_train->add_option("--task", train.task, "task: mqar | ar | position | ngram");
+  c_train->add_option("--task", train.task, "task: mqar | ar | position | ngram | copy | lookup | atr | kv-text, or a plugin's (`mechscope-cli plugins` lists them)");
   c_train->add_option("--task-set", train.task_sets, "task parameter, e.g. --task-set num_pairs=8")->take_all();
   c_train->add_option("--train-config", train.train_config, "JSON file of training settings");
   c_train->add_option("--train-set", train.train_sets,
