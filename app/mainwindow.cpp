@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include <thread>
+
 #include <QAction>
 #include <QApplication>
 #include <QCloseEvent>
@@ -84,6 +86,7 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent), wb_(std::make_uni
   jobs_ = std::make_unique<Jobs>([this](const QString& what, const QString& message) { showError(what, message); },
                                  [this] { updateStatus(); }, this);
   ctx_ = std::make_unique<PanelContext>(*wb_, *jobs_);
+  if (qEnvironmentVariableIsSet("MECHSCOPE_GUARD_UI_THREAD")) wb_->guard_thread(std::this_thread::get_id());
   ctx_->error = [this](const QString& what, const QString& message) { showError(what, message); };
   ctx_->status = [this](const QString& message) { statusBar()->showMessage(message, 4000); };
   ctx_->changed = [this](Change c) { changed(c); };

@@ -7,6 +7,7 @@
 #include <limits>
 #include <map>
 #include <mutex>
+#include <thread>
 #include <stdexcept>
 #include <tuple>
 
@@ -42,6 +43,7 @@ struct Workbench::Impl {
   mutable std::recursive_mutex mu;
   mutable std::recursive_mutex small;
   Session s;                         // models, input, ablation (core/session)
+  std::atomic<std::thread::id> ui_thread{};  // guard_thread's: engine calls from it throw
   std::vector<std::string> verify;   // per model: "" until verified
   // views' caches
   std::unique_ptr<HeadScores> scores;
@@ -50,6 +52,14 @@ struct Workbench::Impl {
   std::string patch_role;  // the role the last sweep corrupted ("" for the task's default)
   json input_src;          // how the input was made (Workbench::input_state)
 
+  /// The engine lock for a call that computes (or waits for a running computation), refused on the guarded thread.
+  std::unique_lock<std::recursive_mutex> engine(const char* call) {
+    const std::thread::id ui = ui_thread.load();
+    if (ui != std::thread::id() && std::this_thread::get_id() == ui)
+      throw std::logic_error(std::string("Workbench::") + call +
+                             " ran on the window's thread: it waits for the engine, so it must run as a job");
+    return std::unique_lock<std::recursive_mutex>(mu);
+  }
   OpenedModel& m() { return s.model(); }
   const OpenedModel& m() const { return s.model(); }
   LanguageModel& model() { return m().model(); }
@@ -127,7 +137,7 @@ Workbench::~Workbench() = default;
 int Workbench::open(const std::string& path, bool make_current) {
   auto m = OpenedModel::open(path);  // off the locks: the window stays responsive while a large model loads
   m->start_digest();                 // for the exports' provenance, beside the panels' work
-  std::lock_guard<std::recursive_mutex> lock(d->mu);
+  auto lock = d->engine(__func__);
   std::lock_guard<std::recursive_mutex> small(d->small);
   d->verify.push_back("");
   int index = -1;
@@ -143,6 +153,8 @@ bool Workbench::reads_input(int index) const {
   return d->s.model(index).ck.config.vocab_size == d->m().ck.config.vocab_size;
 }
 
+void Workbench::guard_thread(std::thread::id ui) { d->ui_thread = ui; }
+
 int Workbench::model_count() const {
   std::lock_guard<std::recursive_mutex> small(d->small);
   return d->s.model_count();
@@ -157,7 +169,7 @@ bool Workbench::has_targets() const {
 }
 
 void Workbench::set_current(int index) {
-  std::lock_guard<std::recursive_mutex> lock(d->mu);
+  auto lock = d->engine(__func__);
   std::lock_guard<std::recursive_mutex> small(d->small);
   d->invalidate();
   d->switching([&] { d->s.set_current(index); });
@@ -187,7 +199,7 @@ ModelSummary Workbench::summary(int index) const {
 }
 
 std::string Workbench::verify(int index) {
-  std::lock_guard<std::recursive_mutex> lock(d->mu);
+  auto lock = d->engine(__func__);
   OpenedModel& l = d->s.model(index);
   VerifyReport rep = verify_model(l.model(), l.task.get(), 8, 0, 1e-4);
   double worst = 0;
@@ -204,7 +216,7 @@ std::string Workbench::verify(int index) {
 // ---------------------------------------------------------------- input
 
 void Workbench::draw(int n, uint64_t seed, const std::string& task_json) {
-  std::lock_guard<std::recursive_mutex> lock(d->mu);
+  auto lock = d->engine(__func__);
   json over;
   if (!task_json.empty()) {
     try {
@@ -224,7 +236,7 @@ void Workbench::draw(int n, uint64_t seed, const std::string& task_json) {
 }
 
 void Workbench::load_dataset(const std::string& path, int n) {
-  std::lock_guard<std::recursive_mutex> lock(d->mu);
+  auto lock = d->engine(__func__);
   std::lock_guard<std::recursive_mutex> small(d->small);
   d->s.load_dataset(path, n);
   d->invalidate();
@@ -237,7 +249,7 @@ std::string Workbench::dataset() const {
 }
 
 void Workbench::set_tokens(const std::string& text) {
-  std::lock_guard<std::recursive_mutex> lock(d->mu);
+  auto lock = d->engine(__func__);
   std::lock_guard<std::recursive_mutex> small(d->small);
   d->s.set_tokens(text);
   d->invalidate();
@@ -245,7 +257,7 @@ void Workbench::set_tokens(const std::string& text) {
 }
 
 void Workbench::set_text(const std::string& text) {
-  std::lock_guard<std::recursive_mutex> lock(d->mu);
+  auto lock = d->engine(__func__);
   std::lock_guard<std::recursive_mutex> small(d->small);
   d->s.set_text(text);
   d->invalidate();
@@ -283,7 +295,7 @@ void Workbench::restore_input(const std::string& state) {
 }
 
 std::string Workbench::token_hint() const {
-  std::lock_guard<std::recursive_mutex> lock(d->mu);
+  auto lock = d->engine(__func__);
   if (!d->s.has_input()) return "";
   const OpenedModel& m = d->m();
   at::Tensor ids = d->s.example_tokens(d->s.example())[0];
@@ -304,7 +316,7 @@ std::string Workbench::token_hint() const {
 }
 
 bool Workbench::has_tokenizer() const {
-  std::lock_guard<std::recursive_mutex> lock(d->mu);
+  auto lock = d->engine(__func__);
   return d->s.model_count() > 0 && d->m().tokenizer() != nullptr;
 }
 
@@ -317,13 +329,13 @@ int Workbench::example() const {
   return static_cast<int>(d->s.example());
 }
 void Workbench::set_example(int i) {
-  std::lock_guard<std::recursive_mutex> lock(d->mu);
+  auto lock = d->engine(__func__);
   std::lock_guard<std::recursive_mutex> small(d->small);
   d->s.set_example(i);
 }
 
 std::vector<std::string> Workbench::tokens(int e) const {
-  std::lock_guard<std::recursive_mutex> lock(d->mu);
+  auto lock = d->engine(__func__);
   d->need_batch();
   if (e < 0) e = static_cast<int>(d->s.example());
   std::vector<std::string> out;
@@ -342,7 +354,7 @@ std::vector<std::string> Workbench::tokens(int e) const {
 }
 
 Generation Workbench::generate(int max_new, const std::string& stop_text) {
-  std::lock_guard<std::recursive_mutex> lock(d->mu);
+  auto lock = d->engine(__func__);
   d->need_batch();
   if (max_new < 1 || max_new > 4096) throw std::invalid_argument("generate: choose 1..4096 new tokens");
   OpenedModel& m = d->m();
@@ -383,7 +395,7 @@ Generation Workbench::generate(int max_new, const std::string& stop_text) {
 }
 
 std::vector<std::string> Workbench::roles(int e) const {
-  std::lock_guard<std::recursive_mutex> lock(d->mu);
+  auto lock = d->engine(__func__);
   d->need_batch();
   if (e < 0) e = static_cast<int>(d->s.example());
   std::vector<std::string> out;
@@ -395,7 +407,7 @@ std::vector<std::string> Workbench::roles(int e) const {
 }
 
 std::vector<std::string> Workbench::targets(int e) const {
-  std::lock_guard<std::recursive_mutex> lock(d->mu);
+  auto lock = d->engine(__func__);
   d->need_batch();
   if (e < 0) e = static_cast<int>(d->s.example());
   std::vector<std::string> out;
@@ -422,7 +434,7 @@ int Workbench::seq_len() const { return d->s.has_input() ? static_cast<int>(d->s
 // ---------------------------------------------------------------- interventions
 
 void Workbench::set_ablation(const std::vector<std::string>& heads, const std::string& kind) {
-  std::lock_guard<std::recursive_mutex> lock(d->mu);
+  auto lock = d->engine(__func__);
   std::vector<HeadRef> parsed;
   for (const auto& h : heads) parsed.push_back(parse_head(h, d->model()));
   AblationKind k = parse_ablation(kind);
@@ -442,7 +454,7 @@ std::string Workbench::ablation_kind() const {
 }
 
 Outcome Workbench::outcome(bool with_ablation) {
-  std::lock_guard<std::recursive_mutex> lock(d->mu);
+  auto lock = d->engine(__func__);
   d->need_batch();
   at::NoGradGuard no_grad;
   LanguageModel& model = d->model();
@@ -487,7 +499,7 @@ Outcome Workbench::outcome(bool with_ablation) {
 // ---------------------------------------------------------------- views
 
 std::vector<std::pair<std::string, int>> Workbench::mixers(int layer, int index) const {
-  std::lock_guard<std::recursive_mutex> lock(d->mu);
+  auto lock = d->engine(__func__);
   std::vector<std::pair<std::string, int>> out;
   const OpenedModel& l = d->s.model(index);
   if (layer < 0 || layer >= l.model().n_layers()) return out;
@@ -496,7 +508,7 @@ std::vector<std::pair<std::string, int>> Workbench::mixers(int layer, int index)
 }
 
 Grid Workbench::attention(int layer, const std::string& mixer, int head, bool normalise, int index, MapRun run) {
-  std::lock_guard<std::recursive_mutex> lock(d->mu);
+  auto lock = d->engine(__func__);
   d->need_batch();
   const bool other = index >= 0 && index != d->s.current();
   LanguageModel& model = d->at_index(index).model();
@@ -553,7 +565,7 @@ Grid Workbench::attention(int layer, const std::string& mixer, int head, bool no
 }
 
 Grid Workbench::head_scores(const std::string& score, const Progress& progress, int index) {
-  std::lock_guard<std::recursive_mutex> lock(d->mu);
+  auto lock = d->engine(__func__);
   d->need_targets();
   LanguageModel& model = d->at_index(index).model();
   SweepOptions o;
@@ -598,7 +610,7 @@ Grid Workbench::head_scores(const std::string& score, const Progress& progress, 
 }
 
 Grid Workbench::patching(const std::string& site, const std::string& role, const Progress& progress) {
-  std::lock_guard<std::recursive_mutex> lock(d->mu);
+  auto lock = d->engine(__func__);
   d->need_targets();
   OpenedModel& l = d->m();
   if (!d->s.input_task()) throw std::runtime_error("patching needs a task or a dataset to corrupt the examples");
@@ -612,7 +624,7 @@ Grid Workbench::patching(const std::string& site, const std::string& role, const
 }
 
 Grid Workbench::patching_grid() {
-  std::lock_guard<std::recursive_mutex> lock(d->mu);
+  auto lock = d->engine(__func__);
   if (!d->patch) throw std::runtime_error("run a patching sweep first");
   const PatchResult& r = *d->patch;
   const std::string& site = r.site;
@@ -635,12 +647,12 @@ Grid Workbench::patching_grid() {
 }
 
 std::string Workbench::head_scores_reading() {
-  std::lock_guard<std::recursive_mutex> lock(d->mu);
+  auto lock = d->engine(__func__);
   return d->scores ? top_aggregate_reading(*d->scores) : std::string();
 }
 
 Grid Workbench::patching_aligned() {
-  std::lock_guard<std::recursive_mutex> lock(d->mu);
+  auto lock = d->engine(__func__);
   if (!d->patch) throw std::runtime_error("run a patching sweep first");
   const PatchResult& r = *d->patch;
   Grid g = grid_of_result(
@@ -659,7 +671,7 @@ Grid Workbench::patching_aligned() {
 }
 
 Outcome Workbench::patch_cell(int row, int pos) {
-  std::lock_guard<std::recursive_mutex> lock(d->mu);
+  auto lock = d->engine(__func__);
   if (!d->patch) throw std::runtime_error("run a patching sweep first");
   const PatchResult& r = *d->patch;
   if (row < 0 || row >= (int)r.rows.size() || pos < 0 || pos >= r.positions) throw std::out_of_range("no such cell");
@@ -696,7 +708,7 @@ Outcome Workbench::patch_cell(int row, int pos) {
 }
 
 Embedding Workbench::embeddings(int pc_x, int pc_y, int snapshot, int index) {
-  std::lock_guard<std::recursive_mutex> lock(d->mu);
+  auto lock = d->engine(__func__);
   OpenedModel& l = d->s.model(index);
   LanguageModel& model = l.model();
   std::vector<int64_t> ids;
@@ -754,7 +766,7 @@ Embedding Workbench::embeddings(int pc_x, int pc_y, int snapshot, int index) {
 }
 
 std::vector<Workbench::CompareRow> Workbench::compare() {
-  std::lock_guard<std::recursive_mutex> lock(d->mu);
+  auto lock = d->engine(__func__);
   d->need_targets();
   at::NoGradGuard no_grad;
   std::vector<CompareRow> out;
@@ -786,7 +798,7 @@ std::vector<std::pair<std::string, std::string>> Workbench::plugin_analyses() {
 }
 
 AnalysisRun Workbench::run_analysis(const std::string& name, const std::string& options_json) {
-  std::lock_guard<std::recursive_mutex> lock(d->mu);
+  auto lock = d->engine(__func__);
   const RegisteredAnalysis& a = require_analysis(name);
   json options = json::object();
   if (!options_json.empty()) {
@@ -833,7 +845,7 @@ std::vector<std::string> Workbench::plugin_report() {
 }
 
 std::string Workbench::map_mixer(int layer, int index) const {
-  std::lock_guard<std::recursive_mutex> lock(d->mu);
+  auto lock = d->engine(__func__);
   const LanguageModel& model = d->s.model(index).model();
   if (layer < 0 || layer >= model.n_layers())
     throw std::invalid_argument("'" + d->s.model(index).name + "' has no layer " + std::to_string(layer));
@@ -849,7 +861,7 @@ std::vector<std::string> Workbench::patch_sites() { return mechscope::patch_site
 std::vector<std::string> Workbench::presets() { return ModelConfig::preset_names(); }
 
 std::vector<std::string> Workbench::corruptible_roles() const {
-  std::lock_guard<std::recursive_mutex> lock(d->mu);
+  auto lock = d->engine(__func__);
   if (d->s.current() < 0 || !d->s.input_task()) return {};
   return d->s.input_task()->corruptible_roles();
 }

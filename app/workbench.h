@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/session/progress.h"
@@ -96,6 +97,12 @@ class Workbench {
   ~Workbench();
   Workbench(const Workbench&) = delete;
   Workbench& operator=(const Workbench&) = delete;
+
+  /// Calls that take the engine (compute, or wait for a running job) made from thread `ui` throw std::logic_error
+  /// naming the call (std::thread::id(): none, the default). The window guards its own thread when
+  /// MECHSCOPE_GUARD_UI_THREAD is set, as the widget tests do: a view computed on the window's thread would freeze it
+  /// while a long job runs, and fails a test instead.
+  void guard_thread(std::thread::id ui);
 
   // ---- models
   /// Loads a checkpoint and makes it current (with `make_current` false and a model already current: loads it

@@ -86,10 +86,13 @@ void HeadsPanel::refresh() {
     return;
   }
   const std::string score = score_combo_->currentText().toStdString();
-  ctx_.job<Grid>(QObject::tr("head scores"), [this, score](const Progress& p) { return ctx_.wb.head_scores(score, p); },
-                 [this](const Grid& g) {
+  ctx_.job<std::pair<Grid, std::string>>(QObject::tr("head scores"), [this, score](const Progress& p) {
+    Grid g = ctx_.wb.head_scores(score, p);
+    return std::make_pair(g, ctx_.wb.head_scores_reading());
+  }, [this](const std::pair<Grid, std::string>& r) {
+                   const Grid& g = r.first;
                    plot_->showGrid(g);
-                   reading_->setText(qs(ctx_.wb.head_scores_reading()));
+                   reading_->setText(qs(r.second));
                    const auto ablated = ctx_.wb.ablated();
                    std::vector<std::pair<int, int>> marks;
                    for (int r = 0; r < g.rows; ++r)
