@@ -70,7 +70,9 @@ bool run_journey(MainWindow& w, const QString& dir) {
   // Ablate a first-layer head: the Outcome changes; the attention map of the next layer under the ablation.
   const auto heads = w.workbench().summary().heads;
   w.ablateHeads({heads.front().label});
-  j.shot("ablate", QString("ablated %1 (Heads: a cross; Outcome: before and after)").arg(qs(heads.front().label)));
+  w.headsPlot()->setFocusCell(0, 0);  // the keyboard's cell: the first head, and its card under the grid
+  j.shot("ablate", QString("ablated %1 (Heads: a cross, the focused head's card; Outcome: before and after)")
+                       .arg(qs(heads.front().label)));
   if (w.workbench().summary().layers > 1) {
     QJsonObject view{{"layer", 1}, {"head", 0}};
     w.attentionPanel().restore(view);

@@ -330,6 +330,12 @@ void PlotView::keyPressEvent(QKeyEvent* e) {
   showFocus();
 }
 
+void PlotView::setFocusCell(int row, int col) {
+  if (!is_grid_ || row < 0 || col < 0 || row >= grid_.rows || col >= grid_.cols) return;
+  focus_ = QPoint(col, row);
+  showFocus();
+}
+
 void PlotView::showFocus() {
   if (!is_grid_ || focus_.x() < 0) return;
   if (!focus_frame_) {
@@ -348,6 +354,10 @@ void PlotView::showFocus() {
   hover_->setText(text);
   setAccessibleDescription(QString::fromStdString(grid_.title) + ". " + text);
   plot_->replot();
+  if (focus_ != last_focus_) {
+    last_focus_ = focus_;
+    emit focusMoved(r, c);
+  }
 }
 
 void PlotView::showScatter(const std::vector<double>& x, const std::vector<double>& y,
@@ -521,7 +531,12 @@ void PlotView::onMousePress(QMouseEvent* e) {
   if (!is_grid_ || e->button() != Qt::LeftButton) return;
   const int c = static_cast<int>(std::lround(plot_->xAxis->pixelToCoord(e->pos().x())));
   const int r = static_cast<int>(std::lround(plot_->yAxis->pixelToCoord(e->pos().y())));
-  if (r >= 0 && r < grid_.rows && c >= 0 && c < grid_.cols) emit cellClicked(r, c, e->modifiers());
+  if (r >= 0 && r < grid_.rows && c >= 0 && c < grid_.cols) {
+    focus_ = QPoint(c, r);  // the keyboard goes on from the clicked cell
+    setFocus(Qt::MouseFocusReason);
+    showFocus();
+    emit cellClicked(r, c, e->modifiers());
+  }
 }
 
 void PlotView::exportTo(const QString& path, int width, int height) const {

@@ -60,6 +60,8 @@ class PlotView : public QWidget {
   /// The keyboard's cell in a grid (arrows move it, Enter or Space clicks it, Shift+Space shift-clicks); (-1, -1)
   /// before the grid has had focus.
   QPoint focusCell() const { return focus_; }
+  /// Moves the keyboard's cell (as the arrows do), e.g. from a script; out-of-grid cells are ignored.
+  void setFocusCell(int row, int col);
   static constexpr int kVectorCells = 256 * 256;
   /// The labelled indices of [first, last] when one in `step` fits: every index for step 1, else gaps of step,
   /// step, step + 1 repeating from index 0 (stable while panning), so that tokens alternating in roles of period
@@ -68,6 +70,8 @@ class PlotView : public QWidget {
 
  signals:
   void cellClicked(int row, int col, Qt::KeyboardModifiers modifiers);
+  /// The keyboard's cell moved (arrows, or a click on a cell).
+  void focusMoved(int row, int col);
 
  protected:
   void keyPressEvent(QKeyEvent* e) override;
@@ -99,6 +103,7 @@ class PlotView : public QWidget {
   bool is_grid_ = false, has_data_ = false, dark_ = false;
   std::vector<QCPItemText*> marks_;
   QPoint focus_{-1, -1};  // (column, row)
+  QPoint last_focus_{-1, -1};  // the last one focusMoved announced
   QCPItemRect* focus_frame_ = nullptr;
   std::function<std::string(const std::string&)> provenance_;
   std::string record_;

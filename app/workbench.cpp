@@ -47,6 +47,7 @@ struct Workbench::Impl {
   std::vector<std::string> verify;   // per model: "" until verified
   // views' caches
   std::unique_ptr<HeadScores> scores;
+  std::unique_ptr<DlaResult> dla;  // direct logit attribution of the batch (the head cards')
   Batch patch_corrupt;
   std::unique_ptr<PatchResult> patch;
   std::string patch_role;  // the role the last sweep corrupted ("" for the task's default)
@@ -119,6 +120,7 @@ struct Workbench::Impl {
   /// The views' caches belong to one input and model.
   void invalidate() {
     scores.reset();
+    dla.reset();
     patch.reset();
   }
   std::vector<std::pair<std::string, double>> top_at(const at::Tensor& logits_row, int k) const {
@@ -644,6 +646,51 @@ Grid Workbench::patching_grid() {
   g.provenance = d->record({{"view", "patching"}, {"site", site}, {"role", role.empty() ? json("default") : json(role)},
                             {"layout", "by position"}}, true, false);
   return g;
+}
+
+HeadCard Workbench::head_card(const std::string& label, const Progress& progress) {
+  auto lock = d->engine(__func__);
+  d->need_targets();
+  LanguageModel& model = d->model();
+  const HeadRef h = parse_head(label, model);
+  HeadCard card;
+  card.head = h.label();
+  if (!d->scores) {
+    SweepOptions o;
+    o.progress = progress.report;
+    o.cancel = progress.cancel;
+    d->scores = std::make_unique<HeadScores>(mechscope::head_scores(model, d->s.batch(), 5, 16, d->s.seed(), o));
+  }
+  const auto& heads = d->scores->heads;
+  const size_t i = std::find(heads.begin(), heads.end(), h) - heads.begin();
+  if (i == heads.size()) throw std::invalid_argument(label + " has no head scores");
+  for (const auto& name : mechscope::head_score_names())
+    card.scores.push_back({name, mechscope::head_score(*d->scores, name)[static_cast<int64_t>(i)].item<double>()});
+  // Where it looks: the current example's answer-predicting row of its map, the three largest |weights|.
+  const int64_t e = d->s.example(), q = d->s.last_labelled(e);
+  const HeadGroup group = model.head_group(h.layer, h.mixer);
+  int64_t H = 1;
+  for (const auto& [m, n] : model.heads_of_layer(h.layer))
+    if (m == h.mixer) H = n;
+  AttentionMap map = attention_map(model, d->s.example_tokens(e), h.layer, h.mixer, group.channels ? H : 1);
+  at::Tensor row = map.pattern[0][h.head][q].to(at::kDouble);
+  card.map = group.scores_hook.empty() ? "implicit attention" : "attention";
+  const auto labels = tokens(static_cast<int>(e));
+  auto top = row.abs().topk(std::min<int64_t>(3, q + 1));
+  for (int64_t k = 0; k < std::get<1>(top).size(0); ++k) {
+    const int64_t j = std::get<1>(top)[k].item<int64_t>();
+    card.attended.push_back({std::to_string(j) + ":" + labels[static_cast<size_t>(j)], row[j].item<double>()});
+  }
+  if (!d->dla) {
+    at::NoGradGuard no_grad;
+    d->dla = std::make_unique<DlaResult>(
+        direct_logit_attribution(model, d->s.batch().tokens, Readout::all_labelled(d->s.batch())));
+  }
+  const auto& comps = d->dla->components;
+  const size_t c = std::find(comps.begin(), comps.end(), card.head) - comps.begin();
+  card.dla = c < comps.size() ? d->dla->value[static_cast<int64_t>(c)].item<double>() : kNaN;
+  card.answer_logit = d->dla->answer_logit;
+  return card;
 }
 
 std::string Workbench::head_scores_reading() {

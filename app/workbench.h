@@ -67,6 +67,16 @@ struct Outcome {
   std::vector<int> wrong_examples;   ///< examples with at least one wrong labelled answer
 };
 
+/// One head at a glance (the Heads panel's card): its scores, where it looks on the current example, what ablating
+/// it alone costs, and its direct logit attribution.
+struct HeadCard {
+  std::string head;                                       ///< "L1.attn.H0"
+  std::vector<std::pair<std::string, double>> scores;     ///< gather, aggregate, causal, induction, prev_token (NaN: undefined)
+  std::vector<std::pair<std::string, double>> attended;   ///< the current example's answer-predicting row: top 3 keys ("12:k5")
+  std::string map;                                        ///< "attention" or "implicit attention" (signed: |value| ranks)
+  double dla = 0, answer_logit = 0;  ///< mean over the batch's labelled positions: this head's share of the answer logit
+};
+
 struct Embedding {
   std::vector<double> x, y;          ///< the chosen components per row
   std::vector<std::string> labels;   ///< row token labels
@@ -182,6 +192,9 @@ class Workbench {
   Grid head_scores(const std::string& score, const Progress& progress = {}, int model = -1);
   /// Activation patching sweep on the batch and its corruption: rows x positions of the normalised score.
   Grid patching(const std::string& site, const std::string& role, const Progress& progress = {});
+  /// A head's card (HeadCard) on the current batch and example; throws for an unknown head or an input without
+  /// answers.
+  HeadCard head_card(const std::string& head, const Progress& progress = {});
   /// top_aggregate_reading() of the current model's head scores; empty before they are computed.
   std::string head_scores_reading();
   /// The last patching sweep's score aligned to each example's corrupted token and readout: rows x anchors

@@ -34,12 +34,19 @@ HeadsPanel::HeadsPanel(PanelContext& ctx) : Panel(ctx) {
   reading_->setWordWrap(true);
   reading_->setToolTip(QObject::tr("Aggregate: attention from the answer-predicting position onto the segment holding "
                                    "the answer. Causal: the accuracy lost when the head alone is zero-ablated."));
+  card_ = new QLabel;
+  card_->setWordWrap(true);
+  card_->setTextInteractionFlags(Qt::TextSelectableByMouse);
+  card_->setToolTip(QObject::tr("The focused head (arrows, or a click): its scores on these examples, the keys its row at "
+                                "the current example's answer weighs most, and its direct logit attribution (its share "
+                                "of the answer logit through the final norm, mean over the labelled positions)"));
   widget_ = new QWidget;
   auto* hl = new QVBoxLayout(widget_);
   hl->addWidget(row({new QLabel(QObject::tr("colour by")), score_combo_, new QLabel(QObject::tr("ablation")), ablation_combo_,
                      clear_b}));
   hl->addWidget(plot_, 1);
   hl->addWidget(reading_);
+  hl->addWidget(card_);
   hl->addWidget(ablated_label_);
   QObject::connect(score_combo_, qOverload<int>(&QComboBox::currentIndexChanged), widget_, [this] { refresh(); });
   QObject::connect(ablation_combo_, qOverload<int>(&QComboBox::currentIndexChanged), widget_,
@@ -47,6 +54,7 @@ HeadsPanel::HeadsPanel(PanelContext& ctx) : Panel(ctx) {
   QObject::connect(clear_b, &QPushButton::clicked, widget_, [this] { ablate({}); });
   QObject::connect(plot_, &PlotView::cellClicked, widget_,
                    [this](int r, int c, Qt::KeyboardModifiers m) { toggle(r, c, m); });
+  QObject::connect(plot_, &PlotView::focusMoved, widget_, [this](int r, int c) { showCard(r, c); });
 }
 
 void HeadsPanel::changed(Change c) {
@@ -56,6 +64,7 @@ void HeadsPanel::changed(Change c) {
     requested_ = {ctx_.wb.ablated(), qs(ctx_.wb.ablation_kind())};
   }
   if (c == Change::Models || c == Change::Interventions) show_ablated();
+  if (c == Change::Models || c == Change::Input || c == Change::Example) card_->clear();  // another head, batch or row
   if (c == Change::Models || c == Change::Input || c == Change::Interventions) refresh();
 }
 
@@ -67,6 +76,22 @@ void HeadsPanel::restore(const QJsonObject& w) {
 }
 
 QString HeadsPanel::reading() const { return reading_->text(); }
+QString HeadsPanel::cardText() const { return card_->text(); }
+
+void HeadsPanel::showCard(int r, int c) {
+  const std::string label = plot_->grid().cell_label(r, c);
+  if (label.empty() || !ctx_.wb.has_targets()) return card_->clear();
+  ctx_.job<HeadCard>(QObject::tr("head card"), [this, label](const Progress& p) { return ctx_.wb.head_card(label, p); },
+      [this](const HeadCard& h) {
+        QString scores, looks;
+        for (const auto& [name, v] : h.scores) scores += QStringLiteral("%1 %2  ").arg(qs(name), num(v));
+        for (const auto& [key, w] : h.attended) looks += QStringLiteral("%1 (%2)  ").arg(qs(key), num(w));
+        card_->setText(QObject::tr("<b>%1</b><br>%2<br>%3 at the answer: %4<br>direct logit attribution %5 of the answer "
+                                   "logit %6")
+                           .arg(qs(h.head), scores.trimmed(), qs(h.map), looks.trimmed().toHtmlEscaped(), num(h.dla),
+                                num(h.answer_logit)));
+      });
+}
 QString HeadsPanel::ablatedText() const { return ablated_label_->text(); }
 
 void HeadsPanel::show_ablated() {

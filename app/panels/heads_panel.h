@@ -30,6 +30,8 @@ class HeadsPanel : public Panel {
   QString reading() const;
   /// What the panel says is ablated now (the line under the grid).
   QString ablatedText() const;
+  /// The focused head's card as shown (plain text; "" before a head was focused).
+  QString cardText() const;
   /// Ablates exactly these heads (labels like L1.attn.H0) with the chosen kind and updates the outcome; the state
   /// before goes on the undo history.
   void ablate(const std::vector<std::string>& heads);
@@ -59,6 +61,9 @@ class HeadsPanel : public Panel {
   QComboBox* ablation_combo_;
   QLabel* ablated_label_;
   QLabel* reading_;
+  QLabel* card_;  // the focused head's card (Workbench::head_card)
+  /// The card of the head in grid cell (row, col), computed in a job.
+  void showCard(int row, int col);
   PlotView* plot_;
 };
 

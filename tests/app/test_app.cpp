@@ -564,6 +564,13 @@ class AppTest : public QObject {
     QTest::keyClick(grid, Qt::Key_Right);
     QCOMPARE(grid->focusCell(), QPoint(2, 0));
     const std::string first = grid->grid().cell_label(0, 2);
+    // The focused head's card: its label, the score the grid shows, where it looks, its direct logit attribution.
+    QVERIFY(w.waitIdle(kIdleMs));
+    const QString card = w.headsPanel().cardText();
+    QVERIFY2(card.contains(QString::fromStdString(first)) &&
+                 card.contains("aggregate " + QString::number(grid->grid().at(0, 2), 'f', 3)) &&
+                 card.contains("implicit attention at the answer") && card.contains("direct logit attribution"),
+             qPrintable(card));
     QTest::keyClick(grid, Qt::Key_Space);  // as a click: that head alone
     QVERIFY(w.waitIdle(kIdleMs));
     QCOMPARE(w.workbench().ablated(), std::vector<std::string>{first});
