@@ -5,6 +5,9 @@
 # usage: run_corpus.sh MECHSCOPE_CLI WORKDIR [MECHSCOPE_GUI]
 set -uo pipefail
 cli=$1; work=$2; gui=${3:-}
+# One engine thread per run: the 30 s bound catches hangs, and ctest runs this beside other tests on a 2-core
+# machine, where OpenMP threads waiting on an oversubscribed core made a 7 s eval sweep take over 30 s.
+export MECHSCOPE_NUM_THREADS=1
 src=$(cd "$(dirname "$0")/../.." && pwd)
 demo=$src/resources/models/mqar-hybrid.h5
 rm -rf "$work"; mkdir -p "$work"; cd "$work" || exit 1
