@@ -26,6 +26,8 @@ demos=(
   "mqar-mamba1|--preset mamba1 --set d_model=64|$MQAR|$TRAIN --train-set target_accuracy=0.999"
   "ar-attn|--preset transformer --set d_model=128 --set d_intermediate=0 --set attn_cfg.num_heads=1 --set attn_cfg.rotary_emb_dim=128|$AR|--train-set batch=32 --train-set lr=1e-3 --train-set warmup=0.1 --train-set steps=15000 --train-set eval_every=250 --train-set eval_examples=512 --train-set target_accuracy=0.999"
   "ar-mamba1|--preset mamba1 --set d_model=128|$AR|--train-set batch=32 --train-set lr=1e-3 --train-set warmup=0.1 --train-set steps=15000 --train-set eval_every=250 --train-set eval_examples=512 --train-set target_accuracy=0.999"
+  # one layer: retrieval in layer 0 (P3's 1-layer Mamba: 96.25%)
+  "ar-mamba1-1layer|--preset mamba1 --set d_model=128 --set n_layer=1|$AR|--train-set batch=32 --train-set lr=1e-3 --train-set warmup=0.1 --train-set steps=15000 --train-set eval_every=250 --train-set eval_examples=512 --train-set target_accuracy=0.999"
   # the same Mamba with a convolution of width 1 (nothing mixes positions before the scan): stays at chance (issue 28)
   "ar-mamba1-conv1|--preset mamba1 --set d_model=128 --set ssm_cfg.d_conv=1|$AR|--train-set batch=32 --train-set lr=1e-3 --train-set warmup=0.1 --train-set steps=15000 --train-set eval_every=250 --train-set eval_examples=512 --train-set target_accuracy=0.999"
   "position-attn|--preset transformer --set d_model=64 --set d_intermediate=0 --set attn_cfg.num_heads=1 --set attn_cfg.rotary_emb_dim=0 --set pos_emb=learned --set max_seq_len=40|$POS|$TRAIN --train-set batch=512 --train-set steps=2000 --train-set eval_every=100 --train-set target_accuracy=0.995"
