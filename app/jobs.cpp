@@ -2,6 +2,7 @@
 #include "app/jobs.h"
 
 #include <algorithm>
+#include <chrono>
 
 #include "core/engine/memory.h"
 #include "core/engine/runtime.h"
@@ -26,6 +27,7 @@ void Jobs::cancelAll() {
 void Jobs::execute(const std::shared_ptr<State>& state, const std::function<void(const Progress&)>& work, QString* error,
                    bool* cancelled) {
   init_thread();
+  state->started_ns = std::chrono::steady_clock::now().time_since_epoch() / std::chrono::nanoseconds(1);
   if (state->cancel) {
     *cancelled = true;
     return;
@@ -39,6 +41,16 @@ void Jobs::execute(const std::shared_ptr<State>& state, const std::function<void
     if (state->cancel) *cancelled = true;
     else *error = QString::fromStdString(describe_error(e));
   }
+}
+
+double Jobs::eta_s() const {
+  if (states_.empty()) return -1;
+  const State& s = *states_.front();
+  const double p = s.progress.load();
+  const int64_t t0 = s.started_ns.load();
+  if (t0 == 0 || p < 0.02 || p >= 1) return -1;
+  const double elapsed = (std::chrono::steady_clock::now().time_since_epoch() / std::chrono::nanoseconds(1) - t0) / 1e9;
+  return elapsed * (1 - p) / p;
 }
 
 void Jobs::finished(const std::shared_ptr<State>& state) {

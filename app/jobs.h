@@ -36,6 +36,8 @@ class Jobs : public QObject {
   /// bar used to name) and progress (0..1).
   QString label() const { return states_.empty() ? QString() : states_.front()->what; }
   double progress() const { return states_.empty() ? 0 : states_.front()->progress.load(); }
+  /// Seconds the running job has left, from its progress so far (elapsed x (1 - p) / p); -1 before it reported 2%.
+  double eta_s() const;
   /// Asks every queued and running job to stop (a sweep stops at its next chunk).
   void cancelAll();
   /// Waits for the worker to finish everything queued.
@@ -46,6 +48,7 @@ class Jobs : public QObject {
     QString what;
     std::atomic<bool> cancel{false};
     std::atomic<double> progress{0};
+    std::atomic<int64_t> started_ns{0};  // steady clock, when the worker began it (0: queued)
   };
   /// The worker side: runs `work` (which stores its result), setting `error` or `cancelled`.
   static void execute(const std::shared_ptr<State>& state, const std::function<void(const Progress&)>& work,

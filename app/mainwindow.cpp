@@ -357,7 +357,10 @@ void MainWindow::updateStatus() {
   if (running) {
     progress_->setValue(static_cast<int>(1000 * jobs_->progress()));
     const int queued = jobs_->running() - 1;
-    status_->setText(jobs_->label() + "…" + (queued > 0 ? tr(" (%n more queued)", "", queued) : QString()));
+    const double eta = jobs_->eta_s();
+    const QString left = eta < 0 ? QString() : eta < 90 ? tr(", about %1 s left").arg(std::max(1, static_cast<int>(eta)))
+                                                        : tr(", about %1 min left").arg(static_cast<int>(eta / 60 + 0.5));
+    status_->setText(jobs_->label() + "…" + left + (queued > 0 ? tr(" (%n more queued)", "", queued) : QString()));
   } else {
     QString s;
     if (wb_->model_count() == 0) s = tr("Open a checkpoint (Ctrl+O) or drop one on the window");

@@ -679,12 +679,18 @@ class AppTest : public QObject {
     QVERIFY2(w.outcomeText().contains("mqar-hybrid"), qPrintable(w.outcomeText()));
     mechscope::app::Jobs jobs([](const QString&, const QString&) {}, [] {});
     std::atomic<bool> release{false};
-    jobs.run<int>("first", [&](const mechscope::app::Progress&) {
+    std::atomic<bool> halfway{false};
+    jobs.run<int>("first", [&](const mechscope::app::Progress& p) {
+      QThread::msleep(300);
+      p.report(0.5, "");  // half done after 0.3 s: about 0.3 s left
+      halfway = true;
       while (!release) QThread::msleep(5);
       return 0;
     }, [](const int&) {});
     jobs.run<int>("second", [](const mechscope::app::Progress&) { return 0; }, [](const int&) {});
     QCOMPARE(jobs.label(), QString("first"));
+    QTRY_VERIFY_WITH_TIMEOUT(halfway.load(), 10000);
+    QVERIFY2(jobs.eta_s() > 0.2 && jobs.eta_s() < 5, qPrintable(QString::number(jobs.eta_s())));  // the status bar's estimate
     release = true;
     QTRY_COMPARE_WITH_TIMEOUT(jobs.running(), 0, 10000);
   }
