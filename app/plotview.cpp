@@ -189,6 +189,7 @@ void PlotView::reset() {
   plot_->clearPlottables();
   plot_->clearItems();
   marks_.clear();
+  highlights_.clear();
   focus_frame_ = nullptr;  // cleared with the items
   while (plot_->plotLayout()->rowCount() > 1) {  // the title row
     plot_->plotLayout()->remove(plot_->plotLayout()->element(0, 0));
@@ -444,6 +445,20 @@ void PlotView::markCells(const std::vector<std::pair<int, int>>& cells) {
     t->setFont(QFont(font().family(), 12, QFont::Bold));
     t->setColor(QColor(230, 40, 40));
     marks_.push_back(t);
+  }
+  plot_->replot();
+}
+
+void PlotView::highlightCells(const std::vector<std::pair<int, int>>& cells) {
+  for (auto* h : highlights_) plot_->removeItem(h);
+  highlights_.clear();
+  for (const auto& [r, c] : cells) {
+    auto* box = new QCPItemRect(plot_);
+    box->topLeft->setCoords(c - 0.45, r - 0.45);
+    box->bottomRight->setCoords(c + 0.45, r + 0.45);
+    box->setPen(QPen(QColor(255, 140, 0), 3));
+    box->setBrush(Qt::NoBrush);
+    highlights_.push_back(box);
   }
   plot_->replot();
 }

@@ -36,6 +36,8 @@ class PlotView : public QWidget {
                   const QString& xlabel, const QString& title);
   /// Marks cells (row, col) with a cross (e.g. ablated heads); empty clears.
   void markCells(const std::vector<std::pair<int, int>>& cells);
+  /// Outlines cells (row, col) in orange (e.g. the heads a search found); empty clears. Independent of the crosses.
+  void highlightCells(const std::vector<std::pair<int, int>>& cells);
   /// No figure, only this line where it would be: a state of the panel, not an error.
   void showMessage(const QString& text);
   /// What an exported file records: fn(the figure's record) -> JSON text (PanelContext: Workbench::provenance).
@@ -102,6 +104,7 @@ class PlotView : public QWidget {
   std::vector<std::pair<std::string, std::vector<double>>> curves_;
   bool is_grid_ = false, has_data_ = false, dark_ = false;
   std::vector<QCPItemText*> marks_;
+  std::vector<QCPItemRect*> highlights_;
   QPoint focus_{-1, -1};  // (column, row)
   QPoint last_focus_{-1, -1};  // the last one focusMoved announced
   QCPItemRect* focus_frame_ = nullptr;

@@ -11,6 +11,8 @@
 #include <QJsonDocument>
 #include <QJsonObject>
 #include <QLabel>
+#include <QLineEdit>
+#include <QRegularExpression>
 #include <QPushButton>
 #include <QVBoxLayout>
 
@@ -34,6 +36,11 @@ HeadsPanel::HeadsPanel(PanelContext& ctx) : Panel(ctx) {
   reading_->setWordWrap(true);
   reading_->setToolTip(QObject::tr("Aggregate: attention from the answer-predicting position onto the segment holding "
                                    "the answer. Causal: the accuracy lost when the head alone is zero-ablated."));
+  find_ = new QLineEdit;
+  find_->setPlaceholderText(QObject::tr("find heads: a name part (L1, attn.H3) or top N"));
+  find_->setClearButtonEnabled(true);
+  found_ = new QLabel;
+  found_->setWordWrap(true);
   card_ = new QLabel;
   card_->setWordWrap(true);
   card_->setTextInteractionFlags(Qt::TextSelectableByMouse);
@@ -44,7 +51,9 @@ HeadsPanel::HeadsPanel(PanelContext& ctx) : Panel(ctx) {
   auto* hl = new QVBoxLayout(widget_);
   hl->addWidget(row({new QLabel(QObject::tr("colour by")), score_combo_, new QLabel(QObject::tr("ablation")), ablation_combo_,
                      clear_b}));
+  hl->addWidget(find_);
   hl->addWidget(plot_, 1);
+  hl->addWidget(found_);
   hl->addWidget(reading_);
   hl->addWidget(card_);
   hl->addWidget(ablated_label_);
@@ -55,6 +64,7 @@ HeadsPanel::HeadsPanel(PanelContext& ctx) : Panel(ctx) {
   QObject::connect(plot_, &PlotView::cellClicked, widget_,
                    [this](int r, int c, Qt::KeyboardModifiers m) { toggle(r, c, m); });
   QObject::connect(plot_, &PlotView::focusMoved, widget_, [this](int r, int c) { showCard(r, c); });
+  QObject::connect(find_, &QLineEdit::textChanged, widget_, [this] { find(); });
 }
 
 void HeadsPanel::changed(Change c) {
@@ -77,6 +87,44 @@ void HeadsPanel::restore(const QJsonObject& w) {
 
 QString HeadsPanel::reading() const { return reading_->text(); }
 QString HeadsPanel::cardText() const { return card_->text(); }
+
+QString HeadsPanel::findHeads(const QString& query) {
+  find_->setText(query);
+  return found_->text();
+}
+
+void HeadsPanel::find() {
+  const QString q = find_->text().trimmed();
+  const Grid& g = plot_->grid();
+  std::vector<std::pair<double, std::pair<int, int>>> hits;  // (score, cell)
+  if (!q.isEmpty() && g.rows > 0) {
+    const QRegularExpressionMatch top = QRegularExpression("^top\\s*(\\d+)$", QRegularExpression::CaseInsensitiveOption).match(q);
+    for (int r = 0; r < g.rows; ++r)
+      for (int c = 0; c < g.cols; ++c) {
+        const QString label = qs(g.cell_label(r, c));
+        if (label.isEmpty()) continue;
+        const double v = g.at(r, c);
+        if (top.hasMatch() ? std::isfinite(v) : label.contains(q, Qt::CaseInsensitive)) hits.push_back({v, {r, c}});
+      }
+    // Highest score first; an undefined score (NaN) last.
+    std::stable_sort(hits.begin(), hits.end(), [](const auto& a, const auto& b) {
+      return std::isfinite(a.first) && (!std::isfinite(b.first) || a.first > b.first);
+    });
+    if (top.hasMatch()) hits.resize(std::min<size_t>(hits.size(), top.captured(1).toULongLong()));
+  }
+  std::vector<std::pair<int, int>> cells;
+  QStringList names;
+  for (const auto& [v, cell] : hits) {
+    cells.push_back(cell);
+    if (names.size() < 12) names << QStringLiteral("%1 %2").arg(qs(g.cell_label(cell.first, cell.second)), num(v));
+  }
+  plot_->highlightCells(cells);
+  found_->setText(q.isEmpty() ? QString()
+                  : hits.empty() ? QObject::tr("no head matches \"%1\"").arg(q)
+                                 : QObject::tr("%n head(s), by %1: ", "", static_cast<int>(hits.size()))
+                                           .arg(score_combo_->currentText()) +
+                                       names.join(", ") + (hits.size() > 12 ? QStringLiteral(", …") : QString()));
+}
 
 void HeadsPanel::showCard(int r, int c) {
   const std::string label = plot_->grid().cell_label(r, c);
@@ -125,6 +173,7 @@ void HeadsPanel::refresh() {
                        if (std::find(ablated.begin(), ablated.end(), g.cell_label(r, c)) != ablated.end())
                          marks.push_back({r, c});
                    plot_->markCells(marks);
+                   find();  // the search again, on the new scores
                    // The crosses are the heads ablated in the Outcome panel; the scores themselves are clean.
                    QJsonObject rec = QJsonDocument::fromJson(QByteArray::fromStdString(g.provenance)).object();
                    QJsonObject fig = rec["figure"].toObject();

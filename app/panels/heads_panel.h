@@ -11,6 +11,7 @@
 
 class QComboBox;
 class QLabel;
+class QLineEdit;
 
 namespace mechscope::app {
 
@@ -32,6 +33,8 @@ class HeadsPanel : public Panel {
   QString ablatedText() const;
   /// The focused head's card as shown (plain text; "" before a head was focused).
   QString cardText() const;
+  /// Searches the grid as the field does ("L1", "attn.H3", "top 5") and returns the line listing what it found.
+  QString findHeads(const QString& query);
   /// Ablates exactly these heads (labels like L1.attn.H0) with the chosen kind and updates the outcome; the state
   /// before goes on the undo history.
   void ablate(const std::vector<std::string>& heads);
@@ -62,6 +65,10 @@ class HeadsPanel : public Panel {
   QLabel* ablated_label_;
   QLabel* reading_;
   QLabel* card_;  // the focused head's card (Workbench::head_card)
+  QLineEdit* find_;   // a name part or "top N"
+  QLabel* found_;     // what it found, by score
+  /// Outlines the heads the search field names and lists them by the current score, highest first.
+  void find();
   /// The card of the head in grid cell (row, col), computed in a job.
   void showCard(int row, int col);
   PlotView* plot_;

@@ -594,6 +594,11 @@ class AppTest : public QObject {
     QVERIFY(w.waitIdle(kIdleMs));
     QCOMPARE(w.workbench().ablated(), (std::vector<std::string>{first, second}));
     QCOMPARE(heads.history().size(), 3);  // none, the first head, both (now)
+    // Search and sort: the top two by the shown score (aggregate), highest first; a name part; nothing.
+    const QString top2 = heads.findHeads("top 2");
+    QVERIFY2(top2.startsWith("2 head(s), by aggregate: L1.attn.H0 0.99"), qPrintable(top2));
+    QVERIFY2(heads.findHeads("ssm").startsWith("4 head(s)"), qPrintable(heads.findHeads("ssm")));
+    QVERIFY2(heads.findHeads("zzz").contains("no head matches"), qPrintable(heads.findHeads("zzz")));
     QVERIFY2(w.outcomeText().contains(QString::fromStdString(second)), qPrintable(w.outcomeText()));
   }
 
