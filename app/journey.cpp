@@ -81,6 +81,12 @@ bool run_journey(MainWindow& w, const QString& dir) {
     w.attentionPanel().setRun(2);
     j.shot("attention-difference", "Attention: layer 1, ablated minus clean");
   }
+  w.attentionPanel().restore(QJsonObject{{"layer", 0}, {"head", 0}});
+  w.attentionPanel().changed(Change::Models);
+  w.waitIdle(300000);
+  w.attentionPanel().setEveryHead(true);
+  j.shot("every-head", "Attention: every head of layer 0 side by side (clean run)");
+  w.attentionPanel().setEveryHead(false);
   // Patching, and a click on the cell of the last layer at the last position.
   w.showPanel("patching");
   w.runPatching();

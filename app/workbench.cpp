@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <limits>
+#include <numeric>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -114,6 +115,45 @@ struct Workbench::Impl {
     else if (!s.has_input()) input_src = nullptr;
     else if (!had || vocab != m().ck.config.vocab_size)
       input_src = {{"kind", "task"}, {"examples", s.batch().size()}, {"seed", s.seed()}, {"overrides", json::object()}};
+  }
+  /// Every head's map [T, L, L] as one grid of tiles (Workbench::kEveryHead), one empty row and column between
+  /// tiles; `channels` > 0: each tile is a group of that many Mamba1 channels.
+  Grid tiles(const at::Tensor& maps, const std::vector<std::string>& labels, int64_t channels, bool implicit, int layer,
+             const std::string& mixer, bool normalise, MapRun run, int index) {
+    const int T = static_cast<int>(maps.size(0)), L = static_cast<int>(maps.size(1));
+    const int across = static_cast<int>(std::ceil(std::sqrt(static_cast<double>(T)))), down = (T + across - 1) / across;
+    Grid g;
+    g.cols = across * (L + 1) - 1;
+    g.rows = down * (L + 1) - 1;
+    g.values.assign(static_cast<size_t>(g.rows) * g.cols, kNaN);
+    g.cell_labels.assign(g.values.size(), "");
+    for (int i = 0; i < down * (L + 1) - 1; ++i) g.row_labels.push_back(i % (L + 1) < L ? labels[i % (L + 1)] : "");
+    for (int i = 0; i < across * (L + 1) - 1; ++i) g.col_labels.push_back(i % (L + 1) < L ? labels[i % (L + 1)] : "");
+    for (int t = 0; t < T; ++t) {
+      const int r0 = (t / across) * (L + 1), c0 = (t % across) * (L + 1);
+      const std::string name = channels > 0 ? "C" + std::to_string(t * channels) + "-" + std::to_string((t + 1) * channels - 1)
+                                            : "H" + std::to_string(t);
+      const double* src = maps[t].data_ptr<double>();
+      for (int q = 0; q < L; ++q)
+        for (int k = 0; k <= q; ++k) {  // the future stays empty
+          const size_t at = static_cast<size_t>(r0 + q) * g.cols + c0 + k;
+          g.values[at] = src[q * L + k];
+          g.cell_labels[at] = name;
+        }
+    }
+    const bool norm = normalise && run != MapRun::Difference;
+    static const char* kRun[] = {"", ", with the ablations", ", ablated minus clean"};
+    g.title = "L" + std::to_string(layer) + " " + mixer + ", every " + (channels > 0 ? "channel group" : "head") +
+              " (left to right, top to bottom)" + (norm ? ", min-max normalised" : "") + kRun[static_cast<int>(run)] +
+              (run == MapRun::Clean && (index < 0 || index == s.current()) ? clean_note() : "");
+    g.x_title = "key (attended) position, per tile";
+    g.y_title = "query position, per tile";
+    g.value_title = std::string(run == MapRun::Difference ? "change in " : "") + (implicit ? "implicit attention" : "attention");
+    static const char* kRunName[] = {"clean", "ablated", "difference"};
+    g.provenance = record({{"view", "attention"}, {"layer", layer}, {"mixer", mixer}, {"head", "every"},
+                           {"normalise", norm}, {"map", kRunName[static_cast<int>(run)]}},
+                          true, run != MapRun::Clean, index);
+    return g;
   }
   /// A clean figure's title says so while ablations are active (they apply to the Outcome panel, not to it).
   std::string clean_note() const { return s.ablated().empty() ? "" : " (clean run)"; }
@@ -527,8 +567,11 @@ Grid Workbench::attention(int layer, const std::string& mixer, int head, bool no
   const bool mamba1 = group.channels;
   const int64_t e = d->s.example();
   const at::Tensor ids = d->s.example_tokens(e);
+  const bool every = head == kEveryHead;
+  const int64_t groups = mamba1 ? (every ? std::gcd<int64_t>(H, 16) : H) : 1;  // Mamba1 tiles: channel groups
   auto pattern_of = [&](const std::vector<Hook>& hooks) {
-    AttentionMap map = attention_map(model, ids, layer, mixer, mamba1 ? H : 1, hooks);
+    AttentionMap map = attention_map(model, ids, layer, mixer, groups, hooks);
+    if (every) return map.pattern[0];  // [tiles, L, L]
     return head < 0 ? map.pattern[0].mean(0) : map.pattern[0][std::min<int64_t>(head, H - 1)];
   };
   // The example alone, ablated as it is in the batch the Outcome panel reads (its reference row: first_row).
@@ -541,6 +584,9 @@ Grid Workbench::attention(int layer, const std::string& mixer, int head, bool no
     if (normalise) p = normalise_map(p);
   }
   p = p.to(at::kDouble).contiguous();
+  if (every)
+    return d->tiles(p, tokens(static_cast<int>(e)), mamba1 ? H / p.size(0) : 0, group.scores_hook.empty(), layer, mixer,
+                    normalise, run, index);
   Grid g;
   g.rows = g.cols = static_cast<int>(p.size(0));
   g.values.assign(p.data_ptr<double>(), p.data_ptr<double>() + p.numel());

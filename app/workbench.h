@@ -177,7 +177,10 @@ class Workbench {
   Outcome outcome(bool with_ablation);
 
   // ---- views
-  /// Attention (or implicit attention) of a layer's mixer and head on the current example.
+  /// `head` for attention(): every head of the layer side by side (small multiples), tiles left to right, top to
+  /// bottom, each cell labelled with its head ("H3"); a Mamba1 layer's channels in 16 groups ("C0-15", ...).
+  static constexpr int kEveryHead = -2;
+  /// Attention (or implicit attention) of a layer's mixer and head (-1: the mean over heads) on the current example.
   /// `model` < 0: the current one; another loaded model reads the same input (Compare panel), always clean.
   /// `run`: Ablated and Difference need active ablations (the current model's); a difference is not normalised.
   Grid attention(int layer, const std::string& mixer, int head, bool normalise, int model = -1,

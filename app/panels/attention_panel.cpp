@@ -17,6 +17,9 @@ AttentionPanel::AttentionPanel(PanelContext& ctx) : Panel(ctx) {
   head_spin_ = new QSpinBox;
   mean_heads_ = new QCheckBox(QObject::tr("mean over heads"));
   normalise_ = new QCheckBox(QObject::tr("min-max normalise"));
+  every_head_ = new QCheckBox(QObject::tr("every head"));
+  every_head_->setToolTip(QObject::tr("Every head of the layer side by side (a Mamba1 layer's channels in 16 groups); "
+                                      "click a tile to see that head alone"));
   run_combo_ = new QComboBox;
   run_combo_->addItems({QObject::tr("clean run"), QObject::tr("with the ablations"), QObject::tr("ablated − clean")});
   run_combo_->setToolTip(QObject::tr("Which run the map shows: the clean one, the one with the heads ablated in the Heads "
@@ -28,7 +31,7 @@ AttentionPanel::AttentionPanel(PanelContext& ctx) : Panel(ctx) {
   auto* al = new QVBoxLayout(widget_);
   al->addWidget(row({new QLabel(QObject::tr("layer")), layer_spin_, new QLabel(QObject::tr("mixer")), mixer_combo_,
                      new QLabel(QObject::tr("head")), head_spin_, mean_heads_, normalise_}));
-  al->addWidget(row({new QLabel(QObject::tr("run")), run_combo_}));
+  al->addWidget(row({new QLabel(QObject::tr("run")), run_combo_, every_head_}));
   al->addWidget(plot_, 1);
   QObject::connect(layer_spin_, qOverload<int>(&QSpinBox::valueChanged), widget_, [this] { refreshMixers(); });
   QObject::connect(mixer_combo_, qOverload<int>(&QComboBox::currentIndexChanged), widget_, [this] {
@@ -39,7 +42,22 @@ AttentionPanel::AttentionPanel(PanelContext& ctx) : Panel(ctx) {
   QObject::connect(mean_heads_, &QCheckBox::toggled, widget_, [this] { refresh(); });
   QObject::connect(normalise_, &QCheckBox::toggled, widget_, [this] { refresh(); });
   QObject::connect(run_combo_, qOverload<int>(&QComboBox::currentIndexChanged), widget_, [this] { refresh(); });
+  QObject::connect(every_head_, &QCheckBox::toggled, widget_, [this](bool on) {
+    head_spin_->setEnabled(!on);
+    mean_heads_->setEnabled(!on);
+    refresh();
+  });
+  QObject::connect(plot_, &PlotView::cellClicked, widget_, [this](int r, int c, Qt::KeyboardModifiers) {
+    const std::string tile = plot_->grid().cell_label(r, c);  // "H3" in the small multiples
+    if (!every_head_->isChecked() || tile.size() < 2 || tile[0] != 'H') return;
+    QSignalBlocker b(head_spin_);
+    head_spin_->setValue(std::stoi(tile.substr(1)));
+    mean_heads_->setChecked(false);
+    setEveryHead(false);
+  });
 }
+
+void AttentionPanel::setEveryHead(bool every) { every_head_->setChecked(every); }
 
 void AttentionPanel::setRun(int run) { run_combo_->setCurrentIndex(run); }
 
@@ -107,7 +125,8 @@ void AttentionPanel::refreshMixers() {
 
 void AttentionPanel::refresh() {
   if (ctx_.wb.model_count() == 0 || mixer_combo_->count() == 0 || ctx_.wb.example_count() == 0) return;
-  const int l = layer_spin_->value(), h = mean_heads_->isChecked() ? -1 : head_spin_->value();
+  const int l = layer_spin_->value(),
+            h = every_head_->isChecked() ? Workbench::kEveryHead : mean_heads_->isChecked() ? -1 : head_spin_->value();
   const std::string m = mixer_combo_->currentText().toStdString();
   const bool norm = normalise_->isChecked();
   const MapRun run = run_combo_->isEnabled() ? static_cast<MapRun>(run_combo_->currentIndex()) : MapRun::Clean;

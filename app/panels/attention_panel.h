@@ -26,6 +26,8 @@ class AttentionPanel : public Panel {
   PlotView* plot() const { return plot_; }
   /// 0 clean, 1 with the ablations, 2 ablated minus clean (enabled while ablations are active).
   void setRun(int run);
+  /// Every head of the layer side by side (a click on a tile shows that head alone), or one map.
+  void setEveryHead(bool every);
 
  private:
   void refreshMixers();
@@ -36,6 +38,7 @@ class AttentionPanel : public Panel {
   QSpinBox* head_spin_;
   QCheckBox* mean_heads_;
   QCheckBox* normalise_;
+  QCheckBox* every_head_;  // small multiples: every head of the layer side by side
   QComboBox* run_combo_;
   PlotView* plot_;
   QJsonObject pending_;  // a workspace's settings, until the mixers they name are read

@@ -700,6 +700,34 @@ class AppTest : public QObject {
     QTRY_COMPARE_WITH_TIMEOUT(jobs.running(), 0, 10000);
   }
 
+  // Issue 26: a small-multiples grid of every head of a layer; a click on a tile shows that head alone.
+  void smallMultiples() {
+    MainWindow w;
+    QVERIFY(showWith(w, {demo("mqar-attn4")}));
+    QJsonObject view{{"layer", 0}, {"mixer", "attn"}, {"head", 0}, {"normalise", false}, {"mean_heads", false}};
+    w.attentionPanel().restore(view);
+    w.attentionPanel().changed(mechscope::app::Change::Models);
+    QVERIFY(w.waitIdle(kIdleMs));
+    w.attentionPanel().setEveryHead(true);
+    QVERIFY(w.waitIdle(kIdleMs));
+    const auto tiles = w.attentionPlot()->grid();
+    const int L = static_cast<int>(Direct(w).wb.tokens().size());
+    QCOMPARE(tiles.cols, 2 * (L + 1) - 1);  // four heads: two tiles across, two down, one empty line between
+    QCOMPARE(tiles.rows, 2 * (L + 1) - 1);
+    QVERIFY2(tiles.title.find("every head") != std::string::npos, tiles.title.c_str());
+    for (int h = 0; h < 4; ++h) {  // each tile is that head's own map
+      const auto one = Direct(w).wb.attention(0, "attn", h, false);
+      const int r0 = (h / 2) * (L + 1), c0 = (h % 2) * (L + 1);
+      for (int q = 0; q < L; q += 7)
+        for (int k = 0; k <= q; k += 3) QCOMPARE(tiles.at(r0 + q, c0 + k), one.at(q, k));
+      QCOMPARE(tiles.cell_label(r0 + L - 1, c0), "H" + std::to_string(h));
+    }
+    QVERIFY(std::isnan(tiles.at(L, 0)));  // the line between tiles
+    emit w.attentionPlot()->cellClicked(L + 1 + 10, 5, Qt::NoModifier);  // a click in the bottom-left tile: H2
+    QVERIFY(w.waitIdle(kIdleMs));
+    QVERIFY2(w.attentionPlot()->grid().title.rfind("L0 attn H2", 0) == 0, w.attentionPlot()->grid().title.c_str());
+  }
+
   // Issue 26: thinning took every k-th label, so at k = 2 every MQAR value token lost its label.
   void labelsThinWithoutLosingARole() {
     using mechscope::app::PlotView;
