@@ -306,6 +306,16 @@ void Workbench::set_text(const std::string& text) {
   d->input_src = {{"kind", "text"}, {"text", text}};
 }
 
+void Workbench::edit_token(int position, const std::string& token) {
+  auto lock = d->engine(__func__);
+  d->need_batch();
+  std::lock_guard<std::recursive_mutex> small(d->small);
+  const int64_t e = d->s.example();
+  d->s.edit_token(e, position, token);
+  d->invalidate();
+  if (d->input_src.is_object()) d->input_src["edits"].push_back({{"example", e}, {"position", position}, {"token", token}});
+}
+
 std::string Workbench::input_state() const {
   std::lock_guard<std::recursive_mutex> small(d->small);
   return d->s.has_input() ? d->input_src.dump() : "null";
@@ -334,6 +344,18 @@ void Workbench::restore_input(const std::string& state) {
     throw std::invalid_argument("the workspace's input is of an unknown kind '" + kind +
                                 "' (expected task, tokens, text or dataset)");
   }
+  // The tokens edited by hand, in order (each on its example).
+  const json edits = st.value("edits", json::array());
+  if (!edits.is_array()) throw std::invalid_argument("the workspace's input \"edits\" is not a list");
+  const int current = example();
+  for (const auto& ed : edits) {
+    if (!ed.is_object() || !ed.contains("example") || !ed.contains("position") || !ed.contains("token") ||
+        !ed.at("example").is_number_integer() || !ed.at("position").is_number_integer() || !ed.at("token").is_string())
+      throw std::invalid_argument("a workspace edit needs an integer example and position and a token string: " + ed.dump());
+    set_example(ed.at("example").get<int>());
+    edit_token(ed.at("position").get<int>(), ed.at("token").get<std::string>());
+  }
+  if (!edits.empty()) set_example(current);
 }
 
 std::string Workbench::token_hint() const {

@@ -153,6 +153,9 @@ class Workbench {
   std::string input_state() const;
   /// Makes the input again from input_state(); throws saying why (an unknown kind, a dataset gone).
   void restore_input(const std::string& state);
+  /// Replaces one token of the current example (Session::edit_token); the input's record keeps the edit, so a
+  /// workspace restores it.
+  void edit_token(int position, const std::string& token);
   /// A few of the current example's tokens as the typed-tokens field would take them (labels that read back as the
   /// same ids, else the ids), e.g. "k3 v7 k3"; "" without input.
   std::string token_hint() const;

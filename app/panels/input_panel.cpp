@@ -75,7 +75,10 @@ InputPanel::InputPanel(PanelContext& ctx) : Panel(ctx) {
   token_table_ = new QTableWidget(0, 4);
   token_table_->setHorizontalHeaderLabels({QObject::tr("token"), QObject::tr("role"), QObject::tr("target"), QObject::tr("loss")});
   token_table_->horizontalHeader()->setStretchLastSection(true);
-  token_table_->setEditTriggers(QAbstractItemView::NoEditTriggers);
+  // A token can be edited in place (double-click or F2): the current example with that one token replaced.
+  token_table_->setEditTriggers(QAbstractItemView::DoubleClicked | QAbstractItemView::EditKeyPressed);
+  token_table_->setToolTip(QObject::tr("Double-click a token to replace it (an id or a vocabulary string); its role and "
+                                       "target stay, so the answer may now be wrong"));
   label_ = new QLabel;
   label_->setWordWrap(true);  // a long task description must not widen the window
   widget_ = new QWidget;
@@ -127,9 +130,29 @@ InputPanel::InputPanel(PanelContext& ctx) : Panel(ctx) {
       return 0;
     }, [this](const int&) { ctx_.changed(Change::Example); });
   });
+  QObject::connect(token_table_, &QTableWidget::itemChanged, widget_, [this](QTableWidgetItem* item) {
+    if (item->column() == 0) editToken(item->row(), item->text());
+  });
   QObject::connect(prev_b, &QPushButton::clicked, widget_, [this] { example_spin_->setValue(example_spin_->value() - 1); });
   QObject::connect(next_b, &QPushButton::clicked, widget_, [this] { example_spin_->setValue(example_spin_->value() + 1); });
   QObject::connect(wrong_b, &QPushButton::clicked, widget_, [this] { nextWrong(); });
+}
+
+void InputPanel::editToken(int position, const QString& token) {
+  std::string t = token.toStdString();
+  if (t == "\u2423") t = " ";  // the space's open box, as shown
+  ctx_.job<std::string>(QObject::tr("editing a token"), [this, position, t](const Progress&) {
+    try {
+      ctx_.wb.edit_token(position, t);
+      return std::string();
+    } catch (const std::exception& e) {  // said below, and the table shows the token that is really there again
+      return std::string(e.what());
+    }
+  }, [this](const std::string& error) {
+    if (error.empty()) return ctx_.changed(Change::Input);
+    ctx_.error(QObject::tr("editing a token"), qs(error));
+    refresh();
+  });
 }
 
 void InputPanel::nextWrong() {
@@ -210,7 +233,7 @@ void InputPanel::refresh() {
     v.hint = wb.token_hint();
     return v;
   }, [this](const InputView& v) {
-    QSignalBlocker b(example_spin_);
+    QSignalBlocker b(example_spin_), bt(token_table_);
     example_spin_->setRange(0, std::max(0, v.count - 1));
     example_spin_->setValue(v.example);
     // The hint is this model's own tokens, so that it reads as typed (a fixed "<bos> ..." did not in the demos).
@@ -229,6 +252,7 @@ void InputPanel::refresh() {
       const double loss = j < ctx_.after.example_loss.size() ? ctx_.after.example_loss[j] : NAN;
       token_table_->setItem(j, 3, new QTableWidgetItem(std::isfinite(loss) ? num(loss) : QString()));
       for (int c2 = 0; c2 < 3; ++c2) token_table_->item(j, c2)->setBackground(role_colour(qs(v.roles[j])));
+      for (int c2 = 1; c2 < 4; ++c2) token_table_->item(j, c2)->setFlags(Qt::ItemIsSelectable | Qt::ItemIsEnabled);
     }
     token_table_->setVerticalHeaderLabels(rows);
   });

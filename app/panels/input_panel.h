@@ -34,6 +34,8 @@ class InputPanel : public Panel {
   QString generated() const { return generated_; }
   /// Reads the first `n` lines of a prompt dataset as the examples, as the dataset row's Load button does.
   void loadDataset(const QString& path, int n);
+  /// Replaces the current example's token at `position`, as editing its cell in the token table does.
+  void editToken(int position, const QString& token);
 
  private:
   void refresh();

@@ -261,6 +261,21 @@ void Session::set_example(int64_t e) {
   example_ = e;
 }
 
+void Session::edit_token(int64_t e, int64_t position, const std::string& token) {
+  if (e < 0 || e >= batch_.size()) throw std::out_of_range("example " + std::to_string(e));
+  const int64_t len = batch_.lengths[e].item<int64_t>();
+  if (position < 0 || position >= len)
+    throw std::out_of_range("position " + std::to_string(position) + ": example " + std::to_string(e) + " has " +
+                            std::to_string(len) + " tokens");
+  OpenedModel& m = model();
+  const auto ids = parse_tokens(token, m.ck.vocab, m.ck.config.padded_vocab_size());
+  if (ids.size() != 1)
+    throw std::invalid_argument("'" + token + "' is " + std::to_string(ids.size()) + " tokens; give one (an id or a vocabulary string)");
+  batch_.tokens = batch_.tokens.clone();  // the tensor other holders (a patching sweep's batch) share stays as it was
+  batch_.tokens[e][position] = ids[0];
+  invalidate();
+}
+
 at::Tensor Session::example_tokens(int64_t e) const {
   const int64_t len = batch_.lengths[e].item<int64_t>();
   return batch_.tokens.narrow(0, e, 1).narrow(1, 0, len);

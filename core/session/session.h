@@ -122,6 +122,10 @@ class Session {
   void set_example(int64_t e);
   uint64_t seed() const { return seed_; }
   const nlohmann::json& task_config() const { return task_cfg_; }
+  /// Replaces one token of example e (ids or a vocabulary string, as typed tokens are read); its roles and targets
+  /// stay as they were (the answer may now be wrong: what a researcher editing a prompt studies). Throws for a position
+  /// outside the example or a token the vocabulary lacks.
+  void edit_token(int64_t e, int64_t position, const std::string& token);
   /// Example e's tokens at its own length [1, len].
   at::Tensor example_tokens(int64_t e) const;
   /// Example e's last labelled position (its last position without targets).

@@ -14,6 +14,7 @@
 #include <QComboBox>
 #include <QPushButton>
 #include <QSvgRenderer>
+#include <QTableWidget>
 #include <QTemporaryDir>
 #include <QtTest/QtTest>
 #include <qcustomplot.h>
@@ -606,6 +607,7 @@ class AppTest : public QObject {
   void workspaceRestoresTheView() {
     QTemporaryDir dir;
     const QString ws = dir.filePath("ws.json"), ws2 = dir.filePath("ws2.json");
+    QString edited;
     {
       MainWindow w;
       QVERIFY(showWith(w, {demo("mqar-attn4")}));
@@ -616,6 +618,19 @@ class AppTest : public QObject {
       Direct(w).wb.draw(12, 5, R"({"num_pairs": 8})");
       w.inputPanel().changed(mechscope::app::Change::Input);
       QVERIFY(w.waitIdle(kIdleMs));
+      // Edit one token in the table: example 0's first token becomes its third (another key).
+      QTableWidget* table = nullptr;  // Input's token table
+      for (auto* t : w.findChildren<QTableWidget*>())
+        if (t->horizontalHeaderItem(0) && t->horizontalHeaderItem(0)->text() == "token") table = t;
+      QVERIFY(table && table->rowCount() > 3);
+      const QString third = table->item(2, 0)->text();
+      QVERIFY(third != table->item(0, 0)->text());
+      table->item(0, 0)->setText(third);
+      QVERIFY(w.waitIdle(kIdleMs));
+      QVERIFY2(w.lastError().isEmpty(), qPrintable(w.lastError()));
+      QCOMPARE(QString::fromStdString(Direct(w).wb.tokens(0)[0]), third);
+      QCOMPARE(table->item(0, 0)->text(), third);  // the table redrawn from the edited example
+      edited = third;
       w.saveWorkspace(ws);
       // The hint of the typed-tokens field is this model's own tokens, and the field takes it.
       QLineEdit* tokens = nullptr;
@@ -630,6 +645,10 @@ class AppTest : public QObject {
       QVERIFY2(w.lastError().isEmpty(), qPrintable(w.lastError()));
       QCOMPARE(static_cast<int>(Direct(w).wb.tokens().size()), static_cast<int>(hint.split(' ').size()));
       w.saveWorkspace(ws2);
+      table->item(1, 0)->setText("nosuchtoken");  // refused by name; the cell shows the real token again
+      QVERIFY(w.waitIdle(kIdleMs));
+      QVERIFY2(w.lastError().contains("nosuchtoken"), qPrintable(w.lastError()));
+      QVERIFY(table->item(1, 0)->text() != "nosuchtoken");
     }
     MainWindow w;
     w.setQuiet(true);
@@ -643,6 +662,7 @@ class AppTest : public QObject {
     QCOMPARE(saved["normalise"].toBool(), true);
     QVERIFY2(w.attentionPlot()->grid().title.find("L1 attn H2, min-max") == 0, w.attentionPlot()->grid().title.c_str());
     QCOMPARE(w.workbench().example_count(), 12);
+    QCOMPARE(QString::fromStdString(Direct(w).wb.tokens(0)[0]), edited);  // the hand-edited token came back
     QVERIFY2(QString::fromStdString(w.workbench().task_json()).contains("\"num_pairs\":8"),
              w.workbench().task_json().c_str());
     MainWindow t;
