@@ -255,6 +255,11 @@ void MainWindow::buildMenus() {
   recent_menu_ = file->addMenu(tr("Open &recent"));
   updateRecentMenu();
   file->addSeparator();
+  file->addAction(tr("Open prompt &dataset…"), this, [this] {  // the Input panel's dataset row, from the menu
+    const QString p = QFileDialog::getOpenFileName(this, tr("Open prompt dataset"), QString(),
+                                                   tr("Prompt datasets (*.jsonl *.json);;All files (*)"));
+    if (!p.isEmpty()) input_->loadDataset(p, 64);
+  });
   file->addAction(tr("Open &workspace…"), this, [this] {
     const QString p = QFileDialog::getOpenFileName(this, tr("Open workspace"), QString(), tr("Workspaces (*.json)"));
     if (!p.isEmpty()) openWorkspace(p);
