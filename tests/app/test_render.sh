@@ -48,6 +48,15 @@ sed 's/"site": "resid_pre"/"site": "resid_pre", "patching_view": "aligned"/' ws.
 grep -q 'corrupted+1' figs-aligned/patching.csv || { echo "FAIL: aligned replay: $(head -2 figs-aligned/patching.csv)"; fail=1; }
 out=$("$cli" replay nothere.json --out x 2>&1) && { echo "FAIL: replay of a missing workspace"; fail=1; }
 [[ "$out" == *"no workspace"* ]] || { echo "FAIL: message: $out"; fail=1; }
+# The scripted user's session (scripts/screenshots.sh's, offscreen here): every step without an error, the window
+# saved at each, every figure exported in every format, the workspace reopened.
+imported=$models/../../tests/import/fixtures/hf5/llama_theta500k
+QT_QPA_PLATFORM=offscreen "$gui" "$models/mqar-hybrid.h5" "$models/mqar-attn.h5" "$models/kv-hybrid.h5" "$imported" \
+  --journey journey > journey.log 2>&1 || { echo "FAIL: journey: $(grep -i error journey.log | head -3)"; fail=1; }
+[ "$(ls journey/*.png 2>/dev/null | wc -l)" -ge 9 ] || { echo "FAIL: journey screenshots: $(ls journey)"; fail=1; }
+for f in heads attention patching; do
+  for x in png pdf svg csv; do [ -s "journey/figures/$f.$x" ] || { echo "FAIL: journey lacks figures/$f.$x"; fail=1; }; done
+done
 out=$("$gui" "$models/mqar-attn.h5" 2>&1); rc=$?
 [ $rc -eq 2 ] && [[ "$out" == *"xvfb-run"* ]] || { echo "FAIL: no display: rc $rc: $out"; fail=1; }
 [ $fail -eq 0 ] && echo "render: all passed"
