@@ -24,6 +24,8 @@ demos=(
   "mqar-hybrid|--preset hybrid --set n_layer=2 --set d_model=64 $ATTN|$MQAR|$TRAIN --train-set target_accuracy=0.999"
   "mqar-mamba2|--preset mamba2 --set d_model=64|$MQAR|$TRAIN --train-set target_accuracy=0.999"
   "mqar-mamba1|--preset mamba1 --set d_model=64|$MQAR|$TRAIN --train-set target_accuracy=0.999"
+  # Mamba2 at twice the width solves the same MQAR (issue 28); it took 40 minutes: DEMO_TIMEOUT=2400
+  "mqar-mamba2-d128|--preset mamba2 --set d_model=128|$MQAR|$TRAIN --train-set target_accuracy=0.999"
   "ar-attn|--preset transformer --set d_model=128 --set d_intermediate=0 --set attn_cfg.num_heads=1 --set attn_cfg.rotary_emb_dim=128|$AR|--train-set batch=32 --train-set lr=1e-3 --train-set warmup=0.1 --train-set steps=15000 --train-set eval_every=250 --train-set eval_examples=512 --train-set target_accuracy=0.999"
   "ar-mamba1|--preset mamba1 --set d_model=128|$AR|--train-set batch=32 --train-set lr=1e-3 --train-set warmup=0.1 --train-set steps=15000 --train-set eval_every=250 --train-set eval_examples=512 --train-set target_accuracy=0.999"
   # one layer: retrieval in layer 0 (P3's 1-layer Mamba: 96.25%)
