@@ -60,6 +60,15 @@ const KeyCorruption& key_corruption(const std::string& name) {
   return done.emplace(name, std::move(k)).first->second;
 }
 
+// A demo's accuracy on 512 fresh examples of its task (seed 31).
+double fresh_accuracy(const std::string& name) {
+  Checkpoint ck = load_checkpoint(demo(name));
+  auto task = make_task(ck.task_config);
+  Batch b = task->sample(512, 31);
+  at::NoGradGuard no_grad;
+  return task_accuracy(*task, ck.model->forward(b.tokens), b);
+}
+
 // Gather, aggregate and causal scores of every head of a demo, on 64 fresh examples of its task (seed 777).
 HeadScores demo_head_scores(const std::string& name) {
   Checkpoint ck = load_checkpoint(demo(name));
@@ -170,11 +179,7 @@ TEST(Science, MambaSolvesArOnlyWithItsShortConvolution) {
   // One layer is enough (P3: 96.25%): `ar-mamba1-1layer`, 1.000 at step 2,000.
   for (const auto& [name, solves] : std::vector<std::pair<std::string, bool>>{
            {"ar-mamba1", true}, {"ar-mamba1-1layer", true}, {"ar-mamba1-conv1", false}}) {
-    Checkpoint ck = load_checkpoint(demo(name));
-    auto task = make_task(ck.task_config);
-    Batch b = task->sample(512, 31);
-    at::NoGradGuard no_grad;
-    const double acc = task_accuracy(*task, ck.model->forward(b.tokens), b);
+    const double acc = fresh_accuracy(name);
     if (solves) EXPECT_GE(acc, 0.95) << name;
     else EXPECT_LE(acc, 0.35) << name;
   }
@@ -212,11 +217,7 @@ TEST(Science, HybridPositionEmbeddingsAreLocalityAware) {
   auto locality = [](const std::string& name, double* accuracy) {
     Checkpoint ck = load_checkpoint(demo(name));
     auto task = make_task(ck.task_config);
-    if (accuracy) {
-      Batch b = task->sample(512, 31);
-      at::NoGradGuard no_grad;
-      *accuracy = task_accuracy(*task, ck.model->forward(b.tokens), b);
-    }
+    if (accuracy) *accuracy = fresh_accuracy(name);
     const at::Tensor rows = probe_rows(*ck.model, task.get());
     EXPECT_EQ(rows.size(0), 32) << name;
     return locality_score(rows, 5);
@@ -235,11 +236,7 @@ TEST(Science, MambaTwiceAsWideSolvesTheBundledMqar) {
   // twice as large: 8 heads of 32 channels instead of 4, d_state 32) reaches 0.998 +- 0.002 (3 x 512 fresh examples; 9,799 steps,
   // 40 minutes). Margins: at least 0.98 against at most 0.35, on 512 fresh examples (seed 31).
   for (const auto& [name, solves] : std::vector<std::pair<std::string, bool>>{{"mqar-mamba2-d128", true}, {"mqar-mamba2", false}}) {
-    Checkpoint ck = load_checkpoint(demo(name));
-    auto task = make_task(ck.task_config);
-    Batch b = task->sample(512, 31);
-    at::NoGradGuard no_grad;
-    const double acc = task_accuracy(*task, ck.model->forward(b.tokens), b);
+    const double acc = fresh_accuracy(name);
     if (solves) EXPECT_GE(acc, 0.98) << name;
     else EXPECT_LE(acc, 0.35) << name;
   }
