@@ -667,7 +667,14 @@ QWidget* MainWindow::createGridView(const QString& name, QWidget* parent) { retu
 void MainWindow::showGrid(QWidget* gridView, const mechscope::PanelGrid& g) {
   auto* pv = qobject_cast<PlotView*>(gridView);
   if (!pv) return;
-  pv->showGrid(Grid{g.rows, g.cols, g.values, g.row_labels, g.col_labels, g.title, {}});
+  Grid grid;  // a plugin's grid: no record of its own (exports describe the current model and input)
+  grid.rows = g.rows;
+  grid.cols = g.cols;
+  grid.values = g.values;
+  grid.row_labels = g.row_labels;
+  grid.col_labels = g.col_labels;
+  grid.title = g.title;
+  pv->showGrid(grid);
 }
 
 }  // namespace mechscope::app

@@ -4,7 +4,6 @@
 // interface (app/panel_plugin.h). No torch here.
 #pragma once
 
-#include <map>
 #include <memory>
 #include <vector>
 

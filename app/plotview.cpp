@@ -348,10 +348,7 @@ void PlotView::showFocus() {
   focus_frame_->topLeft->setCoords(c - 0.5, r - 0.5);
   focus_frame_->bottomRight->setCoords(c + 0.5, r + 0.5);
   focus_frame_->setVisible(true);
-  const double v = grid_.at(r, c);
-  const QString rl = r < (int)grid_.row_labels.size() ? QString::fromStdString(grid_.row_labels[r]) : QString::number(r);
-  const QString cl = c < (int)grid_.col_labels.size() ? QString::fromStdString(grid_.col_labels[c]) : QString::number(c);
-  const QString text = QStringLiteral("%1 × %2: %3").arg(rl, cl, std::isfinite(v) ? QString::number(v, 'g', 4) : "—");
+  const QString text = cellText(r, c, false);
   hover_->setText(text);
   setAccessibleDescription(QString::fromStdString(grid_.title) + ". " + text);
   plot_->replot();
@@ -514,16 +511,21 @@ QPoint PlotView::cellCenter(int row, int col) const {
   return QPoint(static_cast<int>(plot_->xAxis->coordToPixel(col)), static_cast<int>(plot_->yAxis->coordToPixel(row)));
 }
 
+QString PlotView::cellText(int r, int c, bool indices) const {
+  const double v = grid_.at(r, c);
+  const QString rl = r < (int)grid_.row_labels.size() ? QString::fromStdString(grid_.row_labels[r]) : QString::number(r);
+  const QString cl = c < (int)grid_.col_labels.size() ? QString::fromStdString(grid_.col_labels[c]) : QString::number(c);
+  const QString value = std::isfinite(v) ? QString::number(v, 'g', 4) : QStringLiteral("—");
+  return indices ? QStringLiteral("%1 (%2) × %3 (%4): %5").arg(rl).arg(r).arg(cl).arg(c).arg(value)
+                 : QStringLiteral("%1 × %2: %3").arg(rl, cl, value);
+}
+
 void PlotView::onMouseMove(QMouseEvent* e) {
   const double cx = plot_->xAxis->pixelToCoord(e->pos().x()), cy = plot_->yAxis->pixelToCoord(e->pos().y());
   if (is_grid_) {
     const int c = static_cast<int>(std::lround(cx)), r = static_cast<int>(std::lround(cy));
     if (r >= 0 && r < grid_.rows && c >= 0 && c < grid_.cols) {
-      const double v = grid_.at(r, c);
-      const QString rl = r < (int)grid_.row_labels.size() ? QString::fromStdString(grid_.row_labels[r]) : QString::number(r);
-      const QString cl = c < (int)grid_.col_labels.size() ? QString::fromStdString(grid_.col_labels[c]) : QString::number(c);
-      hover_->setText(QStringLiteral("%1 (%2) × %3 (%4): %5").arg(rl).arg(r).arg(cl).arg(c)
-                          .arg(std::isfinite(v) ? QString::number(v, 'g', 4) : QStringLiteral("—")));
+      hover_->setText(cellText(r, c, true));
       return;
     }
   } else if (!sx_.empty()) {

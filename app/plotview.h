@@ -91,6 +91,8 @@ class PlotView : public QWidget {
   void addTitle(const QString& title);
   void onMouseMove(QMouseEvent* e);
   void onMousePress(QMouseEvent* e);
+  /// A grid cell's row and column labels (and indices) and value, for the hover line.
+  QString cellText(int row, int col, bool indices) const;
   /// Draws the keyboard's cell (a frame) and says what it holds in the hover line and the accessible description.
   void showFocus();
   QString name_;

@@ -35,6 +35,29 @@ namespace mechscope::app {
 using nlohmann::json;
 namespace {
 const double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+// An attention map's run in its title, its record, and its colour bar's title.
+const char* run_suffix(MapRun r) {
+  static const char* k[] = {"", ", with the ablations", ", ablated minus clean"};
+  return k[static_cast<int>(r)];
+}
+const char* run_name(MapRun r) {
+  static const char* k[] = {"clean", "ablated", "difference"};
+  return k[static_cast<int>(r)];
+}
+std::string map_value_title(MapRun r, bool implicit) {
+  return std::string(r == MapRun::Difference ? "change in " : "") + (implicit ? "implicit attention" : "attention");
+}
+json map_figure(int layer, const std::string& mixer, json head, bool normalise, MapRun r) {
+  return {{"view", "attention"}, {"layer", layer},      {"mixer", mixer},
+          {"head", std::move(head)}, {"normalise", normalise}, {"map", run_name(r)}};
+}
+// The head count of a layer's mixer; -1 when the layer has no such mixer.
+int64_t heads_in(const LanguageModel& model, int64_t layer, const std::string& mixer) {
+  for (const auto& [m, n] : model.heads_of_layer(layer))
+    if (m == mixer) return n;
+  return -1;
+}
 }  // namespace
 
 struct Workbench::Impl {
@@ -82,7 +105,7 @@ struct Workbench::Impl {
     need_batch();
     if (!s.has_targets()) throw std::runtime_error("the typed input has no answers; draw task examples for this view");
   }
-  /// A figure's record (Workbench::figure_record): the session's provenance without the digest (completed at export),
+  /// A figure's record (Grid::provenance): the session's provenance without the digest (completed at export),
   /// narrowed to what the figure depends on.
   std::string record(json figure, bool input, bool interventions, int index = -1) const {
     if (s.current() < 0) return json::object().dump();
@@ -142,18 +165,27 @@ struct Workbench::Impl {
         }
     }
     const bool norm = normalise && run != MapRun::Difference;
-    static const char* kRun[] = {"", ", with the ablations", ", ablated minus clean"};
     g.title = "L" + std::to_string(layer) + " " + mixer + ", every " + (channels > 0 ? "channel group" : "head") +
-              " (left to right, top to bottom)" + (norm ? ", min-max normalised" : "") + kRun[static_cast<int>(run)] +
+              " (left to right, top to bottom)" + (norm ? ", min-max normalised" : "") + run_suffix(run) +
               (run == MapRun::Clean && (index < 0 || index == s.current()) ? clean_note() : "");
     g.x_title = "key (attended) position, per tile";
     g.y_title = "query position, per tile";
-    g.value_title = std::string(run == MapRun::Difference ? "change in " : "") + (implicit ? "implicit attention" : "attention");
-    static const char* kRunName[] = {"clean", "ablated", "difference"};
-    g.provenance = record({{"view", "attention"}, {"layer", layer}, {"mixer", mixer}, {"head", "every"},
-                           {"normalise", norm}, {"map", kRunName[static_cast<int>(run)]}},
-                          true, run != MapRun::Clean, index);
+    g.value_title = map_value_title(run, implicit);
+    g.provenance = record(map_figure(layer, mixer, "every", norm, run), true, run != MapRun::Clean, index);
     return g;
+  }
+  /// Head scores of `model` on the batch, with the views' settings (repeated-sequence ids from 5, halves of 16, the
+  /// input's seed).
+  HeadScores compute_scores(LanguageModel& on, const Progress& progress) {
+    SweepOptions o;
+    o.progress = progress.report;
+    o.cancel = progress.cancel;
+    return mechscope::head_scores(on, s.batch(), 5, 16, s.seed(), o);
+  }
+  /// The current model's head scores, computed once per batch.
+  const HeadScores& current_scores(const Progress& progress) {
+    if (!scores) scores = std::make_unique<HeadScores>(compute_scores(model(), progress));
+    return *scores;
   }
   /// A clean figure's title says so while ablations are active (they apply to the Outcome panel, not to it).
   std::string clean_note() const { return s.ablated().empty() ? "" : " (clean run)"; }
@@ -577,9 +609,7 @@ Grid Workbench::attention(int layer, const std::string& mixer, int head, bool no
   const bool other = index >= 0 && index != d->s.current();
   LanguageModel& model = d->at_index(index).model();
   if (layer < 0 || layer >= model.n_layers()) throw std::out_of_range("layer " + std::to_string(layer));
-  int64_t H = -1;
-  for (const auto& [m, n] : model.heads_of_layer(layer))
-    if (m == mixer) H = n;
+  const int64_t H = heads_in(model, layer, mixer);
   if (H < 0) throw std::invalid_argument("layer " + std::to_string(layer) + " has no " + mixer + " mixer");
   if (run != MapRun::Clean && (other || d->s.ablated().empty()))
     throw std::invalid_argument(other ? "the ablations belong to the current model: another model's map is clean"
@@ -618,19 +648,14 @@ Grid Workbench::attention(int layer, const std::string& mixer, int head, bool no
   g.row_labels = g.col_labels = tokens(static_cast<int>(e));
   const bool implicit = group.scores_hook.empty();
   const bool norm = normalise && run != MapRun::Difference;
-  static const char* kRun[] = {"", ", with the ablations", ", ablated minus clean"};
   g.title = "L" + std::to_string(layer) + " " + mixer + (head < 0 ? " (mean over heads)" : " H" + std::to_string(head)) +
             (implicit ? ", implicit attention" : "") + (norm ? ", min-max normalised" : "") +
-            kRun[static_cast<int>(run)] + (run == MapRun::Clean && !other ? d->clean_note() : "");
+            run_suffix(run) + (run == MapRun::Clean && !other ? d->clean_note() : "");
   g.x_title = "key (attended) position";
   g.y_title = "query position";
-  g.value_title = std::string(run == MapRun::Difference ? "change in " : "") + (implicit ? "implicit attention" : "attention") +
-                  (norm ? " (normalised)" : "");
-  static const char* kRunName[] = {"clean", "ablated", "difference"};
-  g.provenance = d->record({{"view", "attention"}, {"layer", layer}, {"mixer", mixer},
-                            {"head", head < 0 ? json("mean") : json(head)}, {"normalise", norm},
-                            {"map", kRunName[static_cast<int>(run)]}},
-                           true, run != MapRun::Clean, index);
+  g.value_title = map_value_title(run, implicit) + (norm ? " (normalised)" : "");
+  g.provenance = d->record(map_figure(layer, mixer, head < 0 ? json("mean") : json(head), norm, run), true,
+                           run != MapRun::Clean, index);
   return g;
 }
 
@@ -638,16 +663,9 @@ Grid Workbench::head_scores(const std::string& score, const Progress& progress, 
   auto lock = d->engine(__func__);
   d->need_targets();
   LanguageModel& model = d->at_index(index).model();
-  SweepOptions o;
-  o.progress = progress.report;
-  o.cancel = progress.cancel;
-  std::unique_ptr<HeadScores> other;
-  if (index >= 0 && index != d->s.current()) {
-    other = std::make_unique<HeadScores>(mechscope::head_scores(model, d->s.batch(), 5, 16, d->s.seed(), o));
-  } else if (!d->scores) {
-    d->scores = std::make_unique<HeadScores>(mechscope::head_scores(model, d->s.batch(), 5, 16, d->s.seed(), o));
-  }
-  const HeadScores& hs = other ? *other : *d->scores;
+  std::unique_ptr<HeadScores> other;  // another model's: not cached
+  if (index >= 0 && index != d->s.current()) other = std::make_unique<HeadScores>(d->compute_scores(model, progress));
+  const HeadScores& hs = other ? *other : d->current_scores(progress);
   at::Tensor v = mechscope::head_score(hs, score).to(at::kDouble);
   Grid g;
   std::vector<std::pair<int64_t, std::string>> groups;
@@ -723,24 +741,17 @@ HeadCard Workbench::head_card(const std::string& label, const Progress& progress
   const HeadRef h = parse_head(label, model);
   HeadCard card;
   card.head = h.label();
-  if (!d->scores) {
-    SweepOptions o;
-    o.progress = progress.report;
-    o.cancel = progress.cancel;
-    d->scores = std::make_unique<HeadScores>(mechscope::head_scores(model, d->s.batch(), 5, 16, d->s.seed(), o));
-  }
-  const auto& heads = d->scores->heads;
+  const HeadScores& scores = d->current_scores(progress);
+  const auto& heads = scores.heads;
   const size_t i = std::find(heads.begin(), heads.end(), h) - heads.begin();
   if (i == heads.size()) throw std::invalid_argument(label + " has no head scores");
   for (const auto& name : mechscope::head_score_names())
-    card.scores.push_back({name, mechscope::head_score(*d->scores, name)[static_cast<int64_t>(i)].item<double>()});
+    card.scores.push_back({name, mechscope::head_score(scores, name)[static_cast<int64_t>(i)].item<double>()});
   // Where it looks: the current example's answer-predicting row of its map, the three largest |weights|.
   const int64_t e = d->s.example(), q = d->s.last_labelled(e);
   const HeadGroup group = model.head_group(h.layer, h.mixer);
-  int64_t H = 1;
-  for (const auto& [m, n] : model.heads_of_layer(h.layer))
-    if (m == h.mixer) H = n;
-  AttentionMap map = attention_map(model, d->s.example_tokens(e), h.layer, h.mixer, group.channels ? H : 1);
+  AttentionMap map =
+      attention_map(model, d->s.example_tokens(e), h.layer, h.mixer, group.channels ? heads_in(model, h.layer, h.mixer) : 1);
   at::Tensor row = map.pattern[0][h.head][q].to(at::kDouble);
   card.map = group.scores_hook.empty() ? "implicit attention" : "attention";
   const auto labels = tokens(static_cast<int>(e));
@@ -979,11 +990,6 @@ std::vector<std::string> Workbench::corruptible_roles() const {
   auto lock = d->engine(__func__);
   if (d->s.current() < 0 || !d->s.input_task()) return {};
   return d->s.input_task()->corruptible_roles();
-}
-
-std::string Workbench::figure_record(const std::string& figure, bool input, bool interventions, int index) const {
-  std::lock_guard<std::recursive_mutex> small(d->small);
-  return d->record(figure.empty() ? json::object() : parse_json(figure), input, interventions, index);
 }
 
 std::string Workbench::provenance(const std::string& record) const {

@@ -230,12 +230,9 @@ class Workbench {
   /// Plugins: one line each, loaded or failed and why; then the tasks and analyses they add.
   static std::vector<std::string> plugin_report();
 
-  /// Provenance for an exported file: a figure's record (Grid::provenance, figure_record) completed with its
+  /// Provenance for an exported file: a figure's record (Grid::provenance, PlotView::setRecord) completed with its
   /// checkpoint's digest and the program; "" : the current model and input, without interventions.
   std::string provenance(const std::string& record = "") const;
-  /// The record of a figure drawn now from the current model (`model` < 0) or another: `figure` (JSON object text,
-  /// its own settings), the input when `input`, the ablations when `interventions` and there are some.
-  std::string figure_record(const std::string& figure, bool input, bool interventions, int model = -1) const;
 
   // ---- what core offers (the panels list these instead of keeping copies)
   static std::vector<std::string> head_score_names();   ///< gather, aggregate, causal, induction, prev_token

@@ -65,22 +65,25 @@ void AttentionPanel::changed(Change c) {
   if (c == Change::Models || c == Change::Input) {
     if (ctx_.wb.model_count() == 0) return;
     {
-      QSignalBlocker b(layer_spin_), br(run_combo_);
+      QSignalBlocker b(layer_spin_);
       layer_spin_->setRange(0, std::max(0, ctx_.wb.summary().layers - 1));
       if (pending_.contains("layer")) layer_spin_->setValue(pending_["layer"].toInt());
-      run_combo_->setEnabled(!ctx_.wb.ablated().empty());  // another model or input: its own ablations (none yet)
-      if (!run_combo_->isEnabled()) run_combo_->setCurrentIndex(0);
     }
+    syncRun();  // another model or input: its own ablations (none yet)
     refreshMixers();
   } else if (c == Change::Example) {
     refresh();
-  } else if (c == Change::Interventions) {  // the map's run choice follows whether any ablation is active
-    const bool any = !ctx_.wb.ablated().empty();
-    run_combo_->setEnabled(any);
-    QSignalBlocker b(run_combo_);
-    if (!any) run_combo_->setCurrentIndex(0);
+  } else if (c == Change::Interventions) {
+    syncRun();
     refresh();  // the title says whether the ablations apply
   }
+}
+
+void AttentionPanel::syncRun() {
+  const bool any = !ctx_.wb.ablated().empty();
+  QSignalBlocker b(run_combo_);
+  run_combo_->setEnabled(any);
+  if (!any) run_combo_->setCurrentIndex(0);
 }
 
 void AttentionPanel::save(QJsonObject& w) const {
@@ -115,7 +118,7 @@ void AttentionPanel::refreshMixers() {
           head_spin_->setValue(pending_["head"].toInt(head_spin_->value()));
           mean_heads_->setChecked(pending_["mean_heads"].toBool(mean_heads_->isChecked()));
           normalise_->setChecked(pending_["normalise"].toBool(normalise_->isChecked()));
-          run_combo_->setEnabled(!ctx_.wb.ablated().empty());
+          syncRun();
           if (run_combo_->isEnabled()) run_combo_->setCurrentIndex(pending_["attention_run"].toInt(0));
           pending_ = QJsonObject();
         }

@@ -32,6 +32,8 @@ class AttentionPanel : public Panel {
  private:
   void refreshMixers();
   void refresh();
+  /// The run choice follows the session: enabled while ablations are active, else back to the clean run.
+  void syncRun();
   QWidget* widget_;
   QSpinBox* layer_spin_;
   QComboBox* mixer_combo_;

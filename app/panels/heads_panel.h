@@ -42,7 +42,6 @@ class HeadsPanel : public Panel {
   void undo();
   void redo();
   bool canUndo() const { return !undo_.empty(); }
-  bool canRedo() const { return !redo_.empty(); }
   /// The history, oldest first, one line per state ("zero: L0.attn.H0 L1.attn.H0", "none").
   QStringList history() const;
 
