@@ -8,6 +8,8 @@ PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git
   # engine
   libtorch-dev libopenblas0-pthread libopenblas0-openmp libhdf5-dev libssl-dev nlohmann-json3-dev libcli11-dev
+  # grid manifests in TOML
+  libtomlplusplus-dev
   # text: tokenizer.json's regular expressions (Oniguruma, the engine of `tokenizers`) and Unicode normalization
   libonig-dev libicu-dev
   # tests and benchmarks

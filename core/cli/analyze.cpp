@@ -44,7 +44,7 @@ extern "C" void on_analyze_sigint(int) { g_cancel.store(true); }
 json flag_options(const AnalyzeOptions& o) {
   return {{"layer", o.layer}, {"mixer", o.mixer}, {"head", o.head}, {"normalise", o.normalise}, {"groups", o.groups},
           {"repeat_len", o.repeat_len}, {"ablation", o.ablation}, {"heads", o.heads},
-          {"channel_group", o.channel_group}, {"edges", o.edges}, {"last_row", o.last_row}, {"site", o.site},
+          {"channel_group", o.channel_group}, {"shard", o.shard}, {"edges", o.edges}, {"last_row", o.last_row}, {"site", o.site},
           {"corrupt", o.corrupt}, {"plain", o.plain}, {"compare", o.compare}, {"memory_mb", o.memory_mb},
           {"keep_threshold", o.keep_threshold}, {"ids", o.ids}, {"k", o.k}, {"components", o.components},
           {"over_training", o.over_training}};

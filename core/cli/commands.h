@@ -180,6 +180,7 @@ struct AnalyzeOptions {
   std::string ablation = "zero";
   std::vector<std::string> heads;
   int64_t channel_group = 1;
+  std::string shard;   // --shard I/N: part of an ablation sweep
   std::vector<std::string> edges;
   bool last_row = false;
   // patching / attribution
@@ -217,6 +218,39 @@ struct VerifyOptions {
   double tolerance = 1e-4;
 };
 int run_verify(const VerifyOptions& o);
+
+struct GridOptions {
+  std::string manifest;              // the grid's manifest (.json or .toml)
+  std::string executor = "local";    // --executor local | slurm
+  int jobs = 0;                      // --jobs: local tasks at once (0: the manifest's, else cores / cpus)
+  bool dry_run = false;              // --dry-run: print the command lines of the tasks that would run
+  std::string cli;                   // --cli: the mechscope-cli the Slurm tasks run (default: this one)
+};
+/// Runs the tasks of a grid that are not done (docs/cluster.md).
+int run_grid(const GridOptions& o);
+struct GridStatusOptions {
+  std::string manifest;
+  bool json = false;
+  bool all = false;    // --all: list done tasks too
+  bool wait = false;   // --wait: until nothing is queued or running
+};
+/// done / running / queued / failed / missing of every task, from the task folders and squeue; exit 1 unless all done.
+int run_grid_status(const GridStatusOptions& o);
+struct GridTaskOptions {
+  std::string grid;    // the grid's folder
+  std::string id;      // a task id
+  std::string list;    // --list: a file of ids, the one at SLURM_ARRAY_TASK_ID
+};
+/// Runs one task's command lines and writes its record (what the executors start).
+int run_grid_task(const GridTaskOptions& o);
+struct CollectOptions {
+  std::string manifest;
+  std::string out;     // --out PREFIX: PREFIX.csv and PREFIX.h5 (default <grid folder>/collected)
+  bool partial = false;
+  bool force = false;
+};
+/// Merges the done tasks' tables into one CSV and HDF5 table, axes as columns, with provenance.
+int run_collect(const CollectOptions& o);
 
 int run_version();
 

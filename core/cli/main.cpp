@@ -213,6 +213,8 @@ int main(int argc, char** argv) {
   c_an->add_option("--ablation", an.ablation, "ablation: zero | mean | resample")->capture_default_str();
   c_an->add_option("--heads", an.heads, "ablation: ablate these heads together (L1.attn.H0,..., or a range "
                                         "L0.ssm.H0-15) instead of a sweep; knockout: head indices of the layer")->delimiter(',');
+  c_an->add_option("--shard", an.shard, "ablation sweep: part I/N of the heads (0-based), for a grid's array tasks; "
+                   "the parts' tables in order make the whole sweep's");
   c_an->add_option("--channel-group", an.channel_group, "ablation sweep: Mamba1 channels in groups of this many "
                                                         "consecutive channels, each group ablated together")->capture_default_str();
   c_an->add_option("--edge", an.edges, "knockout: a query:key edge to block (repeatable)")->take_all();
@@ -244,11 +246,46 @@ int main(int argc, char** argv) {
 
   auto* c_version = app.add_subcommand("version", "print the version, LibTorch, BLAS and thread count");
 
+  GridOptions grid;
+  auto* c_grid = app.add_subcommand("grid", "run a grid of trainings or analyses from a manifest (JSON or TOML): here, "
+                                    "or as a Slurm job array; run again to retry what failed (docs/cluster.md)");
+  c_grid->require_subcommand(0, 1);
+  c_grid->add_option("manifest", grid.manifest, "the grid's manifest (.json or .toml)");
+  c_grid->add_option("--executor", grid.executor, "local (processes on this machine) or slurm (sbatch --array)")
+      ->capture_default_str();
+  c_grid->add_option("--jobs,-j", grid.jobs, "local: tasks at once (default: the manifest's, else cores / cpus)");
+  c_grid->add_flag("--dry-run", grid.dry_run, "print the command lines of the tasks that would run");
+  c_grid->add_option("--cli", grid.cli, "slurm: the mechscope-cli the tasks run (default: this one; it must be on a "
+                     "file system the nodes share)");
+  GridStatusOptions gstat;
+  auto* c_gstat = c_grid->add_subcommand("status", "done / running / queued / failed / missing of every task, from the "
+                                         "task folders and squeue; exit 1 unless every task is done");
+  c_gstat->add_option("manifest", gstat.manifest, "the grid's manifest")->required();
+  c_gstat->add_flag("--json", gstat.json, "every task's state as JSON");
+  c_gstat->add_flag("--all", gstat.all, "list done tasks too");
+  c_gstat->add_flag("--wait", gstat.wait, "wait until nothing is queued or running");
+  GridTaskOptions gtask;
+  auto* c_gtask = c_grid->add_subcommand("task", "run one task of a prepared grid and write its record (what the "
+                                         "executors start; not needed by hand)");
+  c_gtask->add_option("folder", gtask.grid, "the grid's folder")->required();
+  c_gtask->add_option("id", gtask.id, "the task's id");
+  c_gtask->add_option("--list", gtask.list, "a file of task ids: run the one at line $SLURM_ARRAY_TASK_ID");
+
+  CollectOptions col;
+  auto* c_col = app.add_subcommand("collect", "merge a grid's task tables into one CSV and HDF5 table (axes as "
+                                   "columns, with provenance)");
+  c_col->add_option("manifest", col.manifest, "the grid's manifest")->required();
+  c_col->add_option("--out,-o", col.out, "PREFIX: writes PREFIX.csv and PREFIX.h5 (default: the grid folder's "
+                    "collected.csv and collected.h5)");
+  c_col->add_flag("--partial", col.partial, "collect the done tasks even when others are not");
+  c_col->add_flag("--force", col.force, "overwrite --out's files");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
+  if (std::getenv("MECHSCOPE_PARSE_ONLY")) return 0;  // `grid` checks its tasks' command lines this way
   try {
     if (version || c_version->parsed()) return run_version();
     if (c_init->parsed()) return run_init(init);
@@ -265,6 +302,13 @@ int main(int argc, char** argv) {
     if (c_an->parsed()) return run_analyze(an);
     if (c_ver->parsed()) return run_verify(ver);
     if (c_plugins->parsed()) return run_plugins();
+    if (c_gstat->parsed()) return run_grid_status(gstat);
+    if (c_gtask->parsed()) return run_grid_task(gtask);
+    if (c_grid->parsed()) {
+      if (grid.manifest.empty()) throw std::invalid_argument("grid: give a manifest (docs/cluster.md)");
+      return run_grid(grid);
+    }
+    if (c_col->parsed()) return run_collect(col);
     if (c_bench->parsed()) return bench.scan ? run_bench_scan(bench) : bench.train ? run_bench_train(bench) : run_bench(bench);
     std::cout << app.help();
     return 0;

@@ -413,6 +413,11 @@ Handle write_int64(hid_t loc, const std::string& name, const int64_t* data, cons
   return write_dataset(loc, name, H5T_STD_I64LE, H5T_NATIVE_INT64, data, dims, where);
 }
 
+Handle write_double(hid_t loc, const std::string& name, const double* data, const std::vector<int64_t>& dims,
+                    const std::string& where) {
+  return write_dataset(loc, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, data, dims, where);
+}
+
 static Handle open_dataset(hid_t loc, const std::string& name, const std::string& where) {
   if (H5Lexists(loc, name.c_str(), H5P_DEFAULT) <= 0) throw Error(where + ": dataset '" + name + "' is missing");
   return check(H5Dopen2(loc, name.c_str(), H5P_DEFAULT), where + ": '" + name + "' cannot be opened as a dataset");

@@ -126,6 +126,9 @@ Handle write_float(hid_t loc, const std::string& name, const float* data, const 
                    const std::string& where);
 Handle write_int64(hid_t loc, const std::string& name, const int64_t* data, const std::vector<int64_t>& dims,
                    const std::string& where);
+/// A float64 dataset (collected tables keep the digits their CSV cells have).
+Handle write_double(hid_t loc, const std::string& name, const double* data, const std::vector<int64_t>& dims,
+                    const std::string& where);
 /// Shape of a dataset, and whether its element type is a float / integer class.
 Shape dataset_shape(hid_t loc, const std::string& name, const std::string& where);
 bool dataset_is_float(hid_t loc, const std::string& name, const std::string& where);

@@ -12,13 +12,43 @@ using nlohmann::json;
 
 namespace {
 
+// Part I of N of a sweep's groups: contiguous, the first (size mod N) parts one longer, so that the parts in order
+// are the whole sweep.
+std::vector<std::vector<HeadRef>> shard_of(const std::vector<std::vector<HeadRef>>& groups, const std::string& spec) {
+  const size_t slash = spec.find('/');
+  int64_t i = -1, n = 0;
+  try {
+    size_t used = 0;
+    i = std::stoll(spec.substr(0, slash), &used);
+    if (used != slash) i = -1;
+    n = std::stoll(spec.substr(slash + 1), &used);
+    if (used != spec.size() - slash - 1) n = 0;
+  } catch (const std::exception&) {
+    i = -1;
+  }
+  if (slash == std::string::npos || n < 1 || i < 0 || i >= n)
+    throw std::invalid_argument("--shard '" + spec + "': give I/N with 0 <= I < N, e.g. 2/4");
+  const int64_t total = static_cast<int64_t>(groups.size());
+  if (n > total)
+    throw std::invalid_argument("--shard " + spec + ": the sweep has only " + std::to_string(total) + " heads");
+  const int64_t base = total / n, extra = total % n;
+  const int64_t begin = i * base + std::min(i, extra), end = begin + base + (i < extra ? 1 : 0);
+  return {groups.begin() + begin, groups.begin() + end};
+}
+
 void sweep(const AnalysisContext& ctx, const Ablator& ab, AblationKind kind, ResultsFile& rf, std::ostream& out) {
   const int64_t channel_group = ctx.options.at("channel_group").get<int64_t>();
   auto t0 = std::chrono::steady_clock::now();
   if (channel_group < 1) throw std::invalid_argument("--channel-group must be at least 1");
   if (channel_group > 1) rf.settings["channel_group"] = channel_group;
-  HeadSweepResult res = head_group_sweep(ctx.model, ctx.batch.tokens, Readout::all_labelled(ctx.batch), ab,
-                                         channel_groups(ctx.model, channel_group), sweep_options(ctx));
+  std::vector<std::vector<HeadRef>> groups = channel_groups(ctx.model, channel_group);
+  const std::string shard = ctx.options.value("shard", "");
+  if (!shard.empty()) {
+    groups = shard_of(groups, shard);
+    rf.settings["shard"] = shard;
+  }
+  HeadSweepResult res = head_group_sweep(ctx.model, ctx.batch.tokens, Readout::all_labelled(ctx.batch), ab, groups,
+                                         sweep_options(ctx));
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const std::vector<std::string>& labels = res.labels;
   std::vector<std::pair<std::string, at::Tensor>> cols = {{"prob", res.ablated.prob},
@@ -76,6 +106,7 @@ AnalysisInfo ablation_analysis() {
   a.options = {{"ablation", "zero", "zero | mean | resample"},
                {"heads", json::array(), "ablate these heads together (L1.attn.H0, or a range L0.ssm.H0-15); empty: sweep"},
                {"channel_group", 1, "sweep Mamba1 channels in groups of this many"},
+               {"shard", "", "I/N: only part I of N of the sweep's heads (a grid's array task)"},
                {"plain", false, "one forward per head (the baseline) instead of batched"},
                {"memory_mb", 1024, "memory (MiB) for the stacked variants, on top of the clean run's cache"}};
   return a;
