@@ -4,6 +4,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bash "$root/packaging/install-deps.sh"
+bash "$root/tests/cluster/install-slurm.sh"  # a test dependency only: the Slurm test's single-node cluster
 bash "$root/scripts/build.sh"
 build=${MECHSCOPE_BUILD_DIR:-$root/build}
 args=(--test-dir "$build" --output-on-failure -j "$(nproc)")

@@ -317,7 +317,7 @@ int run_local(const Plan& p, const std::vector<size_t>& todo, int jobs) {
 std::string sbatch_script(const Plan& p, const std::string& list, const std::string& cli, size_t n) {
   const grid::Resources& r = p.m.resources;
   std::ostringstream s;
-  s << "#!/bin/bash\n# written by mechscope-cli grid for " << p.m.path << "\n";
+  s << "#!/bin/bash\n# written by mechscope-cli grid for " << fs::absolute(p.m.path).string() << "\n";
   s << "#SBATCH --job-name=mechscope-" << p.m.name << "\n";
   s << "#SBATCH --array=0-" << n - 1 << (r.throttle > 0 ? "%" + std::to_string(r.throttle) : "") << "\n";
   s << "#SBATCH --cpus-per-task=" << r.cpus << "\n#SBATCH --ntasks=1\n";
