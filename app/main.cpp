@@ -10,6 +10,7 @@
 #include "core/engine/memory.h"
 #include "core/engine/runtime.h"
 #include "core/plugin/plugin.h"
+#include "app/gridwindow.h"
 #include "app/render.h"
 
 #include <QApplication>
@@ -182,8 +183,16 @@ int run_render(const QCommandLineParser& parser, const QCommandLineOption& rende
     if (!parser.isSet(out_opt)) throw std::invalid_argument("--render needs --out FIGURE.png|.pdf|.svg");
     const QStringList wh = parser.value(size_opt).toLower().split('x');
     if (wh.size() != 2) throw std::invalid_argument("--size: expected WIDTHxHEIGHT, e.g. 1200x800");
-    std::cout << mechscope::app::render_results(parser.value(render_opt).toStdString(),
-                                                parser.value(tensor_opt).toStdString(),
+    const std::string path = parser.value(render_opt).toStdString();
+    if (mechscope::grid::is_grid_table(path)) {  // a collected grid: its figure (mechscope-cli collect runs this)
+      mechscope::grid::Figure f{parser.value("x").toStdString(), parser.value("y").toStdString(),
+                                parser.value("series").toStdString()};
+      std::cout << mechscope::app::render_grid_table(path, f, parser.value(out_opt).toStdString(), wh[0].toInt(),
+                                                     wh[1].toInt())
+                << "\n";
+      return 0;
+    }
+    std::cout << mechscope::app::render_results(path, parser.value(tensor_opt).toStdString(),
                                                 parser.value(index_opt).toInt(), parser.value(out_opt).toStdString(),
                                                 wh[0].toInt(), wh[1].toInt())
               << "\n";
@@ -304,6 +313,10 @@ int main(int argc, char** argv) {
   QCommandLineOption out_opt("out", "Figure to write: .png, .pdf or .svg.", "FILE");
   QCommandLineOption size_opt("size", "Figure size in pixels.", "WxH", "1200x800");
   for (const auto& o : {render_opt, tensor_opt, index_opt, out_opt, size_opt}) parser.addOption(o);
+  QCommandLineOption x_opt("x", "A collected grid's figure: the axis along x (default: the first numeric axis).", "COLUMN"),
+      y_opt("y", "A collected grid's figure: the column along y (default: accuracy).", "COLUMN"),
+      series_opt("series", "A collected grid's figure: a line per value of this axis ('-': one line).", "COLUMN");
+  for (const auto& o : {x_opt, y_opt, series_opt}) parser.addOption(o);
   parser.addOption(shots);
   parser.addOption(dark);
   QCommandLineOption list_plugins("list-plugins", "Build the window (loading every plugin and panel), print what "

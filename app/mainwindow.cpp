@@ -36,6 +36,7 @@
 #include <QThread>
 #include <QTimer>
 
+#include "app/gridwindow.h"
 #include "app/panels/analyses_panel.h"
 #include "app/panels/attention_panel.h"
 #include "app/panels/compare_panel.h"
@@ -252,6 +253,11 @@ void MainWindow::buildMenus() {
     const QString p = QFileDialog::getExistingDirectory(this, tr("Open a folder holding config.json and its weights"));
     if (!p.isEmpty()) openFile(p);
   });
+  file->addAction(tr("Open collected &grid…"), this, [this] {  // `mechscope-cli collect`'s table (docs/cluster.md)
+    const QString p = QFileDialog::getOpenFileName(this, tr("Open a collected grid"), QString(),
+                                                   tr("Collected grids (collected.h5 *.h5)"));
+    if (!p.isEmpty()) openFile(p);
+  });
   recent_menu_ = file->addMenu(tr("Open &recent"));
   updateRecentMenu();
   file->addSeparator();
@@ -389,6 +395,17 @@ bool MainWindow::waitIdle(int timeout_ms) {
 
 void MainWindow::openFile(const QString& path, bool make_current) {
   const std::string p = path.toStdString();
+  if (grid::is_grid_table(p)) {  // a collected grid: its own window (table and figure), not a model
+    try {
+      auto* g = new GridWindow(p, this);
+      g->setAttribute(Qt::WA_DeleteOnClose);
+      g->show();
+      addRecent(QFileInfo(path).absoluteFilePath());
+    } catch (const std::exception& e) {
+      QMessageBox::warning(this, tr("Open grid"), QString::fromStdString(describe_error(e)));
+    }
+    return;
+  }
   ctx_->job<int>(tr("opening %1").arg(QFileInfo(path).fileName()),
                  [this, p, make_current](const Progress&) {
                    const int before = wb_->current();

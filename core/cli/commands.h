@@ -221,6 +221,7 @@ int run_verify(const VerifyOptions& o);
 
 struct GridOptions {
   std::string manifest;              // the grid's manifest (.json or .toml)
+  std::string folder;                // --folder: the grid's folder (default: the manifest's "out", beside it)
   std::string executor = "local";    // --executor local | slurm
   int jobs = 0;                      // --jobs: local tasks at once (0: the manifest's, else cores / cpus)
   bool dry_run = false;              // --dry-run: print the command lines of the tasks that would run
@@ -230,6 +231,7 @@ struct GridOptions {
 int run_grid(const GridOptions& o);
 struct GridStatusOptions {
   std::string manifest;
+  std::string folder;
   bool json = false;
   bool all = false;    // --all: list done tasks too
   bool wait = false;   // --wait: until nothing is queued or running
@@ -245,9 +247,12 @@ struct GridTaskOptions {
 int run_grid_task(const GridTaskOptions& o);
 struct CollectOptions {
   std::string manifest;
+  std::string folder;
   std::string out;     // --out PREFIX: PREFIX.csv and PREFIX.h5 (default <grid folder>/collected)
   bool partial = false;
   bool force = false;
+  std::string x, y, series;  // the figure's columns (default: the manifest's "figure", else default_figure)
+  bool no_figure = false;
 };
 /// Merges the done tasks' tables into one CSV and HDF5 table, axes as columns, with provenance.
 int run_collect(const CollectOptions& o);

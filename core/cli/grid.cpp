@@ -24,6 +24,7 @@
 
 #include "core/cli/cli_util.h"
 #include "core/cli/commands.h"
+#include "core/engine/runtime.h"
 #include "core/grid/grid.h"
 #include "core/io/hdf5.h"
 #include "core/util/files.h"
@@ -213,8 +214,9 @@ struct Plan {
   bool slurm_unavailable = false;
 };
 
-Plan plan_of(const std::string& manifest) {
+Plan plan_of(const std::string& manifest, const std::string& folder) {
   Plan p{grid::read_manifest(manifest), "", {}, {}, false};
+  if (!folder.empty()) p.m.out = fs::absolute(folder).string();  // --folder: the grid's folder elsewhere
   p.folder = grid::grid_folder(p.m);
   p.tasks = grid::expand(p.m);
   const auto slurm = slurm_states(p.folder, &p.slurm_unavailable);
@@ -417,61 +419,12 @@ void append_log(const std::string& log, const std::string& line) {
   f << line << "\n";
 }
 
-// The columns of a collected table in HDF5: numbers as float64, text as integer codes with their labels.
-void write_table_h5(const std::string& path, const grid::Table& t, const json& provenance) {
-  h5::remove_stale_temporaries(path);
-  TempFile temp(path);
-  temp.close();
-  const std::string where = "'" + temp.path() + "'";
-  {
-    h5::File f = h5::File::create(temp.path());
-    const hid_t root = f.id();
-    h5::write_attr_string(root, "format", "mechscope-grid-table", where);
-    h5::write_attr_int(root, "format_version", 1, where);
-    h5::write_attr_string(root, "columns", json(t.columns).dump(), where);
-    h5::write_attr_string(root, "provenance", provenance.dump(), where);
-    const std::vector<int64_t> dims = {static_cast<int64_t>(t.rows.size())};
-    for (size_t c = 0; c < t.columns.size(); ++c) {
-      std::vector<double> num(t.rows.size());
-      bool numeric = true;
-      for (size_t r = 0; r < t.rows.size() && numeric; ++r) {
-        const std::string& cell = t.rows[r][c];
-        char* end = nullptr;
-        num[r] = cell.empty() ? std::nan("") : std::strtod(cell.c_str(), &end);
-        numeric = cell.empty() || (end && *end == '\0');
-      }
-      const std::string name = "column_" + fmt("%03.0f", static_cast<double>(c));
-      h5::Handle ds;
-      if (numeric) {
-        ds = h5::write_double(root, name, num.data(), dims, where);
-        h5::write_attr_string(ds.get(), "kind", "number", where);
-      } else {
-        std::vector<std::string> labels;
-        std::map<std::string, int64_t> code;
-        std::vector<int64_t> codes;
-        for (const auto& row : t.rows) {
-          auto [it, fresh] = code.emplace(row[c], static_cast<int64_t>(labels.size()));
-          if (fresh) labels.push_back(row[c]);
-          codes.push_back(it->second);
-        }
-        ds = h5::write_int64(root, name, codes.data(), dims, where);
-        h5::write_attr_string(ds.get(), "kind", "text", where);
-        h5::write_attr_string(ds.get(), "labels", json(labels).dump(), where);
-      }
-      h5::write_attr_string(ds.get(), "name", t.columns[c], where);
-    }
-    f.flush();
-  }
-  h5::seal(temp.path());
-  temp.commit();
-}
-
 }  // namespace
 
 int run_grid(const GridOptions& o) {
   if (o.executor != "local" && o.executor != "slurm")
     throw std::invalid_argument("grid: --executor is local or slurm, not '" + o.executor + "'");
-  Plan p = plan_of(o.manifest);
+  Plan p = plan_of(o.manifest, o.folder);
   const std::vector<size_t> todo = to_run(p, true);
   if (o.dry_run) {
     for (size_t i : todo)
@@ -486,7 +439,7 @@ int run_grid(const GridOptions& o) {
 }
 
 int run_grid_status(const GridStatusOptions& o) {
-  Plan p = plan_of(o.manifest);
+  Plan p = plan_of(o.manifest, o.folder);
   if (o.json) {
     json j = {{"grid", p.m.name}, {"folder", p.folder}, {"tasks", json::array()}};
     for (size_t i = 0; i < p.tasks.size(); ++i)
@@ -503,7 +456,7 @@ int run_grid_status(const GridStatusOptions& o) {
       for (const auto& s : p.states) busy = busy || s.state == grid::State::Running || s.state == grid::State::Queued;
       if (!busy) break;
       std::this_thread::sleep_for(std::chrono::seconds(2));
-      p = plan_of(o.manifest);
+      p = plan_of(o.manifest, o.folder);
     }
     print_status(p, false);
   }
@@ -511,6 +464,50 @@ int run_grid_status(const GridStatusOptions& o) {
     if (s.state != grid::State::Done) return 1;
   return 0;
 }
+
+namespace {
+
+// The grid's figure, drawn by the workbench binary beside this one (`mechscope --render TABLE`, offscreen): the CLI
+// links no Qt. Without the workbench the table is still written, and this says how to draw it later.
+void grid_figure(const grid::Manifest& m, const grid::Table& t, const std::string& table, const std::string& prefix,
+                 const CollectOptions& o) {
+  const std::string gui = executable_dir() + "/mechscope";
+  std::vector<std::string> axes;
+  for (const auto& [k, v] : m.axes) axes.push_back(k);
+  const grid::Figure d = grid::default_figure(t, axes);
+  if ((o.x.empty() && m.figure_x.empty() && d.x.empty()) || (o.y.empty() && m.figure_y.empty() && d.y.empty())) {
+    std::cout << "note: no figure: no numeric axis varies or no numeric column to plot (choose them with --x and --y)\n";
+    return;
+  }
+  if (::access(gui.c_str(), X_OK) != 0) {
+    std::cout << "note: no figure: the workbench '" << gui << "' is not installed (it draws the grid's figure)\n";
+    return;
+  }
+  const std::string x = o.x.empty() ? m.figure_x : o.x, y = o.y.empty() ? m.figure_y : o.y,
+                    series = o.series.empty() ? m.figure_series : o.series;
+  for (const std::string ext : {".png", ".svg"}) {
+    std::vector<std::string> args = {gui, "--render", table, "--out", prefix + ext};
+    for (auto [flag, v] : {std::pair{"--x", x}, {"--y", y}, {"--series", series}})
+      if (!v.empty()) args.insert(args.end(), {flag, v});
+    std::cout.flush();
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      ::setenv("QT_QPA_PLATFORM", "offscreen", 1);
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      ::execv(gui.c_str(), argv.data());
+      ::_exit(127);
+    }
+    int status = 0;
+    while (pid > 0 && ::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (pid < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+      throw std::runtime_error("collect: the table is written, but its figure failed (" + join(args, " ") + ")");
+  }
+}
+
+}  // namespace
 
 int run_grid_task(const GridTaskOptions& o) {
   const std::string id = chosen_task(o);
@@ -555,7 +552,7 @@ int run_grid_task(const GridTaskOptions& o) {
 }
 
 int run_collect(const CollectOptions& o) {
-  Plan p = plan_of(o.manifest);
+  Plan p = plan_of(o.manifest, o.folder);
   std::vector<std::string> open;
   for (size_t i = 0; i < p.tasks.size(); ++i)
     if (p.states[i].state != grid::State::Done)
@@ -578,14 +575,17 @@ int run_collect(const CollectOptions& o) {
     if (r.json.contains("slurm_job")) e["slurm_job"] = r.json["slurm_job"];
     tasks.push_back(e);
   }
-  const json provenance = {{"grid", p.m.name}, {"manifest", p.m.path},
+  std::vector<std::string> axes;
+  for (const auto& [k, v] : p.m.axes) axes.push_back(k);
+  const json provenance = {{"grid", p.m.name}, {"manifest", p.m.path}, {"axes", axes},
                            {"manifest_text", read_file_capped(p.m.path, kMaxSmallFile, "grid manifest")},
                            {"collected", now_iso()}, {"mechscope_version", kVersion}, {"tasks", tasks},
                            {"missing", open}};
   write_file_atomically(csv, grid::write_csv(t));
-  write_table_h5(h5path, t, provenance);
+  grid::write_table_h5(h5path, t, provenance);
   std::cout << "collected " << t.rows.size() << " rows from " << tasks.size() << " of " << p.tasks.size()
             << " tasks into " << csv << " and " << h5path << "\n";
+  if (!o.no_figure) grid_figure(p.m, t, h5path, prefix, o);
   return 0;
 }
 

@@ -253,6 +253,7 @@ int main(int argc, char** argv) {
   c_grid->add_option("manifest", grid.manifest, "the grid's manifest (.json or .toml)");
   c_grid->add_option("--executor", grid.executor, "local (processes on this machine) or slurm (sbatch --array)")
       ->capture_default_str();
+  c_grid->add_option("--folder", grid.folder, "the grid's folder (default: the manifest's \"out\", else NAME.grid beside the manifest)");
   c_grid->add_option("--jobs,-j", grid.jobs, "local: tasks at once (default: the manifest's, else cores / cpus)");
   c_grid->add_flag("--dry-run", grid.dry_run, "print the command lines of the tasks that would run");
   c_grid->add_option("--cli", grid.cli, "slurm: the mechscope-cli the tasks run (default: this one; it must be on a "
@@ -261,6 +262,7 @@ int main(int argc, char** argv) {
   auto* c_gstat = c_grid->add_subcommand("status", "done / running / queued / failed / missing of every task, from the "
                                          "task folders and squeue; exit 1 unless every task is done");
   c_gstat->add_option("manifest", gstat.manifest, "the grid's manifest")->required();
+  c_gstat->add_option("--folder", gstat.folder, "the grid's folder (default: the manifest's \"out\", else NAME.grid beside the manifest)");
   c_gstat->add_flag("--json", gstat.json, "every task's state as JSON");
   c_gstat->add_flag("--all", gstat.all, "list done tasks too");
   c_gstat->add_flag("--wait", gstat.wait, "wait until nothing is queued or running");
@@ -277,8 +279,15 @@ int main(int argc, char** argv) {
   c_col->add_option("manifest", col.manifest, "the grid's manifest")->required();
   c_col->add_option("--out,-o", col.out, "PREFIX: writes PREFIX.csv and PREFIX.h5 (default: the grid folder's "
                     "collected.csv and collected.h5)");
+  c_col->add_option("--folder", col.folder, "the grid's folder (default: the manifest's \"out\", else NAME.grid beside the manifest)");
   c_col->add_flag("--partial", col.partial, "collect the done tasks even when others are not");
   c_col->add_flag("--force", col.force, "overwrite --out's files");
+  c_col->add_option("--x", col.x, "the figure's x: an axis (default: the manifest's figure.x, else the first numeric "
+                    "axis that varies)");
+  c_col->add_option("--y", col.y, "the figure's y: a column (default: accuracy)");
+  c_col->add_option("--series", col.series, "the figure's lines: an axis ('-': one line)");
+  c_col->add_flag("--no-figure", col.no_figure, "write the table only (PREFIX.png and PREFIX.svg otherwise, drawn by "
+                  "the workbench binary)");
 
   try {
     app.parse(argc, argv);

@@ -193,8 +193,17 @@ Manifest parse_manifest(const ordered_json& j, const std::string& path) {
       m.shards = v.get<int64_t>();
     } else if (k == "resources") {
       m.resources = parse_resources(v, path);
+    } else if (k == "figure") {
+      if (!v.is_object()) bad(path, "\"figure\" must be an object with x, y and series");
+      for (const auto& [fk, fv] : v.items()) {
+        if (!fv.is_string()) bad(path, "figure." + fk + " must be a column name");
+        if (fk == "x") m.figure_x = fv.get<std::string>();
+        else if (fk == "y") m.figure_y = fv.get<std::string>();
+        else if (fk == "series") m.figure_series = fv.get<std::string>();
+        else bad(path, "unknown key figure." + fk + " (x, y, series)");
+      }
     } else {
-      bad(path, "unknown key \"" + k + "\" (name, out, command, then, axes, shards, resources)");
+      bad(path, "unknown key \"" + k + "\" (name, out, command, then, axes, shards, resources, figure)");
     }
   }
   check_command(m.command, "command", path);

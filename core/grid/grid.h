@@ -37,6 +37,7 @@ struct Manifest {
   std::vector<std::pair<std::string, std::vector<nlohmann::json>>> axes;
   int64_t shards = 1;                    // "shards": an analysis sweep split into this many array tasks
   Resources resources;
+  std::string figure_x, figure_y, figure_series;  // "figure": {"x", "y", "series"} (default_figure where empty)
 };
 
 /// Reads a manifest: JSON (.json) or TOML (.toml). Unknown keys, empty axes, a command the grid cannot run and
@@ -97,5 +98,32 @@ std::string write_csv(const Table& t);
 /// The grid's table: a row per row of each done task's result.csv, with the task (group) id and the axis values in
 /// front; shards of one task are joined in shard order into the table the unsharded run writes.
 Table collect(const Manifest& m, const std::vector<Task>& tasks, const std::string& grid);
+
+/// A collected table in HDF5 (format mechscope-grid-table, version 1): a dataset per column, numbers as float64
+/// and text as int64 codes with a "labels" attribute, each with its "name"; the provenance as a root attribute.
+/// Written atomically and sealed.
+void write_table_h5(const std::string& path, const Table& t, const nlohmann::json& provenance);
+struct TableFile {
+  Table table;
+  nlohmann::json provenance;
+};
+/// Reads one back (numbers as the shortest text that round-trips); refuses other files by name.
+TableFile read_table_h5(const std::string& path);
+/// Whether `path` is a collected grid table (an HDF5 file of that format); false for anything else.
+bool is_grid_table(const std::string& path);
+
+/// The grid's figure: `y` (a column) against `x` (a numeric axis), one line per value of `series` (an axis; "" for
+/// one line), the mean over the rows that share them (seeds, other axes).
+struct Figure {
+  std::string x, y, series;
+};
+struct Curves {
+  std::vector<double> x;
+  std::vector<std::pair<std::string, std::vector<double>>> series;  // NaN where a series has no row at an x
+};
+/// What the papers plot: accuracy (accuracy_mean, accuracy, ...) against the first numeric axis that varies, a line
+/// per value of the first other axis that varies (seeds are averaged, not a series).
+Figure default_figure(const Table& t, const std::vector<std::string>& axes);
+Curves curves_of(const Table& t, const Figure& f);
 
 }  // namespace mechscope::grid

@@ -458,6 +458,10 @@ void read_int64(hid_t loc, const std::string& name, int64_t* out, const std::str
   read_dataset(loc, name, H5T_NATIVE_INT64, out, where);
 }
 
+void read_double(hid_t loc, const std::string& name, double* out, const std::string& where) {
+  read_dataset(loc, name, H5T_NATIVE_DOUBLE, out, where);
+}
+
 // ------------------------------------------------------------------ sizes before allocation
 
 ByteBudget::ByteBudget(const std::string& path, std::string where) : where_(std::move(where)) {

@@ -135,5 +135,6 @@ bool dataset_is_float(hid_t loc, const std::string& name, const std::string& whe
 /// Reads a dataset converted to float32 / int64 into `out` (sized by the caller from dataset_shape).
 void read_float(hid_t loc, const std::string& name, float* out, const std::string& where);
 void read_int64(hid_t loc, const std::string& name, int64_t* out, const std::string& where);
+void read_double(hid_t loc, const std::string& name, double* out, const std::string& where);
 
 }  // namespace mechscope::h5

@@ -19,6 +19,7 @@
 #include <QtTest/QtTest>
 #include <qcustomplot.h>
 
+#include "app/gridwindow.h"
 #include "app/jobs.h"
 #include "app/mainwindow.h"
 #include "app/panels/analyses_panel.h"
@@ -895,6 +896,47 @@ class AppTest : public QObject {
     w.runPatching();
     QTest::qWait(20);
     w.close();  // closing while a sweep runs: it stops at the next chunk, nothing crashes
+  }
+
+  // A collected grid (mechscope-cli collect's HDF5 table) opens in its own window: the table read back cell for cell,
+  // and the default figure (accuracy by the numeric axis, a line per model, seeds averaged by hand below).
+  void opensACollectedGrid() {
+    QTemporaryDir dir;
+    const std::string path = (dir.path() + "/collected.h5").toStdString();
+    namespace grid = mechscope::grid;
+    grid::Table t;
+    t.columns = {"task", "model", "set.d_model", "seed", "accuracy_mean"};
+    t.rows = {{"a", "attention", "32", "1", "0.5"}, {"a", "attention", "32", "2", "0.7"},
+              {"b", "attention", "64", "1", "0.9"}, {"c", "mamba2", "32", "1", "0.2"},
+              {"d", "mamba2", "64", "1", "0.4"},    {"d", "mamba2", "64", "2", ""}};
+    grid::write_table_h5(path, t, {{"grid", "demo"}, {"axes", {"model", "set.d_model", "seed"}}});
+    QVERIFY(grid::is_grid_table(path));
+    QVERIFY(!grid::is_grid_table(demo("mqar-attn").toStdString()));
+    const grid::TableFile back = grid::read_table_h5(path);
+    QVERIFY(back.table.columns == t.columns);
+    QVERIFY(back.table.rows == t.rows);
+    mechscope::app::GridWindow g(path);
+    QCOMPARE(QString::fromStdString(g.figure().x), QString("set.d_model"));
+    QCOMPARE(QString::fromStdString(g.figure().y), QString("accuracy_mean"));
+    QCOMPARE(QString::fromStdString(g.figure().series), QString("model"));
+    const grid::Curves c = grid::curves_of(back.table, g.figure());
+    QVERIFY(c.x == std::vector<double>({32, 64}));
+    QCOMPARE(c.series.size(), size_t(2));
+    QCOMPARE(c.series[0].first, std::string("model=attention"));
+    QCOMPARE(c.series[0].second[0], 0.6);  // (0.5 + 0.7) / 2
+    QCOMPARE(c.series[0].second[1], 0.9);
+    QCOMPARE(c.series[1].second[1], 0.4);  // the empty cell is no row
+    QVERIFY(g.plot()->hasData());
+    QCOMPARE(g.table()->rowCount(), 6);
+    QCOMPARE(g.table()->item(2, 1)->text(), QString("attention"));
+    g.setFigure({"seed", "accuracy_mean", "-"});  // one line over seeds
+    QVERIFY(g.plot()->hasData());
+    g.setFigure({"model", "accuracy_mean", ""});  // text along x: said, not drawn
+    QVERIFY(!g.plot()->hasData());
+    MainWindow w;  // File > Open on the table: a grid window, not a model
+    w.setQuiet(true);
+    w.openFile(QString::fromStdString(path));
+    QVERIFY(w.findChild<mechscope::app::GridWindow*>());
   }
 };
 
