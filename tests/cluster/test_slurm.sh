@@ -102,7 +102,8 @@ for side in slurm local; do
 done
 "$cli" grid long-slurm.json --executor slurm > /dev/null 2>&1 && ok || bad "submit long"
 job=$(python3 -c "import json; print(json.load(open('long-slurm.grid/slurm/submissions.json'))[0]['job'])")
-for _ in $(seq 1 600); do [ -n "$(ls long-slurm.grid/tasks/*/model.h5 2>/dev/null)" ] && break; sleep 0.1; done
+first=$(python3 -c "import json; print(json.load(open('long-slurm.grid/slurm/submissions.json'))[0]['ids'][0])")
+for _ in $(seq 1 900); do [ -f "long-slurm.grid/tasks/$first/model.h5" ] && break; sleep 0.1; done
 sleep 1
 scancel "${job}_0"
 wait_grid long-slurm.json
