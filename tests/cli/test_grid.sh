@@ -37,6 +37,12 @@ printf 'command = ["train"\n' > bad11.toml;                        expect_err "T
 echo 'x' > bad12.yaml;                                             expect_err "extension" "a .json or .toml file" "$cli" grid bad12.yaml
 [ ! -e bad9.grid/tasks ] || [ -z "$(ls bad9.grid/tasks/*/result.json 2>/dev/null)" ] && ok || bad "a refused grid ran tasks"
 
+# --- the manifests we ship parse and expand (P3's AR grid, the MQAR pairs grid in TOML with bundles)
+res=$(cd "$demos/../grids" && pwd)
+out=$("$cli" grid "$res/ar-widths.json" --folder ar.grid --dry-run 2>&1); contains "ar-widths" "60 tasks" "$out"
+out=$("$cli" grid "$res/mqar-pairs.toml" --folder mq.grid --dry-run 2>&1); contains "mqar-pairs" "18 tasks" "$out"
+contains "TOML bundle flags" "--preset transformer --set attn_cfg.num_heads=1" "$out"
+
 # --- a training grid: two seeds, run, collected; the same command again runs nothing
 m g.json "$TRAIN, \"--train-set\", \"steps=60\"], \"then\": [\"eval\", \"--examples\", \"64\"], \"axes\": {\"seed\": [1, 2]}"
 expect_ok "grid run" "$cli" grid g.json

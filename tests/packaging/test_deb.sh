@@ -25,6 +25,8 @@ plugins=$("$bin/mechscope-cli" plugins 2>&1)
 "$bin/mechscope-cli" analyze patching -c "$models/mqar-attn.h5" -n 8 --out "$work/p.h5" --quiet > /dev/null || { echo "FAIL: analyze"; fail=1; }
 XDG_RUNTIME_DIR=$work QT_QPA_PLATFORM=offscreen "$bin/mechscope" --render "$work/p.h5" --out "$work/p.svg" > /dev/null 2>&1 \
   && grep -q "<svg" "$work/p.svg" || { echo "FAIL: mechscope --render from the package"; fail=1; }
+out=$("$bin/mechscope-cli" grid "$root/usr/share/mechscope/grids/mqar-pairs.toml" --folder "$work/g" --dry-run 2>&1)
+[[ "$out" == *"18 tasks"* ]] || { echo "FAIL: the packaged grid manifest: $out"; fail=1; }
 out=$(ldd "$bin/mechscope-cli")
 [[ "$out" == *"libmechscope_core.so.0 => $root/usr/"* ]] || { echo "FAIL: the CLI does not find the package's libmechscope_core: $out"; fail=1; }
 desktop=$root/usr/share/applications/io.mechscope.MechScope.desktop
