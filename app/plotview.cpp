@@ -415,12 +415,15 @@ void PlotView::showCurves(const std::vector<double>& x, const std::vector<std::p
   plot_->xAxis->setTickLabelRotation(0);
   plot_->xAxis->setTicker(QSharedPointer<QCPAxisTicker>(new QCPAxisTicker));
   plot_->yAxis->setTicker(QSharedPointer<QCPAxisTicker>(new QCPAxisTicker));
-  const QColor colours[] = {QColor(31, 119, 180), QColor(214, 39, 40), QColor(44, 160, 44), QColor(148, 103, 189)};
+  const QColor colours[] = {QColor(31, 119, 180), QColor(214, 39, 40),  QColor(44, 160, 44),  QColor(148, 103, 189),
+                            QColor(255, 127, 14), QColor(140, 86, 75),  QColor(227, 119, 194), QColor(23, 190, 207)};
+  const bool few = x.size() <= 24;  // a grid's points (a width, a number of pairs) are marked, a training curve is not
   plot_->legend->setVisible(true);
   for (size_t s = 0; s < series.size(); ++s) {
     auto* g = plot_->addGraph();
     g->setName(QString::fromStdString(series[s].first));
-    g->setPen(QPen(colours[s % 4], 2));
+    g->setPen(QPen(colours[s % 8], 2));
+    if (few) g->setScatterStyle(QCPScatterStyle(QCPScatterStyle::ssCircle, colours[s % 8], colours[s % 8], 7));
     for (size_t i = 0; i < x.size() && i < series[s].second.size(); ++i)
       if (std::isfinite(series[s].second[i])) g->addData(x[i], series[s].second[i]);
   }
@@ -428,6 +431,11 @@ void PlotView::showCurves(const std::vector<double>& x, const std::vector<std::p
   plot_->yAxis->setLabel(QString());
   plot_->rescaleAxes();
   plot_->yAxis->setRangeLower(std::min(0.0, plot_->yAxis->range().lower));
+  plot_->axisRect()->insetLayout()->setInsetAlignment(0, few ? Qt::AlignBottom | Qt::AlignRight : Qt::AlignTop | Qt::AlignRight);
+  if (few) {  // room for the end points' markers; the legend where accuracies rarely are
+    plot_->xAxis->scaleRange(1.08, plot_->xAxis->range().center());
+    plot_->yAxis->setRangeUpper(plot_->yAxis->range().upper + 0.04 * plot_->yAxis->range().size());
+  }
   addTitle(title);
   plot_->replot();
 }
