@@ -28,6 +28,7 @@
 #include "core/grid/grid.h"
 #include "core/io/hdf5.h"
 #include "core/util/files.h"
+#include "core/util/json.h"
 #include "core/util/sha256.h"
 #include "core/util/strings.h"
 #include "core/version.h"
@@ -143,7 +144,7 @@ std::vector<Submission> read_submissions(const std::string& grid) {
   std::vector<Submission> out;
   const std::string path = grid + "/slurm/submissions.json";
   if (file_kind(path) == "missing") return out;
-  const json j = json::parse(read_file_capped(path, 64ull << 20, "grid submissions"));
+  const json j = parse_json(read_file_capped(path, 64ull << 20, "grid submissions"));
   for (const auto& s : j) out.push_back({s.at("job").get<std::string>(), s.at("ids").get<std::vector<std::string>>()});
   return out;
 }
@@ -187,7 +188,7 @@ TaskState task_state(const std::string& folder, const std::string& id, const std
   if (file_kind(running) == "") {
     json r;
     try {
-      r = json::parse(read_file_capped(running, kMaxSmallFile, "task marker"));
+      r = parse_json(read_file_capped(running, kMaxSmallFile, "task marker"));
     } catch (...) {
     }
     const bool here = r.value("host", "") == this_host() && r.value("slurm_job", "").empty();
@@ -360,7 +361,7 @@ int submit_slurm(const Plan& p, const std::vector<size_t>& todo, const std::stri
   const std::string job = out.substr(0, out.find(';'));
   json subs = json::array();
   const std::string sub_path = p.folder + "/slurm/submissions.json";
-  if (file_kind(sub_path) == "") subs = json::parse(read_file_capped(sub_path, 64ull << 20, "grid submissions"));
+  if (file_kind(sub_path) == "") subs = parse_json(read_file_capped(sub_path, 64ull << 20, "grid submissions"));
   subs.push_back({{"job", job}, {"ids", ids}, {"script", script}, {"submitted", now_iso()}});
   write_file_atomically(sub_path, subs.dump(1) + "\n");
   std::cout << "submitted Slurm job " << job << ": an array of " << ids.size() << " tasks (" << script
@@ -512,7 +513,7 @@ void grid_figure(const grid::Manifest& m, const grid::Table& t, const std::strin
 int run_grid_task(const GridTaskOptions& o) {
   const std::string id = chosen_task(o);
   const std::string folder = grid::task_folder(fs::absolute(o.grid).lexically_normal().string(), id);
-  const json task = json::parse(read_file_capped(folder + "/task.json", kMaxSmallFile, "task description"));
+  const json task = parse_json(read_file_capped(folder + "/task.json", kMaxSmallFile, "task description"));
   if (env_or("MECHSCOPE_NUM_THREADS").empty()) ::setenv("MECHSCOPE_NUM_THREADS", std::to_string(given_cpus()).c_str(), 1);
   const std::string threads = env_or("MECHSCOPE_NUM_THREADS");
   std::remove((folder + "/result.json").c_str());  // a failure being retried

@@ -12,6 +12,7 @@
 #include <toml++/toml.h>
 
 #include "core/util/files.h"
+#include "core/util/json.h"
 #include "core/util/sha256.h"
 #include "core/util/strings.h"
 
@@ -237,6 +238,8 @@ Manifest read_manifest(const std::string& path) {
                     std::string(e.description()));
     }
   } else if (ends_with(path, ".json")) {
+    if (json_nesting_depth(text, kMaxJsonDepth + 1) > kMaxJsonDepth)
+      bad(path, "JSON nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
     try {
       j = ordered_json::parse(text);
     } catch (const std::exception& e) {
@@ -361,7 +364,7 @@ Record read_record(const std::string& folder) {
   if (file_kind(path) == "missing") return r;
   r.present = true;
   try {
-    r.json = json::parse(read_file_capped(path, kMaxRecordBytes, "task record"));
+    r.json = parse_json(read_file_capped(path, kMaxRecordBytes, "task record"));
   } catch (const std::exception& e) {
     r.error = std::string("unreadable record: ") + e.what();
     return r;

@@ -9,6 +9,7 @@
 #include "core/grid/grid.h"
 #include "core/io/hdf5.h"
 #include "core/util/files.h"
+#include "core/util/json.h"
 #include "core/util/strings.h"
 
 namespace mechscope::grid {
@@ -119,8 +120,8 @@ TableFile read_table_h5(const std::string& path) {
     if (version != 1)
       throw std::runtime_error(where + ": grid table format_version " + std::to_string(version) + " is not one this "
                                "version reads (1)");
-    out.table.columns = json::parse(h5::read_attr_string(root, "columns", where).value_or("[]")).get<std::vector<std::string>>();
-    out.provenance = json::parse(h5::read_attr_string(root, "provenance", where).value_or("{}"));
+    out.table.columns = parse_json(h5::read_attr_string(root, "columns", where).value_or("[]")).get<std::vector<std::string>>();
+    out.provenance = parse_json(h5::read_attr_string(root, "provenance", where).value_or("{}"));
     h5::ByteBudget budget(path, where);
     int64_t n = -1;
     std::vector<std::vector<std::string>> cols;
@@ -141,7 +142,7 @@ TableFile read_table_h5(const std::string& path) {
       } else if (kind == "text") {
         std::vector<int64_t> v(static_cast<size_t>(n));
         h5::read_int64(root, name, v.data(), where);
-        const auto labels = json::parse(h5::read_attr_string(ds.get(), "labels", where).value_or("[]"));
+        const auto labels = parse_json(h5::read_attr_string(ds.get(), "labels", where).value_or("[]"));
         for (int64_t i = 0; i < n; ++i) {
           if (v[i] < 0 || v[i] >= static_cast<int64_t>(labels.size()))
             throw std::runtime_error(where + ": column " + name + " holds a code without a label");
@@ -156,8 +157,12 @@ TableFile read_table_h5(const std::string& path) {
     for (size_t c = 0; c < cols.size(); ++c)
       for (size_t r = 0; r < cols[c].size(); ++r) out.table.rows[r][c] = cols[c][r];
   };
-  h5::check_in_child(path, [&] { read(); });
-  read();
+  try {
+    h5::check_in_child(path, [&] { read(); });
+    read();
+  } catch (const nlohmann::json::exception& e) {  // a column name, label or provenance of the wrong type
+    throw std::runtime_error("'" + path + "': not a readable grid table: " + e.what());
+  }
   return out;
 }
 

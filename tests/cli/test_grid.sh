@@ -34,6 +34,8 @@ m bad8.json "$TRAIN], \"axes\": {\"seed\": [1]}, \"resources\": {\"cpu\": 2}"; e
 m bad9.json "$TRAIN, \"--colour\", \"red\"], \"axes\": {\"seed\": [1]}"; expect_err "preflight" "--colour" "$cli" grid bad9.json
 echo '{"command": ' > bad10.json;                                  expect_err "JSON syntax" "not valid JSON" "$cli" grid bad10.json
 printf 'command = ["train"\n' > bad11.toml;                        expect_err "TOML syntax" "TOML error at line" "$cli" grid bad11.toml
+python3 -c "open('bad13.json','w').write('{\"command\": ' + '[' * 100000 + ']' * 100000 + '}')"
+expect_err "nesting" "nested deeper than 256" "$cli" grid bad13.json
 echo 'x' > bad12.yaml;                                             expect_err "extension" "a .json or .toml file" "$cli" grid bad12.yaml
 [ ! -e bad9.grid/tasks ] || [ -z "$(ls bad9.grid/tasks/*/result.json 2>/dev/null)" ] && ok || bad "a refused grid ran tasks"
 
@@ -79,6 +81,13 @@ expect_err "collect refuses an unfinished grid" "not done" "$cli" collect g.json
 expect_ok "collect --partial" "$cli" collect g.json --partial --out partial
 expect_ok "rerun" "$cli" grid g.json
 out=$("$cli" grid status g.json); contains "all done again" "3 tasks, 3 done" "$out"
+# a record that is not one (garbage, or nested a million deep) is not trusted: the task is failed, and runs again
+head -c 3000 /dev/urandom > "g.grid/tasks/$first/result.json"
+out=$("$cli" grid status g.json); contains "garbage record" "unreadable record" "$out"
+python3 -c "open('g.grid/tasks/$first/result.json','w').write('[' * 1000000 + ']' * 1000000)"
+out=$("$cli" grid status g.json); contains "deep record" "nested deeper than 256" "$out"
+expect_ok "rerun after a bad record" "$cli" grid g.json
+out=$("$cli" grid status g.json); contains "all done a third time" "3 tasks, 3 done" "$out"
 
 # --- TOML gives the same tasks as JSON
 cat > g.toml <<'EOF'
