@@ -168,17 +168,6 @@ int run_make_dataset(const MakeDatasetOptions& o) {
   return 0;
 }
 
-namespace {
-
-std::string csv_field(const std::string& s) {
-  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
-  std::string out = "\"";
-  for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return out + "\"";
-}
-
-}  // namespace
-
 int run_score(const ScoreOptionsCli& o) {
   const ScoreBy by = score_by(o.by);
   if (o.examples < 0) throw std::invalid_argument("score: --examples must be positive");
@@ -208,7 +197,7 @@ int run_score(const ScoreOptionsCli& o) {
     for (const auto& s : scores)
       csv += std::to_string(s.line) + "," + (std::isnan(s.logprob) ? std::string() : fmt("%.6f", s.logprob)) + "," +
              (s.correct ? "1" : "0") + "," + (s.chosen >= 0 ? std::to_string(s.chosen) : std::string()) + "," +
-             csv_field(s.generated) + "\n";
+             csv_quote(s.generated) + "\n";
     write_file_atomically(o.csv, csv);
   }
   if (o.json) {

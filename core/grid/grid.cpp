@@ -152,13 +152,6 @@ std::string hash_of(const Manifest& m, const ordered_json& params, int64_t shard
   return sha256_hex(canon.dump()).substr(0, 16);
 }
 
-std::string csv_cell(const std::string& s) {
-  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
-  std::string q = "\"";
-  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return q + "\"";
-}
-
 }  // namespace
 
 Manifest parse_manifest(const ordered_json& j, const std::string& path) {
@@ -427,10 +420,10 @@ Table read_csv(const std::string& text, const std::string& where) {
 
 std::string write_csv(const Table& t) {
   std::ostringstream s;
-  for (size_t c = 0; c < t.columns.size(); ++c) s << (c ? "," : "") << csv_cell(t.columns[c]);
+  for (size_t c = 0; c < t.columns.size(); ++c) s << (c ? "," : "") << csv_quote(t.columns[c]);
   s << "\n";
   for (const auto& r : t.rows) {
-    for (size_t c = 0; c < r.size(); ++c) s << (c ? "," : "") << csv_cell(r[c]);
+    for (size_t c = 0; c < r.size(); ++c) s << (c ? "," : "") << csv_quote(r[c]);
     s << "\n";
   }
   return s.str();

@@ -114,4 +114,11 @@ std::string fmt(const char* format, double v) {
   return buf;
 }
 
+std::string csv_quote(const std::string& cell) {
+  if (cell.find_first_of(",\"\n\r") == std::string::npos) return cell;
+  std::string out = "\"";
+  for (char c : cell) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
+
 }  // namespace mechscope

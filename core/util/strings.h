@@ -21,6 +21,8 @@ std::string closest_matches_hint(const std::string& word, const std::vector<std:
 std::string fmt(const char* format, double v);
 /// Fixed-point with `digits` decimals ("0.998").
 std::string format_double(double v, int digits);
+/// A CSV cell (RFC 4180): as it is, or quoted with its quotes doubled when it holds a comma, quote or line break.
+std::string csv_quote(const std::string& cell);
 /// Human-readable byte count ("3.2 MiB").
 std::string format_bytes(double bytes);
 

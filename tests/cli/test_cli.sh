@@ -3,20 +3,9 @@
 # layout, and mistakes give a non-zero exit with a message that says what was wrong.
 # usage: test_cli.sh MECHSCOPE_CLI WORKDIR
 set -uo pipefail
+source "$(cd "$(dirname "$0")" && pwd)/checks.sh"  # ok, bad, expect_ok, expect_err, contains
 cli=$1; work=$2
 rm -rf "$work"; mkdir -p "$work"; cd "$work"
-pass=0; fail=0
-ok()   { pass=$((pass+1)); }
-bad()  { echo "FAIL: $*"; fail=$((fail+1)); }
-# expect_ok "description" command...      (exit 0)
-expect_ok() { local d=$1; shift; if out=$("$@" 2>&1); then ok; else bad "$d: exit $? :: $out"; fi; }
-# expect_err "description" "message fragment" command...   (non-zero exit, fragment in stderr/stdout)
-expect_err() {
-  local d=$1 frag=$2; shift 2
-  if out=$("$@" 2>&1); then bad "$d: succeeded but should fail :: $out"; return; fi
-  if [[ "$out" == *"$frag"* ]]; then ok; else bad "$d: message lacks '$frag' :: $out"; fi
-}
-contains() { local d=$1 frag=$2 text=$3; if [[ "$text" == *"$frag"* ]]; then ok; else bad "$d: lacks '$frag' :: $text"; fi; }
 
 v=$("$cli" --version); contains "version" "BLAS" "$v"; contains "version" "threads" "$v"
 for p in transformer mamba1 mamba2 hybrid parallel-hybrid; do

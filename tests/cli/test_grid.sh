@@ -5,19 +5,10 @@
 # sweep sharded in four collecting to the unsharded table.
 # usage: test_grid.sh MECHSCOPE_CLI WORKDIR DEMO_MODELS_DIR
 set -uo pipefail
+source "$(cd "$(dirname "$0")" && pwd)/checks.sh"  # ok, bad, expect_ok, expect_err, contains
 cli=$1; work=$2; demos=$3
 rm -rf "$work"; mkdir -p "$work"; cd "$work"
 export MECHSCOPE_NUM_THREADS=1
-pass=0; fail=0
-ok()   { pass=$((pass+1)); }
-bad()  { echo "FAIL: $*"; fail=$((fail+1)); }
-expect_ok() { local d=$1; shift; if out=$("$@" 2>&1); then ok; else bad "$d: exit $? :: $out"; fi; }
-expect_err() {
-  local d=$1 frag=$2; shift 2
-  if out=$("$@" 2>&1); then bad "$d: succeeded but should fail :: $out"; return; fi
-  if [[ "$out" == *"$frag"* ]]; then ok; else bad "$d: message lacks '$frag' :: $out"; fi
-}
-contains() { local d=$1 frag=$2 text=$3; if [[ "$text" == *"$frag"* ]]; then ok; else bad "$d: lacks '$frag' :: $text"; fi; }
 
 # --- manifests that are refused, each by name
 TRAIN='"command": ["train", "--task", "mqar", "--task-set", "vocab_size=64", "--task-set", "seq_len=32", "--task-set", "num_pairs=4", "--preset", "mamba2", "--set", "d_model=32", "--train-set", "batch=16", "--train-set", "eval_every=100", "--train-set", "eval_examples=64", "--train-set", "checkpoint_every=50"'

@@ -8,6 +8,7 @@
 # Skips (77) where Slurm's packages are missing or it is not run as root (slurmd starts jobs as their users).
 # usage: test_slurm.sh MECHSCOPE_CLI WORKDIR DEMO_MODELS_DIR
 set -uo pipefail
+source "$(cd "$(dirname "$0")" && pwd)/../cli/checks.sh"  # ok, bad, expect_ok, expect_err, contains
 cli=$1; work=$2; demos=$3
 for b in munged slurmctld slurmd sbatch squeue scontrol sinfo scancel; do
   command -v "$b" > /dev/null || { echo "skip: $b is missing (tests/cluster/install-slurm.sh installs Slurm)"; exit 77; }
@@ -20,9 +21,6 @@ chmod 755 "$state"
 mkdir -p "$state/munge" "$state/spool" "$state/ctld" "$state/log"
 chmod 700 "$state/munge"
 export SLURM_CONF=$state/slurm.conf
-pass=0; fail=0
-ok()   { pass=$((pass+1)); }
-bad()  { echo "FAIL: $*"; fail=$((fail+1)); }
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2> /dev/null; }
 stop() {
   scontrol shutdown > /dev/null 2>&1
