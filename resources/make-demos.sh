@@ -32,6 +32,10 @@ demos=(
   "ar-mamba1-1layer|--preset mamba1 --set d_model=128 --set n_layer=1|$AR|--train-set batch=32 --train-set lr=1e-3 --train-set warmup=0.1 --train-set steps=15000 --train-set eval_every=250 --train-set eval_examples=512 --train-set target_accuracy=0.999"
   # the same Mamba with a convolution of width 1 (nothing mixes positions before the scan): stays at chance (issue 28)
   "ar-mamba1-conv1|--preset mamba1 --set d_model=128 --set ssm_cfg.d_conv=1|$AR|--train-set batch=32 --train-set lr=1e-3 --train-set warmup=0.1 --train-set steps=15000 --train-set eval_every=250 --train-set eval_examples=512 --train-set target_accuracy=0.999"
+  # tinylang's associative tree recall with P3's grammar at d 128 (issue 28): Mamba above attention. Each ran its whole
+  # 20,000-step schedule over three sessions (train --resume): about 90 and 27 minutes of one thread: DEMO_TIMEOUT=6000
+  "atr-mamba1|--preset mamba1 --set d_model=128|--task atr|--train-set batch=32 --train-set lr=1e-3 --train-set warmup=0.1 --train-set steps=20000 --train-set eval_every=250 --train-set eval_examples=512 --train-set target_accuracy=0.99"
+  "atr-attn|--preset transformer --set d_model=128 --set d_intermediate=0 --set attn_cfg.num_heads=1 --set attn_cfg.rotary_emb_dim=128|--task atr|--train-set batch=32 --train-set lr=1e-3 --train-set warmup=0.1 --train-set steps=20000 --train-set eval_every=250 --train-set eval_examples=512 --train-set target_accuracy=0.99"
   "position-attn|--preset transformer --set d_model=64 --set d_intermediate=0 --set attn_cfg.num_heads=1 --set attn_cfg.rotary_emb_dim=0 --set pos_emb=learned --set max_seq_len=40|$POS|$TRAIN --train-set batch=512 --train-set steps=2000 --train-set eval_every=100 --train-set target_accuracy=0.995"
   # Mamba2 then attention without positional encoding: the Mamba2 layer is its only sense of position (issue 28)
   "position-hybrid|--preset hybrid --set n_layer=2 --set d_model=64 --set attn_cfg.num_heads=1 --set attn_cfg.rotary_emb_dim=0|$POS|$TRAIN --train-set batch=256 --train-set steps=6000 --train-set eval_every=100 --train-set target_accuracy=0.995"
