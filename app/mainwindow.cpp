@@ -579,6 +579,8 @@ void MainWindow::takeScreenshots(const QString& dir) {
     QApplication::processEvents();
     grab().save(dir + "/panel-" + d->objectName().mid(5) + ".png");
   }
+  int n = 0;  // the collected grids the files opened, each in its window
+  for (auto* g : findChildren<GridWindow*>()) g->grab().save(dir + QString("/grid-%1.png").arg(n++));
   if (patchingPlot()->hasData()) {  // the patching sweep again, aligned to each example's corruption
     dockOf("patching")->show();
     dockOf("patching")->raise();
