@@ -1,6 +1,8 @@
 // GridWindow and render_grid_table: see gridwindow.h. Core headers come before Qt's.
 #include "app/gridwindow.h"
 
+#include "core/util/strings.h"
+
 #include <QComboBox>
 #include <QFileInfo>
 #include <QFormLayout>
@@ -36,7 +38,7 @@ grid::Figure completed(const grid::TableFile& file, grid::Figure f) {
 void draw(PlotView& view, const grid::TableFile& file, const grid::Figure& f, const std::string& name) {
   const grid::Curves c = grid::curves_of(file.table, f);
   const std::string title = file.provenance.value("grid", name) + ": " + f.y + " by " + f.x +
-                            (f.series.empty() ? "" : ", a line per " + f.series) + " (mean over the other axes)";
+                            (f.series.empty() ? "" : ", a line per " + join(split(f.series, ','), " and ")) + " (mean over the other axes)";
   view.showCurves(c.x, c.series, QString::fromStdString(f.x), QString::fromStdString(title));
   nlohmann::json record = {{"grid_table", name}, {"figure", {{"x", f.x}, {"y", f.y}, {"series", f.series}}},
                            {"grid", file.provenance}};
@@ -92,6 +94,8 @@ GridWindow::GridWindow(const std::string& path, QWidget* parent)
 }
 
 void GridWindow::setFigure(const grid::Figure& f) {
+  if (f.series.find(',') != std::string::npos && series_->findData(QString::fromStdString(f.series)) < 0)
+    series_->addItem(QString::fromStdString(f.series), QString::fromStdString(f.series));  // a combination
   for (auto [box, value] : {std::pair{x_, f.x}, {y_, f.y}, {series_, f.series.empty() ? std::string("-") : f.series}}) {
     const QSignalBlocker block(box);
     const int i = box->findData(QString::fromStdString(value));

@@ -112,8 +112,9 @@ TableFile read_table_h5(const std::string& path);
 /// Whether `path` is a collected grid table (an HDF5 file of that format); false for anything else.
 bool is_grid_table(const std::string& path);
 
-/// The grid's figure: `y` (a column) against `x` (a numeric axis), one line per value of `series` (an axis; "" for
-/// one line), the mean over the rows that share them (seeds, other axes).
+/// The grid's figure: `y` (a column) against `x` (a numeric axis), one line per value of `series` (an axis, or
+/// several joined by commas for a line per combination, e.g. "model,set.d_model"; "" for one line), the mean over
+/// the rows that share them (seeds, other axes).
 struct Figure {
   std::string x, y, series;
 };

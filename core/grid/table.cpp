@@ -208,7 +208,9 @@ Figure default_figure(const Table& t, const std::vector<std::string>& axes) {
 Curves curves_of(const Table& t, const Figure& f) {
   if (f.x.empty() || f.y.empty()) throw std::invalid_argument("a grid figure needs an x axis and a y column");
   const size_t xc = column_index(t, f.x, "x"), yc = column_index(t, f.y, "y");
-  const size_t sc = f.series.empty() ? 0 : column_index(t, f.series, "the series");
+  std::vector<size_t> sc;  // "model,set.d_model": a line per combination
+  if (!f.series.empty())
+    for (const auto& name : split(f.series, ',')) sc.push_back(column_index(t, trim(name), "the series"));
   if (!numeric_column(t, xc)) throw std::invalid_argument("x: column '" + f.x + "' is not numeric");
   if (!numeric_column(t, yc)) throw std::invalid_argument("y: column '" + f.y + "' is not numeric");
   std::set<double> xs;
@@ -219,7 +221,9 @@ Curves curves_of(const Table& t, const Figure& f) {
     number(r[xc], &x);
     number(r[yc], &y);
     if (std::isnan(x) || std::isnan(y)) continue;
-    const std::string s = f.series.empty() ? f.y : r[sc];
+    std::string s = sc.empty() ? f.y : "";
+    for (size_t k = 0; k < sc.size(); ++k)
+      s += (k ? ", " : "") + (sc.size() > 1 ? trim(split(f.series, ',')[k]) + "=" : std::string()) + r[sc[k]];
     if (!sums.count(s)) order.push_back(s);
     auto& cell = sums[s][x];
     cell.first += y;
@@ -234,7 +238,7 @@ Curves curves_of(const Table& t, const Figure& f) {
       auto it = sums[s].find(x);
       line.push_back(it == sums[s].end() ? std::nan("") : it->second.first / it->second.second);
     }
-    c.series.emplace_back(f.series.empty() ? s : f.series + "=" + s, std::move(line));
+    c.series.emplace_back(sc.size() == 1 ? f.series + "=" + s : s, std::move(line));
   }
   return c;
 }

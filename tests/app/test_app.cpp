@@ -929,6 +929,10 @@ class AppTest : public QObject {
     QVERIFY(g.plot()->hasData());
     QCOMPARE(g.table()->rowCount(), 6);
     QCOMPARE(g.table()->item(2, 1)->text(), QString("attention"));
+    const grid::Curves both = grid::curves_of(back.table, {"seed", "accuracy_mean", "model,set.d_model"});
+    QCOMPARE(both.series.size(), size_t(4));  // a line per model and width
+    QCOMPARE(both.series[0].first, std::string("model=attention, set.d_model=32"));
+    QCOMPARE(both.series[0].second[1], 0.7);  // seed 2
     g.setFigure({"seed", "accuracy_mean", "-"});  // one line over seeds
     QVERIFY(g.plot()->hasData());
     g.setFigure({"model", "accuracy_mean", ""});  // text along x: said, not drawn
