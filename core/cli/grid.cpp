@@ -42,6 +42,7 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr uint64_t kMaxSmallFile = 4ull << 20;
+constexpr int kClaimedElsewhere = 3;  // `grid task`'s exit status when another process on this host runs the task
 volatile sig_atomic_t g_signal = 0;
 volatile pid_t g_child = 0;
 extern "C" void on_grid_signal(int sig) {
@@ -278,11 +279,16 @@ int run_local(const Plan& p, const std::vector<size_t>& todo, int jobs) {
   std::cout << "local: " << jobs << " at a time, " << cpus << " thread" << (cpus > 1 ? "s" : "") << " each\n";
   std::map<pid_t, size_t> live;
   size_t next = 0, finished = 0;
-  int failed = 0;
+  int failed = 0, elsewhere = 0;
   const auto t0 = std::chrono::steady_clock::now();
   std::map<pid_t, std::chrono::steady_clock::time_point> started;
   while (next < todo.size() || !live.empty()) {
     while (next < todo.size() && static_cast<int>(live.size()) < jobs) {
+      if (grid::read_record(grid::task_folder(p.folder, p.tasks[todo[next]].id)).complete) {  // another runner did it
+        std::cout << "[" << ++finished << "/" << todo.size() << "] done elsewhere " << p.tasks[todo[next++]].id << std::endl;
+        ++elsewhere;
+        continue;
+      }
       pid_t pid = 0;
       run_self({"grid", "task", p.folder, p.tasks[todo[next]].id}, "",
                {{"MECHSCOPE_NUM_THREADS", std::to_string(cpus)}}, false, &pid);
@@ -298,6 +304,13 @@ int run_local(const Plan& p, const std::vector<size_t>& todo, int jobs) {
     auto it = live.find(pid);
     if (it == live.end()) continue;
     const grid::Task& t = p.tasks[it->second];
+    if (WIFEXITED(status) && WEXITSTATUS(status) == kClaimedElsewhere) {
+      std::cout << "[" << ++finished << "/" << todo.size() << "] left   " << t.id << "  (another grid process on this "
+                << "host runs it)" << std::endl;
+      ++elsewhere;
+      live.erase(it);
+      continue;
+    }
     const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
     failed += ok ? 0 : 1;
     std::cout << "[" << ++finished << "/" << todo.size() << "] " << (ok ? "done   " : "FAILED ") << t.id << "  "
@@ -310,8 +323,9 @@ int run_local(const Plan& p, const std::vector<size_t>& todo, int jobs) {
     std::cout << std::endl;
     live.erase(it);
   }
-  std::cout << todo.size() - failed << " of " << todo.size() << " tasks finished in " << fmt("%.1f", seconds_since(t0))
-            << " s";
+  std::cout << todo.size() - failed - elsewhere << " of " << todo.size() << " tasks finished in "
+            << fmt("%.1f", seconds_since(t0)) << " s";
+  if (elsewhere) std::cout << "; " << elsewhere << " left to another grid process";
   if (failed) std::cout << "; " << failed << " failed (their log.txt says why; the same command runs them again)";
   std::cout << "\n";
   return failed ? 1 : 0;
@@ -405,6 +419,38 @@ std::string chosen_task(const GridTaskOptions& o) {
   if (id.size() != 16 || id.find_first_not_of("0123456789abcdef") != std::string::npos)
     throw std::invalid_argument("grid task: '" + id + "' is not a task id (16 hex digits)");
   return id;
+}
+
+// One runner per task on a host: a second `grid` on the same machine (two terminals on one manifest) leaves a task
+// the first has started. A claim whose process is gone is stale, and so is one from another host, whose processes
+// cannot be seen from here (a node that was killed must not block the retry).
+bool claim_task(const std::string& folder) {
+  const std::string path = folder + "/claim";
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+      const std::string me = this_host() + " " + std::to_string(::getpid()) + "\n";
+      const bool written = ::write(fd, me.data(), me.size()) == static_cast<ssize_t>(me.size());
+      ::close(fd);
+      return written;
+    }
+    std::string text;
+    try {
+      text = read_file_capped(path, 4096, "task claim");
+    } catch (const std::exception&) {
+    }
+    if (text.empty()) {  // being written this instant
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      continue;
+    }
+    std::istringstream in(text);
+    std::string host;
+    long pid = 0;
+    in >> host >> pid;
+    if (host == this_host() && pid > 0 && pid != ::getpid() && ::kill(static_cast<pid_t>(pid), 0) == 0) return false;
+    std::remove(path.c_str());
+  }
+  return false;
 }
 
 json slurm_ids() {
@@ -516,6 +562,10 @@ int run_grid_task(const GridTaskOptions& o) {
   const json task = parse_json(read_file_capped(folder + "/task.json", kMaxSmallFile, "task description"));
   if (env_or("MECHSCOPE_NUM_THREADS").empty()) ::setenv("MECHSCOPE_NUM_THREADS", std::to_string(given_cpus()).c_str(), 1);
   const std::string threads = env_or("MECHSCOPE_NUM_THREADS");
+  if (!claim_task(folder)) {
+    std::cerr << "grid task " << id << ": another process on this host is running it\n";
+    return kClaimedElsewhere;
+  }
   std::remove((folder + "/result.json").c_str());  // a failure being retried
   json rec = {{"format", "mechscope-grid-task"}, {"format_version", 1}, {"id", id}, {"grid", task.at("grid")},
               {"params", task.at("params")}, {"shard", task.at("shard")}, {"host", this_host()},
@@ -548,6 +598,7 @@ int run_grid_task(const GridTaskOptions& o) {
   else rec["error"] = error;
   write_file_atomically(folder + "/result.json", rec.dump(1) + "\n");  // the record is the task's last write
   std::remove((folder + "/running.json").c_str());
+  std::remove((folder + "/claim").c_str());
   if (!error.empty()) std::cerr << "grid task " << id << ": " << error << "\n";
   return error.empty() ? 0 : 1;
 }

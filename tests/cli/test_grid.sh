@@ -109,6 +109,17 @@ expect_ok "collect k" "$cli" collect k.json
 expect_ok "collect ref" "$cli" collect ref.json
 cmp -s k.grid/collected.csv ref.grid/collected.csv && ok || bad "resumed != uninterrupted: $(cat k.grid/collected.csv ref.grid/collected.csv)"
 
+# --- two runners on one grid (two terminals): each task runs once, the second runner leaves what the first started
+m two.json "$TRAIN, \"--train-set\", \"steps=300\"], \"then\": [\"eval\", \"--examples\", \"64\"], \"axes\": {\"seed\": [1, 2, 3, 4]}"
+"$cli" grid two.json --jobs 1 > two-a.out 2>&1 &
+a=$!
+"$cli" grid two.json --jobs 1 > two-b.out 2>&1
+wait $a
+out=$("$cli" grid status two.json); contains "two runners: all done" "4 tasks, 4 done" "$out"
+for log in two.grid/tasks/*/log.txt; do
+  [ "$(grep -c '^== ' "$log")" = 2 ] && ok || bad "two runners: a task ran twice: $(grep '^== ' "$log")"
+done
+
 # --- an ablation sweep in four shards collects to the unsharded sweep's table. Each shard batches fewer variants
 # than the whole sweep, so BLAS could round differently: compared to 1e-6 relative (on this machine it is equal).
 for n in 1 4; do
