@@ -192,7 +192,7 @@ TaskState task_state(const std::string& folder, const std::string& id, const std
       r = parse_json(read_file_capped(running, kMaxSmallFile, "task marker"));
     } catch (...) {
     }
-    const bool here = r.value("host", "") == this_host() && r.value("slurm_job", "").empty();
+    const bool here = r.value("host", "") == this_host();  // its process can be seen from here
     const pid_t pid = r.value("pid", 0);
     if (slurm.count(id) || (here && pid > 0 && ::kill(pid, 0) == 0))
       return {grid::State::Running, "on " + r.value("host", "?") + " since " + r.value("started", "?")};
