@@ -195,7 +195,11 @@ TaskState task_state(const std::string& folder, const std::string& id, const std
     const bool here = r.value("host", "") == this_host();  // its process can be seen from here
     const pid_t pid = r.value("pid", 0);
     if (slurm.count(id) || (here && pid > 0 && ::kill(pid, 0) == 0))
-      return {grid::State::Running, "on " + r.value("host", "?") + " since " + r.value("started", "?")};
+    {
+      const std::string last = last_line(folder + "/log.txt");  // a training's latest evaluation, e.g. "step 500/4000 ..."
+      return {grid::State::Running, "on " + r.value("host", "?") + " since " + r.value("started", "?") +
+                                        (last.rfind("step ", 0) == 0 ? "; " + last : "")};
+    }
     grid::Record rec = grid::read_record(folder);
     if (!rec.present)
       return {grid::State::Failed, "stopped without a record (killed, or out of time or memory?) on " + r.value("host", "?")};

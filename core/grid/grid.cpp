@@ -330,7 +330,6 @@ std::vector<std::vector<std::string>> task_steps(const std::vector<std::string>&
       train.push_back("--out");
       train.push_back(model);
     }
-    train.push_back("--quiet");
     steps.push_back(train);
   }
   std::vector<std::string> evaluate = then;
