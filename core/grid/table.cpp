@@ -110,7 +110,7 @@ void write_table_h5(const std::string& path, const Table& t, const json& provena
 
 TableFile read_table_h5(const std::string& path) {
   TableFile out;
-  auto read = [&] {
+  auto read_body = [&] {
     h5::File f = h5::File::open_read(path);
     const std::string where = "'" + path + "'";
     const hid_t root = f.id();
@@ -157,12 +157,15 @@ TableFile read_table_h5(const std::string& path) {
     for (size_t c = 0; c < cols.size(); ++c)
       for (size_t r = 0; r < cols[c].size(); ++r) out.table.rows[r][c] = cols[c][r];
   };
-  try {
-    h5::check_in_child(path, [&] { read(); });
-    read();
-  } catch (const nlohmann::json::exception& e) {  // a column name, label or provenance of the wrong type
-    throw std::runtime_error("'" + path + "': not a readable grid table: " + e.what());
-  }
+  auto read = [&] {
+    try {
+      read_body();
+    } catch (const nlohmann::json::exception& e) {  // a column name, label or provenance of the wrong type
+      throw std::runtime_error("'" + path + "': not a readable grid table: " + e.what());
+    }
+  };
+  h5::check_in_child(path, read);
+  read();
   return out;
 }
 
