@@ -14,8 +14,10 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include "core/grid/grid.h"
 #include "core/io/checkpoint.h"
 #include "core/io/foreign.h"
+#include "core/io/hdf5.h"
 #include "core/io/import.h"
 #include "core/io/tokens.h"
 #include "core/model/model.h"
@@ -230,10 +232,11 @@ std::string mutate(const std::string& s, std::mt19937_64& rng) {
 
 // Runs `read` on `iterations` mutants of `seed`; any exception with a message passes, a crash fails the process.
 template <typename Read>
-void fuzz(const std::string& name, const std::string& seed, const std::string& path, Read read, uint64_t salt) {
+void fuzz(const std::string& name, const std::string& seed, const std::string& path, Read read, uint64_t salt,
+          int iterations = 0) {
   std::mt19937_64 rng(0x5eed + salt);
   int errors = 0, loaded = 0;
-  const int n = fuzz_iterations();
+  const int n = iterations > 0 ? std::min(iterations, fuzz_iterations()) : fuzz_iterations();
   for (int i = 0; i < n; ++i) {
     write_all(path, mutate(seed, rng));
     try {
@@ -282,6 +285,33 @@ TEST(Fuzz, NativeCheckpointReader) {
   LanguageModel m(small_config("hybrid"), 1);
   save_checkpoint(dir + "/seed.h5", m, {});
   fuzz("checkpoint (HDF5)", read_all(dir + "/seed.h5"), dir + "/m.h5", [](const std::string& p) { load_checkpoint(p); }, 3);
+}
+
+TEST(Fuzz, GridManifestsAndTables) {
+  // A grid's manifest (JSON and TOML, with a bundle), and a collected table as `collect` writes it.
+  const std::string dir = scratch_dir();
+  const std::string json_seed = R"({"name": "g", "command": ["train", "--task", "mqar", "--train-set", "steps=10"],
+    "then": ["eval", "--examples", "64"], "axes": {"model": [{"label": "attention", "preset": "transformer"},
+    {"label": "mamba2", "preset": "mamba2"}], "set.d_model": [32, 64], "seed": [1, 2]},
+    "resources": {"cpus": 1, "time": "00:10:00"}, "figure": {"x": "set.d_model", "y": "accuracy_mean"}})";
+  const std::string toml_seed = "name = \"g\"\ncommand = [\"eval\", \"-c\", \"m.h5\"]\n[axes]\nseed = [1, 2]\n"
+                                "model = [{ label = \"a\", \"task_set.num_pairs\" = 4 }]\n[resources]\ncpus = 2\n";
+  auto expand = [](const std::string& p) { mechscope::grid::expand(mechscope::grid::read_manifest(p)); };
+  fuzz("grid manifest (JSON)", json_seed, dir + "/m.json", expand, 20);
+  fuzz("grid manifest (TOML)", toml_seed, dir + "/m.toml", expand, 21);
+  mechscope::grid::Table t;
+  t.columns = {"task", "model", "set.d_model", "accuracy_mean"};
+  t.rows = {{"a", "attention", "32", "0.5"}, {"b", "mamba2", "64", ""}};
+  mechscope::grid::write_table_h5(dir + "/seed.h5", t, {{"grid", "g"}, {"axes", {"model", "set.d_model"}}});
+  const auto read_table = [](const std::string& p) { mechscope::grid::read_table_h5(p); };
+  fuzz("grid table (HDF5)", read_all(dir + "/seed.h5"), dir + "/t.h5", read_table, 22);
+  // Without its seal (the 512-byte user block dropped: HDF5's addresses count from the superblock), so that the
+  // mutants reach libhdf5 and the table reader instead of the seal's check.
+  const std::string unsealed = read_all(dir + "/seed.h5").substr(mechscope::h5::kUserBlock);
+  write_all(dir + "/unsealed.h5", unsealed);
+  ASSERT_EQ(mechscope::grid::read_table_h5(dir + "/unsealed.h5").table.rows, t.rows);
+  // Fewer of them: each is read by libhdf5 in a checking process first, and a hostile one can take it to its deadline.
+  fuzz("grid table (HDF5, unsealed)", unsealed, dir + "/u.h5", read_table, 23, 60);
 }
 
 TEST(Fuzz, ForeignConfigJson) {
