@@ -570,6 +570,11 @@ int run_grid_task(const GridTaskOptions& o) {
     std::cerr << "grid task " << id << ": another process on this host is running it\n";
     return kClaimedElsewhere;
   }
+  if (grid::read_record(folder).complete) {  // another runner finished it between our look and our claim
+    std::remove((folder + "/claim").c_str());
+    std::cerr << "grid task " << id << ": done by another process\n";
+    return kClaimedElsewhere;
+  }
   std::remove((folder + "/result.json").c_str());  // a failure being retried
   json rec = {{"format", "mechscope-grid-task"}, {"format_version", 1}, {"id", id}, {"grid", task.at("grid")},
               {"params", task.at("params")}, {"shard", task.at("shard")}, {"host", this_host()},

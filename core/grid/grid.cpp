@@ -54,6 +54,19 @@ std::vector<std::string> string_list(const ordered_json& j, const std::string& k
   return out;
 }
 
+// A command line: a list of words, or one string split at spaces (a value with a space, or quotes, needs the list).
+std::vector<std::string> command_words(const ordered_json& j, const std::string& key, const std::string& path) {
+  if (!j.is_string()) return string_list(j, key, path);
+  const std::string text = j.get<std::string>();
+  if (text.find_first_of("\"'\\") != std::string::npos)
+    bad(path, "\"" + key + "\": quotes and backslashes are not read in a one-string command; write it as a list of "
+              "words, e.g. [\"train\", \"--task\", \"mqar\"]");
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string w; in >> w;) out.push_back(w);
+  return out;
+}
+
 void check_command(const std::vector<std::string>& cmd, const std::string& key, const std::string& path) {
   if (cmd.empty()) bad(path, "\"" + key + "\" is empty; it starts with train, eval, analyze or score");
   if (!kCommands.count(cmd[0]))
@@ -169,9 +182,9 @@ Manifest parse_manifest(const ordered_json& j, const std::string& path) {
       if (!v.is_string() || v.get<std::string>().empty()) bad(path, "\"out\" must be a folder name");
       m.out = v.get<std::string>();
     } else if (k == "command") {
-      m.command = string_list(v, "command", path);
+      m.command = command_words(v, "command", path);
     } else if (k == "then") {
-      m.then = string_list(v, "then", path);
+      m.then = command_words(v, "then", path);
       has_then = true;
     } else if (k == "axes") {
       if (!v.is_object()) bad(path, "\"axes\" must be an object of flag name -> list of values");

@@ -27,6 +27,9 @@ echo '{"command": ' > bad10.json;                                  expect_err "J
 printf 'command = ["train"\n' > bad11.toml;                        expect_err "TOML syntax" "TOML error at line" "$cli" grid bad11.toml
 python3 -c "open('bad13.json','w').write('{\"command\": ' + '[' * 100000 + ']' * 100000 + '}')"
 expect_err "nesting" "nested deeper than 256" "$cli" grid bad13.json
+m bad14.json '"command": "eval -c \"my model.h5\"", "axes": {"seed": [1]}'; expect_err "quoted one-string command" "write it as a list" "$cli" grid bad14.json
+m str.json '"command": "eval -c m.h5  --examples 8", "axes": {"seed": [1]}'
+out=$("$cli" grid str.json --dry-run 2>&1); contains "one-string command" "mechscope-cli eval -c m.h5 --examples 8 --seed 1 --csv" "$out"
 echo 'x' > bad12.yaml;                                             expect_err "extension" "a .json or .toml file" "$cli" grid bad12.yaml
 [ ! -e bad9.grid/tasks ] || [ -z "$(ls bad9.grid/tasks/*/result.json 2>/dev/null)" ] && ok || bad "a refused grid ran tasks"
 
