@@ -52,11 +52,6 @@ extern "C" void on_grid_signal(int sig) {
 
 std::string self_path() { return fs::read_symlink("/proc/self/exe").string(); }
 
-std::string this_host() {
-  char h[256] = {0};
-  return ::gethostname(h, sizeof h - 1) == 0 ? std::string(h) : std::string("?");
-}
-
 std::string now_iso() {
   std::time_t t = std::time(nullptr);
   char buf[32];
@@ -75,10 +70,7 @@ std::string env_or(const char* name, const std::string& fallback = "") {
 
 std::string params_text(const ordered_json& p) {
   std::string s;
-  for (const auto& [k, v] : p.items()) {
-    const bool labelled = v.is_object() && v.contains("label");
-    s += (s.empty() ? "" : " ") + k + "=" + (labelled ? v["label"].get<std::string>() : v.is_string() ? v.get<std::string>() : v.dump());
-  }
+  for (const auto& [k, v] : p.items()) s += (s.empty() ? "" : " ") + k + "=" + grid::cell_text(v);
   return s;
 }
 
@@ -103,17 +95,17 @@ int given_cpus() {
   return 1;
 }
 
-// Runs this binary with `args`, stdout and stderr appended to `log` (or discarded), `env` added; returns the exit
-// status (128 + signal when killed). With `track`, the child is the one a signal to this process is forwarded to.
-int run_self(const std::vector<std::string>& args, const std::string& log,
-             const std::vector<std::pair<std::string, std::string>>& env, bool track, pid_t* spawned = nullptr) {
-  const std::string exe = self_path();
+// Runs `exe` with `args`, stdout and stderr appended to `log` ("": this process's own), `env` added; returns the
+// exit status (128 + signal when killed), or with `spawned` the child's pid at once. With `track`, the child is the
+// one a signal to this process is forwarded to.
+int run_program(const std::string& exe, const std::vector<std::string>& args, const std::string& log,
+                const std::vector<std::pair<std::string, std::string>>& env, bool track, pid_t* spawned = nullptr) {
   std::cout.flush();
   std::cerr.flush();
   const pid_t pid = ::fork();
   if (pid < 0) throw std::runtime_error(std::string("cannot start a process: ") + std::strerror(errno));
   if (pid == 0) {
-    const int fd = log.empty() ? ::open("/dev/null", O_WRONLY) : ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    const int fd = log.empty() ? -1 : ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (fd >= 0) ::dup2(fd, 1), ::dup2(fd, 2), ::close(fd);
     for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
     std::vector<std::string> all = {exe};
@@ -134,6 +126,12 @@ int run_self(const std::vector<std::string>& args, const std::string& log,
   }
   if (track) g_child = 0;
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+// This binary again (a task, a step of one, a parse check).
+int run_self(const std::vector<std::string>& args, const std::string& log,
+             const std::vector<std::pair<std::string, std::string>>& env, bool track, pid_t* spawned = nullptr) {
+  return run_program(self_path(), args, log, env, track, spawned);
 }
 
 struct Submission {
@@ -185,6 +183,7 @@ struct TaskState {
 };
 
 TaskState task_state(const std::string& folder, const std::string& id, const std::map<std::string, std::string>& slurm) {
+  const grid::Record rec = grid::read_record(folder);
   const std::string running = folder + "/running.json";
   if (file_kind(running) == "") {
     json r;
@@ -192,19 +191,16 @@ TaskState task_state(const std::string& folder, const std::string& id, const std
       r = parse_json(read_file_capped(running, kMaxSmallFile, "task marker"));
     } catch (...) {
     }
-    const bool here = r.value("host", "") == this_host();  // its process can be seen from here
+    const bool here = r.value("host", "") == host_name();  // its process can be seen from here
     const pid_t pid = r.value("pid", 0);
-    if (slurm.count(id) || (here && pid > 0 && ::kill(pid, 0) == 0))
-    {
+    if (slurm.count(id) || (here && pid > 0 && ::kill(pid, 0) == 0)) {
       const std::string last = last_line(folder + "/log.txt");  // a training's latest evaluation, e.g. "step 500/4000 ..."
       return {grid::State::Running, "on " + r.value("host", "?") + " since " + r.value("started", "?") +
                                         (last.rfind("step ", 0) == 0 ? "; " + last : "")};
     }
-    grid::Record rec = grid::read_record(folder);
     if (!rec.present)
       return {grid::State::Failed, "stopped without a record (killed, or out of time or memory?) on " + r.value("host", "?")};
   }
-  grid::Record rec = grid::read_record(folder);
   if (rec.complete) return {grid::State::Done, ""};
   auto q = slurm.find(id);
   if (q != slurm.end()) return {q->second == "PENDING" ? grid::State::Queued : grid::State::Running, q->second};
@@ -245,8 +241,8 @@ void prepare(const Plan& p, const std::vector<size_t>& todo) {
   }
 }
 
-// Each distinct command line shape parses before anything runs (MECHSCOPE_PARSE_ONLY: main() stops after parsing),
-// so a misspelt flag is one error now, not a failed task per grid point.
+// The first task's command lines parse before anything runs (MECHSCOPE_PARSE_ONLY: main() stops after parsing), so
+// a misspelt flag is one error now, not a failed task per grid point.
 void preflight(const Plan& p, const std::vector<size_t>& todo) {
   if (todo.empty()) return;
   const grid::Task& t = p.tasks[todo.front()];
@@ -294,7 +290,7 @@ int run_local(const Plan& p, const std::vector<size_t>& todo, int jobs) {
         continue;
       }
       pid_t pid = 0;
-      run_self({"grid", "task", p.folder, p.tasks[todo[next]].id}, "",
+      run_self({"grid", "task", p.folder, p.tasks[todo[next]].id}, "/dev/null",
                {{"MECHSCOPE_NUM_THREADS", std::to_string(cpus)}}, false, &pid);
       live[pid] = todo[next++];
       started[pid] = std::chrono::steady_clock::now();
@@ -429,30 +425,11 @@ std::string chosen_task(const GridTaskOptions& o) {
 // the first has started. A claim whose process is gone is stale, and so is one from another host, whose processes
 // cannot be seen from here (a node that was killed must not block the retry).
 bool claim_task(const std::string& folder) {
-  const std::string path = folder + "/claim";
   for (int attempt = 0; attempt < 3; ++attempt) {
-    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd >= 0) {
-      const std::string me = this_host() + " " + std::to_string(::getpid()) + "\n";
-      const bool written = ::write(fd, me.data(), me.size()) == static_cast<ssize_t>(me.size());
-      ::close(fd);
-      return written;
-    }
-    std::string text;
-    try {
-      text = read_file_capped(path, 4096, "task claim");
-    } catch (const std::exception&) {
-    }
-    if (text.empty()) {  // being written this instant
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      continue;
-    }
-    std::istringstream in(text);
-    std::string host;
-    long pid = 0;
-    in >> host >> pid;
-    if (host == this_host() && pid > 0 && pid != ::getpid() && ::kill(static_cast<pid_t>(pid), 0) == 0) return false;
-    std::remove(path.c_str());
+    LockOwner owner;
+    if (take_lock(folder + "/claim", folder, true, &owner)) return true;
+    if (owner.pid > 0) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // being written this instant
   }
   return false;
 }
@@ -523,9 +500,7 @@ namespace {
 void grid_figure(const grid::Manifest& m, const grid::Table& t, const std::string& table, const std::string& prefix,
                  const CollectOptions& o) {
   const std::string gui = executable_dir() + "/mechscope";
-  std::vector<std::string> axes;
-  for (const auto& [k, v] : m.axes) axes.push_back(k);
-  const grid::Figure d = grid::default_figure(t, axes);
+  const grid::Figure d = grid::default_figure(t, grid::axis_names(m));
   if ((o.x.empty() && m.figure_x.empty() && d.x.empty()) || (o.y.empty() && m.figure_y.empty() && d.y.empty())) {
     std::cout << "note: no figure: no numeric axis varies or no numeric column to plot (choose them with --x and --y)\n";
     return;
@@ -537,24 +512,11 @@ void grid_figure(const grid::Manifest& m, const grid::Table& t, const std::strin
   const std::string x = o.x.empty() ? m.figure_x : o.x, y = o.y.empty() ? m.figure_y : o.y,
                     series = o.series.empty() ? m.figure_series : o.series;
   for (const std::string ext : {".png", ".svg"}) {
-    std::vector<std::string> args = {gui, "--render", table, "--out", prefix + ext};
+    std::vector<std::string> args = {"--render", table, "--out", prefix + ext};
     for (auto [flag, v] : {std::pair{"--x", x}, {"--y", y}, {"--series", series}})
       if (!v.empty()) args.insert(args.end(), {flag, v});
-    std::cout.flush();
-    const pid_t pid = ::fork();
-    if (pid == 0) {
-      ::setenv("QT_QPA_PLATFORM", "offscreen", 1);
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      ::execv(gui.c_str(), argv.data());
-      ::_exit(127);
-    }
-    int status = 0;
-    while (pid > 0 && ::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    if (pid < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
-      throw std::runtime_error("collect: the table is written, but its figure failed (" + join(args, " ") + ")");
+    if (run_program(gui, args, "", {{"QT_QPA_PLATFORM", "offscreen"}}, false) != 0)
+      throw std::runtime_error("collect: the table is written, but its figure failed (" + gui + " " + join(args, " ") + ")");
   }
 }
 
@@ -577,11 +539,11 @@ int run_grid_task(const GridTaskOptions& o) {
   }
   std::remove((folder + "/result.json").c_str());  // a failure being retried
   json rec = {{"format", "mechscope-grid-task"}, {"format_version", 1}, {"id", id}, {"grid", task.at("grid")},
-              {"params", task.at("params")}, {"shard", task.at("shard")}, {"host", this_host()},
+              {"params", task.at("params")}, {"shard", task.at("shard")}, {"host", host_name()},
               {"threads", std::stoi(threads)}, {"started", now_iso()}, {"mechscope_version", kVersion},
               {"steps", json::array()}};
   rec.update(slurm_ids());
-  json running = {{"host", this_host()}, {"pid", ::getpid()}, {"started", rec["started"]},
+  json running = {{"host", host_name()}, {"pid", ::getpid()}, {"started", rec["started"]},
                   {"slurm_job", rec.value("slurm_job", "")}};
   write_file_atomically(folder + "/running.json", running.dump() + "\n");
   std::signal(SIGTERM, on_grid_signal);
@@ -591,7 +553,7 @@ int run_grid_task(const GridTaskOptions& o) {
   const auto steps = grid::task_steps(task.at("command").get<std::vector<std::string>>(),
                                       task.at("then").get<std::vector<std::string>>(), folder);
   for (size_t k = 0; k < steps.size() && error.empty(); ++k) {
-    append_log(log, "== " + now_iso() + " on " + this_host() + ", " + threads + " threads: mechscope-cli " + join(steps[k], " "));
+    append_log(log, "== " + now_iso() + " on " + host_name() + ", " + threads + " threads: mechscope-cli " + join(steps[k], " "));
     const auto t0 = std::chrono::steady_clock::now();
     const int rc = run_self(steps[k], log, {}, true);
     rec["steps"].push_back({{"argv", steps[k]}, {"exit_code", rc}, {"wall_s", seconds_since(t0)}});
@@ -636,9 +598,7 @@ int run_collect(const CollectOptions& o) {
     if (r.json.contains("slurm_job")) e["slurm_job"] = r.json["slurm_job"];
     tasks.push_back(e);
   }
-  std::vector<std::string> axes;
-  for (const auto& [k, v] : p.m.axes) axes.push_back(k);
-  const json provenance = {{"grid", p.m.name}, {"manifest", p.m.path}, {"axes", axes},
+  const json provenance = {{"grid", p.m.name}, {"manifest", p.m.path}, {"axes", grid::axis_names(p.m)},
                            {"manifest_text", read_file_capped(p.m.path, kMaxSmallFile, "grid manifest")},
                            {"collected", now_iso()}, {"mechscope_version", kVersion}, {"tasks", tasks},
                            {"missing", open}};

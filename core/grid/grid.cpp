@@ -153,11 +153,7 @@ void check_axis(const std::string& key, const ordered_json& values, const std::s
   }
 }
 
-// A value as a table cell: a string as itself, a bundle as its label (else its JSON).
-std::string value_text(const json& v) {
-  if (v.is_object() && v.contains("label")) return v["label"].get<std::string>();
-  return v.is_string() ? v.get<std::string>() : v.dump();
-}
+
 
 std::string hash_of(const Manifest& m, const ordered_json& params, int64_t shard) {
   json canon = {{"command", m.command}, {"then", m.then}, {"params", json::parse(params.dump())}};  // keys sorted
@@ -265,13 +261,13 @@ std::vector<std::string> axis_flags(const std::string& key, const json& value, i
         for (auto& f : axis_flags(k, v, shards)) out.push_back(f);
     return out;
   }
-  if (key == "shard") return {"--shard", value_text(value) + "/" + std::to_string(shards)};
+  if (key == "shard") return {"--shard", cell_text(value) + "/" + std::to_string(shards)};
   for (const auto& p : kPrefixes)
-    if (key.rfind(p[0], 0) == 0) return {p[1], key.substr(std::string(p[0]).size()) + "=" + value_text(value)};
+    if (key.rfind(p[0], 0) == 0) return {p[1], key.substr(std::string(p[0]).size()) + "=" + cell_text(value)};
   std::string flag = "--" + key;
   std::replace(flag.begin(), flag.end(), '_', '-');
   if (value.is_boolean()) return value.get<bool>() ? std::vector<std::string>{flag} : std::vector<std::string>{};
-  return {flag, value_text(value)};
+  return {flag, cell_text(value)};
 }
 
 std::vector<Task> expand(const Manifest& m) {
@@ -312,6 +308,12 @@ std::vector<Task> expand(const Manifest& m) {
   for (const auto& t : tasks)
     if (!ids.insert(t.id).second) bad(m.path, "two tasks have the same parameters (id " + t.id + ")");
   return tasks;
+}
+
+std::vector<std::string> axis_names(const Manifest& m) {
+  std::vector<std::string> names;
+  for (const auto& [k, v] : m.axes) names.push_back(k);
+  return names;
 }
 
 std::string grid_folder(const Manifest& m) {
@@ -471,7 +473,7 @@ Table collect(const Manifest& m, const std::vector<Task>& tasks, const std::stri
         std::vector<std::string> row(out.columns.size());
         row[0] = t.group;
         size_t a = 1;
-        for (const auto& [k, v] : t.params.items()) row[a++] = value_text(json::parse(v.dump()));
+        for (const auto& [k, v] : t.params.items()) row[a++] = cell_text(v);
         for (size_t c = 0; c < pr.size(); ++c) row[where[c]] = pr[c];
         out.rows.push_back(std::move(row));
       }

@@ -56,6 +56,16 @@ struct Task {
   std::vector<std::string> argv;  // the command with the axis flags
 };
 
+/// The axes' names, in the manifest's order (the collected table's columns after "task").
+std::vector<std::string> axis_names(const Manifest& m);
+
+/// An axis value as a table cell: a string as itself, a bundle as its label, anything else as its JSON.
+template <typename Json>
+std::string cell_text(const Json& v) {
+  if (v.is_object() && v.contains("label")) return v["label"].template get<std::string>();
+  return v.is_string() ? v.template get<std::string>() : v.dump();
+}
+
 /// The flags an axis value adds: "seed" 3 -> --seed 3; "set.d_model" 64 -> --set d_model=64; likewise task_set.,
 /// train_set. and option.; "shard" -> --shard I/N.
 std::vector<std::string> axis_flags(const std::string& key, const nlohmann::json& value, int64_t shards);

@@ -28,12 +28,6 @@ std::string kind_of(mode_t m) {
 std::string prefix(const std::string& what) { return what.empty() ? "" : what + " "; }
 
 
-std::string host_name() {
-  char h[256] = {0};
-  if (::gethostname(h, sizeof h - 1) != 0) return "?";
-  return h;
-}
-
 void sync_folder(const std::string& dir) {
   const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd >= 0) {
@@ -50,6 +44,12 @@ std::string random_suffix() {
 }
 
 }  // namespace
+
+std::string host_name() {
+  char h[256] = {0};
+  if (::gethostname(h, sizeof h - 1) != 0) return "?";
+  return h;
+}
 
 std::string file_kind(const std::string& path) {
   struct stat st {};
@@ -189,6 +189,16 @@ void OutputClaim::claim(const std::string& path, bool force, const std::vector<s
       throw FileError("'" + path + "' is " + kind_of(st.st_mode) + "; refusing to replace it");
   }
   const std::string lock = path + ".lock";
+  LockOwner owner;
+  if (!take_lock(lock, path, false, &owner))
+    throw FileError("'" + path + "' is being written by " +
+                    (owner.pid > 0 ? "process " + std::to_string(owner.pid) + " on " + owner.host
+                                   : std::string("another process")) +
+                    " (lock '" + lock + "'); wait for it to finish, or remove the lock if that process is gone");
+  locks_.push_back(lock);
+}
+
+bool take_lock(const std::string& lock, const std::string& target, bool foreign_is_stale, LockOwner* owner) {
   const std::string me = std::to_string(::getpid()) + " " + host_name() + "\n";
   for (int attempt = 0; attempt < 2; ++attempt) {
     const int fd = ::open(lock.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
@@ -197,31 +207,30 @@ void OutputClaim::claim(const std::string& path, bool force, const std::vector<s
       ::close(fd);
       if (!ok) {
         ::unlink(lock.c_str());
-        throw FileError("cannot write '" + path + "': cannot write its lock '" + lock + "'");
+        throw FileError("cannot write '" + target + "': cannot write its lock '" + lock + "'");
       }
-      locks_.push_back(lock);
-      return;
+      return true;
     }
-    if (errno != EEXIST) throw FileError("cannot write '" + path + "': cannot create its lock '" + lock + "' (" +
+    if (errno != EEXIST) throw FileError("cannot write '" + target + "': cannot create its lock '" + lock + "' (" +
                                          std::strerror(errno) + ")");
-    // Someone holds it: a live writer, or a stale lock of a process that was killed.
-    std::string owner;
+    // Someone holds it: a live process, or a stale lock of a process that was killed.
+    std::string text;
     try {
-      owner = read_file_capped(lock, 4096);
+      text = read_file_capped(lock, 4096);
     } catch (const FileError&) {
     }
     long pid = 0;
     char host[256] = {0};
-    const bool parsed = std::sscanf(owner.c_str(), "%ld %255s", &pid, host) == 2 && pid > 0;
-    if (parsed && host == host_name() && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) {
-      ::unlink(lock.c_str());  // its writer is gone
+    const bool parsed = std::sscanf(text.c_str(), "%ld %255s", &pid, host) == 2 && pid > 0;
+    if (owner) *owner = parsed ? LockOwner{pid, host} : LockOwner{};
+    const bool gone = parsed && host == host_name() && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH;
+    if (gone || (parsed && foreign_is_stale && host != host_name())) {
+      ::unlink(lock.c_str());  // its process is gone, or cannot be seen from here and the caller takes it over
       continue;
     }
-    throw FileError("'" + path + "' is being written by " +
-                    (parsed ? "process " + std::to_string(pid) + " on " + host : std::string("another process")) +
-                    " (lock '" + lock + "'); wait for it to finish, or remove the lock if that process is gone");
+    return false;
   }
-  throw FileError("cannot write '" + path + "': its lock '" + lock + "' keeps reappearing");
+  throw FileError("cannot write '" + target + "': its lock '" + lock + "' keeps reappearing");
 }
 
 }  // namespace mechscope

@@ -84,6 +84,21 @@ class OutputClaim {
   std::vector<std::string> locks_;
 };
 
+/// This machine's host name ("?" when it cannot be had).
+std::string host_name();
+
+/// Who holds a lock file, as it says ("<pid> <host>"); pid 0 when it could not be read (being written, or garbage).
+struct LockOwner {
+  long pid = 0;
+  std::string host;
+};
+/// Creates `lock` exclusively (O_CREAT|O_EXCL|O_NOFOLLOW, which also works on NFS) holding this process's pid and
+/// host; true when this process now holds it. A lock whose process is gone from this host is stale and taken over;
+/// with `foreign_is_stale`, so is one held on another host (whose processes cannot be seen from here). Otherwise
+/// false, with the holder in `owner`. Throws FileError naming `target` when the lock cannot be created or written.
+/// OutputClaim's locks, and a grid task's claim (core/cli/grid.cpp), are these.
+bool take_lock(const std::string& lock, const std::string& target, bool foreign_is_stale, LockOwner* owner = nullptr);
+
 /// The folder part of a path: "a/b.h5" -> "a", "b.h5" -> ".", "/b.h5" -> "/".
 std::string parent_folder(const std::string& path);
 
