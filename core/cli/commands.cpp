@@ -722,7 +722,7 @@ int run_eval(const EvalOptions& o) {
     }
   }
   std::ostringstream csv;
-  csv << (key.empty() ? "" : key + ",") << "seeds,examples,accuracy_mean,ci95_low,ci95_high";
+  csv << (key.empty() ? "" : key + ",") << (o.by_answer ? "answer," : "") << "seeds,examples,accuracy_mean,ci95_low,ci95_high";
   for (auto s : o.seeds) csv << ",seed_" << s;
   csv << "\n";
   int failures = 0;
@@ -738,22 +738,44 @@ int run_eval(const EvalOptions& o) {
       ++failures;
       continue;
     }
+    // The mean over seeds and its 95% interval; one CSV row (`answer` is "all" or the answer's order).
+    auto report = [&](const std::vector<double>& accs, const std::string& answer, const std::string& line) {
+      double mean = 0;
+      for (double a : accs) mean += a;
+      mean /= accs.size();
+      double var = 0;
+      for (double a : accs) var += (a - mean) * (a - mean);
+      const int64_t n = static_cast<int64_t>(accs.size());
+      const double half = n > 1 ? t95(n - 1) * std::sqrt(var / (n - 1)) / std::sqrt(double(n)) : 0.0;
+      std::cout << line << fmt("%.3f", mean);
+      if (n > 1) std::cout << " ± " << fmt("%.3f", half) << " (95% interval over " << n << " seeds)";
+      csv << (key.empty() ? "" : v.dump() + ",") << (o.by_answer ? answer + "," : "") << n << "," << o.examples << ","
+          << mean << "," << mean - half << "," << mean + half;
+      for (double a : accs) csv << "," << a;
+      csv << "\n";
+    };
     std::vector<double> accs;
     for (auto s : o.seeds) accs.push_back(Trainer::evaluate(*ck.model, *task, o.examples, s));
-    double mean = 0;
-    for (double a : accs) mean += a;
-    mean /= accs.size();
-    double var = 0;
-    for (double a : accs) var += (a - mean) * (a - mean);
-    const int64_t n = static_cast<int64_t>(accs.size());
-    const double half = n > 1 ? t95(n - 1) * std::sqrt(var / (n - 1)) / std::sqrt(double(n)) : 0.0;
-    std::cout << (key.empty() ? "" : key + "=" + v.dump() + "  ") << "accuracy " << fmt("%.3f", mean);
-    if (n > 1) std::cout << " ± " << fmt("%.3f", half) << " (95% interval over " << n << " seeds)";
+    report(accs, "all", (key.empty() ? "" : key + "=" + v.dump() + "  ") + "accuracy ");
     std::cout << "\n";
-    csv << (key.empty() ? "" : v.dump() + ",") << n << "," << o.examples << "," << mean << "," << mean - half << ","
-        << mean + half;
-    for (double a : accs) csv << "," << a;
-    csv << "\n";
+    if (!o.by_answer) continue;
+    std::vector<std::vector<std::pair<int64_t, int64_t>>> per_seed;
+    size_t orders = 0;
+    for (auto s : o.seeds) {
+      per_seed.push_back(Trainer::evaluate_by_answer(*ck.model, *task, o.examples, s));
+      orders = std::max(orders, per_seed.back().size());
+    }
+    for (size_t k = 0; k < orders; ++k) {
+      std::vector<double> a;  // the seeds whose examples have a (k+1)-th answer
+      int64_t positions = 0;
+      for (const auto& c : per_seed)
+        if (k < c.size() && c[k].second > 0) {
+          a.push_back(static_cast<double>(c[k].first) / c[k].second);
+          positions += c[k].second;
+        }
+      report(a, std::to_string(k + 1), "  answer " + std::to_string(k + 1) + ": ");
+      std::cout << "  (" << positions << " positions)\n";
+    }
   }
   if (!o.csv.empty()) write_file_atomically(o.csv, csv.str());  // all or nothing, never through a planted link
   return failures ? 1 : 0;

@@ -153,6 +153,7 @@ struct EvalOptions {
   std::string sweep;                    // key=v1,v2,...
   std::string csv;                      // write the sweep (or the single result) here
   bool force = false;                   // overwrite an existing --csv
+  bool by_answer = false;               // also the accuracy of each example's 1st, 2nd, ... answer
 };
 int run_eval(const EvalOptions& o);
 

@@ -81,9 +81,13 @@ std::string last_line(const std::string& path) {
   } catch (...) {
     return "";
   }
-  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
-  const size_t nl = text.find_last_of("\r\n");
-  return nl == std::string::npos ? text : text.substr(nl + 1);
+  for (;;) {  // the last line, past the option parser's closing hint (the error is the line before it)
+    while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+    const size_t nl = text.find_last_of("\r\n");
+    std::string line = nl == std::string::npos ? text : text.substr(nl + 1);
+    if (line.rfind("Run with --help", 0) != 0 || nl == std::string::npos) return line;
+    text.resize(nl);
+  }
 }
 
 // The CPUs this process may use: Slurm's allocation, else the affinity mask (not every core of the node).
@@ -242,11 +246,11 @@ void prepare(const Plan& p, const std::vector<size_t>& todo) {
 }
 
 // The first task's command lines parse before anything runs (MECHSCOPE_PARSE_ONLY: main() stops after parsing), so
-// a misspelt flag is one error now, not a failed task per grid point.
-void preflight(const Plan& p, const std::vector<size_t>& todo) {
+// a misspelt flag is one error now, not a failed task per grid point. The parser's output goes to `tmp` (the grid's
+// folder; a dry run, which creates nothing there, uses the system's temporary folder).
+void preflight(const Plan& p, const std::vector<size_t>& todo, const std::string& tmp) {
   if (todo.empty()) return;
   const grid::Task& t = p.tasks[todo.front()];
-  const std::string tmp = p.folder + "/preflight.log";
   std::remove(tmp.c_str());
   for (const auto& step : grid::task_steps(t.argv, p.m.then, p.folder + "/preflight")) {
     if (run_self(step, tmp, {{"MECHSCOPE_PARSE_ONLY", "1"}}, false) != 0) {
@@ -455,13 +459,15 @@ int run_grid(const GridOptions& o) {
   Plan p = plan_of(o.manifest, o.folder);
   const std::vector<size_t> todo = to_run(p, true);
   if (o.dry_run) {
+    preflight(p, todo,
+              (std::filesystem::temp_directory_path() / ("mechscope-preflight-" + std::to_string(getpid()) + ".log")).string());
     for (size_t i : todo)
       for (const auto& step : grid::task_steps(p.tasks[i].argv, p.m.then, grid::task_folder(p.folder, p.tasks[i].id)))
         std::cout << p.tasks[i].id << "  mechscope-cli " << join(step, " ") << "\n";
     return 0;
   }
   prepare(p, todo);
-  preflight(p, todo);
+  preflight(p, todo, p.folder + "/preflight.log");
   if (o.executor == "slurm") return submit_slurm(p, todo, o.cli);
   return todo.empty() ? 0 : run_local(p, todo, o.jobs);
 }

@@ -180,6 +180,9 @@ int main(int argc, char** argv) {
   c_eval->add_option("--sweep", ev.sweep, "sweep a task parameter, e.g. --sweep num_pairs=4,8,16");
   c_eval->add_option("--csv", ev.csv, "write the results as CSV");
   c_eval->add_flag("--force", ev.force, "overwrite an existing --csv file");
+  c_eval->add_flag("--by-answer", ev.by_answer,
+                   "also the accuracy of each example's first, second, ... answered position (an MQAR example's "
+                   "queries in order): where a model's accuracy comes from");
 
   AnalyzeOptions an;
   auto* c_an = app.add_subcommand("analyze", "run an analysis or intervention sweep on a checkpoint and its task; write "

@@ -192,6 +192,7 @@ class MqarTask : public Task {
     L_ = p.integer("seq_len", 64, 4, 1 << 16);
     N_ = p.integer("num_pairs", 4, 1, 1 << 14);
     a_ = p.number("power_a", 0.01);
+    zoology_ = p.text("layout", "shown", {"shown", "zoology"}) == "zoology";
     p.finish();
     if (L_ % 2) throw std::invalid_argument("mqar.seq_len must be even, found " + std::to_string(L_));
     if (4 * N_ > L_) throw std::invalid_argument("mqar: 4 * num_pairs must be <= seq_len (context and queries)");
@@ -203,7 +204,9 @@ class MqarTask : public Task {
     for (int64_t i = 1; i <= space; ++i) weights_.push_back(a_ * std::pow(static_cast<double>(i), a_ - 1));
   }
   json config() const override {
-    return {{"task", "mqar"}, {"vocab_size", V_}, {"seq_len", L_}, {"num_pairs", N_}, {"power_a", a_}};
+    json c = {{"task", "mqar"}, {"vocab_size", V_}, {"seq_len", L_}, {"num_pairs", N_}, {"power_a", a_}};
+    if (zoology_) c["layout"] = "zoology";  // the default layout stays unnamed: earlier checkpoints' configs unchanged
+    return c;
   }
   const std::vector<std::string>& vocab() const override { return vocab_; }
   std::string accuracy_unit() const override { return "position"; }
@@ -236,7 +239,13 @@ class MqarTask : public Task {
       for (size_t s = 0; s < weights_.size(); ++s) {
         if (slot_key[s] >= 0) {
           e.push(keys[slot_key[s]], Role::Query, vals[slot_key[s]]);
-          e.push(vals[slot_key[s]], Role::Answer);
+          if (zoology_)
+            e.push(1 + rng.below(V_ - 1), Role::Filler);  // the answer is not shown
+          else
+            e.push(vals[slot_key[s]], Role::Answer);
+        } else if (zoology_) {
+          e.push(1 + rng.below(V_ - 1), Role::Filler);
+          e.push(1 + rng.below(V_ - 1), Role::Filler);
         } else {
           e.push(V_ / 2 + rng.below(V_ - V_ / 2), Role::Filler);
           e.push(V_ / 2 + rng.below(V_ - V_ / 2), Role::Filler);
@@ -274,6 +283,7 @@ class MqarTask : public Task {
  private:
   int64_t V_, L_, N_;
   double a_;
+  bool zoology_ = false;  // layout=zoology: zoology's query region (answers not shown, random tokens elsewhere)
   std::vector<double> weights_;
   std::vector<std::string> vocab_;
 };

@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
@@ -85,6 +86,11 @@ class Trainer {
   TrainResult run(const std::function<void(const TrainProgress&)>& on_progress, const std::atomic<bool>* stop);
   /// Accuracy on `n` held-out examples of `task` (chunks of 128, no grad).
   static double evaluate(LanguageModel& model, const Task& task, int64_t n, uint64_t seed);
+  /// The same examples as evaluate, each answered position counted by its order within its example: element i holds
+  /// (correct, total) over the examples' (i+1)-th answers (an MQAR example's first query, second, ...). The counts
+  /// summed over i give evaluate's accuracy for a per-position task.
+  static std::vector<std::pair<int64_t, int64_t>> evaluate_by_answer(LanguageModel& model, const Task& task, int64_t n,
+                                                                     uint64_t seed);
   const TrainHistory& history() const { return history_; }
 
  private:

@@ -104,6 +104,18 @@ e=$("$cli" eval -c ar.h5 --seeds 1,2,3 --examples 32); contains "eval seeds" "95
 expect_ok "eval sweep" "$cli" eval -c ar.h5 --sweep num_pairs=2,3,4 --examples 32 --csv sweep.csv
 [ "$(wc -l < sweep.csv)" -eq 4 ] && ok || bad "sweep csv rows: $(cat sweep.csv)"
 expect_err "eval vocabulary change" "vocabulary" "$cli" eval -c ar.h5 --task-set num_keys=9
+# eval --by-answer: each example's 1st, 2nd, ... answer. An MQAR example has num_pairs answers, so (one seed) the
+# overall accuracy is the mean of the per-answer ones. layout=zoology is kept in the task's config; the default is not.
+"$cli" train --preset mamba2 --set d_model=32 --task mqar --task-set vocab_size=64 --task-set seq_len=32 \
+  --task-set num_pairs=4 --task-set layout=zoology --train-set steps=20 --train-set batch=8 --train-set eval_every=10 \
+  --train-set eval_examples=32 --out mqz.h5 --quiet > /dev/null
+e=$("$cli" info -c mqz.h5); contains "mqar layout kept" '"layout":"zoology"' "$e"
+expect_ok "eval --by-answer" "$cli" eval -c mqz.h5 --by-answer --examples 200 --csv byans.csv
+[ "$(wc -l < byans.csv)" -eq 6 ] && [ "$(head -1 byans.csv | cut -d, -f1)" = answer ] && ok || bad "by-answer rows: $(cat byans.csv)"
+awk -F, 'NR == 2 {all = $4} NR > 2 {s += $4; n++} END {d = all - s / n; exit !(n == 4 && d < 1e-9 && d > -1e-9)}' \
+  byans.csv && ok || bad "by-answer mean != overall: $(cat byans.csv)"
+expect_err "mqar layout unknown" "expected one of shown, zoology" "$cli" eval -c mqz.h5 --task-set layout=bogus
+e=$("$cli" eval -c mqz.h5 --task-set layout=shown --examples 8); contains "eval in the shown layout" "accuracy " "$e"
 
 # Analyses and sweeps: results files, CSV, verify, and their mistakes.
 for a in attention head-scores ablation dla logit-lens; do

@@ -23,6 +23,8 @@ m bad6.json "$TRAIN], \"axes\": {\"Seed!\": [1]}";                 expect_err "a
 m bad7.json "$TRAIN], \"axes\": {\"seed\": [1]}, \"shards\": 2";   expect_err "shards" "only an \`analyze ablation\` sweep" "$cli" grid bad7.json
 m bad8.json "$TRAIN], \"axes\": {\"seed\": [1]}, \"resources\": {\"cpu\": 2}"; expect_err "resources key" "unknown key resources.cpu" "$cli" grid bad8.json
 m bad9.json "$TRAIN, \"--colour\", \"red\"], \"axes\": {\"seed\": [1]}"; expect_err "preflight" "--colour" "$cli" grid bad9.json
+expect_err "preflight of a dry run" "not expected: red --colour" "$cli" grid bad9.json --folder dry9.grid --dry-run
+[ ! -e dry9.grid ] && ok || bad "a dry run made its grid folder"
 echo '{"command": ' > bad10.json;                                  expect_err "JSON syntax" "not valid JSON" "$cli" grid bad10.json
 printf 'command = ["train"\n' > bad11.toml;                        expect_err "TOML syntax" "TOML error at line" "$cli" grid bad11.toml
 python3 -c "open('bad13.json','w').write('{\"command\": ' + '[' * 100000 + ']' * 100000 + '}')"
@@ -38,6 +40,9 @@ res=$(cd "$demos/../grids" && pwd)
 out=$("$cli" grid "$res/ar-widths.json" --folder ar.grid --dry-run 2>&1); contains "ar-widths" "60 tasks" "$out"
 out=$("$cli" grid "$res/mqar-pairs.toml" --folder mq.grid --dry-run 2>&1); contains "mqar-pairs" "18 tasks" "$out"
 contains "TOML bundle flags" "--preset transformer --set attn_cfg.num_heads=1" "$out"
+for f in "$res"/*.json "$res"/*.toml; do  # every manifest we ship goes through the option parser (--dry-run)
+  out=$("$cli" grid "$f" --folder "shipped-$(basename "$f").grid" --dry-run 2>&1) && ok || bad "$(basename "$f"): $out"
+done
 
 # --- a training grid: two seeds, run, collected; the same command again runs nothing
 m g.json "$TRAIN, \"--train-set\", \"steps=60\"], \"then\": [\"eval\", \"--examples\", \"64\"], \"axes\": {\"seed\": [1, 2]}"

@@ -76,6 +76,44 @@ TEST(Tasks, MqarKeysValuesQueriesAndLabels) {
   }
 }
 
+// layout=zoology (zoology's multiquery_ar): the same pairs, queries and labels as the shown layout for a seed (the
+// pairs and slots are drawn first), but nothing after a query tells its answer: that position, like every other
+// non-query position of the query region, holds a random token of the whole vocabulary.
+TEST(Tasks, MqarZoologyLayoutHidesTheAnswers) {
+  const json base = {{"task", "mqar"}, {"vocab_size", 64}, {"seq_len", 48}, {"num_pairs", 6}};
+  json zj = base;
+  zj["layout"] = "zoology";
+  auto shown = make_task(base), zoo = make_task(zj);
+  EXPECT_FALSE(shown->config().contains("layout"));  // the default's config is what it always was
+  EXPECT_EQ(zoo->config().at("layout"), "zoology");
+  Batch a = shown->sample(200, 3), b = zoo->sample(200, 3);
+  EXPECT_TRUE(a.targets.equal(b.targets));
+  int64_t keys_in_filler = 0, after_query = 0, answer_after_query = 0;
+  for (int64_t i = 0; i < 200; ++i) {
+    auto ta = row(a.tokens, i, 48), tb = row(b.tokens, i, 48), y = row(b.targets, i, 48);
+    for (int64_t j = 0; j < 48; ++j) {
+      const Role r = role_at(b, i, j);
+      EXPECT_NE(r, Role::Answer);
+      if (j < 12 || y[j] != -100) {
+        EXPECT_EQ(ta[j], tb[j]);  // the context and the queries
+        continue;
+      }
+      EXPECT_EQ(r, Role::Filler);
+      EXPECT_GE(tb[j], 1);
+      EXPECT_LT(tb[j], 64);
+      keys_in_filler += tb[j] < 32;
+      if (y[j - 1] != -100) {
+        ++after_query;
+        answer_after_query += tb[j] == y[j - 1];
+      }
+    }
+  }
+  EXPECT_GT(keys_in_filler, 0);             // random tokens of the whole vocabulary, keys included
+  EXPECT_EQ(after_query, 200 * 6);
+  EXPECT_LT(answer_after_query, after_query / 20);  // by chance only (1 in 63)
+  EXPECT_THROW(make_task({{"task", "mqar"}, {"layout", "hidden"}}), std::invalid_argument);
+}
+
 TEST(Tasks, ArSingleQuery) {
   auto task = make_task({{"task", "ar"}, {"num_pairs", 5}, {"num_keys", 20}, {"num_values", 30}});
   Batch b = task->sample(40, 2);
