@@ -8,7 +8,7 @@ cli=${MECHSCOPE_CLI:-$root/build/bin/mechscope-cli}
 out=$root/resources/models
 mkdir -p "$out"
 
-# name | model | task | training
+# name | model | task | training [| initialisation seed, 1 unless given]
 MQAR="--task mqar --task-set vocab_size=256 --task-set seq_len=64 --task-set num_pairs=16"
 TRAIN="--train-set batch=64 --train-set lr=3e-3 --train-set warmup=0.02 --train-set steps=20000 --train-set eval_every=250 --train-set eval_examples=512"
 POS="--task position --task-set num_symbols=32"
@@ -32,6 +32,9 @@ demos=(
   "ar-mamba1-1layer|--preset mamba1 --set d_model=128 --set n_layer=1|$AR|--train-set batch=32 --train-set lr=1e-3 --train-set warmup=0.1 --train-set steps=15000 --train-set eval_every=250 --train-set eval_examples=512 --train-set target_accuracy=0.999"
   # the same Mamba with a convolution of width 1 (nothing mixes positions before the scan): stays at chance (issue 28)
   "ar-mamba1-conv1|--preset mamba1 --set d_model=128 --set ssm_cfg.d_conv=1|$AR|--train-set batch=32 --train-set lr=1e-3 --train-set warmup=0.1 --train-set steps=15000 --train-set eval_every=250 --train-set eval_examples=512 --train-set target_accuracy=0.999"
+  # width 2 learns it (P3: the step is between widths 1 and 2) with initialisation seed 2 at step 7,750; seed 1 stayed
+  # at chance for 15,000 steps (resources/grids/ar-conv-width.json sweeps widths 1-4 x seeds 1-3)
+  "ar-mamba1-conv2|--preset mamba1 --set d_model=128 --set ssm_cfg.d_conv=2|$AR|--train-set batch=32 --train-set lr=1e-3 --train-set warmup=0.1 --train-set steps=15000 --train-set eval_every=250 --train-set eval_examples=512 --train-set target_accuracy=0.999|2"
   # tinylang's associative tree recall with P3's grammar at d 128 (issue 28): Mamba above attention. Each ran its whole
   # 20,000-step schedule over three sessions (train --resume): about 90 and 27 minutes of one thread: DEMO_TIMEOUT=6000
   "atr-mamba1|--preset mamba1 --set d_model=128|--task atr|--train-set batch=32 --train-set lr=1e-3 --train-set warmup=0.1 --train-set steps=20000 --train-set eval_every=250 --train-set eval_examples=512 --train-set target_accuracy=0.99"
@@ -46,10 +49,10 @@ demos=(
 
 want=("$@")
 for entry in "${demos[@]}"; do
-  IFS='|' read -r name model task train <<< "$entry"
+  IFS='|' read -r name model task train seed <<< "$entry"
   if [ ${#want[@]} -gt 0 ] && [[ ! " ${want[*]} " == *" $name "* ]]; then continue; fi
   echo "== $name"
   # shellcheck disable=SC2086
-  timeout "${DEMO_TIMEOUT:-1800}" "$cli" train $model $task $train --seed 1 --out "$out/$name.h5" --force || true
+  timeout "${DEMO_TIMEOUT:-1800}" "$cli" train $model $task $train --seed "${seed:-1}" --out "$out/$name.h5" --force || true
   "$cli" eval --checkpoint "$out/$name.h5" --seeds 101,102,103 --examples 512
 done
