@@ -706,35 +706,51 @@ int run_eval(const EvalOptions& o) {
     throw std::runtime_error("'" + o.checkpoint + "' has no task_config; it was not trained on a task");
   json base = ck.task_config;
   deep_merge(base, sets_to_json(o.task_sets));
-  std::string key;
-  std::vector<json> values = {json()};
-  if (!o.sweep.empty()) {
-    auto eq = o.sweep.find('=');
-    if (eq == std::string::npos) throw std::invalid_argument("--sweep: expected key=v1,v2,..., e.g. num_pairs=4,8,16");
-    key = o.sweep.substr(0, eq);
-    values.clear();
-    for (const auto& v : split(o.sweep.substr(eq + 1), ',')) {
+  // The swept parameters (none: one point); point i sets each parameter to its i-th value.
+  std::vector<std::string> keys;
+  std::vector<std::vector<json>> columns;
+  for (const auto& sweep : o.sweeps) {
+    auto eq = sweep.find('=');
+    if (eq == std::string::npos || eq == 0)
+      throw std::invalid_argument("--sweep: expected key=v1,v2,..., e.g. num_pairs=4,8,16, found '" + sweep + "'");
+    keys.push_back(sweep.substr(0, eq));
+    if (std::count(keys.begin(), keys.end(), keys.back()) > 1)
+      throw std::invalid_argument("--sweep: '" + keys.back() + "' is swept twice");
+    std::vector<json> values;
+    for (const auto& v : split(sweep.substr(eq + 1), ',')) {
       try {
         values.push_back(parse_json(v));
       } catch (const json::exception&) {
         values.push_back(v);
       }
     }
+    if (!columns.empty() && values.size() != columns.front().size())
+      throw std::invalid_argument("--sweep: parameters swept together need as many values each; " + keys.front() +
+                                  " has " + std::to_string(columns.front().size()) + ", " + keys.back() + " " +
+                                  std::to_string(values.size()));
+    columns.push_back(std::move(values));
   }
+  const size_t points = columns.empty() ? 1 : columns.front().size();
+  const std::string key = join(keys, ",");  // the CSV's leading columns
   std::ostringstream csv;
   csv << (key.empty() ? "" : key + ",") << (o.by_answer ? "answer," : "") << "seeds,examples,accuracy_mean,ci95_low,ci95_high";
   for (auto s : o.seeds) csv << ",seed_" << s;
   csv << "\n";
   int failures = 0;
-  for (const auto& v : values) {
+  for (size_t point = 0; point < points; ++point) {
     json tj = base;
-    if (!key.empty()) tj[key] = v;
+    std::string label, cells;  // "num_pairs=4 min_pairs=4", "4,4"
+    for (size_t k = 0; k < keys.size(); ++k) {
+      tj[keys[k]] = columns[k][point];
+      label += (k ? " " : "") + keys[k] + "=" + columns[k][point].dump();
+      cells += (k ? "," : "") + columns[k][point].dump();
+    }
     std::unique_ptr<Task> task;
     try {
       task = make_task_for(tj, json(), ck.config.vocab_size);
     } catch (const std::invalid_argument& e) {
-      if (key.empty()) throw;
-      std::cout << key << "=" << v.dump() << "  skipped: " << e.what() << "\n";  // the rest of the sweep still runs
+      if (keys.empty()) throw;
+      std::cout << label << "  skipped: " << e.what() << "\n";  // the rest of the sweep still runs
       ++failures;
       continue;
     }
@@ -749,14 +765,14 @@ int run_eval(const EvalOptions& o) {
       const double half = n > 1 ? t95(n - 1) * std::sqrt(var / (n - 1)) / std::sqrt(double(n)) : 0.0;
       std::cout << line << fmt("%.3f", mean);
       if (n > 1) std::cout << " ± " << fmt("%.3f", half) << " (95% interval over " << n << " seeds)";
-      csv << (key.empty() ? "" : v.dump() + ",") << (o.by_answer ? answer + "," : "") << n << "," << o.examples << ","
+      csv << (key.empty() ? "" : cells + ",") << (o.by_answer ? answer + "," : "") << n << "," << o.examples << ","
           << mean << "," << mean - half << "," << mean + half;
       for (double a : accs) csv << "," << a;
       csv << "\n";
     };
     std::vector<double> accs;
     for (auto s : o.seeds) accs.push_back(Trainer::evaluate(*ck.model, *task, o.examples, s));
-    report(accs, "all", (key.empty() ? "" : key + "=" + v.dump() + "  ") + "accuracy ");
+    report(accs, "all", (label.empty() ? "" : label + "  ") + "accuracy ");
     std::cout << "\n";
     if (!o.by_answer) continue;
     std::vector<std::vector<std::pair<int64_t, int64_t>>> per_seed;

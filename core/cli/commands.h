@@ -150,7 +150,7 @@ struct EvalOptions {
   std::vector<std::string> task_sets;   // override task parameters (length, pairs, ...)
   std::vector<uint64_t> seeds = {0};
   int64_t examples = 512;
-  std::string sweep;                    // key=v1,v2,...
+  std::vector<std::string> sweeps;      // key=v1,v2,...; several vary together (the i-th values at once)
   std::string csv;                      // write the sweep (or the single result) here
   bool force = false;                   // overwrite an existing --csv
   bool by_answer = false;               // also the accuracy of each example's 1st, 2nd, ... answer

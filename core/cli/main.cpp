@@ -177,7 +177,9 @@ int main(int argc, char** argv) {
   c_eval->add_option("--task-set", ev.task_sets, "override a task parameter, e.g. --task-set seq_len=256")->take_all();
   c_eval->add_option("--seed,--seeds", ev.seeds, "one or more seeds (mean and 95% interval over them)")->delimiter(',');
   c_eval->add_option("--examples", ev.examples, "examples per seed")->capture_default_str();
-  c_eval->add_option("--sweep", ev.sweep, "sweep a task parameter, e.g. --sweep num_pairs=4,8,16");
+  c_eval->add_option("--sweep", ev.sweeps,
+                     "sweep a task parameter, e.g. --sweep num_pairs=4,8,16; given again, the parameters vary "
+                     "together (--sweep num_pairs=4,8 --sweep min_pairs=4,8: exactly 4 pairs, then exactly 8)");
   c_eval->add_option("--csv", ev.csv, "write the results as CSV");
   c_eval->add_flag("--force", ev.force, "overwrite an existing --csv file");
   c_eval->add_flag("--by-answer", ev.by_answer,

@@ -191,6 +191,7 @@ class MqarTask : public Task {
     V_ = p.integer("vocab_size", 8192, 8, 1 << 20);
     L_ = p.integer("seq_len", 64, 4, 1 << 16);
     N_ = p.integer("num_pairs", 4, 1, 1 << 14);
+    min_ = p.integer("min_pairs", N_, 1, N_);
     a_ = p.number("power_a", 0.01);
     zoology_ = p.text("layout", "shown", {"shown", "zoology"}) == "zoology";
     p.finish();
@@ -200,12 +201,16 @@ class MqarTask : public Task {
     vocab_.push_back("<pad>");
     for (int64_t i = 1; i < V_ / 2; ++i) vocab_.push_back("k" + std::to_string(i - 1));
     for (int64_t i = V_ / 2; i < V_; ++i) vocab_.push_back("v" + std::to_string(i - V_ / 2));
-    const int64_t space = (L_ - 2 * N_) / 2;
-    for (int64_t i = 1; i <= space; ++i) weights_.push_back(a_ * std::pow(static_cast<double>(i), a_ - 1));
+    for (int64_t n = min_; n <= N_; ++n) {  // each number of pairs has its own query region
+      std::vector<double> w;
+      for (int64_t i = 1; i <= (L_ - 2 * n) / 2; ++i) w.push_back(a_ * std::pow(static_cast<double>(i), a_ - 1));
+      weights_.push_back(std::move(w));
+    }
   }
   json config() const override {
     json c = {{"task", "mqar"}, {"vocab_size", V_}, {"seq_len", L_}, {"num_pairs", N_}, {"power_a", a_}};
-    if (zoology_) c["layout"] = "zoology";  // the default layout stays unnamed: earlier checkpoints' configs unchanged
+    if (min_ < N_) c["min_pairs"] = min_;   // defaults stay unnamed: earlier checkpoints' configs unchanged
+    if (zoology_) c["layout"] = "zoology";
     return c;
   }
   const std::vector<std::string>& vocab() const override { return vocab_; }
@@ -216,12 +221,14 @@ class MqarTask : public Task {
     std::vector<Example> out;
     for (int64_t i = 0; i < n; ++i) {
       Rng rng(example_seed(seed, i));
-      auto keys = rng.distinct(1, V_ / 2, N_);
-      auto vals = rng.distinct(V_ / 2, V_, N_);
+      // min_pairs < num_pairs: this example's number of pairs, uniform (no draw otherwise: the same examples as before)
+      const int64_t N = min_ < N_ ? min_ + static_cast<int64_t>(rng.below(N_ - min_ + 1)) : N_;
+      auto keys = rng.distinct(1, V_ / 2, N);
+      auto vals = rng.distinct(V_ / 2, V_, N);
       // N query slots without replacement, p(slot i) proportional to a i^(a-1).
-      std::vector<double> w = weights_;
+      std::vector<double> w = weights_[N - min_];
       std::vector<int64_t> slots;
-      for (int64_t k = 0; k < N_; ++k) {
+      for (int64_t k = 0; k < N; ++k) {
         double total = std::accumulate(w.begin(), w.end(), 0.0), r = rng.uniform() * total;
         int64_t s = 0;
         while (s + 1 < static_cast<int64_t>(w.size()) && (r -= w[s]) >= 0) ++s;
@@ -230,13 +237,13 @@ class MqarTask : public Task {
         w[s] = 0;
       }
       Example e;
-      for (int64_t k = 0; k < N_; ++k) {
+      for (int64_t k = 0; k < N; ++k) {
         e.push(keys[k], Role::Key);
         e.push(vals[k], Role::Value);
       }
-      std::vector<int64_t> slot_key(weights_.size(), -1);
-      for (int64_t k = 0; k < N_; ++k) slot_key[slots[k]] = k;
-      for (size_t s = 0; s < weights_.size(); ++s) {
+      std::vector<int64_t> slot_key(w.size(), -1);
+      for (int64_t k = 0; k < N; ++k) slot_key[slots[k]] = k;
+      for (size_t s = 0; s < w.size(); ++s) {
         if (slot_key[s] >= 0) {
           e.push(keys[slot_key[s]], Role::Query, vals[slot_key[s]]);
           if (zoology_)
@@ -267,8 +274,8 @@ class MqarTask : public Task {
       for (int64_t j = 0; j < static_cast<int64_t>(toks.size()); ++j)
         if (clean.roles[i][j].item<int8_t>() == static_cast<int8_t>(Role::Query)) q = j;
       if (q < 0) continue;
-      int64_t ctx_key = -1;
-      for (int64_t j = 0; j < 2 * N_; j += 2)
+      int64_t ctx_key = -1;  // the context: the leading key-value pairs (their number varies with min_pairs)
+      for (int64_t j = 0; j + 1 < q && clean.roles[i][j].item<int8_t>() == static_cast<int8_t>(Role::Key); j += 2)
         if (toks[j] == toks[q]) ctx_key = j;
       int64_t pos = role == "key" ? ctx_key : role == "value" ? ctx_key + 1 : q;
       if (role != "key" && role != "value" && role != "query")
@@ -281,10 +288,10 @@ class MqarTask : public Task {
   }
 
  private:
-  int64_t V_, L_, N_;
+  int64_t V_, L_, N_, min_;
   double a_;
   bool zoology_ = false;  // layout=zoology: zoology's query region (answers not shown, random tokens elsewhere)
-  std::vector<double> weights_;
+  std::vector<std::vector<double>> weights_;  // per number of pairs, min_ first: the query slots' weights
   std::vector<std::string> vocab_;
 };
 

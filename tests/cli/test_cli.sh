@@ -116,6 +116,11 @@ awk -F, 'NR == 2 {all = $4} NR > 2 {s += $4; n++} END {d = all - s / n; exit !(n
   byans.csv && ok || bad "by-answer mean != overall: $(cat byans.csv)"
 expect_err "mqar layout unknown" "expected one of shown, zoology" "$cli" eval -c mqz.h5 --task-set layout=bogus
 e=$("$cli" eval -c mqz.h5 --task-set layout=shown --examples 8); contains "eval in the shown layout" "accuracy " "$e"
+# several --sweep options vary together: point i sets each parameter to its i-th value
+expect_ok "eval zipped sweeps" "$cli" eval -c mqz.h5 --sweep num_pairs=2,4 --sweep min_pairs=1,4 --examples 16 --csv zip.csv
+[ "$(cut -d, -f1-2 zip.csv | tr '\n' ' ')" = "num_pairs,min_pairs 2,1 4,4 " ] && ok || bad "zipped sweep csv: $(cat zip.csv)"
+expect_err "zipped sweeps of unequal lengths" "need as many values each" "$cli" eval -c mqz.h5 --sweep num_pairs=2,4 --sweep min_pairs=1
+expect_err "a parameter swept twice" "swept twice" "$cli" eval -c mqz.h5 --sweep num_pairs=2 --sweep num_pairs=4
 
 # Analyses and sweeps: results files, CSV, verify, and their mistakes.
 for a in attention head-scores ablation dla logit-lens; do

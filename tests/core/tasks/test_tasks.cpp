@@ -1,5 +1,6 @@
 // Task generators (spec §3): determinism, each generator's invariants, roles that agree with the tokens,
 // corruption that changes exactly one token of the chosen role, and clear errors.
+#include <map>
 #include <set>
 
 #include <ATen/ATen.h>
@@ -114,6 +115,41 @@ TEST(Tasks, MqarZoologyLayoutHidesTheAnswers) {
   EXPECT_THROW(make_task({{"task", "mqar"}, {"layout", "hidden"}}), std::invalid_argument);
 }
 
+// min_pairs < num_pairs: each example has its own number of pairs, uniform in [min_pairs, num_pairs], with its
+// context, its own query region and every pair queried once; min_pairs = num_pairs draws the same examples as before.
+TEST(Tasks, MqarPairsPerExampleBetweenMinAndNum) {
+  const json base = {{"task", "mqar"}, {"vocab_size", 64}, {"seq_len", 48}, {"num_pairs", 8}};
+  json mixed = base, same = base;
+  mixed["min_pairs"] = 2;
+  same["min_pairs"] = 8;
+  EXPECT_TRUE(make_task(base)->sample(30, 2).tokens.equal(make_task(same)->sample(30, 2).tokens));
+  EXPECT_FALSE(make_task(same)->config().contains("min_pairs"));
+  auto task = make_task(mixed);
+  EXPECT_EQ(task->config().at("min_pairs"), 2);
+  Batch b = task->sample(400, 5);
+  std::set<int64_t> seen;
+  for (int64_t i = 0; i < 400; ++i) {
+    auto t = row(b.tokens, i, 48), y = row(b.targets, i, 48);
+    int64_t n = 0;
+    while (2 * n < 48 && role_at(b, i, 2 * n) == Role::Key) ++n;
+    ASSERT_GE(n, 2);
+    ASSERT_LE(n, 8);
+    seen.insert(n);
+    std::map<int64_t, int64_t> kv;
+    for (int64_t k = 0; k < n; ++k) kv[t[2 * k]] = t[2 * k + 1];
+    int64_t labelled = 0;
+    for (int64_t j = 2 * n; j < 48; ++j)
+      if (y[j] != -100) {
+        ASSERT_TRUE(kv.count(t[j]));
+        EXPECT_EQ(y[j], kv[t[j]]);
+        ++labelled;
+      }
+    EXPECT_EQ(labelled, n) << "every pair queried once";
+  }
+  EXPECT_EQ(seen.size(), 7u);  // 2..8 all occur
+  EXPECT_THROW(make_task({{"task", "mqar"}, {"num_pairs", 4}, {"min_pairs", 5}}), std::invalid_argument);
+}
+
 TEST(Tasks, ArSingleQuery) {
   auto task = make_task({{"task", "ar"}, {"num_pairs", 5}, {"num_keys", 20}, {"num_values", 30}});
   Batch b = task->sample(40, 2);
@@ -226,8 +262,10 @@ TEST(Tasks, NgramQueryOccursExactlyOnceAndTargetsFollowIt) {
 }
 
 TEST(Tasks, CorruptionChangesOneTokenOfTheRoleToAnAbsentOne) {
-  for (const std::string name : {"mqar", "ar"}) {
-    auto task = make_task({{"task", name}});
+  for (const json& config : {json{{"task", "mqar"}}, json{{"task", "ar"}},
+                             json{{"task", "mqar"}, {"vocab_size", 64}, {"seq_len", 48}, {"num_pairs", 8}, {"min_pairs", 2}}}) {
+    const std::string name = config.dump();
+    auto task = make_task(config);
     Batch clean = task->sample(20, 6);
     for (const auto& role : task->corruptible_roles()) {
       Batch c = task->corrupt(clean, 7, role);
