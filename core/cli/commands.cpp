@@ -771,16 +771,14 @@ int run_eval(const EvalOptions& o) {
       csv << "\n";
     };
     std::vector<double> accs;
-    for (auto s : o.seeds) accs.push_back(Trainer::evaluate(*ck.model, *task, o.examples, s));
+    std::vector<std::vector<std::pair<int64_t, int64_t>>> per_seed(o.seeds.size());  // with --by-answer
+    size_t orders = 0;
+    for (size_t k = 0; k < o.seeds.size(); ++k) {
+      accs.push_back(Trainer::evaluate(*ck.model, *task, o.examples, o.seeds[k], o.by_answer ? &per_seed[k] : nullptr));
+      orders = std::max(orders, per_seed[k].size());
+    }
     report(accs, "all", (label.empty() ? "" : label + "  ") + "accuracy ");
     std::cout << "\n";
-    if (!o.by_answer) continue;
-    std::vector<std::vector<std::pair<int64_t, int64_t>>> per_seed;
-    size_t orders = 0;
-    for (auto s : o.seeds) {
-      per_seed.push_back(Trainer::evaluate_by_answer(*ck.model, *task, o.examples, s));
-      orders = std::max(orders, per_seed.back().size());
-    }
     for (size_t k = 0; k < orders; ++k) {
       std::vector<double> a;  // the seeds whose examples have a (k+1)-th answer
       int64_t positions = 0;

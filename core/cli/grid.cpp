@@ -460,7 +460,7 @@ int run_grid(const GridOptions& o) {
   const std::vector<size_t> todo = to_run(p, true);
   if (o.dry_run) {
     preflight(p, todo,
-              (std::filesystem::temp_directory_path() / ("mechscope-preflight-" + std::to_string(getpid()) + ".log")).string());
+              (fs::temp_directory_path() / ("mechscope-preflight-" + std::to_string(getpid()) + ".log")).string());
     for (size_t i : todo)
       for (const auto& step : grid::task_steps(p.tasks[i].argv, p.m.then, grid::task_folder(p.folder, p.tasks[i].id)))
         std::cout << p.tasks[i].id << "  mechscope-cli " << join(step, " ") << "\n";

@@ -153,8 +153,6 @@ void check_axis(const std::string& key, const ordered_json& values, const std::s
   }
 }
 
-
-
 std::string hash_of(const Manifest& m, const ordered_json& params, int64_t shard) {
   json canon = {{"command", m.command}, {"then", m.then}, {"params", json::parse(params.dump())}};  // keys sorted
   if (shard >= 0) canon["shard"] = std::to_string(shard) + "/" + std::to_string(m.shards);

@@ -215,13 +215,35 @@ double Trainer::lr_at(int64_t step) const {
   return cfg_.lr * 0.5 * (1.0 + std::cos(M_PI * std::min(1.0, progress)));
 }
 
-double Trainer::evaluate(LanguageModel& model, const Task& task, int64_t n, uint64_t seed) {
+// Adds each answered position of `b` to (correct, total) at its order within its example (Trainer::evaluate).
+static void count_by_answer(const at::Tensor& logits, const Batch& b, std::vector<std::pair<int64_t, int64_t>>& counts) {
+  at::Tensor pred = logits.argmax(-1).to(at::kCPU).to(at::kLong).contiguous();
+  at::Tensor targets = b.targets.to(at::kLong).contiguous();
+  const int64_t rows = targets.size(0), cols = targets.size(1);
+  const int64_t* t = targets.data_ptr<int64_t>();
+  const int64_t* p = pred.data_ptr<int64_t>();
+  for (int64_t r = 0; r < rows; ++r) {
+    size_t k = 0;
+    for (int64_t c = 0; c < cols; ++c) {
+      const int64_t i = r * cols + c;
+      if (t[i] == -100) continue;  // not an answer (the tasks' ignore index)
+      if (counts.size() <= k) counts.resize(k + 1, {0, 0});
+      counts[k].first += p[i] == t[i];
+      counts[k].second += 1;
+      ++k;
+    }
+  }
+}
+
+double Trainer::evaluate(LanguageModel& model, const Task& task, int64_t n, uint64_t seed,
+                         std::vector<std::pair<int64_t, int64_t>>* by_answer) {
   at::NoGradGuard ng;
   const bool was_training = model.is_training();
   model.eval();
   double correct = 0;
   int64_t total = 0;
   const bool per_position = task.accuracy_unit() == "position";
+  if (by_answer) by_answer->clear();
   for (int64_t done = 0; done < n; done += 128) {
     const int64_t m = std::min<int64_t>(128, n - done);
     Batch b = task.sample(m, seed + static_cast<uint64_t>(done) * 7919);
@@ -230,39 +252,10 @@ double Trainer::evaluate(LanguageModel& model, const Task& task, int64_t n, uint
     const int64_t weight = per_position ? b.targets.ne(-100).sum().item<int64_t>() : m;
     correct += acc * weight;
     total += weight;
+    if (by_answer) count_by_answer(logits, b, *by_answer);
   }
   if (was_training) model.train();
   return total > 0 ? correct / total : 0.0;
-}
-
-std::vector<std::pair<int64_t, int64_t>> Trainer::evaluate_by_answer(LanguageModel& model, const Task& task, int64_t n,
-                                                                     uint64_t seed) {
-  at::NoGradGuard ng;
-  const bool was_training = model.is_training();
-  model.eval();
-  std::vector<std::pair<int64_t, int64_t>> counts;
-  for (int64_t done = 0; done < n; done += 128) {  // the chunks and seeds of evaluate
-    const int64_t m = std::min<int64_t>(128, n - done);
-    Batch b = task.sample(m, seed + static_cast<uint64_t>(done) * 7919);
-    at::Tensor pred = model.forward(b.tokens).argmax(-1).to(at::kCPU).to(at::kLong).contiguous();
-    at::Tensor targets = b.targets.to(at::kLong).contiguous();
-    const int64_t rows = targets.size(0), cols = targets.size(1);
-    const int64_t* t = targets.data_ptr<int64_t>();
-    const int64_t* p = pred.data_ptr<int64_t>();
-    for (int64_t r = 0; r < rows; ++r) {
-      size_t k = 0;
-      for (int64_t c = 0; c < cols; ++c) {
-        const int64_t i = r * cols + c;
-        if (t[i] == -100) continue;  // not an answer (the tasks' ignore index)
-        if (counts.size() <= k) counts.resize(k + 1, {0, 0});
-        counts[k].first += p[i] == t[i];
-        counts[k].second += 1;
-        ++k;
-      }
-    }
-  }
-  if (was_training) model.train();
-  return counts;
 }
 
 void Trainer::save(int64_t step) {

@@ -84,13 +84,12 @@ class Trainer {
   void resume(const Checkpoint& ck);
   /// Runs to the end, early stop, or until *stop becomes true (then saves and returns interrupted).
   TrainResult run(const std::function<void(const TrainProgress&)>& on_progress, const std::atomic<bool>* stop);
-  /// Accuracy on `n` held-out examples of `task` (chunks of 128, no grad).
-  static double evaluate(LanguageModel& model, const Task& task, int64_t n, uint64_t seed);
-  /// The same examples as evaluate, each answered position counted by its order within its example: element i holds
-  /// (correct, total) over the examples' (i+1)-th answers (an MQAR example's first query, second, ...). The counts
-  /// summed over i give evaluate's accuracy for a per-position task.
-  static std::vector<std::pair<int64_t, int64_t>> evaluate_by_answer(LanguageModel& model, const Task& task, int64_t n,
-                                                                     uint64_t seed);
+  /// Accuracy on `n` held-out examples of `task` (chunks of 128, no grad). With `by_answer`, the same forwards also
+  /// count each answered position by its order within its example: element i holds (correct, total) over the
+  /// examples' (i+1)-th answers (an MQAR example's first query, second, ...); summed over i they give the accuracy
+  /// of a per-position task.
+  static double evaluate(LanguageModel& model, const Task& task, int64_t n, uint64_t seed,
+                         std::vector<std::pair<int64_t, int64_t>>* by_answer = nullptr);
   const TrainHistory& history() const { return history_; }
 
  private:
