@@ -100,7 +100,7 @@ const std::vector<std::string> kMoEKeys = {"num_experts", "top_k", "hidden", "no
 const std::vector<std::string> kAttnKeys = {
     "num_heads", "num_heads_kv", "head_dim", "qkv_proj_bias", "out_proj_bias", "softmax_scale", "causal",
     "rotary_emb_dim", "rotary_emb_base", "rotary_emb_interleaved", "rotary_scaling", "sliding_window", "sliding_window_layers", "qk_norm", "mlp_dim", "d_conv",
-    "softcap", "sliding_rotary_base", "qk_norm_whole", "clip_qkv"};
+    "softcap", "sliding_rotary_base", "qk_norm_whole", "clip_qkv", "hard_alibi_heads"};
 const std::vector<std::string> kMamba1Keys = {
     "layer", "d_state", "d_conv", "expand", "dt_rank", "dt_min", "dt_max", "dt_init", "dt_scale",
     "dt_init_floor", "conv_bias", "bias", "bcdt_rms_eps", "bcdt_norm_weights", "use_fast_path"};
@@ -167,6 +167,7 @@ void parse_attn(const json& j, ModelConfig& c, AttnConfig& a, const std::string&
   r.get("softcap", a.softcap);
   r.get("qk_norm_whole", a.qk_norm_whole);
   r.get("clip_qkv", a.clip_qkv);
+  r.get("hard_alibi_heads", a.hard_alibi_heads);
   require(!(a.qk_norm && a.qk_norm_whole), name + ".qk_norm_whole: q and k are normalised per head (qk_norm) or whole, not both");
   require(a.clip_qkv >= 0 && std::isfinite(a.clip_qkv), name + ".clip_qkv: expected a positive number, or 0 for none");
   r.get("sliding_rotary_base", a.sliding_rotary_base);
@@ -289,6 +290,9 @@ void check_attn_heads(const AttnConfig& a, int64_t head_dim, const std::string& 
                                       ") must be a multiple of num_heads_kv (" + std::to_string(hkv) + ")");
   require(a.rotary_emb_dim >= 0 && a.rotary_emb_dim <= head_dim && a.rotary_emb_dim % 2 == 0,
           name + ".rotary_emb_dim: must be even and at most head_dim (" + std::to_string(head_dim) + ")");
+  require(a.hard_alibi_heads >= 0 && a.hard_alibi_heads <= a.num_heads,
+          name + ".hard_alibi_heads: expected 0 (none) to num_heads (" + std::to_string(a.num_heads) + "), found " +
+              std::to_string(a.hard_alibi_heads));
 }
 
 void parse_shared(const json& j, ModelConfig& c) {
@@ -617,6 +621,7 @@ static json attn_json(const AttnConfig& attn) {
   if (attn.qk_norm_whole) a["qk_norm_whole"] = true;
   if (attn.clip_qkv > 0) a["clip_qkv"] = attn.clip_qkv;
   if (attn.sliding_rotary_base > 0) a["sliding_rotary_base"] = attn.sliding_rotary_base;
+  if (attn.hard_alibi_heads > 0) a["hard_alibi_heads"] = attn.hard_alibi_heads;
   return a;
 }
 

@@ -55,6 +55,9 @@ struct AttnConfig {
   /// > 0: the layers with a sliding window rotate by the default rotary of this base, without rotary_scaling (Gemma 3's
   /// rope_local_base_freq); the others by rotary_emb_base and rotary_scaling.
   double sliding_rotary_base = 0.0;
+  /// > 0: Hard-ALiBi (the Repeat-After-Me paper's copying transformers): head h < hard_alibi_heads sees only the keys
+  /// at most h positions back (itself and the h before it); the other heads see every earlier key.
+  int64_t hard_alibi_heads = 0;
 };
 
 /// Options of Mamba1 (mamba_ssm/modules/mamba_simple.py).

@@ -98,8 +98,18 @@ std::string AttentionImpl::describe() const {
   if (cfg_.qk_norm_whole) o << ", q/k RMSNorm over the whole projections";
   if (cfg_.clip_qkv > 0) o << ", q/k/v clipped at " << cfg_.clip_qkv;
   if (cfg_.softcap > 0) o << ", scores soft-capped at " << cfg_.softcap;
+  if (cfg_.hard_alibi_heads > 0)
+    o << ", Hard-ALiBi on heads 0-" << cfg_.hard_alibi_heads - 1 << " (head h sees h positions back)";
   o << ")";
   return o.str();
+}
+
+at::Tensor AttentionImpl::beyond_hard_alibi(const at::Tensor& distance) const {
+  // Head h < hard_alibi_heads keeps the keys at distance 0..h; the later heads every one (a reach past any length).
+  std::vector<int64_t> reach(H, std::numeric_limits<int64_t>::max());
+  for (int64_t h = 0; h < cfg_.hard_alibi_heads; ++h) reach[h] = h;
+  const at::Tensor r = at::tensor(reach, distance.options()).view({1, H, 1, 1});
+  return distance > r;  // [b|1, H, Lq, Lk]
 }
 
 void AttentionImpl::normalise_qkv(at::Tensor& q, at::Tensor& k, at::Tensor& v) {
@@ -138,7 +148,8 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const Partial& part, Hook
     normalise_qkv(q, k, v);
     const bool hooked = ctx && (ctx->wants(h_q_) || ctx->wants(h_k_) || ctx->wants(h_v_) || ctx->wants(h_scores_) ||
                                 ctx->wants(h_pattern_));
-    if (s == 0 && !hooked && cfg_.sliding_window == 0 && cfg_.softcap == 0 && x.device().is_cpu() &&
+    if (s == 0 && !hooked && cfg_.sliding_window == 0 && cfg_.hard_alibi_heads == 0 && cfg_.softcap == 0 &&
+        x.device().is_cpu() &&
         x.scalar_type() == at::kFloat) {
       auto [cos, sin] = rotary_tables(Lx);
       at::Tensor z = kernels::rows_attention(q.unflatten(-1, {H, D}), k.unflatten(-1, {Hkv, D}), v.unflatten(-1, {Hkv, D}),
@@ -180,9 +191,14 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const Partial& part, Hook
     const at::Tensor kidx = at::arange(Lk, qpos.options()).view({1, 1, 1, Lk}), qidx = qpos.view({qpos.size(0), 1, -1, 1});
     future = kidx > qidx;  // [b|1, 1, Lq, Lk]
     if (window > 0) future = future.logical_or(kidx <= qidx - window);
+    if (cfg_.hard_alibi_heads > 0) future = future.logical_or(beyond_hard_alibi(qidx - kidx));
   } else {
     future = at::ones({Lx, Lx}, x.options().dtype(at::kBool)).triu(1);
     if (window > 0) future = future.logical_or(at::ones({Lx, Lx}, x.options().dtype(at::kBool)).tril(-window));
+    if (cfg_.hard_alibi_heads > 0) {
+      const at::Tensor idx = at::arange(Lx, x.options().dtype(at::kLong));
+      future = future.logical_or(beyond_hard_alibi((idx.view({Lx, 1}) - idx.view({1, Lx})).view({1, 1, Lx, Lx})));
+    }
   }
   at::Tensor scores = at::matmul(q.transpose(1, 2), k.permute({0, 2, 3, 1})) * scale_;  // [b, H, Lq, Lk]
   if (cfg_.softcap > 0) scores = at::tanh(scores / cfg_.softcap) * cfg_.softcap;  // Gemma 2, as transformers orders it

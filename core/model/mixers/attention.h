@@ -1,5 +1,5 @@
 // Multi-head causal self-attention (mamba_ssm modules/mha.py; spec §1 "MHA"): in_proj -> [q | k | v], (per-head
-// RMSNorm of q and k: Qwen3's qk_norm), rotary, grouped kv heads, causal softmax (within a sliding window), out_proj. Hooks under blocks.{i}.attn. (spec §2). Must not: know about blocks.
+// RMSNorm of q and k: Qwen3's qk_norm), rotary, grouped kv heads, causal softmax (within a sliding window; Hard-ALiBi's per-head windows), out_proj. Hooks under blocks.{i}.attn. (spec §2). Must not: know about blocks.
 #pragma once
 
 #include <memory>
@@ -55,6 +55,9 @@ class AttentionImpl : public MixerImpl {
   /// qk_norm (Qwen3): q [.., H D] and k [.., Hkv D] with each head RMS-normalised; qk_norm_whole (OLMoE): each
   /// projection as a whole; then clip_qkv's clamp of q, k and v. Unchanged without them.
   void normalise_qkv(at::Tensor& q, at::Tensor& k, at::Tensor& v);
+  /// Hard-ALiBi's mask from query-minus-key distances [b|1, 1, Lq, Lk]: true [b|1, H, Lq, Lk] where head h <
+  /// hard_alibi_heads may not look (more than h positions back).
+  at::Tensor beyond_hard_alibi(const at::Tensor& distance) const;
 };
 
 }  // namespace mechscope

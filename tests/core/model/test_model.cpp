@@ -310,6 +310,7 @@ TEST(Model, PartialRunFromACachedPrefixEqualsTheFullRun) {
       {"parallel-hybrid", nlohmann::json::object()},
       {"gpt-neox", nlohmann::json::object()},
       {"transformer", {{"attn_cfg", {{"num_heads", 4}, {"sliding_window", 3}}}}},
+      {"transformer", {{"attn_cfg", {{"num_heads", 4}, {"hard_alibi_heads", 2}}}}},
       {"zamba-like", {{"n_layer", 3}}}};  // the shared block takes its keys, values and embedding from the prefix
   for (bool fast : {true, false}) {
     mechscope::kernels::set_fast_scan_enabled(fast);
@@ -370,6 +371,7 @@ TEST(Model, LastBlockAtRowsEqualsTheFullForwardThere) {
       {"parallel-hybrid", nlohmann::json::object()},
       {"gpt-neox", nlohmann::json::object()},
       {"transformer", {{"attn_cfg", {{"num_heads", 4}, {"sliding_window", 3}}}}},
+      {"transformer", {{"attn_cfg", {{"num_heads", 4}, {"hard_alibi_heads", 3}}}}},
       {"zamba-like", nlohmann::json::object()}};  // a shared block in the last layer: every position, then the rows
   for (const auto& [preset, overrides] : cases) {
     LanguageModel m(mechscope::test::small_config(preset, overrides), 3);
@@ -482,6 +484,50 @@ TEST(Model, ASlidingWindowReachesExactlyItsPositions) {
   hybrid["attn_cfg"]["sliding_window_layers"] = {1};
   EXPECT_EQ(ModelConfig::from_json(hybrid).attention_window(1), 2);
   EXPECT_EQ(ModelConfig::from_json(hybrid).to_json()["attn_cfg"]["sliding_window_layers"], json::array({1}));
+}
+
+// Hard-ALiBi (the Repeat-After-Me paper's copying transformers): head h < hard_alibi_heads attends to the keys at
+// most h positions back, the other heads to every earlier one. Head 0 sees only its own position, so its output is
+// its value (a softmax over one key is exactly 1); head h's pattern is positive on its reach and 0 beyond; the heads
+// from hard_alibi_heads on are those of the same weights without it.
+TEST(Model, HardAlibiHeadsAttendWithinTheirReach) {
+  at::NoGradGuard no_grad;
+  const int64_t L = 10, H = 4, M = 3;
+  auto config = [&](int64_t heads) {
+    json attn = {{"num_heads", H}};
+    if (heads >= 0) attn["hard_alibi_heads"] = heads;
+    return small_config("transformer", {{"n_layer", 1}, {"d_intermediate", 0}, {"attn_cfg", attn}});
+  };
+  LanguageModel hard(config(M), 4), plain(config(-1), 4);
+  const at::Tensor toks = random_tokens(2, L, 37, 3);
+  const std::string p = "blocks.0.attn.";
+  const auto names = HookSelection::of({p + "hook_pattern", p + "hook_v", p + "hook_z"});
+  auto [hard_logits, hc] = hard.run_with_cache(toks, names);
+  auto [plain_logits, pc] = plain.run_with_cache(toks, names);
+  const at::Tensor pat = hc.at(p + "hook_pattern"), plain_pat = pc.at(p + "hook_pattern");  // [b, H, L, L]
+  const at::Tensor causal = at::ones({L, L}, at::kBool).tril();
+  for (int64_t h = 0; h < M; ++h) {
+    const at::Tensor reach = causal.logical_and(at::ones({L, L}, at::kBool).triu(-h));  // keys q-h .. q
+    EXPECT_TRUE(at::equal(pat.select(1, h) > 0, reach.expand({2, L, L}))) << "head " << h;
+    EXPECT_GT(max_abs_diff(pat.select(1, h), plain_pat.select(1, h)), 1e-3) << "head " << h;
+  }
+  EXPECT_TRUE(at::equal(hc.at(p + "hook_z").select(2, 0), hc.at(p + "hook_v").select(2, 0)));
+  for (int64_t h = M; h < H; ++h) EXPECT_LT(max_abs_diff(pat.select(1, h), plain_pat.select(1, h)), 1e-6) << "head " << h;
+  EXPECT_GT(max_abs_diff(hard_logits, plain_logits), 1e-4);
+  // In the config only when set; a count outside 0..num_heads is refused by name.
+  EXPECT_EQ(hard.config().to_json()["attn_cfg"]["hard_alibi_heads"], M);
+  EXPECT_FALSE(plain.config().to_json()["attn_cfg"].contains("hard_alibi_heads"));
+  EXPECT_FALSE(config(0).to_json()["attn_cfg"].contains("hard_alibi_heads"));
+  for (int64_t bad : {int64_t(-1), H + 1}) {
+    json j = config(M).to_json();
+    j["attn_cfg"]["hard_alibi_heads"] = bad;
+    try {
+      ModelConfig::from_json(j);
+      ADD_FAILURE() << bad << " accepted";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("hard_alibi_heads"), std::string::npos) << e.what();
+    }
+  }
 }
 
 // Every MLP kind against its formula written out: gated (value * act(gate)) and plain (act(fc1 x)), each
