@@ -14,6 +14,8 @@ TRAIN="--train-set batch=64 --train-set lr=3e-3 --train-set warmup=0.02 --train-
 POS="--task position --task-set num_symbols=32"
 NGRAM="--task ngram --task-set min_len=30 --task-set max_len=60"   # P1 uses 50-100; shorter trains here
 ATTN="--set attn_cfg.num_heads=1 --set attn_cfg.rotary_emb_dim=64"   # one wide head, as zoology's MQAR baselines
+COPY="--task copy --task-set min_len=5 --task-set max_len=30"
+COPYTRAIN="--train-set batch=64 --train-set lr=1e-3 --train-set warmup=0.05 --train-set steps=10000 --train-set eval_every=250 --train-set eval_examples=512 --train-set target_accuracy=0.99 --train-set snapshot_rows=0"
 # tinylang's AR with a small vocabulary and 1-16 pairs per example (its variable length)
 AR="--task ar --task-set num_keys=16 --task-set num_values=16 --task-set num_pairs=16 --task-set min_pairs=1"
 # P4's key-value prompts as text through our BPE tokenizer (issue 23), four answered queries per training prompt
@@ -44,6 +46,10 @@ demos=(
   "position-hybrid|--preset hybrid --set n_layer=2 --set d_model=64 --set attn_cfg.num_heads=1 --set attn_cfg.rotary_emb_dim=0|$POS|$TRAIN --train-set batch=256 --train-set steps=6000 --train-set eval_every=100 --train-set target_accuracy=0.995"
   "position-mamba2|--preset mamba2 --set d_model=64|$POS|$TRAIN --train-set batch=256 --train-set steps=6000 --train-set eval_every=100 --train-set target_accuracy=0.995"
   "kv-hybrid|--preset hybrid --set n_layer=2 --set d_model=128 --set attn_cfg.num_heads=2 --set attn_cfg.head_dim=64 --set attn_cfg.rotary_emb_dim=64|$KV|--train-set batch=64 --train-set lr=3e-3 --train-set warmup=0.05 --train-set steps=12000 --train-set eval_every=250 --train-set eval_examples=512 --train-set target_accuracy=0.99 --train-set snapshot_rows=0"
+  # copying (Repeat-After-Me, issue 28): trained on strings of 5-30 letters; Hard-ALiBi (heads 0-3 see 0-3 positions
+  # back, the other four every one) copies strings twice as long, rotary positions do not (resources/grids/copy-length.json)
+  "copy-rotary|--preset transformer --set d_model=128 --set attn_cfg.num_heads=2|$COPY|$COPYTRAIN"
+  "copy-hard-alibi|--preset transformer --set d_model=128 --set attn_cfg.num_heads=8 --set attn_cfg.rotary_emb_dim=0 --set attn_cfg.hard_alibi_heads=4|$COPY|$COPYTRAIN"
   "ngram-hybrid|--preset hybrid --set n_layer=2 --set d_model=64 $ATTN|$NGRAM|$TRAIN --train-set batch=128 --train-set steps=10000 --train-set target_accuracy=0.99"
 )
 
