@@ -50,6 +50,8 @@ demos=(
   # back, the other four every one) copies strings twice as long, rotary positions do not (resources/grids/copy-length.json)
   "copy-rotary|--preset transformer --set d_model=128 --set attn_cfg.num_heads=2|$COPY|$COPYTRAIN"
   "copy-hard-alibi|--preset transformer --set d_model=128 --set attn_cfg.num_heads=8 --set attn_cfg.rotary_emb_dim=0 --set attn_cfg.hard_alibi_heads=4|$COPY|$COPYTRAIN"
+  # Mamba2 of the same width copies short strings and fails past 30 letters (its whole 10,000 steps, 35 min: DEMO_TIMEOUT=2400)
+  "copy-mamba2|--preset mamba2 --set d_model=128|$COPY|$COPYTRAIN"
   "ngram-hybrid|--preset hybrid --set n_layer=2 --set d_model=64 $ATTN|$NGRAM|$TRAIN --train-set batch=128 --train-set steps=10000 --train-set target_accuracy=0.99"
 )
 

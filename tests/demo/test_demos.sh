@@ -5,7 +5,7 @@
 set -uo pipefail
 cli=$1; dir=$2
 fail=0; pass=0
-declare -A min=( [mqar-attn]=0.99 [mqar-attn4]=0.98 [mqar-hybrid]=0.99 [mqar-mamba2-d128]=0.98 [ar-attn]=0.99 [ar-mamba1]=0.99 [ar-mamba1-1layer]=0.99 [ar-mamba1-conv2]=0.99 [atr-mamba1]=0.9 [atr-attn]=0.65 [position-attn]=0.99 [position-hybrid]=0.9 [ngram-hybrid]=0.9 [kv-hybrid]=0.95 [copy-rotary]=0.95 [copy-hard-alibi]=0.95 )
+declare -A min=( [mqar-attn]=0.99 [mqar-attn4]=0.98 [mqar-hybrid]=0.99 [mqar-mamba2-d128]=0.98 [ar-attn]=0.99 [ar-mamba1]=0.99 [ar-mamba1-1layer]=0.99 [ar-mamba1-conv2]=0.99 [atr-mamba1]=0.9 [atr-attn]=0.65 [position-attn]=0.99 [position-hybrid]=0.9 [ngram-hybrid]=0.9 [kv-hybrid]=0.95 [copy-rotary]=0.95 [copy-hard-alibi]=0.95 [copy-mamba2]=0.9 )
 for f in "$dir"/*.h5; do
   name=$(basename "$f" .h5)
   if ! "$cli" info "$f" > /dev/null; then echo "FAIL: info $name"; fail=$((fail+1)); continue; fi
