@@ -61,10 +61,14 @@ const KeyCorruption& key_corruption(const std::string& name) {
 }
 
 // A demo's accuracy on 512 fresh examples of its task (seed 31).
-double fresh_accuracy(const std::string& name) {
+// A demo's accuracy on `examples` fresh examples (seed 31) of its task, with `task_changes` over its task config.
+double fresh_accuracy(const std::string& name, int64_t examples = 512,
+                      const nlohmann::json& task_changes = nlohmann::json::object()) {
   Checkpoint ck = load_checkpoint(demo(name));
-  auto task = make_task(ck.task_config);
-  Batch b = task->sample(512, 31);
+  nlohmann::json cfg = ck.task_config;
+  cfg.update(task_changes);
+  auto task = make_task(cfg);
+  Batch b = task->sample(examples, 31);
   at::NoGradGuard no_grad;
   return task_accuracy(*task, ck.model->forward(b.tokens), b);
 }
@@ -360,14 +364,7 @@ TEST(Science, HardAlibiCopiesStringsLongerThanItsTrainingRotaryAndMamba2DoNot) {
   // 60. Margins here, on 256 fresh strings (seed 31) of exactly L letters: all three at least 0.8 at 20; at 60
   // Hard-ALiBi at least 0.7, rotary and Mamba2 at most 0.05.
   auto accuracy_at = [](const std::string& name, int64_t L) {
-    Checkpoint ck = load_checkpoint(demo(name));
-    nlohmann::json cfg = ck.task_config;
-    cfg["min_len"] = L;
-    cfg["max_len"] = L;
-    auto task = make_task(cfg);
-    Batch b = task->sample(256, 31);
-    at::NoGradGuard no_grad;
-    return task_accuracy(*task, ck.model->forward(b.tokens), b);
+    return fresh_accuracy(name, 256, {{"min_len", L}, {"max_len", L}});
   };
   const double rotary20 = accuracy_at("copy-rotary", 20), hard20 = accuracy_at("copy-hard-alibi", 20);
   const double rotary60 = accuracy_at("copy-rotary", 60), hard60 = accuracy_at("copy-hard-alibi", 60);

@@ -149,8 +149,7 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const Partial& part, Hook
     const bool hooked = ctx && (ctx->wants(h_q_) || ctx->wants(h_k_) || ctx->wants(h_v_) || ctx->wants(h_scores_) ||
                                 ctx->wants(h_pattern_));
     if (s == 0 && !hooked && cfg_.sliding_window == 0 && cfg_.hard_alibi_heads == 0 && cfg_.softcap == 0 &&
-        x.device().is_cpu() &&
-        x.scalar_type() == at::kFloat) {
+        x.device().is_cpu() && x.scalar_type() == at::kFloat) {
       auto [cos, sin] = rotary_tables(Lx);
       at::Tensor z = kernels::rows_attention(q.unflatten(-1, {H, D}), k.unflatten(-1, {Hkv, D}), v.unflatten(-1, {Hkv, D}),
                                              *rows, cos, sin, cfg_.rotary_emb_dim, cfg_.rotary_emb_interleaved, scale_);
